@@ -1,0 +1,280 @@
+/*
+ * The block layer's public interface: nodes, opening, the request API and
+ * BlockBackend handles for tool code.
+ *
+ * Threading: everything here runs on the main loop thread
+ * (aio_get_default()).  Functions marked coroutine_fn must run in a
+ * coroutine; the blk_* functions without "_co_" are synchronous wrappers
+ * usable from plain code (they run a coroutine and poll the loop) and also
+ * from a coroutine (then they call through directly).
+ *
+ * Return values: data path 0 (or a byte count where stated) / -errno;
+ * control path also fills Error **errp.
+ */
+#ifndef STRATA_BLOCK_H
+#define STRATA_BLOCK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "coroutine/coroutine.h"
+#include "qobject/qobject.h"
+#include "util/aio.h"
+#include "util/error.h"
+#include "util/iov.h"
+
+typedef struct BlockDriver BlockDriver;
+typedef struct BlockDriverState BlockDriverState;
+typedef struct BdrvChild BdrvChild;
+typedef struct BlockBackend BlockBackend;
+
+#define BDRV_SECTOR_BITS   9
+#define BDRV_SECTOR_SIZE   (1ULL << BDRV_SECTOR_BITS)
+/* Largest request the core accepts (as QEMU: INT64_MAX rounded to 2^31-ish
+ * limits per driver request are done by splitting). */
+#define BDRV_MAX_LENGTH    (INT64_MAX & ~(int64_t)(BDRV_SECTOR_SIZE - 1))
+#define BDRV_REQUEST_MAX_BYTES (INT32_MAX & ~(int64_t)(BDRV_SECTOR_SIZE - 1))
+/* How much of an image format probing reads. */
+#define BLOCK_PROBE_BUF_SIZE 512
+
+/* ---- open flags ---- */
+enum {
+    BDRV_O_RDWR          = 0x0002,
+    BDRV_O_SNAPSHOT      = 0x0008,  /* temporary overlay, discarded on close */
+    BDRV_O_NOCACHE       = 0x0020,  /* O_DIRECT (cache.direct=on) */
+    BDRV_O_NO_BACKING    = 0x0100,
+    BDRV_O_NO_FLUSH      = 0x0200,  /* cache.no-flush=on (cache=unsafe) */
+    BDRV_O_COPY_ON_READ  = 0x0400,
+    BDRV_O_UNMAP         = 0x4000,  /* discard=unmap */
+    BDRV_O_PROTOCOL      = 0x8000,  /* open only a protocol node */
+    BDRV_O_NO_IO         = 0x10000, /* metadata only: no data I/O will follow */
+    BDRV_O_FORCE_SHARE   = 0x20000, /* -U: read-only, share everything */
+    BDRV_O_CREATE        = 0x40000, /* opened by create: allow writes past EOF */
+};
+
+/* Cache mode names -> flags: none, directsync, writeback, writethrough,
+ * unsafe.  *writethrough tells whether the backend's write cache is off. */
+int bdrv_parse_cache_mode(const char *mode, int *flags, bool *writethrough);
+/* discard mode: "ignore"/"off" or "unmap"/"on". */
+int bdrv_parse_discard_flags(const char *mode, int *flags);
+
+/* ---- request flags ---- */
+typedef enum {
+    BDRV_REQ_FUA             = 0x01,  /* write through to stable storage */
+    BDRV_REQ_MAY_UNMAP       = 0x02,  /* write_zeroes may deallocate */
+    BDRV_REQ_ZERO_WRITE      = 0x04,  /* (internal) pwritev carries zeroes */
+    BDRV_REQ_NO_FALLBACK     = 0x08,  /* write_zeroes: fail fast (-ENOTSUP) if not efficient */
+    BDRV_REQ_WRITE_COMPRESSED= 0x10,
+    BDRV_REQ_SERIALISING     = 0x20,  /* wait for all overlapping requests */
+    BDRV_REQ_PREFETCH        = 0x40,  /* copy-on-read without returning data */
+    BDRV_REQ_UNSAFE_NO_PROBE_CHECK = 0x80, /* (internal) raw probed write ok */
+} BdrvRequestFlags;
+
+/* ---- block status ---- */
+enum {
+    BDRV_BLOCK_DATA         = 0x01,  /* reads return data from this layer */
+    BDRV_BLOCK_ZERO         = 0x02,  /* reads return zeroes */
+    BDRV_BLOCK_OFFSET_VALID = 0x04,  /* *map is a valid offset in *file */
+    BDRV_BLOCK_RAW          = 0x08,  /* (driver) ask the core to look in *file at *map */
+    BDRV_BLOCK_ALLOCATED    = 0x10,  /* content comes from this layer (not backing) */
+    BDRV_BLOCK_EOF          = 0x20,  /* range ends at end of image */
+    BDRV_BLOCK_RECURSE      = 0x40,  /* (driver) refine ZERO by asking *file */
+    BDRV_BLOCK_COMPRESSED   = 0x80,
+};
+
+typedef enum {
+    PREALLOC_MODE_OFF, PREALLOC_MODE_METADATA, PREALLOC_MODE_FALLOC,
+    PREALLOC_MODE_FULL,
+} PreallocMode;
+/* "off", "metadata", "falloc", "full" */
+bool prealloc_mode_parse(const char *s, PreallocMode *mode);
+const char *prealloc_mode_name(PreallocMode mode);
+
+typedef enum {
+    DETECT_ZEROES_OFF, DETECT_ZEROES_ON, DETECT_ZEROES_UNMAP,
+} DetectZeroes;
+
+/* ---- permissions (bit values fixed: the file driver's lock byte for
+ * permission bit i is 100 + i, for "not shared" 200 + i, as QEMU) ---- */
+enum {
+    BLK_PERM_CONSISTENT_READ = 0x01,
+    BLK_PERM_WRITE           = 0x02,
+    BLK_PERM_WRITE_UNCHANGED = 0x04,
+    BLK_PERM_RESIZE          = 0x08,
+    BLK_PERM_ALL             = 0x0f,
+    DEFAULT_PERM_PASSTHROUGH = BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE |
+                               BLK_PERM_WRITE_UNCHANGED | BLK_PERM_RESIZE,
+    DEFAULT_PERM_UNCHANGED   = BLK_PERM_ALL & ~(BLK_PERM_WRITE | BLK_PERM_RESIZE),
+};
+/* "consistent read", "write", "write unchanged", "resize" */
+const char *bdrv_perm_name(uint64_t single_perm);
+/* Comma-separated names of every bit in @perm (g_free()). */
+char *bdrv_perm_names(uint64_t perm);
+
+/* ---- drivers and nodes ---- */
+const BlockDriver *bdrv_find_format(const char *name);     /* any kind, by name */
+const BlockDriver *bdrv_find_protocol(const char *filename, bool allow_prefix,
+                                      Error **errp);
+const char *bdrv_driver_name(const BlockDriver *drv);
+/* Calls @fn for every registered driver name, sorted (for help output). */
+void bdrv_iterate_format(void (*fn)(void *opaque, const char *name), void *opaque,
+                         bool read_only_too);
+/* Probe @buf (first bytes of an image): best-scoring format driver. */
+const BlockDriver *bdrv_probe_format(const uint8_t *buf, int buf_size,
+                                     const char *filename);
+
+/*
+ * Open a graph.  @filename (may be NULL, may be "json:{...}" or carry a
+ * "proto:" prefix) and @options (flat dotted keys; ownership is taken;
+ * may be NULL) are merged.  Recognised generic options: driver, node-name,
+ * read-only, cache.direct, cache.no-flush, discard, detect-zeroes,
+ * force-share, auto-read-only, file (child options as file.*, or a node
+ * name), backing (as file), filename.  Without "driver" the format is
+ * probed (raw is guessed with the reference's warning, and then writes to
+ * the first sector are restricted).  Returns a node with one reference.
+ */
+BlockDriverState *bdrv_open(const char *filename, const char *reference,
+                            QDict *options, int flags, Error **errp);
+void bdrv_ref(BlockDriverState *bs);
+void bdrv_unref(BlockDriverState *bs);
+BlockDriverState *bdrv_find_node(const char *node_name);
+
+const char *bdrv_get_format_name(const BlockDriverState *bs);   /* NULL if none */
+const char *bdrv_get_node_name(const BlockDriverState *bs);
+const char *bdrv_get_filename(const BlockDriverState *bs);
+bool bdrv_is_read_only(const BlockDriverState *bs);
+BlockDriverState *bdrv_file_bs(const BlockDriverState *bs);      /* file child or NULL */
+BlockDriverState *bdrv_backing_bs(const BlockDriverState *bs);   /* backing child or NULL */
+/* Skip filters downward (filtered child) to the first non-filter node. */
+BlockDriverState *bdrv_skip_filters(BlockDriverState *bs);
+int bdrv_reopen_set_read_only(BlockDriverState *bs, bool read_only, Error **errp);
+
+/* Creating images: @opts holds create options (flat; "size" etc.). */
+int bdrv_create(const BlockDriver *drv, const char *filename, QDict *opts,
+                Error **errp);
+int bdrv_create_file(const char *filename, QDict *opts, Error **errp);
+
+/* ---- the request path (block/io.c): every request of every node ---- */
+int coroutine_fn bdrv_co_preadv(BdrvChild *child, int64_t offset, int64_t bytes,
+                                IOVector *qiov, BdrvRequestFlags flags);
+int coroutine_fn bdrv_co_pwritev(BdrvChild *child, int64_t offset, int64_t bytes,
+                                 IOVector *qiov, BdrvRequestFlags flags);
+int coroutine_fn bdrv_co_pwrite_zeroes(BdrvChild *child, int64_t offset,
+                                       int64_t bytes, BdrvRequestFlags flags);
+int coroutine_fn bdrv_co_pdiscard(BdrvChild *child, int64_t offset, int64_t bytes);
+int coroutine_fn bdrv_co_flush(BlockDriverState *bs);
+int coroutine_fn bdrv_co_truncate(BdrvChild *child, int64_t offset, bool exact,
+                                  PreallocMode prealloc, BdrvRequestFlags flags,
+                                  Error **errp);
+int64_t coroutine_fn bdrv_co_getlength(BlockDriverState *bs);
+int64_t coroutine_fn bdrv_co_get_allocated_file_size(BlockDriverState *bs);
+int coroutine_fn bdrv_co_copy_range(BdrvChild *src, int64_t src_offset,
+                                    BdrvChild *dst, int64_t dst_offset,
+                                    int64_t bytes, BdrvRequestFlags read_flags,
+                                    BdrvRequestFlags write_flags);
+/*
+ * Block status of [offset, offset+bytes) in @bs alone.  Returns
+ * BDRV_BLOCK_* flags (>= 0) for the first *pnum bytes (*pnum > 0 unless
+ * at EOF), or -errno.  map and file (may be NULL) name where the data lives
+ * when BDRV_BLOCK_OFFSET_VALID is set.  Results may be cached per node.
+ */
+int coroutine_fn bdrv_co_block_status(BlockDriverState *bs, int64_t offset,
+                                      int64_t bytes, int64_t *pnum,
+                                      int64_t *map, BlockDriverState **file);
+/* The same merged down the backing chain from @top to @base (exclusive;
+ * NULL = whole chain); *depth (may be NULL) = 1 for @top, 2 for its
+ * backing, ... and 0 if unallocated everywhere. */
+int coroutine_fn bdrv_co_block_status_above(BlockDriverState *top,
+                                            BlockDriverState *base,
+                                            int64_t offset, int64_t bytes,
+                                            int64_t *pnum, int64_t *map,
+                                            BlockDriverState **file, int *depth);
+int coroutine_fn bdrv_co_is_allocated(BlockDriverState *bs, int64_t offset,
+                                      int64_t bytes, int64_t *pnum);
+
+/* Drain: quiesce @bs and its subtree.  Nests.  While drained, backends
+ * above queue new requests; in-flight ones finish before this returns. */
+void bdrv_drained_begin(BlockDriverState *bs);
+void bdrv_drained_end(BlockDriverState *bs);
+void bdrv_drain_all(void);
+/* Flush every node (tools call it before exit). */
+int bdrv_flush_all(void);
+/* Close every remaining node (at exit, after backends are gone). */
+void bdrv_close_all(void);
+
+/* Run @fn(opaque) in a new coroutine and poll until it returns (plain
+ * context), or call it directly (coroutine context). */
+void co_run_sync(CoroutineEntry *fn, void *opaque);
+
+/* ---- BlockBackend: a tool's handle on the root of a graph ---- */
+BlockBackend *blk_new(uint64_t perm, uint64_t shared_perm);
+/* bdrv_open() + attach.  Permissions: read (and write + resize with
+ * BDRV_O_RDWR); shares everything but write and resize unless
+ * BDRV_O_FORCE_SHARE (then shares all, opens read-only). */
+BlockBackend *blk_new_open(const char *filename, const char *reference,
+                           QDict *options, int flags, Error **errp);
+int blk_insert_bs(BlockBackend *blk, BlockDriverState *bs, Error **errp);
+void blk_remove_bs(BlockBackend *blk);
+void blk_unref(BlockBackend *blk);
+BlockDriverState *blk_bs(BlockBackend *blk);
+int blk_set_perm(BlockBackend *blk, uint64_t perm, uint64_t shared, Error **errp);
+void blk_get_perm(BlockBackend *blk, uint64_t *perm, uint64_t *shared);
+/* Write cache off = writethrough: every write gets FUA (emulated by a
+ * flush where the node lacks it). */
+void blk_set_enable_write_cache(BlockBackend *blk, bool wce);
+bool blk_enable_write_cache(BlockBackend *blk);
+/* Allow writes past EOF (image creation). */
+void blk_set_allow_write_beyond_eof(BlockBackend *blk, bool allow);
+bool blk_is_read_only(BlockBackend *blk);
+
+int coroutine_fn blk_co_preadv(BlockBackend *blk, int64_t offset, int64_t bytes,
+                               IOVector *qiov, BdrvRequestFlags flags);
+int coroutine_fn blk_co_pwritev(BlockBackend *blk, int64_t offset, int64_t bytes,
+                                IOVector *qiov, BdrvRequestFlags flags);
+int coroutine_fn blk_co_pread(BlockBackend *blk, int64_t offset, int64_t bytes,
+                              void *buf, BdrvRequestFlags flags);
+int coroutine_fn blk_co_pwrite(BlockBackend *blk, int64_t offset, int64_t bytes,
+                               const void *buf, BdrvRequestFlags flags);
+int coroutine_fn blk_co_pwrite_zeroes(BlockBackend *blk, int64_t offset,
+                                      int64_t bytes, BdrvRequestFlags flags);
+int coroutine_fn blk_co_pdiscard(BlockBackend *blk, int64_t offset, int64_t bytes);
+int coroutine_fn blk_co_flush(BlockBackend *blk);
+int coroutine_fn blk_co_truncate(BlockBackend *blk, int64_t offset, bool exact,
+                                 PreallocMode prealloc, BdrvRequestFlags flags,
+                                 Error **errp);
+int coroutine_fn blk_co_copy_range(BlockBackend *src, int64_t src_offset,
+                                   BlockBackend *dst, int64_t dst_offset,
+                                   int64_t bytes, BdrvRequestFlags read_flags,
+                                   BdrvRequestFlags write_flags);
+
+int blk_pread(BlockBackend *blk, int64_t offset, int64_t bytes, void *buf,
+              BdrvRequestFlags flags);
+int blk_pwrite(BlockBackend *blk, int64_t offset, int64_t bytes,
+               const void *buf, BdrvRequestFlags flags);
+int blk_preadv(BlockBackend *blk, int64_t offset, int64_t bytes,
+               IOVector *qiov, BdrvRequestFlags flags);
+int blk_pwritev(BlockBackend *blk, int64_t offset, int64_t bytes,
+                IOVector *qiov, BdrvRequestFlags flags);
+int blk_pwrite_zeroes(BlockBackend *blk, int64_t offset, int64_t bytes,
+                      BdrvRequestFlags flags);
+int blk_pdiscard(BlockBackend *blk, int64_t offset, int64_t bytes);
+int blk_flush(BlockBackend *blk);
+int blk_truncate(BlockBackend *blk, int64_t offset, bool exact,
+                 PreallocMode prealloc, BdrvRequestFlags flags, Error **errp);
+int64_t blk_getlength(BlockBackend *blk);
+/* Block status of the root node (merged over its backing chain when
+ * @above is true), synchronous. */
+int blk_block_status(BlockBackend *blk, bool above, int64_t offset,
+                     int64_t bytes, int64_t *pnum, int64_t *map,
+                     BlockDriverState **file, int *depth);
+int blk_is_allocated(BlockBackend *blk, int64_t offset, int64_t bytes,
+                     int64_t *pnum);
+
+/* Backend-level drain: stops new requests (they queue) until drained_end. */
+void blk_drain(BlockBackend *blk);
+/* Number of requests in flight on this backend. */
+unsigned blk_in_flight(BlockBackend *blk);
+
+/* Register every built-in driver (idempotent; tools call it first). */
+void bdrv_init(void);
+
+#endif

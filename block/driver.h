@@ -1,0 +1,260 @@
+/*
+ * The driver interface.  A driver is one static const BlockDriver,
+ * registered once with bdrv_register() from block/registry in block.c.
+ * The core allocates drv->instance_size bytes of per-node state
+ * (bs->opaque) before open and frees it after close.
+ *
+ * Data path contract (all coroutine_fn, return 0 / -errno):
+ *  - the core has checked bounds, overflow and alignment
+ *    (bl.request_alignment) and split requests to bl.max_transfer before a
+ *    driver sees them; a driver never sees bytes == 0 reads/writes;
+ *  - @qiov->size == @bytes;
+ *  - drivers reach their children only through bdrv_co_*(child, ...);
+ *  - a missing callback gets the core's default: filters pass through to
+ *    their filtered child; pwrite_zeroes falls back to writing a zero
+ *    buffer; flush_to_disk/flush_to_os NULL = nothing to do; discard NULL
+ *    = -ENOTSUP (ignored by the core); block_status NULL = "all data,
+ *    allocated" (protocols) or pass-through (filters).
+ */
+#ifndef STRATA_BLOCK_DRIVER_H
+#define STRATA_BLOCK_DRIVER_H
+
+#include "block/block.h"
+#include "util/hbitmap.h"
+
+typedef enum {
+    BDRV_KIND_PROTOCOL, BDRV_KIND_FORMAT, BDRV_KIND_FILTER,
+} BlockDriverKind;
+
+/* ---- option schema: one per driver for open and one for create ---- */
+typedef enum {
+    OPT_STRING, OPT_BOOL, OPT_NUMBER, OPT_SIZE,
+} BlockOptType;
+
+typedef struct BlockOptDesc {
+    const char *name;
+    BlockOptType type;
+    const char *help;
+    const char *def_value_str;    /* shown by -o help and used as default */
+} BlockOptDesc;
+
+/* Typed access to options in a flat QDict (values may be QStrings from the
+ * command line or typed values from JSON).  A malformed value sets errp
+ * with the reference's message ("Parameter 'x' expects a size", "Parameter
+ * 'x' expects 'on' or 'off'", ...).  Absent: @def. */
+const char *bdrv_opt_str(QDict *opts, const char *name, const char *def);
+bool bdrv_opt_bool(QDict *opts, const char *name, bool def, Error **errp);
+uint64_t bdrv_opt_size(QDict *opts, const char *name, uint64_t def, Error **errp);
+uint64_t bdrv_opt_number(QDict *opts, const char *name, uint64_t def, Error **errp);
+/* Remove every key of @schema from @opts into a new dict (for drivers that
+ * want their own options separated from children's). */
+QDict *bdrv_opts_take(QDict *opts, const BlockOptDesc *schema);
+/* Prints "Supported <fmt> options:" and one line per option, as -o help. */
+void bdrv_opts_print_help(const char *fmt, const BlockOptDesc *schema);
+
+/* ---- limits ---- */
+typedef struct BlockLimits {
+    uint32_t request_alignment;   /* bytes; 1 = any */
+    uint64_t max_transfer;        /* bytes; 0 = no limit */
+    uint64_t opt_transfer;        /* preferred request size; 0 = none */
+    uint64_t pwrite_zeroes_alignment;
+    uint64_t max_pwrite_zeroes;   /* 0 = BDRV_REQUEST_MAX_BYTES */
+    uint64_t pdiscard_alignment;
+    uint64_t max_pdiscard;
+    size_t min_mem_alignment;     /* buffer alignment needed (O_DIRECT) */
+    size_t opt_mem_alignment;
+    int max_iov;                  /* 0 = IOV_MAX */
+} BlockLimits;
+
+/* ---- children ---- */
+typedef enum {
+    BDRV_CHILD_DATA     = 0x01,  /* guest data lives here */
+    BDRV_CHILD_METADATA = 0x02,  /* format metadata lives here */
+    BDRV_CHILD_FILTERED = 0x04,  /* the child a filter passes through to */
+    BDRV_CHILD_COW      = 0x08,  /* backing file */
+    BDRV_CHILD_PRIMARY  = 0x10,  /* the "file" of a format / filter */
+} BdrvChildRole;
+
+struct BdrvChild {
+    BlockDriverState *bs;        /* the child node */
+    char *name;                  /* "file", "backing", "data-file", ... */
+    BdrvChildRole role;
+    BlockDriverState *parent;    /* NULL when the parent is a BlockBackend */
+    BlockBackend *parent_blk;
+    uint64_t perm, shared_perm;  /* what this parent needs / lets others do */
+};
+
+/* ---- nodes ---- */
+typedef struct BdrvTrackedRequest BdrvTrackedRequest;
+
+struct BlockDriverState {
+    const BlockDriver *drv;
+    void *opaque;                 /* drv->instance_size bytes */
+    char *node_name;
+    char *filename;               /* what the user named */
+    char *exact_filename;         /* as a driver reports it, may be NULL */
+    int open_flags;               /* BDRV_O_* */
+    bool read_only;
+    bool probed;                  /* format was guessed (raw restrictions) */
+    bool force_share;
+    DetectZeroes detect_zeroes;
+    QDict *options;               /* full flat options it was opened with */
+    QDict *explicit_options;
+    int refcnt;
+
+    GPtrArray *children;          /* BdrvChild *, ours */
+    BdrvChild *file;              /* shortcut: child named "file" */
+    BdrvChild *backing;           /* shortcut: child named "backing" */
+    GPtrArray *parents;           /* BdrvChild *, pointing at us */
+
+    BlockLimits bl;
+    uint64_t supported_write_flags;     /* FUA etc. the driver honours */
+    uint64_t supported_zero_flags;      /* MAY_UNMAP, FUA, NO_FALLBACK */
+    uint64_t supported_truncate_flags;
+
+    int64_t total_bytes;          /* cached length, -1 if unknown */
+    uint64_t perm, shared_perm;   /* cumulative, from parents */
+
+    /* request tracking (block/io.c) */
+    unsigned in_flight;
+    int quiesce_counter;
+    BdrvTrackedRequest *tracked_head;
+    CoQueue tracked_wait;         /* serialising requests wait here */
+    CoMutex flush_lock;
+    uint64_t write_gen;           /* bumped by every write */
+    uint64_t flushed_gen;         /* write_gen at last completed flush */
+    bool flush_active;
+    CoQueue flush_queue;
+
+    /* block status cache: one extent known to be data (see io.c) */
+    struct {
+        bool valid;
+        int64_t data_start, data_end;
+    } bsc;
+
+    AioContext *ctx;
+    char *probed_format_hint;     /* internal */
+};
+
+/* ---- optional ops groups ---- */
+typedef struct BlockDriverInfo {
+    int cluster_size;             /* 0 if none */
+    bool is_dirty;
+    bool needs_compressed_writes;
+} BlockDriverInfo;
+
+typedef struct BlockDriverInfoOps {
+    int (*get_info)(BlockDriverState *bs, BlockDriverInfo *bdi);
+    /* "format-specific" {type, data} for info; NULL if none */
+    QDict *(*get_specific_info)(BlockDriverState *bs, Error **errp);
+} BlockDriverInfoOps;
+
+struct BlockDriver {
+    /* identity */
+    const char *format_name;
+    BlockDriverKind kind;
+    size_t instance_size;
+    const char *protocol_name;    /* protocols: "file" for "file:" prefixes */
+    bool is_filter_for_backing;   /* filter whose filtered child is "backing" */
+    const BlockOptDesc *open_opts;
+    const BlockOptDesc *create_opts;
+    bool supports_backing;
+    bool read_only_driver;        /* bochs, cloop, dmg */
+
+    /* lifecycle */
+    int (*probe)(const uint8_t *buf, int buf_size, const char *filename);
+    int (*probe_device)(const char *filename);
+    /* Before open: fix up options parsed from a plain filename (protocols). */
+    void (*parse_filename)(const char *filename, QDict *options, Error **errp);
+    /* @options: this node's flat options, children's as "file.x" etc.
+     * Formats/filters open their children with bdrv_open_child(). */
+    int (*open)(BlockDriverState *bs, QDict *options, int flags, Error **errp);
+    void (*close)(BlockDriverState *bs);
+    int coroutine_fn (*co_create_opts)(const BlockDriver *drv,
+                                       const char *filename, QDict *opts,
+                                       Error **errp);
+    void (*refresh_limits)(BlockDriverState *bs, Error **errp);
+    /* What @bs needs from @c given its own cumulative perm/shared.
+     * NULL: bdrv_default_child_perm(). */
+    void (*child_perm)(BlockDriverState *bs, BdrvChild *c, BdrvChildRole role,
+                       uint64_t perm, uint64_t shared,
+                       uint64_t *nperm, uint64_t *nshared);
+    /* Protocols: apply a new cumulative perm/shared (locking).  check may
+     * fail; then abort reverts; otherwise set commits. */
+    int (*check_perm)(BlockDriverState *bs, uint64_t perm, uint64_t shared,
+                      Error **errp);
+    void (*set_perm)(BlockDriverState *bs, uint64_t perm, uint64_t shared);
+    void (*abort_perm_update)(BlockDriverState *bs);
+    int (*reopen_read_only)(BlockDriverState *bs, bool read_only, Error **errp);
+
+    /* data path */
+    int coroutine_fn (*co_preadv)(BlockDriverState *bs, int64_t offset,
+                                  int64_t bytes, IOVector *qiov,
+                                  BdrvRequestFlags flags);
+    int coroutine_fn (*co_pwritev)(BlockDriverState *bs, int64_t offset,
+                                   int64_t bytes, IOVector *qiov,
+                                   BdrvRequestFlags flags);
+    int coroutine_fn (*co_pwrite_zeroes)(BlockDriverState *bs, int64_t offset,
+                                         int64_t bytes, BdrvRequestFlags flags);
+    int coroutine_fn (*co_pdiscard)(BlockDriverState *bs, int64_t offset,
+                                    int64_t bytes);
+    int coroutine_fn (*co_flush_to_os)(BlockDriverState *bs);
+    int coroutine_fn (*co_flush_to_disk)(BlockDriverState *bs);
+    int coroutine_fn (*co_block_status)(BlockDriverState *bs, bool want_zero,
+                                        int64_t offset, int64_t bytes,
+                                        int64_t *pnum, int64_t *map,
+                                        BlockDriverState **file);
+    int coroutine_fn (*co_truncate)(BlockDriverState *bs, int64_t offset,
+                                    bool exact, PreallocMode prealloc,
+                                    BdrvRequestFlags flags, Error **errp);
+    int64_t coroutine_fn (*co_getlength)(BlockDriverState *bs);
+    int64_t coroutine_fn (*co_get_allocated_file_size)(BlockDriverState *bs);
+    /* copy offload: "from" is called on the source node, "to" on the
+     * destination node; protocols implement both (copy_file_range). */
+    int coroutine_fn (*co_copy_range_from)(BlockDriverState *bs, BdrvChild *src,
+                                           int64_t src_offset, BdrvChild *dst,
+                                           int64_t dst_offset, int64_t bytes,
+                                           BdrvRequestFlags rf, BdrvRequestFlags wf);
+    int coroutine_fn (*co_copy_range_to)(BlockDriverState *bs, BdrvChild *src,
+                                         int64_t src_offset, BdrvChild *dst,
+                                         int64_t dst_offset, int64_t bytes,
+                                         BdrvRequestFlags rf, BdrvRequestFlags wf);
+
+    /* drain hooks (filters holding queued requests, e.g. throttle) */
+    void (*drained_begin)(BlockDriverState *bs);
+    void (*drained_end)(BlockDriverState *bs);
+
+    /* optional groups; append new ones at the end */
+    const BlockDriverInfoOps *info;
+};
+
+void bdrv_register(const BlockDriver *drv);
+
+/* Open a child of @parent from the options prefixed "<name>." in @options
+ * (they are removed from @options) or from a node reference
+ * ("<name>": "node-name") or from @filename.  @allow_none: return NULL
+ * without error when nothing was specified. */
+BdrvChild *bdrv_open_child(const char *filename, QDict *options,
+                           const char *name, BlockDriverState *parent,
+                           BdrvChildRole role, bool allow_none, Error **errp);
+BdrvChild *bdrv_attach_child(BlockDriverState *parent, BlockDriverState *child,
+                             const char *name, BdrvChildRole role, Error **errp);
+void bdrv_unref_child(BlockDriverState *parent, BdrvChild *child);
+/* The child a filter passes through to (file or backing), or NULL. */
+BdrvChild *bdrv_filter_child(const BlockDriverState *bs);
+
+void bdrv_default_child_perm(BlockDriverState *bs, BdrvChild *c,
+                             BdrvChildRole role, uint64_t perm,
+                             uint64_t shared, uint64_t *nperm,
+                             uint64_t *nshared);
+/* Recompute permissions of @bs's subtree after a change (check + set). */
+int bdrv_refresh_perms(BlockDriverState *bs, Error **errp);
+void bdrv_refresh_limits(BlockDriverState *bs, Error **errp);
+/* Forget cached block status of @bs (drivers call it on changes the core
+ * cannot see). */
+void bdrv_bsc_invalidate(BlockDriverState *bs);
+
+/* Human filename fix-ups shared by protocols: strips "proto:" prefixes. */
+const char *bdrv_strip_protocol_prefix(const char *filename, const char *proto);
+
+#endif
