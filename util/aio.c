@@ -1,2 +1,568 @@
 #include "config.h"
-/* placeholder: being written */
+/*
+ * The event loop.
+ *
+ * Design: each AioContext waits on an epoll instance (level-triggered fd
+ * readiness) with a nanosecond timeout (epoll_pwait2, falling back to
+ * millisecond epoll_wait rounded up, so timers never fire early).  An
+ * eventfd in the set implements aio_notify() for cross-thread wake-ups.
+ * The io_uring and linux-aio engines do NOT get their own wait: each
+ * registers an eventfd with its ring (io_uring_register_eventfd /
+ * io_set_eventfd) as an ordinary fd handler, so their completions wake
+ * the same epoll wait and are reaped from that handler.  Submission is
+ * batched through a bottom half that runs once per loop iteration.
+ *
+ * Bottom halves live on a mutex-protected FIFO so that any thread may
+ * schedule them; timers sit on a list sorted by expiry (only the owner
+ * thread touches them).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <glib.h>
+
+#include "util/aio.h"
+#include "util/aio-internal.h"
+#include "util/cutils.h"
+
+#define AIO_MAX_EVENTS 64
+
+typedef struct AioHandler {
+    int fd;
+    IOHandler *io_read;
+    IOHandler *io_write;
+    void *opaque;
+} AioHandler;
+
+struct AioBH {
+    AioContext *ctx;
+    AioBHFunc *cb;
+    void *opaque;
+    bool scheduled;     /* on ctx->bh_ready; protected by ctx->bh_lock */
+    bool oneshot;
+    GList link;
+};
+
+struct AioTimer {
+    AioContext *ctx;
+    AioTimerFunc *cb;
+    void *opaque;
+    int64_t expire_ns;
+    bool pending;
+    GList link;
+};
+
+struct AioContext {
+    int epfd;
+    int notify_fd;
+    GHashTable *handlers;       /* fd -> AioHandler */
+    GMutex bh_lock;
+    GQueue bh_ready;            /* of AioBH, via bh->link */
+    GQueue timers;              /* of AioTimer sorted by expiry */
+    GMutex co_lock;
+    GQueue co_ready;            /* of Coroutine * */
+    AioBH *co_bh;
+    AioEngine *engines[3];
+    pthread_t home;             /* thread that polls us (atomic access) */
+};
+
+static __thread AioContext *default_ctx;
+
+/* Thread exit: free that thread's default context. */
+static void aio_default_destroy(gpointer ctx)
+{
+    aio_context_free(ctx);
+}
+
+static GPrivate default_ctx_key = G_PRIVATE_INIT(aio_default_destroy);
+
+/* ---- notification ---- */
+
+void aio_notify(AioContext *ctx)
+{
+    uint64_t one = 1;
+    ssize_t r;
+
+    do {
+        r = write(ctx->notify_fd, &one, sizeof(one));
+    } while (r < 0 && errno == EINTR);
+}
+
+/* The polling thread checks for pending BHs before each wait, so a BH
+ * scheduled from that very thread needs no eventfd wake-up. */
+static bool aio_on_home_thread(AioContext *ctx)
+{
+    pthread_t home = __atomic_load_n(&ctx->home, __ATOMIC_ACQUIRE);
+
+    return pthread_equal(home, pthread_self());
+}
+
+/* Reset the eventfd so level-triggered epoll stops reporting it. */
+static void aio_notify_drain(void *opaque)
+{
+    AioContext *ctx = opaque;
+    uint64_t val;
+
+    while (read(ctx->notify_fd, &val, sizeof(val)) < 0 && errno == EINTR) {
+    }
+}
+
+/* ---- coroutine scheduling ---- */
+
+/* Enter every coroutine queued by aio_co_schedule() so far. */
+static void aio_co_bh(void *opaque)
+{
+    AioContext *ctx = opaque;
+    GQueue batch = G_QUEUE_INIT;
+    Coroutine *co;
+
+    g_mutex_lock(&ctx->co_lock);
+    batch = ctx->co_ready;
+    g_queue_init(&ctx->co_ready);
+    g_mutex_unlock(&ctx->co_lock);
+    while ((co = g_queue_pop_head(&batch))) {
+        co_enter(co);
+    }
+}
+
+void aio_co_schedule(AioContext *ctx, Coroutine *co)
+{
+    g_mutex_lock(&ctx->co_lock);
+    g_queue_push_tail(&ctx->co_ready, co);
+    g_mutex_unlock(&ctx->co_lock);
+    aio_bh_schedule(ctx->co_bh);
+}
+
+/* ---- context lifetime ---- */
+
+AioContext *aio_context_new(Error **errp)
+{
+    AioContext *ctx = g_new0(AioContext, 1);
+
+    ctx->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (ctx->epfd < 0) {
+        error_setg_errno(errp, errno, "Failed to create epoll instance");
+        g_free(ctx);
+        return NULL;
+    }
+    ctx->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (ctx->notify_fd < 0) {
+        error_setg_errno(errp, errno, "Failed to create eventfd");
+        close(ctx->epfd);
+        g_free(ctx);
+        return NULL;
+    }
+    ctx->handlers = g_hash_table_new_full(g_direct_hash, g_direct_equal,
+                                          NULL, g_free);
+    g_mutex_init(&ctx->bh_lock);
+    g_mutex_init(&ctx->co_lock);
+    g_queue_init(&ctx->bh_ready);
+    g_queue_init(&ctx->timers);
+    g_queue_init(&ctx->co_ready);
+    ctx->home = pthread_self();
+    ctx->co_bh = aio_bh_new(ctx, aio_co_bh, ctx);
+    aio_set_fd_handler(ctx, ctx->notify_fd, aio_notify_drain, NULL, ctx);
+    return ctx;
+}
+
+/* Drop oneshot BHs that never ran (regular BHs belong to their owners). */
+static void aio_free_pending_oneshots(AioContext *ctx)
+{
+    GList *l = ctx->bh_ready.head;
+
+    while (l) {
+        AioBH *bh = l->data;
+        l = l->next;
+        if (bh->oneshot) {
+            g_queue_unlink(&ctx->bh_ready, &bh->link);
+            g_free(bh);
+        }
+    }
+}
+
+void aio_context_free(AioContext *ctx)
+{
+    if (!ctx) {
+        return;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (ctx->engines[i]) {
+            aio_engine_destroy(ctx->engines[i]);
+        }
+    }
+    aio_set_fd_handler(ctx, ctx->notify_fd, NULL, NULL, NULL);
+    aio_bh_delete(ctx->co_bh);
+    aio_free_pending_oneshots(ctx);
+    g_hash_table_destroy(ctx->handlers);
+    g_mutex_clear(&ctx->bh_lock);
+    g_mutex_clear(&ctx->co_lock);
+    g_queue_clear(&ctx->co_ready);
+    close(ctx->notify_fd);
+    close(ctx->epfd);
+    if (default_ctx == ctx) {
+        default_ctx = NULL;
+        /* no-op at thread exit: the key is already cleared then */
+        g_private_set(&default_ctx_key, NULL);
+    }
+    g_free(ctx);
+}
+
+AioContext *aio_get_default(void)
+{
+    if (!default_ctx) {
+        default_ctx = aio_context_new(&error_abort);
+        g_private_set(&default_ctx_key, default_ctx);
+    }
+    return default_ctx;
+}
+
+AioEngine **aio_context_engine_slot(AioContext *ctx, AioEngineType type)
+{
+    g_assert((unsigned)type < G_N_ELEMENTS(ctx->engines));
+    return &ctx->engines[type];
+}
+
+/* ---- fd handlers ---- */
+
+/* Add, modify or remove @fd in the epoll set to match @h (NULL: remove). */
+static void aio_epoll_update(AioContext *ctx, int fd, AioHandler *h,
+                             bool existed)
+{
+    struct epoll_event ev = { .data.fd = fd };
+    int r;
+
+    if (!h) {
+        r = epoll_ctl(ctx->epfd, EPOLL_CTL_DEL, fd, NULL);
+    } else {
+        ev.events = (h->io_read ? EPOLLIN | EPOLLRDHUP : 0) |
+                    (h->io_write ? EPOLLOUT : 0);
+        r = epoll_ctl(ctx->epfd, existed ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
+                      fd, &ev);
+    }
+    if (r < 0 && errno != EBADF && errno != ENOENT) {
+        g_warning("epoll_ctl(fd %d) failed: %s", fd, g_strerror(errno));
+    }
+}
+
+void aio_set_fd_handler(AioContext *ctx, int fd, IOHandler *io_read,
+                        IOHandler *io_write, void *opaque)
+{
+    AioHandler *h = g_hash_table_lookup(ctx->handlers, GINT_TO_POINTER(fd));
+    bool existed = h != NULL;
+
+    if (!io_read && !io_write) {
+        if (existed) {
+            aio_epoll_update(ctx, fd, NULL, true);
+            g_hash_table_remove(ctx->handlers, GINT_TO_POINTER(fd));
+        }
+        return;
+    }
+    if (!h) {
+        h = g_new0(AioHandler, 1);
+        h->fd = fd;
+        g_hash_table_insert(ctx->handlers, GINT_TO_POINTER(fd), h);
+    }
+    h->io_read = io_read;
+    h->io_write = io_write;
+    h->opaque = opaque;
+    aio_epoll_update(ctx, fd, h, existed);
+}
+
+/* Run the handlers for one epoll event; the handler table is re-checked
+ * between callbacks because a callback may remove its own handler. */
+static void aio_dispatch_fd(AioContext *ctx, const struct epoll_event *ev)
+{
+    gpointer key = GINT_TO_POINTER(ev->data.fd);
+    AioHandler *h = g_hash_table_lookup(ctx->handlers, key);
+
+    if (h && h->io_read &&
+        (ev->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+        h->io_read(h->opaque);
+        h = g_hash_table_lookup(ctx->handlers, key);
+    }
+    if (h && h->io_write && (ev->events & (EPOLLOUT | EPOLLHUP | EPOLLERR))) {
+        h->io_write(h->opaque);
+    }
+}
+
+/* ---- bottom halves ---- */
+
+AioBH *aio_bh_new(AioContext *ctx, AioBHFunc *cb, void *opaque)
+{
+    AioBH *bh = g_new0(AioBH, 1);
+
+    bh->ctx = ctx;
+    bh->cb = cb;
+    bh->opaque = opaque;
+    bh->link.data = bh;
+    return bh;
+}
+
+void aio_bh_schedule(AioBH *bh)
+{
+    AioContext *ctx = bh->ctx;
+    bool was_scheduled;
+
+    g_mutex_lock(&ctx->bh_lock);
+    was_scheduled = bh->scheduled;
+    if (!was_scheduled) {
+        bh->scheduled = true;
+        g_queue_push_tail_link(&ctx->bh_ready, &bh->link);
+    }
+    g_mutex_unlock(&ctx->bh_lock);
+    if (!was_scheduled && !aio_on_home_thread(ctx)) {
+        aio_notify(ctx);
+    }
+}
+
+void aio_bh_cancel(AioBH *bh)
+{
+    AioContext *ctx = bh->ctx;
+
+    g_mutex_lock(&ctx->bh_lock);
+    if (bh->scheduled) {
+        g_queue_unlink(&ctx->bh_ready, &bh->link);
+        bh->scheduled = false;
+    }
+    g_mutex_unlock(&ctx->bh_lock);
+}
+
+void aio_bh_delete(AioBH *bh)
+{
+    if (bh) {
+        aio_bh_cancel(bh);
+        g_free(bh);
+    }
+}
+
+void aio_bh_schedule_oneshot(AioContext *ctx, AioBHFunc *cb, void *opaque)
+{
+    AioBH *bh = aio_bh_new(ctx, cb, opaque);
+
+    bh->oneshot = true;
+    aio_bh_schedule(bh);
+}
+
+/* Is any BH waiting?  Decides whether the wait may block. */
+static bool aio_bh_pending(AioContext *ctx)
+{
+    bool pending;
+
+    g_mutex_lock(&ctx->bh_lock);
+    pending = !g_queue_is_empty(&ctx->bh_ready);
+    g_mutex_unlock(&ctx->bh_lock);
+    return pending;
+}
+
+/* Run the BHs scheduled before this call; ones scheduled by the callbacks
+ * wait for the next iteration so a self-rescheduling BH cannot starve the
+ * loop. */
+static bool aio_bh_dispatch(AioContext *ctx)
+{
+    guint n;
+    bool progress = false;
+
+    g_mutex_lock(&ctx->bh_lock);
+    n = g_queue_get_length(&ctx->bh_ready);
+    g_mutex_unlock(&ctx->bh_lock);
+    for (guint i = 0; i < n; i++) {
+        AioBH *bh;
+        AioBHFunc *cb;
+        void *opaque;
+
+        g_mutex_lock(&ctx->bh_lock);
+        GList *l = g_queue_pop_head_link(&ctx->bh_ready);
+        bh = l ? l->data : NULL;
+        if (bh) {
+            bh->scheduled = false;
+        }
+        g_mutex_unlock(&ctx->bh_lock);
+        if (!bh) {
+            break;
+        }
+        cb = bh->cb;
+        opaque = bh->opaque;
+        if (bh->oneshot) {
+            g_free(bh);
+        }
+        cb(opaque);
+        progress = true;
+    }
+    return progress;
+}
+
+/* ---- timers ---- */
+
+AioTimer *aio_timer_new(AioContext *ctx, AioTimerFunc *cb, void *opaque)
+{
+    AioTimer *t = g_new0(AioTimer, 1);
+
+    t->ctx = ctx;
+    t->cb = cb;
+    t->opaque = opaque;
+    t->link.data = t;
+    return t;
+}
+
+void aio_timer_del(AioTimer *t)
+{
+    if (t->pending) {
+        g_queue_unlink(&t->ctx->timers, &t->link);
+        t->pending = false;
+    }
+}
+
+void aio_timer_mod(AioTimer *t, int64_t expire_ns)
+{
+    GQueue *q = &t->ctx->timers;
+    GList *l;
+
+    aio_timer_del(t);
+    t->expire_ns = expire_ns;
+    t->pending = true;
+    /* Insert after every timer expiring at or before us: FIFO for ties. */
+    for (l = q->tail; l; l = l->prev) {
+        AioTimer *o = l->data;
+        if (o->expire_ns <= expire_ns) {
+            break;
+        }
+    }
+    g_queue_insert_after_link(q, l, &t->link);   /* NULL: at the head */
+}
+
+bool aio_timer_pending(const AioTimer *t)
+{
+    return t->pending;
+}
+
+void aio_timer_free(AioTimer *t)
+{
+    if (t) {
+        aio_timer_del(t);
+        g_free(t);
+    }
+}
+
+/* Nanoseconds until the first timer expires: -1 if none, 0 if expired. */
+static int64_t aio_timers_deadline(AioContext *ctx)
+{
+    AioTimer *t = g_queue_peek_head(&ctx->timers);
+    int64_t delta;
+
+    if (!t) {
+        return -1;
+    }
+    delta = t->expire_ns - clock_ns();
+    return delta > 0 ? delta : 0;
+}
+
+/* Fire expired timers in expiry order. */
+static bool aio_timers_dispatch(AioContext *ctx)
+{
+    bool progress = false;
+    int64_t now = clock_ns();
+    AioTimer *t;
+
+    while ((t = g_queue_peek_head(&ctx->timers)) && t->expire_ns <= now) {
+        aio_timer_del(t);
+        t->cb(t->opaque);
+        progress = true;
+    }
+    return progress;
+}
+
+/* ---- the wait ---- */
+
+/* epoll wait with a ns timeout (-1: forever); never returns early for a
+ * timeout because the ms fallback rounds up. */
+static int aio_epoll_wait(AioContext *ctx, struct epoll_event *evs,
+                          int64_t timeout_ns)
+{
+    static bool no_pwait2;
+    struct timespec ts;
+    int r;
+
+    if (!no_pwait2) {
+        ts.tv_sec = timeout_ns / 1000000000;
+        ts.tv_nsec = timeout_ns % 1000000000;
+        r = epoll_pwait2(ctx->epfd, evs, AIO_MAX_EVENTS,
+                         timeout_ns < 0 ? NULL : &ts, NULL);
+        if (r >= 0 || errno != ENOSYS) {
+            return r;
+        }
+        no_pwait2 = true;
+    }
+    return epoll_wait(ctx->epfd, evs, AIO_MAX_EVENTS,
+                      timeout_ns < 0 ? -1
+                      : (int)MIN((timeout_ns + 999999) / 1000000, INT_MAX));
+}
+
+/* One wait + dispatch round; @timeout_ns as for aio_epoll_wait. */
+static bool aio_poll_once(AioContext *ctx, int64_t timeout_ns)
+{
+    struct epoll_event evs[AIO_MAX_EVENTS];
+    bool progress = false;
+    int n;
+
+    n = aio_epoll_wait(ctx, evs, timeout_ns);
+    for (int i = 0; i < n; i++) {
+        aio_dispatch_fd(ctx, &evs[i]);
+        progress = true;
+    }
+    progress |= aio_bh_dispatch(ctx);
+    progress |= aio_timers_dispatch(ctx);
+    return progress;
+}
+
+bool aio_poll(AioContext *ctx, bool blocking)
+{
+    __atomic_store_n(&ctx->home, pthread_self(), __ATOMIC_SEQ_CST);
+    for (;;) {
+        int64_t timeout = 0;
+        bool progress;
+
+        if (blocking && !aio_bh_pending(ctx)) {
+            timeout = aio_timers_deadline(ctx);
+        }
+        progress = aio_poll_once(ctx, timeout);
+        if (progress || !blocking) {
+            return progress;
+        }
+    }
+}
+
+/* ---- coroutine helpers ---- */
+
+/* Timer callback of co_sleep_ns(): wake the sleeper from the loop. */
+static void co_sleep_cb(void *opaque)
+{
+    co_enter(opaque);
+}
+
+void coroutine_fn co_sleep_ns(int64_t ns)
+{
+    AioTimer t = {
+        .ctx = aio_get_default(),
+        .cb = co_sleep_cb,
+        .opaque = co_self(),
+    };
+
+    g_assert(t.opaque);
+    t.link.data = &t;
+    aio_timer_mod(&t, clock_ns() + MAX(ns, 0));
+    co_yield();
+    aio_timer_del(&t);
+}
+
+void coroutine_fn co_yield_to_loop(void)
+{
+    Coroutine *self = co_self();
+
+    g_assert(self);
+    aio_co_schedule(aio_get_default(), self);
+    co_yield();
+}
