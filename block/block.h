@@ -207,9 +207,9 @@ void co_run_sync(CoroutineEntry *fn, void *opaque);
 
 /* ---- BlockBackend: a tool's handle on the root of a graph ---- */
 BlockBackend *blk_new(uint64_t perm, uint64_t shared_perm);
-/* bdrv_open() + attach.  Permissions: read (and write + resize with
- * BDRV_O_RDWR); shares everything but write and resize unless
- * BDRV_O_FORCE_SHARE (then shares all, opens read-only). */
+/* bdrv_open() + attach.  Permissions as the reference tools take them
+ * (checked in /proc/locks): consistent read, plus write with BDRV_O_RDWR;
+ * everything shared.  Resize is taken on the first truncate. */
 BlockBackend *blk_new_open(const char *filename, const char *reference,
                            QDict *options, int flags, Error **errp);
 int blk_insert_bs(BlockBackend *blk, BlockDriverState *bs, Error **errp);

@@ -226,6 +226,7 @@ struct BlockDriver {
 
     /* optional groups; append new ones at the end */
     const BlockDriverInfoOps *info;
+    const struct BlockDriverDebugOps *debug;     /* block/debug.h */
 };
 
 void bdrv_register(const BlockDriver *drv);
@@ -240,6 +241,23 @@ BdrvChild *bdrv_open_child(const char *filename, QDict *options,
 BdrvChild *bdrv_attach_child(BlockDriverState *parent, BlockDriverState *child,
                              const char *name, BdrvChildRole role, Error **errp);
 void bdrv_unref_child(BlockDriverState *parent, BdrvChild *child);
+/*
+ * Non-node parents (BlockBackend, block/backend.c) use these three.
+ * bdrv_root_attach_child(): new edge @name ("root") from @blk to @bs with
+ * @perm/@shared; permissions are checked and applied for the whole subtree.
+ * On success the edge owns one reference of @bs that the caller passed in
+ * (call bdrv_ref() first if you keep yours); on failure NULL, errp set and
+ * the caller still owns its reference.
+ * bdrv_root_unref_child(): detach, refresh permissions, drop that reference.
+ * bdrv_child_try_set_perm(): change one edge's perm/shared; on failure the
+ * old values stay in force.
+ */
+BdrvChild *bdrv_root_attach_child(BlockDriverState *bs, const char *name,
+                                  BlockBackend *blk, uint64_t perm,
+                                  uint64_t shared, Error **errp);
+void bdrv_root_unref_child(BdrvChild *child);
+int bdrv_child_try_set_perm(BdrvChild *c, uint64_t perm, uint64_t shared,
+                            Error **errp);
 /* The child a filter passes through to (file or backing), or NULL. */
 BdrvChild *bdrv_filter_child(const BlockDriverState *bs);
 
@@ -253,6 +271,32 @@ void bdrv_refresh_limits(BlockDriverState *bs, Error **errp);
 /* Forget cached block status of @bs (drivers call it on changes the core
  * cannot see). */
 void bdrv_bsc_invalidate(BlockDriverState *bs);
+
+/* ---- request path internals (block/io.c, drain.c, backend.c) ---- */
+/* Copy offload halves: a driver's co_copy_range_from forwards to the
+ * destination with bdrv_co_copy_range_to (and formats/filters forward
+ * either half to their file child).  -ENOTSUP: caller falls back. */
+int coroutine_fn bdrv_co_copy_range_from(BdrvChild *src, int64_t src_offset,
+                                         BdrvChild *dst, int64_t dst_offset,
+                                         int64_t bytes, BdrvRequestFlags rf,
+                                         BdrvRequestFlags wf);
+int coroutine_fn bdrv_co_copy_range_to(BdrvChild *src, int64_t src_offset,
+                                       BdrvChild *dst, int64_t dst_offset,
+                                       int64_t bytes, BdrvRequestFlags rf,
+                                       BdrvRequestFlags wf);
+/* Count work drain must wait for (background work of drivers too). */
+void bdrv_inc_in_flight(BlockDriverState *bs);
+void bdrv_dec_in_flight(BlockDriverState *bs);
+/* Is @bs or a node below it inside a drained section?  (Backends above a
+ * drained node queue new requests.) */
+bool bdrv_subtree_quiesced(BlockDriverState *bs);
+/* drain.c -> backend.c: a drained section ended; queued requests of
+ * every backend re-check whether they may go. */
+void blk_restart_all_queued(void);
+/* Call @fn for every BlockBackend (drain_all / flush_all). */
+void blk_foreach(void (*fn)(BlockBackend *blk, void *opaque), void *opaque);
+/* Jobs issuing requests inside their own drained section: never queue. */
+void blk_set_disable_request_queuing(BlockBackend *blk, bool disable);
 
 /* Human filename fix-ups shared by protocols: strips "proto:" prefixes. */
 const char *bdrv_strip_protocol_prefix(const char *filename, const char *proto);

@@ -1,2 +1,1467 @@
 #include "config.h"
-/* placeholder: being written */
+/*
+ * The request path: every read, write, zero-write, discard, flush,
+ * truncate and block-status query of every node passes through here.
+ *
+ * Layers of a read/write:
+ *   A  bdrv_co_preadv/pwritev: checks, in-flight count, request tracking,
+ *      padding to bl.request_alignment (read-modify-write for writes);
+ *   B  aligned request: zero-fill past EOF (reads), splitting by
+ *      bl.max_transfer, write-zeroes with fallback, generation counters;
+ *   C  driver call: bounce buffers for badly aligned memory, FUA
+ *      emulation, filter pass-through.
+ */
+#include <errno.h>
+#include <string.h>
+#include <glib.h>
+#include "block/driver.h"
+#include "util/cutils.h"
+
+/* Biggest zero buffer used when a driver cannot write zeroes itself. */
+#define ZERO_BOUNCE_MAX     (1 * MiB)
+/* Biggest bounce buffer for memory-misaligned requests (per chunk). */
+#define MEM_BOUNCE_MAX      (1 * MiB)
+
+typedef enum {
+    TRACKED_READ, TRACKED_WRITE, TRACKED_DISCARD, TRACKED_TRUNCATE,
+} TrackedType;
+
+struct BdrvTrackedRequest {
+    BlockDriverState *bs;
+    int64_t offset, bytes;
+    int64_t overlap_offset, overlap_bytes;
+    TrackedType type;
+    bool serialising;
+    uint64_t seq;
+    BdrvTrackedRequest *next, *prev;
+};
+
+static uint64_t tracked_seq;
+
+/* ---- small helpers ---- */
+
+void bdrv_inc_in_flight(BlockDriverState *bs)
+{
+    bs->in_flight++;
+}
+
+void bdrv_dec_in_flight(BlockDriverState *bs)
+{
+    g_assert(bs->in_flight > 0);
+    bs->in_flight--;
+    aio_notify(aio_get_default());
+}
+
+static uint32_t req_align(BlockDriverState *bs)
+{
+    return bs->bl.request_alignment ? bs->bl.request_alignment : 1;
+}
+
+static size_t mem_align(BlockDriverState *bs)
+{
+    return bs->bl.min_mem_alignment ? bs->bl.min_mem_alignment : 1;
+}
+
+static void *bdrv_blockalign(BlockDriverState *bs, size_t size)
+{
+    size_t align = MAX(mem_align(bs), sizeof(void *));
+    void *p = NULL;
+
+    align = MAX(align, bs->bl.opt_mem_alignment);
+    if (posix_memalign(&p, align, size ? size : 1)) {
+        return NULL;
+    }
+    return p;
+}
+
+/* The same checks QEMU applies to every request: -EIO for out-of-range. */
+static int check_request(int64_t offset, int64_t bytes)
+{
+    if (offset < 0 || bytes < 0) {
+        return -EIO;
+    }
+    if (bytes > BDRV_MAX_LENGTH || offset > BDRV_MAX_LENGTH ||
+        offset > BDRV_MAX_LENGTH - bytes) {
+        return -EIO;
+    }
+    return 0;
+}
+
+static BlockDriverState *child_bs(BdrvChild *child)
+{
+    return child ? child->bs : NULL;
+}
+
+/* Does every iovec element start and end on the node's memory alignment
+ * (and the vector fit max_iov)?  Otherwise the core bounces.  Nodes that
+ * take byte-granular requests (no O_DIRECT) never need aligned memory. */
+static bool qiov_is_aligned(BlockDriverState *bs, IOVector *qiov)
+{
+    size_t align = mem_align(bs);
+
+    if (bs->bl.max_iov > 0 && qiov->niov > bs->bl.max_iov) {
+        return false;
+    }
+    if (align <= 1 || req_align(bs) <= 1) {
+        return true;
+    }
+    for (int i = 0; i < qiov->niov; i++) {
+        if ((uintptr_t)qiov->iov[i].iov_base % align ||
+            qiov->iov[i].iov_len % align) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool is_filter(BlockDriverState *bs)
+{
+    return bs->drv && bs->drv->kind == BDRV_KIND_FILTER;
+}
+
+/* ---- block status cache ---- */
+
+void bdrv_bsc_invalidate(BlockDriverState *bs)
+{
+    bs->bsc.valid = false;
+}
+
+/* Drop the cached data extent if [offset, offset+bytes) touches it. */
+static void bsc_invalidate_range(BlockDriverState *bs, int64_t offset,
+                                 int64_t bytes)
+{
+    if (bs->bsc.valid && offset < bs->bsc.data_end &&
+        offset + bytes > bs->bsc.data_start) {
+        bs->bsc.valid = false;
+    }
+}
+
+/* If @offset lies in the cached data extent, the bytes left in it. */
+static bool bsc_lookup(BlockDriverState *bs, int64_t offset, int64_t *pnum)
+{
+    if (bs->bsc.valid && offset >= bs->bsc.data_start &&
+        offset < bs->bsc.data_end) {
+        *pnum = bs->bsc.data_end - offset;
+        return true;
+    }
+    return false;
+}
+
+static void bsc_fill(BlockDriverState *bs, int64_t offset, int64_t bytes)
+{
+    bs->bsc.valid = true;
+    bs->bsc.data_start = offset;
+    bs->bsc.data_end = offset + bytes;
+}
+
+/* ---- tracked requests ---- */
+
+static void tracked_begin(BdrvTrackedRequest *req, BlockDriverState *bs,
+                          int64_t offset, int64_t bytes, TrackedType type)
+{
+    *req = (BdrvTrackedRequest) {
+        .bs = bs, .offset = offset, .bytes = bytes, .type = type,
+        .overlap_offset = offset, .overlap_bytes = bytes,
+        .seq = ++tracked_seq,
+    };
+    req->next = bs->tracked_head;
+    if (bs->tracked_head) {
+        bs->tracked_head->prev = req;
+    }
+    bs->tracked_head = req;
+}
+
+static void tracked_end(BdrvTrackedRequest *req)
+{
+    BlockDriverState *bs = req->bs;
+
+    if (req->prev) {
+        req->prev->next = req->next;
+    } else {
+        bs->tracked_head = req->next;
+    }
+    if (req->next) {
+        req->next->prev = req->prev;
+    }
+    co_queue_restart_all(&bs->tracked_wait);
+}
+
+static void make_serialising(BdrvTrackedRequest *req, uint64_t align)
+{
+    int64_t start = ROUND_DOWN(req->offset, (int64_t)align);
+    int64_t end = ROUND_UP(req->offset + req->bytes, (int64_t)align);
+
+    req->serialising = true;
+    req->overlap_offset = MIN(req->overlap_offset, start);
+    req->overlap_bytes = MAX(req->overlap_offset + req->overlap_bytes, end) -
+                         req->overlap_offset;
+}
+
+static bool tracked_overlap(BdrvTrackedRequest *a, BdrvTrackedRequest *b)
+{
+    return a->overlap_offset < b->overlap_offset + b->overlap_bytes &&
+           b->overlap_offset < a->overlap_offset + a->overlap_bytes;
+}
+
+/* An older in-flight request we must wait for: both overlap and one of
+ * them is serialising.  Only older ones count, so waits never cycle. */
+static BdrvTrackedRequest *find_conflict(BdrvTrackedRequest *self)
+{
+    for (BdrvTrackedRequest *r = self->bs->tracked_head; r; r = r->next) {
+        if (r == self || r->seq > self->seq) {
+            continue;
+        }
+        if ((r->serialising || self->serialising) && tracked_overlap(r, self)) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+static void coroutine_fn wait_serialising(BdrvTrackedRequest *self)
+{
+    while (find_conflict(self)) {
+        co_queue_wait(&self->bs->tracked_wait, NULL);
+    }
+}
+
+/* ---- length ---- */
+
+/* Ask the driver (or the filtered child) for the current length and
+ * cache it rounded up to whole sectors, as QEMU does. */
+static int64_t coroutine_fn refresh_total_bytes(BlockDriverState *bs,
+                                                int64_t hint)
+{
+    int64_t len = hint;
+
+    if (bs->drv->co_getlength) {
+        len = bs->drv->co_getlength(bs);
+    } else if (is_filter(bs) && bdrv_filter_child(bs)) {
+        len = bdrv_co_getlength(bdrv_filter_child(bs)->bs);
+    }
+    if (len < 0) {
+        return len < -1 ? len : -ENOMEDIUM;
+    }
+    if (len > BDRV_MAX_LENGTH) {
+        return -EFBIG;
+    }
+    bs->total_bytes = ROUND_UP(len, (int64_t)BDRV_SECTOR_SIZE);
+    return bs->total_bytes;
+}
+
+int64_t coroutine_fn bdrv_co_getlength(BlockDriverState *bs)
+{
+    if (!bs || !bs->drv) {
+        return -ENOMEDIUM;
+    }
+    if (bs->total_bytes >= 0) {
+        return ROUND_UP(bs->total_bytes, (int64_t)BDRV_SECTOR_SIZE);
+    }
+    return refresh_total_bytes(bs, -1);
+}
+
+/* A write that ended past the cached length grew the node. */
+static void grow_total_bytes(BlockDriverState *bs, int64_t end)
+{
+    end = ROUND_UP(end, (int64_t)BDRV_SECTOR_SIZE);
+    if (bs->total_bytes >= 0 && end > bs->total_bytes) {
+        bs->total_bytes = end;
+    }
+}
+
+/* ---- layer C: the driver ---- */
+
+static int coroutine_fn driver_preadv(BlockDriverState *bs, int64_t offset,
+                                      int64_t bytes, IOVector *qiov,
+                                      BdrvRequestFlags flags);
+static int coroutine_fn driver_pwritev(BlockDriverState *bs, int64_t offset,
+                                       int64_t bytes, IOVector *qiov,
+                                       BdrvRequestFlags flags);
+
+/* FUA emulation.  The write is not yet counted in write_gen (that
+ * happens when the request finishes), so count it now or the flush would
+ * think nothing changed. */
+static int coroutine_fn flush_after_write(BlockDriverState *bs)
+{
+    bs->write_gen++;
+    return bdrv_co_flush(bs);
+}
+
+/* Run one read or write through an aligned bounce buffer, in chunks. */
+static int coroutine_fn driver_bounce(BlockDriverState *bs, bool write,
+                                      int64_t offset, int64_t bytes,
+                                      IOVector *qiov, BdrvRequestFlags flags)
+{
+    int64_t chunk = MAX(ROUND_DOWN((int64_t)MEM_BOUNCE_MAX, req_align(bs)),
+                        (int64_t)req_align(bs));
+    int64_t done = 0;
+    int ret = 0;
+    void *buf = bdrv_blockalign(bs, MIN(chunk, bytes));
+
+    if (!buf) {
+        return -ENOMEM;
+    }
+    while (done < bytes && ret == 0) {
+        int64_t n = MIN(chunk, bytes - done);
+        IOVector v;
+
+        iov_vec_init_buf(&v, buf, n);
+        if (write) {
+            iov_vec_to_buf(qiov, done, buf, n);
+            ret = driver_pwritev(bs, offset + done, n, &v, flags);
+        } else {
+            ret = driver_preadv(bs, offset + done, n, &v, flags);
+            iov_vec_from_buf(qiov, done, buf, n);
+        }
+        done += n;
+    }
+    free(buf);
+    return ret;
+}
+
+static int coroutine_fn driver_preadv(BlockDriverState *bs, int64_t offset,
+                                      int64_t bytes, IOVector *qiov,
+                                      BdrvRequestFlags flags)
+{
+    const BlockDriver *drv = bs->drv;
+
+    if (!drv) {
+        return -ENOMEDIUM;
+    }
+    if (!qiov_is_aligned(bs, qiov)) {
+        return driver_bounce(bs, false, offset, bytes, qiov, flags);
+    }
+    if (drv->co_preadv) {
+        return drv->co_preadv(bs, offset, bytes, qiov, flags);
+    }
+    if (is_filter(bs) && bdrv_filter_child(bs)) {
+        return bdrv_co_preadv(bdrv_filter_child(bs), offset, bytes, qiov,
+                              flags);
+    }
+    return -ENOTSUP;
+}
+
+/* Dispatch a write to the driver; flags it does not honour are dropped
+ * (FUA is then emulated by the caller). */
+static int coroutine_fn driver_pwritev_raw(BlockDriverState *bs,
+                                           int64_t offset, int64_t bytes,
+                                           IOVector *qiov,
+                                           BdrvRequestFlags flags)
+{
+    const BlockDriver *drv = bs->drv;
+
+    if (drv->co_pwritev) {
+        return drv->co_pwritev(bs, offset, bytes, qiov,
+                               flags & bs->supported_write_flags);
+    }
+    if (is_filter(bs) && bdrv_filter_child(bs)) {
+        return bdrv_co_pwritev(bdrv_filter_child(bs), offset, bytes, qiov,
+                               flags);
+    }
+    return -ENOTSUP;
+}
+
+static bool passes_flags(BlockDriverState *bs)
+{
+    return !bs->drv->co_pwritev && is_filter(bs);
+}
+
+static int coroutine_fn driver_pwritev(BlockDriverState *bs, int64_t offset,
+                                       int64_t bytes, IOVector *qiov,
+                                       BdrvRequestFlags flags)
+{
+    bool emulate_fua;
+    int ret;
+
+    if (!bs->drv) {
+        return -ENOMEDIUM;
+    }
+    if ((flags & BDRV_REQ_WRITE_COMPRESSED) && !passes_flags(bs) &&
+        !(bs->supported_write_flags & BDRV_REQ_WRITE_COMPRESSED)) {
+        return -ENOTSUP;
+    }
+    if (!qiov_is_aligned(bs, qiov)) {
+        return driver_bounce(bs, true, offset, bytes, qiov, flags);
+    }
+    emulate_fua = (flags & BDRV_REQ_FUA) && !passes_flags(bs) &&
+                  !(bs->supported_write_flags & BDRV_REQ_FUA);
+    ret = driver_pwritev_raw(bs, offset, bytes, qiov, flags);
+    if (ret == 0 && emulate_fua) {
+        ret = flush_after_write(bs);
+    }
+    return ret;
+}
+
+/* ---- layer B: aligned requests ---- */
+
+static int64_t max_transfer(BlockDriverState *bs)
+{
+    int64_t mt = bs->bl.max_transfer ? (int64_t)bs->bl.max_transfer
+                                     : BDRV_REQUEST_MAX_BYTES;
+
+    mt = MIN(mt, (int64_t)BDRV_REQUEST_MAX_BYTES);
+    return MAX(ROUND_DOWN(mt, (int64_t)req_align(bs)), (int64_t)req_align(bs));
+}
+
+/* Read [offset, offset+bytes) (aligned): zeroes past EOF, split by
+ * max_transfer. */
+static int coroutine_fn aligned_preadv(BlockDriverState *bs, int64_t offset,
+                                       int64_t bytes, IOVector *qiov,
+                                       BdrvRequestFlags flags)
+{
+    int64_t total = bdrv_co_getlength(bs);
+    int64_t max_bytes, mt = max_transfer(bs), done = 0;
+
+    if (total < 0) {
+        return total;
+    }
+    max_bytes = ROUND_UP(MAX(0, total - offset), (int64_t)req_align(bs));
+    while (done < bytes) {
+        int64_t n = MIN(bytes - done, MIN(MAX(max_bytes - done, 0), mt));
+        IOVector slice;
+        int ret;
+
+        if (n <= 0) {
+            iov_vec_memset(qiov, done, 0, bytes - done);
+            break;
+        }
+        iov_vec_init_slice(&slice, qiov, done, n);
+        ret = driver_preadv(bs, offset + done, n, &slice, flags);
+        iov_vec_destroy(&slice);
+        if (ret < 0) {
+            return ret;
+        }
+        done += n;
+    }
+    return 0;
+}
+
+static int coroutine_fn aligned_pwritev_data(BlockDriverState *bs,
+                                             int64_t offset, int64_t bytes,
+                                             IOVector *qiov,
+                                             BdrvRequestFlags flags)
+{
+    int64_t mt = max_transfer(bs), done = 0;
+    int ret = 0;
+
+    while (done < bytes && ret == 0) {
+        int64_t n = MIN(bytes - done, mt);
+        IOVector slice;
+
+        iov_vec_init_slice(&slice, qiov, done, n);
+        ret = driver_pwritev(bs, offset + done, n, &slice,
+                             flags & ~BDRV_REQ_ZERO_WRITE);
+        iov_vec_destroy(&slice);
+        done += n;
+    }
+    return ret;
+}
+
+/* Write zeroes from a zeroed buffer, for drivers without (efficient)
+ * write-zeroes support. */
+static int coroutine_fn zero_fallback(BlockDriverState *bs, int64_t offset,
+                                      int64_t bytes, BdrvRequestFlags flags)
+{
+    int64_t chunk = MIN((int64_t)ZERO_BOUNCE_MAX, max_transfer(bs));
+    int64_t done = 0;
+    void *buf;
+    int ret = 0;
+
+    chunk = MAX(ROUND_DOWN(chunk, (int64_t)req_align(bs)),
+                (int64_t)req_align(bs));
+    buf = bdrv_blockalign(bs, MIN(chunk, bytes));
+    if (!buf) {
+        return -ENOMEM;
+    }
+    memset(buf, 0, MIN(chunk, bytes));
+    flags &= ~(BDRV_REQ_ZERO_WRITE | BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK);
+    while (done < bytes && ret == 0) {
+        int64_t n = MIN(chunk, bytes - done);
+        IOVector v;
+
+        iov_vec_init_buf(&v, buf, n);
+        ret = driver_pwritev(bs, offset + done, n, &v, flags);
+        done += n;
+    }
+    free(buf);
+    return ret;
+}
+
+/* The next piece of a zero write: unaligned heads and tails go alone so
+ * drivers see the bulk aligned to pwrite_zeroes_alignment. */
+static int64_t zero_piece(BlockDriverState *bs, int64_t offset, int64_t bytes)
+{
+    int64_t align = bs->bl.pwrite_zeroes_alignment ?
+                    (int64_t)bs->bl.pwrite_zeroes_alignment : req_align(bs);
+    int64_t maxz = bs->bl.max_pwrite_zeroes ?
+                   (int64_t)bs->bl.max_pwrite_zeroes : BDRV_REQUEST_MAX_BYTES;
+    int64_t head = offset % align, tail = (offset + bytes) % align;
+    int64_t num = bytes;
+
+    maxz = MIN(maxz, (int64_t)BDRV_REQUEST_MAX_BYTES);
+    maxz = MAX(ROUND_DOWN(maxz, align), align);
+    if (head) {
+        num = MIN(bytes, align - head);
+    } else if (tail && num > align) {
+        num -= tail;
+    }
+    return MIN(num, maxz);
+}
+
+static int coroutine_fn driver_pwrite_zeroes(BlockDriverState *bs,
+                                             int64_t offset, int64_t bytes,
+                                             BdrvRequestFlags flags)
+{
+    const BlockDriver *drv = bs->drv;
+    int ret = -ENOTSUP;
+
+    if (drv->co_pwrite_zeroes) {
+        ret = drv->co_pwrite_zeroes(bs, offset, bytes,
+                                    flags & bs->supported_zero_flags);
+    } else if (is_filter(bs) && bdrv_filter_child(bs)) {
+        return bdrv_co_pwrite_zeroes(bdrv_filter_child(bs), offset, bytes,
+                                     flags & ~BDRV_REQ_ZERO_WRITE);
+    }
+    if (ret == -ENOTSUP && !(flags & BDRV_REQ_NO_FALLBACK)) {
+        return zero_fallback(bs, offset, bytes, flags);
+    }
+    if (ret == 0 && (flags & BDRV_REQ_FUA) &&
+        !(bs->supported_zero_flags & BDRV_REQ_FUA)) {
+        ret = flush_after_write(bs);
+    }
+    return ret;
+}
+
+static int coroutine_fn aligned_pwrite_zeroes(BlockDriverState *bs,
+                                              int64_t offset, int64_t bytes,
+                                              BdrvRequestFlags flags)
+{
+    int ret = 0;
+
+    while (bytes > 0 && ret == 0) {
+        int64_t num = zero_piece(bs, offset, bytes);
+
+        ret = driver_pwrite_zeroes(bs, offset, num, flags);
+        offset += num;
+        bytes -= num;
+    }
+    return ret;
+}
+
+/* After any modifying request: generation, cache and length bookkeeping. */
+static void write_finish(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                         TrackedType type, int ret)
+{
+    bs->write_gen++;
+    bsc_invalidate_range(bs, offset, bytes);
+    if (ret == 0 && type == TRACKED_WRITE) {
+        grow_total_bytes(bs, offset + bytes);
+    }
+}
+
+static int coroutine_fn aligned_pwritev(BlockDriverState *bs, int64_t offset,
+                                        int64_t bytes, IOVector *qiov,
+                                        BdrvRequestFlags flags)
+{
+    int ret;
+
+    bsc_invalidate_range(bs, offset, bytes);
+    if (flags & BDRV_REQ_ZERO_WRITE) {
+        ret = aligned_pwrite_zeroes(bs, offset, bytes, flags);
+    } else {
+        ret = aligned_pwritev_data(bs, offset, bytes, qiov, flags);
+    }
+    write_finish(bs, offset, bytes, TRACKED_WRITE, ret);
+    return ret;
+}
+
+/* ---- layer A ---- */
+
+int coroutine_fn bdrv_co_preadv(BdrvChild *child, int64_t offset, int64_t bytes,
+                                IOVector *qiov, BdrvRequestFlags flags)
+{
+    BlockDriverState *bs = child_bs(child);
+    uint32_t align;
+    BdrvTrackedRequest req;
+    int ret;
+
+    if (!bs || !bs->drv) {
+        return -ENOMEDIUM;
+    }
+    ret = check_request(offset, bytes);
+    if (ret < 0 || bytes == 0) {
+        return ret;
+    }
+    align = req_align(bs);
+    bdrv_inc_in_flight(bs);
+    tracked_begin(&req, bs, offset, bytes, TRACKED_READ);
+    if (flags & BDRV_REQ_SERIALISING) {
+        make_serialising(&req, align);
+        wait_serialising(&req);
+    }
+    flags &= ~BDRV_REQ_SERIALISING;
+    if (IS_ALIGNED(offset, align) && IS_ALIGNED(bytes, align)) {
+        ret = aligned_preadv(bs, offset, bytes, qiov, flags);
+    } else {
+        int64_t start = ROUND_DOWN(offset, (int64_t)align);
+        int64_t len = ROUND_UP(offset + bytes, (int64_t)align) - start;
+        uint8_t *buf = bdrv_blockalign(bs, len);
+        IOVector v;
+
+        iov_vec_init_buf(&v, buf, len);
+        ret = buf ? aligned_preadv(bs, start, len, &v, flags) : -ENOMEM;
+        if (ret == 0) {
+            iov_vec_from_buf(qiov, 0, buf + (offset - start), bytes);
+        }
+        free(buf);
+    }
+    tracked_end(&req);
+    bdrv_dec_in_flight(bs);
+    return ret;
+}
+
+/* Padding of an unaligned write: the partial first and last blocks. */
+typedef struct WritePad {
+    int64_t start, end;          /* aligned range */
+    uint8_t *head, *tail;        /* one block each, or NULL */
+    uint32_t align;
+} WritePad;
+
+/* Read the partially covered first/last block of [offset, offset+bytes). */
+static int coroutine_fn pad_read(BlockDriverState *bs, WritePad *p,
+                                 int64_t offset, int64_t bytes)
+{
+    IOVector v;
+    int ret = 0;
+
+    p->align = req_align(bs);
+    p->start = ROUND_DOWN(offset, (int64_t)p->align);
+    p->end = ROUND_UP(offset + bytes, (int64_t)p->align);
+    if (offset != p->start) {
+        p->head = bdrv_blockalign(bs, p->align);
+        iov_vec_init_buf(&v, p->head, p->align);
+        ret = aligned_preadv(bs, p->start, p->align, &v, 0);
+    }
+    if (ret == 0 && offset + bytes != p->end &&
+        !(p->head && p->end - p->start == p->align)) {
+        p->tail = bdrv_blockalign(bs, p->align);
+        iov_vec_init_buf(&v, p->tail, p->align);
+        ret = aligned_preadv(bs, p->end - p->align, p->align, &v, 0);
+    }
+    return ret;
+}
+
+static void pad_free(WritePad *p)
+{
+    free(p->head);
+    free(p->tail);
+}
+
+/* Unaligned data write: padded vector = head part + data + tail part. */
+static int coroutine_fn pad_write_data(BlockDriverState *bs, WritePad *p,
+                                       int64_t offset, int64_t bytes,
+                                       IOVector *qiov, BdrvRequestFlags flags)
+{
+    int64_t end = offset + bytes;
+    uint8_t *last = p->tail ? p->tail : p->head;
+    IOVector v;
+    int ret;
+
+    iov_vec_init(&v, qiov->niov + 2);
+    if (p->head) {
+        iov_vec_add(&v, p->head, offset - p->start);
+    }
+    iov_vec_concat(&v, qiov, 0, bytes);
+    if (end != p->end) {
+        int64_t last_start = p->end - p->align;
+        iov_vec_add(&v, last + (end - last_start), p->end - end);
+    }
+    ret = aligned_pwritev(bs, p->start, p->end - p->start, &v, flags);
+    iov_vec_destroy(&v);
+    return ret;
+}
+
+/* Unaligned zero write: the partial blocks are written as data, the
+ * aligned middle as zeroes. */
+static int coroutine_fn pad_write_zeroes(BlockDriverState *bs, WritePad *p,
+                                         int64_t offset, int64_t bytes,
+                                         BdrvRequestFlags flags)
+{
+    int64_t end = offset + bytes, a = p->align;
+    int64_t mid_start = ROUND_UP(offset, a), mid_end = ROUND_DOWN(end, a);
+    BdrvRequestFlags dflags = flags & ~(BDRV_REQ_ZERO_WRITE |
+                                        BDRV_REQ_MAY_UNMAP |
+                                        BDRV_REQ_NO_FALLBACK);
+    IOVector v;
+    int ret = 0;
+
+    if (p->head) {
+        int64_t stop = MIN(end, p->start + a);
+        memset(p->head + (offset - p->start), 0, stop - offset);
+        iov_vec_init_buf(&v, p->head, a);
+        ret = aligned_pwritev(bs, p->start, a, &v, dflags);
+    }
+    if (ret == 0 && mid_end > mid_start) {
+        ret = aligned_pwritev(bs, mid_start, mid_end - mid_start, NULL, flags);
+    }
+    if (ret == 0 && p->tail) {
+        memset(p->tail, 0, end - (p->end - a));
+        iov_vec_init_buf(&v, p->tail, a);
+        ret = aligned_pwritev(bs, p->end - a, a, &v, dflags);
+    }
+    return ret;
+}
+
+/* NO_FALLBACK zero writes cannot be padded (padding writes data). */
+static int coroutine_fn pwritev_unaligned(BlockDriverState *bs,
+                                          BdrvTrackedRequest *req,
+                                          int64_t offset, int64_t bytes,
+                                          IOVector *qiov,
+                                          BdrvRequestFlags flags)
+{
+    WritePad p = { 0 };
+    int ret;
+
+    if ((flags & BDRV_REQ_ZERO_WRITE) && (flags & BDRV_REQ_NO_FALLBACK)) {
+        return -ENOTSUP;
+    }
+    make_serialising(req, req_align(bs));
+    wait_serialising(req);
+    ret = pad_read(bs, &p, offset, bytes);
+    if (ret == 0 && (flags & BDRV_REQ_ZERO_WRITE)) {
+        ret = pad_write_zeroes(bs, &p, offset, bytes, flags);
+    } else if (ret == 0) {
+        ret = pad_write_data(bs, &p, offset, bytes, qiov, flags);
+    }
+    pad_free(&p);
+    return ret;
+}
+
+/* detect-zeroes: a buffer of zeroes becomes a write-zeroes request. */
+static BdrvRequestFlags detect_zeroes(BlockDriverState *bs, IOVector *qiov,
+                                      int64_t bytes, BdrvRequestFlags flags)
+{
+    if (bs->detect_zeroes == DETECT_ZEROES_OFF || !qiov ||
+        (flags & (BDRV_REQ_ZERO_WRITE | BDRV_REQ_WRITE_COMPRESSED)) ||
+        !iov_vec_is_zero(qiov, 0, bytes)) {
+        return flags;
+    }
+    flags |= BDRV_REQ_ZERO_WRITE;
+    if (bs->detect_zeroes == DETECT_ZEROES_UNMAP &&
+        (bs->open_flags & BDRV_O_UNMAP)) {
+        flags |= BDRV_REQ_MAY_UNMAP;
+    }
+    return flags;
+}
+
+static int write_check(BlockDriverState *bs, int64_t offset, int64_t bytes)
+{
+    if (!bs || !bs->drv) {
+        return -ENOMEDIUM;
+    }
+    if (bs->read_only) {
+        return -EPERM;
+    }
+    return check_request(offset, bytes);
+}
+
+int coroutine_fn bdrv_co_pwritev(BdrvChild *child, int64_t offset,
+                                 int64_t bytes, IOVector *qiov,
+                                 BdrvRequestFlags flags)
+{
+    BlockDriverState *bs = child_bs(child);
+    uint32_t align;
+    BdrvTrackedRequest req;
+    int ret = write_check(bs, offset, bytes);
+
+    if (ret < 0 || bytes == 0) {
+        return ret;
+    }
+    align = req_align(bs);
+    flags = detect_zeroes(bs, qiov, bytes, flags);
+    bdrv_inc_in_flight(bs);
+    tracked_begin(&req, bs, offset, bytes, TRACKED_WRITE);
+    if (flags & BDRV_REQ_SERIALISING) {
+        make_serialising(&req, align);
+    }
+    flags &= ~BDRV_REQ_SERIALISING;
+    if (IS_ALIGNED(offset, align) && IS_ALIGNED(bytes, align)) {
+        wait_serialising(&req);
+        ret = aligned_pwritev(bs, offset, bytes, qiov, flags);
+    } else {
+        ret = pwritev_unaligned(bs, &req, offset, bytes, qiov, flags);
+    }
+    tracked_end(&req);
+    bdrv_dec_in_flight(bs);
+    return ret;
+}
+
+int coroutine_fn bdrv_co_pwrite_zeroes(BdrvChild *child, int64_t offset,
+                                       int64_t bytes, BdrvRequestFlags flags)
+{
+    BlockDriverState *bs = child_bs(child);
+
+    if (bs && !(bs->open_flags & BDRV_O_UNMAP)) {
+        flags &= ~BDRV_REQ_MAY_UNMAP;
+    }
+    return bdrv_co_pwritev(child, offset, bytes, NULL,
+                           flags | BDRV_REQ_ZERO_WRITE);
+}
+
+/* ---- discard ---- */
+
+/* The next discard piece: unaligned heads/tails alone, bulk aligned to
+ * the discard granularity, at most max_pdiscard. */
+static int64_t discard_piece(BlockDriverState *bs, int64_t offset,
+                             int64_t bytes)
+{
+    int64_t align = MAX((int64_t)bs->bl.pdiscard_alignment,
+                        (int64_t)req_align(bs));
+    int64_t maxd = bs->bl.max_pdiscard ? (int64_t)bs->bl.max_pdiscard
+                                       : BDRV_MAX_LENGTH;
+    int64_t head = offset % align, tail = (offset + bytes) % align;
+    int64_t num = bytes;
+
+    maxd = MAX(ROUND_DOWN(maxd, align), align);
+    if (head) {
+        num = MIN(bytes, align - head);
+    } else if (tail && num > align) {
+        num -= tail;
+    }
+    return MIN(num, maxd);
+}
+
+static int coroutine_fn driver_pdiscard(BlockDriverState *bs, int64_t offset,
+                                        int64_t bytes)
+{
+    uint32_t ra = req_align(bs);
+    int ret = -ENOTSUP;
+
+    if (!IS_ALIGNED(offset, ra) || !IS_ALIGNED(bytes, ra)) {
+        return 0;   /* advisory: fragments below the granularity are dropped */
+    }
+    if (bs->drv->co_pdiscard) {
+        ret = bs->drv->co_pdiscard(bs, offset, bytes);
+    } else if (is_filter(bs) && bdrv_filter_child(bs)) {
+        ret = bdrv_co_pdiscard(bdrv_filter_child(bs), offset, bytes);
+    }
+    return ret == -ENOTSUP ? 0 : ret;
+}
+
+int coroutine_fn bdrv_co_pdiscard(BdrvChild *child, int64_t offset,
+                                  int64_t bytes)
+{
+    BlockDriverState *bs = child_bs(child);
+    BdrvTrackedRequest req;
+    int64_t off = offset, left = bytes;
+    int ret = write_check(bs, offset, bytes);
+
+    if (ret < 0 || bytes == 0 || !(bs->open_flags & BDRV_O_UNMAP)) {
+        return ret;
+    }
+    bdrv_inc_in_flight(bs);
+    tracked_begin(&req, bs, offset, bytes, TRACKED_DISCARD);
+    wait_serialising(&req);
+    bsc_invalidate_range(bs, offset, bytes);
+    while (left > 0 && ret == 0) {
+        int64_t num = discard_piece(bs, off, left);
+
+        ret = driver_pdiscard(bs, off, num);
+        off += num;
+        left -= num;
+    }
+    write_finish(bs, offset, bytes, TRACKED_DISCARD, ret);
+    tracked_end(&req);
+    bdrv_dec_in_flight(bs);
+    return ret;
+}
+
+/* ---- flush ---- */
+
+/* Flush every child (a read-only child returns at once). */
+static int coroutine_fn flush_children(BlockDriverState *bs)
+{
+    int ret = 0;
+
+    for (unsigned i = 0; i < bs->children->len; i++) {
+        BdrvChild *c = g_ptr_array_index(bs->children, i);
+        int r = bdrv_co_flush(c->bs);
+
+        if (ret == 0) {
+            ret = r;
+        }
+    }
+    return ret;
+}
+
+/* This node's own flush: to the OS always, to disk unless cache=unsafe
+ * or nothing was written since the last successful flush. */
+static int coroutine_fn flush_self(BlockDriverState *bs, uint64_t gen)
+{
+    const BlockDriver *drv = bs->drv;
+    int ret = 0;
+
+    if (drv->co_flush_to_os) {
+        ret = drv->co_flush_to_os(bs);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    if ((bs->open_flags & BDRV_O_NO_FLUSH) || bs->flushed_gen == gen) {
+        return 0;
+    }
+    return drv->co_flush_to_disk ? drv->co_flush_to_disk(bs) : 0;
+}
+
+int coroutine_fn bdrv_co_flush(BlockDriverState *bs)
+{
+    uint64_t gen;
+    int ret;
+
+    if (!bs || !bs->drv || bs->read_only) {
+        return 0;
+    }
+    bdrv_inc_in_flight(bs);
+    gen = bs->write_gen;
+    while (bs->flush_active) {
+        co_queue_wait(&bs->flush_queue, NULL);
+    }
+    bs->flush_active = true;
+    ret = flush_self(bs, gen);
+    if (ret == 0) {
+        ret = flush_children(bs);
+    }
+    if (ret == 0 && gen > bs->flushed_gen) {
+        bs->flushed_gen = gen;
+    }
+    bs->flush_active = false;
+    co_queue_next(&bs->flush_queue);
+    bdrv_dec_in_flight(bs);
+    return ret;
+}
+
+/* ---- truncate ---- */
+
+static BdrvRequestFlags truncate_zero_flag(BlockDriverState *bs,
+                                           int64_t old_size, int64_t offset)
+{
+    int64_t backing_len;
+
+    if (offset <= old_size || !bs->backing) {
+        return 0;
+    }
+    backing_len = bdrv_co_getlength(bs->backing->bs);
+    return backing_len > old_size ? BDRV_REQ_ZERO_WRITE : 0;
+}
+
+static int coroutine_fn truncate_driver(BlockDriverState *bs, int64_t offset,
+                                        bool exact, PreallocMode prealloc,
+                                        BdrvRequestFlags flags, Error **errp)
+{
+    const BlockDriver *drv = bs->drv;
+
+    if (drv->co_truncate) {
+        if (flags & ~bs->supported_truncate_flags) {
+            error_setg(errp, "Block driver does not support requested flags");
+            return -ENOTSUP;
+        }
+        return drv->co_truncate(bs, offset, exact, prealloc, flags, errp);
+    }
+    if (is_filter(bs) && bdrv_filter_child(bs)) {
+        return bdrv_co_truncate(bdrv_filter_child(bs), offset, exact,
+                                prealloc, flags, errp);
+    }
+    error_setg(errp, "Image format driver does not support resize");
+    return -ENOTSUP;
+}
+
+static int truncate_check(BlockDriverState *bs, int64_t offset, Error **errp)
+{
+    if (!bs || !bs->drv) {
+        error_setg(errp, "No medium inserted");
+        return -ENOMEDIUM;
+    }
+    if (offset < 0) {
+        error_setg(errp, "Image size cannot be negative");
+        return -EINVAL;
+    }
+    if (offset > BDRV_MAX_LENGTH) {
+        error_setg(errp, "Image size too large");
+        return -EFBIG;
+    }
+    if (bs->read_only) {
+        error_setg(errp, "Image is read-only");
+        return -EACCES;
+    }
+    return 0;
+}
+
+int coroutine_fn bdrv_co_truncate(BdrvChild *child, int64_t offset, bool exact,
+                                  PreallocMode prealloc, BdrvRequestFlags flags,
+                                  Error **errp)
+{
+    BlockDriverState *bs = child_bs(child);
+    BdrvTrackedRequest req;
+    int64_t old_size, new_bytes;
+    int ret = truncate_check(bs, offset, errp);
+
+    if (ret < 0) {
+        return ret;
+    }
+    old_size = bdrv_co_getlength(bs);
+    if (old_size < 0) {
+        error_setg_errno(errp, (int)-old_size, "Failed to get old image size");
+        return (int)old_size;
+    }
+    new_bytes = MAX(offset - old_size, 0);
+    bdrv_inc_in_flight(bs);
+    tracked_begin(&req, bs, offset - new_bytes, new_bytes, TRACKED_TRUNCATE);
+    if (new_bytes) {
+        make_serialising(&req, 1);
+    }
+    wait_serialising(&req);
+    flags |= truncate_zero_flag(bs, old_size, offset);
+    ret = truncate_driver(bs, offset, exact, prealloc, flags, errp);
+    if (ret == 0) {
+        int64_t r = refresh_total_bytes(bs, offset);
+        if (r < 0) {
+            error_setg_errno(errp, (int)-r, "Could not refresh total sector count");
+            ret = (int)r;
+        }
+    }
+    bdrv_bsc_invalidate(bs);
+    bs->write_gen++;
+    tracked_end(&req);
+    bdrv_dec_in_flight(bs);
+    return ret;
+}
+
+/* ---- allocated file size ---- */
+
+static int64_t coroutine_fn sum_allocated(BlockDriverState *bs)
+{
+    int64_t sum = 0;
+
+    for (unsigned i = 0; i < bs->children->len; i++) {
+        BdrvChild *c = g_ptr_array_index(bs->children, i);
+        int64_t n;
+
+        if (!(c->role & (BDRV_CHILD_DATA | BDRV_CHILD_METADATA |
+                         BDRV_CHILD_FILTERED))) {
+            continue;
+        }
+        n = bdrv_co_get_allocated_file_size(c->bs);
+        if (n < 0) {
+            return n;
+        }
+        sum += n;
+    }
+    return sum;
+}
+
+int64_t coroutine_fn bdrv_co_get_allocated_file_size(BlockDriverState *bs)
+{
+    if (!bs || !bs->drv) {
+        return -ENOMEDIUM;
+    }
+    if (bs->drv->co_get_allocated_file_size) {
+        return bs->drv->co_get_allocated_file_size(bs);
+    }
+    if (bs->drv->kind == BDRV_KIND_PROTOCOL) {
+        return -ENOTSUP;
+    }
+    if (is_filter(bs)) {
+        BdrvChild *c = bdrv_filter_child(bs);
+        return c ? bdrv_co_get_allocated_file_size(c->bs) : -ENOMEDIUM;
+    }
+    return sum_allocated(bs);
+}
+
+/* ---- copy offload ---- */
+
+static int copy_check(BdrvChild *src, int64_t src_offset, BdrvChild *dst,
+                      int64_t dst_offset, int64_t bytes)
+{
+    int ret;
+
+    if (!child_bs(src) || !src->bs->drv || !child_bs(dst) || !dst->bs->drv) {
+        return -ENOMEDIUM;
+    }
+    ret = check_request(src_offset, bytes);
+    if (ret == 0) {
+        ret = write_check(dst->bs, dst_offset, bytes);
+    }
+    if (ret == 0 && bytes > BDRV_REQUEST_MAX_BYTES) {
+        ret = -EINVAL;
+    }
+    return ret;
+}
+
+int coroutine_fn bdrv_co_copy_range_from(BdrvChild *src, int64_t src_offset,
+                                         BdrvChild *dst, int64_t dst_offset,
+                                         int64_t bytes, BdrvRequestFlags rf,
+                                         BdrvRequestFlags wf)
+{
+    BlockDriverState *bs;
+    int ret = copy_check(src, src_offset, dst, dst_offset, bytes);
+
+    if (ret < 0 || bytes == 0) {
+        return ret;
+    }
+    bs = src->bs;
+    if (!bs->drv->co_copy_range_from) {
+        BdrvChild *fc = is_filter(bs) ? bdrv_filter_child(bs) : NULL;
+        return fc ? bdrv_co_copy_range_from(fc, src_offset, dst, dst_offset,
+                                            bytes, rf, wf) : -ENOTSUP;
+    }
+    bdrv_inc_in_flight(bs);
+    ret = bs->drv->co_copy_range_from(bs, src, src_offset, dst, dst_offset,
+                                      bytes, rf, wf);
+    bdrv_dec_in_flight(bs);
+    return ret;
+}
+
+int coroutine_fn bdrv_co_copy_range_to(BdrvChild *src, int64_t src_offset,
+                                       BdrvChild *dst, int64_t dst_offset,
+                                       int64_t bytes, BdrvRequestFlags rf,
+                                       BdrvRequestFlags wf)
+{
+    BlockDriverState *bs;
+    BdrvTrackedRequest req;
+    int ret = copy_check(src, src_offset, dst, dst_offset, bytes);
+
+    if (ret < 0 || bytes == 0) {
+        return ret;
+    }
+    bs = dst->bs;
+    if (!bs->drv->co_copy_range_to) {
+        BdrvChild *fc = is_filter(bs) ? bdrv_filter_child(bs) : NULL;
+        return fc ? bdrv_co_copy_range_to(src, src_offset, fc, dst_offset,
+                                          bytes, rf, wf) : -ENOTSUP;
+    }
+    bdrv_inc_in_flight(bs);
+    tracked_begin(&req, bs, dst_offset, bytes, TRACKED_WRITE);
+    wait_serialising(&req);
+    bsc_invalidate_range(bs, dst_offset, bytes);
+    ret = bs->drv->co_copy_range_to(bs, src, src_offset, dst, dst_offset,
+                                    bytes, rf, wf);
+    write_finish(bs, dst_offset, bytes, TRACKED_WRITE, ret);
+    tracked_end(&req);
+    bdrv_dec_in_flight(bs);
+    return ret;
+}
+
+int coroutine_fn bdrv_co_copy_range(BdrvChild *src, int64_t src_offset,
+                                    BdrvChild *dst, int64_t dst_offset,
+                                    int64_t bytes, BdrvRequestFlags read_flags,
+                                    BdrvRequestFlags write_flags)
+{
+    return bdrv_co_copy_range_from(src, src_offset, dst, dst_offset, bytes,
+                                   read_flags, write_flags);
+}
+
+/* ---- block status ---- */
+
+static int coroutine_fn do_block_status(BlockDriverState *bs, bool want_zero,
+                                        int64_t offset, int64_t bytes,
+                                        int64_t *pnum, int64_t *map,
+                                        BlockDriverState **file);
+
+/* Default status for drivers without co_block_status. */
+static int default_block_status(BlockDriverState *bs, int64_t offset,
+                                int64_t bytes, int64_t *pnum, int64_t *map,
+                                BlockDriverState **file)
+{
+    BdrvChild *fc = is_filter(bs) ? bdrv_filter_child(bs) : NULL;
+
+    *pnum = bytes;
+    *map = offset;
+    if (fc) {
+        *file = fc->bs;
+        return BDRV_BLOCK_RAW | BDRV_BLOCK_OFFSET_VALID;
+    }
+    if (bs->drv->kind == BDRV_KIND_PROTOCOL) {
+        *file = bs;
+        return BDRV_BLOCK_DATA | BDRV_BLOCK_ALLOCATED | BDRV_BLOCK_OFFSET_VALID;
+    }
+    *file = NULL;
+    return BDRV_BLOCK_DATA | BDRV_BLOCK_ALLOCATED;
+}
+
+/* Ask the driver for the aligned range covering the request (or answer
+ * from the protocol node's data cache), then trim to the request. */
+static int coroutine_fn driver_block_status(BlockDriverState *bs,
+                                            bool want_zero, int64_t offset,
+                                            int64_t bytes, int64_t *pnum,
+                                            int64_t *map,
+                                            BlockDriverState **file)
+{
+    int64_t align = req_align(bs);
+    int64_t start = ROUND_DOWN(offset, align);
+    int64_t len = ROUND_UP(offset + bytes, align) - start;
+    bool protocol = bs->drv->kind == BDRV_KIND_PROTOCOL;
+    int ret;
+
+    if (protocol && want_zero && bsc_lookup(bs, start, pnum)) {
+        ret = BDRV_BLOCK_DATA | BDRV_BLOCK_OFFSET_VALID;
+        *map = start;
+        *file = bs;
+    } else {
+        *file = NULL;
+        ret = bs->drv->co_block_status(bs, want_zero, start, len, pnum, map,
+                                       file);
+        if (ret < 0) {
+            return ret;
+        }
+        if (protocol && want_zero && *pnum > 0 && *file == bs &&
+            ret == (BDRV_BLOCK_DATA | BDRV_BLOCK_OFFSET_VALID) &&
+            *map == start) {
+            bsc_fill(bs, start, *pnum);
+        }
+    }
+    *pnum = MIN(*pnum - (offset - start), bytes);
+    if (*pnum <= 0) {
+        *pnum = 0;
+    }
+    if (ret & BDRV_BLOCK_OFFSET_VALID) {
+        *map += offset - start;
+    }
+    return ret;
+}
+
+/* Zero flags for unallocated areas of a format node: no backing file or
+ * past the backing file's end reads as zeroes. */
+static int coroutine_fn unallocated_flags(BlockDriverState *bs,
+                                          bool want_zero, int64_t offset)
+{
+    int64_t blen;
+
+    if (!bs->drv->supports_backing) {
+        return 0;
+    }
+    if (!bs->backing) {
+        return BDRV_BLOCK_ZERO;
+    }
+    if (want_zero) {
+        blen = bdrv_co_getlength(bs->backing->bs);
+        if (blen >= 0 && offset >= blen) {
+            return BDRV_BLOCK_ZERO;
+        }
+    }
+    return 0;
+}
+
+/* BDRV_BLOCK_RECURSE: data in the format may still be zero in the file. */
+static int coroutine_fn refine_recurse(int ret, int64_t *pnum, int64_t map,
+                                       BlockDriverState *file)
+{
+    int64_t file_pnum;
+    int ret2 = do_block_status(file, true, map, *pnum, &file_pnum, NULL, NULL);
+
+    if (ret2 < 0) {
+        return ret;
+    }
+    if ((ret2 & BDRV_BLOCK_EOF) && (!file_pnum || (ret2 & BDRV_BLOCK_ZERO))) {
+        return ret | BDRV_BLOCK_ZERO;
+    }
+    *pnum = file_pnum;
+    return ret | (ret2 & BDRV_BLOCK_ZERO);
+}
+
+/* Post-process a driver answer: RAW recursion, ALLOCATED, zero
+ * synthesis and RECURSE. */
+static int coroutine_fn finish_block_status(BlockDriverState *bs,
+                                            bool want_zero, int ret,
+                                            int64_t offset, int64_t *pnum,
+                                            int64_t *map,
+                                            BlockDriverState **file)
+{
+    if (ret & BDRV_BLOCK_RAW) {
+        g_assert((ret & BDRV_BLOCK_OFFSET_VALID) && *file);
+        return do_block_status(*file, want_zero, *map, *pnum, pnum, map,
+                               file);
+    }
+    if (ret & (BDRV_BLOCK_DATA | BDRV_BLOCK_ZERO)) {
+        ret |= BDRV_BLOCK_ALLOCATED;
+    } else {
+        ret |= unallocated_flags(bs, want_zero, offset);
+    }
+    if (want_zero && (ret & BDRV_BLOCK_RECURSE) && *file && *file != bs &&
+        (ret & BDRV_BLOCK_DATA) && !(ret & BDRV_BLOCK_ZERO) &&
+        (ret & BDRV_BLOCK_OFFSET_VALID)) {
+        ret = refine_recurse(ret, pnum, *map, *file);
+    }
+    return ret & ~BDRV_BLOCK_RECURSE;
+}
+
+static int coroutine_fn do_block_status(BlockDriverState *bs, bool want_zero,
+                                        int64_t offset, int64_t bytes,
+                                        int64_t *pnum, int64_t *map,
+                                        BlockDriverState **file)
+{
+    int64_t total, local_map = 0;
+    BlockDriverState *local_file = NULL;
+    int ret;
+
+    *pnum = 0;
+    if (!bs || !bs->drv) {
+        return -ENOMEDIUM;
+    }
+    total = bdrv_co_getlength(bs);
+    if (total < 0) {
+        return (int)total;
+    }
+    if (offset >= total) {
+        return BDRV_BLOCK_EOF;
+    }
+    if (bytes <= 0) {
+        return 0;
+    }
+    bytes = MIN(bytes, total - offset);
+    bdrv_inc_in_flight(bs);
+    if (!bs->drv->co_block_status) {
+        ret = default_block_status(bs, offset, bytes, pnum, &local_map,
+                                   &local_file);
+    } else {
+        ret = driver_block_status(bs, want_zero, offset, bytes, pnum,
+                                  &local_map, &local_file);
+    }
+    if (ret >= 0) {
+        ret = finish_block_status(bs, want_zero, ret, offset, pnum,
+                                  &local_map, &local_file);
+    }
+    bdrv_dec_in_flight(bs);
+    if (ret < 0) {
+        *pnum = 0;
+        return ret;
+    }
+    if (offset + *pnum == total) {
+        ret |= BDRV_BLOCK_EOF;
+    }
+    if (map) {
+        *map = local_map;
+    }
+    if (file) {
+        *file = local_file;
+    }
+    return ret;
+}
+
+int coroutine_fn bdrv_co_block_status(BlockDriverState *bs, int64_t offset,
+                                      int64_t bytes, int64_t *pnum,
+                                      int64_t *map, BlockDriverState **file)
+{
+    int64_t dummy;
+
+    return do_block_status(bs, true, offset, bytes, pnum ? pnum : &dummy,
+                           map, file);
+}
+
+/* The next layer down: a filter's filtered child or the backing file. */
+static BlockDriverState *filter_or_cow_bs(BlockDriverState *bs)
+{
+    BdrvChild *c = is_filter(bs) ? bdrv_filter_child(bs) : NULL;
+
+    if (c) {
+        return c->bs;
+    }
+    return bs->backing ? bs->backing->bs : NULL;
+}
+
+typedef struct StatusAbove {
+    BlockDriverState *base;
+    bool want_zero;
+    int64_t offset;
+    int64_t *pnum, *map;
+    BlockDriverState **file;
+    int depth;
+} StatusAbove;
+
+/* Walk below @bs while the range stays unallocated. */
+static int coroutine_fn status_below(StatusAbove *s, BlockDriverState *bs,
+                                     int64_t bytes, int ret)
+{
+    for (BlockDriverState *p = filter_or_cow_bs(bs); p && p != s->base;
+         p = filter_or_cow_bs(p)) {
+        ret = do_block_status(p, s->want_zero, s->offset, bytes, s->pnum,
+                              s->map, s->file);
+        s->depth++;
+        if (ret < 0) {
+            return ret;
+        }
+        if (*s->pnum == 0) {
+            /* the lower layer is short: synthesised zeroes count as its */
+            *s->pnum = bytes;
+            if (s->file) {
+                *s->file = p;
+            }
+            return BDRV_BLOCK_ZERO | BDRV_BLOCK_ALLOCATED;
+        }
+        if (ret & BDRV_BLOCK_ALLOCATED) {
+            return ret & ~BDRV_BLOCK_EOF;
+        }
+        bytes = *s->pnum;
+    }
+    return ret;
+}
+
+static int coroutine_fn common_status_above(BlockDriverState *top,
+                                            StatusAbove *s, int64_t bytes)
+{
+    int64_t eof = -1;
+    int ret;
+
+    if (top == s->base) {
+        *s->pnum = bytes;
+        return 0;
+    }
+    ret = do_block_status(top, s->want_zero, s->offset, bytes, s->pnum,
+                          s->map, s->file);
+    s->depth++;
+    if (ret < 0 || *s->pnum == 0 || (ret & BDRV_BLOCK_ALLOCATED)) {
+        return ret;
+    }
+    if (ret & BDRV_BLOCK_EOF) {
+        eof = s->offset + *s->pnum;
+    }
+    ret = status_below(s, top, *s->pnum, ret);
+    if (ret >= 0 && s->offset + *s->pnum == eof) {
+        ret |= BDRV_BLOCK_EOF;
+    }
+    return ret;
+}
+
+int coroutine_fn bdrv_co_block_status_above(BlockDriverState *top,
+                                            BlockDriverState *base,
+                                            int64_t offset, int64_t bytes,
+                                            int64_t *pnum, int64_t *map,
+                                            BlockDriverState **file, int *depth)
+{
+    int64_t dummy;
+    StatusAbove s = {
+        .base = base, .want_zero = true, .offset = offset,
+        .pnum = pnum ? pnum : &dummy, .map = map, .file = file,
+    };
+    int ret = common_status_above(top, &s, bytes);
+
+    if (depth) {
+        *depth = (ret >= 0 && (ret & BDRV_BLOCK_ALLOCATED)) ? s.depth : 0;
+    }
+    return ret;
+}
+
+int coroutine_fn bdrv_co_is_allocated(BlockDriverState *bs, int64_t offset,
+                                      int64_t bytes, int64_t *pnum)
+{
+    int64_t n;
+    int ret;
+
+    ret = do_block_status(bs, false, offset, bytes, &n, NULL, NULL);
+    if (pnum) {
+        *pnum = n;
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    return !!(ret & BDRV_BLOCK_ALLOCATED);
+}

@@ -1,0 +1,109 @@
+"""Command-line options and bad input: same messages and exit codes as
+the reference qemu-io, and the image is never modified."""
+import hashlib
+import os
+
+import pytest
+
+from conftest import make_image, normalize, run
+
+MiB = 1 << 20
+
+# (id, argv after the program name); "IMG" is replaced by the image path
+# relative to the working directory, "DIR" by a directory.
+CASES = [
+    ('missing-file', ['-f', 'raw', '-c', 'read 0 1', 'nonexistent.raw']),
+    ('directory', ['-f', 'raw', '-c', 'read 0 1', 'DIR']),
+    ('unknown-format', ['-f', 'nosuchfmt', '-c', 'read 0 1', 'IMG']),
+    ('unknown-protocol', ['-c', 'read 0 1', 'nosuch:IMG']),
+    ('unknown-option', ['--image-opts', '-c', 'read 0 1',
+                        'driver=raw,file.driver=file,file.filename=IMG,foo=1']),
+    ('unknown-file-option', ['--image-opts', '-c', 'read 0 1',
+                             'driver=raw,file.driver=file,file.filename=IMG,file.foo=1']),
+    ('unknown-driver-opts', ['--image-opts', '-c', 'read 0 1', 'driver=nosuch']),
+    ('image-opts-and-f', ['--image-opts', '-f', 'raw', '-c', 'read 0 1',
+                          'driver=raw,file.filename=IMG']),
+    ('bad-json', ['-c', 'read 0 1', 'json:{"driver": "raw",']),
+    ('json-not-dict', ['-c', 'read 0 1', 'json:[1]']),
+    ('json-ok', ['-c', 'read 0 1',
+                 'json:{"driver": "raw", "file": {"driver": "file", "filename": "IMG"}}']),
+    ('json-file-filename', ['-c', 'read 0 1', 'json:{"file.filename": "IMG"}']),
+    ('file-prefix', ['-f', 'raw', '-c', 'read 0 1', 'file:IMG']),
+    ('bad-cache', ['-f', 'raw', '-t', 'sometimes', '-c', 'read 0 1', 'IMG']),
+    ('bad-aio', ['-f', 'raw', '-i', 'magic', '-c', 'read 0 1', 'IMG']),
+    ('bad-discard', ['-f', 'raw', '-d', 'always', '-c', 'read 0 1', 'IMG']),
+    ('discard-unmap', ['-f', 'raw', '-d', 'unmap', '-c', 'discard 0 64k', 'IMG']),
+    ('force-share-rw', ['-f', 'raw', '-U', '-c', 'read 0 1', 'IMG']),
+    ('detect-zeroes-unmap-no-discard', ['--image-opts', '-c', 'write -z 0 512',
+                                       'driver=raw,file.filename=IMG,detect-zeroes=unmap']),
+    ('detect-zeroes-on', ['--image-opts', '-c', 'write -P 0 0 64k',
+                          'driver=raw,file.filename=IMG,detect-zeroes=on']),
+    ('raw-offset-size', ['--image-opts', '-c', 'read -P 0x61 0 4k', '-c', 'length',
+                         'driver=raw,offset=4096,size=8192,file.filename=IMG']),
+    ('raw-size-too-big', ['--image-opts', '-c', 'length',
+                          'driver=raw,offset=4096,size=2M,file.filename=IMG']),
+    ('raw-unaligned-size', ['--image-opts', '-c', 'length',
+                            'driver=raw,size=1000,file.filename=IMG']),
+    ('null-co', ['-c', 'read -P 0 0 4k', '-c', 'length',
+                 'json:{"driver": "null-co", "read-zeroes": true, "size": 65536}']),
+    ('null-co-uri', ['-c', 'length', 'null-co://']),
+    ('no-image', ['-c', 'read 0 1']),
+    ('no-image-open-later', ['-c', 'open -f raw IMG', '-c', 'read 0 1']),
+    ('two-images', ['-f', 'raw', 'IMG', 'IMG']),
+    ('unknown-short-option', ['-Z', 'IMG']),
+    ('unknown-long-option', ['--nosuch', 'IMG']),
+    ('help', ['-h']),
+    ('snapshot-readonly-cmd', ['-f', 'raw', '-r', '-c', 'write 0 1', 'IMG']),
+    ('object-bad', ['--object', 'nosuchtype,id=x', '-f', 'raw', '-c', 'read 0 1', 'IMG']),
+    ('object-secret', ['--object', 'secret,id=s0,data=abc', '-f', 'raw',
+                       '-c', 'read 0 1', 'IMG']),
+]
+
+
+def digest(path):
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def run_in(prog, workdir, argv):
+    os.makedirs(os.path.join(workdir, 'DIR'), exist_ok=True)
+    img = make_image(os.path.join(workdir, 'IMG'), 1 * MiB,
+                     [(4096, b'a' * 8192)])
+    before = digest(img)
+    res = run([prog] + argv, cwd=workdir, stdin=open(os.devnull))
+    return res, before, digest(img)
+
+
+@pytest.mark.parametrize('case', CASES, ids=[c[0] for c in CASES])
+def test_options_same_as_reference(case, tmp_path, our_qemu_io, ref_qemu_io):
+    name, argv = case
+    ref, _, ref_after = run_in(ref_qemu_io, str(tmp_path / 'ref'), argv)
+    ours, before, our_after = run_in(our_qemu_io, str(tmp_path / 'our'), argv)
+    assert our_after == ref_after
+    if name in ('help',):
+        assert ours.rc == ref.rc == 0
+        assert 'Usage:' in ours.out or 'usage:' in ours.out.lower()
+        return
+    assert normalize(ours.out) == normalize(ref.out), ours
+    assert ours.err == ref.err, ours
+    assert ours.rc == ref.rc, ours
+
+
+def test_version_through_symlink(our_qemu_io):
+    res = run([our_qemu_io, '-V'])
+    assert res.rc == 0
+    assert res.out.startswith('qemu-io version 10.0.2 (strata ')
+
+
+def test_hostile_inputs_never_crash(tmp_path, strata_io):
+    """Malformed filenames and options: a clear error, never a signal."""
+    img = make_image(tmp_path / 'h.raw', 1 * MiB)
+    nasty = ['json:', 'json:{', 'json:{"driver":', 'json:{"driver": 5}',
+             'json:{"driver": "raw", "file": 7}', 'json:{"a":' * 2000,
+             'json:"\\ud800"', 'json:{"driver": "raw", "file": {"driver": "raw"}}',
+             'json:{"driver":"raw","file":{"driver":"file","filename":"%s","aio":"x"}}' % img,
+             'null-co://?size=-1', 'file:', '', 'driver=', ',,,']
+    for name in nasty:
+        res = run([strata_io, '-c', 'read 0 512', name])
+        assert res.rc == 1, (name, res)
+        assert res.err.startswith('strata-io: '), (name, res)
