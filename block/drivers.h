@@ -1,0 +1,39 @@
+/*
+ * Built-in drivers (each defined in its own file under block/protocol,
+ * block/format, block/filter) and the graph module's internal helpers
+ * shared by block.c, open.c, options.c and perm.c.
+ */
+#ifndef STRATA_BLOCK_DRIVERS_H
+#define STRATA_BLOCK_DRIVERS_H
+
+#include "block/driver.h"
+
+extern const BlockDriver bdrv_file, bdrv_host_device, bdrv_null_co, bdrv_raw,
+    bdrv_throttle, bdrv_preallocate, bdrv_blkdebug;
+
+/* ---- block.c ---- */
+/* A fresh node: one reference, no driver yet, not in the node list until
+ * it gets a name. */
+BlockDriverState *bdrv_new(void);
+/* Validate and set @name (NULL: generate "#block..."); adds @bs to the
+ * list of named nodes. */
+int bdrv_assign_node_name(BlockDriverState *bs, const char *name, Error **errp);
+/* Close the driver and free a node whose refcnt reached zero (or that
+ * failed to open). */
+void bdrv_delete(BlockDriverState *bs);
+/* The i-th registered driver or NULL past the end. */
+const BlockDriver *bdrv_driver_at(unsigned i);
+
+/* ---- options.c ---- */
+/* Options every node accepts (node-name, read-only, cache.*, ...). */
+bool bdrv_opt_is_generic(const char *key);
+/* First key of @opts that neither @schema nor the generic set knows, or
+ * NULL. */
+const char *bdrv_opts_first_unknown(QDict *opts, const BlockOptDesc *schema);
+
+/* ---- perm.c ---- */
+/* Node-parent edge bookkeeping without permission updates. */
+void bdrv_parent_link(BdrvChild *c);
+void bdrv_parent_unlink(BdrvChild *c);
+
+#endif
