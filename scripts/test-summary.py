@@ -36,7 +36,10 @@ def count_meson(path):
         for line in fh:
             rec = json.loads(line)
             tp, tf, ts = count_tap(rec.get('stdout') or '')
-            if rec.get('result') not in ('OK', 'SKIP', 'EXPECTEDFAIL') and tf == 0:
+            ok = rec.get('result') in ('OK', 'SKIP', 'EXPECTEDFAIL')
+            if ok and tp + tf + ts == 0:
+                tp = 1      # a plain (non-TAP) test program that passed
+            if not ok and tf == 0:
                 tf = 1      # crashed, timed out or failed without a TAP line
                 print(f"FAILED: {rec.get('name')} ({rec.get('result')})")
             p, f, s = p + tp, f + tf, s + ts

@@ -27,4 +27,18 @@ QDict *keyval_parse_flat(const char *params, const char *implied_key,
 /* Returns true if @params is exactly "help" or "?" or contains such an element. */
 bool keyval_has_help_option(const char *params);
 
+/*
+ * qemu_opts_parse_flat(): the older QemuOpts syntax that qemu-img and
+ * qemu-io use for --image-opts (and qemu-io's "open -o").  Lenient like
+ * QEMU: keys are not validated ("a..b", "" are accepted), a bare "name" is
+ * name=on and "noname" is name=off (with QEMU's "short-form boolean option"
+ * deprecation warning via warn_report() when @warn_flags), "help"/"?" are
+ * stored as help=on without warning, a first element without '=' is the
+ * value of @implied_key (qemu-img passes "file"; NULL for qemu-io), ",,"
+ * is a literal comma in values, the last repeated key wins.  The only error
+ * is a malformed "id" ("Parameter 'id' expects an identifier" + hint).
+ */
+QDict *qemu_opts_parse_flat(const char *params, const char *implied_key,
+                            bool warn_flags, Error **errp);
+
 #endif

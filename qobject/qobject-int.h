@@ -1,0 +1,53 @@
+/*
+ * Private layout of the QObject types, shared by the qobject/ sources only.
+ */
+#ifndef STRATA_QOBJECT_INT_H
+#define STRATA_QOBJECT_INT_H
+
+#include "qobject/qobject.h"
+
+#define QDICT_BUCKETS 512
+
+typedef enum { QNUM_I64, QNUM_U64, QNUM_DOUBLE } QNumKind;
+
+struct QNull { QObject base; };
+struct QBool { QObject base; bool value; };
+struct QString { QObject base; char *str; size_t len; };
+
+struct QNum {
+    QObject base;
+    QNumKind kind;
+    union { int64_t i64; uint64_t u64; double dbl; } u;
+};
+
+struct QListEntry {
+    QObject *value;
+    QListEntry *next;
+};
+
+struct QList {
+    QObject base;
+    QListEntry *head;
+    QListEntry *tail;
+    size_t size;
+};
+
+struct QDictEntry {
+    char *key;
+    QObject *value;
+    QDictEntry *next;
+};
+
+struct QDict {
+    QObject base;
+    size_t size;
+    QDictEntry *table[QDICT_BUCKETS];
+};
+
+void qobject_init_(QObject *obj, QType type);
+void qdict_destroy_(QDict *d);
+void qlist_destroy_(QList *l);
+bool qdict_is_equal_(const QDict *a, const QDict *b);
+unsigned qdict_bucket_(const char *key);
+
+#endif
