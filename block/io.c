@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <string.h>
 #include <glib.h>
+#include "block/debug.h"
 #include "block/driver.h"
 #include "util/cutils.h"
 
@@ -895,12 +896,15 @@ static int coroutine_fn flush_children(BlockDriverState *bs)
 }
 
 /* This node's own flush: to the OS always, to disk unless cache=unsafe
- * or nothing was written since the last successful flush. */
+ * or nothing was written since the last successful flush.  The debug
+ * events go to the primary child, where a blkdebug node may listen. */
 static int coroutine_fn flush_self(BlockDriverState *bs, uint64_t gen)
 {
     const BlockDriver *drv = bs->drv;
+    BdrvChild *primary = bs->file ? bs->file : bdrv_filter_child(bs);
     int ret = 0;
 
+    bdrv_debug_event(primary, BLKDBG_FLUSH_TO_OS);
     if (drv->co_flush_to_os) {
         ret = drv->co_flush_to_os(bs);
         if (ret < 0) {
@@ -910,6 +914,7 @@ static int coroutine_fn flush_self(BlockDriverState *bs, uint64_t gen)
     if ((bs->open_flags & BDRV_O_NO_FLUSH) || bs->flushed_gen == gen) {
         return 0;
     }
+    bdrv_debug_event(primary, BLKDBG_FLUSH_TO_DISK);
     return drv->co_flush_to_disk ? drv->co_flush_to_disk(bs) : 0;
 }
 
