@@ -1,2 +1,345 @@
 #include "config.h"
-/* placeholder: being written */
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util/cutils.h"
+
+/* Multiplier for a size suffix letter, 0 if @c is not a suffix. */
+static uint64_t suffix_mul(char c, uint64_t unit)
+{
+    switch (c) {
+    case 'b': case 'B': return 1;
+    case 'k': case 'K': return unit;
+    case 'm': case 'M': return unit * unit;
+    case 'g': case 'G': return unit * unit * unit;
+    case 't': case 'T': return unit * unit * unit * unit;
+    case 'p': case 'P': return unit * unit * unit * unit * unit;
+    case 'e': case 'E': return unit * unit * unit * unit * unit * unit;
+    default: return 0;
+    }
+}
+
+/* Accumulate digits of @base at *@p into *@val; counts digits; -ERANGE on overflow. */
+static int parse_digits(const char **p, int base, uint64_t *val, int *ndigits)
+{
+    uint64_t v = 0;
+    int n = 0;
+    int overflow = 0;
+
+    for (;; n++) {
+        int d = g_ascii_xdigit_value(**p);
+        if (d < 0 || d >= base) {
+            break;
+        }
+        if (mul_overflow_u64(v, base, &v) || add_overflow_u64(v, d, &v)) {
+            overflow = 1;
+        }
+        (*p)++;
+    }
+    *val = v;
+    *ndigits = n;
+    return overflow ? -ERANGE : 0;
+}
+
+/* Parse ".digits" at *@p as a double in [0, 1]; *@p moves past it. */
+static double parse_fraction(const char **p, int *ndigits)
+{
+    const char *s = *p + 1;
+    double frac = 0, scale = 0.1;
+    int n = 0;
+    char buf[64];
+
+    while (g_ascii_isdigit(s[n])) {
+        n++;
+    }
+    *ndigits = n;
+    *p = s + n;
+    if (n == 0) {
+        return 0;
+    }
+    /* strtod gives correct rounding; fall back for huge digit strings */
+    if (n + 3 < (int)sizeof(buf)) {
+        buf[0] = '0';
+        buf[1] = '.';
+        memcpy(buf + 2, s, n);
+        buf[n + 2] = '\0';
+        return g_ascii_strtod(buf, NULL);
+    }
+    for (int i = 0; i < n; i++, scale /= 10) {
+        frac += (s[i] - '0') * scale;
+    }
+    return frac;
+}
+
+/* Parse the hexadecimal form "0x..." (no fraction, no suffix allowed). */
+static int parse_hex_size(const char *p, const char **end, uint64_t *result)
+{
+    uint64_t val;
+    int n, ret;
+
+    p += 2;
+    ret = parse_digits(&p, 16, &val, &n);
+    if (n == 0 || *p == '.' || suffix_mul(*p, 1024)) {
+        return -EINVAL;
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    if (end) {
+        *end = p;
+    } else if (*p) {
+        return -EINVAL;
+    }
+    *result = val;
+    return 0;
+}
+
+/* Combine integer part, fraction and multiplier with overflow checks. */
+static int size_combine(uint64_t ival, double frac, uint64_t mul, uint64_t *result)
+{
+    uint64_t v;
+    double extra = frac * (double)mul;
+
+    if (mul_overflow_u64(ival, mul, &v)) {
+        return -ERANGE;
+    }
+    if (extra >= 18446744073709551616.0) {
+        return -ERANGE;
+    }
+    if (add_overflow_u64(v, (uint64_t)extra, &v)) {
+        return -ERANGE;
+    }
+    *result = v;
+    return 0;
+}
+
+/* Core of the size parsers: @unit is 1024 or 1000. */
+static int do_size_parse(const char *str, const char **end, uint64_t default_unit,
+                         uint64_t unit, uint64_t *result)
+{
+    const char *p = str;
+    uint64_t ival, mul;
+    double frac = 0;
+    int nint, nfrac = 0, ret;
+    bool negative = false;
+
+    while (g_ascii_isspace(*p)) {
+        p++;
+    }
+    if (*p == '-' || *p == '+') {
+        negative = *p == '-';
+        p++;
+    }
+    if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+        ret = parse_hex_size(p, end, result);
+        return (ret == 0 && negative) ? -ERANGE : ret;
+    }
+    ret = parse_digits(&p, 10, &ival, &nint);
+    if (*p == '.') {
+        frac = parse_fraction(&p, &nfrac);
+    }
+    if (nint == 0 && nfrac == 0) {
+        return -EINVAL;
+    }
+    mul = suffix_mul(*p, unit);
+    if (mul) {
+        p++;
+    } else {
+        mul = default_unit;
+    }
+    if (frac != 0 && mul == 1) {
+        return -EINVAL;
+    }
+    if (end) {
+        *end = p;
+    } else if (*p) {
+        return -EINVAL;
+    }
+    if (ret < 0 || negative) {
+        return -ERANGE;
+    }
+    return size_combine(ival, frac, mul, result);
+}
+
+int size_parse(const char *str, const char **end, uint64_t *result)
+{
+    return do_size_parse(str, end, 1, 1024, result);
+}
+
+int size_parse_unit(const char *str, const char **end, uint64_t default_unit,
+                    uint64_t *result)
+{
+    return do_size_parse(str, end, default_unit, 1024, result);
+}
+
+int size_parse_metric(const char *str, const char **end, uint64_t *result)
+{
+    return do_size_parse(str, end, 1, 1000, result);
+}
+
+char *size_to_str(uint64_t val)
+{
+    static const char *const units[] = {
+        "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB",
+    };
+    int i = 0;
+
+    /* switch to the next unit once the value reaches 1000 of the current */
+    while (i < 6 && val >= 1000 * (1ULL << (10 * i))) {
+        i++;
+    }
+    return g_strdup_printf("%0.3g %s", (double)val / (double)(1ULL << (10 * i)),
+                           units[i]);
+}
+
+/* Shared checks for the strict integer parsers: whole string consumed. */
+static int check_strict_end(const char *s, const char *endp)
+{
+    if (endp == s) {
+        return -EINVAL;
+    }
+    if (*endp != '\0') {
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int parse_int64(const char *s, int base, int64_t *out)
+{
+    char *endp;
+    long long v;
+    int ret;
+
+    if (!s) {
+        return -EINVAL;
+    }
+    errno = 0;
+    v = strtoll(s, &endp, base);
+    ret = check_strict_end(s, endp);
+    if (ret < 0) {
+        return ret;
+    }
+    if (errno == ERANGE) {
+        return -ERANGE;
+    }
+    *out = v;
+    return 0;
+}
+
+int parse_uint64(const char *s, int base, uint64_t *out)
+{
+    const char *p = s;
+    char *endp;
+    unsigned long long v;
+    int ret;
+
+    if (!s) {
+        return -EINVAL;
+    }
+    while (g_ascii_isspace(*p)) {
+        p++;
+    }
+    errno = 0;
+    v = strtoull(s, &endp, base);
+    ret = check_strict_end(s, endp);
+    if (ret < 0) {
+        return ret;
+    }
+    if (errno == ERANGE || (*p == '-' && v != 0)) {
+        return -ERANGE;
+    }
+    *out = v;
+    return 0;
+}
+
+int parse_int(const char *s, int base, int *out)
+{
+    int64_t v;
+    int ret = parse_int64(s, base, &v);
+
+    if (ret < 0) {
+        return ret;
+    }
+    if (v < INT_MIN || v > INT_MAX) {
+        return -ERANGE;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+/* Byte-wise check, used for short buffers and unaligned edges. */
+static bool bytes_are_zero(const unsigned char *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (p[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Aligned body: OR eight words per step so the compiler can vectorise. */
+static bool words_are_zero(const uint64_t *w, size_t nwords)
+{
+    size_t i = 0;
+
+    for (; i + 8 <= nwords; i += 8) {
+        if (w[0 + i] | w[1 + i] | w[2 + i] | w[3 + i] |
+            w[4 + i] | w[5 + i] | w[6 + i] | w[7 + i]) {
+            return false;
+        }
+    }
+    for (; i < nwords; i++) {
+        if (w[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool buffer_is_zero(const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+    size_t head, nwords;
+
+    if (len < 64) {
+        return bytes_are_zero(p, len);
+    }
+    /* cheap early exit on the common non-zero case */
+    if (p[0] || p[len - 1] || p[len / 2]) {
+        return false;
+    }
+    head = (8 - ((uintptr_t)p & 7)) & 7;
+    if (!bytes_are_zero(p, head)) {
+        return false;
+    }
+    p += head;
+    len -= head;
+    nwords = len / 8;
+    if (!words_are_zero((const uint64_t *)p, nwords)) {
+        return false;
+    }
+    return bytes_are_zero(p + nwords * 8, len - nwords * 8);
+}
+
+int64_t clock_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int64_t clock_realtime_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}

@@ -15,6 +15,8 @@ void progress_init(bool enabled, float min_skip);
 void progress_print(float delta, int max);
 /* Set the absolute position (0..100). */
 void progress_set(float percent);
+/* Prints only the terminating "\n" (with -p).  Like qemu-img, callers
+ * print the final 100.00 line themselves with progress_print(100, 0). */
 void progress_end(void);
 
 #endif

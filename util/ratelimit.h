@@ -12,7 +12,8 @@ typedef struct RateLimit {
     uint64_t dispatched;
 } RateLimit;
 
-/* @speed: units per second (0 = unlimited); @slice_ns: accounting slice. */
+/* @speed: units per second (0 = unlimited); @slice_ns: accounting slice
+ * (0 = 100 ms).  The quota per slice is at least 1 unit.  Uses clock_ns(). */
 void ratelimit_set_speed(RateLimit *rl, uint64_t speed, uint64_t slice_ns);
 /* Account @n units dispatched now; returns ns the caller should sleep
  * before dispatching more (0 = go on). */
