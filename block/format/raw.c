@@ -1,2 +1,388 @@
 #include "config.h"
-/* placeholder: being written */
+/*
+ * The "raw" format: the guest sees its file child as is, or a window
+ * [offset, offset + size) of it.  When the format was guessed (probed),
+ * writes that would make the first sector look like another format are
+ * refused, so a guest cannot turn its disk into, say, a qcow2 header
+ * pointing at host files.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+#include "block/drivers.h"
+#include "util/cutils.h"
+
+typedef struct BDRVRawFmtState {
+    uint64_t offset;
+    uint64_t size;
+    bool has_size;
+} BDRVRawFmtState;
+
+static const BlockOptDesc raw_fmt_open_opts[] = {
+    { "offset", OPT_SIZE, "offset in the disk where the image starts", NULL },
+    { "size", OPT_SIZE, "virtual disk size", NULL },
+    { NULL },
+};
+
+static const BlockOptDesc raw_fmt_create_opts[] = {
+    { "size", OPT_SIZE, "Virtual disk size", NULL },
+    { NULL },
+};
+
+/* The guess of last resort: anything is a raw image. */
+static int raw_probe(const uint8_t *buf, int buf_size, const char *filename)
+{
+    return 1;
+}
+
+typedef struct RawLen {
+    BlockDriverState *bs;
+    int64_t len;
+} RawLen;
+
+static void coroutine_fn raw_getlength_entry(void *opaque)
+{
+    RawLen *rl = opaque;
+    rl->len = bdrv_co_getlength(rl->bs);
+}
+
+/* Length of the child from plain (open) context. */
+static int64_t raw_child_length(BlockDriverState *child)
+{
+    RawLen rl = { .bs = child, .len = -EINVAL };
+
+    co_run_sync(raw_getlength_entry, &rl);
+    return rl.len;
+}
+
+/* Check the window against the file, with the reference's messages. */
+static int raw_check_window(BDRVRawFmtState *s, int64_t real_size,
+                            Error **errp)
+{
+    if (s->offset > (uint64_t)real_size) {
+        error_setg(errp, "Offset (%" PRIu64 ") cannot be greater than size "
+                   "of the containing file (%" PRId64 ")", s->offset,
+                   real_size);
+        return -EINVAL;
+    }
+    if (s->has_size && real_size - s->offset < s->size) {
+        error_setg(errp, "The sum of offset (%" PRIu64 ") and size (%" PRIu64
+                   ") has to be smaller or equal to the  actual size of the "
+                   "containing file (%" PRId64 ")", s->offset, s->size,
+                   real_size);
+        return -EINVAL;
+    }
+    if (s->has_size && !IS_ALIGNED(s->size, BDRV_SECTOR_SIZE)) {
+        error_setg(errp, "Specified size is not multiple of %llu",
+                   BDRV_SECTOR_SIZE);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Parse offset/size and validate them against the opened child. */
+static int raw_read_options(BlockDriverState *bs, QDict *options,
+                            Error **errp)
+{
+    BDRVRawFmtState *s = bs->opaque;
+    Error *local_err = NULL;
+    int64_t real_size;
+
+    s->offset = bdrv_opt_size(options, "offset", 0, &local_err);
+    s->has_size = qdict_haskey(options, "size");
+    if (!local_err && s->has_size) {
+        s->size = bdrv_opt_size(options, "size", 0, &local_err);
+    }
+    if (local_err) {
+        error_propagate(errp, local_err);
+        return -EINVAL;
+    }
+    real_size = raw_child_length(bs->file->bs);
+    if (real_size < 0) {
+        error_setg_errno(errp, -real_size, "Could not get image size");
+        return real_size;
+    }
+    if (!s->has_size) {
+        s->size = real_size > (int64_t)s->offset ? real_size - s->offset : 0;
+    }
+    return raw_check_window(s, real_size, errp);
+}
+
+static int raw_open(BlockDriverState *bs, QDict *options, int flags,
+                    Error **errp)
+{
+    bool window = qdict_haskey(options, "offset") ||
+                  qdict_haskey(options, "size");
+    BdrvChildRole role = BDRV_CHILD_PRIMARY |
+                         (window ? BDRV_CHILD_DATA : BDRV_CHILD_FILTERED);
+    BdrvChild *file;
+
+    file = bdrv_open_child(NULL, options, "file", bs, role, false, errp);
+    if (!file) {
+        return -EINVAL;
+    }
+    bs->supported_write_flags = file->bs->supported_write_flags &
+                                BDRV_REQ_FUA;
+    bs->supported_zero_flags = file->bs->supported_zero_flags &
+        (BDRV_REQ_FUA | BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK);
+    bs->supported_truncate_flags = file->bs->supported_truncate_flags;
+    return raw_read_options(bs, options, errp);
+}
+
+/* Probed images: keep the first sector whole so it can be checked. */
+static void raw_refresh_limits(BlockDriverState *bs, Error **errp)
+{
+    if (bs->probed) {
+        bs->bl.request_alignment = MAX(bs->bl.request_alignment,
+                                       BLOCK_PROBE_BUF_SIZE);
+    }
+}
+
+/* The default storage rules add write/resize for data children; raw
+ * only needs them when its own users do (fewer lock conflicts). */
+static void raw_child_perm(BlockDriverState *bs, BdrvChild *c,
+                           BdrvChildRole role, uint64_t perm, uint64_t shared,
+                           uint64_t *nperm, uint64_t *nshared)
+{
+    bdrv_default_child_perm(bs, c, role, perm, shared, nperm, nshared);
+    *nperm &= ~(BLK_PERM_WRITE | BLK_PERM_RESIZE);
+    *nperm |= perm & (BLK_PERM_WRITE | BLK_PERM_RESIZE);
+}
+
+/* Window check and translation to the child's offsets. */
+static int raw_adjust_offset(BlockDriverState *bs, int64_t *offset,
+                             int64_t bytes, bool is_write)
+{
+    BDRVRawFmtState *s = bs->opaque;
+
+    if (s->has_size && ((uint64_t)*offset > s->size ||
+                        (uint64_t)bytes > s->size - *offset)) {
+        return is_write ? -ENOSPC : -EINVAL;
+    }
+    if ((uint64_t)*offset > INT64_MAX - s->offset) {
+        return -EINVAL;
+    }
+    *offset += s->offset;
+    return 0;
+}
+
+static int coroutine_fn raw_co_preadv(BlockDriverState *bs, int64_t offset,
+                                      int64_t bytes, IOVector *qiov,
+                                      BdrvRequestFlags flags)
+{
+    int ret = raw_adjust_offset(bs, &offset, bytes, false);
+
+    if (ret) {
+        return ret;
+    }
+    return bdrv_co_preadv(bs->file, offset, bytes, qiov, flags);
+}
+
+/* Would the first sector, as this write leaves it, probe as raw?  Copies
+ * it into @head so the guest cannot change it after the check. */
+static bool raw_first_sector_ok(IOVector *qiov, uint8_t *head)
+{
+    const BlockDriver *drv;
+
+    iov_vec_to_buf(qiov, 0, head, BLOCK_PROBE_BUF_SIZE);
+    drv = bdrv_probe_format(head, BLOCK_PROBE_BUF_SIZE, NULL);
+    return !drv || drv == &bdrv_raw;
+}
+
+/* The checked write: first sector from our private copy. */
+static int coroutine_fn raw_write_checked(BlockDriverState *bs,
+                                          int64_t offset, int64_t bytes,
+                                          IOVector *qiov,
+                                          BdrvRequestFlags flags)
+{
+    g_autofree uint8_t *head = g_malloc(BLOCK_PROBE_BUF_SIZE);
+    IOVector local;
+    int ret;
+
+    if (offset != 0 || bytes < BLOCK_PROBE_BUF_SIZE) {
+        return -EINVAL;     /* refresh_limits keeps 512-byte alignment */
+    }
+    if (!raw_first_sector_ok(qiov, head)) {
+        return -EPERM;
+    }
+    iov_vec_init(&local, qiov->niov + 1);
+    iov_vec_add(&local, head, BLOCK_PROBE_BUF_SIZE);
+    iov_vec_concat(&local, qiov, BLOCK_PROBE_BUF_SIZE,
+                   bytes - BLOCK_PROBE_BUF_SIZE);
+    ret = raw_adjust_offset(bs, &offset, bytes, true);
+    if (ret == 0) {
+        ret = bdrv_co_pwritev(bs->file, offset, bytes, &local, flags);
+    }
+    iov_vec_destroy(&local);
+    return ret;
+}
+
+static int coroutine_fn raw_co_pwritev(BlockDriverState *bs, int64_t offset,
+                                       int64_t bytes, IOVector *qiov,
+                                       BdrvRequestFlags flags)
+{
+    int ret;
+
+    if (bs->probed && offset < BLOCK_PROBE_BUF_SIZE &&
+        !(flags & BDRV_REQ_UNSAFE_NO_PROBE_CHECK)) {
+        return raw_write_checked(bs, offset, bytes, qiov, flags);
+    }
+    ret = raw_adjust_offset(bs, &offset, bytes, true);
+    if (ret) {
+        return ret;
+    }
+    return bdrv_co_pwritev(bs->file, offset, bytes, qiov,
+                           flags & ~BDRV_REQ_UNSAFE_NO_PROBE_CHECK);
+}
+
+static int coroutine_fn raw_co_pwrite_zeroes(BlockDriverState *bs,
+                                             int64_t offset, int64_t bytes,
+                                             BdrvRequestFlags flags)
+{
+    int ret = raw_adjust_offset(bs, &offset, bytes, true);
+
+    if (ret) {
+        return ret;
+    }
+    return bdrv_co_pwrite_zeroes(bs->file, offset, bytes, flags);
+}
+
+static int coroutine_fn raw_co_pdiscard(BlockDriverState *bs, int64_t offset,
+                                        int64_t bytes)
+{
+    int ret = raw_adjust_offset(bs, &offset, bytes, true);
+
+    if (ret) {
+        return ret;
+    }
+    return bdrv_co_pdiscard(bs->file, offset, bytes);
+}
+
+/* Everything is "look in the file at the same place (plus offset)". */
+static int coroutine_fn raw_co_block_status(BlockDriverState *bs,
+                                            bool want_zero, int64_t offset,
+                                            int64_t bytes, int64_t *pnum,
+                                            int64_t *map,
+                                            BlockDriverState **file)
+{
+    BDRVRawFmtState *s = bs->opaque;
+
+    *pnum = bytes;
+    *file = bs->file->bs;
+    *map = offset + s->offset;
+    return BDRV_BLOCK_RAW | BDRV_BLOCK_OFFSET_VALID;
+}
+
+static int64_t coroutine_fn raw_co_getlength(BlockDriverState *bs)
+{
+    BDRVRawFmtState *s = bs->opaque;
+    int64_t len = bdrv_co_getlength(bs->file->bs);
+
+    if (len < 0) {
+        return len;
+    }
+    if (len < (int64_t)s->offset) {
+        s->size = 0;
+    } else if (s->has_size) {
+        s->size = MIN(s->size, (uint64_t)len - s->offset);
+    } else {
+        s->size = len - s->offset;
+    }
+    return s->size;
+}
+
+static int64_t coroutine_fn raw_co_get_allocated_file_size(
+    BlockDriverState *bs)
+{
+    return bdrv_co_get_allocated_file_size(bs->file->bs);
+}
+
+static int coroutine_fn raw_co_truncate(BlockDriverState *bs, int64_t offset,
+                                        bool exact, PreallocMode prealloc,
+                                        BdrvRequestFlags flags, Error **errp)
+{
+    BDRVRawFmtState *s = bs->opaque;
+
+    if (s->has_size) {
+        error_setg(errp, "Cannot resize fixed-size raw disks");
+        return -ENOTSUP;
+    }
+    if (INT64_MAX - offset < (int64_t)s->offset) {
+        error_setg(errp, "Disk size too large for the chosen offset");
+        return -EINVAL;
+    }
+    s->size = offset;
+    return bdrv_co_truncate(bs->file, offset + s->offset, exact, prealloc,
+                            flags, errp);
+}
+
+static int coroutine_fn raw_co_copy_range_from(BlockDriverState *bs,
+                                               BdrvChild *src,
+                                               int64_t src_offset,
+                                               BdrvChild *dst,
+                                               int64_t dst_offset,
+                                               int64_t bytes,
+                                               BdrvRequestFlags rf,
+                                               BdrvRequestFlags wf)
+{
+    int ret = raw_adjust_offset(bs, &src_offset, bytes, false);
+
+    if (ret) {
+        return ret;
+    }
+    return bdrv_co_copy_range_from(bs->file, src_offset, dst, dst_offset,
+                                   bytes, rf, wf);
+}
+
+static int coroutine_fn raw_co_copy_range_to(BlockDriverState *bs,
+                                             BdrvChild *src,
+                                             int64_t src_offset,
+                                             BdrvChild *dst,
+                                             int64_t dst_offset,
+                                             int64_t bytes,
+                                             BdrvRequestFlags rf,
+                                             BdrvRequestFlags wf)
+{
+    int ret;
+
+    if (bs->probed && dst_offset < BLOCK_PROBE_BUF_SIZE) {
+        return -ENOTSUP;    /* fall back to a checked write */
+    }
+    ret = raw_adjust_offset(bs, &dst_offset, bytes, true);
+    if (ret) {
+        return ret;
+    }
+    return bdrv_co_copy_range_to(src, src_offset, bs->file, dst_offset,
+                                 bytes, rf, wf);
+}
+
+/* raw has no metadata: creating it is creating the protocol file. */
+static int coroutine_fn raw_co_create_opts(const BlockDriver *drv,
+                                           const char *filename, QDict *opts,
+                                           Error **errp)
+{
+    return bdrv_create_file(filename, opts, errp);
+}
+
+const BlockDriver bdrv_raw = {
+    .format_name = "raw",
+    .kind = BDRV_KIND_FORMAT,
+    .instance_size = sizeof(BDRVRawFmtState),
+    .open_opts = raw_fmt_open_opts,
+    .create_opts = raw_fmt_create_opts,
+    .probe = raw_probe,
+    .open = raw_open,
+    .co_create_opts = raw_co_create_opts,
+    .refresh_limits = raw_refresh_limits,
+    .child_perm = raw_child_perm,
+    .co_preadv = raw_co_preadv,
+    .co_pwritev = raw_co_pwritev,
+    .co_pwrite_zeroes = raw_co_pwrite_zeroes,
+    .co_pdiscard = raw_co_pdiscard,
+    .co_block_status = raw_co_block_status,
+    .co_truncate = raw_co_truncate,
+    .co_getlength = raw_co_getlength,
+    .co_get_allocated_file_size = raw_co_get_allocated_file_size,
+    .co_copy_range_from = raw_co_copy_range_from,
+    .co_copy_range_to = raw_co_copy_range_to,
+};

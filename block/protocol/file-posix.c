@@ -1,2 +1,615 @@
 #include "config.h"
-/* placeholder: being written */
+/*
+ * The "file" and "host_device" protocol drivers: open/close, options,
+ * O_DIRECT alignment probing, reopen, image creation and the driver
+ * tables.  Data path in file-io.c, locking in file-lock.c.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "block/protocol/file-posix-internal.h"
+#include "util/cutils.h"
+
+#define MAX_BLOCKSIZE 4096
+
+static const BlockOptDesc raw_open_opts[] = {
+    { "filename", OPT_STRING, "File name of the image", NULL },
+    { "aio", OPT_STRING, "host AIO implementation (threads, native, io_uring)",
+      NULL },
+    { "aio-max-batch", OPT_NUMBER, "AIO max batch size (0 = auto)", "0" },
+    { "locking", OPT_STRING, "file locking mode (on/off/auto, default: auto)",
+      "auto" },
+    { "pr-manager", OPT_STRING, "id of persistent reservation manager object",
+      NULL },
+    { "drop-cache", OPT_BOOL, "invalidate page cache during live migration",
+      "on" },
+    { "x-check-cache-dropped", OPT_BOOL,
+      "check that page cache was dropped on live migration", "off" },
+    { NULL },
+};
+
+static const BlockOptDesc raw_create_opts[] = {
+    { "extent_size_hint", OPT_SIZE,
+      "Extent size hint for the image file, 0 to disable", NULL },
+    { "nocow", OPT_BOOL, "Turn off copy-on-write (valid only on btrfs)",
+      NULL },
+    { "preallocation", OPT_STRING,
+      "Preallocation mode (allowed values: off, falloc, full)", NULL },
+    { "size", OPT_SIZE, "Virtual disk size", NULL },
+    { NULL },
+};
+
+/* ---- option parsing ---- */
+
+typedef struct RawOpenOpts {
+    const char *filename;
+    bool aio_given;
+    AioEngineType aio;
+    int locking;                  /* 0 off, 1 on, 2 auto */
+} RawOpenOpts;
+
+/* on/off/auto as QEMU's OnOffAuto enum; -1 if invalid. */
+static int parse_on_off_auto(const char *v)
+{
+    if (!strcmp(v, "off")) {
+        return 0;
+    }
+    if (!strcmp(v, "on")) {
+        return 1;
+    }
+    return !strcmp(v, "auto") ? 2 : -1;
+}
+
+/* Validates the driver options in the reference's order. */
+static int raw_parse_opts(QDict *options, RawOpenOpts *o, Error **errp)
+{
+    Error *local_err = NULL;
+    const char *v;
+
+    o->filename = bdrv_opt_str(options, "filename", NULL);
+    if (!o->filename) {
+        error_setg(errp, "Parameter 'filename' is missing");
+        return -EINVAL;
+    }
+    v = bdrv_opt_str(options, "aio", NULL);
+    o->aio_given = v != NULL;
+    o->aio = aio_engine_default();
+    if (v && !aio_engine_parse(v, &o->aio)) {
+        error_setg(errp, "invalid parameter value: %s", v);
+        return -EINVAL;
+    }
+    bdrv_opt_number(options, "aio-max-batch", 0, &local_err);
+    if (local_err) {
+        error_propagate(errp, local_err);
+        return -EINVAL;
+    }
+    v = bdrv_opt_str(options, "locking", "auto");
+    o->locking = parse_on_off_auto(v);
+    if (o->locking < 0) {
+        error_setg(errp, "invalid parameter value: %s", v);
+        return -EINVAL;
+    }
+    v = bdrv_opt_str(options, "pr-manager", NULL);
+    if (v) {
+        error_setg(errp, "No persistent reservation manager with id '%s'", v);
+        return -EINVAL;
+    }
+    bdrv_opt_bool(options, "drop-cache", true, &local_err);
+    if (!local_err) {
+        bdrv_opt_bool(options, "x-check-cache-dropped", false, &local_err);
+    }
+    if (local_err) {
+        error_propagate(errp, local_err);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* ---- O_DIRECT alignment probing ---- */
+
+/* Linux fails misaligned O_DIRECT reads with EINVAL; other errors (a
+ * broken disk) say nothing about alignment. */
+static bool raw_is_io_aligned(int fd, void *buf, size_t len)
+{
+    ssize_t ret = pread(fd, buf, len, 0);
+    return ret >= 0 || errno != EINVAL;
+}
+
+/* Smallest power of two from 512 for which @fn-style reads succeed:
+ * @vary_buf probes buffer alignment, otherwise request length. */
+static size_t probe_align(int fd, uint8_t *buf, size_t max_align,
+                          bool vary_buf)
+{
+    for (size_t align = 512; align <= max_align; align <<= 1) {
+        bool ok = vary_buf ? raw_is_io_aligned(fd, buf + align, max_align)
+                           : raw_is_io_aligned(fd, buf, align);
+        if (ok) {
+            return align;
+        }
+    }
+    return 0;
+}
+
+/* Find request and memory alignment for O_DIRECT (1 without it). */
+static int raw_probe_alignment(BDRVRawState *s, Error **errp)
+{
+    size_t max_align = MAX(MAX_BLOCKSIZE, sysconf(_SC_PAGESIZE));
+    unsigned int sector = 0;
+    void *buf = NULL;
+
+    if (!(s->open_flags & O_DIRECT)) {
+        s->req_align = 1;
+        s->buf_align = 1;
+        return 0;
+    }
+    if (s->is_blockdev && ioctl(s->fd, BLKSSZGET, &sector) < 0) {
+        sector = 0;
+    }
+    if (posix_memalign(&buf, max_align, 2 * max_align)) {
+        error_setg(errp, "Could not allocate alignment probe buffer");
+        return -ENOMEM;
+    }
+    s->buf_align = probe_align(s->fd, buf, max_align, true);
+    s->req_align = sector ? sector : probe_align(s->fd, buf, max_align, false);
+    free(buf);
+    if (!s->buf_align || !s->req_align) {
+        error_setg(errp, "Could not find working O_DIRECT alignment");
+        error_append_hint(errp, "Try cache.direct=off\n");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* ---- open / close ---- */
+
+/* open(2) with EINTR retry; the reference's message on failure. */
+static int raw_open_fd(const char *filename, int oflags, Error **errp)
+{
+    int fd;
+
+    do {
+        fd = open(filename, oflags | O_CLOEXEC, 0644);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        error_setg_errno(errp, errno, "Could not open '%s'", filename);
+        return errno == EROFS ? -EACCES : -errno;
+    }
+    return fd;
+}
+
+static int raw_oflags(int bdrv_flags)
+{
+    int oflags = (bdrv_flags & BDRV_O_RDWR) ? O_RDWR : O_RDONLY;
+
+    if (bdrv_flags & BDRV_O_NOCACHE) {
+        oflags |= O_DIRECT;
+    }
+    return oflags;
+}
+
+/* Read-only block devices still open O_RDWR; writes would fail later. */
+static int check_hdev_writable(int fd, Error **errp)
+{
+    struct stat st;
+    int ro = 0;
+
+    if (fstat(fd, &st) < 0 || !S_ISBLK(st.st_mode)) {
+        return 0;
+    }
+    if (ioctl(fd, BLKROGET, &ro) < 0) {
+        error_setg_errno(errp, errno, "The device is not writable");
+        return -errno;
+    }
+    if (ro) {
+        error_setg_errno(errp, EACCES, "The device is not writable");
+        return -EACCES;
+    }
+    return 0;
+}
+
+/* Pick and attach the I/O engine (native AIO needs O_DIRECT). */
+static int raw_setup_engine(BDRVRawState *s, const RawOpenOpts *o,
+                            Error **errp)
+{
+    Error *local_err = NULL;
+
+    s->engine_type = o->aio;
+    if (o->aio == AIO_ENGINE_NATIVE && !(s->open_flags & O_DIRECT)) {
+        error_setg(errp, "aio=native was specified, but it requires "
+                   "cache.direct=on, which was not specified.");
+        return -EINVAL;
+    }
+    if (o->aio_given && !aio_engine_available(o->aio)) {
+        error_setg(errp, "aio=%s was specified, but is not supported in this "
+                   "build.", aio_engine_name(o->aio));
+        return -EINVAL;
+    }
+    s->engine = aio_engine_get(aio_get_default(), o->aio, &local_err);
+    if (!s->engine && !o->aio_given && o->aio != AIO_ENGINE_THREADS) {
+        /* the default engine failed at run time: fall back quietly */
+        error_free(local_err);
+        local_err = NULL;
+        s->engine_type = AIO_ENGINE_THREADS;
+        s->engine = aio_engine_get(aio_get_default(), AIO_ENGINE_THREADS,
+                                   &local_err);
+    }
+    if (!s->engine) {
+        error_propagate_prepend(errp, local_err, "Unable to use %s: ",
+                                o->aio == AIO_ENGINE_NATIVE ? "native AIO"
+                                                            : "io_uring");
+        return -EINVAL;
+    }
+    aio_engine_register_fd(s->engine, s->fd);
+    return 0;
+}
+
+/* The file kind must match the driver. */
+static int raw_check_type(BlockDriverState *bs, BDRVRawState *s,
+                          Error **errp)
+{
+    const char *name = bs->filename && *bs->filename ? bs->filename : s->path;
+    struct stat st;
+
+    if (fstat(s->fd, &st) < 0) {
+        error_setg_errno(errp, errno, "Could not stat file");
+        return -errno;
+    }
+    if (!s->is_device && !S_ISREG(st.st_mode)) {
+        error_setg(errp, "'%s' driver requires '%s' to be a regular file",
+                   bs->drv->format_name, name);
+        return -EINVAL;
+    }
+    if (s->is_device && !S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode)) {
+        error_setg(errp, "'%s' driver requires '%s' to be either "
+                   "a character or block device", bs->drv->format_name, name);
+        return -EINVAL;
+    }
+    s->is_blockdev = S_ISBLK(st.st_mode);
+    return 0;
+}
+
+/* Capabilities, limits and locking mode once the fd is known good. */
+static void raw_init_state(BlockDriverState *bs, BDRVRawState *s, int locking)
+{
+    s->has_discard = true;
+    s->has_write_zeroes = !s->is_device;
+    s->has_fallocate = !s->is_device;
+    s->has_blkzeroout = s->is_blockdev;
+    s->has_copy_range = true;
+    s->perm = 0;
+    s->shared_perm = BLK_PERM_ALL;
+    if (locking == 1) {
+        s->use_lock = true;
+        if (!raw_has_ofd_lock()) {
+            warn_report("File lock requested but OFD locking syscall is "
+                        "unavailable, falling back to POSIX file locks");
+        }
+    } else {
+        s->use_lock = locking == 2 && raw_has_ofd_lock();
+    }
+    bs->supported_zero_flags = BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK;
+}
+
+static void raw_close(BlockDriverState *bs)
+{
+    BDRVRawState *s = bs->opaque;
+
+    if (s->fd >= 0) {
+        if (s->engine) {
+            aio_engine_unregister_fd(s->engine, s->fd);
+        }
+        close(s->fd);
+        s->fd = -1;
+    }
+    g_clear_pointer(&s->path, g_free);
+}
+
+/* Everything after the options are parsed; closes on failure. */
+static int raw_open_fd_state(BlockDriverState *bs, BDRVRawState *s,
+                             const RawOpenOpts *o, int flags, Error **errp)
+{
+    int ret;
+
+    s->open_flags = raw_oflags(flags);
+    s->fd = raw_open_fd(o->filename, s->open_flags, errp);
+    if (s->fd < 0) {
+        ret = s->fd;
+        s->fd = -1;
+        return ret;
+    }
+    ret = (s->open_flags & O_RDWR) ? check_hdev_writable(s->fd, errp) : 0;
+    if (ret == 0) {
+        ret = raw_setup_engine(s, o, errp);
+    }
+    if (ret == 0) {
+        ret = raw_check_type(bs, s, errp);
+    }
+    if (ret == 0) {
+        ret = raw_probe_alignment(s, errp);
+    }
+    if (ret < 0) {
+        raw_close(bs);
+    }
+    return ret;
+}
+
+/* Shared open for both drivers. */
+static int raw_open_common(BlockDriverState *bs, QDict *options, int flags,
+                           bool device, Error **errp)
+{
+    BDRVRawState *s = bs->opaque;
+    RawOpenOpts o = { 0 };
+    int ret;
+
+    s->fd = -1;
+    s->is_device = device;
+    ret = raw_parse_opts(options, &o, errp);
+    if (ret < 0) {
+        return ret;
+    }
+    s->path = g_strdup(o.filename);
+    ret = raw_open_fd_state(bs, s, &o, flags, errp);
+    if (ret < 0) {
+        return ret;
+    }
+    raw_init_state(bs, s, o.locking);
+    return 0;
+}
+
+static int raw_open(BlockDriverState *bs, QDict *options, int flags,
+                    Error **errp)
+{
+    return raw_open_common(bs, options, flags, false, errp);
+}
+
+static int hdev_open(BlockDriverState *bs, QDict *options, int flags,
+                     Error **errp)
+{
+    return raw_open_common(bs, options, flags, true, errp);
+}
+
+static void raw_refresh_limits(BlockDriverState *bs, Error **errp)
+{
+    BDRVRawState *s = bs->opaque;
+    size_t page = sysconf(_SC_PAGESIZE);
+
+    bs->bl.request_alignment = MAX(s->req_align, 1);
+    bs->bl.min_mem_alignment = MAX(s->buf_align, 1);
+    bs->bl.opt_mem_alignment = MAX(s->buf_align, page);
+    bs->bl.max_transfer = 0;
+}
+
+/* Switch the fd's access mode; locks move to the new description before
+ * the old one (and its locks) goes away. */
+static int raw_reopen_read_only(BlockDriverState *bs, bool read_only,
+                                Error **errp)
+{
+    BDRVRawState *s = bs->opaque;
+    int oflags = (s->open_flags & ~O_ACCMODE) | (read_only ? O_RDONLY : O_RDWR);
+    uint64_t lp = s->locked_perm, ls = s->locked_shared;
+    int fd, ret;
+
+    if (oflags == s->open_flags) {
+        return 0;
+    }
+    fd = raw_open_fd(s->path, oflags, errp);
+    if (fd < 0) {
+        return fd;
+    }
+    s->locked_perm = s->locked_shared = 0;
+    ret = raw_apply_lock_bytes(s, fd, lp, ls, false, errp);
+    if (ret < 0) {
+        close(fd);
+        s->locked_perm = lp;
+        s->locked_shared = ls;
+        return ret;
+    }
+    aio_engine_unregister_fd(s->engine, s->fd);
+    close(s->fd);
+    s->fd = fd;
+    s->open_flags = oflags;
+    aio_engine_register_fd(s->engine, s->fd);
+    return 0;
+}
+
+/* ---- filenames and probing ---- */
+
+/* "file:" prefixes are stripped; the rest is the path. */
+static void raw_parse_filename(const char *filename, QDict *options,
+                               Error **errp)
+{
+    qdict_put_str(options, "filename",
+                  bdrv_strip_protocol_prefix(filename, "file"));
+}
+
+static void hdev_parse_filename(const char *filename, QDict *options,
+                                Error **errp)
+{
+    qdict_put_str(options, "filename",
+                  bdrv_strip_protocol_prefix(filename, "host_device"));
+}
+
+/* Block and character devices belong to host_device; /dev/cdrom is left
+ * for a dedicated CD-ROM driver. */
+static int hdev_probe_device(const char *filename)
+{
+    struct stat st;
+
+    if (!strncmp(filename, "/dev/cdrom", 10)) {
+        return 50;
+    }
+    if (stat(filename, &st) == 0 &&
+        (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))) {
+        return 100;
+    }
+    return 0;
+}
+
+/* ---- image creation ---- */
+
+typedef struct RawCreate {
+    const char *filename;
+    uint64_t size;
+    PreallocMode prealloc;
+    bool nocow;
+    Error *err;
+} RawCreate;
+
+/* Best effort: btrfs and friends only. */
+static void raw_set_nocow(int fd)
+{
+    int attr;
+
+    if (ioctl(fd, FS_IOC_GETFLAGS, &attr) == 0) {
+        attr |= FS_NOCOW_FL;
+        ioctl(fd, FS_IOC_SETFLAGS, &attr);
+    }
+}
+
+/* Worker: lock like a writer that refuses resizes, empty the file, then
+ * size (and preallocate) it. */
+static int raw_create_worker(void *opaque)
+{
+    RawCreate *c = opaque;
+    uint64_t perm = BLK_PERM_WRITE | BLK_PERM_RESIZE;
+    uint64_t shared = BLK_PERM_ALL & ~BLK_PERM_RESIZE;
+    int fd, ret;
+
+    fd = open(c->filename, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        error_setg_errno(&c->err, errno, "Could not create '%s'", c->filename);
+        return -errno;
+    }
+    ret = raw_apply_lock_bytes(NULL, fd, perm, ~shared, false, &c->err);
+    if (ret == 0) {
+        ret = raw_check_lock_bytes(fd, perm, shared, &c->err);
+        if (ret < 0) {
+            error_append_hint(&c->err, "Is another process using the image "
+                              "[%s]?\n", c->filename);
+        }
+    }
+    if (ret == 0) {
+        ret = raw_regular_truncate(fd, 0, PREALLOC_MODE_OFF, &c->err);
+    }
+    if (ret == 0 && c->nocow) {
+        raw_set_nocow(fd);
+    }
+    if (ret == 0) {
+        ret = raw_regular_truncate(fd, c->size, c->prealloc, &c->err);
+    }
+    if (close(fd) < 0 && ret == 0) {
+        error_setg_errno(&c->err, errno, "Could not close the new file");
+        ret = -errno;
+    }
+    return ret;
+}
+
+/* Reads the create options; -EINVAL with errp set on bad values. */
+static int raw_create_parse(QDict *opts, RawCreate *c, Error **errp)
+{
+    Error *local_err = NULL;
+    const char *p = bdrv_opt_str(opts, "preallocation", "off");
+
+    c->size = ROUND_UP(bdrv_opt_size(opts, "size", 0, &local_err),
+                       BDRV_SECTOR_SIZE);
+    if (!local_err) {
+        c->nocow = bdrv_opt_bool(opts, "nocow", false, &local_err);
+    }
+    if (!local_err) {
+        bdrv_opt_size(opts, "extent_size_hint", MiB, &local_err);
+    }
+    if (local_err) {
+        error_propagate(errp, local_err);
+        return -EINVAL;
+    }
+    if (!prealloc_mode_parse(p, &c->prealloc)) {
+        error_setg(errp, "invalid parameter value: %s", p);
+        return -EINVAL;
+    }
+    if (c->prealloc == PREALLOC_MODE_METADATA) {
+        error_setg(errp, "Unsupported preallocation mode: %s", p);
+        return -ENOTSUP;
+    }
+    return 0;
+}
+
+static int coroutine_fn raw_co_create_opts(const BlockDriver *drv,
+                                           const char *filename, QDict *opts,
+                                           Error **errp)
+{
+    RawCreate c = { .filename = bdrv_strip_protocol_prefix(filename, "file") };
+    int ret = raw_create_parse(opts, &c, errp);
+
+    if (ret < 0) {
+        return ret;
+    }
+    ret = thread_pool_run(aio_get_default(), raw_create_worker, &c);
+    if (c.err) {
+        error_propagate(errp, c.err);
+    }
+    return ret;
+}
+
+/* ---- driver tables ---- */
+
+const BlockDriver bdrv_file = {
+    .format_name = "file",
+    .kind = BDRV_KIND_PROTOCOL,
+    .instance_size = sizeof(BDRVRawState),
+    .protocol_name = "file",
+    .open_opts = raw_open_opts,
+    .create_opts = raw_create_opts,
+    .parse_filename = raw_parse_filename,
+    .open = raw_open,
+    .close = raw_close,
+    .co_create_opts = raw_co_create_opts,
+    .refresh_limits = raw_refresh_limits,
+    .check_perm = raw_check_perm,
+    .set_perm = raw_set_perm,
+    .abort_perm_update = raw_abort_perm_update,
+    .reopen_read_only = raw_reopen_read_only,
+    .co_preadv = raw_co_preadv,
+    .co_pwritev = raw_co_pwritev,
+    .co_pwrite_zeroes = raw_co_pwrite_zeroes,
+    .co_pdiscard = raw_co_pdiscard,
+    .co_flush_to_disk = raw_co_flush_to_disk,
+    .co_block_status = raw_co_block_status,
+    .co_truncate = raw_co_truncate,
+    .co_getlength = raw_co_getlength,
+    .co_get_allocated_file_size = raw_co_get_allocated_file_size,
+    .co_copy_range_from = raw_co_copy_range_from,
+    .co_copy_range_to = raw_co_copy_range_to,
+};
+
+const BlockDriver bdrv_host_device = {
+    .format_name = "host_device",
+    .kind = BDRV_KIND_PROTOCOL,
+    .instance_size = sizeof(BDRVRawState),
+    .protocol_name = "host_device",
+    .open_opts = raw_open_opts,
+    .probe_device = hdev_probe_device,
+    .parse_filename = hdev_parse_filename,
+    .open = hdev_open,
+    .close = raw_close,
+    .refresh_limits = raw_refresh_limits,
+    .check_perm = raw_check_perm,
+    .set_perm = raw_set_perm,
+    .abort_perm_update = raw_abort_perm_update,
+    .reopen_read_only = raw_reopen_read_only,
+    .co_preadv = raw_co_preadv,
+    .co_pwritev = raw_co_pwritev,
+    .co_pwrite_zeroes = raw_co_pwrite_zeroes,
+    .co_pdiscard = raw_co_pdiscard,
+    .co_flush_to_disk = raw_co_flush_to_disk,
+    .co_block_status = raw_co_block_status,
+    .co_truncate = raw_co_truncate,
+    .co_getlength = raw_co_getlength,
+    .co_get_allocated_file_size = raw_co_get_allocated_file_size,
+    .co_copy_range_from = raw_co_copy_range_from,
+    .co_copy_range_to = raw_co_copy_range_to,
+};

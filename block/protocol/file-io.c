@@ -1,0 +1,647 @@
+#include "config.h"
+/*
+ * Data path of the file and host_device protocols.  Reads, writes and
+ * flushes go through the node's I/O engine; fallocate, ioctl, ftruncate
+ * and copy_file_range run on the worker pool so the loop never blocks.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "block/protocol/file-posix-internal.h"
+#include "util/cutils.h"
+
+AioContext *raw_ctx(BlockDriverState *bs)
+{
+    return bs->ctx ? bs->ctx : aio_get_default();
+}
+
+/* ---- blocking helpers run on the worker pool ---- */
+
+typedef struct RawOp {
+    int fd;
+    int mode;                 /* fallocate mode / ioctl request */
+    int64_t offset, bytes;
+    int fd_out;               /* copy_file_range destination */
+    int64_t offset_out;
+    PreallocMode prealloc;
+    Error *err;
+} RawOp;
+
+static int do_fallocate(int fd, int mode, int64_t offset, int64_t bytes)
+{
+    int ret;
+
+    do {
+        ret = fallocate(fd, mode, offset, bytes);
+    } while (ret < 0 && errno == EINTR);
+    if (ret == 0) {
+        return 0;
+    }
+    /* EOPNOTSUPP and ENOTSUP are the same on Linux; normalise others */
+    return errno == EOPNOTSUPP ? -ENOTSUP : -errno;
+}
+
+/* Worker: one fallocate() call. */
+static int fallocate_worker(void *opaque)
+{
+    RawOp *op = opaque;
+    return do_fallocate(op->fd, op->mode, op->offset, op->bytes);
+}
+
+/* Worker: BLKZEROOUT / BLKDISCARD take a [start, len] u64 pair. */
+static int blk_ioctl_worker(void *opaque)
+{
+    RawOp *op = opaque;
+    uint64_t range[2] = { op->offset, op->bytes };
+
+    if (ioctl(op->fd, op->mode, range) == 0) {
+        return 0;
+    }
+    if (errno == EOPNOTSUPP || errno == ENOTTY || errno == EINVAL) {
+        return -ENOTSUP;
+    }
+    return -errno;
+}
+
+static int coroutine_fn raw_co_fallocate(BlockDriverState *bs, int mode,
+                                         int64_t offset, int64_t bytes)
+{
+    BDRVRawState *s = bs->opaque;
+    RawOp op = { .fd = s->fd, .mode = mode, .offset = offset, .bytes = bytes };
+
+    return thread_pool_run(raw_ctx(bs), fallocate_worker, &op);
+}
+
+static int coroutine_fn raw_co_blk_ioctl(BlockDriverState *bs,
+                                         unsigned long req, int64_t offset,
+                                         int64_t bytes)
+{
+    BDRVRawState *s = bs->opaque;
+    RawOp op = { .fd = s->fd, .mode = req, .offset = offset, .bytes = bytes };
+
+    return thread_pool_run(raw_ctx(bs), blk_ioctl_worker, &op);
+}
+
+static void raw_ext_invalidate(BDRVRawState *s)
+{
+    s->ext.valid = false;
+}
+
+/* ---- read / write / flush ---- */
+
+int coroutine_fn raw_co_preadv(BlockDriverState *bs, int64_t offset,
+                               int64_t bytes, IOVector *qiov,
+                               BdrvRequestFlags flags)
+{
+    BDRVRawState *s = bs->opaque;
+    int64_t n = aio_engine_co_rw(s->engine, s->fd, AIO_OP_READ, offset,
+                                 qiov->iov, qiov->niov);
+
+    if (n < 0) {
+        return n;
+    }
+    if (n < bytes) {
+        /* EOF inside the request: the rest reads as zeroes */
+        iov_vec_memset(qiov, n, 0, bytes - n);
+    }
+    return 0;
+}
+
+int coroutine_fn raw_co_pwritev(BlockDriverState *bs, int64_t offset,
+                                int64_t bytes, IOVector *qiov,
+                                BdrvRequestFlags flags)
+{
+    BDRVRawState *s = bs->opaque;
+    int64_t n;
+
+    /* a write turns a cached hole into data; cached data stays data */
+    if (s->ext.valid && !s->ext.data &&
+        offset < s->ext.end && offset + bytes > s->ext.start) {
+        raw_ext_invalidate(s);
+    }
+    n = aio_engine_co_rw(s->engine, s->fd, AIO_OP_WRITE, offset,
+                         qiov->iov, qiov->niov);
+    if (n < 0) {
+        return n;
+    }
+    return n == bytes ? 0 : -ENOSPC;
+}
+
+int coroutine_fn raw_co_flush_to_disk(BlockDriverState *bs)
+{
+    BDRVRawState *s = bs->opaque;
+    int64_t ret = aio_engine_co_rw(s->engine, s->fd, AIO_OP_FDATASYNC, 0,
+                                   NULL, 0);
+    return ret < 0 ? ret : 0;
+}
+
+/* ---- zeroes and discard ---- */
+
+/* Worker: ftruncate() to op->offset. */
+static int ftruncate_worker(void *opaque)
+{
+    RawOp *op = opaque;
+    return ftruncate(op->fd, op->offset) < 0 ? -errno : 0;
+}
+
+/* Grow the file to @end if it is shorter (a punched range past EOF must
+ * still extend the file, as a zero write would). */
+static int coroutine_fn raw_co_extend_to(BlockDriverState *bs, int64_t end)
+{
+    BDRVRawState *s = bs->opaque;
+    RawOp op = { .fd = s->fd, .offset = end };
+
+    if (raw_fd_getlength(s) >= end) {
+        return 0;
+    }
+    return thread_pool_run(raw_ctx(bs), ftruncate_worker, &op);
+}
+
+/* Regular file zeroing without unmap: ZERO_RANGE, else punch + allocate,
+ * else plain allocation when the range is wholly past EOF. */
+static int coroutine_fn raw_zero_regular(BlockDriverState *bs, int64_t offset,
+                                         int64_t bytes)
+{
+    BDRVRawState *s = bs->opaque;
+    int ret;
+
+    if (s->has_write_zeroes) {
+        ret = raw_co_fallocate(bs, FALLOC_FL_ZERO_RANGE, offset, bytes);
+        if (ret != -ENOTSUP && ret != -EINVAL) {
+            return ret;
+        }
+        if (ret == -ENOTSUP) {
+            s->has_write_zeroes = false;
+        }
+    }
+    if (s->has_discard && s->has_fallocate) {
+        ret = raw_co_fallocate(bs, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                               offset, bytes);
+        if (ret == 0) {
+            ret = raw_co_fallocate(bs, 0, offset, bytes);
+            if (ret != -ENOTSUP) {
+                return ret;
+            }
+            s->has_fallocate = false;
+        } else if (ret == -ENOTSUP) {
+            s->has_discard = false;
+        } else if (ret != -EINVAL) {
+            return ret;
+        }
+    }
+    if (s->has_fallocate && offset >= raw_fd_getlength(s)) {
+        ret = raw_co_fallocate(bs, 0, offset, bytes);
+        if (ret != -ENOTSUP) {
+            return ret;
+        }
+        s->has_fallocate = false;
+    }
+    return -ENOTSUP;
+}
+
+/* Deallocating zero write: punch a hole (reads back as zeroes). */
+static int coroutine_fn raw_zero_unmap(BlockDriverState *bs, int64_t offset,
+                                       int64_t bytes)
+{
+    BDRVRawState *s = bs->opaque;
+    int ret;
+
+    if (!s->has_discard) {
+        return -ENOTSUP;
+    }
+    ret = raw_co_fallocate(bs, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                           offset, bytes);
+    if (ret == 0) {
+        return raw_co_extend_to(bs, offset + bytes);
+    }
+    return ret;
+}
+
+int coroutine_fn raw_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
+                                      int64_t bytes, BdrvRequestFlags flags)
+{
+    BDRVRawState *s = bs->opaque;
+    int ret;
+
+    raw_ext_invalidate(s);
+    if (s->is_blockdev) {
+        if (!s->has_blkzeroout) {
+            return -ENOTSUP;
+        }
+        ret = raw_co_blk_ioctl(bs, BLKZEROOUT, offset, bytes);
+        if (ret == -ENOTSUP) {
+            s->has_blkzeroout = false;
+        }
+        return ret;
+    }
+    if (s->is_device) {
+        return -ENOTSUP;
+    }
+    if (flags & BDRV_REQ_MAY_UNMAP) {
+        ret = raw_zero_unmap(bs, offset, bytes);
+        if (ret != -ENOTSUP && ret != -EINVAL && ret != -EBUSY) {
+            return ret;
+        }
+    }
+    return raw_zero_regular(bs, offset, bytes);
+}
+
+int coroutine_fn raw_co_pdiscard(BlockDriverState *bs, int64_t offset,
+                                 int64_t bytes)
+{
+    BDRVRawState *s = bs->opaque;
+    int ret;
+
+    if (!s->has_discard) {
+        return -ENOTSUP;
+    }
+    raw_ext_invalidate(s);
+    if (s->is_blockdev) {
+        ret = raw_co_blk_ioctl(bs, BLKDISCARD, offset, bytes);
+    } else if (s->is_device) {
+        ret = -ENOTSUP;
+    } else {
+        ret = raw_co_fallocate(bs, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                               offset, bytes);
+    }
+    if (ret == -ENOTSUP) {
+        s->has_discard = false;
+    }
+    return ret;
+}
+
+/* ---- block status ---- */
+
+/*
+ * Where does the extent containing @start end?  0 with data and hole set
+ * (exactly one of them equals @start), -ENXIO past the last data,
+ * other -errno when SEEK_DATA is unusable.  lseek is cheap: done inline.
+ */
+static int find_allocation(int fd, int64_t start, int64_t *data,
+                           int64_t *hole)
+{
+    off_t offs = lseek(fd, start, SEEK_DATA);
+
+    if (offs < 0) {
+        return -errno;
+    }
+    if (offs < start) {
+        return -EIO;
+    }
+    if (offs > start) {
+        *hole = start;
+        *data = offs;
+        return 0;
+    }
+    offs = lseek(fd, start, SEEK_HOLE);
+    if (offs < 0) {
+        return -errno;
+    }
+    if (offs <= start) {
+        return offs < start ? -EIO : -EBUSY;
+    }
+    *data = start;
+    *hole = offs;
+    return 0;
+}
+
+/* Remember the extent; holes only while nobody else may write. */
+static void raw_ext_store(BDRVRawState *s, bool data, int64_t start,
+                          int64_t end)
+{
+    if (!data && (s->shared_perm & BLK_PERM_WRITE)) {
+        return;
+    }
+    s->ext.valid = true;
+    s->ext.data = data;
+    s->ext.start = start;
+    s->ext.end = end;
+}
+
+/* Look up (or compute) the extent at @offset: *end is where it stops. */
+static int raw_extent_at(BlockDriverState *bs, int64_t offset, int64_t *end)
+{
+    BDRVRawState *s = bs->opaque;
+    int64_t data = 0, hole = 0;
+    int ret;
+
+    if (s->ext.valid && offset >= s->ext.start && offset < s->ext.end) {
+        *end = s->ext.end;
+        return s->ext.data ? BDRV_BLOCK_DATA : BDRV_BLOCK_ZERO;
+    }
+    ret = find_allocation(s->fd, offset, &data, &hole);
+    if (ret == -ENXIO) {
+        *end = INT64_MAX;           /* trailing hole */
+        raw_ext_store(s, false, offset, INT64_MAX);
+        return BDRV_BLOCK_ZERO;
+    }
+    if (ret < 0) {
+        *end = INT64_MAX;           /* no information: all data */
+        return BDRV_BLOCK_DATA;
+    }
+    if (data == offset) {
+        *end = hole;
+        raw_ext_store(s, true, offset, hole);
+        return BDRV_BLOCK_DATA;
+    }
+    *end = data;
+    raw_ext_store(s, false, offset, data);
+    return BDRV_BLOCK_ZERO;
+}
+
+int coroutine_fn raw_co_block_status(BlockDriverState *bs, bool want_zero,
+                                     int64_t offset, int64_t bytes,
+                                     int64_t *pnum, int64_t *map,
+                                     BlockDriverState **file)
+{
+    BDRVRawState *s = bs->opaque;
+    int64_t end = INT64_MAX;
+    int ret = BDRV_BLOCK_DATA;
+
+    if (want_zero && !s->is_device) {
+        ret = raw_extent_at(bs, offset, &end);
+    }
+    *pnum = MIN(bytes, end - offset);
+    if (ret == BDRV_BLOCK_DATA && *pnum < bytes) {
+        /* a data extent ending in a partial block at EOF */
+        uint32_t align = MAX(bs->bl.request_alignment, 1);
+        *pnum = MIN(bytes, ROUND_UP(*pnum, align));
+    }
+    *map = offset;
+    *file = bs;
+    return ret | BDRV_BLOCK_OFFSET_VALID;
+}
+
+/* ---- length and truncation ---- */
+
+int64_t raw_fd_getlength(BDRVRawState *s)
+{
+    struct stat st;
+    uint64_t size;
+    off_t end;
+
+    if (fstat(s->fd, &st) < 0) {
+        return -errno;
+    }
+    if (S_ISREG(st.st_mode)) {
+        return st.st_size;
+    }
+    if (S_ISBLK(st.st_mode) && ioctl(s->fd, BLKGETSIZE64, &size) == 0) {
+        return size;
+    }
+    end = lseek(s->fd, 0, SEEK_END);
+    return end < 0 ? -errno : end;
+}
+
+int64_t coroutine_fn raw_co_getlength(BlockDriverState *bs)
+{
+    return raw_fd_getlength(bs->opaque);
+}
+
+int64_t coroutine_fn raw_co_get_allocated_file_size(BlockDriverState *bs)
+{
+    BDRVRawState *s = bs->opaque;
+    struct stat st;
+
+    if (fstat(s->fd, &st) < 0) {
+        return -errno;
+    }
+    return (int64_t)st.st_blocks * 512;
+}
+
+/* Write zeroes to the first block so O_DIRECT alignment probing of a new
+ * image finds real data (reads of holes succeed at any alignment). */
+static void allocate_first_block(int fd, int64_t max_size)
+{
+    size_t len = max_size < 4096 ? 512 : 4096;
+    void *buf = NULL;
+
+    if (posix_memalign(&buf, MAX(4096, sysconf(_SC_PAGESIZE)), len)) {
+        return;
+    }
+    memset(buf, 0, len);
+    while (pwrite(fd, buf, len, 0) < 0 && errno == EINTR) {
+        /* retry */
+    }
+    free(buf);
+}
+
+/* Preallocation "full": extend, then write real zeroes and sync. */
+static int truncate_full(int fd, int64_t cur, int64_t offset, Error **errp)
+{
+    g_autofree uint8_t *buf = g_malloc0(64 * KiB);
+    int64_t pos = cur;
+
+    if (ftruncate(fd, offset) < 0) {
+        error_setg_errno(errp, errno, "Could not resize file");
+        return -errno;
+    }
+    while (pos < offset) {
+        ssize_t n = pwrite(fd, buf, MIN(offset - pos, 64 * KiB), pos);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            int err = n < 0 ? errno : ENOSPC;
+            error_setg_errno(errp, err,
+                             "Could not write zeros for preallocation");
+            return -err;
+        }
+        pos += n;
+    }
+    if (fsync(fd) < 0) {
+        error_setg_errno(errp, errno, "Could not flush file to disk");
+        return -errno;
+    }
+    return 0;
+}
+
+/* Preallocation "falloc": posix_fallocate the new tail. */
+static int truncate_falloc(int fd, int64_t cur, int64_t offset, Error **errp)
+{
+    int ret;
+
+    if (offset == cur) {
+        return 0;
+    }
+    ret = offset < cur ? EINVAL : posix_fallocate(fd, cur, offset - cur);
+    if (ret) {
+        error_setg_errno(errp, ret, "Could not preallocate new data");
+        return -ret;
+    }
+    if (cur == 0) {
+        allocate_first_block(fd, offset);
+    }
+    return 0;
+}
+
+/* Blocking: resize a regular file to exactly @offset.  A failed
+ * preallocation restores the old length. */
+int raw_regular_truncate(int fd, int64_t offset, PreallocMode prealloc,
+                         Error **errp)
+{
+    struct stat st;
+    int ret;
+
+    if (fstat(fd, &st) < 0) {
+        error_setg_errno(errp, errno, "Could not stat file");
+        return -errno;
+    }
+    switch (prealloc) {
+    case PREALLOC_MODE_OFF:
+        if (ftruncate(fd, offset) < 0) {
+            error_setg_errno(errp, errno, "Could not resize file");
+            return -errno;
+        }
+        if (st.st_size == 0 && offset > 0) {
+            allocate_first_block(fd, offset);
+        }
+        return 0;
+    case PREALLOC_MODE_FALLOC:
+        ret = truncate_falloc(fd, st.st_size, offset, errp);
+        break;
+    case PREALLOC_MODE_FULL:
+        ret = truncate_full(fd, st.st_size, offset, errp);
+        break;
+    default:
+        error_setg(errp, "Unsupported preallocation mode: %s",
+                   prealloc_mode_name(prealloc));
+        return -ENOTSUP;
+    }
+    if (ret < 0 && ftruncate(fd, st.st_size) < 0) {
+        error_report("Failed to restore old file length: %s", strerror(errno));
+    }
+    return ret;
+}
+
+/* Worker: truncate a regular file. */
+static int truncate_worker(void *opaque)
+{
+    RawOp *op = opaque;
+    return raw_regular_truncate(op->fd, op->offset, op->prealloc, &op->err);
+}
+
+/* Devices cannot change size: only "shrinking" to a smaller view works. */
+static int raw_device_truncate(BlockDriverState *bs, int64_t offset,
+                               bool exact, Error **errp)
+{
+    int64_t cur = raw_fd_getlength(bs->opaque);
+
+    if (offset != cur && exact) {
+        error_setg(errp, "Cannot resize device files");
+        return -ENOTSUP;
+    }
+    if (offset > cur) {
+        error_setg(errp, "Cannot grow device files");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int coroutine_fn raw_co_truncate(BlockDriverState *bs, int64_t offset,
+                                 bool exact, PreallocMode prealloc,
+                                 BdrvRequestFlags flags, Error **errp)
+{
+    BDRVRawState *s = bs->opaque;
+    RawOp op = { .fd = s->fd, .offset = offset, .prealloc = prealloc };
+    struct stat st;
+    int ret;
+
+    raw_ext_invalidate(s);
+    if (fstat(s->fd, &st) < 0) {
+        error_setg_errno(errp, errno, "Failed to fstat() the file");
+        return -errno;
+    }
+    if (S_ISREG(st.st_mode)) {
+        ret = thread_pool_run(raw_ctx(bs), truncate_worker, &op);
+        if (op.err) {
+            error_propagate(errp, op.err);
+        }
+        return ret;
+    }
+    if (prealloc != PREALLOC_MODE_OFF) {
+        error_setg(errp, "Preallocation mode '%s' unsupported for this "
+                   "non-regular file", prealloc_mode_name(prealloc));
+        return -ENOTSUP;
+    }
+    if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
+        return raw_device_truncate(bs, offset, exact, errp);
+    }
+    error_setg(errp, "Resizing this file is not supported");
+    return -ENOTSUP;
+}
+
+/* ---- copy offload ---- */
+
+static bool is_posix_node(BlockDriverState *bs)
+{
+    return bs && (bs->drv == &bdrv_file || bs->drv == &bdrv_host_device);
+}
+
+/* Worker: copy_file_range until done; -ENOTSUP/-EXDEV let the core
+ * fall back to read + write. */
+static int copy_range_worker(void *opaque)
+{
+    RawOp *op = opaque;
+    loff_t in = op->offset, out = op->offset_out;
+    int64_t left = op->bytes;
+
+    while (left > 0) {
+        ssize_t n = copy_file_range(op->fd, &in, op->fd_out, &out, left, 0);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == ENOSYS || errno == EXDEV || errno == EOPNOTSUPP ||
+                errno == EINVAL || errno == EBADF || errno == ETXTBSY) {
+                return -ENOTSUP;
+            }
+            return -errno;
+        }
+        if (n == 0) {
+            return -EIO;        /* source shrank under us */
+        }
+        left -= n;
+    }
+    return 0;
+}
+
+int coroutine_fn raw_co_copy_range_from(BlockDriverState *bs, BdrvChild *src,
+                                        int64_t src_offset, BdrvChild *dst,
+                                        int64_t dst_offset, int64_t bytes,
+                                        BdrvRequestFlags rf,
+                                        BdrvRequestFlags wf)
+{
+    return bdrv_co_copy_range_to(src, src_offset, dst, dst_offset, bytes,
+                                 rf, wf);
+}
+
+int coroutine_fn raw_co_copy_range_to(BlockDriverState *bs, BdrvChild *src,
+                                      int64_t src_offset, BdrvChild *dst,
+                                      int64_t dst_offset, int64_t bytes,
+                                      BdrvRequestFlags rf,
+                                      BdrvRequestFlags wf)
+{
+    BDRVRawState *s = bs->opaque;
+    BDRVRawState *ss;
+    RawOp op;
+    int ret;
+
+    if (!is_posix_node(src->bs) || !s->has_copy_range) {
+        return -ENOTSUP;
+    }
+    ss = src->bs->opaque;
+    if (src_offset + bytes > raw_fd_getlength(ss)) {
+        return -ENOTSUP;    /* past source EOF: read + write zero-fills */
+    }
+    op = (RawOp) { .fd = ss->fd, .offset = src_offset, .fd_out = s->fd,
+                   .offset_out = dst_offset, .bytes = bytes };
+    raw_ext_invalidate(s);
+    ret = thread_pool_run(raw_ctx(bs), copy_range_worker, &op);
+    return ret;
+}
