@@ -15,8 +15,8 @@ BUILD = os.environ.get('STRATA_BUILD', os.path.join(TOP, 'build'))
 REF_BIN = os.environ.get('STRATA_REF_BIN', '/opt/qemu-ref/usr/bin')
 
 # "64 KiB, 1 ops; 00.00 sec (55.789 MiB/sec and 892.6292 ops/sec)"
-TIMING = re.compile(r'^(.*, \d+ ops); [0-9:.]+ sec \([0-9.]+ [KMGTPE]?i?B/sec and [0-9.]+ ops/sec\)$',
-                    re.M)
+TIMING = re.compile(r'^(.*, \d+ ops); [0-9:.]+ sec '
+                    r'\([0-9.]+ (?:[KMGTPE]iB|bytes)/sec and [0-9.]+ ops/sec\)$', re.M)
 
 
 # -C (terse): "4096,1,0:00:00.00,21707792.758,5299.754"

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
+#include "block/debug.h"
 #include "block/drivers.h"
 #include "util/cutils.h"
 
@@ -175,6 +176,7 @@ static int coroutine_fn raw_co_preadv(BlockDriverState *bs, int64_t offset,
     if (ret) {
         return ret;
     }
+    bdrv_debug_event(bs->file, BLKDBG_READ_AIO);
     return bdrv_co_preadv(bs->file, offset, bytes, qiov, flags);
 }
 
@@ -223,6 +225,7 @@ static int coroutine_fn raw_co_pwritev(BlockDriverState *bs, int64_t offset,
 {
     int ret;
 
+    bdrv_debug_event(bs->file, BLKDBG_WRITE_AIO);
     if (bs->probed && offset < BLOCK_PROBE_BUF_SIZE &&
         !(flags & BDRV_REQ_UNSAFE_NO_PROBE_CHECK)) {
         return raw_write_checked(bs, offset, bytes, qiov, flags);

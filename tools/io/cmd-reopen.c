@@ -1,0 +1,298 @@
+#include "config.h"
+/*
+ * strata-io: reopen.  Read-only/read-write switches go through the core;
+ * cache mode, discard and detect-zeroes are node flags changed in place;
+ * any other option may only be "changed" to its current value.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include "block/driver.h"
+#include "tools/io/io.h"
+
+typedef struct ReopenOpts {
+    int flags;
+    bool writethrough, has_rw;
+    QDict *opts;
+} ReopenOpts;
+
+static void reopen_help(void)
+{
+    printf(
+"\n"
+" Changes the open options of an already opened image\n"
+"\n"
+" Example:\n"
+" 'reopen -o lazy-refcounts=on' - activates lazy refcount writeback on a qcow2 image\n"
+"\n"
+" -r, -- Reopen the image read-only\n"
+" -w, -- Reopen the image read-write\n"
+" -c, -- Change the cache mode to the given value\n"
+" -o, -- Changes block driver options (cf. 'open' command)\n"
+"\n");
+}
+
+static int reopen_opt(int c, const char *arg, ReopenOpts *o)
+{
+    switch (c) {
+    case 'c':
+        o->flags &= ~(BDRV_O_NOCACHE | BDRV_O_NO_FLUSH);
+        if (bdrv_parse_cache_mode(arg, &o->flags, &o->writethrough) < 0) {
+            error_report("Invalid cache option: %s", arg);
+            return -EINVAL;
+        }
+        return 0;
+    case 'o':
+        if (!o->opts) {
+            o->opts = qdict_new();
+        }
+        return io_opts_parse_into(o->opts, arg) ? 0 : -EINVAL;
+    case 'r': case 'w':
+        if (o->has_rw) {
+            error_report("Only one -r/-w option may be given");
+            return -EINVAL;
+        }
+        o->has_rw = true;
+        o->flags = c == 'r' ? o->flags & ~BDRV_O_RDWR : o->flags | BDRV_O_RDWR;
+        return 0;
+    default:
+        io_command_usage(io_find_command("reopen"));
+        return -EINVAL;
+    }
+}
+
+static BlockDriverState *reopen_child(BlockDriverState *bs, const char *name)
+{
+    for (guint i = 0; bs->children && i < bs->children->len; i++) {
+        BdrvChild *c = g_ptr_array_index(bs->children, i);
+
+        if (!strcmp(c->name, name)) {
+            return c->bs;
+        }
+    }
+    return NULL;
+}
+
+static int reopen_bool(const char *key, const char *v, bool *out,
+                       Error **errp)
+{
+    if (!strcmp(v, "on") || !strcmp(v, "true")) {
+        *out = true;
+    } else if (!strcmp(v, "off") || !strcmp(v, "false")) {
+        *out = false;
+    } else {
+        error_setg(errp, "Parameter '%s' expects 'on' or 'off'", key);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int reopen_set_flag(BlockDriverState *bs, const char *key,
+                           const char *v, int flag, Error **errp)
+{
+    bool on;
+
+    if (reopen_bool(key, v, &on, errp) < 0) {
+        return -EINVAL;
+    }
+    bs->open_flags = on ? bs->open_flags | flag : bs->open_flags & ~flag;
+    return 0;
+}
+
+static int reopen_detect_zeroes(BlockDriverState *bs, const char *v,
+                                Error **errp)
+{
+    if (!strcmp(v, "off")) {
+        bs->detect_zeroes = DETECT_ZEROES_OFF;
+    } else if (!strcmp(v, "on")) {
+        bs->detect_zeroes = DETECT_ZEROES_ON;
+    } else if (!strcmp(v, "unmap")) {
+        bs->detect_zeroes = DETECT_ZEROES_UNMAP;
+    } else {
+        error_setg(errp, "invalid parameter value: %s", v);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int reopen_discard(BlockDriverState *bs, const char *v, Error **errp)
+{
+    int flags = bs->open_flags & ~BDRV_O_UNMAP;
+
+    if (bdrv_parse_discard_flags(v, &flags) < 0) {
+        error_setg(errp, "Invalid discard option");
+        return -EINVAL;
+    }
+    bs->open_flags = flags;
+    return 0;
+}
+
+/* Options that cannot change: only their current value is accepted. */
+static int reopen_same_value(BlockDriverState *bs, const char *key,
+                             const char *v, Error **errp)
+{
+    const char *cur;
+
+    if (!strcmp(key, "driver")) {
+        cur = bs->drv ? bdrv_driver_name(bs->drv) : NULL;
+    } else {
+        cur = bs->options ? qdict_get_try_str(bs->options, key) : NULL;
+    }
+    if (!cur || strcmp(cur, v)) {
+        error_setg(errp, "Cannot change the option '%s'", key);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* One option of @bs (child options carry their child's name first). */
+static int reopen_one(BlockDriverState *bs, const char *key, const char *v,
+                      Error **errp)
+{
+    const char *dot = strchr(key, '.');
+
+    if (dot && strncmp(key, "cache.", 6)) {
+        g_autofree char *child = g_strndup(key, dot - key);
+        BlockDriverState *cbs = reopen_child(bs, child);
+
+        if (cbs) {
+            return reopen_one(cbs, dot + 1, v, errp);
+        }
+    }
+    if (!strcmp(key, "detect-zeroes")) {
+        return reopen_detect_zeroes(bs, v, errp);
+    }
+    if (!strcmp(key, "discard")) {
+        return reopen_discard(bs, v, errp);
+    }
+    if (!strcmp(key, "cache.no-flush")) {
+        return reopen_set_flag(bs, key, v, BDRV_O_NO_FLUSH, errp);
+    }
+    if (!strcmp(key, "cache.direct")) {
+        bool on;
+        /* FIXME: the protocol node keeps its O_DIRECT mode: the core
+         * cannot reopen a file descriptor yet. */
+        return reopen_bool(key, v, &on, errp);
+    }
+    return reopen_same_value(bs, key, v, errp);
+}
+
+static int reopen_check_opts(BlockDriverState *bs, QDict *opts, Error **errp)
+{
+    for (const QDictEntry *e = qdict_first(opts); e; e = qdict_next(opts, e)) {
+        QString *v = qobject_to_qstring(qdict_entry_value(e));
+        const char *key = qdict_entry_key(e);
+
+        if (!strcmp(key, "read-only")) {
+            continue;
+        }
+        if (reopen_one(bs, key, v ? qstring_get_str(v) : "", errp) < 0) {
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* "-o read-only=..." without -r/-w: the backend keeps its permissions. */
+static int reopen_ro_option(BlockBackend *blk, ReopenOpts *o, Error **errp)
+{
+    const char *v = qdict_get_try_str(o->opts, "read-only");
+    BlockDriverState *bs = blk_bs(blk);
+    uint64_t perm, shared;
+    bool ro;
+
+    if (reopen_bool("read-only", v, &ro, errp) < 0) {
+        return -EINVAL;
+    }
+    if (o->has_rw) {
+        error_setg(errp, "Cannot set both -r/-w and 'read-only'");
+        return -EINVAL;
+    }
+    blk_get_perm(blk, &perm, &shared);
+    if (ro && (perm & BLK_PERM_WRITE)) {
+        error_setg(errp, "Read-only block node '%s' cannot support "
+                   "read-write users", bdrv_get_node_name(bs));
+        return -EINVAL;
+    }
+    return bdrv_is_read_only(bs) == ro ? 0 :
+           bdrv_reopen_set_read_only(bs, ro, errp);
+}
+
+static int reopen_set_rw(BlockBackend *blk, bool rw, Error **errp)
+{
+    BlockDriverState *bs = blk_bs(blk);
+    uint64_t perm, shared;
+    int ret;
+
+    blk_get_perm(blk, &perm, &shared);
+    if (!rw) {
+        blk_set_perm(blk, perm & ~(BLK_PERM_WRITE | BLK_PERM_WRITE_UNCHANGED),
+                     shared, NULL);
+    }
+    if (rw == !bdrv_is_read_only(bs)) {
+        return 0;
+    }
+    ret = bdrv_reopen_set_read_only(bs, !rw, errp);
+    if (ret < 0 && !rw) {
+        blk_set_perm(blk, perm, shared, NULL);
+    }
+    return ret;
+}
+
+static int reopen_apply(BlockBackend *blk, ReopenOpts *o, Error **errp)
+{
+    BlockDriverState *bs = blk_bs(blk);
+    int ret = 0;
+
+    if (o->opts && qdict_haskey(o->opts, "read-only")) {
+        ret = reopen_ro_option(blk, o, errp);
+    } else {
+        ret = reopen_set_rw(blk, o->flags & BDRV_O_RDWR, errp);
+    }
+    if (ret == 0 && o->opts) {
+        ret = reopen_check_opts(bs, o->opts, errp);
+    }
+    if (ret == 0) {
+        bs->open_flags = (bs->open_flags & ~BDRV_O_NO_FLUSH) |
+                         (o->flags & BDRV_O_NO_FLUSH);
+    }
+    return ret;
+}
+
+static int reopen_f(BlockBackend *blk, int argc, char **argv)
+{
+    BlockDriverState *bs = blk_bs(blk);
+    ReopenOpts o = { 0 };
+    Error *err = NULL;
+    int c, ret = 0;
+
+    o.flags = bdrv_is_read_only(bs) ? bs->open_flags & ~BDRV_O_RDWR
+                                    : bs->open_flags | BDRV_O_RDWR;
+    o.writethrough = !blk_enable_write_cache(blk);
+    while (ret == 0 && (c = getopt(argc, argv, "c:o:rw")) != -1) {
+        ret = reopen_opt(c, optarg, &o);
+    }
+    if (ret == 0 && optind != argc) {
+        io_command_usage(io_find_command("reopen"));
+        ret = -EINVAL;
+    }
+    if (ret == 0) {
+        io_aio_drain();
+        ret = reopen_apply(blk, &o, &err);
+        if (ret < 0) {
+            error_report_err(err);
+        } else {
+            blk_set_enable_write_cache(blk, !o.writethrough);
+        }
+    }
+    qobject_unref(o.opts);
+    return ret;
+}
+
+const IoCmd io_reopen_cmds[] = {
+    { "reopen", NULL, reopen_f, 0, -1, 0, 0,
+      "[(-r|-w)] [-c cache] [-o options]",
+      "reopens an image with new options", reopen_help },
+    { NULL },
+};

@@ -1,0 +1,73 @@
+#include "config.h"
+/*
+ * strata-io: "-o" and --image-opts strings, parsed the way qemu-io's
+ * option lists do it: "name=value" elements separated by ','.  A name
+ * ends at '=' or ','; in a value ",," is a literal comma.  A bare "name"
+ * means name=on and "noname" name=off, both with a deprecation warning.
+ * Later keys override earlier ones; "id" is refused.
+ */
+#include <stdio.h>
+#include <string.h>
+#include "tools/io/io.h"
+
+/* Value starting at *p up to an unescaped ',' (consumed). */
+static char *opts_value(const char **p)
+{
+    GString *s = g_string_new(NULL);
+    const char *c = *p;
+
+    for (; *c; c++) {
+        if (*c == ',' && c[1] == ',') {
+            g_string_append_c(s, ',');
+            c++;
+        } else if (*c == ',') {
+            c++;
+            break;
+        } else {
+            g_string_append_c(s, *c);
+        }
+    }
+    *p = c;
+    return g_string_free(s, false);
+}
+
+static void opts_put_bare(QDict *d, const char *name)
+{
+    bool neg = g_str_has_prefix(name, "no");
+    const char *key = neg ? name + 2 : name;
+    const char *value = neg ? "off" : "on";
+
+    warn_report("short-form boolean option '%s' deprecated", name);
+    fprintf(stderr, "Please use %s=%s instead\n", key, value);
+    qdict_put_str(d, key, value);
+}
+
+bool io_opts_parse_into(QDict *d, const char *str)
+{
+    const char *p = str;
+
+    while (*p) {
+        size_t len = strcspn(p, "=,");
+        char *name = g_strndup(p, len);
+
+        p += len;
+        if (*p == '=') {
+            char *value;
+
+            p++;
+            value = opts_value(&p);
+            qdict_put_str(d, name, value);
+            g_free(value);
+        } else {
+            p += *p == ',';
+            opts_put_bare(d, name);
+        }
+        if (!strcmp(name, "id")) {
+            error_report("Invalid parameter 'id'");
+            g_free(name);
+            return false;
+        }
+        g_free(name);
+    }
+    return true;
+}
