@@ -274,6 +274,11 @@ void blk_drain(BlockBackend *blk);
 /* Number of requests in flight on this backend. */
 unsigned blk_in_flight(BlockBackend *blk);
 
+/* --object throttle-group,id=..,x-bps-total=..: create a throttle group
+ * shared by throttle nodes naming it.  @opts: the object's options without
+ * qom-type (details in block/filter/throttle-groups.h). */
+bool throttle_group_create_from_opts(QDict *opts, Error **errp);
+
 /* Register every built-in driver (idempotent; tools call it first). */
 void bdrv_init(void);
 

@@ -279,13 +279,14 @@ static int coroutine_fn driver_pwritev(BlockDriverState *bs, int64_t offset,
                                        int64_t bytes, IOVector *qiov,
                                        BdrvRequestFlags flags);
 
+static int coroutine_fn flush_node(BlockDriverState *bs, bool fua);
+
 /* FUA emulation.  The write is not yet counted in write_gen (that
- * happens when the request finishes), so count it now or the flush would
- * think nothing changed. */
+ * happens when the request finishes), so the flush must not be skipped
+ * for "nothing written". */
 static int coroutine_fn flush_after_write(BlockDriverState *bs)
 {
-    bs->write_gen++;
-    return bdrv_co_flush(bs);
+    return flush_node(bs, true);
 }
 
 /* Run one read or write through an aligned bounce buffer, in chunks. */
@@ -897,8 +898,11 @@ static int coroutine_fn flush_children(BlockDriverState *bs)
 
 /* This node's own flush: to the OS always, to disk unless cache=unsafe
  * or nothing was written since the last successful flush.  The debug
- * events go to the primary child, where a blkdebug node may listen. */
-static int coroutine_fn flush_self(BlockDriverState *bs, uint64_t gen)
+ * events go to the primary child, where a blkdebug node may listen; as in
+ * QEMU, flush_to_disk fires only if counted writes are unflushed, so a
+ * FUA-emulating flush (@force) does not fire it for the write it covers. */
+static int coroutine_fn flush_self(BlockDriverState *bs, uint64_t gen,
+                                   bool force)
 {
     const BlockDriver *drv = bs->drv;
     BdrvChild *primary = bs->file ? bs->file : bdrv_filter_child(bs);
@@ -911,14 +915,20 @@ static int coroutine_fn flush_self(BlockDriverState *bs, uint64_t gen)
             return ret;
         }
     }
-    if ((bs->open_flags & BDRV_O_NO_FLUSH) || bs->flushed_gen == gen) {
+    if (bs->open_flags & BDRV_O_NO_FLUSH) {
         return 0;
     }
-    bdrv_debug_event(primary, BLKDBG_FLUSH_TO_DISK);
+    if (bs->flushed_gen != gen) {
+        bdrv_debug_event(primary, BLKDBG_FLUSH_TO_DISK);
+    } else if (!force) {
+        return 0;
+    }
     return drv->co_flush_to_disk ? drv->co_flush_to_disk(bs) : 0;
 }
 
-int coroutine_fn bdrv_co_flush(BlockDriverState *bs)
+/* Flush @bs and its children.  @fua: called right after a write that is
+ * not yet counted in write_gen; flush even if the counters say clean. */
+static int coroutine_fn flush_node(BlockDriverState *bs, bool fua)
 {
     uint64_t gen;
     int ret;
@@ -927,12 +937,12 @@ int coroutine_fn bdrv_co_flush(BlockDriverState *bs)
         return 0;
     }
     bdrv_inc_in_flight(bs);
-    gen = bs->write_gen;
     while (bs->flush_active) {
         co_queue_wait(&bs->flush_queue, NULL);
     }
     bs->flush_active = true;
-    ret = flush_self(bs, gen);
+    gen = bs->write_gen;
+    ret = flush_self(bs, gen, fua);
     if (ret == 0) {
         ret = flush_children(bs);
     }
@@ -943,6 +953,11 @@ int coroutine_fn bdrv_co_flush(BlockDriverState *bs)
     co_queue_next(&bs->flush_queue);
     bdrv_dec_in_flight(bs);
     return ret;
+}
+
+int coroutine_fn bdrv_co_flush(BlockDriverState *bs)
+{
+    return flush_node(bs, false);
 }
 
 /* ---- truncate ---- */

@@ -129,7 +129,13 @@ int coroutine_fn raw_co_pwritev(BlockDriverState *bs, int64_t offset,
     if (n < 0) {
         return n;
     }
-    return n == bytes ? 0 : -ENOSPC;
+    if (n != bytes) {
+        return -ENOSPC;
+    }
+    /* FUA lands here, at the bottom of the graph, so that the layers
+     * above pass it down instead of flushing (and counting as flushed)
+     * whole subtrees: the same place QEMU's file driver honours it. */
+    return (flags & BDRV_REQ_FUA) ? raw_co_flush_to_disk(bs) : 0;
 }
 
 int coroutine_fn raw_co_flush_to_disk(BlockDriverState *bs)

@@ -292,6 +292,7 @@ static void raw_init_state(BlockDriverState *bs, BDRVRawState *s, int locking)
     } else {
         s->use_lock = locking == 2 && raw_has_ofd_lock();
     }
+    bs->supported_write_flags = BDRV_REQ_FUA;
     bs->supported_zero_flags = BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK;
 }
 

@@ -109,3 +109,14 @@ def test_hostile_inputs_never_crash(tmp_path, strata_io):
         res = run([strata_io, '-c', 'read 0 512', name])
         assert res.rc == 1, (name, res)
         assert res.err.startswith('strata-io: '), (name, res)
+
+
+def test_snapshot_mode_refused_until_qcow2(tmp_path, strata_io):
+    """-s needs a temporary qcow2 overlay; until that driver exists the
+    tool must refuse rather than write into the image."""
+    img = make_image(tmp_path / 's.raw', 1 * MiB)
+    before = digest(img)
+    res = run([strata_io, '-f', 'raw', '-s', '-c', 'write -P 7 0 512', img])
+    assert res.rc == 1
+    assert 'not supported yet' in res.err
+    assert digest(img) == before

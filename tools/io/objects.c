@@ -99,6 +99,18 @@ static bool io_check_object(QDict *d, Error **errp)
     return strcmp(type, "secret") || io_check_secret(d, errp);
 }
 
+/* Objects the engine itself implements are created here; the others
+ * (secrets) are only kept for lookup. */
+static bool io_realize_object(QDict *d, Error **errp)
+{
+    if (strcmp(qdict_get_str(d, "qom-type"), "throttle-group")) {
+        return true;
+    }
+    g_autoptr(QDict) opts = qdict_clone_shallow(d);
+    qdict_del(opts, "qom-type");
+    return throttle_group_create_from_opts(opts, errp);
+}
+
 bool io_object_add(const char *def)
 {
     Error *err = NULL;
@@ -118,6 +130,11 @@ bool io_object_add(const char *def)
     if (g_hash_table_contains(io_objects, id)) {
         error_report("attempt to add duplicate property '%s' to object "
                      "(type 'container')", id);
+        qobject_unref(d);
+        return false;
+    }
+    if (!io_realize_object(d, &err)) {
+        error_report_err(err);
         qobject_unref(d);
         return false;
     }
