@@ -148,7 +148,8 @@ BlockDriverState *bdrv_backing_bs(const BlockDriverState *bs);   /* backing chil
 BlockDriverState *bdrv_skip_filters(BlockDriverState *bs);
 int bdrv_reopen_set_read_only(BlockDriverState *bs, bool read_only, Error **errp);
 
-/* Creating images: @opts holds create options (flat; "size" etc.). */
+/* Creating images: @opts holds create options (flat; "size" etc.);
+ * borrowed, not taken. */
 int bdrv_create(const BlockDriver *drv, const char *filename, QDict *opts,
                 Error **errp);
 int bdrv_create_file(const char *filename, QDict *opts, Error **errp);

@@ -37,6 +37,7 @@
 #endif
 #endif
 #ifdef CO_ASAN
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 
@@ -225,6 +226,9 @@ Coroutine *co_create(CoroutineEntry *entry, void *opaque)
 #ifdef CO_ASAN
     co->asan_bottom = st->base;
     co->asan_size = (size_t)(top - st->base);
+    /* A pooled stack still carries the shadow poison of its previous
+     * coroutine's last frames, which never returned: clear it. */
+    __asan_unpoison_memory_region(st->base, st->size);
 #endif
     co_arch_init(co, top, co_main);
     return co;

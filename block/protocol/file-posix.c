@@ -321,6 +321,7 @@ static int raw_open_fd_state(BlockDriverState *bs, BDRVRawState *s,
     if (s->fd < 0) {
         ret = s->fd;
         s->fd = -1;
+        raw_close(bs);
         return ret;
     }
     ret = (s->open_flags & O_RDWR) ? check_hdev_writable(s->fd, errp) : 0;

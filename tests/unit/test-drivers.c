@@ -281,7 +281,9 @@ static void test_truncate(void)
 
 static int create_file(const char *path, const char *kv, Error **errp)
 {
-    return bdrv_create(bdrv_find_format("file"), path, parse_opts(kv), errp);
+    g_autoptr(QDict) opts = parse_opts(kv);
+
+    return bdrv_create(bdrv_find_format("file"), path, opts, errp);
 }
 
 static void test_create(void)
