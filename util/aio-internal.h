@@ -43,6 +43,19 @@ extern const AioEngineOps aio_engine_io_uring_ops;
 extern const AioEngineOps aio_engine_linux_aio_ops;
 #endif
 
+/*
+ * Lock-free coroutine wake-up for other threads (the worker pool): the
+ * node lives in the caller's request, so nothing is allocated.  Only the
+ * first push onto an empty list schedules the context's wake BH (and so
+ * writes the eventfd at most once per loop iteration); the BH enters
+ * every queued coroutine in push order.
+ */
+typedef struct AioWakeNode {
+    Coroutine *co;
+    struct AioWakeNode *next;
+} AioWakeNode;
+void aio_co_wake_node(AioContext *ctx, AioWakeNode *node);
+
 /* Engine instance slots owned by the context (aio.c). */
 AioEngine **aio_context_engine_slot(AioContext *ctx, AioEngineType type);
 /* Destroy the engine instance (engine.c), used by aio_context_free(). */

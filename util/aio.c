@@ -65,9 +65,12 @@ struct AioContext {
     GQueue timers;              /* of AioTimer sorted by expiry */
     GMutex co_lock;
     GQueue co_ready;            /* of Coroutine * */
+    AioWakeNode *wake_stack;    /* lock-free, newest first (atomic) */
     AioBH *co_bh;
     AioEngine *engines[3];
+    AioEngine *waiter;          /* engine that performs the wait, or NULL */
     pthread_t home;             /* thread that polls us (atomic access) */
+    bool kicked;                /* home-thread aio_notify() (atomic) */
 };
 
 static __thread AioContext *default_ctx;
@@ -82,11 +85,19 @@ static GPrivate default_ctx_key = G_PRIVATE_INIT(aio_default_destroy);
 
 /* ---- notification ---- */
 
+static bool aio_on_home_thread(AioContext *ctx);
+
+/* From the polling thread itself nobody is asleep in the wait: a flag that
+ * makes the current or next aio_poll() return is enough (no syscall). */
 void aio_notify(AioContext *ctx)
 {
     uint64_t one = 1;
     ssize_t r;
 
+    if (aio_on_home_thread(ctx)) {
+        __atomic_store_n(&ctx->kicked, true, __ATOMIC_RELAXED);
+        return;
+    }
     do {
         r = write(ctx->notify_fd, &one, sizeof(one));
     } while (r < 0 && errno == EINTR);
@@ -113,12 +124,50 @@ static void aio_notify_drain(void *opaque)
 
 /* ---- coroutine scheduling ---- */
 
-/* Enter every coroutine queued by aio_co_schedule() so far. */
+/* Take the whole wake stack at once and enter its coroutines oldest
+ * first (the stack is newest first, so reverse it). */
+static void aio_wake_stack_run(AioContext *ctx)
+{
+    AioWakeNode *n = __atomic_exchange_n(&ctx->wake_stack, NULL,
+                                         __ATOMIC_ACQUIRE);
+    AioWakeNode *fifo = NULL;
+
+    while (n) {
+        AioWakeNode *next = n->next;
+        n->next = fifo;
+        fifo = n;
+        n = next;
+    }
+    while (fifo) {
+        /* the node dies with its request once the coroutine runs */
+        AioWakeNode *next = fifo->next;
+        co_enter(fifo->co);
+        fifo = next;
+    }
+}
+
+void aio_co_wake_node(AioContext *ctx, AioWakeNode *node)
+{
+    AioWakeNode *old = __atomic_load_n(&ctx->wake_stack, __ATOMIC_RELAXED);
+
+    do {
+        node->next = old;
+    } while (!__atomic_compare_exchange_n(&ctx->wake_stack, &old, node, true,
+                                          __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    if (!old) {
+        aio_bh_schedule(ctx->co_bh);
+    }
+}
+
+/* Enter every coroutine queued by aio_co_schedule() or aio_co_wake_node()
+ * so far. */
 static void aio_co_bh(void *opaque)
 {
     AioContext *ctx = opaque;
     GQueue batch = G_QUEUE_INIT;
     Coroutine *co;
+
+    aio_wake_stack_run(ctx);
 
     g_mutex_lock(&ctx->co_lock);
     batch = ctx->co_ready;
@@ -518,18 +567,25 @@ static bool aio_poll_once(AioContext *ctx, int64_t timeout_ns)
     return progress;
 }
 
+/* A home-thread aio_notify() counts as one dispatched event, exactly as
+ * the eventfd handler would. */
 bool aio_poll(AioContext *ctx, bool blocking)
 {
+    bool kicked;
+
     __atomic_store_n(&ctx->home, pthread_self(), __ATOMIC_SEQ_CST);
+    kicked = __atomic_exchange_n(&ctx->kicked, false, __ATOMIC_RELAXED);
     for (;;) {
         int64_t timeout = 0;
         bool progress;
 
-        if (blocking && !aio_bh_pending(ctx)) {
+        if (blocking && !kicked && !aio_bh_pending(ctx)) {
             timeout = aio_timers_deadline(ctx);
         }
-        progress = aio_poll_once(ctx, timeout);
+        progress = aio_poll_once(ctx, timeout) || kicked;
         if (progress || !blocking) {
+            /* this call returns: it answers any kick made meanwhile */
+            __atomic_store_n(&ctx->kicked, false, __ATOMIC_RELAXED);
             return progress;
         }
     }

@@ -149,12 +149,23 @@ static void uring_prep(UringEngine *u, struct io_uring_sqe *sqe, int fd,
     int slot = uring_file_slot(u, fd);
     int target = slot >= 0 ? slot : fd;
 
+    /* a single buffer needs no iovec: the kernel skips copying it in */
     switch (op) {
     case AIO_OP_READ:
-        io_uring_prep_readv(sqe, target, iov, niov, offset);
+        if (niov == 1) {
+            io_uring_prep_read(sqe, target, iov->iov_base, iov->iov_len,
+                               offset);
+        } else {
+            io_uring_prep_readv(sqe, target, iov, niov, offset);
+        }
         break;
     case AIO_OP_WRITE:
-        io_uring_prep_writev(sqe, target, iov, niov, offset);
+        if (niov == 1) {
+            io_uring_prep_write(sqe, target, iov->iov_base, iov->iov_len,
+                                offset);
+        } else {
+            io_uring_prep_writev(sqe, target, iov, niov, offset);
+        }
         break;
     default:
         io_uring_prep_fsync(sqe, target, IORING_FSYNC_DATASYNC);

@@ -3,8 +3,9 @@
  * The worker pool: one process-wide set of up to 64 detached threads,
  * created on demand when work is queued and no worker is idle; a worker
  * idle for 10 s exits.  A job's completion is reported to the submitting
- * context with aio_co_schedule(), so the waiting coroutine is re-entered
- * from that context's loop (never from the worker thread).
+ * context with aio_co_wake_node() (lock-free, one eventfd write per batch),
+ * so the waiting coroutine is re-entered from that context's loop (never
+ * from the worker thread).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -12,6 +13,7 @@
 #include <glib.h>
 
 #include "util/aio.h"
+#include "util/aio-internal.h"
 
 #define POOL_MAX_THREADS 64
 #define POOL_IDLE_TIMEOUT_US (10 * G_TIME_SPAN_SECOND)
@@ -21,7 +23,7 @@ typedef struct PoolJob {
     void *opaque;
     int ret;
     AioContext *ctx;
-    Coroutine *co;
+    AioWakeNode wake;
 } PoolJob;
 
 static struct {
@@ -30,6 +32,7 @@ static struct {
     GQueue jobs;
     int nthreads;
     int nidle;
+    int nwaking;        /* signalled but not yet awake */
 } pool;
 
 /* Wait for a job; NULL once idle for too long (the worker then exits).
@@ -44,6 +47,9 @@ static PoolJob *pool_next_job(void)
         pool.nidle++;
         signalled = g_cond_wait_until(&pool.cond, &pool.lock, deadline);
         pool.nidle--;
+        if (pool.nwaking) {
+            pool.nwaking--;
+        }
         if (!signalled && g_queue_is_empty(&pool.jobs)) {
             return NULL;
         }
@@ -60,7 +66,7 @@ static void *pool_worker(void *arg)
     while ((job = pool_next_job())) {
         g_mutex_unlock(&pool.lock);
         job->ret = job->func(job->opaque);
-        aio_co_schedule(job->ctx, job->co);
+        aio_co_wake_node(job->ctx, &job->wake);
         g_mutex_lock(&pool.lock);
     }
     pool.nthreads--;
@@ -87,22 +93,33 @@ static void pool_spawn_worker(void)
     pthread_attr_destroy(&attr);
 }
 
+/* Make sure somebody will run the job just queued: wake an idle worker
+ * that is not already being woken (g_cond_signal always costs a futex
+ * syscall), else start one.  Called with pool.lock held. */
+static void pool_kick_worker(void)
+{
+    if (pool.nidle > pool.nwaking) {
+        pool.nwaking++;
+        g_cond_signal(&pool.cond);
+    } else if (pool.nthreads < POOL_MAX_THREADS) {
+        pool_spawn_worker();
+    }
+}
+
 int coroutine_fn thread_pool_run(AioContext *ctx, ThreadPoolFunc *func,
                                  void *opaque)
 {
     PoolJob job = {
-        .func = func, .opaque = opaque, .ctx = ctx, .co = co_self(),
+        .func = func, .opaque = opaque, .ctx = ctx, .wake.co = co_self(),
     };
 
-    g_assert(job.co);
+    g_assert(job.wake.co);
     g_mutex_lock(&pool.lock);
     g_queue_push_tail(&pool.jobs, &job);
-    if ((guint)pool.nidle < g_queue_get_length(&pool.jobs) &&
-        pool.nthreads < POOL_MAX_THREADS) {
-        pool_spawn_worker();
+    if ((guint)pool.nwaking < g_queue_get_length(&pool.jobs)) {
+        pool_kick_worker();
     }
     g_assert(pool.nthreads > 0);
-    g_cond_signal(&pool.cond);
     g_mutex_unlock(&pool.lock);
     co_yield();
     return job.ret;

@@ -41,7 +41,8 @@ def fio(path, engine, write, count, extra=()):
             f'--ioengine={engine}', f'--number_ios={count}', '--size=1g',
             '--output-format=json'] + list(extra)
     out, _, _ = run_timed(argv)
-    job = json.loads(out)['jobs'][0]
+    # synchronous engines print a queue-depth note before the JSON
+    job = json.loads(out[out.index('{'):])['jobs'][0]
     return job['write' if write else 'read']['iops']
 
 
@@ -61,10 +62,14 @@ def main():
     ap.add_argument('--count', type=int, default=400000)
     ap.add_argument('--dir', default='/var/tmp')
     ap.add_argument('--engines', default='io_uring,native,threads')
+    ap.add_argument('--files', default='sparse,full',
+                    help='which files to measure (sparse: reads only)')
     a = ap.parse_args()
     files = make_files(a.dir)
     fio_engine = {'io_uring': 'io_uring', 'native': 'libaio', 'threads': 'psync'}
     for fname, path in files.items():
+        if fname not in a.files.split(','):
+            continue
         for write in (False, True):
             if write and fname == 'sparse':
                 continue      # writes fill the sparse file: measure on 'full'
