@@ -18,9 +18,11 @@ typedef struct AioReq {
     int64_t offset;
     int64_t zero_bytes;     /* aio_write -z: length */
     bool write, zflag, cflag, qflag, vflag, pflag;
+    bool submitting;        /* inside aio_submit() */
     int pattern;
     int flags;
-    struct timespec t1;
+    int ret;
+    struct timespec t1, t2;
 } AioReq;
 
 static unsigned io_aio_in_flight;
@@ -76,32 +78,49 @@ static void aio_write_done(AioReq *r, int ret, struct timespec t2)
     io_print_report("wrote", &t2, r->offset, size, size, 1, r->cflag);
 }
 
-static void coroutine_fn aio_req_entry(void *opaque)
+/* Report, free and count down one finished request. */
+static void aio_req_complete(void *opaque)
 {
     AioReq *r = opaque;
-    int ret;
 
-    if (!r->write) {
-        ret = blk_co_preadv(r->blk, r->offset, r->qiov.size, &r->qiov, 0);
-        aio_read_done(r, ret, io_now());
-    } else if (r->zflag) {
-        ret = blk_co_pwrite_zeroes(r->blk, r->offset, r->zero_bytes,
-                                   r->flags);
-        aio_write_done(r, ret, io_now());
+    if (r->write) {
+        aio_write_done(r, r->ret, r->t2);
     } else {
-        ret = blk_co_pwritev(r->blk, r->offset, r->qiov.size, &r->qiov,
-                             r->flags);
-        aio_write_done(r, ret, io_now());
+        aio_read_done(r, r->ret, r->t2);
     }
     aio_req_free(r);
     io_aio_in_flight--;
     aio_notify(aio_get_default());
 }
 
+static void coroutine_fn aio_req_entry(void *opaque)
+{
+    AioReq *r = opaque;
+
+    if (!r->write) {
+        r->ret = blk_co_preadv(r->blk, r->offset, r->qiov.size, &r->qiov, 0);
+    } else if (r->zflag) {
+        r->ret = blk_co_pwrite_zeroes(r->blk, r->offset, r->zero_bytes,
+                                      r->flags);
+    } else {
+        r->ret = blk_co_pwritev(r->blk, r->offset, r->qiov.size, &r->qiov,
+                                r->flags);
+    }
+    r->t2 = io_now();
+    /* like blk_aio_*(): never complete before the submission returns */
+    if (r->submitting) {
+        aio_bh_schedule_oneshot(aio_get_default(), aio_req_complete, r);
+    } else {
+        aio_req_complete(r);
+    }
+}
+
 static void aio_submit(AioReq *r)
 {
     io_aio_in_flight++;
+    r->submitting = true;
     co_enter(co_create(aio_req_entry, r));
+    r->submitting = false;
 }
 
 /* ---- aio_read ---- */

@@ -112,12 +112,10 @@ static int truncate_f(BlockBackend *blk, int argc, char **argv)
             return -EINVAL;
         }
     }
-    if (optind != argc - 1) {
-        io_command_usage(io_find_command("truncate"));
-        return -EINVAL;
-    }
-    offset = io_num_arg(argv[optind]);
+    /* like qemu-io: extra words are ignored, errors name argv[1] */
+    offset = optind < argc ? io_cvtnum(argv[optind]) : -EINVAL;
     if (offset < 0) {
+        io_print_cvtnum_err(offset, argv[1]);
         return offset;
     }
     ret = blk_truncate(blk, offset, false, prealloc, 0, &err);

@@ -85,7 +85,12 @@ static int open_opt(int c, const char *arg, OpenOpts *o)
     case 'r': o->readonly = true; return 0;
     case 'U': o->force_share = true; return 0;
     case 'k': io_opts_set_aio(&o->opts, "native"); return 0;
-    case 'o': return open_merge_opts(&o->opts, arg) ? 0 : -EINVAL;
+    case 'o':
+        if (io_image_opts) {
+            printf("--image-opts and 'open -o' are mutually exclusive\n");
+            return -EINVAL;
+        }
+        return open_merge_opts(&o->opts, arg) ? 0 : -EINVAL;
     case 't': case 'd': case 'i': return open_opt_mode(c, arg, o);
     default:
         io_command_usage(io_find_command("open"));

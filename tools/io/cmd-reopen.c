@@ -227,8 +227,10 @@ static int reopen_set_rw(BlockBackend *blk, bool rw, Error **errp)
 
     blk_get_perm(blk, &perm, &shared);
     if (!rw) {
-        blk_set_perm(blk, perm & ~(BLK_PERM_WRITE | BLK_PERM_WRITE_UNCHANGED),
-                     shared, NULL);
+        /* resize too: the core refuses read-only with it held, where
+         * qemu-io only fails a later truncate */
+        blk_set_perm(blk, perm & ~(BLK_PERM_WRITE | BLK_PERM_WRITE_UNCHANGED |
+                                   BLK_PERM_RESIZE), shared, NULL);
     }
     if (rw == !bdrv_is_read_only(bs)) {
         return 0;

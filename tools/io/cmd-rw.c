@@ -357,9 +357,8 @@ static int64_t write_parse_count(WriteOpts *o, const char *arg)
 
     if (count >= 0 && count > BDRV_REQUEST_MAX_BYTES &&
         !(o->flags & BDRV_REQ_NO_FALLBACK)) {
-        printf("length cannot exceed %" PRIu64 "%s, given %s\n",
-               (uint64_t)BDRV_REQUEST_MAX_BYTES,
-               o->zflag ? " without -n" : "", arg);
+        printf("length cannot exceed %" PRIu64 " without -n, given %s\n",
+               (uint64_t)BDRV_REQUEST_MAX_BYTES, arg);
         return -EINVAL;
     }
     return count;

@@ -21,50 +21,70 @@ static int zone_range_args(char **argv, int64_t *offset, int64_t *len)
     return *len < 0 ? *len : 0;
 }
 
+static int zone_fail_errno(const char *what, int err)
+{
+    printf("zone %s failed: %s\n", what, strerror(err));
+    return -err;
+}
+
 static int zone_fail(const char *what)
 {
-    printf("zone %s failed: %s\n", what, strerror(ENOTSUP));
-    return -ENOTSUP;
+    return zone_fail_errno(what, ENOTSUP);
+}
+
+/* Zone management: a range beyond the end fails the backend's byte
+ * request check (EIO) before the driver can say it is not zoned. */
+static int zone_mgmt(BlockBackend *blk, char **argv, const char *what)
+{
+    int64_t offset, len = 0, size;
+    int ret = zone_range_args(argv, &offset, &len);
+
+    if (ret < 0) {
+        return ret;
+    }
+    size = blk_getlength(blk);
+    if (size < 0) {
+        return zone_fail_errno(what, -size);
+    }
+    if (offset > size || size - offset < len) {
+        return zone_fail_errno(what, EIO);
+    }
+    return zone_fail(what);
 }
 
 static int zone_report_f(BlockBackend *blk, int argc, char **argv)
 {
-    int64_t offset, nr;
+    int64_t offset, nr = 0;
     int ret = zone_range_args(argv, &offset, &nr);
 
-    return ret < 0 ? ret : zone_fail("report");
+    if (ret < 0) {
+        return ret;
+    }
+    if (nr > UINT32_MAX) {
+        printf("Number of zones must be less than 2^32\n");
+        return -ERANGE;
+    }
+    return zone_fail("report");
 }
 
 static int zone_open_f(BlockBackend *blk, int argc, char **argv)
 {
-    int64_t offset, len;
-    int ret = zone_range_args(argv, &offset, &len);
-
-    return ret < 0 ? ret : zone_fail("open");
+    return zone_mgmt(blk, argv, "open");
 }
 
 static int zone_close_f(BlockBackend *blk, int argc, char **argv)
 {
-    int64_t offset, len;
-    int ret = zone_range_args(argv, &offset, &len);
-
-    return ret < 0 ? ret : zone_fail("close");
+    return zone_mgmt(blk, argv, "close");
 }
 
 static int zone_finish_f(BlockBackend *blk, int argc, char **argv)
 {
-    int64_t offset, len;
-    int ret = zone_range_args(argv, &offset, &len);
-
-    return ret < 0 ? ret : zone_fail("finish");
+    return zone_mgmt(blk, argv, "finish");
 }
 
 static int zone_reset_f(BlockBackend *blk, int argc, char **argv)
 {
-    int64_t offset, len;
-    int ret = zone_range_args(argv, &offset, &len);
-
-    return ret < 0 ? ret : zone_fail("reset");
+    return zone_mgmt(blk, argv, "reset");
 }
 
 static int zone_append_f(BlockBackend *blk, int argc, char **argv)

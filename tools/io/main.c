@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -352,25 +353,33 @@ static void stdin_wait(StdinReader *r)
     aio_set_fd_handler(ctx, STDIN_FILENO, NULL, NULL, NULL);
 }
 
-/* Next line without its newline, or NULL at end of input. */
+/* qemu-io reads stdin with fgets() into a 1024-byte buffer. */
+#define IO_LINE_MAX 1023
+
+/* Take @n bytes off the front of the buffer, @skip more dropped. */
+static char *stdin_take(StdinReader *r, size_t n, size_t skip)
+{
+    char *line = g_strndup(r->buf->str, n);
+
+    g_string_erase(r->buf, 0, n + skip);
+    return line;
+}
+
+/* Next line without its newline (at most IO_LINE_MAX bytes, the rest
+ * comes as the following line), or NULL at end of input. */
 static char *stdin_fetch_line(StdinReader *r)
 {
     char *nl;
 
-    while (!(nl = memchr(r->buf->str, '\n', r->buf->len)) && !r->eof) {
+    while (!(nl = memchr(r->buf->str, '\n', MIN(r->buf->len, IO_LINE_MAX)))
+           && r->buf->len < IO_LINE_MAX && !r->eof) {
         stdin_wait(r);
     }
     if (nl) {
-        char *line = g_strndup(r->buf->str, nl - r->buf->str);
-
-        g_string_erase(r->buf, 0, nl - r->buf->str + 1);
-        return line;
+        return stdin_take(r, nl - r->buf->str, 1);
     }
     if (r->buf->len) {
-        char *line = g_strdup(r->buf->str);
-
-        g_string_truncate(r->buf, 0);
-        return line;
+        return stdin_take(r, MIN(r->buf->len, IO_LINE_MAX), 0);
     }
     return NULL;
 }
@@ -385,6 +394,9 @@ static int stdin_loop(void)
     while (!io_quit) {
         printf("%s> ", error_get_progname());
         fflush(stdout);
+        /* the reference turns its main loop once per prompt */
+        while (aio_poll(aio_get_default(), false)) {
+        }
         line = stdin_fetch_line(&r);
         if (!line) {
             break;
@@ -415,6 +427,20 @@ static int command_loop(GPtrArray *cmds)
     return last_error;
 }
 
+/* qemu-io ignores SIGPIPE and blocks the main loop's signals. */
+static void io_setup_signals(void)
+{
+    sigset_t set;
+
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGIO);
+    sigaddset(&set, SIGALRM);
+    sigaddset(&set, SIGBUS);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 int main(int argc, char **argv)
 {
     /* qemu-io opens with discard=unmap unless -d says otherwise */
@@ -422,6 +448,7 @@ int main(int argc, char **argv)
                      .cmds = g_ptr_array_new() };
     int ret;
 
+    io_setup_signals();
     error_set_progname(argv[0]);
     g_set_prgname(error_get_progname());
     parse_args(argc, argv, &o);
