@@ -101,10 +101,13 @@ static int parse_hex_size(const char *p, const char **end, uint64_t *result)
 }
 
 /* Combine integer part, fraction and multiplier with overflow checks. */
+/* ival * mul + frac * mul; the fraction's bytes round to the nearest
+ * byte, halves up, as qemu-img does ("0.7k" = 717, "1.00048828125k" =
+ * 1025). */
 static int size_combine(uint64_t ival, double frac, uint64_t mul, uint64_t *result)
 {
     uint64_t v;
-    double extra = frac * (double)mul;
+    double extra = frac * (double)mul + 0.5;
 
     if (mul_overflow_u64(ival, mul, &v)) {
         return -ERANGE;

@@ -92,6 +92,11 @@ static const SizeCase size_cases[] = {
     { "1,5k", -EINVAL, 0 },
     { "nan", -EINVAL, 0 },
     { "inf", -EINVAL, 0 },
+    /* fractions round to the nearest byte, halves up (qemu-io 10.0) */
+    { "0.7k", 0, 717 },
+    { "1.0015k", 0, 1026 },
+    { "1.000488k", 0, 1024 },
+    { "1.00048828125k", 0, 1025 },
 };
 
 static void test_size_parse_table(void)
