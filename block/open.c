@@ -247,37 +247,107 @@ static int bool_opt_flag(QDict *options, const char *key, int flag,
     return 0;
 }
 
-/* Turns the generic options into BDRV_O_* flags and node fields. */
-static int apply_generic_options(BlockDriverState *bs, QDict *options,
-                                 int *flags, Error **errp)
+typedef struct FlagOpt {
+    const char *key;
+    int flag;           /* 0: only checked */
+    bool invert;
+} FlagOpt;
+
+/* The boolean generic options; children inherit all of them. */
+static const FlagOpt flag_opts[] = {
+    { "read-only", BDRV_O_RDWR, true },
+    { "cache.direct", BDRV_O_NOCACHE, false },
+    { "cache.no-flush", BDRV_O_NO_FLUSH, false },
+    { "force-share", BDRV_O_FORCE_SHARE, false },
+    { "auto-read-only", 0, false },
+    { NULL },
+};
+
+/* One boolean option; @skip_overridden ignores errors in values the
+ * "file" child replaces with its own. */
+static int parse_flag_opt(QDict *options, const FlagOpt *o, int *flags,
+                          bool skip_overridden, Error **errp)
+{
+    g_autofree char *child_key = g_strdup_printf("file.%s", o->key);
+    Error *local_err = NULL;
+    int tmp = *flags;
+
+    if (skip_overridden && qdict_haskey(options, child_key)) {
+        bool_opt_flag(options, o->key, o->flag, o->invert, &tmp, &local_err);
+        error_free(local_err);
+        return 0;
+    }
+    return bool_opt_flag(options, o->key, o->flag, o->invert,
+                         o->flag ? flags : &tmp, errp);
+}
+
+/* The boolean generic options as BDRV_O_* flags. */
+static int parse_flag_options(QDict *options, int *flags,
+                              bool skip_overridden, Error **errp)
+{
+    for (const FlagOpt *o = flag_opts; o->key; o++) {
+        if (parse_flag_opt(options, o, flags, skip_overridden, errp) < 0) {
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* Drivers that take a "filename" option cannot do without one. */
+static bool driver_needs_filename(const BlockDriver *drv)
+{
+    for (const BlockOptDesc *d = drv->open_opts; d && d->name; d++) {
+        if (!strcmp(d->name, "filename")) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* QEMU's order: force-share, file name, discard, detect-zeroes. */
+static int check_generic_options(const BlockDriver *drv, QDict *options,
+                                 int *flags, DetectZeroes *dz, Error **errp)
 {
     const char *discard = bdrv_opt_str(options, "discard", NULL);
-    Error *local_err = NULL;
+    const char *fn = qdict_get_try_str(options, "filename");
 
-    if (bool_opt_flag(options, "read-only", BDRV_O_RDWR, true, flags, errp) ||
-        bool_opt_flag(options, "cache.direct", BDRV_O_NOCACHE, false, flags,
-                      errp) ||
-        bool_opt_flag(options, "cache.no-flush", BDRV_O_NO_FLUSH, false,
-                      flags, errp) ||
-        bool_opt_flag(options, "force-share", BDRV_O_FORCE_SHARE, false,
-                      flags, errp)) {
+    if ((*flags & BDRV_O_FORCE_SHARE) && (*flags & BDRV_O_RDWR)) {
+        error_setg(errp, "force-share=on can only be used with read-only "
+                   "images");
         return -EINVAL;
     }
-    bdrv_opt_bool(options, "auto-read-only", false, &local_err);
-    if (local_err) {
-        error_propagate(errp, local_err);
+    if (driver_needs_filename(drv) && (!fn || !fn[0])) {
+        error_setg(errp, "The '%s' block driver requires a file name",
+                   drv->format_name);
         return -EINVAL;
     }
     if (discard && bdrv_parse_discard_flags(discard, flags) < 0) {
         error_setg(errp, "Invalid discard option");
         return -EINVAL;
     }
-    if (parse_detect_zeroes(options, *flags, &bs->detect_zeroes, errp) < 0) {
+    return parse_detect_zeroes(options, *flags, dz, errp);
+}
+
+/* Flags the children inherit.  A bad value a child would inherit fails
+ * now: QEMU's child reports it before anything else happens. */
+static int preset_flags(BlockDriverState *bs, QDict *options, int flags,
+                        Error **errp)
+{
+    if (parse_flag_options(options, &flags, true, errp) < 0) {
         return -EINVAL;
     }
-    if ((*flags & BDRV_O_FORCE_SHARE) && (*flags & BDRV_O_RDWR)) {
-        error_setg(errp, "force-share=on can only be used with read-only "
-                   "images");
+    bs->open_flags = flags;
+    bs->read_only = !(flags & BDRV_O_RDWR);
+    return 0;
+}
+
+/* Turns the generic options into BDRV_O_* flags and node fields. */
+static int apply_generic_options(BlockDriverState *bs, const BlockDriver *drv,
+                                 QDict *options, int *flags, Error **errp)
+{
+    if (parse_flag_options(options, flags, false, errp) < 0 ||
+        check_generic_options(drv, options, flags, &bs->detect_zeroes,
+                              errp) < 0) {
         return -EINVAL;
     }
     bs->open_flags = *flags;
@@ -334,6 +404,9 @@ static int select_driver(const char **filename, QDict *options, int *flags,
         if (local_err) {
             error_propagate(errp, local_err);
             return -EINVAL;
+        }
+        if (!driver_needs_filename(drv)) {
+            qdict_del(options, "filename");
         }
     }
     *pdrv = drv;
@@ -449,6 +522,44 @@ static void open_failed(BlockDriverState *bs)
     bs->drv = NULL;
 }
 
+/* QEMU's largest node: INT64_MAX aligned down to 1 GiB. */
+#define OPEN_MAX_LENGTH (INT64_MAX - ((INT64_C(1) << 30) - 1))
+
+typedef struct LengthCo {
+    BlockDriverState *bs;
+    int64_t len;
+} LengthCo;
+
+/* The driver's length, asked in coroutine context. */
+static void coroutine_fn length_entry(void *opaque)
+{
+    LengthCo *l = opaque;
+
+    l->len = l->bs->drv->co_getlength(l->bs);
+}
+
+/* QEMU sizes every node right after the driver opened it; a node whose
+ * length cannot be determined (or is too large) fails to open. */
+static int check_node_length(BlockDriverState *bs, Error **errp)
+{
+    LengthCo l = { .bs = bs };
+
+    if (!bs->drv->co_getlength) {
+        return 0;
+    }
+    co_run_sync(length_entry, &l);
+    if (l.len < 0) {
+        int err = l.len < -4095 ? EINVAL : (int)-l.len;
+        error_setg_errno(errp, err, "Could not refresh total sector count");
+        return -err;
+    }
+    if (ROUND_UP((uint64_t)l.len, BDRV_SECTOR_SIZE) > OPEN_MAX_LENGTH) {
+        error_setg_errno(errp, EFBIG, "Could not refresh total sector count");
+        return -EFBIG;
+    }
+    return 0;
+}
+
 /* Runs the driver's open and checks what it left unconsumed. */
 static int open_common(BlockDriverState *bs, const BlockDriver *drv,
                        const char *filename, QDict *options, int flags,
@@ -472,8 +583,11 @@ static int open_common(BlockDriverState *bs, const BlockDriver *drv,
     }
     set_node_filename(bs, filename, options);
     unknown = bdrv_opts_first_unknown(options, drv->open_opts);
-    if (unknown) {
-        unknown_option_error(drv, unknown, errp);
+    ret = check_node_length(bs, errp);
+    if (ret < 0 || unknown) {
+        if (ret == 0) {
+            unknown_option_error(drv, unknown, errp);
+        }
         if (drv->close) {
             drv->close(bs);
         }
@@ -516,7 +630,7 @@ static int open_node(BlockDriverState *bs, const char *filename,
 
     ret = select_driver(&filename, options, &flags, &drv, errp);
     if (ret == 0) {
-        ret = apply_generic_options(bs, options, &flags, errp);
+        ret = preset_flags(bs, options, flags, errp);
     }
     if (ret == 0 && !(flags & BDRV_O_PROTOCOL)) {
         ret = open_file_first(bs, filename, options, &file, errp);
@@ -532,6 +646,9 @@ static int open_node(BlockDriverState *bs, const char *filename,
         if (drv) {
             qdict_put_str(options, "driver", drv->format_name);
         }
+    }
+    if (ret == 0) {
+        ret = apply_generic_options(bs, drv, options, &flags, errp);
     }
     if (ret == 0) {
         ret = open_common(bs, drv, filename, options, flags, errp);

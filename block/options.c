@@ -5,13 +5,14 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "block/drivers.h"
 #include "util/cutils.h"
 
 static const char *const generic_opts[] = {
     "driver", "node-name", "read-only", "auto-read-only", "cache.direct",
-    "cache.no-flush", "discard", "detect-zeroes", "force-share", "filename",
+    "cache.no-flush", "discard", "detect-zeroes", "force-share",
     NULL,
 };
 
@@ -145,12 +146,27 @@ uint64_t bdrv_opt_size(QDict *opts, const char *name, uint64_t def,
     return def;
 }
 
+/* QEMU's number options follow strtoull(): base prefixes, leading
+ * blanks and a sign (negative values wrap around). */
+static int parse_number_str(const char *str, uint64_t *out)
+{
+    char *end;
+
+    errno = 0;
+    *out = strtoull(str, &end, 0);
+    if (end == str || *end) {
+        return -EINVAL;
+    }
+    return errno == ERANGE ? -ERANGE : 0;
+}
+
 uint64_t bdrv_opt_number(QDict *opts, const char *name, uint64_t def,
                          Error **errp)
 {
     QObject *v = opts ? qdict_get(opts, name) : NULL;
     QString *s;
     uint64_t val;
+    int ret;
 
     if (!v) {
         return def;
@@ -159,10 +175,16 @@ uint64_t bdrv_opt_number(QDict *opts, const char *name, uint64_t def,
         return qnum_as_u64(v, name, &val, errp) ? val : def;
     }
     s = qobject_to_qstring(v);
-    if (s && parse_uint64(qstring_get_str(s), 0, &val) == 0) {
+    ret = s ? parse_number_str(qstring_get_str(s), &val) : -EINVAL;
+    if (ret == 0) {
         return val;
     }
-    error_setg(errp, "Parameter '%s' expects a number", name);
+    if (ret == -ERANGE) {
+        error_setg(errp, "Value '%s' is too large for parameter '%s'",
+                   qstring_get_str(s), name);
+    } else {
+        error_setg(errp, "Parameter '%s' expects a number", name);
+    }
     return def;
 }
 

@@ -194,31 +194,110 @@ static BlkdebugRule *parse_rule(const SectionDesc *d, QDict *sect,
     return g_steal_pointer(&r);
 }
 
+/* Moves the keys a section knows from @sub into a new dict (QEMU's
+ * qemu_opts_absorb_qdict on the section's option list). */
+static QDict *absorb_known_keys(const SectionDesc *d, QDict *sub)
+{
+    QDict *taken = qdict_new();
+
+    for (int i = 0; d->keys[i]; i++) {
+        QObject *v = qdict_get(sub, d->keys[i]);
+        if (v) {
+            qdict_put_obj(taken, d->keys[i], qobject_ref(v));
+            qdict_del(sub, d->keys[i]);
+        }
+    }
+    return taken;
+}
+
+/* Entry @i of an enumerated section: "i" itself or the "i." keys; NULL
+ * at the end of the list (qdict_array_split). */
+static QObject *take_array_entry(QDict *sub, int i)
+{
+    g_autofree char *key = g_strdup_printf("%d", i);
+    g_autofree char *prefix = g_strdup_printf("%d.", i);
+    QObject *v = qdict_get(sub, key);
+    QDict *sect = NULL;
+
+    if (v) {
+        qobject_ref(v);
+        qdict_del(sub, key);
+        return v;
+    }
+    qdict_extract_subqdict(sub, &sect, prefix);
+    if (!qdict_size(sect)) {
+        qobject_unref(sect);
+        return NULL;
+    }
+    return QOBJECT(sect);
+}
+
+static int add_rule_from(const SectionDesc *d, QDict *sect, GPtrArray *rules,
+                         Error **errp)
+{
+    BlkdebugRule *r = parse_rule(d, sect, false, errp);
+
+    if (!r) {
+        return -EINVAL;
+    }
+    g_ptr_array_add(rules, r);
+    return 0;
+}
+
+/* "S.0.key", "S.1.key"...: every entry must be a dict of known keys. */
+static int rules_from_list(const SectionDesc *d, QDict *sub, GPtrArray *rules,
+                           Error **errp)
+{
+    g_autoptr(GPtrArray) list =
+        g_ptr_array_new_with_free_func((GDestroyNotify)qobject_unref_impl);
+    QObject *v;
+
+    while ((v = take_array_entry(sub, list->len))) {
+        g_ptr_array_add(list, v);
+    }
+    if (qdict_size(sub)) {
+        error_setg(errp, "Unused option '%s' for [%s]",
+                   qdict_entry_key(qdict_first(sub)), d->name);
+        return -EINVAL;
+    }
+    for (unsigned i = 0; i < list->len; i++) {
+        QDict *sect = qobject_to_qdict(g_ptr_array_index(list, i));
+        if (!sect) {
+            error_setg(errp, "[%s] section (index %u) does not consist of "
+                       "keys", d->name, i);
+            return -EINVAL;
+        }
+        if (add_rule_from(d, sect, rules, errp) < 0) {
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 int blkdebug_rules_from_options(QDict *options, const char *section,
                                 GPtrArray *rules, Error **errp)
 {
     const SectionDesc *d = find_section(section);
-    QObject *whole = qdict_get(options, section);
+    g_autofree char *prefix = g_strdup_printf("%s.", section);
+    g_autoptr(QDict) sub = NULL;
+    g_autoptr(QDict) single = NULL;
+    size_t orig;
 
-    if (whole && qobject_to_qlist(whole) &&
-        qlist_empty(qobject_to_qlist(whole))) {
-        qdict_del(options, section);        /* "inject-error": [] */
+    qdict_extract_subqdict(options, &sub, prefix);
+    orig = qdict_size(sub);
+    if (!orig) {
+        return 0;
     }
-    for (int i = 0;; i++) {
-        g_autofree char *prefix = g_strdup_printf("%s.%d.", section, i);
-        g_autoptr(QDict) sect = NULL;
-        BlkdebugRule *r;
-
-        qdict_extract_subqdict(options, &sect, prefix);
-        if (!qdict_size(sect)) {
-            return 0;
-        }
-        r = parse_rule(d, sect, false, errp);
-        if (!r) {
-            return -EINVAL;
-        }
-        g_ptr_array_add(rules, r);
+    single = absorb_known_keys(d, sub);
+    if (qdict_size(sub) && qdict_size(sub) < orig) {
+        error_setg(errp, "Unknown option '%s' for [%s]",
+                   qdict_entry_key(qdict_first(sub)), section);
+        return -EINVAL;
     }
+    if (!qdict_size(sub)) {            /* one rule: "S.event" etc. */
+        return add_rule_from(d, single, rules, errp);
+    }
+    return rules_from_list(d, sub, rules, errp);
 }
 
 /* ---- config files ---- */

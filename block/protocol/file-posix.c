@@ -421,19 +421,32 @@ static int raw_reopen_read_only(BlockDriverState *bs, bool read_only,
 
 /* ---- filenames and probing ---- */
 
+/* Strips "@proto:"; a rest that would look like a protocol prefix
+ * itself ("file:a:b") becomes "./a:b", as in QEMU. */
+static void put_stripped_filename(const char *filename, const char *proto,
+                                  QDict *options)
+{
+    const char *rest = bdrv_strip_protocol_prefix(filename, proto);
+    g_autofree char *dotted = NULL;
+
+    if (rest != filename && rest[strcspn(rest, ":/")] == ':') {
+        dotted = g_strconcat("./", rest, NULL);
+        rest = dotted;
+    }
+    qdict_put_str(options, "filename", rest);
+}
+
 /* "file:" prefixes are stripped; the rest is the path. */
 static void raw_parse_filename(const char *filename, QDict *options,
                                Error **errp)
 {
-    qdict_put_str(options, "filename",
-                  bdrv_strip_protocol_prefix(filename, "file"));
+    put_stripped_filename(filename, "file", options);
 }
 
 static void hdev_parse_filename(const char *filename, QDict *options,
                                 Error **errp)
 {
-    qdict_put_str(options, "filename",
-                  bdrv_strip_protocol_prefix(filename, "host_device"));
+    put_stripped_filename(filename, "host_device", options);
 }
 
 /* Block and character devices belong to host_device; /dev/cdrom is left

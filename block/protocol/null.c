@@ -5,6 +5,7 @@
  * request (to simulate a slow device).
  */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include "block/drivers.h"
 #include "util/cutils.h"
@@ -23,30 +24,69 @@ static const BlockOptDesc null_open_opts[] = {
     { NULL },
 };
 
-/* Only the canonical filename is accepted. */
-static void null_parse_filename(const char *filename, QDict *options,
-                                Error **errp)
+/* Only the canonical filename "@name://" is accepted. */
+static void null_check_filename(const char *filename, const char *name,
+                                QDict *options, Error **errp)
 {
-    if (strcmp(filename, "null-co://")) {
+    g_autofree char *canon = g_strdup_printf("%s://", name);
+
+    if (strcmp(filename, canon)) {
         error_setg(errp, "The only allowed filename for this driver is "
-                   "'null-co://'");
+                   "'%s'", canon);
         return;
     }
     qdict_del(options, "filename");
 }
 
-/* Negative latencies get their own message (string or number). */
+static void null_co_parse_filename(const char *filename, QDict *options,
+                                   Error **errp)
+{
+    null_check_filename(filename, "null-co", options, errp);
+}
+
+static void null_aio_parse_filename(const char *filename, QDict *options,
+                                    Error **errp)
+{
+    null_check_filename(filename, "null-aio", options, errp);
+}
+
+/* A negative JSON latency gets its own message (strings wrap around
+ * like strtoull() and are checked after parsing). */
 static bool null_latency_negative(QDict *options)
 {
-    const char *str = qdict_get_try_str(options, "latency-ns");
-
-    if (str) {
-        while (*str == ' ') {
-            str++;
-        }
-        return *str == '-';
-    }
     return qdict_get_try_int(options, "latency-ns", 0) < 0;
+}
+
+/* QEMU's largest image: INT64_MAX aligned down to 1 GiB. */
+#define NULL_MAX_LENGTH (INT64_MAX - ((INT64_C(1) << 30) - 1))
+
+/* QEMU sizes the node at open: lengths past its maximum fail, "negative"
+ * ones (2^63 and up) fail with their low 32 bits as an errno, or give an
+ * empty device when those bits are not negative. */
+static int null_check_length(BDRVNullState *s, uint64_t size, Error **errp)
+{
+    int low;
+
+    if (size <= (uint64_t)NULL_MAX_LENGTH) {
+        s->length = (int64_t)size;
+        return 0;
+    }
+    if (size <= (uint64_t)INT64_MAX) {
+        error_setg_errno(errp, EFBIG, "Could not refresh total sector count");
+        return -EFBIG;
+    }
+    low = (int)(uint32_t)(size & 0xffffffffu);
+    if (low < 0) {
+        if (low == INT_MIN) {   /* QEMU's negation wraps to itself */
+            error_setg(errp, "Could not refresh total sector count: "
+                       "Unknown error %d", INT_MIN);
+            return -EINVAL;
+        }
+        error_setg_errno(errp, -low, "Could not refresh total sector count");
+        return low;
+    }
+    s->length = 0;
+    return 0;
 }
 
 static int null_open(BlockDriverState *bs, QDict *options, int flags,
@@ -75,7 +115,7 @@ static int null_open(BlockDriverState *bs, QDict *options, int flags,
         error_setg(errp, "latency-ns is invalid");
         return -EINVAL;
     }
-    return 0;
+    return null_check_length(s, (uint64_t)s->length, errp);
 }
 
 /* Every request ends here: the configured delay, then success. */
@@ -152,7 +192,25 @@ const BlockDriver bdrv_null_co = {
     .instance_size = sizeof(BDRVNullState),
     .protocol_name = "null-co",
     .open_opts = null_open_opts,
-    .parse_filename = null_parse_filename,
+    .parse_filename = null_co_parse_filename,
+    .open = null_open,
+    .co_preadv = null_co_preadv,
+    .co_pwritev = null_co_pwritev,
+    .co_pwrite_zeroes = null_co_pwrite_zeroes,
+    .co_flush_to_disk = null_co_flush,
+    .co_block_status = null_co_block_status,
+    .co_getlength = null_co_getlength,
+    .co_get_allocated_file_size = null_co_allocated_file_size,
+};
+
+/* QEMU's AIO-callback flavour; the same device here. */
+const BlockDriver bdrv_null_aio = {
+    .format_name = "null-aio",
+    .kind = BDRV_KIND_PROTOCOL,
+    .instance_size = sizeof(BDRVNullState),
+    .protocol_name = "null-aio",
+    .open_opts = null_open_opts,
+    .parse_filename = null_aio_parse_filename,
     .open = null_open,
     .co_preadv = null_co_preadv,
     .co_pwritev = null_co_pwritev,
