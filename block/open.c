@@ -844,7 +844,7 @@ int bdrv_reopen_set_read_only(BlockDriverState *bs, bool read_only,
         error_setg(errp, "Block node is read-only");
         return -EACCES;
     }
-    if (read_only && (bs->perm & (BLK_PERM_WRITE | BLK_PERM_RESIZE))) {
+    if (read_only && (bs->perm & BLK_PERM_WRITE)) {
         error_setg(errp, "Cannot make node '%s' read-only while it has "
                    "writers", bdrv_get_node_name(bs));
         return -EBUSY;

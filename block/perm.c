@@ -228,8 +228,10 @@ static int check_node(BlockDriverState *bs, PermTran *t, Error **errp)
         return -EPERM;
     }
     cumulative_perm(bs, &perm, &shared);
-    if ((perm & (BLK_PERM_WRITE | BLK_PERM_WRITE_UNCHANGED |
-                 BLK_PERM_RESIZE)) && bs->read_only) {
+    /* As in QEMU, only the write permissions conflict with a read-only
+     * node; resize is refused by the truncate itself. */
+    if ((perm & (BLK_PERM_WRITE | BLK_PERM_WRITE_UNCHANGED)) &&
+        bs->read_only) {
         error_setg(errp, "Block node is read-only");
         return -EPERM;
     }

@@ -1,4 +1,5 @@
 #include "config.h"
+#include <limits.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -106,7 +107,8 @@ void error_setg_errno(Error **errp, int os_errno, const char *fmt, ...)
     msg = g_strdup_vprintf(fmt, ap);
     va_end(ap);
     if (os_errno < 0) {
-        os_errno = -os_errno;
+        /* INT_MIN has no positive counterpart: strerror says "Unknown" */
+        os_errno = os_errno == INT_MIN ? INT_MAX : -os_errno;
     }
     err->msg = g_strdup_printf("%s: %s", msg, g_strerror(os_errno));
     g_free(msg);

@@ -495,8 +495,13 @@ int raw_regular_truncate(int fd, int64_t offset, PreallocMode prealloc,
     int ret;
 
     if (fstat(fd, &st) < 0) {
-        error_setg_errno(errp, errno, "Could not stat file");
-        return -errno;
+        ret = -errno;
+        error_setg_errno(errp, -ret, "Could not stat file");
+        return ret;
+    }
+    if (prealloc != PREALLOC_MODE_OFF && offset < st.st_size) {
+        error_setg(errp, "Cannot use preallocation for shrinking files");
+        return -ENOTSUP;
     }
     switch (prealloc) {
     case PREALLOC_MODE_OFF:

@@ -77,6 +77,14 @@ CASES = [
     ('native-needs-direct', 1 * MiB, [], ['-f', 'raw', '-i', 'native'],
      ['read 0 512']),
     ('sleep', 1 * MiB, [], ['-f', 'raw'], ['sleep 10', 'read 0 1']),
+    ('fraction-sizes', 1 * MiB, [], ['-f', 'raw'],
+     ['read 0 1.0015k', 'read 0 0.7k', 'read 0 1.000488k', 'read 0 1.00048828125k']),
+    ('prealloc-shrink', 64 * 1024, [], ['-f', 'raw'],
+     ['truncate -m full 32k', 'truncate -m falloc 32k', 'truncate -m metadata 32k',
+      'length', 'truncate -m falloc 128k', 'length']),
+    ('reopen-ro-after-resize', 1 * MiB, [], ['-f', 'raw'],
+     ['truncate 2M', 'reopen -r', 'truncate 3M', 'write 0 1', 'length',
+      'reopen -w', 'truncate 3M', 'length']),
 ]
 
 IMAGE_OPTS = 'driver=raw,file.driver=file,file.filename=t.raw'
