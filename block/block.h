@@ -147,6 +147,9 @@ BlockDriverState *bdrv_backing_bs(const BlockDriverState *bs);   /* backing chil
 /* Skip filters downward (filtered child) to the first non-filter node. */
 BlockDriverState *bdrv_skip_filters(BlockDriverState *bs);
 int bdrv_reopen_set_read_only(BlockDriverState *bs, bool read_only, Error **errp);
+/* cache.direct for @bs and the nodes below it (not backing files);
+ * limits are refreshed.  On failure the nodes keep their mode. */
+int bdrv_reopen_set_direct(BlockDriverState *bs, bool direct, Error **errp);
 
 /* Creating images: @opts holds create options (flat; "size" etc.);
  * borrowed, not taken. */

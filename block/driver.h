@@ -186,6 +186,8 @@ struct BlockDriver {
     void (*set_perm)(BlockDriverState *bs, uint64_t perm, uint64_t shared);
     void (*abort_perm_update)(BlockDriverState *bs);
     int (*reopen_read_only)(BlockDriverState *bs, bool read_only, Error **errp);
+    /* Protocols: switch direct I/O (cache.direct) on or off. */
+    int (*reopen_direct)(BlockDriverState *bs, bool direct, Error **errp);
 
     /* data path */
     int coroutine_fn (*co_preadv)(BlockDriverState *bs, int64_t offset,

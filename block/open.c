@@ -832,6 +832,66 @@ static int reopen_tree(BlockDriverState *bs, bool read_only, Error **errp)
     return 0;
 }
 
+/* Protocols below @bs switch their fds; every node records the flag. */
+static int reopen_direct_tree(BlockDriverState *bs, bool direct, Error **errp)
+{
+    int ret;
+
+    if (bs->drv && bs->drv->reopen_direct) {
+        ret = bs->drv->reopen_direct(bs, direct, errp);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    bs->open_flags = direct ? bs->open_flags | BDRV_O_NOCACHE
+                            : bs->open_flags & ~BDRV_O_NOCACHE;
+    for (unsigned i = 0; i < bs->children->len; i++) {
+        BdrvChild *c = g_ptr_array_index(bs->children, i);
+        if (!(c->role & BDRV_CHILD_COW)) {
+            ret = reopen_direct_tree(c->bs, direct, errp);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Limits depend on the children's: refresh bottom-up. */
+static void refresh_limits_tree(BlockDriverState *bs, Error **errp)
+{
+    for (unsigned i = 0; i < bs->children->len; i++) {
+        BdrvChild *c = g_ptr_array_index(bs->children, i);
+        if (!(c->role & BDRV_CHILD_COW)) {
+            refresh_limits_tree(c->bs, errp);
+        }
+    }
+    bdrv_refresh_limits(bs, errp);
+}
+
+int bdrv_reopen_set_direct(BlockDriverState *bs, bool direct, Error **errp)
+{
+    Error *local_err = NULL;
+    int ret;
+
+    if (!!(bs->open_flags & BDRV_O_NOCACHE) == direct) {
+        return 0;
+    }
+    bdrv_drained_begin(bs);
+    ret = reopen_direct_tree(bs, direct, errp);
+    if (ret < 0) {
+        /* put the nodes that already switched back */
+        reopen_direct_tree(bs, !direct, NULL);
+    }
+    refresh_limits_tree(bs, &local_err);
+    bdrv_drained_end(bs);
+    if (local_err) {
+        error_propagate(errp, local_err);
+        return ret < 0 ? ret : -EINVAL;
+    }
+    return ret;
+}
+
 int bdrv_reopen_set_read_only(BlockDriverState *bs, bool read_only,
                               Error **errp)
 {

@@ -386,19 +386,13 @@ static void raw_refresh_limits(BlockDriverState *bs, Error **errp)
     bs->bl.max_transfer = 0;
 }
 
-/* Switch the fd's access mode; locks move to the new description before
- * the old one (and its locks) goes away. */
-static int raw_reopen_read_only(BlockDriverState *bs, bool read_only,
-                                Error **errp)
+/* Reopen the file with @oflags; locks move to the new description before
+ * the old one (and its locks) goes away.  On failure nothing changed. */
+static int raw_reopen_oflags(BDRVRawState *s, int oflags, Error **errp)
 {
-    BDRVRawState *s = bs->opaque;
-    int oflags = (s->open_flags & ~O_ACCMODE) | (read_only ? O_RDONLY : O_RDWR);
     uint64_t lp = s->locked_perm, ls = s->locked_shared;
     int fd, ret;
 
-    if (oflags == s->open_flags) {
-        return 0;
-    }
     fd = raw_open_fd(s->path, oflags, errp);
     if (fd < 0) {
         return fd;
@@ -416,6 +410,43 @@ static int raw_reopen_read_only(BlockDriverState *bs, bool read_only,
     s->fd = fd;
     s->open_flags = oflags;
     aio_engine_register_fd(s->engine, s->fd);
+    return 0;
+}
+
+/* Switch the fd's access mode. */
+static int raw_reopen_read_only(BlockDriverState *bs, bool read_only,
+                                Error **errp)
+{
+    BDRVRawState *s = bs->opaque;
+    int oflags = (s->open_flags & ~O_ACCMODE) | (read_only ? O_RDONLY : O_RDWR);
+
+    return oflags == s->open_flags ? 0 : raw_reopen_oflags(s, oflags, errp);
+}
+
+/* Switch O_DIRECT on or off; alignment is probed again for the new fd
+ * (the core refreshes the limits afterwards).  Linux AIO needs O_DIRECT. */
+static int raw_reopen_direct(BlockDriverState *bs, bool direct, Error **errp)
+{
+    BDRVRawState *s = bs->opaque;
+    int oflags = direct ? s->open_flags | O_DIRECT : s->open_flags & ~O_DIRECT;
+    int old = s->open_flags;
+
+    if (oflags == s->open_flags) {
+        return 0;
+    }
+    if (!direct && s->engine_type == AIO_ENGINE_NATIVE) {
+        error_setg(errp, "aio=native was specified, but it requires "
+                   "cache.direct=on, which was not specified.");
+        return -EINVAL;
+    }
+    if (raw_reopen_oflags(s, oflags, errp) < 0) {
+        return -EINVAL;
+    }
+    if (raw_probe_alignment(s, errp) < 0) {
+        raw_reopen_oflags(s, old, NULL);
+        raw_probe_alignment(s, NULL);
+        return -EINVAL;
+    }
     return 0;
 }
 
@@ -588,6 +619,7 @@ const BlockDriver bdrv_file = {
     .set_perm = raw_set_perm,
     .abort_perm_update = raw_abort_perm_update,
     .reopen_read_only = raw_reopen_read_only,
+    .reopen_direct = raw_reopen_direct,
     .co_preadv = raw_co_preadv,
     .co_pwritev = raw_co_pwritev,
     .co_pwrite_zeroes = raw_co_pwrite_zeroes,
@@ -616,6 +648,7 @@ const BlockDriver bdrv_host_device = {
     .set_perm = raw_set_perm,
     .abort_perm_update = raw_abort_perm_update,
     .reopen_read_only = raw_reopen_read_only,
+    .reopen_direct = raw_reopen_direct,
     .co_preadv = raw_co_preadv,
     .co_pwritev = raw_co_pwritev,
     .co_pwrite_zeroes = raw_co_pwrite_zeroes,

@@ -82,6 +82,13 @@ CASES = [
     ('prealloc-shrink', 64 * 1024, [], ['-f', 'raw'],
      ['truncate -m full 32k', 'truncate -m falloc 32k', 'truncate -m metadata 32k',
       'length', 'truncate -m falloc 128k', 'length']),
+    ('direct-reopen-cache', 1 * MiB, [], ['-f', 'raw'],
+     ['reopen -c none', 'write -P 3 1 100', 'read -P 3 1 100', 'truncate -m full 2M',
+      'reopen -c writeback', 'write 5 7', 'read -v 0 16', 'truncate -m full 2M',
+      'length']),
+    ('direct-reopen-option', 1 * MiB, [], ['-f', 'raw'],
+     ['reopen -o cache.direct=on', 'write -P 4 3 4k', 'read -P 4 3 4k',
+      'reopen -o cache.direct=off', 'read -P 4 3 4k']),
     ('reopen-ro-after-resize', 1 * MiB, [], ['-f', 'raw'],
      ['truncate 2M', 'reopen -r', 'truncate 3M', 'write 0 1', 'length',
       'reopen -w', 'truncate 3M', 'length']),
@@ -103,7 +110,8 @@ def run_case(prog, workdir, size, chunks, opts, cmds):
 def test_same_as_reference(case, tmp_path, our_qemu_io, ref_qemu_io):
     name, size, chunks, opts, cmds = case
     # O_DIRECT cases need a real disk, not tmpfs.
-    base = '/var/tmp' if ('-n' in opts) else str(tmp_path)
+    base = '/var/tmp' if ('-n' in opts or name.startswith('direct-')) \
+        else str(tmp_path)
     ref_dir = os.path.join(base, f'ref-{name}-{os.getpid()}')
     our_dir = os.path.join(base, f'our-{name}-{os.getpid()}')
     for d in (ref_dir, our_dir):

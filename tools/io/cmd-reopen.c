@@ -171,9 +171,8 @@ static int reopen_one(BlockDriverState *bs, const char *key, const char *v,
     }
     if (!strcmp(key, "cache.direct")) {
         bool on;
-        /* FIXME: the protocol node keeps its O_DIRECT mode: the core
-         * cannot reopen a file descriptor yet. */
-        return reopen_bool(key, v, &on, errp);
+        int ret = reopen_bool(key, v, &on, errp);
+        return ret < 0 ? ret : bdrv_reopen_set_direct(bs, on, errp);
     }
     return reopen_same_value(bs, key, v, errp);
 }
@@ -227,8 +226,8 @@ static int reopen_set_rw(BlockBackend *blk, bool rw, Error **errp)
 
     blk_get_perm(blk, &perm, &shared);
     if (!rw) {
-        /* resize too: the core refuses read-only with it held, where
-         * qemu-io only fails a later truncate */
+        /* resize too: a later truncate then asks for it again and gets
+         * the reference's "Block node is read-only" */
         blk_set_perm(blk, perm & ~(BLK_PERM_WRITE | BLK_PERM_WRITE_UNCHANGED |
                                    BLK_PERM_RESIZE), shared, NULL);
     }
@@ -251,6 +250,10 @@ static int reopen_apply(BlockBackend *blk, ReopenOpts *o, Error **errp)
         ret = reopen_ro_option(blk, o, errp);
     } else {
         ret = reopen_set_rw(blk, o->flags & BDRV_O_RDWR, errp);
+    }
+    if (ret == 0) {
+        /* -c: the cache mode's direct I/O setting (options may override) */
+        ret = bdrv_reopen_set_direct(bs, o->flags & BDRV_O_NOCACHE, errp);
     }
     if (ret == 0 && o->opts) {
         ret = reopen_check_opts(bs, o->opts, errp);
