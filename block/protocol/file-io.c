@@ -394,12 +394,11 @@ int64_t raw_fd_getlength(BDRVRawState *s)
     if (fstat(s->fd, &st) < 0) {
         return -errno;
     }
-    if (S_ISREG(st.st_mode)) {
-        return st.st_size;
-    }
     if (S_ISBLK(st.st_mode) && ioctl(s->fd, BLKGETSIZE64, &size) == 0) {
         return size;
     }
+    /* lseek rather than st_size: pseudo files (/proc) refuse it, and the
+     * reference then refuses to open them */
     end = lseek(s->fd, 0, SEEK_END);
     return end < 0 ? -errno : end;
 }

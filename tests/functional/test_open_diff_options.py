@@ -96,7 +96,7 @@ def outcome(prog, argv, cwd):
 
 # raw_fd_getlength() (file-io.c) takes st_size for regular files where QEMU
 # lseeks to the end, which fails on procfs.
-XFAIL = {'unlengthable-file': 'file-io.c getlength uses st_size'}
+XFAIL = {}
 
 
 def params():
