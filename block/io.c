@@ -767,6 +767,15 @@ static int write_check(BlockDriverState *bs, int64_t offset, int64_t bytes)
     return check_request(offset, bytes);
 }
 
+/* Can a compressed write reach a node that stores it compressed? */
+static bool can_compress(BlockDriverState *bs)
+{
+    while (bs && bs->drv && passes_flags(bs) && bdrv_filter_child(bs)) {
+        bs = bdrv_filter_child(bs)->bs;
+    }
+    return bs && (bs->supported_write_flags & BDRV_REQ_WRITE_COMPRESSED);
+}
+
 int coroutine_fn bdrv_co_pwritev(BdrvChild *child, int64_t offset,
                                  int64_t bytes, IOVector *qiov,
                                  BdrvRequestFlags flags)
@@ -776,6 +785,10 @@ int coroutine_fn bdrv_co_pwritev(BdrvChild *child, int64_t offset,
     BdrvTrackedRequest req;
     int ret = write_check(bs, offset, bytes);
 
+    if (ret == 0 && bytes == 0 && (flags & BDRV_REQ_WRITE_COMPRESSED) &&
+        !can_compress(bs)) {
+        return -ENOTSUP;    /* even an empty compressed write, as QEMU */
+    }
     if (ret < 0 || bytes == 0) {
         return ret;
     }

@@ -51,7 +51,7 @@ CASES = [
     ('bad-args', 1 * MiB, [], ['-f', 'raw'],
      ['read', 'read x 512', 'read 0 y', 'read -P 0 512', 'write -P 0x1ff 0 512',
       'read -1 512', 'write 0', 'nosuchcmd', 'read -b 1 512', 'write -c 0 64k',
-      'write -u 0 512', 'truncate', 'alloc x', 'discard 0']),
+      'write -u 0 512', 'truncate', 'alloc x', 'discard 0', 'write -c 0 0']),
     ('beyond-eof', 1 * MiB, [], ['-f', 'raw'],
      ['read 1M 512', 'write 1023k 2k', 'read 2M 1', 'alloc 2M 512']),
     ('zone', 1 * MiB, [], ['-f', 'raw'],
