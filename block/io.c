@@ -95,7 +95,9 @@ static BlockDriverState *child_bs(BdrvChild *child)
 
 /* Does every iovec element start and end on the node's memory alignment
  * (and the vector fit max_iov)?  Otherwise the core bounces.  Nodes that
- * take byte-granular requests (no O_DIRECT) never need aligned memory. */
+ * take byte-granular requests (no O_DIRECT) never need aligned memory,
+ * and neither do nodes with children: only a leaf's driver touches the
+ * memory (formats and filters hand it down, and the leaf bounces). */
 static bool qiov_is_aligned(BlockDriverState *bs, IOVector *qiov)
 {
     size_t align = mem_align(bs);
@@ -103,7 +105,7 @@ static bool qiov_is_aligned(BlockDriverState *bs, IOVector *qiov)
     if (bs->bl.max_iov > 0 && qiov->niov > bs->bl.max_iov) {
         return false;
     }
-    if (align <= 1 || req_align(bs) <= 1) {
+    if (align <= 1 || req_align(bs) <= 1 || bs->children->len > 0) {
         return true;
     }
     for (int i = 0; i < qiov->niov; i++) {
@@ -579,6 +581,37 @@ static int coroutine_fn aligned_pwritev(BlockDriverState *bs, int64_t offset,
 
 /* ---- layer A ---- */
 
+/* An unaligned read: the partial first and last blocks go to small pad
+ * buffers, the caller's own buffer takes the middle (no copy, no
+ * allocation the size of the request). */
+static int coroutine_fn preadv_padded(BlockDriverState *bs, int64_t offset,
+                                      int64_t bytes, IOVector *qiov,
+                                      BdrvRequestFlags flags, uint32_t align)
+{
+    int64_t start = ROUND_DOWN(offset, (int64_t)align);
+    int64_t end = ROUND_UP(offset + bytes, (int64_t)align);
+    int64_t head = offset - start, tail = end - (offset + bytes);
+    uint8_t *pad = bdrv_blockalign(bs, 2 * (size_t)align);
+    IOVector v;
+    int ret;
+
+    if (!pad) {
+        return -ENOMEM;
+    }
+    iov_vec_init(&v, qiov->niov + 2);
+    if (head) {
+        iov_vec_add(&v, pad, head);
+    }
+    iov_vec_concat(&v, qiov, 0, bytes);
+    if (tail) {
+        iov_vec_add(&v, pad + align, tail);
+    }
+    ret = aligned_preadv(bs, start, end - start, &v, flags);
+    iov_vec_destroy(&v);
+    free(pad);
+    return ret;
+}
+
 int coroutine_fn bdrv_co_preadv(BdrvChild *child, int64_t offset, int64_t bytes,
                                 IOVector *qiov, BdrvRequestFlags flags)
 {
@@ -605,17 +638,7 @@ int coroutine_fn bdrv_co_preadv(BdrvChild *child, int64_t offset, int64_t bytes,
     if (IS_ALIGNED(offset, align) && IS_ALIGNED(bytes, align)) {
         ret = aligned_preadv(bs, offset, bytes, qiov, flags);
     } else {
-        int64_t start = ROUND_DOWN(offset, (int64_t)align);
-        int64_t len = ROUND_UP(offset + bytes, (int64_t)align) - start;
-        uint8_t *buf = bdrv_blockalign(bs, len);
-        IOVector v;
-
-        iov_vec_init_buf(&v, buf, len);
-        ret = buf ? aligned_preadv(bs, start, len, &v, flags) : -ENOMEM;
-        if (ret == 0) {
-            iov_vec_from_buf(qiov, 0, buf + (offset - start), bytes);
-        }
-        free(buf);
+        ret = preadv_padded(bs, offset, bytes, qiov, flags, align);
     }
     tracked_end(&req);
     bdrv_dec_in_flight(bs);

@@ -47,6 +47,8 @@ CASES = [
     ('null-co', ['-c', 'read -P 0 0 4k', '-c', 'length',
                  'json:{"driver": "null-co", "read-zeroes": true, "size": 65536}']),
     ('null-co-uri', ['-c', 'length', 'null-co://']),
+    ('null-co-probed-unaligned', ['-c', 'read -v 4096 16', '-c', 'read -v 100 1000',
+                                  'null-co://']),
     ('no-image', ['-c', 'read 0 1']),
     ('no-image-open-later', ['-c', 'open -f raw IMG', '-c', 'read 0 1']),
     ('two-images', ['-f', 'raw', 'IMG', 'IMG']),
