@@ -24,6 +24,17 @@ void bdrv_delete(BlockDriverState *bs);
 /* The i-th registered driver or NULL past the end. */
 const BlockDriver *bdrv_driver_at(unsigned i);
 
+/* ---- open.c ---- */
+/* Pass through the request flags of @child's node that a filter or raw
+ * forwards unchanged: FUA for writes; FUA, MAY_UNMAP and NO_FALLBACK for
+ * zero writes. */
+void bdrv_inherit_request_flags(BlockDriverState *bs, BdrvChild *child);
+/* Open the mandatory filtered child @name (data, filtered, primary) of
+ * filter @bs as bdrv_open_child() does and inherit its request flags. */
+BdrvChild *bdrv_open_filtered_child(BlockDriverState *bs, const char *filename,
+                                    QDict *options, const char *name,
+                                    Error **errp);
+
 /* ---- options.c ---- */
 /* Options every node accepts (node-name, read-only, cache.*, ...). */
 bool bdrv_opt_is_generic(const char *key);

@@ -206,6 +206,29 @@ BdrvChild *bdrv_open_child(const char *filename, QDict *options,
     return bdrv_attach_child(parent, bs, name, role, errp);
 }
 
+void bdrv_inherit_request_flags(BlockDriverState *bs, BdrvChild *child)
+{
+    bs->supported_write_flags = child->bs->supported_write_flags &
+                                BDRV_REQ_FUA;
+    bs->supported_zero_flags = child->bs->supported_zero_flags &
+                               (BDRV_REQ_FUA | BDRV_REQ_MAY_UNMAP |
+                                BDRV_REQ_NO_FALLBACK);
+}
+
+BdrvChild *bdrv_open_filtered_child(BlockDriverState *bs, const char *filename,
+                                    QDict *options, const char *name,
+                                    Error **errp)
+{
+    BdrvChild *child = bdrv_open_child(filename, options, name, bs,
+                                       BDRV_CHILD_DATA | BDRV_CHILD_FILTERED |
+                                       BDRV_CHILD_PRIMARY, false, errp);
+
+    if (child) {
+        bdrv_inherit_request_flags(bs, child);
+    }
+    return child;
+}
+
 /* ---- generic options ---- */
 
 static int parse_detect_zeroes(QDict *options, int flags, DetectZeroes *dz,

@@ -114,11 +114,18 @@ static bool qnum_as_u64(QObject *v, const char *name, uint64_t *out,
     return false;
 }
 
-uint64_t bdrv_opt_size(QDict *opts, const char *name, uint64_t def,
-                       Error **errp)
+/* A string option's parser and the error it reports for @str. */
+typedef int OptStrParser(const char *str, uint64_t *out);
+typedef void OptStrError(Error **errp, const char *name, const char *str,
+                         int ret);
+
+/* Size and number options look up and convert JSON numbers alike; only
+ * their string syntax and its error messages differ. */
+static uint64_t opt_u64(QDict *opts, const char *name, uint64_t def,
+                        OptStrParser *parse, OptStrError *fail, Error **errp)
 {
     QObject *v = opts ? qdict_get(opts, name) : NULL;
-    const char *s;
+    QString *qs;
     uint64_t val;
     int ret;
 
@@ -128,22 +135,41 @@ uint64_t bdrv_opt_size(QDict *opts, const char *name, uint64_t def,
     if (qobject_to_qnum(v)) {
         return qnum_as_u64(v, name, &val, errp) ? val : def;
     }
-    s = qobject_to_qstring(v) ? qstring_get_str(qobject_to_qstring(v)) : "";
-    ret = size_parse(s, NULL, &val);
+    qs = qobject_to_qstring(v);
+    ret = qs ? parse(qstring_get_str(qs), &val) : -EINVAL;
     if (ret == 0) {
         return val;
     }
+    fail(errp, name, qs ? qstring_get_str(qs) : "", ret);
+    return def;
+}
+
+/* Sizes take a unit suffix (k, M, G, ...). */
+static int parse_size_str(const char *str, uint64_t *out)
+{
+    return size_parse(str, NULL, out);
+}
+
+/* bdrv_opt_size()'s messages, with the suffix hint for bad syntax. */
+static void size_error(Error **errp, const char *name, const char *str,
+                       int ret)
+{
     if (ret == -ERANGE) {
         error_setg(errp, "Value '%s' is out of range for parameter '%s'",
-                   s, name);
-    } else {
-        error_setg(errp, "Parameter '%s' expects a non-negative number "
-                   "below 2^64", name);
-        error_append_hint(errp, "Optional suffix k, M, G, T, P or E means "
-                          "kilo-, mega-, giga-, tera-, peta-\n"
-                          "and exabytes, respectively.\n");
+                   str, name);
+        return;
     }
-    return def;
+    error_setg(errp, "Parameter '%s' expects a non-negative number "
+               "below 2^64", name);
+    error_append_hint(errp, "Optional suffix k, M, G, T, P or E means "
+                      "kilo-, mega-, giga-, tera-, peta-\n"
+                      "and exabytes, respectively.\n");
+}
+
+uint64_t bdrv_opt_size(QDict *opts, const char *name, uint64_t def,
+                       Error **errp)
+{
+    return opt_u64(opts, name, def, parse_size_str, size_error, errp);
 }
 
 /* QEMU's number options follow strtoull(): base prefixes, leading
@@ -160,32 +186,22 @@ static int parse_number_str(const char *str, uint64_t *out)
     return errno == ERANGE ? -ERANGE : 0;
 }
 
-uint64_t bdrv_opt_number(QDict *opts, const char *name, uint64_t def,
-                         Error **errp)
+/* bdrv_opt_number()'s messages. */
+static void number_error(Error **errp, const char *name, const char *str,
+                         int ret)
 {
-    QObject *v = opts ? qdict_get(opts, name) : NULL;
-    QString *s;
-    uint64_t val;
-    int ret;
-
-    if (!v) {
-        return def;
-    }
-    if (qobject_to_qnum(v)) {
-        return qnum_as_u64(v, name, &val, errp) ? val : def;
-    }
-    s = qobject_to_qstring(v);
-    ret = s ? parse_number_str(qstring_get_str(s), &val) : -EINVAL;
-    if (ret == 0) {
-        return val;
-    }
     if (ret == -ERANGE) {
         error_setg(errp, "Value '%s' is too large for parameter '%s'",
-                   qstring_get_str(s), name);
+                   str, name);
     } else {
         error_setg(errp, "Parameter '%s' expects a number", name);
     }
-    return def;
+}
+
+uint64_t bdrv_opt_number(QDict *opts, const char *name, uint64_t def,
+                         Error **errp)
+{
+    return opt_u64(opts, name, def, parse_number_str, number_error, errp);
 }
 
 QDict *bdrv_opts_take(QDict *opts, const BlockOptDesc *schema)

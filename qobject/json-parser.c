@@ -55,31 +55,6 @@ static void stray(JsonParser *ps, const char *end)
                 (int)(stop - ps->tstart), ps->tstart);
 }
 
-/* Decodes one UTF-8 sequence at @s; -1 if malformed. */
-static int32_t utf8_next(const unsigned char *s, size_t *len)
-{
-    unsigned n = s[0] < 0x80 ? 0 : s[0] < 0xC2 ? 9 : s[0] < 0xE0 ? 1
-                 : s[0] < 0xF0 ? 2 : s[0] < 0xF5 ? 3 : 9;
-    static const int32_t min[] = { 0, 0x80, 0x800, 0x10000 };
-    int32_t cp;
-
-    if (n == 9) {
-        return -1;
-    }
-    cp = n ? s[0] & (0x3F >> n) : s[0];
-    for (unsigned i = 1; i <= n; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
-            return -1;
-        }
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-        return -1;
-    }
-    *len = n + 1;
-    return cp;
-}
-
 static int hex4(const char *s)
 {
     int v = 0;
@@ -160,7 +135,8 @@ static void lex_string(JsonParser *ps, char q)
             }
             continue;
         }
-        if ((unsigned char)*s < 0x20 || utf8_next((const unsigned char *)s, &len) < 0) {
+        if ((unsigned char)*s < 0x20 ||
+            json_utf8_decode((const unsigned char *)s, &len) < 0) {
             stray(ps, s);
             return;
         }

@@ -50,4 +50,9 @@ void qlist_destroy_(QList *l);
 bool qdict_is_equal_(const QDict *a, const QDict *b);
 unsigned qdict_bucket_(const char *key);
 
+/* json-utf8.c: decode one UTF-8 sequence at @s; -1 for malformed,
+ * overlong or surrogate sequences.  *@len: the bytes it spans, or on
+ * failure the bytes up to the first bad one (at least 1). */
+int32_t json_utf8_decode(const unsigned char *s, size_t *len);
+
 #endif

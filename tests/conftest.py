@@ -44,18 +44,29 @@ def run(argv, **kw):
     return Result(proc)
 
 
-@pytest.fixture(scope='session')
-def strata_io():
-    path = os.path.join(BUILD, 'tools', 'io', 'strata-io')
+def built(*parts):
+    """Path of a program of the build tree under test; it must exist."""
+    path = os.path.join(BUILD, *parts)
     assert os.access(path, os.X_OK), f'{path} not built'
     return path
+
+
+def reference(name, missing='not installed (scripts/reference-qemu)'):
+    """Path of a reference tool; skips the test where it is missing."""
+    path = os.path.join(REF_BIN, name)
+    if not os.access(path, os.X_OK):
+        pytest.skip(f'reference {name} {missing}')
+    return path
+
+
+@pytest.fixture(scope='session')
+def strata_io():
+    return built('tools', 'io', 'strata-io')
 
 
 @pytest.fixture(scope='session')
 def strata_lockholder():
-    path = os.path.join(BUILD, 'tests', 'helpers', 'strata-lockholder')
-    assert os.access(path, os.X_OK), f'{path} not built'
-    return path
+    return built('tests', 'helpers', 'strata-lockholder')
 
 
 @pytest.fixture(scope='session')
@@ -74,26 +85,17 @@ def our_qemu_io(bindir):
 
 @pytest.fixture(scope='session')
 def ref_qemu_io():
-    path = os.path.join(REF_BIN, 'qemu-io')
-    if not os.access(path, os.X_OK):
-        pytest.skip('reference qemu-io not installed (scripts/reference-qemu)')
-    return path
+    return reference('qemu-io')
 
 
 @pytest.fixture(scope='session')
 def ref_qemu_img():
-    path = os.path.join(REF_BIN, 'qemu-img')
-    if not os.access(path, os.X_OK):
-        pytest.skip('reference qemu-img not installed (scripts/reference-qemu)')
-    return path
+    return reference('qemu-img')
 
 
 @pytest.fixture(scope='session')
 def ref_qemu_nbd():
-    path = os.path.join(REF_BIN, 'qemu-nbd')
-    if not os.access(path, os.X_OK):
-        pytest.skip('reference qemu-nbd not installed')
-    return path
+    return reference('qemu-nbd', 'not installed')
 
 
 @pytest.fixture

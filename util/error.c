@@ -236,12 +236,18 @@ void error_reportf_err(Error *err, const char *fmt, ...)
     error_report_err(err);
 }
 
-void error_vreport(const char *fmt, va_list ap)
+/* error, warning and info reports differ only in their prefix. */
+static void report_vprefixed(const char *prefix, const char *fmt, va_list ap)
 {
     char *msg = g_strdup_vprintf(fmt, ap);
 
-    report_line("", msg);
+    report_line(prefix, msg);
     g_free(msg);
+}
+
+void error_vreport(const char *fmt, va_list ap)
+{
+    report_vprefixed("", fmt, ap);
 }
 
 void error_report(const char *fmt, ...)
@@ -256,13 +262,10 @@ void error_report(const char *fmt, ...)
 void warn_report(const char *fmt, ...)
 {
     va_list ap;
-    char *msg;
 
     va_start(ap, fmt);
-    msg = g_strdup_vprintf(fmt, ap);
+    report_vprefixed("warning: ", fmt, ap);
     va_end(ap);
-    report_line("warning: ", msg);
-    g_free(msg);
 }
 
 void warn_report_err(Error *err)
@@ -276,11 +279,8 @@ void warn_report_err(Error *err)
 void info_report(const char *fmt, ...)
 {
     va_list ap;
-    char *msg;
 
     va_start(ap, fmt);
-    msg = g_strdup_vprintf(fmt, ap);
+    report_vprefixed("info: ", fmt, ap);
     va_end(ap);
-    report_line("info: ", msg);
-    g_free(msg);
 }

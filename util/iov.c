@@ -105,8 +105,15 @@ void iov_vec_destroy(IOVector *v)
     memset(v, 0, sizeof(*v));
 }
 
-size_t iov_from_buf(const struct iovec *iov, int niov, size_t offset,
-                    const void *buf, size_t bytes)
+/* Called on each piece of a walked range: @base points into the vector,
+ * @done counts the range's bytes before it.  false stops the walk. */
+typedef bool IovPieceFn(char *base, size_t done, size_t n, void *opaque);
+
+/* The one walk behind the copy, fill and zero-test helpers: visit
+ * [@offset, @offset + @bytes) of the vector piece by piece.  Returns the
+ * bytes visited (fewer when the vector ends first or @fn stops). */
+static size_t iov_walk(const struct iovec *iov, int niov, size_t offset,
+                       size_t bytes, IovPieceFn *fn, void *opaque)
 {
     size_t done = 0;
 
@@ -118,51 +125,59 @@ size_t iov_from_buf(const struct iovec *iov, int niov, size_t offset,
             continue;
         }
         n = MIN(iov[i].iov_len - offset, bytes - done);
-        memcpy((char *)iov[i].iov_base + offset, (const char *)buf + done, n);
+        if (!fn((char *)iov[i].iov_base + offset, done, n, opaque)) {
+            break;
+        }
         done += n;
         offset = 0;
     }
     return done;
+}
+
+/* iov_from_buf(): copy the next piece of the buffer into the vector. */
+static bool piece_from_buf(char *base, size_t done, size_t n, void *buf)
+{
+    memcpy(base, (const char *)buf + done, n);
+    return true;
+}
+
+/* iov_to_buf(): copy a piece of the vector into the buffer. */
+static bool piece_to_buf(char *base, size_t done, size_t n, void *buf)
+{
+    memcpy((char *)buf + done, base, n);
+    return true;
+}
+
+/* iov_memset(): fill a piece with the byte *@fillc points to. */
+static bool piece_memset(char *base, size_t done, size_t n, void *fillc)
+{
+    memset(base, *(int *)fillc, n);
+    return true;
+}
+
+/* iov_vec_is_zero(): stop, clearing *@zero, at the first non-zero piece. */
+static bool piece_is_zero(char *base, size_t done, size_t n, void *zero)
+{
+    *(bool *)zero = buffer_is_zero(base, n);
+    return *(bool *)zero;
+}
+
+size_t iov_from_buf(const struct iovec *iov, int niov, size_t offset,
+                    const void *buf, size_t bytes)
+{
+    return iov_walk(iov, niov, offset, bytes, piece_from_buf, (void *)buf);
 }
 
 size_t iov_to_buf(const struct iovec *iov, int niov, size_t offset,
                   void *buf, size_t bytes)
 {
-    size_t done = 0;
-
-    for (int i = 0; i < niov && done < bytes; i++) {
-        size_t n;
-
-        if (offset >= iov[i].iov_len) {
-            offset -= iov[i].iov_len;
-            continue;
-        }
-        n = MIN(iov[i].iov_len - offset, bytes - done);
-        memcpy((char *)buf + done, (const char *)iov[i].iov_base + offset, n);
-        done += n;
-        offset = 0;
-    }
-    return done;
+    return iov_walk(iov, niov, offset, bytes, piece_to_buf, buf);
 }
 
 size_t iov_memset(const struct iovec *iov, int niov, size_t offset,
                   int fillc, size_t bytes)
 {
-    size_t done = 0;
-
-    for (int i = 0; i < niov && done < bytes; i++) {
-        size_t n;
-
-        if (offset >= iov[i].iov_len) {
-            offset -= iov[i].iov_len;
-            continue;
-        }
-        n = MIN(iov[i].iov_len - offset, bytes - done);
-        memset((char *)iov[i].iov_base + offset, fillc, n);
-        done += n;
-        offset = 0;
-    }
-    return done;
+    return iov_walk(iov, niov, offset, bytes, piece_memset, &fillc);
 }
 
 size_t iov_size(const struct iovec *iov, int niov)
@@ -177,20 +192,8 @@ size_t iov_size(const struct iovec *iov, int niov)
 
 bool iov_vec_is_zero(const IOVector *v, size_t offset, size_t bytes)
 {
-    for (int i = 0; i < v->niov && bytes > 0; i++) {
-        size_t elen = v->iov[i].iov_len;
-        size_t n;
+    bool zero = true;
 
-        if (offset >= elen) {
-            offset -= elen;
-            continue;
-        }
-        n = MIN(elen - offset, bytes);
-        if (!buffer_is_zero((char *)v->iov[i].iov_base + offset, n)) {
-            return false;
-        }
-        bytes -= n;
-        offset = 0;
-    }
-    return true;
+    iov_walk(v->iov, v->niov, offset, bytes, piece_is_zero, &zero);
+    return zero;
 }

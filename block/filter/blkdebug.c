@@ -224,18 +224,12 @@ static int blkdebug_open(BlockDriverState *bs, QDict *options, int flags,
                         errp) < 0) {
         goto fail;
     }
-    s->image = bdrv_open_child(bdrv_opt_str(options, "x-image", NULL),
-                               options, "image", bs,
-                               BDRV_CHILD_DATA | BDRV_CHILD_FILTERED |
-                               BDRV_CHILD_PRIMARY, false, errp);
+    s->image = bdrv_open_filtered_child(bs,
+                                        bdrv_opt_str(options, "x-image", NULL),
+                                        options, "image", errp);
     if (!s->image || blkdebug_parse_limits(s, options, errp) < 0) {
         goto fail;
     }
-    bs->supported_write_flags = s->image->bs->supported_write_flags &
-                                BDRV_REQ_FUA;
-    bs->supported_zero_flags = s->image->bs->supported_zero_flags &
-                               (BDRV_REQ_FUA | BDRV_REQ_MAY_UNMAP |
-                                BDRV_REQ_NO_FALLBACK);
     blkdebug_arm_none_rules(s);
     return 0;
 

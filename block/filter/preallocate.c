@@ -56,23 +56,14 @@ static int prealloc_open(BlockDriverState *bs, QDict *options, int flags,
                          Error **errp)
 {
     PreallocNode *s = bs->opaque;
-    BdrvChild *file;
 
     s->data_end = s->file_end = -1;
     if (prealloc_parse_opts(s, options, errp) < 0) {
         return -EINVAL;
     }
-    file = bdrv_open_child(NULL, options, "file", bs,
-                           BDRV_CHILD_DATA | BDRV_CHILD_FILTERED |
-                           BDRV_CHILD_PRIMARY, false, errp);
-    if (!file) {
+    if (!bdrv_open_filtered_child(bs, NULL, options, "file", errp)) {
         return -EINVAL;
     }
-    bs->supported_write_flags = file->bs->supported_write_flags &
-                                BDRV_REQ_FUA;
-    bs->supported_zero_flags = file->bs->supported_zero_flags &
-                               (BDRV_REQ_FUA | BDRV_REQ_MAY_UNMAP |
-                                BDRV_REQ_NO_FALLBACK);
     return 0;
 }
 

@@ -122,10 +122,7 @@ static int raw_open(BlockDriverState *bs, QDict *options, int flags,
     if (!file) {
         return -EINVAL;
     }
-    bs->supported_write_flags = file->bs->supported_write_flags &
-                                BDRV_REQ_FUA;
-    bs->supported_zero_flags = file->bs->supported_zero_flags &
-        (BDRV_REQ_FUA | BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK);
+    bdrv_inherit_request_flags(bs, file);
     bs->supported_truncate_flags = file->bs->supported_truncate_flags;
     return raw_read_options(bs, options, errp);
 }

@@ -1,8 +1,24 @@
 #include "config.h"
 /* QObject, QList and QDict: refcounts, types, order, option helpers. */
+#include <stdarg.h>
 #include <string.h>
 #include <glib.h>
 #include "qobject/qobject.h"
+
+/* Most dicts here hold strings only: build one from NULL-terminated
+ * key, value pairs (in insertion order). */
+static QDict *str_dict(const char *key, ...)
+{
+    QDict *d = qdict_new();
+    va_list ap;
+
+    va_start(ap, key);
+    for (; key; key = va_arg(ap, const char *)) {
+        qdict_put_str(d, key, va_arg(ap, const char *));
+    }
+    va_end(ap);
+    return d;
+}
 
 /* Independent copy of QEMU's bucket function, from its description. */
 static unsigned ref_bucket(const char *key)
@@ -159,15 +175,10 @@ static void test_dict_basic(void)
 
 static void test_dict_typed_getters(void)
 {
-    g_autoptr(QDict) d = qdict_new();
+    g_autoptr(QDict) d = str_dict("on", "on", "off", "off", "yes", "yes",
+                                  "false", "false", "junk", "maybe",
+                                  "num", "-42", "bad", "12x", NULL);
 
-    qdict_put_str(d, "on", "on");
-    qdict_put_str(d, "off", "off");
-    qdict_put_str(d, "yes", "yes");
-    qdict_put_str(d, "false", "false");
-    qdict_put_str(d, "junk", "maybe");
-    qdict_put_str(d, "num", "-42");
-    qdict_put_str(d, "bad", "12x");
     qdict_put_bool(d, "b", false);
     qdict_put_int(d, "i", 9);
     qdict_put_uint(d, "big", UINT64_MAX);
@@ -187,13 +198,11 @@ static void test_dict_typed_getters(void)
 
 static void test_clone_join_extract(void)
 {
-    g_autoptr(QDict) d = qdict_new();
-    g_autoptr(QDict) src = qdict_new();
+    g_autoptr(QDict) d = str_dict("file.filename", "x", "file.driver", "file",
+                                  "driver", "raw", NULL);
+    g_autoptr(QDict) src = str_dict("driver", "qcow2", "new", "1", NULL);
     QDict *sub = NULL;
 
-    qdict_put_str(d, "file.filename", "x");
-    qdict_put_str(d, "file.driver", "file");
-    qdict_put_str(d, "driver", "raw");
     g_autoptr(QDict) clone = qdict_clone_shallow(d);
     g_assert_true(qobject_is_equal(QOBJECT(clone), QOBJECT(d)));
     qdict_extract_subqdict(d, &sub, "file.");
@@ -204,8 +213,6 @@ static void test_clone_join_extract(void)
     qdict_extract_subqdict(clone, NULL, "file.");
     g_assert_cmpuint(qdict_size(clone), ==, 1);
 
-    qdict_put_str(src, "driver", "qcow2");
-    qdict_put_str(src, "new", "1");
     qdict_join(d, src, false);
     g_assert_cmpstr(qdict_get_str(d, "driver"), ==, "raw");
     g_assert_cmpstr(qdict_get_str(d, "new"), ==, "1");
@@ -236,17 +243,13 @@ static void test_flatten(void)
 
 static void test_crumple(void)
 {
-    g_autoptr(QDict) d = qdict_new();
-    g_autoptr(QDict) bad = qdict_new();
-    g_autoptr(QDict) mixed = qdict_new();
+    g_autoptr(QDict) d = str_dict("driver", "qcow2", "file.driver", "file",
+                                  "file.filename", "/x", "l.0", "a",
+                                  "l.1.k", "b", "a..b", "dot", NULL);
+    g_autoptr(QDict) bad = str_dict("a", "1", "a.b", "2", NULL);
+    g_autoptr(QDict) mixed = str_dict("a.0", "1", "a.x", "2", NULL);
     Error *err = NULL;
 
-    qdict_put_str(d, "driver", "qcow2");
-    qdict_put_str(d, "file.driver", "file");
-    qdict_put_str(d, "file.filename", "/x");
-    qdict_put_str(d, "l.0", "a");
-    qdict_put_str(d, "l.1.k", "b");
-    qdict_put_str(d, "a..b", "dot");
     g_autoptr(QObject) c = qdict_crumple(d, &error_abort);
     g_autoptr(QObject) want = qobject_from_json(
         "{\"driver\": \"qcow2\", \"file\": {\"driver\": \"file\","
@@ -254,15 +257,11 @@ static void test_crumple(void)
         " \"a.b\": \"dot\"}", &error_abort);
     g_assert_true(qobject_is_equal(c, want));
 
-    qdict_put_str(bad, "a", "1");
-    qdict_put_str(bad, "a.b", "2");
     g_assert_null(qdict_crumple(bad, &err));
     g_assert_cmpstr(error_get_pretty(err), ==,
                     "Cannot mix scalar and non-scalar keys");
     error_free(err);
     err = NULL;
-    qdict_put_str(mixed, "a.0", "1");
-    qdict_put_str(mixed, "a.x", "2");
     g_assert_null(qdict_crumple(mixed, &err));
     g_assert_nonnull(err);
     error_free(err);

@@ -185,12 +185,8 @@ static int aio_read_opts(int argc, char **argv, AioReq *r)
 
 static int aio_parse_offset(AioReq *r, const char *arg)
 {
-    r->offset = io_cvtnum(arg);
-    if (r->offset < 0) {
-        io_print_cvtnum_err(r->offset, arg);
-        return r->offset;
-    }
-    return 0;
+    r->offset = io_num_arg(arg);
+    return r->offset < 0 ? r->offset : 0;
 }
 
 static int aio_read_f(BlockBackend *blk, int argc, char **argv)
@@ -200,13 +196,8 @@ static int aio_read_f(BlockBackend *blk, int argc, char **argv)
 
     r->blk = blk;
     if (ret == 0) {
-        ret = aio_parse_offset(r, argv[optind]);
-    }
-    if (ret == 0) {
-        optind++;
-        r->buf = io_create_iovec(&r->qiov, &argv[optind], argc - optind,
-                                 0xab);
-        ret = r->buf ? 0 : -EINVAL;
+        ret = io_parse_iovec_args(argc, argv, 0xab, &r->offset, &r->qiov,
+                                  &r->buf);
     }
     if (ret != 0) {
         g_free(r);

@@ -21,6 +21,12 @@ typedef struct WriteOpts {
     const char *file_name;
 } WriteOpts;
 
+typedef struct VecOpts {
+    bool cflag, qflag, vflag, pflag;
+    int pattern;
+    int flags;
+} VecOpts;
+
 static const IoCmd *io_rw_cmd(const char *name)
 {
     return io_find_command(name);
@@ -43,6 +49,37 @@ static int io_check_sector_aligned(int64_t offset, int64_t count)
         printf("%" PRId64 " is not a sector-aligned value for 'count'\n",
                count);
         return -EINVAL;
+    }
+    return 0;
+}
+
+/* readv and writev take the same options but for one letter each (which
+ * @optstring admits), so one parser serves both. */
+static int vec_parse_opts(int argc, char **argv, const char *name,
+                          const char *optstring, VecOpts *o)
+{
+    int c;
+
+    while ((c = getopt(argc, argv, optstring)) != -1) {
+        switch (c) {
+        case 'C': o->cflag = true; break;
+        case 'f': o->flags |= BDRV_REQ_FUA; break;
+        case 'q': o->qflag = true; break;
+        case 'r': break;
+        case 'v': o->vflag = true; break;
+        case 'P':
+            o->pflag = true;
+            o->pattern = io_parse_pattern(optarg);
+            if (o->pattern < 0) {
+                return -EINVAL;
+            }
+            break;
+        default:
+            return io_usage(name);
+        }
+    }
+    if (optind > argc - 2) {
+        return io_usage(name);
     }
     return 0;
 }
@@ -217,53 +254,20 @@ static void readv_help(void)
 "\n");
 }
 
-static int readv_parse_opts(int argc, char **argv, ReadOpts *o)
-{
-    int c;
-
-    while ((c = getopt(argc, argv, "CP:qrv")) != -1) {
-        switch (c) {
-        case 'C': o->cflag = true; break;
-        case 'q': o->qflag = true; break;
-        case 'r': break;
-        case 'v': o->vflag = true; break;
-        case 'P':
-            o->pflag = true;
-            o->pattern = io_parse_pattern(optarg);
-            if (o->pattern < 0) {
-                return -EINVAL;
-            }
-            break;
-        default:
-            return io_usage("readv");
-        }
-    }
-    if (optind > argc - 2) {
-        return io_usage("readv");
-    }
-    return 0;
-}
-
 static int readv_f(BlockBackend *blk, int argc, char **argv)
 {
-    ReadOpts o = { 0 };
+    VecOpts v = { 0 };
     IOVector qiov;
     struct timespec t1, t2;
     int64_t offset;
-    uint8_t *buf;
-    int ret = readv_parse_opts(argc, argv, &o);
+    void *buf;
+    int ret = vec_parse_opts(argc, argv, "readv", "CP:qrv", &v);
 
+    if (ret == 0) {
+        ret = io_parse_iovec_args(argc, argv, 0xab, &offset, &qiov, &buf);
+    }
     if (ret < 0) {
         return ret;
-    }
-    offset = io_num_arg(argv[optind]);
-    if (offset < 0) {
-        return offset;
-    }
-    optind++;
-    buf = io_create_iovec(&qiov, &argv[optind], argc - optind, 0xab);
-    if (!buf) {
-        return -EINVAL;
     }
     t1 = io_now();
     ret = blk_preadv(blk, offset, qiov.size, &qiov, 0);
@@ -271,7 +275,9 @@ static int readv_f(BlockBackend *blk, int argc, char **argv)
     if (ret < 0) {
         printf("readv failed: %s\n", strerror(-ret));
     } else {
-        o.pattern_count = qiov.size;
+        ReadOpts o = { .cflag = v.cflag, .qflag = v.qflag, .vflag = v.vflag,
+                       .pflag = v.pflag, .pattern = v.pattern,
+                       .pattern_count = qiov.size };
         ret = read_finish(&o, buf, offset, qiov.size, io_tsub(t2, t1));
     }
     iov_vec_destroy(&qiov);
@@ -351,17 +357,13 @@ static int write_check_flags(WriteOpts *o)
     return 0;
 }
 
+/* -n lifts the request size limit that io_parse_length() enforces. */
 static int64_t write_parse_count(WriteOpts *o, const char *arg)
 {
-    int64_t count = io_num_arg(arg);
-
-    if (count >= 0 && count > BDRV_REQUEST_MAX_BYTES &&
-        !(o->flags & BDRV_REQ_NO_FALLBACK)) {
-        printf("length cannot exceed %" PRIu64 " without -n, given %s\n",
-               (uint64_t)BDRV_REQUEST_MAX_BYTES, arg);
-        return -EINVAL;
+    if (o->flags & BDRV_REQ_NO_FALLBACK) {
+        return io_num_arg(arg);
     }
-    return count;
+    return io_parse_length(arg, true);
 }
 
 static int write_do(BlockBackend *blk, WriteOpts *o, void *buf,
@@ -465,63 +467,31 @@ static void writev_help(void)
 "\n");
 }
 
-static int writev_parse_opts(int argc, char **argv, WriteOpts *o)
-{
-    int c;
-
-    o->pattern = 0xcd;
-    while ((c = getopt(argc, argv, "CfqrP:")) != -1) {
-        switch (c) {
-        case 'C': o->cflag = true; break;
-        case 'f': o->flags |= BDRV_REQ_FUA; break;
-        case 'q': o->qflag = true; break;
-        case 'r': break;
-        case 'P':
-            o->pattern = io_parse_pattern(optarg);
-            if (o->pattern < 0) {
-                return -EINVAL;
-            }
-            break;
-        default:
-            return io_usage("writev");
-        }
-    }
-    if (optind > argc - 2) {
-        return io_usage("writev");
-    }
-    return 0;
-}
-
 static int writev_f(BlockBackend *blk, int argc, char **argv)
 {
-    WriteOpts o = { 0 };
+    VecOpts v = { .pattern = 0xcd };
     IOVector qiov;
     struct timespec t1, t2;
     int64_t offset;
     void *buf;
-    int ret = writev_parse_opts(argc, argv, &o);
+    int ret = vec_parse_opts(argc, argv, "writev", "CfqrP:", &v);
 
+    if (ret == 0) {
+        ret = io_parse_iovec_args(argc, argv, v.pattern, &offset, &qiov,
+                                  &buf);
+    }
     if (ret < 0) {
         return ret;
     }
-    offset = io_num_arg(argv[optind]);
-    if (offset < 0) {
-        return offset;
-    }
-    optind++;
-    buf = io_create_iovec(&qiov, &argv[optind], argc - optind, o.pattern);
-    if (!buf) {
-        return -EINVAL;
-    }
     t1 = io_now();
-    ret = blk_pwritev(blk, offset, qiov.size, &qiov, o.flags);
+    ret = blk_pwritev(blk, offset, qiov.size, &qiov, v.flags);
     t2 = io_now();
     if (ret < 0) {
         printf("writev failed: %s\n", strerror(-ret));
-    } else if (!o.qflag) {
+    } else if (!v.qflag) {
         t2 = io_tsub(t2, t1);
         io_print_report("wrote", &t2, offset, qiov.size, qiov.size, 1,
-                        o.cflag);
+                        v.cflag);
     }
     iov_vec_destroy(&qiov);
     io_free(buf);

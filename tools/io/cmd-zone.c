@@ -92,16 +92,12 @@ static int zone_append_f(BlockBackend *blk, int argc, char **argv)
     IOVector qiov;
     int64_t offset;
     void *buf;
+    int ret;
 
     getopt(argc, argv, "p");
-    offset = io_num_arg(argv[optind]);
-    if (offset < 0) {
-        return offset;
-    }
-    optind++;
-    buf = io_create_iovec(&qiov, &argv[optind], argc - optind, 0xa5);
-    if (!buf) {
-        return -EINVAL;
+    ret = io_parse_iovec_args(argc, argv, 0xa5, &offset, &qiov, &buf);
+    if (ret < 0) {
+        return ret;
     }
     iov_vec_destroy(&qiov);
     io_free(buf);

@@ -93,6 +93,10 @@ void io_free(void *buf);
 void *io_alloc_from_file(size_t len, const char *file_name);
 /* Build an I/O vector from size arguments; NULL on error (printed). */
 void *io_create_iovec(IOVector *qiov, char **argv, int nr_iov, int pattern);
+/* "off len [len..]" from argv[optind] on: *@offset, and @qiov over the
+ * new buffer *@buf filled with @pattern.  0 or -errno (printed). */
+int io_parse_iovec_args(int argc, char **argv, int pattern, int64_t *offset,
+                        IOVector *qiov, void **buf);
 bool io_check_pattern(const void *buf, int pattern, size_t len);
 
 /* Wait for every aio_read/aio_write in flight (cmd-aio.c). */

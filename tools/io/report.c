@@ -277,6 +277,18 @@ fail:
     return NULL;
 }
 
+int io_parse_iovec_args(int argc, char **argv, int pattern, int64_t *offset,
+                        IOVector *qiov, void **buf)
+{
+    *offset = io_num_arg(argv[optind]);
+    if (*offset < 0) {
+        return *offset;
+    }
+    optind++;
+    *buf = io_create_iovec(qiov, &argv[optind], argc - optind, pattern);
+    return *buf ? 0 : -EINVAL;
+}
+
 bool io_check_pattern(const void *buf, int pattern, size_t len)
 {
     const uint8_t *p = buf;
