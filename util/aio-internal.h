@@ -56,6 +56,58 @@ typedef struct AioWakeNode {
 } AioWakeNode;
 void aio_co_wake_node(AioContext *ctx, AioWakeNode *node);
 
+/*
+ * The loop's io_uring ("ring mode"): when the kernel has io_uring with
+ * IORING_FEAT_EXT_ARG and STRATA_AIO_EPOLL is not set in the environment,
+ * each context owns a ring and its blocking wait is one io_uring_enter()
+ * that also submits every SQE queued since the last one.  The epoll fd
+ * (fd handlers) is watched on the ring with a (multishot) POLL_ADD, the
+ * timeout is the enter's timeout argument.  Otherwise the wait is
+ * epoll_pwait2() ("epoll mode").
+ *
+ * Every SQE put on the ring carries an AioRingOp as user_data; the loop
+ * calls its complete() for each CQE (after copying a batch out of the CQ,
+ * so complete() may queue new SQEs).  complete() returns true if the CQE
+ * counts as a dispatched event for aio_poll()'s return value.
+ */
+typedef struct AioRingOp AioRingOp;
+typedef bool AioRingComplete(AioRingOp *op, int res, uint32_t cqe_flags);
+struct AioRingOp {
+    AioRingComplete *complete;
+};
+
+/* Force epoll mode for contexts created from now on (tests). */
+void aio_force_epoll(bool on);
+bool aio_context_uses_ring(AioContext *ctx);
+
+#ifdef CONFIG_LINUX_IO_URING
+struct io_uring;
+struct io_uring_sqe;
+/* The context's ring, or NULL in epoll mode. */
+struct io_uring *aio_context_ring(AioContext *ctx);
+/* A free SQE on the context's ring (submits what is queued if the SQ is
+ * full); NULL only if the kernel accepts nothing right now. */
+struct io_uring_sqe *aio_ring_get_sqe(AioContext *ctx);
+#endif
+
+/*
+ * Ring mode only (NULL in epoll mode): read the *blocking* eventfd @fd on
+ * the ring and call @cb(opaque) from the loop each time the read
+ * completes (the counter is then reset), then read again.  Saves the
+ * epoll round trip and the read() syscall of an fd handler.  Unwatch
+ * before closing @fd; the watch is freed once its read is flushed.
+ */
+typedef struct AioEventWatch AioEventWatch;
+AioEventWatch *aio_ring_watch_eventfd(AioContext *ctx, int fd, IOHandler *cb,
+                                      void *opaque);
+void aio_ring_unwatch_eventfd(AioEventWatch *w);
+
+/* The worker pool's per-context submission batch (thread-pool.c): the
+ * slot lives in the context, freed with it. */
+typedef struct PoolBatch PoolBatch;
+PoolBatch **aio_context_pool_batch(AioContext *ctx);
+void thread_pool_batch_free(PoolBatch *b);
+
 /* Engine instance slots owned by the context (aio.c). */
 AioEngine **aio_context_engine_slot(AioContext *ctx, AioEngineType type);
 /* Destroy the engine instance (engine.c), used by aio_context_free(). */

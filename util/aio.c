@@ -2,15 +2,25 @@
 /*
  * The event loop.
  *
- * Design: each AioContext waits on an epoll instance (level-triggered fd
- * readiness) with a nanosecond timeout (epoll_pwait2, falling back to
- * millisecond epoll_wait rounded up, so timers never fire early).  An
- * eventfd in the set implements aio_notify() for cross-thread wake-ups.
- * The io_uring and linux-aio engines do NOT get their own wait: each
- * registers an eventfd with its ring (io_uring_register_eventfd /
- * io_set_eventfd) as an ordinary fd handler, so their completions wake
- * the same epoll wait and are reaped from that handler.  Submission is
- * batched through a bottom half that runs once per loop iteration.
+ * Map: notification; coroutine scheduling; context lifetime; fd handlers;
+ * bottom halves; timers; the wait (epoll); the io_uring wait (ring mode);
+ * aio_poll(); coroutine helpers.
+ *
+ * Design: fd handlers live in an epoll instance (level-triggered).  Where
+ * io_uring works, each AioContext owns a ring and its wait is ONE
+ * io_uring_enter() per loop iteration ("ring mode", see aio-internal.h):
+ * it submits the SQEs queued since the last one (the io_uring engine
+ * shares this ring, so its requests go in the same call), waits for one
+ * CQE with the timer deadline as its timeout, and the CQEs are then
+ * dispatched to their AioRingOp.  The epoll fd is watched on the ring with
+ * a multishot POLL_ADD and only asked (epoll_wait with timeout 0) when
+ * that poll fired or epoll's previous answer was non-empty.  aio_notify()'s
+ * eventfd and the linux-aio completion eventfd are read through the ring
+ * (AioEventWatch).  Otherwise ("epoll mode", or STRATA_AIO_EPOLL=1) the
+ * wait is epoll_pwait2 with a nanosecond timeout (falling back to
+ * millisecond epoll_wait rounded up, so timers never fire early), the
+ * notify eventfd is an fd handler, and the engines' completion eventfds
+ * are fd handlers too.
  *
  * Bottom halves live on a mutex-protected FIFO so that any thread may
  * schedule them; timers sit on a list sorted by expiry (only the owner
@@ -24,12 +34,29 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <glib.h>
+#ifdef CONFIG_LINUX_IO_URING
+#include <poll.h>
+#include <liburing.h>
+#endif
 
 #include "util/aio.h"
 #include "util/aio-internal.h"
 #include "util/cutils.h"
 
 #define AIO_MAX_EVENTS 64
+#define AIO_RING_ENTRIES 256
+#define AIO_RING_REAP 64
+
+/* An eventfd read through the loop's ring (aio_ring_watch_eventfd()). */
+struct AioEventWatch {
+    AioRingOp op;           /* first: the CQE user_data */
+    AioContext *ctx;
+    int fd;
+    IOHandler *cb;          /* NULL once unwatched */
+    void *opaque;
+    uint64_t val;           /* read target */
+    bool armed;             /* a READ is in flight */
+};
 
 typedef struct AioHandler {
     int fd;
@@ -68,9 +95,20 @@ struct AioContext {
     AioWakeNode *wake_stack;    /* lock-free, newest first (atomic) */
     AioBH *co_bh;
     AioEngine *engines[3];
+    PoolBatch *pool_batch;      /* thread-pool.c's */
     AioEngine *waiter;          /* engine that performs the wait, or NULL */
     pthread_t home;             /* thread that polls us (atomic access) */
     bool kicked;                /* home-thread aio_notify() (atomic) */
+    bool epoll_dirty;           /* epoll may have ready fds (ring mode) */
+#ifdef CONFIG_LINUX_IO_URING
+    bool use_ring;              /* the wait is io_uring_enter on ring */
+    bool epoll_polled;          /* POLL_ADD on epfd in flight */
+    bool poll_multishot;        /* kernel accepts IORING_POLL_ADD_MULTI */
+    struct io_uring ring;
+    AioRingOp epoll_op;
+    AioEventWatch *notify_watch;
+    GQueue watches;             /* of AioEventWatch, incl. unwatched ones */
+#endif
 };
 
 static __thread AioContext *default_ctx;
@@ -188,6 +226,48 @@ void aio_co_schedule(AioContext *ctx, Coroutine *co)
 
 /* ---- context lifetime ---- */
 
+static bool force_epoll;
+
+void aio_force_epoll(bool on)
+{
+    __atomic_store_n(&force_epoll, on, __ATOMIC_RELAXED);
+}
+
+bool aio_context_uses_ring(AioContext *ctx)
+{
+#ifdef CONFIG_LINUX_IO_URING
+    return ctx->use_ring;
+#else
+    return false;
+#endif
+}
+
+static void aio_ring_init(AioContext *ctx);
+static void aio_ring_cleanup(AioContext *ctx);
+static void aio_notify_watched(void *opaque);
+
+/* The notify eventfd: read through the ring in ring mode (so it must
+ * block there), an ordinary fd handler in epoll mode. */
+static bool aio_notify_init(AioContext *ctx, Error **errp)
+{
+    bool ring = aio_context_uses_ring(ctx);
+
+    ctx->notify_fd = eventfd(0, EFD_CLOEXEC | (ring ? 0 : EFD_NONBLOCK));
+    if (ctx->notify_fd < 0) {
+        error_setg_errno(errp, errno, "Failed to create eventfd");
+        return false;
+    }
+#ifdef CONFIG_LINUX_IO_URING
+    if (ring) {
+        ctx->notify_watch = aio_ring_watch_eventfd(ctx, ctx->notify_fd,
+                                                   aio_notify_watched, ctx);
+        return true;
+    }
+#endif
+    aio_set_fd_handler(ctx, ctx->notify_fd, aio_notify_drain, NULL, ctx);
+    return true;
+}
+
 AioContext *aio_context_new(Error **errp)
 {
     AioContext *ctx = g_new0(AioContext, 1);
@@ -198,23 +278,24 @@ AioContext *aio_context_new(Error **errp)
         g_free(ctx);
         return NULL;
     }
-    ctx->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (ctx->notify_fd < 0) {
-        error_setg_errno(errp, errno, "Failed to create eventfd");
+    ctx->handlers = g_hash_table_new_full(g_direct_hash, g_direct_equal,
+                                          NULL, g_free);
+    aio_ring_init(ctx);
+    if (!aio_notify_init(ctx, errp)) {
+        aio_ring_cleanup(ctx);
+        g_hash_table_destroy(ctx->handlers);
         close(ctx->epfd);
         g_free(ctx);
         return NULL;
     }
-    ctx->handlers = g_hash_table_new_full(g_direct_hash, g_direct_equal,
-                                          NULL, g_free);
     g_mutex_init(&ctx->bh_lock);
     g_mutex_init(&ctx->co_lock);
     g_queue_init(&ctx->bh_ready);
     g_queue_init(&ctx->timers);
     g_queue_init(&ctx->co_ready);
     ctx->home = pthread_self();
+    ctx->epoll_dirty = true;
     ctx->co_bh = aio_bh_new(ctx, aio_co_bh, ctx);
-    aio_set_fd_handler(ctx, ctx->notify_fd, aio_notify_drain, NULL, ctx);
     return ctx;
 }
 
@@ -244,6 +325,8 @@ void aio_context_free(AioContext *ctx)
         }
     }
     aio_set_fd_handler(ctx, ctx->notify_fd, NULL, NULL, NULL);
+    aio_ring_cleanup(ctx);      /* after the engines: they may use it */
+    thread_pool_batch_free(ctx->pool_batch);
     aio_bh_delete(ctx->co_bh);
     aio_free_pending_oneshots(ctx);
     g_hash_table_destroy(ctx->handlers);
@@ -267,6 +350,11 @@ AioContext *aio_get_default(void)
         g_private_set(&default_ctx_key, default_ctx);
     }
     return default_ctx;
+}
+
+PoolBatch **aio_context_pool_batch(AioContext *ctx)
+{
+    return &ctx->pool_batch;
 }
 
 AioEngine **aio_context_engine_slot(AioContext *ctx, AioEngineType type)
@@ -319,6 +407,7 @@ void aio_set_fd_handler(AioContext *ctx, int fd, IOHandler *io_read,
     h->io_write = io_write;
     h->opaque = opaque;
     aio_epoll_update(ctx, fd, h, existed);
+    ctx->epoll_dirty = true;    /* it may be ready already */
 }
 
 /* Run the handlers for one epoll event; the handler table is re-checked
@@ -550,17 +639,294 @@ static int aio_epoll_wait(AioContext *ctx, struct epoll_event *evs,
                       : (int)MIN((timeout_ns + 999999) / 1000000, INT_MAX));
 }
 
+/* Dispatch what epoll reports within @timeout_ns; true if anything. */
+static bool aio_epoll_dispatch(AioContext *ctx, int64_t timeout_ns)
+{
+    struct epoll_event evs[AIO_MAX_EVENTS];
+    int n = aio_epoll_wait(ctx, evs, timeout_ns);
+
+    for (int i = 0; i < n; i++) {
+        aio_dispatch_fd(ctx, &evs[i]);
+    }
+    return n > 0;
+}
+
+/* ---- the io_uring wait (ring mode) ---- */
+
+/* Cross-thread aio_notify() in ring mode: the read itself was the event. */
+static void aio_notify_watched(void *opaque)
+{
+}
+
+#ifdef CONFIG_LINUX_IO_URING
+static bool aio_epoll_op_done(AioRingOp *op, int res, uint32_t flags);
+
+/* Ring mode needs a ring with timeouts as enter arguments (so no timeout
+ * SQEs of liburing's own show up in the CQ); anything else: epoll. */
+static void aio_ring_init(AioContext *ctx)
+{
+    struct io_uring_params p = { 0 };
+    const char *env = g_getenv("STRATA_AIO_EPOLL");
+
+    g_queue_init(&ctx->watches);
+    if (__atomic_load_n(&force_epoll, __ATOMIC_RELAXED) ||
+        (env && *env && strcmp(env, "0"))) {
+        return;
+    }
+    if (io_uring_queue_init_params(AIO_RING_ENTRIES, &ctx->ring, &p) < 0) {
+        return;
+    }
+    if (!(p.features & IORING_FEAT_EXT_ARG)) {
+        io_uring_queue_exit(&ctx->ring);
+        return;
+    }
+    ctx->use_ring = true;
+    ctx->poll_multishot = true;
+    ctx->epoll_op.complete = aio_epoll_op_done;
+}
+
+/* Cancel the loop's own reads and polls synchronously (the kernel must
+ * not write into a watch after it is freed), exit the ring, then free the
+ * watches whose final CQE will never be reaped. */
+static void aio_ring_cleanup(AioContext *ctx)
+{
+    struct io_uring_sync_cancel_reg reg = {
+        .flags = IORING_ASYNC_CANCEL_ANY,
+        .timeout = { .tv_sec = -1, .tv_nsec = -1 },
+    };
+    AioEventWatch *w;
+
+    if (ctx->use_ring) {
+        io_uring_register_sync_cancel(&ctx->ring, &reg);   /* best effort */
+        io_uring_queue_exit(&ctx->ring);
+        ctx->use_ring = false;
+    }
+    while ((w = g_queue_pop_head(&ctx->watches))) {
+        g_free(w);
+    }
+}
+
+struct io_uring *aio_context_ring(AioContext *ctx)
+{
+    return ctx->use_ring ? &ctx->ring : NULL;
+}
+
+struct io_uring_sqe *aio_ring_get_sqe(AioContext *ctx)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&ctx->ring);
+
+    if (!sqe) {
+        io_uring_submit(&ctx->ring);
+        sqe = io_uring_get_sqe(&ctx->ring);
+    }
+    return sqe;
+}
+
+/* The epoll fd became readable (or the poll ended): look at it after the
+ * wait, and re-arm a poll that will post no more CQEs. */
+static bool aio_epoll_op_done(AioRingOp *op, int res, uint32_t flags)
+{
+    AioContext *ctx = (AioContext *)((char *)op -
+                                     offsetof(AioContext, epoll_op));
+
+    ctx->epoll_dirty = true;
+    if (!(flags & IORING_CQE_F_MORE)) {
+        ctx->epoll_polled = false;
+        if (res == -EINVAL && ctx->poll_multishot) {
+            ctx->poll_multishot = false;    /* kernel < 5.13 */
+        }
+    }
+    return false;
+}
+
+/* A watched eventfd read completed: run the callback, free an unwatched
+ * watch (its last read is flushed). */
+static bool aio_watch_done(AioRingOp *op, int res, uint32_t flags)
+{
+    AioEventWatch *w = (AioEventWatch *)op;
+
+    w->armed = false;
+    if (!w->cb) {
+        g_queue_remove(&w->ctx->watches, w);
+        g_free(w);
+        return false;
+    }
+    if (res < 0) {
+        if (res != -EINTR && res != -EAGAIN && res != -ECANCELED) {
+            g_warning("eventfd read on the ring failed: %s", g_strerror(-res));
+        }
+        return false;
+    }
+    w->cb(w->opaque);
+    return true;
+}
+
+AioEventWatch *aio_ring_watch_eventfd(AioContext *ctx, int fd, IOHandler *cb,
+                                      void *opaque)
+{
+    AioEventWatch *w;
+
+    if (!ctx->use_ring) {
+        return NULL;
+    }
+    w = g_new0(AioEventWatch, 1);
+    w->op.complete = aio_watch_done;
+    w->ctx = ctx;
+    w->fd = fd;
+    w->cb = cb;
+    w->opaque = opaque;
+    g_queue_push_tail(&ctx->watches, w);
+    return w;
+}
+
+void aio_ring_unwatch_eventfd(AioEventWatch *w)
+{
+    uint64_t one = 1;
+
+    if (!w) {
+        return;
+    }
+    w->cb = NULL;
+    if (!w->armed) {
+        g_queue_remove(&w->ctx->watches, w);
+        g_free(w);
+        return;
+    }
+    /* complete the read in flight; its CQE frees the watch */
+    while (write(w->fd, &one, sizeof(one)) < 0 && errno == EINTR) {
+    }
+}
+
+/* Put the loop's own requests on the ring: the epoll fd poll and one read
+ * per watched eventfd.  A full SQ leaves them for the next iteration. */
+static void aio_ring_arm(AioContext *ctx)
+{
+    struct io_uring_sqe *sqe;
+
+    if (!ctx->epoll_polled && (sqe = aio_ring_get_sqe(ctx))) {
+        if (ctx->poll_multishot) {
+            io_uring_prep_poll_multishot(sqe, ctx->epfd, POLLIN);
+        } else {
+            io_uring_prep_poll_add(sqe, ctx->epfd, POLLIN);
+        }
+        io_uring_sqe_set_data(sqe, &ctx->epoll_op);
+        ctx->epoll_polled = true;
+    }
+    for (GList *l = ctx->watches.head; l; l = l->next) {
+        AioEventWatch *w = l->data;
+
+        if (w->cb && !w->armed && (sqe = aio_ring_get_sqe(ctx))) {
+            io_uring_prep_read(sqe, w->fd, &w->val, sizeof(w->val), 0);
+            io_uring_sqe_set_data(sqe, &w->op);
+            w->armed = true;
+        }
+    }
+}
+
+/* Submit what is queued and wait up to @timeout_ns (-1: forever, 0: do
+ * not wait) for one CQE: a single io_uring_enter(), or none at all when
+ * there is nothing to submit and nothing to wait for. */
+static void aio_ring_wait(AioContext *ctx, int64_t timeout_ns)
+{
+    struct __kernel_timespec ts = {
+        .tv_sec = timeout_ns / 1000000000,
+        .tv_nsec = timeout_ns % 1000000000,
+    };
+    struct io_uring_cqe *cqe;
+    int r;
+
+    if (timeout_ns == 0 || io_uring_cq_ready(&ctx->ring)) {
+        r = io_uring_sq_ready(&ctx->ring) ? io_uring_submit(&ctx->ring) : 0;
+    } else {
+        r = io_uring_submit_and_wait_timeout(&ctx->ring, &cqe, 1,
+                                             timeout_ns < 0 ? NULL : &ts,
+                                             NULL);
+    }
+    if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN &&
+        r != -EBUSY) {
+        g_error("io_uring_enter failed: %s", g_strerror(-r));
+    }
+}
+
+/* Dispatch every CQE; a batch is copied out and the CQ advanced before
+ * any completion runs (they may queue SQEs and re-enter the kernel). */
+static bool aio_ring_reap(AioContext *ctx)
+{
+    struct io_uring_cqe *cqes[AIO_RING_REAP];
+    AioRingOp *ops[AIO_RING_REAP];
+    int res[AIO_RING_REAP];
+    uint32_t flags[AIO_RING_REAP];
+    bool progress = false;
+    unsigned n;
+
+    do {
+        n = io_uring_peek_batch_cqe(&ctx->ring, cqes, AIO_RING_REAP);
+        for (unsigned i = 0; i < n; i++) {
+            ops[i] = io_uring_cqe_get_data(cqes[i]);
+            res[i] = cqes[i]->res;
+            flags[i] = cqes[i]->flags;
+        }
+        io_uring_cq_advance(&ctx->ring, n);
+        for (unsigned i = 0; i < n; i++) {
+            if (ops[i]) {
+                progress |= ops[i]->complete(ops[i], res[i], flags[i]);
+            }
+        }
+    } while (n == AIO_RING_REAP);
+    return progress;
+}
+
+/* Ring-mode round: arm, one enter, reap.  epoll is only asked when its
+ * poll fired or its last answer was non-empty (level-triggered fds may
+ * still be ready): the poll CQE is posted by task work that runs on our
+ * next return to user space, so no syscall is needed to notice it. */
+static bool aio_ring_poll(AioContext *ctx, int64_t timeout_ns)
+{
+    bool progress;
+
+    aio_ring_arm(ctx);
+    aio_ring_wait(ctx, ctx->epoll_dirty ? 0 : timeout_ns);
+    progress = aio_ring_reap(ctx);
+    if (ctx->epoll_dirty) {
+        ctx->epoll_dirty = aio_epoll_dispatch(ctx, 0);
+        progress |= ctx->epoll_dirty;
+    }
+    return progress;
+}
+#else
+/* Without liburing every context is in epoll mode. */
+static void aio_ring_init(AioContext *ctx)
+{
+}
+
+/* Nothing to tear down in epoll mode. */
+static void aio_ring_cleanup(AioContext *ctx)
+{
+}
+
+AioEventWatch *aio_ring_watch_eventfd(AioContext *ctx, int fd, IOHandler *cb,
+                                      void *opaque)
+{
+    return NULL;
+}
+
+void aio_ring_unwatch_eventfd(AioEventWatch *w)
+{
+}
+#endif
+
 /* One wait + dispatch round; @timeout_ns as for aio_epoll_wait. */
 static bool aio_poll_once(AioContext *ctx, int64_t timeout_ns)
 {
-    struct epoll_event evs[AIO_MAX_EVENTS];
-    bool progress = false;
-    int n;
+    bool progress;
 
-    n = aio_epoll_wait(ctx, evs, timeout_ns);
-    for (int i = 0; i < n; i++) {
-        aio_dispatch_fd(ctx, &evs[i]);
-        progress = true;
+#ifdef CONFIG_LINUX_IO_URING
+    if (ctx->use_ring) {
+        progress = aio_ring_poll(ctx, timeout_ns);
+    } else
+#endif
+    {
+        progress = aio_epoll_dispatch(ctx, timeout_ns);
     }
     progress |= aio_bh_dispatch(ctx);
     progress |= aio_timers_dispatch(ctx);

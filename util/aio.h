@@ -13,10 +13,9 @@
  * readiness, bottom half, expired timer, engine completion, notify) has
  * been dispatched; aio_poll(ctx, false) dispatches what is ready and
  * returns at once.  Returns true if anything was dispatched.  Where the
- * kernel allows, the loop waits on an io_uring; otherwise on epoll.
- * (Implementation note: the wait itself is epoll; the io_uring engine's
- * completions reach it through an eventfd registered with the ring, see
- * util/aio.c.)
+ * kernel allows, the loop waits on an io_uring (one io_uring_enter per
+ * iteration, also submitting the io_uring engine's requests); otherwise,
+ * or with STRATA_AIO_EPOLL=1 in the environment, on epoll (see util/aio.c).
  */
 #ifndef STRATA_AIO_H
 #define STRATA_AIO_H

@@ -1,18 +1,24 @@
 #include "config.h"
 /*
- * The io_uring engine (liburing): one ring per AioContext.
+ * The io_uring engine (liburing).
  *
- * Submission is batched: a request only fills an SQE and schedules the
- * context's submit BH, which calls io_uring_submit() once for everything
- * queued during the current loop iteration.  Completions signal an
- * eventfd registered with io_uring_register_eventfd(); that eventfd is an
- * ordinary fd handler of the context, so the loop's epoll wait covers
- * them.  The handler reaps CQEs and enters each waiting coroutine once.
- * In-flight requests are capped at the SQ size so the CQ never overflows
- * and an SQE is always free.  Registered files are kept in a sparse fixed
- * file table when the kernel supports it.
+ * When the context waits on its own ring (ring mode, see aio-internal.h)
+ * the engine shares that ring: a request only fills an SQE, the loop's
+ * next io_uring_enter() submits it together with the wait, and the loop
+ * hands each CQE to uring_request_done() directly.  No eventfd, no BH.
+ *
+ * In epoll mode the engine has a private ring.  Submission is batched: a
+ * request fills an SQE and schedules the submit BH, which calls
+ * io_uring_submit() once for everything queued during the loop iteration.
+ * Completions signal an eventfd registered with io_uring_register_eventfd()
+ * that is an ordinary fd handler of the context; it reaps the CQEs.
+ *
+ * In-flight requests are capped below the SQ size so the CQ never
+ * overflows and an SQE is always free.  Registered files are kept in a
+ * sparse fixed file table when the kernel supports it.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
 #include <liburing.h>
@@ -24,6 +30,8 @@
 #define URING_ENTRIES 256
 #define URING_FILES 64
 #define URING_REAP_BATCH 64
+#define URING_LOOP_RESERVE 8
+#define URING_MAX_BATCH 32     /* bigger batches serialise device writes */
 
 typedef struct UringFile {
     int fd;             /* -1: slot free */
@@ -32,10 +40,13 @@ typedef struct UringFile {
 
 typedef struct UringEngine {
     AioEngine base;
-    struct io_uring ring;
-    int efd;
-    AioBH *submit_bh;
-    unsigned queued;        /* SQEs filled but not yet submitted */
+    struct io_uring *ring;  /* &own or the context's */
+    struct io_uring own;    /* epoll mode only */
+    bool shared;
+    int efd;                /* epoll mode only */
+    AioBH *submit_bh;       /* epoll mode only */
+    unsigned cap;           /* max in flight */
+    unsigned max_batch;     /* submit at once when this many are queued */
     unsigned inflight;      /* SQEs filled whose CQE has not been reaped */
     CoQueue waiters;        /* coroutines waiting for ring capacity */
     bool files_ok;
@@ -43,64 +54,66 @@ typedef struct UringEngine {
 } UringEngine;
 
 typedef struct UringRequest {
+    AioRingOp op;           /* first: the CQE user_data */
+    UringEngine *u;
     Coroutine *co;
     int res;
     bool done;
 } UringRequest;
 
 /* Hand one completion to its coroutine (from the loop, exactly once). */
-static void uring_complete(UringEngine *u, UringRequest *req, int res)
+static bool uring_request_done(AioRingOp *op, int res, uint32_t flags)
 {
+    UringRequest *req = (UringRequest *)op;
+    UringEngine *u = req->u;
+
     req->res = res;
     req->done = true;
     u->inflight--;
     co_enter(req->co);
     co_queue_next(&u->waiters);
+    return true;
 }
 
-/* Reap all available CQEs.  They are collected before any coroutine runs
- * so that the CQ ring is not touched while coroutines submit new work. */
+/* Epoll mode: reap all available CQEs of the private ring.  They are
+ * collected before any coroutine runs so that the CQ ring is not touched
+ * while coroutines submit new work. */
 static void uring_reap(UringEngine *u)
 {
     struct io_uring_cqe *cqes[URING_REAP_BATCH];
-    UringRequest *reqs[URING_REAP_BATCH];
+    AioRingOp *ops[URING_REAP_BATCH];
     int res[URING_REAP_BATCH];
     unsigned n;
 
     do {
-        n = io_uring_peek_batch_cqe(&u->ring, cqes, URING_REAP_BATCH);
+        n = io_uring_peek_batch_cqe(u->ring, cqes, URING_REAP_BATCH);
         for (unsigned i = 0; i < n; i++) {
-            reqs[i] = io_uring_cqe_get_data(cqes[i]);
+            ops[i] = io_uring_cqe_get_data(cqes[i]);
             res[i] = cqes[i]->res;
         }
-        io_uring_cq_advance(&u->ring, n);
+        io_uring_cq_advance(u->ring, n);
         for (unsigned i = 0; i < n; i++) {
-            uring_complete(u, reqs[i], res[i]);
+            ops[i]->complete(ops[i], res[i], 0);
         }
     } while (n == URING_REAP_BATCH);
 }
 
-/* Submit everything queued; on a transient failure retry on the next
- * loop iteration (completions in flight will also make room). */
+/* Epoll mode: submit everything queued; on a transient failure retry on
+ * the next loop iteration (completions in flight also make room). */
 static void uring_flush(UringEngine *u)
 {
-    while (u->queued) {
-        int r = io_uring_submit(&u->ring);
+    while (io_uring_sq_ready(u->ring)) {
+        int r = io_uring_submit(u->ring);
 
         if (r == -EINTR) {
             continue;
         }
-        if (r == -EAGAIN || r == -EBUSY) {
+        if (r == -EAGAIN || r == -EBUSY || r == 0) {
             aio_bh_schedule(u->submit_bh);
             return;
         }
         if (r < 0) {
             g_error("io_uring_submit failed: %s", g_strerror(-r));
-        }
-        u->queued -= MIN((unsigned)r, u->queued);
-        if (r == 0) {
-            aio_bh_schedule(u->submit_bh);
-            return;
         }
     }
 }
@@ -123,7 +136,7 @@ static void uring_efd_read(void *opaque)
     while (read(u->efd, &val, sizeof(val)) < 0 && errno == EINTR) {
     }
     uring_reap(u);
-    if (u->queued) {
+    if (io_uring_sq_ready(u->ring)) {
         uring_flush(u);
     }
 }
@@ -176,26 +189,44 @@ static void uring_prep(UringEngine *u, struct io_uring_sqe *sqe, int fd,
     }
 }
 
+/* A free SQE: in ring mode the loop's ring may be full of SQEs of the
+ * loop's own, which a submit clears. */
+static struct io_uring_sqe *uring_get_sqe(UringEngine *u)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(u->ring);
+
+    if (!sqe) {
+        io_uring_submit(u->ring);
+        sqe = io_uring_get_sqe(u->ring);
+    }
+    g_assert(sqe);  /* inflight < cap < SQ size */
+    return sqe;
+}
+
 /* Queue one SQE for the batch and sleep until its CQE is reaped. */
 static int64_t coroutine_fn uring_submit(AioEngine *e, int fd, AioOp op,
                                          int64_t offset, struct iovec *iov,
                                          int niov)
 {
     UringEngine *u = (UringEngine *)e;
-    UringRequest req = { .co = co_self() };
+    UringRequest req = {
+        .op.complete = uring_request_done, .u = u, .co = co_self(),
+    };
     struct io_uring_sqe *sqe;
 
     g_assert(req.co);
-    while (u->inflight >= URING_ENTRIES) {
+    while (u->inflight >= u->cap) {
         co_queue_wait(&u->waiters, NULL);
     }
-    sqe = io_uring_get_sqe(&u->ring);
-    g_assert(sqe);  /* inflight < SQ size and unsubmitted SQEs count */
+    sqe = uring_get_sqe(u);
     uring_prep(u, sqe, fd, op, offset, iov, niov);
-    io_uring_sqe_set_data(sqe, &req);
-    u->queued++;
+    io_uring_sqe_set_data(sqe, &req.op);
     u->inflight++;
-    aio_bh_schedule(u->submit_bh);
+    if (io_uring_sq_ready(u->ring) >= u->max_batch) {
+        io_uring_submit(u->ring);
+    } else if (!u->shared) {
+        aio_bh_schedule(u->submit_bh);
+    }
     while (!req.done) {
         co_yield();
     }
@@ -209,7 +240,7 @@ static void uring_files_init(UringEngine *u)
     for (int i = 0; i < URING_FILES; i++) {
         u->files[i].fd = -1;
     }
-    u->files_ok = io_uring_register_files_sparse(&u->ring, URING_FILES) == 0;
+    u->files_ok = io_uring_register_files_sparse(u->ring, URING_FILES) == 0;
 }
 
 /* Put @fd in a free fixed-file slot (refcounted) to skip fget per I/O. */
@@ -226,7 +257,7 @@ static void uring_register_fd(AioEngine *e, int fd)
         return;
     }
     slot = uring_file_slot(u, -1);
-    if (slot >= 0 && io_uring_register_files_update(&u->ring, slot,
+    if (slot >= 0 && io_uring_register_files_update(u->ring, slot,
                                                     &fd, 1) == 1) {
         u->files[slot].fd = fd;
         u->files[slot].refs = 1;
@@ -243,36 +274,57 @@ static void uring_unregister_fd(AioEngine *e, int fd)
     if (fd < 0 || slot < 0 || --u->files[slot].refs) {
         return;
     }
-    io_uring_register_files_update(&u->ring, slot, &none, 1);
+    io_uring_register_files_update(u->ring, slot, &none, 1);
     u->files[slot].fd = -1;
 }
 
-/* Ring, completion eventfd, fixed-file table, submit BH. */
-static AioEngine *uring_create(AioContext *ctx, Error **errp)
+/* Epoll mode: a private ring whose completions signal an eventfd that
+ * the loop watches; a BH submits each iteration's batch. */
+static bool uring_own_ring(UringEngine *u, AioContext *ctx, Error **errp)
 {
-    UringEngine *u = g_new0(UringEngine, 1);
-    int r = io_uring_queue_init(URING_ENTRIES, &u->ring, 0);
+    int r = io_uring_queue_init(URING_ENTRIES, &u->own, 0);
 
     if (r < 0) {
         error_setg_errno(errp, -r, "Failed to set up io_uring");
-        g_free(u);
-        return NULL;
+        return false;
     }
     u->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    r = u->efd < 0 ? -errno : io_uring_register_eventfd(&u->ring, u->efd);
+    r = u->efd < 0 ? -errno : io_uring_register_eventfd(&u->own, u->efd);
     if (r < 0) {
         error_setg_errno(errp, -r, "Failed to set up io_uring eventfd");
         if (u->efd >= 0) {
             close(u->efd);
         }
-        io_uring_queue_exit(&u->ring);
+        io_uring_queue_exit(&u->own);
+        return false;
+    }
+    u->ring = &u->own;
+    u->cap = URING_ENTRIES;
+    u->submit_bh = aio_bh_new(ctx, uring_submit_bh, u);
+    aio_set_fd_handler(ctx, u->efd, uring_efd_read, NULL, u);
+    return true;
+}
+
+/* The context's ring if it has one, else a private ring; then the fixed
+ * file table. */
+static AioEngine *uring_create(AioContext *ctx, Error **errp)
+{
+    UringEngine *u = g_new0(UringEngine, 1);
+
+    u->ring = aio_context_ring(ctx);
+    if (u->ring) {
+        u->shared = true;
+        u->efd = -1;
+        /* leave room for the loop's own SQEs/CQEs */
+        u->cap = u->ring->sq.ring_entries - URING_LOOP_RESERVE;
+    } else if (!uring_own_ring(u, ctx, errp)) {
         g_free(u);
         return NULL;
     }
+    u->max_batch = g_getenv("STRATA_URING_BATCH")
+                   ? atoi(g_getenv("STRATA_URING_BATCH")) : URING_MAX_BATCH;
     co_queue_init(&u->waiters);
     uring_files_init(u);
-    u->submit_bh = aio_bh_new(ctx, uring_submit_bh, u);
-    aio_set_fd_handler(ctx, u->efd, uring_efd_read, NULL, u);
     return &u->base;
 }
 
@@ -285,10 +337,15 @@ static void uring_destroy(AioEngine *e)
         g_warning("io_uring engine destroyed with %u requests in flight",
                   u->inflight);
     }
-    aio_set_fd_handler(e->ctx, u->efd, NULL, NULL, NULL);
-    aio_bh_delete(u->submit_bh);
-    io_uring_queue_exit(&u->ring);
-    close(u->efd);
+    if (u->files_ok) {
+        io_uring_unregister_files(u->ring);
+    }
+    if (!u->shared) {
+        aio_set_fd_handler(e->ctx, u->efd, NULL, NULL, NULL);
+        aio_bh_delete(u->submit_bh);
+        io_uring_queue_exit(&u->own);
+        close(u->efd);
+    }
     g_free(u);
 }
 

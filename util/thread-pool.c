@@ -2,21 +2,31 @@
 /*
  * The worker pool: one process-wide set of up to 64 detached threads,
  * created on demand when work is queued and no worker is idle; a worker
- * idle for 10 s exits.  A job's completion is reported to the submitting
- * context with aio_co_wake_node() (lock-free, one eventfd write per batch),
- * so the waiting coroutine is re-entered from that context's loop (never
- * from the worker thread).
+ * idle for 10 s exits.
+ *
+ * Submission is batched per context: thread_pool_run() only appends the
+ * job to its context's batch (no lock) and the first job of a batch
+ * schedules a BH that hands the whole batch over under one pool.lock
+ * acquisition.  Idle workers sleep on their own semaphore, stacked most
+ * recently idle first; the flush gives each of them a job directly and
+ * posts only those semaphores (no shared condition variable, no herd).
+ * Jobs left over go on the shared queue, taken by workers as they finish.
+ * A job's completion is reported with aio_co_wake_node() (lock-free, one
+ * eventfd write per batch), so the waiting coroutine is re-entered from
+ * its context's loop, never from the worker thread.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
+#include <time.h>
 #include <glib.h>
 
 #include "util/aio.h"
 #include "util/aio-internal.h"
 
 #define POOL_MAX_THREADS 64
-#define POOL_IDLE_TIMEOUT_US (10 * G_TIME_SPAN_SECOND)
+#define POOL_IDLE_TIMEOUT_S 10
 
 typedef struct PoolJob {
     ThreadPoolFunc *func;
@@ -24,53 +34,120 @@ typedef struct PoolJob {
     int ret;
     AioContext *ctx;
     AioWakeNode wake;
+    GList link;             /* on a batch or on pool.jobs */
 } PoolJob;
+
+typedef struct PoolWorker {
+    sem_t sem;              /* posted once per hand-off */
+    PoolJob *job;           /* handed over by the flush */
+    bool idle;              /* on pool.idle; protected by pool.lock */
+    GList link;
+} PoolWorker;
+
+/* One context's jobs not yet handed to the pool (home thread only). */
+struct PoolBatch {
+    AioBH *bh;
+    GQueue jobs;
+};
 
 static struct {
     GMutex lock;
-    GCond cond;
-    GQueue jobs;
+    GQueue jobs;            /* of PoolJob via link */
+    GQueue idle;            /* of PoolWorker via link, newest first */
     int nthreads;
-    int nidle;
-    int nwaking;        /* signalled but not yet awake */
 } pool;
 
-/* Wait for a job; NULL once idle for too long (the worker then exits).
- * Called with pool.lock held. */
-static PoolJob *pool_next_job(void)
+/* Move every link of @src to the tail of @dst in O(1). */
+static void queue_splice(GQueue *dst, GQueue *src)
 {
-    gint64 deadline = g_get_monotonic_time() + POOL_IDLE_TIMEOUT_US;
-
-    while (g_queue_is_empty(&pool.jobs)) {
-        bool signalled;
-
-        pool.nidle++;
-        signalled = g_cond_wait_until(&pool.cond, &pool.lock, deadline);
-        pool.nidle--;
-        if (pool.nwaking) {
-            pool.nwaking--;
-        }
-        if (!signalled && g_queue_is_empty(&pool.jobs)) {
-            return NULL;
-        }
+    if (!src->head) {
+        return;
     }
-    return g_queue_pop_head(&pool.jobs);
+    if (dst->tail) {
+        dst->tail->next = src->head;
+        src->head->prev = dst->tail;
+    } else {
+        dst->head = src->head;
+    }
+    dst->tail = src->tail;
+    dst->length += src->length;
+    g_queue_init(src);
 }
 
-/* Worker main loop: run jobs until idle timeout. */
-static void *pool_worker(void *arg)
+/* Run one job and queue the wake-up of its coroutine. */
+static void pool_run_job(PoolJob *job)
 {
-    PoolJob *job;
+    job->ret = job->func(job->opaque);
+    aio_co_wake_node(job->ctx, &job->wake);
+}
+
+/* Idle timeout passed: leave if nobody picked us meanwhile; else a job
+ * is being handed over and its post is on the way. */
+static bool pool_worker_timeout(PoolWorker *w)
+{
+    bool leave;
 
     g_mutex_lock(&pool.lock);
-    while ((job = pool_next_job())) {
-        g_mutex_unlock(&pool.lock);
-        job->ret = job->func(job->opaque);
-        aio_co_wake_node(job->ctx, &job->wake);
-        g_mutex_lock(&pool.lock);
+    leave = w->idle;
+    if (leave) {
+        g_queue_unlink(&pool.idle, &w->link);
+        w->idle = false;
+        pool.nthreads--;
     }
-    pool.nthreads--;
     g_mutex_unlock(&pool.lock);
+    if (!leave) {
+        while (sem_wait(&w->sem) < 0 && errno == EINTR) {
+        }
+    }
+    return !leave;
+}
+
+/* Sleep until a job is handed over (true) or the idle timeout expires
+ * with none (false: the worker has been counted out and must exit). */
+static bool pool_worker_sleep(PoolWorker *w)
+{
+    struct timespec deadline;
+
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += POOL_IDLE_TIMEOUT_S;
+    for (;;) {
+        if (sem_clockwait(&w->sem, CLOCK_MONOTONIC, &deadline) == 0) {
+            return true;
+        }
+        if (errno != EINTR) {
+            return pool_worker_timeout(w);
+        }
+    }
+}
+
+/* Worker main loop: take queued jobs, else go idle and wait for one to
+ * be handed over; exit after the idle timeout. */
+static void *pool_worker(void *arg)
+{
+    PoolWorker *w = arg;
+
+    for (;;) {
+        GList *l;
+
+        g_mutex_lock(&pool.lock);
+        l = g_queue_pop_head_link(&pool.jobs);
+        if (!l) {
+            w->idle = true;
+            w->job = NULL;
+            g_queue_push_head_link(&pool.idle, &w->link);
+        }
+        g_mutex_unlock(&pool.lock);
+        if (l) {
+            pool_run_job(l->data);
+            continue;
+        }
+        if (!pool_worker_sleep(w)) {
+            break;
+        }
+        pool_run_job(w->job);
+    }
+    sem_destroy(&w->sem);
+    g_free(w);
     return NULL;
 }
 
@@ -78,31 +155,84 @@ static void *pool_worker(void *arg)
  * the main thread).  Called with pool.lock held. */
 static void pool_spawn_worker(void)
 {
+    PoolWorker *w = g_new0(PoolWorker, 1);
     pthread_attr_t attr;
     pthread_t tid;
     sigset_t all, old;
 
+    sem_init(&w->sem, 0, 0);
+    w->link.data = w;
     sigfillset(&all);
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    if (pthread_create(&tid, &attr, pool_worker, NULL) == 0) {
+    if (pthread_create(&tid, &attr, pool_worker, w) == 0) {
         pool.nthreads++;
+    } else {
+        sem_destroy(&w->sem);
+        g_free(w);
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
 }
 
-/* Make sure somebody will run the job just queued: wake an idle worker
- * that is not already being woken (g_cond_signal always costs a futex
- * syscall), else start one.  Called with pool.lock held. */
-static void pool_kick_worker(void)
+/* Give idle workers one job each from @b; returns how many were handed
+ * over (their workers in @woken).  Called with pool.lock held. */
+static int pool_hand_over(PoolBatch *b, PoolWorker **woken)
 {
-    if (pool.nidle > pool.nwaking) {
-        pool.nwaking++;
-        g_cond_signal(&pool.cond);
-    } else if (pool.nthreads < POOL_MAX_THREADS) {
+    int n = 0;
+    GList *wl;
+
+    while (b->jobs.head && (wl = g_queue_pop_head_link(&pool.idle))) {
+        PoolWorker *w = wl->data;
+
+        w->idle = false;
+        w->job = g_queue_pop_head_link(&b->jobs)->data;
+        woken[n++] = w;
+    }
+    return n;
+}
+
+/* The batch BH: one lock round trip for every job of the iteration. */
+static void pool_flush(void *opaque)
+{
+    PoolBatch *b = opaque;
+    PoolWorker *woken[POOL_MAX_THREADS];
+    int n;
+
+    g_mutex_lock(&pool.lock);
+    n = pool_hand_over(b, woken);
+    for (guint i = 0; i < b->jobs.length &&
+                      pool.nthreads < POOL_MAX_THREADS; i++) {
         pool_spawn_worker();
+    }
+    queue_splice(&pool.jobs, &b->jobs);
+    g_assert(pool.nthreads > 0);
+    g_mutex_unlock(&pool.lock);
+    for (int i = 0; i < n; i++) {
+        sem_post(&woken[i]->sem);
+    }
+}
+
+/* The context's batch, created on first use. */
+static PoolBatch *pool_batch(AioContext *ctx)
+{
+    PoolBatch **slot = aio_context_pool_batch(ctx);
+
+    if (!*slot) {
+        *slot = g_new0(PoolBatch, 1);
+        (*slot)->bh = aio_bh_new(ctx, pool_flush, *slot);
+        g_queue_init(&(*slot)->jobs);
+    }
+    return *slot;
+}
+
+void thread_pool_batch_free(PoolBatch *b)
+{
+    if (b) {
+        g_assert(g_queue_is_empty(&b->jobs));
+        aio_bh_delete(b->bh);
+        g_free(b);
     }
 }
 
@@ -111,16 +241,15 @@ int coroutine_fn thread_pool_run(AioContext *ctx, ThreadPoolFunc *func,
 {
     PoolJob job = {
         .func = func, .opaque = opaque, .ctx = ctx, .wake.co = co_self(),
+        .link.data = &job,
     };
+    PoolBatch *b = pool_batch(ctx);
 
     g_assert(job.wake.co);
-    g_mutex_lock(&pool.lock);
-    g_queue_push_tail(&pool.jobs, &job);
-    if ((guint)pool.nwaking < g_queue_get_length(&pool.jobs)) {
-        pool_kick_worker();
+    g_queue_push_tail_link(&b->jobs, &job.link);
+    if (b->jobs.length == 1) {
+        aio_bh_schedule(b->bh);
     }
-    g_assert(pool.nthreads > 0);
-    g_mutex_unlock(&pool.lock);
     co_yield();
     return job.ret;
 }

@@ -4,6 +4,9 @@ full stack (BlockBackend -> raw -> file, O_DIRECT) with each I/O engine,
 against `qemu-img bench` and fio's same job, interleaved in one run.
 
 Usage: scripts/bench/engines.py [--rounds N] [--count N] [--dir DIR]
+                                [--base-build DIR] [--no-fio]
+--base-build adds a second strata build (e.g. the previous commit's) as
+a contender, for before/after figures in the same interleaved run.
 Files: a 1 GiB sparse file and a 1 GiB fully written file in DIR
 (default /var/tmp: O_DIRECT needs a real file system, not tmpfs)."""
 import argparse
@@ -18,8 +21,8 @@ from common import BUILD, REF_BIN, interleave, report, run_timed
 GiB = 1 << 30
 
 
-def ours(path, engine, write, count):
-    exe = os.path.join(BUILD, 'tests', 'helpers', 'strata-bench-io')
+def ours(path, engine, write, count, build=BUILD):
+    exe = os.path.join(build, 'tests', 'helpers', 'strata-bench-io')
     argv = [exe, '-n', '-i', engine, '-d', '64', '-s', '4k', '-c', str(count)]
     argv += ['-w'] if write else []
     out, _, _ = run_timed(argv + [path])
@@ -62,6 +65,8 @@ def main():
     ap.add_argument('--count', type=int, default=400000)
     ap.add_argument('--dir', default='/var/tmp')
     ap.add_argument('--engines', default='io_uring,native,threads')
+    ap.add_argument('--base-build', help='another build dir to compare with')
+    ap.add_argument('--no-fio', action='store_true')
     ap.add_argument('--files', default='sparse,full',
                     help='which files to measure (sparse: reads only)')
     a = ap.parse_args()
@@ -78,9 +83,14 @@ def main():
                 c = {
                     f'strata {eng}': lambda e=eng: ours(path, e, write, a.count),
                     f'qemu-img {eng}': lambda e=eng: qemu_img(path, e, write, a.count),
-                    f'fio {fio_engine[eng]}': lambda e=eng: fio(path, fio_engine[e], write, a.count),
                 }
-                if eng == 'io_uring':
+                if a.base_build:
+                    c[f'strata-base {eng}'] = lambda e=eng: ours(
+                        path, e, write, a.count, a.base_build)
+                if not a.no_fio:
+                    c[f'fio {fio_engine[eng]}'] = lambda e=eng: fio(
+                        path, fio_engine[e], write, a.count)
+                if eng == 'io_uring' and not a.no_fio:
                     c['fio io_uring fixedbufs+regfiles'] = lambda: fio(
                         path, 'io_uring', write, a.count,
                         ['--fixedbufs=1', '--registerfiles=1'])

@@ -6,6 +6,7 @@
 #include <glib.h>
 
 #include "util/aio.h"
+#include "util/aio-internal.h"
 #include "util/cutils.h"
 
 #define MS (1000 * 1000LL)
@@ -473,23 +474,62 @@ static void test_default_per_thread(void)
     g_assert_cmpint(GPOINTER_TO_INT(g_thread_join(th)), ==, 1);
 }
 
+typedef struct ModeCase {
+    GTestFunc fn;
+    bool epoll;
+} ModeCase;
+
+/* Run one test on a fresh default context whose loop waits on its
+ * io_uring (where available) or, forced, on epoll. */
+static void run_in_mode(gconstpointer data)
+{
+    const ModeCase *c = data;
+
+    aio_force_epoll(c->epoll);
+    aio_context_free(aio_get_default());
+    if (c->epoll) {
+        g_assert_false(aio_context_uses_ring(aio_get_default()));
+    } else if (g_test_verbose()) {
+        g_test_message("ring mode: %d",
+                       aio_context_uses_ring(aio_get_default()));
+    }
+    c->fn();
+}
+
 int main(int argc, char **argv)
 {
+    static const struct {
+        const char *name;
+        GTestFunc fn;
+    } cases[] = {
+        { "bh/once", test_bh_once },
+        { "bh/cancel", test_bh_cancel },
+        { "bh/oneshot", test_bh_oneshot },
+        { "bh/reschedule", test_bh_resched },
+        { "timer/order", test_timers },
+        { "timer/del", test_timer_del },
+        { "fd/pipe", test_fd_handler },
+        { "thread/notify", test_notify_cross_thread },
+        { "thread/oneshot", test_oneshot_cross_thread },
+        { "thread/co-schedule", test_co_schedule_cross_thread },
+        { "co/sleep", test_co_sleep },
+        { "co/yield-to-loop", test_co_yield_to_loop },
+        { "thread-pool/run", test_thread_pool },
+        { "context/new-free", test_context_new_free },
+        { "context/per-thread", test_default_per_thread },
+    };
+
     g_test_init(&argc, &argv, NULL);
-    g_test_add_func("/aio/bh/once", test_bh_once);
-    g_test_add_func("/aio/bh/cancel", test_bh_cancel);
-    g_test_add_func("/aio/bh/oneshot", test_bh_oneshot);
-    g_test_add_func("/aio/bh/reschedule", test_bh_resched);
-    g_test_add_func("/aio/timer/order", test_timers);
-    g_test_add_func("/aio/timer/del", test_timer_del);
-    g_test_add_func("/aio/fd/pipe", test_fd_handler);
-    g_test_add_func("/aio/thread/notify", test_notify_cross_thread);
-    g_test_add_func("/aio/thread/oneshot", test_oneshot_cross_thread);
-    g_test_add_func("/aio/thread/co-schedule", test_co_schedule_cross_thread);
-    g_test_add_func("/aio/co/sleep", test_co_sleep);
-    g_test_add_func("/aio/co/yield-to-loop", test_co_yield_to_loop);
-    g_test_add_func("/aio/thread-pool/run", test_thread_pool);
-    g_test_add_func("/aio/context/new-free", test_context_new_free);
-    g_test_add_func("/aio/context/per-thread", test_default_per_thread);
+    for (unsigned m = 0; m < 2; m++) {
+        for (unsigned i = 0; i < G_N_ELEMENTS(cases); i++) {
+            g_autofree char *path = g_strdup_printf(
+                "/aio/%s/%s", m ? "epoll" : "ring", cases[i].name);
+            ModeCase *c = g_new(ModeCase, 1);   /* lives until exit */
+
+            c->fn = cases[i].fn;
+            c->epoll = m;
+            g_test_add_data_func_full(path, c, run_in_mode, g_free);
+        }
+    }
     return g_test_run();
 }

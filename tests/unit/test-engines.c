@@ -55,9 +55,27 @@ static void fill_pattern(uint8_t *buf, size_t len, unsigned seed)
     }
 }
 
-/* Open the temp file; false (test skipped) if the engine is unusable. */
-static bool fixture_setup(EngineFixture *f, AioEngineType type)
+/* Test data: engine type, plus this bit to run with the loop in epoll
+ * mode instead of waiting on its io_uring. */
+#define MODE_EPOLL 0x100
+
+/* Start the test on a fresh default context in the wait mode of @data. */
+static AioEngineType fixture_mode(int data)
 {
+    aio_force_epoll(data & MODE_EPOLL);
+    aio_context_free(aio_get_default());
+    if (data & MODE_EPOLL) {
+        g_assert_false(aio_context_uses_ring(aio_get_default()));
+    }
+    return data & ~MODE_EPOLL;
+}
+
+/* Open the temp file; false (test skipped) if the engine is unusable.
+ * @data: engine type | MODE_EPOLL. */
+static bool fixture_setup(EngineFixture *f, int data)
+{
+    AioEngineType type = fixture_mode(data);
+
     memset(f, 0, sizeof(*f));
     f->type = type;
     f->fd = -1;
@@ -460,6 +478,17 @@ static void test_instances(void)
     aio_context_free(ctx);
 }
 
+/* Where io_uring works, the loop waits on it unless told otherwise. */
+static void test_ring_mode(void)
+{
+    const char *env = g_getenv("STRATA_AIO_EPOLL");
+    bool want = aio_engine_available(AIO_ENGINE_IO_URING) &&
+                !(env && *env && strcmp(env, "0"));
+
+    fixture_mode(0);
+    g_assert_cmpint(aio_context_uses_ring(aio_get_default()), ==, want);
+}
+
 int main(int argc, char **argv)
 {
     static const AioEngineType types[] = {
@@ -480,12 +509,17 @@ int main(int argc, char **argv)
     g_test_add_func("/engines/names", test_names);
     g_test_add_func("/engines/instances", test_instances);
     g_test_add_func("/engines/dispatch/short-transfers", test_dispatch_short);
-    for (unsigned i = 0; i < G_N_ELEMENTS(types); i++) {
-        for (unsigned j = 0; j < G_N_ELEMENTS(cases); j++) {
-            g_autofree char *path = g_strdup_printf(
-                "/engines/%s/%s", aio_engine_name(types[i]), cases[j].name);
-            g_test_add_data_func(path, GINT_TO_POINTER(types[i]),
-                                 cases[j].fn);
+    g_test_add_func("/engines/ring-mode", test_ring_mode);
+    for (unsigned m = 0; m < 2; m++) {
+        for (unsigned i = 0; i < G_N_ELEMENTS(types); i++) {
+            for (unsigned j = 0; j < G_N_ELEMENTS(cases); j++) {
+                g_autofree char *path = g_strdup_printf(
+                    "/engines/%s/%s/%s", m ? "epoll" : "ring",
+                    aio_engine_name(types[i]), cases[j].name);
+                g_test_add_data_func(path, GINT_TO_POINTER(
+                                         types[i] | (m ? MODE_EPOLL : 0)),
+                                     cases[j].fn);
+            }
         }
     }
     return g_test_run();
