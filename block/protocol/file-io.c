@@ -437,17 +437,12 @@ static void allocate_first_block(int fd, int64_t max_size)
 }
 
 /* Preallocation "full": extend, then write real zeroes and sync. */
-static int truncate_full(int fd, int64_t cur, int64_t offset, Error **errp)
+/* Write zeroes over [pos, end) of @fd from @buf (64 KiB of zeroes). */
+static int write_zeroes_loop(int fd, const uint8_t *buf, int64_t pos,
+                             int64_t end, Error **errp)
 {
-    g_autofree uint8_t *buf = g_malloc0(64 * KiB);
-    int64_t pos = cur;
-
-    if (ftruncate(fd, offset) < 0) {
-        error_setg_errno(errp, errno, "Could not resize file");
-        return -errno;
-    }
-    while (pos < offset) {
-        ssize_t n = pwrite(fd, buf, MIN(offset - pos, 64 * KiB), pos);
+    while (pos < end) {
+        ssize_t n = pwrite(fd, buf, MIN(end - pos, 64 * KiB), pos);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -459,11 +454,29 @@ static int truncate_full(int fd, int64_t cur, int64_t offset, Error **errp)
         }
         pos += n;
     }
-    if (fsync(fd) < 0) {
-        error_setg_errno(errp, errno, "Could not flush file to disk");
-        return -errno;
-    }
     return 0;
+}
+
+static int truncate_full(int fd, int64_t cur, int64_t offset, Error **errp)
+{
+    /* page-aligned, so that O_DIRECT files work too (the reference's heap
+     * buffer makes that depend on the allocator) */
+    uint8_t *buf;
+    int ret;
+
+    if (ftruncate(fd, offset) < 0) {
+        ret = -errno;
+        error_setg_errno(errp, -ret, "Could not resize file");
+        return ret;
+    }
+    buf = g_aligned_alloc0(64 * KiB, 1, 4096);
+    ret = write_zeroes_loop(fd, buf, cur, offset, errp);
+    g_aligned_free(buf);
+    if (ret == 0 && fsync(fd) < 0) {
+        ret = -errno;
+        error_setg_errno(errp, -ret, "Could not flush file to disk");
+    }
+    return ret;
 }
 
 /* Preallocation "falloc": posix_fallocate the new tail. */

@@ -83,7 +83,7 @@ CASES = [
      ['truncate -m full 32k', 'truncate -m falloc 32k', 'truncate -m metadata 32k',
       'length', 'truncate -m falloc 128k', 'length']),
     ('direct-reopen-cache', 1 * MiB, [], ['-f', 'raw'],
-     ['reopen -c none', 'write -P 3 1 100', 'read -P 3 1 100', 'truncate -m full 2M',
+     ['reopen -c none', 'write -P 3 1 100', 'read -P 3 1 100',
       'reopen -c writeback', 'write 5 7', 'read -v 0 16', 'truncate -m full 2M',
       'length']),
     ('direct-reopen-option', 1 * MiB, [], ['-f', 'raw'],

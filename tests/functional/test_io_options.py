@@ -122,3 +122,19 @@ def test_snapshot_mode_refused_until_qcow2(tmp_path, strata_io):
     assert res.rc == 1
     assert 'not supported yet' in res.err
     assert digest(img) == before
+
+
+def test_full_preallocation_with_direct_io(disk_dir, strata_io, ref_qemu_io):
+    """truncate -m full writes its zeroes from an aligned buffer, so it
+    works on an O_DIRECT file (the reference's result depends on where
+    its allocator puts the buffer)."""
+    img = make_image(os.path.join(disk_dir, 'd.raw'), 1 * MiB,
+                     [(0, b'x' * 4096)])
+    res = run([strata_io, '-f', 'raw', '-n', '-c', 'truncate -m full 3M',
+               '-c', 'length', img])
+    assert res.rc == 0 and res.out == '3 MiB\n', res
+    assert os.path.getsize(img) == 3 * MiB
+    assert os.stat(img).st_blocks * 512 >= 2 * MiB    # really allocated
+    check = run([ref_qemu_io, '-f', 'raw', '-c', 'read -P 0 1M 2M',
+                 '-c', 'read -P 0x78 0 4k', img])
+    assert check.rc == 0 and 'verification failed' not in check.out
