@@ -70,12 +70,24 @@ def strata_lockholder():
 
 
 @pytest.fixture(scope='session')
-def bindir(tmp_path_factory, strata_io):
+def strata_img():
+    return built('tools', 'img', 'strata-img')
+
+
+@pytest.fixture(scope='session')
+def bindir(tmp_path_factory, strata_io, strata_img):
     """A directory where our tools are reachable under the reference's
-    names (qemu-io), so that messages carry the same program name."""
+    names (qemu-io, qemu-img), so that messages carry the same program
+    name."""
     d = tmp_path_factory.mktemp('bin')
     os.symlink(strata_io, d / 'qemu-io')
+    os.symlink(strata_img, d / 'qemu-img')
     return d
+
+
+@pytest.fixture(scope='session')
+def our_qemu_img(bindir):
+    return str(bindir / 'qemu-img')
 
 
 @pytest.fixture(scope='session')

@@ -22,7 +22,7 @@ static bool open_merge_opts(QDict **opts, const char *str)
     if (!*opts) {
         *opts = qdict_new();
     }
-    return io_opts_parse_into(*opts, str);
+    return tool_opts_parse_into(*opts, str);
 }
 
 static void open_help(void)

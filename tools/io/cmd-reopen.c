@@ -47,7 +47,7 @@ static int reopen_opt(int c, const char *arg, ReopenOpts *o)
         if (!o->opts) {
             o->opts = qdict_new();
         }
-        return io_opts_parse_into(o->opts, arg) ? 0 : -EINVAL;
+        return tool_opts_parse_into(o->opts, arg) ? 0 : -EINVAL;
     case 'r': case 'w':
         if (o->has_rw) {
             error_report("Only one -r/-w option may be given");

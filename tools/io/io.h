@@ -11,6 +11,7 @@
 #include "block/block.h"
 #include "qobject/qobject.h"
 #include "util/error.h"
+#include "tools/common/common.h"
 
 /* Command flags */
 enum {
@@ -44,13 +45,6 @@ int io_open_image(const char *name, int flags, bool writethrough,
 /* Add the AIO engine option for @engine ("native", "io_uring", ...). */
 void io_opts_set_aio(QDict **opts, const char *engine);
 
-/* ---- --object (objects.c) ---- */
-bool io_object_add(const char *def);       /* false: error reported */
-const char *io_secret_lookup(const char *id);
-
-/* ---- option strings (opts.c) ---- */
-/* qemu-io's "-o" syntax merged into @d; false on error (reported). */
-bool io_opts_parse_into(QDict *d, const char *str);
 extern bool io_image_opts;   /* --image-opts: open's path is an option string */
 
 /* ---- dispatcher (commands.c) ---- */

@@ -224,7 +224,7 @@ static void parse_opt(int c, const char *arg, IoMainOpts *o)
     case 'h': usage(); exit(0);
     case OPTION_IMAGE_OPTS: o->image_opts = io_image_opts = true; break;
     case OPTION_OBJECT:
-        if (!io_object_add(arg)) {
+        if (!tool_object_add(arg)) {
             exit(1);
         }
         break;
@@ -274,7 +274,7 @@ static QDict *image_opts_parse(const char *str)
 {
     QDict *opts = qdict_new();
 
-    if (!io_opts_parse_into(opts, str)) {
+    if (!tool_opts_parse_into(opts, str)) {
         exit(1);
     }
     return opts;

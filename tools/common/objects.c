@@ -6,22 +6,23 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
-#include "tools/io/io.h"
+#include "tools/common/common.h"
+#include "block/block.h"
 #include "util/keyval.h"
 
-static GHashTable *io_objects;   /* id -> QDict of properties */
+static GHashTable *tool_objects;   /* id -> QDict of properties */
 
-static const char *const io_object_types[] = {
+static const char *const tool_object_types[] = {
     "secret", "throttle-group", "iothread", "tls-creds-anon",
     "tls-creds-psk", "tls-creds-x509", "authz-simple", NULL,
 };
 
-static const char *const io_secret_keys[] = {
+static const char *const tool_secret_keys[] = {
     "qom-type", "id", "data", "file", "format", "keyid", "iv", "loaded",
     NULL,
 };
 
-static bool io_str_in(const char *s, const char *const *list)
+static bool tool_str_in(const char *s, const char *const *list)
 {
     for (; *list; list++) {
         if (!strcmp(s, *list)) {
@@ -31,7 +32,7 @@ static bool io_str_in(const char *s, const char *const *list)
     return false;
 }
 
-static bool io_id_valid(const char *id)
+static bool tool_id_valid(const char *id)
 {
     if (!isalpha((unsigned char)id[0])) {
         return false;
@@ -44,14 +45,14 @@ static bool io_id_valid(const char *id)
     return true;
 }
 
-static bool io_check_secret(QDict *d, Error **errp)
+static bool tool_check_secret(QDict *d, Error **errp)
 {
     const char *file = qdict_get_try_str(d, "file");
     g_autoptr(GError) gerr = NULL;
     char *data;
 
     for (const QDictEntry *e = qdict_first(d); e; e = qdict_next(d, e)) {
-        if (!io_str_in(qdict_entry_key(e), io_secret_keys)) {
+        if (!tool_str_in(qdict_entry_key(e), tool_secret_keys)) {
             error_setg(errp, "Parameter '%s' is unexpected",
                        qdict_entry_key(e));
             return false;
@@ -72,7 +73,7 @@ static bool io_check_secret(QDict *d, Error **errp)
     return true;
 }
 
-static bool io_check_object(QDict *d, Error **errp)
+static bool tool_check_object(QDict *d, Error **errp)
 {
     const char *type = qdict_get_try_str(d, "qom-type");
     const char *id = qdict_get_try_str(d, "id");
@@ -81,7 +82,7 @@ static bool io_check_object(QDict *d, Error **errp)
         error_setg(errp, "Parameter 'qom-type' is missing");
         return false;
     }
-    if (!io_str_in(type, io_object_types)) {
+    if (!tool_str_in(type, tool_object_types)) {
         error_setg(errp, "Parameter 'qom-type' does not accept value '%s'",
                    type);
         return false;
@@ -90,18 +91,18 @@ static bool io_check_object(QDict *d, Error **errp)
         error_setg(errp, "Parameter 'id' is missing");
         return false;
     }
-    if (!io_id_valid(id)) {
+    if (!tool_id_valid(id)) {
         error_setg(errp, "Parameter 'id' expects an identifier");
         error_append_hint(errp, "Identifiers consist of letters, digits, "
                           "'-', '.', '_', starting with a letter.\n");
         return false;
     }
-    return strcmp(type, "secret") || io_check_secret(d, errp);
+    return strcmp(type, "secret") || tool_check_secret(d, errp);
 }
 
 /* Objects the engine itself implements are created here; the others
  * (secrets) are only kept for lookup. */
-static bool io_realize_object(QDict *d, Error **errp)
+static bool tool_realize_object(QDict *d, Error **errp)
 {
     if (strcmp(qdict_get_str(d, "qom-type"), "throttle-group")) {
         return true;
@@ -111,40 +112,40 @@ static bool io_realize_object(QDict *d, Error **errp)
     return throttle_group_create_from_opts(opts, errp);
 }
 
-bool io_object_add(const char *def)
+bool tool_object_add(const char *def)
 {
     Error *err = NULL;
     QDict *d = keyval_parse_flat(def, "qom-type", NULL, &err);
     const char *id;
 
-    if (!d || !io_check_object(d, &err)) {
+    if (!d || !tool_check_object(d, &err)) {
         error_report_err(err);
         qobject_unref(d);
         return false;
     }
-    if (!io_objects) {
-        io_objects = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+    if (!tool_objects) {
+        tool_objects = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                            (GDestroyNotify)qobject_unref_impl);
     }
     id = qdict_get_str(d, "id");
-    if (g_hash_table_contains(io_objects, id)) {
+    if (g_hash_table_contains(tool_objects, id)) {
         error_report("attempt to add duplicate property '%s' to object "
                      "(type 'container')", id);
         qobject_unref(d);
         return false;
     }
-    if (!io_realize_object(d, &err)) {
+    if (!tool_realize_object(d, &err)) {
         error_report_err(err);
         qobject_unref(d);
         return false;
     }
-    g_hash_table_insert(io_objects, g_strdup(id), d);
+    g_hash_table_insert(tool_objects, g_strdup(id), d);
     return true;
 }
 
-const char *io_secret_lookup(const char *id)
+const char *tool_secret_lookup(const char *id)
 {
-    QDict *d = io_objects ? g_hash_table_lookup(io_objects, id) : NULL;
+    QDict *d = tool_objects ? g_hash_table_lookup(tool_objects, id) : NULL;
 
     return d ? qdict_get_try_str(d, "data") : NULL;
 }

@@ -1,14 +1,14 @@
 #include "config.h"
 /*
- * strata-io: "-o" and --image-opts strings, parsed the way qemu-io's
- * option lists do it: "name=value" elements separated by ','.  A name
+ * "-o" and --image-opts strings of the tools, parsed the way qemu-io's
+ * and qemu-img's option lists do it: "name=value" elements separated by ','.  A name
  * ends at '=' or ','; in a value ",," is a literal comma.  A bare "name"
  * means name=on and "noname" name=off, both with a deprecation warning.
  * Later keys override earlier ones; "id" is refused.
  */
 #include <stdio.h>
 #include <string.h>
-#include "tools/io/io.h"
+#include "tools/common/common.h"
 
 /* Value starting at *p up to an unescaped ',' (consumed). */
 static char *opts_value(const char **p)
@@ -42,7 +42,7 @@ static void opts_put_bare(QDict *d, const char *name)
     qdict_put_str(d, key, value);
 }
 
-bool io_opts_parse_into(QDict *d, const char *str)
+bool tool_opts_parse_into(QDict *d, const char *str)
 {
     const char *p = str;
 

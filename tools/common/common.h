@@ -1,0 +1,23 @@
+/*
+ * What strata-img and strata-io share: --object definitions and the
+ * option-string syntax of -o / --image-opts.
+ */
+#ifndef STRATA_TOOLS_COMMON_H
+#define STRATA_TOOLS_COMMON_H
+
+#include <stdbool.h>
+#include "qobject/qobject.h"
+#include "util/error.h"
+
+/* --object TYPE,id=ID,...: secret (kept for lookup) and throttle-group
+ * (created in the engine).  false: error reported. */
+bool tool_object_add(const char *def);
+/* The data of secret @id, NULL if none. */
+const char *tool_secret_lookup(const char *id);
+
+/* The lenient option-list syntax of -o and --image-opts merged into @d
+ * (later keys win; bare "x" = x=on, "nox" = x=off with a warning; "id"
+ * refused).  false on error (reported). */
+bool tool_opts_parse_into(QDict *d, const char *str);
+
+#endif

@@ -1,0 +1,178 @@
+#include "config.h"
+/*
+ * strata-img helpers shared by the commands: messages, common options,
+ * opening images the way qemu-img does.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include "block/driver.h"
+#include "tools/img/img.h"
+#include "util/cutils.h"
+
+static const char *argv0 = "qemu-img";
+
+void img_set_argv0(const char *a)
+{
+    argv0 = a;
+}
+
+const char *img_argv0(void)
+{
+    return argv0;
+}
+
+int img_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    error_vreport(fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "Try '%s%s%s --help' for more info\n", argv0,
+            cmd ? " " : "", cmd ? cmd : "");
+    return 1;
+}
+
+bool img_parse_output(const char *cmd, const char *arg, OutputFormat *out)
+{
+    if (!strcmp(arg, "json")) {
+        *out = OFORMAT_JSON;
+    } else if (!strcmp(arg, "human")) {
+        *out = OFORMAT_HUMAN;
+    } else {
+        img_usage_error(cmd, "--output expects 'human' or 'json' not '%s'", arg);
+        return false;
+    }
+    return true;
+}
+
+bool img_object_add(const char *def)
+{
+    return tool_object_add(def);
+}
+
+char *img_opts_accumulate(char *acc, const char *arg)
+{
+    char *joined;
+
+    if (!acc) {
+        return g_strdup(arg);
+    }
+    joined = g_strdup_printf("%s,%s", acc, arg);
+    g_free(acc);
+    return joined;
+}
+
+/* An option-list element that asks for help: "help" or "?". */
+bool img_opts_is_help(const char *opts)
+{
+    g_auto(GStrv) parts = NULL;
+
+    if (!opts) {
+        return false;
+    }
+    parts = g_strsplit(opts, ",", -1);
+    for (int i = 0; parts[i]; i++) {
+        if (!strcmp(parts[i], "help") || !strcmp(parts[i], "?")) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int img_print_create_opts_help(const char *fmt)
+{
+    const BlockDriver *drv = bdrv_find_format(fmt);
+
+    if (!drv) {
+        error_report("Unknown file format '%s'", fmt);
+        return 1;
+    }
+    if (!drv->create_opts) {
+        error_report("Format driver '%s' does not support image creation", fmt);
+        return 1;
+    }
+    bdrv_opts_print_help(fmt, drv->create_opts);
+    return 0;
+}
+
+bool img_parse_cache(const char *mode, int *flags, bool *writethrough)
+{
+    if (bdrv_parse_cache_mode(mode, flags, writethrough) < 0) {
+        error_report("Invalid cache option: %s", mode);
+        return false;
+    }
+    return true;
+}
+
+/* Options for img_open(): from --image-opts text or a format name. */
+static QDict *open_options(bool image_opts, const char *name, const char *fmt)
+{
+    QDict *opts = qdict_new();
+
+    if (image_opts) {
+        if (!tool_opts_parse_into(opts, name)) {
+            qobject_unref(opts);
+            return NULL;
+        }
+    } else if (fmt) {
+        qdict_put_str(opts, "driver", fmt);
+    }
+    return opts;
+}
+
+BlockBackend *img_open(bool image_opts, const char *name, const char *fmt,
+                       int flags, bool writethrough, bool quiet,
+                       bool force_share)
+{
+    Error *err = NULL;
+    QDict *opts = open_options(image_opts, name, fmt);
+    BlockBackend *blk;
+
+    if (!opts) {
+        return NULL;
+    }
+    if (force_share) {
+        flags |= BDRV_O_FORCE_SHARE;
+    }
+    blk = blk_new_open(image_opts ? NULL : name, NULL, opts, flags, &err);
+    if (!blk) {
+        error_reportf_err(err, "Could not open '%s': ", name);
+        return NULL;
+    }
+    blk_set_enable_write_cache(blk, !writethrough);
+    return blk;
+}
+
+bool img_parse_image_size(const char *arg, int64_t *out)
+{
+    uint64_t v;
+    int ret = size_parse(arg, NULL, &v);
+
+    if (ret == -ERANGE || (ret == 0 && v > INT64_MAX)) {
+        error_report("Invalid image size specified. Must be between 0 and "
+                     "%" PRId64 ".", INT64_MAX);
+        return false;
+    }
+    if (ret < 0) {
+        error_report("Invalid image size specified: '%s'.", arg);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+void img_print_json(const QObject *obj)
+{
+    GString *s = qobject_to_json_pretty(obj, true);
+
+    printf("%s\n", s->str);
+    g_string_free(s, true);
+}
+
+char *img_size_str(uint64_t bytes)
+{
+    return size_to_str(bytes);
+}

@@ -1,0 +1,127 @@
+/*
+ * strata-img: a drop-in for qemu-img 10.0.  One file per command
+ * (tools/img/<command>.c, entry point img_<command>), shared helpers in
+ * common.c, the dispatcher and global options in main.c.
+ *
+ * Conventions for command entry points:
+ *  - called with argc/argv where argv[0] is the command name; parse with
+ *    getopt_long (GNU permutation: options may follow operands; reset
+ *    with optind = 0 is done by the dispatcher);
+ *  - return the process exit status (0/1, or the command's own codes:
+ *    check 0..3/63, compare 0..4);
+ *  - errors go through error_report() ("qemu-img: msg"); usage errors
+ *    through img_usage_error() (adds "Try '<argv0> CMD --help' for more
+ *    info");
+ *  - "--help"/"-h" prints the command's help (img_cmd_help()) and
+ *    returns 0.
+ * Program name: whatever argv[0] of the process was (basename), so a
+ * symlink named qemu-img makes every message say qemu-img.
+ */
+#ifndef STRATA_TOOLS_IMG_H
+#define STRATA_TOOLS_IMG_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "block/block.h"
+#include "qobject/qobject.h"
+#include "tools/common/common.h"
+#include "util/error.h"
+
+typedef int ImgCmdFunc(int argc, char **argv);
+
+typedef struct ImgCmd {
+    const char *name;
+    ImgCmdFunc *func;
+    const char *summary;      /* "Create and format new image file" */
+} ImgCmd;
+
+/* The 15 commands, sorted by name (main.c). */
+extern const ImgCmd img_cmds[];
+
+int img_amend(int argc, char **argv);
+int img_bench(int argc, char **argv);
+int img_bitmap(int argc, char **argv);
+int img_check(int argc, char **argv);
+int img_commit(int argc, char **argv);
+int img_compare(int argc, char **argv);
+int img_convert(int argc, char **argv);
+int img_create(int argc, char **argv);
+int img_dd(int argc, char **argv);
+int img_info(int argc, char **argv);
+int img_map(int argc, char **argv);
+int img_measure(int argc, char **argv);
+int img_rebase(int argc, char **argv);
+int img_resize(int argc, char **argv);
+int img_snapshot(int argc, char **argv);
+
+/* ---- messages (common.c) ---- */
+/* argv[0] as invoked (the usage hint repeats it in full). */
+void img_set_argv0(const char *argv0);
+const char *img_argv0(void);
+/* "<prog>: msg" then "Try '<argv0> [@cmd ]--help' for more info" (the
+ * reference's exact hint); @cmd may be NULL; returns 1 (exit status). */
+int img_usage_error(const char *cmd, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+/* Per-command help: "Usage: ..." layout of qemu-img 10.0 (help.c). */
+void img_cmd_help(const char *cmd);
+
+/* ---- common options (common.c) ---- */
+/* Long options every command shares; terminate your own table with
+ * these appended via IMG_COMMON_LONGOPTS. */
+enum {
+    OPTION_OBJECT = 256, OPTION_IMAGE_OPTS, OPTION_TARGET_IMAGE_OPTS,
+    OPTION_OUTPUT, OPTION_BACKING_CHAIN, OPTION_SIZE, OPTION_SALVAGE,
+    OPTION_TARGET_IS_ZERO, OPTION_BITMAPS, OPTION_SKIP_BROKEN,
+    OPTION_FLUSH_INTERVAL, OPTION_NO_DRAIN, OPTION_PATTERN,
+    OPTION_START_OFFSET, OPTION_MAX_LENGTH, OPTION_SHRINK,
+    OPTION_PREALLOCATION, OPTION_FORCE, OPTION_ADD, OPTION_REMOVE,
+    OPTION_CLEAR, OPTION_ENABLE, OPTION_DISABLE, OPTION_MERGE,
+    OPTION_LIMITS,
+};
+
+/* --output=human|json */
+typedef enum { OFORMAT_HUMAN, OFORMAT_JSON } OutputFormat;
+/* false + usage error printed for anything else ("--output expects
+ * 'human' or 'json' not 'xml'"). */
+bool img_parse_output(const char *cmd, const char *arg, OutputFormat *out);
+
+/* --object: returns false (error printed) on failure. */
+bool img_object_add(const char *def);
+
+/* -o accumulation: "a=b" then "c=d" -> "a=b,c=d" (g_free the result). */
+char *img_opts_accumulate(char *acc, const char *arg);
+/* Does an -o string ask for help ("help" or "?" element)? */
+bool img_opts_is_help(const char *opts);
+/* "Supported options:" list for @fmt's create options (-o help);
+ * returns the exit status. */
+int img_print_create_opts_help(const char *fmt);
+
+/* -t / -T cache modes: "none", "writeback", ... -> flags/writethrough.
+ * false + "Invalid cache option: %s" on error. */
+bool img_parse_cache(const char *mode, int *flags, bool *writethrough);
+
+/*
+ * Open an image as qemu-img does.
+ *  @image_opts: @name is an option string (--image-opts), else a filename;
+ *  @fmt: -f value or NULL (probe; raw guess warns);
+ *  @flags: BDRV_O_*; @writethrough: backend write cache off;
+ *  @quiet: suppress the probing warning? (qemu-img never does: false);
+ *  @force_share: -U.
+ * Errors are printed as "<prog>: Could not open 'x': ..." and NULL
+ * returned.
+ */
+BlockBackend *img_open(bool image_opts, const char *name, const char *fmt,
+                       int flags, bool writethrough, bool quiet,
+                       bool force_share);
+
+/* Sizes on the command line, with qemu-img's messages; false if bad
+ * (message printed: "Invalid image size specified. ..."). */
+bool img_parse_image_size(const char *arg, int64_t *out);
+
+/* Print a QObject as qemu-img --output=json does, followed by "\n". */
+void img_print_json(const QObject *obj);
+
+/* Human sizes as info prints them ("1 GiB"). */
+char *img_size_str(uint64_t bytes);
+
+#endif
