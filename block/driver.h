@@ -49,7 +49,8 @@ uint64_t bdrv_opt_number(QDict *opts, const char *name, uint64_t def, Error **er
 /* Remove every key of @schema from @opts into a new dict (for drivers that
  * want their own options separated from children's). */
 QDict *bdrv_opts_take(QDict *opts, const BlockOptDesc *schema);
-/* Prints "Supported <fmt> options:" and one line per option, as -o help. */
+/* Prints "Supported <fmt> options:" (@fmt NULL: "Supported options:") and
+ * one line per option, sorted by name, as -o help. */
 void bdrv_opts_print_help(const char *fmt, const BlockOptDesc *schema);
 
 /* ---- limits ---- */
@@ -149,6 +150,14 @@ typedef struct BlockDriverInfoOps {
     QDict *(*get_specific_info)(BlockDriverState *bs, Error **errp);
 } BlockDriverInfoOps;
 
+/* measure: bytes a new image of this format needs (qemu-img measure). */
+typedef struct BlockMeasureInfo {
+    uint64_t required;            /* for the data in use */
+    uint64_t fully_allocated;     /* with every cluster allocated */
+    bool has_bitmaps;
+    uint64_t bitmaps;             /* persistent bitmaps' share, if any */
+} BlockMeasureInfo;
+
 struct BlockDriver {
     /* identity */
     const char *format_name;
@@ -229,6 +238,11 @@ struct BlockDriver {
     /* optional groups; append new ones at the end */
     const BlockDriverInfoOps *info;
     const struct BlockDriverDebugOps *debug;     /* block/debug.h */
+    /* Size estimate for an image created with @opts (create options; "size"
+     * set unless @in_bs) holding the data of @in_bs (may be NULL).  Plain
+     * context.  NULL: the format cannot be measured. */
+    int (*measure)(QDict *opts, BlockDriverState *in_bs,
+                   BlockMeasureInfo *info, Error **errp);
 };
 
 void bdrv_register(const BlockDriver *drv);

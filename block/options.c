@@ -265,7 +265,11 @@ void bdrv_opts_print_help(const char *fmt, const BlockOptDesc *schema)
         g_ptr_array_add(sorted, (gpointer)schema);
     }
     g_ptr_array_sort(sorted, compare_desc);
-    printf("Supported %s options:\n", fmt);
+    if (fmt) {
+        printf("Supported %s options:\n", fmt);
+    } else {
+        printf("Supported options:\n");     /* merged format + protocol */
+    }
     for (unsigned i = 0; i < sorted->len; i++) {
         print_opt_help(g_ptr_array_index(sorted, i));
     }

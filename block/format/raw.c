@@ -364,6 +364,42 @@ static int coroutine_fn raw_co_create_opts(const BlockDriver *drv,
     return bdrv_create_file(filename, opts, errp);
 }
 
+/* raw needs exactly the virtual size, preallocated or not. */
+static int raw_measure(QDict *opts, BlockDriverState *in_bs,
+                       BlockMeasureInfo *info, Error **errp)
+{
+    Error *local_err = NULL;
+    int64_t required;
+
+    if (in_bs) {
+        required = raw_child_length(in_bs);
+        if (required < 0) {
+            error_setg_errno(errp, -required, "Unable to get image size");
+            return required;
+        }
+    } else {
+        required = bdrv_opt_size(opts, "size", 0, &local_err);
+        if (local_err) {
+            error_propagate(errp, local_err);
+            return -EINVAL;
+        }
+        required = ROUND_UP(required, BDRV_SECTOR_SIZE);
+    }
+    info->required = required;
+    info->fully_allocated = required;
+    return 0;
+}
+
+/* No cluster size, never dirty: info shows "dirty-flag": false. */
+static int raw_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
+{
+    return 0;
+}
+
+static const BlockDriverInfoOps raw_info_ops = {
+    .get_info = raw_get_info,
+};
+
 const BlockDriver bdrv_raw = {
     .format_name = "raw",
     .kind = BDRV_KIND_FORMAT,
@@ -385,4 +421,6 @@ const BlockDriver bdrv_raw = {
     .co_get_allocated_file_size = raw_co_get_allocated_file_size,
     .co_copy_range_from = raw_co_copy_range_from,
     .co_copy_range_to = raw_co_copy_range_to,
+    .info = &raw_info_ops,
+    .measure = raw_measure,
 };

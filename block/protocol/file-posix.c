@@ -542,6 +542,11 @@ static int raw_create_worker(void *opaque)
     if (ret == 0) {
         ret = raw_regular_truncate(fd, 0, PREALLOC_MODE_OFF, &c->err);
     }
+    if (ret == 0 && c->prealloc == PREALLOC_MODE_METADATA) {
+        /* as the reference: the file exists (emptied) before the refusal */
+        error_setg(&c->err, "Unsupported preallocation mode: metadata");
+        ret = -ENOTSUP;
+    }
     if (ret == 0 && c->nocow) {
         raw_set_nocow(fd);
     }
@@ -577,11 +582,7 @@ static int raw_create_parse(QDict *opts, RawCreate *c, Error **errp)
         error_setg(errp, "invalid parameter value: %s", p);
         return -EINVAL;
     }
-    if (c->prealloc == PREALLOC_MODE_METADATA) {
-        error_setg(errp, "Unsupported preallocation mode: %s", p);
-        return -ENOTSUP;
-    }
-    return 0;
+    return 0;    /* metadata: refused by the worker, after emptying the file */
 }
 
 static int coroutine_fn raw_co_create_opts(const BlockDriver *drv,
@@ -600,6 +601,28 @@ static int coroutine_fn raw_co_create_opts(const BlockDriver *drv,
     }
     return ret;
 }
+
+/* ---- info ---- */
+
+static int raw_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
+{
+    return 0;
+}
+
+/* "format-specific": {"type": "file", "data": {}} as the reference. */
+static QDict *raw_get_specific_info(BlockDriverState *bs, Error **errp)
+{
+    QDict *spec = qdict_new();
+
+    qdict_put_str(spec, "type", "file");
+    qdict_put_obj(spec, "data", QOBJECT(qdict_new()));
+    return spec;
+}
+
+static const BlockDriverInfoOps raw_info_ops = {
+    .get_info = raw_get_info,
+    .get_specific_info = raw_get_specific_info,
+};
 
 /* ---- driver tables ---- */
 
@@ -631,6 +654,7 @@ const BlockDriver bdrv_file = {
     .co_get_allocated_file_size = raw_co_get_allocated_file_size,
     .co_copy_range_from = raw_co_copy_range_from,
     .co_copy_range_to = raw_co_copy_range_to,
+    .info = &raw_info_ops,
 };
 
 const BlockDriver bdrv_host_device = {
@@ -660,4 +684,5 @@ const BlockDriver bdrv_host_device = {
     .co_get_allocated_file_size = raw_co_get_allocated_file_size,
     .co_copy_range_from = raw_co_copy_range_from,
     .co_copy_range_to = raw_co_copy_range_to,
+    .info = &raw_info_ops,
 };

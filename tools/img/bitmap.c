@@ -1,9 +1,239 @@
 #include "config.h"
-/* placeholder while the command is being written */
+/*
+ * strata-img bitmap: add, remove, clear, enable, disable or merge the
+ * persistent dirty bitmaps of an image.
+ *
+ * Actions run in command-line order and stop at the first failure.  No
+ * Strata format stores persistent bitmaps yet, so an image has none:
+ * --add fails because the format cannot store one, every other action
+ * because the named bitmap does not exist (as in the reference on raw).
+ */
+#include <stdio.h>
+#include <string.h>
 #include "tools/img/img.h"
+
+typedef enum {
+    BITMAP_ADD, BITMAP_REMOVE, BITMAP_CLEAR, BITMAP_ENABLE, BITMAP_DISABLE,
+    BITMAP_MERGE,
+} BitmapOp;
+
+static const char *const bitmap_op_names[] = {
+    [BITMAP_ADD] = "add", [BITMAP_REMOVE] = "remove",
+    [BITMAP_CLEAR] = "clear", [BITMAP_ENABLE] = "enable",
+    [BITMAP_DISABLE] = "disable", [BITMAP_MERGE] = "merge",
+};
+
+typedef struct BitmapAction {
+    BitmapOp op;
+    const char *src;          /* --merge SOURCE */
+} BitmapAction;
+
+typedef struct BitmapArgs {
+    GArray *actions;          /* BitmapAction */
+    const char *fmt;
+    const char *src_file;     /* -b */
+    const char *src_fmt;      /* -F */
+    bool image_opts;
+    bool merge;
+    int64_t granularity;
+} BitmapArgs;
+
+/* --format is deliberately absent: the reference accepts only -f. */
+static const struct option bitmap_longopts[] = {
+    { "help", no_argument, NULL, 'h' },
+    { "image-opts", no_argument, NULL, OPTION_IMAGE_OPTS },
+    { "object", required_argument, NULL, OPTION_OBJECT },
+    { "add", no_argument, NULL, OPTION_ADD },
+    { "remove", no_argument, NULL, OPTION_REMOVE },
+    { "clear", no_argument, NULL, OPTION_CLEAR },
+    { "enable", no_argument, NULL, OPTION_ENABLE },
+    { "disable", no_argument, NULL, OPTION_DISABLE },
+    { "merge", required_argument, NULL, OPTION_MERGE },
+    { "source-file", required_argument, NULL, 'b' },
+    { "source-format", required_argument, NULL, 'F' },
+    { "granularity", required_argument, NULL, 'g' },
+    { NULL, 0, NULL, 0 },
+};
+
+static void add_action(BitmapArgs *a, BitmapOp op, const char *src)
+{
+    BitmapAction act = { .op = op, .src = src };
+
+    g_array_append_val(a->actions, act);
+    a->merge |= op == BITMAP_MERGE;
+}
+
+/* The action options; false if @c is not one of them. */
+static bool action_option(int c, BitmapArgs *a)
+{
+    static const struct { int opt; BitmapOp op; } map[] = {
+        { OPTION_ADD, BITMAP_ADD }, { OPTION_REMOVE, BITMAP_REMOVE },
+        { OPTION_CLEAR, BITMAP_CLEAR }, { OPTION_ENABLE, BITMAP_ENABLE },
+        { OPTION_DISABLE, BITMAP_DISABLE }, { OPTION_MERGE, BITMAP_MERGE },
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(map); i++) {
+        if (map[i].opt == c) {
+            add_action(a, map[i].op, c == OPTION_MERGE ? optarg : NULL);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* One option; returns -1 to go on, else the exit status. */
+static int bitmap_option(int c, BitmapArgs *a)
+{
+    if (action_option(c, a)) {
+        return -1;
+    }
+    switch (c) {
+    case 'h':
+        img_cmd_help("bitmap");
+        return 0;
+    case 'f':
+        a->fmt = optarg;
+        return -1;
+    case 'b':
+        a->src_file = optarg;
+        return -1;
+    case 'F':
+        a->src_fmt = optarg;
+        return -1;
+    case 'g':
+        return img_cvtnum("granularity", optarg, &a->granularity) ? -1 : 1;
+    case OPTION_IMAGE_OPTS:
+        a->image_opts = true;
+        return -1;
+    case OPTION_OBJECT:
+        return img_object_add(optarg) ? -1 : 1;
+    default:
+        return img_getopt_fail("bitmap");
+    }
+}
+
+/* Was --add among the actions? */
+static bool has_add(const BitmapArgs *a)
+{
+    for (guint i = 0; i < a->actions->len; i++) {
+        if (g_array_index(a->actions, BitmapAction, i).op == BITMAP_ADD) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Combinations the reference refuses before opening anything. */
+static bool bitmap_args_valid(const BitmapArgs *a, int operands)
+{
+    const char *msg = NULL;
+
+    if (!a->actions->len) {
+        msg = "Need at least one of --add, --remove, --clear, --enable, "
+              "--disable, or --merge";
+    } else if (a->granularity && !has_add(a)) {
+        msg = "granularity only supported with --add";
+    } else if (a->src_file && !a->merge) {
+        msg = "Merge bitmap source file only supported with --merge";
+    } else if (a->src_fmt && !a->src_file) {
+        msg = "-F only supported with -b";
+    } else if (operands != 2) {
+        msg = "Expecting filename and bitmap name";
+    }
+    if (msg) {
+        error_report("%s", msg);
+    }
+    return !msg;
+}
+
+/* --add: the granularity, then whether the format can store bitmaps. */
+static void bitmap_add(BlockBackend *blk, int64_t granularity, Error **errp)
+{
+    if (granularity && (granularity < 512 ||
+                        (granularity & (granularity - 1)))) {
+        error_setg(errp, "Granularity must be power of 2 and at least 512");
+        return;
+    }
+    error_setg(errp, "Can't store persistent bitmaps to %s: Operation not "
+               "supported", bdrv_get_node_name(blk_bs(blk)));
+}
+
+/* --merge: open the source image (-b) if any; the target must exist. */
+static bool bitmap_merge(const BitmapArgs *a, const char *bitmap,
+                         Error **errp)
+{
+    BlockBackend *src;
+
+    if (a->src_file) {
+        src = img_open(false, a->src_file, a->src_fmt, 0, false, false,
+                       false);
+        if (!src) {
+            return false;
+        }
+        blk_unref(src);
+    }
+    error_setg(errp, "Dirty bitmap '%s' not found", bitmap);
+    return true;
+}
+
+/* Run one action; false (error printed) on failure. */
+static bool bitmap_run(BlockBackend *blk, const BitmapArgs *a,
+                       const BitmapAction *act, const char *bitmap)
+{
+    Error *err = NULL;
+
+    if (act->op == BITMAP_ADD) {
+        bitmap_add(blk, a->granularity, &err);
+    } else if (act->op == BITMAP_MERGE) {
+        if (!bitmap_merge(a, bitmap, &err)) {
+            return false;
+        }
+    } else {
+        error_setg(&err, "Dirty bitmap '%s' not found", bitmap);
+    }
+    if (err) {
+        error_reportf_err(err, "Operation %s on bitmap %s failed: ",
+                          bitmap_op_names[act->op], bitmap);
+        return false;
+    }
+    return true;
+}
+
+/* Open the image and run the actions in order; returns the status. */
+static int bitmap_image(const BitmapArgs *a, const char *file,
+                        const char *bitmap)
+{
+    BlockBackend *blk;
+    bool ok = true;
+
+    blk = img_open_checked(a->image_opts, file, a->fmt, BDRV_O_RDWR, false,
+                           false, false);
+    if (!blk) {
+        return 1;
+    }
+    for (guint i = 0; ok && i < a->actions->len; i++) {
+        ok = bitmap_run(blk, a, &g_array_index(a->actions, BitmapAction, i),
+                        bitmap);
+    }
+    blk_unref(blk);
+    return ok ? 0 : 1;
+}
 
 int img_bitmap(int argc, char **argv)
 {
-    error_report("'bitmap' is not implemented yet");
-    return 1;
+    BitmapArgs a = { .actions = g_array_new(false, false,
+                                            sizeof(BitmapAction)) };
+    int c, ret = -1;
+
+    img_getopt_argv0(argv, "bitmap");
+    while (ret < 0 && (c = getopt_long(argc, argv, "b:f:F:g:h",
+                                       bitmap_longopts, NULL)) != -1) {
+        ret = bitmap_option(c, &a);
+    }
+    if (ret < 0) {
+        ret = bitmap_args_valid(&a, argc - optind)
+              ? bitmap_image(&a, argv[optind], argv[optind + 1]) : 1;
+    }
+    g_array_free(a.actions, true);
+    return ret;
 }

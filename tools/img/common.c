@@ -176,3 +176,127 @@ char *img_size_str(uint64_t bytes)
 {
     return size_to_str(bytes);
 }
+
+/* ---- appended: getopt program name, named number options ---- */
+
+void img_getopt_argv0(char **argv, const char *cmd)
+{
+    static char *name;
+
+    g_free(name);
+    name = g_strdup_printf("%s %s", img_argv0(), cmd);
+    argv[0] = name;
+}
+
+bool img_cvtnum(const char *what, const char *arg, int64_t *out)
+{
+    uint64_t v;
+    int ret = size_parse(arg, NULL, &v);
+
+    if (ret == -ERANGE || (ret == 0 && v > INT64_MAX)) {
+        error_report("Invalid %s specified. Must be between 0 and "
+                     "%" PRId64 ".", what, INT64_MAX);
+        return false;
+    }
+    if (ret < 0) {
+        error_report("Invalid %s specified: '%s'.", what, arg);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* ---- appended: ranged number options (bench, dd) ---- */
+
+/* The reference's message for a number outside [min, max]. */
+static bool range_error(const char *what, int64_t min, int64_t max)
+{
+    error_report("Invalid %s specified. Must be between %" PRId64 " and %"
+                 PRId64 ".", what, min, max);
+    return false;
+}
+
+bool img_cvtnum_full(const char *what, const char *arg, int64_t min,
+                     int64_t max, int64_t *out)
+{
+    uint64_t v;
+    int ret = size_parse(arg, NULL, &v);
+
+    if (ret == -ERANGE || (ret == 0 && (v > (uint64_t)max ||
+                                        (int64_t)v < min))) {
+        return range_error(what, min, max);
+    }
+    if (ret < 0) {
+        error_report("Invalid %s specified: '%s'.", what, arg);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool img_strtonum_full(const char *what, const char *arg, int64_t min,
+                       int64_t max, int64_t *out)
+{
+    int64_t v;
+    int ret = parse_int64(arg, 0, &v);
+
+    if (ret == -ERANGE || (ret == 0 && (v < min || v > max))) {
+        return range_error(what, min, max);
+    }
+    if (ret < 0) {
+        error_report("Invalid %s specified: '%s'.", what, arg);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* ---- appended: getopt failures, -f/--image-opts, progress ---- */
+
+int img_getopt_fail(const char *cmd)
+{
+    fprintf(stderr, "Try '%s %s --help' for more info\n", img_argv0(), cmd);
+    return 1;
+}
+
+BlockBackend *img_open_checked(bool image_opts, const char *name,
+                               const char *fmt, int flags, bool writethrough,
+                               bool quiet, bool force_share)
+{
+    if (image_opts && fmt) {
+        error_report("--image-opts and --format are mutually exclusive");
+        return NULL;
+    }
+    return img_open(image_opts, name, fmt, flags, writethrough, quiet,
+                    force_share);
+}
+
+void img_progress_print(bool enabled, double percent)
+{
+    if (enabled) {
+        printf("    (%3.2f/100%%)\r", percent);
+        fflush(stdout);
+    }
+}
+
+void img_progress_end(bool enabled)
+{
+    if (enabled) {
+        printf("\n");
+        fflush(stdout);
+    }
+}
+
+bool img_opts_list_valid(const char *arg)
+{
+    size_t len = strlen(arg), i = len;
+
+    while (i > 0 && arg[i - 1] == ',') {
+        i--;
+    }
+    if (!arg[0] || arg[0] == ',' || (len - i) % 2) {
+        error_report("Invalid option list: %s", arg);
+        return false;
+    }
+    return true;
+}

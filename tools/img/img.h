@@ -124,4 +124,37 @@ void img_print_json(const QObject *obj);
 /* Human sizes as info prints them ("1 GiB"). */
 char *img_size_str(uint64_t bytes);
 
+/* ---- appended helpers (common.c) ---- */
+/* getopt reports errors as "<argv0> <cmd>: ..." like the reference: point
+ * argv[0] at that name before parsing a command's options. */
+void img_getopt_argv0(char **argv, const char *cmd);
+/* A non-negative number with optional suffix; false + "Invalid @what
+ * specified..." (the reference's cvtnum messages) if bad. */
+bool img_cvtnum(const char *what, const char *arg, int64_t *out);
+/* An -o argument qemu-img accepts (not empty, no leading ',', no odd
+ * trailing ','); false + "Invalid option list: x" otherwise. */
+bool img_opts_list_valid(const char *arg);
+
+/* A size with optional suffix within [@min, @max]; false + the reference's
+ * "Invalid @what specified: 'x'." / "... Must be between MIN and MAX."
+ * (cvtnum_full) if bad. */
+bool img_cvtnum_full(const char *what, const char *arg, int64_t min,
+                     int64_t max, int64_t *out);
+/* The same for a plain integer (decimal, 0x hex, no suffix). */
+bool img_strtonum_full(const char *what, const char *arg, int64_t min,
+                       int64_t max, int64_t *out);
+
+/* After getopt printed its own message (it returned '?' or ':'): the
+ * reference's "Try '<argv0> CMD --help' for more info"; returns 1. */
+int img_getopt_fail(const char *cmd);
+/* img_open() preceded by the reference's "--image-opts and --format are
+ * mutually exclusive" check. */
+BlockBackend *img_open_checked(bool image_opts, const char *name,
+                               const char *fmt, int flags, bool writethrough,
+                               bool quiet, bool force_share);
+/* -p progress as qemu-img prints it: "    (12.50/100%)\r", and the final
+ * newline; both do nothing unless @enabled. */
+void img_progress_print(bool enabled, double percent);
+void img_progress_end(bool enabled);
+
 #endif

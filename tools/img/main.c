@@ -93,8 +93,9 @@ static int parse_global(int argc, char **argv, int *status)
     };
     int c;
 
-    /* "+": stop at the command word; its options are its own */
-    while ((c = getopt_long(argc, argv, "+:hVT:", longopts, NULL)) != -1) {
+    /* "+": stop at the command word; its options are its own.  getopt
+     * prints its own messages (with the full argv[0], as the reference). */
+    while ((c = getopt_long(argc, argv, "+hVT:", longopts, NULL)) != -1) {
         switch (c) {
         case 'h':
             print_help();
@@ -106,12 +107,7 @@ static int parse_global(int argc, char **argv, int *status)
             return -1;
         case 'T':
             break;      /* tracing: accepted, nothing to trace into */
-        case ':':
-            *status = img_usage_error(NULL, "option '%s' requires an argument",
-                                      argv[optind - 1]);
-            return -1;
         default:
-            fprintf(stderr, "%s: invalid option -- '%c'\n", img_argv0(), optopt);
             fprintf(stderr, "Try '%s --help' for more info\n", img_argv0());
             *status = 1;
             return -1;

@@ -1,0 +1,122 @@
+"""strata-img dd against the reference qemu-img: operands, options,
+messages and the created output; plus the stdin/stdout extension."""
+import hashlib
+import os
+import subprocess
+
+import pytest
+
+from conftest import make_image, run
+
+MiB = 1 << 20
+
+
+def prepare(d):
+    make_image(d / 'h.raw', MiB, [(0, b'hello world'), (9000, b'abc' * 5000)])
+
+
+CASES = [
+    ('probe', ['if=h.raw', 'of=o.raw']),
+    ('bs-count', ['if=h.raw', 'of=o.raw', 'bs=4k', 'count=2']),
+    ('bs-count-skip', ['-f', 'raw', 'if=h.raw', 'of=o.raw', 'bs=4k', 'count=2', 'skip=1']),
+    ('skip-only', ['-f', 'raw', 'if=h.raw', 'of=o.raw', 'bs=1k', 'skip=3']),
+    ('bs-odd', ['-f', 'raw', 'if=h.raw', 'of=o.raw', 'bs=3000']),
+    ('bs-fraction', ['-f', 'raw', 'if=h.raw', 'of=o.raw', 'bs=1.5k', 'count=7']),
+    ('bs-repeated', ['if=h.raw', 'of=o.raw', 'bs=1k', 'bs=2k', 'count=3']),
+    ('hex-count-skip', ['if=h.raw', 'of=o.raw', 'count=0x10', 'skip=0x2']),
+    ('count-zero', ['-f', 'raw', 'if=h.raw', 'of=o.raw', 'count=0']),
+    ('count-huge', ['if=h.raw', 'of=o.raw', 'count=9223372036854775807', 'bs=4k']),
+    ('skip-beyond', ['-f', 'raw', 'if=h.raw', 'of=o.raw', 'skip=10000']),
+    ('skip-huge', ['if=h.raw', 'of=o.raw', 'skip=9223372036854775807', 'bs=4k']),
+    ('output-raw', ['-O', 'raw', 'if=h.raw', 'of=o.raw', 'bs=1M']),
+    ('force-share', ['-U', '-f', 'raw', 'if=h.raw', 'of=o.raw', 'count=1']),
+    ('image-opts', ['--image-opts', 'if=driver=raw,file.filename=h.raw', 'of=o.raw']),
+    ('overwrite', ['-f', 'raw', 'if=h.raw', 'of=h2.raw', 'count=4']),
+    ('bs-zero', ['bs=0', 'if=h.raw', 'of=o.raw']),
+    ('bs-bad', ['bs=x', 'if=h.raw', 'of=o.raw']),
+    ('bs-empty', ['if=h.raw', 'of=o.raw', 'bs=']),
+    ('bs-too-big', ['-f', 'raw', 'if=h.raw', 'of=o.raw', 'bs=2G']),
+    ('count-bad', ['count=x', 'if=h.raw', 'of=o.raw']),
+    ('count-suffix', ['-f', 'raw', 'if=h.raw', 'of=o.raw', 'count=1G']),
+    ('count-negative', ['count=-1', 'if=h.raw', 'of=o.raw']),
+    ('skip-bad', ['skip=x', 'if=h.raw', 'of=o.raw']),
+    ('skip-suffix', ['-f', 'raw', 'if=h.raw', 'of=o.raw', 'bs=1k', 'skip=1G']),
+    ('unknown-operand', ['foo=1', 'if=h.raw', 'of=o.raw']),
+    ('operand-no-value', ['xx']),
+    ('operand-empty-key', ['if=h.raw', 'of=o.raw', '=3']),
+    ('missing-input-file', ['if=nonex', 'of=o.raw']),
+    ('image-opts-and-format', ['--image-opts', '-f', 'raw', 'if=h.raw', 'of=o.raw']),
+    ('bad-output-format', ['-O', 'foo', 'if=h.raw', 'of=o.raw']),
+    ('create-fails', ['if=h.raw', '-f', 'raw', 'of=/nonexistent-dir/x']),
+    ('empty-if', ['if=', 'of=o.raw']),
+    ('empty-of', ['if=h.raw', 'of=']),
+    ('bad-option', ['-x']),
+    ('missing-argument', ['if=h.raw', 'of=o.raw', '-O']),
+]
+
+
+def run_bytes(argv, **kw):
+    """run() for binary stdin/stdout."""
+    kw.pop('text', None)
+    p = subprocess.run(argv, capture_output=True, timeout=60, **kw)
+    p.rc, p.out, p.err = p.returncode, p.stdout, p.stderr
+    return p
+
+
+def state(d):
+    out = []
+    for name in sorted(os.listdir(d)):
+        with open(d / name, 'rb') as f:
+            out.append((name, os.path.getsize(d / name),
+                        hashlib.sha256(f.read()).hexdigest()))
+    return out
+
+
+def run_in(prog, d, argv, **kw):
+    r = run([prog] + argv, cwd=d, **kw)
+    return (r.rc, r.out.replace(prog, 'qemu-img'), r.err.replace(prog, 'qemu-img'))
+
+
+@pytest.mark.parametrize('case', CASES, ids=[c[0] for c in CASES])
+def test_dd_as_reference(case, tmp_path, our_qemu_img, ref_qemu_img):
+    _, argv = case
+    results = []
+    for name, prog in (('ref', ref_qemu_img), ('ours', our_qemu_img)):
+        d = tmp_path / name
+        d.mkdir()
+        prepare(d)
+        make_image(d / 'h2.raw', 3 * MiB, [(0, b'old')])
+        results.append((run_in(prog, d, ['dd'] + argv), state(d)))
+    assert results[1] == results[0]
+
+
+def test_dd_stdout(tmp_path, our_qemu_img):
+    """Extension: without of= (or of=-) the raw data goes to stdout."""
+    prepare(tmp_path)
+    data = (tmp_path / 'h.raw').read_bytes()
+    for argv in (['if=h.raw'], ['if=h.raw', 'of=-']):
+        r = run_bytes([our_qemu_img, 'dd', '-f', 'raw', 'bs=4k', 'count=3', 'skip=1'] + argv,
+                cwd=tmp_path, text=False)
+        assert (r.rc, r.err) == (0, b'')
+        assert r.out == data[4096:12288]
+
+
+def test_dd_stdin(tmp_path, our_qemu_img):
+    """Extension: without if= (or if=-) the input is read from stdin."""
+    data = os.urandom(300000)
+    for argv in (['of=o.raw'], ['if=-', 'of=o.raw']):
+        r = run_bytes([our_qemu_img, 'dd', 'bs=1k', 'skip=2', 'count=100'] + argv,
+                cwd=tmp_path, input=data, text=False)
+        assert (r.rc, r.out, r.err) == (0, b'', b'')
+        assert (tmp_path / 'o.raw').read_bytes() == data[2048:102400]
+    r = run_bytes([our_qemu_img, 'dd', 'of=all.raw'], cwd=tmp_path, input=data, text=False)
+    assert r.rc == 0 and (tmp_path / 'all.raw').read_bytes() == data
+
+
+def test_dd_pipe_through(tmp_path, our_qemu_img):
+    """stdin to stdout, and a non-raw output format refused for stdout."""
+    data = os.urandom(10000)
+    r = run_bytes([our_qemu_img, 'dd', 'bs=100', 'count=50'], input=data, text=False)
+    assert (r.rc, r.out) == (0, data[:5000])
+    r = run_bytes([our_qemu_img, 'dd', '-O', 'qcow2', 'if=-'], input=data, text=False)
+    assert r.rc == 1 and r.out == b''

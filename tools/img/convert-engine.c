@@ -1,0 +1,417 @@
+#include "config.h"
+/*
+ * strata-img convert: the copy engine.
+ *
+ * One walk over the concatenated sources, driven by block status: each
+ * extent is cut into chunks of the request size and handed to one of
+ * -m worker coroutines.  Zero extents are skipped when the target is
+ * known to read as zeroes, else zeroed the cheapest way (write-zeroes
+ * with unmap: hole punching / zero range in the file driver); data
+ * chunks are read, scanned for zero runs of at least -S bytes, and
+ * written.  Writes are issued in chunk order unless -W.  Progress is
+ * bytes processed over the total, so no second walk is needed.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include "block/driver.h"
+#include "tools/img/convert.h"
+#include "tools/img/img.h"
+#include "util/cutils.h"
+#include "util/progress.h"
+
+#define CONVERT_MIN_REQ     (256 * 1024)
+#define CONVERT_MAX_REQ     (2 * 1024 * 1024)
+#define CONVERT_IN_FLIGHT   (16 * 1024 * 1024)
+#define CONVERT_SALVAGE_UNIT 512
+
+typedef struct Chunk {
+    int64_t off;          /* offset in the target (= concatenated source) */
+    int64_t len;
+    int src;              /* source index */
+    int64_t src_off;      /* offset in that source */
+    bool zero;
+    uint64_t seq;
+} Chunk;
+
+typedef struct Convert {
+    const ConvertParams *p;
+    int64_t total;
+    int64_t req;           /* request size */
+    size_t align;          /* buffer alignment */
+    /* the walk */
+    CoMutex walk_lock;
+    int64_t cursor;
+    int cur_src;
+    int64_t src_base;
+    int64_t st_end;        /* cached block status covers [cursor, st_end) */
+    bool st_zero;
+    /* ordering */
+    uint64_t seq_next;
+    uint64_t seq_done;
+    CoQueue order_q;
+    /* accounting */
+    RateLimit rl;
+    int64_t done;
+    int running;
+    int ret;
+    bool copy_range;
+    void *zero_buf;
+} Convert;
+
+/* Preferred request size: the target's, else ~16 MiB in flight. */
+static int64_t pick_request_size(const ConvertParams *p)
+{
+    uint64_t pref = blk_bs(p->dst)->bl.opt_transfer;
+
+    if (!pref) {
+        pref = CONVERT_IN_FLIGHT / p->coroutines;
+    }
+    pref = MAX(pref, CONVERT_MIN_REQ);
+    return MIN(pref, CONVERT_MAX_REQ);
+}
+
+static size_t pick_alignment(const ConvertParams *p)
+{
+    size_t a = MAX(blk_bs(p->dst)->bl.opt_mem_alignment, 4096);
+
+    for (int i = 0; i < p->src_num; i++) {
+        a = MAX(a, blk_bs(p->src[i])->bl.opt_mem_alignment);
+    }
+    return a;
+}
+
+static void *convert_alloc(Convert *s, size_t len)
+{
+    void *buf = NULL;
+
+    if (posix_memalign(&buf, s->align, len)) {
+        abort();
+    }
+    return buf;
+}
+
+/* Refresh the cached block status at the cursor (source s->cur_src). */
+static int coroutine_fn walk_status(Convert *s)
+{
+    const ConvertParams *p = s->p;
+    int64_t soff = s->cursor - s->src_base, pnum = 0;
+    int64_t slen = p->src_len[s->cur_src];
+    int depth = 0, ret;
+
+    ret = bdrv_co_block_status_above(blk_bs(p->src[s->cur_src]), NULL, soff,
+                                     slen - soff, &pnum, NULL, NULL, &depth);
+    if (ret < 0 && !p->salvage) {
+        error_report("error while reading block status at offset %" PRId64
+                     ": %s", s->cursor, strerror(-ret));
+        return ret;
+    }
+    if (ret < 0 || pnum <= 0) {
+        /* salvage (or a confused driver): treat a request as data */
+        pnum = MIN(s->req, slen - soff);
+        ret = BDRV_BLOCK_DATA;
+    }
+    s->st_end = s->cursor + pnum;
+    s->st_zero = (ret & BDRV_BLOCK_ZERO) ||
+                 (!(ret & BDRV_BLOCK_DATA) && depth == 0);
+    return 0;
+}
+
+/* Length of the next chunk at the cursor (inside the cached extent). */
+static int64_t walk_take(Convert *s)
+{
+    int64_t left = s->st_end - s->cursor;
+
+    if (s->st_zero && s->p->sparse) {
+        return left;        /* one request zeroes (or skips) the lot */
+    }
+    /* requests aligned to the request size */
+    return MIN(left, s->req - s->cursor % s->req);
+}
+
+/* Hand out the next chunk; false at the end or after an error. */
+static bool coroutine_fn next_chunk(Convert *s, Chunk *c)
+{
+    bool ok = false;
+
+    co_mutex_lock(&s->walk_lock);
+    while (s->ret == 0 && s->cursor < s->total &&
+           s->cursor >= s->src_base + s->p->src_len[s->cur_src]) {
+        s->src_base += s->p->src_len[s->cur_src++];
+        s->st_end = s->src_base;
+    }
+    if (s->ret == 0 && s->cursor < s->total) {
+        if (s->cursor >= s->st_end) {
+            s->ret = walk_status(s);
+        }
+        if (s->ret == 0) {
+            c->off = s->cursor;
+            c->len = walk_take(s);
+            c->src = s->cur_src;
+            c->src_off = s->cursor - s->src_base;
+            c->zero = s->st_zero;
+            c->seq = s->seq_next++;
+            s->cursor += c->len;
+            ok = true;
+        }
+    }
+    co_mutex_unlock(&s->walk_lock);
+    return ok;
+}
+
+/* In-order mode: wait until every earlier chunk has been written. */
+static void coroutine_fn wait_turn(Convert *s, const Chunk *c)
+{
+    while (s->p->in_order && s->seq_done != c->seq) {
+        co_queue_wait(&s->order_q, NULL);
+    }
+}
+
+/* -r: account @bytes about to be written, sleeping when over the rate. */
+static void coroutine_fn rate_limit(Convert *s, int64_t bytes)
+{
+    int64_t delay;
+
+    if (!s->p->rate) {
+        return;
+    }
+    delay = ratelimit_calculate_delay(&s->rl, bytes);
+    if (delay > 0) {
+        co_sleep_ns(delay);
+    }
+}
+
+static int coroutine_fn do_write(Convert *s, const Chunk *c, int64_t off,
+                                 int64_t len, const void *buf)
+{
+    int ret;
+
+    wait_turn(s, c);
+    if (s->ret < 0) {
+        return s->ret;      /* an earlier chunk failed: stop quietly */
+    }
+    rate_limit(s, len);
+    ret = blk_co_pwrite(s->p->dst, off, len, buf, 0);
+    if (ret < 0) {
+        error_report("error while writing at byte %" PRId64 ": %s", off,
+                     strerror(-ret));
+    }
+    return ret;
+}
+
+/* Write explicit zeroes (-S 0: the target must end up allocated). */
+static int coroutine_fn write_zero_bytes(Convert *s, const Chunk *c,
+                                         int64_t off, int64_t len)
+{
+    int ret = 0;
+
+    if (!s->zero_buf) {
+        s->zero_buf = convert_alloc(s, s->req);
+        memset(s->zero_buf, 0, s->req);
+    }
+    for (int64_t pos = 0; pos < len && ret == 0; pos += s->req) {
+        ret = do_write(s, c, off + pos, MIN(s->req, len - pos), s->zero_buf);
+    }
+    return ret;
+}
+
+/* A zero run: skipped on a zeroed target, else write-zeroes with unmap. */
+static int coroutine_fn write_zero_run(Convert *s, const Chunk *c,
+                                       int64_t off, int64_t len)
+{
+    int ret;
+
+    if (!s->p->sparse) {
+        return write_zero_bytes(s, c, off, len);
+    }
+    if (s->p->target_zero) {
+        return 0;
+    }
+    wait_turn(s, c);
+    if (s->ret < 0) {
+        return s->ret;
+    }
+    ret = blk_co_pwrite_zeroes(s->p->dst, off, len, BDRV_REQ_MAY_UNMAP);
+    if (ret < 0) {
+        error_report("error while writing at byte %" PRId64 ": %s", off,
+                     strerror(-ret));
+    }
+    return ret;
+}
+
+/* Bytes from @pos in @buf that are all zero or all data, in units of
+ * -S aligned to target offsets; *zero tells which. */
+static int64_t run_length(Convert *s, const Chunk *c, const uint8_t *buf,
+                          int64_t pos, bool *zero)
+{
+    int64_t unit = s->p->sparse, start = pos;
+    bool first = true;
+
+    while (pos < c->len) {
+        int64_t end = MIN(c->len, (c->off + pos) / unit * unit + unit - c->off);
+        bool z = buffer_is_zero(buf + pos, end - pos);
+
+        if (!first && z != *zero) {
+            break;
+        }
+        *zero = z;
+        first = false;
+        pos = end;
+    }
+    return pos - start;
+}
+
+/* Write a data chunk, leaving out zero runs of at least -S bytes. */
+static int coroutine_fn write_data(Convert *s, const Chunk *c,
+                                   const uint8_t *buf)
+{
+    int64_t pos = 0, n;
+    bool zero = false;
+    int ret = 0;
+
+    if (!s->p->sparse) {
+        return do_write(s, c, c->off, c->len, buf);
+    }
+    while (pos < c->len && ret == 0) {
+        n = run_length(s, c, buf, pos, &zero);
+        ret = zero ? write_zero_run(s, c, c->off + pos, n)
+                   : do_write(s, c, c->off + pos, n, buf + pos);
+        pos += n;
+    }
+    return ret;
+}
+
+/* --salvage: re-read a failed request sector by sector, zeroing (and
+ * reporting) the sectors that still fail. */
+static void coroutine_fn salvage_read(Convert *s, const Chunk *c,
+                                      uint8_t *buf)
+{
+    BlockBackend *src = s->p->src[c->src];
+
+    for (int64_t pos = 0; pos < c->len; pos += CONVERT_SALVAGE_UNIT) {
+        int64_t n = MIN(CONVERT_SALVAGE_UNIT, c->len - pos);
+        int ret = blk_co_pread(src, c->src_off + pos, n, buf + pos, 0);
+
+        if (ret < 0) {
+            if (!s->p->quiet) {
+                warn_report("error while reading offset %" PRId64 ": %s",
+                            c->off + pos, strerror(-ret));
+            }
+            memset(buf + pos, 0, n);
+        }
+    }
+}
+
+static int coroutine_fn read_data(Convert *s, const Chunk *c, uint8_t *buf)
+{
+    int ret = blk_co_pread(s->p->src[c->src], c->src_off, c->len, buf, 0);
+
+    if (ret < 0 && s->p->salvage) {
+        salvage_read(s, c, buf);
+        ret = 0;
+    } else if (ret < 0) {
+        error_report("error while reading at byte %" PRId64 ": %s", c->off,
+                     strerror(-ret));
+    }
+    return ret;
+}
+
+/* -C: try copy offloading; false (and offloading off) when unsupported. */
+static bool coroutine_fn try_copy_range(Convert *s, const Chunk *c, int *ret)
+{
+    if (!s->copy_range) {
+        return false;
+    }
+    wait_turn(s, c);
+    rate_limit(s, c->len);
+    *ret = blk_co_copy_range(s->p->src[c->src], c->src_off, s->p->dst, c->off,
+                             c->len, 0, 0);
+    if (*ret < 0) {
+        s->copy_range = false;      /* fall back to reads and writes */
+        return false;
+    }
+    return true;
+}
+
+static int coroutine_fn copy_chunk(Convert *s, const Chunk *c, uint8_t **buf)
+{
+    int ret;
+
+    if (c->zero) {
+        return write_zero_run(s, c, c->off, c->len);
+    }
+    if (try_copy_range(s, c, &ret)) {
+        return ret;
+    }
+    if (!*buf) {
+        *buf = convert_alloc(s, s->req);
+    }
+    ret = read_data(s, c, *buf);
+    return ret < 0 ? ret : write_data(s, c, *buf);
+}
+
+/* A chunk is over: let the next one write, move the progress bar. */
+static void coroutine_fn finish_chunk(Convert *s, const Chunk *c, int ret)
+{
+    if (ret < 0 && s->ret == 0) {
+        s->ret = ret;
+    }
+    if (s->p->in_order) {
+        wait_turn(s, c);
+        s->seq_done++;
+        co_queue_restart_all(&s->order_q);
+    }
+    s->done += c->len;
+    if (s->total) {
+        progress_set((float)((double)s->done * 100 / s->total));
+    }
+}
+
+static void coroutine_fn convert_worker(void *opaque)
+{
+    Convert *s = opaque;
+    uint8_t *buf = NULL;
+    Chunk c;
+
+    while (next_chunk(s, &c)) {
+        finish_chunk(s, &c, copy_chunk(s, &c, &buf));
+    }
+    free(buf);
+    s->running--;
+}
+
+static void convert_setup(Convert *s, const ConvertParams *p)
+{
+    memset(s, 0, sizeof(*s));
+    s->p = p;
+    for (int i = 0; i < p->src_num; i++) {
+        s->total += p->src_len[i];
+    }
+    s->req = pick_request_size(p);
+    s->align = pick_alignment(p);
+    s->copy_range = p->copy_range;
+    co_mutex_init(&s->walk_lock);
+    co_queue_init(&s->order_q);
+    ratelimit_set_speed(&s->rl, p->rate, 0);
+}
+
+int convert_run(const ConvertParams *p)
+{
+    Convert s;
+
+    convert_setup(&s, p);
+    s.running = p->coroutines;
+    for (int i = 0; i < p->coroutines; i++) {
+        co_enter(co_create(convert_worker, &s));
+    }
+    AIO_WAIT_WHILE(aio_get_default(), s.running > 0);
+    if (s.ret == 0) {
+        s.ret = blk_flush(p->dst);
+        if (s.ret < 0) {
+            error_report("error while flushing: %s", strerror(-s.ret));
+        }
+    }
+    free(s.zero_buf);
+    return s.ret;
+}

@@ -1,0 +1,35 @@
+/*
+ * strata-img convert: the copy engine's interface (convert-engine.c),
+ * shared with the option handling in convert.c.
+ */
+#ifndef STRATA_TOOLS_IMG_CONVERT_H
+#define STRATA_TOOLS_IMG_CONVERT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "block/block.h"
+#include "util/ratelimit.h"
+
+#define CONVERT_MAX_COROUTINES 16
+#define CONVERT_MAX_SPARSE     (16 * 1024 * 1024)
+
+typedef struct ConvertParams {
+    BlockBackend **src;       /* sources, concatenated in order */
+    int64_t *src_len;
+    int src_num;
+    BlockBackend *dst;
+    int64_t sparse;           /* -S bytes; 0 = fully allocate */
+    bool target_zero;         /* skip zero runs: target reads as zeroes */
+    bool in_order;            /* !-W */
+    bool copy_range;          /* -C */
+    bool salvage;             /* --salvage */
+    bool quiet;               /* -q */
+    int coroutines;           /* -m */
+    uint64_t rate;            /* -r bytes/s; 0 = unlimited */
+} ConvertParams;
+
+/* Copy the concatenated sources to the target; errors are reported.
+ * Returns 0 or -errno. */
+int convert_run(const ConvertParams *p);
+
+#endif
