@@ -217,6 +217,68 @@ static void test_buffer_is_zero(void)
     g_free(buf);
 }
 
+/* One non-zero byte at every position, at unaligned starts, for sizes
+ * around the 16-byte vector and 64-byte block boundaries. */
+static void test_buffer_is_zero_every_byte(void)
+{
+    static const size_t sizes[] = {
+        1, 3, 4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65,
+        79, 80, 95, 127, 128, 129, 191, 255, 256, 257, 1000, 4095, 4096, 4097,
+    };
+    enum { GUARD = 32, MAXOFF = 17 };
+    unsigned char *buf = g_malloc(4097 + MAXOFF + 2 * GUARD);
+
+    for (size_t s = 0; s < G_N_ELEMENTS(sizes); s++) {
+        size_t len = sizes[s];
+
+        for (size_t off = 0; off < MAXOFF; off++) {
+            unsigned char *p = buf + GUARD + off;
+
+            /* non-zero guards on both sides must not leak in */
+            memset(buf, 0xff, 4097 + MAXOFF + 2 * GUARD);
+            memset(p, 0, len);
+            g_assert_true(buffer_is_zero(p, len));
+            for (size_t pos = 0; pos < len; pos++) {
+                p[pos] = (pos & 1) ? 0x80 : 0x01;
+                g_assert_false(buffer_is_zero(p, len));
+                p[pos] = 0;
+            }
+            g_assert_true(buffer_is_zero(p, len));
+        }
+    }
+    g_free(buf);
+}
+
+/* Large unaligned heads and tails: the first/last bytes and the bytes
+ * right next to every 16-byte boundary in a 2 MiB buffer. */
+static void test_buffer_is_zero_large(void)
+{
+    enum { LEN = 2 * 1024 * 1024 };
+    unsigned char *buf = g_malloc0(LEN + 64);
+
+    for (size_t off = 0; off < 16; off += 5) {
+        for (size_t trim = 0; trim < 16; trim += 3) {
+            unsigned char *p = buf + off;
+            size_t len = LEN - trim;
+            static const size_t probe[] = { 0, 1, 15, 16, 63, 64 };
+
+            g_assert_true(buffer_is_zero(p, len));
+            for (size_t i = 0; i < G_N_ELEMENTS(probe); i++) {
+                p[probe[i]] = 1;
+                g_assert_false(buffer_is_zero(p, len));
+                p[probe[i]] = 0;
+                p[len - 1 - probe[i]] = 1;
+                g_assert_false(buffer_is_zero(p, len));
+                p[len - 1 - probe[i]] = 0;
+            }
+            p[len / 2 + 7] = 1;
+            g_assert_false(buffer_is_zero(p, len));
+            p[len / 2 + 7] = 0;
+        }
+    }
+    g_free(buf);
+}
+
 static void test_clock(void)
 {
     int64_t a = clock_ns(), b;
@@ -560,6 +622,9 @@ int main(int argc, char **argv)
     g_test_add_func("/util/size/to-str", test_size_to_str);
     g_test_add_func("/util/parse-int", test_parse_int);
     g_test_add_func("/util/buffer-is-zero", test_buffer_is_zero);
+    g_test_add_func("/util/buffer-is-zero/every-byte",
+                    test_buffer_is_zero_every_byte);
+    g_test_add_func("/util/buffer-is-zero/large", test_buffer_is_zero_large);
     g_test_add_func("/util/clock", test_clock);
     g_test_add_func("/util/error/basic", test_error_basic);
     g_test_add_func("/util/error/propagate", test_error_propagate);

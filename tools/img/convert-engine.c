@@ -33,6 +33,7 @@ typedef struct Chunk {
     int64_t src_off;      /* offset in that source */
     bool zero;
     uint64_t seq;
+    bool passed;          /* issue order: the turn went to the next chunk */
 } Chunk;
 
 typedef struct Convert {
@@ -47,10 +48,17 @@ typedef struct Convert {
     int64_t src_base;
     int64_t st_end;        /* cached block status covers [cursor, st_end) */
     bool st_zero;
-    /* ordering */
+    /* ordering (see wait_turn()) */
     uint64_t seq_next;
-    uint64_t seq_done;
+    uint64_t seq_done;     /* completion order: chunks fully written */
     CoQueue order_q;
+    bool issue_order;      /* in order by issue, not by completion */
+    uint64_t seq_issue;    /* issue order: the chunk that may issue */
+    /* issue order: the write error of the earliest chunk, reported last */
+    bool werr_set;
+    uint64_t werr_seq;
+    int64_t werr_off;
+    int werr;
     /* accounting */
     RateLimit rl;
     int64_t done;
@@ -152,6 +160,7 @@ static bool coroutine_fn next_chunk(Convert *s, Chunk *c)
             c->src_off = s->cursor - s->src_base;
             c->zero = s->st_zero;
             c->seq = s->seq_next++;
+            c->passed = false;
             s->cursor += c->len;
             ok = true;
         }
@@ -160,11 +169,74 @@ static bool coroutine_fn next_chunk(Convert *s, Chunk *c)
     return ok;
 }
 
-/* In-order mode: wait until every earlier chunk has been written. */
+/*
+ * In-order mode (no -W): the target is written in source order, so that
+ * it is allocated front to back like the source.  Two flavours:
+ *
+ * - completion order: a chunk writes only once every earlier chunk's
+ *   writes have completed.  Needed where allocation happens when the
+ *   request runs: O_DIRECT files, and image formats that allocate
+ *   clusters per request.
+ * - issue order (s->issue_order): a chunk writes once every earlier chunk
+ *   has issued its last request, without waiting for completion.  Used
+ *   for raw targets in regular files without O_DIRECT: buffered writes
+ *   land in the page cache and the file system allocates blocks at
+ *   writeback (delayed allocation), so the completion order of requests
+ *   in flight together does not change the layout, and the chunks
+ *   overlap instead of running one write at a time.
+ *
+ * The turn passes (pass_turn()) right before a chunk's last request is
+ * submitted; the woken coroutines run only once we yield, i.e. after the
+ * submission.  A chunk that issues nothing passes it when it finishes.
+ */
 static void coroutine_fn wait_turn(Convert *s, const Chunk *c)
 {
-    while (s->p->in_order && s->seq_done != c->seq) {
+    if (!s->p->in_order) {
+        return;
+    }
+    if (s->issue_order) {
+        while (s->seq_issue < c->seq) {
+            co_queue_wait(&s->order_q, NULL);
+        }
+        return;
+    }
+    while (s->seq_done != c->seq) {
         co_queue_wait(&s->order_q, NULL);
+    }
+}
+
+/* Issue order: let the next chunk issue (call holding the turn). */
+static void pass_turn(Convert *s, Chunk *c)
+{
+    if (s->issue_order && !c->passed) {
+        c->passed = true;
+        s->seq_issue = c->seq + 1;
+        co_queue_restart_all(&s->order_q);
+    }
+}
+
+/* Does [off, off + len) end the chunk, i.e. is it its last request? */
+static bool ends_chunk(const Chunk *c, int64_t off, int64_t len)
+{
+    return off + len == c->off + c->len;
+}
+
+/* A write failed: stop later writes; report it now, or in issue order
+ * keep the earliest chunk's error so that the one line reported is the
+ * one completion order would have given. */
+static void write_failed(Convert *s, const Chunk *c, int64_t off, int ret)
+{
+    if (s->ret == 0) {
+        s->ret = ret;
+    }
+    if (!s->issue_order) {
+        error_report("error while writing at byte %" PRId64 ": %s", off,
+                     strerror(-ret));
+    } else if (!s->werr_set || c->seq < s->werr_seq) {
+        s->werr_set = true;
+        s->werr_seq = c->seq;
+        s->werr_off = off;
+        s->werr = ret;
     }
 }
 
@@ -182,7 +254,7 @@ static void coroutine_fn rate_limit(Convert *s, int64_t bytes)
     }
 }
 
-static int coroutine_fn do_write(Convert *s, const Chunk *c, int64_t off,
+static int coroutine_fn do_write(Convert *s, Chunk *c, int64_t off,
                                  int64_t len, const void *buf)
 {
     int ret;
@@ -192,16 +264,18 @@ static int coroutine_fn do_write(Convert *s, const Chunk *c, int64_t off,
         return s->ret;      /* an earlier chunk failed: stop quietly */
     }
     rate_limit(s, len);
+    if (ends_chunk(c, off, len)) {
+        pass_turn(s, c);
+    }
     ret = blk_co_pwrite(s->p->dst, off, len, buf, 0);
     if (ret < 0) {
-        error_report("error while writing at byte %" PRId64 ": %s", off,
-                     strerror(-ret));
+        write_failed(s, c, off, ret);
     }
     return ret;
 }
 
 /* Write explicit zeroes (-S 0: the target must end up allocated). */
-static int coroutine_fn write_zero_bytes(Convert *s, const Chunk *c,
+static int coroutine_fn write_zero_bytes(Convert *s, Chunk *c,
                                          int64_t off, int64_t len)
 {
     int ret = 0;
@@ -217,7 +291,7 @@ static int coroutine_fn write_zero_bytes(Convert *s, const Chunk *c,
 }
 
 /* A zero run: skipped on a zeroed target, else write-zeroes with unmap. */
-static int coroutine_fn write_zero_run(Convert *s, const Chunk *c,
+static int coroutine_fn write_zero_run(Convert *s, Chunk *c,
                                        int64_t off, int64_t len)
 {
     int ret;
@@ -232,10 +306,12 @@ static int coroutine_fn write_zero_run(Convert *s, const Chunk *c,
     if (s->ret < 0) {
         return s->ret;
     }
+    if (ends_chunk(c, off, len)) {
+        pass_turn(s, c);
+    }
     ret = blk_co_pwrite_zeroes(s->p->dst, off, len, BDRV_REQ_MAY_UNMAP);
     if (ret < 0) {
-        error_report("error while writing at byte %" PRId64 ": %s", off,
-                     strerror(-ret));
+        write_failed(s, c, off, ret);
     }
     return ret;
 }
@@ -263,7 +339,7 @@ static int64_t run_length(Convert *s, const Chunk *c, const uint8_t *buf,
 }
 
 /* Write a data chunk, leaving out zero runs of at least -S bytes. */
-static int coroutine_fn write_data(Convert *s, const Chunk *c,
+static int coroutine_fn write_data(Convert *s, Chunk *c,
                                    const uint8_t *buf)
 {
     int64_t pos = 0, n;
@@ -317,7 +393,8 @@ static int coroutine_fn read_data(Convert *s, const Chunk *c, uint8_t *buf)
     return ret;
 }
 
-/* -C: try copy offloading; false (and offloading off) when unsupported. */
+/* -C: try copy offloading; false (and offloading off) when unsupported.
+ * Keeps the turn: on failure the chunk falls back to writes. */
 static bool coroutine_fn try_copy_range(Convert *s, const Chunk *c, int *ret)
 {
     if (!s->copy_range) {
@@ -334,7 +411,7 @@ static bool coroutine_fn try_copy_range(Convert *s, const Chunk *c, int *ret)
     return true;
 }
 
-static int coroutine_fn copy_chunk(Convert *s, const Chunk *c, uint8_t **buf)
+static int coroutine_fn copy_chunk(Convert *s, Chunk *c, uint8_t **buf)
 {
     int ret;
 
@@ -352,12 +429,17 @@ static int coroutine_fn copy_chunk(Convert *s, const Chunk *c, uint8_t **buf)
 }
 
 /* A chunk is over: let the next one write, move the progress bar. */
-static void coroutine_fn finish_chunk(Convert *s, const Chunk *c, int ret)
+static void coroutine_fn finish_chunk(Convert *s, Chunk *c, int ret)
 {
     if (ret < 0 && s->ret == 0) {
         s->ret = ret;
     }
-    if (s->p->in_order) {
+    if (s->issue_order) {
+        if (!c->passed) {
+            wait_turn(s, c);
+            pass_turn(s, c);
+        }
+    } else if (s->p->in_order) {
         wait_turn(s, c);
         s->seq_done++;
         co_queue_restart_all(&s->order_q);
@@ -381,6 +463,22 @@ static void coroutine_fn convert_worker(void *opaque)
     s->running--;
 }
 
+/* A raw image in a regular file opened without O_DIRECT: its blocks are
+ * allocated at writeback, whatever order the writes complete in. */
+static bool target_allocates_at_writeback(BlockBackend *dst)
+{
+    BlockDriverState *bs = blk_bs(dst);
+
+    if (!bs || !bs->drv || (bs->open_flags & BDRV_O_NOCACHE)) {
+        return false;
+    }
+    if (!strcmp(bs->drv->format_name, "raw")) {
+        bs = bs->file ? bs->file->bs : NULL;
+    }
+    return bs && bs->drv && !strcmp(bs->drv->format_name, "file") &&
+           !(bs->open_flags & BDRV_O_NOCACHE);
+}
+
 static void convert_setup(Convert *s, const ConvertParams *p)
 {
     memset(s, 0, sizeof(*s));
@@ -393,6 +491,7 @@ static void convert_setup(Convert *s, const ConvertParams *p)
     s->copy_range = p->copy_range;
     co_mutex_init(&s->walk_lock);
     co_queue_init(&s->order_q);
+    s->issue_order = p->in_order && target_allocates_at_writeback(p->dst);
     ratelimit_set_speed(&s->rl, p->rate, 0);
 }
 
@@ -406,6 +505,10 @@ int convert_run(const ConvertParams *p)
         co_enter(co_create(convert_worker, &s));
     }
     AIO_WAIT_WHILE(aio_get_default(), s.running > 0);
+    if (s.werr_set) {
+        error_report("error while writing at byte %" PRId64 ": %s",
+                     s.werr_off, strerror(-s.werr));
+    }
     if (s.ret == 0) {
         s.ret = blk_flush(p->dst);
         if (s.ret < 0) {
