@@ -70,8 +70,6 @@ def test_compare_as_reference(case, tmp_path, our_qemu_img, ref_qemu_img):
     assert ours == ref
 
 
-@pytest.mark.xfail(reason='--image-opts with a bare word: the shared option '
-                          'parsing (tools/common) answers differently')
 def test_compare_image_opts_with_b_format(tmp_path, our_qemu_img, ref_qemu_img):
     prepare(tmp_path)
     argv = ['compare', '--image-opts', '-F', 'raw', 'a.raw', 'same.raw']

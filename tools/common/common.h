@@ -19,5 +19,8 @@ const char *tool_secret_lookup(const char *id);
  * (later keys win; bare "x" = x=on, "nox" = x=off with a warning; "id"
  * refused).  false on error (reported). */
 bool tool_opts_parse_into(QDict *d, const char *str);
+/* Same, but a first element without '=' is the value of @implied (as
+ * qemu-img's --image-opts takes "NAME" for file=NAME). */
+bool tool_opts_parse_implied(QDict *d, const char *str, const char *implied);
 
 #endif

@@ -5,6 +5,7 @@
  */
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "tools/common/common.h"
 #include "block/block.h"
@@ -112,11 +113,72 @@ static bool tool_realize_object(QDict *d, Error **errp)
     return throttle_group_create_from_opts(opts, errp);
 }
 
+
+/* Property lists printed by "--object TYPE,help", as the reference does. */
+static const char *const tool_object_help[][2] = {
+    { "authz-list", "policy=<QAuthZListPolicy>\0rules=<QAuthZListRule>\0" },
+    { "authz-list-file", "filename=<string>\0refresh=<bool>\0" },
+    { "authz-simple", "identity=<string>\0" },
+    { "main-loop", "aio-max-batch=<int>\0thread-pool-max=<int>\0"
+      "thread-pool-min=<int>\0" },
+    { "pr-manager-helper", "path=<string>\0" },
+    { "secret", "data=<string>\0file=<string>\0"
+      "format=<QCryptoSecretFormat>\0iv=<string>\0keyid=<string>\0" },
+    { "secret_keyring", "format=<QCryptoSecretFormat>\0iv=<string>\0"
+      "keyid=<string>\0serial=<int32_t>\0" },
+    { "thread-context", "cpu-affinity=<int>\0node-affinity=<int>\0" },
+    { "throttle-group", "limits=<ThrottleLimits>\0"
+      "x-bps-read-max-length=<int>\0x-bps-read-max=<int>\0x-bps-read=<int>\0"
+      "x-bps-total-max-length=<int>\0x-bps-total-max=<int>\0"
+      "x-bps-total=<int>\0x-bps-write-max-length=<int>\0"
+      "x-bps-write-max=<int>\0x-bps-write=<int>\0"
+      "x-iops-read-max-length=<int>\0x-iops-read-max=<int>\0"
+      "x-iops-read=<int>\0x-iops-size=<int>\0"
+      "x-iops-total-max-length=<int>\0x-iops-total-max=<int>\0"
+      "x-iops-total=<int>\0x-iops-write-max-length=<int>\0"
+      "x-iops-write-max=<int>\0x-iops-write=<int>\0" },
+    { "tls-creds-anon", "dir=<string>\0endpoint=<QCryptoTLSCredsEndpoint>\0"
+      "priority=<string>\0verify-peer=<bool>\0" },
+    { "tls-creds-psk", "dir=<string>\0endpoint=<QCryptoTLSCredsEndpoint>\0"
+      "priority=<string>\0username=<string>\0verify-peer=<bool>\0" },
+    { "tls-creds-x509", "dir=<string>\0endpoint=<QCryptoTLSCredsEndpoint>\0"
+      "passwordid=<string>\0priority=<string>\0sanity-check=<bool>\0"
+      "verify-peer=<bool>\0" },
+};
+
+/* "--object help" (or an unknown type with help): the type list, or one
+ * type's properties; the reference then exits successfully. */
+static void tool_object_print_help(const char *type)
+{
+    size_t n = G_N_ELEMENTS(tool_object_help);
+
+    for (size_t i = 0; type && i < n; i++) {
+        if (!strcmp(type, tool_object_help[i][0])) {
+            printf("%s options:\n", type);
+            for (const char *p = tool_object_help[i][1]; *p;
+                 p += strlen(p) + 1) {
+                printf("  %s\n", p);
+            }
+            return;
+        }
+    }
+    printf("List of user creatable objects:\n");
+    for (size_t i = 0; i < n; i++) {
+        printf("  %s\n", tool_object_help[i][0]);
+    }
+}
+
 bool tool_object_add(const char *def)
 {
     Error *err = NULL;
-    QDict *d = keyval_parse_flat(def, "qom-type", NULL, &err);
+    bool help = false;
+    QDict *d = keyval_parse_flat(def, "qom-type", &help, &err);
     const char *id;
+
+    if (d && help) {
+        tool_object_print_help(qdict_get_try_str(d, "qom-type"));
+        exit(0);
+    }
 
     if (!d || !tool_check_object(d, &err)) {
         error_report_err(err);

@@ -71,3 +71,17 @@ bool tool_opts_parse_into(QDict *d, const char *str)
     }
     return true;
 }
+
+bool tool_opts_parse_implied(QDict *d, const char *str, const char *implied)
+{
+    const char *p = str;
+    size_t len = strcspn(p, "=,");
+
+    if (*str && p[len] != '=') {
+        char *value = opts_value(&p);
+
+        qdict_put_str(d, implied, value);
+        g_free(value);
+    }
+    return tool_opts_parse_into(d, p);
+}

@@ -28,8 +28,8 @@ static const struct option amend_longopts[] = {
     { "format", required_argument, NULL, 'f' },
     { "image-opts", no_argument, NULL, OPTION_IMAGE_OPTS },
     { "cache", required_argument, NULL, 't' },
-    { "options", required_argument, NULL, 'o' },
     { "object", required_argument, NULL, OPTION_OBJECT },
+    { "options", required_argument, NULL, 'o' },
     { "force", no_argument, NULL, OPTION_FORCE },
     { NULL, 0, NULL, 0 },
 };

@@ -173,11 +173,10 @@ static int bench_parse(BenchArgs *a, int argc, char **argv)
         { "aio", required_argument, NULL, 'i' },
         { "native", no_argument, NULL, 'n' },
         { "write", no_argument, NULL, 'w' },
-        { "quiet", no_argument, NULL, 'q' },
+        { "flush-interval", required_argument, NULL, OPTION_FLUSH_INTERVAL },
         { "force-share", no_argument, NULL, 'U' },
         { "image-opts", no_argument, NULL, OPTION_IMAGE_OPTS },
         { "pattern", required_argument, NULL, OPTION_PATTERN },
-        { "flush-interval", required_argument, NULL, OPTION_FLUSH_INTERVAL },
         { "no-drain", no_argument, NULL, OPTION_NO_DRAIN },
         { "output", required_argument, NULL, OPTION_OUTPUT },
         { NULL, 0, NULL, 0 },
@@ -213,7 +212,7 @@ static QDict *bench_open_options(const BenchArgs *a)
     const char *drv;
 
     if (a->image_opts) {
-        if (!tool_opts_parse_into(opts, a->filename)) {
+        if (!tool_opts_parse_implied(opts, a->filename, "file")) {
             qobject_unref(opts);
             return NULL;
         }

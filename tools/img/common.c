@@ -113,7 +113,7 @@ static QDict *open_options(bool image_opts, const char *name, const char *fmt)
     QDict *opts = qdict_new();
 
     if (image_opts) {
-        if (!tool_opts_parse_into(opts, name)) {
+        if (!tool_opts_parse_implied(opts, name, "file")) {
             qobject_unref(opts);
             return NULL;
         }

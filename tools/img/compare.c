@@ -73,6 +73,8 @@ static int cmp_parse(CmpArgs *a, int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { "a-format", required_argument, NULL, 'f' },
         { "b-format", required_argument, NULL, 'F' },
+        { "left-format", required_argument, NULL, 'f' },
+        { "right-format", required_argument, NULL, 'F' },
         { "cache", required_argument, NULL, 'T' },
         { "progress", no_argument, NULL, 'p' },
         { "quiet", no_argument, NULL, 'q' },
@@ -99,10 +101,6 @@ static int cmp_parse(CmpArgs *a, int argc, char **argv)
     }
     a->name1 = argv[optind];
     a->name2 = argv[optind + 1];
-    if (a->image_opts && a->fmt1) {
-        error_report("--image-opts and --format are mutually exclusive");
-        return CMP_OPEN_ERR;
-    }
     return -1;
 }
 
@@ -116,6 +114,10 @@ static int cmp_open(CmpState *s)
     if (bdrv_parse_cache_mode(a->cache ? a->cache : "writeback", &flags,
                               &wt) < 0) {
         error_report("Invalid source cache option: %s", a->cache);
+        return CMP_OPEN_ERR;
+    }
+    if (a->image_opts && a->fmt1) {
+        error_report("--image-opts and --format are mutually exclusive");
         return CMP_OPEN_ERR;
     }
     s->blk1 = img_open(a->image_opts, a->name1, a->fmt1, flags, wt, a->quiet,
@@ -342,9 +344,7 @@ int img_compare(int argc, char **argv)
             }
         }
     }
-    if (ret != CMP_OPEN_ERR) {
-        progress_end();
-    }
+    progress_end();
     g_free(s.buf1);
     g_free(s.buf2);
     if (s.blk2) {

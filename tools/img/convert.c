@@ -10,6 +10,7 @@
 #include <string.h>
 #include "block/driver.h"
 #include "tools/img/convert.h"
+#include "tools/img/create.h"
 #include "tools/img/img.h"
 #include "util/cutils.h"
 #include "util/progress.h"
@@ -30,32 +31,38 @@ typedef struct ConvertOpts {
 
 static const struct option convert_longopts[] = {
     { "help", no_argument, NULL, 'h' },
-    { "quiet", no_argument, NULL, 'q' },
-    { "progress", no_argument, NULL, 'p' },
-    { "source-format", required_argument, NULL, 'f' },
     { "source-image-opts", no_argument, NULL, OPTION_IMAGE_OPTS },
     { "image-opts", no_argument, NULL, OPTION_IMAGE_OPTS },
-    { "source-snapshot", required_argument, NULL, 'l' },
+    { "source-format", required_argument, NULL, 'f' },
     { "source-cache", required_argument, NULL, 'T' },
-    { "target-format", required_argument, NULL, 'O' },
-    { "target-image-opts", no_argument, NULL, OPTION_TARGET_IMAGE_OPTS },
-    { "target-options", required_argument, NULL, 'o' },
-    { "compress", no_argument, NULL, 'c' },
-    { "target-cache", required_argument, NULL, 't' },
+    { "snapshot", required_argument, NULL, 'l' },
+    { "object", required_argument, NULL, OPTION_OBJECT },
+    { "output-format", required_argument, NULL, 'O' },
+    { "options", required_argument, NULL, 'o' },
+    { "output-cache", required_argument, NULL, 't' },
     { "backing", required_argument, NULL, 'B' },
     { "backing-format", required_argument, NULL, 'F' },
-    { "no-create", no_argument, NULL, 'n' },
-    { "target-is-zero", no_argument, NULL, OPTION_TARGET_IS_ZERO },
     { "sparse-size", required_argument, NULL, 'S' },
-    { "bitmaps", no_argument, NULL, OPTION_BITMAPS },
-    { "skip-broken-bitmaps", no_argument, NULL, OPTION_SKIP_BROKEN },
+    { "target-image-opts", no_argument, NULL, OPTION_TARGET_IMAGE_OPTS },
+    { "target-is-zero", no_argument, NULL, OPTION_TARGET_IS_ZERO },
     { "force-share", no_argument, NULL, 'U' },
     { "rate", required_argument, NULL, 'r' },
     { "parallel", required_argument, NULL, 'm' },
+    { "oob-writes", no_argument, NULL, 'W' },
     { "copy-range-offloading", no_argument, NULL, 'C' },
     { "salvage", no_argument, NULL, OPTION_SALVAGE },
-    { "oob-writes", no_argument, NULL, 'W' },
-    { "object", required_argument, NULL, OPTION_OBJECT },
+    { "bitmaps", no_argument, NULL, OPTION_BITMAPS },
+    { "skip-broken-bitmaps", no_argument, NULL, OPTION_SKIP_BROKEN },
+    { "quiet", no_argument, NULL, 'q' },
+    /* The names convert --help documents (COMPAT.md); qemu-img 10.0's
+     * table lacks them, so they come after its own for prefix matching. */
+    { "progress", no_argument, NULL, 'p' },
+    { "source-snapshot", required_argument, NULL, 'l' },
+    { "target-format", required_argument, NULL, 'O' },
+    { "target-options", required_argument, NULL, 'o' },
+    { "compress", no_argument, NULL, 'c' },
+    { "target-cache", required_argument, NULL, 't' },
+    { "no-create", no_argument, NULL, 'n' },
     { NULL, 0, NULL, 0 },
 };
 
@@ -143,8 +150,8 @@ static bool parse_simple(ConvertOpts *o, int c, const char *arg)
     switch (c) {
     case 'f': o->src_fmt = arg; break;
     case 'O': o->out_fmt = arg; break;
-    case 'b': /* fall through: newer releases spell -B so */
-    case 'B': o->backing = arg; break;
+    case 'B':
+    case 'b': o->backing = arg; break;   /* -b: newer releases' spelling */
     case 'F': o->backing_fmt = arg; break;
     case 'l': o->snapshot = arg; break;
     case 't': o->tgt_cache = arg; break;
@@ -167,37 +174,20 @@ static bool parse_simple(ConvertOpts *o, int c, const char *arg)
     return true;
 }
 
-/* The getopt error of the reference: "<argv0> convert: ..." + hint. */
-static int getopt_error(char **argv, int c)
-{
-    const char *a0 = img_argv0();
-
-    if (c == ':') {
-        fprintf(stderr, "%s convert: option requires an argument -- '%c'\n",
-                a0, optopt);
-    } else if (optopt) {
-        fprintf(stderr, "%s convert: invalid option -- '%c'\n", a0, optopt);
-    } else {
-        fprintf(stderr, "%s convert: unrecognized option '%s'\n", a0,
-                argv[optind - 1]);
-    }
-    fprintf(stderr, "Try '%s convert --help' for more info\n", a0);
-    return 1;
-}
-
 /* getopt loop; returns -1 to go on, else the exit status. */
 static int parse_args(ConvertOpts *o, int argc, char **argv)
 {
     int c;
 
-    while ((c = getopt_long(argc, argv, ":hf:O:B:b:CcF:o:l:S:pt:T:qnm:WUr:",
+    img_getopt_argv0(argv, "convert");
+    while ((c = getopt_long(argc, argv, "hf:O:B:b:CcF:o:l:S:pt:T:qnm:WUr:",
                             convert_longopts, NULL)) != -1) {
         if (c == 'h') {
             img_cmd_help("convert");
             return 0;
         }
-        if (c == '?' || c == ':') {
-            return getopt_error(argv, c);
+        if (c == '?') {
+            return img_getopt_fail("convert");
         }
         if (!parse_simple(o, c, optarg) && !parse_valued(o, c, optarg)) {
             return 1;
@@ -285,12 +275,18 @@ static bool check_operands(const ConvertOpts *o)
         error_report("Must specify image file name");
         return false;
     }
-    if (o->nfiles > 2 && o->snapshot) {
-        error_report("No support for concatenating multiple snapshot");
-        return false;
-    }
     if (o->skip_create && o->options) {
         error_report("-o has no effect when skipping image creation");
+        return false;
+    }
+    return true;
+}
+
+/* Checks the reference makes once the sources are open. */
+static bool check_multi_source(const ConvertOpts *o)
+{
+    if (o->nfiles > 2 && o->snapshot) {
+        error_report("No support for concatenating multiple snapshot");
         return false;
     }
     if (o->bitmaps && o->nfiles > 2) {
@@ -305,6 +301,7 @@ typedef struct ConvertState {
     ConvertParams p;
     int src_flags;
     bool src_wt;
+    bool progress_started;  /* progress_end() owed at exit */
 } ConvertState;
 
 /* Open every source (read-only, -T cache) and learn their lengths. */
@@ -410,7 +407,7 @@ static bool create_target(ConvertState *st, const BlockDriver *drv)
     g_autofree BlockOptDesc *schema = merged_create_opts(drv, proto);
     Error *err = NULL;
 
-    if (st->o.options && !tool_opts_parse_into(opts, st->o.options)) {
+    if (st->o.options && !img_parse_create_opts(opts, st->o.options)) {
         return false;
     }
     if (!check_create_keys(opts, schema)) {
@@ -461,7 +458,11 @@ static bool prepare(ConvertState *st)
         error_report("Invalid source cache option: %s", o->src_cache);
         return false;
     }
-    if (!open_sources(st) || !check_source_features(st)) {
+    progress_init(o->progress && !o->quiet, 1.0);
+    progress_print(0, 100);
+    st->progress_started = true;
+    if (!open_sources(st) || !check_multi_source(o) ||
+        !check_source_features(st)) {
         return false;
     }
     if (o->out_fmt) {
@@ -494,13 +495,10 @@ static int run_copy(ConvertState *st)
     st->p.quiet = o->quiet;
     st->p.coroutines = o->coroutines;
     st->p.rate = o->rate;
-    progress_init(o->progress && !o->quiet, 1.0);
-    progress_print(0, 100);
     ret = convert_run(&st->p);
     if (ret == 0) {
         progress_print(100, 0);
     }
-    progress_end();
     return ret < 0 ? 1 : 0;
 }
 
@@ -544,6 +542,9 @@ int img_convert(int argc, char **argv)
 
     if (status < 0) {
         status = prepare(&st) ? run_copy(&st) : 1;
+    }
+    if (st.progress_started) {
+        progress_end();
     }
     close_all(&st);
     return status;

@@ -336,6 +336,13 @@ static int create_image_with(const CreateArgs *a, const BlockDriver *drv,
         }
         ret = bdrv_create(drv, a->filename, opts, errp);
     }
+    if (ret == -EFBIG) {
+        /* the reference words every EFBIG this way */
+        error_free(*errp);
+        *errp = NULL;
+        error_setg(errp, "The image size is too large for file format '%s'",
+                   drv->format_name);
+    }
     g_array_free(list, true);
     return ret;
 }
@@ -364,11 +371,11 @@ static int parse_create_opts(int argc, char **argv, CreateArgs *a)
         { "help", no_argument, NULL, 'h' },
         { "quiet", no_argument, NULL, 'q' },
         { "format", required_argument, NULL, 'f' },
+        { "object", required_argument, NULL, OPTION_OBJECT },
         { "options", required_argument, NULL, 'o' },
         { "backing", required_argument, NULL, 'b' },
         { "backing-format", required_argument, NULL, 'F' },
         { "backing-unsafe", no_argument, NULL, 'u' },
-        { "object", required_argument, NULL, OPTION_OBJECT },
         { NULL, 0, NULL, 0 },
     };
     int c;

@@ -93,9 +93,9 @@ static int dd_parse(DdArgs *a, int argc, char **argv)
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
         { "format", required_argument, NULL, 'f' },
+        { "object", required_argument, NULL, OPTION_OBJECT },
         { "output-format", required_argument, NULL, 'O' },
         { "force-share", no_argument, NULL, 'U' },
-        { "object", required_argument, NULL, OPTION_OBJECT },
         { "image-opts", no_argument, NULL, OPTION_IMAGE_OPTS },
         { NULL, 0, NULL, 0 },
     };

@@ -68,14 +68,14 @@ static int parse_measure_opts(int argc, char **argv, MeasureArgs *a)
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
         { "image-opts", no_argument, NULL, OPTION_IMAGE_OPTS },
+        { "options", required_argument, NULL, 'o' },
         { "object", required_argument, NULL, OPTION_OBJECT },
         { "output", required_argument, NULL, OPTION_OUTPUT },
-        { "size", required_argument, NULL, OPTION_SIZE },
-        { "force-share", no_argument, NULL, 'U' },
-        { "format", required_argument, NULL, 'f' },
-        { "target-format", required_argument, NULL, 'O' },
-        { "options", required_argument, NULL, 'o' },
         { "snapshot", required_argument, NULL, 'l' },
+        { "size", required_argument, NULL, OPTION_SIZE },
+        { "format", required_argument, NULL, 'f' },
+        { "force-share", no_argument, NULL, 'U' },
+        { "target-format", required_argument, NULL, 'O' },
         { NULL, 0, NULL, 0 },
     };
     int c, ret;
@@ -100,6 +100,10 @@ static int check_measure_args(int argc, char **argv, MeasureArgs *a)
     a->filename = argc - optind == 1 ? argv[optind] : NULL;
     if (!a->filename && (a->image_opts || a->fmt || a->snapshot)) {
         error_report("--image-opts, -f, and -l require a filename argument.");
+        return 1;
+    }
+    if (a->image_opts && a->fmt) {
+        error_report("--image-opts and --format are mutually exclusive");
         return 1;
     }
     if (a->filename && a->size != -1) {

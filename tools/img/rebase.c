@@ -31,6 +31,7 @@ static const struct option rebase_longopts[] = {
     { "help", no_argument, NULL, 'h' },
     { "quiet", no_argument, NULL, 'q' },
     { "progress", no_argument, NULL, 'p' },
+    { "force-share", no_argument, NULL, 'U' },
     { "format", required_argument, NULL, 'f' },
     { "image-opts", no_argument, NULL, OPTION_IMAGE_OPTS },
     { "cache", required_argument, NULL, 't' },
@@ -39,7 +40,6 @@ static const struct option rebase_longopts[] = {
     { "backing-cache", required_argument, NULL, 'T' },
     { "backing-unsafe", no_argument, NULL, 'u' },
     { "compress", no_argument, NULL, 'c' },
-    { "force-share", no_argument, NULL, 'U' },
     { "object", required_argument, NULL, OPTION_OBJECT },
     { NULL, 0, NULL, 0 },
 };
