@@ -12,11 +12,9 @@
 #include "tools/img/img.h"
 
 typedef struct AmendArgs {
+    ImgCommonOpts common;
     char *options;            /* accumulated -o */
-    const char *fmt;
     const char *cache;
-    bool image_opts;
-    bool quiet;
     bool progress;
     bool force;
 } AmendArgs;
@@ -34,63 +32,25 @@ static const struct option amend_longopts[] = {
     { NULL, 0, NULL, 0 },
 };
 
-/* An -o value: not empty, not starting with a comma, and any trailing
- * commas come in escaped pairs. */
-static bool option_list_valid(const char *s)
-{
-    size_t len = strlen(s), i = len;
-
-    if (!s[0] || s[0] == ',') {
-        return false;
-    }
-    while (i > 0 && s[i - 1] == ',') {
-        i--;
-    }
-    return (len - i) % 2 == 0;
-}
-
-/* -o: validate and accumulate. */
-static bool add_options(AmendArgs *a, const char *arg)
-{
-    if (!option_list_valid(arg)) {
-        error_report("Invalid option list: %s", arg);
-        return false;
-    }
-    a->options = img_opts_accumulate(a->options, arg);
-    return true;
-}
-
 /* One option; returns -1 to go on, else the exit status. */
-static int amend_option(int c, AmendArgs *a)
+static int amend_option(int c, void *opaque)
 {
+    AmendArgs *a = opaque;
+
     switch (c) {
-    case 'h':
-        img_cmd_help("amend");
-        return 0;
     case 'o':
-        return add_options(a, optarg) ? -1 : 1;
-    case 'f':
-        a->fmt = optarg;
-        return -1;
+        return img_opts_add(&a->options, optarg) ? -1 : 1;
     case 't':
         a->cache = optarg;
         return -1;
     case 'p':
         a->progress = true;
         return -1;
-    case 'q':
-        a->quiet = true;
-        return -1;
-    case OPTION_IMAGE_OPTS:
-        a->image_opts = true;
-        return -1;
     case OPTION_FORCE:
         a->force = true;
         return -1;
-    case OPTION_OBJECT:
-        return img_object_add(optarg) ? -1 : 1;
     default:
-        return img_getopt_fail("amend");
+        return img_common_option(c, "amend", &a->common);
     }
 }
 
@@ -114,12 +74,10 @@ static int amend_image(const AmendArgs *a, const char *filename)
     BlockBackend *blk;
     const char *fmt;
 
-    if (bdrv_parse_cache_mode(a->cache, &flags, &writethrough) < 0) {
-        error_report("Invalid cache option: %s", a->cache);
+    if (!img_parse_cache(a->cache, &flags, &writethrough)) {
         return 1;
     }
-    blk = img_open_checked(a->image_opts, filename, a->fmt, flags,
-                           writethrough, a->quiet, false);
+    blk = img_open_common(&a->common, filename, flags, writethrough);
     if (!blk) {
         return 1;
     }
@@ -133,20 +91,17 @@ static int amend_image(const AmendArgs *a, const char *filename)
 int img_amend(int argc, char **argv)
 {
     AmendArgs a = { .cache = "writeback" };
-    int c, ret;
+    int ret;
 
-    img_getopt_argv0(argv, "amend");
-    while ((c = getopt_long(argc, argv, "ho:f:t:pq", amend_longopts,
-                            NULL)) != -1) {
-        ret = amend_option(c, &a);
-        if (ret >= 0) {
-            goto out;
-        }
+    ret = img_getopt_loop(argc, argv, "amend", "ho:f:t:pq", amend_longopts,
+                          amend_option, &a);
+    if (ret >= 0) {
+        goto out;
     }
     if (!a.options) {
         ret = img_usage_error("amend", "Must specify options (-o)");
-    } else if (a.fmt && img_opts_is_help(a.options)) {
-        ret = amend_options_help(a.fmt);
+    } else if (a.common.fmt && img_opts_is_help(a.options)) {
+        ret = amend_options_help(a.common.fmt);
     } else if (optind != argc - 1) {
         error_report("Expecting one image file name");
         ret = 1;
@@ -154,7 +109,7 @@ int img_amend(int argc, char **argv)
         ret = amend_image(&a, argv[optind]);
     }
     /* past the -o check, the progress line is ended whatever happened */
-    img_progress_end(a.options && a.progress && !a.quiet);
+    img_progress_end(a.options && a.progress && !a.common.quiet);
 out:
     g_free(a.options);
     return ret;

@@ -30,10 +30,9 @@ typedef struct BitmapAction {
 
 typedef struct BitmapArgs {
     GArray *actions;          /* BitmapAction */
-    const char *fmt;
+    ImgCommonOpts common;
     const char *src_file;     /* -b */
     const char *src_fmt;      /* -F */
-    bool image_opts;
     bool merge;
     int64_t granularity;
 } BitmapArgs;
@@ -82,18 +81,14 @@ static bool action_option(int c, BitmapArgs *a)
 }
 
 /* One option; returns -1 to go on, else the exit status. */
-static int bitmap_option(int c, BitmapArgs *a)
+static int bitmap_option(int c, void *opaque)
 {
+    BitmapArgs *a = opaque;
+
     if (action_option(c, a)) {
         return -1;
     }
     switch (c) {
-    case 'h':
-        img_cmd_help("bitmap");
-        return 0;
-    case 'f':
-        a->fmt = optarg;
-        return -1;
     case 'b':
         a->src_file = optarg;
         return -1;
@@ -102,13 +97,8 @@ static int bitmap_option(int c, BitmapArgs *a)
         return -1;
     case 'g':
         return img_cvtnum("granularity", optarg, &a->granularity) ? -1 : 1;
-    case OPTION_IMAGE_OPTS:
-        a->image_opts = true;
-        return -1;
-    case OPTION_OBJECT:
-        return img_object_add(optarg) ? -1 : 1;
     default:
-        return img_getopt_fail("bitmap");
+        return img_common_option(c, "bitmap", &a->common);
     }
 }
 
@@ -206,8 +196,7 @@ static int bitmap_image(const BitmapArgs *a, const char *file,
     BlockBackend *blk;
     bool ok = true;
 
-    blk = img_open_checked(a->image_opts, file, a->fmt, BDRV_O_RDWR, false,
-                           false, false);
+    blk = img_open_common(&a->common, file, BDRV_O_RDWR, false);
     if (!blk) {
         return 1;
     }
@@ -223,13 +212,10 @@ int img_bitmap(int argc, char **argv)
 {
     BitmapArgs a = { .actions = g_array_new(false, false,
                                             sizeof(BitmapAction)) };
-    int c, ret = -1;
+    int ret;
 
-    img_getopt_argv0(argv, "bitmap");
-    while (ret < 0 && (c = getopt_long(argc, argv, "b:f:F:g:h",
-                                       bitmap_longopts, NULL)) != -1) {
-        ret = bitmap_option(c, &a);
-    }
+    ret = img_getopt_loop(argc, argv, "bitmap", "b:f:F:g:h", bitmap_longopts,
+                          bitmap_option, &a);
     if (ret < 0) {
         ret = bitmap_args_valid(&a, argc - optind)
               ? bitmap_image(&a, argv[optind], argv[optind + 1]) : 1;

@@ -14,11 +14,8 @@
 #define CHECK_NOT_SUPPORTED 63
 
 typedef struct CheckArgs {
-    const char *fmt;
+    ImgCommonOpts common;
     const char *cache;
-    bool image_opts;
-    bool force_share;
-    bool quiet;
     int flags;
     int fix;                  /* 0, CHECK_FIX_LEAKS or CHECK_FIX_ALL */
     OutputFormat output;
@@ -56,35 +53,20 @@ static bool parse_repair(const char *arg, CheckArgs *a)
 }
 
 /* One option; returns -1 to go on, else the exit status. */
-static int check_option(int c, CheckArgs *a)
+static int check_option(int c, void *opaque)
 {
+    CheckArgs *a = opaque;
+
     switch (c) {
-    case 'h':
-        img_cmd_help("check");
-        return 0;
-    case 'f':
-        a->fmt = optarg;
-        return -1;
     case 'T':
         a->cache = optarg;
-        return -1;
-    case 'U':
-        a->force_share = true;
-        return -1;
-    case 'q':
-        a->quiet = true;
         return -1;
     case 'r':
         return parse_repair(optarg, a) ? -1 : 1;
     case OPTION_OUTPUT:
         return img_parse_output("check", optarg, &a->output) ? -1 : 1;
-    case OPTION_IMAGE_OPTS:
-        a->image_opts = true;
-        return -1;
-    case OPTION_OBJECT:
-        return img_object_add(optarg) ? -1 : 1;
     default:
-        return img_getopt_fail("check");
+        return img_common_option(c, "check", &a->common);
     }
 }
 
@@ -93,25 +75,21 @@ int img_check(int argc, char **argv)
     CheckArgs a = { .cache = "writeback", .output = OFORMAT_HUMAN };
     bool writethrough;
     BlockBackend *blk;
-    int c, ret;
+    int ret;
 
-    img_getopt_argv0(argv, "check");
-    while ((c = getopt_long(argc, argv, "hf:r:T:qU", check_longopts,
-                            NULL)) != -1) {
-        ret = check_option(c, &a);
-        if (ret >= 0) {
-            return ret;
-        }
+    ret = img_getopt_loop(argc, argv, "check", "hf:r:T:qU", check_longopts,
+                          check_option, &a);
+    if (ret >= 0) {
+        return ret;
     }
-    if (optind != argc - 1) {
-        return img_usage_error("check", "Expecting one image file name");
+    if (!img_expect_one_file("check", argc)) {
+        return 1;
     }
     if (bdrv_parse_cache_mode(a.cache, &a.flags, &writethrough) < 0) {
         error_report("Invalid source cache option: %s", a.cache);
         return 1;
     }
-    blk = img_open_checked(a.image_opts, argv[optind], a.fmt, a.flags,
-                           writethrough, a.quiet, a.force_share);
+    blk = img_open_common(&a.common, argv[optind], a.flags, writethrough);
     if (!blk) {
         return 1;
     }

@@ -11,11 +11,9 @@
 #include "tools/img/img.h"
 
 typedef struct CommitArgs {
-    const char *fmt;
+    ImgCommonOpts common;
     const char *cache;
     const char *base;
-    bool image_opts;
-    bool quiet;
     bool progress;
     bool drop;
     int64_t rate;
@@ -36,15 +34,11 @@ static const struct option commit_longopts[] = {
 };
 
 /* One option; returns -1 to go on, else the exit status. */
-static int commit_option(int c, CommitArgs *a)
+static int commit_option(int c, void *opaque)
 {
+    CommitArgs *a = opaque;
+
     switch (c) {
-    case 'h':
-        img_cmd_help("commit");
-        return 0;
-    case 'f':
-        a->fmt = optarg;
-        return -1;
     case 't':
         a->cache = optarg;
         return -1;
@@ -58,18 +52,10 @@ static int commit_option(int c, CommitArgs *a)
     case 'p':
         a->progress = true;
         return -1;
-    case 'q':
-        a->quiet = true;
-        return -1;
     case 'r':
         return img_cvtnum("rate limit", optarg, &a->rate) ? -1 : 1;
-    case OPTION_IMAGE_OPTS:
-        a->image_opts = true;
-        return -1;
-    case OPTION_OBJECT:
-        return img_object_add(optarg) ? -1 : 1;
     default:
-        return img_getopt_fail("commit");
+        return img_common_option(c, "commit", &a->common);
     }
 }
 
@@ -106,31 +92,26 @@ static bool commit_target(BlockBackend *blk, const CommitArgs *a,
 int img_commit(int argc, char **argv)
 {
     CommitArgs a = { .cache = "writeback" };
-    int c, ret, flags = BDRV_O_RDWR | BDRV_O_UNMAP;
+    int ret, flags = BDRV_O_RDWR | BDRV_O_UNMAP;
     bool writethrough, ok;
     BlockBackend *blk;
 
-    img_getopt_argv0(argv, "commit");
-    while ((c = getopt_long(argc, argv, "f:ht:b:dpqr:", commit_longopts,
-                            NULL)) != -1) {
-        ret = commit_option(c, &a);
-        if (ret >= 0) {
-            return ret;
-        }
+    ret = img_getopt_loop(argc, argv, "commit", "f:ht:b:dpqr:",
+                          commit_longopts, commit_option, &a);
+    if (ret >= 0) {
+        return ret;
     }
-    if (optind != argc - 1) {
-        return img_usage_error("commit", "Expecting one image file name");
-    }
-    if (bdrv_parse_cache_mode(a.cache, &flags, &writethrough) < 0) {
-        error_report("Invalid cache option: %s", a.cache);
+    if (!img_expect_one_file("commit", argc)) {
         return 1;
     }
-    blk = img_open_checked(a.image_opts, argv[optind], a.fmt, flags,
-                           writethrough, a.quiet, false);
+    if (!img_parse_cache(a.cache, &flags, &writethrough)) {
+        return 1;
+    }
+    blk = img_open_common(&a.common, argv[optind], flags, writethrough);
     if (!blk) {
         return 1;
     }
-    a.progress = a.progress && !a.quiet;
+    a.progress = a.progress && !a.common.quiet;
     img_progress_print(a.progress, 0);
     ok = commit_target(blk, &a, argv[optind]);
     img_progress_end(a.progress);

@@ -300,3 +300,71 @@ bool img_opts_list_valid(const char *arg)
     }
     return true;
 }
+
+/* ---- appended: option-loop scaffolding shared by the commands ---- */
+
+int img_common_option(int c, const char *cmd, ImgCommonOpts *o)
+{
+    switch (c) {
+    case 'h':
+        img_cmd_help(cmd);
+        return 0;
+    case 'f':
+        o->fmt = optarg;
+        return -1;
+    case 'q':
+        o->quiet = true;
+        return -1;
+    case 'U':
+        o->force_share = true;
+        return -1;
+    case OPTION_IMAGE_OPTS:
+        o->image_opts = true;
+        return -1;
+    case OPTION_OBJECT:
+        return img_object_add(optarg) ? -1 : 1;
+    default:
+        return img_getopt_fail(cmd);
+    }
+}
+
+int img_getopt_loop(int argc, char **argv, const char *cmd,
+                    const char *shortopts, const struct option *longopts,
+                    ImgOptionFunc *fn, void *opaque)
+{
+    int c, ret;
+
+    img_getopt_argv0(argv, cmd);
+    while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+        ret = fn(c, opaque);
+        if (ret >= 0) {
+            return ret;
+        }
+    }
+    return -1;
+}
+
+bool img_expect_one_file(const char *cmd, int argc)
+{
+    if (optind != argc - 1) {
+        img_usage_error(cmd, "Expecting one image file name");
+        return false;
+    }
+    return true;
+}
+
+BlockBackend *img_open_common(const ImgCommonOpts *o, const char *name,
+                              int flags, bool writethrough)
+{
+    return img_open_checked(o->image_opts, name, o->fmt, flags, writethrough,
+                            o->quiet, o->force_share);
+}
+
+bool img_opts_add(char **acc, const char *arg)
+{
+    if (!img_opts_list_valid(arg)) {
+        return false;
+    }
+    *acc = img_opts_accumulate(*acc, arg);
+    return true;
+}

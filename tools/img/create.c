@@ -11,13 +11,12 @@
 #include "tools/img/create.h"
 
 typedef struct CreateArgs {
-    const char *fmt;
+    ImgCommonOpts common;       /* -f, -q */
     char *options;
     const char *backing;
     const char *backing_fmt;
     const char *filename;
     int64_t size;               /* -1: not given */
-    bool quiet;
 } CreateArgs;
 
 /*
@@ -255,7 +254,7 @@ static void print_formatting(const CreateArgs *a, QDict *opts,
 {
     const char *sep = "";
 
-    printf("Formatting '%s', fmt=%s ", a->filename, a->fmt);
+    printf("Formatting '%s', fmt=%s ", a->filename, a->common.fmt);
     for (const BlockOptDesc *d = schema; d->name; d++) {
         const char *v = qdict_get_try_str(opts, d->name);
 
@@ -281,12 +280,12 @@ static bool check_backing(const CreateArgs *a, const BlockDriver *drv,
     }
     if (a->backing) {
         error_setg(errp, "Backing file not supported for file format '%s'",
-                   a->fmt);
+                   a->common.fmt);
         return false;
     }
     if (a->backing_fmt) {
         error_setg(errp, "Backing file format not supported for file "
-                   "format '%s'", a->fmt);
+                   "format '%s'", a->common.fmt);
         return false;
     }
     return true;
@@ -331,7 +330,7 @@ static int create_image_with(const CreateArgs *a, const BlockDriver *drv,
     }
     if (check_create_opts(opts, schema, errp) && apply_size(a, opts, errp) &&
         check_backing(a, drv, errp) && check_size(opts, errp)) {
-        if (!a->quiet) {
+        if (!a->common.quiet) {
             print_formatting(a, opts, schema);
         }
         ret = bdrv_create(drv, a->filename, opts, errp);
@@ -351,7 +350,7 @@ static int create_image_with(const CreateArgs *a, const BlockDriver *drv,
 static int create_image(const CreateArgs *a)
 {
     Error *err = NULL;
-    const BlockDriver *drv = create_driver(a->fmt, &err);
+    const BlockDriver *drv = create_driver(a->common.fmt, &err);
     const BlockDriver *proto = drv ? create_protocol(a->filename, &err) : NULL;
     int ret = -EINVAL;
 
@@ -362,6 +361,27 @@ static int create_image(const CreateArgs *a)
         error_reportf_err(err, "%s: ", a->filename);
     }
     return ret < 0 ? 1 : 0;
+}
+
+/* One option; returns -1 to go on, else the exit status. */
+static int create_option(int c, void *opaque)
+{
+    CreateArgs *a = opaque;
+
+    switch (c) {
+    case 'F':
+        a->backing_fmt = optarg;
+        return -1;
+    case 'b':
+        a->backing = optarg;
+        return -1;
+    case 'o':
+        return img_opts_add(&a->options, optarg) ? -1 : 1;
+    case 'u':
+        return -1;
+    default:
+        return img_common_option(c, "create", &a->common);
+    }
 }
 
 /* Options; returns -1 to go on, else the exit status. */
@@ -378,46 +398,9 @@ static int parse_create_opts(int argc, char **argv, CreateArgs *a)
         { "backing-unsafe", no_argument, NULL, 'u' },
         { NULL, 0, NULL, 0 },
     };
-    int c;
 
-    img_getopt_argv0(argv, "create");
-    while ((c = getopt_long(argc, argv, "F:b:f:ho:qu", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'h':
-            img_cmd_help("create");
-            return 0;
-        case 'F':
-            a->backing_fmt = optarg;
-            break;
-        case 'b':
-            a->backing = optarg;
-            break;
-        case 'f':
-            a->fmt = optarg;
-            break;
-        case 'o':
-            if (!img_opts_list_valid(optarg)) {
-                return 1;
-            }
-            a->options = img_opts_accumulate(a->options, optarg);
-            break;
-        case 'q':
-            a->quiet = true;
-            break;
-        case 'u':
-            break;
-        case OPTION_OBJECT:
-            if (!img_object_add(optarg)) {
-                return 1;
-            }
-            break;
-        default:
-            fprintf(stderr, "Try '%s create --help' for more info\n",
-                    img_argv0());
-            return 1;
-        }
-    }
-    return -1;
+    return img_getopt_loop(argc, argv, "create", "F:b:f:ho:qu", longopts,
+                           create_option, a);
 }
 
 /* Operands: FILENAME [SIZE]; returns -1 to go on, else the exit status. */
@@ -441,11 +424,12 @@ static int parse_create_operands(int argc, char **argv, CreateArgs *a)
 
 int img_create(int argc, char **argv)
 {
-    CreateArgs a = { .fmt = "raw", .size = -1 };
+    CreateArgs a = { .common.fmt = "raw", .size = -1 };
     int ret = parse_create_opts(argc, argv, &a);
 
     if (ret < 0 && img_opts_is_help(a.options)) {
-        ret = print_option_help(optind < argc ? argv[optind] : NULL, a.fmt);
+        ret = print_option_help(optind < argc ? argv[optind] : NULL,
+                                a.common.fmt);
     }
     if (ret < 0) {
         ret = parse_create_operands(argc, argv, &a);

@@ -157,4 +157,35 @@ BlockBackend *img_open_checked(bool image_opts, const char *name,
 void img_progress_print(bool enabled, double percent);
 void img_progress_end(bool enabled);
 
+/* ---- appended: option-loop scaffolding (common.c) ---- */
+/* -f, -q, -U, --image-opts: the options most commands share. */
+typedef struct ImgCommonOpts {
+    const char *fmt;
+    bool image_opts;
+    bool force_share;
+    bool quiet;
+} ImgCommonOpts;
+
+/* The common cases of an option loop: -h/--help (prints @cmd's help,
+ * returns 0), -f, -q, -U, --image-opts (recorded in @o), --object, and
+ * anything else as a getopt failure (img_getopt_fail()).  Call it from a
+ * command's default branch; returns -1 to go on, else the exit status. */
+int img_common_option(int c, const char *cmd, ImgCommonOpts *o);
+
+/* One option of a command; returns -1 to go on, else the exit status. */
+typedef int ImgOptionFunc(int c, void *opaque);
+/* img_getopt_argv0() then getopt_long() over all options, calling @fn for
+ * each; returns the first status @fn returns (>= 0), else -1. */
+int img_getopt_loop(int argc, char **argv, const char *cmd,
+                    const char *shortopts, const struct option *longopts,
+                    ImgOptionFunc *fn, void *opaque);
+/* Exactly one operand left after the options?  If not, the usage error
+ * "Expecting one image file name" is printed and false returned. */
+bool img_expect_one_file(const char *cmd, int argc);
+/* -o: img_opts_list_valid(), then accumulated into *@acc. */
+bool img_opts_add(char **acc, const char *arg);
+/* img_open_checked() with the common options' -f, --image-opts, -q, -U. */
+BlockBackend *img_open_common(const ImgCommonOpts *o, const char *name,
+                              int flags, bool writethrough);
+
 #endif

@@ -13,12 +13,10 @@
 #include "tools/img/info-human.h"
 
 typedef struct InfoArgs {
-    const char *fmt;
+    ImgCommonOpts common;
     const char *filename;
     OutputFormat output;
     bool chain;
-    bool image_opts;
-    bool force_share;
 } InfoArgs;
 
 typedef struct NodeLen {
@@ -113,6 +111,22 @@ static QDict *node_info(BlockDriverState *bs)
     return info;
 }
 
+/* One option; returns -1 to go on, else the exit status. */
+static int info_option(int c, void *opaque)
+{
+    InfoArgs *a = opaque;
+
+    switch (c) {
+    case 'b':
+        a->chain = true;
+        return -1;
+    case OPTION_OUTPUT:
+        return img_parse_output("info", optarg, &a->output) ? -1 : 1;
+    default:
+        return img_common_option(c, "info", &a->common);
+    }
+}
+
 /* Options; returns -1 to go on, else the exit status. */
 static int parse_info_opts(int argc, char **argv, InfoArgs *a)
 {
@@ -126,56 +140,18 @@ static int parse_info_opts(int argc, char **argv, InfoArgs *a)
         { "object", required_argument, NULL, OPTION_OBJECT },
         { NULL, 0, NULL, 0 },
     };
-    int c;
 
-    img_getopt_argv0(argv, "info");
-    while ((c = getopt_long(argc, argv, "f:hbU", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'h':
-            img_cmd_help("info");
-            return 0;
-        case 'f':
-            a->fmt = optarg;
-            break;
-        case 'b':
-            a->chain = true;
-            break;
-        case 'U':
-            a->force_share = true;
-            break;
-        case OPTION_OUTPUT:
-            if (!img_parse_output("info", optarg, &a->output)) {
-                return 1;
-            }
-            break;
-        case OPTION_IMAGE_OPTS:
-            a->image_opts = true;
-            break;
-        case OPTION_OBJECT:
-            if (!img_object_add(optarg)) {
-                return 1;
-            }
-            break;
-        default:
-            fprintf(stderr, "Try '%s info --help' for more info\n",
-                    img_argv0());
-            return 1;
-        }
-    }
-    return -1;
+    return img_getopt_loop(argc, argv, "info", "f:hbU", longopts,
+                           info_option, a);
 }
 
 /* Operand and option consistency; returns -1 to go on. */
 static int check_info_args(int argc, char **argv, InfoArgs *a)
 {
-    if (optind != argc - 1) {
-        return img_usage_error("info", "Expecting one image file name");
-    }
-    a->filename = argv[optind];
-    if (a->image_opts && a->fmt) {
-        error_report("--image-opts and --format are mutually exclusive");
+    if (!img_expect_one_file("info", argc)) {
         return 1;
     }
+    a->filename = argv[optind];
     return -1;
 }
 
@@ -183,9 +159,9 @@ static int check_info_args(int argc, char **argv, InfoArgs *a)
  * nothing in the engine has a backing file yet that info would follow). */
 static int info_run(const InfoArgs *a)
 {
-    BlockBackend *blk = img_open(a->image_opts, a->filename, a->fmt,
-                                 BDRV_O_NO_BACKING | BDRV_O_NO_IO, false,
-                                 false, a->force_share);
+    BlockBackend *blk = img_open_common(&a->common, a->filename,
+                                        BDRV_O_NO_BACKING | BDRV_O_NO_IO,
+                                        false);
     QDict *info;
 
     if (!blk) {

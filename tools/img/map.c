@@ -11,11 +11,9 @@
 #include "tools/img/img.h"
 
 typedef struct MapArgs {
-    const char *fmt;
+    ImgCommonOpts common;
     const char *filename;
     OutputFormat output;
-    bool image_opts;
-    bool force_share;
     int64_t start;
     int64_t max_length;         /* -1: to the end */
 } MapArgs;
@@ -183,8 +181,7 @@ static int map_walk(const MapArgs *a, BlockDriverState *bs, int64_t end)
 /* Open, print the header, walk. */
 static int map_run(const MapArgs *a)
 {
-    BlockBackend *blk = img_open(a->image_opts, a->filename, a->fmt, 0,
-                                 false, false, a->force_share);
+    BlockBackend *blk = img_open_common(&a->common, a->filename, 0, false);
     int64_t len, end;
     int ret;
 
@@ -208,18 +205,11 @@ static int map_run(const MapArgs *a)
 }
 
 /* One option; returns -1 to go on, else the exit status. */
-static int map_option(int c, MapArgs *a)
+static int map_option(int c, void *opaque)
 {
+    MapArgs *a = opaque;
+
     switch (c) {
-    case 'h':
-        img_cmd_help("map");
-        return 0;
-    case 'f':
-        a->fmt = optarg;
-        return -1;
-    case 'U':
-        a->force_share = true;
-        return -1;
     case OPTION_OUTPUT:
         return img_parse_output("map", optarg, &a->output) ? -1 : 1;
     case 's':
@@ -228,14 +218,8 @@ static int map_option(int c, MapArgs *a)
     case 'l':
     case OPTION_MAX_LENGTH:
         return img_cvtnum("max length", optarg, &a->max_length) ? -1 : 1;
-    case OPTION_IMAGE_OPTS:
-        a->image_opts = true;
-        return -1;
-    case OPTION_OBJECT:
-        return img_object_add(optarg) ? -1 : 1;
     default:
-        fprintf(stderr, "Try '%s map --help' for more info\n", img_argv0());
-        return 1;
+        return img_common_option(c, "map", &a->common);
     }
 }
 
@@ -252,16 +236,9 @@ static int parse_map_opts(int argc, char **argv, MapArgs *a)
         { "force-share", no_argument, NULL, 'U' },
         { NULL, 0, NULL, 0 },
     };
-    int c, ret;
 
-    img_getopt_argv0(argv, "map");
-    while ((c = getopt_long(argc, argv, "f:s:l:hU", longopts, NULL)) != -1) {
-        ret = map_option(c, a);
-        if (ret >= 0) {
-            return ret;
-        }
-    }
-    return -1;
+    return img_getopt_loop(argc, argv, "map", "f:s:l:hU", longopts,
+                           map_option, a);
 }
 
 int img_map(int argc, char **argv)
@@ -272,13 +249,9 @@ int img_map(int argc, char **argv)
     if (ret >= 0) {
         return ret;
     }
-    if (optind != argc - 1) {
-        return img_usage_error("map", "Expecting one image file name");
-    }
-    a.filename = argv[optind];
-    if (a.image_opts && a.fmt) {
-        error_report("--image-opts and --format are mutually exclusive");
+    if (!img_expect_one_file("map", argc)) {
         return 1;
     }
+    a.filename = argv[optind];
     return map_run(&a);
 }

@@ -11,55 +11,35 @@
 #include "tools/img/create.h"
 
 typedef struct MeasureArgs {
-    const char *fmt;
+    ImgCommonOpts common;
     const char *out_fmt;
     const char *filename;
     const char *snapshot;
     char *options;
     OutputFormat output;
-    bool image_opts;
-    bool force_share;
     int64_t size;               /* -1: not given */
 } MeasureArgs;
 
 /* One option; returns -1 to go on, else the exit status. */
-static int measure_option(int c, MeasureArgs *a)
+static int measure_option(int c, void *opaque)
 {
+    MeasureArgs *a = opaque;
+
     switch (c) {
-    case 'h':
-        img_cmd_help("measure");
-        return 0;
-    case 'f':
-        a->fmt = optarg;
-        return -1;
     case 'O':
         a->out_fmt = optarg;
         return -1;
     case 'o':
-        if (!img_opts_list_valid(optarg)) {
-            return 1;
-        }
-        a->options = img_opts_accumulate(a->options, optarg);
-        return -1;
+        return img_opts_add(&a->options, optarg) ? -1 : 1;
     case 'l':
         a->snapshot = optarg;
-        return -1;
-    case 'U':
-        a->force_share = true;
         return -1;
     case OPTION_OUTPUT:
         return img_parse_output("measure", optarg, &a->output) ? -1 : 1;
     case OPTION_SIZE:
         return img_parse_image_size(optarg, &a->size) ? -1 : 1;
-    case OPTION_IMAGE_OPTS:
-        a->image_opts = true;
-        return -1;
-    case OPTION_OBJECT:
-        return img_object_add(optarg) ? -1 : 1;
     default:
-        fprintf(stderr, "Try '%s measure --help' for more info\n",
-                img_argv0());
-        return 1;
+        return img_common_option(c, "measure", &a->common);
     }
 }
 
@@ -78,16 +58,9 @@ static int parse_measure_opts(int argc, char **argv, MeasureArgs *a)
         { "target-format", required_argument, NULL, 'O' },
         { NULL, 0, NULL, 0 },
     };
-    int c, ret;
 
-    img_getopt_argv0(argv, "measure");
-    while ((c = getopt_long(argc, argv, "hf:O:o:l:U", longopts, NULL)) != -1) {
-        ret = measure_option(c, a);
-        if (ret >= 0) {
-            return ret;
-        }
-    }
-    return -1;
+    return img_getopt_loop(argc, argv, "measure", "hf:O:o:l:U", longopts,
+                           measure_option, a);
 }
 
 /* Filename versus --size; returns -1 to go on, else the exit status. */
@@ -98,11 +71,12 @@ static int check_measure_args(int argc, char **argv, MeasureArgs *a)
         return 1;
     }
     a->filename = argc - optind == 1 ? argv[optind] : NULL;
-    if (!a->filename && (a->image_opts || a->fmt || a->snapshot)) {
+    if (!a->filename && (a->common.image_opts || a->common.fmt ||
+                         a->snapshot)) {
         error_report("--image-opts, -f, and -l require a filename argument.");
         return 1;
     }
-    if (a->image_opts && a->fmt) {
+    if (a->common.image_opts && a->common.fmt) {
         error_report("--image-opts and --format are mutually exclusive");
         return 1;
     }
@@ -211,8 +185,7 @@ static int measure_run(const MeasureArgs *a)
     int ret;
 
     if (a->filename) {
-        blk = img_open(a->image_opts, a->filename, a->fmt, 0, false, false,
-                       a->force_share);
+        blk = img_open_common(&a->common, a->filename, 0, false);
         if (!blk) {
             return 1;
         }

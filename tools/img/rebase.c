@@ -14,17 +14,14 @@
 #include "tools/img/img.h"
 
 typedef struct RebaseArgs {
-    const char *fmt;
+    ImgCommonOpts common;
     const char *cache;
     const char *backing;      /* -b; "" for none */
     const char *backing_fmt;
     const char *backing_cache;
-    bool image_opts;
-    bool quiet;
     bool progress;
     bool unsafe;
     bool compress;
-    bool force_share;
 } RebaseArgs;
 
 static const struct option rebase_longopts[] = {
@@ -51,20 +48,11 @@ static bool rebase_flag(int c, RebaseArgs *a)
     case 'p':
         a->progress = true;
         return true;
-    case 'q':
-        a->quiet = true;
-        return true;
     case 'u':
         a->unsafe = true;
         return true;
     case 'c':
         a->compress = true;
-        return true;
-    case 'U':
-        a->force_share = true;
-        return true;
-    case OPTION_IMAGE_OPTS:
-        a->image_opts = true;
         return true;
     default:
         return false;
@@ -72,18 +60,14 @@ static bool rebase_flag(int c, RebaseArgs *a)
 }
 
 /* One option; returns -1 to go on, else the exit status. */
-static int rebase_option(int c, RebaseArgs *a)
+static int rebase_option(int c, void *opaque)
 {
+    RebaseArgs *a = opaque;
+
     if (rebase_flag(c, a)) {
         return -1;
     }
     switch (c) {
-    case 'h':
-        img_cmd_help("rebase");
-        return 0;
-    case 'f':
-        a->fmt = optarg;
-        return -1;
     case 't':
         a->cache = optarg;
         return -1;
@@ -96,10 +80,8 @@ static int rebase_option(int c, RebaseArgs *a)
     case 'T':
         a->backing_cache = optarg;
         return -1;
-    case OPTION_OBJECT:
-        return img_object_add(optarg) ? -1 : 1;
     default:
-        return img_getopt_fail("rebase");
+        return img_common_option(c, "rebase", &a->common);
     }
 }
 
@@ -127,7 +109,7 @@ static bool open_new_backing(const RebaseArgs *a, const char *image,
     if (a->backing_fmt) {
         qdict_put_str(opts, "driver", a->backing_fmt);
     }
-    if (a->force_share) {
+    if (a->common.force_share) {
         flags |= BDRV_O_FORCE_SHARE;
     }
     blk = blk_new_open(path, NULL, opts, flags, &err);
@@ -180,8 +162,7 @@ static bool rebase_cache_modes(const RebaseArgs *a, int *flags,
 {
     bool backing_wt;
 
-    if (bdrv_parse_cache_mode(a->cache, flags, writethrough) < 0) {
-        error_report("Invalid cache option: %s", a->cache);
+    if (!img_parse_cache(a->cache, flags, writethrough)) {
         return false;
     }
     if (bdrv_parse_cache_mode(a->backing_cache, backing_flags,
@@ -204,8 +185,8 @@ static int rebase_run(RebaseArgs *a, const char *image)
     if (!rebase_cache_modes(a, &flags, &writethrough, &backing_flags)) {
         goto out;
     }
-    blk = img_open_checked(a->image_opts, image, a->fmt, flags, writethrough,
-                           a->quiet, false);
+    blk = img_open_checked(a->common.image_opts, image, a->common.fmt, flags,
+                           writethrough, a->common.quiet, false);
     if (blk && rebase_prepare(blk, a, image, backing_flags)) {
         img_progress_print(a->progress, 100);
         ok = change_backing(a);
@@ -221,19 +202,16 @@ out:
 int img_rebase(int argc, char **argv)
 {
     RebaseArgs a = { .cache = "writeback", .backing_cache = "writeback" };
-    int c, ret;
+    int ret;
 
-    img_getopt_argv0(argv, "rebase");
-    while ((c = getopt_long(argc, argv, "hf:F:b:upt:T:qUc", rebase_longopts,
-                            NULL)) != -1) {
-        ret = rebase_option(c, &a);
-        if (ret >= 0) {
-            return ret;
-        }
+    ret = img_getopt_loop(argc, argv, "rebase", "hf:F:b:upt:T:qUc",
+                          rebase_longopts, rebase_option, &a);
+    if (ret >= 0) {
+        return ret;
     }
-    a.progress = a.progress && !a.quiet;
-    if (optind != argc - 1) {
-        return img_usage_error("rebase", "Expecting one image file name");
+    a.progress = a.progress && !a.common.quiet;
+    if (!img_expect_one_file("rebase", argc)) {
+        return 1;
     }
     if (!a.unsafe && !a.backing) {
         return img_usage_error("rebase", "Must specify backing file (-b) or "

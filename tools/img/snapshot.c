@@ -22,10 +22,7 @@ typedef enum {
 typedef struct SnapshotArgs {
     SnapshotAction action;
     const char *name;
-    const char *fmt;
-    bool image_opts;
-    bool force_share;
-    bool quiet;
+    ImgCommonOpts common;
 } SnapshotArgs;
 
 static const struct option snapshot_longopts[] = {
@@ -55,21 +52,11 @@ static bool set_action(SnapshotArgs *a, SnapshotAction action)
 }
 
 /* One option; returns -1 to go on, else the exit status. */
-static int snapshot_option(int c, SnapshotArgs *a)
+static int snapshot_option(int c, void *opaque)
 {
+    SnapshotArgs *a = opaque;
+
     switch (c) {
-    case 'h':
-        img_cmd_help("snapshot");
-        return 0;
-    case 'f':
-        a->fmt = optarg;
-        return -1;
-    case 'U':
-        a->force_share = true;
-        return -1;
-    case 'q':
-        a->quiet = true;
-        return -1;
     case 'l':
         return set_action(a, SNAPSHOT_LIST) ? -1 : 1;
     case 'a':
@@ -78,13 +65,8 @@ static int snapshot_option(int c, SnapshotArgs *a)
         return set_action(a, SNAPSHOT_CREATE) ? -1 : 1;
     case 'd':
         return set_action(a, SNAPSHOT_DELETE) ? -1 : 1;
-    case OPTION_IMAGE_OPTS:
-        a->image_opts = true;
-        return -1;
-    case OPTION_OBJECT:
-        return img_object_add(optarg) ? -1 : 1;
     default:
-        return img_getopt_fail("snapshot");
+        return img_common_option(c, "snapshot", &a->common);
     }
 }
 
@@ -137,26 +119,21 @@ int img_snapshot(int argc, char **argv)
 {
     SnapshotArgs a = { .action = SNAPSHOT_NONE };
     BlockBackend *blk;
-    int c, ret, flags;
+    int ret, flags;
 
-    img_getopt_argv0(argv, "snapshot");
-    while ((c = getopt_long(argc, argv, "la:c:d:f:hqU", snapshot_longopts,
-                            NULL)) != -1) {
-        ret = snapshot_option(c, &a);
-        if (ret >= 0) {
-            return ret;
-        }
+    ret = img_getopt_loop(argc, argv, "snapshot", "la:c:d:f:hqU",
+                          snapshot_longopts, snapshot_option, &a);
+    if (ret >= 0) {
+        return ret;
     }
-    if (optind != argc - 1) {
-        return img_usage_error("snapshot", "Expecting one image file name");
+    if (!img_expect_one_file("snapshot", argc)) {
+        return 1;
     }
     if (a.action == SNAPSHOT_NONE) {
         a.action = SNAPSHOT_LIST;
     }
     flags = a.action == SNAPSHOT_LIST ? 0 : BDRV_O_RDWR;
-    blk = img_open_checked(a.image_opts, argv[optind], a.fmt,
-                           flags, false, a.quiet,
-                           a.force_share);
+    blk = img_open_common(&a.common, argv[optind], flags, false);
     if (!blk) {
         return 1;
     }
