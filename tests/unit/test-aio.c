@@ -8,35 +8,9 @@
 #include "util/aio.h"
 #include "util/aio-internal.h"
 #include "util/cutils.h"
+#include "tests/unit/test-co.h"
 
 #define MS (1000 * 1000LL)
-
-/* Run @fn(@opaque) in a new coroutine and poll the default context until
- * it has returned. */
-typedef struct CoRun {
-    CoroutineEntry *fn;
-    void *opaque;
-    bool done;
-} CoRun;
-
-/* Coroutine body for run_in_coroutine(). */
-static void coroutine_fn co_run_entry(void *opaque)
-{
-    CoRun *r = opaque;
-
-    r->fn(r->opaque);
-    r->done = true;
-}
-
-/* Run @fn in a coroutine and poll until it has returned. */
-static void run_in_coroutine(CoroutineEntry *fn, void *opaque)
-{
-    CoRun r = { .fn = fn, .opaque = opaque };
-    AioContext *ctx = aio_get_default();
-
-    co_enter(co_create(co_run_entry, &r));
-    AIO_WAIT_WHILE(ctx, !r.done);
-}
 
 /* Generic callback: count invocations. */
 static void count_cb(void *opaque)

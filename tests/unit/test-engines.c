@@ -16,6 +16,7 @@
 
 #include "util/aio.h"
 #include "util/aio-internal.h"
+#include "tests/unit/test-co.h"
 
 #define BLK 4096
 
@@ -116,31 +117,6 @@ static void fixture_teardown(EngineFixture *f)
         unlink(f->path);
     }
     g_free(f->path);
-}
-
-/* Run @fn in a coroutine and wait for it on the default context. */
-typedef struct CoRun {
-    CoroutineEntry *fn;
-    void *opaque;
-    bool done;
-} CoRun;
-
-/* Coroutine body for run_in_coroutine(). */
-static void coroutine_fn co_run_entry(void *opaque)
-{
-    CoRun *r = opaque;
-
-    r->fn(r->opaque);
-    r->done = true;
-}
-
-/* Run @fn in a coroutine and poll until it has returned. */
-static void run_in_coroutine(CoroutineEntry *fn, void *opaque)
-{
-    CoRun r = { .fn = fn, .opaque = opaque };
-
-    co_enter(co_create(co_run_entry, &r));
-    AIO_WAIT_WHILE(aio_get_default(), !r.done);
 }
 
 /* ---- pattern write/read with several iovecs ---- */
