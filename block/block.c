@@ -3,6 +3,7 @@
  * Driver registry and node lifecycle: registration, lookup by name and
  * protocol prefix, probing, node names, references and accessors.
  */
+#include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
 #include "block/drivers.h"
@@ -243,6 +244,7 @@ void bdrv_delete(BlockDriverState *bs)
     g_ptr_array_unref(bs->parents);
     qobject_unref(bs->options);
     qobject_unref(bs->explicit_options);
+    qobject_unref(bs->full_options);
     g_free(bs->node_name);
     g_free(bs->filename);
     g_free(bs->exact_filename);
@@ -296,11 +298,10 @@ const char *bdrv_get_node_name(const BlockDriverState *bs)
     return bs->node_name ? bs->node_name : "";
 }
 
+/* bs->filename: during open what the node was opened from, afterwards
+ * the name bdrv_refresh_filename() gave it. */
 const char *bdrv_get_filename(const BlockDriverState *bs)
 {
-    if (bs->exact_filename && *bs->exact_filename) {
-        return bs->exact_filename;
-    }
     return bs->filename ? bs->filename : "";
 }
 
@@ -325,6 +326,34 @@ BdrvChild *bdrv_filter_child(const BlockDriverState *bs)
         return NULL;
     }
     return bs->drv->is_filter_for_backing ? bs->backing : bs->file;
+}
+
+/* The filtered child by its role: blkdebug's is called "image". */
+static BdrvChild *filtered_child_by_role(const BlockDriverState *bs)
+{
+    for (guint i = 0; i < bs->children->len; i++) {
+        BdrvChild *c = g_ptr_array_index(bs->children, i);
+        if (c->role & BDRV_CHILD_FILTERED) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
+{
+    const BlockDriverInfoOps *ops = bs && bs->drv ? bs->drv->info : NULL;
+    BdrvChild *c;
+
+    memset(bdi, 0, sizeof(*bdi));
+    if (!bs || !bs->drv) {
+        return -ENOMEDIUM;
+    }
+    if (ops && ops->get_info) {
+        return ops->get_info(bs, bdi);
+    }
+    c = bs->drv->kind == BDRV_KIND_FILTER ? filtered_child_by_role(bs) : NULL;
+    return c ? bdrv_get_info(c->bs, bdi) : -ENOTSUP;
 }
 
 BlockDriverState *bdrv_skip_filters(BlockDriverState *bs)

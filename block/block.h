@@ -141,6 +141,10 @@ BlockDriverState *bdrv_find_node(const char *node_name);
 const char *bdrv_get_format_name(const BlockDriverState *bs);   /* NULL if none */
 const char *bdrv_get_node_name(const BlockDriverState *bs);
 const char *bdrv_get_filename(const BlockDriverState *bs);
+/* Recompute the names of @bs and of the nodes below it (block/filename.c):
+ * the plain filename that opens the same graph, or "json:{...}" of the
+ * options that change what is read (QEMU's bdrv_refresh_filename rules). */
+void bdrv_refresh_filename(BlockDriverState *bs);
 bool bdrv_is_read_only(const BlockDriverState *bs);
 BlockDriverState *bdrv_file_bs(const BlockDriverState *bs);      /* file child or NULL */
 BlockDriverState *bdrv_backing_bs(const BlockDriverState *bs);   /* backing child or NULL */

@@ -92,8 +92,11 @@ struct BlockDriverState {
     const BlockDriver *drv;
     void *opaque;                 /* drv->instance_size bytes */
     char *node_name;
-    char *filename;               /* what the user named */
-    char *exact_filename;         /* as a driver reports it, may be NULL */
+    /* The node's name (block/filename.c): exact_filename when a plain
+     * filename opens this same node, else "json:{...}" of full_options. */
+    char *filename;
+    char *exact_filename;         /* plain filename or NULL */
+    QDict *full_options;          /* options that matter, children nested */
     int open_flags;               /* BDRV_O_* */
     bool read_only;
     bool probed;                  /* format was guessed (raw restrictions) */
@@ -149,6 +152,10 @@ typedef struct BlockDriverInfoOps {
     /* "format-specific" {type, data} for info; NULL if none */
     QDict *(*get_specific_info)(BlockDriverState *bs, Error **errp);
 } BlockDriverInfoOps;
+
+/* @bs's BlockDriverInfo (zeroed first): the driver's, a filter's
+ * filtered child's when the filter has none, else -ENOTSUP (block.c). */
+int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi);
 
 /* measure: bytes a new image of this format needs (qemu-img measure). */
 typedef struct BlockMeasureInfo {
@@ -243,6 +250,15 @@ struct BlockDriver {
      * context.  NULL: the format cannot be measured. */
     int (*measure)(QDict *opts, BlockDriverState *in_bs,
                    BlockMeasureInfo *info, Error **errp);
+    /* Naming (block/filename.c).  strong_opts: the options that change
+     * what the node reads, kept in its "json:{...}" name ("x." stands for
+     * every "x.*" key); NULL: none.  plain_filename: a name in the
+     * driver's own syntax ("null-co://", "blkdebug:CONF:IMAGE") for the
+     * node whose name options are @full, or NULL when only json: can say
+     * it (g_free()).  Without the hook protocols keep the filename they
+     * were opened with and formats take their protocol child's. */
+    const char *const *strong_opts;
+    char *(*plain_filename)(BlockDriverState *bs, QDict *full);
 };
 
 void bdrv_register(const BlockDriver *drv);

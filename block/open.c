@@ -506,7 +506,9 @@ static void warn_probed_raw(BlockDriverState *bs)
 
 /* ---- the node itself ---- */
 
-/* Formats show their file's name, protocols the one they were given. */
+/* The name while the node opens (drivers' messages use it): formats show
+ * their file's name, protocols the one they were given, which stays
+ * their plain name (block/filename.c renames the node once it is open). */
 static void set_node_filename(BlockDriverState *bs, const char *filename,
                               QDict *options)
 {
@@ -519,6 +521,8 @@ static void set_node_filename(BlockDriverState *bs, const char *filename,
     }
     g_free(bs->filename);
     bs->filename = g_strdup(fn ? fn : "");
+    g_free(bs->exact_filename);
+    bs->exact_filename = g_strdup(bs->filename);
 }
 
 /* QEMU words this differently for formats and protocols. */
@@ -618,6 +622,7 @@ static int open_common(BlockDriverState *bs, const BlockDriver *drv,
         return -EINVAL;
     }
     bdrv_refresh_limits(bs, errp);
+    bdrv_refresh_filename(bs);
     return 0;
 }
 

@@ -12,7 +12,9 @@
  * One engine implementation.  submit() performs ONE kernel operation
  * (which may be short) and returns its raw result: bytes transferred or
  * -errno.  The dispatcher in engine.c continues short transfers and
- * retries -EAGAIN/-EINTR, so engines stay simple.
+ * retries -EAGAIN/-EINTR, so engines stay simple.  @lane (may be NULL)
+ * asks for the operation to run in order with the lane's others: the
+ * pool-based engine honours it; kernel-queue engines ignore it.
  */
 typedef struct AioEngineOps {
     AioEngineType type;
@@ -20,9 +22,9 @@ typedef struct AioEngineOps {
     /* Create an instance for @ctx (NULL + errp on failure). */
     AioEngine *(*create)(AioContext *ctx, Error **errp);
     void (*destroy)(AioEngine *e);
-    int64_t coroutine_fn (*submit)(AioEngine *e, int fd, AioOp op,
-                                   int64_t offset, struct iovec *iov,
-                                   int niov);
+    int64_t coroutine_fn (*submit)(AioEngine *e, ThreadPoolLane *lane,
+                                   int fd, AioOp op, int64_t offset,
+                                   struct iovec *iov, int niov);
     void (*register_fd)(AioEngine *e, int fd);
     void (*unregister_fd)(AioEngine *e, int fd);
     /* Can the running kernel use this engine?  Called once, cached. */

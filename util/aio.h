@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <glib.h>
 #include "coroutine/coroutine.h"
 #include "util/error.h"
 
@@ -78,6 +79,16 @@ typedef int ThreadPoolFunc(void *opaque);
  * it completes and gets its return value.  Pool size: up to 64 workers,
  * created on demand, idle ones exit after a while. */
 int coroutine_fn thread_pool_run(AioContext *ctx, ThreadPoolFunc *func, void *opaque);
+/* A lane: jobs run on it one at a time, in submission order, back to back
+ * on one worker (see util/thread-pool.c).  Opaque; the owner keeps it
+ * alive while jobs are queued (a coroutine waits on each). */
+typedef struct ThreadPoolLane {
+    GQueue jobs;            /* waiting; protected by the pool's lock */
+    bool busy;              /* a worker is running the lane */
+} ThreadPoolLane;
+void thread_pool_lane_init(ThreadPoolLane *lane);
+int coroutine_fn thread_pool_run_lane(AioContext *ctx, ThreadPoolLane *lane,
+                                      ThreadPoolFunc *func, void *opaque);
 
 /* ---- I/O engines ----
  * One small ops set per engine, selected per file node.  An engine
@@ -116,6 +127,11 @@ AioEngine *aio_engine_get(AioContext *ctx, AioEngineType type, Error **errp);
 int64_t coroutine_fn aio_engine_co_rw(AioEngine *e, int fd, AioOp op,
                                       int64_t offset, struct iovec *iov,
                                       int niov);
+/* The same, in order with the other operations on @lane where the engine
+ * runs requests on the worker pool (threads); other engines ignore it. */
+int64_t coroutine_fn aio_engine_co_rw_lane(AioEngine *e, ThreadPoolLane *lane,
+                                           int fd, AioOp op, int64_t offset,
+                                           struct iovec *iov, int niov);
 /* Optional: register @fd for fixed-file submission (no-op if unsupported).
  * Unregister before closing the fd. */
 void aio_engine_register_fd(AioEngine *e, int fd);

@@ -204,9 +204,9 @@ static struct io_uring_sqe *uring_get_sqe(UringEngine *u)
 }
 
 /* Queue one SQE for the batch and sleep until its CQE is reaped. */
-static int64_t coroutine_fn uring_submit(AioEngine *e, int fd, AioOp op,
-                                         int64_t offset, struct iovec *iov,
-                                         int niov)
+static int64_t coroutine_fn uring_submit(AioEngine *e, ThreadPoolLane *lane,
+                                         int fd, AioOp op, int64_t offset,
+                                         struct iovec *iov, int niov)
 {
     UringEngine *u = (UringEngine *)e;
     UringRequest req = {

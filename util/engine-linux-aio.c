@@ -193,9 +193,9 @@ static int laio_fdatasync_worker(void *opaque)
 }
 
 /* Queue one iocb for the batch and sleep until its event is reaped. */
-static int64_t coroutine_fn laio_submit(AioEngine *e, int fd, AioOp op,
-                                        int64_t offset, struct iovec *iov,
-                                        int niov)
+static int64_t coroutine_fn laio_submit(AioEngine *e, ThreadPoolLane *lane,
+                                        int fd, AioOp op, int64_t offset,
+                                        struct iovec *iov, int niov)
 {
     LaioEngine *l = (LaioEngine *)e;
     LaioRequest req = { .co = co_self() };

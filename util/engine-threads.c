@@ -44,15 +44,15 @@ static int threads_worker(void *opaque)
 }
 
 /* One syscall on the pool; the coroutine sleeps meanwhile. */
-static int64_t coroutine_fn threads_submit(AioEngine *e, int fd, AioOp op,
-                                           int64_t offset, struct iovec *iov,
-                                           int niov)
+static int64_t coroutine_fn threads_submit(AioEngine *e, ThreadPoolLane *lane,
+                                           int fd, AioOp op, int64_t offset,
+                                           struct iovec *iov, int niov)
 {
     ThreadsRequest req = {
         .fd = fd, .op = op, .offset = offset, .iov = iov, .niov = niov,
     };
 
-    thread_pool_run(e->ctx, threads_worker, &req);
+    thread_pool_run_lane(e->ctx, lane, threads_worker, &req);
     return req.ret;
 }
 

@@ -149,8 +149,9 @@ static size_t iov_total(const struct iovec *iov, int niov)
 }
 
 /* Continue a short transfer on a private copy of the iovec array. */
-static int64_t coroutine_fn engine_continue(AioEngine *e, int fd, AioOp op,
-                                            int64_t offset,
+static int64_t coroutine_fn engine_continue(AioEngine *e,
+                                            ThreadPoolLane *lane,
+                                            int fd, AioOp op, int64_t offset,
                                             const struct iovec *iov, int niov,
                                             size_t total, int64_t done)
 {
@@ -158,8 +159,8 @@ static int64_t coroutine_fn engine_continue(AioEngine *e, int fd, AioOp op,
     int start = iov_advance(copy, niov, 0, done);
 
     while ((size_t)done < total) {
-        int64_t r = e->ops->submit(e, fd, op, offset + done, copy + start,
-                                   niov - start);
+        int64_t r = e->ops->submit(e, lane, fd, op, offset + done,
+                                   copy + start, niov - start);
         if (r == -EAGAIN || r == -EINTR) {
             continue;
         }
@@ -180,18 +181,25 @@ int64_t coroutine_fn aio_engine_co_rw(AioEngine *e, int fd, AioOp op,
                                       int64_t offset, struct iovec *iov,
                                       int niov)
 {
+    return aio_engine_co_rw_lane(e, NULL, fd, op, offset, iov, niov);
+}
+
+int64_t coroutine_fn aio_engine_co_rw_lane(AioEngine *e, ThreadPoolLane *lane,
+                                           int fd, AioOp op, int64_t offset,
+                                           struct iovec *iov, int niov)
+{
     size_t total;
     int64_t r;
 
     if (op == AIO_OP_FDATASYNC) {
         do {
-            r = e->ops->submit(e, fd, op, 0, NULL, 0);
+            r = e->ops->submit(e, lane, fd, op, 0, NULL, 0);
         } while (r == -EAGAIN || r == -EINTR);
         return r < 0 ? r : 0;
     }
     total = iov_total(iov, niov);
     do {
-        r = e->ops->submit(e, fd, op, offset, iov, niov);
+        r = e->ops->submit(e, lane, fd, op, offset, iov, niov);
     } while (r == -EAGAIN || r == -EINTR);
     if (r < 0 || (size_t)r == total || (r == 0 && op == AIO_OP_READ)) {
         return r;
@@ -199,5 +207,5 @@ int64_t coroutine_fn aio_engine_co_rw(AioEngine *e, int fd, AioOp op,
     if (r == 0) {
         return -ENOSPC;
     }
-    return engine_continue(e, fd, op, offset, iov, niov, total, r);
+    return engine_continue(e, lane, fd, op, offset, iov, niov, total, r);
 }

@@ -14,6 +14,13 @@
  * A job's completion is reported with aio_co_wake_node() (lock-free, one
  * eventfd write per batch), so the waiting coroutine is re-entered from
  * its context's loop, never from the worker thread.
+ *
+ * Lanes: jobs submitted on a ThreadPoolLane run one at a time in
+ * submission order.  The worker that runs a lane's job keeps the lane and
+ * runs its next queued job straight away, so back-to-back jobs on a lane
+ * (buffered writes to one file, which the kernel serialises on the inode
+ * lock anyway) leave no gap for a wake-up round trip through the loop,
+ * and never spin against each other in the kernel.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -34,7 +41,8 @@ typedef struct PoolJob {
     int ret;
     AioContext *ctx;
     AioWakeNode wake;
-    GList link;             /* on a batch or on pool.jobs */
+    ThreadPoolLane *lane;   /* NULL: any order */
+    GList link;             /* on a batch, pool.jobs or lane->jobs */
 } PoolJob;
 
 typedef struct PoolWorker {
@@ -74,11 +82,26 @@ static void queue_splice(GQueue *dst, GQueue *src)
     g_queue_init(src);
 }
 
-/* Run one job and queue the wake-up of its coroutine. */
+/* Run one job and queue the wake-up of its coroutine; then, while the
+ * job's lane has more queued, run those too.  The job lives on its
+ * coroutine's stack and the lane in its owner: the lane is updated before
+ * the wake-up, and neither is touched after it. */
 static void pool_run_job(PoolJob *job)
 {
-    job->ret = job->func(job->opaque);
-    aio_co_wake_node(job->ctx, &job->wake);
+    while (job) {
+        ThreadPoolLane *lane = job->lane;
+        GList *next = NULL;
+
+        job->ret = job->func(job->opaque);
+        if (lane) {
+            g_mutex_lock(&pool.lock);
+            next = g_queue_pop_head_link(&lane->jobs);
+            lane->busy = next != NULL;
+            g_mutex_unlock(&pool.lock);
+        }
+        aio_co_wake_node(job->ctx, &job->wake);
+        job = next ? next->data : NULL;
+    }
 }
 
 /* Idle timeout passed: leave if nobody picked us meanwhile; else a job
@@ -193,6 +216,27 @@ static int pool_hand_over(PoolBatch *b, PoolWorker **woken)
     return n;
 }
 
+/* Jobs for a lane that is running (or that an earlier job of this batch
+ * claims) wait on the lane; the first job of an idle lane claims it and
+ * is handed out like any other.  Called with pool.lock held. */
+static void pool_queue_lane_jobs(PoolBatch *b)
+{
+    GList *l = b->jobs.head;
+
+    while (l) {
+        GList *next = l->next;
+        PoolJob *job = l->data;
+
+        if (job->lane && job->lane->busy) {
+            g_queue_unlink(&b->jobs, l);
+            g_queue_push_tail_link(&job->lane->jobs, l);
+        } else if (job->lane) {
+            job->lane->busy = true;
+        }
+        l = next;
+    }
+}
+
 /* The batch BH: one lock round trip for every job of the iteration. */
 static void pool_flush(void *opaque)
 {
@@ -201,6 +245,7 @@ static void pool_flush(void *opaque)
     int n;
 
     g_mutex_lock(&pool.lock);
+    pool_queue_lane_jobs(b);
     n = pool_hand_over(b, woken);
     for (guint i = 0; i < b->jobs.length &&
                       pool.nthreads < POOL_MAX_THREADS; i++) {
@@ -239,9 +284,21 @@ void thread_pool_batch_free(PoolBatch *b)
 int coroutine_fn thread_pool_run(AioContext *ctx, ThreadPoolFunc *func,
                                  void *opaque)
 {
+    return thread_pool_run_lane(ctx, NULL, func, opaque);
+}
+
+void thread_pool_lane_init(ThreadPoolLane *lane)
+{
+    g_queue_init(&lane->jobs);
+    lane->busy = false;
+}
+
+int coroutine_fn thread_pool_run_lane(AioContext *ctx, ThreadPoolLane *lane,
+                                      ThreadPoolFunc *func, void *opaque)
+{
     PoolJob job = {
         .func = func, .opaque = opaque, .ctx = ctx, .wake.co = co_self(),
-        .link.data = &job,
+        .lane = lane, .link.data = &job,
     };
     PoolBatch *b = pool_batch(ctx);
 

@@ -63,6 +63,34 @@ static const BlockOptDesc blkdebug_opts[] = {
 
 /* ---- filename and options ---- */
 
+/* Options that change what the guest sees (errors, limits); "x." stands
+ * for every rule key.  Permission tweaks are not among them. */
+static const char *const blkdebug_strong_opts[] = {
+    "config", "align", "max-transfer", "opt-write-zero", "max-write-zero",
+    "opt-discard", "max-discard", "inject-error.", "set-state.", NULL,
+};
+
+/* "blkdebug:CONFIG:IMAGE" while nothing but a config file and an image
+ * with a plain name describe the node. */
+static char *blkdebug_plain_filename(BlockDriverState *bs, QDict *full)
+{
+    BlkdebugNode *s = bs->opaque;
+    const char *image = s->image ? s->image->bs->exact_filename : NULL;
+    const char *config = qdict_get_try_str(full, "config");
+
+    for (const QDictEntry *e = qdict_first(full); e; e = qdict_next(full, e)) {
+        const char *key = qdict_entry_key(e);
+        if (strcmp(key, "config") && strcmp(key, "image") &&
+            strcmp(key, "driver")) {
+            return NULL;
+        }
+    }
+    if (!image || !*image) {
+        return NULL;
+    }
+    return g_strdup_printf("blkdebug:%s:%s", config ? config : "", image);
+}
+
 /* "blkdebug:[CONFIG]:IMAGE" -> config, x-image. */
 static void blkdebug_parse_filename(const char *filename, QDict *options,
                                     Error **errp)
@@ -452,11 +480,12 @@ static int64_t coroutine_fn blkdebug_co_getlength(BlockDriverState *bs)
     return bdrv_co_getlength(s->image->bs);
 }
 
+/* Like any driver named by a protocol prefix, blkdebug knows no
+ * allocation of its own: the reference's info says "disk size:
+ * unavailable" for it and for formats above it. */
 static int64_t coroutine_fn blkdebug_co_allocated(BlockDriverState *bs)
 {
-    BlkdebugNode *s = bs->opaque;
-
-    return bdrv_co_get_allocated_file_size(s->image->bs);
+    return -ENOTSUP;
 }
 
 /* ---- events and breakpoints ---- */
@@ -630,6 +659,8 @@ const BlockDriver bdrv_blkdebug = {
     .open_opts = blkdebug_opts,
     .parse_filename = blkdebug_parse_filename,
     .open = blkdebug_open,
+    .strong_opts = blkdebug_strong_opts,
+    .plain_filename = blkdebug_plain_filename,
     .close = blkdebug_close,
     .refresh_limits = blkdebug_refresh_limits,
     .child_perm = blkdebug_child_perm,

@@ -18,6 +18,10 @@ static const BlockOptDesc throttle_opts[] = {
     { NULL },
 };
 
+/* The group decides the timing only, but a json: name must open the same
+ * graph: the reference keeps it. */
+static const char *const throttle_strong_opts[] = { "throttle-group", NULL };
+
 /* Look the group up by name, with the reference's messages. */
 static int throttle_attach_group(BlockDriverState *bs, QDict *options,
                                  Error **errp)
@@ -126,6 +130,7 @@ const BlockDriver bdrv_throttle = {
     .kind = BDRV_KIND_FILTER,
     .instance_size = sizeof(ThrottleNode),
     .open_opts = throttle_opts,
+    .strong_opts = throttle_strong_opts,
     .open = throttle_open,
     .close = throttle_close,
     .co_preadv = throttle_co_preadv,

@@ -25,6 +25,9 @@ static const BlockOptDesc raw_fmt_open_opts[] = {
     { NULL },
 };
 
+/* A window into the file reads other data: these stay in the name. */
+static const char *const raw_strong_opts[] = { "offset", "size", NULL };
+
 static const BlockOptDesc raw_fmt_create_opts[] = {
     { "size", OPT_SIZE, "Virtual disk size", NULL },
     { NULL },
@@ -390,10 +393,11 @@ static int raw_measure(QDict *opts, BlockDriverState *in_bs,
     return 0;
 }
 
-/* No cluster size, never dirty: info shows "dirty-flag": false. */
+/* The file's info, as the reference: over a protocol without any (null-co)
+ * info shows no "dirty-flag" and qemu-io's info fails. */
 static int raw_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
 {
-    return 0;
+    return bs->file ? bdrv_get_info(bs->file->bs, bdi) : -ENOTSUP;
 }
 
 static const BlockDriverInfoOps raw_info_ops = {
@@ -423,4 +427,5 @@ const BlockDriver bdrv_raw = {
     .co_copy_range_to = raw_co_copy_range_to,
     .info = &raw_info_ops,
     .measure = raw_measure,
+    .strong_opts = raw_strong_opts,
 };

@@ -94,6 +94,16 @@ static void raw_ext_invalidate(BDRVRawState *s)
 
 /* ---- read / write / flush ---- */
 
+/* Buffered writes to a regular file hold the inode lock in the kernel for
+ * the whole copy (ext4, xfs, tmpfs alike), so writes in flight together
+ * only spin against each other and steal the CPU that reads need.  They
+ * go through one lane of the worker pool instead: one at a time, back to
+ * back on one worker (engines other than threads ignore the lane). */
+static ThreadPoolLane *raw_write_lane(BDRVRawState *s)
+{
+    return s->is_device || (s->open_flags & O_DIRECT) ? NULL : &s->write_lane;
+}
+
 int coroutine_fn raw_co_preadv(BlockDriverState *bs, int64_t offset,
                                int64_t bytes, IOVector *qiov,
                                BdrvRequestFlags flags)
@@ -124,8 +134,8 @@ int coroutine_fn raw_co_pwritev(BlockDriverState *bs, int64_t offset,
         offset < s->ext.end && offset + bytes > s->ext.start) {
         raw_ext_invalidate(s);
     }
-    n = aio_engine_co_rw(s->engine, s->fd, AIO_OP_WRITE, offset,
-                         qiov->iov, qiov->niov);
+    n = aio_engine_co_rw_lane(s->engine, raw_write_lane(s), s->fd,
+                              AIO_OP_WRITE, offset, qiov->iov, qiov->niov);
     if (n < 0) {
         return n;
     }

@@ -23,6 +23,7 @@ typedef struct BDRVRawState {
 
     AioEngineType engine_type;
     AioEngine *engine;
+    ThreadPoolLane write_lane;    /* buffered writes to a regular file */
 
     /* capabilities discovered at run time */
     bool has_write_zeroes;        /* FALLOC_FL_ZERO_RANGE works */

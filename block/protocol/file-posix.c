@@ -287,6 +287,7 @@ static int raw_check_type(BlockDriverState *bs, BDRVRawState *s,
 /* Capabilities, limits and locking mode once the fd is known good. */
 static void raw_init_state(BlockDriverState *bs, BDRVRawState *s, int locking)
 {
+    thread_pool_lane_init(&s->write_lane);
     s->has_discard = true;
     s->has_write_zeroes = !s->is_device;
     s->has_fallocate = !s->is_device;

@@ -24,6 +24,20 @@ static const BlockOptDesc null_open_opts[] = {
     { NULL },
 };
 
+/* Size and read-zeroes change what a read returns; latency only when. */
+static const char *const null_strong_opts[] = { "size", "read-zeroes", NULL };
+
+/* "null-co://" names the node unless a strong option was given. */
+static char *null_plain_filename(BlockDriverState *bs, QDict *full)
+{
+    for (const char *const *p = null_strong_opts; *p; p++) {
+        if (qdict_haskey(full, *p)) {
+            return NULL;
+        }
+    }
+    return g_strdup_printf("%s://", bs->drv->format_name);
+}
+
 /* Only the canonical filename "@name://" is accepted. */
 static void null_check_filename(const char *filename, const char *name,
                                 QDict *options, Error **errp)
@@ -194,6 +208,8 @@ const BlockDriver bdrv_null_co = {
     .open_opts = null_open_opts,
     .parse_filename = null_co_parse_filename,
     .open = null_open,
+    .strong_opts = null_strong_opts,
+    .plain_filename = null_plain_filename,
     .co_preadv = null_co_preadv,
     .co_pwritev = null_co_pwritev,
     .co_pwrite_zeroes = null_co_pwrite_zeroes,
@@ -212,6 +228,8 @@ const BlockDriver bdrv_null_aio = {
     .open_opts = null_open_opts,
     .parse_filename = null_aio_parse_filename,
     .open = null_open,
+    .strong_opts = null_strong_opts,
+    .plain_filename = null_plain_filename,
     .co_preadv = null_co_preadv,
     .co_pwritev = null_co_pwritev,
     .co_pwrite_zeroes = null_co_pwrite_zeroes,

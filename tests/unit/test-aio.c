@@ -412,6 +412,76 @@ static void test_thread_pool(void)
     }
 }
 
+/* Lane jobs: one at a time, in submission order, while plain jobs run
+ * beside them. */
+typedef struct LaneArg {
+    int index;
+    int *next;              /* the index the lane must run next */
+    int *running;           /* lane jobs running now */
+    bool ok;
+    bool done;
+} LaneArg;
+
+static int lane_fn(void *opaque)
+{
+    LaneArg *a = opaque;
+    int running = __atomic_add_fetch(a->running, 1, __ATOMIC_SEQ_CST);
+
+    a->ok = running == 1 && __atomic_load_n(a->next, __ATOMIC_SEQ_CST) ==
+                            a->index;
+    g_usleep(200);          /* long enough for an overlap to show */
+    __atomic_store_n(a->next, a->index + 1, __ATOMIC_SEQ_CST);
+    __atomic_sub_fetch(a->running, 1, __ATOMIC_SEQ_CST);
+    return a->index;
+}
+
+static ThreadPoolLane test_lane;
+
+static void coroutine_fn lane_entry(void *opaque)
+{
+    LaneArg *a = opaque;
+    int r = thread_pool_run_lane(aio_get_default(), &test_lane, lane_fn, a);
+
+    g_assert_cmpint(r, ==, a->index);
+    a->done = true;
+}
+
+static void test_thread_pool_lane(void)
+{
+    AioContext *ctx = aio_get_default();
+    enum { N = 64 };
+    LaneArg args[N];
+    PoolArg plain[N];
+    int next = 0, running = 0;
+    bool left;
+
+    thread_pool_lane_init(&test_lane);
+    for (int i = 0; i < N; i++) {
+        args[i] = (LaneArg) { .index = i, .next = &next,
+                              .running = &running };
+        plain[i] = (PoolArg) { .caller = pthread_self(), .value = i + 1 };
+        co_enter(co_create(lane_entry, &args[i]));
+        co_enter(co_create(pool_entry, &plain[i]));
+        if (i % 7 == 0) {
+            aio_poll(ctx, false);   /* submissions over several batches */
+        }
+    }
+    do {
+        left = false;
+        for (int i = 0; i < N; i++) {
+            left |= !args[i].done || plain[i].value != -1;
+        }
+        if (left) {
+            aio_poll(ctx, true);
+        }
+    } while (left);
+    for (int i = 0; i < N; i++) {
+        g_assert_true(args[i].ok);
+    }
+    g_assert_cmpint(next, ==, N);
+    g_assert_true(g_queue_is_empty(&test_lane.jobs) && !test_lane.busy);
+}
+
 /* A private context works and frees pending oneshots. */
 static void test_context_new_free(void)
 {
@@ -489,6 +559,7 @@ int main(int argc, char **argv)
         { "co/sleep", test_co_sleep },
         { "co/yield-to-loop", test_co_yield_to_loop },
         { "thread-pool/run", test_thread_pool },
+        { "thread-pool/lane", test_thread_pool_lane },
         { "context/new-free", test_context_new_free },
         { "context/per-thread", test_default_per_thread },
     };

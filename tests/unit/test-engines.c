@@ -345,9 +345,9 @@ typedef struct MockEngine {
 
 /* One synchronous, deliberately short operation; every 3rd call -EINTR,
  * every 5th -EAGAIN, to exercise the dispatcher's loops. */
-static int64_t coroutine_fn mock_submit(AioEngine *e, int fd, AioOp op,
-                                        int64_t offset, struct iovec *iov,
-                                        int niov)
+static int64_t coroutine_fn mock_submit(AioEngine *e, ThreadPoolLane *lane,
+                                        int fd, AioOp op, int64_t offset,
+                                        struct iovec *iov, int niov)
 {
     MockEngine *m = (MockEngine *)e;
     struct iovec one;

@@ -8,8 +8,9 @@
  * known to read as zeroes, else zeroed the cheapest way (write-zeroes
  * with unmap: hole punching / zero range in the file driver); data
  * chunks are read, scanned for zero runs of at least -S bytes, and
- * written.  Writes are issued in chunk order unless -W.  Progress is
- * bytes processed over the total, so no second walk is needed.
+ * written.  Without -W, writes keep source order (see WriteOrder).
+ * Progress is bytes processed over the total, so no second walk is
+ * needed.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -23,8 +24,31 @@
 
 #define CONVERT_MIN_REQ     (256 * 1024)
 #define CONVERT_MAX_REQ     (2 * 1024 * 1024)
-#define CONVERT_IN_FLIGHT   (16 * 1024 * 1024)
 #define CONVERT_SALVAGE_UNIT 512
+
+/*
+ * How strictly writes follow source order.  In-order writing (no -W)
+ * exists so that a target which allocates as it is written ends up laid
+ * out front to back like the source.
+ *
+ * - ORDER_STRICT: a chunk writes only once every earlier chunk has
+ *   completed, one run after another.  Image formats allocate clusters in
+ *   the order requests run, so they need this.
+ * - ORDER_WINDOW: a raw image in a regular file or on a device.  File
+ *   systems place a block by its offset in the file (the allocator's goal
+ *   is the physical neighbour of the logical neighbour; buffered writes
+ *   are only placed at writeback), so writes completing in any order
+ *   within a short window give the same layout: on ext4, an O_DIRECT
+ *   convert of the W1 image gives 32-33 extents either way, like the
+ *   source.  A chunk waits only while it is a window (the -m chunks in
+ *   flight) ahead of the oldest unfinished one, which bounds the skew.
+ * - ORDER_NONE: -W.
+ */
+typedef enum {
+    ORDER_NONE,
+    ORDER_WINDOW,
+    ORDER_STRICT,
+} WriteOrder;
 
 typedef struct Chunk {
     int64_t off;          /* offset in the target (= concatenated source) */
@@ -33,7 +57,6 @@ typedef struct Chunk {
     int64_t src_off;      /* offset in that source */
     bool zero;
     uint64_t seq;
-    bool passed;          /* issue order: the turn went to the next chunk */
 } Chunk;
 
 typedef struct Convert {
@@ -49,12 +72,12 @@ typedef struct Convert {
     int64_t st_end;        /* cached block status covers [cursor, st_end) */
     bool st_zero;
     /* ordering (see wait_turn()) */
+    WriteOrder order;
     uint64_t seq_next;
-    uint64_t seq_done;     /* completion order: chunks fully written */
+    uint64_t seq_low;      /* oldest chunk not finished */
+    bool seq_finished[CONVERT_MAX_COROUTINES];  /* window: [seq_low, +m) */
     CoQueue order_q;
-    bool issue_order;      /* in order by issue, not by completion */
-    uint64_t seq_issue;    /* issue order: the chunk that may issue */
-    /* issue order: the write error of the earliest chunk, reported last */
+    /* window: the write error of the earliest chunk, reported last */
     bool werr_set;
     uint64_t werr_seq;
     int64_t werr_off;
@@ -68,13 +91,15 @@ typedef struct Convert {
     void *zero_buf;
 } Convert;
 
-/* Preferred request size: the target's, else ~16 MiB in flight. */
+/* Request size: the target's preference, else 2 MiB (qemu-img's buffer:
+ * chunk boundaries decide where zero runs are cut, so they stay where the
+ * reference puts them; -m 8 then keeps ~16 MiB in flight). */
 static int64_t pick_request_size(const ConvertParams *p)
 {
     uint64_t pref = blk_bs(p->dst)->bl.opt_transfer;
 
     if (!pref) {
-        pref = CONVERT_IN_FLIGHT / p->coroutines;
+        pref = CONVERT_MAX_REQ;
     }
     pref = MAX(pref, CONVERT_MIN_REQ);
     return MIN(pref, CONVERT_MAX_REQ);
@@ -134,8 +159,9 @@ static int64_t walk_take(Convert *s)
     if (s->st_zero && s->p->sparse) {
         return left;        /* one request zeroes (or skips) the lot */
     }
-    /* requests aligned to the request size */
-    return MIN(left, s->req - s->cursor % s->req);
+    /* requests of the request size from the start of the extent, as
+     * qemu-img cuts them: -S runs are judged within a chunk */
+    return MIN(left, s->req);
 }
 
 /* Hand out the next chunk; false at the end or after an error. */
@@ -160,7 +186,6 @@ static bool coroutine_fn next_chunk(Convert *s, Chunk *c)
             c->src_off = s->cursor - s->src_base;
             c->zero = s->st_zero;
             c->seq = s->seq_next++;
-            c->passed = false;
             s->cursor += c->len;
             ok = true;
         }
@@ -169,67 +194,55 @@ static bool coroutine_fn next_chunk(Convert *s, Chunk *c)
     return ok;
 }
 
-/*
- * In-order mode (no -W): the target is written in source order, so that
- * it is allocated front to back like the source.  Two flavours:
- *
- * - completion order: a chunk writes only once every earlier chunk's
- *   writes have completed.  Needed where allocation happens when the
- *   request runs: O_DIRECT files, and image formats that allocate
- *   clusters per request.
- * - issue order (s->issue_order): a chunk writes once every earlier chunk
- *   has issued its last request, without waiting for completion.  Used
- *   for raw targets in regular files without O_DIRECT: buffered writes
- *   land in the page cache and the file system allocates blocks at
- *   writeback (delayed allocation), so the completion order of requests
- *   in flight together does not change the layout, and the chunks
- *   overlap instead of running one write at a time.
- *
- * The turn passes (pass_turn()) right before a chunk's last request is
- * submitted; the woken coroutines run only once we yield, i.e. after the
- * submission.  A chunk that issues nothing passes it when it finishes.
- */
+/* May chunk @c write yet?  Strict: once every earlier chunk finished.
+ * Window: once it is less than a window ahead of the oldest unfinished. */
+static bool may_write(const Convert *s, const Chunk *c)
+{
+    switch (s->order) {
+    case ORDER_STRICT:
+        return s->seq_low == c->seq;
+    case ORDER_WINDOW:
+        return c->seq < s->seq_low + (uint64_t)s->p->coroutines;
+    default:
+        return true;
+    }
+}
+
 static void coroutine_fn wait_turn(Convert *s, const Chunk *c)
 {
-    if (!s->p->in_order) {
-        return;
-    }
-    if (s->issue_order) {
-        while (s->seq_issue < c->seq) {
-            co_queue_wait(&s->order_q, NULL);
-        }
-        return;
-    }
-    while (s->seq_done != c->seq) {
+    while (!may_write(s, c)) {
         co_queue_wait(&s->order_q, NULL);
     }
 }
 
-/* Issue order: let the next chunk issue (call holding the turn). */
-static void pass_turn(Convert *s, Chunk *c)
+/* Chunk @c is over: move the oldest-unfinished mark past every finished
+ * chunk and let the waiting ones look again. */
+static void coroutine_fn chunk_finished(Convert *s, const Chunk *c)
 {
-    if (s->issue_order && !c->passed) {
-        c->passed = true;
-        s->seq_issue = c->seq + 1;
-        co_queue_restart_all(&s->order_q);
+    int m = s->p->coroutines;
+
+    if (s->order == ORDER_NONE) {
+        return;
     }
+    /* a chunk that wrote nothing still waits: strict order keeps its
+     * place, and the window's ring has one slot per chunk inside it */
+    wait_turn(s, c);
+    s->seq_finished[c->seq % m] = true;
+    while (s->seq_finished[s->seq_low % m]) {
+        s->seq_finished[s->seq_low++ % m] = false;
+    }
+    co_queue_restart_all(&s->order_q);
 }
 
-/* Does [off, off + len) end the chunk, i.e. is it its last request? */
-static bool ends_chunk(const Chunk *c, int64_t off, int64_t len)
-{
-    return off + len == c->off + c->len;
-}
-
-/* A write failed: stop later writes; report it now, or in issue order
+/* A write failed: stop later writes; report it now, or in window order
  * keep the earliest chunk's error so that the one line reported is the
- * one completion order would have given. */
+ * one strict order would have given. */
 static void write_failed(Convert *s, const Chunk *c, int64_t off, int ret)
 {
     if (s->ret == 0) {
         s->ret = ret;
     }
-    if (!s->issue_order) {
+    if (s->order != ORDER_WINDOW) {
         error_report("error while writing at byte %" PRId64 ": %s", off,
                      strerror(-ret));
     } else if (!s->werr_set || c->seq < s->werr_seq) {
@@ -264,9 +277,6 @@ static int coroutine_fn do_write(Convert *s, Chunk *c, int64_t off,
         return s->ret;      /* an earlier chunk failed: stop quietly */
     }
     rate_limit(s, len);
-    if (ends_chunk(c, off, len)) {
-        pass_turn(s, c);
-    }
     ret = blk_co_pwrite(s->p->dst, off, len, buf, 0);
     if (ret < 0) {
         write_failed(s, c, off, ret);
@@ -306,9 +316,6 @@ static int coroutine_fn write_zero_run(Convert *s, Chunk *c,
     if (s->ret < 0) {
         return s->ret;
     }
-    if (ends_chunk(c, off, len)) {
-        pass_turn(s, c);
-    }
     ret = blk_co_pwrite_zeroes(s->p->dst, off, len, BDRV_REQ_MAY_UNMAP);
     if (ret < 0) {
         write_failed(s, c, off, ret);
@@ -338,10 +345,68 @@ static int64_t run_length(Convert *s, const Chunk *c, const uint8_t *buf,
     return pos - start;
 }
 
+/*
+ * The runs of one data chunk, written concurrently unless the order is
+ * strict: each run is a coroutine of its own that queues its request
+ * right away, so the target's queue (the file's write lane for buffered
+ * files) holds the whole chunk instead of one run at a time with a round
+ * trip through the loop in between.
+ */
+typedef struct RunGroup {
+    Convert *s;
+    Chunk *c;
+    int pending;
+    int ret;
+    Coroutine *waiter;     /* the chunk, once every run is issued */
+} RunGroup;
+
+typedef struct Run {
+    RunGroup *g;
+    int64_t off, len;
+    const uint8_t *buf;    /* NULL: a zero run */
+} Run;
+
+static int coroutine_fn write_run(Convert *s, Chunk *c, int64_t off,
+                                  int64_t len, const uint8_t *buf)
+{
+    return buf ? do_write(s, c, off, len, buf)
+               : write_zero_run(s, c, off, len);
+}
+
+static void coroutine_fn run_co(void *opaque)
+{
+    Run r = *(Run *)opaque;          /* the caller's copy goes away */
+    RunGroup *g = r.g;
+    int ret = write_run(g->s, g->c, r.off, r.len, r.buf);
+
+    if (ret < 0 && g->ret == 0) {
+        g->ret = ret;
+    }
+    if (--g->pending == 0 && g->waiter) {
+        co_wake_later(g->waiter);
+    }
+}
+
+/* Start one run; it runs until its request is queued. */
+static void coroutine_fn run_start(RunGroup *g, int64_t off, int64_t len,
+                                   const uint8_t *buf)
+{
+    Run r = { .g = g, .off = off, .len = len, .buf = buf };
+
+    g->pending++;
+    co_enter(co_create(run_co, &r));
+}
+
+static bool concurrent_runs(const Convert *s)
+{
+    return s->order != ORDER_STRICT;
+}
+
 /* Write a data chunk, leaving out zero runs of at least -S bytes. */
 static int coroutine_fn write_data(Convert *s, Chunk *c,
                                    const uint8_t *buf)
 {
+    RunGroup g = { .s = s, .c = c };
     int64_t pos = 0, n;
     bool zero = false;
     int ret = 0;
@@ -349,13 +414,23 @@ static int coroutine_fn write_data(Convert *s, Chunk *c,
     if (!s->p->sparse) {
         return do_write(s, c, c->off, c->len, buf);
     }
-    while (pos < c->len && ret == 0) {
+    if (concurrent_runs(s)) {
+        wait_turn(s, c);     /* the runs then queue in order, unblocked */
+    }
+    while (pos < c->len && ret == 0 && g.ret == 0) {
         n = run_length(s, c, buf, pos, &zero);
-        ret = zero ? write_zero_run(s, c, c->off + pos, n)
-                   : do_write(s, c, c->off + pos, n, buf + pos);
+        if (concurrent_runs(s)) {
+            run_start(&g, c->off + pos, n, zero ? NULL : buf + pos);
+        } else {
+            ret = write_run(s, c, c->off + pos, n, zero ? NULL : buf + pos);
+        }
         pos += n;
     }
-    return ret;
+    if (g.pending) {
+        g.waiter = co_self();
+        co_yield();
+    }
+    return ret < 0 ? ret : g.ret;
 }
 
 /* --salvage: re-read a failed request sector by sector, zeroing (and
@@ -434,16 +509,7 @@ static void coroutine_fn finish_chunk(Convert *s, Chunk *c, int ret)
     if (ret < 0 && s->ret == 0) {
         s->ret = ret;
     }
-    if (s->issue_order) {
-        if (!c->passed) {
-            wait_turn(s, c);
-            pass_turn(s, c);
-        }
-    } else if (s->p->in_order) {
-        wait_turn(s, c);
-        s->seq_done++;
-        co_queue_restart_all(&s->order_q);
-    }
+    chunk_finished(s, c);
     s->done += c->len;
     if (s->total) {
         progress_set((float)((double)s->done * 100 / s->total));
@@ -463,20 +529,24 @@ static void coroutine_fn convert_worker(void *opaque)
     s->running--;
 }
 
-/* A raw image in a regular file opened without O_DIRECT: its blocks are
- * allocated at writeback, whatever order the writes complete in. */
-static bool target_allocates_at_writeback(BlockBackend *dst)
+/* A raw image straight on a file or device (see WriteOrder)? */
+static bool target_places_by_offset(BlockBackend *dst)
 {
     BlockDriverState *bs = blk_bs(dst);
 
-    if (!bs || !bs->drv || (bs->open_flags & BDRV_O_NOCACHE)) {
-        return false;
-    }
-    if (!strcmp(bs->drv->format_name, "raw")) {
+    if (bs && bs->drv && !strcmp(bs->drv->format_name, "raw")) {
         bs = bs->file ? bs->file->bs : NULL;
     }
-    return bs && bs->drv && !strcmp(bs->drv->format_name, "file") &&
-           !(bs->open_flags & BDRV_O_NOCACHE);
+    return bs && bs->drv && (!strcmp(bs->drv->format_name, "file") ||
+                             !strcmp(bs->drv->format_name, "host_device"));
+}
+
+static WriteOrder pick_order(const ConvertParams *p)
+{
+    if (!p->in_order) {
+        return ORDER_NONE;
+    }
+    return target_places_by_offset(p->dst) ? ORDER_WINDOW : ORDER_STRICT;
 }
 
 static void convert_setup(Convert *s, const ConvertParams *p)
@@ -491,7 +561,7 @@ static void convert_setup(Convert *s, const ConvertParams *p)
     s->copy_range = p->copy_range;
     co_mutex_init(&s->walk_lock);
     co_queue_init(&s->order_q);
-    s->issue_order = p->in_order && target_allocates_at_writeback(p->dst);
+    s->order = pick_order(p);
     ratelimit_set_speed(&s->rl, p->rate, 0);
 }
 

@@ -42,13 +42,10 @@ static int64_t node_len(BlockDriverState *bs, bool allocated)
     return nl.len;
 }
 
-/* The driver's BlockDriverInfo; false if it has none. */
+/* The node's BlockDriverInfo; false if it has none. */
 static bool driver_info(BlockDriverState *bs, BlockDriverInfo *bdi)
 {
-    const BlockDriverInfoOps *ops = bs->drv->info;
-
-    memset(bdi, 0, sizeof(*bdi));
-    return ops && ops->get_info && ops->get_info(bs, bdi) == 0;
+    return bdrv_get_info(bs, bdi) == 0;
 }
 
 /* "format-specific": {type, data} if the driver describes itself. */
@@ -70,12 +67,14 @@ static void put_specific_info(QDict *info, BlockDriverState *bs)
 
 static QDict *node_info(BlockDriverState *bs);
 
-/* "children": [{"name": ..., "info": ...}] for every child node. */
+/* "children": [{"name": ..., "info": ...}] for every child node, the
+ * newest first as the reference lists them (blkverify shows "test"
+ * before "raw"). */
 static QList *children_info(BlockDriverState *bs)
 {
     QList *list = qlist_new();
 
-    for (guint i = 0; i < bs->children->len; i++) {
+    for (guint i = bs->children->len; i-- > 0;) {
         BdrvChild *c = g_ptr_array_index(bs->children, i);
         QDict *entry = qdict_new();
 

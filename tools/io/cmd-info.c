@@ -206,45 +206,14 @@ static int64_t info_vm_state_offset(BlockBackend *blk, int cluster_size,
 }
 
 /* Drivers whose info the reference reports as all zeroes. */
-static bool info_is_plain_file(const BlockDriver *drv)
+
+/* The reference prints nothing for empty data (the file driver's). */
+static bool info_has_specific_data(QDict *spec)
 {
-    const char *name = bdrv_driver_name(drv);
+    QObject *data = qdict_get(spec, "data");
+    QDict *dict = qobject_to_qdict(data);
 
-    return !strcmp(name, "file") || !strcmp(name, "host_device") ||
-           !strcmp(name, "host_cdrom");
-}
-
-/* The file/filtered child (blkdebug calls its child "image"). */
-static BlockDriverState *info_primary_child(BlockDriverState *bs)
-{
-    for (guint i = 0; bs->children && i < bs->children->len; i++) {
-        BdrvChild *c = g_ptr_array_index(bs->children, i);
-
-        if (c->role & (BDRV_CHILD_FILTERED | BDRV_CHILD_PRIMARY)) {
-            return c->bs;
-        }
-    }
-    return NULL;
-}
-
-static int info_get(BlockDriverState *bs, BlockDriverInfo *bdi)
-{
-    memset(bdi, 0, sizeof(*bdi));
-    while (bs && bs->drv) {
-        if (bs->drv->info && bs->drv->info->get_info) {
-            return bs->drv->info->get_info(bs, bdi);
-        }
-        if (info_is_plain_file(bs->drv)) {
-            return 0;
-        }
-        if (bs->drv->kind == BDRV_KIND_FILTER ||
-            !strcmp(bdrv_driver_name(bs->drv), "raw")) {
-            bs = info_primary_child(bs);
-        } else {
-            break;
-        }
-    }
-    return -ENOTSUP;
+    return data && (!dict || qdict_size(dict));
 }
 
 static QDict *info_specific(BlockDriverState *bs, Error **errp)
@@ -270,7 +239,7 @@ static int info_f(BlockBackend *blk, int argc, char **argv)
     if (bs->drv && bs->drv->protocol_name) {
         printf("format name: %s\n", bs->drv->protocol_name);
     }
-    ret = info_get(bs, &bdi);
+    ret = bdrv_get_info(bs, &bdi);
     if (ret) {
         return ret;
     }
@@ -284,7 +253,7 @@ static int info_f(BlockBackend *blk, int argc, char **argv)
         error_report_err(err);
         return -EIO;
     }
-    if (spec && qdict_get(spec, "data")) {
+    if (spec && info_has_specific_data(spec)) {
         printf("Format specific information:\n");
         io_dump_qobject(1, qdict_get(spec, "data"));
     }

@@ -1,0 +1,127 @@
+"""qemu-img convert write ordering: in-order (window), strict and -W modes
+on images with many small extents, buffered and O_DIRECT, every worker
+count.  The result must equal the source byte for byte and have the same
+allocation map as the reference's convert of the same source; a hang
+(a chunk waiting for a turn that never comes) fails on the timeout."""
+import os
+import random
+import subprocess
+
+import pytest
+
+from conftest import make_image
+
+KiB = 1 << 10
+MiB = 1 << 20
+
+
+def fragmented(path, size=48 * MiB, seed=7):
+    """Data, written zeroes and holes in runs of 4 KiB to 3 MiB, so that
+    chunks are data, zero or mixed, and zero chunks come in long rows."""
+    rnd = random.Random(seed)
+    chunks, off = [], 0
+    while off < size:
+        n = min(rnd.choice([4 * KiB, 64 * KiB, 512 * KiB, 3 * MiB]),
+                size - off)
+        kind = rnd.choice(['data', 'data', 'zero', 'hole', 'hole'])
+        if kind == 'data':
+            chunks.append((off, rnd.randbytes(n)))
+        elif kind == 'zero':
+            chunks.append((off, bytes(n)))
+        off += n
+    return make_image(path, size, chunks)
+
+
+def direct_ok(d):
+    try:
+        fd = os.open(os.path.join(d, '.direct'), os.O_CREAT | os.O_WRONLY |
+                     os.O_DIRECT, 0o644)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def convert(prog, args, src, dst):
+    if os.path.exists(dst):
+        os.unlink(dst)
+    subprocess.run([prog, 'convert'] + args + ['-f', 'raw', '-O', 'raw',
+                                               src, dst],
+                   check=True, timeout=60, capture_output=True)
+
+
+def alloc_map(ref_img, path):
+    return subprocess.run([ref_img, 'map', '--output=json', '-f', 'raw',
+                           path], check=True, capture_output=True,
+                          text=True).stdout
+
+
+@pytest.fixture(scope='module')
+def image(tmp_path_factory):
+    d = tmp_path_factory.mktemp('order')
+    src = fragmented(d / 's.raw')
+    return d, src
+
+
+@pytest.mark.parametrize('cache', ['writeback', 'none'])
+@pytest.mark.parametrize('extra', [[], ['-W'], ['-S', '64k'], ['-S', '0']],
+                         ids=['in-order', 'W', 'S64k', 'S0'])
+@pytest.mark.parametrize('workers', [1, 2, 8, 16])
+def test_convert_order(strata_img, ref_qemu_img, image, cache, extra,
+                       workers):
+    d, src = image
+    if cache == 'none' and not direct_ok(str(d)):
+        pytest.skip('no O_DIRECT here')
+    args = ['-m', str(workers), '-t', cache, '-T', cache] + extra
+    ours, ref = str(d / 'ours.raw'), str(d / 'ref.raw')
+    convert(strata_img, args, src, ours)
+    convert(ref_qemu_img, args, src, ref)
+    with open(src, 'rb') as a, open(ours, 'rb') as b:
+        assert a.read() == b.read()
+    assert alloc_map(ref_qemu_img, ours) == alloc_map(ref_qemu_img, ref)
+
+
+def test_convert_order_existing_target(strata_img, ref_qemu_img, image):
+    """-n onto a target full of data: zero runs must be written (strict
+    order does not apply, the window does)."""
+    d, src = image
+    ours = str(d / 'full.raw')
+    with open(ours, 'wb') as f:
+        f.write(b'\xff' * os.path.getsize(src))
+    subprocess.run([strata_img, 'convert', '-n', '-f', 'raw', '-O', 'raw',
+                    src, ours], check=True, timeout=60)
+    with open(src, 'rb') as a, open(ours, 'rb') as b:
+        assert a.read() == b.read()
+
+
+def sector_mix(path, seed):
+    """Data, written zeroes and holes in runs of 512 bytes to 300 KiB, so
+    that zero runs start and end off every -S boundary."""
+    rnd = random.Random(seed)
+    size = rnd.choice([1, 3]) * MiB
+    chunks, off = [], 0
+    while off < size:
+        n = min(rnd.choice([512, 1024, 3584, 4096, 8192, 20480, 65536,
+                            69632, 299520]), size - off)
+        kind = rnd.choice(['data', 'zero', 'hole', 'hole'])
+        if kind != 'hole':
+            chunks.append((off, rnd.randbytes(n) if kind == 'data'
+                           else bytes(n)))
+        off += n
+    return make_image(path, size, chunks)
+
+
+# Non-power-of-two -S (3k) leaves some zero blocks allocated that the
+# reference leaves out: a known difference, not covered here.
+@pytest.mark.parametrize('sparse', ['512', '1k', '4k', '8k', '64k', '0'])
+@pytest.mark.parametrize('seed', range(6))
+def test_convert_sparse_runs(strata_img, ref_qemu_img, tmp_path, sparse,
+                             seed):
+    """-S: which zero runs are left unallocated, as the reference."""
+    src = sector_mix(tmp_path / 's.raw', seed)
+    ours, ref = str(tmp_path / 'o.raw'), str(tmp_path / 'r.raw')
+    convert(strata_img, ['-S', sparse], src, ours)
+    convert(ref_qemu_img, ['-S', sparse], src, ref)
+    with open(src, 'rb') as a, open(ours, 'rb') as b:
+        assert a.read() == b.read()
+    assert alloc_map(ref_qemu_img, ours) == alloc_map(ref_qemu_img, ref)
