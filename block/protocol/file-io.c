@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 #include "block/protocol/file-posix-internal.h"
 #include "util/cutils.h"
@@ -94,6 +95,58 @@ static void raw_ext_invalidate(BDRVRawState *s)
 
 /* ---- read / write / flush ---- */
 
+#define TMPFS_MAGIC_NR 0x01021994
+#define RAMFS_MAGIC_NR 0x858458f6
+
+bool raw_fd_on_mem_fs(int fd)
+{
+    struct statfs st;
+
+    return fstatfs(fd, &st) == 0 &&
+           (st.f_type == TMPFS_MAGIC_NR || st.f_type == RAMFS_MAGIC_NR);
+}
+
+/* A buffered read of a file on a memory file system is a copy out of
+ * the page cache that never waits for a device.  Handing it to a worker
+ * would cost a wake-up and a context switch, and leave the data in
+ * another core's cache for the code that looks at it next; so with the
+ * threads engine it runs inline (io_uring would punt it to a worker:
+ * tmpfs has no non-blocking reads). */
+static bool raw_read_inline(const BDRVRawState *s)
+{
+    return s->mem_fs && !(s->open_flags & O_DIRECT) &&
+           s->engine_type == AIO_ENGINE_THREADS;
+}
+
+/* preadv until done or EOF; bytes read or -errno. */
+static int64_t raw_preadv_sync(int fd, int64_t offset, IOVector *qiov)
+{
+    g_autofree struct iovec *iov = g_memdup2(qiov->iov,
+                                             sizeof(*iov) * qiov->niov);
+    int niov = qiov->niov, first = 0;
+    int64_t done = 0;
+
+    while (first < niov) {
+        ssize_t n = preadv(fd, iov + first, niov - first, offset + done);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return n < 0 ? -errno : done;
+        }
+        done += n;
+        while (first < niov && (size_t)n >= iov[first].iov_len) {
+            n -= iov[first++].iov_len;
+        }
+        if (first < niov) {
+            iov[first].iov_base = (char *)iov[first].iov_base + n;
+            iov[first].iov_len -= n;
+        }
+    }
+    return done;
+}
+
 /* Buffered writes to a regular file hold the inode lock in the kernel for
  * the whole copy (ext4, xfs, tmpfs alike), so writes in flight together
  * only spin against each other and steal the CPU that reads need.  They
@@ -109,8 +162,10 @@ int coroutine_fn raw_co_preadv(BlockDriverState *bs, int64_t offset,
                                BdrvRequestFlags flags)
 {
     BDRVRawState *s = bs->opaque;
-    int64_t n = aio_engine_co_rw(s->engine, s->fd, AIO_OP_READ, offset,
-                                 qiov->iov, qiov->niov);
+    int64_t n = raw_read_inline(s)
+        ? raw_preadv_sync(s->fd, offset, qiov)
+        : aio_engine_co_rw(s->engine, s->fd, AIO_OP_READ, offset,
+                           qiov->iov, qiov->niov);
 
     if (n < 0) {
         return n;

@@ -24,6 +24,7 @@ typedef struct BDRVRawState {
     AioEngineType engine_type;
     AioEngine *engine;
     ThreadPoolLane write_lane;    /* buffered writes to a regular file */
+    bool mem_fs;                  /* on tmpfs/ramfs: no device behind */
 
     /* capabilities discovered at run time */
     bool has_write_zeroes;        /* FALLOC_FL_ZERO_RANGE works */
@@ -63,6 +64,7 @@ bool raw_has_ofd_lock(void);
 
 /* file-io.c */
 AioContext *raw_ctx(BlockDriverState *bs);
+bool raw_fd_on_mem_fs(int fd);
 int coroutine_fn raw_co_preadv(BlockDriverState *bs, int64_t offset,
                                int64_t bytes, IOVector *qiov,
                                BdrvRequestFlags flags);

@@ -288,6 +288,7 @@ static int raw_check_type(BlockDriverState *bs, BDRVRawState *s,
 static void raw_init_state(BlockDriverState *bs, BDRVRawState *s, int locking)
 {
     thread_pool_lane_init(&s->write_lane);
+    s->mem_fs = !s->is_device && raw_fd_on_mem_fs(s->fd);
     s->has_discard = true;
     s->has_write_zeroes = !s->is_device;
     s->has_fallocate = !s->is_device;
