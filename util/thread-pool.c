@@ -237,10 +237,9 @@ static void pool_queue_lane_jobs(PoolBatch *b)
     }
 }
 
-/* The batch BH: one lock round trip for every job of the iteration. */
-static void pool_flush(void *opaque)
+/* Hand the jobs of @b to the pool under one lock round trip. */
+static void pool_submit(PoolBatch *b)
 {
-    PoolBatch *b = opaque;
     PoolWorker *woken[POOL_MAX_THREADS];
     int n;
 
@@ -257,6 +256,12 @@ static void pool_flush(void *opaque)
     for (int i = 0; i < n; i++) {
         sem_post(&woken[i]->sem);
     }
+}
+
+/* The batch BH: every job of the iteration at once. */
+static void pool_flush(void *opaque)
+{
+    pool_submit(opaque);
 }
 
 /* The context's batch, created on first use. */
@@ -303,6 +308,17 @@ int coroutine_fn thread_pool_run_lane(AioContext *ctx, ThreadPoolLane *lane,
     PoolBatch *b = pool_batch(ctx);
 
     g_assert(job.wake.co);
+    if (lane) {
+        /* Lane jobs go at once: the lane's worker may be about to run dry
+         * while this thread stays busy until the batch would be flushed
+         * (an inline read, say), and a busy lane takes them lock-only. */
+        PoolBatch one = { .jobs = G_QUEUE_INIT };
+
+        g_queue_push_tail_link(&one.jobs, &job.link);
+        pool_submit(&one);
+        co_yield();
+        return job.ret;
+    }
     g_queue_push_tail_link(&b->jobs, &job.link);
     if (b->jobs.length == 1) {
         aio_bh_schedule(b->bh);
