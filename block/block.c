@@ -320,15 +320,8 @@ BlockDriverState *bdrv_backing_bs(const BlockDriverState *bs)
     return bs->backing ? bs->backing->bs : NULL;
 }
 
-BdrvChild *bdrv_filter_child(const BlockDriverState *bs)
-{
-    if (!bs || !bs->drv || bs->drv->kind != BDRV_KIND_FILTER) {
-        return NULL;
-    }
-    return bs->drv->is_filter_for_backing ? bs->backing : bs->file;
-}
-
-/* The filtered child by its role: blkdebug's is called "image". */
+/* The filtered child by its role, whatever its name (blkdebug's is
+ * called "image"). */
 static BdrvChild *filtered_child_by_role(const BlockDriverState *bs)
 {
     for (guint i = 0; i < bs->children->len; i++) {
@@ -338,6 +331,17 @@ static BdrvChild *filtered_child_by_role(const BlockDriverState *bs)
         }
     }
     return NULL;
+}
+
+BdrvChild *bdrv_filter_child(const BlockDriverState *bs)
+{
+    if (!bs || !bs->drv || bs->drv->kind != BDRV_KIND_FILTER) {
+        return NULL;
+    }
+    if (bs->drv->is_filter_for_backing) {
+        return bs->backing;
+    }
+    return bs->file ? bs->file : filtered_child_by_role(bs);
 }
 
 int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
