@@ -111,9 +111,8 @@ def sector_mix(path, seed, size=None):
     return make_image(path, size, chunks)
 
 
-# Non-power-of-two -S (3k) leaves some zero blocks allocated that the
-# reference leaves out: a known difference, not covered here.
-@pytest.mark.parametrize('sparse', ['512', '1k', '4k', '8k', '64k', '0'])
+@pytest.mark.parametrize('sparse', ['512', '1k', '3k', '4k', '6k', '8k', '12k',
+                                    '64k', '0'])
 @pytest.mark.parametrize('seed', range(6))
 def test_convert_sparse_runs(strata_img, ref_qemu_img, tmp_path, sparse,
                              seed):

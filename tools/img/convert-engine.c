@@ -63,6 +63,7 @@ typedef struct Convert {
     const ConvertParams *p;
     int64_t total;
     int64_t req;           /* request size */
+    int64_t scan_unit;     /* -S: zero detection granularity */
     size_t align;          /* buffer alignment */
     /* the walk */
     CoMutex walk_lock;
@@ -323,12 +324,30 @@ static int coroutine_fn write_zero_run(Convert *s, Chunk *c,
     return ret;
 }
 
-/* Bytes from @pos in @buf that are all zero or all data, in units of
- * -S aligned to target offsets; *zero tells which. */
+/*
+ * -S: which zero runs of a data chunk are left out.  The buffer is looked
+ * at in units aligned to target offsets: -S rounded down to a power of
+ * two, at least 4 KiB (what a file system allocates, and what qemu-img
+ * aligns zero runs to).  A run of whole zero units is left out; with an
+ * -S that is not a power of two it must also be at least -S long, unless
+ * the chunk's edge cuts it.
+ */
+static int64_t pick_scan_unit(int64_t sparse)
+{
+    int64_t u = 4096;
+
+    while (u * 2 <= sparse) {
+        u *= 2;
+    }
+    return u;
+}
+
+/* Bytes from @pos in @buf that are all zero or all data, in scan units;
+ * *zero tells which. */
 static int64_t run_length(Convert *s, const Chunk *c, const uint8_t *buf,
                           int64_t pos, bool *zero)
 {
-    int64_t unit = s->p->sparse, start = pos;
+    int64_t unit = s->scan_unit, start = pos;
     bool first = true;
 
     while (pos < c->len) {
@@ -341,6 +360,9 @@ static int64_t run_length(Convert *s, const Chunk *c, const uint8_t *buf,
         *zero = z;
         first = false;
         pos = end;
+    }
+    if (*zero && pos - start < s->p->sparse && start > 0 && pos < c->len) {
+        *zero = false;      /* too short, and not cut by the chunk */
     }
     return pos - start;
 }
@@ -557,6 +579,7 @@ static void convert_setup(Convert *s, const ConvertParams *p)
         s->total += p->src_len[i];
     }
     s->req = pick_request_size(p);
+    s->scan_unit = pick_scan_unit(p->sparse);
     s->align = pick_alignment(p);
     s->copy_range = p->copy_range;
     co_mutex_init(&s->walk_lock);
