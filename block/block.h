@@ -29,9 +29,11 @@ typedef struct BlockBackend BlockBackend;
 
 #define BDRV_SECTOR_BITS   9
 #define BDRV_SECTOR_SIZE   (1ULL << BDRV_SECTOR_BITS)
-/* Largest request the core accepts (as QEMU: INT64_MAX rounded to 2^31-ish
- * limits per driver request are done by splitting). */
-#define BDRV_MAX_LENGTH    (INT64_MAX & ~(int64_t)(BDRV_SECTOR_SIZE - 1))
+/* Largest image length and request end the core accepts: INT64_MAX
+ * rounded down to 1 GiB, the largest alignment a node may ask for, as
+ * QEMU (its messages print this maximum, 9223372035781033984). */
+#define BDRV_MAX_ALIGNMENT (1LL << 30)
+#define BDRV_MAX_LENGTH    (INT64_MAX & ~(int64_t)(BDRV_MAX_ALIGNMENT - 1))
 #define BDRV_REQUEST_MAX_BYTES (INT32_MAX & ~(int64_t)(BDRV_SECTOR_SIZE - 1))
 /* How much of an image format probing reads. */
 #define BLOCK_PROBE_BUF_SIZE 512

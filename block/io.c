@@ -12,6 +12,7 @@
  *      emulation, filter pass-through.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 #include <glib.h>
 #include "block/debug.h"
@@ -1042,8 +1043,9 @@ static int truncate_check(BlockDriverState *bs, int64_t offset, Error **errp)
         return -EINVAL;
     }
     if (offset > BDRV_MAX_LENGTH) {
-        error_setg(errp, "Image size too large");
-        return -EFBIG;
+        error_setg(errp, "offset(%" PRId64 ") exceeds maximum(%" PRId64 ")",
+                   offset, (int64_t)BDRV_MAX_LENGTH);
+        return -EIO;
     }
     if (bs->read_only) {
         error_setg(errp, "Image is read-only");

@@ -122,6 +122,29 @@ static int size_combine(uint64_t ival, double frac, uint64_t mul, uint64_t *resu
     return 0;
 }
 
+/* A number that cannot be a size (negative, or beyond 2^64) stops the
+ * parse where its digits end, as qemu-img's does: with nothing after it
+ * that is -ERANGE ("-1"), with anything after it a malformed string
+ * ("-1k", "-1.5", "99999999999999999999k" are -EINVAL). */
+static int size_range_error(const char *p, const char **end)
+{
+    if (end) {
+        *end = p;
+        return -ERANGE;
+    }
+    return *p ? -EINVAL : -ERANGE;
+}
+
+/* "-<digits>...": never a size; which error depends on what follows. */
+static int negative_size(const char *p, const char **end)
+{
+    uint64_t ival;
+    int nint;
+
+    parse_digits(&p, 10, &ival, &nint);
+    return nint ? size_range_error(p, end) : -EINVAL;
+}
+
 /* Core of the size parsers: @unit is 1024 or 1000. */
 static int do_size_parse(const char *str, const char **end, uint64_t default_unit,
                          uint64_t unit, uint64_t *result)
@@ -139,11 +162,16 @@ static int do_size_parse(const char *str, const char **end, uint64_t default_uni
         negative = *p == '-';
         p++;
     }
+    if (negative) {
+        return negative_size(p, end);
+    }
     if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
-        ret = parse_hex_size(p, end, result);
-        return (ret == 0 && negative) ? -ERANGE : ret;
+        return parse_hex_size(p, end, result);
     }
     ret = parse_digits(&p, 10, &ival, &nint);
+    if (ret < 0) {
+        return size_range_error(p, end);
+    }
     if (*p == '.') {
         frac = parse_fraction(&p, &nfrac);
     }
@@ -163,9 +191,6 @@ static int do_size_parse(const char *str, const char **end, uint64_t default_uni
         *end = p;
     } else if (*p) {
         return -EINVAL;
-    }
-    if (ret < 0 || negative) {
-        return -ERANGE;
     }
     return size_combine(ival, frac, mul, result);
 }

@@ -79,6 +79,15 @@ CASES = [
     ('object-not-accepted', ['--object', 'foo', 'a.raw']),
     ('bad-option', ['-x']),
     ('missing-argument', ['-c']),
+    # offsets wrap modulo the image size: a request may then run past the
+    # end and fail the run
+    ('wrap-past-end', ['-f', 'raw', '-c', '3', '-d', '1', '-o', '1020k', '-S', '3k',
+                       'a.raw']),
+    # -t is checked when it is met, before later options and the file name
+    ('cache-bad-first', ['-t', 'foo', '-c', '0', 'a.raw']),
+    ('cache-bad-no-file', ['-t', 'foo']),
+    # "--o" still abbreviates --offset (--output is our extension)
+    ('offset-abbreviated', ['--o', 'x', 'a.raw']),
 ]
 
 # O_DIRECT needs a real file system: these run in disk_dir
@@ -113,6 +122,18 @@ def test_bench_as_reference(case, tmp_path, our_qemu_img, ref_qemu_img):
 def test_bench_direct_as_reference(case, disk_dir, our_qemu_img, ref_qemu_img):
     from pathlib import Path
     check(Path(disk_dir), case[1], our_qemu_img, ref_qemu_img)
+
+
+def test_bench_buffers_overflow(tmp_path, our_qemu_img, ref_qemu_img):
+    """DEPTH * BUFFER_SIZE overflowing an int: the reference prints its
+    allocation failure and aborts (SIGABRT); ours prints the same and
+    exits with status 1 instead of crashing (a documented difference)."""
+    argv = ['-f', 'raw', '-d', '2', '-s', '1G', 'a.raw']
+    prepare(tmp_path)
+    ref = run_in(ref_qemu_img, tmp_path, ['bench'] + argv)
+    ours = run_in(our_qemu_img, tmp_path, ['bench'] + argv)
+    assert ref[0] < 0 and ours[0] == 1
+    assert ours[1:] == ref[1:]
 
 
 def test_bench_writes_pattern(tmp_path, our_qemu_img):

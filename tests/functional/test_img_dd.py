@@ -52,6 +52,13 @@ CASES = [
     ('empty-of', ['if=h.raw', 'of=']),
     ('bad-option', ['-x']),
     ('missing-argument', ['if=h.raw', 'of=o.raw', '-O']),
+    # skip= past the end is reported once the output exists, so not at all
+    # when creating it fails
+    ('skip-beyond-create-fails', ['-f', 'raw', 'if=h.raw', 'of=nodir/o.raw', 'skip=10000']),
+    # the output's protocol must create files, checked before creating
+    ('output-protocol-cannot-create', ['-f', 'raw', 'if=h.raw', 'of=null-co://']),
+    ('output-protocol-unknown', ['-f', 'raw', 'if=h.raw', 'of=json:{"driver":"file"}']),
+    ('output-format-and-protocol', ['-O', 'null-co', 'if=h.raw', 'of=null-co://']),
 ]
 
 
@@ -120,3 +127,22 @@ def test_dd_pipe_through(tmp_path, our_qemu_img):
     assert (r.rc, r.out) == (0, data[:5000])
     r = run_bytes([our_qemu_img, 'dd', '-O', 'qcow2', 'if=-'], input=data, text=False)
     assert r.rc == 1 and r.out == b''
+
+
+def allocated(path):
+    return os.stat(path).st_blocks * 512
+
+
+def test_dd_output_allocation_as_reference(tmp_path, our_qemu_img, ref_qemu_img):
+    """Every block is written, zeroes too: the output is as allocated as
+    the reference's, not left sparse where the input reads as zeroes."""
+    results = []
+    for name, prog in (('ref', ref_qemu_img), ('ours', our_qemu_img)):
+        d = tmp_path / name
+        d.mkdir()
+        make_image(d / 'z.raw', MiB, [(512 * 1024, b'x')])
+        r = run_in(prog, d, ['dd', '-f', 'raw', 'if=z.raw', 'of=o.raw', 'bs=64k'])
+        results.append((r, (d / 'o.raw').read_bytes() == (d / 'z.raw').read_bytes(),
+                        allocated(d / 'o.raw') >= MiB))
+    assert results[0][2], 'the reference writes every block'
+    assert results[1] == results[0]

@@ -109,6 +109,23 @@ CASES = [
     # EFBIG from the file system
     ['create', 'o.raw', '1P'],
     ['create', '-f', 'raw', '-q', 'o.raw', '1E'],
+    # sizes: a negative or too large number followed by anything is
+    # malformed, alone it is out of range
+    ['create', '-f', 'raw', '--', 'o.raw', '-1k'],
+    ['create', '-f', 'raw', '--', 'o.raw', '-0x10'],
+    ['create', '-f', 'raw', '--', 'o.raw', '-1'],
+    ['create', '-f', 'raw', 'o.raw', '99999999999999999999k'],
+    # -o: elements checked in order; help is a bare "help" element
+    ['create', '-o', 'nocow=x,bogus=1', 'o.raw', '1k'],
+    ['create', '-o', 'nocow,,', 'o.raw', '1k'],
+    ['create', '-o', 'help,,x', 'o.raw'],
+    ['create', '-o', 'size=1M,,help', 'o.raw'],
+    ['measure', '-o', 'nocow=x,bogus=1', '--size', '1k'],
+    # bitmap --add: the name, then the granularity as a 32-bit number
+    ['bitmap', '-f', 'raw', '--add', 'r.raw', ''],
+    ['bitmap', '-f', 'raw', '--add', '-g', '4G', 'r.raw', 'bm'],
+    # rebase asks the image for its cluster size, also with -u
+    ['rebase', '-u', '-b', '', 'json:{"driver":"raw","file":{"driver":"null-co"}}'],
 ]
 
 

@@ -69,6 +69,20 @@ CASES = [
     ('bad-option', prepare_raw, ['-x', 'r.raw', '1M']),
     ('bad-object', prepare_raw, ['--object', 'foo', 'r.raw', '1M']),
     ('read-only-file', prepare_ro, ['-f', 'raw', 'r.raw', '9M']),
+    # a negative number or one past 2^64 followed by more characters is
+    # malformed, not out of range
+    ('negative-delta-suffix', prepare_raw, ['-f', 'raw', '--', 'r.raw', '+-1k']),
+    ('huge-delta-suffix', prepare_raw, ['-f', 'raw', 'r.raw', '+99999999999999999999k']),
+    # the largest length is INT64_MAX rounded down to 1 GiB
+    ('past-max-length', prepare_raw, ['-f', 'raw', 'r.raw', '9223372035781033985']),
+    ('int64-max', prepare_raw, ['-f', 'raw', 'r.raw', '9223372036854775807']),
+    # devices are resized exactly or not at all
+    ('device', prepare_raw, ['-f', 'raw', '/dev/null', '1M']),
+    # a third operand is refused before a later option is looked at
+    ('extra-before-bad-option', prepare_raw, ['r.raw', '1M', 'extra', '--preallocation=x']),
+    ('extra-after-dashdash', prepare_raw, ['-f', 'raw', 'r.raw', '--', '1M', 'x']),
+    # the size is parsed before --image-opts and -f are found exclusive
+    ('bad-size-before-exclusive', prepare_raw, ['--image-opts', '-f', 'raw', 'r.raw', 'x']),
 ]
 
 
@@ -115,4 +129,23 @@ def test_resize_locked_by_reference_qemu_io(tmp_path, our_qemu_img, ref_qemu_img
         ours = run_in(our_qemu_img, tmp_path, ['resize', '-f', 'raw', 'r.raw', '9M'])
     finally:
         holder.communicate(b'quit\n', timeout=10)
+    assert ours == ref
+
+
+def test_resize_permission_conflict_is_open_error(tmp_path, our_qemu_img, ref_qemu_img,
+                                                  strata_lockholder):
+    """Another process shares reading only: the resize permission is taken
+    when the image is opened, so the conflict is an open error."""
+    prepare_raw(tmp_path)
+    holder = subprocess.Popen([strata_lockholder, str(tmp_path / 'r.raw'),
+                               'consistent-read', 'consistent-read'],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        ref = run_in(ref_qemu_img, tmp_path, ['resize', '-f', 'raw', 'r.raw', '9M'])
+        ours = run_in(our_qemu_img, tmp_path, ['resize', '-f', 'raw', 'r.raw', '9M'])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert ref[0] == 1 and 'Could not open' in ref[2]
     assert ours == ref

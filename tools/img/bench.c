@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include "tools/img/img.h"
 #include "util/cutils.h"
@@ -22,9 +23,10 @@
 typedef enum { AIO_DEFAULT, AIO_THREADS, AIO_NATIVE, AIO_IO_URING } BenchAio;
 
 typedef struct BenchArgs {
-    const char *fmt, *filename, *cache;
+    const char *fmt, *filename;
     int64_t count, depth, bufsize, offset, step, flush_interval, pattern;
-    bool image_opts, quiet, write, native, drain, force_share;
+    int cache_flags;        /* -t, BDRV_O_NOCACHE / BDRV_O_NO_FLUSH */
+    bool image_opts, quiet, write, native, drain, force_share, writethrough;
     BenchAio aio;
     OutputFormat output;
 } BenchArgs;
@@ -117,7 +119,14 @@ static int bench_option(BenchArgs *a, int c)
         img_cmd_help("bench");
         return 0;
     case 'f': a->fmt = optarg; return -1;
-    case 't': a->cache = optarg; return -1;
+    case 't':
+        /* checked at once: a bad mode wins over later options' errors */
+        if (bdrv_parse_cache_mode(optarg, &a->cache_flags,
+                                  &a->writethrough) < 0) {
+            error_report("Invalid cache mode");
+            return 1;
+        }
+        return -1;
     case 'i': return bench_parse_aio(a, optarg) ? -1 : 1;
     case 'n': a->native = true; return -1;
     case 'q': a->quiet = true; return -1;
@@ -178,14 +187,22 @@ static int bench_parse(BenchArgs *a, int argc, char **argv)
         { "image-opts", no_argument, NULL, OPTION_IMAGE_OPTS },
         { "pattern", required_argument, NULL, OPTION_PATTERN },
         { "no-drain", no_argument, NULL, OPTION_NO_DRAIN },
-        { "output", required_argument, NULL, OPTION_OUTPUT },
+        /* same val as --offset, so that "--o" still means --offset as in
+         * the reference (getopt calls equal entries no ambiguity); told
+         * apart by the index getopt reports */
+        { "output", required_argument, NULL, 'o' },
         { NULL, 0, NULL, 0 },
     };
-    int c, ret;
+    const int output_index = G_N_ELEMENTS(longopts) - 2;
+    int c, ret, index = -1;
 
     img_getopt_argv0(argv, "bench");
     while ((c = getopt_long(argc, argv, "hc:d:f:ni:o:qs:S:t:wU", longopts,
-                            NULL)) != -1) {
+                            &index)) != -1) {
+        if (c == 'o' && index == output_index) {
+            c = OPTION_OUTPUT;
+        }
+        index = -1;
         ret = bench_option(a, c);
         if (ret >= 0) {
             return ret;
@@ -233,16 +250,11 @@ static QDict *bench_open_options(const BenchArgs *a)
 /* The image, as img_open() but with the engine choice. */
 static BlockBackend *bench_open(const BenchArgs *a)
 {
-    int flags = a->write ? BDRV_O_RDWR : 0;
-    bool writethrough = false;
+    int flags = a->cache_flags | (a->write ? BDRV_O_RDWR : 0);
     Error *err = NULL;
     BlockBackend *blk;
     QDict *opts;
 
-    if (a->cache && bdrv_parse_cache_mode(a->cache, &flags, &writethrough) < 0) {
-        error_report("Invalid cache mode");
-        return NULL;
-    }
     opts = bench_open_options(a);
     if (!opts) {
         return NULL;
@@ -256,7 +268,7 @@ static BlockBackend *bench_open(const BenchArgs *a)
         error_reportf_err(err, "Could not open '%s': ", a->filename);
         return NULL;
     }
-    blk_set_enable_write_cache(blk, !writethrough);
+    blk_set_enable_write_cache(blk, !a->writethrough);
     return blk;
 }
 
@@ -294,18 +306,15 @@ static void lat_record(Bench *b, int64_t t0)
     b->lat_max = MAX(b->lat_max, ns);
 }
 
-/* Offset of the next request (the reference's wrap-around rule). */
+/* Offset of the next request.  The reference wraps modulo the image
+ * size, not the last offset a whole request fits at: a request that
+ * then runs past the end fails the run with EIO, as there. */
 static int64_t bench_next_offset(Bench *b)
 {
     int64_t off = b->next_offset;
     int64_t next = off + b->a->step;
 
-    if (b->image_size <= b->a->bufsize) {
-        next = 0;
-    } else {
-        next %= b->image_size - b->a->bufsize;
-    }
-    b->next_offset = next;
+    b->next_offset = b->image_size ? next % b->image_size : 0;
     return off;
 }
 
@@ -394,6 +403,21 @@ static void coroutine_fn bench_worker(void *opaque)
         bench_request(b, bench_next_offset(b), buf);
     }
     b->workers--;
+}
+
+/* The reference sizes its buffers as DEPTH * BUFFER_SIZE in int
+ * arithmetic and aborts when that comes out negative (after the header,
+ * which a pipe then loses unflushed).  Same message and the same point,
+ * but a plain failure exit: bad arguments never crash this tool. */
+static void bench_check_buffer_product(const BenchArgs *a)
+{
+    int32_t len = (int32_t)(uint32_t)((uint64_t)a->depth * a->bufsize);
+
+    if (len < 0) {
+        fprintf(stderr, "qemu_memalign: failed to allocate %zu bytes at "
+                "alignment 4096: Cannot allocate memory\n", (size_t)len);
+        _exit(EXIT_FAILURE);
+    }
 }
 
 /* Buffers for every slot, filled with the pattern byte. */
@@ -491,13 +515,17 @@ static int bench_main(const BenchArgs *a)
     co_queue_init(&b.flush_wait);
     co_queue_init(&b.drained);
     b.image_size = blk_getlength(b.blk);
-    if (b.image_size < 0 || !bench_alloc(&b)) {
+    if (b.image_size < 0) {
         goto out;
     }
     if (a->output == OFORMAT_JSON) {
         b.lat = g_new0(uint64_t, LAT_BUCKETS);
     } else {
         bench_print_header(a);
+    }
+    bench_check_buffer_product(a);
+    if (!bench_alloc(&b)) {
+        goto out;
     }
     secs = bench_run(&b);
     if (b.ret < 0) {

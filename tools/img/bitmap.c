@@ -136,11 +136,19 @@ static bool bitmap_args_valid(const BitmapArgs *a, int operands)
     return !msg;
 }
 
-/* --add: the granularity, then whether the format can store bitmaps. */
-static void bitmap_add(BlockBackend *blk, int64_t granularity, Error **errp)
+/* --add: the name, the granularity, then whether the format can store
+ * bitmaps.  The reference hands the granularity on as a 32-bit number:
+ * a size of 4G or more is checked with its upper bits dropped. */
+static void bitmap_add(BlockBackend *blk, const char *name,
+                       int64_t granularity, Error **errp)
 {
-    if (granularity && (granularity < 512 ||
-                        (granularity & (granularity - 1)))) {
+    uint32_t g = (uint32_t)granularity;
+
+    if (!name[0]) {
+        error_setg(errp, "Bitmap name cannot be empty");
+        return;
+    }
+    if (granularity && (g < 512 || (g & (g - 1)))) {
         error_setg(errp, "Granularity must be power of 2 and at least 512");
         return;
     }
@@ -173,7 +181,7 @@ static bool bitmap_run(BlockBackend *blk, const BitmapArgs *a,
     Error *err = NULL;
 
     if (act->op == BITMAP_ADD) {
-        bitmap_add(blk, a->granularity, &err);
+        bitmap_add(blk, bitmap, a->granularity, &err);
     } else if (act->op == BITMAP_MERGE) {
         if (!bitmap_merge(a, bitmap, &err)) {
             return false;

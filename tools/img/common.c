@@ -65,19 +65,29 @@ char *img_opts_accumulate(char *acc, const char *arg)
     return joined;
 }
 
-/* An option-list element that asks for help: "help" or "?". */
+/* An option-list element that asks for help: a bare "help" or "?" (no
+ * '=').  As in -o parsing, a name ends at '=' or ','; a value runs to a
+ * single ',' (",," is a comma in it): "help,,x" asks for help,
+ * "size=1M,,help" does not. */
 bool img_opts_is_help(const char *opts)
 {
-    g_auto(GStrv) parts = NULL;
+    const char *p = opts;
 
-    if (!opts) {
-        return false;
-    }
-    parts = g_strsplit(opts, ",", -1);
-    for (int i = 0; parts[i]; i++) {
-        if (!strcmp(parts[i], "help") || !strcmp(parts[i], "?")) {
+    while (p && *p) {
+        size_t len = strcspn(p, "=,");
+        bool help = p[len] != '=' && ((len == 4 && !strncmp(p, "help", 4)) ||
+                                      (len == 1 && p[0] == '?'));
+
+        if (help) {
             return true;
         }
+        p += len;
+        if (*p == '=') {
+            for (p++; *p && (*p != ',' || p[1] == ','); p++) {
+                p += *p == ',';
+            }
+        }
+        p += *p == ',';
     }
     return false;
 }

@@ -248,6 +248,41 @@ bool img_check_create_opts(QDict *opts, const BlockDriver *drv,
     return ok;
 }
 
+/* Element by element, each checked before the next is looked at: the
+ * first bad element of the list is the one reported, as the reference
+ * checks them while parsing ("nocow=x,bogus=1" blames nocow). */
+static bool parse_check_opts(QDict *opts, const char *str,
+                             const BlockOptDesc *schema, Error **errp)
+{
+    const char *p = str;
+
+    while (p && *p) {
+        g_autoptr(QDict) one = qdict_new();
+
+        parse_opt_element(one, &p);
+        if (!check_create_opts(one, schema, errp)) {
+            return false;
+        }
+        for (const QDictEntry *e = qdict_first(one); e;
+             e = qdict_next(one, e)) {
+            qdict_put_str(opts, qdict_entry_key(e),
+                          qdict_get_str(one, qdict_entry_key(e)));
+        }
+    }
+    return true;
+}
+
+bool img_parse_check_create_opts(QDict *opts, const char *str,
+                                 const BlockDriver *drv,
+                                 const BlockDriver *proto, Error **errp)
+{
+    GArray *list = merged_create_opts(drv, proto);
+    bool ok = parse_check_opts(opts, str, (BlockOptDesc *)list->data, errp);
+
+    g_array_free(list, true);
+    return ok;
+}
+
 /* "Formatting 'x', fmt=raw size=N ..." in the reference's option order. */
 static void print_formatting(const CreateArgs *a, QDict *opts,
                              const BlockOptDesc *schema)
@@ -324,11 +359,8 @@ static int create_image_with(const CreateArgs *a, const BlockDriver *drv,
     g_autoptr(QDict) opts = qdict_new();
     int ret = -EINVAL;
 
-    if (a->options && !img_parse_create_opts(opts, a->options)) {
-        g_array_free(list, true);
-        return -EINVAL;    /* reported; caller sees no errp */
-    }
-    if (check_create_opts(opts, schema, errp) && apply_size(a, opts, errp) &&
+    if (parse_check_opts(opts, a->options, schema, errp) &&
+        apply_size(a, opts, errp) &&
         check_backing(a, drv, errp) && check_size(opts, errp)) {
         if (!a->common.quiet) {
             print_formatting(a, opts, schema);

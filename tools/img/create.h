@@ -16,4 +16,10 @@ bool img_check_create_opts(QDict *opts, const BlockDriver *drv,
  * booleans: "x" = x=on, "nox" = x=off); later keys win. */
 bool img_parse_create_opts(QDict *d, const char *str);
 
+/* Both at once, element by element in command-line order, so that the
+ * first bad element is the one reported; parsed options go into @opts. */
+bool img_parse_check_create_opts(QDict *opts, const char *str,
+                                 const BlockDriver *drv,
+                                 const BlockDriver *proto, Error **errp);
+
 #endif

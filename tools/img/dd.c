@@ -33,6 +33,7 @@ typedef struct DdState {
     int64_t size;            /* bytes to copy (-1: until EOF of stdin) */
     uint8_t *buf;
     size_t buf_size;
+    bool skip_past_end;      /* skip= beyond the input: reported late */
 } DdState;
 
 static bool is_stream(const char *name)
@@ -134,8 +135,7 @@ static int64_t dd_size(DdState *s, int64_t in_size)
     s->in_off = 0;
     if (a->has_skip) {
         if (a->skip > INT64_MAX / a->bs || a->skip * a->bs > size) {
-            error_report("%s: cannot skip to specified offset",
-                         a->in ? a->in : "-");
+            s->skip_past_end = true;
             return 0;
         }
         s->in_off = a->skip * a->bs;
@@ -144,18 +144,32 @@ static int64_t dd_size(DdState *s, int64_t in_size)
     return size;
 }
 
-/* The output format driver; NULL after a report. */
+/* The output format driver; NULL after a report.  The output's protocol
+ * is looked up and must create files too, with the reference's order
+ * of messages (before the "error while creating output image" ones). */
 static const BlockDriver *dd_out_driver(const DdArgs *a)
 {
     const BlockDriver *drv = bdrv_find_format(a->out_fmt ? a->out_fmt : "raw");
+    const BlockDriver *proto;
+    Error *err = NULL;
 
     if (!drv) {
         error_report("Unknown file format");
         return NULL;
     }
+    proto = bdrv_find_protocol(a->out, true, &err);
+    if (!proto) {
+        error_report_err(err);
+        return NULL;
+    }
     if (!drv->create_opts) {
         error_report("Format driver '%s' does not support image creation",
                      bdrv_driver_name(drv));
+        return NULL;
+    }
+    if (!proto->create_opts) {
+        error_report("Protocol driver '%s' does not support image creation",
+                     bdrv_driver_name(proto));
         return NULL;
     }
     return drv;
@@ -252,8 +266,8 @@ static int64_t dd_read(DdState *s, int64_t pos, int64_t want)
     return n;
 }
 
-/* Store a chunk at output offset @pos; all-zero chunks are left to the
- * freshly created (zeroed) output image. */
+/* Store a chunk at output offset @pos.  Zeroes are written too: the
+ * output is as allocated as the reference's, which writes every block. */
 static bool dd_write(DdState *s, int64_t pos, int64_t n)
 {
     Error *err = NULL;
@@ -266,9 +280,6 @@ static bool dd_write(DdState *s, int64_t pos, int64_t n)
                                     PREALLOC_MODE_OFF, 0, &err) < 0) {
         error_report_err(err);
         return false;
-    }
-    if (buffer_is_zero(s->buf, n)) {
-        return true;
     }
     ret = blk_pwrite(s->dst, pos, n, s->buf, 0);
     if (ret < 0) {
@@ -393,6 +404,11 @@ int img_dd(int argc, char **argv)
     }
     ret = 1;
     if (dd_open_input(&s) && dd_open_output(&s)) {
+        /* as the reference: once the (empty) output exists, and no
+         * failure */
+        if (s.skip_past_end) {
+            error_report("%s: cannot skip to specified offset", a.in);
+        }
         ret = dd_copy(&s);
     }
     if (s.dst) {

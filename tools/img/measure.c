@@ -112,11 +112,9 @@ static QDict *measure_create_opts(const MeasureArgs *a, const BlockDriver *drv)
     QDict *opts = qdict_new();
     Error *err = NULL;
 
-    if (a->options && (!img_parse_create_opts(opts, a->options) ||
-        !img_check_create_opts(opts, drv, bdrv_find_format("file"), &err))) {
-        if (err) {
-            error_report_err(err);
-        }
+    if (!img_parse_check_create_opts(opts, a->options, drv,
+                                     bdrv_find_format("file"), &err)) {
+        error_report_err(err);
         error_report("Invalid options for file format '%s'", a->out_fmt);
         qobject_unref(opts);
         return NULL;

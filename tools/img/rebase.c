@@ -126,6 +126,8 @@ static bool open_new_backing(const RebaseArgs *a, const char *image,
 static bool rebase_prepare(BlockBackend *blk, const RebaseArgs *a,
                            const char *image, int backing_flags)
 {
+    BlockDriverInfo bdi;
+
     if (a->compress) {
         /* no Strata format writes compressed clusters */
         error_report("Compression not supported for this file format");
@@ -133,6 +135,12 @@ static bool rebase_prepare(BlockBackend *blk, const RebaseArgs *a,
     }
     if (a->backing_fmt && !bdrv_find_format(a->backing_fmt)) {
         error_report("Invalid format name: '%s'", a->backing_fmt);
+        return false;
+    }
+    /* the reference asks for the cluster size even in unsafe mode: a
+     * node that cannot tell (null-co) fails here */
+    if (bdrv_get_info(blk_bs(blk), &bdi) < 0) {
+        error_report("could not get block driver info");
         return false;
     }
     if (!a->unsafe && a->backing[0]) {

@@ -18,7 +18,6 @@ typedef struct ResizeArgs {
     bool image_opts;
     bool quiet;
     bool shrink;
-    bool extra;
     PreallocMode prealloc;
 } ResizeArgs;
 
@@ -34,9 +33,11 @@ static bool is_negative_size(const char *arg)
     return arg && arg[0] == '-' && isdigit((unsigned char)arg[1]);
 }
 
-/* Positional arguments in order: file name, then size, then extras. */
-static void take_operand(ResizeArgs *a, const char *arg, int argc,
-                         char **argv)
+/* Positional arguments in order: file name, then size.  A third one is
+ * an error at once, before any option after it is looked at (as the
+ * reference); returns -1 to go on, else the exit status. */
+static int take_operand(ResizeArgs *a, const char *arg, int argc,
+                        char **argv)
 {
     if (!a->filename) {
         a->filename = arg;
@@ -46,8 +47,9 @@ static void take_operand(ResizeArgs *a, const char *arg, int argc,
     } else if (!a->size) {
         a->size = arg;
     } else {
-        a->extra = true;
+        return img_usage_error("resize", "Extra argument(s) in command line");
     }
+    return -1;
 }
 
 /* One option; returns -1 to go on, else the exit status. */
@@ -55,8 +57,7 @@ static int resize_option(ResizeArgs *a, int c, int argc, char **argv)
 {
     switch (c) {
     case 1:
-        take_operand(a, optarg, argc, argv);
-        return -1;
+        return take_operand(a, optarg, argc, argv);
     case 'h':
         img_cmd_help("resize");
         return 0;
@@ -112,8 +113,13 @@ static int resize_parse(ResizeArgs *a, int argc, char **argv)
             return ret;
         }
     }
-    while (optind < argc) {
+    /* after "--": the operands still missing, and nothing more (the
+     * reference words a surplus there as a missing operand) */
+    while (optind < argc && (!a->filename || !a->size)) {
         take_operand(a, argv[optind++], argc, argv);
+    }
+    if (optind < argc) {
+        return img_usage_error("resize", "Expecting image file name and size");
     }
     return -1;
 }
@@ -180,6 +186,29 @@ static bool check_target(const ResizeArgs *a, int64_t current, int64_t total)
     return true;
 }
 
+/* Open for resizing: the resize permission (and the lock that goes
+ * with it) is part of opening, so a conflict is an open error, as in
+ * the reference. */
+static BlockBackend *resize_open(const ResizeArgs *a)
+{
+    Error *err = NULL;
+    uint64_t perm, shared;
+    BlockBackend *blk;
+
+    blk = img_open(a->image_opts, a->filename, a->fmt, BDRV_O_RDWR, false,
+                   a->quiet, false);
+    if (!blk) {
+        return NULL;
+    }
+    blk_get_perm(blk, &perm, &shared);
+    if (blk_set_perm(blk, perm | BLK_PERM_RESIZE, shared, &err) < 0) {
+        error_reportf_err(err, "Could not open '%s': ", a->filename);
+        blk_unref(blk);
+        return NULL;
+    }
+    return blk;
+}
+
 /* Open, compute and truncate. */
 static int do_resize(const ResizeArgs *a, const ResizeSize *s)
 {
@@ -188,8 +217,7 @@ static int do_resize(const ResizeArgs *a, const ResizeSize *s)
     int64_t current, total;
     int ret = 1;
 
-    blk = img_open(a->image_opts, a->filename, a->fmt, BDRV_O_RDWR, false,
-                   a->quiet, false);
+    blk = resize_open(a);
     if (!blk) {
         return 1;
     }
@@ -203,7 +231,9 @@ static int do_resize(const ResizeArgs *a, const ResizeSize *s)
     if (!check_target(a, current, total)) {
         goto out;
     }
-    if (blk_truncate(blk, total, false, a->prealloc, 0, &err) < 0) {
+    /* exact: a device that cannot take the new size is an error
+     * ("Cannot resize device files"), not quietly kept as it is */
+    if (blk_truncate(blk, total, true, a->prealloc, 0, &err) < 0) {
         error_report_err(err);
         goto out;
     }
@@ -225,17 +255,14 @@ int img_resize(int argc, char **argv)
     if (ret >= 0) {
         return ret;
     }
-    if (a.extra) {
-        return img_usage_error("resize", "Extra argument(s) in command line");
-    }
     if (!a.filename || !a.size) {
         return img_usage_error("resize", "Expecting image file name and size");
     }
-    if (a.image_opts && a.fmt) {
-        error_report("--image-opts and --format are mutually exclusive");
+    if (!parse_size_arg(a.size, &s)) {
         return 1;
     }
-    if (!parse_size_arg(a.size, &s)) {
+    if (a.image_opts && a.fmt) {
+        error_report("--image-opts and --format are mutually exclusive");
         return 1;
     }
     return do_resize(&a, &s);
