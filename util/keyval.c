@@ -348,7 +348,7 @@ bool keyval_has_help_option(const char *params)
 /* ---- QemuOpts syntax ---- */
 
 /* QEMU's identifier rule for "id": a letter, then alnum, '-', '.', '_'. */
-static bool id_wellformed(const char *id)
+bool keyval_id_wellformed(const char *id)
 {
     if (!g_ascii_isalpha(*id)) {
         return false;
@@ -408,7 +408,7 @@ QDict *qemu_opts_parse_flat(const char *params, const char *implied_key,
         s = opts_element(d, s, implied_key, warn_flags);
     }
     id = qdict_get_try_str(d, "id");
-    if (id && !id_wellformed(id)) {
+    if (id && !keyval_id_wellformed(id)) {
         error_setg(errp, "Parameter 'id' expects an identifier");
         error_append_hint(errp, "Identifiers consist of letters, digits, "
                           "'-', '.', '_', starting with a letter.\n");

@@ -26,6 +26,8 @@ QDict *keyval_parse_flat(const char *params, const char *implied_key,
                          bool *help, Error **errp);
 /* Returns true if @params is exactly "help" or "?" or contains such an element. */
 bool keyval_has_help_option(const char *params);
+/* QEMU's identifier rule ("id"): a letter, then letters, digits, '-', '.', '_'. */
+bool keyval_id_wellformed(const char *id);
 
 /*
  * qemu_opts_parse_flat(): the older QemuOpts syntax that qemu-img and

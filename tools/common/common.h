@@ -19,8 +19,10 @@ const char *tool_secret_lookup(const char *id);
  * (later keys win; bare "x" = x=on, "nox" = x=off with a warning; "id"
  * refused).  false on error (reported). */
 bool tool_opts_parse_into(QDict *d, const char *str);
-/* Same, but a first element without '=' is the value of @implied (as
- * qemu-img's --image-opts takes "NAME" for file=NAME). */
+/* --image-opts: the same, but "id" (an identifier) is kept in @d. */
+bool tool_image_opts_parse(QDict *d, const char *str);
+/* --image-opts, where a first element without '=' is the value of
+ * @implied (as qemu-img takes "NAME" for file=NAME). */
 bool tool_opts_parse_implied(QDict *d, const char *str, const char *implied);
 
 #endif

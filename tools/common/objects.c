@@ -13,10 +13,47 @@
 
 static GHashTable *tool_objects;   /* id -> QDict of properties */
 
-static const char *const tool_object_types[] = {
-    "secret", "throttle-group", "iothread", "tls-creds-anon",
-    "tls-creds-psk", "tls-creds-x509", "authz-simple", NULL,
+/*
+ * The object types the reference's tools know, in the order of their
+ * checks: the type, then "id", then a property the type cannot do
+ * without (@required), then the form of the id, then what creating it
+ * takes (@refused: the tools are built without it; @needs_dir: TLS
+ * credentials read their files from a directory).  Only secrets and
+ * throttle groups do anything here; the others are accepted and kept.
+ */
+typedef struct ToolObjectType {
+    const char *name;
+    const char *required;
+    bool refused;
+    bool needs_dir;
+} ToolObjectType;
+
+static const ToolObjectType tool_object_types[] = {
+    { "authz-list" },
+    { "authz-listfile", .required = "filename", .refused = true },
+    { "authz-simple", .required = "identity" },
+    { "iothread", .refused = true },
+    { "main-loop" },
+    { "pr-manager-helper", .required = "path" },
+    { "secret" },
+    { "secret_keyring", .required = "serial" },
+    { "thread-context" },
+    { "throttle-group" },
+    { "tls-creds-anon" },
+    { "tls-creds-psk", .needs_dir = true },
+    { "tls-creds-x509", .needs_dir = true },
+    { NULL },
 };
+
+static const ToolObjectType *tool_object_type(const char *name)
+{
+    for (const ToolObjectType *t = tool_object_types; t->name; t++) {
+        if (!strcmp(t->name, name)) {
+            return t;
+        }
+    }
+    return NULL;
+}
 
 static const char *const tool_secret_keys[] = {
     "qom-type", "id", "data", "file", "format", "keyid", "iv", "loaded",
@@ -31,19 +68,6 @@ static bool tool_str_in(const char *s, const char *const *list)
         }
     }
     return false;
-}
-
-static bool tool_id_valid(const char *id)
-{
-    if (!isalpha((unsigned char)id[0])) {
-        return false;
-    }
-    for (const char *p = id; *p; p++) {
-        if (!isalnum((unsigned char)*p) && !strchr("-._", *p)) {
-            return false;
-        }
-    }
-    return true;
 }
 
 static bool tool_check_secret(QDict *d, Error **errp)
@@ -78,12 +102,14 @@ static bool tool_check_object(QDict *d, Error **errp)
 {
     const char *type = qdict_get_try_str(d, "qom-type");
     const char *id = qdict_get_try_str(d, "id");
+    const ToolObjectType *t;
 
     if (!type) {
         error_setg(errp, "Parameter 'qom-type' is missing");
         return false;
     }
-    if (!tool_str_in(type, tool_object_types)) {
+    t = tool_object_type(type);
+    if (!t) {
         error_setg(errp, "Parameter 'qom-type' does not accept value '%s'",
                    type);
         return false;
@@ -92,10 +118,22 @@ static bool tool_check_object(QDict *d, Error **errp)
         error_setg(errp, "Parameter 'id' is missing");
         return false;
     }
-    if (!tool_id_valid(id)) {
+    if (t->required && !qdict_haskey(d, t->required)) {
+        error_setg(errp, "Parameter '%s' is missing", t->required);
+        return false;
+    }
+    if (!keyval_id_wellformed(id)) {
         error_setg(errp, "Parameter 'id' expects an identifier");
         error_append_hint(errp, "Identifiers consist of letters, digits, "
                           "'-', '.', '_', starting with a letter.\n");
+        return false;
+    }
+    if (t->refused) {
+        error_setg(errp, "invalid object type: %s", type);
+        return false;
+    }
+    if (t->needs_dir && !qdict_haskey(d, "dir")) {
+        error_setg(errp, "Missing 'dir' property value");
         return false;
     }
     return strcmp(type, "secret") || tool_check_secret(d, errp);
@@ -168,11 +206,34 @@ static void tool_object_print_help(const char *type)
     }
 }
 
+/* "{...}": the object as JSON (no help there), else key=value,... */
+static QDict *tool_object_parse(const char *def, bool *help, Error **errp)
+{
+    QObject *obj;
+    QDict *d;
+
+    if (def[0] != '{') {
+        return keyval_parse_flat(def, "qom-type", help, errp);
+    }
+    obj = qobject_from_json(def, errp);
+    if (!obj) {
+        return NULL;
+    }
+    d = qobject_to_qdict(obj);
+    if (!d) {
+        qobject_unref(obj);
+        error_setg(errp, "Invalid JSON object given");
+        return NULL;
+    }
+    qdict_flatten(d);
+    return d;
+}
+
 bool tool_object_add(const char *def)
 {
     Error *err = NULL;
     bool help = false;
-    QDict *d = keyval_parse_flat(def, "qom-type", &help, &err);
+    QDict *d = tool_object_parse(def, &help, &err);
     const char *id;
 
     if (d && help) {

@@ -4,11 +4,14 @@
  * and qemu-img's option lists do it: "name=value" elements separated by ','.  A name
  * ends at '=' or ','; in a value ",," is a literal comma.  A bare "name"
  * means name=on and "noname" name=off, both with a deprecation warning.
- * Later keys override earlier ones; "id" is refused.
+ * Later keys override earlier ones.  "id" is refused in option lists;
+ * --image-opts (a QemuOpts group in the reference) takes it as the
+ * group's identifier and passes it on, so the driver refuses it then.
  */
 #include <stdio.h>
 #include <string.h>
 #include "tools/common/common.h"
+#include "util/keyval.h"
 
 /* Value starting at *p up to an unescaped ',' (consumed). */
 static char *opts_value(const char **p)
@@ -42,7 +45,22 @@ static void opts_put_bare(QDict *d, const char *name)
     qdict_put_str(d, key, value);
 }
 
-bool tool_opts_parse_into(QDict *d, const char *str)
+/* "id" of --image-opts: must be an identifier. */
+static bool opts_check_id(const char *value)
+{
+    if (keyval_id_wellformed(value)) {
+        return true;
+    }
+    Error *err = NULL;
+
+    error_setg(&err, "Parameter 'id' expects an identifier");
+    error_append_hint(&err, "Identifiers consist of letters, digits, "
+                      "'-', '.', '_', starting with a letter.\n");
+    error_report_err(err);
+    return false;
+}
+
+static bool opts_parse(QDict *d, const char *str, bool keep_id)
 {
     const char *p = str;
 
@@ -62,14 +80,27 @@ bool tool_opts_parse_into(QDict *d, const char *str)
             p += *p == ',';
             opts_put_bare(d, name);
         }
-        if (!strcmp(name, "id")) {
-            error_report("Invalid parameter 'id'");
+        if (!strcmp(name, "id") &&
+            !(keep_id && opts_check_id(qdict_get_str(d, "id")))) {
+            if (!keep_id) {
+                error_report("Invalid parameter 'id'");
+            }
             g_free(name);
             return false;
         }
         g_free(name);
     }
     return true;
+}
+
+bool tool_opts_parse_into(QDict *d, const char *str)
+{
+    return opts_parse(d, str, false);
+}
+
+bool tool_image_opts_parse(QDict *d, const char *str)
+{
+    return opts_parse(d, str, true);
 }
 
 bool tool_opts_parse_implied(QDict *d, const char *str, const char *implied)
@@ -83,5 +114,5 @@ bool tool_opts_parse_implied(QDict *d, const char *str, const char *implied)
         qdict_put_str(d, implied, value);
         g_free(value);
     }
-    return tool_opts_parse_into(d, p);
+    return opts_parse(d, p, true);
 }

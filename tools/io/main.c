@@ -274,7 +274,7 @@ static QDict *image_opts_parse(const char *str)
 {
     QDict *opts = qdict_new();
 
-    if (!tool_opts_parse_into(opts, str)) {
+    if (!tool_image_opts_parse(opts, str)) {
         exit(1);
     }
     return opts;
