@@ -51,7 +51,14 @@ enum {
     BDRV_O_NO_IO         = 0x10000, /* metadata only: no data I/O will follow */
     BDRV_O_FORCE_SHARE   = 0x20000, /* -U: read-only, share everything */
     BDRV_O_CREATE        = 0x40000, /* opened by create: allow writes past EOF */
+    /* The I/O engine for file nodes below that were given no aio= (qemu-img
+     * bench -i/-n); nodes without an engine ignore them. */
+    BDRV_O_AIO_THREADS   = 0x80000,
+    BDRV_O_AIO_NATIVE    = 0x100000,
+    BDRV_O_AIO_IO_URING  = 0x200000,
 };
+#define BDRV_O_AIO_MASK (BDRV_O_AIO_THREADS | BDRV_O_AIO_NATIVE | \
+                         BDRV_O_AIO_IO_URING)
 
 /* Cache mode names -> flags: none, directsync, writeback, writethrough,
  * unsafe.  *writethrough tells whether the backend's write cache is off. */

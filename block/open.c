@@ -57,7 +57,8 @@ static int merge_json_filename(const char **filename, QDict *options,
 static int child_flags(BlockDriverState *parent, BdrvChildRole role)
 {
     int keep = BDRV_O_RDWR | BDRV_O_NOCACHE | BDRV_O_NO_FLUSH |
-               BDRV_O_NO_IO | BDRV_O_FORCE_SHARE | BDRV_O_CREATE;
+               BDRV_O_NO_IO | BDRV_O_FORCE_SHARE | BDRV_O_CREATE |
+               BDRV_O_AIO_MASK;
     int flags = parent->open_flags & keep;
 
     if (role & BDRV_CHILD_COW) {

@@ -353,6 +353,19 @@ static int raw_open_fd_state(BlockDriverState *bs, BDRVRawState *s,
     return ret;
 }
 
+/* Without aio=, an engine the opener asked for in the flags counts as
+ * given (with the same checks). */
+static void raw_engine_from_flags(RawOpenOpts *o, int flags)
+{
+    if (o->aio_given || !(flags & BDRV_O_AIO_MASK)) {
+        return;
+    }
+    o->aio_given = true;
+    o->aio = (flags & BDRV_O_AIO_NATIVE) ? AIO_ENGINE_NATIVE
+           : (flags & BDRV_O_AIO_IO_URING) ? AIO_ENGINE_IO_URING
+           : AIO_ENGINE_THREADS;
+}
+
 /* Shared open for both drivers. */
 static int raw_open_common(BlockDriverState *bs, QDict *options, int flags,
                            bool device, Error **errp)
@@ -367,6 +380,7 @@ static int raw_open_common(BlockDriverState *bs, QDict *options, int flags,
     if (ret < 0) {
         return ret;
     }
+    raw_engine_from_flags(&o, flags);
     s->path = g_strdup(o.filename);
     ret = raw_open_fd_state(bs, s, &o, flags, errp);
     if (ret < 0) {

@@ -18,6 +18,12 @@ def prepare(d):
 
 
 CASES = [
+    # the engine reaches file nodes below as an open flag; others ignore it
+    ('aio-native-null', ['-c', '4', '-i', 'native', '--image-opts', 'driver=null-co']),
+    ('aio-native-json-file', ['-c', '4', '-n', 'json:{"driver":"file","filename":"a.raw"}']),
+    ('aio-native-no-direct', ['-c', '4', '-n', '-f', 'raw', 'a.raw']),
+    ('aio-given-wins', ['-c', '4', '-i', 'native', '--image-opts',
+                        'driver=raw,file.filename=a.raw,file.aio=threads']),
     ('defaults-probed', ['-c', '10', 'a.raw']),
     ('probed-write', ['-w', '-c', '3', 'a.raw']),
     ('write', ['-f', 'raw', '-w', '-c', '10', 'a.raw']),

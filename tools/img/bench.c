@@ -211,22 +211,21 @@ static int bench_parse(BenchArgs *a, int argc, char **argv)
     return bench_check(a, argc, argv);
 }
 
-static const char *aio_name(const BenchArgs *a)
+/* The engine asked for, as open flags that file nodes below take (other
+ * nodes ignore them, as the reference's do). */
+static int aio_flags(const BenchArgs *a)
 {
     if (a->native || a->aio == AIO_NATIVE) {
-        return "native";
+        return BDRV_O_AIO_NATIVE;
     }
-    return a->aio == AIO_IO_URING ? "io_uring"
-         : a->aio == AIO_THREADS ? "threads" : NULL;
+    return a->aio == AIO_IO_URING ? BDRV_O_AIO_IO_URING
+         : a->aio == AIO_THREADS ? BDRV_O_AIO_THREADS : 0;
 }
 
-/* Open options: the format (or --image-opts) plus the AIO engine on the
- * protocol node. */
+/* Open options: the format, or --image-opts. */
 static QDict *bench_open_options(const BenchArgs *a)
 {
     QDict *opts = qdict_new();
-    const char *aio = aio_name(a);
-    const char *drv;
 
     if (a->image_opts) {
         if (!tool_opts_parse_implied(opts, a->filename, "file")) {
@@ -236,21 +235,13 @@ static QDict *bench_open_options(const BenchArgs *a)
     } else if (a->fmt) {
         qdict_put_str(opts, "driver", a->fmt);
     }
-    if (aio) {
-        drv = qdict_get_try_str(opts, "driver");
-        if (drv && (!strcmp(drv, "file") || !strcmp(drv, "host_device"))) {
-            qdict_put_str(opts, "aio", aio);
-        } else if (!qdict_haskey(opts, "file.aio")) {
-            qdict_put_str(opts, "file.aio", aio);
-        }
-    }
     return opts;
 }
 
 /* The image, as img_open() but with the engine choice. */
 static BlockBackend *bench_open(const BenchArgs *a)
 {
-    int flags = a->cache_flags | (a->write ? BDRV_O_RDWR : 0);
+    int flags = a->cache_flags | (a->write ? BDRV_O_RDWR : 0) | aio_flags(a);
     Error *err = NULL;
     BlockBackend *blk;
     QDict *opts;
