@@ -29,6 +29,12 @@ const BlockDriver *bdrv_driver_at(unsigned i);
  * forwards unchanged: FUA for writes; FUA, MAY_UNMAP and NO_FALLBACK for
  * zero writes. */
 void bdrv_inherit_request_flags(BlockDriverState *bs, BdrvChild *child);
+/* block/create-simple.c: create on a protocol that cannot make new images
+ * (the target must exist; see there). */
+extern const BlockOptDesc bdrv_create_simple_opts[];
+int coroutine_fn bdrv_co_create_opts_simple(const BlockDriver *drv,
+                                            const char *filename, QDict *opts,
+                                            Error **errp);
 /* Open the mandatory filtered child @name (data, filtered, primary) of
  * filter @bs as bdrv_open_child() does and inherit its request flags. */
 BdrvChild *bdrv_open_filtered_child(BlockDriverState *bs, const char *filename,

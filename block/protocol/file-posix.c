@@ -12,6 +12,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "block/drivers.h"
 #include "block/protocol/file-posix-internal.h"
 #include "util/cutils.h"
 
@@ -592,6 +593,7 @@ static int raw_create_parse(QDict *opts, RawCreate *c, Error **errp)
 {
     Error *local_err = NULL;
     const char *p = bdrv_opt_str(opts, "preallocation", "off");
+    uint64_t hint = 0;
 
     c->size = ROUND_UP(bdrv_opt_size(opts, "size", 0, &local_err),
                        BDRV_SECTOR_SIZE);
@@ -599,10 +601,15 @@ static int raw_create_parse(QDict *opts, RawCreate *c, Error **errp)
         c->nocow = bdrv_opt_bool(opts, "nocow", false, &local_err);
     }
     if (!local_err) {
-        bdrv_opt_size(opts, "extent_size_hint", MiB, &local_err);
+        hint = bdrv_opt_size(opts, "extent_size_hint", MiB, &local_err);
     }
     if (local_err) {
         error_propagate(errp, local_err);
+        return -EINVAL;
+    }
+    if (hint > UINT32_MAX) {
+        /* the file system takes a 32-bit hint; refused before creating */
+        error_setg(errp, "Extent size hint is too large");
         return -EINVAL;
     }
     if (!prealloc_mode_parse(p, &c->prealloc)) {
@@ -694,6 +701,8 @@ const BlockDriver bdrv_host_device = {
     .parse_filename = hdev_parse_filename,
     .open = hdev_open,
     .close = raw_close,
+    .create_opts = bdrv_create_simple_opts,
+    .co_create_opts = bdrv_co_create_opts_simple,
     .refresh_limits = raw_refresh_limits,
     .check_perm = raw_check_perm,
     .set_perm = raw_set_perm,

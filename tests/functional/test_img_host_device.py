@@ -1,0 +1,76 @@
+"""Creating on host_device (a target that must exist): create, convert and
+dd onto /dev/null, /dev/zero and, as root with loop devices, a loop
+device, against the reference."""
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from test_img_create import diff, sparse
+
+DEV_CASES = [
+    ['create', '/dev/null', '0'],
+    ['create', '/dev/null', '1M'],
+    ['create', '-f', 'raw', '/dev/zero', '1M'],
+    ['create', '-o', 'preallocation=full', '/dev/null', '0'],
+    ['create', '-o', 'preallocation=falloc', '/dev/null', '0'],
+    ['create', '-o', 'preallocation=bogus', '/dev/null', '0'],
+    ['create', '-o', 'nocow=on', '/dev/null', '0'],
+    ['create', '-o', 'extent_size_hint=4G', '/dev/null', '0'],
+    ['create', '-o', 'help', '-f', 'raw', 'host_device:/dev/null'],
+    ['create', 'host_device:s.raw', '1M'],
+    ['create', 'host_device:/nonexistent', '0'],
+    ['dd', 'if=s.raw', 'of=/dev/null'],
+    ['dd', 'if=s.raw', 'of=/dev/zero', 'bs=512', 'count=1'],
+    ['convert', '-O', 'raw', 's.raw', '/dev/null'],
+    ['convert', '-O', 'raw', '-o', 'preallocation=full', 's.raw',
+     '/dev/null'],
+]
+
+
+@pytest.mark.parametrize('args', DEV_CASES, ids=' '.join)
+def test_host_device_create(our_qemu_img, ref_qemu_img, tmp_path, args):
+    diff(our_qemu_img, ref_qemu_img, tmp_path, args, sparse)
+
+
+@pytest.fixture
+def loop_dev(tmp_path):
+    """A 4 MiB loop device full of 0x77, or skip."""
+    if os.getuid() != 0 or not shutil.which('losetup'):
+        pytest.skip('needs root and losetup')
+    back = tmp_path / 'back.img'
+    back.write_bytes(b'\x77' * (4 << 20))
+    r = subprocess.run(['losetup', '-f', '--show', str(back)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip('no loop device: ' + r.stderr.strip())
+    dev = r.stdout.strip()
+    yield dev
+    subprocess.run(['losetup', '-d', dev])
+
+
+@pytest.mark.parametrize('size', ['1M', '4M', '5M'])
+def test_host_device_create_loop(our_qemu_img, ref_qemu_img, loop_dev, size):
+    """The first sector is zeroed, the rest kept; growing fails."""
+    results = []
+    for prog in (ref_qemu_img, our_qemu_img):
+        with open(loop_dev, 'r+b') as f:
+            f.write(b'\x77' * 4096)
+        r = subprocess.run([prog, 'create', '-f', 'raw', loop_dev, size],
+                           capture_output=True, text=True)
+        with open(loop_dev, 'rb') as f:
+            head = f.read(4096)
+        results.append((r.returncode, r.stdout,
+                        r.stderr.replace(prog, 'qemu-img'), head))
+    assert results[1] == results[0]
+
+
+@pytest.mark.parametrize('hint', ['4G', '4294967295', '4294967296', '0'])
+def test_file_extent_size_hint_limit(our_qemu_img, ref_qemu_img, tmp_path,
+                                     hint):
+    """A hint beyond 32 bits is refused before the file is created."""
+    ref_dir, our_dir = diff(our_qemu_img, ref_qemu_img, tmp_path,
+                            ['create', '-o', 'extent_size_hint=' + hint,
+                             'o.raw', '64k'])
+    assert (ref_dir / 'o.raw').exists() == (our_dir / 'o.raw').exists()
