@@ -91,14 +91,15 @@ static char *blkdebug_plain_filename(BlockDriverState *bs, QDict *full)
     return g_strdup_printf("blkdebug:%s:%s", config ? config : "", image);
 }
 
-/* "blkdebug:[CONFIG]:IMAGE" -> config, x-image. */
+/* "blkdebug:[CONFIG]:IMAGE" -> config, x-image; a name without the
+ * prefix (-f blkdebug FILE) is just the image, as in QEMU. */
 static void blkdebug_parse_filename(const char *filename, QDict *options,
                                     Error **errp)
 {
     const char *rest, *colon;
 
     if (!g_str_has_prefix(filename, "blkdebug:")) {
-        error_setg(errp, "File name string must start with 'blkdebug:'");
+        qdict_put_str(options, "x-image", filename);
         return;
     }
     rest = filename + strlen("blkdebug:");

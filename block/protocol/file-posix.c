@@ -168,6 +168,25 @@ static int raw_probe_alignment(BDRVRawState *s, Error **errp)
 
 /* ---- open / close ---- */
 
+/* Did open(2) fail with EINVAL only because of O_DIRECT?  The file opens
+ * without it: the file system has no direct I/O (ramfs, some FUSE). */
+static bool raw_direct_unsupported(const char *filename, int oflags)
+{
+    int fd;
+
+    if (errno != EINVAL || !(oflags & O_DIRECT)) {
+        return false;
+    }
+    fd = open(filename, (oflags & ~O_DIRECT) | O_CLOEXEC);
+    if (fd < 0) {
+        errno = EINVAL;
+        return false;
+    }
+    close(fd);
+    errno = EINVAL;
+    return true;
+}
+
 /* open(2) with EINTR retry; the reference's message on failure. */
 static int raw_open_fd(const char *filename, int oflags, Error **errp)
 {
@@ -176,6 +195,11 @@ static int raw_open_fd(const char *filename, int oflags, Error **errp)
     do {
         fd = open(filename, oflags | O_CLOEXEC, 0644);
     } while (fd < 0 && errno == EINTR);
+    if (fd < 0 && raw_direct_unsupported(filename, oflags)) {
+        error_setg(errp, "Could not open '%s': filesystem does not support "
+                   "O_DIRECT", filename);
+        return -EINVAL;
+    }
     if (fd < 0) {
         error_setg_errno(errp, errno, "Could not open '%s'", filename);
         return errno == EROFS ? -EACCES : -errno;

@@ -18,6 +18,11 @@ def prepare(d):
     make_image(d / 'big-tail.raw', 2 * MiB, [(4096, b'data' * 1000), (1500000, b'y')])
     make_image(d / 'empty.raw', MiB)
     make_image(d / 'first-sector.raw', MiB, [(0, b'z'), (4096, b'data' * 1000)])
+    # holes larger than the 2 MiB read chunk
+    sparse = [(MiB, b'a' * 65536), (5 * MiB, b'b' * 65536)]
+    make_image(d / 'sp1.raw', 10 * MiB, sparse)
+    make_image(d / 'sp2.raw', 10 * MiB, sparse)
+    make_image(d / 'sp-tail.raw', 20 * MiB, sparse + [(15 * MiB, b'c')])
 
 
 CASES = [
@@ -42,12 +47,25 @@ CASES = [
     ('progress-differ', ['-p', 'a.raw', 'diff.raw']),
     ('progress-size-mismatch', ['-p', '-f', 'raw', '-F', 'raw', 'a.raw', 'big-tail.raw']),
     ('progress-quiet', ['-p', '-q', 'a.raw', 'same.raw']),
+    # progress moves by whole zero extents, reads by 2 MiB
+    ('progress-holes', ['-p', 'sp1.raw', 'sp2.raw']),
+    ('progress-holes-tail', ['-p', 'sp1.raw', 'sp-tail.raw']),
+    ('progress-holes-strict', ['-p', '-s', 'sp2.raw', 'sp1.raw']),
     ('cache-none', ['-T', 'none', '-f', 'raw', '-F', 'raw', 'a.raw', 'same.raw']),
     ('cache-bad', ['-T', 'foo', 'a.raw', 'same.raw']),
     ('force-share', ['-U', 'a.raw', 'diff.raw']),
     ('image-opts', ['--image-opts', 'driver=raw,file.filename=a.raw',
                     'driver=raw,file.filename=diff.raw']),
     ('image-opts-and-format', ['--image-opts', '-f', 'raw', 'a.raw', 'same.raw']),
+    # -F is refused only when the second image is opened
+    ('image-opts-and-b-format', ['--image-opts', '-F', 'raw',
+                                 'driver=raw,file.filename=a.raw',
+                                 'driver=raw,file.filename=same.raw']),
+    ('image-opts-and-b-format-bad-first', ['--image-opts', '-F', 'raw',
+                                           'driver=raw,file.filename=none.raw',
+                                           'driver=raw,file.filename=same.raw']),
+    ('null-co-vs-zeroes', ['-s', 'json:{"driver":"null-co","size":1048576,'
+                           '"read-zeroes":true}', 'empty.raw']),
     ('bad-object', ['--object', 'foo', 'a.raw', 'same.raw']),
     ('one-file', ['a.raw']),
     ('three-files', ['a.raw', 'same.raw', 'diff.raw']),
@@ -90,3 +108,37 @@ def test_compare_large_sparse_is_fast(tmp_path, our_qemu_img):
     r = run([our_qemu_img, 'compare', '-f', 'raw', '-F', 'raw', 'x.raw', 'y.raw'],
             cwd=tmp_path, timeout=20)
     assert (r.rc, r.out) == (1, f'Content mismatch at offset {50 << 30}!\n')
+
+
+@pytest.fixture
+def no_direct_dir(tmp_path):
+    """A directory on ramfs, which refuses O_DIRECT (mounted here: needs
+    root; skipped elsewhere)."""
+    d = tmp_path / 'ramfs'
+    d.mkdir()
+    if os.geteuid() != 0 or run(['mount', '-t', 'ramfs', 'ramfs', str(d)]).rc:
+        pytest.skip('cannot mount a ramfs')
+    try:
+        try:
+            os.close(os.open(d / 'probe', os.O_CREAT | os.O_RDWR | os.O_DIRECT))
+            pytest.skip('this ramfs accepts O_DIRECT')
+        except OSError:
+            pass
+        os.unlink(d / 'probe')
+        yield d
+    finally:
+        run(['umount', str(d)])
+
+
+@pytest.mark.parametrize('argv', [
+    ['-T', 'none', 'a.raw', 'same.raw'],
+    ['-T', 'directsync', '-f', 'raw', 'a.raw', 'same.raw'],
+    ['-T', 'writeback', 'a.raw', 'same.raw'],
+])
+def test_compare_without_o_direct(no_direct_dir, our_qemu_img, ref_qemu_img,
+                                  argv):
+    """The reference's message when the file system has no O_DIRECT."""
+    prepare(no_direct_dir)
+    ref = run_in(ref_qemu_img, no_direct_dir, ['compare'] + argv)
+    ours = run_in(our_qemu_img, no_direct_dir, ['compare'] + argv)
+    assert ours == ref

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from conftest import make_image, pattern, run
+from test_img_compare import no_direct_dir  # noqa: F401 (fixture)
 
 MiB = 1 << 20
 
@@ -53,6 +54,10 @@ ERROR_CASES = [
     ['-S', 'x', 's.raw', 't'],
     ['-r', 'x', 's.raw', 't'],
     ['-r', '-1', 's.raw', 't'],
+    ['-r', '-1k', 's.raw', 't'],
+    ['-r', '-', 's.raw', 't'],
+    ['-r', '-.5k', 's.raw', 't'],
+    ['-r', '8E', 's.raw', 't'],
     ['--target-is-zero', 's.raw', 't'],
     ['-c', '-O', 'raw', 's.raw', 't'],
     ['-C', '-c', 's.raw', 't'],
@@ -77,6 +82,43 @@ ERROR_CASES = [
     ['-n', 's.raw', 'small.raw'],
     ['-o', 'help'],
     ['-o', 'help', 's.raw', 't'],
+    # value checks: a size first, then the option's own range
+    ['-S', '-1', 's.raw', 't'],
+    ['-S', '8E', 's.raw', 't'],
+    ['-m', '0x10', 's.raw', 't'],
+    ['-m', '08', 's.raw', 't'],
+    ['-m', '99999999999999999999', 's.raw', 't'],
+    # -o: the list syntax when given, then element by element in order
+    ['-o', '', 's.raw', 't'],
+    ['-o', 'a,', 's.raw', 't'],
+    ['-o', 'foo=1,bar=2', 's.raw', 't'],
+    ['-o', 'size=x,foo=1', 's.raw', 't'],
+    ['-o', 'preallocation=bad,foo=1', 's.raw', 't'],
+    ['-c', '-o', 'foo=1', 's.raw', 't'],
+    # the order of the checks
+    ['-n', '-o', 'help'],
+    ['-n', '-o', 'x', '--skip-broken-bitmaps'],
+    ['--image-opts', '-f', 'raw'],
+    ['--bitmaps', '-c', 's.raw', 't'],
+    ['--bitmaps', '-n', 's.raw', 'nonexist'],
+    ['-n', '-c', 's.raw', 'small.raw'],
+    ['-n', '--target-image-opts', '-O', 'raw', 's.raw',
+     'driver=raw,file.filename=small.raw'],
+    # drivers and protocols that cannot create
+    ['-O', 'null-co', 's.raw', 't'],
+    ['-O', 'null-co', '-o', 'help'],
+    ['s.raw', 'null-co://'],
+    ['s.raw', 'json:{"driver":"file","filename":"t"}'],
+    ['-o', 'help', 'null-co://'],
+    ['-o', 'help', 's.raw', 'null-co://'],
+    # abbreviations resolve against qemu-img's own table first
+    ['--p', '2', 's.raw', 't'],
+    ['--c', 's.raw', 't'],
+    ['--so', 'raw', 's.raw', 't'],
+    ['--ta', 's.raw', 't'],
+    # the source does not share "write" with the target
+    ['-n', 's.raw', 's.raw'],
+    ['s.raw', 's.raw'],
 ]
 
 
@@ -211,3 +253,58 @@ def test_rate_limit(our_qemu_img, tmp_path):
 
 def test_help(our_qemu_img, ref_qemu_img):
     assert run([our_qemu_img, 'convert', '--help']).rc == 0
+
+
+def map_json(ref_qemu_img, path):
+    r = run([ref_qemu_img, 'map', '--output=json', '-f', 'raw', path])
+    assert r.rc == 0, r
+    return r.out
+
+
+@pytest.mark.parametrize('args', [['-n'], ['-n', '-S', '0']])
+def test_no_create_allocation_like_reference(our_qemu_img, ref_qemu_img, src,
+                                             tmp_path, args):
+    """-n into a stale target: zero ranges are punched as holes (the
+    target is opened with discard), unless -S 0 asks for allocation."""
+    maps = []
+    for prog, name in ((our_qemu_img, 'a'), (ref_qemu_img, 'b')):
+        t = make_image(tmp_path / name, 10 * MiB, [(0, pattern(0x11, 10 * MiB))])
+        r = run([prog, 'convert'] + args + [src, t])
+        assert (r.rc, r.err) == (0, ''), r
+        assert open(t, 'rb').read() == open(src, 'rb').read()
+        maps.append(map_json(ref_qemu_img, t))
+    assert maps[0] == maps[1]
+
+
+@pytest.mark.parametrize('args', [[], ['-U'], ['-n']])
+def test_source_held_by_writer(our_qemu_img, ref_qemu_img, strata_lockholder,
+                               src, tmp_path, args):
+    """A source another process writes is refused (the copy would not be
+    consistent) unless -U."""
+    holder = subprocess.Popen([strata_lockholder, src, 'write',
+                               'consistent-read,write'])
+    try:
+        time.sleep(0.5)
+        assert holder.poll() is None
+        make_image(tmp_path / 'small.raw', 20 * MiB)
+        target = 'small.raw' if '-n' in args else 't'
+        ours, ref = both(our_qemu_img, ref_qemu_img, args + ['s.raw', target],
+                         str(tmp_path))
+        assert (ours.rc, ours.err, ours.out) == (ref.rc, ref.err, ref.out)
+        assert ours.target == ref.target
+    finally:
+        holder.terminate()
+        holder.wait()
+
+
+@pytest.mark.parametrize('args', [['-t', 'none'], ['-T', 'none'],
+                                  ['-n', '-t', 'directsync']])
+def test_without_o_direct(our_qemu_img, ref_qemu_img, no_direct_dir, args):
+    """On a file system without O_DIRECT: the reference's message."""
+    make_image(no_direct_dir / 's.raw', MiB, [(0, b'x' * 4096)])
+    make_image(no_direct_dir / 'small.raw', MiB)
+    target = 'small.raw' if '-n' in args else 't'
+    ours, ref = both(our_qemu_img, ref_qemu_img, args + ['s.raw', target],
+                     str(no_direct_dir))
+    assert (ours.rc, ours.err, ours.out) == (ref.rc, ref.err, ref.out)
+    assert ours.target == ref.target

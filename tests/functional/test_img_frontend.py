@@ -93,6 +93,77 @@ def test_trace_accepted(our_qemu_img, ref_qemu_img):
                 ['-T', 'bdrv_*', '--trace', 'enable=blk_*', 'check', '--help'])
 
 
+# ---- -T / --trace: no events here, but the same checks and messages ----
+
+def trace_files(d):
+    """Events files: comments, blank lines, CRLF, a last line without its
+    newline (the reference drops a line's last character), "help"."""
+    (d / 'ev').write_bytes(b'\n#bdrv_x\nno_such_event\r\n-other\nwild*\n\nlast')
+    (d / 'ev-help').write_text('foo\nhelp\nbar\n')
+    (d / 'ev-long').write_text('a' * 1100 + '\n')
+
+
+@pytest.mark.parametrize('args', [
+    ['-T', 'no_such_event', 'map', 'r.raw'],
+    ['--trace', 'enable=no_such*', 'map', 'r.raw'],
+    ['-T', '-no_such_event', '-T', 'x,,y', 'map', 'r.raw'],
+    ['-T', '-?', 'map', 'r.raw'],
+    ['-T', 'events=ev', 'map', 'r.raw'],
+    ['-T', 'events=ev-long', 'map', 'r.raw'],
+    ['-T', 'events=ev,enable=first', 'map', 'r.raw'],
+    ['-T', 'events=nonexistent', '-h'],
+    ['-T', 'file=/nonexistent/log'],
+    ['-T', 'file=/nonexistent/log', 'nosuchcommand'],
+    ['-T', 'file=/nonexistent/log', '-T', 'x', 'map', 'r.raw'],
+    ['-T', 'file=', 'map', 'r.raw'],
+    ['-T', 'x,help'],
+    ['-T', 'x,y=1,help'],
+    ['-T', 'x,help,id=1'],
+    ['-T', 'x,id=ok', 'map', 'r.raw'],
+    ['-T', 'x,nofoo', 'map', 'r.raw'],
+    ['-T', 'x,events', 'map', 'r.raw'],
+    ['-T', '=x', 'map', 'r.raw'],
+])
+def test_trace_options(our_qemu_img, ref_qemu_img, imgs, args):
+    trace_files(imgs)
+    assert_same(our_qemu_img, ref_qemu_img, args, cwd=imgs)
+
+
+@pytest.mark.parametrize('args', [
+    ['-T', 'help', 'map', 'r.raw'], ['-T', 'enable=?'], ['-T', 'events=ev-help'],
+])
+def test_trace_help_lists_no_events(our_qemu_img, ref_qemu_img, imgs, args):
+    """Listing the events exits at once with status 0, as the reference
+    (which has hundreds of events; Strata has none)."""
+    trace_files(imgs)
+    o, r = both(our_qemu_img, ref_qemu_img, args, cwd=imgs)
+    assert (o.rc, o.err) == (r.rc, r.err)
+    assert o.rc == 0 and o.out == '' and r.out
+
+
+@pytest.mark.parametrize('args', [['-V', '-T', 'help'], ['-T', 'x', '--version']])
+def test_trace_and_version(our_qemu_img, ref_qemu_img, args):
+    """Options act in order: -V exits before a later -T help; a -T before
+    it warns first."""
+    o, r = both(our_qemu_img, ref_qemu_img, args)
+    assert (o.rc, o.err) == (r.rc, r.err)
+    assert o.out.split(' (')[0] == r.out.split(' (')[0] == 'qemu-img version 10.0.2'
+
+
+def test_trace_log_file_created(our_qemu_img, ref_qemu_img, tmp_path):
+    """file= is created (truncated) by both; the last -T's file= counts."""
+    for prog, name in ((our_qemu_img, 'ours'), (ref_qemu_img, 'ref')):
+        d = tmp_path / name
+        d.mkdir()
+        (d / 'log').write_text('old contents\n')
+        make_image(d / 'r.raw', 1 << 20)
+        r = run([prog, '-T', 'file=other', '-T', 'file=log', 'map', 'r.raw'],
+                cwd=d)
+        assert r.rc == 0, r
+        assert sorted(os.listdir(d)) == ['log', 'r.raw']
+        assert (d / 'log').read_text() == ''
+
+
 # ---- per-command help ----
 
 @pytest.mark.parametrize('cmd', COMMANDS)

@@ -43,6 +43,13 @@ CASES = [
      'json:{"driver":"null-co","size":1024,"read-zeroes":true}'],
     ['map', 'json:{"driver":"null-co","size":1024}'],
     ['map', '--help'],
+    # start + length wraps past INT64_MAX: nothing is mapped
+    ['map', '--output=json', '--start-offset', '1', '--max-length',
+     '9223372036854775807', 's.raw'],
+    ['map', '-s', '1M', '-l', '9223372036854775807', 's.raw'],
+    # blkdebug takes a plain file name as its image
+    ['map', '-f', 'blkdebug', 's.raw'],
+    ['map', '--output=json', '-f', 'blkdebug', 'd.raw'],
     # errors
     ['map', '--start-offset=-1', 's.raw'],
     ['map', '--start-offset=abc', 's.raw'],

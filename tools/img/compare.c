@@ -116,17 +116,15 @@ static int cmp_open(CmpState *s)
         error_report("Invalid source cache option: %s", a->cache);
         return CMP_OPEN_ERR;
     }
-    if (a->image_opts && a->fmt1) {
-        error_report("--image-opts and --format are mutually exclusive");
-        return CMP_OPEN_ERR;
-    }
-    s->blk1 = img_open(a->image_opts, a->name1, a->fmt1, flags, wt, a->quiet,
-                       a->force_share);
+    /* each image checks its own -f/-F against --image-opts when it is
+     * opened: a bad first image is reported before a -F conflict */
+    s->blk1 = img_open_checked(a->image_opts, a->name1, a->fmt1, flags, wt,
+                               a->quiet, a->force_share);
     if (!s->blk1) {
         return CMP_OPEN_ERR;
     }
-    s->blk2 = img_open(a->image_opts, a->name2, a->fmt2, flags, wt, a->quiet,
-                       a->force_share);
+    s->blk2 = img_open_checked(a->image_opts, a->name2, a->fmt2, flags, wt,
+                               a->quiet, a->force_share);
     return s->blk2 ? -1 : CMP_OPEN_ERR;
 }
 
@@ -194,15 +192,19 @@ static void cmp_report_mismatch(const CmpState *s, int64_t off)
     }
 }
 
-/* Compare one range of both images; returns -1 to go on or a status. */
-static int cmp_range(CmpState *s, int64_t off, int64_t bytes,
+/* Compare one range of both images; returns -1 to go on or a status.
+ * Ranges of zeroes on both sides pass whole (progress moves by whole
+ * extents, as the reference's); data is read at most CMP_CHUNK at a time,
+ * *@len is cut down to what was compared. */
+static int cmp_range(CmpState *s, int64_t off, int64_t *len,
                      const CmpStatus *st1, const CmpStatus *st2)
 {
-    int64_t bad;
+    int64_t bad, bytes;
 
     if (st1->zero && st2->zero) {
         return -1;
     }
+    bytes = *len = MIN(*len, CMP_CHUNK);
     if (!st1->zero && !cmp_read(s, 1, off, bytes)) {
         return CMP_READ_ERR;
     }
@@ -233,7 +235,7 @@ static int cmp_common(CmpState *s, int64_t end)
 {
     for (int64_t off = 0; off < end;) {
         CmpStatus st1, st2;
-        int64_t n = MIN(CMP_CHUNK, end - off);
+        int64_t n;
         int ret;
 
         /* asked up to each image's end: strict mode compares the flags,
@@ -251,8 +253,8 @@ static int cmp_common(CmpState *s, int64_t end)
             }
             return CMP_DIFFER;
         }
-        n = MIN(n, MIN(st1.pnum, st2.pnum));
-        ret = cmp_range(s, off, n, &st1, &st2);
+        n = MIN(end - off, MIN(st1.pnum, st2.pnum));
+        ret = cmp_range(s, off, &n, &st1, &st2);
         if (ret >= 0) {
             return ret;
         }
@@ -272,15 +274,15 @@ static int cmp_tail(CmpState *s, int64_t start)
     CmpStatus zero = { .zero = true }, st;
 
     for (int64_t off = start; off < end;) {
-        int64_t n = MIN(CMP_CHUNK, end - off);
+        int64_t n;
         int ret;
 
-        if (!cmp_status(blk, name, off, n, &st)) {
+        if (!cmp_status(blk, name, off, end - off, &st)) {
             return CMP_STATUS_ERR;
         }
-        n = MIN(n, st.pnum);
-        ret = first ? cmp_range(s, off, n, &st, &zero)
-                    : cmp_range(s, off, n, &zero, &st);
+        n = MIN(end - off, st.pnum);
+        ret = first ? cmp_range(s, off, &n, &st, &zero)
+                    : cmp_range(s, off, &n, &zero, &st);
         if (ret >= 0) {
             return ret;
         }

@@ -27,9 +27,12 @@ typedef struct ConvertOpts {
     int coroutines;
     char **files;           /* sources then the target */
     int nfiles;
+    GPtrArray *owned_args;  /* argv words spelled out by parse_args() */
 } ConvertOpts;
 
-static const struct option convert_longopts[] = {
+/* qemu-img 10.0's own long options, in its order: abbreviations resolve
+ * against these first, so "--p" stays --parallel as there. */
+static const struct option convert_ref_longopts[] = {
     { "help", no_argument, NULL, 'h' },
     { "source-image-opts", no_argument, NULL, OPTION_IMAGE_OPTS },
     { "image-opts", no_argument, NULL, OPTION_IMAGE_OPTS },
@@ -54,8 +57,12 @@ static const struct option convert_longopts[] = {
     { "bitmaps", no_argument, NULL, OPTION_BITMAPS },
     { "skip-broken-bitmaps", no_argument, NULL, OPTION_SKIP_BROKEN },
     { "quiet", no_argument, NULL, 'q' },
-    /* The names convert --help documents (COMPAT.md); qemu-img 10.0's
-     * table lacks them, so they come after its own for prefix matching. */
+    { NULL, 0, NULL, 0 },
+};
+
+/* The names convert --help documents (COMPAT.md); qemu-img 10.0's table
+ * lacks them. */
+static const struct option convert_doc_longopts[] = {
     { "progress", no_argument, NULL, 'p' },
     { "source-snapshot", required_argument, NULL, 'l' },
     { "target-format", required_argument, NULL, 'O' },
@@ -66,18 +73,147 @@ static const struct option convert_longopts[] = {
     { NULL, 0, NULL, 0 },
 };
 
-/* -m NUM: 1..16 coroutines. */
+#define CONVERT_SHORTOPTS "hf:O:B:b:CcF:o:l:S:pt:T:qnm:WUr:"
+
+static size_t longopts_count(const struct option *o)
+{
+    size_t n = 0;
+
+    while (o[n].name) {
+        n++;
+    }
+    return n;
+}
+
+/* Both tables, the reference's first (g_free the result). */
+static struct option *convert_all_longopts(void)
+{
+    size_t r = longopts_count(convert_ref_longopts);
+    size_t d = longopts_count(convert_doc_longopts);
+    struct option *all = g_new0(struct option, r + d + 1);
+
+    memcpy(all, convert_ref_longopts, r * sizeof(*all));
+    memcpy(all + r, convert_doc_longopts, d * sizeof(*all));
+    return all;
+}
+
+static const struct option *longopt_exact(const struct option *tbl,
+                                          const char *name, size_t len)
+{
+    for (; tbl->name; tbl++) {
+        if (strlen(tbl->name) == len && !strncmp(tbl->name, name, len)) {
+            return tbl;
+        }
+    }
+    return NULL;
+}
+
+/* getopt's rule for an abbreviation in @tbl: the first prefix match,
+ * unless a later one differs from it (*ambiguous). */
+static const struct option *longopt_prefix(const struct option *tbl,
+                                           const char *name, size_t len,
+                                           bool *ambiguous)
+{
+    const struct option *found = NULL;
+
+    *ambiguous = false;
+    for (; tbl->name; tbl++) {
+        if (strncmp(tbl->name, name, len)) {
+            continue;
+        }
+        if (!found) {
+            found = tbl;
+        } else if (found->has_arg != tbl->has_arg || found->val != tbl->val) {
+            *ambiguous = true;
+        }
+    }
+    return found;
+}
+
+/* Does short option @c take an argument? */
+static bool shortopt_has_arg(char c)
+{
+    const char *p = strchr(CONVERT_SHORTOPTS, c);
+
+    return c != ':' && p && p[1] == ':';
+}
+
+/* Index of the word after the long option word at @i (and its value). */
+static int skip_option_value(int i, const struct option *o, const char *eq)
+{
+    if (o && o->has_arg == required_argument && !eq) {
+        return i + 2;
+    }
+    return i + 1;
+}
+
+/* Index of the word after the short options at @i (and their value). */
+static int skip_short_cluster(char **argv, int i)
+{
+    for (const char *c = argv[i] + 1; *c; c++) {
+        if (shortopt_has_arg(*c)) {
+            return c[1] ? i + 1 : i + 2;
+        }
+    }
+    return i + 1;
+}
+
+/*
+ * Abbreviated long options resolve as in qemu-img 10.0, whose table lacks
+ * the documented extra names: a unique abbreviation there is spelled out
+ * (*@ref_only stays false); one ambiguous there makes the caller parse with
+ * the reference's table alone, so getopt names the same candidates.
+ * Rewritten words are kept in @owned.
+ */
+static void resolve_abbreviations(int argc, char **argv, GPtrArray *owned,
+                                  bool *ref_only)
+{
+    int i = 1;
+
+    *ref_only = false;
+    while (i < argc && strcmp(argv[i], "--")) {
+        const char *w = argv[i], *name = w + 2, *eq;
+        const struct option *o;
+        size_t len;
+        bool amb;
+
+        if (w[0] != '-' || !w[1]) {
+            i++;
+            continue;
+        }
+        if (w[1] != '-') {
+            i = skip_short_cluster(argv, i);
+            continue;
+        }
+        eq = strchr(name, '=');
+        len = eq ? (size_t)(eq - name) : strlen(name);
+        o = longopt_exact(convert_ref_longopts, name, len);
+        o = o ? o : longopt_exact(convert_doc_longopts, name, len);
+        if (!o) {
+            o = longopt_prefix(convert_ref_longopts, name, len, &amb);
+            if (o && amb) {
+                *ref_only = true;
+                return;
+            }
+            if (o) {
+                argv[i] = g_strdup_printf("--%s%s", o->name, eq ? eq : "");
+                g_ptr_array_add(owned, argv[i]);
+            } else {
+                o = longopt_prefix(convert_doc_longopts, name, len, &amb);
+            }
+        }
+        i = skip_option_value(i, o, eq);
+    }
+}
+
+/* -m NUM: 1..16 coroutines; C syntax (0x10, 010), out of range of the
+ * type is out of range too. */
 static bool parse_coroutines(const char *arg, int *out)
 {
     int64_t v;
 
-    if (parse_int64(arg, 10, &v) < 0) {
-        error_report("Invalid number of coroutines specified: '%s'.", arg);
-        return false;
-    }
-    if (v < 1 || v > CONVERT_MAX_COROUTINES) {
-        error_report("Invalid number of coroutines specified. Must be "
-                     "between 1 and %d.", CONVERT_MAX_COROUTINES);
+    if (!img_strtonum_full("number of coroutines", arg, 1,
+                           CONVERT_MAX_COROUTINES, &v)) {
         return false;
     }
     *out = v;
@@ -87,11 +223,10 @@ static bool parse_coroutines(const char *arg, int *out)
 /* -S SIZE: multiples of 512 up to 16 MiB (0 = fully allocate). */
 static bool parse_sparse(const char *arg, int64_t *out)
 {
-    uint64_t v;
+    int64_t v;
 
-    if (size_parse(arg, NULL, &v) < 0) {
-        error_report("Invalid buffer size for sparse output specified: "
-                     "'%s'.", arg);
+    /* a size first (negative, too big: the generic range message) */
+    if (!img_cvtnum("buffer size for sparse output", arg, &v)) {
         return false;
     }
     if (v > CONVERT_MAX_SPARSE || v % BDRV_SECTOR_SIZE) {
@@ -111,8 +246,7 @@ static bool parse_rate(const char *arg, uint64_t *out)
     uint64_t v;
     int ret = size_parse(arg, NULL, &v);
 
-    if (ret == -ERANGE || (ret == 0 && v > INT64_MAX) ||
-        (ret < 0 && arg[0] == '-')) {
+    if (ret == -ERANGE || (ret == 0 && v > INT64_MAX)) {
         error_report("Invalid rate limit specified. Must be between 0 and "
                      "%" PRId64 ".", INT64_MAX);
         return false;
@@ -136,8 +270,7 @@ static bool parse_valued(ConvertOpts *o, int c, const char *arg)
     case 'r':
         return parse_rate(arg, &o->rate);
     case 'o':
-        o->options = img_opts_accumulate(o->options, arg);
-        return true;
+        return img_opts_add(&o->options, arg);
     case OPTION_OBJECT:
         return img_object_add(arg);
     }
@@ -174,14 +307,14 @@ static bool parse_simple(ConvertOpts *o, int c, const char *arg)
     return true;
 }
 
-/* getopt loop; returns -1 to go on, else the exit status. */
-static int parse_args(ConvertOpts *o, int argc, char **argv)
+/* getopt loop over @longopts; returns -1 to go on, else the status. */
+static int parse_with(ConvertOpts *o, int argc, char **argv,
+                      const struct option *longopts)
 {
     int c;
 
-    img_getopt_argv0(argv, "convert");
-    while ((c = getopt_long(argc, argv, "hf:O:B:b:CcF:o:l:S:pt:T:qnm:WUr:",
-                            convert_longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CONVERT_SHORTOPTS, longopts,
+                            NULL)) != -1) {
         if (c == 'h') {
             img_cmd_help("convert");
             return 0;
@@ -198,7 +331,20 @@ static int parse_args(ConvertOpts *o, int argc, char **argv)
     return -1;
 }
 
-/* Combinations the reference refuses, in its order. */
+static int parse_args(ConvertOpts *o, int argc, char **argv)
+{
+    g_autofree struct option *all = convert_all_longopts();
+    bool ref_only;
+
+    img_getopt_argv0(argv, "convert");
+    o->owned_args = g_ptr_array_new_with_free_func(g_free);
+    resolve_abbreviations(argc, argv, o->owned_args, &ref_only);
+    return parse_with(o, argc, argv, ref_only ? convert_ref_longopts : all);
+}
+
+/* Combinations the reference refuses, in its order, before it looks at
+ * -o help or the operands.  (--image-opts with -f is refused when the
+ * first source is opened.) */
 static bool check_flags(const ConvertOpts *o)
 {
     const char *msg = NULL;
@@ -213,8 +359,8 @@ static bool check_flags(const ConvertOpts *o)
         msg = "--target-image-opts requires use of -n flag";
     } else if (o->target_is_zero && !o->skip_create) {
         msg = "--target-is-zero requires use of -n flag";
-    } else if (o->image_opts && o->src_fmt) {
-        msg = "--image-opts and --format are mutually exclusive";
+    } else if (o->skip_create && o->options) {
+        msg = "-o has no effect when skipping image creation";
     }
     if (msg) {
         error_report("%s", msg);
@@ -245,41 +391,61 @@ static BlockOptDesc *merged_create_opts(const BlockDriver *fmt,
     return (BlockOptDesc *)g_array_free(a, false);
 }
 
-/* -o help: with a target file name, format and protocol options merged. */
+/* The target format's driver, if it can create images (else reported). */
+static const BlockDriver *creating_format(const char *fmt)
+{
+    const BlockDriver *drv = bdrv_find_format(fmt);
+
+    if (!drv) {
+        error_report("Unknown file format '%s'", fmt);
+    } else if (!drv->create_opts) {
+        error_report("Format driver '%s' does not support image creation",
+                     fmt);
+        drv = NULL;
+    }
+    return drv;
+}
+
+/* The protocol driver of the target file name, if it can create files. */
+static const BlockDriver *creating_protocol(const char *filename)
+{
+    Error *err = NULL;
+    const BlockDriver *proto = bdrv_find_protocol(filename, true, &err);
+
+    if (!proto) {
+        error_report_err(err);
+    } else if (!proto->create_opts) {
+        error_report("Protocol driver '%s' does not support image creation",
+                     bdrv_driver_name(proto));
+        proto = NULL;
+    }
+    return proto;
+}
+
+/* -o help: with a target file name (two operands at least), format and
+ * protocol options merged, else the format's and a hint. */
 static int print_opts_help(const ConvertOpts *o)
 {
-    const BlockDriver *drv = bdrv_find_format(o->out_fmt);
+    const BlockDriver *drv = creating_format(o->out_fmt);
     const BlockDriver *proto;
     g_autofree BlockOptDesc *all = NULL;
 
-    int ret;
-
-    if (!drv || o->nfiles < 1 || !drv->create_opts) {
-        ret = img_print_create_opts_help(o->out_fmt);
-        if (ret == 0) {
-            printf("\nThe protocol level may support further options.\n"
-                   "Specify the target filename to include those options.\n");
-        }
-        return ret;
+    if (!drv) {
+        return 1;
     }
-    proto = bdrv_find_protocol(o->files[o->nfiles - 1], true, NULL);
+    if (o->nfiles < 2) {
+        bdrv_opts_print_help(o->out_fmt, drv->create_opts);
+        printf("\nThe protocol level may support further options.\n"
+               "Specify the target filename to include those options.\n");
+        return 0;
+    }
+    proto = creating_protocol(o->files[o->nfiles - 1]);
+    if (!proto) {
+        return 1;
+    }
     all = merged_create_opts(drv, proto);
     bdrv_opts_print_help(NULL, all);
     return 0;
-}
-
-/* Checks on the operands and on what -n excludes. */
-static bool check_operands(const ConvertOpts *o)
-{
-    if (o->nfiles < 2) {
-        error_report("Must specify image file name");
-        return false;
-    }
-    if (o->skip_create && o->options) {
-        error_report("-o has no effect when skipping image creation");
-        return false;
-    }
-    return true;
 }
 
 /* Checks the reference makes once the sources are open. */
@@ -302,7 +468,25 @@ typedef struct ConvertState {
     int src_flags;
     bool src_wt;
     bool progress_started;  /* progress_end() owed at exit */
+    const BlockDriver *drv, *proto;     /* target format, protocol */
+    QDict *create_opts;                 /* -o, checked */
 } ConvertState;
+
+/* Sources are read by a copy that must stay consistent: unless -U, nobody
+ * else may write or resize them meanwhile (the reference's lock bytes). */
+static bool lock_source(BlockBackend *blk, const char *name)
+{
+    Error *err = NULL;
+    uint64_t perm, shared;
+
+    blk_get_perm(blk, &perm, &shared);
+    shared &= ~(BLK_PERM_WRITE | BLK_PERM_RESIZE);
+    if (blk_set_perm(blk, perm, shared, &err) < 0) {
+        error_reportf_err(err, "Could not open '%s': ", name);
+        return false;
+    }
+    return true;
+}
 
 /* Open every source (read-only, -T cache) and learn their lengths. */
 static bool open_sources(ConvertState *st)
@@ -313,14 +497,18 @@ static bool open_sources(ConvertState *st)
     st->p.src = g_new0(BlockBackend *, n);
     st->p.src_len = g_new0(int64_t, n);
     for (int i = 0; i < n; i++) {
-        BlockBackend *blk = img_open(o->image_opts, o->files[i], o->src_fmt,
-                                     st->src_flags, st->src_wt, o->quiet,
-                                     o->force_share);
+        BlockBackend *blk = img_open_checked(o->image_opts, o->files[i],
+                                             o->src_fmt, st->src_flags,
+                                             st->src_wt, o->quiet,
+                                             o->force_share);
         if (!blk) {
             return false;
         }
         st->p.src[i] = blk;
         st->p.src_num = i + 1;
+        if (!o->force_share && !lock_source(blk, o->files[i])) {
+            return false;
+        }
         st->p.src_len[i] = blk_getlength(blk);
         if (st->p.src_len[i] < 0) {
             error_report("Could not get size of %s: %s", o->files[i],
@@ -331,8 +519,8 @@ static bool open_sources(ConvertState *st)
     return true;
 }
 
-/* -l and --bitmaps: no driver here can honour them on a source. */
-static bool check_source_features(ConvertState *st)
+/* -l: no driver here can load a snapshot temporarily. */
+static bool check_snapshot(ConvertState *st)
 {
     BlockDriverState *bs = blk_bs(st->p.src[0]);
 
@@ -340,10 +528,6 @@ static bool check_source_features(ConvertState *st)
         error_report("Failed to load snapshot: Block format '%s' used by "
                      "device '' does not support temporarily loading "
                      "internal snapshots", bdrv_get_format_name(bs));
-        return false;
-    }
-    if (st->o.bitmaps) {
-        error_report("Source lacks bitmap support");
         return false;
     }
     return true;
@@ -359,37 +543,67 @@ static int64_t total_size(const ConvertParams *p)
     return total;
 }
 
-/* Reject -o keys neither the format nor the protocol knows. */
-static bool check_create_keys(QDict *opts, const BlockOptDesc *schema)
+/* Length of the -o element at @p ("name[=value]", ",," escaped in the
+ * value), its separating comma included. */
+static size_t opts_element_len(const char *p)
 {
-    for (const QDictEntry *e = qdict_first(opts); e; e = qdict_next(opts, e)) {
-        const char *key = qdict_entry_key(e);
-        bool known = false;
+    const char *c = p + strcspn(p, "=,");
 
-        for (const BlockOptDesc *d = schema; d && d->name; d++) {
-            known |= !strcmp(d->name, key);
+    if (*c == '=') {
+        for (c++; *c && (*c != ',' || c[1] == ','); c++) {
+            c += *c == ',';
         }
-        if (!known) {
-            error_report("Invalid parameter '%s'", key);
+    }
+    return (c - p) + (*c == ',');
+}
+
+/* Parse -o element by element, checking each name and typed value as
+ * it comes, so the first bad element is the one reported. */
+static bool parse_create_opts(ConvertState *st)
+{
+    const char *p = st->o.options;
+    Error *err = NULL;
+
+    st->create_opts = qdict_new();
+    while (p && *p) {
+        size_t len = opts_element_len(p);
+        g_autofree char *elem = g_strndup(p, len);
+        g_autoptr(QDict) one = qdict_new();
+
+        img_parse_create_opts(one, elem);
+        if (!img_check_create_opts(one, st->drv, st->proto, &err)) {
+            error_report_err(err);
             return false;
         }
+        img_parse_create_opts(st->create_opts, elem);
+        p += len;
     }
     return true;
 }
 
-/* Target format checks made before anything is created. */
-static bool check_target_format(const ConvertOpts *o, const BlockDriver *drv)
+/* Target format checks, in the reference's order: creation support,
+ * protocol, -o, backing file; then compression (with -n too). */
+static bool check_target_format(ConvertState *st)
 {
-    const char *fmt = bdrv_driver_name(drv);
+    ConvertOpts *o = &st->o;
+    const char *out = o->files[o->nfiles - 1];
 
-    if (o->backing && !o->skip_create) {
-        error_report("Backing file not supported for file format '%s'", fmt);
-        return false;
-    }
-    if (o->backing_fmt && !o->skip_create) {
-        error_report("Backing file format not supported for file format "
-                     "'%s'", fmt);
-        return false;
+    if (!o->skip_create) {
+        st->drv = creating_format(o->out_fmt);
+        st->proto = st->drv ? creating_protocol(out) : NULL;
+        if (!st->proto || !parse_create_opts(st)) {
+            return false;
+        }
+        if (o->backing) {
+            error_report("Backing file not supported for file format '%s'",
+                         o->out_fmt);
+            return false;
+        }
+        if (o->backing_fmt) {
+            error_report("Backing file format not supported for file format "
+                         "'%s'", o->out_fmt);
+            return false;
+        }
     }
     if (o->compress) {
         error_report("Compression not supported for this file format");
@@ -399,30 +613,22 @@ static bool check_target_format(const ConvertOpts *o, const BlockDriver *drv)
 }
 
 /* Create the target: format options from -o, size of the sources. */
-static bool create_target(ConvertState *st, const BlockDriver *drv)
+static bool create_target(ConvertState *st)
 {
     const char *out = st->o.files[st->o.nfiles - 1];
-    g_autoptr(QDict) opts = qdict_new();
-    const BlockDriver *proto = bdrv_find_protocol(out, true, NULL);
-    g_autofree BlockOptDesc *schema = merged_create_opts(drv, proto);
     Error *err = NULL;
 
-    if (st->o.options && !img_parse_create_opts(opts, st->o.options)) {
-        return false;
-    }
-    if (!check_create_keys(opts, schema)) {
-        return false;
-    }
-    qdict_put_int(opts, "size", total_size(&st->p));
-    if (bdrv_create(drv, out, opts, &err) < 0) {
+    qdict_put_int(st->create_opts, "size", total_size(&st->p));
+    if (bdrv_create(st->drv, out, st->create_opts, &err) < 0) {
         error_reportf_err(err, "%s: error while converting %s: ", out,
-                          bdrv_driver_name(drv));
+                          bdrv_driver_name(st->drv));
         return false;
     }
     return true;
 }
 
-/* Open the target with -t (default unsafe); -n: it must be big enough. */
+/* Open the target with -t (default unsafe); -n: it must be big enough.
+ * Zeroes may be punched as holes unless -S 0 asks for full allocation. */
 static bool open_target(ConvertState *st)
 {
     ConvertOpts *o = &st->o;
@@ -433,10 +639,9 @@ static bool open_target(ConvertState *st)
     if (!img_parse_cache(o->tgt_cache ? o->tgt_cache : "unsafe", &flags, &wt)) {
         return false;
     }
-    flags |= BDRV_O_RDWR;
-    st->p.dst = img_open(o->tgt_image_opts, out,
-                         o->tgt_image_opts ? NULL : o->out_fmt, flags, wt,
-                         o->quiet, false);
+    flags |= BDRV_O_RDWR | (o->sparse ? BDRV_O_UNMAP : 0);
+    st->p.dst = img_open_checked(o->tgt_image_opts, out, o->out_fmt, flags,
+                                 wt, o->quiet, false);
     if (!st->p.dst) {
         return false;
     }
@@ -451,7 +656,6 @@ static bool open_target(ConvertState *st)
 static bool prepare(ConvertState *st)
 {
     ConvertOpts *o = &st->o;
-    const BlockDriver *drv = NULL;
 
     if (bdrv_parse_cache_mode(o->src_cache ? o->src_cache : "writeback",
                               &st->src_flags, &st->src_wt) < 0) {
@@ -461,21 +665,21 @@ static bool prepare(ConvertState *st)
     progress_init(o->progress && !o->quiet, 1.0);
     progress_print(0, 100);
     st->progress_started = true;
-    if (!open_sources(st) || !check_multi_source(o) ||
-        !check_source_features(st)) {
+    if (!open_sources(st) || !check_multi_source(o) || !check_snapshot(st)) {
         return false;
     }
-    if (o->out_fmt) {
-        drv = bdrv_find_format(o->out_fmt);
-        if (!drv) {
-            error_report("Unknown file format '%s'", o->out_fmt);
-            return false;
-        }
-    }
-    if (drv && !check_target_format(o, drv)) {
+    if (o->out_fmt && !bdrv_find_format(o->out_fmt)) {
+        error_report("Unknown file format '%s'", o->out_fmt);
         return false;
     }
-    if (!o->skip_create && !create_target(st, drv)) {
+    if (!check_target_format(st)) {
+        return false;
+    }
+    if (o->bitmaps) {
+        error_report("Source lacks bitmap support");
+        return false;
+    }
+    if (!o->skip_create && !create_target(st)) {
         return false;
     }
     return open_target(st);
@@ -513,6 +717,10 @@ static void close_all(ConvertState *st)
     g_free(st->p.src);
     g_free(st->p.src_len);
     g_free(st->o.options);
+    qobject_unref(st->create_opts);
+    if (st->o.owned_args) {
+        g_ptr_array_free(st->o.owned_args, true);
+    }
 }
 
 /* Parse and check everything that needs no image; -1 = go on. */
@@ -532,7 +740,11 @@ static int convert_options(ConvertOpts *o, int argc, char **argv)
     if (img_opts_is_help(o->options)) {
         return print_opts_help(o);
     }
-    return check_operands(o) ? -1 : 1;
+    if (o->nfiles < 2) {
+        error_report("Must specify image file name");
+        return 1;
+    }
+    return -1;
 }
 
 int img_convert(int argc, char **argv)

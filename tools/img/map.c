@@ -194,8 +194,10 @@ static int map_run(const MapArgs *a)
         blk_unref(blk);
         return 1;
     }
-    end = a->max_length < 0 || a->max_length > len ? len
-          : MIN(len, a->start + a->max_length);
+    /* start + length wraps as in the reference: a negative end maps
+     * nothing */
+    end = a->max_length < 0 ? len
+          : MIN(len, (int64_t)((uint64_t)a->start + a->max_length));
     if (a->output == OFORMAT_HUMAN) {
         printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File");
     }
