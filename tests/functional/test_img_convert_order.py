@@ -161,3 +161,30 @@ def test_convert_on_tmpfs(strata_img, ref_qemu_img, shm_dir, size, extra):
     r = subprocess.run([ref_qemu_img, 'compare', '-f', 'raw', '-F', 'raw',
                         src, ours], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize('layout', [[(0, 1000)], [(4900, 100)],
+                                    [(0, 700), (3000, 1500)]])
+@pytest.mark.parametrize('extra', [['-n', '--target-is-zero'], ['-n'], []])
+def test_convert_partial_last_sector(strata_img, ref_qemu_img, tmp_path,
+                                     layout, extra):
+    """A source ending inside a sector: its data tail is written in whole
+    sectors (zero padded) as the reference does, also over a target full
+    of other data."""
+    size = max(off + n for off, n in layout)
+    src = make_image(tmp_path / 's.raw', size,
+                     [(off, os.urandom(n)) for off, n in layout])
+    outs = []
+    for prog, name in ((ref_qemu_img, 'r.raw'), (strata_img, 'o.raw')):
+        dst = str(tmp_path / name)
+        if '-n' in extra:
+            with open(dst, 'wb') as f:
+                f.write(b'x' * 8192)
+        elif os.path.exists(dst):
+            os.unlink(dst)
+        subprocess.run([prog, 'convert'] + extra + ['-f', 'raw', '-O', 'raw',
+                                                    src, dst],
+                       check=True, timeout=60, capture_output=True)
+        with open(dst, 'rb') as f:
+            outs.append(f.read())
+    assert outs[1] == outs[0]

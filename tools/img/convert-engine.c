@@ -146,6 +146,10 @@ static int coroutine_fn walk_status(Convert *s)
         pnum = MIN(s->req, slen - soff);
         ret = BDRV_BLOCK_DATA;
     }
+    /* qemu-img walks whole sectors: an extent ending inside one (the
+     * file's EOF) takes the rest of it, so a data tail is written in
+     * full, padded with zeroes, as the reference writes it */
+    pnum = MIN(ROUND_UP(soff + pnum, BDRV_SECTOR_SIZE), slen) - soff;
     s->st_end = s->cursor + pnum;
     s->st_zero = (ret & BDRV_BLOCK_ZERO) ||
                  (!(ret & BDRV_BLOCK_DATA) && depth == 0);
