@@ -92,16 +92,25 @@ bool img_opts_is_help(const char *opts)
     return false;
 }
 
-int img_print_create_opts_help(const char *fmt)
+const BlockDriver *img_creating_format(const char *fmt)
 {
     const BlockDriver *drv = bdrv_find_format(fmt);
 
     if (!drv) {
         error_report("Unknown file format '%s'", fmt);
-        return 1;
+    } else if (!drv->create_opts) {
+        error_report("Format driver '%s' does not support image creation",
+                     fmt);
+        drv = NULL;
     }
-    if (!drv->create_opts) {
-        error_report("Format driver '%s' does not support image creation", fmt);
+    return drv;
+}
+
+int img_print_create_opts_help(const char *fmt)
+{
+    const BlockDriver *drv = img_creating_format(fmt);
+
+    if (!drv) {
         return 1;
     }
     bdrv_opts_print_help(fmt, drv->create_opts);

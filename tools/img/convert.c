@@ -391,21 +391,6 @@ static BlockOptDesc *merged_create_opts(const BlockDriver *fmt,
     return (BlockOptDesc *)g_array_free(a, false);
 }
 
-/* The target format's driver, if it can create images (else reported). */
-static const BlockDriver *creating_format(const char *fmt)
-{
-    const BlockDriver *drv = bdrv_find_format(fmt);
-
-    if (!drv) {
-        error_report("Unknown file format '%s'", fmt);
-    } else if (!drv->create_opts) {
-        error_report("Format driver '%s' does not support image creation",
-                     fmt);
-        drv = NULL;
-    }
-    return drv;
-}
-
 /* The protocol driver of the target file name, if it can create files. */
 static const BlockDriver *creating_protocol(const char *filename)
 {
@@ -426,7 +411,7 @@ static const BlockDriver *creating_protocol(const char *filename)
  * protocol options merged, else the format's and a hint. */
 static int print_opts_help(const ConvertOpts *o)
 {
-    const BlockDriver *drv = creating_format(o->out_fmt);
+    const BlockDriver *drv = img_creating_format(o->out_fmt);
     const BlockDriver *proto;
     g_autofree BlockOptDesc *all = NULL;
 
@@ -589,7 +574,7 @@ static bool check_target_format(ConvertState *st)
     const char *out = o->files[o->nfiles - 1];
 
     if (!o->skip_create) {
-        st->drv = creating_format(o->out_fmt);
+        st->drv = img_creating_format(o->out_fmt);
         st->proto = st->drv ? creating_protocol(out) : NULL;
         if (!st->proto || !parse_create_opts(st)) {
             return false;

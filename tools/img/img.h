@@ -94,6 +94,9 @@ char *img_opts_accumulate(char *acc, const char *arg);
 bool img_opts_is_help(const char *opts);
 /* "Supported options:" list for @fmt's create options (-o help);
  * returns the exit status. */
+/* The driver of format @fmt if it can create images; else NULL, reported
+ * ("Unknown file format", "does not support image creation"). */
+const BlockDriver *img_creating_format(const char *fmt);
 int img_print_create_opts_help(const char *fmt);
 
 /* -t / -T cache modes: "none", "writeback", ... -> flags/writethrough.

@@ -91,21 +91,6 @@ static int check_measure_args(int argc, char **argv, MeasureArgs *a)
     return -1;
 }
 
-/* The target format's driver, if it can be created and measured. */
-static const BlockDriver *measure_driver(const char *fmt)
-{
-    const BlockDriver *drv = bdrv_find_format(fmt);
-
-    if (!drv) {
-        error_report("Unknown file format '%s'", fmt);
-    } else if (!drv->create_opts) {
-        error_report("Format driver '%s' does not support image creation",
-                     fmt);
-        drv = NULL;
-    }
-    return drv;
-}
-
 /* -o options checked against the target's create options. */
 static QDict *measure_create_opts(const MeasureArgs *a, const BlockDriver *drv)
 {
@@ -151,7 +136,7 @@ static void print_measure(const MeasureArgs *a, const BlockMeasureInfo *info)
 /* Measure with the target driver; returns the exit status. */
 static int measure_with(const MeasureArgs *a, BlockDriverState *in_bs)
 {
-    const BlockDriver *drv = measure_driver(a->out_fmt);
+    const BlockDriver *drv = img_creating_format(a->out_fmt);
     BlockMeasureInfo info = { 0 };
     Error *err = NULL;
     QDict *opts;
