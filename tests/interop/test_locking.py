@@ -118,3 +118,35 @@ def test_strata_refusing_sharing_stops_reference(tmp_path, strata_lockholder,
         assert 'Is another process using the image' in ref.err
     finally:
         h.stop()
+
+
+
+def hold_ofd_byte(path, byte):
+    """Another process's way of unsharing a permission, done by hand: an
+    OFD read lock on QEMU's byte 200+i (here held by this test process)."""
+    import fcntl
+    import struct
+    fd = os.open(path, os.O_RDWR)
+    # struct flock: l_type, l_whence (short), l_start, l_len (off_t), l_pid
+    lk = struct.pack('hhqqi4x', fcntl.F_RDLCK, os.SEEK_SET, byte, 1, 0)
+    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, lk)
+    return fd
+
+
+@pytest.mark.parametrize('cmd', [['info'], ['info', '--output=json'],
+                                 ['map', '--output=json']])
+def test_metadata_commands_and_unshared_read(tmp_path, our_qemu_img,
+                                             ref_qemu_img, cmd):
+    """Someone unshares consistent read (byte 200): info opens without
+    I/O and takes no lock, so it still works, as the reference's; map
+    reads, so both refuse with the same message."""
+    img = make_image(tmp_path / 'x.raw', 1 * MiB)
+    fd = hold_ofd_byte(img, 200)
+    try:
+        res = []
+        for prog in (ref_qemu_img, our_qemu_img):
+            r = run([prog] + cmd + ['-f', 'raw', img])
+            res.append((r.rc, r.out, r.err.replace(prog, 'qemu-img')))
+        assert res[1] == res[0]
+    finally:
+        os.close(fd)
