@@ -1168,9 +1168,9 @@ int coroutine_fn bdrv_co_copy_range_from(BdrvChild *src, int64_t src_offset,
     }
     bs = src->bs;
     if (!bs->drv->co_copy_range_from) {
-        BdrvChild *fc = is_filter(bs) ? bdrv_filter_child(bs) : NULL;
-        return fc ? bdrv_co_copy_range_from(fc, src_offset, dst, dst_offset,
-                                            bytes, rf, wf) : -ENOTSUP;
+        /* not even through a filter: it would bypass what the filter does
+         * (throttling, error injection), so the caller reads and writes */
+        return -ENOTSUP;
     }
     bdrv_inc_in_flight(bs);
     ret = bs->drv->co_copy_range_from(bs, src, src_offset, dst, dst_offset,
@@ -1193,9 +1193,7 @@ int coroutine_fn bdrv_co_copy_range_to(BdrvChild *src, int64_t src_offset,
     }
     bs = dst->bs;
     if (!bs->drv->co_copy_range_to) {
-        BdrvChild *fc = is_filter(bs) ? bdrv_filter_child(bs) : NULL;
-        return fc ? bdrv_co_copy_range_to(src, src_offset, fc, dst_offset,
-                                          bytes, rf, wf) : -ENOTSUP;
+        return -ENOTSUP;    /* as above */
     }
     bdrv_inc_in_flight(bs);
     tracked_begin(&req, bs, dst_offset, bytes, TRACKED_WRITE);
