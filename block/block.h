@@ -76,6 +76,11 @@ typedef enum {
     BDRV_REQ_SERIALISING     = 0x20,  /* wait for all overlapping requests */
     BDRV_REQ_PREFETCH        = 0x40,  /* copy-on-read without returning data */
     BDRV_REQ_UNSAFE_NO_PROBE_CHECK = 0x80, /* (internal) raw probed write ok */
+    /* copy_range: blocks of the target's 4 KiB grid whose data is all
+     * zero are left unwritten; the caller knows the target reads as
+     * zeroes there (convert -S 4k onto a new image).  Drivers that
+     * cannot do it return -ENOTSUP. */
+    BDRV_REQ_SKIP_ZERO_BLOCKS = 0x100,
 } BdrvRequestFlags;
 
 /* ---- block status ---- */

@@ -79,14 +79,17 @@ typedef int ThreadPoolFunc(void *opaque);
  * it completes and gets its return value.  Pool size: up to 64 workers,
  * created on demand, idle ones exit after a while. */
 int coroutine_fn thread_pool_run(AioContext *ctx, ThreadPoolFunc *func, void *opaque);
-/* A lane: jobs run on it one at a time, in submission order, back to back
- * on one worker (see util/thread-pool.c).  Opaque; the owner keeps it
- * alive while jobs are queued (a coroutine waits on each). */
+/* A lane: at most @width of its jobs run at a time, started in submission
+ * order; a worker that finishes one takes the lane's next straight away
+ * (see util/thread-pool.c).  Width 1: one at a time, back to back on one
+ * worker.  Opaque; the owner keeps it alive while jobs are queued (a
+ * coroutine waits on each). */
 typedef struct ThreadPoolLane {
     GQueue jobs;            /* waiting; protected by the pool's lock */
-    bool busy;              /* a worker is running the lane */
+    int busy;               /* workers running the lane's jobs */
+    int width;
 } ThreadPoolLane;
-void thread_pool_lane_init(ThreadPoolLane *lane);
+void thread_pool_lane_init(ThreadPoolLane *lane, int width);
 int coroutine_fn thread_pool_run_lane(AioContext *ctx, ThreadPoolLane *lane,
                                       ThreadPoolFunc *func, void *opaque);
 

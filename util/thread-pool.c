@@ -15,12 +15,14 @@
  * eventfd write per batch), so the waiting coroutine is re-entered from
  * its context's loop, never from the worker thread.
  *
- * Lanes: jobs submitted on a ThreadPoolLane run one at a time in
- * submission order.  The worker that runs a lane's job keeps the lane and
- * runs its next queued job straight away, so back-to-back jobs on a lane
- * (buffered writes to one file, which the kernel serialises on the inode
- * lock anyway) leave no gap for a wake-up round trip through the loop,
- * and never spin against each other in the kernel.
+ * Lanes: jobs submitted on a ThreadPoolLane start in submission order,
+ * at most the lane's width at a time.  A worker that finishes a lane's job
+ * takes the lane's next queued job straight away, so back-to-back jobs on
+ * a lane (buffered writes to one file, which the kernel serialises on the
+ * inode lock anyway) leave no gap for a wake-up round trip through the
+ * loop, and never spin against each other in the kernel.  The first
+ * queued job goes to whichever of the lane's workers is free first, so a
+ * slow job holds up only its own worker.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -96,7 +98,7 @@ static void pool_run_job(PoolJob *job)
         if (lane) {
             g_mutex_lock(&pool.lock);
             next = g_queue_pop_head_link(&lane->jobs);
-            lane->busy = next != NULL;
+            lane->busy -= next == NULL;
             g_mutex_unlock(&pool.lock);
         }
         aio_co_wake_node(job->ctx, &job->wake);
@@ -216,9 +218,9 @@ static int pool_hand_over(PoolBatch *b, PoolWorker **woken)
     return n;
 }
 
-/* Jobs for a lane that is running (or that an earlier job of this batch
- * claims) wait on the lane; the first job of an idle lane claims it and
- * is handed out like any other.  Called with pool.lock held. */
+/* Jobs for a lane running at its width (counting what earlier jobs of
+ * this batch claim) wait on the lane; others claim a place on it and are
+ * handed out like any other.  Called with pool.lock held. */
 static void pool_queue_lane_jobs(PoolBatch *b)
 {
     GList *l = b->jobs.head;
@@ -227,11 +229,11 @@ static void pool_queue_lane_jobs(PoolBatch *b)
         GList *next = l->next;
         PoolJob *job = l->data;
 
-        if (job->lane && job->lane->busy) {
+        if (job->lane && job->lane->busy >= job->lane->width) {
             g_queue_unlink(&b->jobs, l);
             g_queue_push_tail_link(&job->lane->jobs, l);
         } else if (job->lane) {
-            job->lane->busy = true;
+            job->lane->busy++;
         }
         l = next;
     }
@@ -292,10 +294,12 @@ int coroutine_fn thread_pool_run(AioContext *ctx, ThreadPoolFunc *func,
     return thread_pool_run_lane(ctx, NULL, func, opaque);
 }
 
-void thread_pool_lane_init(ThreadPoolLane *lane)
+void thread_pool_lane_init(ThreadPoolLane *lane, int width)
 {
+    g_assert(width > 0);
     g_queue_init(&lane->jobs);
-    lane->busy = false;
+    lane->busy = 0;
+    lane->width = width;
 }
 
 int coroutine_fn thread_pool_run_lane(AioContext *ctx, ThreadPoolLane *lane,

@@ -351,6 +351,10 @@ static int coroutine_fn raw_co_copy_range_to(BlockDriverState *bs,
     if (bs->probed && dst_offset < BLOCK_PROBE_BUF_SIZE) {
         return -ENOTSUP;    /* fall back to a checked write */
     }
+    if ((wf & BDRV_REQ_SKIP_ZERO_BLOCKS) &&
+        ((BDRVRawFmtState *)bs->opaque)->offset % 4096) {
+        return -ENOTSUP;    /* the file's grid is not the image's */
+    }
     ret = raw_adjust_offset(bs, &dst_offset, bytes, true);
     if (ret) {
         return ret;

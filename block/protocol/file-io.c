@@ -27,8 +27,6 @@ typedef struct RawOp {
     int fd;
     int mode;                 /* fallocate mode / ioctl request */
     int64_t offset, bytes;
-    int fd_out;               /* copy_file_range destination */
-    int64_t offset_out;
     PreallocMode prealloc;
     Error *err;
 } RawOp;
@@ -86,11 +84,6 @@ static int coroutine_fn raw_co_blk_ioctl(BlockDriverState *bs,
     RawOp op = { .fd = s->fd, .mode = req, .offset = offset, .bytes = bytes };
 
     return thread_pool_run(raw_ctx(bs), blk_ioctl_worker, &op);
-}
-
-static void raw_ext_invalidate(BDRVRawState *s)
-{
-    s->ext.valid = false;
 }
 
 /* ---- read / write / flush ---- */
@@ -662,74 +655,4 @@ int coroutine_fn raw_co_truncate(BlockDriverState *bs, int64_t offset,
     }
     error_setg(errp, "Resizing this file is not supported");
     return -ENOTSUP;
-}
-
-/* ---- copy offload ---- */
-
-static bool is_posix_node(BlockDriverState *bs)
-{
-    return bs && (bs->drv == &bdrv_file || bs->drv == &bdrv_host_device);
-}
-
-/* Worker: copy_file_range until done; -ENOTSUP/-EXDEV let the core
- * fall back to read + write. */
-static int copy_range_worker(void *opaque)
-{
-    RawOp *op = opaque;
-    loff_t in = op->offset, out = op->offset_out;
-    int64_t left = op->bytes;
-
-    while (left > 0) {
-        ssize_t n = copy_file_range(op->fd, &in, op->fd_out, &out, left, 0);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            if (errno == ENOSYS || errno == EXDEV || errno == EOPNOTSUPP ||
-                errno == EINVAL || errno == EBADF || errno == ETXTBSY) {
-                return -ENOTSUP;
-            }
-            return -errno;
-        }
-        if (n == 0) {
-            return -EIO;        /* source shrank under us */
-        }
-        left -= n;
-    }
-    return 0;
-}
-
-int coroutine_fn raw_co_copy_range_from(BlockDriverState *bs, BdrvChild *src,
-                                        int64_t src_offset, BdrvChild *dst,
-                                        int64_t dst_offset, int64_t bytes,
-                                        BdrvRequestFlags rf,
-                                        BdrvRequestFlags wf)
-{
-    return bdrv_co_copy_range_to(src, src_offset, dst, dst_offset, bytes,
-                                 rf, wf);
-}
-
-int coroutine_fn raw_co_copy_range_to(BlockDriverState *bs, BdrvChild *src,
-                                      int64_t src_offset, BdrvChild *dst,
-                                      int64_t dst_offset, int64_t bytes,
-                                      BdrvRequestFlags rf,
-                                      BdrvRequestFlags wf)
-{
-    BDRVRawState *s = bs->opaque;
-    BDRVRawState *ss;
-    RawOp op;
-    int ret;
-
-    if (!is_posix_node(src->bs) || !s->has_copy_range) {
-        return -ENOTSUP;
-    }
-    ss = src->bs->opaque;
-    if (src_offset + bytes > raw_fd_getlength(ss)) {
-        return -ENOTSUP;    /* past source EOF: read + write zero-fills */
-    }
-    op = (RawOp) { .fd = ss->fd, .offset = src_offset, .fd_out = s->fd,
-                   .offset_out = dst_offset, .bytes = bytes };
-    raw_ext_invalidate(s);
-    ret = thread_pool_run(raw_ctx(bs), copy_range_worker, &op);
-    return ret;
 }

@@ -13,6 +13,7 @@
 #define RAW_LOCK_PERM_BASE   100
 #define RAW_LOCK_SHARED_BASE 200
 #define RAW_LOCK_NPERMS      4      /* BLK_PERM_ALL has 4 bits */
+#define RAW_COPY_WIDTH       2      /* see raw_sparse_copy() */
 
 typedef struct BDRVRawState {
     int fd;
@@ -25,6 +26,7 @@ typedef struct BDRVRawState {
     AioEngine *engine;
     ThreadPoolLane write_lane;    /* buffered writes to a regular file */
     bool mem_fs;                  /* on tmpfs/ramfs: no device behind */
+    ThreadPoolLane copy_lane;     /* sparse copies into this file */
 
     /* capabilities discovered at run time */
     bool has_write_zeroes;        /* FALLOC_FL_ZERO_RANGE works */
@@ -62,6 +64,12 @@ void raw_set_perm(BlockDriverState *bs, uint64_t perm, uint64_t shared);
 void raw_abort_perm_update(BlockDriverState *bs);
 bool raw_has_ofd_lock(void);
 
+/* The cached extent may be stale once the file is written. */
+static inline void raw_ext_invalidate(BDRVRawState *s)
+{
+    s->ext.valid = false;
+}
+
 /* file-io.c */
 AioContext *raw_ctx(BlockDriverState *bs);
 bool raw_fd_on_mem_fs(int fd);
@@ -86,6 +94,11 @@ int coroutine_fn raw_co_truncate(BlockDriverState *bs, int64_t offset,
 int64_t raw_fd_getlength(BDRVRawState *s);
 int64_t coroutine_fn raw_co_getlength(BlockDriverState *bs);
 int64_t coroutine_fn raw_co_get_allocated_file_size(BlockDriverState *bs);
+/* Blocking helper shared by truncate and create (worker thread only). */
+int raw_regular_truncate(int fd, int64_t offset, PreallocMode prealloc,
+                         Error **errp);
+
+/* file-copy.c */
 int coroutine_fn raw_co_copy_range_from(BlockDriverState *bs, BdrvChild *src,
                                         int64_t src_offset, BdrvChild *dst,
                                         int64_t dst_offset, int64_t bytes,
@@ -96,8 +109,5 @@ int coroutine_fn raw_co_copy_range_to(BlockDriverState *bs, BdrvChild *src,
                                       int64_t dst_offset, int64_t bytes,
                                       BdrvRequestFlags rf,
                                       BdrvRequestFlags wf);
-/* Blocking helper shared by truncate and create (worker thread only). */
-int raw_regular_truncate(int fd, int64_t offset, PreallocMode prealloc,
-                         Error **errp);
 
 #endif

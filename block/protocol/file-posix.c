@@ -312,7 +312,8 @@ static int raw_check_type(BlockDriverState *bs, BDRVRawState *s,
 /* Capabilities, limits and locking mode once the fd is known good. */
 static void raw_init_state(BlockDriverState *bs, BDRVRawState *s, int locking)
 {
-    thread_pool_lane_init(&s->write_lane);
+    thread_pool_lane_init(&s->write_lane, 1);
+    thread_pool_lane_init(&s->copy_lane, RAW_COPY_WIDTH);
     s->mem_fs = !s->is_device && raw_fd_on_mem_fs(s->fd);
     s->has_discard = true;
     s->has_write_zeroes = !s->is_device;

@@ -46,6 +46,36 @@ def test_enospc_like_reference(our_qemu_img, ref_qemu_img, tmp_path, small_fs,
     assert open(s, 'rb').read() == before
 
 
+@pytest.mark.parametrize('args', [[], ['-m', '1'], ['-n', '--target-is-zero']])
+def test_enospc_from_tmpfs_like_reference(our_qemu_img, ref_qemu_img, small_fs,
+                                          args):
+    """tmpfs to tmpfs: the sparse copy fails, and the chunk is redone by
+    reads and writes, which report the failing offset as the reference."""
+    import shutil
+    import tempfile
+    d = tempfile.mkdtemp(dir='/dev/shm', prefix='strata-test-')
+    try:
+        s = make_image(os.path.join(d, 's.raw'), 4 * MiB,
+                       [(0, os.urandom(3 * MiB)), (3 * MiB + 4096, b'x' * 4096)])
+        before = open(s, 'rb').read()
+        res = []
+        for prog in (our_qemu_img, ref_qemu_img):
+            t = small_fs / 't'
+            if '-n' in args:
+                with open(t, 'wb') as f:
+                    f.truncate(4 * MiB)
+            r = run([prog, 'convert', '-f', 'raw', '-O', 'raw'] + args +
+                    [s, str(t)])
+            if t.exists():
+                t.unlink()
+            res.append((r.rc, r.err.replace(prog, 'qemu-img')))
+        assert res[0] == res[1]
+        assert 'No space left on device' in res[0][1]
+        assert open(s, 'rb').read() == before
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def test_direct_io_on_disk(our_qemu_img, ref_qemu_img, disk_dir):
     s = make_image(os.path.join(disk_dir, 's.raw'), 64 * MiB,
                    [(MiB, os.urandom(3 * MiB)), (40 * MiB, os.urandom(MiB + 512))])

@@ -412,12 +412,15 @@ static void test_thread_pool(void)
     }
 }
 
-/* Lane jobs: one at a time, in submission order, while plain jobs run
- * beside them. */
+/* Lane jobs: width 1, one at a time, in submission order; width 2, never
+ * more than two at once, and two do run at once; plain jobs run beside
+ * them. */
 typedef struct LaneArg {
     int index;
-    int *next;              /* the index the lane must run next */
+    int width;
+    int *next;              /* width 1: the index the lane must run next */
     int *running;           /* lane jobs running now */
+    int *most;              /* the most that ran at once */
     bool ok;
     bool done;
 } LaneArg;
@@ -426,10 +429,16 @@ static int lane_fn(void *opaque)
 {
     LaneArg *a = opaque;
     int running = __atomic_add_fetch(a->running, 1, __ATOMIC_SEQ_CST);
+    int most = __atomic_load_n(a->most, __ATOMIC_SEQ_CST);
 
-    a->ok = running == 1 && __atomic_load_n(a->next, __ATOMIC_SEQ_CST) ==
-                            a->index;
-    g_usleep(200);          /* long enough for an overlap to show */
+    while (running > most &&
+           !__atomic_compare_exchange_n(a->most, &most, running, false,
+                                        __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+    }
+    a->ok = running <= a->width &&
+            (a->width > 1 ||
+             __atomic_load_n(a->next, __ATOMIC_SEQ_CST) == a->index);
+    g_usleep(a->width > 1 ? 2000 : 200);  /* long enough for an overlap */
     __atomic_store_n(a->next, a->index + 1, __ATOMIC_SEQ_CST);
     __atomic_sub_fetch(a->running, 1, __ATOMIC_SEQ_CST);
     return a->index;
@@ -446,19 +455,19 @@ static void coroutine_fn lane_entry(void *opaque)
     a->done = true;
 }
 
-static void test_thread_pool_lane(void)
+static void test_thread_pool_lane_width(int width)
 {
     AioContext *ctx = aio_get_default();
     enum { N = 64 };
     LaneArg args[N];
     PoolArg plain[N];
-    int next = 0, running = 0;
+    int next = 0, running = 0, most = 0;
     bool left;
 
-    thread_pool_lane_init(&test_lane);
+    thread_pool_lane_init(&test_lane, width);
     for (int i = 0; i < N; i++) {
-        args[i] = (LaneArg) { .index = i, .next = &next,
-                              .running = &running };
+        args[i] = (LaneArg) { .index = i, .width = width, .next = &next,
+                              .running = &running, .most = &most };
         plain[i] = (PoolArg) { .caller = pthread_self(), .value = i + 1 };
         co_enter(co_create(lane_entry, &args[i]));
         co_enter(co_create(pool_entry, &plain[i]));
@@ -478,8 +487,21 @@ static void test_thread_pool_lane(void)
     for (int i = 0; i < N; i++) {
         g_assert_true(args[i].ok);
     }
-    g_assert_cmpint(next, ==, N);
+    if (width == 1) {
+        g_assert_cmpint(next, ==, N);
+    }
+    g_assert_cmpint(most, ==, width);
     g_assert_true(g_queue_is_empty(&test_lane.jobs) && !test_lane.busy);
+}
+
+static void test_thread_pool_lane(void)
+{
+    test_thread_pool_lane_width(1);
+}
+
+static void test_thread_pool_lane2(void)
+{
+    test_thread_pool_lane_width(2);
 }
 
 /* A private context works and frees pending oneshots. */
@@ -560,6 +582,7 @@ int main(int argc, char **argv)
         { "co/yield-to-loop", test_co_yield_to_loop },
         { "thread-pool/run", test_thread_pool },
         { "thread-pool/lane", test_thread_pool_lane },
+        { "thread-pool/lane2", test_thread_pool_lane2 },
         { "context/new-free", test_context_new_free },
         { "context/per-thread", test_default_per_thread },
     };

@@ -89,6 +89,7 @@ typedef struct Convert {
     int running;
     int ret;
     bool copy_range;
+    bool sparse_copy;      /* see try_sparse_copy() */
     void *zero_buf;
 } Convert;
 
@@ -512,6 +513,41 @@ static bool coroutine_fn try_copy_range(Convert *s, const Chunk *c, int *ret)
     return true;
 }
 
+/*
+ * With -S 4k onto a target known to read as zeroes, what write_data()
+ * does to a chunk (write it but for its zero 4 KiB blocks) is one request
+ * to the block layer, which a driver can do better in one go (see the
+ * file driver's sparse copy); when it cannot, or fails, the chunk and the
+ * rest go through reads and writes, which also say what failed where.
+ */
+static bool sparse_copy_applies(const Convert *s)
+{
+    const ConvertParams *p = s->p;
+
+    return p->sparse == 4096 && s->scan_unit == 4096 && p->target_zero &&
+           !p->rate && !p->salvage && s->order != ORDER_STRICT;
+}
+
+static bool coroutine_fn try_sparse_copy(Convert *s, const Chunk *c,
+                                         int *ret)
+{
+    if (!s->sparse_copy) {
+        return false;
+    }
+    wait_turn(s, c);
+    if (s->ret < 0) {
+        *ret = s->ret;      /* an earlier chunk failed: stop quietly */
+        return true;
+    }
+    *ret = blk_co_copy_range(s->p->src[c->src], c->src_off, s->p->dst,
+                             c->off, c->len, 0, BDRV_REQ_SKIP_ZERO_BLOCKS);
+    if (*ret < 0) {
+        s->sparse_copy = false;
+        return false;
+    }
+    return true;
+}
+
 static int coroutine_fn copy_chunk(Convert *s, Chunk *c, uint8_t **buf)
 {
     int ret;
@@ -519,7 +555,7 @@ static int coroutine_fn copy_chunk(Convert *s, Chunk *c, uint8_t **buf)
     if (c->zero) {
         return write_zero_run(s, c, c->off, c->len);
     }
-    if (try_copy_range(s, c, &ret)) {
+    if (try_copy_range(s, c, &ret) || try_sparse_copy(s, c, &ret)) {
         return ret;
     }
     if (!*buf) {
@@ -589,6 +625,7 @@ static void convert_setup(Convert *s, const ConvertParams *p)
     co_mutex_init(&s->walk_lock);
     co_queue_init(&s->order_q);
     s->order = pick_order(p);
+    s->sparse_copy = sparse_copy_applies(s);
     ratelimit_set_speed(&s->rl, p->rate, 0);
 }
 
