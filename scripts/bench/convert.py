@@ -11,7 +11,9 @@ each contender's peak RSS (per process, from wait4), and checks that
 every output equals the source.
 
 Usage: scripts/bench/convert.py [--rounds N] [--size GiB] [--direct]
-                                [--dir DIR] [--seed N]"""
+                                [--dir DIR] [--seed N] [--base-build DIR]
+--base-build adds a second strata build (e.g. the previous commit's,
+from `git worktree add`) as contender strata-base."""
 import argparse
 import filecmp
 import os
@@ -95,16 +97,20 @@ def sized_target(src, dst):
     return prepare
 
 
-def contenders(src, dst, direct):
-    ours = os.path.join(BUILD, 'tools', 'img', 'strata-img')
+def contenders(src, dst, direct, base_build=None):
     ref = os.path.join(REF_BIN, 'qemu-img')
     cache = ['-t', 'none', '-T', 'none'] if direct else []
-    c = {
-        'strata-img': contender(lambda: [ours, 'convert', '-f', 'raw', '-O', 'raw']
-                                + cache + [src, dst], dst),
-        'qemu-img 10.0': contender(lambda: [ref, 'convert', '-f', 'raw', '-O', 'raw']
-                                   + cache + [src, dst], dst),
-    }
+
+    def strata(build):
+        prog = os.path.join(build, 'tools', 'img', 'strata-img')
+        return contender(lambda: [prog, 'convert', '-f', 'raw', '-O', 'raw']
+                         + cache + [src, dst], dst)
+    c = {'strata-img': strata(BUILD)}
+    if base_build:
+        c['strata-base'] = strata(base_build)
+    c['qemu-img 10.0'] = contender(lambda: [ref, 'convert', '-f', 'raw',
+                                            '-O', 'raw'] + cache + [src, dst],
+                                   dst)
     if not direct:
         if shutil.which('nbdcopy'):
             c['nbdcopy'] = contender(lambda: ['nbdcopy', src, dst], dst,
@@ -154,6 +160,8 @@ def main():
     ap.add_argument('--seed', type=int, default=1)
     ap.add_argument('--direct', action='store_true')
     ap.add_argument('--dir', default=None)
+    ap.add_argument('--base-build', help='another build dir (e.g. the '
+                    "previous commit's) to run as contender strata-base")
     a = ap.parse_args()
     d = a.dir or ('/var/tmp' if a.direct else '/dev/shm')
     src = os.path.join(d, 'strata-w1-src.raw')
@@ -163,7 +171,7 @@ def main():
     print(f'source: {a.size} GiB virtual, {used:.2f} GB allocated, in {d}',
           file=sys.stderr)
     try:
-        c = contenders(src, dst, a.direct)
+        c = contenders(src, dst, a.direct, a.base_build)
         times, rss = run_rounds(c, a.rounds, src, dst)
         title = ('W1 convert raw->raw, -t none -T none, ' + d if a.direct
                  else 'W1 convert raw->raw, ' + d)
