@@ -71,7 +71,7 @@ static int open_opt_mode(int c, const char *arg, OpenOpts *o)
             error_report("Invalid aio option: %s", arg);
             return -EINVAL;
         }
-        io_opts_set_aio(&o->opts, arg);
+        o->flags = io_aio_flags(o->flags, engine);
         return 0;
     }
 }
@@ -84,7 +84,7 @@ static int open_opt(int c, const char *arg, OpenOpts *o)
     case 'C': o->flags |= BDRV_O_COPY_ON_READ; return 0;
     case 'r': o->readonly = true; return 0;
     case 'U': o->force_share = true; return 0;
-    case 'k': io_opts_set_aio(&o->opts, "native"); return 0;
+    case 'k': o->flags = io_aio_flags(o->flags, AIO_ENGINE_NATIVE); return 0;
     case 'o':
         if (io_image_opts) {
             printf("--image-opts and 'open -o' are mutually exclusive\n");

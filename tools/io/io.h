@@ -43,7 +43,7 @@ extern bool io_misalign;
 int io_open_image(const char *name, int flags, bool writethrough,
                   bool force_share, QDict *opts);
 /* Add the AIO engine option for @engine ("native", "io_uring", ...). */
-void io_opts_set_aio(QDict **opts, const char *engine);
+int io_aio_flags(int flags, AioEngineType engine);
 
 extern bool io_image_opts;   /* --image-opts: open's path is an option string */
 

@@ -15,7 +15,6 @@
 #include "tools/io/io.h"
 #include "util/aio.h"
 
-#define IO_AIO_KEY "x-strata-io-aio"
 
 BlockBackend *io_blk;
 bool io_quit;
@@ -32,7 +31,6 @@ typedef struct IoMainOpts {
     bool readonly, writethrough, force_share, image_opts;
     const char *format;
     GPtrArray *cmds;
-    QDict *aio;          /* holds IO_AIO_KEY when -k / -i were given */
 } IoMainOpts;
 
 static void usage(void)
@@ -108,33 +106,18 @@ static void trace_opt(const char *arg)
     g_strfreev(parts);
 }
 
-void io_opts_set_aio(QDict **opts, const char *engine)
+/*
+ * -k / -i ENGINE: open flags, as the reference's -i, not options: file
+ * nodes below take them (with aio=native still needing cache.direct=on)
+ * and every other node ignores them, so `--aio threads` works on
+ * blkdebug, null-co and the rest.
+ */
+int io_aio_flags(int flags, AioEngineType engine)
 {
-    if (!*opts) {
-        *opts = qdict_new();
-    }
-    qdict_put_str(*opts, IO_AIO_KEY, engine);
-}
-
-/* Move the -k/-i engine choice to the protocol node's "aio" option. */
-static void io_resolve_aio(QDict *opts)
-{
-    const char *engine = qdict_get_try_str(opts, IO_AIO_KEY);
-    const char *drv_name = qdict_get_try_str(opts, "driver");
-    const BlockDriver *drv = drv_name ? bdrv_find_format(drv_name) : NULL;
-    char *value;
-
-    if (!engine) {
-        return;
-    }
-    value = g_strdup(engine);
-    qdict_del(opts, IO_AIO_KEY);
-    if (drv && drv->kind == BDRV_KIND_PROTOCOL) {
-        qdict_put_str(opts, "aio", value);
-    } else if (!qdict_haskey(opts, "file")) {
-        qdict_put_str(opts, "file.aio", value);
-    }
-    g_free(value);
+    flags &= ~BDRV_O_AIO_MASK;
+    return flags | (engine == AIO_ENGINE_NATIVE ? BDRV_O_AIO_NATIVE
+                    : engine == AIO_ENGINE_IO_URING ? BDRV_O_AIO_IO_URING
+                    : BDRV_O_AIO_THREADS);
 }
 
 static bool io_apply_force_share(QDict **opts)
@@ -166,9 +149,6 @@ int io_open_image(const char *name, int flags, bool writethrough,
     if (force_share && !io_apply_force_share(&opts)) {
         qobject_unref(opts);
         return 1;
-    }
-    if (opts) {
-        io_resolve_aio(opts);
     }
     io_blk = blk_new_open(name, NULL, opts, flags, &err);
     if (!io_blk) {
@@ -202,7 +182,7 @@ static void parse_mode_opt(int c, const char *arg, IoMainOpts *o)
             error_report("Invalid aio option: %s", arg);
             exit(1);
         }
-        io_opts_set_aio(&o->aio, arg);
+        o->flags = io_aio_flags(o->flags, engine);
     }
 }
 
@@ -216,7 +196,7 @@ static void parse_opt(int c, const char *arg, IoMainOpts *o)
     case 'c': g_ptr_array_add(o->cmds, (gpointer)arg); break;
     case 'r': o->readonly = true; break;
     case 'm': io_misalign = true; break;
-    case 'k': io_opts_set_aio(&o->aio, "native"); break;
+    case 'k': o->flags = io_aio_flags(o->flags, AIO_ENGINE_NATIVE); break;
     case 'U': o->force_share = true; break;
     case 'T': trace_opt(arg); break;
     case 'd': case 't': case 'i': parse_mode_opt(c, arg, o); break;
@@ -291,12 +271,6 @@ static void open_initial(const char *arg, IoMainOpts *o)
     } else if (o->format) {
         opts = qdict_new();
         qdict_put_str(opts, "driver", o->format);
-    }
-    if (o->aio) {
-        if (!opts) {
-            opts = qdict_new();
-        }
-        qdict_join(opts, o->aio, false);
     }
     if (io_open_image(name, o->flags, o->writethrough, o->force_share, opts)) {
         exit(1);
@@ -467,7 +441,6 @@ int main(int argc, char **argv)
         io_blk = NULL;
     }
     bdrv_close_all();
-    qobject_unref(o.aio);
     g_ptr_array_free(o.cmds, true);
     return ret < 0 ? 1 : 0;
 }
