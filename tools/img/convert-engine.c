@@ -9,8 +9,11 @@
  * with unmap: hole punching / zero range in the file driver); data
  * chunks are read, scanned for zero runs of at least -S bytes, and
  * written.  Without -W, writes keep source order (see WriteOrder).
- * Progress is bytes processed over the total, so no second walk is
- * needed.
+ *
+ * Progress, like qemu-img's, is the share of the chunks that are read
+ * (data, and zeroes with -S 0) done so far; their total comes from a
+ * first walk that only asks for block status (no data is read), so a
+ * mostly empty disk does not race to 97 % through its holes and stall.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -77,15 +80,18 @@ typedef struct Convert {
     uint64_t seq_next;
     uint64_t seq_low;      /* oldest chunk not finished */
     bool seq_finished[CONVERT_MAX_COROUTINES];  /* window: [seq_low, +m) */
+    int64_t seq_progress[CONVERT_MAX_COROUTINES]; /* what each counts */
     CoQueue order_q;
     /* window: the write error of the earliest chunk, reported last */
     bool werr_set;
     uint64_t werr_seq;
     int64_t werr_off;
     int werr;
+    int workers;           /* -m, or 1 for --salvage (see convert_setup()) */
     /* accounting */
     RateLimit rl;
-    int64_t done;
+    int64_t alloc_total;   /* bytes of the chunks progress counts */
+    int64_t alloc_done;
     int running;
     int ret;
     bool copy_range;
@@ -127,6 +133,42 @@ static void *convert_alloc(Convert *s, size_t len)
     return buf;
 }
 
+/*
+ * Block status at @soff of the current source.  With --salvage a failed
+ * query is retried on a quarter of the range (in sectors, rounded up)
+ * until it works, down to one sector, which is then reported and taken
+ * as data: the extents and warnings are the reference's.
+ */
+static int coroutine_fn status_at(Convert *s, int64_t soff, int64_t *pnum,
+                                  int *depth)
+{
+    const ConvertParams *p = s->p;
+    BlockDriverState *bs = blk_bs(p->src[s->cur_src]);
+    int64_t left = p->src_len[s->cur_src] - soff;
+    int64_t n = MIN(DIV_ROUND_UP(left, BDRV_SECTOR_SIZE),
+                    BDRV_REQUEST_MAX_BYTES / BDRV_SECTOR_SIZE);
+    int ret;
+
+    for (;;) {
+        ret = bdrv_co_block_status_above(bs, NULL, soff,
+                                         MIN(n * BDRV_SECTOR_SIZE, left),
+                                         pnum, NULL, NULL, depth);
+        if (ret >= 0 || !p->salvage) {
+            return ret;
+        }
+        if (n == 1) {
+            if (!p->quiet) {
+                warn_report("error while reading block status at offset %"
+                            PRId64 ": %s", soff, strerror(-ret));
+            }
+            *pnum = MIN(BDRV_SECTOR_SIZE, left);
+            *depth = 0;
+            return BDRV_BLOCK_DATA;     /* just try to read it */
+        }
+        n = DIV_ROUND_UP(n, 4);
+    }
+}
+
 /* Refresh the cached block status at the cursor (source s->cur_src). */
 static int coroutine_fn walk_status(Convert *s)
 {
@@ -135,15 +177,14 @@ static int coroutine_fn walk_status(Convert *s)
     int64_t slen = p->src_len[s->cur_src];
     int depth = 0, ret;
 
-    ret = bdrv_co_block_status_above(blk_bs(p->src[s->cur_src]), NULL, soff,
-                                     slen - soff, &pnum, NULL, NULL, &depth);
-    if (ret < 0 && !p->salvage) {
+    ret = status_at(s, soff, &pnum, &depth);
+    if (ret < 0) {
         error_report("error while reading block status at offset %" PRId64
-                     ": %s", s->cursor, strerror(-ret));
+                     ": %s", soff, strerror(-ret));
         return ret;
     }
-    if (ret < 0 || pnum <= 0) {
-        /* salvage (or a confused driver): treat a request as data */
+    if (pnum <= 0) {
+        /* a confused driver: treat a request as data */
         pnum = MIN(s->req, slen - soff);
         ret = BDRV_BLOCK_DATA;
     }
@@ -208,7 +249,7 @@ static bool may_write(const Convert *s, const Chunk *c)
     case ORDER_STRICT:
         return s->seq_low == c->seq;
     case ORDER_WINDOW:
-        return c->seq < s->seq_low + (uint64_t)s->p->coroutines;
+        return c->seq < s->seq_low + (uint64_t)s->workers;
     default:
         return true;
     }
@@ -221,20 +262,41 @@ static void coroutine_fn wait_turn(Convert *s, const Chunk *c)
     }
 }
 
+/* Does the progress bar count @c?  The chunks that are read: data, and
+ * zeroes when they are written out (-S 0). */
+static bool progress_counts(const Convert *s, const Chunk *c)
+{
+    return !c->zero || !s->p->sparse;
+}
+
+static void progress_advance(Convert *s, int64_t bytes)
+{
+    if (bytes && s->alloc_total) {
+        s->alloc_done += bytes;
+        progress_set((float)((double)s->alloc_done * 100 / s->alloc_total));
+    }
+}
+
 /* Chunk @c is over: move the oldest-unfinished mark past every finished
  * chunk and let the waiting ones look again. */
-static void coroutine_fn chunk_finished(Convert *s, const Chunk *c)
+static void coroutine_fn chunk_finished(Convert *s, const Chunk *c,
+                                        int64_t progress)
 {
-    int m = s->p->coroutines;
+    int m = s->workers;
 
     if (s->order == ORDER_NONE) {
+        progress_advance(s, progress);
         return;
     }
     /* a chunk that wrote nothing still waits: strict order keeps its
-     * place, and the window's ring has one slot per chunk inside it */
+     * place, and the window's ring has one slot per chunk inside it.
+     * The progress bar moves as the oldest chunks finish, in order, as
+     * the reference's does. */
     wait_turn(s, c);
     s->seq_finished[c->seq % m] = true;
+    s->seq_progress[c->seq % m] = progress;
     while (s->seq_finished[s->seq_low % m]) {
+        progress_advance(s, s->seq_progress[s->seq_low % m]);
         s->seq_finished[s->seq_low++ % m] = false;
     }
     co_queue_restart_all(&s->order_q);
@@ -571,11 +633,25 @@ static void coroutine_fn finish_chunk(Convert *s, Chunk *c, int ret)
     if (ret < 0 && s->ret == 0) {
         s->ret = ret;
     }
-    chunk_finished(s, c);
-    s->done += c->len;
-    if (s->total) {
-        progress_set((float)((double)s->done * 100 / s->total));
+    chunk_finished(s, c, progress_counts(s, c) ? c->len : 0);
+}
+
+/* The first walk: what the progress bar's 100 % is.  Block status only;
+ * the walk then starts over for the copy. */
+static void coroutine_fn count_worker(void *opaque)
+{
+    Convert *s = opaque;
+    Chunk c;
+
+    while (next_chunk(s, &c)) {
+        if (progress_counts(s, &c)) {
+            s->alloc_total += c.len;
+        }
     }
+    s->cursor = s->src_base = s->st_end = 0;
+    s->cur_src = 0;
+    s->seq_next = 0;
+    s->running--;
 }
 
 static void coroutine_fn convert_worker(void *opaque)
@@ -622,6 +698,9 @@ static void convert_setup(Convert *s, const ConvertParams *p)
     s->scan_unit = pick_scan_unit(p->sparse);
     s->align = pick_alignment(p);
     s->copy_range = p->copy_range;
+    /* salvaging goes one chunk at a time, so that what could not be read
+     * is reported in order, as the reference reports it */
+    s->workers = p->salvage ? 1 : p->coroutines;
     co_mutex_init(&s->walk_lock);
     co_queue_init(&s->order_q);
     s->order = pick_order(p);
@@ -634,9 +713,14 @@ int convert_run(const ConvertParams *p)
     Convert s;
 
     convert_setup(&s, p);
-    s.running = p->coroutines;
-    for (int i = 0; i < p->coroutines; i++) {
-        co_enter(co_create(convert_worker, &s));
+    s.running = 1;
+    co_enter(co_create(count_worker, &s));
+    AIO_WAIT_WHILE(aio_get_default(), s.running > 0);
+    if (s.ret == 0) {
+        s.running = s.workers;
+        for (int i = 0; i < s.workers; i++) {
+            co_enter(co_create(convert_worker, &s));
+        }
     }
     AIO_WAIT_WHILE(aio_get_default(), s.running > 0);
     if (s.werr_set) {
