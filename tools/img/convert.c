@@ -263,6 +263,9 @@ static bool parse_rate(const char *arg, uint64_t *out)
 static bool parse_valued(ConvertOpts *o, int c, const char *arg)
 {
     switch (c) {
+    case 'l':
+        o->snapshot = arg;
+        return img_check_snapshot_param(arg);
     case 'm':
         return parse_coroutines(arg, &o->coroutines);
     case 'S':
@@ -286,7 +289,6 @@ static bool parse_simple(ConvertOpts *o, int c, const char *arg)
     case 'B':
     case 'b': o->backing = arg; break;   /* -b: newer releases' spelling */
     case 'F': o->backing_fmt = arg; break;
-    case 'l': o->snapshot = arg; break;
     case 't': o->tgt_cache = arg; break;
     case 'T': o->src_cache = arg; break;
     case 'c': o->compress = true; break;

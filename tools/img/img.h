@@ -84,6 +84,10 @@ typedef enum { OFORMAT_HUMAN, OFORMAT_JSON } OutputFormat;
 /* false + usage error printed for anything else ("--output expects
  * 'human' or 'json' not 'xml'"). */
 bool img_parse_output(const char *cmd, const char *arg, OutputFormat *out);
+/* -l of convert and measure: "snapshot.id=...,snapshot.name=..." is an
+ * option list whose keys are checked when the option is parsed; anything
+ * else is a snapshot name.  False (reported) for an unknown key. */
+bool img_check_snapshot_param(const char *arg);
 
 /* --object: returns false (error printed) on failure. */
 bool img_object_add(const char *def);

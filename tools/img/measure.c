@@ -33,7 +33,7 @@ static int measure_option(int c, void *opaque)
         return img_opts_add(&a->options, optarg) ? -1 : 1;
     case 'l':
         a->snapshot = optarg;
-        return -1;
+        return img_check_snapshot_param(optarg) ? -1 : 1;
     case OPTION_OUTPUT:
         return img_parse_output("measure", optarg, &a->output) ? -1 : 1;
     case OPTION_SIZE:
