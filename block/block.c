@@ -32,6 +32,7 @@ void bdrv_init(void)
 {
     bdrv_register(&bdrv_file);
     bdrv_register(&bdrv_host_device);
+    bdrv_register(&bdrv_host_cdrom);
     bdrv_register(&bdrv_null_co);
     bdrv_register(&bdrv_null_aio);
     bdrv_register(&bdrv_raw);

@@ -21,6 +21,7 @@ typedef struct BDRVRawState {
     char *path;                   /* the filename option */
     bool is_device;               /* host_device driver */
     bool is_blockdev;             /* S_ISBLK */
+    bool is_cdrom;                /* host_cdrom: opened O_NONBLOCK */
 
     AioEngineType engine_type;
     AioEngine *engine;
@@ -53,6 +54,7 @@ typedef struct BDRVRawState {
 
 extern const BlockDriver bdrv_file;
 extern const BlockDriver bdrv_host_device;
+extern const BlockDriver bdrv_host_cdrom;
 
 /* file-lock.c */
 int raw_apply_lock_bytes(BDRVRawState *s, int fd, uint64_t perm_bits,

@@ -1,11 +1,12 @@
 #include "config.h"
 /*
- * The "file" and "host_device" protocol drivers: open/close, options,
+ * The "file", "host_device" and "host_cdrom" protocol drivers: open/close, options,
  * O_DIRECT alignment probing, reopen, image creation and the driver
  * tables.  Data path in file-io.c, locking in file-lock.c.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/cdrom.h>
 #include <linux/fs.h>
 #include <stdlib.h>
 #include <string.h>
@@ -355,7 +356,7 @@ static int raw_open_fd_state(BlockDriverState *bs, BDRVRawState *s,
 {
     int ret;
 
-    s->open_flags = raw_oflags(flags);
+    s->open_flags = raw_oflags(flags) | (s->is_cdrom ? O_NONBLOCK : 0);
     s->fd = raw_open_fd(o->filename, s->open_flags, errp);
     if (s->fd < 0) {
         ret = s->fd;
@@ -425,6 +426,16 @@ static int raw_open(BlockDriverState *bs, QDict *options, int flags,
 static int hdev_open(BlockDriverState *bs, QDict *options, int flags,
                      Error **errp)
 {
+    return raw_open_common(bs, options, flags, true, errp);
+}
+
+/* O_NONBLOCK: opening a drive with no disc in it must not fail. */
+static int cdrom_open(BlockDriverState *bs, QDict *options, int flags,
+                      Error **errp)
+{
+    BDRVRawState *s = bs->opaque;
+
+    s->is_cdrom = true;
     return raw_open_common(bs, options, flags, true, errp);
 }
 
@@ -533,8 +544,31 @@ static void hdev_parse_filename(const char *filename, QDict *options,
     put_stripped_filename(filename, "host_device", options);
 }
 
+static void cdrom_parse_filename(const char *filename, QDict *options,
+                                 Error **errp)
+{
+    put_stripped_filename(filename, "host_cdrom", options);
+}
+
+/* /dev/cd* or a device that answers the CD-ROM drive status ioctl. */
+static int cdrom_probe_device(const char *filename)
+{
+    int fd, ret;
+
+    if (!strncmp(filename, "/dev/cd", 7)) {
+        return 100;
+    }
+    fd = open(filename, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        return 0;
+    }
+    ret = ioctl(fd, CDROM_DRIVE_STATUS, CDSL_CURRENT) >= 0 ? 100 : 0;
+    close(fd);
+    return ret;
+}
+
 /* Block and character devices belong to host_device; /dev/cdrom is left
- * for a dedicated CD-ROM driver. */
+ * for host_cdrom. */
 static int hdev_probe_device(const char *filename)
 {
     struct stat st;
@@ -685,65 +719,61 @@ static const BlockDriverInfoOps raw_info_ops = {
 
 /* ---- driver tables ---- */
 
+/* What the three drivers share: everything but naming, opening and
+ * creating. */
+#define RAW_POSIX_DRIVER_OPS                                        \
+    .kind = BDRV_KIND_PROTOCOL,                                     \
+    .instance_size = sizeof(BDRVRawState),                          \
+    .open_opts = raw_open_opts,                                     \
+    .close = raw_close,                                             \
+    .refresh_limits = raw_refresh_limits,                           \
+    .check_perm = raw_check_perm,                                   \
+    .set_perm = raw_set_perm,                                       \
+    .abort_perm_update = raw_abort_perm_update,                     \
+    .reopen_read_only = raw_reopen_read_only,                       \
+    .reopen_direct = raw_reopen_direct,                             \
+    .co_preadv = raw_co_preadv,                                     \
+    .co_pwritev = raw_co_pwritev,                                   \
+    .co_pwrite_zeroes = raw_co_pwrite_zeroes,                       \
+    .co_pdiscard = raw_co_pdiscard,                                 \
+    .co_flush_to_disk = raw_co_flush_to_disk,                       \
+    .co_block_status = raw_co_block_status,                         \
+    .co_truncate = raw_co_truncate,                                 \
+    .co_getlength = raw_co_getlength,                               \
+    .co_get_allocated_file_size = raw_co_get_allocated_file_size,   \
+    .co_copy_range_from = raw_co_copy_range_from,                   \
+    .co_copy_range_to = raw_co_copy_range_to,                       \
+    .info = &raw_info_ops
+
 const BlockDriver bdrv_file = {
+    RAW_POSIX_DRIVER_OPS,
     .format_name = "file",
-    .kind = BDRV_KIND_PROTOCOL,
-    .instance_size = sizeof(BDRVRawState),
     .protocol_name = "file",
-    .open_opts = raw_open_opts,
     .create_opts = raw_create_opts,
     .parse_filename = raw_parse_filename,
     .open = raw_open,
-    .close = raw_close,
     .co_create_opts = raw_co_create_opts,
-    .refresh_limits = raw_refresh_limits,
-    .check_perm = raw_check_perm,
-    .set_perm = raw_set_perm,
-    .abort_perm_update = raw_abort_perm_update,
-    .reopen_read_only = raw_reopen_read_only,
-    .reopen_direct = raw_reopen_direct,
-    .co_preadv = raw_co_preadv,
-    .co_pwritev = raw_co_pwritev,
-    .co_pwrite_zeroes = raw_co_pwrite_zeroes,
-    .co_pdiscard = raw_co_pdiscard,
-    .co_flush_to_disk = raw_co_flush_to_disk,
-    .co_block_status = raw_co_block_status,
-    .co_truncate = raw_co_truncate,
-    .co_getlength = raw_co_getlength,
-    .co_get_allocated_file_size = raw_co_get_allocated_file_size,
-    .co_copy_range_from = raw_co_copy_range_from,
-    .co_copy_range_to = raw_co_copy_range_to,
-    .info = &raw_info_ops,
 };
 
 const BlockDriver bdrv_host_device = {
+    RAW_POSIX_DRIVER_OPS,
     .format_name = "host_device",
-    .kind = BDRV_KIND_PROTOCOL,
-    .instance_size = sizeof(BDRVRawState),
     .protocol_name = "host_device",
-    .open_opts = raw_open_opts,
     .probe_device = hdev_probe_device,
     .parse_filename = hdev_parse_filename,
     .open = hdev_open,
-    .close = raw_close,
     .create_opts = bdrv_create_simple_opts,
     .co_create_opts = bdrv_co_create_opts_simple,
-    .refresh_limits = raw_refresh_limits,
-    .check_perm = raw_check_perm,
-    .set_perm = raw_set_perm,
-    .abort_perm_update = raw_abort_perm_update,
-    .reopen_read_only = raw_reopen_read_only,
-    .reopen_direct = raw_reopen_direct,
-    .co_preadv = raw_co_preadv,
-    .co_pwritev = raw_co_pwritev,
-    .co_pwrite_zeroes = raw_co_pwrite_zeroes,
-    .co_pdiscard = raw_co_pdiscard,
-    .co_flush_to_disk = raw_co_flush_to_disk,
-    .co_block_status = raw_co_block_status,
-    .co_truncate = raw_co_truncate,
-    .co_getlength = raw_co_getlength,
-    .co_get_allocated_file_size = raw_co_get_allocated_file_size,
-    .co_copy_range_from = raw_co_copy_range_from,
-    .co_copy_range_to = raw_co_copy_range_to,
-    .info = &raw_info_ops,
+};
+
+/* A CD-ROM drive is a host device that may hold no disc. */
+const BlockDriver bdrv_host_cdrom = {
+    RAW_POSIX_DRIVER_OPS,
+    .format_name = "host_cdrom",
+    .protocol_name = "host_cdrom",
+    .probe_device = cdrom_probe_device,
+    .parse_filename = cdrom_parse_filename,
+    .open = cdrom_open,
+    .create_opts = bdrv_create_simple_opts,
+    .co_create_opts = bdrv_co_create_opts_simple,
 };

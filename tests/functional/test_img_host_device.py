@@ -74,3 +74,30 @@ def test_file_extent_size_hint_limit(our_qemu_img, ref_qemu_img, tmp_path,
                             ['create', '-o', 'extent_size_hint=' + hint,
                              'o.raw', '64k'])
     assert (ref_dir / 'o.raw').exists() == (our_dir / 'o.raw').exists()
+
+
+@pytest.mark.parametrize('driver', ['file', 'host_device', 'host_cdrom'])
+@pytest.mark.parametrize('target', ['DIR', '/dev/null', '/dev/zero'])
+@pytest.mark.parametrize('ro', [True, False])
+def test_protocol_open_kinds(our_qemu_io, ref_qemu_io, tmp_path, driver,
+                             target, ro):
+    """Each posix protocol driver on a directory and on character devices:
+    the same refusals (or silence) as the reference."""
+    d = tmp_path / 'd'
+    d.mkdir(exist_ok=True)
+    name = str(d) if target == 'DIR' else target
+    cmd = 'open %s-o driver=%s,filename=%s%s' % (
+        '-r ' if ro else '', driver, name,
+        '' if target == 'DIR' else ',locking=off')
+    res = []
+    for prog in (our_qemu_io, ref_qemu_io):
+        r = subprocess.run([prog, '-c', cmd], capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL)
+        res.append((r.returncode, r.stdout, r.stderr.replace(prog, 'qemu-io')))
+    assert res[0] == res[1]
+
+
+def test_host_cdrom_in_format_list(strata_img):
+    out = subprocess.run([strata_img, '--help'], capture_output=True,
+                         text=True).stdout
+    assert 'host_cdrom' in out.split('Supported image formats:')[1].split()
