@@ -20,7 +20,14 @@ static const char *const event_names[BLKDBG_EVENT_MAX] = {
     [BLKDBG_L2_ALLOC_COW_READ] = "l2_alloc_cow_read",
     [BLKDBG_L2_ALLOC_WRITE] = "l2_alloc_write",
     [BLKDBG_READ_AIO] = "read_aio",
+    [BLKDBG_READ_BACKING_AIO] = "read_backing_aio",
+    [BLKDBG_READ_COMPRESSED] = "read_compressed",
     [BLKDBG_WRITE_AIO] = "write_aio",
+    [BLKDBG_WRITE_COMPRESSED] = "write_compressed",
+    [BLKDBG_VMSTATE_LOAD] = "vmstate_load",
+    [BLKDBG_VMSTATE_SAVE] = "vmstate_save",
+    [BLKDBG_COW_READ] = "cow_read",
+    [BLKDBG_COW_WRITE] = "cow_write",
     [BLKDBG_REFTABLE_LOAD] = "reftable_load",
     [BLKDBG_REFTABLE_GROW] = "reftable_grow",
     [BLKDBG_REFTABLE_UPDATE] = "reftable_update",
@@ -69,13 +76,16 @@ bool blkdebug_event_parse(const char *name, BlkdebugEvent *ev)
     return false;
 }
 
-void coroutine_fn bdrv_debug_event(BdrvChild *child, BlkdebugEvent ev)
+void coroutine_fn bdrv_debug_event_node(BlockDriverState *bs, BlkdebugEvent ev)
 {
-    BlockDriverState *bs = child ? child->bs : NULL;
-
     if (bs && bs->drv && bs->drv->debug && bs->drv->debug->event) {
         bs->drv->debug->event(bs, ev);
     }
+}
+
+void coroutine_fn bdrv_debug_event(BdrvChild *child, BlkdebugEvent ev)
+{
+    bdrv_debug_event_node(child ? child->bs : NULL, ev);
 }
 
 /* The first node at or below @bs whose driver implements breakpoints:

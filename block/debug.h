@@ -3,10 +3,13 @@
  *
  * Drivers fire events at interesting points (raw: read_aio/write_aio on
  * its file child before each data request; the core: flush_to_os and
- * flush_to_disk; qcow2 later: l1_update, cluster_alloc, ...).  An event is
- * delivered to the node the child points at, if its driver has a debug
- * ops group.  Breakpoints suspend the next request that fires an event
- * until resumed; strata-io's break/resume/wait_break commands use them.
+ * flush_to_disk on the primary child; qcow2 later: l1_update,
+ * cluster_alloc, ...).  An event is delivered to the node the child points
+ * at, if its driver has a debug ops group.  The core's write path fires
+ * pwritev, pwritev_zero, pwritev_done and the pwritev_rmw_* events at the
+ * node the write is on itself (bdrv_debug_event_node).  Breakpoints
+ * suspend the next request that fires an event until resumed; strata-io's
+ * break/resume/wait_break commands use them.
  */
 #ifndef STRATA_BLOCK_DEBUG_H
 #define STRATA_BLOCK_DEBUG_H
@@ -17,7 +20,10 @@ typedef enum {
     BLKDBG_L1_UPDATE, BLKDBG_L1_GROW_ALLOC_TABLE, BLKDBG_L1_GROW_WRITE_TABLE,
     BLKDBG_L1_GROW_ACTIVATE_TABLE, BLKDBG_L2_LOAD, BLKDBG_L2_UPDATE,
     BLKDBG_L2_UPDATE_COMPRESSED, BLKDBG_L2_ALLOC_COW_READ,
-    BLKDBG_L2_ALLOC_WRITE, BLKDBG_READ_AIO, BLKDBG_WRITE_AIO,
+    BLKDBG_L2_ALLOC_WRITE, BLKDBG_READ_AIO, BLKDBG_READ_BACKING_AIO,
+    BLKDBG_READ_COMPRESSED, BLKDBG_WRITE_AIO, BLKDBG_WRITE_COMPRESSED,
+    BLKDBG_VMSTATE_LOAD, BLKDBG_VMSTATE_SAVE, BLKDBG_COW_READ,
+    BLKDBG_COW_WRITE,
     BLKDBG_REFTABLE_LOAD, BLKDBG_REFTABLE_GROW, BLKDBG_REFTABLE_UPDATE,
     BLKDBG_REFBLOCK_LOAD, BLKDBG_REFBLOCK_UPDATE, BLKDBG_REFBLOCK_UPDATE_PART,
     BLKDBG_REFBLOCK_ALLOC, BLKDBG_REFBLOCK_ALLOC_HOOKUP,
@@ -47,6 +53,8 @@ typedef struct BlockDriverDebugOps {
 
 /* Fire @ev at @child's node (no-op without a debug-capable driver). */
 void coroutine_fn bdrv_debug_event(BdrvChild *child, BlkdebugEvent ev);
+/* Fire @ev at @bs itself (@bs may be NULL). */
+void coroutine_fn bdrv_debug_event_node(BlockDriverState *bs, BlkdebugEvent ev);
 /* Find the first node at or below @bs (following file/filtered children)
  * whose driver handles breakpoints and forward to it.  -ENOTSUP if none. */
 int bdrv_debug_breakpoint(BlockDriverState *bs, const char *event, const char *tag);

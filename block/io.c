@@ -5,14 +5,18 @@
  *
  * Layers of a read/write:
  *   A  bdrv_co_preadv/pwritev: checks, in-flight count, request tracking,
- *      padding to bl.request_alignment (read-modify-write for writes);
- *   B  aligned request: zero-fill past EOF (reads), splitting by
+ *      padding to bl.request_alignment (read-modify-write for writes,
+ *      firing the pwritev_rmw_* debug events; padded vectors kept within
+ *      IOV_MAX);
+ *   B  aligned request: zero-fill past EOF (reads), detect-zeroes, the
+ *      pwritev/pwritev_zero/pwritev_done debug events, splitting by
  *      bl.max_transfer, write-zeroes with fallback, generation counters;
  *   C  driver call: bounce buffers for badly aligned memory, FUA
  *      emulation, filter pass-through.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <string.h>
 #include <glib.h>
 #include "block/debug.h"
@@ -23,6 +27,9 @@
 #define ZERO_BOUNCE_MAX     (1 * MiB)
 /* Biggest bounce buffer for memory-misaligned requests (per chunk). */
 #define MEM_BOUNCE_MAX      (1 * MiB)
+#ifndef IOV_MAX
+#define IOV_MAX             1024    /* what Linux's preadv/pwritev accept */
+#endif
 
 typedef enum {
     TRACKED_READ, TRACKED_WRITE, TRACKED_DISCARD, TRACKED_TRUNCATE,
@@ -34,11 +41,9 @@ struct BdrvTrackedRequest {
     int64_t overlap_offset, overlap_bytes;
     TrackedType type;
     bool serialising;
-    uint64_t seq;
+    bool waiting;              /* in wait_serialising, for another request */
     BdrvTrackedRequest *next, *prev;
 };
-
-static uint64_t tracked_seq;
 
 /* ---- small helpers ---- */
 
@@ -166,7 +171,6 @@ static void tracked_begin(BdrvTrackedRequest *req, BlockDriverState *bs,
     *req = (BdrvTrackedRequest) {
         .bs = bs, .offset = offset, .bytes = bytes, .type = type,
         .overlap_offset = offset, .overlap_bytes = bytes,
-        .seq = ++tracked_seq,
     };
     req->next = bs->tracked_head;
     if (bs->tracked_head) {
@@ -207,12 +211,15 @@ static bool tracked_overlap(BdrvTrackedRequest *a, BdrvTrackedRequest *b)
            b->overlap_offset < a->overlap_offset + a->overlap_bytes;
 }
 
-/* An older in-flight request we must wait for: both overlap and one of
- * them is serialising.  Only older ones count, so waits never cycle. */
+/* An in-flight request we must wait for: both overlap and one of them is
+ * serialising.  Requests that are themselves waiting do not count: they
+ * wait for us already or will re-check when woken, so waits never cycle.
+ * Newer requests count too (as in QEMU): an RMW write woken from its wait
+ * lets a newer overlapping request that got going meanwhile finish first. */
 static BdrvTrackedRequest *find_conflict(BdrvTrackedRequest *self)
 {
     for (BdrvTrackedRequest *r = self->bs->tracked_head; r; r = r->next) {
-        if (r == self || r->seq > self->seq) {
+        if (r == self || r->waiting) {
             continue;
         }
         if ((r->serialising || self->serialising) && tracked_overlap(r, self)) {
@@ -225,7 +232,9 @@ static BdrvTrackedRequest *find_conflict(BdrvTrackedRequest *self)
 static void coroutine_fn wait_serialising(BdrvTrackedRequest *self)
 {
     while (find_conflict(self)) {
+        self->waiting = true;
         co_queue_wait(&self->bs->tracked_wait, NULL);
+        self->waiting = false;
     }
 }
 
@@ -553,6 +562,23 @@ static int coroutine_fn aligned_pwrite_zeroes(BlockDriverState *bs,
     return ret;
 }
 
+/* detect-zeroes: a buffer of zeroes becomes a write-zeroes request. */
+static BdrvRequestFlags detect_zeroes(BlockDriverState *bs, IOVector *qiov,
+                                      int64_t bytes, BdrvRequestFlags flags)
+{
+    if (bs->detect_zeroes == DETECT_ZEROES_OFF || !qiov ||
+        (flags & (BDRV_REQ_ZERO_WRITE | BDRV_REQ_WRITE_COMPRESSED)) ||
+        !iov_vec_is_zero(qiov, 0, bytes)) {
+        return flags;
+    }
+    flags |= BDRV_REQ_ZERO_WRITE;
+    if (bs->detect_zeroes == DETECT_ZEROES_UNMAP &&
+        (bs->open_flags & BDRV_O_UNMAP)) {
+        flags |= BDRV_REQ_MAY_UNMAP;
+    }
+    return flags;
+}
+
 /* After any modifying request: generation, cache and length bookkeeping. */
 static void write_finish(BlockDriverState *bs, int64_t offset, int64_t bytes,
                          TrackedType type, int ret)
@@ -570,46 +596,140 @@ static int coroutine_fn aligned_pwritev(BlockDriverState *bs, int64_t offset,
 {
     int ret;
 
+    flags = detect_zeroes(bs, qiov, bytes, flags);
     bsc_invalidate_range(bs, offset, bytes);
     if (flags & BDRV_REQ_ZERO_WRITE) {
+        bdrv_debug_event_node(bs, BLKDBG_PWRITEV_ZERO);
         ret = aligned_pwrite_zeroes(bs, offset, bytes, flags);
     } else {
+        if (!(flags & BDRV_REQ_WRITE_COMPRESSED)) {
+            bdrv_debug_event_node(bs, BLKDBG_PWRITEV);
+        }
         ret = aligned_pwritev_data(bs, offset, bytes, qiov, flags);
     }
+    bdrv_debug_event_node(bs, BLKDBG_PWRITEV_DONE);
     write_finish(bs, offset, bytes, TRACKED_WRITE, ret);
     return ret;
 }
 
 /* ---- layer A ---- */
 
-/* An unaligned read: the partial first and last blocks go to small pad
- * buffers, the caller's own buffer takes the middle (no copy, no
+/* Padding of an unaligned request to the node's request alignment.  The
+ * partially covered first and last blocks share one buffer: two blocks
+ * when both ends are partial and the request spans more than one block,
+ * else one.  @merged: the padded request is exactly that buffer, so one
+ * read fetches both ends (as in QEMU, where this decides which RMW debug
+ * events fire). */
+typedef struct Padding {
+    int64_t start, end;            /* the aligned range */
+    int64_t head, tail;            /* bytes added before / after */
+    int64_t align, buf_len;
+    uint8_t *buf, *tail_buf;
+    bool merged;
+    IOVector v;                    /* the padded vector */
+    IOVector collapsed;            /* caller's elements merged into bounce */
+    uint8_t *bounce;
+} Padding;
+
+/* Work out the padding of [offset, offset+bytes); false on ENOMEM. */
+static bool pad_init(BlockDriverState *bs, Padding *p, int64_t offset,
+                     int64_t bytes)
+{
+    *p = (Padding) { .align = req_align(bs) };
+    p->start = ROUND_DOWN(offset, p->align);
+    p->end = ROUND_UP(offset + bytes, p->align);
+    p->head = offset - p->start;
+    p->tail = p->end - (offset + bytes);
+    p->buf_len = p->align;
+    if (p->head && p->tail && p->end - p->start > p->align) {
+        p->buf_len = 2 * p->align;
+    }
+    p->merged = p->end - p->start == p->buf_len;
+    p->buf = bdrv_blockalign(bs, p->buf_len);
+    p->tail_buf = p->buf ? p->buf + p->buf_len - p->align : NULL;
+    return p->buf != NULL;
+}
+
+/* Stand in for the first @count elements of @body with one bounce buffer
+ * (holding their data already for a write). */
+static int pad_collapse(BlockDriverState *bs, Padding *p, IOVector *body,
+                        int count, bool write)
+{
+    iov_vec_init(&p->collapsed, count);
+    for (int i = 0; i < count; i++) {
+        iov_vec_add(&p->collapsed, body->iov[i].iov_base,
+                    body->iov[i].iov_len);
+    }
+    p->bounce = bdrv_blockalign(bs, p->collapsed.size);
+    if (!p->bounce) {
+        return -ENOMEM;
+    }
+    if (write) {
+        iov_vec_to_buf(&p->collapsed, 0, p->bounce, p->collapsed.size);
+    }
+    iov_vec_add(&p->v, p->bounce, p->collapsed.size);
+    return 0;
+}
+
+/* The padded vector: head pad + the caller's [0, bytes) + tail pad.
+ * preadv/pwritev take at most IOV_MAX elements, so when the pads push a
+ * full vector over that, the fewest leading elements that make it fit
+ * are merged into a bounce buffer (copied back by pad_finish on reads). */
+static int pad_build_vector(BlockDriverState *bs, Padding *p, IOVector *qiov,
+                            int64_t bytes, bool write)
+{
+    int extra = (p->head > 0) + (p->tail > 0);
+    int skip = 0, ret = 0;
+    IOVector body;
+
+    iov_vec_init_slice(&body, qiov, 0, bytes);
+    iov_vec_init(&p->v, MIN(body.niov + extra, IOV_MAX));
+    if (p->head) {
+        iov_vec_add(&p->v, p->buf, p->head);
+    }
+    if (body.niov + extra > IOV_MAX) {
+        skip = body.niov + extra - IOV_MAX + 1;
+        ret = pad_collapse(bs, p, &body, skip, write);
+    }
+    for (int i = skip; i < body.niov && ret == 0; i++) {
+        iov_vec_add(&p->v, body.iov[i].iov_base, body.iov[i].iov_len);
+    }
+    if (p->tail) {
+        iov_vec_add(&p->v, p->tail_buf + (p->align - p->tail), p->tail);
+    }
+    iov_vec_destroy(&body);
+    return ret;
+}
+
+/* @read_done: a read succeeded, hand the bounced part to the caller. */
+static void pad_finish(Padding *p, bool read_done)
+{
+    if (p->bounce && read_done) {
+        iov_vec_from_buf(&p->collapsed, 0, p->bounce, p->collapsed.size);
+    }
+    free(p->bounce);
+    free(p->buf);
+    iov_vec_destroy(&p->collapsed);
+    iov_vec_destroy(&p->v);
+}
+
+/* An unaligned read: the partial first and last blocks go to the pad
+ * buffer, the caller's own buffer takes the middle (no copy, no
  * allocation the size of the request). */
 static int coroutine_fn preadv_padded(BlockDriverState *bs, int64_t offset,
                                       int64_t bytes, IOVector *qiov,
-                                      BdrvRequestFlags flags, uint32_t align)
+                                      BdrvRequestFlags flags)
 {
-    int64_t start = ROUND_DOWN(offset, (int64_t)align);
-    int64_t end = ROUND_UP(offset + bytes, (int64_t)align);
-    int64_t head = offset - start, tail = end - (offset + bytes);
-    uint8_t *pad = bdrv_blockalign(bs, 2 * (size_t)align);
-    IOVector v;
-    int ret;
+    Padding p;
+    int ret = -ENOMEM;
 
-    if (!pad) {
-        return -ENOMEM;
+    if (pad_init(bs, &p, offset, bytes)) {
+        ret = pad_build_vector(bs, &p, qiov, bytes, false);
     }
-    iov_vec_init(&v, qiov->niov + 2);
-    if (head) {
-        iov_vec_add(&v, pad, head);
+    if (ret == 0) {
+        ret = aligned_preadv(bs, p.start, p.end - p.start, &p.v, flags);
     }
-    iov_vec_concat(&v, qiov, 0, bytes);
-    if (tail) {
-        iov_vec_add(&v, pad + align, tail);
-    }
-    ret = aligned_preadv(bs, start, end - start, &v, flags);
-    iov_vec_destroy(&v);
-    free(pad);
+    pad_finish(&p, ret == 0);
     return ret;
 }
 
@@ -633,107 +753,124 @@ int coroutine_fn bdrv_co_preadv(BdrvChild *child, int64_t offset, int64_t bytes,
     tracked_begin(&req, bs, offset, bytes, TRACKED_READ);
     if (flags & BDRV_REQ_SERIALISING) {
         make_serialising(&req, align);
-        wait_serialising(&req);
     }
+    /* even a plain read waits for an overlapping read-modify-write, so it
+     * never sees the block half updated */
+    wait_serialising(&req);
     flags &= ~BDRV_REQ_SERIALISING;
     if (IS_ALIGNED(offset, align) && IS_ALIGNED(bytes, align)) {
         ret = aligned_preadv(bs, offset, bytes, qiov, flags);
     } else {
-        ret = preadv_padded(bs, offset, bytes, qiov, flags, align);
+        ret = preadv_padded(bs, offset, bytes, qiov, flags);
     }
     tracked_end(&req);
     bdrv_dec_in_flight(bs);
     return ret;
 }
 
-/* Padding of an unaligned write: the partial first and last blocks. */
-typedef struct WritePad {
-    int64_t start, end;          /* aligned range */
-    uint8_t *head, *tail;        /* one block each, or NULL */
-    uint32_t align;
-} WritePad;
-
-/* Read the partially covered first/last block of [offset, offset+bytes). */
-static int coroutine_fn pad_read(BlockDriverState *bs, WritePad *p,
-                                 int64_t offset, int64_t bytes)
+static int coroutine_fn pad_read_at(BlockDriverState *bs, int64_t offset,
+                                    uint8_t *buf, int64_t len)
 {
     IOVector v;
-    int ret = 0;
 
-    p->align = req_align(bs);
-    p->start = ROUND_DOWN(offset, (int64_t)p->align);
-    p->end = ROUND_UP(offset + bytes, (int64_t)p->align);
-    if (offset != p->start) {
-        p->head = bdrv_blockalign(bs, p->align);
-        iov_vec_init_buf(&v, p->head, p->align);
-        ret = aligned_preadv(bs, p->start, p->align, &v, 0);
-    }
-    if (ret == 0 && offset + bytes != p->end &&
-        !(p->head && p->end - p->start == p->align)) {
-        p->tail = bdrv_blockalign(bs, p->align);
-        iov_vec_init_buf(&v, p->tail, p->align);
-        ret = aligned_preadv(bs, p->end - p->align, p->align, &v, 0);
-    }
-    return ret;
+    iov_vec_init_buf(&v, buf, len);
+    return aligned_preadv(bs, offset, len, &v, 0);
 }
 
-static void pad_free(WritePad *p)
+/* Read the partial first/last blocks before a write.  The pwritev_rmw_*
+ * events bracket each read, as in QEMU: a merged padding is one read
+ * inside both pairs. */
+static int coroutine_fn pad_rmw_read(BlockDriverState *bs, Padding *p)
 {
-    free(p->head);
-    free(p->tail);
+    bool tail_too = p->merged && p->tail;
+    int ret;
+
+    if (p->head || p->merged) {
+        if (p->head) {
+            bdrv_debug_event_node(bs, BLKDBG_PWRITEV_RMW_HEAD);
+        }
+        if (tail_too) {
+            bdrv_debug_event_node(bs, BLKDBG_PWRITEV_RMW_TAIL);
+        }
+        ret = pad_read_at(bs, p->start, p->buf,
+                          p->merged ? p->buf_len : p->align);
+        if (ret < 0) {
+            return ret;
+        }
+        if (p->head) {
+            bdrv_debug_event_node(bs, BLKDBG_PWRITEV_RMW_AFTER_HEAD);
+        }
+        if (tail_too) {
+            bdrv_debug_event_node(bs, BLKDBG_PWRITEV_RMW_AFTER_TAIL);
+        }
+        if (p->merged) {
+            return 0;
+        }
+    }
+    if (!p->tail) {
+        return 0;
+    }
+    bdrv_debug_event_node(bs, BLKDBG_PWRITEV_RMW_TAIL);
+    ret = pad_read_at(bs, p->end - p->align, p->tail_buf, p->align);
+    if (ret == 0) {
+        bdrv_debug_event_node(bs, BLKDBG_PWRITEV_RMW_AFTER_TAIL);
+    }
+    return ret;
 }
 
 /* Unaligned data write: padded vector = head part + data + tail part. */
-static int coroutine_fn pad_write_data(BlockDriverState *bs, WritePad *p,
-                                       int64_t offset, int64_t bytes,
-                                       IOVector *qiov, BdrvRequestFlags flags)
+static int coroutine_fn pad_write_data(BlockDriverState *bs, Padding *p,
+                                       int64_t bytes, IOVector *qiov,
+                                       BdrvRequestFlags flags)
 {
-    int64_t end = offset + bytes;
-    uint8_t *last = p->tail ? p->tail : p->head;
-    IOVector v;
-    int ret;
+    int ret = pad_build_vector(bs, p, qiov, bytes, true);
 
-    iov_vec_init(&v, qiov->niov + 2);
-    if (p->head) {
-        iov_vec_add(&v, p->head, offset - p->start);
+    if (ret == 0) {
+        ret = aligned_pwritev(bs, p->start, p->end - p->start, &p->v, flags);
     }
-    iov_vec_concat(&v, qiov, 0, bytes);
-    if (end != p->end) {
-        int64_t last_start = p->end - p->align;
-        iov_vec_add(&v, last + (end - last_start), p->end - end);
-    }
-    ret = aligned_pwritev(bs, p->start, p->end - p->start, &v, flags);
-    iov_vec_destroy(&v);
     return ret;
 }
 
-/* Unaligned zero write: the partial blocks are written as data, the
+static int coroutine_fn pad_write_block(BlockDriverState *bs, int64_t offset,
+                                        uint8_t *buf, int64_t len,
+                                        BdrvRequestFlags flags)
+{
+    IOVector v;
+
+    iov_vec_init_buf(&v, buf, len);
+    return aligned_pwritev(bs, offset, len, &v, flags);
+}
+
+/* Unaligned zero write: the padding blocks, zeroed where the request
+ * covers them, are written as data (both in one write when merged), the
  * aligned middle as zeroes. */
-static int coroutine_fn pad_write_zeroes(BlockDriverState *bs, WritePad *p,
+static int coroutine_fn pad_write_zeroes(BlockDriverState *bs, Padding *p,
                                          int64_t offset, int64_t bytes,
                                          BdrvRequestFlags flags)
 {
-    int64_t end = offset + bytes, a = p->align;
-    int64_t mid_start = ROUND_UP(offset, a), mid_end = ROUND_DOWN(end, a);
+    int64_t end = offset + bytes, mid_end = ROUND_DOWN(end, p->align);
     BdrvRequestFlags dflags = flags & ~(BDRV_REQ_ZERO_WRITE |
                                         BDRV_REQ_MAY_UNMAP |
                                         BDRV_REQ_NO_FALLBACK);
-    IOVector v;
     int ret = 0;
 
-    if (p->head) {
-        int64_t stop = MIN(end, p->start + a);
-        memset(p->head + (offset - p->start), 0, stop - offset);
-        iov_vec_init_buf(&v, p->head, a);
-        ret = aligned_pwritev(bs, p->start, a, &v, dflags);
+    if (p->head || p->merged) {
+        int64_t len = p->merged ? p->buf_len : p->align;
+
+        memset(p->buf + p->head, 0, MIN(end, p->start + len) - offset);
+        ret = pad_write_block(bs, p->start, p->buf, len, dflags);
+        if (ret < 0 || p->merged) {
+            return ret;
+        }
+        offset = p->start + p->align;
     }
-    if (ret == 0 && mid_end > mid_start) {
-        ret = aligned_pwritev(bs, mid_start, mid_end - mid_start, NULL, flags);
+    if (mid_end > offset) {
+        ret = aligned_pwritev(bs, offset, mid_end - offset, NULL, flags);
     }
     if (ret == 0 && p->tail) {
-        memset(p->tail, 0, end - (p->end - a));
-        iov_vec_init_buf(&v, p->tail, a);
-        ret = aligned_pwritev(bs, p->end - a, a, &v, dflags);
+        memset(p->tail_buf, 0, p->align - p->tail);
+        ret = pad_write_block(bs, p->end - p->align, p->tail_buf, p->align,
+                              dflags);
     }
     return ret;
 }
@@ -745,39 +882,24 @@ static int coroutine_fn pwritev_unaligned(BlockDriverState *bs,
                                           IOVector *qiov,
                                           BdrvRequestFlags flags)
 {
-    WritePad p = { 0 };
-    int ret;
+    Padding p;
+    int ret = -ENOMEM;
 
     if ((flags & BDRV_REQ_ZERO_WRITE) && (flags & BDRV_REQ_NO_FALLBACK)) {
         return -ENOTSUP;
     }
-    make_serialising(req, req_align(bs));
-    wait_serialising(req);
-    ret = pad_read(bs, &p, offset, bytes);
+    if (pad_init(bs, &p, offset, bytes)) {
+        make_serialising(req, p.align);
+        wait_serialising(req);
+        ret = pad_rmw_read(bs, &p);
+    }
     if (ret == 0 && (flags & BDRV_REQ_ZERO_WRITE)) {
         ret = pad_write_zeroes(bs, &p, offset, bytes, flags);
     } else if (ret == 0) {
-        ret = pad_write_data(bs, &p, offset, bytes, qiov, flags);
+        ret = pad_write_data(bs, &p, bytes, qiov, flags);
     }
-    pad_free(&p);
+    pad_finish(&p, false);
     return ret;
-}
-
-/* detect-zeroes: a buffer of zeroes becomes a write-zeroes request. */
-static BdrvRequestFlags detect_zeroes(BlockDriverState *bs, IOVector *qiov,
-                                      int64_t bytes, BdrvRequestFlags flags)
-{
-    if (bs->detect_zeroes == DETECT_ZEROES_OFF || !qiov ||
-        (flags & (BDRV_REQ_ZERO_WRITE | BDRV_REQ_WRITE_COMPRESSED)) ||
-        !iov_vec_is_zero(qiov, 0, bytes)) {
-        return flags;
-    }
-    flags |= BDRV_REQ_ZERO_WRITE;
-    if (bs->detect_zeroes == DETECT_ZEROES_UNMAP &&
-        (bs->open_flags & BDRV_O_UNMAP)) {
-        flags |= BDRV_REQ_MAY_UNMAP;
-    }
-    return flags;
 }
 
 static int write_check(BlockDriverState *bs, int64_t offset, int64_t bytes)
@@ -817,7 +939,6 @@ int coroutine_fn bdrv_co_pwritev(BdrvChild *child, int64_t offset,
         return ret;
     }
     align = req_align(bs);
-    flags = detect_zeroes(bs, qiov, bytes, flags);
     bdrv_inc_in_flight(bs);
     tracked_begin(&req, bs, offset, bytes, TRACKED_WRITE);
     if (flags & BDRV_REQ_SERIALISING) {

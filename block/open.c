@@ -746,11 +746,12 @@ BlockDriverState *bdrv_open(const char *filename, const char *reference,
 
 /* ---- limits ---- */
 
-/* Children that carry data set the defaults a parent starts from. */
+/* Children that carry data set the defaults a parent starts from.  Not
+ * the request alignment: a parent takes any request and the child pads
+ * what it needs itself, as QEMU's nodes do (blkdebug then sees the
+ * child's read-modify-write). */
 static void merge_limits(BlockLimits *dst, const BlockLimits *src)
 {
-    dst->request_alignment = MAX(dst->request_alignment,
-                                 src->request_alignment);
     dst->opt_transfer = MAX(dst->opt_transfer, src->opt_transfer);
     if (src->max_transfer &&
         (!dst->max_transfer || src->max_transfer < dst->max_transfer)) {
