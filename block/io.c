@@ -970,13 +970,19 @@ int coroutine_fn bdrv_co_pwrite_zeroes(BdrvChild *child, int64_t offset,
 
 /* ---- discard ---- */
 
-/* The next discard piece: unaligned heads/tails alone, bulk aligned to
- * the discard granularity, at most max_pdiscard. */
+/*
+ * The next discard piece.  Discard is advisory, but a driver may still
+ * honour a piece below its granularity (a file punches any byte range),
+ * so everything goes down, cut so that the bulk is aligned to the
+ * discard granularity: the unaligned head alone (its part below the
+ * request alignment first), the bulk, then the tail (likewise), each at
+ * most max_pdiscard.
+ */
 static int64_t discard_piece(BlockDriverState *bs, int64_t offset,
                              int64_t bytes)
 {
-    int64_t align = MAX((int64_t)bs->bl.pdiscard_alignment,
-                        (int64_t)req_align(bs));
+    int64_t ra = req_align(bs);
+    int64_t align = MAX((int64_t)bs->bl.pdiscard_alignment, ra);
     int64_t maxd = bs->bl.max_pdiscard ? (int64_t)bs->bl.max_pdiscard
                                        : BDRV_MAX_LENGTH;
     int64_t head = offset % align, tail = (offset + bytes) % align;
@@ -985,8 +991,13 @@ static int64_t discard_piece(BlockDriverState *bs, int64_t offset,
     maxd = MAX(ROUND_DOWN(maxd, align), align);
     if (head) {
         num = MIN(bytes, align - head);
+        if (num % ra) {
+            num %= ra;
+        }
     } else if (tail && num > align) {
         num -= tail;
+    } else if (tail % ra && tail > ra) {
+        num -= tail % ra;
     }
     return MIN(num, maxd);
 }
@@ -994,12 +1005,8 @@ static int64_t discard_piece(BlockDriverState *bs, int64_t offset,
 static int coroutine_fn driver_pdiscard(BlockDriverState *bs, int64_t offset,
                                         int64_t bytes)
 {
-    uint32_t ra = req_align(bs);
     int ret = -ENOTSUP;
 
-    if (!IS_ALIGNED(offset, ra) || !IS_ALIGNED(bytes, ra)) {
-        return 0;   /* advisory: fragments below the granularity are dropped */
-    }
     if (bs->drv->co_pdiscard) {
         ret = bs->drv->co_pdiscard(bs, offset, bytes);
     } else if (is_filter(bs) && bdrv_filter_child(bs)) {
