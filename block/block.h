@@ -168,6 +168,14 @@ int bdrv_reopen_set_read_only(BlockDriverState *bs, bool read_only, Error **errp
 /* cache.direct for @bs and the nodes below it (not backing files);
  * limits are refreshed.  On failure the nodes keep their mode. */
 int bdrv_reopen_set_direct(BlockDriverState *bs, bool direct, Error **errp);
+/* Driver options on reopen, as a transaction: prepare lets the drivers of
+ * @bs and of the nodes below (keys "<child>.x") check and take the options
+ * they can change, removing them from @opts (flat; what is left is for the
+ * caller to handle); on failure nothing is staged.  After a successful
+ * prepare call commit, or abort if a later step of the reopen failed. */
+int bdrv_reopen_prepare_opts(BlockDriverState *bs, QDict *opts, Error **errp);
+void bdrv_reopen_commit_opts(BlockDriverState *bs);
+void bdrv_reopen_abort_opts(BlockDriverState *bs);
 
 /* Creating images: @opts holds create options (flat; "size" etc.);
  * borrowed, not taken. */

@@ -259,6 +259,17 @@ struct BlockDriver {
      * were opened with and formats take their protocol child's. */
     const char *const *strong_opts;
     char *(*plain_filename)(BlockDriverState *bs, QDict *full);
+    /* Reopen with new driver options (bdrv_reopen_prepare_opts()).
+     * prepare: @opts are the new options of this node, flat (children's
+     * under "<child>."); check those the driver can change, remove them
+     * from @opts and stage their values (merged with the current ones).
+     * Then commit (make the staged values current) or abort (drop them)
+     * follows; both must do nothing when nothing is staged.  NULL
+     * prepare: the driver changes none, its options may only keep their
+     * values. */
+    int (*reopen_prepare)(BlockDriverState *bs, QDict *opts, Error **errp);
+    void (*reopen_commit)(BlockDriverState *bs);
+    void (*reopen_abort)(BlockDriverState *bs);
 };
 
 void bdrv_register(const BlockDriver *drv);

@@ -2,7 +2,7 @@
 /*
  * Opening graphs: json: filenames, protocol prefixes, generic options,
  * children and their inherited flags, format probing; image creation and
- * read-only reopen.
+ * reopen.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -944,4 +944,113 @@ int bdrv_reopen_set_read_only(BlockDriverState *bs, bool read_only,
         return ret;
     }
     return bdrv_refresh_perms(bs, errp);
+}
+
+/* ---- reopen: driver options ---- */
+
+/* Copies of the keys of @opts under @prefix ("file."), without it. */
+static QDict *reopen_child_opts(QDict *opts, const char *prefix)
+{
+    size_t plen = strlen(prefix);
+    QDict *sub = qdict_new();
+
+    for (const QDictEntry *e = qdict_first(opts); e; e = qdict_next(opts, e)) {
+        const char *key = qdict_entry_key(e);
+
+        if (!strncmp(key, prefix, plen)) {
+            qdict_put_obj(sub, key + plen, qobject_ref(qdict_entry_value(e)));
+        }
+    }
+    return sub;
+}
+
+/* Removes from @opts the keys under @prefix that the child took (gone
+ * from @sub).  The others stay where they were: the caller reports the
+ * first option it cannot change in @opts' order. */
+static void reopen_drop_taken(QDict *opts, QDict *sub, const char *prefix)
+{
+    g_autoptr(GPtrArray) taken = g_ptr_array_new_with_free_func(g_free);
+    size_t plen = strlen(prefix);
+
+    for (const QDictEntry *e = qdict_first(opts); e; e = qdict_next(opts, e)) {
+        const char *key = qdict_entry_key(e);
+
+        if (!strncmp(key, prefix, plen) && !qdict_haskey(sub, key + plen)) {
+            g_ptr_array_add(taken, g_strdup(key));
+        }
+    }
+    for (guint i = 0; i < taken->len; i++) {
+        qdict_del(opts, g_ptr_array_index(taken, i));
+    }
+}
+
+/* Top-down, as the reference reports a parent's bad option first. */
+static int reopen_prepare_tree(BlockDriverState *bs, QDict *opts,
+                               Error **errp)
+{
+    int ret;
+
+    if (bs->drv && bs->drv->reopen_prepare) {
+        ret = bs->drv->reopen_prepare(bs, opts, errp);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    for (guint i = 0; i < bs->children->len; i++) {
+        BdrvChild *c = g_ptr_array_index(bs->children, i);
+        g_autofree char *prefix = g_strdup_printf("%s.", c->name);
+        g_autoptr(QDict) sub = reopen_child_opts(opts, prefix);
+
+        if (qdict_size(sub) == 0) {
+            continue;
+        }
+        ret = reopen_prepare_tree(c->bs, sub, errp);
+        if (ret < 0) {
+            return ret;
+        }
+        reopen_drop_taken(opts, sub, prefix);
+    }
+    return 0;
+}
+
+/* Commit or abort every node's staged options (drivers ignore the call
+ * when they staged nothing). */
+static void reopen_finish_tree(BlockDriverState *bs, bool commit)
+{
+    if (bs->drv) {
+        void (*fn)(BlockDriverState *) = commit ? bs->drv->reopen_commit
+                                                : bs->drv->reopen_abort;
+        if (fn) {
+            fn(bs);
+        }
+    }
+    for (guint i = 0; i < bs->children->len; i++) {
+        BdrvChild *c = g_ptr_array_index(bs->children, i);
+        reopen_finish_tree(c->bs, commit);
+    }
+}
+
+int bdrv_reopen_prepare_opts(BlockDriverState *bs, QDict *opts, Error **errp)
+{
+    int ret = reopen_prepare_tree(bs, opts, errp);
+
+    if (ret < 0) {
+        /* nodes prepared before the failing one drop what they staged */
+        reopen_finish_tree(bs, false);
+    }
+    return ret;
+}
+
+void bdrv_reopen_commit_opts(BlockDriverState *bs)
+{
+    bdrv_drained_begin(bs);
+    reopen_finish_tree(bs, true);
+    bdrv_drained_end(bs);
+    /* the name carries the options that change what is read */
+    bdrv_refresh_filename(bs);
+}
+
+void bdrv_reopen_abort_opts(BlockDriverState *bs)
+{
+    reopen_finish_tree(bs, false);
 }

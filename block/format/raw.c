@@ -13,20 +13,35 @@
 #include "block/drivers.h"
 #include "util/cutils.h"
 
-typedef struct BDRVRawFmtState {
+/* Which bytes of the file the guest sees. */
+typedef struct RawWindow {
     uint64_t offset;
     uint64_t size;
     bool has_size;
+} RawWindow;
+
+typedef struct BDRVRawFmtState {
+    RawWindow win;
+    /* reopen: the checked new window and the options saying it, kept
+     * between prepare and commit (NULL: nothing staged) */
+    RawWindow next_win;
+    QDict *next_opts;
 } BDRVRawFmtState;
+
+static RawWindow *raw_win(BlockDriverState *bs)
+{
+    return &((BDRVRawFmtState *)bs->opaque)->win;
+}
+
+/* The window's options: a window reads other data, so they stay in the
+ * node's name; reopen may change them. */
+static const char *const raw_window_opts[] = { "offset", "size", NULL };
 
 static const BlockOptDesc raw_fmt_open_opts[] = {
     { "offset", OPT_SIZE, "offset in the disk where the image starts", NULL },
     { "size", OPT_SIZE, "virtual disk size", NULL },
     { NULL },
 };
-
-/* A window into the file reads other data: these stay in the name. */
-static const char *const raw_strong_opts[] = { "offset", "size", NULL };
 
 static const BlockOptDesc raw_fmt_create_opts[] = {
     { "size", OPT_SIZE, "Virtual disk size", NULL },
@@ -60,7 +75,7 @@ static int64_t raw_child_length(BlockDriverState *child)
 }
 
 /* Check the window against the file, with the reference's messages. */
-static int raw_check_window(BDRVRawFmtState *s, int64_t real_size,
+static int raw_check_window(const RawWindow *s, int64_t real_size,
                             Error **errp)
 {
     if (s->offset > (uint64_t)real_size) {
@@ -84,11 +99,11 @@ static int raw_check_window(BDRVRawFmtState *s, int64_t real_size,
     return 0;
 }
 
-/* Parse offset/size and validate them against the opened child. */
-static int raw_read_options(BlockDriverState *bs, QDict *options,
-                            Error **errp)
+/* Parse offset/size from @options into @s and validate them against the
+ * opened child, as open and reopen both do. */
+static int raw_read_window(BlockDriverState *bs, QDict *options,
+                           RawWindow *s, Error **errp)
 {
-    BDRVRawFmtState *s = bs->opaque;
     Error *local_err = NULL;
     int64_t real_size;
 
@@ -127,7 +142,66 @@ static int raw_open(BlockDriverState *bs, QDict *options, int flags,
     }
     bdrv_inherit_request_flags(bs, file);
     bs->supported_truncate_flags = file->bs->supported_truncate_flags;
-    return raw_read_options(bs, options, errp);
+    return raw_read_window(bs, options, raw_win(bs), errp);
+}
+
+/* Reopen may move the window: options not given keep their current value
+ * (the reference merges them with the old ones), the result is checked as
+ * at open and only staged, so a failed reopen keeps the old window. */
+static int raw_reopen_prepare(BlockDriverState *bs, QDict *opts, Error **errp)
+{
+    BDRVRawFmtState *s = bs->opaque;
+    g_autoptr(QDict) merged = qdict_new();
+    bool given = false;
+    RawWindow w;
+
+    for (const char *const *k = raw_window_opts; *k; k++) {
+        QDict *from = opts;
+
+        if (qdict_haskey(opts, *k)) {
+            given = true;
+        } else if (bs->options && qdict_haskey(bs->options, *k)) {
+            from = bs->options;
+        } else {
+            continue;
+        }
+        qdict_put_obj(merged, *k, qobject_ref(qdict_get(from, *k)));
+    }
+    if (!given) {
+        return 0;
+    }
+    if (raw_read_window(bs, merged, &w, errp) < 0) {
+        return -EINVAL;
+    }
+    for (const char *const *k = raw_window_opts; *k; k++) {
+        qdict_del(opts, *k);
+    }
+    qobject_unref(s->next_opts);
+    s->next_win = w;
+    s->next_opts = qobject_ref(merged);
+    return 0;
+}
+
+static void raw_reopen_commit(BlockDriverState *bs)
+{
+    BDRVRawFmtState *s = bs->opaque;
+
+    if (!s->next_opts) {
+        return;
+    }
+    s->win = s->next_win;
+    qdict_join(bs->options, s->next_opts, true);
+    qobject_unref(s->next_opts);
+    s->next_opts = NULL;
+    bs->total_bytes = -1;   /* the cached length was the old window's */
+}
+
+static void raw_reopen_abort(BlockDriverState *bs)
+{
+    BDRVRawFmtState *s = bs->opaque;
+
+    qobject_unref(s->next_opts);
+    s->next_opts = NULL;
 }
 
 /* Probed images: keep the first sector whole so it can be checked. */
@@ -154,7 +228,7 @@ static void raw_child_perm(BlockDriverState *bs, BdrvChild *c,
 static int raw_adjust_offset(BlockDriverState *bs, int64_t *offset,
                              int64_t bytes, bool is_write)
 {
-    BDRVRawFmtState *s = bs->opaque;
+    RawWindow *s = raw_win(bs);
 
     if (s->has_size && ((uint64_t)*offset > s->size ||
                         (uint64_t)bytes > s->size - *offset)) {
@@ -268,7 +342,7 @@ static int coroutine_fn raw_co_block_status(BlockDriverState *bs,
                                             int64_t *map,
                                             BlockDriverState **file)
 {
-    BDRVRawFmtState *s = bs->opaque;
+    RawWindow *s = raw_win(bs);
 
     *pnum = bytes;
     *file = bs->file->bs;
@@ -278,7 +352,7 @@ static int coroutine_fn raw_co_block_status(BlockDriverState *bs,
 
 static int64_t coroutine_fn raw_co_getlength(BlockDriverState *bs)
 {
-    BDRVRawFmtState *s = bs->opaque;
+    RawWindow *s = raw_win(bs);
     int64_t len = bdrv_co_getlength(bs->file->bs);
 
     if (len < 0) {
@@ -304,7 +378,7 @@ static int coroutine_fn raw_co_truncate(BlockDriverState *bs, int64_t offset,
                                         bool exact, PreallocMode prealloc,
                                         BdrvRequestFlags flags, Error **errp)
 {
-    BDRVRawFmtState *s = bs->opaque;
+    RawWindow *s = raw_win(bs);
 
     if (s->has_size) {
         error_setg(errp, "Cannot resize fixed-size raw disks");
@@ -352,7 +426,7 @@ static int coroutine_fn raw_co_copy_range_to(BlockDriverState *bs,
         return -ENOTSUP;    /* fall back to a checked write */
     }
     if ((wf & BDRV_REQ_SKIP_ZERO_BLOCKS) &&
-        ((BDRVRawFmtState *)bs->opaque)->offset % 4096) {
+        raw_win(bs)->offset % 4096) {
         return -ENOTSUP;    /* the file's grid is not the image's */
     }
     ret = raw_adjust_offset(bs, &dst_offset, bytes, true);
@@ -431,5 +505,8 @@ const BlockDriver bdrv_raw = {
     .co_copy_range_to = raw_co_copy_range_to,
     .info = &raw_info_ops,
     .measure = raw_measure,
-    .strong_opts = raw_strong_opts,
+    .strong_opts = raw_window_opts,
+    .reopen_prepare = raw_reopen_prepare,
+    .reopen_commit = raw_reopen_commit,
+    .reopen_abort = raw_reopen_abort,
 };

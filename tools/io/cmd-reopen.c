@@ -2,7 +2,9 @@
 /*
  * strata-io: reopen.  Read-only/read-write switches go through the core;
  * cache mode, discard and detect-zeroes are node flags changed in place;
- * any other option may only be "changed" to its current value.
+ * drivers take the options they can change (raw's offset/size) as a
+ * prepare/commit/abort transaction; any other option may only be
+ * "changed" to its current value.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -100,19 +102,29 @@ static int reopen_set_flag(BlockDriverState *bs, const char *key,
     return 0;
 }
 
+/* A detect-zeroes value, or -1. */
+static int reopen_parse_detect_zeroes(const char *v)
+{
+    if (!strcmp(v, "off")) {
+        return DETECT_ZEROES_OFF;
+    } else if (!strcmp(v, "on")) {
+        return DETECT_ZEROES_ON;
+    } else if (!strcmp(v, "unmap")) {
+        return DETECT_ZEROES_UNMAP;
+    }
+    return -1;
+}
+
 static int reopen_detect_zeroes(BlockDriverState *bs, const char *v,
                                 Error **errp)
 {
-    if (!strcmp(v, "off")) {
-        bs->detect_zeroes = DETECT_ZEROES_OFF;
-    } else if (!strcmp(v, "on")) {
-        bs->detect_zeroes = DETECT_ZEROES_ON;
-    } else if (!strcmp(v, "unmap")) {
-        bs->detect_zeroes = DETECT_ZEROES_UNMAP;
-    } else {
+    int dz = reopen_parse_detect_zeroes(v);
+
+    if (dz < 0) {
         error_setg(errp, "invalid parameter value: %s", v);
         return -EINVAL;
     }
+    bs->detect_zeroes = dz;
     return 0;
 }
 
@@ -193,6 +205,36 @@ static int reopen_check_opts(BlockDriverState *bs, QDict *opts, Error **errp)
     return 0;
 }
 
+/* The reference checks the values of the node's generic options, in this
+ * order, before its driver sees any option. */
+static int reopen_check_generic(QDict *opts, Error **errp)
+{
+    static const char *const bools[] = {
+        "cache.no-flush", "auto-read-only", "read-only", "cache.direct", NULL
+    };
+    const char *v;
+    int flags = 0;
+    bool on;
+
+    for (const char *const *k = bools; *k; k++) {
+        v = qdict_get_try_str(opts, *k);
+        if (v && reopen_bool(*k, v, &on, errp) < 0) {
+            return -EINVAL;
+        }
+    }
+    v = qdict_get_try_str(opts, "discard");
+    if (v && bdrv_parse_discard_flags(v, &flags) < 0) {
+        error_setg(errp, "Invalid discard option");
+        return -EINVAL;
+    }
+    v = qdict_get_try_str(opts, "detect-zeroes");
+    if (v && reopen_parse_detect_zeroes(v) < 0) {
+        error_setg(errp, "invalid parameter value: %s", v);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 /* "-o read-only=..." without -r/-w: the backend keeps its permissions. */
 static int reopen_ro_option(BlockBackend *blk, ReopenOpts *o, Error **errp)
 {
@@ -246,6 +288,18 @@ static int reopen_apply(BlockBackend *blk, ReopenOpts *o, Error **errp)
     BlockDriverState *bs = blk_bs(blk);
     int ret = 0;
 
+    /* Drivers take the options they can change (raw's offset/size) before
+     * anything else changes: the reference reports a bad window before a
+     * read-only conflict, and a later failure must keep the old window. */
+    if (o->opts) {
+        ret = reopen_check_generic(o->opts, errp);
+        if (ret == 0) {
+            ret = bdrv_reopen_prepare_opts(bs, o->opts, errp);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+    }
     if (o->opts && qdict_haskey(o->opts, "read-only")) {
         ret = reopen_ro_option(blk, o, errp);
     } else {
@@ -261,6 +315,13 @@ static int reopen_apply(BlockBackend *blk, ReopenOpts *o, Error **errp)
     if (ret == 0) {
         bs->open_flags = (bs->open_flags & ~BDRV_O_NO_FLUSH) |
                          (o->flags & BDRV_O_NO_FLUSH);
+    }
+    if (o->opts) {
+        if (ret == 0) {
+            bdrv_reopen_commit_opts(bs);
+        } else {
+            bdrv_reopen_abort_opts(bs);
+        }
     }
     return ret;
 }
