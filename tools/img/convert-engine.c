@@ -321,6 +321,17 @@ static void write_failed(Convert *s, const Chunk *c, int64_t off, int ret)
     }
 }
 
+/* Has an error stopped @c?  Any error does, except in window order a
+ * write error of a later chunk: @c still writes, so that the error
+ * reported is the earliest chunk's whatever order the chunks ran in. */
+static bool stopped_by_error(const Convert *s, const Chunk *c)
+{
+    if (s->ret == 0) {
+        return false;
+    }
+    return !(s->order == ORDER_WINDOW && s->werr_set && s->werr_seq > c->seq);
+}
+
 /* -r: account @bytes about to be written, sleeping when over the rate. */
 static void coroutine_fn rate_limit(Convert *s, int64_t bytes)
 {
@@ -341,7 +352,7 @@ static int coroutine_fn do_write(Convert *s, Chunk *c, int64_t off,
     int ret;
 
     wait_turn(s, c);
-    if (s->ret < 0) {
+    if (stopped_by_error(s, c)) {
         return s->ret;      /* an earlier chunk failed: stop quietly */
     }
     rate_limit(s, len);
@@ -381,7 +392,7 @@ static int coroutine_fn write_zero_run(Convert *s, Chunk *c,
         return 0;
     }
     wait_turn(s, c);
-    if (s->ret < 0) {
+    if (stopped_by_error(s, c)) {
         return s->ret;
     }
     ret = blk_co_pwrite_zeroes(s->p->dst, off, len, BDRV_REQ_MAY_UNMAP);
@@ -597,7 +608,7 @@ static bool coroutine_fn try_sparse_copy(Convert *s, const Chunk *c,
         return false;
     }
     wait_turn(s, c);
-    if (s->ret < 0) {
+    if (stopped_by_error(s, c)) {
         *ret = s->ret;      /* an earlier chunk failed: stop quietly */
         return true;
     }
