@@ -19,6 +19,9 @@ const char *tool_secret_lookup(const char *id);
  * (later keys win; bare "x" = x=on, "nox" = x=off with a warning; "id"
  * refused).  false on error (reported). */
 bool tool_opts_parse_into(QDict *d, const char *str);
+/* A bare "name" (name=on) or "noname" (name=off) in an option list: warns
+ * that the form is deprecated; returns the key, *value "on" or "off". */
+const char *tool_opts_bare_key(const char *name, const char **value);
 /* --image-opts: the same, but "id" (an identifier) is kept in @d. */
 bool tool_image_opts_parse(QDict *d, const char *str);
 /* --image-opts, where a first element without '=' is the value of

@@ -34,14 +34,22 @@ static char *opts_value(const char **p)
     return g_string_free(s, false);
 }
 
-static void opts_put_bare(QDict *d, const char *name)
+const char *tool_opts_bare_key(const char *name, const char **value)
 {
     bool neg = g_str_has_prefix(name, "no");
     const char *key = neg ? name + 2 : name;
-    const char *value = neg ? "off" : "on";
 
+    *value = neg ? "off" : "on";
     warn_report("short-form boolean option '%s' deprecated", name);
-    fprintf(stderr, "Please use %s=%s instead\n", key, value);
+    fprintf(stderr, "Please use %s=%s instead\n", key, *value);
+    return key;
+}
+
+static void opts_put_bare(QDict *d, const char *name)
+{
+    const char *value;
+    const char *key = tool_opts_bare_key(name, &value);
+
     qdict_put_str(d, key, value);
 }
 

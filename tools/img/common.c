@@ -35,31 +35,28 @@ int img_usage_error(const char *cmd, const char *fmt, ...)
     return 1;
 }
 
-/* The first key of @arg that is not snapshot.id/snapshot.name, or NULL;
- * keys in the order written ("name=value" or a bare "name"). */
+/* The first key of @arg that is not snapshot.id/snapshot.name, or NULL.
+ * Keys are taken in the order written ("name=value", ",," a comma inside
+ * a value, or a bare "name"/"noname", which is warned about), up to the
+ * first bad one, as the reference's parser goes. */
 static char *snapshot_param_bad_key(const char *arg)
 {
     const char *p = arg;
 
     while (*p) {
         size_t len = strcspn(p, "=,");
-        char *key = g_strndup(p, len);
-        /* a bare "noNAME" is NAME=off: NAME is checked */
-        const char *name = p[len] != '=' && g_str_has_prefix(key, "no")
-                           ? key + 2 : key;
+        g_autofree char *name = g_strndup(p, len);
+        const char *key = name, *value;
 
-        if (strcmp(name, "snapshot.id") && strcmp(name, "snapshot.name")) {
-            char *bad = g_strdup(name);
-
-            g_free(key);
-            return bad;
-        }
-        g_free(key);
         p += len;
         if (*p == '=') {
-            /* skip the value: ",," is a comma inside it */
             for (p++; *p && (*p != ',' || p[1] == ','); p += *p == ',' ? 2 : 1) {
             }
+        } else {
+            key = tool_opts_bare_key(name, &value);
+        }
+        if (strcmp(key, "snapshot.id") && strcmp(key, "snapshot.name")) {
+            return g_strdup(key);
         }
         p += *p == ',';
     }
@@ -68,13 +65,11 @@ static char *snapshot_param_bad_key(const char *arg)
 
 bool img_check_snapshot_param(const char *arg)
 {
-    g_autoptr(QDict) d = qdict_new();
     g_autofree char *bad = NULL;
 
     if (!g_str_has_prefix(arg, "snapshot.")) {
         return true;
     }
-    tool_opts_parse_into(d, arg);    /* the short-form warnings, in order */
     bad = snapshot_param_bad_key(arg);
     if (bad) {
         error_report("Invalid parameter '%s'", bad);
