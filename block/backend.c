@@ -275,6 +275,12 @@ void blk_drain(BlockBackend *blk)
 
 /* ---- request checks ---- */
 
+/* A node with its medium in: requests, length and flushes need one. */
+static bool blk_available(BlockBackend *blk)
+{
+    return blk_bs(blk) && bdrv_is_inserted(blk_bs(blk));
+}
+
 /* Requests on a backend must stay inside the image (unless it may grow). */
 static int coroutine_fn blk_check_byte_request(BlockBackend *blk,
                                                int64_t offset, int64_t bytes)
@@ -284,7 +290,7 @@ static int coroutine_fn blk_check_byte_request(BlockBackend *blk,
     if (offset < 0 || bytes < 0) {
         return -EIO;
     }
-    if (!blk_bs(blk)) {
+    if (!blk_available(blk)) {
         return -ENOMEDIUM;
     }
     if (!blk->allow_write_beyond_eof) {
@@ -411,7 +417,7 @@ int coroutine_fn blk_co_flush(BlockBackend *blk)
 
     blk_inc_in_flight(blk);
     blk_wait_while_drained(blk);
-    if (blk_bs(blk)) {
+    if (blk_available(blk)) {
         ret = bdrv_co_flush(blk_bs(blk));
     }
     blk_dec_in_flight(blk);
@@ -483,7 +489,8 @@ int coroutine_fn blk_co_copy_range(BlockBackend *src, int64_t src_offset,
 
 typedef enum {
     BLK_OP_READ, BLK_OP_WRITE, BLK_OP_ZEROES, BLK_OP_DISCARD, BLK_OP_FLUSH,
-    BLK_OP_TRUNCATE, BLK_OP_LENGTH, BLK_OP_STATUS, BLK_OP_STATUS_ABOVE,
+    BLK_OP_TRUNCATE, BLK_OP_LENGTH, BLK_OP_SIZE, BLK_OP_STATUS,
+    BLK_OP_STATUS_ABOVE,
     BLK_OP_ALLOCATED,
 } BlkOp;
 
@@ -542,6 +549,9 @@ static int64_t coroutine_fn blk_sync_dispatch(BlkSync *s)
         return blk_co_truncate(s->blk, s->offset, s->exact, s->prealloc,
                                s->flags, s->errp);
     case BLK_OP_LENGTH:
+        return blk_available(s->blk) ? bdrv_co_getlength(blk_bs(s->blk))
+                                     : -ENOMEDIUM;
+    case BLK_OP_SIZE:
         return blk_bs(s->blk) ? bdrv_co_getlength(blk_bs(s->blk)) : -ENOMEDIUM;
     default:
         return blk_co_status(s);
@@ -634,6 +644,12 @@ int blk_truncate(BlockBackend *blk, int64_t offset, bool exact,
 int64_t blk_getlength(BlockBackend *blk)
 {
     BlkSync s = { .op = BLK_OP_LENGTH, .blk = blk };
+    return blk_sync(&s);
+}
+
+int64_t blk_size(BlockBackend *blk)
+{
+    BlkSync s = { .op = BLK_OP_SIZE, .blk = blk };
     return blk_sync(&s);
 }
 

@@ -306,6 +306,25 @@ const char *bdrv_get_filename(const BlockDriverState *bs)
     return bs->filename ? bs->filename : "";
 }
 
+/* A medium in @bs and every node below it? */
+bool bdrv_is_inserted(BlockDriverState *bs)
+{
+    if (!bs || !bs->drv) {
+        return false;
+    }
+    if (bs->drv->is_inserted && !bs->drv->is_inserted(bs)) {
+        return false;
+    }
+    for (unsigned i = 0; i < bs->children->len; i++) {
+        BdrvChild *c = g_ptr_array_index(bs->children, i);
+
+        if (!bdrv_is_inserted(c->bs)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 bool bdrv_is_read_only(const BlockDriverState *bs)
 {
     return bs->read_only;

@@ -160,6 +160,8 @@ const char *bdrv_get_filename(const BlockDriverState *bs);
  * options that change what is read (QEMU's bdrv_refresh_filename rules). */
 void bdrv_refresh_filename(BlockDriverState *bs);
 bool bdrv_is_read_only(const BlockDriverState *bs);
+/* A medium in @bs and every node below it (removable media: host_cdrom)? */
+bool bdrv_is_inserted(BlockDriverState *bs);
 BlockDriverState *bdrv_file_bs(const BlockDriverState *bs);      /* file child or NULL */
 BlockDriverState *bdrv_backing_bs(const BlockDriverState *bs);   /* backing child or NULL */
 /* Skip filters downward (filtered child) to the first non-filter node. */
@@ -291,6 +293,9 @@ int blk_flush(BlockBackend *blk);
 int blk_truncate(BlockBackend *blk, int64_t offset, bool exact,
                  PreallocMode prealloc, BdrvRequestFlags flags, Error **errp);
 int64_t blk_getlength(BlockBackend *blk);
+/* The length even with no medium in (convert sizes its sources so, as the
+ * reference does); blk_getlength() then fails with -ENOMEDIUM. */
+int64_t blk_size(BlockBackend *blk);
 /* Block status of the root node (merged over its backing chain when
  * @above is true), synchronous. */
 int blk_block_status(BlockBackend *blk, bool above, int64_t offset,

@@ -270,6 +270,9 @@ struct BlockDriver {
     int (*reopen_prepare)(BlockDriverState *bs, QDict *opts, Error **errp);
     void (*reopen_commit)(BlockDriverState *bs);
     void (*reopen_abort)(BlockDriverState *bs);
+    /* Removable media (host_cdrom): false while there is none, and every
+     * request then fails with -ENOMEDIUM.  NULL: always there. */
+    bool (*is_inserted)(BlockDriverState *bs);
 };
 
 void bdrv_register(const BlockDriver *drv);

@@ -429,6 +429,15 @@ static int hdev_open(BlockDriverState *bs, QDict *options, int flags,
     return raw_open_common(bs, options, flags, true, errp);
 }
 
+/* Is there a disc in the drive?  Asked of the drive each time: a disc
+ * comes and goes without telling us. */
+static bool cdrom_is_inserted(BlockDriverState *bs)
+{
+    BDRVRawState *s = bs->opaque;
+
+    return ioctl(s->fd, CDROM_DRIVE_STATUS, CDSL_CURRENT) == CDS_DISC_OK;
+}
+
 /* O_NONBLOCK: opening a drive with no disc in it must not fail. */
 static int cdrom_open(BlockDriverState *bs, QDict *options, int flags,
                       Error **errp)
@@ -774,6 +783,7 @@ const BlockDriver bdrv_host_cdrom = {
     .probe_device = cdrom_probe_device,
     .parse_filename = cdrom_parse_filename,
     .open = cdrom_open,
+    .is_inserted = cdrom_is_inserted,
     .create_opts = bdrv_create_simple_opts,
     .co_create_opts = bdrv_co_create_opts_simple,
 };

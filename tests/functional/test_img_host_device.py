@@ -101,3 +101,45 @@ def test_host_cdrom_in_format_list(strata_img):
     out = subprocess.run([strata_img, '--help'], capture_output=True,
                          text=True).stdout
     assert 'host_cdrom' in out.split('Supported image formats:')[1].split()
+
+
+NO_MEDIUM_IO = [['read 0 512'], ['write 0 512'], ['length'], ['discard 0 512'],
+                ['flush'], ['map'], ['alloc 0 512'], ['write -z 0 512'],
+                ['aio_read 0 512', 'aio_flush']]
+
+
+@pytest.mark.parametrize('cmds', NO_MEDIUM_IO, ids=lambda c: ' '.join(c))
+def test_host_cdrom_without_medium_io(our_qemu_io, ref_qemu_io, cmds):
+    """/dev/zero answers no CD-ROM status: no medium, as the reference
+    sees it (requests, length and flushes fail with "No medium found")."""
+    import re
+    res = []
+    for prog in (our_qemu_io, ref_qemu_io):
+        argv = [prog, '-c', 'open -o driver=host_cdrom,filename=/dev/zero,'
+                'locking=off']
+        for c in cmds:
+            argv += ['-c', c]
+        r = subprocess.run(argv, capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL)
+        out = re.sub(r'; [0-9:.]+ \(.*\)$', '', r.stdout, flags=re.M)
+        res.append((r.returncode, out, r.stderr.replace(prog, 'qemu-io')))
+    assert res[0] == res[1]
+
+
+@pytest.mark.parametrize('args', [
+    ['map', '-f', 'raw', 'host_cdrom:/dev/null'],
+    ['map', '--output=json', '-f', 'raw', 'host_cdrom:/dev/null'],
+    ['compare', 'host_cdrom:/dev/null', 'host_cdrom:/dev/null'],
+    ['convert', '-O', 'raw', 'host_cdrom:/dev/zero', 'OUT'],
+    ['info', 'host_cdrom:/dev/null']], ids=' '.join)
+def test_host_cdrom_without_medium_img(our_qemu_img, ref_qemu_img, tmp_path,
+                                       args):
+    res = []
+    for prog in (our_qemu_img, ref_qemu_img):
+        out = tmp_path / 'out.raw'
+        argv = [str(out) if a == 'OUT' else a for a in args]
+        r = subprocess.run([prog] + argv, capture_output=True, text=True)
+        if out.exists():
+            out.unlink()
+        res.append((r.returncode, r.stdout, r.stderr.replace(prog, 'qemu-img')))
+    assert res[0] == res[1]

@@ -496,7 +496,7 @@ static bool open_sources(ConvertState *st)
         if (!o->force_share && !lock_source(blk, o->files[i])) {
             return false;
         }
-        st->p.src_len[i] = blk_getlength(blk);
+        st->p.src_len[i] = blk_size(blk);
         if (st->p.src_len[i] < 0) {
             error_report("Could not get size of %s: %s", o->files[i],
                          strerror(-st->p.src_len[i]));

@@ -106,13 +106,13 @@ static const char *json_bool(bool b)
     return b ? "true" : "false";
 }
 
-/* One JSON line; "[" opens the first, "]" closes the last. */
+/* One JSON line; "]" closes the last (map_run() opened the list). */
 static void dump_json_entry(const MapEntry *e, bool first, bool last)
 {
     printf("%s{ \"start\": %" PRId64 ", \"length\": %" PRId64 ", "
            "\"depth\": %" PRId64 ", \"present\": %s, \"zero\": %s, "
            "\"data\": %s, \"compressed\": %s",
-           first ? "[" : ",\n", e->start, e->length, e->depth,
+           first ? "" : ",\n", e->start, e->length, e->depth,
            json_bool(e->present), json_bool(e->zero), json_bool(e->data),
            json_bool(e->compressed));
     if (e->has_offset) {
@@ -188,6 +188,13 @@ static int map_run(const MapArgs *a)
     if (!blk) {
         return 1;
     }
+    /* the header (or the JSON list's "[") comes first, even when the
+     * length then fails */
+    if (a->output == OFORMAT_HUMAN) {
+        printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File");
+    } else {
+        printf("[");
+    }
     len = blk_getlength(blk);
     if (len < 0) {
         error_report("Failed to get size for '%s'", a->filename);
@@ -198,9 +205,6 @@ static int map_run(const MapArgs *a)
      * nothing */
     end = a->max_length < 0 ? len
           : MIN(len, (int64_t)((uint64_t)a->start + a->max_length));
-    if (a->output == OFORMAT_HUMAN) {
-        printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File");
-    }
     ret = map_walk(a, blk_bs(blk), end);
     blk_unref(blk);
     return ret;
