@@ -206,26 +206,6 @@ int coroutine_fn raw_co_flush_to_disk(BlockDriverState *bs)
 
 /* ---- zeroes and discard ---- */
 
-/* Worker: ftruncate() to op->offset. */
-static int ftruncate_worker(void *opaque)
-{
-    RawOp *op = opaque;
-    return ftruncate(op->fd, op->offset) < 0 ? -errno : 0;
-}
-
-/* Grow the file to @end if it is shorter (a punched range past EOF must
- * still extend the file, as a zero write would). */
-static int coroutine_fn raw_co_extend_to(BlockDriverState *bs, int64_t end)
-{
-    BDRVRawState *s = bs->opaque;
-    RawOp op = { .fd = s->fd, .offset = end };
-
-    if (raw_fd_getlength(s) >= end) {
-        return 0;
-    }
-    return thread_pool_run(raw_ctx(bs), ftruncate_worker, &op);
-}
-
 /* Regular file zeroing without unmap: ZERO_RANGE, else punch + allocate,
  * else plain allocation when the range is wholly past EOF. */
 static int coroutine_fn raw_zero_regular(BlockDriverState *bs, int64_t offset,
@@ -273,17 +253,15 @@ static int coroutine_fn raw_zero_unmap(BlockDriverState *bs, int64_t offset,
                                        int64_t bytes)
 {
     BDRVRawState *s = bs->opaque;
-    int ret;
 
     if (!s->has_discard) {
         return -ENOTSUP;
     }
-    ret = raw_co_fallocate(bs, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                           offset, bytes);
-    if (ret == 0) {
-        return raw_co_extend_to(bs, offset + bytes);
-    }
-    return ret;
+    /* KEEP_SIZE, and no growing after it: past EOF (the rest of the last
+     * sector of a file whose size is not a multiple of 512) the file
+     * already reads as zeroes, and the reference leaves its size alone */
+    return raw_co_fallocate(bs, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                            offset, bytes);
 }
 
 int coroutine_fn raw_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset,

@@ -30,3 +30,22 @@ def test_unaligned_discard_like_reference(strata_io, ref_qemu_io, tmp_path,
                          [(0, b'\x0a' * 16384)])
         res.append(discard(prog, img, cache, rng))
     assert res[0] == res[1]
+
+
+@pytest.mark.parametrize('cmd', ['write -z -u 4096 512', 'write -z -u 0 4608',
+                                 'write -z 4096 512', 'discard 4096 512',
+                                 'write -z -u 4000 608'])
+def test_zeroes_in_last_partial_sector_like_reference(strata_io, ref_qemu_io,
+                                                       tmp_path, cmd):
+    """A file of 4097 bytes is an image of 4608: zeroes with unmap there
+    punch without growing the file, plain zero writes grow it."""
+    import os
+    res = []
+    for prog, name in ((strata_io, 'o.raw'), (ref_qemu_io, 'r.raw')):
+        img = make_image(tmp_path / name, 4097, [(0, b'\x11' * 4097)])
+        r = subprocess.run([prog, '-f', 'raw', '-c', cmd, img],
+                           capture_output=True, text=True)
+        with open(img, 'rb') as f:
+            res.append((r.returncode, os.path.getsize(img),
+                        hashlib.sha256(f.read()).hexdigest()))
+    assert res[0] == res[1]
