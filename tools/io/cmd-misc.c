@@ -68,8 +68,8 @@ static int discard_f(BlockBackend *blk, int argc, char **argv)
     if (bytes < 0) {
         return bytes;
     }
-    if (bytes >> BDRV_SECTOR_BITS >
-        BDRV_REQUEST_MAX_BYTES >> BDRV_SECTOR_BITS) {
+    /* byte-exact: 10.0 no longer rounds the limit to whole sectors */
+    if (bytes > BDRV_REQUEST_MAX_BYTES) {
         printf("length cannot exceed %" PRIu64 ", given %s\n",
                (uint64_t)BDRV_REQUEST_MAX_BYTES, argv[optind + 1]);
         return -EINVAL;

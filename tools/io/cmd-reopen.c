@@ -4,7 +4,8 @@
  * cache mode, discard and detect-zeroes are node flags changed in place;
  * drivers take the options they can change (raw's offset/size) as a
  * prepare/commit/abort transaction; any other option may only be
- * "changed" to its current value.
+ * "changed" to its current value.  A failure anywhere puts back what the
+ * earlier steps changed, as the reference's single transaction does.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -15,9 +16,23 @@
 
 typedef struct ReopenOpts {
     int flags;
-    bool writethrough, has_rw;
+    bool writethrough, has_rw, has_cache;
     QDict *opts;
 } ReopenOpts;
+
+/* What a failed reopen must give back: the reference's reopen is one
+ * transaction, so an error leaves every node as it was. */
+typedef struct ReopenNodeState {
+    BlockDriverState *bs;
+    int open_flags;
+    int detect_zeroes;
+} ReopenNodeState;
+
+typedef struct ReopenSaved {
+    GArray *nodes;              /* of ReopenNodeState */
+    uint64_t perm, shared;
+    bool read_only, direct;
+} ReopenSaved;
 
 static void reopen_help(void)
 {
@@ -39,6 +54,7 @@ static int reopen_opt(int c, const char *arg, ReopenOpts *o)
 {
     switch (c) {
     case 'c':
+        o->has_cache = true;
         o->flags &= ~(BDRV_O_NOCACHE | BDRV_O_NO_FLUSH);
         if (bdrv_parse_cache_mode(arg, &o->flags, &o->writethrough) < 0) {
             error_report("Invalid cache option: %s", arg);
@@ -186,6 +202,12 @@ static int reopen_one(BlockDriverState *bs, const char *key, const char *v,
         int ret = reopen_bool(key, v, &on, errp);
         return ret < 0 ? ret : bdrv_reopen_set_direct(bs, on, errp);
     }
+    if (!strcmp(key, "auto-read-only")) {
+        /* Only matters when opening read-write fails, which a reopen of
+         * an open node never retries: accepted, with no effect. */
+        bool on;
+        return reopen_bool(key, v, &on, errp);
+    }
     return reopen_same_value(bs, key, v, errp);
 }
 
@@ -283,9 +305,55 @@ static int reopen_set_rw(BlockBackend *blk, bool rw, Error **errp)
     return ret;
 }
 
+static void reopen_save_tree(GArray *nodes, BlockDriverState *bs)
+{
+    ReopenNodeState st = { bs, bs->open_flags, bs->detect_zeroes };
+
+    g_array_append_val(nodes, st);
+    for (guint i = 0; bs->children && i < bs->children->len; i++) {
+        BdrvChild *c = g_ptr_array_index(bs->children, i);
+
+        reopen_save_tree(nodes, c->bs);
+    }
+}
+
+static void reopen_save(BlockBackend *blk, ReopenSaved *sv)
+{
+    BlockDriverState *bs = blk_bs(blk);
+
+    sv->nodes = g_array_new(false, false, sizeof(ReopenNodeState));
+    reopen_save_tree(sv->nodes, bs);
+    blk_get_perm(blk, &sv->perm, &sv->shared);
+    sv->read_only = bdrv_is_read_only(bs);
+    sv->direct = bs->open_flags & BDRV_O_NOCACHE;
+}
+
+/* Undo what the steps before a failure changed; best effort, errors of
+ * the way back are not reported (the first error is what counts). */
+static void reopen_restore(BlockBackend *blk, ReopenSaved *sv)
+{
+    /* direct I/O and read-only are switched back through the core */
+    const int kept = BDRV_O_NOCACHE | BDRV_O_RDWR;
+    BlockDriverState *bs = blk_bs(blk);
+
+    bdrv_reopen_set_direct(bs, sv->direct, NULL);
+    if (bdrv_is_read_only(bs) != sv->read_only) {
+        bdrv_reopen_set_read_only(bs, sv->read_only, NULL);
+    }
+    blk_set_perm(blk, sv->perm, sv->shared, NULL);
+    for (guint i = 0; i < sv->nodes->len; i++) {
+        ReopenNodeState *st = &g_array_index(sv->nodes, ReopenNodeState, i);
+
+        st->bs->open_flags = (st->open_flags & ~kept) |
+                             (st->bs->open_flags & kept);
+        st->bs->detect_zeroes = st->detect_zeroes;
+    }
+}
+
 static int reopen_apply(BlockBackend *blk, ReopenOpts *o, Error **errp)
 {
     BlockDriverState *bs = blk_bs(blk);
+    ReopenSaved sv;
     int ret = 0;
 
     /* Drivers take the options they can change (raw's offset/size) before
@@ -300,22 +368,27 @@ static int reopen_apply(BlockBackend *blk, ReopenOpts *o, Error **errp)
             return ret;
         }
     }
-    if (o->opts && qdict_haskey(o->opts, "read-only")) {
-        ret = reopen_ro_option(blk, o, errp);
-    } else {
-        ret = reopen_set_rw(blk, o->flags & BDRV_O_RDWR, errp);
-    }
-    if (ret == 0) {
-        /* -c: the cache mode's direct I/O setting (options may override) */
-        ret = bdrv_reopen_set_direct(bs, o->flags & BDRV_O_NOCACHE, errp);
-    }
+    /* Options are all checked before the read-only switch: the
+     * reference reports an option it cannot change before a permission
+     * conflict.  -c never meets cache.* options (refused earlier). */
+    reopen_save(blk, &sv);
+    ret = bdrv_reopen_set_direct(bs, o->flags & BDRV_O_NOCACHE, errp);
     if (ret == 0 && o->opts) {
         ret = reopen_check_opts(bs, o->opts, errp);
+    }
+    if (ret == 0 && o->opts && qdict_haskey(o->opts, "read-only")) {
+        ret = reopen_ro_option(blk, o, errp);
+    } else if (ret == 0) {
+        ret = reopen_set_rw(blk, o->flags & BDRV_O_RDWR, errp);
     }
     if (ret == 0) {
         bs->open_flags = (bs->open_flags & ~BDRV_O_NO_FLUSH) |
                          (o->flags & BDRV_O_NO_FLUSH);
     }
+    if (ret < 0) {
+        reopen_restore(blk, &sv);
+    }
+    g_array_free(sv.nodes, true);
     if (o->opts) {
         if (ret == 0) {
             bdrv_reopen_commit_opts(bs);
@@ -324,6 +397,25 @@ static int reopen_apply(BlockBackend *blk, ReopenOpts *o, Error **errp)
         }
     }
     return ret;
+}
+
+/* Conflicts between the command's switches and -o, which the reference
+ * reports before it looks at any option's value. */
+static int reopen_check_conflicts(ReopenOpts *o)
+{
+    if (!o->opts) {
+        return 0;
+    }
+    if (o->has_rw && qdict_haskey(o->opts, "read-only")) {
+        error_report("Cannot set both -r/-w and 'read-only'");
+        return -EINVAL;
+    }
+    if (o->has_cache && (qdict_haskey(o->opts, "cache.direct") ||
+                         qdict_haskey(o->opts, "cache.no-flush"))) {
+        error_report("Cannot set both -c and the cache options");
+        return -EINVAL;
+    }
+    return 0;
 }
 
 static int reopen_f(BlockBackend *blk, int argc, char **argv)
@@ -342,6 +434,9 @@ static int reopen_f(BlockBackend *blk, int argc, char **argv)
     if (ret == 0 && optind != argc) {
         io_command_usage(io_find_command("reopen"));
         ret = -EINVAL;
+    }
+    if (ret == 0) {
+        ret = reopen_check_conflicts(&o);
     }
     if (ret == 0) {
         io_aio_drain();

@@ -9,13 +9,13 @@
 #include "tools/io/io.h"
 
 typedef struct ReadOpts {
-    bool cflag, qflag, vflag, bflag, pflag, lflag, sflag;
+    bool cflag, qflag, vflag, bflag, pflag, lflag, sflag, rflag;
     int pattern;
     int64_t pattern_offset, pattern_count;
 } ReadOpts;
 
 typedef struct WriteOpts {
-    bool cflag, qflag, bflag, pflag, sflag, zflag, compressed;
+    bool cflag, qflag, bflag, pflag, sflag, zflag, rflag, compressed;
     int pattern;
     int flags;
     const char *file_name;
@@ -114,7 +114,8 @@ static int read_parse_opt(int c, ReadOpts *o)
     switch (c) {
     case 'b': o->bflag = true; return 0;
     case 'C': o->cflag = true; return 0;
-    case 'p': case 'r': return 0;
+    case 'p': return 0;
+    case 'r': o->rflag = true; return 0;
     case 'q': o->qflag = true; return 0;
     case 'v': o->vflag = true; return 0;
     case 'l':
@@ -216,6 +217,12 @@ static int read_f(BlockBackend *blk, int argc, char **argv)
         return ret;
     }
     if (o.bflag && io_check_sector_aligned(offset, count) < 0) {
+        return -EINVAL;
+    }
+    /* The reference refuses before reading, even for zero bytes. */
+    if (o.bflag && o.rflag) {
+        printf("I/O buffer registration is not supported when reading "
+               "from vmstate\n");
         return -EINVAL;
     }
 
@@ -321,7 +328,8 @@ static int write_parse_opt(int c, WriteOpts *o)
     case 'C': o->cflag = true; return 0;
     case 'f': o->flags |= BDRV_REQ_FUA; return 0;
     case 'n': o->flags |= BDRV_REQ_NO_FALLBACK; return 0;
-    case 'p': case 'r': return 0;
+    case 'p': return 0;
+    case 'r': o->rflag = true; return 0;
     case 'q': o->qflag = true; return 0;
     case 's': o->sflag = true; o->file_name = optarg; return 0;
     case 'u': o->flags |= BDRV_REQ_MAY_UNMAP; return 0;
@@ -420,6 +428,12 @@ static int write_f(BlockBackend *blk, int argc, char **argv)
     }
     if ((o.bflag || o.compressed) &&
         io_check_sector_aligned(offset, count) < 0) {
+        return -EINVAL;
+    }
+    /* A zero write has no buffer to register; checked once the numbers
+     * are known, as the reference does. */
+    if (o.zflag && o.rflag) {
+        printf("cannot combine zero write with registered I/O buffer\n");
         return -EINVAL;
     }
     if (o.sflag) {
