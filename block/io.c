@@ -529,6 +529,12 @@ static int coroutine_fn driver_pwrite_zeroes(BlockDriverState *bs,
     const BlockDriver *drv = bs->drv;
     int ret = -ENOTSUP;
 
+    /* no fallback allowed, and the node cannot promise an efficient way:
+     * refuse here rather than let a layer below fall back */
+    if ((flags & BDRV_REQ_NO_FALLBACK) &&
+        !(bs->supported_zero_flags & BDRV_REQ_NO_FALLBACK)) {
+        return -ENOTSUP;
+    }
     if (drv->co_pwrite_zeroes) {
         ret = drv->co_pwrite_zeroes(bs, offset, bytes,
                                     flags & bs->supported_zero_flags);

@@ -600,6 +600,12 @@ static int open_common(BlockDriverState *bs, const BlockDriver *drv,
                               errp) < 0) {
         return -EINVAL;
     }
+    /* copy-on-read writes what it reads: nowhere to write on a read-only
+     * node (children never inherit the flag, so this is the top node) */
+    if ((flags & BDRV_O_COPY_ON_READ) && !(flags & BDRV_O_RDWR)) {
+        error_setg(errp, "Can't use copy-on-read on read-only device");
+        return -EINVAL;
+    }
     bs->drv = drv;
     bs->opaque = g_malloc0(MAX(drv->instance_size, 1));
     bs->options = qdict_clone_shallow(options);
