@@ -273,6 +273,10 @@ struct BlockDriver {
     /* Removable media (host_cdrom): false while there is none, and every
      * request then fails with -ENOMEDIUM.  NULL: always there. */
     bool (*is_inserted)(BlockDriverState *bs);
+    /* Formats: option values checked once the file child is open (or
+     * absent), before the driver's open asks for it: the reference's
+     * formats read their options before requiring a file. */
+    int (*check_open_opts)(QDict *options, Error **errp);
 };
 
 void bdrv_register(const BlockDriver *drv);

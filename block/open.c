@@ -615,6 +615,9 @@ static int open_common(BlockDriverState *bs, const BlockDriver *drv,
         open_failed(bs);
         return ret;
     }
+    /* from the driver's open, as the reference's raw driver warns: so
+     * before the options left over are refused */
+    warn_probed_raw(bs);
     set_node_filename(bs, filename, options);
     unknown = bdrv_opts_first_unknown(options, drv->open_opts);
     ret = check_node_length(bs, errp);
@@ -670,6 +673,9 @@ static int open_node(BlockDriverState *bs, const char *filename,
     if (ret == 0 && !(flags & BDRV_O_PROTOCOL)) {
         ret = open_file_first(bs, filename, options, &file, errp);
     }
+    if (ret == 0 && drv && drv->check_open_opts) {
+        ret = drv->check_open_opts(options, errp);
+    }
     if (ret == 0 && !drv) {
         if (!file) {
             error_setg(errp, "Must specify either driver or file");
@@ -689,9 +695,6 @@ static int open_node(BlockDriverState *bs, const char *filename,
         ret = open_common(bs, drv, filename, options, flags, errp);
     }
     bdrv_unref(file);
-    if (ret == 0) {
-        warn_probed_raw(bs);
-    }
     return ret;
 }
 

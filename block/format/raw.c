@@ -99,6 +99,22 @@ static int raw_check_window(const RawWindow *s, int64_t real_size,
     return 0;
 }
 
+/* offset and size must be sizes before anything is opened. */
+static int raw_check_open_opts(QDict *options, Error **errp)
+{
+    Error *local_err = NULL;
+
+    bdrv_opt_size(options, "offset", 0, &local_err);
+    if (!local_err && qdict_haskey(options, "size")) {
+        bdrv_opt_size(options, "size", 0, &local_err);
+    }
+    if (local_err) {
+        error_propagate(errp, local_err);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 /* Parse offset/size from @options into @s and validate them against the
  * opened child, as open and reopen both do. */
 static int raw_read_window(BlockDriverState *bs, QDict *options,
@@ -502,6 +518,7 @@ const BlockDriver bdrv_raw = {
     .co_getlength = raw_co_getlength,
     .co_get_allocated_file_size = raw_co_get_allocated_file_size,
     .co_copy_range_from = raw_co_copy_range_from,
+    .check_open_opts = raw_check_open_opts,
     .co_copy_range_to = raw_co_copy_range_to,
     .info = &raw_info_ops,
     .measure = raw_measure,

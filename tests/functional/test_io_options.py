@@ -45,6 +45,16 @@ CASES = [
                                   'driver=raw,file.filename=IMG,file.aio=threads']),
     ('open-i-native', ['-c', 'open -i native -f raw IMG', '-c', 'read 0 512']),
     ('open-k-direct-null', ['-c', 'open -k -n null-co://', '-c', 'read 0 512']),
+    # raw's offset/size are read before it asks for a file; an existing
+    # file child opens first
+    ('raw-offset-bad-no-file', ['-c', 'open -o driver=raw,offset=x']),
+    ('raw-size-bad-no-file', ['-c', 'open -o driver=raw,size=x']),
+    ('raw-offset-bad-missing-file', ['-c', 'open -o driver=raw,offset=x,'
+                                     'file.filename=nonexistent.raw']),
+    ('raw-offset-bad-file', ['-c', 'open -o driver=raw,offset=x IMG']),
+    # the probed-raw warning comes from the driver's open, before leftovers
+    # are refused
+    ('probed-unknown-option', ['-c', 'open -o bogus=1 IMG']),
     # copy-on-read needs somewhere to write
     ('cor-read-only', ['-C', '-r', '-f', 'raw', '-c', 'read 0 512', 'IMG']),
     ('cor-read-only-probed-null', ['-C', '-r', '-c', 'read 0 512', 'null-co://']),
