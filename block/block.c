@@ -306,6 +306,21 @@ const char *bdrv_get_filename(const BlockDriverState *bs)
     return bs->filename ? bs->filename : "";
 }
 
+/* Forget the cached length of @bs and every node below it: the next
+ * query asks the drivers (after a reopen, as the reference re-reads). */
+void bdrv_forget_lengths(BlockDriverState *bs)
+{
+    if (!bs) {
+        return;
+    }
+    bs->total_bytes = -1;
+    for (unsigned i = 0; i < bs->children->len; i++) {
+        BdrvChild *c = g_ptr_array_index(bs->children, i);
+
+        bdrv_forget_lengths(c->bs);
+    }
+}
+
 /* A medium in @bs and every node below it? */
 bool bdrv_is_inserted(BlockDriverState *bs)
 {

@@ -160,6 +160,8 @@ const char *bdrv_get_filename(const BlockDriverState *bs);
  * options that change what is read (QEMU's bdrv_refresh_filename rules). */
 void bdrv_refresh_filename(BlockDriverState *bs);
 bool bdrv_is_read_only(const BlockDriverState *bs);
+/* Drop the cached lengths of @bs and the nodes below (after a reopen). */
+void bdrv_forget_lengths(BlockDriverState *bs);
 /* A medium in @bs and every node below it (removable media: host_cdrom)? */
 bool bdrv_is_inserted(BlockDriverState *bs);
 BlockDriverState *bdrv_file_bs(const BlockDriverState *bs);      /* file child or NULL */

@@ -132,3 +132,27 @@ def test_iotest_171_reopen(tmp_path, our_qemu_io, ref_qemu_io):
     # the second window got the pattern, the bytes between stay zero
     assert data[1536:2560] == b'\x0a' * 1024
     assert data[1024:1536] == bytes(512)
+
+
+@pytest.mark.parametrize('reopen', ['reopen', 'reopen -r', 'reopen -o bogus=1',
+                                    'reopen -c none'])
+def test_reopen_reads_length_again(our_qemu_io, ref_qemu_io, tmp_path, reopen):
+    """A file another program grew is seen after a reopen, as the
+    reference re-reads the lengths of its nodes."""
+    import subprocess
+    outs = []
+    for prog in (our_qemu_io, ref_qemu_io):
+        img = tmp_path / 'g.raw'
+        with open(img, 'wb') as f:
+            f.truncate(1 << 20)
+        p = subprocess.Popen([prog, '-f', 'raw', str(img)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+        p.stdin.write('length\n')
+        p.stdin.flush()
+        first = p.stdout.readline()     # "qemu-io> 1 MiB"
+        with open(img, 'r+b') as f:
+            f.truncate(2 << 20)
+        out, _ = p.communicate('%s\nlength\n' % reopen, timeout=30)
+        outs.append((p.returncode, first + out))
+    assert outs[0] == outs[1]

@@ -445,6 +445,7 @@ static int reopen_f(BlockBackend *blk, int argc, char **argv)
             error_report_err(err);
         } else {
             blk_set_enable_write_cache(blk, !o.writethrough);
+            bdrv_forget_lengths(bs);   /* the files are looked at again */
         }
     }
     qobject_unref(o.opts);
