@@ -276,7 +276,7 @@ void blk_drain(BlockBackend *blk)
 /* ---- request checks ---- */
 
 /* A node with its medium in: requests, length and flushes need one. */
-static bool blk_available(BlockBackend *blk)
+bool blk_available(BlockBackend *blk)
 {
     return blk_bs(blk) && bdrv_is_inserted(blk_bs(blk));
 }
@@ -441,7 +441,7 @@ int coroutine_fn blk_co_truncate(BlockBackend *blk, int64_t offset, bool exact,
 {
     int ret;
 
-    if (!blk_bs(blk)) {
+    if (!blk_available(blk)) {
         error_setg(errp, "No medium inserted");
         return -ENOMEDIUM;
     }

@@ -295,6 +295,8 @@ int blk_flush(BlockBackend *blk);
 int blk_truncate(BlockBackend *blk, int64_t offset, bool exact,
                  PreallocMode prealloc, BdrvRequestFlags flags, Error **errp);
 int64_t blk_getlength(BlockBackend *blk);
+/* A node attached, with its medium in (removable media: host_cdrom)? */
+bool blk_available(BlockBackend *blk);
 /* The length even with no medium in (convert sizes its sources so, as the
  * reference does); blk_getlength() then fails with -ENOMEDIUM. */
 int64_t blk_size(BlockBackend *blk);

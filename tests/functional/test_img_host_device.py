@@ -105,18 +105,20 @@ def test_host_cdrom_in_format_list(strata_img):
 
 NO_MEDIUM_IO = [['read 0 512'], ['write 0 512'], ['length'], ['discard 0 512'],
                 ['flush'], ['map'], ['alloc 0 512'], ['write -z 0 512'],
-                ['aio_read 0 512', 'aio_flush']]
+                ['aio_read 0 512', 'aio_flush'], ['truncate 0'],
+                ['aio_write 0 512', 'aio_flush'], ['writev 0 512']]
 
 
+@pytest.mark.parametrize('ro', ['-r ', ''])
 @pytest.mark.parametrize('cmds', NO_MEDIUM_IO, ids=lambda c: ' '.join(c))
-def test_host_cdrom_without_medium_io(our_qemu_io, ref_qemu_io, cmds):
+def test_host_cdrom_without_medium_io(our_qemu_io, ref_qemu_io, cmds, ro):
     """/dev/zero answers no CD-ROM status: no medium, as the reference
     sees it (requests, length and flushes fail with "No medium found")."""
     import re
     res = []
     for prog in (our_qemu_io, ref_qemu_io):
-        argv = [prog, '-c', 'open -o driver=host_cdrom,filename=/dev/zero,'
-                'locking=off']
+        argv = [prog, '-c', 'open %s-o driver=host_cdrom,filename=/dev/zero,'
+                'locking=off' % ro]
         for c in cmds:
             argv += ['-c', c]
         r = subprocess.run(argv, capture_output=True, text=True,

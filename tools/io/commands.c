@@ -112,7 +112,10 @@ static int io_request_perm(const IoCmd *ct)
     Error *err = NULL;
     int ret;
 
-    if (!ct->perm || !io_blk) {
+    /* with no medium in there is nothing to take: the command then
+     * fails on the request itself ("No medium found"), as the
+     * reference's does */
+    if (!ct->perm || !io_blk || !blk_available(io_blk)) {
         return 0;
     }
     blk_get_perm(io_blk, &perm, &shared);
