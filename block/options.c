@@ -114,6 +114,15 @@ static bool qnum_as_u64(QObject *v, const char *name, uint64_t *out,
     return false;
 }
 
+/* A JSON number that is not an integer (1.5, 1e3 as parsed). */
+static bool qnum_is_fraction(QNum *n)
+{
+    int64_t i;
+    uint64_t u;
+
+    return !qnum_get_try_int(n, &i) && !qnum_get_try_uint(n, &u);
+}
+
 /* A string option's parser and the error it reports for @str. */
 typedef int OptStrParser(const char *str, uint64_t *out);
 typedef void OptStrError(Error **errp, const char *name, const char *str,
@@ -132,8 +141,20 @@ static uint64_t opt_u64(QDict *opts, const char *name, uint64_t def,
     if (!v) {
         return def;
     }
-    if (qobject_to_qnum(v)) {
+    if (qobject_to_qnum(v) && !qnum_is_fraction(qobject_to_qnum(v))) {
         return qnum_as_u64(v, name, &val, errp) ? val : def;
+    }
+    if (qobject_to_qnum(v)) {
+        /* a JSON number with a fraction goes through its string form
+         * ("%.17g"), as the reference's options do: 1e3 is 1000 */
+        g_autofree char *str = g_strdup_printf(
+            "%.17g", qnum_get_double(qobject_to_qnum(v)));
+
+        ret = parse(str, &val);
+        if (ret < 0) {
+            fail(errp, name, str, ret);
+        }
+        return ret < 0 ? def : val;
     }
     qs = qobject_to_qstring(v);
     ret = qs ? parse(qstring_get_str(qs), &val) : -EINVAL;

@@ -14,6 +14,15 @@ BD = 'json:{"driver":"blkdebug","image":{"driver":"file","filename":"img"},'
 # (id, argv after the program name), run in a directory holding "img"
 # (1 MiB), "a:b/img" (64 KiB) and "proc" -> /proc/self/status.
 CASES = [
+    # JSON numbers with a fraction go through their string form (1e3 is
+    # 1000, 1.5 a bad size with the suffix hint)
+    ('json-size-fraction', R + ['json:{"driver":"raw","offset":1.5,'
+                                '"file":{"driver":"file","filename":"img"}}']),
+    ('json-size-exponent', R + ['json:{"driver":"raw","offset":5e2,'
+                                '"file":{"driver":"file","filename":"img"}}']),
+    ('json-size-neg-fraction', R + ['json:{"driver":"raw","offset":-1.5}']),
+    ('json-size-exponent-nofile', R + ['json:{"driver":"raw","size":1e3}']),
+    ('json-align-fraction', R + [BD + '"align":1.5}']),
     # filenames
     ('file-colon-path', R + ['file:a:b/img']),
     ('file-empty', R + ['file:']),
