@@ -355,13 +355,12 @@ BlockDriverState *bdrv_backing_bs(const BlockDriverState *bs)
     return bs->backing ? bs->backing->bs : NULL;
 }
 
-/* The filtered child by its role, whatever its name (blkdebug's is
- * called "image"). */
-static BdrvChild *filtered_child_by_role(const BlockDriverState *bs)
+BdrvChild *bdrv_child_by_role(const BlockDriverState *bs,
+                              BdrvChildRole role)
 {
     for (guint i = 0; i < bs->children->len; i++) {
         BdrvChild *c = g_ptr_array_index(bs->children, i);
-        if (c->role & BDRV_CHILD_FILTERED) {
+        if (c->role & role) {
             return c;
         }
     }
@@ -376,7 +375,7 @@ BdrvChild *bdrv_filter_child(const BlockDriverState *bs)
     if (bs->drv->is_filter_for_backing) {
         return bs->backing;
     }
-    return bs->file ? bs->file : filtered_child_by_role(bs);
+    return bs->file ? bs->file : bdrv_child_by_role(bs, BDRV_CHILD_FILTERED);
 }
 
 int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
@@ -391,7 +390,8 @@ int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
     if (ops && ops->get_info) {
         return ops->get_info(bs, bdi);
     }
-    c = bs->drv->kind == BDRV_KIND_FILTER ? filtered_child_by_role(bs) : NULL;
+    c = bs->drv->kind == BDRV_KIND_FILTER
+        ? bdrv_child_by_role(bs, BDRV_CHILD_FILTERED) : NULL;
     return c ? bdrv_get_info(c->bs, bdi) : -ENOTSUP;
 }
 

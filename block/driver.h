@@ -310,6 +310,9 @@ int bdrv_child_try_set_perm(BdrvChild *c, uint64_t perm, uint64_t shared,
                             Error **errp);
 /* The child a filter passes through to (file or backing), or NULL. */
 BdrvChild *bdrv_filter_child(const BlockDriverState *bs);
+/* The first child with any of the @role bits, whatever its name (the
+ * filtered child of blkdebug is called "image"). */
+BdrvChild *bdrv_child_by_role(const BlockDriverState *bs, BdrvChildRole role);
 
 void bdrv_default_child_perm(BlockDriverState *bs, BdrvChild *c,
                              BdrvChildRole role, uint64_t perm,

@@ -89,17 +89,6 @@ static void put_children(QDict *full, BlockDriverState *bs)
     }
 }
 
-static BdrvChild *primary_child(const BlockDriverState *bs)
-{
-    for (guint i = 0; i < bs->children->len; i++) {
-        BdrvChild *c = g_ptr_array_index(bs->children, i);
-        if (c->role & BDRV_CHILD_PRIMARY) {
-            return c;
-        }
-    }
-    return NULL;
-}
-
 /* A format without strong options opens the same graph from its
  * protocol child's plain name (probing finds it again); a filter cannot
  * be probed, so it has no plain name of its own. */
@@ -118,7 +107,7 @@ static char *inherited_name(BlockDriverState *bs, BdrvChild *c, bool strong)
  * filename they were opened with. */
 static char *plain_name(BlockDriverState *bs, QDict *full, bool strong)
 {
-    BdrvChild *primary = primary_child(bs);
+    BdrvChild *primary = bdrv_child_by_role(bs, BDRV_CHILD_PRIMARY);
     char *name;
 
     if (bs->drv->plain_filename) {
