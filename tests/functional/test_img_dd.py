@@ -146,3 +146,101 @@ def test_dd_output_allocation_as_reference(tmp_path, our_qemu_img, ref_qemu_img)
                         allocated(d / 'o.raw') >= MiB))
     assert results[0][2], 'the reference writes every block'
     assert results[1] == results[0]
+
+
+# ---- Proxmox VE's dd extensions (osize=, isize=, -n, -l) ----
+
+def test_dd_proxmox_cloudinit_stream(tmp_path, our_qemu_img):
+    """As Proxmox writes a cloud-init ISO: stdin into an existing volume,
+    `-n isize=0 osize=SIZE`: the data lands at the start, the rest of the
+    volume keeps its size and contents, nothing is printed."""
+    iso = os.urandom(100000)
+    vol = tmp_path / 'vol.raw'
+    vol.write_bytes(b'\x77' * (4 * MiB))
+    r = run_bytes([our_qemu_img, 'dd', '-n', '-f', 'raw', '-O', 'raw', 'isize=0',
+                   f'osize={4 * MiB}', 'of=vol.raw'], cwd=tmp_path, input=iso, text=False)
+    assert (r.rc, r.out, r.err) == (0, b'', b'')
+    data = vol.read_bytes()
+    assert len(data) == 4 * MiB and data[:100000] == iso
+    assert data[100000:] == b'\x77' * (4 * MiB - 100000)
+
+
+def test_dd_osize_creates_output_of_that_size(tmp_path, our_qemu_img, ref_qemu_img):
+    """osize= sizes a created output; the copy stops there; the image
+    passes the reference's compare against the input's first bytes."""
+    prepare(tmp_path)
+    data = (tmp_path / 'h.raw').read_bytes()
+    r = run_bytes([our_qemu_img, 'dd', '-f', 'raw', 'osize=2M', 'if=h.raw', 'of=big.raw'],
+                  cwd=tmp_path, text=False)
+    assert r.rc == 0
+    big = (tmp_path / 'big.raw').read_bytes()
+    assert len(big) == 2 * MiB and big[:MiB] == data and big[MiB:] == bytes(MiB)
+    r = run_bytes([our_qemu_img, 'dd', '-f', 'raw', 'osize=12k', 'if=h.raw', 'of=small.raw'],
+                  cwd=tmp_path, text=False)
+    assert r.rc == 0 and (tmp_path / 'small.raw').read_bytes() == data[:12288]
+    r = run_bytes([ref_qemu_img, 'compare', '-f', 'raw', '-F', 'raw', 'big.raw', 'h.raw'],
+                  cwd=tmp_path, text=False)
+    assert r.rc == 0, r.out
+
+
+def test_dd_osize_pads_stdout(tmp_path, our_qemu_img):
+    """A stream to stdout is exactly osize bytes: cut, or padded with zeroes."""
+    prepare(tmp_path)
+    data = (tmp_path / 'h.raw').read_bytes()
+    r = run_bytes([our_qemu_img, 'dd', '-f', 'raw', 'osize=3M', 'if=h.raw'],
+                  cwd=tmp_path, text=False)
+    assert r.rc == 0 and r.out == data + bytes(2 * MiB)
+    r = run_bytes([our_qemu_img, 'dd', 'bs=1000', 'osize=2500'], input=b'\x01' * 9000,
+                  text=False)
+    assert r.rc == 0 and r.out == b'\x01' * 2500
+
+
+def test_dd_isize_early_end_is_an_error(tmp_path, our_qemu_img):
+    """isize= says how much stdin holds: less is an error naming both
+    figures; exactly that much, or isize=0, is fine."""
+    data = os.urandom(5000)
+    r = run_bytes([our_qemu_img, 'dd', 'isize=8000', 'of=o.raw'], cwd=tmp_path,
+                  input=data, text=False)
+    assert r.rc == 1 and b'input ended after 5000 of 8000 bytes' in r.err
+    for isize in ('5000', '0'):
+        r = run_bytes([our_qemu_img, 'dd', f'isize={isize}', 'of=o.raw'], cwd=tmp_path,
+                      input=data, text=False)
+        assert (r.rc, r.err) == (0, b'') and (tmp_path / 'o.raw').read_bytes()[:5000] == data
+    r = run_bytes([our_qemu_img, 'dd', 'isize=3000', 'of=-'], input=data, text=False)
+    assert r.rc == 0 and r.out == data[:3000]
+
+
+def test_dd_no_create_needs_the_output(tmp_path, our_qemu_img):
+    """-n opens an existing output in the -O format and never grows it."""
+    prepare(tmp_path)
+    r = run_bytes([our_qemu_img, 'dd', '-n', 'if=h.raw', 'of=missing.raw'], cwd=tmp_path,
+                  text=False)
+    assert r.rc == 1 and b"Could not open 'missing.raw'" in r.err
+    (tmp_path / 'small.raw').write_bytes(bytes(4096))
+    r = run_bytes([our_qemu_img, 'dd', '-n', '-f', 'raw', 'if=h.raw', 'of=small.raw'],
+                  cwd=tmp_path, text=False)
+    assert r.rc == 1 and os.path.getsize(tmp_path / 'small.raw') == 4096
+    r = run_bytes([our_qemu_img, 'dd', '-n', 'of=small.raw'], cwd=tmp_path,
+                  input=b'\x05' * 6000, text=False)
+    assert r.rc == 1 and os.path.getsize(tmp_path / 'small.raw') == 4096
+
+
+def test_dd_snapshot_and_bad_sizes(tmp_path, our_qemu_img, ref_qemu_img):
+    """-l on raw fails as convert -l does in the reference; osize=/isize=
+    take sizes with suffixes and refuse anything else."""
+    prepare(tmp_path)
+    ours = run_bytes([our_qemu_img, 'dd', '-l', 'snap', 'if=h.raw', 'of=o.raw'],
+                     cwd=tmp_path, text=False)
+    ref = run_bytes([ref_qemu_img, 'convert', '-l', 'snap', 'h.raw', 'o2.raw'],
+                    cwd=tmp_path, text=False)
+    assert ours.rc == ref.rc == 1
+    assert ours.err.split(b': ', 1)[1] == ref.err.split(b': ', 1)[1]
+    assert not (tmp_path / 'o.raw').exists()
+    r = run_bytes([our_qemu_img, 'dd', '-l', 'snapshot.bad=1', 'if=h.raw', 'of=o.raw'],
+                  cwd=tmp_path, text=False)
+    assert r.rc == 1 and b"Invalid parameter 'snapshot.bad'" in r.err
+    for arg, msg in (('osize=-1', b'Invalid osize specified. Must be between 0'),
+                     ('isize=1x', b"Invalid isize specified: '1x'.")):
+        r = run_bytes([our_qemu_img, 'dd', arg, 'if=h.raw', 'of=o.raw'], cwd=tmp_path,
+                      text=False)
+        assert r.rc == 1 and msg in r.err, r.err

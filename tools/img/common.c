@@ -79,6 +79,17 @@ bool img_check_snapshot_param(const char *arg)
     return true;
 }
 
+bool img_load_snapshot(BlockBackend *blk, const char *snapshot)
+{
+    if (!snapshot) {
+        return true;
+    }
+    error_report("Failed to load snapshot: Block format '%s' used by device "
+                 "'' does not support temporarily loading internal snapshots",
+                 bdrv_get_format_name(blk_bs(blk)));
+    return false;
+}
+
 bool img_parse_output(const char *cmd, const char *arg, OutputFormat *out)
 {
     if (!strcmp(arg, "json")) {

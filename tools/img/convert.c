@@ -506,20 +506,6 @@ static bool open_sources(ConvertState *st)
     return true;
 }
 
-/* -l: no driver here can load a snapshot temporarily. */
-static bool check_snapshot(ConvertState *st)
-{
-    BlockDriverState *bs = blk_bs(st->p.src[0]);
-
-    if (st->o.snapshot) {
-        error_report("Failed to load snapshot: Block format '%s' used by "
-                     "device '' does not support temporarily loading "
-                     "internal snapshots", bdrv_get_format_name(bs));
-        return false;
-    }
-    return true;
-}
-
 static int64_t total_size(const ConvertParams *p)
 {
     int64_t total = 0;
@@ -652,7 +638,8 @@ static bool prepare(ConvertState *st)
     progress_init(o->progress && !o->quiet, 1.0);
     progress_print(0, 100);
     st->progress_started = true;
-    if (!open_sources(st) || !check_multi_source(o) || !check_snapshot(st)) {
+    if (!open_sources(st) || !check_multi_source(o) ||
+        !img_load_snapshot(st->p.src[0], o->snapshot)) {
         return false;
     }
     if (o->out_fmt && !bdrv_find_format(o->out_fmt)) {

@@ -1,9 +1,17 @@
 #include "config.h"
 /*
  * strata-img dd: copy (part of) an image into a newly created one, with
- * dd-style operands bs=, count=, skip=, if=, of=.  Extension: a missing
- * (or "-") if= reads a raw stream from stdin, a missing (or "-") of=
- * writes the raw data to stdout.
+ * dd-style operands bs=, count=, skip=, if=, of=.
+ *
+ * Extensions, those of Proxmox VE's qemu-img, whose tools call them:
+ * - a missing (or "-") if= reads a raw stream from stdin, a missing (or
+ *   "-") of= writes the raw data to stdout;
+ * - osize=SIZE: the output's size; the copy stops there, and a stream
+ *   to stdout is padded with zeroes up to it;
+ * - isize=SIZE: how much stdin holds, so that an earlier end of input is
+ *   an error (isize=0: unknown, read to the end);
+ * - -n: write into an existing output instead of creating it;
+ * - -l SNAPSHOT: read a snapshot of the input.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -21,9 +29,11 @@
 typedef struct DdArgs {
     const char *fmt, *out_fmt;
     const char *in, *out;
+    const char *snapshot;
     int64_t bs, count, skip;
-    bool has_count, has_skip;
-    bool image_opts, force_share;
+    int64_t osize, isize;
+    bool has_count, has_skip, has_osize, has_isize;
+    bool image_opts, force_share, no_create;
 } DdArgs;
 
 typedef struct DdState {
@@ -34,6 +44,7 @@ typedef struct DdState {
     uint8_t *buf;
     size_t buf_size;
     bool skip_past_end;      /* skip= beyond the input: reported late */
+    bool stream_exact;       /* isize=: stdin must hold all of size */
 } DdState;
 
 static bool is_stream(const char *name)
@@ -56,6 +67,12 @@ static bool dd_operand(DdArgs *a, const char *arg)
     } else if (val && !strcmp(key, "skip")) {
         a->has_skip = true;
         return img_strtonum_full("skip", val, 0, INT64_MAX, &a->skip);
+    } else if (val && !strcmp(key, "osize")) {
+        a->has_osize = true;
+        return img_cvtnum_full("osize", val, 0, INT64_MAX, &a->osize);
+    } else if (val && !strcmp(key, "isize")) {
+        a->has_isize = true;
+        return img_cvtnum_full("isize", val, 0, INT64_MAX, &a->isize);
     } else if (val && !strcmp(key, "if")) {
         a->in = val;
     } else if (val && !strcmp(key, "of")) {
@@ -77,6 +94,10 @@ static int dd_option(DdArgs *a, int c)
     case 'f': a->fmt = optarg; return -1;
     case 'O': a->out_fmt = optarg; return -1;
     case 'U': a->force_share = true; return -1;
+    case 'n': a->no_create = true; return -1;
+    case 'l':
+        a->snapshot = optarg;
+        return img_check_snapshot_param(optarg) ? -1 : 1;
     case OPTION_OBJECT:
         return img_object_add(optarg) ? -1 : 1;
     case OPTION_IMAGE_OPTS:
@@ -103,7 +124,7 @@ static int dd_parse(DdArgs *a, int argc, char **argv)
     int c, ret;
 
     img_getopt_argv0(argv, "dd");
-    while ((c = getopt_long(argc, argv, "hf:O:U", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hf:O:Unl:", longopts, NULL)) != -1) {
         ret = dd_option(a, c);
         if (ret >= 0) {
             return ret;
@@ -276,7 +297,7 @@ static bool dd_write(DdState *s, int64_t pos, int64_t n)
     if (!s->dst) {
         return write_full(STDOUT_FILENO, s->buf, n);
     }
-    if (s->size < 0 && blk_truncate(s->dst, pos + n, false,
+    if (s->size < 0 && !s->a->no_create && blk_truncate(s->dst, pos + n, false,
                                     PREALLOC_MODE_OFF, 0, &err) < 0) {
         error_report_err(err);
         return false;
@@ -286,6 +307,21 @@ static bool dd_write(DdState *s, int64_t pos, int64_t n)
         error_report("error while writing to output image file: %s",
                      strerror(-ret));
         return false;
+    }
+    return true;
+}
+
+/* osize= on stdout: zeroes from @pos up to it, so the stream is as long
+ * as the output it stands for. */
+static bool dd_pad_stream(DdState *s, int64_t pos)
+{
+    memset(s->buf, 0, s->buf_size);
+    while (pos < s->a->osize) {
+        int64_t n = MIN((int64_t)s->buf_size, s->a->osize - pos);
+        if (!write_full(STDOUT_FILENO, s->buf, n)) {
+            return false;
+        }
+        pos += n;
     }
     return true;
 }
@@ -302,12 +338,20 @@ static int dd_copy(DdState *s)
             return 1;
         }
         if (n == 0) {
+            if (s->stream_exact) {
+                error_report("-: input ended after %" PRId64 " of %" PRId64
+                             " bytes", pos, s->size);
+                return 1;
+            }
             break;
         }
         if (!dd_write(s, pos, n)) {
             return 1;
         }
         pos += n;
+    }
+    if (!s->dst && s->a->has_osize && !dd_pad_stream(s, pos)) {
+        return 1;
     }
     return 0;
 }
@@ -327,14 +371,21 @@ static bool dd_skip_stream(DdState *s, int64_t bytes)
     return true;
 }
 
-/* stdin: the size is what count= allows (or unknown), skip= is read. */
+/* stdin: the size is what isize= and count= allow (or unknown), skip=
+ * is read. */
 static bool dd_stream_input(DdState *s)
 {
     const DdArgs *a = s->a;
 
     s->size = -1;
+    if (a->has_isize && a->isize > 0) {
+        s->size = a->isize;
+        s->stream_exact = true;
+    }
     if (a->has_count) {
-        s->size = a->count <= INT64_MAX / a->bs ? a->count * a->bs : INT64_MAX;
+        int64_t n = a->count <= INT64_MAX / a->bs ? a->count * a->bs
+                                                  : INT64_MAX;
+        s->size = s->size < 0 ? n : MIN(s->size, n);
     }
     if (a->has_skip && a->skip > 0) {
         if (a->skip > INT64_MAX / a->bs) {
@@ -357,11 +408,15 @@ static bool dd_open_input(DdState *s)
     int64_t in_size;
 
     if (is_stream(a->in)) {
+        if (a->snapshot) {
+            error_report("-l needs an input image (if=)");
+            return false;
+        }
         return dd_stream_input(s);
     }
     s->src = img_open(a->image_opts, a->in, a->fmt, 0, false, false,
                       a->force_share);
-    if (!s->src) {
+    if (!s->src || !img_load_snapshot(s->src, a->snapshot)) {
         return false;
     }
     in_size = blk_getlength(s->src);
@@ -373,13 +428,30 @@ static bool dd_open_input(DdState *s)
     return true;
 }
 
-/* Output: stdout takes raw data only. */
+/* -n: the existing output, in the -O format (default raw). */
+static bool dd_open_existing_out(DdState *s)
+{
+    const DdArgs *a = s->a;
+
+    s->dst = img_open(false, a->out, a->out_fmt ? a->out_fmt : "raw",
+                      BDRV_O_RDWR, false, false, false);
+    return s->dst != NULL;
+}
+
+/* Output: osize= is its size and where the copy stops; stdout takes raw
+ * data only. */
 static bool dd_open_output(DdState *s)
 {
     const DdArgs *a = s->a;
 
+    if (a->has_osize) {
+        s->size = s->size < 0 ? a->osize : MIN(s->size, a->osize);
+    }
     if (!is_stream(a->out)) {
-        return dd_create_out(s, MAX(s->size, 0));
+        if (a->no_create) {
+            return dd_open_existing_out(s);
+        }
+        return dd_create_out(s, a->has_osize ? a->osize : MAX(s->size, 0));
     }
     if (a->out_fmt && strcmp(a->out_fmt, "raw")) {
         error_report("Output format must be raw when writing to stdout");
