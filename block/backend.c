@@ -75,6 +75,9 @@ static void open_perms(int flags, uint64_t *perm, uint64_t *shared)
     if ((flags & BDRV_O_RDWR) && !(flags & BDRV_O_FORCE_SHARE)) {
         *perm |= BLK_PERM_WRITE;
     }
+    if ((flags & BDRV_O_RESIZE) && (*perm & BLK_PERM_WRITE)) {
+        *perm |= BLK_PERM_RESIZE;
+    }
     if (flags & BDRV_O_NO_IO) {
         *perm = 0;      /* metadata only (info): as the reference, no lock */
     }

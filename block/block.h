@@ -51,6 +51,7 @@ enum {
     BDRV_O_NO_IO         = 0x10000, /* metadata only: no data I/O will follow */
     BDRV_O_FORCE_SHARE   = 0x20000, /* -U: read-only, share everything */
     BDRV_O_CREATE        = 0x40000, /* opened by create: allow writes past EOF */
+    BDRV_O_RESIZE        = 0x400000, /* the user takes the resize permission */
     /* The I/O engine for file nodes below that were given no aio= (qemu-img
      * bench -i/-n); nodes without an engine ignore them. */
     BDRV_O_AIO_THREADS   = 0x80000,

@@ -218,6 +218,43 @@ static void update_child_edges(BlockDriverState *bs, PermTran *t)
     }
 }
 
+typedef struct LengthQuery {
+    BlockDriverState *bs;
+    int64_t len;
+} LengthQuery;
+
+static void coroutine_fn length_query_entry(void *opaque)
+{
+    LengthQuery *q = opaque;
+
+    q->len = bdrv_co_getlength(q->bs);
+}
+
+/*
+ * Writing without the resize permission needs a length that is a
+ * multiple of the request alignment: a write to the tail would be padded
+ * to whole alignment units, past the end, which is a resize.  Lengths
+ * count in whole sectors, as QEMU counts them; unknown lengths pass.
+ */
+static int check_write_alignment(BlockDriverState *bs, uint64_t perm,
+                                 Error **errp)
+{
+    LengthQuery q = { .bs = bs };
+
+    if (!(perm & (BLK_PERM_WRITE | BLK_PERM_WRITE_UNCHANGED)) ||
+        (perm & BLK_PERM_RESIZE) || !bs->drv ||
+        bs->bl.request_alignment <= BDRV_SECTOR_SIZE) {
+        return 0;
+    }
+    co_run_sync(length_query_entry, &q);
+    if (q.len >= 0 && q.len % bs->bl.request_alignment) {
+        error_setg(errp, "Cannot get 'write' permission without 'resize': "
+                   "Image size is not a multiple of request alignment");
+        return -EPERM;
+    }
+    return 0;
+}
+
 /* Check phase for one node (its parents' edges are already final). */
 static int check_node(BlockDriverState *bs, PermTran *t, Error **errp)
 {
@@ -234,6 +271,10 @@ static int check_node(BlockDriverState *bs, PermTran *t, Error **errp)
         bs->read_only) {
         error_setg(errp, "Block node is read-only");
         return -EPERM;
+    }
+    ret = check_write_alignment(bs, perm, errp);
+    if (ret < 0) {
+        return ret;
     }
     tran_record(t, bs, NULL);
     bs->perm = perm;

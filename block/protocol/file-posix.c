@@ -122,16 +122,19 @@ static bool raw_is_io_aligned(int fd, void *buf, size_t len)
     return ret >= 0 || errno != EINVAL;
 }
 
-/* Smallest power of two from 512 for which @fn-style reads succeed:
- * @vary_buf probes buffer alignment, otherwise request length. */
+/* Smallest of 1, 512, 1024, ... for which reads succeed: @vary_buf
+ * probes buffer alignment, otherwise request length.  When even 1 works
+ * the read proved nothing (a hole, or the end of the file, needs no
+ * device I/O), so the safe @max_align is taken, as QEMU takes it. */
 static size_t probe_align(int fd, uint8_t *buf, size_t max_align,
                           bool vary_buf)
 {
-    for (size_t align = 512; align <= max_align; align <<= 1) {
+    for (size_t align = 1; align <= max_align;
+         align = align == 1 ? 512 : align << 1) {
         bool ok = vary_buf ? raw_is_io_aligned(fd, buf + align, max_align)
                            : raw_is_io_aligned(fd, buf, align);
         if (ok) {
-            return align;
+            return align == 1 ? max_align : align;
         }
     }
     return 0;
@@ -156,8 +159,8 @@ static int raw_probe_alignment(BDRVRawState *s, Error **errp)
         error_setg(errp, "Could not allocate alignment probe buffer");
         return -ENOMEM;
     }
-    s->buf_align = probe_align(s->fd, buf, max_align, true);
     s->req_align = sector ? sector : probe_align(s->fd, buf, max_align, false);
+    s->buf_align = probe_align(s->fd, buf, max_align, true);
     free(buf);
     if (!s->buf_align || !s->req_align) {
         error_setg(errp, "Could not find working O_DIRECT alignment");

@@ -601,7 +601,9 @@ static bool create_target(ConvertState *st)
 }
 
 /* Open the target with -t (default unsafe); -n: it must be big enough.
- * Zeroes may be punched as holes unless -S 0 asks for full allocation. */
+ * Zeroes may be punched as holes unless -S 0 asks for full allocation.
+ * The reference takes the resize permission too, so a target whose size
+ * is not a multiple of its O_DIRECT alignment can still be written. */
 static bool open_target(ConvertState *st)
 {
     ConvertOpts *o = &st->o;
@@ -612,7 +614,7 @@ static bool open_target(ConvertState *st)
     if (!img_parse_cache(o->tgt_cache ? o->tgt_cache : "unsafe", &flags, &wt)) {
         return false;
     }
-    flags |= BDRV_O_RDWR | (o->sparse ? BDRV_O_UNMAP : 0);
+    flags |= BDRV_O_RDWR | BDRV_O_RESIZE | (o->sparse ? BDRV_O_UNMAP : 0);
     st->p.dst = img_open_checked(o->tgt_image_opts, out, o->out_fmt, flags,
                                  wt, o->quiet, false);
     if (!st->p.dst) {

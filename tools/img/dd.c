@@ -217,8 +217,8 @@ static bool dd_create_out(DdState *s, int64_t size)
                           a->out);
         return false;
     }
-    s->dst = img_open(false, a->out, bdrv_driver_name(drv), BDRV_O_RDWR,
-                      false, false, false);
+    s->dst = img_open(false, a->out, bdrv_driver_name(drv),
+                      BDRV_O_RDWR | BDRV_O_RESIZE, false, false, false);
     return s->dst != NULL;
 }
 
@@ -434,7 +434,7 @@ static bool dd_open_existing_out(DdState *s)
     const DdArgs *a = s->a;
 
     s->dst = img_open(false, a->out, a->out_fmt ? a->out_fmt : "raw",
-                      BDRV_O_RDWR, false, false, false);
+                      BDRV_O_RDWR | BDRV_O_RESIZE, false, false, false);
     return s->dst != NULL;
 }
 
