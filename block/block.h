@@ -201,6 +201,8 @@ int coroutine_fn bdrv_co_truncate(BdrvChild *child, int64_t offset, bool exact,
                                   PreallocMode prealloc, BdrvRequestFlags flags,
                                   Error **errp);
 int64_t coroutine_fn bdrv_co_getlength(BlockDriverState *bs);
+/* bdrv_co_getlength() from plain (open, permission) context. */
+int64_t bdrv_getlength(BlockDriverState *bs);
 int64_t coroutine_fn bdrv_co_get_allocated_file_size(BlockDriverState *bs);
 int coroutine_fn bdrv_co_copy_range(BdrvChild *src, int64_t src_offset,
                                     BdrvChild *dst, int64_t dst_offset,

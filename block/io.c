@@ -273,6 +273,26 @@ int64_t coroutine_fn bdrv_co_getlength(BlockDriverState *bs)
     return refresh_total_bytes(bs, -1);
 }
 
+typedef struct LengthQuery {
+    BlockDriverState *bs;
+    int64_t len;
+} LengthQuery;
+
+static void coroutine_fn length_query_entry(void *opaque)
+{
+    LengthQuery *q = opaque;
+
+    q->len = bdrv_co_getlength(q->bs);
+}
+
+int64_t bdrv_getlength(BlockDriverState *bs)
+{
+    LengthQuery q = { .bs = bs, .len = -EINVAL };
+
+    co_run_sync(length_query_entry, &q);
+    return q.len;
+}
+
 /* A write that ended past the cached length grew the node. */
 static void grow_total_bytes(BlockDriverState *bs, int64_t end)
 {

@@ -218,18 +218,6 @@ static void update_child_edges(BlockDriverState *bs, PermTran *t)
     }
 }
 
-typedef struct LengthQuery {
-    BlockDriverState *bs;
-    int64_t len;
-} LengthQuery;
-
-static void coroutine_fn length_query_entry(void *opaque)
-{
-    LengthQuery *q = opaque;
-
-    q->len = bdrv_co_getlength(q->bs);
-}
-
 /*
  * Writing without the resize permission needs a length that is a
  * multiple of the request alignment: a write to the tail would be padded
@@ -239,15 +227,15 @@ static void coroutine_fn length_query_entry(void *opaque)
 static int check_write_alignment(BlockDriverState *bs, uint64_t perm,
                                  Error **errp)
 {
-    LengthQuery q = { .bs = bs };
+    int64_t len;
 
     if (!(perm & (BLK_PERM_WRITE | BLK_PERM_WRITE_UNCHANGED)) ||
         (perm & BLK_PERM_RESIZE) || !bs->drv ||
         bs->bl.request_alignment <= BDRV_SECTOR_SIZE) {
         return 0;
     }
-    co_run_sync(length_query_entry, &q);
-    if (q.len >= 0 && q.len % bs->bl.request_alignment) {
+    len = bdrv_getlength(bs);
+    if (len >= 0 && len % bs->bl.request_alignment) {
         error_setg(errp, "Cannot get 'write' permission without 'resize': "
                    "Image size is not a multiple of request alignment");
         return -EPERM;

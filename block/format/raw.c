@@ -54,26 +54,6 @@ static int raw_probe(const uint8_t *buf, int buf_size, const char *filename)
     return 1;
 }
 
-typedef struct RawLen {
-    BlockDriverState *bs;
-    int64_t len;
-} RawLen;
-
-static void coroutine_fn raw_getlength_entry(void *opaque)
-{
-    RawLen *rl = opaque;
-    rl->len = bdrv_co_getlength(rl->bs);
-}
-
-/* Length of the child from plain (open) context. */
-static int64_t raw_child_length(BlockDriverState *child)
-{
-    RawLen rl = { .bs = child, .len = -EINVAL };
-
-    co_run_sync(raw_getlength_entry, &rl);
-    return rl.len;
-}
-
 /* Check the window against the file, with the reference's messages. */
 static int raw_check_window(const RawWindow *s, int64_t real_size,
                             Error **errp)
@@ -132,7 +112,7 @@ static int raw_read_window(BlockDriverState *bs, QDict *options,
         error_propagate(errp, local_err);
         return -EINVAL;
     }
-    real_size = raw_child_length(bs->file->bs);
+    real_size = bdrv_getlength(bs->file->bs);
     if (real_size < 0) {
         error_setg_errno(errp, -real_size, "Could not get image size");
         return real_size;
@@ -469,7 +449,7 @@ static int raw_measure(QDict *opts, BlockDriverState *in_bs,
     int64_t required;
 
     if (in_bs) {
-        required = raw_child_length(in_bs);
+        required = bdrv_getlength(in_bs);
         if (required < 0) {
             error_setg_errno(errp, -required, "Unable to get image size");
             return required;
