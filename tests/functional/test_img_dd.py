@@ -127,6 +127,13 @@ def test_dd_pipe_through(tmp_path, our_qemu_img):
     assert (r.rc, r.out) == (0, data[:5000])
     r = run_bytes([our_qemu_img, 'dd', '-O', 'qcow2', 'if=-'], input=data, text=False)
     assert r.rc == 1 and r.out == b''
+    for opt in (['-f', 'qcow2'], ['--image-opts']):
+        r = run_bytes([our_qemu_img, 'dd'] + opt + ['of=-'], input=data, text=False)
+        assert (r.rc, r.out) == (1, b'')
+        assert r.err.endswith(b'Input format must be raw when reading from stdin\n')
+    r = run_bytes([our_qemu_img, 'dd', '-f', 'raw', 'bs=100', 'count=1'], input=data,
+                  text=False)
+    assert (r.rc, r.out) == (0, data[:100])
 
 
 def allocated(path):

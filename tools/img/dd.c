@@ -412,6 +412,10 @@ static bool dd_open_input(DdState *s)
             error_report("-l needs an input image (if=)");
             return false;
         }
+        if (a->image_opts || (a->fmt && strcmp(a->fmt, "raw"))) {
+            error_report("Input format must be raw when reading from stdin");
+            return false;
+        }
         return dd_stream_input(s);
     }
     s->src = img_open(a->image_opts, a->in, a->fmt, 0, false, false,
