@@ -143,7 +143,9 @@ def test_077_graph_rmw_read_fires_no_read_aio(tmp_path, our_qemu_io,
 
 # 077's "overlapping multiple requests": A waits at a breakpoint, C (RMW
 # over A's block and the next) waits for A, B (RMW in the next block)
-# must not wait for C, which is waiting itself.
+# must not wait for C, which is waiting itself.  077 sleeps 100 ms for A
+# to finish before B resumes; 500 here, so that a loaded machine (ASan,
+# a parallel build) does not print A's completion after "Resuming B".
 OVERLAP_077 = """\
 break pwritev_rmw_after_tail A
 aio_write -P 10 0xa000 0x200
@@ -153,7 +155,7 @@ break pwritev_rmw_after_head B
 aio_write -P 10 0xbe00 0x200
 wait_break B
 resume A
-sleep 100
+sleep 500
 resume B
 aio_flush
 """
