@@ -250,6 +250,8 @@ void bdrv_delete(BlockDriverState *bs)
     g_free(bs->filename);
     g_free(bs->exact_filename);
     g_free(bs->probed_format_hint);
+    g_free(bs->backing_file);
+    g_free(bs->backing_format);
     g_free(bs);
 }
 

@@ -138,6 +138,12 @@ struct BlockDriverState {
 
     AioContext *ctx;
     char *probed_format_hint;     /* internal */
+
+    /* The backing file as the format recorded it (formats with backing
+     * files set these in open, g_strdup'd; NULL: none / not recorded).
+     * The core resolves the name and opens the backing node. */
+    char *backing_file;
+    char *backing_format;
 };
 
 /* ---- optional ops groups ---- */
