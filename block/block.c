@@ -329,7 +329,8 @@ bool bdrv_is_inserted(BlockDriverState *bs)
     if (!bs || !bs->drv) {
         return false;
     }
-    if (bs->drv->is_inserted && !bs->drv->is_inserted(bs)) {
+    if (bs->drv->media && bs->drv->media->is_inserted &&
+        !bs->drv->media->is_inserted(bs)) {
         return false;
     }
     for (unsigned i = 0; i < bs->children->len; i++) {
@@ -378,6 +379,13 @@ BdrvChild *bdrv_filter_child(const BlockDriverState *bs)
         return bs->backing;
     }
     return bs->file ? bs->file : bdrv_child_by_role(bs, BDRV_CHILD_FILTERED);
+}
+
+const BlockDriverIO *bdrv_driver_io(const BlockDriver *drv)
+{
+    static const BlockDriverIO none;
+
+    return drv && drv->io ? drv->io : &none;
 }
 
 int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)

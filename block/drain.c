@@ -66,15 +66,15 @@ bool bdrv_subtree_quiesced(BlockDriverState *bs)
 
 static void call_begin_hook(BlockDriverState *bs, void *opaque)
 {
-    if (bs->drv && bs->drv->drained_begin) {
-        bs->drv->drained_begin(bs);
+    if (bs->drv && bs->drv->drain && bs->drv->drain->drained_begin) {
+        bs->drv->drain->drained_begin(bs);
     }
 }
 
 static void call_end_hook(BlockDriverState *bs, void *opaque)
 {
-    if (bs->drv && bs->drv->drained_end) {
-        bs->drv->drained_end(bs);
+    if (bs->drv && bs->drv->drain && bs->drv->drain->drained_end) {
+        bs->drv->drain->drained_end(bs);
     }
 }
 
