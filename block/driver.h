@@ -27,46 +27,12 @@ typedef enum {
     BDRV_KIND_PROTOCOL, BDRV_KIND_FORMAT, BDRV_KIND_FILTER,
 } BlockDriverKind;
 
-/* ---- option schema: one per driver for open and one for create ---- */
-typedef enum {
-    OPT_STRING, OPT_BOOL, OPT_NUMBER, OPT_SIZE,
-} BlockOptType;
-
-typedef struct BlockOptDesc {
-    const char *name;
-    BlockOptType type;
-    const char *help;
-    const char *def_value_str;    /* shown by -o help and used as default */
-} BlockOptDesc;
-
-/* Typed access to options in a flat QDict (values may be QStrings from the
- * command line or typed values from JSON).  A malformed value sets errp
- * with the reference's message ("Parameter 'x' expects a size", "Parameter
- * 'x' expects 'on' or 'off'", ...).  Absent: @def. */
-const char *bdrv_opt_str(QDict *opts, const char *name, const char *def);
-bool bdrv_opt_bool(QDict *opts, const char *name, bool def, Error **errp);
-uint64_t bdrv_opt_size(QDict *opts, const char *name, uint64_t def, Error **errp);
-uint64_t bdrv_opt_number(QDict *opts, const char *name, uint64_t def, Error **errp);
+/* ---- options (the schema types and typed access are in block.h) ---- */
 /* Remove every key of @schema from @opts into a new dict (for drivers that
  * want their own options separated from children's). */
 QDict *bdrv_opts_take(QDict *opts, const BlockOptDesc *schema);
-/* Prints "Supported <fmt> options:" (@fmt NULL: "Supported options:") and
- * one line per option, sorted by name, as -o help. */
-void bdrv_opts_print_help(const char *fmt, const BlockOptDesc *schema);
 
-/* ---- limits ---- */
-typedef struct BlockLimits {
-    uint32_t request_alignment;   /* bytes; 1 = any */
-    uint64_t max_transfer;        /* bytes; 0 = no limit */
-    uint64_t opt_transfer;        /* preferred request size; 0 = none */
-    uint64_t pwrite_zeroes_alignment;
-    uint64_t max_pwrite_zeroes;   /* 0 = BDRV_REQUEST_MAX_BYTES */
-    uint64_t pdiscard_alignment;
-    uint64_t max_pdiscard;
-    size_t min_mem_alignment;     /* buffer alignment needed (O_DIRECT) */
-    size_t opt_mem_alignment;
-    int max_iov;                  /* 0 = IOV_MAX */
-} BlockLimits;
+/* ---- limits: BlockLimits is in block.h ---- */
 
 /* ---- children ---- */
 typedef enum {
@@ -147,30 +113,12 @@ struct BlockDriverState {
     char *backing_format;
 };
 
-/* ---- optional ops groups ---- */
-typedef struct BlockDriverInfo {
-    int cluster_size;             /* 0 if none */
-    bool is_dirty;
-    bool needs_compressed_writes;
-} BlockDriverInfo;
-
+/* ---- info group (BlockDriverInfo and BlockMeasureInfo are in block.h) ---- */
 typedef struct BlockDriverInfoOps {
     int (*get_info)(BlockDriverState *bs, BlockDriverInfo *bdi);
     /* "format-specific" {type, data} for info; NULL if none */
     QDict *(*get_specific_info)(BlockDriverState *bs, Error **errp);
 } BlockDriverInfoOps;
-
-/* @bs's BlockDriverInfo (zeroed first): the driver's, a filter's
- * filtered child's when the filter has none, else -ENOTSUP (block.c). */
-int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi);
-
-/* measure: bytes a new image of this format needs (qemu-img measure). */
-typedef struct BlockMeasureInfo {
-    uint64_t required;            /* for the data in use */
-    uint64_t fully_allocated;     /* with every cluster allocated */
-    bool has_bitmaps;
-    uint64_t bitmaps;             /* persistent bitmaps' share, if any */
-} BlockMeasureInfo;
 
 /*
  * ---- the driver's ops groups ----
@@ -202,6 +150,9 @@ typedef struct BlockMeasureInfo {
  *   info, debug                    -> unchanged (already groups)
  *   identity fields, probe, probe_device, parse_filename, open, close,
  *   co_create_opts, refresh_limits, check_open_opts -> unchanged, top level
+ *   BlockOptDesc, bdrv_opt_*(), bdrv_opts_print_help(), BlockLimits,
+ *   BlockDriverInfo, bdrv_get_info(), BlockMeasureInfo -> block/block.h
+ *                                  (still visible here: it is included)
  * e.g.   .co_preadv = foo_preadv,        becomes
  *        static const BlockDriverIO foo_io = { .co_preadv = foo_preadv, };
  *        .io = &foo_io,
