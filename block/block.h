@@ -290,9 +290,7 @@ int bdrv_flush_all(void);
 /* Close every remaining node (at exit, after backends are gone). */
 void bdrv_close_all(void);
 
-/* Run @fn(opaque) in a new coroutine and poll until it returns (plain
- * context), or call it directly (coroutine context). */
-void co_run_sync(CoroutineEntry *fn, void *opaque);
+/* co_run_sync(), used by the synchronous wrappers, is in util/aio.h. */
 
 /* ---- BlockBackend: a tool's handle on the root of a graph ---- */
 BlockBackend *blk_new(uint64_t perm, uint64_t shared_perm);

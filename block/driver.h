@@ -382,11 +382,22 @@ void bdrv_dec_in_flight(BlockDriverState *bs);
 /* Is @bs or a node below it inside a drained section?  (Backends above a
  * drained node queue new requests.) */
 bool bdrv_subtree_quiesced(BlockDriverState *bs);
-/* drain.c -> backend.c: a drained section ended; queued requests of
- * every backend re-check whether they may go. */
-void blk_restart_all_queued(void);
-/* Call @fn for every BlockBackend (drain_all / flush_all). */
-void blk_foreach(void (*fn)(BlockBackend *blk, void *opaque), void *opaque);
+/*
+ * The core does not call up into the BlockBackend layer (block/backend.c):
+ * that layer registers what the drain needs from the parents above the
+ * graph, when it creates its first backend.  Until then there are none.
+ */
+typedef struct BdrvRootParentOps {
+    /* Requests in flight on @blk, the parent of a root edge. */
+    unsigned (*in_flight)(BlockBackend *blk);
+    /* A drained section ended: queued requests of every backend re-check
+     * whether they may go. */
+    void (*restart_queued)(void);
+    /* bdrv_drain_all(), bdrv_flush_all(): every backend. */
+    void (*drain_all)(void);
+    int (*flush_all)(void);
+} BdrvRootParentOps;
+void bdrv_set_root_parent_ops(const BdrvRootParentOps *ops);
 /* Jobs issuing requests inside their own drained section: never queue. */
 void blk_set_disable_request_queuing(BlockBackend *blk, bool disable);
 
