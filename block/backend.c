@@ -22,35 +22,8 @@ struct BlockBackend {
 };
 
 static GList *all_blks;
-
-/* ---- co_run_sync ---- */
-
-typedef struct SyncCo {
-    CoroutineEntry *fn;
-    void *opaque;
-    bool done;
-} SyncCo;
-
-static void coroutine_fn sync_co_entry(void *opaque)
-{
-    SyncCo *s = opaque;
-
-    s->fn(s->opaque);
-    s->done = true;
-    aio_notify(aio_get_default());
-}
-
-void co_run_sync(CoroutineEntry *fn, void *opaque)
-{
-    SyncCo s = { .fn = fn, .opaque = opaque };
-
-    if (co_in_coroutine()) {
-        fn(opaque);
-        return;
-    }
-    co_enter(co_create(sync_co_entry, &s));
-    AIO_WAIT_WHILE(aio_get_default(), !s.done);
-}
+/* Installed in the core by the first blk_new() (defined below). */
+static const BdrvRootParentOps blk_root_parent_ops;
 
 /* ---- lifecycle ---- */
 
@@ -64,6 +37,7 @@ BlockBackend *blk_new(uint64_t perm, uint64_t shared_perm)
     blk->enable_write_cache = true;
     co_queue_init(&blk->queued_requests);
     all_blks = g_list_append(all_blks, blk);
+    bdrv_set_root_parent_ops(&blk_root_parent_ops);
     return blk;
 }
 
@@ -199,7 +173,9 @@ void blk_set_disable_request_queuing(BlockBackend *blk, bool disable)
     blk->disable_request_queuing = disable;
 }
 
-void blk_foreach(void (*fn)(BlockBackend *blk, void *opaque), void *opaque)
+/* Call @fn for every BlockBackend (a copy of the list: @fn may drop one). */
+static void blk_foreach(void (*fn)(BlockBackend *blk, void *opaque),
+                        void *opaque)
 {
     GList *copy = g_list_copy(all_blks);
 
@@ -253,7 +229,7 @@ static void restart_one(BlockBackend *blk, void *opaque)
     }
 }
 
-void blk_restart_all_queued(void)
+static void blk_restart_all_queued(void)
 {
     blk_foreach(restart_one, NULL);
 }
@@ -275,6 +251,46 @@ void blk_drain(BlockBackend *blk)
     }
     restart_one(blk, NULL);
 }
+
+static void drain_one_blk(BlockBackend *blk, void *opaque)
+{
+    blk_drain(blk);
+}
+
+static void blk_drain_all(void)
+{
+    blk_foreach(drain_one_blk, NULL);
+}
+
+typedef struct FlushAll {
+    int ret;
+} FlushAll;
+
+static void flush_one_blk(BlockBackend *blk, void *opaque)
+{
+    FlushAll *f = opaque;
+    int ret = blk_bs(blk) ? blk_flush(blk) : 0;
+
+    if (ret < 0 && f->ret == 0) {
+        f->ret = ret;
+    }
+}
+
+static int blk_flush_all(void)
+{
+    FlushAll f = { 0 };
+
+    blk_foreach(flush_one_blk, &f);
+    return f.ret;
+}
+
+/* What the block core's drain asks of the backends above the graph. */
+static const BdrvRootParentOps blk_root_parent_ops = {
+    .in_flight = blk_in_flight,
+    .restart_queued = blk_restart_all_queued,
+    .drain_all = blk_drain_all,
+    .flush_all = blk_flush_all,
+};
 
 /* ---- request checks ---- */
 

@@ -329,7 +329,8 @@ bool bdrv_is_inserted(BlockDriverState *bs)
     if (!bs || !bs->drv) {
         return false;
     }
-    if (bs->drv->is_inserted && !bs->drv->is_inserted(bs)) {
+    if (bs->drv->media && bs->drv->media->is_inserted &&
+        !bs->drv->media->is_inserted(bs)) {
         return false;
     }
     for (unsigned i = 0; i < bs->children->len; i++) {
@@ -380,6 +381,13 @@ BdrvChild *bdrv_filter_child(const BlockDriverState *bs)
     return bs->file ? bs->file : bdrv_child_by_role(bs, BDRV_CHILD_FILTERED);
 }
 
+const BlockDriverIO *bdrv_driver_io(const BlockDriver *drv)
+{
+    static const BlockDriverIO none;
+
+    return drv && drv->io ? drv->io : &none;
+}
+
 int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
 {
     const BlockDriverInfoOps *ops = bs && bs->drv ? bs->drv->info : NULL;
@@ -415,4 +423,90 @@ const char *bdrv_strip_protocol_prefix(const char *filename, const char *proto)
         return filename + len + 1;
     }
     return filename;
+}
+
+/* ---- what tools may ask of drivers and nodes (block.h) ---- */
+
+const BlockOptDesc *bdrv_create_opts(const BlockDriver *drv)
+{
+    return drv ? drv->create_opts : NULL;
+}
+
+bool bdrv_supports_backing(const BlockDriver *drv)
+{
+    return drv && drv->supports_backing;
+}
+
+int bdrv_measure(const BlockDriver *drv, QDict *opts, BlockDriverState *in_bs,
+                 BlockMeasureInfo *info, Error **errp)
+{
+    if (!drv->measure || !drv->measure->measure) {
+        error_setg(errp, "Block driver '%s' does not support size measurement",
+                   drv->format_name);
+        return -ENOTSUP;
+    }
+    return drv->measure->measure(opts, in_bs, info, errp);
+}
+
+QDict *bdrv_get_specific_info(BlockDriverState *bs, Error **errp)
+{
+    const BlockDriverInfoOps *ops = bs && bs->drv ? bs->drv->info : NULL;
+
+    if (!ops || !ops->get_specific_info) {
+        return NULL;
+    }
+    return ops->get_specific_info(bs, errp);
+}
+
+const char *bdrv_get_protocol_name(const BlockDriverState *bs)
+{
+    return bs && bs->drv ? bs->drv->protocol_name : NULL;
+}
+
+bool bdrv_format_probed(const BlockDriverState *bs)
+{
+    return bs->probed;
+}
+
+const BlockLimits *bdrv_get_limits(const BlockDriverState *bs)
+{
+    return &bs->bl;
+}
+
+BlockDriverState *bdrv_child_at(const BlockDriverState *bs, unsigned i,
+                                const char **name)
+{
+    BdrvChild *c;
+
+    if (!bs->children || i >= bs->children->len) {
+        return NULL;
+    }
+    c = g_ptr_array_index(bs->children, i);
+    if (name) {
+        *name = c->name;
+    }
+    return c->bs;
+}
+
+QDict *bdrv_get_options(const BlockDriverState *bs)
+{
+    return bs->options;
+}
+
+int bdrv_get_flags(const BlockDriverState *bs)
+{
+    return bs->open_flags;
+}
+
+DetectZeroes bdrv_get_detect_zeroes(const BlockDriverState *bs)
+{
+    return bs->detect_zeroes;
+}
+
+void bdrv_reopen_set_flags(BlockDriverState *bs, int flags, DetectZeroes dz)
+{
+    const int kept = BDRV_O_RDWR | BDRV_O_NOCACHE;
+
+    bs->open_flags = (flags & ~kept) | (bs->open_flags & kept);
+    bs->detect_zeroes = dz;
 }

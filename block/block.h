@@ -125,6 +125,58 @@ const char *bdrv_perm_name(uint64_t single_perm);
 /* Comma-separated names of every bit in @perm (g_free()). */
 char *bdrv_perm_names(uint64_t perm);
 
+/* ---- option schemas: one per driver for open and one for create ---- */
+typedef enum {
+    OPT_STRING, OPT_BOOL, OPT_NUMBER, OPT_SIZE,
+} BlockOptType;
+
+typedef struct BlockOptDesc {
+    const char *name;
+    BlockOptType type;
+    const char *help;
+    const char *def_value_str;    /* shown by -o help and used as default */
+} BlockOptDesc;
+
+/* Typed access to options in a flat QDict (values may be QStrings from the
+ * command line or typed values from JSON).  A malformed value sets errp
+ * with the reference's message ("Parameter 'x' expects a size", "Parameter
+ * 'x' expects 'on' or 'off'", ...).  Absent: @def. */
+const char *bdrv_opt_str(QDict *opts, const char *name, const char *def);
+bool bdrv_opt_bool(QDict *opts, const char *name, bool def, Error **errp);
+uint64_t bdrv_opt_size(QDict *opts, const char *name, uint64_t def, Error **errp);
+uint64_t bdrv_opt_number(QDict *opts, const char *name, uint64_t def, Error **errp);
+/* Prints "Supported <fmt> options:" (@fmt NULL: "Supported options:") and
+ * one line per option, sorted by name, as -o help. */
+void bdrv_opts_print_help(const char *fmt, const BlockOptDesc *schema);
+
+/* ---- limits ---- */
+typedef struct BlockLimits {
+    uint32_t request_alignment;   /* bytes; 1 = any */
+    uint64_t max_transfer;        /* bytes; 0 = no limit */
+    uint64_t opt_transfer;        /* preferred request size; 0 = none */
+    uint64_t pwrite_zeroes_alignment;
+    uint64_t max_pwrite_zeroes;   /* 0 = BDRV_REQUEST_MAX_BYTES */
+    uint64_t pdiscard_alignment;
+    uint64_t max_pdiscard;
+    size_t min_mem_alignment;     /* buffer alignment needed (O_DIRECT) */
+    size_t opt_mem_alignment;
+    int max_iov;                  /* 0 = IOV_MAX */
+} BlockLimits;
+
+typedef struct BlockDriverInfo {
+    int cluster_size;             /* 0 if none */
+    bool is_dirty;
+    bool needs_compressed_writes;
+} BlockDriverInfo;
+
+/* measure: bytes a new image of this format needs (qemu-img measure). */
+typedef struct BlockMeasureInfo {
+    uint64_t required;            /* for the data in use */
+    uint64_t fully_allocated;     /* with every cluster allocated */
+    bool has_bitmaps;
+    uint64_t bitmaps;             /* persistent bitmaps' share, if any */
+} BlockMeasureInfo;
+
 /* ---- drivers and nodes ---- */
 const BlockDriver *bdrv_find_format(const char *name);     /* any kind, by name */
 const BlockDriver *bdrv_find_protocol(const char *filename, bool allow_prefix,
@@ -238,9 +290,7 @@ int bdrv_flush_all(void);
 /* Close every remaining node (at exit, after backends are gone). */
 void bdrv_close_all(void);
 
-/* Run @fn(opaque) in a new coroutine and poll until it returns (plain
- * context), or call it directly (coroutine context). */
-void co_run_sync(CoroutineEntry *fn, void *opaque);
+/* co_run_sync(), used by the synchronous wrappers, is in util/aio.h. */
 
 /* ---- BlockBackend: a tool's handle on the root of a graph ---- */
 BlockBackend *blk_new(uint64_t perm, uint64_t shared_perm);
@@ -320,6 +370,55 @@ unsigned blk_in_flight(BlockBackend *blk);
  * shared by throttle nodes naming it.  @opts: the object's options without
  * qom-type (details in block/filter/throttle-groups.h). */
 bool throttle_group_create_from_opts(QDict *opts, Error **errp);
+
+/* ---- what tools may ask of drivers and nodes (block.c, debug.c) ----
+ * Tools see BlockDriver and BlockDriverState only as opaque handles. */
+/* The driver's create options, or NULL if it cannot create images. */
+const BlockOptDesc *bdrv_create_opts(const BlockDriver *drv);
+/* Can images of this format have a backing file? */
+bool bdrv_supports_backing(const BlockDriver *drv);
+/* Size estimate for a new @drv image created with @opts (create options;
+ * "size" set unless @in_bs) holding the data of @in_bs (may be NULL).
+ * -ENOTSUP with "Block driver 'x' does not support size measurement"
+ * when the format cannot be measured. */
+int bdrv_measure(const BlockDriver *drv, QDict *opts, BlockDriverState *in_bs,
+                 BlockMeasureInfo *info, Error **errp);
+
+/* @bs's BlockDriverInfo (zeroed first): the driver's, a filter's
+ * filtered child's when the filter has none, else -ENOTSUP (block.c). */
+int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi);
+/* "format-specific" {type, data} of info, or NULL if the driver has none
+ * (errp set only on failure). */
+QDict *bdrv_get_specific_info(BlockDriverState *bs, Error **errp);
+/* The protocol name of @bs's driver ("file"), NULL for formats/filters. */
+const char *bdrv_get_protocol_name(const BlockDriverState *bs);
+/* Was @bs's format guessed (no "driver" given)?  Then a raw format
+ * restricts writes to the first sector. */
+bool bdrv_format_probed(const BlockDriverState *bs);
+/* The limits the node's requests obey (never NULL). */
+const BlockLimits *bdrv_get_limits(const BlockDriverState *bs);
+/* The @i-th child of @bs in attach order, its edge name in *@name (may be
+ * NULL); NULL past the last one. */
+BlockDriverState *bdrv_child_at(const BlockDriverState *bs, unsigned i,
+                                const char **name);
+/* The flat options @bs was opened with (borrowed; may be NULL). */
+QDict *bdrv_get_options(const BlockDriverState *bs);
+/* BDRV_O_* flags of @bs. */
+int bdrv_get_flags(const BlockDriverState *bs);
+DetectZeroes bdrv_get_detect_zeroes(const BlockDriverState *bs);
+/* Change the flags the core reads on every request (BDRV_O_NO_FLUSH,
+ * BDRV_O_UNMAP) and detect-zeroes in place, as a reopen does; the driver
+ * is not involved.  BDRV_O_RDWR and BDRV_O_NOCACHE only change through
+ * bdrv_reopen_set_read_only() / bdrv_reopen_set_direct() and are kept. */
+void bdrv_reopen_set_flags(BlockDriverState *bs, int flags, DetectZeroes dz);
+
+/* Debug breakpoints (strata-io break/resume/wait_break; block/debug.h):
+ * forwarded to the first node at or below @bs whose driver handles
+ * breakpoints (blkdebug).  -ENOTSUP if none. */
+int bdrv_debug_breakpoint(BlockDriverState *bs, const char *event, const char *tag);
+int bdrv_debug_remove_breakpoint(BlockDriverState *bs, const char *tag);
+int bdrv_debug_resume(BlockDriverState *bs, const char *tag);
+bool bdrv_debug_is_suspended(BlockDriverState *bs, const char *tag);
 
 /* Register every built-in driver (idempotent; tools call it first). */
 void bdrv_init(void);

@@ -55,11 +55,8 @@ typedef struct BlockDriverDebugOps {
 void coroutine_fn bdrv_debug_event(BdrvChild *child, BlkdebugEvent ev);
 /* Fire @ev at @bs itself (@bs may be NULL). */
 void coroutine_fn bdrv_debug_event_node(BlockDriverState *bs, BlkdebugEvent ev);
-/* Find the first node at or below @bs (following file/filtered children)
- * whose driver handles breakpoints and forward to it.  -ENOTSUP if none. */
-int bdrv_debug_breakpoint(BlockDriverState *bs, const char *event, const char *tag);
-int bdrv_debug_remove_breakpoint(BlockDriverState *bs, const char *tag);
-int bdrv_debug_resume(BlockDriverState *bs, const char *tag);
-bool bdrv_debug_is_suspended(BlockDriverState *bs, const char *tag);
+/* bdrv_debug_breakpoint() & co., the tools' side, are in block/block.h:
+ * they find the first node at or below @bs (following file/filtered
+ * children) whose driver handles breakpoints and forward to it. */
 
 #endif

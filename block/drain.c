@@ -9,6 +9,9 @@
  * Only the drained node's quiesce_counter is touched; "is this backend
  * quiesced" is computed by looking down its graph, so graph changes
  * during a drained section cannot unbalance counters.
+ *
+ * Backends are above the core: they are reached only through the hooks
+ * block/backend.c registers (BdrvRootParentOps), never called by name.
  */
 #include <glib.h>
 #include "block/driver.h"
@@ -16,6 +19,13 @@
 /* Number of open drained sections anywhere: lets the fast path skip
  * graph walks when nothing is drained. */
 static unsigned drained_sections;
+/* The backend layer's hooks (NULL: no backend was ever created). */
+static const BdrvRootParentOps *root_parent_ops;
+
+void bdrv_set_root_parent_ops(const BdrvRootParentOps *ops)
+{
+    root_parent_ops = ops;
+}
 
 /* Walk @bs and its ancestors once each, calling @fn. */
 static void walk_up(BlockDriverState *bs, GHashTable *seen,
@@ -66,15 +76,15 @@ bool bdrv_subtree_quiesced(BlockDriverState *bs)
 
 static void call_begin_hook(BlockDriverState *bs, void *opaque)
 {
-    if (bs->drv && bs->drv->drained_begin) {
-        bs->drv->drained_begin(bs);
+    if (bs->drv && bs->drv->drain && bs->drv->drain->drained_begin) {
+        bs->drv->drain->drained_begin(bs);
     }
 }
 
 static void call_end_hook(BlockDriverState *bs, void *opaque)
 {
-    if (bs->drv && bs->drv->drained_end) {
-        bs->drv->drained_end(bs);
+    if (bs->drv && bs->drv->drain && bs->drv->drain->drained_end) {
+        bs->drv->drain->drained_end(bs);
     }
 }
 
@@ -88,7 +98,8 @@ static void check_busy(BlockDriverState *bs, void *opaque)
     }
     for (unsigned i = 0; i < bs->parents->len; i++) {
         BdrvChild *c = g_ptr_array_index(bs->parents, i);
-        if (c->parent_blk && blk_in_flight(c->parent_blk) > 0) {
+        if (c->parent_blk && root_parent_ops &&
+            root_parent_ops->in_flight(c->parent_blk) > 0) {
             *busy = true;
         }
     }
@@ -116,8 +127,8 @@ static void drained_end_plain(BlockDriverState *bs)
     for_each_up(bs, call_end_hook, NULL);
     bs->quiesce_counter--;
     drained_sections--;
-    if (bs->quiesce_counter == 0) {
-        blk_restart_all_queued();
+    if (bs->quiesce_counter == 0 && root_parent_ops) {
+        root_parent_ops->restart_queued();
     }
 }
 
@@ -168,34 +179,14 @@ void bdrv_drained_end(BlockDriverState *bs)
     drained_end_plain(bs);
 }
 
-static void drain_one_blk(BlockBackend *blk, void *opaque)
-{
-    blk_drain(blk);
-}
-
 void bdrv_drain_all(void)
 {
-    blk_foreach(drain_one_blk, NULL);
-}
-
-typedef struct FlushAll {
-    int ret;
-} FlushAll;
-
-static void flush_one_blk(BlockBackend *blk, void *opaque)
-{
-    FlushAll *f = opaque;
-    int ret = blk_bs(blk) ? blk_flush(blk) : 0;
-
-    if (ret < 0 && f->ret == 0) {
-        f->ret = ret;
+    if (root_parent_ops) {
+        root_parent_ops->drain_all();
     }
 }
 
 int bdrv_flush_all(void)
 {
-    FlushAll f = { 0 };
-
-    blk_foreach(flush_one_blk, &f);
-    return f.ret;
+    return root_parent_ops ? root_parent_ops->flush_all() : 0;
 }

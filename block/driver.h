@@ -10,7 +10,8 @@
  *    driver sees them; a driver never sees bytes == 0 reads/writes;
  *  - @qiov->size == @bytes;
  *  - drivers reach their children only through bdrv_co_*(child, ...);
- *  - a missing callback gets the core's default: filters pass through to
+ *  - the callbacks live in drv->io (BlockDriverIO, below); a NULL io
+ *    group or member gets the core's default: filters pass through to
  *    their filtered child; pwrite_zeroes falls back to writing a zero
  *    buffer; flush_to_disk/flush_to_os NULL = nothing to do; discard NULL
  *    = -ENOTSUP (ignored by the core); block_status NULL = "all data,
@@ -26,46 +27,12 @@ typedef enum {
     BDRV_KIND_PROTOCOL, BDRV_KIND_FORMAT, BDRV_KIND_FILTER,
 } BlockDriverKind;
 
-/* ---- option schema: one per driver for open and one for create ---- */
-typedef enum {
-    OPT_STRING, OPT_BOOL, OPT_NUMBER, OPT_SIZE,
-} BlockOptType;
-
-typedef struct BlockOptDesc {
-    const char *name;
-    BlockOptType type;
-    const char *help;
-    const char *def_value_str;    /* shown by -o help and used as default */
-} BlockOptDesc;
-
-/* Typed access to options in a flat QDict (values may be QStrings from the
- * command line or typed values from JSON).  A malformed value sets errp
- * with the reference's message ("Parameter 'x' expects a size", "Parameter
- * 'x' expects 'on' or 'off'", ...).  Absent: @def. */
-const char *bdrv_opt_str(QDict *opts, const char *name, const char *def);
-bool bdrv_opt_bool(QDict *opts, const char *name, bool def, Error **errp);
-uint64_t bdrv_opt_size(QDict *opts, const char *name, uint64_t def, Error **errp);
-uint64_t bdrv_opt_number(QDict *opts, const char *name, uint64_t def, Error **errp);
+/* ---- options (the schema types and typed access are in block.h) ---- */
 /* Remove every key of @schema from @opts into a new dict (for drivers that
  * want their own options separated from children's). */
 QDict *bdrv_opts_take(QDict *opts, const BlockOptDesc *schema);
-/* Prints "Supported <fmt> options:" (@fmt NULL: "Supported options:") and
- * one line per option, sorted by name, as -o help. */
-void bdrv_opts_print_help(const char *fmt, const BlockOptDesc *schema);
 
-/* ---- limits ---- */
-typedef struct BlockLimits {
-    uint32_t request_alignment;   /* bytes; 1 = any */
-    uint64_t max_transfer;        /* bytes; 0 = no limit */
-    uint64_t opt_transfer;        /* preferred request size; 0 = none */
-    uint64_t pwrite_zeroes_alignment;
-    uint64_t max_pwrite_zeroes;   /* 0 = BDRV_REQUEST_MAX_BYTES */
-    uint64_t pdiscard_alignment;
-    uint64_t max_pdiscard;
-    size_t min_mem_alignment;     /* buffer alignment needed (O_DIRECT) */
-    size_t opt_mem_alignment;
-    int max_iov;                  /* 0 = IOV_MAX */
-} BlockLimits;
+/* ---- limits: BlockLimits is in block.h ---- */
 
 /* ---- children ---- */
 typedef enum {
@@ -146,30 +113,165 @@ struct BlockDriverState {
     char *backing_format;
 };
 
-/* ---- optional ops groups ---- */
-typedef struct BlockDriverInfo {
-    int cluster_size;             /* 0 if none */
-    bool is_dirty;
-    bool needs_compressed_writes;
-} BlockDriverInfo;
-
+/* ---- info group (BlockDriverInfo and BlockMeasureInfo are in block.h) ---- */
 typedef struct BlockDriverInfoOps {
     int (*get_info)(BlockDriverState *bs, BlockDriverInfo *bdi);
     /* "format-specific" {type, data} for info; NULL if none */
     QDict *(*get_specific_info)(BlockDriverState *bs, Error **errp);
 } BlockDriverInfoOps;
 
-/* @bs's BlockDriverInfo (zeroed first): the driver's, a filter's
- * filtered child's when the filter has none, else -ENOTSUP (block.c). */
-int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi);
+/*
+ * ---- the driver's ops groups ----
+ *
+ * struct BlockDriver keeps identity and lifecycle; everything else lives in
+ * small const groups a driver points at only if it has them.  Rules:
+ *  - a NULL group means every member is NULL, and a NULL member gets the
+ *    core's default documented beside it;
+ *  - members are appended to the end of a group, groups to the end of
+ *    struct BlockDriver; nothing is reordered or removed (designated
+ *    initialisers keep every driver compiling);
+ *  - a group appears with the first feature that needs it (no empty
+ *    placeholders): check, amend, snapshots, bitmaps, backing add theirs.
+ *
+ * Porting note (flat member of the old struct -> new place):
+ *   co_preadv, co_pwritev, co_pwrite_zeroes, co_pdiscard, co_flush_to_os,
+ *   co_flush_to_disk, co_block_status, co_truncate, co_getlength,
+ *   co_get_allocated_file_size, co_copy_range_from, co_copy_range_to
+ *                                  -> io->(same name)       BlockDriverIO
+ *   child_perm, check_perm, set_perm, abort_perm_update
+ *                                  -> perm->(same name)     BlockDriverPermOps
+ *   reopen_read_only, reopen_direct, reopen_prepare, reopen_commit,
+ *   reopen_abort                   -> reopen->read_only, direct, prepare,
+ *                                     commit, abort         BlockDriverReopenOps
+ *   strong_opts, plain_filename    -> naming->(same name)   BlockDriverNamingOps
+ *   drained_begin, drained_end     -> drain->(same name)    BlockDriverDrainOps
+ *   is_inserted                    -> media->is_inserted    BlockDriverMediaOps
+ *   measure                        -> measure->measure      BlockDriverMeasureOps
+ *   info, debug                    -> unchanged (already groups)
+ *   identity fields, probe, probe_device, parse_filename, open, close,
+ *   co_create_opts, refresh_limits, check_open_opts -> unchanged, top level
+ *   BlockOptDesc, bdrv_opt_*(), bdrv_opts_print_help(), BlockLimits,
+ *   BlockDriverInfo, bdrv_get_info(), BlockMeasureInfo -> block/block.h
+ *                                  (still visible here: it is included)
+ * e.g.   .co_preadv = foo_preadv,        becomes
+ *        static const BlockDriverIO foo_io = { .co_preadv = foo_preadv, };
+ *        .io = &foo_io,
+ */
 
-/* measure: bytes a new image of this format needs (qemu-img measure). */
-typedef struct BlockMeasureInfo {
-    uint64_t required;            /* for the data in use */
-    uint64_t fully_allocated;     /* with every cluster allocated */
-    bool has_bitmaps;
-    uint64_t bitmaps;             /* persistent bitmaps' share, if any */
-} BlockMeasureInfo;
+/* Data path (block/io.c; open.c also sizes a node with co_getlength).
+ * All coroutine_fn, 0/-errno; see the contract at the top of this file
+ * for the defaults. */
+typedef struct BlockDriverIO {
+    int coroutine_fn (*co_preadv)(BlockDriverState *bs, int64_t offset,
+                                  int64_t bytes, IOVector *qiov,
+                                  BdrvRequestFlags flags);
+    int coroutine_fn (*co_pwritev)(BlockDriverState *bs, int64_t offset,
+                                   int64_t bytes, IOVector *qiov,
+                                   BdrvRequestFlags flags);
+    int coroutine_fn (*co_pwrite_zeroes)(BlockDriverState *bs, int64_t offset,
+                                         int64_t bytes, BdrvRequestFlags flags);
+    int coroutine_fn (*co_pdiscard)(BlockDriverState *bs, int64_t offset,
+                                    int64_t bytes);
+    int coroutine_fn (*co_flush_to_os)(BlockDriverState *bs);
+    int coroutine_fn (*co_flush_to_disk)(BlockDriverState *bs);
+    int coroutine_fn (*co_block_status)(BlockDriverState *bs, bool want_zero,
+                                        int64_t offset, int64_t bytes,
+                                        int64_t *pnum, int64_t *map,
+                                        BlockDriverState **file);
+    /* NULL: filters pass through, others fail with "Image format driver
+     * does not support resize". */
+    int coroutine_fn (*co_truncate)(BlockDriverState *bs, int64_t offset,
+                                    bool exact, PreallocMode prealloc,
+                                    BdrvRequestFlags flags, Error **errp);
+    /* NULL: a filter's filtered child's length, else the length found at
+     * open. */
+    int64_t coroutine_fn (*co_getlength)(BlockDriverState *bs);
+    /* NULL: protocols -ENOTSUP, filters their filtered child's, formats
+     * the sum over their children. */
+    int64_t coroutine_fn (*co_get_allocated_file_size)(BlockDriverState *bs);
+    /* copy offload: "from" is called on the source node, "to" on the
+     * destination node; protocols implement both (copy_file_range).
+     * NULL (even for filters): -ENOTSUP, the caller reads and writes. */
+    int coroutine_fn (*co_copy_range_from)(BlockDriverState *bs, BdrvChild *src,
+                                           int64_t src_offset, BdrvChild *dst,
+                                           int64_t dst_offset, int64_t bytes,
+                                           BdrvRequestFlags rf, BdrvRequestFlags wf);
+    int coroutine_fn (*co_copy_range_to)(BlockDriverState *bs, BdrvChild *src,
+                                         int64_t src_offset, BdrvChild *dst,
+                                         int64_t dst_offset, int64_t bytes,
+                                         BdrvRequestFlags rf, BdrvRequestFlags wf);
+} BlockDriverIO;
+
+/* Permissions and image locking (block/perm.c). */
+typedef struct BlockDriverPermOps {
+    /* What @bs needs from @c given its own cumulative perm/shared.
+     * NULL: bdrv_default_child_perm(). */
+    void (*child_perm)(BlockDriverState *bs, BdrvChild *c, BdrvChildRole role,
+                       uint64_t perm, uint64_t shared,
+                       uint64_t *nperm, uint64_t *nshared);
+    /* Protocols: apply a new cumulative perm/shared (locking).  check may
+     * fail; then abort reverts; otherwise set commits.  NULL: accepted. */
+    int (*check_perm)(BlockDriverState *bs, uint64_t perm, uint64_t shared,
+                      Error **errp);
+    void (*set_perm)(BlockDriverState *bs, uint64_t perm, uint64_t shared);
+    void (*abort_perm_update)(BlockDriverState *bs);
+} BlockDriverPermOps;
+
+/* Reopen (block/open.c). */
+typedef struct BlockDriverReopenOps {
+    /* Switch the node read-only or read-write.  NULL: nothing to do. */
+    int (*read_only)(BlockDriverState *bs, bool read_only, Error **errp);
+    /* Protocols: switch direct I/O (cache.direct) on or off.  NULL:
+     * nothing to do. */
+    int (*direct)(BlockDriverState *bs, bool direct, Error **errp);
+    /* Reopen with new driver options (bdrv_reopen_prepare_opts()).
+     * prepare: @opts are the new options of this node, flat (children's
+     * under "<child>."); check those the driver can change, remove them
+     * from @opts and stage their values (merged with the current ones).
+     * Then commit (make the staged values current) or abort (drop them)
+     * follows; both must do nothing when nothing is staged.  NULL
+     * prepare: the driver changes none, its options may only keep their
+     * values. */
+    int (*prepare)(BlockDriverState *bs, QDict *opts, Error **errp);
+    void (*commit)(BlockDriverState *bs);
+    void (*abort)(BlockDriverState *bs);
+} BlockDriverReopenOps;
+
+/* Naming (block/filename.c). */
+typedef struct BlockDriverNamingOps {
+    /* The options that change what the node reads, kept in its
+     * "json:{...}" name ("x." stands for every "x.*" key); NULL: none. */
+    const char *const *strong_opts;
+    /* A name in the driver's own syntax ("null-co://",
+     * "blkdebug:CONF:IMAGE") for the node whose name options are @full, or
+     * NULL when only json: can say it (g_free()).  Without the hook
+     * protocols keep the filename they were opened with and formats take
+     * their protocol child's. */
+    char *(*plain_filename)(BlockDriverState *bs, QDict *full);
+} BlockDriverNamingOps;
+
+/* Drain hooks (filters holding queued requests, e.g. throttle);
+ * block/drain.c.  NULL: nothing to do. */
+typedef struct BlockDriverDrainOps {
+    void (*drained_begin)(BlockDriverState *bs);
+    void (*drained_end)(BlockDriverState *bs);
+} BlockDriverDrainOps;
+
+/* Removable media (host_cdrom). */
+typedef struct BlockDriverMediaOps {
+    /* false while there is none, and every request then fails with
+     * -ENOMEDIUM.  NULL: always there. */
+    bool (*is_inserted)(BlockDriverState *bs);
+} BlockDriverMediaOps;
+
+/* qemu-img measure. */
+typedef struct BlockDriverMeasureOps {
+    /* Size estimate for an image created with @opts (create options;
+     * "size" set unless @in_bs) holding the data of @in_bs (may be NULL).
+     * Plain context.  NULL: the format cannot be measured. */
+    int (*measure)(QDict *opts, BlockDriverState *in_bs,
+                   BlockMeasureInfo *info, Error **errp);
+} BlockDriverMeasureOps;
 
 struct BlockDriver {
     /* identity */
@@ -196,94 +298,25 @@ struct BlockDriver {
                                        const char *filename, QDict *opts,
                                        Error **errp);
     void (*refresh_limits)(BlockDriverState *bs, Error **errp);
-    /* What @bs needs from @c given its own cumulative perm/shared.
-     * NULL: bdrv_default_child_perm(). */
-    void (*child_perm)(BlockDriverState *bs, BdrvChild *c, BdrvChildRole role,
-                       uint64_t perm, uint64_t shared,
-                       uint64_t *nperm, uint64_t *nshared);
-    /* Protocols: apply a new cumulative perm/shared (locking).  check may
-     * fail; then abort reverts; otherwise set commits. */
-    int (*check_perm)(BlockDriverState *bs, uint64_t perm, uint64_t shared,
-                      Error **errp);
-    void (*set_perm)(BlockDriverState *bs, uint64_t perm, uint64_t shared);
-    void (*abort_perm_update)(BlockDriverState *bs);
-    int (*reopen_read_only)(BlockDriverState *bs, bool read_only, Error **errp);
-    /* Protocols: switch direct I/O (cache.direct) on or off. */
-    int (*reopen_direct)(BlockDriverState *bs, bool direct, Error **errp);
-
-    /* data path */
-    int coroutine_fn (*co_preadv)(BlockDriverState *bs, int64_t offset,
-                                  int64_t bytes, IOVector *qiov,
-                                  BdrvRequestFlags flags);
-    int coroutine_fn (*co_pwritev)(BlockDriverState *bs, int64_t offset,
-                                   int64_t bytes, IOVector *qiov,
-                                   BdrvRequestFlags flags);
-    int coroutine_fn (*co_pwrite_zeroes)(BlockDriverState *bs, int64_t offset,
-                                         int64_t bytes, BdrvRequestFlags flags);
-    int coroutine_fn (*co_pdiscard)(BlockDriverState *bs, int64_t offset,
-                                    int64_t bytes);
-    int coroutine_fn (*co_flush_to_os)(BlockDriverState *bs);
-    int coroutine_fn (*co_flush_to_disk)(BlockDriverState *bs);
-    int coroutine_fn (*co_block_status)(BlockDriverState *bs, bool want_zero,
-                                        int64_t offset, int64_t bytes,
-                                        int64_t *pnum, int64_t *map,
-                                        BlockDriverState **file);
-    int coroutine_fn (*co_truncate)(BlockDriverState *bs, int64_t offset,
-                                    bool exact, PreallocMode prealloc,
-                                    BdrvRequestFlags flags, Error **errp);
-    int64_t coroutine_fn (*co_getlength)(BlockDriverState *bs);
-    int64_t coroutine_fn (*co_get_allocated_file_size)(BlockDriverState *bs);
-    /* copy offload: "from" is called on the source node, "to" on the
-     * destination node; protocols implement both (copy_file_range). */
-    int coroutine_fn (*co_copy_range_from)(BlockDriverState *bs, BdrvChild *src,
-                                           int64_t src_offset, BdrvChild *dst,
-                                           int64_t dst_offset, int64_t bytes,
-                                           BdrvRequestFlags rf, BdrvRequestFlags wf);
-    int coroutine_fn (*co_copy_range_to)(BlockDriverState *bs, BdrvChild *src,
-                                         int64_t src_offset, BdrvChild *dst,
-                                         int64_t dst_offset, int64_t bytes,
-                                         BdrvRequestFlags rf, BdrvRequestFlags wf);
-
-    /* drain hooks (filters holding queued requests, e.g. throttle) */
-    void (*drained_begin)(BlockDriverState *bs);
-    void (*drained_end)(BlockDriverState *bs);
-
-    /* optional groups; append new ones at the end */
-    const BlockDriverInfoOps *info;
-    const struct BlockDriverDebugOps *debug;     /* block/debug.h */
-    /* Size estimate for an image created with @opts (create options; "size"
-     * set unless @in_bs) holding the data of @in_bs (may be NULL).  Plain
-     * context.  NULL: the format cannot be measured. */
-    int (*measure)(QDict *opts, BlockDriverState *in_bs,
-                   BlockMeasureInfo *info, Error **errp);
-    /* Naming (block/filename.c).  strong_opts: the options that change
-     * what the node reads, kept in its "json:{...}" name ("x." stands for
-     * every "x.*" key); NULL: none.  plain_filename: a name in the
-     * driver's own syntax ("null-co://", "blkdebug:CONF:IMAGE") for the
-     * node whose name options are @full, or NULL when only json: can say
-     * it (g_free()).  Without the hook protocols keep the filename they
-     * were opened with and formats take their protocol child's. */
-    const char *const *strong_opts;
-    char *(*plain_filename)(BlockDriverState *bs, QDict *full);
-    /* Reopen with new driver options (bdrv_reopen_prepare_opts()).
-     * prepare: @opts are the new options of this node, flat (children's
-     * under "<child>."); check those the driver can change, remove them
-     * from @opts and stage their values (merged with the current ones).
-     * Then commit (make the staged values current) or abort (drop them)
-     * follows; both must do nothing when nothing is staged.  NULL
-     * prepare: the driver changes none, its options may only keep their
-     * values. */
-    int (*reopen_prepare)(BlockDriverState *bs, QDict *opts, Error **errp);
-    void (*reopen_commit)(BlockDriverState *bs);
-    void (*reopen_abort)(BlockDriverState *bs);
-    /* Removable media (host_cdrom): false while there is none, and every
-     * request then fails with -ENOMEDIUM.  NULL: always there. */
-    bool (*is_inserted)(BlockDriverState *bs);
     /* Formats: option values checked once the file child is open (or
      * absent), before the driver's open asks for it: the reference's
      * formats read their options before requiring a file. */
     int (*check_open_opts)(QDict *options, Error **errp);
+
+    /* ops groups (see above); append new ones at the end */
+    const BlockDriverIO *io;
+    const BlockDriverInfoOps *info;
+    const struct BlockDriverDebugOps *debug;     /* block/debug.h */
+    const BlockDriverPermOps *perm;
+    const BlockDriverReopenOps *reopen;
+    const BlockDriverNamingOps *naming;
+    const BlockDriverDrainOps *drain;
+    const BlockDriverMediaOps *media;
+    const BlockDriverMeasureOps *measure;
 };
+
+/* The data path group of @drv, or an all-NULL one (never NULL). */
+const BlockDriverIO *bdrv_driver_io(const BlockDriver *drv);
 
 void bdrv_register(const BlockDriver *drv);
 
@@ -349,11 +382,22 @@ void bdrv_dec_in_flight(BlockDriverState *bs);
 /* Is @bs or a node below it inside a drained section?  (Backends above a
  * drained node queue new requests.) */
 bool bdrv_subtree_quiesced(BlockDriverState *bs);
-/* drain.c -> backend.c: a drained section ended; queued requests of
- * every backend re-check whether they may go. */
-void blk_restart_all_queued(void);
-/* Call @fn for every BlockBackend (drain_all / flush_all). */
-void blk_foreach(void (*fn)(BlockBackend *blk, void *opaque), void *opaque);
+/*
+ * The core does not call up into the BlockBackend layer (block/backend.c):
+ * that layer registers what the drain needs from the parents above the
+ * graph, when it creates its first backend.  Until then there are none.
+ */
+typedef struct BdrvRootParentOps {
+    /* Requests in flight on @blk, the parent of a root edge. */
+    unsigned (*in_flight)(BlockBackend *blk);
+    /* A drained section ended: queued requests of every backend re-check
+     * whether they may go. */
+    void (*restart_queued)(void);
+    /* bdrv_drain_all(), bdrv_flush_all(): every backend. */
+    void (*drain_all)(void);
+    int (*flush_all)(void);
+} BdrvRootParentOps;
+void bdrv_set_root_parent_ops(const BdrvRootParentOps *ops);
 /* Jobs issuing requests inside their own drained section: never queue. */
 void blk_set_disable_request_queuing(BlockBackend *blk, bool disable);
 

@@ -30,8 +30,9 @@ const BlockDriver *bdrv_driver_at(unsigned i);
  * forwards unchanged: FUA for writes; FUA, MAY_UNMAP and NO_FALLBACK for
  * zero writes. */
 void bdrv_inherit_request_flags(BlockDriverState *bs, BdrvChild *child);
-/* block/create-simple.c: create on a protocol that cannot make new images
- * (the target must exist; see there). */
+/* block/protocol/create-simple.c: create on a protocol that cannot make
+ * new images (the target must exist; see there).  A driver-side helper:
+ * it opens a BlockBackend, which the core itself never does. */
 extern const BlockOptDesc bdrv_create_simple_opts[];
 int coroutine_fn bdrv_co_create_opts_simple(const BlockDriver *drv,
                                             const char *filename, QDict *opts,

@@ -62,11 +62,13 @@ static bool copy_matching(QDict *to, const QDict *from, const char *pattern)
  * strong option is set: then only a json: name describes the node. */
 static bool put_own_options(QDict *full, BlockDriverState *bs)
 {
+    const BlockDriverNamingOps *naming = bs->drv->naming;
     bool strong = false;
 
     qdict_put_str(full, "driver", bs->drv->format_name);
     copy_matching(full, bs->options, "filename");
-    for (const char *const *p = bs->drv->strong_opts; p && *p; p++) {
+    for (const char *const *p = naming ? naming->strong_opts : NULL;
+         p && *p; p++) {
         strong |= copy_matching(full, bs->options, *p);
     }
     return strong;
@@ -110,8 +112,8 @@ static char *plain_name(BlockDriverState *bs, QDict *full, bool strong)
     BdrvChild *primary = bdrv_child_by_role(bs, BDRV_CHILD_PRIMARY);
     char *name;
 
-    if (bs->drv->plain_filename) {
-        name = bs->drv->plain_filename(bs, full);
+    if (bs->drv->naming && bs->drv->naming->plain_filename) {
+        name = bs->drv->naming->plain_filename(bs, full);
     } else if (primary) {
         name = inherited_name(bs, primary, strong);
     } else {

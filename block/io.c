@@ -128,6 +128,12 @@ static bool is_filter(BlockDriverState *bs)
     return bs->drv && bs->drv->kind == BDRV_KIND_FILTER;
 }
 
+/* The driver's data path group; all-NULL members when it has none. */
+static const BlockDriverIO *io_of(BlockDriverState *bs)
+{
+    return bdrv_driver_io(bs->drv);
+}
+
 /* ---- block status cache ---- */
 
 void bdrv_bsc_invalidate(BlockDriverState *bs)
@@ -247,8 +253,8 @@ static int64_t coroutine_fn refresh_total_bytes(BlockDriverState *bs,
 {
     int64_t len = hint;
 
-    if (bs->drv->co_getlength) {
-        len = bs->drv->co_getlength(bs);
+    if (io_of(bs)->co_getlength) {
+        len = io_of(bs)->co_getlength(bs);
     } else if (is_filter(bs) && bdrv_filter_child(bs)) {
         len = bdrv_co_getlength(bdrv_filter_child(bs)->bs);
     }
@@ -357,16 +363,16 @@ static int coroutine_fn driver_preadv(BlockDriverState *bs, int64_t offset,
                                       int64_t bytes, IOVector *qiov,
                                       BdrvRequestFlags flags)
 {
-    const BlockDriver *drv = bs->drv;
+    const BlockDriverIO *io = io_of(bs);
 
-    if (!drv) {
+    if (!bs->drv) {
         return -ENOMEDIUM;
     }
     if (!qiov_is_aligned(bs, qiov)) {
         return driver_bounce(bs, false, offset, bytes, qiov, flags);
     }
-    if (drv->co_preadv) {
-        return drv->co_preadv(bs, offset, bytes, qiov, flags);
+    if (io->co_preadv) {
+        return io->co_preadv(bs, offset, bytes, qiov, flags);
     }
     if (is_filter(bs) && bdrv_filter_child(bs)) {
         return bdrv_co_preadv(bdrv_filter_child(bs), offset, bytes, qiov,
@@ -382,11 +388,11 @@ static int coroutine_fn driver_pwritev_raw(BlockDriverState *bs,
                                            IOVector *qiov,
                                            BdrvRequestFlags flags)
 {
-    const BlockDriver *drv = bs->drv;
+    const BlockDriverIO *io = io_of(bs);
 
-    if (drv->co_pwritev) {
-        return drv->co_pwritev(bs, offset, bytes, qiov,
-                               flags & bs->supported_write_flags);
+    if (io->co_pwritev) {
+        return io->co_pwritev(bs, offset, bytes, qiov,
+                              flags & bs->supported_write_flags);
     }
     if (is_filter(bs) && bdrv_filter_child(bs)) {
         return bdrv_co_pwritev(bdrv_filter_child(bs), offset, bytes, qiov,
@@ -397,7 +403,7 @@ static int coroutine_fn driver_pwritev_raw(BlockDriverState *bs,
 
 static bool passes_flags(BlockDriverState *bs)
 {
-    return !bs->drv->co_pwritev && is_filter(bs);
+    return !io_of(bs)->co_pwritev && is_filter(bs);
 }
 
 static int coroutine_fn driver_pwritev(BlockDriverState *bs, int64_t offset,
@@ -546,7 +552,7 @@ static int coroutine_fn driver_pwrite_zeroes(BlockDriverState *bs,
                                              int64_t offset, int64_t bytes,
                                              BdrvRequestFlags flags)
 {
-    const BlockDriver *drv = bs->drv;
+    const BlockDriverIO *io = io_of(bs);
     int ret = -ENOTSUP;
 
     /* no fallback allowed, and the node cannot promise an efficient way:
@@ -555,9 +561,9 @@ static int coroutine_fn driver_pwrite_zeroes(BlockDriverState *bs,
         !(bs->supported_zero_flags & BDRV_REQ_NO_FALLBACK)) {
         return -ENOTSUP;
     }
-    if (drv->co_pwrite_zeroes) {
-        ret = drv->co_pwrite_zeroes(bs, offset, bytes,
-                                    flags & bs->supported_zero_flags);
+    if (io->co_pwrite_zeroes) {
+        ret = io->co_pwrite_zeroes(bs, offset, bytes,
+                                   flags & bs->supported_zero_flags);
     } else if (is_filter(bs) && bdrv_filter_child(bs)) {
         return bdrv_co_pwrite_zeroes(bdrv_filter_child(bs), offset, bytes,
                                      flags & ~BDRV_REQ_ZERO_WRITE);
@@ -1033,8 +1039,8 @@ static int coroutine_fn driver_pdiscard(BlockDriverState *bs, int64_t offset,
 {
     int ret = -ENOTSUP;
 
-    if (bs->drv->co_pdiscard) {
-        ret = bs->drv->co_pdiscard(bs, offset, bytes);
+    if (io_of(bs)->co_pdiscard) {
+        ret = io_of(bs)->co_pdiscard(bs, offset, bytes);
     } else if (is_filter(bs) && bdrv_filter_child(bs)) {
         ret = bdrv_co_pdiscard(bdrv_filter_child(bs), offset, bytes);
     }
@@ -1095,13 +1101,13 @@ static int coroutine_fn flush_children(BlockDriverState *bs)
 static int coroutine_fn flush_self(BlockDriverState *bs, uint64_t gen,
                                    bool force)
 {
-    const BlockDriver *drv = bs->drv;
+    const BlockDriverIO *io = io_of(bs);
     BdrvChild *primary = bs->file ? bs->file : bdrv_filter_child(bs);
     int ret = 0;
 
     bdrv_debug_event(primary, BLKDBG_FLUSH_TO_OS);
-    if (drv->co_flush_to_os) {
-        ret = drv->co_flush_to_os(bs);
+    if (io->co_flush_to_os) {
+        ret = io->co_flush_to_os(bs);
         if (ret < 0) {
             return ret;
         }
@@ -1114,7 +1120,7 @@ static int coroutine_fn flush_self(BlockDriverState *bs, uint64_t gen,
     } else if (!force) {
         return 0;
     }
-    return drv->co_flush_to_disk ? drv->co_flush_to_disk(bs) : 0;
+    return io->co_flush_to_disk ? io->co_flush_to_disk(bs) : 0;
 }
 
 /* Flush @bs and its children.  @fua: called right after a write that is
@@ -1169,14 +1175,14 @@ static int coroutine_fn truncate_driver(BlockDriverState *bs, int64_t offset,
                                         bool exact, PreallocMode prealloc,
                                         BdrvRequestFlags flags, Error **errp)
 {
-    const BlockDriver *drv = bs->drv;
+    const BlockDriverIO *io = io_of(bs);
 
-    if (drv->co_truncate) {
+    if (io->co_truncate) {
         if (flags & ~bs->supported_truncate_flags) {
             error_setg(errp, "Block driver does not support requested flags");
             return -ENOTSUP;
         }
-        return drv->co_truncate(bs, offset, exact, prealloc, flags, errp);
+        return io->co_truncate(bs, offset, exact, prealloc, flags, errp);
     }
     if (is_filter(bs) && bdrv_filter_child(bs)) {
         return bdrv_co_truncate(bdrv_filter_child(bs), offset, exact,
@@ -1276,8 +1282,8 @@ int64_t coroutine_fn bdrv_co_get_allocated_file_size(BlockDriverState *bs)
     if (!bs || !bs->drv) {
         return -ENOMEDIUM;
     }
-    if (bs->drv->co_get_allocated_file_size) {
-        return bs->drv->co_get_allocated_file_size(bs);
+    if (io_of(bs)->co_get_allocated_file_size) {
+        return io_of(bs)->co_get_allocated_file_size(bs);
     }
     if (bs->drv->kind == BDRV_KIND_PROTOCOL) {
         return -ENOTSUP;
@@ -1321,14 +1327,14 @@ int coroutine_fn bdrv_co_copy_range_from(BdrvChild *src, int64_t src_offset,
         return ret;
     }
     bs = src->bs;
-    if (!bs->drv->co_copy_range_from) {
+    if (!io_of(bs)->co_copy_range_from) {
         /* not even through a filter: it would bypass what the filter does
          * (throttling, error injection), so the caller reads and writes */
         return -ENOTSUP;
     }
     bdrv_inc_in_flight(bs);
-    ret = bs->drv->co_copy_range_from(bs, src, src_offset, dst, dst_offset,
-                                      bytes, rf, wf);
+    ret = io_of(bs)->co_copy_range_from(bs, src, src_offset, dst,
+                                        dst_offset, bytes, rf, wf);
     bdrv_dec_in_flight(bs);
     return ret;
 }
@@ -1346,15 +1352,15 @@ int coroutine_fn bdrv_co_copy_range_to(BdrvChild *src, int64_t src_offset,
         return ret;
     }
     bs = dst->bs;
-    if (!bs->drv->co_copy_range_to) {
+    if (!io_of(bs)->co_copy_range_to) {
         return -ENOTSUP;    /* as above */
     }
     bdrv_inc_in_flight(bs);
     tracked_begin(&req, bs, dst_offset, bytes, TRACKED_WRITE);
     wait_serialising(&req);
     bsc_invalidate_range(bs, dst_offset, bytes);
-    ret = bs->drv->co_copy_range_to(bs, src, src_offset, dst, dst_offset,
-                                    bytes, rf, wf);
+    ret = io_of(bs)->co_copy_range_to(bs, src, src_offset, dst, dst_offset,
+                                      bytes, rf, wf);
     write_finish(bs, dst_offset, bytes, TRACKED_WRITE, ret);
     tracked_end(&req);
     bdrv_dec_in_flight(bs);
@@ -1418,8 +1424,8 @@ static int coroutine_fn driver_block_status(BlockDriverState *bs,
         *file = bs;
     } else {
         *file = NULL;
-        ret = bs->drv->co_block_status(bs, want_zero, start, len, pnum, map,
-                                       file);
+        ret = io_of(bs)->co_block_status(bs, want_zero, start, len, pnum,
+                                         map, file);
         if (ret < 0) {
             return ret;
         }
@@ -1529,7 +1535,7 @@ static int coroutine_fn do_block_status(BlockDriverState *bs, bool want_zero,
     }
     bytes = MIN(bytes, total - offset);
     bdrv_inc_in_flight(bs);
-    if (!bs->drv->co_block_status) {
+    if (!io_of(bs)->co_block_status) {
         ret = default_block_status(bs, offset, bytes, pnum, &local_map,
                                    &local_file);
     } else {

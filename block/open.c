@@ -563,7 +563,7 @@ static void coroutine_fn length_entry(void *opaque)
 {
     LengthCo *l = opaque;
 
-    l->len = l->bs->drv->co_getlength(l->bs);
+    l->len = bdrv_driver_io(l->bs->drv)->co_getlength(l->bs);
 }
 
 /* QEMU sizes every node right after the driver opened it; a node whose
@@ -572,7 +572,7 @@ static int check_node_length(BlockDriverState *bs, Error **errp)
 {
     LengthCo l = { .bs = bs };
 
-    if (!bs->drv->co_getlength) {
+    if (!bdrv_driver_io(bs->drv)->co_getlength) {
         return 0;
     }
     co_run_sync(length_entry, &l);
@@ -845,13 +845,21 @@ int bdrv_create_file(const char *filename, QDict *opts, Error **errp)
 
 /* ---- reopen ---- */
 
+/* The driver's reopen hooks; an all-NULL group when it has none. */
+static const BlockDriverReopenOps *reopen_ops(BlockDriverState *bs)
+{
+    static const BlockDriverReopenOps none;
+
+    return bs->drv && bs->drv->reopen ? bs->drv->reopen : &none;
+}
+
 /* Drivers (protocols: their fd) follow the new mode, top-down. */
 static int reopen_tree(BlockDriverState *bs, bool read_only, Error **errp)
 {
     int ret;
 
-    if (bs->drv && bs->drv->reopen_read_only) {
-        ret = bs->drv->reopen_read_only(bs, read_only, errp);
+    if (reopen_ops(bs)->read_only) {
+        ret = reopen_ops(bs)->read_only(bs, read_only, errp);
         if (ret < 0) {
             return ret;
         }
@@ -876,8 +884,8 @@ static int reopen_direct_tree(BlockDriverState *bs, bool direct, Error **errp)
 {
     int ret;
 
-    if (bs->drv && bs->drv->reopen_direct) {
-        ret = bs->drv->reopen_direct(bs, direct, errp);
+    if (reopen_ops(bs)->direct) {
+        ret = reopen_ops(bs)->direct(bs, direct, errp);
         if (ret < 0) {
             return ret;
         }
@@ -999,8 +1007,8 @@ static int reopen_prepare_tree(BlockDriverState *bs, QDict *opts,
 {
     int ret;
 
-    if (bs->drv && bs->drv->reopen_prepare) {
-        ret = bs->drv->reopen_prepare(bs, opts, errp);
+    if (reopen_ops(bs)->prepare) {
+        ret = reopen_ops(bs)->prepare(bs, opts, errp);
         if (ret < 0) {
             return ret;
         }
@@ -1026,12 +1034,11 @@ static int reopen_prepare_tree(BlockDriverState *bs, QDict *opts,
  * when they staged nothing). */
 static void reopen_finish_tree(BlockDriverState *bs, bool commit)
 {
-    if (bs->drv) {
-        void (*fn)(BlockDriverState *) = commit ? bs->drv->reopen_commit
-                                                : bs->drv->reopen_abort;
-        if (fn) {
-            fn(bs);
-        }
+    void (*fn)(BlockDriverState *) = commit ? reopen_ops(bs)->commit
+                                            : reopen_ops(bs)->abort;
+
+    if (fn) {
+        fn(bs);
     }
     for (guint i = 0; i < bs->children->len; i++) {
         BdrvChild *c = g_ptr_array_index(bs->children, i);

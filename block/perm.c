@@ -107,7 +107,7 @@ typedef struct PermUndo {
     BlockDriverState *bs;         /* a node ... */
     BdrvChild *c;                 /* ... or an edge */
     uint64_t perm, shared;
-    bool checked;                 /* drv->check_perm succeeded */
+    bool checked;                 /* drv->perm->check_perm succeeded */
 } PermUndo;
 
 typedef struct PermTran {
@@ -198,6 +198,14 @@ static void cumulative_perm(BlockDriverState *bs, uint64_t *perm,
     }
 }
 
+/* The driver's permission hooks; an all-NULL group when it has none. */
+static const BlockDriverPermOps *perm_ops(BlockDriverState *bs)
+{
+    static const BlockDriverPermOps none;
+
+    return bs && bs->drv && bs->drv->perm ? bs->drv->perm : &none;
+}
+
 /* Tentatively give each child edge what @bs now needs from it. */
 static void update_child_edges(BlockDriverState *bs, PermTran *t)
 {
@@ -205,9 +213,9 @@ static void update_child_edges(BlockDriverState *bs, PermTran *t)
         BdrvChild *c = g_ptr_array_index(bs->children, i);
         uint64_t np, ns;
 
-        if (bs->drv && bs->drv->child_perm) {
-            bs->drv->child_perm(bs, c, c->role, bs->perm, bs->shared_perm,
-                                &np, &ns);
+        if (perm_ops(bs)->child_perm) {
+            perm_ops(bs)->child_perm(bs, c, c->role, bs->perm,
+                                     bs->shared_perm, &np, &ns);
         } else {
             bdrv_default_child_perm(bs, c, c->role, bs->perm, bs->shared_perm,
                                     &np, &ns);
@@ -267,8 +275,8 @@ static int check_node(BlockDriverState *bs, PermTran *t, Error **errp)
     tran_record(t, bs, NULL);
     bs->perm = perm;
     bs->shared_perm = shared;
-    if (bs->drv && bs->drv->check_perm) {
-        ret = bs->drv->check_perm(bs, perm, shared, errp);
+    if (perm_ops(bs)->check_perm) {
+        ret = perm_ops(bs)->check_perm(bs, perm, shared, errp);
         if (ret < 0) {
             return ret;
         }
@@ -284,8 +292,8 @@ static void tran_commit(PermTran *t)
 {
     for (unsigned i = 0; i < t->undo->len; i++) {
         PermUndo *u = g_ptr_array_index(t->undo, i);
-        if (u->checked && u->bs->drv->set_perm) {
-            u->bs->drv->set_perm(u->bs, u->bs->perm, u->bs->shared_perm);
+        if (u->checked && perm_ops(u->bs)->set_perm) {
+            perm_ops(u->bs)->set_perm(u->bs, u->bs->perm, u->bs->shared_perm);
         }
     }
 }
@@ -295,8 +303,8 @@ static void tran_abort(PermTran *t)
 {
     for (unsigned i = t->undo->len; i-- > 0;) {
         PermUndo *u = g_ptr_array_index(t->undo, i);
-        if (u->checked && u->bs->drv->abort_perm_update) {
-            u->bs->drv->abort_perm_update(u->bs);
+        if (u->checked && perm_ops(u->bs)->abort_perm_update) {
+            perm_ops(u->bs)->abort_perm_update(u->bs);
         }
         if (u->bs) {
             u->bs->perm = u->perm;

@@ -988,3 +988,31 @@ void coroutine_fn co_yield_to_loop(void)
     aio_co_schedule(aio_get_default(), self);
     co_yield();
 }
+
+typedef struct SyncCo {
+    CoroutineEntry *fn;
+    void *opaque;
+    bool done;
+} SyncCo;
+
+/* The coroutine co_run_sync() starts: run the function, wake the poller. */
+static void coroutine_fn sync_co_entry(void *opaque)
+{
+    SyncCo *s = opaque;
+
+    s->fn(s->opaque);
+    s->done = true;
+    aio_notify(aio_get_default());
+}
+
+void co_run_sync(CoroutineEntry *fn, void *opaque)
+{
+    SyncCo s = { .fn = fn, .opaque = opaque };
+
+    if (co_in_coroutine()) {
+        fn(opaque);
+        return;
+    }
+    co_enter(co_create(sync_co_entry, &s));
+    AIO_WAIT_WHILE(aio_get_default(), !s.done);
+}

@@ -72,6 +72,9 @@ void aio_co_schedule(AioContext *ctx, Coroutine *co);
 void coroutine_fn co_sleep_ns(int64_t ns);
 /* Give other ready work a turn: reschedule self and yield. */
 void coroutine_fn co_yield_to_loop(void);
+/* Run @fn(opaque) in a new coroutine and poll the default context until it
+ * returns (plain context), or call it directly (coroutine context). */
+void co_run_sync(CoroutineEntry *fn, void *opaque);
 
 /* ---- Worker pool: blocking syscalls and CPU work ---- */
 typedef int ThreadPoolFunc(void *opaque);

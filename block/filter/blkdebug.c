@@ -652,19 +652,7 @@ static const BlockDriverDebugOps blkdebug_debug_ops = {
     .is_suspended = blkdebug_is_suspended,
 };
 
-const BlockDriver bdrv_blkdebug = {
-    .format_name = "blkdebug",
-    .kind = BDRV_KIND_FILTER,
-    .protocol_name = "blkdebug",
-    .instance_size = sizeof(BlkdebugNode),
-    .open_opts = blkdebug_opts,
-    .parse_filename = blkdebug_parse_filename,
-    .open = blkdebug_open,
-    .strong_opts = blkdebug_strong_opts,
-    .plain_filename = blkdebug_plain_filename,
-    .close = blkdebug_close,
-    .refresh_limits = blkdebug_refresh_limits,
-    .child_perm = blkdebug_child_perm,
+static const BlockDriverIO blkdebug_io = {
     .co_preadv = blkdebug_co_preadv,
     .co_pwritev = blkdebug_co_pwritev,
     .co_pwrite_zeroes = blkdebug_co_pwrite_zeroes,
@@ -674,5 +662,29 @@ const BlockDriver bdrv_blkdebug = {
     .co_truncate = blkdebug_co_truncate,
     .co_getlength = blkdebug_co_getlength,
     .co_get_allocated_file_size = blkdebug_co_allocated,
+};
+
+static const BlockDriverPermOps blkdebug_perm_ops = {
+    .child_perm = blkdebug_child_perm,
+};
+
+static const BlockDriverNamingOps blkdebug_naming_ops = {
+    .strong_opts = blkdebug_strong_opts,
+    .plain_filename = blkdebug_plain_filename,
+};
+
+const BlockDriver bdrv_blkdebug = {
+    .format_name = "blkdebug",
+    .kind = BDRV_KIND_FILTER,
+    .protocol_name = "blkdebug",
+    .instance_size = sizeof(BlkdebugNode),
+    .open_opts = blkdebug_opts,
+    .parse_filename = blkdebug_parse_filename,
+    .open = blkdebug_open,
+    .close = blkdebug_close,
+    .refresh_limits = blkdebug_refresh_limits,
     .debug = &blkdebug_debug_ops,
+    .io = &blkdebug_io,
+    .perm = &blkdebug_perm_ops,
+    .naming = &blkdebug_naming_ops,
 };

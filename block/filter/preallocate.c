@@ -242,6 +242,18 @@ static void prealloc_child_perm(BlockDriverState *bs, BdrvChild *c,
     }
 }
 
+static const BlockDriverIO prealloc_io = {
+    .co_pwritev = prealloc_co_pwritev,
+    .co_pwrite_zeroes = prealloc_co_pwrite_zeroes,
+    .co_truncate = prealloc_co_truncate,
+    .co_getlength = prealloc_co_getlength,
+};
+
+static const BlockDriverPermOps prealloc_perm_ops = {
+    .child_perm = prealloc_child_perm,
+    .check_perm = prealloc_check_perm,
+};
+
 const BlockDriver bdrv_preallocate = {
     .format_name = "preallocate",
     .kind = BDRV_KIND_FILTER,
@@ -249,10 +261,6 @@ const BlockDriver bdrv_preallocate = {
     .open_opts = prealloc_opts,
     .open = prealloc_open,
     .close = prealloc_close,
-    .check_perm = prealloc_check_perm,
-    .child_perm = prealloc_child_perm,
-    .co_pwritev = prealloc_co_pwritev,
-    .co_pwrite_zeroes = prealloc_co_pwrite_zeroes,
-    .co_getlength = prealloc_co_getlength,
-    .co_truncate = prealloc_co_truncate,
+    .io = &prealloc_io,
+    .perm = &prealloc_perm_ops,
 };

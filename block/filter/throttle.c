@@ -125,18 +125,30 @@ static void throttle_drained_end(BlockDriverState *bs)
     }
 }
 
+static const BlockDriverIO throttle_io = {
+    .co_preadv = throttle_co_preadv,
+    .co_pwritev = throttle_co_pwritev,
+    .co_pwrite_zeroes = throttle_co_pwrite_zeroes,
+    .co_pdiscard = throttle_co_pdiscard,
+};
+
+static const BlockDriverNamingOps throttle_naming_ops = {
+    .strong_opts = throttle_strong_opts,
+};
+
+static const BlockDriverDrainOps throttle_drain_ops = {
+    .drained_begin = throttle_drained_begin,
+    .drained_end = throttle_drained_end,
+};
+
 const BlockDriver bdrv_throttle = {
     .format_name = "throttle",
     .kind = BDRV_KIND_FILTER,
     .instance_size = sizeof(ThrottleNode),
     .open_opts = throttle_opts,
-    .strong_opts = throttle_strong_opts,
     .open = throttle_open,
     .close = throttle_close,
-    .co_preadv = throttle_co_preadv,
-    .co_pwritev = throttle_co_pwritev,
-    .co_pwrite_zeroes = throttle_co_pwrite_zeroes,
-    .co_pdiscard = throttle_co_pdiscard,
-    .drained_begin = throttle_drained_begin,
-    .drained_end = throttle_drained_end,
+    .io = &throttle_io,
+    .naming = &throttle_naming_ops,
+    .drain = &throttle_drain_ops,
 };

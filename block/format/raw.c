@@ -478,6 +478,37 @@ static const BlockDriverInfoOps raw_info_ops = {
     .get_info = raw_get_info,
 };
 
+static const BlockDriverIO raw_io = {
+    .co_preadv = raw_co_preadv,
+    .co_pwritev = raw_co_pwritev,
+    .co_pwrite_zeroes = raw_co_pwrite_zeroes,
+    .co_pdiscard = raw_co_pdiscard,
+    .co_block_status = raw_co_block_status,
+    .co_truncate = raw_co_truncate,
+    .co_getlength = raw_co_getlength,
+    .co_get_allocated_file_size = raw_co_get_allocated_file_size,
+    .co_copy_range_from = raw_co_copy_range_from,
+    .co_copy_range_to = raw_co_copy_range_to,
+};
+
+static const BlockDriverPermOps raw_perm_ops = {
+    .child_perm = raw_child_perm,
+};
+
+static const BlockDriverReopenOps raw_reopen_ops = {
+    .prepare = raw_reopen_prepare,
+    .commit = raw_reopen_commit,
+    .abort = raw_reopen_abort,
+};
+
+static const BlockDriverNamingOps raw_naming_ops = {
+    .strong_opts = raw_window_opts,
+};
+
+static const BlockDriverMeasureOps raw_measure_ops = {
+    .measure = raw_measure,
+};
+
 const BlockDriver bdrv_raw = {
     .format_name = "raw",
     .kind = BDRV_KIND_FORMAT,
@@ -488,22 +519,11 @@ const BlockDriver bdrv_raw = {
     .open = raw_open,
     .co_create_opts = raw_co_create_opts,
     .refresh_limits = raw_refresh_limits,
-    .child_perm = raw_child_perm,
-    .co_preadv = raw_co_preadv,
-    .co_pwritev = raw_co_pwritev,
-    .co_pwrite_zeroes = raw_co_pwrite_zeroes,
-    .co_pdiscard = raw_co_pdiscard,
-    .co_block_status = raw_co_block_status,
-    .co_truncate = raw_co_truncate,
-    .co_getlength = raw_co_getlength,
-    .co_get_allocated_file_size = raw_co_get_allocated_file_size,
-    .co_copy_range_from = raw_co_copy_range_from,
     .check_open_opts = raw_check_open_opts,
-    .co_copy_range_to = raw_co_copy_range_to,
     .info = &raw_info_ops,
-    .measure = raw_measure,
-    .strong_opts = raw_window_opts,
-    .reopen_prepare = raw_reopen_prepare,
-    .reopen_commit = raw_reopen_commit,
-    .reopen_abort = raw_reopen_abort,
+    .io = &raw_io,
+    .perm = &raw_perm_ops,
+    .reopen = &raw_reopen_ops,
+    .naming = &raw_naming_ops,
+    .measure = &raw_measure_ops,
 };

@@ -731,6 +731,35 @@ static const BlockDriverInfoOps raw_info_ops = {
 
 /* ---- driver tables ---- */
 
+static const BlockDriverIO raw_io = {
+    .co_preadv = raw_co_preadv,
+    .co_pwritev = raw_co_pwritev,
+    .co_pwrite_zeroes = raw_co_pwrite_zeroes,
+    .co_pdiscard = raw_co_pdiscard,
+    .co_flush_to_disk = raw_co_flush_to_disk,
+    .co_block_status = raw_co_block_status,
+    .co_truncate = raw_co_truncate,
+    .co_getlength = raw_co_getlength,
+    .co_get_allocated_file_size = raw_co_get_allocated_file_size,
+    .co_copy_range_from = raw_co_copy_range_from,
+    .co_copy_range_to = raw_co_copy_range_to,
+};
+
+static const BlockDriverPermOps raw_perm_ops = {
+    .check_perm = raw_check_perm,
+    .set_perm = raw_set_perm,
+    .abort_perm_update = raw_abort_perm_update,
+};
+
+static const BlockDriverReopenOps raw_reopen_ops = {
+    .read_only = raw_reopen_read_only,
+    .direct = raw_reopen_direct,
+};
+
+static const BlockDriverMediaOps cdrom_media_ops = {
+    .is_inserted = cdrom_is_inserted,
+};
+
 /* What the three drivers share: everything but naming, opening and
  * creating. */
 #define RAW_POSIX_DRIVER_OPS                                        \
@@ -739,23 +768,10 @@ static const BlockDriverInfoOps raw_info_ops = {
     .open_opts = raw_open_opts,                                     \
     .close = raw_close,                                             \
     .refresh_limits = raw_refresh_limits,                           \
-    .check_perm = raw_check_perm,                                   \
-    .set_perm = raw_set_perm,                                       \
-    .abort_perm_update = raw_abort_perm_update,                     \
-    .reopen_read_only = raw_reopen_read_only,                       \
-    .reopen_direct = raw_reopen_direct,                             \
-    .co_preadv = raw_co_preadv,                                     \
-    .co_pwritev = raw_co_pwritev,                                   \
-    .co_pwrite_zeroes = raw_co_pwrite_zeroes,                       \
-    .co_pdiscard = raw_co_pdiscard,                                 \
-    .co_flush_to_disk = raw_co_flush_to_disk,                       \
-    .co_block_status = raw_co_block_status,                         \
-    .co_truncate = raw_co_truncate,                                 \
-    .co_getlength = raw_co_getlength,                               \
-    .co_get_allocated_file_size = raw_co_get_allocated_file_size,   \
-    .co_copy_range_from = raw_co_copy_range_from,                   \
-    .co_copy_range_to = raw_co_copy_range_to,                       \
-    .info = &raw_info_ops
+    .io = &raw_io,                                                  \
+    .info = &raw_info_ops,                                          \
+    .perm = &raw_perm_ops,                                          \
+    .reopen = &raw_reopen_ops
 
 const BlockDriver bdrv_file = {
     RAW_POSIX_DRIVER_OPS,
@@ -786,7 +802,7 @@ const BlockDriver bdrv_host_cdrom = {
     .probe_device = cdrom_probe_device,
     .parse_filename = cdrom_parse_filename,
     .open = cdrom_open,
-    .is_inserted = cdrom_is_inserted,
+    .media = &cdrom_media_ops,
     .create_opts = bdrv_create_simple_opts,
     .co_create_opts = bdrv_co_create_opts_simple,
 };

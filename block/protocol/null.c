@@ -200,6 +200,21 @@ static int64_t coroutine_fn null_co_allocated_file_size(BlockDriverState *bs)
     return 0;
 }
 
+static const BlockDriverIO null_io = {
+    .co_preadv = null_co_preadv,
+    .co_pwritev = null_co_pwritev,
+    .co_pwrite_zeroes = null_co_pwrite_zeroes,
+    .co_flush_to_disk = null_co_flush,
+    .co_block_status = null_co_block_status,
+    .co_getlength = null_co_getlength,
+    .co_get_allocated_file_size = null_co_allocated_file_size,
+};
+
+static const BlockDriverNamingOps null_naming_ops = {
+    .strong_opts = null_strong_opts,
+    .plain_filename = null_plain_filename,
+};
+
 const BlockDriver bdrv_null_co = {
     .format_name = "null-co",
     .kind = BDRV_KIND_PROTOCOL,
@@ -208,15 +223,8 @@ const BlockDriver bdrv_null_co = {
     .open_opts = null_open_opts,
     .parse_filename = null_co_parse_filename,
     .open = null_open,
-    .strong_opts = null_strong_opts,
-    .plain_filename = null_plain_filename,
-    .co_preadv = null_co_preadv,
-    .co_pwritev = null_co_pwritev,
-    .co_pwrite_zeroes = null_co_pwrite_zeroes,
-    .co_flush_to_disk = null_co_flush,
-    .co_block_status = null_co_block_status,
-    .co_getlength = null_co_getlength,
-    .co_get_allocated_file_size = null_co_allocated_file_size,
+    .io = &null_io,
+    .naming = &null_naming_ops,
 };
 
 /* QEMU's AIO-callback flavour; the same device here. */
@@ -228,13 +236,6 @@ const BlockDriver bdrv_null_aio = {
     .open_opts = null_open_opts,
     .parse_filename = null_aio_parse_filename,
     .open = null_open,
-    .strong_opts = null_strong_opts,
-    .plain_filename = null_plain_filename,
-    .co_preadv = null_co_preadv,
-    .co_pwritev = null_co_pwritev,
-    .co_pwrite_zeroes = null_co_pwrite_zeroes,
-    .co_flush_to_disk = null_co_flush,
-    .co_block_status = null_co_block_status,
-    .co_getlength = null_co_getlength,
-    .co_get_allocated_file_size = null_co_allocated_file_size,
+    .io = &null_io,
+    .naming = &null_naming_ops,
 };

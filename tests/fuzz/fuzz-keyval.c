@@ -1,6 +1,6 @@
 #include "config.h"
 /* Fuzz target: keyval (nested and flat) and QemuOpts-style parsing. */
-#include "util/keyval.h"
+#include "qobject/keyval.h"
 #include "tests/fuzz/fuzz-main.h"
 
 /* Parses one string every way; results are checked for consistency. */

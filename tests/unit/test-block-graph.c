@@ -52,15 +52,19 @@ static const BlockOptDesc mock_proto_opts[] = {
     { NULL }
 };
 
+static const BlockDriverPermOps mock_proto_perm_ops = {
+    .check_perm = mock_check_perm,
+    .set_perm = mock_set_perm,
+    .abort_perm_update = mock_abort_perm,
+};
+
 static const BlockDriver mock_proto = {
     .format_name = "mockproto",
     .kind = BDRV_KIND_PROTOCOL,
     .protocol_name = "mockproto",
     .open_opts = mock_proto_opts,
     .open = mock_proto_open,
-    .check_perm = mock_check_perm,
-    .set_perm = mock_set_perm,
-    .abort_perm_update = mock_abort_perm,
+    .perm = &mock_proto_perm_ops,
 };
 
 static int mock_fmt_open(BlockDriverState *bs, QDict *options, int flags,

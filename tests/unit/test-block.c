@@ -154,6 +154,15 @@ static int64_t coroutine_fn testmem_getlength(BlockDriverState *bs)
     return s->size;
 }
 
+static const BlockDriverIO testmem_io = {
+    .co_preadv = testmem_preadv,
+    .co_pwritev = testmem_pwritev,
+    .co_pwrite_zeroes = testmem_pwrite_zeroes,
+    .co_pdiscard = testmem_pdiscard,
+    .co_flush_to_disk = testmem_flush,
+    .co_getlength = testmem_getlength,
+};
+
 static const BlockDriver bdrv_testmem = {
     .format_name = "testmem",
     .kind = BDRV_KIND_PROTOCOL,
@@ -163,12 +172,7 @@ static const BlockDriver bdrv_testmem = {
     .open = testmem_open,
     .close = testmem_close,
     .refresh_limits = testmem_refresh_limits,
-    .co_preadv = testmem_preadv,
-    .co_pwritev = testmem_pwritev,
-    .co_pwrite_zeroes = testmem_pwrite_zeroes,
-    .co_flush_to_disk = testmem_flush,
-    .co_pdiscard = testmem_pdiscard,
-    .co_getlength = testmem_getlength,
+    .io = &testmem_io,
 };
 
 /* Open a testmem node under a backend; @extra is "key=value,..." */
@@ -575,14 +579,18 @@ static int64_t coroutine_fn testfmt_getlength(BlockDriverState *bs)
     return bdrv_co_getlength(bs->file->bs);
 }
 
+static const BlockDriverIO testfmt_io = {
+    .co_preadv = testfmt_preadv,
+    .co_block_status = testfmt_block_status,
+    .co_getlength = testfmt_getlength,
+};
+
 static const BlockDriver bdrv_testfmt = {
     .format_name = "testfmt",
     .kind = BDRV_KIND_FORMAT,
     .supports_backing = true,
     .open = testfmt_open,
-    .co_preadv = testfmt_preadv,
-    .co_block_status = testfmt_block_status,
-    .co_getlength = testfmt_getlength,
+    .io = &testfmt_io,
 };
 
 static BlockBackend *open_chain(const char *backing_size)

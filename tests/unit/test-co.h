@@ -1,8 +1,8 @@
 /*
  * Test helper shared by the util/ unit tests: run a coroutine function to
  * completion from plain test code, polling the default AioContext.
- * (The block layer's co_run_sync() does the same, but these tests
- * exercise the layer below it.)
+ * (util/aio.c's co_run_sync() does the same; these tests keep their own
+ * so that a bug there does not hide behind the helper.)
  */
 #ifndef STRATA_TEST_CO_H
 #define STRATA_TEST_CO_H

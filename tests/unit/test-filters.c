@@ -46,12 +46,16 @@ static int coroutine_fn evtop_pwritev(BlockDriverState *bs, int64_t offset,
     return bdrv_co_pwritev(bs->file, offset, bytes, qiov, flags);
 }
 
+static const BlockDriverIO evtop_io = {
+    .co_preadv = evtop_preadv,
+    .co_pwritev = evtop_pwritev,
+};
+
 static const BlockDriver bdrv_evtop = {
     .format_name = "evtop",
     .kind = BDRV_KIND_FILTER,
     .open = evtop_open,
-    .co_preadv = evtop_preadv,
-    .co_pwritev = evtop_pwritev,
+    .io = &evtop_io,
 };
 
 /* ---- helpers ---- */

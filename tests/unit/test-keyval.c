@@ -1,7 +1,7 @@
 #include "config.h"
 /* keyval and QemuOpts-style option strings; error texts match QEMU 10. */
 #include <glib.h>
-#include "util/keyval.h"
+#include "qobject/keyval.h"
 
 /* Parses @s nested and compares the compact JSON of the result. */
 static void check_nested(const char *s, const char *implied, const char *json)

@@ -83,18 +83,22 @@ static int64_t coroutine_fn mem_getlength(BlockDriverState *bs)
     return MEM_SIZE;
 }
 
-static const BlockDriver bdrv_layer_mem = {
-    .format_name = "layer-mem",
-    .kind = BDRV_KIND_PROTOCOL,
-    .instance_size = sizeof(uint8_t *),
-    .open = mem_open,
-    .close = mem_close,
+static const BlockDriverIO mem_io = {
     .co_preadv = mem_preadv,
     .co_pwritev = mem_pwritev,
     .co_pwrite_zeroes = mem_pwrite_zeroes,
     .co_pdiscard = mem_pdiscard,
     .co_flush_to_disk = mem_flush,
     .co_getlength = mem_getlength,
+};
+
+static const BlockDriver bdrv_layer_mem = {
+    .format_name = "layer-mem",
+    .kind = BDRV_KIND_PROTOCOL,
+    .instance_size = sizeof(uint8_t *),
+    .open = mem_open,
+    .close = mem_close,
+    .io = &mem_io,
 };
 
 /* ---- the two filters ---- */
@@ -151,11 +155,7 @@ static int coroutine_fn filter_flush(BlockDriverState *bs)
     return 0;
 }
 
-static const BlockDriver bdrv_layer_outer = {
-    .format_name = "layer-outer",
-    .kind = BDRV_KIND_FILTER,
-    .open = filter_open,
-    .close = filter_close,
+static const BlockDriverIO outer_io = {
     .co_preadv = filter_preadv,
     .co_pwritev = filter_pwritev,
     .co_pwrite_zeroes = filter_pwrite_zeroes,
@@ -163,13 +163,25 @@ static const BlockDriver bdrv_layer_outer = {
     .co_flush_to_os = filter_flush,
 };
 
+static const BlockDriver bdrv_layer_outer = {
+    .format_name = "layer-outer",
+    .kind = BDRV_KIND_FILTER,
+    .open = filter_open,
+    .close = filter_close,
+    .io = &outer_io,
+};
+
+static const BlockDriverIO inner_io = {
+    .co_preadv = filter_preadv,
+    .co_pwritev = filter_pwritev,
+};
+
 static const BlockDriver bdrv_layer_inner = {
     .format_name = "layer-inner",
     .kind = BDRV_KIND_FILTER,
     .open = filter_open,
     .close = filter_close,
-    .co_preadv = filter_preadv,
-    .co_pwritev = filter_pwritev,
+    .io = &inner_io,
 };
 
 /* ---- tests ---- */

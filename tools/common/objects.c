@@ -9,7 +9,7 @@
 #include <string.h>
 #include "tools/common/common.h"
 #include "block/block.h"
-#include "util/keyval.h"
+#include "qobject/keyval.h"
 
 static GHashTable *tool_objects;   /* id -> QDict of properties */
 

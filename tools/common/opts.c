@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "tools/common/common.h"
-#include "util/keyval.h"
+#include "qobject/keyval.h"
 
 /* Value starting at *p up to an unescaped ',' (consumed). */
 static char *opts_value(const char **p)

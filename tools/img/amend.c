@@ -8,7 +8,7 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include "block/driver.h"
+#include "block/block.h"
 #include "tools/img/img.h"
 
 typedef struct AmendArgs {

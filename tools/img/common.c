@@ -7,7 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include "block/driver.h"
+#include "block/block.h"
 #include "tools/img/img.h"
 #include "util/cutils.h"
 
@@ -153,7 +153,7 @@ const BlockDriver *img_creating_format(const char *fmt)
 
     if (!drv) {
         error_report("Unknown file format '%s'", fmt);
-    } else if (!drv->create_opts) {
+    } else if (!bdrv_create_opts(drv)) {
         error_report("Format driver '%s' does not support image creation",
                      fmt);
         drv = NULL;
@@ -168,7 +168,7 @@ int img_print_create_opts_help(const char *fmt)
     if (!drv) {
         return 1;
     }
-    bdrv_opts_print_help(fmt, drv->create_opts);
+    bdrv_opts_print_help(fmt, bdrv_create_opts(drv));
     return 0;
 }
 

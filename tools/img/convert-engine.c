@@ -19,7 +19,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include "block/driver.h"
+#include "block/block.h"
 #include "tools/img/convert.h"
 #include "tools/img/img.h"
 #include "util/cutils.h"
@@ -104,7 +104,7 @@ typedef struct Convert {
  * reference puts them; -m 8 then keeps ~16 MiB in flight). */
 static int64_t pick_request_size(const ConvertParams *p)
 {
-    uint64_t pref = blk_bs(p->dst)->bl.opt_transfer;
+    uint64_t pref = bdrv_get_limits(blk_bs(p->dst))->opt_transfer;
 
     if (!pref) {
         pref = CONVERT_MAX_REQ;
@@ -115,10 +115,10 @@ static int64_t pick_request_size(const ConvertParams *p)
 
 static size_t pick_alignment(const ConvertParams *p)
 {
-    size_t a = MAX(blk_bs(p->dst)->bl.opt_mem_alignment, 4096);
+    size_t a = MAX(bdrv_get_limits(blk_bs(p->dst))->opt_mem_alignment, 4096);
 
     for (int i = 0; i < p->src_num; i++) {
-        a = MAX(a, blk_bs(p->src[i])->bl.opt_mem_alignment);
+        a = MAX(a, bdrv_get_limits(blk_bs(p->src[i]))->opt_mem_alignment);
     }
     return a;
 }
@@ -682,12 +682,12 @@ static void coroutine_fn convert_worker(void *opaque)
 static bool target_places_by_offset(BlockBackend *dst)
 {
     BlockDriverState *bs = blk_bs(dst);
+    const char *fmt = bdrv_get_format_name(bs);
 
-    if (bs && bs->drv && !strcmp(bs->drv->format_name, "raw")) {
-        bs = bs->file ? bs->file->bs : NULL;
+    if (fmt && !strcmp(fmt, "raw")) {
+        fmt = bdrv_get_format_name(bdrv_file_bs(bs));
     }
-    return bs && bs->drv && (!strcmp(bs->drv->format_name, "file") ||
-                             !strcmp(bs->drv->format_name, "host_device"));
+    return fmt && (!strcmp(fmt, "file") || !strcmp(fmt, "host_device"));
 }
 
 static WriteOrder pick_order(const ConvertParams *p)

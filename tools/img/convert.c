@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "block/driver.h"
+#include "block/block.h"
 #include "tools/img/convert.h"
 #include "tools/img/create.h"
 #include "tools/img/img.h"
@@ -375,8 +375,8 @@ static BlockOptDesc *merged_create_opts(const BlockDriver *fmt,
                                         const BlockDriver *proto)
 {
     GArray *a = g_array_new(true, true, sizeof(BlockOptDesc));
-    const BlockOptDesc *lists[2] = { fmt->create_opts,
-                                     proto ? proto->create_opts : NULL };
+    const BlockOptDesc *lists[2] = { bdrv_create_opts(fmt),
+                                     bdrv_create_opts(proto) };
 
     for (int l = 0; l < 2; l++) {
         for (const BlockOptDesc *d = lists[l]; d && d->name; d++) {
@@ -401,7 +401,7 @@ static const BlockDriver *creating_protocol(const char *filename)
 
     if (!proto) {
         error_report_err(err);
-    } else if (!proto->create_opts) {
+    } else if (!bdrv_create_opts(proto)) {
         error_report("Protocol driver '%s' does not support image creation",
                      bdrv_driver_name(proto));
         proto = NULL;
@@ -421,7 +421,7 @@ static int print_opts_help(const ConvertOpts *o)
         return 1;
     }
     if (o->nfiles < 2) {
-        bdrv_opts_print_help(o->out_fmt, drv->create_opts);
+        bdrv_opts_print_help(o->out_fmt, bdrv_create_opts(drv));
         printf("\nThe protocol level may support further options.\n"
                "Specify the target filename to include those options.\n");
         return 0;

@@ -6,7 +6,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include "block/driver.h"
+#include "block/block.h"
 #include "tools/img/img.h"
 #include "tools/img/create.h"
 
@@ -65,16 +65,16 @@ static void merge_one(GArray *list, const BlockOptDesc *d)
 /* Append the options of @drv in the reference's declaration order. */
 static void merge_driver_opts(GArray *list, const BlockDriver *drv)
 {
-    const char *const *order = create_opt_order(drv->format_name);
+    const char *const *order = create_opt_order(bdrv_driver_name(drv));
     const BlockOptDesc *d;
 
     for (int i = 0; order && order[i]; i++) {
-        d = find_desc(drv->create_opts, order[i]);
+        d = find_desc(bdrv_create_opts(drv), order[i]);
         if (d) {
             merge_one(list, d);
         }
     }
-    for (d = drv->create_opts; d && d->name; d++) {
+    for (d = bdrv_create_opts(drv); d && d->name; d++) {
         merge_one(list, d);
     }
 }
@@ -102,7 +102,7 @@ static const BlockDriver *create_driver(const char *fmt, Error **errp)
         error_setg(errp, "Unknown file format '%s'", fmt);
         return NULL;
     }
-    if (!drv->create_opts) {
+    if (!bdrv_create_opts(drv)) {
         error_setg(errp, "Format driver '%s' does not support image creation",
                    fmt);
         return NULL;
@@ -115,9 +115,9 @@ static const BlockDriver *create_protocol(const char *filename, Error **errp)
 {
     const BlockDriver *proto = bdrv_find_protocol(filename, true, errp);
 
-    if (proto && !proto->create_opts) {
+    if (proto && !bdrv_create_opts(proto)) {
         error_setg(errp, "Protocol driver '%s' does not support image "
-                   "creation", proto->format_name);
+                   "creation", bdrv_driver_name(proto));
         return NULL;
     }
     return proto;
@@ -310,7 +310,7 @@ static void print_formatting(const CreateArgs *a, QDict *opts,
 static bool check_backing(const CreateArgs *a, const BlockDriver *drv,
                           Error **errp)
 {
-    if (drv->supports_backing) {
+    if (bdrv_supports_backing(drv)) {
         return true;
     }
     if (a->backing) {
@@ -372,7 +372,7 @@ static int create_image_with(const CreateArgs *a, const BlockDriver *drv,
         error_free(*errp);
         *errp = NULL;
         error_setg(errp, "The image size is too large for file format '%s'",
-                   drv->format_name);
+                   bdrv_driver_name(drv));
     }
     g_array_free(list, true);
     return ret;

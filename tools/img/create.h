@@ -4,7 +4,7 @@
 #ifndef STRATA_TOOLS_IMG_CREATE_H
 #define STRATA_TOOLS_IMG_CREATE_H
 
-#include "block/driver.h"
+#include "block/block.h"
 
 /* Check -o options against @drv's create options merged with @proto's
  * (may be NULL): "Invalid parameter 'x'" or a value error.  Size and

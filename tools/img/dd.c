@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "block/driver.h"
+#include "block/block.h"
 #include "tools/img/img.h"
 #include "util/cutils.h"
 
@@ -183,12 +183,12 @@ static const BlockDriver *dd_out_driver(const DdArgs *a)
         error_report_err(err);
         return NULL;
     }
-    if (!drv->create_opts) {
+    if (!bdrv_create_opts(drv)) {
         error_report("Format driver '%s' does not support image creation",
                      bdrv_driver_name(drv));
         return NULL;
     }
-    if (!proto->create_opts) {
+    if (!bdrv_create_opts(proto)) {
         error_report("Protocol driver '%s' does not support image creation",
                      bdrv_driver_name(proto));
         return NULL;

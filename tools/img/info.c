@@ -8,7 +8,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include "block/driver.h"
+#include "block/block.h"
 #include "tools/img/img.h"
 #include "tools/img/info-human.h"
 
@@ -51,14 +51,9 @@ static bool driver_info(BlockDriverState *bs, BlockDriverInfo *bdi)
 /* "format-specific": {type, data} if the driver describes itself. */
 static void put_specific_info(QDict *info, BlockDriverState *bs)
 {
-    const BlockDriverInfoOps *ops = bs->drv->info;
     Error *err = NULL;
-    QDict *spec;
+    QDict *spec = bdrv_get_specific_info(bs, &err);
 
-    if (!ops || !ops->get_specific_info) {
-        return;
-    }
-    spec = ops->get_specific_info(bs, &err);
     if (spec) {
         qdict_put_obj(info, "format-specific", QOBJECT(spec));
     }
@@ -74,12 +69,18 @@ static QList *children_info(BlockDriverState *bs)
 {
     QList *list = qlist_new();
 
-    for (guint i = bs->children->len; i-- > 0;) {
-        BdrvChild *c = g_ptr_array_index(bs->children, i);
+    unsigned n = 0;
+
+    while (bdrv_child_at(bs, n, NULL)) {
+        n++;
+    }
+    for (unsigned i = n; i-- > 0;) {
+        const char *name;
+        BlockDriverState *child = bdrv_child_at(bs, i, &name);
         QDict *entry = qdict_new();
 
-        qdict_put_str(entry, "name", c->name);
-        qdict_put_obj(entry, "info", QOBJECT(node_info(c->bs)));
+        qdict_put_str(entry, "name", name);
+        qdict_put_obj(entry, "info", QOBJECT(node_info(child)));
         qlist_append_obj(list, QOBJECT(entry));
     }
     return list;

@@ -6,7 +6,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include "block/driver.h"
+#include "block/block.h"
 #include "tools/img/img.h"
 #include "tools/img/create.h"
 
@@ -145,13 +145,7 @@ static int measure_with(const MeasureArgs *a, BlockDriverState *in_bs)
     if (!drv || !(opts = measure_create_opts(a, drv))) {
         return 1;
     }
-    if (!drv->measure) {
-        error_report("Block driver '%s' does not support size measurement",
-                     a->out_fmt);
-        qobject_unref(opts);
-        return 1;
-    }
-    ret = drv->measure(opts, in_bs, &info, &err);
+    ret = bdrv_measure(drv, opts, in_bs, &info, &err);
     qobject_unref(opts);
     if (ret < 0) {
         error_report_err(err);

@@ -11,7 +11,7 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include "block/driver.h"
+#include "block/block.h"
 #include "tools/img/img.h"
 
 typedef enum {
@@ -77,8 +77,8 @@ static int snapshot_option(int c, void *opaque)
  */
 static void reopen_warning(BlockDriverState *bs)
 {
-    if (!bs->probed || bs->read_only || !bs->file ||
-        strcmp(bs->drv->format_name, "raw")) {
+    if (!bdrv_format_probed(bs) || bdrv_is_read_only(bs) ||
+        !bdrv_file_bs(bs) || strcmp(bdrv_get_format_name(bs), "raw")) {
         return;
     }
     fprintf(stderr,
@@ -88,7 +88,7 @@ static void reopen_warning(BlockDriverState *bs)
             "images, write operations on block 0 will be restricted.\n"
             "         Specify the 'raw' format explicitly to remove the "
             "restrictions.\n",
-            bdrv_get_filename(bs->file->bs));
+            bdrv_get_filename(bdrv_file_bs(bs)));
 }
 
 /* Carry out the action on the open image; returns the exit status. */

@@ -6,7 +6,7 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include "block/debug.h"
+#include "block/block.h"
 #include "tools/io/io.h"
 #include "util/aio.h"
 

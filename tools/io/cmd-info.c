@@ -6,7 +6,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
-#include "block/driver.h"
+#include "block/block.h"
 #include "tools/io/io.h"
 #include "util/cutils.h"
 
@@ -218,10 +218,7 @@ static bool info_has_specific_data(QDict *spec)
 
 static QDict *info_specific(BlockDriverState *bs, Error **errp)
 {
-    if (bs->drv && bs->drv->info && bs->drv->info->get_specific_info) {
-        return bs->drv->info->get_specific_info(bs, errp);
-    }
-    return NULL;
+    return bdrv_get_specific_info(bs, errp);
 }
 
 static int info_f(BlockBackend *blk, int argc, char **argv)
@@ -233,11 +230,11 @@ static int info_f(BlockBackend *blk, int argc, char **argv)
     char s1[64], s2[64];
     int ret;
 
-    if (bs->drv && bs->drv->format_name) {
-        printf("format name: %s\n", bs->drv->format_name);
+    if (bdrv_get_format_name(bs)) {
+        printf("format name: %s\n", bdrv_get_format_name(bs));
     }
-    if (bs->drv && bs->drv->protocol_name) {
-        printf("format name: %s\n", bs->drv->protocol_name);
+    if (bdrv_get_protocol_name(bs)) {
+        printf("format name: %s\n", bdrv_get_protocol_name(bs));
     }
     ret = bdrv_get_info(bs, &bdi);
     if (ret) {

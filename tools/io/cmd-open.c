@@ -6,7 +6,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
-#include "block/driver.h"
+#include "block/block.h"
 #include "tools/io/io.h"
 #include "util/aio.h"
 

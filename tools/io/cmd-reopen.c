@@ -11,7 +11,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
-#include "block/driver.h"
+#include "block/block.h"
 #include "tools/io/io.h"
 
 typedef struct ReopenOpts {
@@ -25,7 +25,7 @@ typedef struct ReopenOpts {
 typedef struct ReopenNodeState {
     BlockDriverState *bs;
     int open_flags;
-    int detect_zeroes;
+    DetectZeroes detect_zeroes;
 } ReopenNodeState;
 
 typedef struct ReopenSaved {
@@ -82,11 +82,12 @@ static int reopen_opt(int c, const char *arg, ReopenOpts *o)
 
 static BlockDriverState *reopen_child(BlockDriverState *bs, const char *name)
 {
-    for (guint i = 0; bs->children && i < bs->children->len; i++) {
-        BdrvChild *c = g_ptr_array_index(bs->children, i);
+    const char *cname;
+    BlockDriverState *c;
 
-        if (!strcmp(c->name, name)) {
-            return c->bs;
+    for (unsigned i = 0; (c = bdrv_child_at(bs, i, &cname)); i++) {
+        if (!strcmp(cname, name)) {
+            return c;
         }
     }
     return NULL;
@@ -109,12 +110,14 @@ static int reopen_bool(const char *key, const char *v, bool *out,
 static int reopen_set_flag(BlockDriverState *bs, const char *key,
                            const char *v, int flag, Error **errp)
 {
+    int flags = bdrv_get_flags(bs);
     bool on;
 
     if (reopen_bool(key, v, &on, errp) < 0) {
         return -EINVAL;
     }
-    bs->open_flags = on ? bs->open_flags | flag : bs->open_flags & ~flag;
+    flags = on ? flags | flag : flags & ~flag;
+    bdrv_reopen_set_flags(bs, flags, bdrv_get_detect_zeroes(bs));
     return 0;
 }
 
@@ -140,19 +143,19 @@ static int reopen_detect_zeroes(BlockDriverState *bs, const char *v,
         error_setg(errp, "invalid parameter value: %s", v);
         return -EINVAL;
     }
-    bs->detect_zeroes = dz;
+    bdrv_reopen_set_flags(bs, bdrv_get_flags(bs), dz);
     return 0;
 }
 
 static int reopen_discard(BlockDriverState *bs, const char *v, Error **errp)
 {
-    int flags = bs->open_flags & ~BDRV_O_UNMAP;
+    int flags = bdrv_get_flags(bs) & ~BDRV_O_UNMAP;
 
     if (bdrv_parse_discard_flags(v, &flags) < 0) {
         error_setg(errp, "Invalid discard option");
         return -EINVAL;
     }
-    bs->open_flags = flags;
+    bdrv_reopen_set_flags(bs, flags, bdrv_get_detect_zeroes(bs));
     return 0;
 }
 
@@ -160,12 +163,13 @@ static int reopen_discard(BlockDriverState *bs, const char *v, Error **errp)
 static int reopen_same_value(BlockDriverState *bs, const char *key,
                              const char *v, Error **errp)
 {
+    QDict *opts = bdrv_get_options(bs);
     const char *cur;
 
     if (!strcmp(key, "driver")) {
-        cur = bs->drv ? bdrv_driver_name(bs->drv) : NULL;
+        cur = bdrv_get_format_name(bs);
     } else {
-        cur = bs->options ? qdict_get_try_str(bs->options, key) : NULL;
+        cur = opts ? qdict_get_try_str(opts, key) : NULL;
     }
     if (!cur || strcmp(cur, v)) {
         error_setg(errp, "Cannot change the option '%s'", key);
@@ -307,13 +311,13 @@ static int reopen_set_rw(BlockBackend *blk, bool rw, Error **errp)
 
 static void reopen_save_tree(GArray *nodes, BlockDriverState *bs)
 {
-    ReopenNodeState st = { bs, bs->open_flags, bs->detect_zeroes };
+    ReopenNodeState st = { bs, bdrv_get_flags(bs),
+                           bdrv_get_detect_zeroes(bs) };
+    BlockDriverState *c;
 
     g_array_append_val(nodes, st);
-    for (guint i = 0; bs->children && i < bs->children->len; i++) {
-        BdrvChild *c = g_ptr_array_index(bs->children, i);
-
-        reopen_save_tree(nodes, c->bs);
+    for (unsigned i = 0; (c = bdrv_child_at(bs, i, NULL)); i++) {
+        reopen_save_tree(nodes, c);
     }
 }
 
@@ -325,15 +329,13 @@ static void reopen_save(BlockBackend *blk, ReopenSaved *sv)
     reopen_save_tree(sv->nodes, bs);
     blk_get_perm(blk, &sv->perm, &sv->shared);
     sv->read_only = bdrv_is_read_only(bs);
-    sv->direct = bs->open_flags & BDRV_O_NOCACHE;
+    sv->direct = bdrv_get_flags(bs) & BDRV_O_NOCACHE;
 }
 
 /* Undo what the steps before a failure changed; best effort, errors of
  * the way back are not reported (the first error is what counts). */
 static void reopen_restore(BlockBackend *blk, ReopenSaved *sv)
 {
-    /* direct I/O and read-only are switched back through the core */
-    const int kept = BDRV_O_NOCACHE | BDRV_O_RDWR;
     BlockDriverState *bs = blk_bs(blk);
 
     bdrv_reopen_set_direct(bs, sv->direct, NULL);
@@ -344,9 +346,9 @@ static void reopen_restore(BlockBackend *blk, ReopenSaved *sv)
     for (guint i = 0; i < sv->nodes->len; i++) {
         ReopenNodeState *st = &g_array_index(sv->nodes, ReopenNodeState, i);
 
-        st->bs->open_flags = (st->open_flags & ~kept) |
-                             (st->bs->open_flags & kept);
-        st->bs->detect_zeroes = st->detect_zeroes;
+        /* direct I/O and read-only were switched back through the core
+         * above; bdrv_reopen_set_flags() keeps them */
+        bdrv_reopen_set_flags(st->bs, st->open_flags, st->detect_zeroes);
     }
 }
 
@@ -382,8 +384,9 @@ static int reopen_apply(BlockBackend *blk, ReopenOpts *o, Error **errp)
         ret = reopen_set_rw(blk, o->flags & BDRV_O_RDWR, errp);
     }
     if (ret == 0) {
-        bs->open_flags = (bs->open_flags & ~BDRV_O_NO_FLUSH) |
-                         (o->flags & BDRV_O_NO_FLUSH);
+        bdrv_reopen_set_flags(bs, (bdrv_get_flags(bs) & ~BDRV_O_NO_FLUSH) |
+                                  (o->flags & BDRV_O_NO_FLUSH),
+                              bdrv_get_detect_zeroes(bs));
     }
     if (ret < 0) {
         reopen_restore(blk, &sv);
@@ -425,8 +428,8 @@ static int reopen_f(BlockBackend *blk, int argc, char **argv)
     Error *err = NULL;
     int c, ret = 0;
 
-    o.flags = bdrv_is_read_only(bs) ? bs->open_flags & ~BDRV_O_RDWR
-                                    : bs->open_flags | BDRV_O_RDWR;
+    o.flags = bdrv_is_read_only(bs) ? bdrv_get_flags(bs) & ~BDRV_O_RDWR
+                                    : bdrv_get_flags(bs) | BDRV_O_RDWR;
     o.writethrough = !blk_enable_write_cache(blk);
     while (ret == 0 && (c = getopt(argc, argv, "c:o:rw")) != -1) {
         ret = reopen_opt(c, optarg, &o);

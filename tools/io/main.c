@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
-#include "block/driver.h"
+#include "block/block.h"
 #include "tools/io/io.h"
 #include "util/aio.h"
 

@@ -4,7 +4,7 @@
  * more lenient QemuOpts syntax that --image-opts uses.
  */
 #include <string.h>
-#include "util/keyval.h"
+#include "qobject/keyval.h"
 
 #define KEY_FRAGMENT_MAX 127
 
