@@ -283,6 +283,11 @@ struct BlockDriver {
      * absent), before the driver's open asks for it: the reference's
      * formats read their options before requiring a file. */
     int (*check_open_opts)(QDict *options, Error **errp);
+    /* A format known only by its probe (block/format/probe-only.c): it
+     * takes part in probing so that its images are never guessed to be
+     * raw, but opening or creating one fails with
+     * bdrv_not_yet_supported_error(); help lists leave it out. */
+    bool not_yet_supported;
 };
 
 void bdrv_register(const BlockDriver *drv);
