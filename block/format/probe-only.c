@@ -38,6 +38,7 @@ static uint32_t get_le32(const uint8_t *p)
     return GUINT32_FROM_LE(v);
 }
 
+/* @len bytes at @offset are @magic (which may hold NULs), within @buf. */
 static bool has_magic(const uint8_t *buf, int buf_size, int offset,
                       const char *magic, int len)
 {
