@@ -39,6 +39,12 @@ void bdrv_init(void)
     bdrv_register(&bdrv_throttle);
     bdrv_register(&bdrv_preallocate);
     bdrv_register(&bdrv_blkdebug);
+    /* last: a real driver registered above shadows its entry (lookups
+     * and probes take the first of equals) */
+    for (const BlockDriver *d = bdrv_probe_only_formats; d->format_name;
+         d++) {
+        bdrv_register(d);
+    }
 }
 
 const BlockDriver *bdrv_driver_at(unsigned i)
@@ -128,7 +134,8 @@ void bdrv_iterate_format(void (*fn)(void *opaque, const char *name),
     g_autoptr(GPtrArray) names = g_ptr_array_new();
 
     for (unsigned i = 0; (drv = bdrv_driver_at(i)); i++) {
-        if (!read_only_too && drv->read_only_driver) {
+        if ((!read_only_too && drv->read_only_driver) ||
+            drv->not_yet_supported) {
             continue;
         }
         g_ptr_array_add(names, (gpointer)drv->format_name);
@@ -137,6 +144,16 @@ void bdrv_iterate_format(void (*fn)(void *opaque, const char *name),
     for (unsigned i = 0; i < names->len; i++) {
         fn(opaque, g_ptr_array_index(names, i));
     }
+}
+
+bool bdrv_not_yet_supported_error(const BlockDriver *drv, Error **errp)
+{
+    if (!drv || !drv->not_yet_supported) {
+        return false;
+    }
+    error_setg(errp, "The '%s' format is not supported by this build yet",
+               drv->format_name);
+    return true;
 }
 
 const BlockDriver *bdrv_probe_format(const uint8_t *buf, int buf_size,

@@ -185,7 +185,12 @@ const char *bdrv_driver_name(const BlockDriver *drv);
 /* Calls @fn for every registered driver name, sorted (for help output). */
 void bdrv_iterate_format(void (*fn)(void *opaque, const char *name), void *opaque,
                          bool read_only_too);
-/* Probe @buf (first bytes of an image): best-scoring format driver. */
+/* True, with @errp set, when @drv is a format Strata recognises but cannot
+ * open or create yet ("The 'vmdk' format is not supported by this build
+ * yet"); false (errp untouched) for NULL and for every real driver. */
+bool bdrv_not_yet_supported_error(const BlockDriver *drv, Error **errp);
+/* Probe @buf (first bytes of an image): best-scoring format driver, which
+ * may be one that is not yet supported. */
 const BlockDriver *bdrv_probe_format(const uint8_t *buf, int buf_size,
                                      const char *filename);
 

@@ -284,6 +284,11 @@ struct BlockDriver {
     const BlockOptDesc *create_opts;
     bool supports_backing;
     bool read_only_driver;        /* bochs, cloop, dmg */
+    /* A format known only by its probe (block/format/probe-only.c): it
+     * takes part in probing so that its images are never guessed to be
+     * raw, but opening or creating one fails with
+     * bdrv_not_yet_supported_error(); help lists leave it out. */
+    bool not_yet_supported;
 
     /* lifecycle */
     int (*probe)(const uint8_t *buf, int buf_size, const char *filename);

@@ -11,6 +11,8 @@
 extern const BlockDriver bdrv_file, bdrv_host_device, bdrv_host_cdrom,
     bdrv_null_co, bdrv_raw,
     bdrv_throttle, bdrv_preallocate, bdrv_blkdebug;
+/* Formats known only by their probe; ends with a NULL format_name. */
+extern const BlockDriver bdrv_probe_only_formats[];
 
 /* ---- block.c ---- */
 /* A fresh node: one reference, no driver yet, not in the node list until

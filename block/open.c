@@ -446,7 +446,8 @@ typedef struct ProbeRead {
     int ret;
 } ProbeRead;
 
-/* Length first: short images are probed on what they have. */
+/* Length first: only what the image has is read; the rest of the
+ * buffer stays zero, as the reference's probe sees past the end. */
 static void coroutine_fn probe_read_entry(void *opaque)
 {
     ProbeRead *p = opaque;
@@ -464,7 +465,9 @@ static void coroutine_fn probe_read_entry(void *opaque)
 }
 
 /* Reads the head of @file through a temporary, permission-less edge and
- * asks every driver; raw when nothing claims it. */
+ * asks every driver; raw when nothing claims it.  Drivers always see the
+ * whole (zero-padded) buffer, as in the reference: a short file with a
+ * format's magic is that format, not raw. */
 static const BlockDriver *probe_format(BlockDriverState *file,
                                        const char *filename, Error **errp)
 {
@@ -480,7 +483,7 @@ static const BlockDriver *probe_format(BlockDriverState *file,
                          "its format");
         return NULL;
     }
-    drv = p.len ? bdrv_probe_format(buf, p.len, filename) : NULL;
+    drv = p.len ? bdrv_probe_format(buf, PROBE_BUF_SIZE, filename) : NULL;
     drv = drv ? drv : bdrv_find_format("raw");
     if (!drv) {
         error_setg(errp, "Could not determine image format: No compatible "
@@ -687,6 +690,9 @@ static int open_node(BlockDriverState *bs, const char *filename,
         if (drv) {
             qdict_put_str(options, "driver", drv->format_name);
         }
+    }
+    if (ret == 0 && bdrv_not_yet_supported_error(drv, errp)) {
+        ret = -ENOTSUP;     /* named or probed: never fall back to raw */
     }
     if (ret == 0) {
         ret = apply_generic_options(bs, drv, options, &flags, errp);

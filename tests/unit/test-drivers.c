@@ -592,7 +592,7 @@ static const BlockDriver bdrv_magic = {
     .probe = magic_probe,
 };
 
-static void test_raw_probed(void)
+static void raw_probed_run(void)
 {
     g_autofree char *path = tmp_path("probed.img");
     uint8_t buf[512] = { 0 };
@@ -612,6 +612,21 @@ static void test_raw_probed(void)
     memcpy(buf, "harmless", 8);
     g_assert_cmpint(blk_pwrite(blk, 0, 512, buf, 0), ==, 0);
     blk_unref(blk);
+}
+
+/* The probed-raw warning goes to stderr: a subprocess captures and checks
+ * it, so the test prints nothing besides its TAP lines. */
+static void test_raw_probed(void)
+{
+    if (g_test_subprocess()) {
+        raw_probed_run();
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, 0);
+    g_test_trap_assert_passed();
+    g_test_trap_assert_stdout("");
+    g_test_trap_assert_stderr("WARNING: Image format was not specified for "
+                              "'*/probed.img' and probing guessed raw.\n*");
 }
 
 /* ---- copy offload ---- */

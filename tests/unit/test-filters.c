@@ -519,7 +519,7 @@ static void coroutine_fn bg_read_entry(void *opaque)
     r->done = true;
 }
 
-static void test_blkdebug_breakpoint(void)
+static void blkdebug_breakpoint_run(void)
 {
     BlockBackend *blk = open_bd("");
     BlockDriverState *bs = blk_bs(blk);
@@ -545,6 +545,21 @@ static void test_blkdebug_breakpoint(void)
     g_assert_cmpint(bdrv_debug_remove_breakpoint(bs, "B"), ==, 0);
     g_assert_cmpint(do_write(blk, 0, 512), ==, 0);
     blk_unref(blk);
+}
+
+/* Suspending and resuming print the reference's lines on stdout: run in a
+ * subprocess, so they are checked instead of mixed into the TAP stream. */
+static void test_blkdebug_breakpoint(void)
+{
+    if (g_test_subprocess()) {
+        blkdebug_breakpoint_run();
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, 0);
+    g_test_trap_assert_passed();
+    g_test_trap_assert_stdout("blkdebug: Suspended request 'A'\n"
+                              "blkdebug: Resuming request 'A'\n");
+    g_test_trap_assert_stderr("");
 }
 
 static void test_blkdebug_delay(void)

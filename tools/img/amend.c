@@ -58,8 +58,15 @@ static int amend_option(int c, void *opaque)
  * No Strata driver has amendable options yet. */
 static int amend_options_help(const char *fmt)
 {
-    if (!bdrv_find_format(fmt)) {
+    const BlockDriver *drv = bdrv_find_format(fmt);
+    Error *err = NULL;
+
+    if (!drv) {
         error_report("Unknown file format '%s'", fmt);
+        return 1;
+    }
+    if (bdrv_not_yet_supported_error(drv, &err)) {
+        error_report_err(err);
         return 1;
     }
     error_report("Format driver '%s' does not support option amendment", fmt);

@@ -150,9 +150,13 @@ bool img_opts_is_help(const char *opts)
 const BlockDriver *img_creating_format(const char *fmt)
 {
     const BlockDriver *drv = bdrv_find_format(fmt);
+    Error *err = NULL;
 
     if (!drv) {
         error_report("Unknown file format '%s'", fmt);
+    } else if (bdrv_not_yet_supported_error(drv, &err)) {
+        error_report_err(err);
+        drv = NULL;
     } else if (!bdrv_create_opts(drv)) {
         error_report("Format driver '%s' does not support image creation",
                      fmt);

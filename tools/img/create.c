@@ -102,6 +102,9 @@ static const BlockDriver *create_driver(const char *fmt, Error **errp)
         error_setg(errp, "Unknown file format '%s'", fmt);
         return NULL;
     }
+    if (bdrv_not_yet_supported_error(drv, errp)) {
+        return NULL;
+    }
     if (!bdrv_create_opts(drv)) {
         error_setg(errp, "Format driver '%s' does not support image creation",
                    fmt);

@@ -178,6 +178,10 @@ static const BlockDriver *dd_out_driver(const DdArgs *a)
         error_report("Unknown file format");
         return NULL;
     }
+    if (bdrv_not_yet_supported_error(drv, &err)) {
+        error_report_err(err);
+        return NULL;
+    }
     proto = bdrv_find_protocol(a->out, true, &err);
     if (!proto) {
         error_report_err(err);
