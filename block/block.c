@@ -39,6 +39,7 @@ void bdrv_init(void)
     bdrv_register(&bdrv_throttle);
     bdrv_register(&bdrv_preallocate);
     bdrv_register(&bdrv_blkdebug);
+    bdrv_register(&bdrv_copy_on_read);
 }
 
 const BlockDriver *bdrv_driver_at(unsigned i)
@@ -252,6 +253,7 @@ void bdrv_delete(BlockDriverState *bs)
     g_free(bs->probed_format_hint);
     g_free(bs->backing_file);
     g_free(bs->backing_format);
+    g_free(bs->auto_backing_file);
     g_free(bs);
 }
 

@@ -144,9 +144,27 @@ struct BlockDriverState {
      * The core resolves the name and opens the backing node. */
     char *backing_file;
     char *backing_format;
+    /* (core) The name the backing file opens by default: backing_file
+     * after the format's open, the backing node's name once it was opened
+     * without options.  A backing node named otherwise was overridden by
+     * the user, and this node's name says so (block/filename.c). */
+    char *auto_backing_file;
+    /* (core, only while this node opens as a backing file) the overlay
+     * it opens for: the chain above, for loop and depth checks. */
+    BlockDriverState *backing_of;
 };
 
 /* ---- optional ops groups ---- */
+
+/* Formats with backing files: record a new backing file name and format
+ * in the image (@file NULL: none; @fmt NULL: none recorded).  Only the
+ * header changes; the core updates the node (bdrv_change_backing_file()).
+ * Returns 0 or -errno. */
+typedef struct BlockDriverBackingOps {
+    int (*change_backing_file)(BlockDriverState *bs, const char *file,
+                               const char *fmt);
+} BlockDriverBackingOps;
+
 typedef struct BlockDriverInfo {
     int cluster_size;             /* 0 if none */
     bool is_dirty;
@@ -283,6 +301,9 @@ struct BlockDriver {
      * absent), before the driver's open asks for it: the reference's
      * formats read their options before requiring a file. */
     int (*check_open_opts)(QDict *options, Error **errp);
+    /* Formats with .supports_backing: change the recorded backing file
+     * (rebase -u, commit).  NULL: -ENOTSUP. */
+    const BlockDriverBackingOps *backing_ops;
 };
 
 void bdrv_register(const BlockDriver *drv);
