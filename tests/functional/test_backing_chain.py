@@ -159,6 +159,29 @@ def rebase_unsafe(ref_qemu_img, cwd, img, backing, fmt):
     assert r.rc == 0, r
 
 
+def unknown_format_image(ref_qemu_img, cwd):
+    """unk.qcow2 -> base.qcow2 recorded with the unknown format "qcowX"
+    (the reference refuses to write one: the header is patched)."""
+    run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-b', 'base.qcow2',
+         '-F', 'qcow2', 'unk.qcow2'], cwd=str(cwd))
+    with open(cwd / 'unk.qcow2', 'r+b') as f:
+        head = bytearray(f.read(4096))
+        i = head.find(b'qcow2\0')
+        assert i > 0
+        head[i:i + 5] = b'qcowX'
+        f.seek(0)
+        f.write(head)
+
+
+def test_unknown_backing_format(chain, our_qemu_img, ref_qemu_img,
+                                our_qemu_io, ref_qemu_io):
+    unknown_format_image(ref_qemu_img, chain)
+    for argv in (['info', 'unk.qcow2'],
+                 ['info', '--backing-chain', 'unk.qcow2']):
+        same_img(ref_qemu_img, our_qemu_img, argv, chain)
+    same_io(ref_qemu_io, our_qemu_io, ['-c', 'read 0 1', 'unk.qcow2'], chain)
+
+
 def test_info_loops_and_wrong_format(chain, our_qemu_img, ref_qemu_img,
                                      ref_qemu_io):
     run([ref_qemu_img, 'create', '-q', '-f', 'raw', 'r.raw', '1M'],
