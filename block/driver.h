@@ -15,6 +15,15 @@
  *    buffer; flush_to_disk/flush_to_os NULL = nothing to do; discard NULL
  *    = -ENOTSUP (ignored by the core); block_status NULL = "all data,
  *    allocated" (protocols) or pass-through (filters).
+ *
+ * Backing files (block/backing.c): a format with .supports_backing only
+ * sets bs->backing_file / bs->backing_format in its open (g_strdup'd,
+ * NULL if none); the core then resolves, opens and attaches the backing
+ * node (bs->backing, may stay NULL), and the driver reads what it has
+ * not allocated from it (zeroes past its end).  Changing the recorded
+ * name goes through .backing_ops (bdrv_change_backing_file()).
+ * Copy-on-read needs nothing from a driver: the core copies what block
+ * status reports unallocated with ordinary writes.
  */
 #ifndef STRATA_BLOCK_DRIVER_H
 #define STRATA_BLOCK_DRIVER_H
