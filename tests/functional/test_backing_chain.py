@@ -147,9 +147,13 @@ def test_info_chain_errors(chain, our_qemu_img, ref_qemu_img):
                   'sub/mid.qcow2']):
         same_img(ref_qemu_img, our_qemu_img, argv, chain)
     os.rename(chain / 'd/top2.qcow2', chain / 'd/top.qcow2')
-    os.rename(chain / 'base.qcow2', chain / 'gone.qcow2')
+    os.rename(chain / 'd/base.qcow2', chain / 'd/gone.qcow2')
+    # below a filter, info's "no backing file" does not apply
+    filtered = ('json:{"driver":"blkdebug","image":{"driver":"qcow2",'
+                '"file":{"driver":"file","filename":"d/top.qcow2"}}}')
     for argv in (['info', 'd/top.qcow2'],
-                 ['info', '--backing-chain', 'd/top.qcow2']):
+                 ['info', '--backing-chain', 'd/top.qcow2'],
+                 ['info', filtered]):
         same_img(ref_qemu_img, our_qemu_img, argv, chain)
 
 
