@@ -39,6 +39,7 @@ void bdrv_init(void)
     bdrv_register(&bdrv_throttle);
     bdrv_register(&bdrv_preallocate);
     bdrv_register(&bdrv_blkdebug);
+    bdrv_register(&bdrv_copy_on_read);
     /* last: a real driver registered above shadows its entry (lookups
      * and probes take the first of equals) */
     for (const BlockDriver *d = bdrv_probe_only_formats; d->format_name;
@@ -269,6 +270,7 @@ void bdrv_delete(BlockDriverState *bs)
     g_free(bs->probed_format_hint);
     g_free(bs->backing_file);
     g_free(bs->backing_format);
+    g_free(bs->auto_backing_file);
     g_free(bs);
 }
 

@@ -82,6 +82,10 @@ typedef enum {
      * zeroes there (convert -S 4k onto a new image).  Drivers that
      * cannot do it return -ENOTSUP. */
     BDRV_REQ_SKIP_ZERO_BLOCKS = 0x100,
+    /* read: data that comes from below this node (backing chain) is
+     * also written into it, in whole clusters (copy-on-read); consumed
+     * by the node that receives it.  With PREFETCH nothing is returned. */
+    BDRV_REQ_COPY_ON_READ    = 0x200,
 } BdrvRequestFlags;
 
 /* ---- block status ---- */
@@ -224,6 +228,30 @@ void bdrv_forget_lengths(BlockDriverState *bs);
 bool bdrv_is_inserted(BlockDriverState *bs);
 BlockDriverState *bdrv_file_bs(const BlockDriverState *bs);      /* file child or NULL */
 BlockDriverState *bdrv_backing_bs(const BlockDriverState *bs);   /* backing child or NULL */
+
+/*
+ * Backing files (block/backing.c).  A format records the name and format
+ * of its backing file in its header; bdrv_open() opens it (unless
+ * BDRV_O_NO_BACKING, "backing": null, or "backing": "<node-name>"; the
+ * options "backing.*" drive the open when given) and attaches it as the
+ * "backing" child.  A relative name is relative to the overlay's
+ * directory.
+ */
+/* The backing file name / format as the image records them; NULL if none. */
+const char *bdrv_get_backing_filename(const BlockDriverState *bs);
+const char *bdrv_get_backing_format(const BlockDriverState *bs);
+/* The recorded name resolved against @bs's directory (g_free()); NULL
+ * without error when there is none, NULL with @errp set when a relative
+ * name cannot be resolved ("Cannot generate a base directory for ..."). */
+char *bdrv_get_full_backing_filename(BlockDriverState *bs, Error **errp);
+/* Record a new backing file name and format in @bs's image (NULL: none)
+ * and in the node.  Does not open or detach anything.  -errno with @errp
+ * set ("Could not change the backing file to 'x': <strerror>"). */
+int bdrv_change_backing_file(BlockDriverState *bs, const char *file,
+                             const char *fmt, Error **errp);
+/* Longest backing chain bdrv_open() follows (the reference has no limit
+ * and loops on a cycle until memory runs out). */
+#define BDRV_BACKING_CHAIN_MAX 1000
 /* Skip filters downward (filtered child) to the first non-filter node. */
 BlockDriverState *bdrv_skip_filters(BlockDriverState *bs);
 int bdrv_reopen_set_read_only(BlockDriverState *bs, bool read_only, Error **errp);

@@ -16,6 +16,15 @@
  *    buffer; flush_to_disk/flush_to_os NULL = nothing to do; discard NULL
  *    = -ENOTSUP (ignored by the core); block_status NULL = "all data,
  *    allocated" (protocols) or pass-through (filters).
+ *
+ * Backing files (block/backing.c): a format with .supports_backing only
+ * sets bs->backing_file / bs->backing_format in its open (g_strdup'd,
+ * NULL if none); the core then resolves, opens and attaches the backing
+ * node (bs->backing, may stay NULL), and the driver reads what it has
+ * not allocated from it (zeroes past its end).  Changing the recorded
+ * name goes through .backing (bdrv_change_backing_file()).
+ * Copy-on-read needs nothing from a driver: the core copies what block
+ * status reports unallocated with ordinary writes.
  */
 #ifndef STRATA_BLOCK_DRIVER_H
 #define STRATA_BLOCK_DRIVER_H
@@ -111,7 +120,24 @@ struct BlockDriverState {
      * The core resolves the name and opens the backing node. */
     char *backing_file;
     char *backing_format;
+    /* (core) The name the backing file opens by default: backing_file
+     * after the format's open, the backing node's name once it was opened
+     * without options.  A backing node named otherwise was overridden by
+     * the user, and this node's name says so (block/filename.c). */
+    char *auto_backing_file;
+    /* (core, only while this node opens as a backing file) the overlay
+     * it opens for: the chain above, for loop and depth checks. */
+    BlockDriverState *backing_of;
 };
+
+/* Formats with backing files: record a new backing file name and format
+ * in the image (@file NULL: none; @fmt NULL: none recorded).  Only the
+ * header changes; the core updates the node (bdrv_change_backing_file()).
+ * Returns 0 or -errno. */
+typedef struct BlockDriverBackingOps {
+    int (*change_backing_file)(BlockDriverState *bs, const char *file,
+                               const char *fmt);
+} BlockDriverBackingOps;
 
 /* ---- info group (BlockDriverInfo and BlockMeasureInfo are in block.h) ---- */
 typedef struct BlockDriverInfoOps {
@@ -318,6 +344,9 @@ struct BlockDriver {
     const BlockDriverDrainOps *drain;
     const BlockDriverMediaOps *media;
     const BlockDriverMeasureOps *measure;
+    /* Formats with .supports_backing: change the recorded backing file
+     * (rebase -u, commit).  NULL: -ENOTSUP. */
+    const BlockDriverBackingOps *backing;
 };
 
 /* The data path group of @drv, or an all-NULL one (never NULL). */

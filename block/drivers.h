@@ -10,7 +10,8 @@
 
 extern const BlockDriver bdrv_file, bdrv_host_device, bdrv_host_cdrom,
     bdrv_null_co, bdrv_raw,
-    bdrv_throttle, bdrv_preallocate, bdrv_blkdebug;
+    bdrv_throttle, bdrv_preallocate, bdrv_blkdebug,
+    bdrv_copy_on_read;
 /* Formats known only by their probe; ends with a NULL format_name. */
 extern const BlockDriver bdrv_probe_only_formats[];
 
@@ -28,6 +29,29 @@ void bdrv_delete(BlockDriverState *bs);
 const BlockDriver *bdrv_driver_at(unsigned i);
 
 /* ---- open.c ---- */
+/* Open a node for a child of @parent (NULL: none) with @role from
+ * @filename and @options (taken), with @flags as bdrv_child_flags()
+ * computes them. */
+BlockDriverState *bdrv_open_inherit(const char *filename, QDict *options,
+                                    int flags, BlockDriverState *parent,
+                                    BdrvChildRole role, Error **errp);
+/* Flags a child of @parent with @role starts from (inherited cache and
+ * read-only state; backing files read-only). */
+int bdrv_child_flags(BlockDriverState *parent, BdrvChildRole role);
+/* "child": "node-name": the existing node (new reference), refusing
+ * further @child_opts. */
+BlockDriverState *bdrv_lookup_reference(const char *ref, QDict *child_opts,
+                                        Error **errp);
+
+/* ---- backing.c ---- */
+/* "backing": null (or "", with the reference's deprecation warning) in
+ * @options: no backing file (BDRV_O_NO_BACKING); the key is removed. */
+void bdrv_backing_take_null(QDict *options, int *flags);
+/* After a format's open: open and attach the backing file it recorded,
+ * or the one "backing"/"backing.*" in @options names (removed from
+ * @options), unless BDRV_O_NO_BACKING. */
+int bdrv_open_backing(BlockDriverState *bs, QDict *options, int flags,
+                      Error **errp);
 /* Pass through the request flags of @child's node that a filter or raw
  * forwards unchanged: FUA for writes; FUA, MAY_UNMAP and NO_FALLBACK for
  * zero writes. */

@@ -74,20 +74,41 @@ static bool put_own_options(QDict *full, BlockDriverState *bs)
     return strong;
 }
 
+/* Did the user choose the backing file instead of the image (options,
+ * a node reference, "backing": null)?  Then only a json: name opens the
+ * same graph.  Without I/O (qemu-img info) the backing file changes
+ * nothing, and the reference pretends it was not overridden. */
+static bool backing_overridden(BlockDriverState *bs)
+{
+    const char *autob = bs->auto_backing_file ? bs->auto_backing_file : "";
+
+    if (bs->open_flags & BDRV_O_NO_IO) {
+        return false;
+    }
+    if (bs->backing) {
+        return strcmp(autob, bdrv_get_filename(bs->backing->bs)) != 0;
+    }
+    return *autob != '\0';
+}
+
 /* Children's name options under their child names, newest child first
- * (the reference's list order).  Backing files are left out: a format
- * names its own, and nothing here overrides it yet. */
-static void put_children(QDict *full, BlockDriverState *bs)
+ * (the reference's list order).  The backing file only when the user
+ * overrode it (else the image names its own); "backing": null when the
+ * user refused it. */
+static void put_children(QDict *full, BlockDriverState *bs, bool overridden)
 {
     for (guint i = bs->children->len; i-- > 0;) {
         BdrvChild *c = g_ptr_array_index(bs->children, i);
         QDict *opts = c->bs->full_options;
 
-        if (c->role & BDRV_CHILD_COW) {
+        if (c == bs->backing && !overridden) {
             continue;
         }
         qdict_put_obj(full, c->name,
                       opts ? qobject_ref(QOBJECT(opts)) : QOBJECT(qdict_new()));
+    }
+    if (overridden && !bs->backing) {
+        qdict_put_obj(full, "backing", QOBJECT(qnull()));
     }
 }
 
@@ -141,7 +162,7 @@ void bdrv_refresh_filename(BlockDriverState *bs)
 {
     QDict *full;
     char *exact;
-    bool strong;
+    bool strong, overridden;
 
     if (!bs || !bs->drv) {
         return;
@@ -151,8 +172,9 @@ void bdrv_refresh_filename(BlockDriverState *bs)
         bdrv_refresh_filename(c->bs);
     }
     full = qdict_new();
-    strong = put_own_options(full, bs);
-    put_children(full, bs);
+    overridden = backing_overridden(bs);
+    strong = put_own_options(full, bs) || overridden;
+    put_children(full, bs, overridden);
     qobject_unref(bs->full_options);
     bs->full_options = full;
 

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <glib.h>
 #include "block/debug.h"
@@ -765,6 +766,143 @@ static int coroutine_fn preadv_padded(BlockDriverState *bs, int64_t offset,
     return ret;
 }
 
+/* ---- copy-on-read ---- */
+
+/* Copy-on-read copies at most this much at a time (the reference's bound
+ * on its bounce buffer). */
+#define COR_CHUNK_MAX       (16 * MiB)
+
+/* Copy-on-read copies whole clusters: the format allocates no less. */
+static int64_t cor_align(BlockDriverState *bs)
+{
+    BlockDriverInfo bdi;
+    int64_t align = req_align(bs);
+
+    if (bdrv_get_info(bs, &bdi) == 0 && bdi.cluster_size > 0) {
+        align = MAX(align, (int64_t)bdi.cluster_size);
+    }
+    return align;
+}
+
+/* A read of the node's own view at any alignment. */
+static int coroutine_fn read_any(BlockDriverState *bs, int64_t offset,
+                                 int64_t bytes, IOVector *qiov,
+                                 BdrvRequestFlags flags)
+{
+    uint32_t align = req_align(bs);
+
+    if (IS_ALIGNED(offset, align) && IS_ALIGNED(bytes, align)) {
+        return aligned_preadv(bs, offset, bytes, qiov, flags);
+    }
+    return preadv_padded(bs, offset, bytes, qiov, flags);
+}
+
+/* Data of an unallocated range: read through the node (its driver takes
+ * it from the backing chain) and write it back as the node's own, zeroes
+ * as a zero write where the driver has one.  The write is part of the
+ * caller's tracked read, which serialises against overlapping writes. */
+static int coroutine_fn cor_copy(BlockDriverState *bs, int64_t offset,
+                                 int64_t bytes, uint8_t *buf)
+{
+    uint32_t align = req_align(bs);
+    BdrvRequestFlags wflags = 0;
+    IOVector v;
+    int ret;
+
+    iov_vec_init_buf(&v, buf, bytes);
+    ret = read_any(bs, offset, bytes, &v, 0);
+    if (ret == 0 && IS_ALIGNED(offset, align) && IS_ALIGNED(bytes, align)) {
+        if (bdrv_driver_io(bs->drv)->co_pwrite_zeroes && iov_vec_is_zero(&v, 0, bytes)) {
+            wflags = BDRV_REQ_ZERO_WRITE;
+        }
+        bdrv_debug_event_node(bs, BLKDBG_COR_WRITE);
+        ret = aligned_pwritev(bs, offset, bytes, &v, wflags);
+    }
+    iov_vec_destroy(&v);
+    return ret;
+}
+
+typedef struct CorRead {
+    BlockDriverState *bs;
+    IOVector *qiov;
+    int64_t bytes;           /* the caller's request ... */
+    int64_t skip;            /* ... starts this far into the next piece */
+    int64_t progress;        /* bytes of it done */
+    bool prefetch;
+    BdrvRequestFlags flags;
+    uint8_t *bounce;
+} CorRead;
+
+/* One piece [start, start+pnum) of the cluster-aligned range: copied when
+ * unallocated, read directly when allocated; the caller's part of it
+ * lands in the caller's vector. */
+static int coroutine_fn cor_piece(CorRead *c, int64_t start, int64_t pnum,
+                                  bool allocated)
+{
+    int64_t n = c->skip < pnum ? MIN(pnum - c->skip, c->bytes - c->progress)
+                               : 0;
+    int ret = 0;
+
+    if (!allocated) {
+        ret = cor_copy(c->bs, start, pnum, c->bounce);
+        if (ret == 0 && !c->prefetch && n > 0) {
+            iov_vec_from_buf(c->qiov, c->progress, c->bounce + c->skip, n);
+        }
+    } else if (!c->prefetch && n > 0) {
+        IOVector slice;
+        iov_vec_init_slice(&slice, c->qiov, c->progress, n);
+        ret = read_any(c->bs, start + c->skip, n, &slice, c->flags);
+        iov_vec_destroy(&slice);
+    }
+    c->progress += MAX(n, 0);
+    c->skip = MAX(c->skip - pnum, 0);
+    return ret;
+}
+
+/* A copy-on-read request, the reference's way: the range grows to whole
+ * clusters; pieces not allocated in this node are copied into it; past
+ * the end of the image the caller reads zeroes. */
+static int coroutine_fn cor_preadv(BlockDriverState *bs, int64_t offset,
+                                   int64_t bytes, IOVector *qiov,
+                                   BdrvRequestFlags flags)
+{
+    int64_t align = cor_align(bs);
+    int64_t start = ROUND_DOWN(offset, align);
+    int64_t end = ROUND_UP(offset + bytes, align);
+    CorRead c = {
+        .bs = bs, .qiov = qiov, .bytes = bytes, .skip = offset - start,
+        .prefetch = flags & BDRV_REQ_PREFETCH,
+        .flags = flags & ~(BDRV_REQ_COPY_ON_READ | BDRV_REQ_PREFETCH),
+    };
+    int ret = 0;
+
+    c.bounce = bdrv_blockalign(bs, MIN(end - start, COR_CHUNK_MAX));
+    if (!c.bounce) {
+        return -ENOMEM;
+    }
+    while (start < end && ret == 0) {
+        int64_t pnum;
+        int alloc = bdrv_co_is_allocated(bs, start,
+                                         MIN(end - start, COR_CHUNK_MAX),
+                                         &pnum);
+        if (alloc < 0) {
+            /* the read will fail with a better error, if at all */
+            pnum = MIN(end - start, COR_CHUNK_MAX);
+            alloc = 0;
+        }
+        if (pnum == 0) {
+            break;          /* the image ends inside the last cluster */
+        }
+        ret = cor_piece(&c, start, pnum, alloc > 0);
+        start += pnum;
+    }
+    if (ret == 0 && !c.prefetch && c.progress < bytes) {
+        iov_vec_memset(qiov, c.progress, 0, bytes - c.progress);
+    }
+    free(c.bounce);
+    return ret;
+}
+
 int coroutine_fn bdrv_co_preadv(BdrvChild *child, int64_t offset, int64_t bytes,
                                 IOVector *qiov, BdrvRequestFlags flags)
 {
@@ -786,11 +924,20 @@ int coroutine_fn bdrv_co_preadv(BdrvChild *child, int64_t offset, int64_t bytes,
     if (flags & BDRV_REQ_SERIALISING) {
         make_serialising(&req, align);
     }
+    if (bs->open_flags & BDRV_O_COPY_ON_READ) {
+        flags |= BDRV_REQ_COPY_ON_READ;
+    }
+    if (flags & BDRV_REQ_COPY_ON_READ) {
+        /* no write may slip between reading a cluster and copying it */
+        make_serialising(&req, cor_align(bs));
+    }
     /* even a plain read waits for an overlapping read-modify-write, so it
      * never sees the block half updated */
     wait_serialising(&req);
     flags &= ~BDRV_REQ_SERIALISING;
-    if (IS_ALIGNED(offset, align) && IS_ALIGNED(bytes, align)) {
+    if (flags & BDRV_REQ_COPY_ON_READ) {
+        ret = cor_preadv(bs, offset, bytes, qiov, flags);
+    } else if (IS_ALIGNED(offset, align) && IS_ALIGNED(bytes, align)) {
         ret = aligned_preadv(bs, offset, bytes, qiov, flags);
     } else {
         ret = preadv_padded(bs, offset, bytes, qiov, flags);

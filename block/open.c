@@ -13,9 +13,6 @@
 /* QEMU reads this much of an image to guess its format. */
 #define PROBE_BUF_SIZE 2048
 
-static BlockDriverState *open_inherit(const char *filename, QDict *options,
-                                      int flags, BlockDriverState *parent,
-                                      Error **errp);
 
 static bool is_protocol_driver(const BlockDriver *drv)
 {
@@ -54,7 +51,7 @@ static int merge_json_filename(const char **filename, QDict *options,
 
 /* Flags a child starts from: the parent's cache/read-only state; backing
  * files are read-only and probed, other children are protocols. */
-static int child_flags(BlockDriverState *parent, BdrvChildRole role)
+int bdrv_child_flags(BlockDriverState *parent, BdrvChildRole role)
 {
     int keep = BDRV_O_RDWR | BDRV_O_NOCACHE | BDRV_O_NO_FLUSH |
                BDRV_O_NO_IO | BDRV_O_FORCE_SHARE | BDRV_O_CREATE |
@@ -131,8 +128,8 @@ void bdrv_unref_child(BlockDriverState *parent, BdrvChild *child)
 }
 
 /* "file": "node-name" refers to an existing node (new reference). */
-static BlockDriverState *lookup_reference(const char *ref, QDict *child_opts,
-                                          Error **errp)
+BlockDriverState *bdrv_lookup_reference(const char *ref, QDict *child_opts,
+                                        Error **errp)
 {
     BlockDriverState *bs;
 
@@ -167,7 +164,7 @@ static BlockDriverState *open_child_bs(const char *filename, QDict *options,
     qdict_extract_subqdict(options, &child_opts, prefix);
     if (ref) {
         qdict_del(options, name);
-        bs = lookup_reference(ref, child_opts, errp);
+        bs = bdrv_lookup_reference(ref, child_opts, errp);
         qobject_unref(child_opts);
         return bs;
     }
@@ -184,8 +181,8 @@ static BlockDriverState *open_child_bs(const char *filename, QDict *options,
         }
         return NULL;
     }
-    return open_inherit(filename, child_opts, child_flags(parent, role),
-                        parent, errp);
+    return bdrv_open_inherit(filename, child_opts,
+                             bdrv_child_flags(parent, role), parent, role, errp);
 }
 
 BdrvChild *bdrv_open_child(const char *filename, QDict *options,
@@ -622,8 +619,13 @@ static int open_common(BlockDriverState *bs, const BlockDriver *drv,
      * before the options left over are refused */
     warn_probed_raw(bs);
     set_node_filename(bs, filename, options);
-    unknown = bdrv_opts_first_unknown(options, drv->open_opts);
     ret = check_node_length(bs, errp);
+    if (ret == 0) {
+        /* the backing file takes its options before leftovers count */
+        ret = bdrv_open_backing(bs, options, flags, errp);
+    }
+    unknown = ret == 0 ? bdrv_opts_first_unknown(options, drv->open_opts)
+                       : NULL;
     if (ret < 0 || unknown) {
         if (ret == 0) {
             unknown_option_error(drv, unknown, errp);
@@ -704,11 +706,12 @@ static int open_node(BlockDriverState *bs, const char *filename,
     return ret;
 }
 
-static BlockDriverState *open_inherit(const char *filename, QDict *options,
-                                      int flags, BlockDriverState *parent,
-                                      Error **errp)
+BlockDriverState *bdrv_open_inherit(const char *filename, QDict *options,
+                                    int flags, BlockDriverState *parent,
+                                    BdrvChildRole role, Error **errp)
 {
     BlockDriverState *bs;
+    int ret;
 
     options = options ? options : qdict_new();
     if (merge_json_filename(&filename, options, errp) < 0) {
@@ -716,9 +719,14 @@ static BlockDriverState *open_inherit(const char *filename, QDict *options,
         return NULL;
     }
     qdict_flatten(options);
+    bdrv_backing_take_null(options, &flags);
     bs = bdrv_new();
     bs->explicit_options = qdict_clone_shallow(options);
-    if (open_node(bs, filename, options, flags, errp) < 0) {
+    /* a backing file's own backing file checks the chain above */
+    bs->backing_of = (role & BDRV_CHILD_COW) ? parent : NULL;
+    ret = open_node(bs, filename, options, flags, errp);
+    bs->backing_of = NULL;
+    if (ret < 0) {
         bdrv_unref(bs);
         bs = NULL;
     }
@@ -756,7 +764,7 @@ BlockDriverState *bdrv_open(const char *filename, const char *reference,
                    "supported yet: they need the qcow2 driver");
         return NULL;
     }
-    return open_inherit(filename, options, flags, NULL, errp);
+    return bdrv_open_inherit(filename, options, flags, NULL, 0, errp);
 }
 
 /* ---- limits ---- */

@@ -60,6 +60,27 @@ static void put_specific_info(QDict *info, BlockDriverState *bs)
     error_free(err);
 }
 
+/* backing-filename, full-backing-filename, backing-filename-format:
+ * the name the image records, resolved as an open would resolve it. */
+static void put_backing_info(QDict *info, BlockDriverState *bs)
+{
+    const char *name = bdrv_get_backing_filename(bs);
+    const char *fmt = bdrv_get_backing_format(bs);
+    g_autofree char *full = NULL;
+
+    if (!name) {
+        return;
+    }
+    qdict_put_str(info, "backing-filename", name);
+    full = bdrv_get_full_backing_filename(bs, NULL);
+    if (full) {
+        qdict_put_str(info, "full-backing-filename", full);
+    }
+    if (fmt) {
+        qdict_put_str(info, "backing-filename-format", fmt);
+    }
+}
+
 static QDict *node_info(BlockDriverState *bs);
 
 /* "children": [{"name": ..., "info": ...}] for every child node, the
@@ -106,6 +127,7 @@ static QDict *node_info(BlockDriverState *bs)
     if (has_bdi && bdi.cluster_size > 0) {
         qdict_put_int(info, "cluster-size", bdi.cluster_size);
     }
+    put_backing_info(info, bs);
     put_specific_info(info, bs);
     qdict_put_obj(info, "children", QOBJECT(children_info(bs)));
     return info;
@@ -155,32 +177,119 @@ static int check_info_args(int argc, char **argv, InfoArgs *a)
     return -1;
 }
 
-/* Print the info of the one image (a chain of one for --backing-chain:
- * nothing in the engine has a backing file yet that info would follow). */
-static int info_run(const InfoArgs *a)
+/* One image of the list, opened on its own (no backing file, no I/O)
+ * with @fmt and @image_opts; NULL once the error is reported. */
+static QDict *image_info(const InfoArgs *a, const char *name, const char *fmt,
+                         bool image_opts)
 {
-    BlockBackend *blk = img_open_common(&a->common, a->filename,
-                                        BDRV_O_NO_BACKING | BDRV_O_NO_IO,
-                                        false);
+    ImgCommonOpts o = a->common;
+    BlockBackend *blk;
     QDict *info;
 
+    o.fmt = fmt;
+    o.image_opts = image_opts;
+    blk = img_open_common(&o, name, BDRV_O_NO_BACKING | BDRV_O_NO_IO, false);
     if (!blk) {
-        return 1;
+        return NULL;
     }
     info = node_info(blk_bs(blk));
-    if (a->output == OFORMAT_JSON && a->chain) {
-        QList *list = qlist_new();
-        qlist_append_obj(list, QOBJECT(info));
-        img_print_json(QOBJECT(list));
-        qobject_unref(list);
-    } else if (a->output == OFORMAT_JSON) {
-        img_print_json(QOBJECT(info));
-        qobject_unref(info);
-    } else {
-        info_human_dump(info, "", 0);
-        qobject_unref(info);
-    }
     blk_unref(blk);
+    return info;
+}
+
+/* The next image of --backing-chain from @info: the resolved backing
+ * file name and its recorded format (*name NULL at the end); false once
+ * the error is reported. */
+static bool next_in_chain(QDict *info, char **name, char **fmt)
+{
+    const char *bf = qdict_get_try_str(info, "backing-filename");
+    const char *full = qdict_get_try_str(info, "full-backing-filename");
+
+    if (bf && !full) {
+        error_report("Could not determine absolute backing filename, but "
+                     "backing filename '%s' present", bf);
+        return false;
+    }
+    *name = g_strdup(full);
+    *fmt = g_strdup(qdict_get_try_str(info, "backing-filename-format"));
+    return true;
+}
+
+/* Has the chain come back to a name it had, or grown too long?  (The
+ * reference compares names only and has no depth limit.) */
+static bool chain_stops(GHashTable *seen, const char *name)
+{
+    if (g_hash_table_contains(seen, name)) {
+        error_report("Backing file '%s' creates an infinite loop.", name);
+        return true;
+    }
+    if (g_hash_table_size(seen) >= BDRV_BACKING_CHAIN_MAX) {
+        error_report("Backing chain is too long (more than %d images)",
+                     BDRV_BACKING_CHAIN_MAX);
+        return true;
+    }
+    g_hash_table_add(seen, g_strdup(name));
+    return false;
+}
+
+/* The image's info and, with --backing-chain, its backing files' down
+ * the chain, each opened alone as the reference does; NULL on error. */
+static QList *collect_infos(const InfoArgs *a)
+{
+    g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash,
+                                                       g_str_equal, g_free,
+                                                       NULL);
+    char *name = g_strdup(a->filename), *fmt = g_strdup(a->common.fmt);
+    bool image_opts = a->common.image_opts;
+    QList *list = qlist_new();
+
+    while (name) {
+        QDict *info = chain_stops(seen, name) ? NULL
+                      : image_info(a, name, fmt, image_opts);
+
+        g_clear_pointer(&name, g_free);
+        g_clear_pointer(&fmt, g_free);
+        if (!info) {
+            qobject_unref(list);
+            return NULL;
+        }
+        qlist_append_obj(list, QOBJECT(info));
+        image_opts = false;
+        if (a->chain && !next_in_chain(info, &name, &fmt)) {
+            qobject_unref(list);
+            return NULL;
+        }
+    }
+    return list;
+}
+
+/* Human output: the images one after the other, a blank line between. */
+static void dump_human_list(QList *list)
+{
+    for (QListEntry *e = qlist_first(list); e; e = qlist_next(e)) {
+        if (e != qlist_first(list)) {
+            printf("\n");
+        }
+        info_human_dump(qobject_to_qdict(qlist_entry_obj(e)), "", 0);
+    }
+}
+
+/* Print the image's info (and its chain's with --backing-chain). */
+static int info_run(const InfoArgs *a)
+{
+    QList *list = collect_infos(a);
+
+    if (!list) {
+        return 1;
+    }
+    if (a->output == OFORMAT_JSON && a->chain) {
+        img_print_json(QOBJECT(list));
+    } else if (a->output == OFORMAT_JSON) {
+        img_print_json(qlist_entry_obj(qlist_first(list)));
+    } else {
+        dump_human_list(list);
+    }
+    qobject_unref(list);
     return 0;
 }
 
