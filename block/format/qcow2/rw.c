@@ -515,10 +515,10 @@ static int coroutine_fn store_compressed(BlockDriverState *bs,
     return ret;
 }
 
-/* Whole clusters only (the tail cluster of the image may be short). */
-int coroutine_fn qcow2_co_pwritev_compressed(BlockDriverState *bs,
-                                             int64_t offset, int64_t bytes,
-                                             IOVector *qiov)
+/* One whole cluster (the image's last one may be short). */
+static int coroutine_fn write_compressed_cluster(BlockDriverState *bs,
+                                                 int64_t offset, int64_t bytes,
+                                                 IOVector *qiov, size_t qoff)
 {
     BDRVQcow2State *s = bs->opaque;
     g_autofree uint8_t *src = g_malloc0(s->cluster_size);
@@ -526,22 +526,15 @@ int coroutine_fn qcow2_co_pwritev_compressed(BlockDriverState *bs,
     ssize_t clen;
     int ret;
 
-    if (s->data_file != bs->file) {
-        return -ENOTSUP;
-    }
-    if (qcow2_offset_into_cluster(s, offset) ||
-        ((uint64_t)bytes != s->cluster_size &&
-         offset + bytes != bs->total_bytes)) {
-        return -EINVAL;
-    }
-    if ((uint64_t)bytes > s->cluster_size) {
-        return -EINVAL;
-    }
-    iov_vec_to_buf(qiov, 0, src, bytes);
+    iov_vec_to_buf(qiov, qoff, src, bytes);
     clen = qcow2_co_compress(s->compression_type, dst, s->cluster_size - 1,
                              src, s->cluster_size);
     if (clen == -ENOMEM) {
-        return qcow2_co_pwritev(bs, offset, bytes, qiov, 0);
+        IOVector slice;
+        iov_vec_init_slice(&slice, qiov, qoff, bytes);
+        ret = qcow2_co_pwritev(bs, offset, bytes, &slice, 0);
+        iov_vec_destroy(&slice);
+        return ret;
     }
     if (clen < 0) {
         return clen;
@@ -552,6 +545,31 @@ int coroutine_fn qcow2_co_pwritev_compressed(BlockDriverState *bs,
         ret = store_compressed(bs, offset, dst, clen);
     }
     co_mutex_unlock(&s->lock);
+    return ret;
+}
+
+/* Cluster-aligned requests, cluster by cluster. */
+int coroutine_fn qcow2_co_pwritev_compressed(BlockDriverState *bs,
+                                             int64_t offset, int64_t bytes,
+                                             IOVector *qiov)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int64_t done = 0;
+    int ret = 0;
+
+    if (s->data_file != bs->file) {
+        return -ENOTSUP;
+    }
+    if (qcow2_offset_into_cluster(s, offset) ||
+        (qcow2_offset_into_cluster(s, bytes) &&
+         offset + bytes != bs->total_bytes)) {
+        return -EINVAL;
+    }
+    while (done < bytes && ret == 0) {
+        int64_t n = MIN(bytes - done, (int64_t)s->cluster_size);
+        ret = write_compressed_cluster(bs, offset + done, n, qiov, done);
+        done += n;
+    }
     return ret;
 }
 

@@ -91,8 +91,8 @@ int coroutine_fn qcow2_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
     uint64_t end = offset + bytes;
     int ret;
 
-    if (s->h.version < 3) {
-        return -ENOTSUP;
+    if (s->h.version < 3 && bs->backing) {
+        return -ENOTSUP;    /* v2 has no zero flag */
     }
     if (end == (uint64_t)bs->total_bytes) {
         end = ROUND_UP(end, grain);
@@ -102,7 +102,10 @@ int coroutine_fn qcow2_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
     }
     co_mutex_lock(&s->lock);
     ret = qcow2_mark_dirty_if_lazy(bs);
-    if (ret == 0) {
+    if (ret == 0 && s->h.version < 3) {
+        /* v2 without backing file: unallocated reads as zeroes */
+        ret = qcow2_discard_range(bs, offset, end - offset, true);
+    } else if (ret == 0) {
         ret = qcow2_zero_range(bs, offset, end - offset,
                                flags & BDRV_REQ_MAY_UNMAP);
     }
@@ -155,8 +158,7 @@ int coroutine_fn qcow2_discard_range(BlockDriverState *bs, uint64_t offset,
 
     for (uint64_t pos = offset; pos < offset + bytes; pos += s->cluster_size) {
         void *l2;
-        int idx, ret = qcow2_get_l2_table(bs, pos, bs->backing != NULL &&
-                                          !full_discard, &l2, &idx);
+        int idx, ret = qcow2_get_l2_table(bs, pos, !full_discard, &l2, &idx);
 
         if (ret < 0) {
             return ret;
