@@ -342,26 +342,29 @@ int qcow2_check_header_tables(BlockDriverState *bs, int64_t file_len,
         error_setg(errp, "Reference count table too large");
         return -EINVAL;
     }
-    if (h->refcount_table_clusters == 0 &&
-        !(h->incompatible_features & QCOW2_INCOMPAT_CORRUPT)) {
+    if (h->refcount_table_clusters == 0) {
         error_setg(errp, "Image does not contain a reference count table");
         return -EINVAL;
     }
     if (!table_offset_ok(s, h->refcount_table_offset,
                          (uint64_t)h->refcount_table_clusters, s->cluster_size)) {
-        error_setg(errp, "Invalid reference count table offset");
+        error_setg(errp, "Reference count table offset invalid");
         return -EINVAL;
     }
     if (h->nb_snapshots > QCOW2_MAX_SNAPSHOTS) {
-        error_setg(errp, "Too many snapshots");
+        error_setg(errp, "Snapshot table too large");
         return -EINVAL;
     }
     if (!table_offset_ok(s, h->snapshots_offset, h->nb_snapshots, 40)) {
-        error_setg(errp, "Invalid snapshot table offset");
+        error_setg(errp, "Snapshot table offset invalid");
         return -EINVAL;
     }
     if (h->l1_size > QCOW2_MAX_L1_SIZE / 8) {
         error_setg(errp, "Active L1 table too large");
+        return -EFBIG;
+    }
+    if (qcow2_l1_entries(s->cluster_bits, s->l2_bits, h->size) > INT32_MAX) {
+        error_setg(errp, "Image is too big");
         return -EFBIG;
     }
     if (h->l1_size < qcow2_l1_entries(s->cluster_bits, s->l2_bits, h->size)) {
@@ -369,7 +372,7 @@ int qcow2_check_header_tables(BlockDriverState *bs, int64_t file_len,
         return -EINVAL;
     }
     if (!table_offset_ok(s, h->l1_table_offset, h->l1_size, 8)) {
-        error_setg(errp, "Invalid L1 table offset");
+        error_setg(errp, "Active L1 table offset invalid");
         return -EINVAL;
     }
     return 0;

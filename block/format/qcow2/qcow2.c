@@ -351,7 +351,7 @@ static int check_encryption(BlockDriverState *bs, int flags, Error **errp)
     BDRVQcow2State *s = bs->opaque;
 
     if (s->h.crypt_method > 2) {
-        error_setg(errp, "Unsupported encryption method: %" PRIu32,
+        error_setg(errp, "Unsupported encryption method %" PRIu32,
                    s->h.crypt_method);
         return -EINVAL;
     }
