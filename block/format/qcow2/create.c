@@ -330,7 +330,7 @@ static int coroutine_fn finish_image(const char *filename,
 
     qdict_put_str(o, "driver", "qcow2");
     if (a->data_file) {
-        qdict_put_str(o, "data-file", a->data_file);
+        qdict_put_str(o, "data-file.filename", a->data_file);
     }
     blk = blk_new_open(filename, NULL, qobject_ref(o),
                        BDRV_O_RDWR | BDRV_O_NO_BACKING | BDRV_O_RESIZE, errp);
