@@ -47,16 +47,6 @@ const BlockOptDesc qcow2_create_opts[] = {
     { NULL },
 };
 
-/* The parsed and checked create options. */
-typedef struct Qcow2CreateArgs {
-    uint64_t size, cluster_size, refcount_bits;
-    int version;
-    const char *backing_file, *backing_fmt, *data_file;
-    bool data_file_raw, lazy, extended_l2;
-    PreallocMode prealloc;
-    Qcow2CompressionType ctype;
-} Qcow2CreateArgs;
-
 static const char *v3_needed = "compatibility level 1.1 and above "
                                "(use version=v3 or greater)";
 
@@ -372,22 +362,29 @@ static int coroutine_fn finish_image(const char *filename,
     return ret;
 }
 
-int coroutine_fn qcow2_co_create_opts(const BlockDriver *drv,
-                                      const char *filename, QDict *opts,
-                                      Error **errp)
+int qcow2_parse_create_args(QDict *opts, Qcow2CreateArgs *a, Error **errp)
 {
-    Qcow2CreateArgs a = { 0 };
-    int ret = parse_enums(opts, &a, errp);
+    int ret = parse_enums(opts, a, errp);
 
     if (ret == 0) {
-        ret = parse_values(opts, &a, errp);
+        ret = parse_values(opts, a, errp);
     }
     if (ret == 0) {
         ret = check_encrypt(opts, errp);
     }
     if (ret == 0) {
-        ret = check_args(&a, errp);
+        ret = check_args(a, errp);
     }
+    return ret;
+}
+
+int coroutine_fn qcow2_co_create_opts(const BlockDriver *drv,
+                                      const char *filename, QDict *opts,
+                                      Error **errp)
+{
+    Qcow2CreateArgs a = { 0 };
+    int ret = qcow2_parse_create_args(opts, &a, errp);
+
     if (ret == 0 && a.data_file) {
         ret = create_data_file(&a, errp);
     }

@@ -136,50 +136,47 @@ static int measure_data(BlockDriverState *in_bs, uint64_t cs, uint64_t *req)
 int qcow2_measure(QDict *opts, BlockDriverState *in_bs,
                   BlockMeasureInfo *info, Error **errp)
 {
-    Error *e = NULL;
-    uint64_t cs = bdrv_opt_size(opts, "cluster_size", 65536, &e);
-    uint64_t rb = e ? 16 : bdrv_opt_number(opts, "refcount_bits", 16, &e);
-    bool ext = e ? false : bdrv_opt_bool(opts, "extended_l2", false, &e);
-    const char *pa = bdrv_opt_str(opts, "preallocation", "off");
-    const char *compat = bdrv_opt_str(opts, "compat", "1.1");
-    PreallocMode mode;
-    uint64_t size = 0, required = 0;
-    int ret;
+    Qcow2CreateArgs a = { 0 };
+    uint64_t size, required = 0;
+    bool full;
+    int ret = qcow2_parse_create_args(opts, &a, errp);
 
-    if (!e && (cs < 512 || cs > 2 * MiB || !QEMU_IS_POW2(cs))) {
-        error_setg(&e, "Cluster size must be a power of two between 512 "
-                   "and 2048k");
+    if (ret < 0) {
+        return ret;
     }
-    if (!e && (rb > 64 || !QEMU_IS_POW2(rb))) {
-        error_setg(&e, "Refcount width must be a power of two and may not "
-                   "exceed 64 bits");
-    }
-    if (!e && !prealloc_mode_parse(pa, &mode)) {
-        error_setg(&e, "Invalid preallocation mode: '%s'", pa);
-    }
-    if (!e && in_bs) {
+    size = a.size;
+    if (in_bs) {
         int64_t l = bdrv_getlength(in_bs);
-        size = l < 0 ? 0 : l;
-    } else if (!e) {
-        size = bdrv_opt_size(opts, "size", 0, &e);
+        if (l < 0) {
+            error_setg_errno(errp, -l, "Unable to get image size");
+            return l;
+        }
+        size = l;
     }
-    if (e) {
-        error_propagate(errp, e);
-        return -EINVAL;
+    size = ROUND_UP(size, a.cluster_size);
+    if (qcow2_l1_entries(__builtin_ctzll(a.cluster_size),
+                         __builtin_ctzll(a.cluster_size) -
+                         (a.extended_l2 ? 4 : 3), size) > QCOW2_MAX_L1_SIZE / 8) {
+        error_setg(errp, "The image size is too large (try using a larger "
+                   "cluster size)");
+        return -EFBIG;
     }
-    size = ROUND_UP(size, cs);
-    if (in_bs && mode != PREALLOC_MODE_FULL && mode != PREALLOC_MODE_FALLOC) {
-        ret = measure_data(in_bs, cs, &required);
+    full = a.prealloc == PREALLOC_MODE_FULL ||
+           a.prealloc == PREALLOC_MODE_FALLOC;
+    if (full) {
+        required = size;
+    } else if (in_bs) {
+        ret = measure_data(in_bs, a.cluster_size, &required);
         if (ret < 0) {
             error_setg_errno(errp, -ret, "Unable to get block status");
             return ret;
         }
-    } else if (mode == PREALLOC_MODE_FULL || mode == PREALLOC_MODE_FALLOC) {
-        required = size;
     }
-    info->fully_allocated = prealloc_size(size, cs, __builtin_ctzll(rb), ext);
+    info->fully_allocated = prealloc_size(size, a.cluster_size,
+                                          __builtin_ctzll(a.refcount_bits),
+                                          a.extended_l2);
     info->required = info->fully_allocated - size + required;
-    info->has_bitmaps = in_bs && strcmp(compat, "0.10") && strcmp(compat, "v2");
+    info->has_bitmaps = in_bs && a.version >= 3;
     info->bitmaps = 0;
     return 0;
 }

@@ -371,6 +371,17 @@ int coroutine_fn qcow2_alloc_range(BlockDriverState *bs, uint64_t offset,
                                    uint64_t bytes, int64_t *host_out);
 
 /* ---- create.c / info.c ---- */
+/* The parsed and checked create options. */
+typedef struct Qcow2CreateArgs {
+    uint64_t size, cluster_size, refcount_bits;
+    int version;
+    const char *backing_file, *backing_fmt, *data_file;
+    bool data_file_raw, lazy, extended_l2;
+    PreallocMode prealloc;
+    Qcow2CompressionType ctype;
+} Qcow2CreateArgs;
+/* Parse and check create options with the reference's messages. */
+int qcow2_parse_create_args(QDict *opts, Qcow2CreateArgs *a, Error **errp);
 extern const BlockOptDesc qcow2_create_opts[];
 int coroutine_fn qcow2_co_create_opts(const BlockDriver *drv,
                                       const char *filename, QDict *opts,
