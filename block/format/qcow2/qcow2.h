@@ -184,6 +184,7 @@ typedef struct BDRVQcow2State {
     bool use_lazy_refcounts;
     bool dirty_set;
     bool corrupt_reported;
+    bool prealloc_checked, metadata_prealloc; /* block status RECURSE */
     Qcow2CompressionType compression_type;
     uint64_t cache_clean_interval;
     uint64_t l2_cache_bytes, l2_entry_bytes, refcount_cache_bytes;

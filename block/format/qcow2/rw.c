@@ -592,6 +592,31 @@ int coroutine_fn qcow2_co_flush_to_os(BlockDriverState *bs)
 
 /* ---- block status ---- */
 
+/* More clusters referenced than the file really stores: the image was
+ * probably preallocated (metadata), so normal clusters may still be holes
+ * in the file and block status should look there, as the reference does. */
+static bool coroutine_fn detect_metadata_prealloc(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int64_t flen = bdrv_co_getlength(bs->file->bs);
+    int64_t alloc = bdrv_co_get_allocated_file_size(bs->file->bs);
+    uint64_t real, threshold, n = 0, rc;
+
+    if (flen < 0 || alloc < 0) {
+        return false;
+    }
+    real = alloc / s->cluster_size;
+    threshold = MAX(real * 10 / 9, real + 2);
+    for (uint64_t i = 0; i < DIV_ROUND_UP((uint64_t)flen, s->cluster_size) &&
+                         n <= threshold; i++) {
+        if (qcow2_get_refcount(bs, i, &rc) < 0) {
+            return false;
+        }
+        n += rc > 0;
+    }
+    return n > threshold;
+}
+
 int coroutine_fn qcow2_co_block_status(BlockDriverState *bs, bool want_zero,
                                        int64_t offset, int64_t bytes,
                                        int64_t *pnum, int64_t *map,
@@ -603,6 +628,10 @@ int coroutine_fn qcow2_co_block_status(BlockDriverState *bs, bool want_zero,
     int ret, status = 0;
 
     co_mutex_lock(&s->lock);
+    if (!s->prealloc_checked) {
+        s->metadata_prealloc = detect_metadata_prealloc(bs);
+        s->prealloc_checked = true;
+    }
     ret = qcow2_get_host_offset(bs, offset, &cur, &host, &type);
     co_mutex_unlock(&s->lock);
     if (ret < 0) {
@@ -623,8 +652,9 @@ int coroutine_fn qcow2_co_block_status(BlockDriverState *bs, bool want_zero,
     if (type == QCOW2_SC_COMPRESSED) {
         status |= BDRV_BLOCK_COMPRESSED;
     }
-    if (s->data_file != bs->file && type == QCOW2_SC_NORMAL &&
-        (s->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_RAW)) {
+    if (type == QCOW2_SC_NORMAL &&
+        (s->metadata_prealloc || (s->data_file != bs->file &&
+         (s->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_RAW)))) {
         status |= BDRV_BLOCK_RECURSE;
     }
     return status;
