@@ -640,12 +640,13 @@ void qcow2_signal_corruption(BlockDriverState *bs, const char *fmt, ...)
     }
     s->corrupt_reported = true;
     if (bs->read_only || !(bs->open_flags & BDRV_O_RDWR)) {
-        error_report("qcow2: Image is corrupt: %s; further non-fatal "
-                     "corruption events will be suppressed", msg);
+        fprintf(stderr, "qcow2: Image is corrupt: %s; further non-fatal "
+                "corruption events will be suppressed\n", msg);
         return;
     }
-    error_report("qcow2: Marking image as corrupt: %s; further corruption "
-                 "events will be suppressed", msg);
+    /* the reference prints these without the program name */
+    fprintf(stderr, "qcow2: Marking image as corrupt: %s; further corruption "
+            "events will be suppressed\n", msg);
     s->h.incompatible_features |= QCOW2_INCOMPAT_CORRUPT;
     if (co_in_coroutine()) {
         qcow2_write_incompat(bs, s->h.incompatible_features);

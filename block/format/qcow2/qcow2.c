@@ -355,6 +355,11 @@ static int check_encryption(BlockDriverState *bs, int flags, Error **errp)
                    s->h.crypt_method);
         return -EINVAL;
     }
+    if (s->has_crypto_ext && s->h.crypt_method != 2) {
+        error_setg(errp, "CRYPTO header extension only expected with LUKS "
+                   "encryption method");
+        return -EINVAL;
+    }
     if (s->h.crypt_method && !(flags & BDRV_O_NO_IO)) {
         error_setg(errp, "qcow2: encrypted images (%s encryption) are not "
                    "supported", s->h.crypt_method == 1 ? "AES" : "LUKS");

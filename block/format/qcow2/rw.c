@@ -429,6 +429,12 @@ static int coroutine_fn in_place_step(BlockDriverState *bs, uint64_t offset,
     if (!n) {
         return 0;
     }
+    if (s->data_file == bs->file) {
+        ret = qcow2_pre_write_overlap_check(bs, 0, host, n);
+        if (ret < 0) {
+            return ret;
+        }
+    }
     co_mutex_unlock(&s->lock);
     iov_vec_init_slice(&slice, qiov, qoff, n);
     ret = bdrv_co_pwritev(s->data_file, host, n, &slice, 0);
