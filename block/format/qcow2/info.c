@@ -183,6 +183,32 @@ int qcow2_measure(QDict *opts, BlockDriverState *in_bs,
 
 /* ---- truncate ---- */
 
+/* After a shrink: the file ends after the last used cluster. */
+static int coroutine_fn trim_file(BlockDriverState *bs, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int64_t flen = bdrv_co_getlength(bs->file->bs);
+    uint64_t c, rc = 0;
+    int ret = 0;
+
+    if (flen < 0) {
+        return flen;
+    }
+    co_mutex_lock(&s->lock);
+    for (c = DIV_ROUND_UP((uint64_t)flen, s->cluster_size); c > 0; c--) {
+        ret = qcow2_get_refcount(bs, c - 1, &rc);
+        if (ret < 0 || rc) {
+            break;
+        }
+    }
+    co_mutex_unlock(&s->lock);
+    if (ret == 0 && (c << s->cluster_bits) < (uint64_t)flen) {
+        ret = bdrv_co_truncate(bs->file, c << s->cluster_bits, false,
+                               PREALLOC_MODE_OFF, 0, errp);
+    }
+    return ret;
+}
+
 /* Grow: a larger L1 table if needed, then the new size in the header. */
 static int coroutine_fn set_size(BlockDriverState *bs, uint64_t size)
 {
@@ -239,6 +265,9 @@ int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
         if (ret < 0) {
             error_setg_errno(errp, -ret, "Failed to discard cropped clusters");
             return ret;
+        }
+        if (s->data_file == bs->file) {
+            trim_file(bs, NULL);
         }
     }
     ret = set_size(bs, offset);
