@@ -428,6 +428,11 @@ static int coroutine_fn qcow2_do_open(BlockDriverState *bs, QDict *opts,
     if (ret == 0) {
         ret = open_data_file(bs, opts, flags, errp);
     }
+    if (ret == 0 && (flags & BDRV_O_RDWR) &&
+        (s->h.incompatible_features & QCOW2_INCOMPAT_DIRTY)) {
+        s->refcounts_stale = true;
+        s->free_cluster_index = DIV_ROUND_UP((uint64_t)flen, s->cluster_size);
+    }
     if (ret == 0) {
         ret = clear_autoclear(bs);
         if (ret < 0) {
@@ -488,7 +493,8 @@ static void coroutine_fn close_entry(void *opaque)
     if (!(bs->open_flags & BDRV_O_RDWR) || !s->data_file) {
         return;
     }
-    if (qcow2_co_flush_to_os(bs) == 0 && s->dirty_set) {
+    if (qcow2_co_flush_to_os(bs) == 0 && s->dirty_set &&
+        !s->refcounts_stale) {
         qcow2_mark_clean(bs);
     }
 }

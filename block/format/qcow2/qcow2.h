@@ -185,6 +185,10 @@ typedef struct BDRVQcow2State {
     bool dirty_set;
     bool corrupt_reported;
     bool prealloc_checked, metadata_prealloc; /* block status RECURSE */
+    /* Opened dirty (lazy refcounts, not cleanly closed): refcounts may be
+     * too low.  We allocate only past the end of the file, ignore
+     * underflows (leaks at worst) and keep the dirty bit for a repair. */
+    bool refcounts_stale;
     Qcow2CompressionType compression_type;
     uint64_t cache_clean_interval;
     uint64_t l2_cache_bytes, l2_entry_bytes, refcount_cache_bytes;

@@ -473,6 +473,9 @@ void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
         uint64_t rc = 0;
 
         if (change_refcounts(bs, c, 1, -1) < 0) {
+            if (s->refcounts_stale) {
+                continue;   /* stale refcounts: a leak, not corruption */
+            }
             qcow2_signal_corruption(bs, "Refcount underflow at cluster %#"
                                     PRIx64, c << s->cluster_bits);
             return;
