@@ -383,6 +383,34 @@ static int coroutine_fn clear_autoclear(BlockDriverState *bs)
     return qcow2_update_header(bs);
 }
 
+/* cache-clean-interval: free the memory of cache entries unused since
+ * the last tick (not while a request is in the metadata). */
+static void cache_clean_tick(void *opaque)
+{
+    BlockDriverState *bs = opaque;
+    BDRVQcow2State *s = bs->opaque;
+
+    if (!co_mutex_is_locked(&s->lock)) {
+        qcow2_cache_clean_unused(&s->l2_cache);
+        qcow2_cache_clean_unused(&s->refcount_cache);
+    }
+    aio_timer_mod(s->cache_clean_timer,
+                  clock_ns() + (int64_t)s->cache_clean_interval * 1000000000);
+}
+
+static void start_cache_clean_timer(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    if (!s->cache_clean_interval) {
+        return;
+    }
+    s->cache_clean_timer = aio_timer_new(aio_get_default(), cache_clean_tick,
+                                         bs);
+    aio_timer_mod(s->cache_clean_timer,
+                  clock_ns() + (int64_t)s->cache_clean_interval * 1000000000);
+}
+
 typedef struct OpenCo {
     BlockDriverState *bs;
     QDict *opts;
@@ -451,6 +479,10 @@ static void coroutine_fn open_entry(void *opaque)
 
 static void qcow2_free_state(BDRVQcow2State *s)
 {
+    if (s->cache_clean_timer) {
+        aio_timer_free(s->cache_clean_timer);
+        s->cache_clean_timer = NULL;
+    }
     qcow2_cache_destroy(&s->l2_cache);
     qcow2_cache_destroy(&s->refcount_cache);
     g_clear_pointer(&s->l1_table, g_free);
@@ -479,6 +511,7 @@ static int qcow2_open(BlockDriverState *bs, QDict *options, int flags,
         qcow2_free_state(s);
         return o.ret;
     }
+    start_cache_clean_timer(bs);
     bs->supported_zero_flags = BDRV_REQ_MAY_UNMAP;
     bs->supported_write_flags = BDRV_REQ_WRITE_COMPRESSED;
     return 0;

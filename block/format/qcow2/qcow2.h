@@ -191,6 +191,7 @@ typedef struct BDRVQcow2State {
     bool refcounts_stale;
     Qcow2CompressionType compression_type;
     uint64_t cache_clean_interval;
+    AioTimer *cache_clean_timer;  /* drops unused cache entries */
     uint64_t l2_cache_bytes, l2_entry_bytes, refcount_cache_bytes;
 } BDRVQcow2State;
 
