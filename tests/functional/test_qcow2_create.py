@@ -157,3 +157,17 @@ def test_measure_image(tmp_path, strata_img, ref_qemu_img, ref_qemu_io):
     r = run([ref_qemu_img, 'measure', '-O', 'qcow2', '--output=json', img])
     s = run([strata_img, 'measure', '-O', 'qcow2', '--output=json', img])
     assert (s.rc, s.out) == (r.rc, r.out)
+
+
+def test_info_lists_bitmaps(tmp_path, strata_img, ref_qemu_img):
+    img = str(tmp_path / 'bm.qcow2')
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', img,
+                '4M']).rc == 0
+    for args in (['b0'], ['-g', '128k', 'second'], ['--disable', 'off']):
+        assert run([ref_qemu_img, 'bitmap', '--add', img, *args[:-1],
+                    args[-1]] if args[0] != 'b0' else
+                   [ref_qemu_img, 'bitmap', '--add', img, 'b0']).rc == 0
+    for extra in ([], ['--output=json']):
+        r = run([ref_qemu_img, 'info', *extra, img])
+        s = run([strata_img, 'info', *extra, img])
+        assert (s.rc, s.out) == (r.rc, r.out)

@@ -31,6 +31,9 @@ static QDict *qcow2_get_specific_info(BlockDriverState *bs, Error **errp)
         qdict_put_bool(data, "lazy-refcounts",
                        s->h.compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS);
     }
+    if (s->bitmap_info && !qlist_empty(s->bitmap_info)) {
+        qdict_put(data, "bitmaps", qobject_ref(s->bitmap_info));
+    }
     qdict_put_int(data, "refcount-bits", s->refcount_bits);
     if (s->h.version >= 3) {
         if (s->image_data_file) {

@@ -456,6 +456,9 @@ static int coroutine_fn qcow2_do_open(BlockDriverState *bs, QDict *opts,
     if (ret == 0) {
         ret = open_data_file(bs, opts, flags, errp);
     }
+    if (ret == 0) {
+        qcow2_read_bitmap_list(bs);
+    }
     if (ret == 0 && (flags & BDRV_O_RDWR) &&
         (s->h.incompatible_features & QCOW2_INCOMPAT_DIRTY)) {
         s->refcounts_stale = true;
@@ -487,6 +490,8 @@ static void qcow2_free_state(BDRVQcow2State *s)
     qcow2_cache_destroy(&s->refcount_cache);
     g_clear_pointer(&s->l1_table, g_free);
     g_clear_pointer(&s->refcount_table, g_free);
+    qobject_unref(s->bitmap_info);
+    s->bitmap_info = NULL;
     qcow2_free_header_exts(s);
 }
 

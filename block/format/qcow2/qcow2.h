@@ -174,6 +174,7 @@ typedef struct BDRVQcow2State {
     Qcow2Feature *features;
     int nb_features;
     bool has_crypto_ext;
+    QList *bitmap_info;           /* info's "bitmaps", NULL if none */
     uint64_t crypto_offset, crypto_length;
     uint64_t header_ext_end;      /* where extensions end in cluster 0 */
 
@@ -282,6 +283,7 @@ int coroutine_fn qcow2_mark_clean(BlockDriverState *bs);
 void qcow2_signal_corruption(BlockDriverState *bs, const char *fmt, ...)
     G_GNUC_PRINTF(2, 3);
 void qcow2_free_header_exts(BDRVQcow2State *s);
+int coroutine_fn qcow2_read_bitmap_list(BlockDriverState *bs);
 
 /* ---- cache.c ---- */
 void qcow2_cache_init(Qcow2Cache *c, int entries, size_t table_size,
