@@ -147,3 +147,27 @@ def test_lazy_refcounts_dirty_bit_cleared_on_close(tmp_path, strata_img,
                            img]).out)
     assert info['dirty-flag'] is False
     clean(ref_qemu_img, img)
+
+
+@pytest.mark.parametrize('raw', ['off', 'on'])
+def test_external_data_file(tmp_path, strata_img, strata_io, ref_qemu_img,
+                            ref_qemu_io, raw):
+    """Guest offset = host offset in the data file; with data_file_raw
+    the data file reads as the guest disk."""
+    rd, sd = tmp_path / 'r', tmp_path / 's'
+    rd.mkdir()
+    sd.mkdir()
+    opts = f'data_file=d.raw,data_file_raw={raw}'
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o', opts,
+                'i.qcow2', '4M'], cwd=rd).rc == 0
+    assert run([strata_img, 'create', '-q', '-f', 'qcow2', '-o', opts,
+                'i.qcow2', '4M'], cwd=sd).rc == 0
+    ops = ['write -P 1 0 1M', 'write -P 2 100k 3k', 'write -z 512k 64k',
+           'discard 768k 64k', 'write -z -u 2M 64k', 'write -P 3 3M 100k']
+    assert run([ref_qemu_io, *io_args(ops), 'i.qcow2'], cwd=rd).rc == 0
+    assert run([strata_io, *io_args(ops), 'i.qcow2'], cwd=sd).rc == 0
+    assert run([ref_qemu_img, 'check', 'i.qcow2'], cwd=sd).rc == 0
+    assert (rd / 'd.raw').read_bytes() == (sd / 'd.raw').read_bytes()
+    rm = run([ref_qemu_img, 'map', '--output=json', 'i.qcow2'], cwd=rd)
+    sm = run([ref_qemu_img, 'map', '--output=json', 'i.qcow2'], cwd=sd)
+    assert json.loads(sm.out) == json.loads(rm.out)

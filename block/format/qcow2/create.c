@@ -260,13 +260,12 @@ static int coroutine_fn write_initial(const char *filename, QDict *opts,
     return ret;
 }
 
-/* The external data file, created empty as a raw image of @size. */
+/* The external data file, created as a raw image of the disk size. */
 static int coroutine_fn create_data_file(const Qcow2CreateArgs *a,
                                          Error **errp)
 {
     g_autoptr(QDict) o = qdict_new();
-    g_autofree char *sz = g_strdup_printf("%" PRIu64,
-                                          a->data_file_raw ? a->size : 0);
+    g_autofree char *sz = g_strdup_printf("%" PRIu64, a->size);
 
     qdict_put_str(o, "size", sz);
     return bdrv_create_file(a->data_file, o, errp);

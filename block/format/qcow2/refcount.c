@@ -485,8 +485,7 @@ void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
             qcow2_cache_discard(&s->l2_cache, c << s->cluster_bits);
             qcow2_cache_discard(&s->refcount_cache, c << s->cluster_bits);
             if (discard) {
-                bdrv_co_pdiscard(s->data_file == bs->file ? bs->file :
-                                 bs->file, c << s->cluster_bits,
+                bdrv_co_pdiscard(bs->file, c << s->cluster_bits,
                                  s->cluster_size);
             }
         }
@@ -508,7 +507,12 @@ void coroutine_fn qcow2_free_l2_entry(BlockDriverState *bs, uint64_t l2e)
     case QCOW2_CLUSTER_NORMAL:
     case QCOW2_CLUSTER_ZERO_ALLOC:
         if (s->data_file != bs->file) {
-            return;     /* external data: no refcounts for data */
+            /* external data: no refcounts; pass the discard on */
+            if (s->discard_passthrough_request && s->data_file) {
+                bdrv_co_pdiscard(s->data_file, l2e & L2E_OFFSET_MASK,
+                                 s->cluster_size);
+            }
+            return;
         }
         qcow2_free_clusters(bs, l2e & L2E_OFFSET_MASK, s->cluster_size,
                             s->discard_passthrough_request);

@@ -255,8 +255,8 @@ static int coroutine_fn plan_host(BlockDriverState *bs, AllocPlan *p,
         p->host = first->l2e & L2E_OFFSET_MASK;
         return 0;
     }
-    if (s->data_file != bs->file &&
-        (s->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_RAW)) {
+    if (s->data_file != bs->file) {
+        /* external data: guest offset = host offset, not refcounted */
         p->host = qcow2_start_of_cluster(s, p->ws);
         return 0;
     }
@@ -675,8 +675,7 @@ int coroutine_fn qcow2_alloc_range(BlockDriverState *bs, uint64_t offset,
                                    uint64_t bytes, int64_t *host_end)
 {
     BDRVQcow2State *s = bs->opaque;
-    bool raw = s->data_file != bs->file &&
-               (s->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_RAW);
+    bool raw = s->data_file != bs->file;    /* host offset = guest offset */
     uint64_t cstart = qcow2_start_of_cluster(s, offset);
     int64_t host;
     void *l2;

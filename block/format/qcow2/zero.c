@@ -100,6 +100,14 @@ int coroutine_fn qcow2_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
     if (offset % grain || end % grain) {
         return -ENOTSUP;
     }
+    if (s->data_file != bs->file &&
+        (s->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_RAW)) {
+        /* the raw data file must read as the guest sees it */
+        ret = bdrv_co_pwrite_zeroes(s->data_file, offset, bytes, flags);
+        if (ret < 0) {
+            return ret;
+        }
+    }
     co_mutex_lock(&s->lock);
     ret = qcow2_mark_dirty_if_lazy(bs);
     if (ret == 0 && s->h.version < 3) {
