@@ -23,6 +23,24 @@ static const BlockOptDesc qcow2_open_opts[] = {
     { "overlap-check.template", OPT_STRING, "Selects which overlap checks "
       "to perform from a range of templates (none, constant, cached, all)",
       NULL },
+    { "overlap-check.main-header", OPT_BOOL, "Check for unintended writes "
+      "into the main qcow2 header", NULL },
+    { "overlap-check.active-l1", OPT_BOOL, "Check for unintended writes "
+      "into the active L1 table", NULL },
+    { "overlap-check.active-l2", OPT_BOOL, "Check for unintended writes "
+      "into an active L2 table", NULL },
+    { "overlap-check.refcount-table", OPT_BOOL, "Check for unintended writes "
+      "into the refcount table", NULL },
+    { "overlap-check.refcount-block", OPT_BOOL, "Check for unintended writes "
+      "into a refcount block", NULL },
+    { "overlap-check.snapshot-table", OPT_BOOL, "Check for unintended writes "
+      "into the snapshot table", NULL },
+    { "overlap-check.inactive-l1", OPT_BOOL, "Check for unintended writes "
+      "into an inactive L1 table", NULL },
+    { "overlap-check.inactive-l2", OPT_BOOL, "Check for unintended writes "
+      "into an inactive L2 table", NULL },
+    { "overlap-check.bitmap-directory", OPT_BOOL, "Check for unintended "
+      "writes into the bitmap directory", NULL },
     { "cache-size", OPT_SIZE, "Maximum combined metadata (L2 tables and "
       "refcount blocks) cache size", NULL },
     { "l2-cache-size", OPT_SIZE, "Maximum L2 table cache size", NULL },
@@ -60,16 +78,6 @@ int coroutine_fn qcow2_read_table(BlockDriverState *bs, uint64_t offset,
 
 /* ---- options ---- */
 
-static bool has_prefixed(QDict *d, const char *prefix)
-{
-    for (const QDictEntry *e = qdict_first(d); e; e = qdict_next(d, e)) {
-        if (g_str_has_prefix(qdict_entry_key(e), prefix)) {
-            return true;
-        }
-    }
-    return false;
-}
-
 /* Remove "@name" and "@name.*" (a child we do not open). */
 static void drop_child_opts(QDict *d, const char *name)
 {
@@ -85,6 +93,33 @@ static void drop_child_opts(QDict *d, const char *name)
         qdict_del(d, g_ptr_array_index(keys, i));
     }
     qdict_del(d, name);
+}
+
+/* overlap-check.<kind>=on|off: refine the template per kind. */
+static int parse_overlap_bits(QDict *opts, int *mask, Error **errp)
+{
+    static const char *const kinds[] = {
+        "main-header", "active-l1", "active-l2", "refcount-table",
+        "refcount-block", "snapshot-table", "inactive-l1", "inactive-l2",
+        "bitmap-directory",
+    };
+    Error *e = NULL;
+
+    for (size_t i = 0; i < G_N_ELEMENTS(kinds); i++) {
+        g_autofree char *key = g_strdup_printf("overlap-check.%s", kinds[i]);
+        bool on;
+
+        if (!qdict_haskey(opts, key)) {
+            continue;
+        }
+        on = bdrv_opt_bool(opts, key, false, &e);
+        if (e) {
+            error_propagate(errp, e);
+            return -EINVAL;
+        }
+        *mask = on ? *mask | (1 << i) : *mask & ~(1 << i);
+    }
+    return 0;
 }
 
 /* overlap-check: a template name to the set of checks. */
@@ -114,7 +149,7 @@ static int parse_overlap(QDict *opts, int *mask, Error **errp)
                    "none, constant, cached, all", v);
         return -EINVAL;
     }
-    return 0;
+    return parse_overlap_bits(opts, mask, errp);
 }
 
 /* Combined cache-size split as the reference splits it. */
@@ -311,36 +346,33 @@ static int open_data_file(BlockDriverState *bs, QDict *opts, int flags,
     bool has = s->h.incompatible_features & QCOW2_INCOMPAT_DATA_FILE;
     Error *e = NULL;
 
-    if (!has) {
-        if (qdict_haskey(opts, "data-file") ||
-            has_prefixed(opts, "data-file.")) {
-            error_setg(errp, "'data-file' can only be set for images with an "
-                       "external data file");
-            return -EINVAL;
-        }
-        s->data_file = bs->file;
-        if (s->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_RAW) {
-            error_setg(errp, "data-file-raw requires a data file");
-            return -EINVAL;
-        }
-        return 0;
-    }
     if (flags & BDRV_O_NO_IO) {
         drop_child_opts(opts, "data-file");
-        s->data_file = NULL;
+        s->data_file = has ? NULL : bs->file;
         return 0;
     }
     s->data_file = bdrv_open_child(NULL, opts, "data-file", bs,
                                    BDRV_CHILD_DATA, true, &e);
-    if (!s->data_file && !e && s->image_data_file) {
+    if (!e && has && !s->data_file && s->image_data_file) {
         s->data_file = bdrv_open_child(s->image_data_file, opts, "data-file",
                                        bs, BDRV_CHILD_DATA, false, &e);
-    } else if (!s->data_file && !e) {
+    }
+    if (!e && has && !s->data_file) {
         error_setg(&e, "'data-file' is required for this image");
+    }
+    if (!e && !has && s->data_file) {
+        error_setg(&e, "'data-file' can only be set for images with an "
+                   "external data file");
+    }
+    if (!e && !has && (s->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_RAW)) {
+        error_setg(&e, "data-file-raw requires a data file");
     }
     if (e) {
         error_propagate(errp, e);
         return -EINVAL;
+    }
+    if (!has) {
+        s->data_file = bs->file;
     }
     return 0;
 }
