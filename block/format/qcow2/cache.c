@@ -162,9 +162,13 @@ static int coroutine_fn cache_do_get(BlockDriverState *bs, Qcow2Cache *c,
                                      uint64_t offset, void **table,
                                      bool read)
 {
-    Qcow2CacheEntry *e = cache_find(c, offset);
+    Qcow2CacheEntry *e;
     int ret;
 
+    if (offset == 0) {
+        return -EIO;        /* no table lives in the header cluster */
+    }
+    e = cache_find(c, offset);
     if (!e) {
         ret = cache_victim(bs, c, &e);
         if (ret < 0) {

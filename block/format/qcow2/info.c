@@ -198,7 +198,14 @@ static int coroutine_fn trim_file(BlockDriverState *bs, Error **errp)
         return flen;
     }
     co_mutex_lock(&s->lock);
-    for (c = DIV_ROUND_UP((uint64_t)flen, s->cluster_size); c > 0; c--) {
+    c = MIN(DIV_ROUND_UP((uint64_t)flen, s->cluster_size),
+            (uint64_t)s->refcount_table_size << s->refblock_bits);
+    for (; c > 0; c--) {
+        if (!s->refcount_table[(c - 1) >> s->refblock_bits]) {
+            c = ((c - 1) >> s->refblock_bits) << s->refblock_bits;
+            c++;    /* the loop's c-- lands on the block's start */
+            continue;
+        }
         ret = qcow2_get_refcount(bs, c - 1, &rc);
         if (ret < 0 || rc) {
             break;

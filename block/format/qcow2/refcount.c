@@ -136,9 +136,10 @@ int coroutine_fn qcow2_get_refcount(BlockDriverState *bs, uint64_t cluster,
 static int64_t coroutine_fn find_free(BlockDriverState *bs, uint64_t n)
 {
     BDRVQcow2State *s = bs->opaque;
-    uint64_t start = s->free_cluster_index, i = start, rc;
+    uint64_t start = MAX(s->free_cluster_index, 1), i = start, rc;
     int ret;
 
+    /* cluster 0 is the header, whatever a hostile refcount says */
     while (i - start < n) {
         if (i >= (INT64_MAX >> s->cluster_bits) - n) {
             return -EFBIG;

@@ -606,15 +606,21 @@ static bool coroutine_fn detect_metadata_prealloc(BlockDriverState *bs)
     BDRVQcow2State *s = bs->opaque;
     int64_t flen = bdrv_co_getlength(bs->file->bs);
     int64_t alloc = bdrv_co_get_allocated_file_size(bs->file->bs);
-    uint64_t real, threshold, n = 0, rc;
+    uint64_t real, threshold, n = 0, rc, end;
 
     if (flen < 0 || alloc < 0) {
         return false;
     }
     real = alloc / s->cluster_size;
     threshold = MAX(real * 10 / 9, real + 2);
-    for (uint64_t i = 0; i < DIV_ROUND_UP((uint64_t)flen, s->cluster_size) &&
-                         n <= threshold; i++) {
+    end = MIN(DIV_ROUND_UP((uint64_t)flen, s->cluster_size),
+              (uint64_t)s->refcount_table_size << s->refblock_bits);
+    for (uint64_t i = 0; i < end && n <= threshold; i++) {
+        if (!(i & ((1ULL << s->refblock_bits) - 1)) &&
+            !s->refcount_table[i >> s->refblock_bits]) {
+            i += (1ULL << s->refblock_bits) - 1;    /* no block: all 0 */
+            continue;
+        }
         if (qcow2_get_refcount(bs, i, &rc) < 0) {
             return false;
         }
