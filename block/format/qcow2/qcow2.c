@@ -476,6 +476,10 @@ static int coroutine_fn qcow2_do_open(BlockDriverState *bs, QDict *opts,
     if (ret == 0) {
         ret = init_caches(s, errp);
     }
+    if (ret == 0 && !s->use_lazy_refcounts) {
+        /* refcounts reach the disk before the L2 entries using them */
+        qcow2_cache_set_dependency(&s->l2_cache, &s->refcount_cache);
+    }
     if (ret == 0) {
         ret = read_l1(bs, errp);
     }
