@@ -104,15 +104,61 @@ int coroutine_fn qcow2_write_l1_entry(BlockDriverState *bs, uint64_t l1_index)
     return q_pwrite(bs->file, off, 8, b);
 }
 
+/* Write the new L1 table (current entries, rest zero) at @off. */
+static int coroutine_fn write_new_l1(BlockDriverState *bs, int64_t off,
+                                     uint64_t new_size, uint64_t bytes)
+{
+    BDRVQcow2State *s = bs->opaque;
+    g_autofree uint8_t *buf = g_malloc0(bytes);
+    int ret = qcow2_cache_flush(bs, &s->refcount_cache);
+
+    for (uint32_t i = 0; i < s->l1_size; i++) {
+        q_st64(buf + i * 8, s->l1_table[i]);
+    }
+    if (ret == 0) {
+        ret = qcow2_pre_write_overlap_check(bs, 0, off, bytes);
+    }
+    if (ret == 0) {
+        ret = q_pwrite(bs->file, off, new_size * 8, buf);
+    }
+    return ret < 0 ? ret : bdrv_co_flush(bs->file->bs);
+}
+
+/* Point the header at the new table (size + offset in one write) and
+ * release the old one. */
+static int coroutine_fn switch_l1(BlockDriverState *bs, int64_t off,
+                                  uint64_t new_size)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t *tbl;
+    uint8_t hb[12];
+    int ret;
+
+    q_st32(hb, new_size);
+    q_st64(hb + 4, off);
+    ret = q_pwrite(bs->file, 36, 12, hb);
+    if (ret < 0) {
+        return ret;
+    }
+    tbl = g_new0(uint64_t, new_size);
+    memcpy(tbl, s->l1_table, (size_t)s->l1_size * 8);
+    g_free(s->l1_table);
+    s->l1_table = tbl;
+    if (s->l1_size) {
+        qcow2_free_clusters(bs, s->h.l1_table_offset,
+                            ROUND_UP((uint64_t)s->l1_size * 8, 512), false);
+    }
+    s->l1_size = s->h.l1_size = new_size;
+    s->h.l1_table_offset = off;
+    return 0;
+}
+
 /* A larger L1 table elsewhere; the header switches to it in one write. */
 int coroutine_fn qcow2_grow_l1_table(BlockDriverState *bs, uint64_t min_size,
                                      bool exact)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t new_size = min_size, bytes;
-    g_autofree uint8_t *buf = NULL;
-    uint64_t *tbl;
-    uint8_t hb[12];
     int64_t off;
     int ret;
 
@@ -131,43 +177,14 @@ int coroutine_fn qcow2_grow_l1_table(BlockDriverState *bs, uint64_t min_size,
     if (off < 0) {
         return off;
     }
-    ret = qcow2_cache_flush(bs, &s->refcount_cache);
-    buf = g_malloc0(bytes);
-    for (uint32_t i = 0; i < s->l1_size; i++) {
-        q_st64(buf + i * 8, s->l1_table[i]);
-    }
+    ret = write_new_l1(bs, off, new_size, bytes);
     if (ret == 0) {
-        ret = qcow2_pre_write_overlap_check(bs, 0, off, bytes);
-    }
-    if (ret == 0) {
-        ret = q_pwrite(bs->file, off, new_size * 8, buf);
-    }
-    if (ret == 0) {
-        ret = bdrv_co_flush(bs->file->bs);
+        ret = switch_l1(bs, off, new_size);
     }
     if (ret < 0) {
         qcow2_free_clusters(bs, off, bytes, false);
-        return ret;
     }
-    q_st32(hb, new_size);
-    q_st64(hb + 4, off);
-    ret = q_pwrite(bs->file, 36, 12, hb);
-    if (ret < 0) {
-        qcow2_free_clusters(bs, off, bytes, false);
-        return ret;
-    }
-    tbl = g_new0(uint64_t, new_size);
-    memcpy(tbl, s->l1_table, (size_t)s->l1_size * 8);
-    g_free(s->l1_table);
-    s->l1_table = tbl;
-    if (s->l1_size) {
-        qcow2_free_clusters(bs, s->h.l1_table_offset,
-                            ROUND_UP((uint64_t)s->l1_size * 8, 512), false);
-    }
-    s->l1_size = new_size;
-    s->h.l1_size = new_size;
-    s->h.l1_table_offset = off;
-    return 0;
+    return ret;
 }
 
 /* ---- L2 tables ---- */
@@ -264,60 +281,37 @@ static bool run_continues(BDRVQcow2State *s, Qcow2SubclusterType type,
     return type != QCOW2_SC_COMPRESSED;
 }
 
-/* Type and host offset at @offset; *bytes is cut to the run of equal
- * subclusters (contiguous in the host for data) within one L2 table. */
-int coroutine_fn qcow2_get_host_offset(BlockDriverState *bs, uint64_t offset,
-                                       uint64_t *bytes, uint64_t *host,
-                                       Qcow2SubclusterType *type)
+/* The entry's host offset must be a cluster boundary; invalid subcluster
+ * bit combinations are corruption too. */
+static int check_entry(BlockDriverState *bs, uint64_t offset, int idx,
+                       uint64_t base, Qcow2SubclusterType type)
 {
     BDRVQcow2State *s = bs->opaque;
-    uint64_t in_sc = offset & (s->subcluster_size - 1);
-    uint64_t limit = ((uint64_t)(s->l2_size - qcow2_l2_index(s, offset))
-                      << s->cluster_bits) - qcow2_offset_into_cluster(s, offset);
-    uint64_t want = MIN(*bytes, limit), got, base, l2e, bm;
-    int sc = qcow2_offset_into_cluster(s, offset) >> s->subcluster_bits;
-    void *l2;
-    int idx, ret = qcow2_get_l2_table(bs, offset, false, &l2, &idx);
+    uint64_t l2_off = s->l1_table[qcow2_l1_index(s, offset)] & L1E_OFFSET_MASK;
 
-    *host = 0;
-    if (ret < 0) {
-        return ret;
-    }
-    if (!l2) {
-        *type = QCOW2_SC_UNALLOC_PLAIN;
-        *bytes = want;
-        return 0;
-    }
-    l2e = qcow2_l2_entry(s, l2, idx);
-    bm = qcow2_l2_bitmap(s, l2, idx);
-    *type = qcow2_subcluster_type(s, l2e, bm, sc);
-    base = l2e & L2E_OFFSET_MASK;
-    if (*type == QCOW2_SC_COMPRESSED) {
-        *host = l2e;
-        *bytes = MIN(want, s->cluster_size - qcow2_offset_into_cluster(s, offset));
-        qcow2_cache_put(&s->l2_cache, &l2);
-        return 0;
-    }
-    if (*type == QCOW2_SC_INVALID) {
-        qcow2_cache_put(&s->l2_cache, &l2);
+    if (type == QCOW2_SC_INVALID) {
         qcow2_signal_corruption(bs, "Invalid cluster entry found (L2 offset: "
-                                "%#" PRIx64 ", L2 index: %#x)",
-                                (uint64_t)(s->l1_table[qcow2_l1_index(s, offset)] &
-                                L1E_OFFSET_MASK), idx);
+                                "%#" PRIx64 ", L2 index: %#x)", l2_off, idx);
         return -EIO;
     }
-    if (base && (base & (s->cluster_size - 1))) {
-        qcow2_cache_put(&s->l2_cache, &l2);
+    if (type != QCOW2_SC_COMPRESSED && base &&
+        (base & (s->cluster_size - 1))) {
         qcow2_signal_corruption(bs, "Cluster allocation offset %#" PRIx64
                                 " unaligned (L2 offset: %#" PRIx64
-                                ", L2 index: %#x)", base,
-                                (uint64_t)(s->l1_table[qcow2_l1_index(s, offset)] &
-                                L1E_OFFSET_MASK), idx);
+                                ", L2 index: %#x)", base, l2_off, idx);
         return -EIO;
     }
-    *host = base + qcow2_offset_into_cluster(s, offset);
-    got = s->subcluster_size - in_sc;
-    /* extend over the following subclusters and clusters */
+    return 0;
+}
+
+/* How far from @offset (up to @want bytes, all in @l2) the subclusters
+ * keep @type and, for data, stay contiguous in the host. */
+static uint64_t run_length(BDRVQcow2State *s, const uint8_t *l2,
+                           uint64_t offset, uint64_t want, uint64_t host,
+                           Qcow2SubclusterType type)
+{
+    uint64_t got = s->subcluster_size - (offset & (s->subcluster_size - 1));
+
     while (got < want) {
         uint64_t pos = offset + got;
         int i2 = qcow2_l2_index(s, pos);
@@ -325,15 +319,49 @@ int coroutine_fn qcow2_get_host_offset(BlockDriverState *bs, uint64_t offset,
         uint64_t e2 = qcow2_l2_entry(s, l2, i2);
         uint64_t b2 = qcow2_l2_bitmap(s, l2, i2);
 
-        if (qcow2_subcluster_type(s, e2, b2, sc2) != *type ||
-            !run_continues(s, *type, *host, got,
+        if (qcow2_subcluster_type(s, e2, b2, sc2) != type ||
+            !run_continues(s, type, host, got,
                            (e2 & L2E_OFFSET_MASK) +
                            qcow2_offset_into_cluster(s, pos))) {
             break;
         }
         got += s->subcluster_size;
     }
-    *bytes = MIN(got, want);
+    return MIN(got, want);
+}
+
+/* Type and host offset at @offset; *bytes is cut to the run of equal
+ * subclusters (contiguous in the host for data) within one L2 table. */
+int coroutine_fn qcow2_get_host_offset(BlockDriverState *bs, uint64_t offset,
+                                       uint64_t *bytes, uint64_t *host,
+                                       Qcow2SubclusterType *type)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t limit = ((uint64_t)(s->l2_size - qcow2_l2_index(s, offset))
+                      << s->cluster_bits) - qcow2_offset_into_cluster(s, offset);
+    uint64_t want = MIN(*bytes, limit), l2e, base;
+    int sc = qcow2_offset_into_cluster(s, offset) >> s->subcluster_bits;
+    void *l2;
+    int idx, ret = qcow2_get_l2_table(bs, offset, false, &l2, &idx);
+
+    *host = 0;
+    if (ret < 0 || !l2) {
+        *type = QCOW2_SC_UNALLOC_PLAIN;
+        *bytes = want;
+        return ret;
+    }
+    l2e = qcow2_l2_entry(s, l2, idx);
+    *type = qcow2_subcluster_type(s, l2e, qcow2_l2_bitmap(s, l2, idx), sc);
+    base = l2e & L2E_OFFSET_MASK;
+    ret = check_entry(bs, offset, idx, base, *type);
+    if (ret == 0 && *type == QCOW2_SC_COMPRESSED) {
+        *host = l2e;
+        *bytes = MIN(want, s->cluster_size -
+                           qcow2_offset_into_cluster(s, offset));
+    } else if (ret == 0) {
+        *host = base + qcow2_offset_into_cluster(s, offset);
+        *bytes = run_length(s, l2, offset, want, *host, *type);
+    }
     qcow2_cache_put(&s->l2_cache, &l2);
-    return 0;
+    return ret;
 }
