@@ -460,6 +460,8 @@ static int coroutine_fn qcow2_do_open(BlockDriverState *bs, QDict *opts,
     int ret;
 
     co_mutex_init(&s->lock);
+    co_queue_init(&s->inflight_wait);
+    s->inflight = g_array_new(false, false, sizeof(Qcow2InFlight));
     ret = flen < 0 ? (int)flen : qcow2_read_header(bs, errp);
     if (flen < 0) {
         error_setg_errno(errp, -ret, "Could not read qcow2 header");
@@ -526,6 +528,10 @@ static void qcow2_free_state(BDRVQcow2State *s)
     qcow2_cache_destroy(&s->refcount_cache);
     g_clear_pointer(&s->l1_table, g_free);
     g_clear_pointer(&s->refcount_table, g_free);
+    if (s->inflight) {
+        g_array_free(s->inflight, true);
+        s->inflight = NULL;
+    }
     qobject_unref(s->bitmap_info);
     s->bitmap_info = NULL;
     qcow2_free_header_exts(s);

@@ -120,6 +120,10 @@ typedef struct Qcow2UnknownExt {
     uint8_t *data;
 } Qcow2UnknownExt;
 
+typedef struct Qcow2InFlight {
+    uint64_t start, end;
+} Qcow2InFlight;
+
 typedef struct Qcow2Feature {
     uint8_t type, bit;
     char name[47];
@@ -166,6 +170,10 @@ typedef struct BDRVQcow2State {
     uint64_t free_cluster_index;
     uint64_t free_byte_offset;    /* compressed clusters pack from here */
     CoMutex lock;
+    /* Guest ranges (whole clusters) whose allocating write is writing its
+     * data with s->lock released; requests touching them wait. */
+    GArray *inflight;             /* Qcow2InFlight */
+    CoQueue inflight_wait;
 
     /* header extensions */
     char *image_backing_format;
@@ -375,6 +383,10 @@ int coroutine_fn qcow2_zero_range(BlockDriverState *bs, uint64_t offset,
 int coroutine_fn qcow2_discard_range(BlockDriverState *bs, uint64_t offset,
                                      uint64_t bytes, bool full_discard);
 int coroutine_fn qcow2_mark_dirty_if_lazy(BlockDriverState *bs);
+/* Wait (s->lock held) until no allocation in flight touches the clusters
+ * of [offset, offset + bytes). */
+void coroutine_fn qcow2_wait_inflight(BlockDriverState *bs, uint64_t offset,
+                                      uint64_t bytes);
 int coroutine_fn qcow2_alloc_range(BlockDriverState *bs, uint64_t offset,
                                    uint64_t bytes, int64_t *host_out);
 

@@ -359,6 +359,83 @@ static void make_plan(BDRVQcow2State *s, uint8_t *l2, int idx,
     }
 }
 
+/* ---- allocations in flight ---- */
+
+void coroutine_fn qcow2_wait_inflight(BlockDriverState *bs, uint64_t offset,
+                                      uint64_t bytes)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t start = qcow2_start_of_cluster(s, offset);
+    uint64_t end = ROUND_UP(offset + bytes, s->cluster_size);
+    bool busy = true;
+
+    while (busy) {
+        busy = false;
+        for (guint i = 0; i < s->inflight->len && !busy; i++) {
+            Qcow2InFlight *f = &g_array_index(s->inflight, Qcow2InFlight, i);
+            busy = f->start < end && start < f->end;
+        }
+        if (busy) {
+            co_queue_wait(&s->inflight_wait, &s->lock);
+        }
+    }
+}
+
+static void inflight_remove(BDRVQcow2State *s, uint64_t start)
+{
+    for (guint i = 0; i < s->inflight->len; i++) {
+        if (g_array_index(s->inflight, Qcow2InFlight, i).start == start) {
+            g_array_remove_index_fast(s->inflight, i);
+            break;
+        }
+    }
+    co_queue_restart_all(&s->inflight_wait);
+}
+
+/* The data of the plan, written with s->lock released: the clusters are
+ * registered in flight so nobody else changes their entries meanwhile. */
+static int coroutine_fn plan_write_unlocked(BlockDriverState *bs,
+                                            AllocPlan *p, IOVector *qiov,
+                                            size_t qoff)
+{
+    BDRVQcow2State *s = bs->opaque;
+    Qcow2InFlight f = {
+        .start = qcow2_start_of_cluster(s, p->ws),
+        .end = qcow2_start_of_cluster(s, p->ws) +
+               ((uint64_t)p->n << s->cluster_bits),
+    };
+    int ret;
+
+    g_array_append_val(s->inflight, f);
+    co_mutex_unlock(&s->lock);
+    ret = plan_write(bs, p, qiov, qoff);
+    co_mutex_lock(&s->lock);
+    return ret;
+}
+
+/* Entries point at the written data (or the new clusters go back). */
+static int coroutine_fn plan_finish(BlockDriverState *bs, AllocPlan *p,
+                                    int ret)
+{
+    BDRVQcow2State *s = bs->opaque;
+    void *l2 = NULL;
+    int idx;
+
+    if (ret == 0) {
+        ret = qcow2_get_l2_table(bs, p->offset, true, &l2, &idx);
+    }
+    if (ret == 0) {
+        plan_update_l2(bs, p, l2);
+        qcow2_cache_mark_dirty(&s->l2_cache, l2);
+        qcow2_cache_put(&s->l2_cache, &l2);
+    } else if (p->new_clusters && p->host && s->data_file == bs->file) {
+        qcow2_free_clusters(bs, p->host, (uint64_t)p->n << s->cluster_bits,
+                            false);
+    }
+    inflight_remove(s, qcow2_start_of_cluster(s, p->ws));
+    return ret;
+}
+
 /* One allocating step (s->lock held); *done gets the guest bytes. */
 static int coroutine_fn alloc_step(BlockDriverState *bs, uint64_t offset,
                                    uint64_t bytes, IOVector *qiov,
@@ -366,6 +443,7 @@ static int coroutine_fn alloc_step(BlockDriverState *bs, uint64_t offset,
 {
     BDRVQcow2State *s = bs->opaque;
     AllocPlan p = { 0 };
+    ClusterState c0;
     void *l2;
     int idx, ret = qcow2_get_l2_table(bs, offset, true, &l2, &idx);
 
@@ -373,23 +451,15 @@ static int coroutine_fn alloc_step(BlockDriverState *bs, uint64_t offset,
         return ret;
     }
     make_plan(s, l2, idx, offset, bytes, &p);
-    {
-        ClusterState c0 = cluster_state(s, l2, idx);
-        ret = plan_host(bs, &p, &c0);
-    }
-    if (ret == 0) {
-        ret = plan_write(bs, &p, qiov, qoff);
-    }
-    if (ret == 0) {
-        plan_update_l2(bs, &p, l2);
-        qcow2_cache_mark_dirty(&s->l2_cache, l2);
-    } else if (p.new_clusters && p.host && s->data_file == bs->file) {
-        qcow2_free_clusters(bs, p.host, (uint64_t)p.n << s->cluster_bits,
-                            false);
-    }
+    c0 = cluster_state(s, l2, idx);
     qcow2_cache_put(&s->l2_cache, &l2);
+    ret = plan_host(bs, &p, &c0);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = plan_write_unlocked(bs, &p, qiov, qoff);
     *done = p.bytes;
-    return ret;
+    return plan_finish(bs, &p, ret);
 }
 
 /* The in-place prefix: normal own clusters written directly (no lock
@@ -459,6 +529,7 @@ int coroutine_fn qcow2_co_pwritev(BlockDriverState *bs, int64_t offset,
     while (done < (uint64_t)bytes && ret == 0) {
         uint64_t n = 0;
 
+        qcow2_wait_inflight(bs, offset + done, bytes - done);
         ret = in_place_step(bs, offset + done, bytes - done, qiov, done, &n);
         if (ret == 0 && n == 0) {
             ret = qcow2_mark_dirty_if_lazy(bs);
@@ -546,6 +617,7 @@ static int coroutine_fn write_compressed_cluster(BlockDriverState *bs,
         return clen;
     }
     co_mutex_lock(&s->lock);
+    qcow2_wait_inflight(bs, offset, bytes);
     ret = qcow2_mark_dirty_if_lazy(bs);
     if (ret == 0) {
         ret = store_compressed(bs, offset, dst, clen);

@@ -109,6 +109,7 @@ int coroutine_fn qcow2_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
         }
     }
     co_mutex_lock(&s->lock);
+    qcow2_wait_inflight(bs, offset, end - offset);
     ret = qcow2_mark_dirty_if_lazy(bs);
     if (ret == 0 && s->h.version < 3) {
         /* v2 without backing file: unallocated reads as zeroes */
@@ -196,6 +197,7 @@ int coroutine_fn qcow2_co_pdiscard(BlockDriverState *bs, int64_t offset,
         return -ENOTSUP;
     }
     co_mutex_lock(&s->lock);
+    qcow2_wait_inflight(bs, offset, end - offset);
     ret = qcow2_mark_dirty_if_lazy(bs);
     if (ret == 0) {
         ret = qcow2_discard_range(bs, offset, end - offset, false);
