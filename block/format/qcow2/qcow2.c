@@ -559,7 +559,7 @@ static int qcow2_open(BlockDriverState *bs, QDict *options, int flags,
         return o.ret;
     }
     start_cache_clean_timer(bs);
-    bs->supported_zero_flags = BDRV_REQ_MAY_UNMAP;
+    bs->supported_zero_flags = BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK;
     bs->supported_write_flags = BDRV_REQ_WRITE_COMPRESSED;
     return 0;
 }
