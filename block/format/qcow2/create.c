@@ -137,8 +137,8 @@ static int check_encrypt(QDict *opts, Error **errp)
     return 0;
 }
 
-/* Combinations, in the reference's order of checks. */
-static int check_args(const Qcow2CreateArgs *a, Error **errp)
+/* Cluster size, lazy refcounts and refcount width. */
+static int check_geometry(const Qcow2CreateArgs *a, Error **errp)
 {
     if (a->cluster_size < 512 || a->cluster_size > 2 * MiB ||
         !QEMU_IS_POW2(a->cluster_size)) {
@@ -161,6 +161,12 @@ static int check_args(const Qcow2CreateArgs *a, Error **errp)
                    "greater)");
         return -EINVAL;
     }
+    return 0;
+}
+
+/* External data file options. */
+static int check_data_file(const Qcow2CreateArgs *a, Error **errp)
+{
     if (a->version < 3 && a->data_file) {
         error_setg(errp, "External data files are only supported with %s",
                    v3_needed);
@@ -175,6 +181,12 @@ static int check_args(const Qcow2CreateArgs *a, Error **errp)
                    "the same time");
         return -EINVAL;
     }
+    return 0;
+}
+
+/* Compression type and extended L2 entries. */
+static int check_v3_features(const Qcow2CreateArgs *a, Error **errp)
+{
     if (a->version < 3 && a->ctype != QCOW2_COMPRESSION_ZLIB) {
         error_setg(errp, "Non-zlib compression type is only supported with %s",
                    v3_needed);
@@ -190,11 +202,18 @@ static int check_args(const Qcow2CreateArgs *a, Error **errp)
                    "cluster sizes of at least 16384 bytes");
         return -EINVAL;
     }
-    if (a->backing_file && a->prealloc != PREALLOC_MODE_OFF &&
-        a->prealloc != PREALLOC_MODE_METADATA && 0) {
-        return -EINVAL;
-    }
     return 0;
+}
+
+/* Combinations, in the reference's order of checks. */
+static int check_args(const Qcow2CreateArgs *a, Error **errp)
+{
+    int ret = check_geometry(a, errp);
+
+    if (ret == 0) {
+        ret = check_data_file(a, errp);
+    }
+    return ret ? ret : check_v3_features(a, errp);
 }
 
 /* The first three clusters: header (no L1 yet), refcount table,

@@ -256,6 +256,37 @@ static int init_caches(BDRVQcow2State *s, Error **errp)
     return 0;
 }
 
+/* The boolean options and where they go. */
+static int read_bool_opts(BlockDriverState *bs, QDict *opts, int flags,
+                          Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    const struct {
+        const char *name;
+        bool def;
+        bool *field;
+    } bools[] = {
+        { "lazy-refcounts",
+          s->h.compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS,
+          &s->use_lazy_refcounts },
+        { "pass-discard-request", flags & BDRV_O_UNMAP,
+          &s->discard_passthrough_request },
+        { "pass-discard-snapshot", true, &s->discard_passthrough_snapshot },
+        { "pass-discard-other", false, &s->discard_passthrough_other },
+        { "discard-no-unref", false, &s->discard_no_unref },
+    };
+    Error *e = NULL;
+
+    for (size_t i = 0; i < G_N_ELEMENTS(bools) && !e; i++) {
+        *bools[i].field = bdrv_opt_bool(opts, bools[i].name, bools[i].def, &e);
+    }
+    if (e) {
+        error_propagate(errp, e);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 /* Everything besides caches: discard passthrough, lazy refcounts,
  * overlap checks, cache cleaning. */
 static int read_runtime_opts(BlockDriverState *bs, QDict *opts, int flags,
@@ -263,31 +294,12 @@ static int read_runtime_opts(BlockDriverState *bs, QDict *opts, int flags,
 {
     BDRVQcow2State *s = bs->opaque;
     Error *e = NULL;
-    bool lazy_default = s->h.compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS;
 
-    s->use_lazy_refcounts = bdrv_opt_bool(opts, "lazy-refcounts",
-                                          lazy_default, &e);
-    if (!e) {
-        s->discard_passthrough_request =
-            bdrv_opt_bool(opts, "pass-discard-request",
-                          flags & BDRV_O_UNMAP, &e);
+    if (read_bool_opts(bs, opts, flags, errp) < 0) {
+        return -EINVAL;
     }
-    if (!e) {
-        s->discard_passthrough_snapshot =
-            bdrv_opt_bool(opts, "pass-discard-snapshot", true, &e);
-    }
-    if (!e) {
-        s->discard_passthrough_other =
-            bdrv_opt_bool(opts, "pass-discard-other", false, &e);
-    }
-    if (!e) {
-        s->discard_no_unref = bdrv_opt_bool(opts, "discard-no-unref", false,
-                                            &e);
-    }
-    if (!e) {
-        s->cache_clean_interval = bdrv_opt_number(opts, "cache-clean-interval",
-                                                  600, &e);
-    }
+    s->cache_clean_interval = bdrv_opt_number(opts, "cache-clean-interval",
+                                              600, &e);
     if (e) {
         error_propagate(errp, e);
         return -EINVAL;
@@ -452,26 +464,25 @@ typedef struct OpenCo {
 } OpenCo;
 
 /* Header, tables, options, children: every step checked. */
-static int coroutine_fn qcow2_do_open(BlockDriverState *bs, QDict *opts,
-                                      int flags, Error **errp)
+/* Open step 1: the header and its tables, validated. */
+static int coroutine_fn open_metadata(BlockDriverState *bs, int64_t flen,
+                                      Error **errp)
 {
-    BDRVQcow2State *s = bs->opaque;
-    int64_t flen = bdrv_co_getlength(bs->file->bs);
-    int ret;
+    int ret = qcow2_read_header(bs, errp);
 
-    co_mutex_init(&s->lock);
-    co_queue_init(&s->inflight_wait);
-    s->inflight = g_array_new(false, false, sizeof(Qcow2InFlight));
-    ret = flen < 0 ? (int)flen : qcow2_read_header(bs, errp);
-    if (flen < 0) {
-        error_setg_errno(errp, -ret, "Could not read qcow2 header");
-    }
     if (ret == 0) {
         ret = qcow2_check_header_tables(bs, flen, errp);
     }
-    if (ret == 0) {
-        ret = read_cache_sizes(s, opts, errp);
-    }
+    return ret;
+}
+
+/* Open step 2: options and the caches they size. */
+static int open_options(BlockDriverState *bs, QDict *opts, int flags,
+                        Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret = read_cache_sizes(s, opts, errp);
+
     if (ret == 0) {
         ret = read_runtime_opts(bs, opts, flags, errp);
     }
@@ -482,9 +493,15 @@ static int coroutine_fn qcow2_do_open(BlockDriverState *bs, QDict *opts,
         /* refcounts reach the disk before the L2 entries using them */
         qcow2_cache_set_dependency(&s->l2_cache, &s->refcount_cache);
     }
-    if (ret == 0) {
-        ret = read_l1(bs, errp);
-    }
+    return ret;
+}
+
+/* Open step 3: L1 and refcount tables, encryption, the data file. */
+static int coroutine_fn open_tables(BlockDriverState *bs, QDict *opts,
+                                    int flags, Error **errp)
+{
+    int ret = read_l1(bs, errp);
+
     if (ret == 0) {
         ret = qcow2_refcount_read_table(bs, errp);
     }
@@ -494,19 +511,53 @@ static int coroutine_fn qcow2_do_open(BlockDriverState *bs, QDict *opts,
     if (ret == 0) {
         ret = open_data_file(bs, opts, flags, errp);
     }
-    if (ret == 0) {
-        qcow2_read_bitmap_list(bs);
-    }
-    if (ret == 0 && (flags & BDRV_O_RDWR) &&
+    return ret;
+}
+
+/* Open step 4: state for writing (dirty images, autoclear bits). */
+static int coroutine_fn open_for_writes(BlockDriverState *bs, int64_t flen,
+                                        int flags, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret;
+
+    if ((flags & BDRV_O_RDWR) &&
         (s->h.incompatible_features & QCOW2_INCOMPAT_DIRTY)) {
         s->refcounts_stale = true;
         s->free_cluster_index = DIV_ROUND_UP((uint64_t)flen, s->cluster_size);
     }
+    ret = clear_autoclear(bs);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not update qcow2 header");
+    }
+    return ret;
+}
+
+/* Header, tables, options, children: every step checked. */
+static int coroutine_fn qcow2_do_open(BlockDriverState *bs, QDict *opts,
+                                      int flags, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int64_t flen = bdrv_co_getlength(bs->file->bs);
+    int ret;
+
+    co_mutex_init(&s->lock);
+    co_queue_init(&s->inflight_wait);
+    s->inflight = g_array_new(false, false, sizeof(Qcow2InFlight));
+    if (flen < 0) {
+        error_setg_errno(errp, -flen, "Could not read qcow2 header");
+        return flen;
+    }
+    ret = open_metadata(bs, flen, errp);
     if (ret == 0) {
-        ret = clear_autoclear(bs);
-        if (ret < 0) {
-            error_setg_errno(errp, -ret, "Could not update qcow2 header");
-        }
+        ret = open_options(bs, opts, flags, errp);
+    }
+    if (ret == 0) {
+        ret = open_tables(bs, opts, flags, errp);
+    }
+    if (ret == 0) {
+        qcow2_read_bitmap_list(bs);
+        ret = open_for_writes(bs, flen, flags, errp);
     }
     return ret;
 }
