@@ -36,6 +36,7 @@ void bdrv_init(void)
     bdrv_register(&bdrv_null_co);
     bdrv_register(&bdrv_null_aio);
     bdrv_register(&bdrv_raw);
+    bdrv_register(&bdrv_qcow2);
     bdrv_register(&bdrv_throttle);
     bdrv_register(&bdrv_preallocate);
     bdrv_register(&bdrv_blkdebug);

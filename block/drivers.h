@@ -9,7 +9,7 @@
 #include "block/driver.h"
 
 extern const BlockDriver bdrv_file, bdrv_host_device, bdrv_host_cdrom,
-    bdrv_null_co, bdrv_raw,
+    bdrv_null_co, bdrv_raw, bdrv_qcow2,
     bdrv_throttle, bdrv_preallocate, bdrv_blkdebug,
     bdrv_copy_on_read;
 /* Formats known only by their probe; ends with a NULL format_name. */

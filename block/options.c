@@ -272,9 +272,6 @@ static void print_opt_help(const BlockOptDesc *desc)
     if (desc->help) {
         printf(" - %s", desc->help);
     }
-    if (desc->def_value_str) {
-        printf(" (default: %s)", desc->def_value_str);
-    }
     printf("\n");
 }
 

@@ -62,13 +62,6 @@ static int qcow_probe(const uint8_t *buf, int buf_size, const char *filename)
     return qcow_family_version(buf, buf_size) == 1 ? 100 : 0;
 }
 
-/* MERGE: delete with the "qcow2" entry below once the qcow2 driver lands.
- * Every version from 2 up is qcow2's (its open refuses the unknown). */
-static int qcow2_probe(const uint8_t *buf, int buf_size, const char *filename)
-{
-    return qcow_family_version(buf, buf_size) >= 2 ? 100 : 0;
-}
-
 /* ---- qed: "QED\0" (le32 magic) in a 64-byte header ---- */
 
 static int qed_probe(const uint8_t *buf, int buf_size, const char *filename)
@@ -236,9 +229,6 @@ const BlockDriver bdrv_probe_only_formats[] = {
       .probe = parallels_probe, .not_yet_supported = true },
     { .format_name = "qcow", .kind = BDRV_KIND_FORMAT,
       .probe = qcow_probe, .not_yet_supported = true },
-    /* MERGE: delete this entry (and qcow2_probe) with the qcow2 driver */
-    { .format_name = "qcow2", .kind = BDRV_KIND_FORMAT,
-      .probe = qcow2_probe, .not_yet_supported = true },
     { .format_name = "qed", .kind = BDRV_KIND_FORMAT,
       .probe = qed_probe, .not_yet_supported = true },
     { .format_name = "vdi", .kind = BDRV_KIND_FORMAT,

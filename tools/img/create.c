@@ -17,6 +17,7 @@ typedef struct CreateArgs {
     const char *backing_fmt;
     const char *filename;
     int64_t size;               /* -1: not given */
+    bool unsafe;                /* -u: do not open the backing file */
 } CreateArgs;
 
 /*
@@ -343,6 +344,99 @@ static bool apply_size(const CreateArgs *a, QDict *opts, Error **errp)
     return true;
 }
 
+/* -b/-F become the backing_file/backing_fmt options. */
+static void apply_backing(const CreateArgs *a, const BlockDriver *drv,
+                          QDict *opts)
+{
+    if (!bdrv_supports_backing(drv)) {
+        return;
+    }
+    if (a->backing) {
+        qdict_put_str(opts, "backing_file", a->backing);
+    }
+    if (a->backing_fmt) {
+        qdict_put_str(opts, "backing_fmt", a->backing_fmt);
+    }
+}
+
+/* The backing file's name as seen from the new image's directory. */
+static char *backing_path(const char *image, const char *backing)
+{
+    g_autofree char *dir = NULL;
+
+    if (g_path_is_absolute(backing) || strstr(backing, "://") ||
+        !strchr(image, '/')) {
+        return g_strdup(backing);
+    }
+    dir = g_path_get_dirname(image);
+    return g_build_filename(dir, backing, NULL);
+}
+
+/* "Detected format of X." hint: the backing file's probed format. */
+static void hint_detected_format(const char *path, Error **errp)
+{
+    BlockBackend *blk = blk_new_open(path, NULL, NULL, BDRV_O_PROTOCOL,
+                                     NULL);
+    uint8_t buf[BLOCK_PROBE_BUF_SIZE] = { 0 };
+    int64_t len;
+    const BlockDriver *drv;
+
+    if (!blk) {
+        return;
+    }
+    len = blk_getlength(blk);
+    if (len > 0 && blk_pread(blk, 0, MIN(len, (int64_t)sizeof(buf)), buf,
+                             0) == 0) {
+        drv = bdrv_probe_format(buf, sizeof(buf), path);
+        if (drv) {
+            error_append_hint(errp, "Detected format of %s.\n",
+                              bdrv_driver_name(drv));
+        }
+    }
+    blk_unref(blk);
+}
+
+/* The reference requires a backing format; it opens the backing file to
+ * check it and to take the size from it when none was given. */
+static bool check_backing_file(const CreateArgs *a, QDict *opts,
+                               Error **errp)
+{
+    const char *bf = qdict_get_try_str(opts, "backing_file");
+    const char *fmt = qdict_get_try_str(opts, "backing_fmt");
+    g_autofree char *path = NULL;
+    BlockDriverState *bs;
+    QDict *o;
+    int64_t len;
+
+    if (!bf) {
+        return true;
+    }
+    if (!fmt) {
+        error_setg(errp, "Backing file specified without backing format");
+        path = backing_path(a->filename, bf);
+        hint_detected_format(path, errp);
+        return false;
+    }
+    if (a->unsafe && qdict_haskey(opts, "size")) {
+        return true;
+    }
+    path = backing_path(a->filename, bf);
+    o = qdict_new();
+    qdict_put_str(o, "driver", fmt);
+    bs = bdrv_open(path, NULL, o, BDRV_O_NO_BACKING | BDRV_O_NO_IO, errp);
+    if (!bs) {
+        error_append_hint(errp, "Could not open backing image.\n");
+        return false;
+    }
+    len = bdrv_getlength(bs);
+    bdrv_unref(bs);
+    if (len >= 0 && !qdict_haskey(opts, "size")) {
+        g_autofree char *num = g_strdup_printf("%" PRId64, len);
+        qdict_put_str(opts, "size", num);
+    }
+    return true;
+}
+
 /* Without a backing file to take it from, the size is required. */
 static bool check_size(QDict *opts, Error **errp)
 {
@@ -364,7 +458,9 @@ static int create_image_with(const CreateArgs *a, const BlockDriver *drv,
 
     if (parse_check_opts(opts, a->options, schema, errp) &&
         apply_size(a, opts, errp) &&
-        check_backing(a, drv, errp) && check_size(opts, errp)) {
+        check_backing(a, drv, errp) &&
+        (apply_backing(a, drv, opts), check_backing_file(a, opts, errp)) &&
+        check_size(opts, errp)) {
         if (!a->common.quiet) {
             print_formatting(a, opts, schema);
         }
@@ -413,6 +509,7 @@ static int create_option(int c, void *opaque)
     case 'o':
         return img_opts_add(&a->options, optarg) ? -1 : 1;
     case 'u':
+        a->unsafe = true;
         return -1;
     default:
         return img_common_option(c, "create", &a->common);

@@ -1,0 +1,416 @@
+#include "config.h"
+/*
+ * qcow2 image creation: the option schema (its order is the order of the
+ * "Formatting ..." line), checks with the reference's messages, a minimal
+ * image of header + refcount table + refcount block written through the
+ * protocol, then the image opened as qcow2 to write the full header, grow
+ * the L1 table to the disk size and preallocate.
+ */
+#include "qcow2.h"
+
+const BlockOptDesc qcow2_create_opts[] = {
+    { "encryption", OPT_BOOL, "Encrypt the image with format 'aes'. "
+      "(Deprecated in favor of encrypt.format=aes)", NULL },
+    { "encrypt.format", OPT_STRING,
+      "Encrypt the image, format choices: 'aes', 'luks'", NULL },
+    { "encrypt.key-secret", OPT_STRING,
+      "ID of secret providing qcow AES key or LUKS passphrase", NULL },
+    { "encrypt.cipher-alg", OPT_STRING,
+      "Name of encryption cipher algorithm", NULL },
+    { "encrypt.cipher-mode", OPT_STRING, "Name of encryption cipher mode",
+      NULL },
+    { "encrypt.ivgen-alg", OPT_STRING, "Name of IV generator algorithm",
+      NULL },
+    { "encrypt.ivgen-hash-alg", OPT_STRING,
+      "Name of IV generator hash algorithm", NULL },
+    { "encrypt.hash-alg", OPT_STRING, "Name of encryption hash algorithm",
+      NULL },
+    { "encrypt.iter-time", OPT_NUMBER,
+      "Time to spend in PBKDF in milliseconds", NULL },
+    { "cluster_size", OPT_SIZE, "qcow2 cluster size", "65536" },
+    { "extended_l2", OPT_BOOL, "Extended L2 tables", "off" },
+    { "preallocation", OPT_STRING, "Preallocation mode (allowed values: off, "
+      "metadata, falloc, full)", NULL },
+    { "compression_type", OPT_STRING,
+      "Compression method used for image cluster compression", "zlib" },
+    { "size", OPT_SIZE, "Virtual disk size", NULL },
+    { "compat", OPT_STRING, "Compatibility level (v2 [0.10] or v3 [1.1])",
+      NULL },
+    { "backing_file", OPT_STRING, "File name of a base image", NULL },
+    { "backing_fmt", OPT_STRING, "Image format of the base image", NULL },
+    { "data_file", OPT_STRING, "File name of an external data file", NULL },
+    { "data_file_raw", OPT_BOOL,
+      "The external data file must stay valid as a raw image", NULL },
+    { "lazy_refcounts", OPT_BOOL, "Postpone refcount updates", "off" },
+    { "refcount_bits", OPT_NUMBER,
+      "Width of a reference count entry in bits", "16" },
+    { NULL },
+};
+
+static const char *v3_needed = "compatibility level 1.1 and above "
+                               "(use version=v3 or greater)";
+
+/* compat / compression_type / preallocation: enumerations. */
+static int parse_enums(QDict *opts, Qcow2CreateArgs *a, Error **errp)
+{
+    const char *compat = bdrv_opt_str(opts, "compat", "1.1");
+    const char *ct = bdrv_opt_str(opts, "compression_type", "zlib");
+    const char *pa = bdrv_opt_str(opts, "preallocation", "off");
+
+    if (!strcmp(compat, "0.10") || !strcmp(compat, "v2")) {
+        a->version = 2;
+    } else if (!strcmp(compat, "1.1") || !strcmp(compat, "v3")) {
+        a->version = 3;
+    } else {
+        error_setg(errp, "Parameter 'version' does not accept value '%s'",
+                   compat);
+        return -EINVAL;
+    }
+    if (!strcmp(ct, "zlib")) {
+        a->ctype = QCOW2_COMPRESSION_ZLIB;
+    } else if (!strcmp(ct, "zstd")) {
+        a->ctype = QCOW2_COMPRESSION_ZSTD;
+    } else {
+        error_setg(errp, "Parameter 'compression-type' does not accept "
+                   "value '%s'", ct);
+        return -EINVAL;
+    }
+    if (!prealloc_mode_parse(pa, &a->prealloc)) {
+        error_setg(errp, "Parameter 'preallocation' does not accept value "
+                   "'%s'", pa);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Sizes, numbers and booleans. */
+static int parse_values(QDict *opts, Qcow2CreateArgs *a, Error **errp)
+{
+    Error *e = NULL;
+
+    a->size = bdrv_opt_size(opts, "size", 0, &e);
+    if (!e) {
+        a->cluster_size = bdrv_opt_size(opts, "cluster_size", 65536, &e);
+    }
+    if (!e) {
+        a->refcount_bits = bdrv_opt_number(opts, "refcount_bits", 16, &e);
+    }
+    if (!e) {
+        a->lazy = bdrv_opt_bool(opts, "lazy_refcounts", false, &e);
+    }
+    if (!e) {
+        a->extended_l2 = bdrv_opt_bool(opts, "extended_l2", false, &e);
+    }
+    if (!e) {
+        a->data_file_raw = bdrv_opt_bool(opts, "data_file_raw", false, &e);
+    }
+    if (e) {
+        error_propagate(errp, e);
+        return -EINVAL;
+    }
+    a->backing_file = bdrv_opt_str(opts, "backing_file", NULL);
+    a->backing_fmt = bdrv_opt_str(opts, "backing_fmt", NULL);
+    a->data_file = bdrv_opt_str(opts, "data_file", NULL);
+    return 0;
+}
+
+/* Encryption: refused for now, after the reference's own checks. */
+static int check_encrypt(QDict *opts, Error **errp)
+{
+    Error *e = NULL;
+    bool enc = bdrv_opt_bool(opts, "encryption", false, &e);
+    const char *fmt = bdrv_opt_str(opts, "encrypt.format", NULL);
+
+    if (e) {
+        error_propagate(errp, e);
+        return -EINVAL;
+    }
+    if (qdict_haskey(opts, "encryption") && fmt) {
+        error_setg(errp, "'encrypt.format' and its alias 'encryption' can't "
+                   "be used at the same time");
+        return -EINVAL;
+    }
+    if (enc || fmt) {
+        error_setg(errp, "Creating encrypted qcow2 images is not supported");
+        return -ENOTSUP;
+    }
+    return 0;
+}
+
+/* Cluster size, lazy refcounts and refcount width. */
+static int check_geometry(const Qcow2CreateArgs *a, Error **errp)
+{
+    if (a->cluster_size < 512 || a->cluster_size > 2 * MiB ||
+        !QEMU_IS_POW2(a->cluster_size)) {
+        error_setg(errp, "Cluster size must be a power of two between 512 "
+                   "and 2048k");
+        return -EINVAL;
+    }
+    if (a->version < 3 && a->lazy) {
+        error_setg(errp, "Lazy refcounts only supported with %s", v3_needed);
+        return -EINVAL;
+    }
+    if (a->refcount_bits > 64 || !QEMU_IS_POW2(a->refcount_bits)) {
+        error_setg(errp, "Refcount width must be a power of two and may not "
+                   "exceed 64 bits");
+        return -EINVAL;
+    }
+    if (a->version < 3 && a->refcount_bits != 16) {
+        error_setg(errp, "Different refcount widths than 16 bits require "
+                   "compatibility level 1.1 or above (use version=v3 or "
+                   "greater)");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* External data file options. */
+static int check_data_file(const Qcow2CreateArgs *a, Error **errp)
+{
+    if (a->version < 3 && a->data_file) {
+        error_setg(errp, "External data files are only supported with %s",
+                   v3_needed);
+        return -EINVAL;
+    }
+    if (a->data_file_raw && !a->data_file) {
+        error_setg(errp, "data-file-raw requires data-file");
+        return -EINVAL;
+    }
+    if (a->data_file_raw && a->backing_file) {
+        error_setg(errp, "Backing file and data-file-raw cannot be used at "
+                   "the same time");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Compression type and extended L2 entries. */
+static int check_v3_features(const Qcow2CreateArgs *a, Error **errp)
+{
+    if (a->version < 3 && a->ctype != QCOW2_COMPRESSION_ZLIB) {
+        error_setg(errp, "Non-zlib compression type is only supported with %s",
+                   v3_needed);
+        return -EINVAL;
+    }
+    if (a->extended_l2 && a->version < 3) {
+        error_setg(errp, "Extended L2 entries are only supported with %s",
+                   v3_needed);
+        return -EINVAL;
+    }
+    if (a->extended_l2 && a->cluster_size < 16384) {
+        error_setg(errp, "Extended L2 entries are only supported with "
+                   "cluster sizes of at least 16384 bytes");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Combinations, in the reference's order of checks. */
+static int check_args(const Qcow2CreateArgs *a, Error **errp)
+{
+    int ret = check_geometry(a, errp);
+
+    if (ret == 0) {
+        ret = check_data_file(a, errp);
+    }
+    return ret ? ret : check_v3_features(a, errp);
+}
+
+/* The first three clusters: header (no L1 yet), refcount table,
+ * refcount block counting those three. */
+static void build_initial(const Qcow2CreateArgs *a, uint8_t *buf)
+{
+    uint64_t cs = a->cluster_size;
+    int order = __builtin_ctzll(a->refcount_bits);
+    BDRVQcow2State tmp = { .refcount_bits = a->refcount_bits };
+
+    q_st32(buf, QCOW_MAGIC);
+    q_st32(buf + 4, a->version);
+    q_st32(buf + 20, __builtin_ctzll(cs));
+    q_st64(buf + 48, cs);
+    q_st32(buf + 56, 1);
+    if (a->version >= 3) {
+        q_st64(buf + 72, (a->ctype ? QCOW2_INCOMPAT_COMPRESSION : 0) |
+               (a->extended_l2 ? QCOW2_INCOMPAT_EXTL2 : 0) |
+               (a->data_file ? QCOW2_INCOMPAT_DATA_FILE : 0));
+        q_st64(buf + 80, a->lazy ? QCOW2_COMPAT_LAZY_REFCOUNTS : 0);
+        q_st64(buf + 88, a->data_file_raw ? QCOW2_AUTOCLEAR_DATA_RAW : 0);
+        q_st32(buf + 96, order);
+        q_st32(buf + 100, 112);
+        buf[104] = a->ctype;
+    }
+    q_st64(buf + cs, 2 * cs);
+    for (int i = 0; i < 3; i++) {
+        qcow2_set_refcount_entry(&tmp, buf + 2 * cs, i, 1);
+    }
+}
+
+/* The protocol file with the initial clusters. */
+static int coroutine_fn write_initial(const char *filename, QDict *opts,
+                                      const Qcow2CreateArgs *a, Error **errp)
+{
+    g_autoptr(QDict) fopts = qdict_new();
+    g_autofree uint8_t *buf = g_malloc0(3 * a->cluster_size);
+    BlockBackend *blk;
+    int ret;
+
+    for (const char *const *k = (const char *const[]){ "nocow",
+             "extent_size_hint", NULL }; *k; k++) {
+        if (qdict_haskey(opts, *k)) {
+            qdict_put_str(fopts, *k, qdict_get_try_str(opts, *k));
+        }
+    }
+    ret = bdrv_create_file(filename, fopts, errp);
+    if (ret < 0) {
+        return ret;
+    }
+    blk = blk_new_open(filename, NULL, NULL, BDRV_O_RDWR | BDRV_O_PROTOCOL,
+                       errp);
+    if (!blk) {
+        return -EIO;
+    }
+    blk_set_allow_write_beyond_eof(blk, true);
+    build_initial(a, buf);
+    ret = blk_co_pwrite(blk, 0, 3 * a->cluster_size, buf, 0);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not write qcow2 header");
+    }
+    blk_unref(blk);
+    return ret;
+}
+
+/* The external data file, created as a raw image of the disk size. */
+static int coroutine_fn create_data_file(const Qcow2CreateArgs *a,
+                                         Error **errp)
+{
+    g_autoptr(QDict) o = qdict_new();
+    g_autofree char *sz = g_strdup_printf("%" PRIu64, a->size);
+
+    qdict_put_str(o, "size", sz);
+    return bdrv_create_file(a->data_file, o, errp);
+}
+
+/* Metadata preallocation: L2 tables and data clusters for guest bytes
+ * [from, to), then the file extended over them (falloc/full: with that
+ * mode). */
+int coroutine_fn qcow2_preallocate(BlockDriverState *bs, uint64_t from,
+                                   uint64_t to, PreallocMode mode,
+                                   Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t off = from, size = to;
+    int64_t last_end = 0, host;
+    int ret = 0;
+
+    co_mutex_lock(&s->lock);
+    while (off < size && ret == 0) {
+        ret = qcow2_alloc_range(bs, off, size - off, &host);
+        if (ret > 0) {
+            last_end = MAX(last_end, host);
+            off += ret;
+            ret = 0;
+        }
+    }
+    co_mutex_unlock(&s->lock);
+    if (ret == 0) {
+        ret = qcow2_co_flush_to_os(bs);
+    }
+    if (ret == 0 && last_end > bdrv_co_getlength(s->data_file->bs)) {
+        ret = bdrv_co_truncate(s->data_file, last_end, false,
+                               mode == PREALLOC_MODE_METADATA ?
+                               PREALLOC_MODE_OFF : mode, 0, errp);
+    }
+    if (ret < 0 && errp && !*errp) {
+        error_setg_errno(errp, -ret, "Could not preallocate metadata");
+    }
+    return ret;
+}
+
+/* Open the new image as qcow2 and finish it. */
+static int coroutine_fn finish_image(const char *filename,
+                                     const Qcow2CreateArgs *a, Error **errp)
+{
+    g_autoptr(QDict) o = qdict_new();
+    BlockBackend *blk;
+    BlockDriverState *bs;
+    BDRVQcow2State *s;
+    int ret;
+
+    qdict_put_str(o, "driver", "qcow2");
+    if (a->data_file) {
+        qdict_put_str(o, "data-file.filename", a->data_file);
+    }
+    blk = blk_new_open(filename, NULL, qobject_ref(o),
+                       BDRV_O_RDWR | BDRV_O_NO_BACKING | BDRV_O_RESIZE, errp);
+    if (!blk) {
+        return -EIO;
+    }
+    blk_set_allow_write_beyond_eof(blk, true);
+    bs = blk_bs(blk);
+    s = bs->opaque;
+    g_free(bs->backing_file);
+    g_free(bs->backing_format);
+    bs->backing_file = g_strdup(a->backing_file);
+    bs->backing_format = g_strdup(a->backing_fmt);
+    s->image_data_file = g_strdup(a->data_file);
+    s->h.size = a->size;
+    ret = qcow2_update_header(bs);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not write qcow2 header");
+    }
+    if (ret == 0) {
+        co_mutex_lock(&s->lock);
+        ret = qcow2_grow_l1_table(bs, qcow2_l1_entries(s->cluster_bits,
+                                                       s->l2_bits, a->size),
+                                  true);
+        co_mutex_unlock(&s->lock);
+        if (ret == 0) {
+            ret = qcow2_update_header(bs);
+        }
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Could not resize image");
+        }
+    }
+    if (ret == 0 && a->data_file_raw && a->prealloc == PREALLOC_MODE_OFF) {
+        ret = qcow2_preallocate(bs, 0, a->size, PREALLOC_MODE_METADATA, errp);
+    } else if (ret == 0 && a->prealloc != PREALLOC_MODE_OFF) {
+        ret = qcow2_preallocate(bs, 0, a->size, a->prealloc, errp);
+    }
+    blk_unref(blk);
+    return ret;
+}
+
+int qcow2_parse_create_args(QDict *opts, Qcow2CreateArgs *a, Error **errp)
+{
+    int ret = parse_enums(opts, a, errp);
+
+    if (ret == 0) {
+        ret = parse_values(opts, a, errp);
+    }
+    if (ret == 0) {
+        ret = check_encrypt(opts, errp);
+    }
+    if (ret == 0) {
+        ret = check_args(a, errp);
+    }
+    return ret;
+}
+
+int coroutine_fn qcow2_co_create_opts(const BlockDriver *drv,
+                                      const char *filename, QDict *opts,
+                                      Error **errp)
+{
+    Qcow2CreateArgs a = { 0 };
+    int ret = qcow2_parse_create_args(opts, &a, errp);
+
+    if (ret == 0 && a.data_file) {
+        ret = create_data_file(&a, errp);
+    }
+    if (ret == 0) {
+        ret = write_initial(filename, opts, &a, errp);
+    }
+    if (ret == 0) {
+        ret = finish_image(filename, &a, errp);
+    }
+    return ret;
+}

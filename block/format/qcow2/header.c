@@ -1,0 +1,654 @@
+#include "config.h"
+/*
+ * qcow2 header: parsing and validating the fixed fields and the header
+ * extensions of a (hostile) image, and rewriting cluster 0 with every
+ * extension we know plus the unknown ones kept verbatim.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include "qcow2.h"
+
+/* The fixed fields from the first 112 bytes (shorter v2 headers leave
+ * the v3 fields zero; the caller sets their defaults). */
+static void header_decode(Qcow2Header *h, const uint8_t *b)
+{
+    h->magic = q_ld32(b);
+    h->version = q_ld32(b + 4);
+    h->backing_file_offset = q_ld64(b + 8);
+    h->backing_file_size = q_ld32(b + 16);
+    h->cluster_bits = q_ld32(b + 20);
+    h->size = q_ld64(b + 24);
+    h->crypt_method = q_ld32(b + 32);
+    h->l1_size = q_ld32(b + 36);
+    h->l1_table_offset = q_ld64(b + 40);
+    h->refcount_table_offset = q_ld64(b + 48);
+    h->refcount_table_clusters = q_ld32(b + 56);
+    h->nb_snapshots = q_ld32(b + 60);
+    h->snapshots_offset = q_ld64(b + 64);
+    h->incompatible_features = q_ld64(b + 72);
+    h->compatible_features = q_ld64(b + 80);
+    h->autoclear_features = q_ld64(b + 88);
+    h->refcount_order = q_ld32(b + 96);
+    h->header_length = q_ld32(b + 100);
+    h->compression_type = b[104];
+}
+
+static void header_encode(const Qcow2Header *h, uint8_t *b)
+{
+    q_st32(b, h->magic);
+    q_st32(b + 4, h->version);
+    q_st64(b + 8, h->backing_file_offset);
+    q_st32(b + 16, h->backing_file_size);
+    q_st32(b + 20, h->cluster_bits);
+    q_st64(b + 24, h->size);
+    q_st32(b + 32, h->crypt_method);
+    q_st32(b + 36, h->l1_size);
+    q_st64(b + 40, h->l1_table_offset);
+    q_st64(b + 48, h->refcount_table_offset);
+    q_st32(b + 56, h->refcount_table_clusters);
+    q_st32(b + 60, h->nb_snapshots);
+    q_st64(b + 64, h->snapshots_offset);
+    if (h->version < 3) {
+        return;
+    }
+    q_st64(b + 72, h->incompatible_features);
+    q_st64(b + 80, h->compatible_features);
+    q_st64(b + 88, h->autoclear_features);
+    q_st32(b + 96, h->refcount_order);
+    q_st32(b + 100, h->header_length);
+    b[104] = h->compression_type;
+}
+
+void qcow2_free_header_exts(BDRVQcow2State *s)
+{
+    g_clear_pointer(&s->image_backing_format, g_free);
+    g_clear_pointer(&s->image_data_file, g_free);
+    g_clear_pointer(&s->features, g_free);
+    s->nb_features = 0;
+    if (s->unknown_exts) {
+        for (guint i = 0; i < s->unknown_exts->len; i++) {
+            Qcow2UnknownExt *e = g_ptr_array_index(s->unknown_exts, i);
+            g_free(e->data);
+            g_free(e);
+        }
+        g_ptr_array_free(s->unknown_exts, true);
+        s->unknown_exts = NULL;
+    }
+}
+
+/* Feature name table: 48-byte entries (type, bit, name). */
+static void parse_feature_table(BDRVQcow2State *s, const uint8_t *d,
+                                uint32_t len)
+{
+    int n = len / 48;
+
+    g_free(s->features);
+    s->features = g_new0(Qcow2Feature, n ? n : 1);
+    s->nb_features = n;
+    for (int i = 0; i < n; i++) {
+        s->features[i].type = d[i * 48];
+        s->features[i].bit = d[i * 48 + 1];
+        memcpy(s->features[i].name, d + i * 48 + 2, 46);
+    }
+}
+
+/* Bits of @mask with names from the table, as the reference lists the
+ * features it refuses. */
+static char *unsupported_features(BDRVQcow2State *s, uint64_t mask)
+{
+    GString *str = g_string_new("");
+
+    for (int i = 0; i < s->nb_features; i++) {
+        Qcow2Feature *f = &s->features[i];
+        if (f->type == 0 && f->bit < 64 && (mask & (1ULL << f->bit))) {
+            g_string_append_printf(str, "%s%.46s", str->len ? ", " : "",
+                                   f->name);
+            mask &= ~(1ULL << f->bit);
+        }
+    }
+    if (mask) {
+        g_string_append_printf(str, "%sUnknown incompatible feature: %" PRIx64,
+                               str->len ? ", " : "", mask);
+    }
+    return g_string_free(str, false);
+}
+
+static void keep_unknown_ext(BDRVQcow2State *s, uint32_t magic,
+                             const uint8_t *d, uint32_t len)
+{
+    Qcow2UnknownExt *e = g_new0(Qcow2UnknownExt, 1);
+
+    e->magic = magic;
+    e->len = len;
+    e->data = g_memdup2(d, len);
+    g_ptr_array_add(s->unknown_exts, e);
+}
+
+/* One extension; messages as the reference's. */
+static int parse_one_ext(BlockDriverState *bs, uint32_t magic,
+                         const uint8_t *d, uint32_t len, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    switch (magic) {
+    case QCOW2_EXT_BACKING_FMT:
+        if (len >= 16) {
+            error_setg(errp, "ERROR: ext_backing_format: len=%" PRIu32
+                       " too large (>=%d)", len, 16);
+            return -EINVAL;
+        }
+        g_free(s->image_backing_format);
+        s->image_backing_format = g_strndup((const char *)d, len);
+        break;
+    case QCOW2_EXT_FEATURE_TABLE:
+        parse_feature_table(s, d, len);
+        break;
+    case QCOW2_EXT_CRYPTO:
+        if (len != 16) {
+            error_setg(errp, "ERROR: crypto header extension: size %" PRIu32
+                       " does not match expected size %d", len, 16);
+            return -EINVAL;
+        }
+        s->has_crypto_ext = true;
+        s->crypto_offset = q_ld64(d);
+        s->crypto_length = q_ld64(d + 8);
+        break;
+    case QCOW2_EXT_DATA_FILE:
+        g_free(s->image_data_file);
+        s->image_data_file = g_strndup((const char *)d, len);
+        break;
+    default:
+        keep_unknown_ext(s, magic, d, len);
+        break;
+    }
+    return 0;
+}
+
+/* Walk the extensions in cluster 0 (@buf holds [0, @end)). */
+static int parse_exts(BlockDriverState *bs, const uint8_t *buf,
+                      uint64_t start, uint64_t end, Error **errp)
+{
+    uint64_t off = start;
+
+    while (off < end) {
+        uint32_t magic, len;
+        int ret;
+
+        if (end - off < 8) {
+            error_setg(errp, "qcow2_read_extension: ERROR: "
+                       "pread fail from offset %" PRIu64, off);
+            return -EINVAL;
+        }
+        magic = q_ld32(buf + off);
+        len = q_ld32(buf + off + 4);
+        off += 8;
+        if (len > end - off) {
+            error_setg(errp, "Header extension too large");
+            return -EINVAL;
+        }
+        if (magic == QCOW2_EXT_END) {
+            break;
+        }
+        ret = parse_one_ext(bs, magic, buf + off, len, errp);
+        if (ret < 0) {
+            return ret;
+        }
+        off += ROUND_UP((uint64_t)len, 8);
+    }
+    return 0;
+}
+
+/* Version, cluster size and header length checks. */
+static int check_basic(BDRVQcow2State *s, Error **errp)
+{
+    Qcow2Header *h = &s->h;
+
+    if (h->magic != QCOW_MAGIC) {
+        error_setg(errp, "Image is not in qcow2 format");
+        return -EINVAL;
+    }
+    if (h->version < 2 || h->version > 3) {
+        error_setg(errp, "Unsupported qcow2 version %" PRIu32, h->version);
+        return -ENOTSUP;
+    }
+    if (h->cluster_bits < QCOW2_MIN_CLUSTER_BITS ||
+        h->cluster_bits > QCOW2_MAX_CLUSTER_BITS) {
+        error_setg(errp, "Unsupported cluster size: 2^%" PRIu32,
+                   h->cluster_bits);
+        return -EINVAL;
+    }
+    if (h->version == 2) {
+        h->incompatible_features = h->compatible_features = 0;
+        h->autoclear_features = 0;
+        h->refcount_order = 4;
+        h->header_length = QCOW2_V2_HEADER_LEN;
+        h->compression_type = 0;
+    } else if (h->header_length < QCOW2_V3_HEADER_LEN) {
+        error_setg(errp, "qcow2 header too short");
+        return -EINVAL;
+    }
+    if (h->header_length > (1U << h->cluster_bits)) {
+        error_setg(errp, "qcow2 header exceeds cluster size");
+        return -EINVAL;
+    }
+    if (h->header_length <= 104) {
+        h->compression_type = 0;
+    }
+    if (h->backing_file_offset > (1ULL << h->cluster_bits)) {
+        error_setg(errp, "Invalid backing file offset");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Feature bits: unknown incompatible ones refuse the image, corrupt ones
+ * open read-only only. */
+static int check_features(BlockDriverState *bs, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    Qcow2Header *h = &s->h;
+    uint64_t unknown = h->incompatible_features & ~QCOW2_INCOMPAT_MASK;
+
+    if (unknown) {
+        g_autofree char *list = unsupported_features(s, unknown);
+        error_setg(errp, "Unsupported qcow2 feature(s): %s", list);
+        return -ENOTSUP;
+    }
+    if ((h->incompatible_features & QCOW2_INCOMPAT_CORRUPT) &&
+        (bs->open_flags & BDRV_O_RDWR)) {
+        error_setg(errp, "qcow2: Image is corrupt; cannot be opened "
+                   "read/write");
+        return -EACCES;
+    }
+    if (h->refcount_order > 6) {
+        error_setg(errp, "Reference count entry width too large; may not "
+                   "exceed 64 bits");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Compression type byte and its feature bit must agree. */
+static int check_compression(BDRVQcow2State *s, Error **errp)
+{
+    bool bit = s->h.incompatible_features & QCOW2_INCOMPAT_COMPRESSION;
+
+    if (s->h.compression_type > QCOW2_COMPRESSION_ZSTD) {
+        error_setg(errp, "qcow2: unknown compression type: %u",
+                   s->h.compression_type);
+        return -ENOTSUP;
+    }
+    if (s->h.compression_type == QCOW2_COMPRESSION_ZLIB && bit) {
+        error_setg(errp, "qcow2: Compression type incompatible feature bit "
+                   "must not be set");
+        return -EINVAL;
+    }
+    if (s->h.compression_type != QCOW2_COMPRESSION_ZLIB && !bit) {
+        error_setg(errp, "qcow2: Compression type incompatible feature bit "
+                   "must be set");
+        return -EINVAL;
+    }
+    s->compression_type = s->h.compression_type;
+    return 0;
+}
+
+/* Derived geometry from the validated fields. */
+static int set_geometry(BDRVQcow2State *s, Error **errp)
+{
+    s->cluster_bits = s->h.cluster_bits;
+    s->cluster_size = 1ULL << s->cluster_bits;
+    s->extended_l2 = s->h.incompatible_features & QCOW2_INCOMPAT_EXTL2;
+    if (s->extended_l2 && s->cluster_bits < 14) {
+        error_setg(errp, "Extended L2 entries are only supported with "
+                   "cluster sizes of at least 16384 bytes");
+        return -EINVAL;
+    }
+    s->l2_entry_size = s->extended_l2 ? 16 : 8;
+    s->l2_bits = s->cluster_bits - (s->extended_l2 ? 4 : 3);
+    s->l2_size = 1 << s->l2_bits;
+    s->subcluster_bits = s->cluster_bits - (s->extended_l2 ? 5 : 0);
+    s->subcluster_size = 1ULL << s->subcluster_bits;
+    s->refcount_order = s->h.refcount_order;
+    s->refcount_bits = 1 << s->refcount_order;
+    s->refcount_max = s->refcount_bits == 64 ? INT64_MAX :
+                      (int64_t)((1ULL << s->refcount_bits) - 1);
+    s->refblock_bits = s->cluster_bits + 3 - s->refcount_order;
+    return 0;
+}
+
+/* Is a table of @entries * @esize bytes at @offset possible at all?
+ * (aligned, no overflow) */
+static bool table_offset_ok(BDRVQcow2State *s, uint64_t offset,
+                            uint64_t entries, uint64_t esize)
+{
+    if (entries > INT64_MAX / esize) {
+        return false;
+    }
+    if ((uint64_t)INT64_MAX - entries * esize < offset) {
+        return false;
+    }
+    return qcow2_offset_into_cluster(s, offset) == 0;
+}
+
+/* Refcount table, snapshot table and L1 table fields. */
+int qcow2_check_header_tables(BlockDriverState *bs, int64_t file_len,
+                              Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    Qcow2Header *h = &s->h;
+
+    if (h->refcount_table_clusters >
+        QCOW2_MAX_REFTABLE_SIZE / s->cluster_size) {
+        error_setg(errp, "Reference count table too large");
+        return -EINVAL;
+    }
+    if (h->refcount_table_clusters == 0) {
+        error_setg(errp, "Image does not contain a reference count table");
+        return -EINVAL;
+    }
+    if (!table_offset_ok(s, h->refcount_table_offset,
+                         (uint64_t)h->refcount_table_clusters, s->cluster_size)) {
+        error_setg(errp, "Reference count table offset invalid");
+        return -EINVAL;
+    }
+    if (h->nb_snapshots > QCOW2_MAX_SNAPSHOTS) {
+        error_setg(errp, "Snapshot table too large");
+        return -EINVAL;
+    }
+    if (!table_offset_ok(s, h->snapshots_offset, h->nb_snapshots, 40)) {
+        error_setg(errp, "Snapshot table offset invalid");
+        return -EINVAL;
+    }
+    if (h->l1_size > QCOW2_MAX_L1_SIZE / 8) {
+        error_setg(errp, "Active L1 table too large");
+        return -EFBIG;
+    }
+    if (qcow2_l1_entries(s->cluster_bits, s->l2_bits, h->size) > INT32_MAX) {
+        error_setg(errp, "Image is too big");
+        return -EFBIG;
+    }
+    if (h->l1_size < qcow2_l1_entries(s->cluster_bits, s->l2_bits, h->size)) {
+        error_setg(errp, "L1 table is too small");
+        return -EINVAL;
+    }
+    if (!table_offset_ok(s, h->l1_table_offset, h->l1_size, 8)) {
+        error_setg(errp, "Active L1 table offset invalid");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Backing file name from cluster 0. */
+static int read_backing_name(BlockDriverState *bs, const uint8_t *buf,
+                             Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    Qcow2Header *h = &s->h;
+
+    if (!h->backing_file_offset) {
+        return 0;
+    }
+    if (h->backing_file_size > QCOW2_MAX_BACKING_NAME ||
+        h->backing_file_size > s->cluster_size - h->backing_file_offset) {
+        error_setg(errp, "Backing file name too long");
+        return -EINVAL;
+    }
+    bs->backing_file = g_strndup((const char *)buf + h->backing_file_offset,
+                                 h->backing_file_size);
+    if (s->image_backing_format) {
+        bs->backing_format = g_strdup(s->image_backing_format);
+    }
+    return 0;
+}
+
+/* Read and check cluster 0: fixed fields, extensions, backing name. */
+int coroutine_fn qcow2_read_header(BlockDriverState *bs, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    g_autofree uint8_t *buf = g_malloc0(112);
+    uint64_t ext_end;
+    int ret;
+
+    ret = q_pread(bs->file, 0, 112, buf);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not read qcow2 header");
+        return ret;
+    }
+    header_decode(&s->h, buf);
+    ret = check_basic(s, errp);
+    if (ret < 0) {
+        return ret;
+    }
+    g_free(buf);
+    buf = g_malloc0(1U << s->h.cluster_bits);
+    ret = q_pread(bs->file, 0, 1U << s->h.cluster_bits, buf);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not read qcow2 header");
+        return ret;
+    }
+    ext_end = s->h.backing_file_offset ? s->h.backing_file_offset :
+              (1ULL << s->h.cluster_bits);
+    s->unknown_exts = g_ptr_array_new();
+    if (s->h.header_length < ext_end) {
+        ret = parse_exts(bs, buf, s->h.header_length, ext_end, errp);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    ret = check_features(bs, errp);
+    if (ret == 0) {
+        ret = check_compression(s, errp);
+    }
+    if (ret == 0) {
+        ret = set_geometry(s, errp);
+    }
+    if (ret == 0) {
+        ret = read_backing_name(bs, buf, errp);
+    }
+    return ret;
+}
+
+/* ---- rewriting ---- */
+
+static const struct {
+    uint8_t type, bit;
+    const char *name;
+} std_features[] = {
+    { 0, 0, "dirty bit" },
+    { 0, 1, "corrupt bit" },
+    { 0, 2, "external data file" },
+    { 0, 3, "compression type" },
+    { 0, 4, "extended L2 entries" },
+    { 1, 0, "lazy refcounts" },
+    { 2, 0, "bitmaps" },
+    { 2, 1, "raw external data" },
+};
+
+/* Append one extension at *pos; false if the cluster is full. */
+static bool put_ext(uint8_t *buf, size_t size, size_t *pos, uint32_t magic,
+                    const void *data, uint32_t len)
+{
+    size_t need = 8 + ROUND_UP((size_t)len, 8);
+
+    if (size - *pos < need) {
+        return false;
+    }
+    q_st32(buf + *pos, magic);
+    q_st32(buf + *pos + 4, len);
+    if (len) {
+        memcpy(buf + *pos + 8, data, len);
+    }
+    *pos += need;
+    return true;
+}
+
+/* Extensions in the reference's order: backing format, data file, crypto,
+ * feature table, then the kept ones (bitmaps, unknown). */
+static bool put_all_exts(BDRVQcow2State *s, uint8_t *buf, size_t size,
+                         size_t *pos, const char *backing_fmt)
+{
+    bool ok = true;
+
+    if (backing_fmt) {
+        ok = put_ext(buf, size, pos, QCOW2_EXT_BACKING_FMT, backing_fmt,
+                     strlen(backing_fmt));
+    }
+    if (ok && s->image_data_file) {
+        ok = put_ext(buf, size, pos, QCOW2_EXT_DATA_FILE, s->image_data_file,
+                     strlen(s->image_data_file));
+    }
+    if (ok && s->has_crypto_ext) {
+        uint8_t c[16];
+        q_st64(c, s->crypto_offset);
+        q_st64(c + 8, s->crypto_length);
+        ok = put_ext(buf, size, pos, QCOW2_EXT_CRYPTO, c, 16);
+    }
+    if (ok && s->h.version >= 3) {
+        uint8_t t[G_N_ELEMENTS(std_features) * 48] = { 0 };
+        for (size_t i = 0; i < G_N_ELEMENTS(std_features); i++) {
+            t[i * 48] = std_features[i].type;
+            t[i * 48 + 1] = std_features[i].bit;
+            strncpy((char *)t + i * 48 + 2, std_features[i].name, 46);
+        }
+        ok = put_ext(buf, size, pos, QCOW2_EXT_FEATURE_TABLE, t, sizeof(t));
+    }
+    for (guint i = 0; ok && s->unknown_exts && i < s->unknown_exts->len; i++) {
+        Qcow2UnknownExt *e = g_ptr_array_index(s->unknown_exts, i);
+        ok = put_ext(buf, size, pos, e->magic, e->data, e->len);
+    }
+    return ok && put_ext(buf, size, pos, QCOW2_EXT_END, NULL, 0);
+}
+
+/* Build cluster 0 into @buf (cluster_size bytes); -ENOSPC if it does not
+ * fit. */
+static int build_header(BlockDriverState *bs, uint8_t *buf)
+{
+    BDRVQcow2State *s = bs->opaque;
+    Qcow2Header h = s->h;
+    size_t pos, blen = bs->backing_file ? strlen(bs->backing_file) : 0;
+    const char *bfmt = bs->backing_file ? bs->backing_format : NULL;
+
+    h.header_length = h.version >= 3 ? 112 : QCOW2_V2_HEADER_LEN;
+    pos = h.header_length;
+    if (!put_all_exts(s, buf, s->cluster_size, &pos, bfmt)) {
+        return -ENOSPC;
+    }
+    if (blen) {
+        if (s->cluster_size - pos < blen) {
+            return -ENOSPC;
+        }
+        memcpy(buf + pos, bs->backing_file, blen);
+        h.backing_file_offset = pos;
+        h.backing_file_size = blen;
+    } else {
+        h.backing_file_offset = 0;
+        h.backing_file_size = 0;
+    }
+    s->h.header_length = h.header_length;
+    s->h.backing_file_offset = h.backing_file_offset;
+    s->h.backing_file_size = h.backing_file_size;
+    header_encode(&h, buf);
+    return 0;
+}
+
+/* Rewrite cluster 0 from the in-memory state. */
+int coroutine_fn qcow2_update_header(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    g_autofree uint8_t *buf = g_malloc0(s->cluster_size);
+    int ret = build_header(bs, buf);
+
+    if (ret < 0) {
+        return ret;
+    }
+    ret = q_pwrite(bs->file, 0, s->cluster_size, buf);
+    if (ret < 0) {
+        return ret;
+    }
+    return bdrv_co_flush(bs->file->bs);
+}
+
+/* Write only the incompatible features field (dirty/corrupt bits). */
+int coroutine_fn qcow2_write_incompat(BlockDriverState *bs, uint64_t bits)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint8_t b[8];
+    int ret;
+
+    q_st64(b, bits);
+    ret = q_pwrite(bs->file, 72, 8, b);
+    if (ret == 0) {
+        s->h.incompatible_features = bits;
+    }
+    return ret;
+}
+
+/* Lazy refcounts: set the dirty bit (flushed) before the first write
+ * that may leave refcounts stale. */
+int coroutine_fn qcow2_mark_dirty(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret;
+
+    if (s->h.incompatible_features & QCOW2_INCOMPAT_DIRTY) {
+        return 0;
+    }
+    ret = bdrv_co_flush(bs->file->bs);
+    if (ret == 0) {
+        ret = qcow2_write_incompat(bs, s->h.incompatible_features |
+                                   QCOW2_INCOMPAT_DIRTY);
+    }
+    if (ret == 0) {
+        ret = bdrv_co_flush(bs->file->bs);
+    }
+    return ret;
+}
+
+/* Clean close: everything is on disk, the refcounts are right. */
+int coroutine_fn qcow2_mark_clean(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret;
+
+    if (!(s->h.incompatible_features & QCOW2_INCOMPAT_DIRTY)) {
+        return 0;
+    }
+    ret = qcow2_co_flush_to_os(bs);
+    if (ret == 0) {
+        ret = bdrv_co_flush(bs->file->bs);
+    }
+    if (ret == 0) {
+        ret = qcow2_write_incompat(bs, s->h.incompatible_features &
+                                   ~QCOW2_INCOMPAT_DIRTY);
+    }
+    return ret;
+}
+
+/* Metadata corruption seen at runtime: mark the image corrupt (once) so
+ * the reference refuses to open it read/write, as it would. */
+void qcow2_signal_corruption(BlockDriverState *bs, const char *fmt, ...)
+{
+    BDRVQcow2State *s = bs->opaque;
+    g_autofree char *msg = NULL;
+    va_list ap;
+
+    va_start(ap, fmt);
+    msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    if (s->corrupt_reported) {
+        return;
+    }
+    s->corrupt_reported = true;
+    if (bs->read_only || !(bs->open_flags & BDRV_O_RDWR)) {
+        fprintf(stderr, "qcow2: Image is corrupt: %s; further non-fatal "
+                "corruption events will be suppressed\n", msg);
+        return;
+    }
+    /* the reference prints these without the program name */
+    fprintf(stderr, "qcow2: Marking image as corrupt: %s; further corruption "
+            "events will be suppressed\n", msg);
+    s->h.incompatible_features |= QCOW2_INCOMPAT_CORRUPT;
+    if (co_in_coroutine()) {
+        qcow2_write_incompat(bs, s->h.incompatible_features);
+    }
+}

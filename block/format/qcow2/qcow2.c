@@ -1,0 +1,702 @@
+#include "config.h"
+/*
+ * The qcow2 format driver: probe, open options, open/close and the driver
+ * table.  The rest lives beside it (see qcow2.h for the map).
+ */
+#include "qcow2.h"
+
+#define MIN_L2_CACHE_ENTRIES 2
+#define MIN_REFCOUNT_CACHE_ENTRIES 4
+
+static const BlockOptDesc qcow2_open_opts[] = {
+    { "lazy-refcounts", OPT_BOOL, "Postpone refcount updates", NULL },
+    { "pass-discard-request", OPT_BOOL,
+      "Pass guest discard requests to the layer below", NULL },
+    { "pass-discard-snapshot", OPT_BOOL, "Generate discard requests when "
+      "snapshot related space is freed", NULL },
+    { "pass-discard-other", OPT_BOOL,
+      "Generate discard requests when other clusters are freed", NULL },
+    { "discard-no-unref", OPT_BOOL, "Do not unreference discarded clusters",
+      NULL },
+    { "overlap-check", OPT_STRING, "Selects which overlap checks to perform "
+      "from a range of templates (none, constant, cached, all)", NULL },
+    { "overlap-check.template", OPT_STRING, "Selects which overlap checks "
+      "to perform from a range of templates (none, constant, cached, all)",
+      NULL },
+    { "overlap-check.main-header", OPT_BOOL, "Check for unintended writes "
+      "into the main qcow2 header", NULL },
+    { "overlap-check.active-l1", OPT_BOOL, "Check for unintended writes "
+      "into the active L1 table", NULL },
+    { "overlap-check.active-l2", OPT_BOOL, "Check for unintended writes "
+      "into an active L2 table", NULL },
+    { "overlap-check.refcount-table", OPT_BOOL, "Check for unintended writes "
+      "into the refcount table", NULL },
+    { "overlap-check.refcount-block", OPT_BOOL, "Check for unintended writes "
+      "into a refcount block", NULL },
+    { "overlap-check.snapshot-table", OPT_BOOL, "Check for unintended writes "
+      "into the snapshot table", NULL },
+    { "overlap-check.inactive-l1", OPT_BOOL, "Check for unintended writes "
+      "into an inactive L1 table", NULL },
+    { "overlap-check.inactive-l2", OPT_BOOL, "Check for unintended writes "
+      "into an inactive L2 table", NULL },
+    { "overlap-check.bitmap-directory", OPT_BOOL, "Check for unintended "
+      "writes into the bitmap directory", NULL },
+    { "cache-size", OPT_SIZE, "Maximum combined metadata (L2 tables and "
+      "refcount blocks) cache size", NULL },
+    { "l2-cache-size", OPT_SIZE, "Maximum L2 table cache size", NULL },
+    { "l2-cache-entry-size", OPT_SIZE, "Size of each entry in the L2 cache",
+      NULL },
+    { "refcount-cache-size", OPT_SIZE, "Maximum refcount block cache size",
+      NULL },
+    { "cache-clean-interval", OPT_NUMBER, "Clean unused cache entries after "
+      "this time (in seconds)", NULL },
+    { NULL },
+};
+
+/* QFI\xfb, version 2 or 3. */
+static int qcow2_probe(const uint8_t *buf, int buf_size, const char *filename)
+{
+    if (buf_size >= 8 && q_ld32(buf) == QCOW_MAGIC && q_ld32(buf + 4) >= 2) {
+        return 100;
+    }
+    return 0;
+}
+
+int coroutine_fn qcow2_read_table(BlockDriverState *bs, uint64_t offset,
+                                  uint64_t bytes, void *buf)
+{
+    int64_t len = bdrv_co_getlength(bs->file->bs);
+    uint64_t n;
+
+    if (len < 0) {
+        return len;
+    }
+    n = (int64_t)offset < len ? MIN(bytes, (uint64_t)len - offset) : 0;
+    memset((uint8_t *)buf + n, 0, bytes - n);
+    return n ? q_pread(bs->file, offset, n, buf) : 0;
+}
+
+/* ---- options ---- */
+
+/* Remove "@name" and "@name.*" (a child we do not open). */
+static void drop_child_opts(QDict *d, const char *name)
+{
+    g_autofree char *prefix = g_strdup_printf("%s.", name);
+    g_autoptr(GPtrArray) keys = g_ptr_array_new_with_free_func(g_free);
+
+    for (const QDictEntry *e = qdict_first(d); e; e = qdict_next(d, e)) {
+        if (g_str_has_prefix(qdict_entry_key(e), prefix)) {
+            g_ptr_array_add(keys, g_strdup(qdict_entry_key(e)));
+        }
+    }
+    for (guint i = 0; i < keys->len; i++) {
+        qdict_del(d, g_ptr_array_index(keys, i));
+    }
+    qdict_del(d, name);
+}
+
+/* overlap-check.<kind>=on|off: refine the template per kind. */
+static int parse_overlap_bits(QDict *opts, int *mask, Error **errp)
+{
+    static const char *const kinds[] = {
+        "main-header", "active-l1", "active-l2", "refcount-table",
+        "refcount-block", "snapshot-table", "inactive-l1", "inactive-l2",
+        "bitmap-directory",
+    };
+    Error *e = NULL;
+
+    for (size_t i = 0; i < G_N_ELEMENTS(kinds); i++) {
+        g_autofree char *key = g_strdup_printf("overlap-check.%s", kinds[i]);
+        bool on;
+
+        if (!qdict_haskey(opts, key)) {
+            continue;
+        }
+        on = bdrv_opt_bool(opts, key, false, &e);
+        if (e) {
+            error_propagate(errp, e);
+            return -EINVAL;
+        }
+        *mask = on ? *mask | (1 << i) : *mask & ~(1 << i);
+    }
+    return 0;
+}
+
+/* overlap-check: a template name to the set of checks. */
+static int parse_overlap(QDict *opts, int *mask, Error **errp)
+{
+    const char *a = bdrv_opt_str(opts, "overlap-check", NULL);
+    const char *b = bdrv_opt_str(opts, "overlap-check.template", NULL);
+    const char *v = a ? a : b ? b : "cached";
+
+    if (a && b && strcmp(a, b)) {
+        error_setg(errp, "Conflicting values for qcow2 options "
+                   "'overlap-check' ('%s') and 'overlap-check.template' "
+                   "('%s')", a, b);
+        return -EINVAL;
+    }
+    if (!strcmp(v, "none")) {
+        *mask = 0;
+    } else if (!strcmp(v, "constant")) {
+        *mask = QCOW2_OL_CONSTANT;
+    } else if (!strcmp(v, "cached")) {
+        *mask = QCOW2_OL_CACHED;
+    } else if (!strcmp(v, "all")) {
+        *mask = QCOW2_OL_ALL;
+    } else {
+        error_setg(errp, "Unsupported value '%s' for qcow2 option "
+                   "'overlap-check'. Allowed are any of the following: "
+                   "none, constant, cached, all", v);
+        return -EINVAL;
+    }
+    return parse_overlap_bits(opts, mask, errp);
+}
+
+/* Combined cache-size split as the reference splits it. */
+static int split_cache_size(BDRVQcow2State *s, QDict *opts, uint64_t max_l2,
+                            uint64_t min_rc, Error **errp)
+{
+    Error *e = NULL;
+    uint64_t combined = bdrv_opt_size(opts, "cache-size", 0, &e);
+    bool l2_set = qdict_haskey(opts, "l2-cache-size");
+    bool rc_set = qdict_haskey(opts, "refcount-cache-size");
+
+    if (e) {
+        error_propagate(errp, e);
+        return -EINVAL;
+    }
+    if (l2_set && rc_set) {
+        error_setg(errp, "cache-size, l2-cache-size and refcount-cache-size "
+                   "may not be set at the same time");
+        return -EINVAL;
+    }
+    if (l2_set && s->l2_cache_bytes > combined) {
+        error_setg(errp, "l2-cache-size may not exceed cache-size");
+        return -EINVAL;
+    }
+    if (rc_set && s->refcount_cache_bytes > combined) {
+        error_setg(errp, "refcount-cache-size may not exceed cache-size");
+        return -EINVAL;
+    }
+    if (l2_set) {
+        s->refcount_cache_bytes = combined - s->l2_cache_bytes;
+    } else if (rc_set) {
+        s->l2_cache_bytes = combined - s->refcount_cache_bytes;
+    } else {
+        s->l2_cache_bytes = MIN(max_l2, combined > min_rc ? combined - min_rc : 0);
+        s->refcount_cache_bytes = combined - s->l2_cache_bytes;
+    }
+    return 0;
+}
+
+/* Cache sizes (qcow2-cache.txt): by default enough L2 to map the whole
+ * disk up to 32 MiB, four clusters of refcount blocks. */
+static int read_cache_sizes(BDRVQcow2State *s, QDict *opts, Error **errp)
+{
+    Error *e = NULL;
+    uint64_t max_l2 = ROUND_UP(DIV_ROUND_UP(s->h.size, s->cluster_size) *
+                               s->l2_entry_size, s->cluster_size);
+    uint64_t min_rc = 4 * s->cluster_size;
+
+    s->l2_cache_bytes = bdrv_opt_size(opts, "l2-cache-size", 0, &e);
+    if (!e) {
+        s->refcount_cache_bytes = bdrv_opt_size(opts, "refcount-cache-size",
+                                                0, &e);
+    }
+    if (!e) {
+        s->l2_entry_bytes = bdrv_opt_size(opts, "l2-cache-entry-size",
+                                          s->cluster_size, &e);
+    }
+    if (e) {
+        error_propagate(errp, e);
+        return -EINVAL;
+    }
+    if (qdict_haskey(opts, "cache-size")) {
+        if (split_cache_size(s, opts, max_l2, min_rc, errp) < 0) {
+            return -EINVAL;
+        }
+    } else {
+        if (!qdict_haskey(opts, "l2-cache-size")) {
+            s->l2_cache_bytes = MIN(max_l2, QCOW2_MAX_L2_CACHE_DEFAULT);
+        }
+        if (!qdict_haskey(opts, "refcount-cache-size")) {
+            s->refcount_cache_bytes = min_rc;
+        }
+    }
+    if (s->l2_entry_bytes < 512 || s->l2_entry_bytes > s->cluster_size ||
+        !QEMU_IS_POW2(s->l2_entry_bytes)) {
+        error_setg(errp, "L2 cache entry size must be a power of two "
+                   "between %d and the cluster size (%" PRIu64 ")", 512,
+                   s->cluster_size);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Entry counts from the byte sizes; tables are cached whole, so the
+ * number of entries is bounded by the bytes over the cluster size. */
+static int init_caches(BDRVQcow2State *s, Error **errp)
+{
+    uint64_t l2 = s->l2_cache_bytes / s->l2_entry_bytes;
+    uint64_t rc = s->refcount_cache_bytes / s->cluster_size;
+
+    if (l2 > INT_MAX) {
+        error_setg(errp, "L2 cache size too big");
+        return -EINVAL;
+    }
+    if (rc > INT_MAX) {
+        error_setg(errp, "Refcount cache size too big");
+        return -EINVAL;
+    }
+    l2 = MAX(MIN(l2, s->l2_cache_bytes / s->cluster_size), MIN_L2_CACHE_ENTRIES);
+    rc = MAX(rc, MIN_REFCOUNT_CACHE_ENTRIES);
+    qcow2_cache_init(&s->l2_cache, l2, s->cluster_size, QCOW2_OL_ACTIVE_L2);
+    qcow2_cache_init(&s->refcount_cache, rc, s->cluster_size,
+                     QCOW2_OL_REFCOUNT_BLOCK);
+    return 0;
+}
+
+/* The boolean options and where they go. */
+static int read_bool_opts(BlockDriverState *bs, QDict *opts, int flags,
+                          Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    const struct {
+        const char *name;
+        bool def;
+        bool *field;
+    } bools[] = {
+        { "lazy-refcounts",
+          s->h.compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS,
+          &s->use_lazy_refcounts },
+        { "pass-discard-request", flags & BDRV_O_UNMAP,
+          &s->discard_passthrough_request },
+        { "pass-discard-snapshot", true, &s->discard_passthrough_snapshot },
+        { "pass-discard-other", false, &s->discard_passthrough_other },
+        { "discard-no-unref", false, &s->discard_no_unref },
+    };
+    Error *e = NULL;
+
+    for (size_t i = 0; i < G_N_ELEMENTS(bools) && !e; i++) {
+        *bools[i].field = bdrv_opt_bool(opts, bools[i].name, bools[i].def, &e);
+    }
+    if (e) {
+        error_propagate(errp, e);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Everything besides caches: discard passthrough, lazy refcounts,
+ * overlap checks, cache cleaning. */
+static int read_runtime_opts(BlockDriverState *bs, QDict *opts, int flags,
+                             Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    Error *e = NULL;
+
+    if (read_bool_opts(bs, opts, flags, errp) < 0) {
+        return -EINVAL;
+    }
+    s->cache_clean_interval = bdrv_opt_number(opts, "cache-clean-interval",
+                                              600, &e);
+    if (e) {
+        error_propagate(errp, e);
+        return -EINVAL;
+    }
+    if (s->use_lazy_refcounts && s->h.version < 3) {
+        error_setg(errp, "Lazy refcounts require a qcow2 image with at least "
+                   "qemu 1.1 compatibility level");
+        return -EINVAL;
+    }
+    if (s->discard_no_unref && s->h.version < 3) {
+        error_setg(errp, "discard-no-unref is only supported since qcow2 "
+                   "version 3");
+        return -EINVAL;
+    }
+    if (s->cache_clean_interval > UINT32_MAX) {
+        error_setg(errp, "Cache clean interval too big");
+        return -EINVAL;
+    }
+    return parse_overlap(opts, &s->overlap_check, errp);
+}
+
+/* ---- open ---- */
+
+/* The active L1 table (entries past EOF read as zero). */
+static int coroutine_fn read_l1(BlockDriverState *bs, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t bytes = (uint64_t)s->h.l1_size * 8;
+    g_autofree uint8_t *buf = g_try_malloc0(bytes ? bytes : 1);
+    int ret;
+
+    s->l1_size = s->h.l1_size;
+    s->l1_table = g_try_new0(uint64_t, s->l1_size + 1);
+    if (!buf || !s->l1_table) {
+        error_setg(errp, "Could not allocate L1 table");
+        return -ENOMEM;
+    }
+    ret = qcow2_read_table(bs, s->h.l1_table_offset, bytes, buf);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not read L1 table");
+        return ret;
+    }
+    for (uint32_t i = 0; i < s->l1_size; i++) {
+        s->l1_table[i] = q_ld64(buf + i * 8);
+    }
+    return 0;
+}
+
+/* The external data file: opened only when the image has one, from the
+ * user's data-file option or, for I/O, the name the image records
+ * (never for metadata-only opens such as info: CVE-2024-4467). */
+static int open_data_file(BlockDriverState *bs, QDict *opts, int flags,
+                          Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    bool has = s->h.incompatible_features & QCOW2_INCOMPAT_DATA_FILE;
+    Error *e = NULL;
+
+    if (flags & BDRV_O_NO_IO) {
+        drop_child_opts(opts, "data-file");
+        s->data_file = has ? NULL : bs->file;
+        return 0;
+    }
+    s->data_file = bdrv_open_child(NULL, opts, "data-file", bs,
+                                   BDRV_CHILD_DATA, true, &e);
+    if (!e && has && !s->data_file && s->image_data_file) {
+        s->data_file = bdrv_open_child(s->image_data_file, opts, "data-file",
+                                       bs, BDRV_CHILD_DATA, false, &e);
+    }
+    if (!e && has && !s->data_file) {
+        error_setg(&e, "'data-file' is required for this image");
+    }
+    if (!e && !has && s->data_file) {
+        error_setg(&e, "'data-file' can only be set for images with an "
+                   "external data file");
+    }
+    if (!e && !has && (s->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_RAW)) {
+        error_setg(&e, "data-file-raw requires a data file");
+    }
+    if (e) {
+        error_propagate(errp, e);
+        return -EINVAL;
+    }
+    if (!has) {
+        s->data_file = bs->file;
+    }
+    return 0;
+}
+
+/* Encrypted images: the reference decrypts them; we refuse data I/O. */
+static int check_encryption(BlockDriverState *bs, int flags, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    if (s->h.crypt_method > 2) {
+        error_setg(errp, "Unsupported encryption method %" PRIu32,
+                   s->h.crypt_method);
+        return -EINVAL;
+    }
+    if (s->has_crypto_ext && s->h.crypt_method != 2) {
+        error_setg(errp, "CRYPTO header extension only expected with LUKS "
+                   "encryption method");
+        return -EINVAL;
+    }
+    if (s->h.crypt_method && !(flags & BDRV_O_NO_IO)) {
+        error_setg(errp, "qcow2: encrypted images (%s encryption) are not "
+                   "supported", s->h.crypt_method == 1 ? "AES" : "LUKS");
+        return -ENOTSUP;
+    }
+    return 0;
+}
+
+/* Read-write opens clear autoclear bits for features we do not keep up
+ * to date (bitmaps, unknown ones), as the spec asks of such programs. */
+static int coroutine_fn clear_autoclear(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t keep = s->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_RAW;
+
+    if (!(bs->open_flags & BDRV_O_RDWR) || s->h.version < 3 ||
+        keep == s->h.autoclear_features) {
+        return 0;
+    }
+    s->h.autoclear_features = keep;
+    return qcow2_update_header(bs);
+}
+
+/* cache-clean-interval: free the memory of cache entries unused since
+ * the last tick (not while a request is in the metadata). */
+static void cache_clean_tick(void *opaque)
+{
+    BlockDriverState *bs = opaque;
+    BDRVQcow2State *s = bs->opaque;
+
+    if (!co_mutex_is_locked(&s->lock)) {
+        qcow2_cache_clean_unused(&s->l2_cache);
+        qcow2_cache_clean_unused(&s->refcount_cache);
+    }
+    aio_timer_mod(s->cache_clean_timer,
+                  clock_ns() + (int64_t)s->cache_clean_interval * 1000000000);
+}
+
+static void start_cache_clean_timer(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    if (!s->cache_clean_interval) {
+        return;
+    }
+    s->cache_clean_timer = aio_timer_new(aio_get_default(), cache_clean_tick,
+                                         bs);
+    aio_timer_mod(s->cache_clean_timer,
+                  clock_ns() + (int64_t)s->cache_clean_interval * 1000000000);
+}
+
+typedef struct OpenCo {
+    BlockDriverState *bs;
+    QDict *opts;
+    int flags;
+    Error **errp;
+    int ret;
+} OpenCo;
+
+/* Header, tables, options, children: every step checked. */
+/* Open step 1: the header and its tables, validated. */
+static int coroutine_fn open_metadata(BlockDriverState *bs, int64_t flen,
+                                      Error **errp)
+{
+    int ret = qcow2_read_header(bs, errp);
+
+    if (ret == 0) {
+        ret = qcow2_check_header_tables(bs, flen, errp);
+    }
+    return ret;
+}
+
+/* Open step 2: options and the caches they size. */
+static int open_options(BlockDriverState *bs, QDict *opts, int flags,
+                        Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret = read_cache_sizes(s, opts, errp);
+
+    if (ret == 0) {
+        ret = read_runtime_opts(bs, opts, flags, errp);
+    }
+    if (ret == 0) {
+        ret = init_caches(s, errp);
+    }
+    if (ret == 0 && !s->use_lazy_refcounts) {
+        /* refcounts reach the disk before the L2 entries using them */
+        qcow2_cache_set_dependency(&s->l2_cache, &s->refcount_cache);
+    }
+    return ret;
+}
+
+/* Open step 3: L1 and refcount tables, encryption, the data file. */
+static int coroutine_fn open_tables(BlockDriverState *bs, QDict *opts,
+                                    int flags, Error **errp)
+{
+    int ret = read_l1(bs, errp);
+
+    if (ret == 0) {
+        ret = qcow2_refcount_read_table(bs, errp);
+    }
+    if (ret == 0) {
+        ret = check_encryption(bs, flags, errp);
+    }
+    if (ret == 0) {
+        ret = open_data_file(bs, opts, flags, errp);
+    }
+    return ret;
+}
+
+/* Open step 4: state for writing (dirty images, autoclear bits). */
+static int coroutine_fn open_for_writes(BlockDriverState *bs, int64_t flen,
+                                        int flags, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret;
+
+    if ((flags & BDRV_O_RDWR) &&
+        (s->h.incompatible_features & QCOW2_INCOMPAT_DIRTY)) {
+        s->refcounts_stale = true;
+        s->free_cluster_index = DIV_ROUND_UP((uint64_t)flen, s->cluster_size);
+    }
+    ret = clear_autoclear(bs);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not update qcow2 header");
+    }
+    return ret;
+}
+
+/* Header, tables, options, children: every step checked. */
+static int coroutine_fn qcow2_do_open(BlockDriverState *bs, QDict *opts,
+                                      int flags, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int64_t flen = bdrv_co_getlength(bs->file->bs);
+    int ret;
+
+    co_mutex_init(&s->lock);
+    co_queue_init(&s->inflight_wait);
+    s->inflight = g_array_new(false, false, sizeof(Qcow2InFlight));
+    if (flen < 0) {
+        error_setg_errno(errp, -flen, "Could not read qcow2 header");
+        return flen;
+    }
+    ret = open_metadata(bs, flen, errp);
+    if (ret == 0) {
+        ret = open_options(bs, opts, flags, errp);
+    }
+    if (ret == 0) {
+        ret = open_tables(bs, opts, flags, errp);
+    }
+    if (ret == 0) {
+        qcow2_read_bitmap_list(bs);
+        ret = open_for_writes(bs, flen, flags, errp);
+    }
+    return ret;
+}
+
+static void coroutine_fn open_entry(void *opaque)
+{
+    OpenCo *o = opaque;
+
+    o->ret = qcow2_do_open(o->bs, o->opts, o->flags, o->errp);
+}
+
+static void qcow2_free_state(BDRVQcow2State *s)
+{
+    if (s->cache_clean_timer) {
+        aio_timer_free(s->cache_clean_timer);
+        s->cache_clean_timer = NULL;
+    }
+    qcow2_cache_destroy(&s->l2_cache);
+    qcow2_cache_destroy(&s->refcount_cache);
+    g_clear_pointer(&s->l1_table, g_free);
+    g_clear_pointer(&s->refcount_table, g_free);
+    if (s->inflight) {
+        g_array_free(s->inflight, true);
+        s->inflight = NULL;
+    }
+    qobject_unref(s->bitmap_info);
+    s->bitmap_info = NULL;
+    qcow2_free_header_exts(s);
+}
+
+static int qcow2_open(BlockDriverState *bs, QDict *options, int flags,
+                      Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    OpenCo o = { bs, options, flags, errp, 0 };
+
+    bs->file = bdrv_open_child(NULL, options, "file", bs,
+                               BDRV_CHILD_DATA | BDRV_CHILD_METADATA |
+                               BDRV_CHILD_PRIMARY, false, errp);
+    if (!bs->file) {
+        return -EINVAL;
+    }
+    co_run_sync(open_entry, &o);
+    if (o.ret < 0) {
+        if (s->data_file && s->data_file != bs->file) {
+            bdrv_unref_child(bs, s->data_file);
+        }
+        s->data_file = NULL;
+        qcow2_free_state(s);
+        return o.ret;
+    }
+    start_cache_clean_timer(bs);
+    bs->supported_zero_flags = BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK;
+    bs->supported_write_flags = BDRV_REQ_WRITE_COMPRESSED;
+    return 0;
+}
+
+/* Writeback of the caches and, if we set it, the dirty bit cleared. */
+static void coroutine_fn close_entry(void *opaque)
+{
+    BlockDriverState *bs = opaque;
+    BDRVQcow2State *s = bs->opaque;
+
+    if (!(bs->open_flags & BDRV_O_RDWR) || !s->data_file) {
+        return;
+    }
+    if (qcow2_co_flush_to_os(bs) == 0 && s->dirty_set &&
+        !s->refcounts_stale) {
+        qcow2_mark_clean(bs);
+    }
+}
+
+static void qcow2_close(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    if (s->l1_table) {
+        co_run_sync(close_entry, bs);
+    }
+    qcow2_free_state(s);
+}
+
+static void qcow2_refresh_limits(BlockDriverState *bs, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    bs->bl.request_alignment = 1;
+    bs->bl.pwrite_zeroes_alignment = s->extended_l2 ? s->subcluster_size :
+                                     s->cluster_size;
+    bs->bl.pdiscard_alignment = s->cluster_size;
+}
+
+static int64_t coroutine_fn qcow2_co_getlength(BlockDriverState *bs)
+{
+    return ((BDRVQcow2State *)bs->opaque)->h.size;
+}
+
+static int64_t coroutine_fn qcow2_co_get_allocated_file_size(
+    BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int64_t a = bdrv_co_get_allocated_file_size(bs->file->bs), b;
+
+    if (a < 0 || !s->data_file || s->data_file == bs->file) {
+        return a;
+    }
+    b = bdrv_co_get_allocated_file_size(s->data_file->bs);
+    return b < 0 ? b : a + b;
+}
+
+static const BlockDriverIO qcow2_io = {
+    .co_preadv = qcow2_co_preadv,
+    .co_pwritev = qcow2_co_pwritev,
+    .co_pwrite_zeroes = qcow2_co_pwrite_zeroes,
+    .co_pdiscard = qcow2_co_pdiscard,
+    .co_flush_to_os = qcow2_co_flush_to_os,
+    .co_block_status = qcow2_co_block_status,
+    .co_truncate = qcow2_co_truncate,
+    .co_getlength = qcow2_co_getlength,
+    .co_get_allocated_file_size = qcow2_co_get_allocated_file_size,
+};
+
+static const BlockDriverMeasureOps qcow2_measure_ops = {
+    .measure = qcow2_measure,
+};
+
+const BlockDriver bdrv_qcow2 = {
+    .format_name = "qcow2",
+    .kind = BDRV_KIND_FORMAT,
+    .instance_size = sizeof(BDRVQcow2State),
+    .open_opts = qcow2_open_opts,
+    .create_opts = qcow2_create_opts,
+    .supports_backing = true,
+    .probe = qcow2_probe,
+    .open = qcow2_open,
+    .close = qcow2_close,
+    .co_create_opts = qcow2_co_create_opts,
+    .refresh_limits = qcow2_refresh_limits,
+    .io = &qcow2_io,
+    .info = &qcow2_info_ops,
+    .measure = &qcow2_measure_ops,
+};

@@ -1,0 +1,645 @@
+#include "config.h"
+/*
+ * qcow2 reference counts: the refcount table (in memory, written through)
+ * points at refcount blocks (in the refcount cache).  Allocation finds
+ * free clusters, makes sure every refcount block it needs exists, and
+ * only then raises the refcounts, so a failure or a restart leaves
+ * nothing half-counted.  New refcount blocks and reftable entries are
+ * written before anything that depends on them.
+ *
+ * Sections: entry access, lookup, refcount block creation, reftable
+ * growth, update/alloc/free, compressed byte allocation, overlap checks.
+ */
+#include "qcow2.h"
+
+#define REFT_OFFSET_MASK 0xfffffffffffffe00ULL
+
+/* ---- entry access: 1..64-bit entries, sub-byte ones LSB first ---- */
+
+uint64_t qcow2_get_refcount_entry(BDRVQcow2State *s, const void *block,
+                                  uint64_t index)
+{
+    const uint8_t *b = block;
+    int bits = s->refcount_bits;
+
+    switch (bits) {
+    case 1: case 2: case 4: {
+        int per = 8 / bits;
+        return (b[index / per] >> ((index % per) * bits)) & ((1 << bits) - 1);
+    }
+    case 8:
+        return b[index];
+    case 16:
+        return q_ld16(b + index * 2);
+    case 32:
+        return q_ld32(b + index * 4);
+    default:
+        return q_ld64(b + index * 8);
+    }
+}
+
+void qcow2_set_refcount_entry(BDRVQcow2State *s, void *block, uint64_t index,
+                              uint64_t value)
+{
+    uint8_t *b = block;
+    int bits = s->refcount_bits;
+
+    switch (bits) {
+    case 1: case 2: case 4: {
+        int per = 8 / bits, shift = (index % per) * bits;
+        uint8_t mask = ((1 << bits) - 1) << shift;
+        b[index / per] = (b[index / per] & ~mask) | ((value << shift) & mask);
+        break;
+    }
+    case 8:
+        b[index] = value;
+        break;
+    case 16:
+        q_st16(b + index * 2, value);
+        break;
+    case 32:
+        q_st32(b + index * 4, value);
+        break;
+    default:
+        q_st64(b + index * 8, value);
+        break;
+    }
+}
+
+/* ---- lookup ---- */
+
+/* Read the refcount table at open (entries past EOF read as zero). */
+int coroutine_fn qcow2_refcount_read_table(BlockDriverState *bs,
+                                           Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t bytes = (uint64_t)s->h.refcount_table_clusters * s->cluster_size;
+    g_autofree uint8_t *buf = g_malloc0(bytes ? bytes : 1);
+    int ret;
+
+    s->refcount_table_size = bytes / 8;
+    s->refcount_table = g_new0(uint64_t, s->refcount_table_size + 1);
+    ret = qcow2_read_table(bs, s->h.refcount_table_offset, bytes, buf);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not read refcount table");
+        return ret;
+    }
+    for (uint32_t i = 0; i < s->refcount_table_size; i++) {
+        s->refcount_table[i] = q_ld64(buf + i * 8);
+    }
+    return 0;
+}
+
+/* The refcount block offset for table index @ti (0: none), checked. */
+static int refblock_offset(BlockDriverState *bs, uint64_t ti, uint64_t *off)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    *off = ti < s->refcount_table_size ?
+           s->refcount_table[ti] & REFT_OFFSET_MASK : 0;
+    if (*off && qcow2_offset_into_cluster(s, *off)) {
+        qcow2_signal_corruption(bs, "Refblock offset %#" PRIx64 " unaligned "
+                                "(reftable index: %#" PRIx64 ")", *off, ti);
+        return -EIO;
+    }
+    if (*off && *off < s->cluster_size) {
+        qcow2_signal_corruption(bs, "Refblock at offset %#" PRIx64
+                                " overlaps with qcow2 header", *off);
+        return -EIO;
+    }
+    return 0;
+}
+
+int coroutine_fn qcow2_get_refcount(BlockDriverState *bs, uint64_t cluster,
+                                    uint64_t *refcount)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t ti = cluster >> s->refblock_bits, off;
+    void *block;
+    int ret = refblock_offset(bs, ti, &off);
+
+    *refcount = 0;
+    if (ret < 0 || !off) {
+        return ret;
+    }
+    ret = qcow2_cache_get(bs, &s->refcount_cache, off, &block);
+    if (ret < 0) {
+        return ret;
+    }
+    *refcount = qcow2_get_refcount_entry(s, block,
+                                         cluster & ((1ULL << s->refblock_bits) - 1));
+    qcow2_cache_put(&s->refcount_cache, &block);
+    return 0;
+}
+
+/* First run of @n clusters with refcount 0, from the free hint on. */
+static int64_t coroutine_fn find_free(BlockDriverState *bs, uint64_t n)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t start = MAX(s->free_cluster_index, 1), i = start, rc;
+    int ret;
+
+    /* cluster 0 is the header, whatever a hostile refcount says */
+    while (i - start < n) {
+        if (i >= (INT64_MAX >> s->cluster_bits) - n) {
+            return -EFBIG;
+        }
+        ret = qcow2_get_refcount(bs, i, &rc);
+        if (ret < 0) {
+            return ret;
+        }
+        i++;
+        if (rc) {
+            start = i;
+        }
+    }
+    return start;
+}
+
+/* ---- refcount table entries and new blocks ---- */
+
+/* Write reftable entry @ti from memory. */
+static int coroutine_fn write_reftable_entry(BlockDriverState *bs,
+                                             uint64_t ti)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t off = s->h.refcount_table_offset + ti * 8;
+    uint8_t b[8];
+    int ret;
+
+    ret = qcow2_pre_write_overlap_check(bs, QCOW2_OL_REFCOUNT_TABLE, off, 8);
+    if (ret < 0) {
+        return ret;
+    }
+    q_st64(b, s->refcount_table[ti]);
+    return q_pwrite(bs->file, off, 8, b);
+}
+
+static int coroutine_fn grow_reftable(BlockDriverState *bs, uint64_t min_ti);
+static int coroutine_fn change_refcounts(BlockDriverState *bs, uint64_t first,
+                                         uint64_t n, int64_t addend);
+
+/* A new, empty refcount block for table index @ti at cluster @c; when it
+ * describes itself its own refcount is 1.  Written and referenced in the
+ * table before it is used. */
+static int coroutine_fn make_refblock(BlockDriverState *bs, uint64_t ti,
+                                      uint64_t c)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t off = c << s->cluster_bits;
+    void *block;
+    int ret;
+
+    if ((c >> s->refblock_bits) != ti) {
+        ret = change_refcounts(bs, c, 1, 1);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    ret = qcow2_cache_get_empty(bs, &s->refcount_cache, off, &block);
+    if (ret < 0) {
+        return ret;
+    }
+    if ((c >> s->refblock_bits) == ti) {
+        qcow2_set_refcount_entry(s, block, c & ((1ULL << s->refblock_bits) - 1),
+                                 1);
+    }
+    qcow2_cache_mark_dirty(&s->refcount_cache, block);
+    qcow2_cache_put(&s->refcount_cache, &block);
+    ret = qcow2_cache_flush(bs, &s->refcount_cache);
+    if (ret < 0) {
+        return ret;
+    }
+    s->refcount_table[ti] = off;
+    ret = write_reftable_entry(bs, ti);
+    if (ret == 0) {
+        ret = bdrv_co_flush(bs->file->bs);
+    }
+    return ret;
+}
+
+/* Make sure the refcount block for @ti exists.  -EAGAIN: one was made (or
+ * the table grew), the caller must search again since the new metadata
+ * may sit where it wanted to allocate. */
+static int coroutine_fn ensure_refblock(BlockDriverState *bs, uint64_t ti)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t off;
+    int64_t c;
+    int ret;
+
+    if (ti >= s->refcount_table_size) {
+        ret = grow_reftable(bs, ti);
+        return ret < 0 ? ret : -EAGAIN;
+    }
+    ret = refblock_offset(bs, ti, &off);
+    if (ret < 0 || off) {
+        return ret;
+    }
+    c = find_free(bs, 1);
+    if (c < 0) {
+        return c;
+    }
+    if ((uint64_t)(c >> s->refblock_bits) >= s->refcount_table_size) {
+        ret = grow_reftable(bs, c >> s->refblock_bits);
+        return ret < 0 ? ret : -EAGAIN;
+    }
+    ret = make_refblock(bs, ti, c);
+    return ret < 0 ? ret : -EAGAIN;
+}
+
+/* ---- reftable growth: new blocks + table in a self-describing area
+ * at the end of what the current table covers ---- */
+
+/* Sizes of the area: @nb new blocks and @nt table clusters. */
+static void growth_plan(BDRVQcow2State *s, uint64_t area, uint64_t min_ti,
+                        uint64_t *nb, uint64_t *nt)
+{
+    uint64_t b = 0, t = 0, entries;
+
+    for (int iter = 0; iter < 64; iter++) {
+        uint64_t end = area + b + t;
+        uint64_t last_ti = (end ? end - 1 : 0) >> s->refblock_bits;
+        uint64_t nb2 = last_ti - (area >> s->refblock_bits) + 1;
+        entries = MAX(MAX(min_ti, last_ti) + 1,
+                      s->refcount_table_size + s->refcount_table_size / 2);
+        uint64_t nt2 = DIV_ROUND_UP(entries * 8, s->cluster_size);
+        if (nb2 == b && nt2 == t) {
+            break;
+        }
+        b = nb2;
+        t = nt2;
+    }
+    *nb = b;
+    *nt = t;
+}
+
+/* Write the new blocks (refcounts of the area set) and the new table. */
+static int coroutine_fn write_growth_area(BlockDriverState *bs, uint64_t area,
+                                          uint64_t nb, uint64_t nt,
+                                          uint8_t *table)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t first_ti = area >> s->refblock_bits;
+    int ret;
+
+    for (uint64_t k = 0; k < nb; k++) {
+        uint64_t ti = first_ti + k;
+        g_autofree uint8_t *blk = g_malloc0(s->cluster_size);
+
+        for (uint64_t c = area; c < area + nb + nt; c++) {
+            if ((c >> s->refblock_bits) == ti) {
+                qcow2_set_refcount_entry(s, blk,
+                                         c & ((1ULL << s->refblock_bits) - 1), 1);
+            }
+        }
+        ret = q_pwrite(bs->file, (area + k) << s->cluster_bits,
+                       s->cluster_size, blk);
+        if (ret < 0) {
+            return ret;
+        }
+        q_st64(table + ti * 8, (area + k) << s->cluster_bits);
+    }
+    ret = q_pwrite(bs->file, (area + nb) << s->cluster_bits,
+                   nt * s->cluster_size, table);
+    return ret < 0 ? ret : bdrv_co_flush(bs->file->bs);
+}
+
+/* Point the header at the new table (one write: offset + clusters). */
+static int coroutine_fn switch_reftable(BlockDriverState *bs, uint64_t off,
+                                        uint64_t nt)
+{
+    uint8_t b[12];
+    int ret;
+
+    q_st64(b, off);
+    q_st32(b + 8, nt);
+    ret = q_pwrite(bs->file, 48, 12, b);
+    return ret < 0 ? ret : bdrv_co_flush(bs->file->bs);
+}
+
+static int coroutine_fn grow_reftable(BlockDriverState *bs, uint64_t min_ti)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t area = (uint64_t)s->refcount_table_size << s->refblock_bits;
+    uint64_t nb, nt, old_off = s->h.refcount_table_offset;
+    uint64_t old_clusters = s->h.refcount_table_clusters;
+    g_autofree uint8_t *table = NULL;
+    int ret;
+
+    growth_plan(s, area, min_ti, &nb, &nt);
+    if (nt * s->cluster_size > QCOW2_MAX_REFTABLE_SIZE) {
+        return -EFBIG;
+    }
+    ret = qcow2_cache_flush(bs, &s->refcount_cache);
+    if (ret < 0) {
+        return ret;
+    }
+    table = g_malloc0(nt * s->cluster_size);
+    for (uint32_t i = 0; i < s->refcount_table_size; i++) {
+        q_st64(table + i * 8, s->refcount_table[i]);
+    }
+    ret = write_growth_area(bs, area, nb, nt, table);
+    if (ret == 0) {
+        ret = switch_reftable(bs, (area + nb) << s->cluster_bits, nt);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    g_free(s->refcount_table);
+    s->refcount_table_size = nt * s->cluster_size / 8;
+    s->refcount_table = g_new0(uint64_t, s->refcount_table_size);
+    for (uint32_t i = 0; i < s->refcount_table_size; i++) {
+        s->refcount_table[i] = q_ld64(table + i * 8);
+    }
+    s->h.refcount_table_offset = (area + nb) << s->cluster_bits;
+    s->h.refcount_table_clusters = nt;
+    qcow2_free_clusters(bs, old_off, old_clusters * s->cluster_size, false);
+    return 0;
+}
+
+/* ---- update / allocate / free ---- */
+
+/* Add @addend to the refcounts of clusters [first, first + n); every
+ * block must exist when @addend > 0 (ensure_refblock ran). */
+static int coroutine_fn change_refcounts(BlockDriverState *bs, uint64_t first,
+                                         uint64_t n, int64_t addend)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t mask = (1ULL << s->refblock_bits) - 1;
+
+    for (uint64_t c = first; c < first + n; c++) {
+        uint64_t off, rc;
+        void *block;
+        int ret = refblock_offset(bs, c >> s->refblock_bits, &off);
+
+        if (ret == 0 && !off) {
+            ret = addend > 0 ? -EAGAIN : -EINVAL;
+        }
+        if (ret == 0) {
+            ret = qcow2_cache_get(bs, &s->refcount_cache, off, &block);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        rc = qcow2_get_refcount_entry(s, block, c & mask);
+        if ((addend < 0 && rc < (uint64_t)-addend) ||
+            (addend > 0 && rc + addend > (uint64_t)s->refcount_max)) {
+            qcow2_cache_put(&s->refcount_cache, &block);
+            return addend < 0 ? -EINVAL : -ERANGE;
+        }
+        qcow2_set_refcount_entry(s, block, c & mask, rc + addend);
+        qcow2_cache_mark_dirty(&s->refcount_cache, block);
+        qcow2_cache_put(&s->refcount_cache, &block);
+        if (rc + addend == 0 && c < s->free_cluster_index) {
+            s->free_cluster_index = c;
+        }
+    }
+    return 0;
+}
+
+/* Refcounts of the clusters touched by [offset, offset + length). */
+int coroutine_fn qcow2_update_refcount(BlockDriverState *bs, uint64_t offset,
+                                       uint64_t length, int64_t addend)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t first = offset >> s->cluster_bits;
+    uint64_t last = (offset + length - 1) >> s->cluster_bits;
+
+    if (!length) {
+        return 0;
+    }
+    if (addend > 0) {
+        for (uint64_t ti = first >> s->refblock_bits;
+             ti <= last >> s->refblock_bits; ti++) {
+            int ret = ensure_refblock(bs, ti);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+    }
+    return change_refcounts(bs, first, last - first + 1, addend);
+}
+
+/* @size bytes of fresh clusters; returns the host offset. */
+int64_t coroutine_fn qcow2_alloc_clusters(BlockDriverState *bs, uint64_t size)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t n = DIV_ROUND_UP(size, s->cluster_size);
+    int64_t c;
+    int ret;
+
+    do {
+        c = find_free(bs, n);
+        if (c < 0) {
+            return c;
+        }
+        ret = qcow2_update_refcount(bs, (uint64_t)c << s->cluster_bits,
+                                    n << s->cluster_bits, 1);
+    } while (ret == -EAGAIN);
+    if (ret < 0) {
+        return ret;
+    }
+    s->free_cluster_index = c + n;
+    return (uint64_t)c << s->cluster_bits;
+}
+
+/* Allocate exactly [offset, offset + n clusters) (preallocation); -EAGAIN
+ * never escapes. */
+int coroutine_fn qcow2_alloc_clusters_at(BlockDriverState *bs,
+                                         uint64_t offset, int64_t n)
+{
+    int ret;
+
+    do {
+        ret = qcow2_update_refcount(bs, offset,
+                                    n << ((BDRVQcow2State *)bs->opaque)->cluster_bits, 1);
+    } while (ret == -EAGAIN);
+    return ret;
+}
+
+/* Drop a reference; clusters reaching zero are discarded in the file
+ * when @discard and the discard options allow it. */
+void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
+                                      uint64_t size, bool discard)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t first = offset >> s->cluster_bits;
+    uint64_t last = (offset + size - 1) >> s->cluster_bits;
+
+    if (!size) {
+        return;
+    }
+    for (uint64_t c = first; c <= last; c++) {
+        uint64_t rc = 0;
+
+        if (change_refcounts(bs, c, 1, -1) < 0) {
+            if (s->refcounts_stale) {
+                continue;   /* stale refcounts: a leak, not corruption */
+            }
+            qcow2_signal_corruption(bs, "Refcount underflow at cluster %#"
+                                    PRIx64, c << s->cluster_bits);
+            return;
+        }
+        qcow2_get_refcount(bs, c, &rc);
+        if (rc == 0) {
+            qcow2_cache_discard(&s->l2_cache, c << s->cluster_bits);
+            qcow2_cache_discard(&s->refcount_cache, c << s->cluster_bits);
+            if (discard) {
+                bdrv_co_pdiscard(bs->file, c << s->cluster_bits,
+                                 s->cluster_size);
+            }
+        }
+    }
+}
+
+/* Free what an L2 entry references (normal / preallocated zero /
+ * compressed). */
+void coroutine_fn qcow2_free_l2_entry(BlockDriverState *bs, uint64_t l2e)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t host, len;
+
+    switch (qcow2_cluster_type(s, l2e)) {
+    case QCOW2_CLUSTER_COMPRESSED:
+        qcow2_parse_compressed(s, l2e, &host, &len);
+        qcow2_free_clusters(bs, host & ~511ULL, len, false);
+        break;
+    case QCOW2_CLUSTER_NORMAL:
+    case QCOW2_CLUSTER_ZERO_ALLOC:
+        if (s->data_file != bs->file) {
+            /* external data: no refcounts; pass the discard on */
+            if (s->discard_passthrough_request && s->data_file) {
+                bdrv_co_pdiscard(s->data_file, l2e & L2E_OFFSET_MASK,
+                                 s->cluster_size);
+            }
+            return;
+        }
+        qcow2_free_clusters(bs, l2e & L2E_OFFSET_MASK, s->cluster_size,
+                            s->discard_passthrough_request);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- compressed clusters: byte-granular allocation, packed ---- */
+
+int64_t coroutine_fn qcow2_alloc_bytes(BlockDriverState *bs, int size)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t offset = s->free_byte_offset, rc, free_in;
+    int ret;
+
+    if (offset) {
+        ret = qcow2_get_refcount(bs, offset >> s->cluster_bits, &rc);
+        if (ret < 0) {
+            return ret;
+        }
+        if (rc >= (uint64_t)s->refcount_max) {
+            offset = 0;
+        }
+    }
+    free_in = offset ? s->cluster_size - qcow2_offset_into_cluster(s, offset) : 0;
+    do {
+        if (!offset || free_in < (uint64_t)size) {
+            int64_t c = find_free(bs, 1);
+            uint64_t nc;
+            if (c < 0) {
+                return c;
+            }
+            nc = (uint64_t)c << s->cluster_bits;
+            s->free_cluster_index = c + 1;
+            if (!offset || ROUND_UP(offset, s->cluster_size) != nc) {
+                offset = nc;
+                free_in = s->cluster_size;
+            } else {
+                free_in += s->cluster_size;
+            }
+        }
+        ret = qcow2_update_refcount(bs, offset, size, 1);
+    } while (ret == -EAGAIN);
+    if (ret < 0) {
+        return ret;
+    }
+    s->free_byte_offset = offset + size;
+    if (!qcow2_offset_into_cluster(s, s->free_byte_offset)) {
+        s->free_byte_offset = 0;
+    }
+    return offset;
+}
+
+/* ---- metadata overlap checks ---- */
+
+static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b,
+                           uint64_t blen)
+{
+    return a < b + blen && b < a + alen;
+}
+
+/* Which kind of metadata (QCOW2_OL_*) [offset, +size) overlaps; 0: none. */
+int coroutine_fn qcow2_check_metadata_overlap(BlockDriverState *bs, int ign,
+                                              uint64_t offset, uint64_t size)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int chk = s->overlap_check & ~ign;
+
+    if ((chk & QCOW2_OL_MAIN_HEADER) && offset < s->cluster_size) {
+        return QCOW2_OL_MAIN_HEADER;
+    }
+    if ((chk & QCOW2_OL_ACTIVE_L1) && s->l1_size &&
+        ranges_overlap(offset, size, s->h.l1_table_offset,
+                       (uint64_t)s->l1_size * 8)) {
+        return QCOW2_OL_ACTIVE_L1;
+    }
+    if ((chk & QCOW2_OL_REFCOUNT_TABLE) &&
+        ranges_overlap(offset, size, s->h.refcount_table_offset,
+                       (uint64_t)s->h.refcount_table_clusters * s->cluster_size)) {
+        return QCOW2_OL_REFCOUNT_TABLE;
+    }
+    if ((chk & QCOW2_OL_SNAPSHOT_TABLE) && s->h.nb_snapshots &&
+        ranges_overlap(offset, size, s->h.snapshots_offset, s->cluster_size)) {
+        return QCOW2_OL_SNAPSHOT_TABLE;
+    }
+    for (uint32_t i = 0; (chk & QCOW2_OL_ACTIVE_L2) && i < s->l1_size; i++) {
+        uint64_t l2 = s->l1_table[i] & L1E_OFFSET_MASK;
+        if (l2 && ranges_overlap(offset, size, l2, s->cluster_size)) {
+            return QCOW2_OL_ACTIVE_L2;
+        }
+    }
+    for (uint32_t i = 0; (chk & QCOW2_OL_REFCOUNT_BLOCK) &&
+                         i < s->refcount_table_size; i++) {
+        uint64_t rb = s->refcount_table[i] & REFT_OFFSET_MASK;
+        if (rb && ranges_overlap(offset, size, rb, s->cluster_size)) {
+            return QCOW2_OL_REFCOUNT_BLOCK;
+        }
+    }
+    return 0;
+}
+
+static const char *overlap_name(int kind)
+{
+    switch (kind) {
+    case QCOW2_OL_MAIN_HEADER: return "qcow2_header";
+    case QCOW2_OL_ACTIVE_L1: return "active L1 table";
+    case QCOW2_OL_ACTIVE_L2: return "active L2 table";
+    case QCOW2_OL_REFCOUNT_TABLE: return "refcount table";
+    case QCOW2_OL_REFCOUNT_BLOCK: return "refcount block";
+    case QCOW2_OL_SNAPSHOT_TABLE: return "snapshot table";
+    default: return "metadata";
+    }
+}
+
+/* Refuse (and mark the image corrupt) a write that would hit metadata. */
+int coroutine_fn qcow2_pre_write_overlap_check(BlockDriverState *bs, int ign,
+                                               uint64_t offset, uint64_t size)
+{
+    int kind = qcow2_check_metadata_overlap(bs, ign, offset, size);
+
+    if (!kind) {
+        return 0;
+    }
+    qcow2_signal_corruption(bs, "Preventing invalid write on metadata "
+                            "(overlaps with %s)", overlap_name(kind));
+    return -EIO;
+}

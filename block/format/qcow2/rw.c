@@ -1,0 +1,792 @@
+#include "config.h"
+/*
+ * qcow2 data path: reads (data, zero, unallocated -> backing, compressed),
+ * writes (in place, or allocating with copy-on-write merged into one
+ * request), and block status.
+ *
+ * Allocating writes hold s->lock from the allocation until the L2 entry
+ * points at the written data: concurrent allocations of one cluster are
+ * serialised, and a new cluster is never visible before its data.
+ */
+#include "qcow2.h"
+
+/* ---- reads ---- */
+
+/* Unallocated range: the backing node's data (zeroes past its end). */
+static int coroutine_fn read_backing(BlockDriverState *bs, uint64_t offset,
+                                     uint64_t bytes, IOVector *qiov,
+                                     size_t qoff)
+{
+    int64_t blen;
+    uint64_t n = 0;
+    IOVector slice;
+    int ret = 0;
+
+    if (bs->backing) {
+        blen = bdrv_co_getlength(bs->backing->bs);
+        if (blen < 0) {
+            return blen;
+        }
+        n = (int64_t)offset < blen ? MIN(bytes, (uint64_t)blen - offset) : 0;
+    }
+    if (n) {
+        iov_vec_init_slice(&slice, qiov, qoff, n);
+        ret = bdrv_co_preadv(bs->backing, offset, n, &slice, 0);
+        iov_vec_destroy(&slice);
+    }
+    if (ret == 0 && bytes > n) {
+        iov_vec_memset(qiov, qoff + n, 0, bytes - n);
+    }
+    return ret;
+}
+
+/* Inflate the compressed cluster described by @l2e into @out. */
+static int coroutine_fn read_compressed_cluster(BlockDriverState *bs,
+                                                uint64_t l2e, uint8_t *out)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t host, len;
+    g_autofree uint8_t *in = NULL;
+    int ret;
+
+    qcow2_parse_compressed(s, l2e, &host, &len);
+    in = g_malloc(len);
+    ret = qcow2_read_table(bs, host, len, in);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = qcow2_co_decompress(s->compression_type, out, s->cluster_size, in,
+                              len);
+    return ret < 0 ? -EIO : 0;
+}
+
+static int coroutine_fn read_compressed(BlockDriverState *bs, uint64_t offset,
+                                        uint64_t bytes, uint64_t l2e,
+                                        IOVector *qiov, size_t qoff)
+{
+    BDRVQcow2State *s = bs->opaque;
+    g_autofree uint8_t *buf = g_malloc(s->cluster_size);
+    int ret = read_compressed_cluster(bs, l2e, buf);
+
+    if (ret == 0) {
+        iov_vec_from_buf(qiov, qoff, buf + qcow2_offset_into_cluster(s, offset),
+                         bytes);
+    }
+    return ret;
+}
+
+/* One run of equal subclusters. */
+static int coroutine_fn read_run(BlockDriverState *bs, uint64_t offset,
+                                 uint64_t bytes, uint64_t host,
+                                 Qcow2SubclusterType type, IOVector *qiov,
+                                 size_t qoff)
+{
+    BDRVQcow2State *s = bs->opaque;
+    IOVector slice;
+    int ret;
+
+    switch (type) {
+    case QCOW2_SC_UNALLOC_PLAIN:
+    case QCOW2_SC_UNALLOC_ALLOC:
+        return read_backing(bs, offset, bytes, qiov, qoff);
+    case QCOW2_SC_ZERO_PLAIN:
+    case QCOW2_SC_ZERO_ALLOC:
+        iov_vec_memset(qiov, qoff, 0, bytes);
+        return 0;
+    case QCOW2_SC_COMPRESSED:
+        return read_compressed(bs, offset, bytes, host, qiov, qoff);
+    case QCOW2_SC_NORMAL:
+        iov_vec_init_slice(&slice, qiov, qoff, bytes);
+        ret = bdrv_co_preadv(s->data_file, host, bytes, &slice, 0);
+        iov_vec_destroy(&slice);
+        return ret;
+    default:
+        return -EIO;
+    }
+}
+
+/* Read the guest range; @locked: the caller holds s->lock (COW). */
+static int coroutine_fn read_guest(BlockDriverState *bs, uint64_t offset,
+                                   uint64_t bytes, IOVector *qiov,
+                                   size_t qoff, bool locked)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t done = 0;
+    int ret = 0;
+
+    while (done < bytes && ret == 0) {
+        uint64_t cur = bytes - done, host;
+        Qcow2SubclusterType type;
+
+        if (!locked) {
+            co_mutex_lock(&s->lock);
+        }
+        ret = qcow2_get_host_offset(bs, offset + done, &cur, &host, &type);
+        if (!locked) {
+            co_mutex_unlock(&s->lock);
+        }
+        if (ret == 0) {
+            ret = read_run(bs, offset + done, cur, host, type, qiov,
+                           qoff + done);
+        }
+        done += cur;
+    }
+    return ret;
+}
+
+int coroutine_fn qcow2_co_preadv(BlockDriverState *bs, int64_t offset,
+                                 int64_t bytes, IOVector *qiov,
+                                 BdrvRequestFlags flags)
+{
+    return read_guest(bs, offset, bytes, qiov, 0, false);
+}
+
+/* ---- writes ---- */
+
+/* What a cluster's L2 entry says about writing into it. */
+typedef struct ClusterState {
+    uint64_t l2e, bitmap;
+    Qcow2ClusterType type;
+    bool in_place;                /* own data cluster (COPIED) */
+} ClusterState;
+
+static ClusterState cluster_state(BDRVQcow2State *s, uint8_t *l2, int idx)
+{
+    ClusterState c;
+
+    c.l2e = qcow2_l2_entry(s, l2, idx);
+    c.bitmap = qcow2_l2_bitmap(s, l2, idx);
+    c.type = qcow2_cluster_type(s, c.l2e);
+    c.in_place = (c.type == QCOW2_CLUSTER_NORMAL ||
+                  c.type == QCOW2_CLUSTER_ZERO_ALLOC) &&
+                 (c.l2e & QCOW_OFLAG_COPIED);
+    return c;
+}
+
+/* Can a write to [start, end) of this cluster go straight to its host
+ * cluster, without COW or entry change? */
+static bool write_in_place_ok(BDRVQcow2State *s, const ClusterState *c,
+                              uint64_t start, uint64_t end)
+{
+    if (!c->in_place || c->type != QCOW2_CLUSTER_NORMAL) {
+        return false;
+    }
+    if (!s->extended_l2) {
+        return true;
+    }
+    for (uint64_t sc = start >> s->subcluster_bits;
+         sc <= (end - 1) >> s->subcluster_bits; sc++) {
+        if (qcow2_subcluster_type(s, c->l2e, c->bitmap, sc) != QCOW2_SC_NORMAL) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* COW granularity: subclusters where the rest of the cluster may stay
+ * as it is, whole clusters where the old data must be copied. */
+static uint64_t cow_grain(BDRVQcow2State *s, const ClusterState *c)
+{
+    if (s->extended_l2 && (c->type == QCOW2_CLUSTER_UNALLOCATED ||
+                           c->type == QCOW2_CLUSTER_ZERO_PLAIN || c->in_place)) {
+        return s->subcluster_size;
+    }
+    return s->cluster_size;
+}
+
+/* Alloc bits of the subclusters covering [start, end) in a cluster. */
+static uint64_t sc_mask(BDRVQcow2State *s, uint64_t start, uint64_t end)
+{
+    int first = start >> s->subcluster_bits;
+    int last = (end - 1) >> s->subcluster_bits;
+
+    return ((last - first + 1 == 32) ? 0xffffffffULL :
+            ((1ULL << (last - first + 1)) - 1)) << first;
+}
+
+/* A planned allocating write of clusters [first, first + n) of one L2
+ * table, covering guest bytes [ws, we) after COW padding. */
+typedef struct AllocPlan {
+    uint64_t offset, bytes;       /* the guest write */
+    uint64_t ws, we;              /* padded to the COW grain */
+    uint64_t host;                /* host offset of the first cluster */
+    int idx, n;
+    bool new_clusters;
+} AllocPlan;
+
+/* Entries after the write: host | COPIED, bitmap updated. */
+static void plan_update_l2(BlockDriverState *bs, AllocPlan *p, uint8_t *l2)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cstart = qcow2_start_of_cluster(s, p->ws);
+
+    for (int i = 0; i < p->n; i++) {
+        ClusterState c = cluster_state(s, l2, p->idx + i);
+        uint64_t gs = cstart + ((uint64_t)i << s->cluster_bits);
+        uint64_t a = MAX(p->ws, gs) - gs;
+        uint64_t b = MIN(p->we, gs + s->cluster_size) - gs;
+        uint64_t host = p->host + ((uint64_t)i << s->cluster_bits);
+
+        qcow2_set_l2_entry(s, l2, p->idx + i, host | QCOW_OFLAG_COPIED);
+        if (s->extended_l2) {
+            uint64_t m = sc_mask(s, a, b), bm = c.bitmap;
+            if (cow_grain(s, &c) == s->cluster_size) {
+                bm = 0;
+                m = 0xffffffffULL;
+            }
+            qcow2_set_l2_bitmap(s, l2, p->idx + i, (bm & ~(m << 32)) | m);
+        }
+        if (p->new_clusters && c.type != QCOW2_CLUSTER_UNALLOCATED &&
+            c.type != QCOW2_CLUSTER_ZERO_PLAIN) {
+            qcow2_free_l2_entry(bs, c.l2e);
+        }
+    }
+}
+
+/* Host clusters for the plan: new ones, or the existing one. */
+static int coroutine_fn plan_host(BlockDriverState *bs, AllocPlan *p,
+                                  const ClusterState *first)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int64_t host;
+    int ret;
+
+    if (!p->new_clusters) {
+        p->host = first->l2e & L2E_OFFSET_MASK;
+        return 0;
+    }
+    if (s->data_file != bs->file) {
+        /* external data: guest offset = host offset, not refcounted */
+        p->host = qcow2_start_of_cluster(s, p->ws);
+        return 0;
+    }
+    host = qcow2_alloc_clusters(bs, (uint64_t)p->n << s->cluster_bits);
+    if (host < 0) {
+        return host;
+    }
+    p->host = host;
+    ret = s->data_file == bs->file ?
+          qcow2_pre_write_overlap_check(bs, 0, host,
+                                        (uint64_t)p->n << s->cluster_bits) : 0;
+    return ret;
+}
+
+/* Data write of the plan: COW head, guest data, COW tail in one request. */
+static int coroutine_fn plan_write(BlockDriverState *bs, AllocPlan *p,
+                                   IOVector *qiov, size_t qoff)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t head = p->offset - p->ws, tail = p->we - p->offset - p->bytes;
+    g_autofree uint8_t *hbuf = head ? g_malloc(head) : NULL;
+    g_autofree uint8_t *tbuf = tail ? g_malloc(tail) : NULL;
+    IOVector v;
+    int ret = 0;
+
+    if (head) {
+        IOVector hv;
+        iov_vec_init_buf(&hv, hbuf, head);
+        ret = read_guest(bs, p->ws, head, &hv, 0, true);
+    }
+    if (ret == 0 && tail) {
+        IOVector tv;
+        iov_vec_init_buf(&tv, tbuf, tail);
+        ret = read_guest(bs, p->offset + p->bytes, tail, &tv, 0, true);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    iov_vec_init(&v, qiov->niov + 2);
+    if (head) {
+        iov_vec_add(&v, hbuf, head);
+    }
+    iov_vec_concat(&v, qiov, qoff, p->bytes);
+    if (tail) {
+        iov_vec_add(&v, tbuf, tail);
+    }
+    ret = bdrv_co_pwritev(s->data_file,
+                          p->host + qcow2_offset_into_cluster(s, p->ws),
+                          p->we - p->ws, &v, 0);
+    iov_vec_destroy(&v);
+    return ret;
+}
+
+/* Lazy refcounts: the dirty bit goes to disk before the first
+ * allocation whose refcounts may be written late. */
+int coroutine_fn qcow2_mark_dirty_if_lazy(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    if (!s->use_lazy_refcounts || s->dirty_set) {
+        return 0;
+    }
+    s->dirty_set = true;
+    return qcow2_mark_dirty(bs);
+}
+
+/* Plan the write of [offset, offset + bytes) within one L2 table: the
+ * longest prefix handled by one data request. */
+static void make_plan(BDRVQcow2State *s, uint8_t *l2, int idx,
+                      uint64_t offset, uint64_t bytes, AllocPlan *p)
+{
+    ClusterState c0 = cluster_state(s, l2, idx);
+    uint64_t cstart = qcow2_start_of_cluster(s, offset);
+    uint64_t grain = cow_grain(s, &c0);
+    int n = 1;
+
+    p->idx = idx;
+    p->offset = offset;
+    p->new_clusters = !c0.in_place;
+    if (p->new_clusters) {
+        uint64_t end = offset + bytes;
+        while (idx + n < s->l2_size &&
+               cstart + ((uint64_t)n << s->cluster_bits) < end) {
+            ClusterState c = cluster_state(s, l2, idx + n);
+            if (c.in_place || c.type == QCOW2_CLUSTER_COMPRESSED) {
+                break;
+            }
+            n++;
+        }
+    }
+    p->n = n;
+    p->bytes = MIN(bytes, cstart + ((uint64_t)n << s->cluster_bits) - offset);
+    p->ws = ROUND_DOWN(offset, grain);
+    p->we = offset + p->bytes;
+    {
+        ClusterState cl = cluster_state(s, l2, idx + n - 1);
+        uint64_t g2 = cow_grain(s, &cl);
+        p->we = MIN(ROUND_UP(p->we, g2),
+                    cstart + ((uint64_t)n << s->cluster_bits));
+    }
+}
+
+/* ---- allocations in flight ---- */
+
+void coroutine_fn qcow2_wait_inflight(BlockDriverState *bs, uint64_t offset,
+                                      uint64_t bytes)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t start = qcow2_start_of_cluster(s, offset);
+    uint64_t end = ROUND_UP(offset + bytes, s->cluster_size);
+    bool busy = true;
+
+    while (busy) {
+        busy = false;
+        for (guint i = 0; i < s->inflight->len && !busy; i++) {
+            Qcow2InFlight *f = &g_array_index(s->inflight, Qcow2InFlight, i);
+            busy = f->start < end && start < f->end;
+        }
+        if (busy) {
+            co_queue_wait(&s->inflight_wait, &s->lock);
+        }
+    }
+}
+
+static void inflight_remove(BDRVQcow2State *s, uint64_t start)
+{
+    for (guint i = 0; i < s->inflight->len; i++) {
+        if (g_array_index(s->inflight, Qcow2InFlight, i).start == start) {
+            g_array_remove_index_fast(s->inflight, i);
+            break;
+        }
+    }
+    co_queue_restart_all(&s->inflight_wait);
+}
+
+/* The data of the plan, written with s->lock released: the clusters are
+ * registered in flight so nobody else changes their entries meanwhile. */
+static int coroutine_fn plan_write_unlocked(BlockDriverState *bs,
+                                            AllocPlan *p, IOVector *qiov,
+                                            size_t qoff)
+{
+    BDRVQcow2State *s = bs->opaque;
+    Qcow2InFlight f = {
+        .start = qcow2_start_of_cluster(s, p->ws),
+        .end = qcow2_start_of_cluster(s, p->ws) +
+               ((uint64_t)p->n << s->cluster_bits),
+    };
+    int ret;
+
+    g_array_append_val(s->inflight, f);
+    co_mutex_unlock(&s->lock);
+    ret = plan_write(bs, p, qiov, qoff);
+    co_mutex_lock(&s->lock);
+    return ret;
+}
+
+/* Entries point at the written data (or the new clusters go back). */
+static int coroutine_fn plan_finish(BlockDriverState *bs, AllocPlan *p,
+                                    int ret)
+{
+    BDRVQcow2State *s = bs->opaque;
+    void *l2 = NULL;
+    int idx;
+
+    if (ret == 0) {
+        ret = qcow2_get_l2_table(bs, p->offset, true, &l2, &idx);
+    }
+    if (ret == 0) {
+        plan_update_l2(bs, p, l2);
+        qcow2_cache_mark_dirty(&s->l2_cache, l2);
+        qcow2_cache_put(&s->l2_cache, &l2);
+    } else if (p->new_clusters && p->host && s->data_file == bs->file) {
+        qcow2_free_clusters(bs, p->host, (uint64_t)p->n << s->cluster_bits,
+                            false);
+    }
+    inflight_remove(s, qcow2_start_of_cluster(s, p->ws));
+    return ret;
+}
+
+/* One allocating step (s->lock held); *done gets the guest bytes. */
+static int coroutine_fn alloc_step(BlockDriverState *bs, uint64_t offset,
+                                   uint64_t bytes, IOVector *qiov,
+                                   size_t qoff, uint64_t *done)
+{
+    BDRVQcow2State *s = bs->opaque;
+    AllocPlan p = { 0 };
+    ClusterState c0;
+    void *l2;
+    int idx, ret = qcow2_get_l2_table(bs, offset, true, &l2, &idx);
+
+    if (ret < 0) {
+        return ret;
+    }
+    make_plan(s, l2, idx, offset, bytes, &p);
+    c0 = cluster_state(s, l2, idx);
+    qcow2_cache_put(&s->l2_cache, &l2);
+    ret = plan_host(bs, &p, &c0);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = plan_write_unlocked(bs, &p, qiov, qoff);
+    *done = p.bytes;
+    return plan_finish(bs, &p, ret);
+}
+
+/* The in-place prefix: normal own clusters written directly (no lock
+ * during the I/O).  Returns bytes written or 0 if the first cluster needs
+ * an allocation. */
+static int coroutine_fn in_place_step(BlockDriverState *bs, uint64_t offset,
+                                      uint64_t bytes, IOVector *qiov,
+                                      size_t qoff, uint64_t *done)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t n = 0, host = 0;
+    IOVector slice;
+    void *l2;
+    int idx, ret = qcow2_get_l2_table(bs, offset, false, &l2, &idx);
+
+    *done = 0;
+    if (ret < 0 || !l2) {
+        return ret;
+    }
+    while (n < bytes && idx < s->l2_size) {
+        ClusterState c = cluster_state(s, l2, idx);
+        uint64_t in = qcow2_offset_into_cluster(s, offset + n);
+        uint64_t len = MIN(bytes - n, s->cluster_size - in);
+        uint64_t h = (c.l2e & L2E_OFFSET_MASK) + in;
+
+        if (!write_in_place_ok(s, &c, in, in + len) ||
+            (n && h != host + n)) {
+            break;
+        }
+        if (!n) {
+            host = h;
+        }
+        n += len;
+        idx++;
+    }
+    qcow2_cache_put(&s->l2_cache, &l2);
+    if (!n) {
+        return 0;
+    }
+    if (s->data_file == bs->file) {
+        ret = qcow2_pre_write_overlap_check(bs, 0, host, n);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    co_mutex_unlock(&s->lock);
+    iov_vec_init_slice(&slice, qiov, qoff, n);
+    ret = bdrv_co_pwritev(s->data_file, host, n, &slice, 0);
+    iov_vec_destroy(&slice);
+    co_mutex_lock(&s->lock);
+    *done = n;
+    return ret;
+}
+
+int coroutine_fn qcow2_co_pwritev(BlockDriverState *bs, int64_t offset,
+                                  int64_t bytes, IOVector *qiov,
+                                  BdrvRequestFlags flags)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t done = 0;
+    int ret = 0;
+
+    if (flags & BDRV_REQ_WRITE_COMPRESSED) {
+        return qcow2_co_pwritev_compressed(bs, offset, bytes, qiov);
+    }
+    co_mutex_lock(&s->lock);
+    while (done < (uint64_t)bytes && ret == 0) {
+        uint64_t n = 0;
+
+        qcow2_wait_inflight(bs, offset + done, bytes - done);
+        ret = in_place_step(bs, offset + done, bytes - done, qiov, done, &n);
+        if (ret == 0 && n == 0) {
+            ret = qcow2_mark_dirty_if_lazy(bs);
+            if (ret == 0) {
+                ret = alloc_step(bs, offset + done, bytes - done, qiov, done,
+                                 &n);
+            }
+        }
+        done += n;
+    }
+    co_mutex_unlock(&s->lock);
+    return ret;
+}
+
+/* ---- compressed writes ---- */
+
+/* Compressed descriptor for @len bytes at host byte @host. */
+static uint64_t compressed_entry(BDRVQcow2State *s, uint64_t host,
+                                 uint64_t len)
+{
+    int x = 62 - (s->cluster_bits - 8);
+    uint64_t nb = ((host + len - 1) >> 9) - (host >> 9);
+
+    return QCOW_OFLAG_COMPRESSED | host | (nb << x);
+}
+
+/* Store the compressed bytes and point the L2 entry at them. */
+static int coroutine_fn store_compressed(BlockDriverState *bs,
+                                         uint64_t offset, const uint8_t *buf,
+                                         size_t len)
+{
+    BDRVQcow2State *s = bs->opaque;
+    void *l2;
+    int idx, ret;
+    int64_t host;
+    ClusterState c;
+
+    ret = qcow2_get_l2_table(bs, offset, true, &l2, &idx);
+    if (ret < 0) {
+        return ret;
+    }
+    if (qcow2_l2_entry(s, l2, idx) & L2E_OFFSET_MASK) {
+        qcow2_cache_put(&s->l2_cache, &l2);
+        return -EIO;    /* compression never overwrites, as the reference */
+    }
+    host = qcow2_alloc_bytes(bs, len);
+    ret = host < 0 ? host :
+          qcow2_pre_write_overlap_check(bs, 0, host, len);
+    if (ret == 0) {
+        ret = q_pwrite(bs->file, host, len, buf);
+    }
+    if (ret == 0) {
+        c = cluster_state(s, l2, idx);
+        qcow2_set_l2_entry(s, l2, idx, compressed_entry(s, host, len));
+        qcow2_set_l2_bitmap(s, l2, idx, 0);
+        qcow2_cache_mark_dirty(&s->l2_cache, l2);
+        qcow2_free_l2_entry(bs, c.l2e);
+    }
+    qcow2_cache_put(&s->l2_cache, &l2);
+    return ret;
+}
+
+/* One whole cluster (the image's last one may be short). */
+static int coroutine_fn write_compressed_cluster(BlockDriverState *bs,
+                                                 int64_t offset, int64_t bytes,
+                                                 IOVector *qiov, size_t qoff)
+{
+    BDRVQcow2State *s = bs->opaque;
+    g_autofree uint8_t *src = g_malloc0(s->cluster_size);
+    g_autofree uint8_t *dst = g_malloc(s->cluster_size);
+    ssize_t clen;
+    int ret;
+
+    iov_vec_to_buf(qiov, qoff, src, bytes);
+    clen = qcow2_co_compress(s->compression_type, dst, s->cluster_size - 1,
+                             src, s->cluster_size);
+    if (clen == -ENOMEM) {
+        IOVector slice;
+        iov_vec_init_slice(&slice, qiov, qoff, bytes);
+        ret = qcow2_co_pwritev(bs, offset, bytes, &slice, 0);
+        iov_vec_destroy(&slice);
+        return ret;
+    }
+    if (clen < 0) {
+        return clen;
+    }
+    co_mutex_lock(&s->lock);
+    qcow2_wait_inflight(bs, offset, bytes);
+    ret = qcow2_mark_dirty_if_lazy(bs);
+    if (ret == 0) {
+        ret = store_compressed(bs, offset, dst, clen);
+    }
+    co_mutex_unlock(&s->lock);
+    return ret;
+}
+
+/* Cluster-aligned requests, cluster by cluster. */
+int coroutine_fn qcow2_co_pwritev_compressed(BlockDriverState *bs,
+                                             int64_t offset, int64_t bytes,
+                                             IOVector *qiov)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int64_t done = 0;
+    int ret = 0;
+
+    if (s->data_file != bs->file) {
+        return -ENOTSUP;
+    }
+    if (qcow2_offset_into_cluster(s, offset) ||
+        (qcow2_offset_into_cluster(s, bytes) &&
+         offset + bytes != bs->total_bytes)) {
+        return -EINVAL;
+    }
+    while (done < bytes && ret == 0) {
+        int64_t n = MIN(bytes - done, (int64_t)s->cluster_size);
+        ret = write_compressed_cluster(bs, offset + done, n, qiov, done);
+        done += n;
+    }
+    return ret;
+}
+
+/* ---- flush ---- */
+
+/* Metadata caches to the file: refcount blocks before L2 tables. */
+int coroutine_fn qcow2_co_flush_to_os(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret;
+
+    co_mutex_lock(&s->lock);
+    ret = qcow2_cache_write(bs, &s->l2_cache);
+    if (ret == 0) {
+        ret = qcow2_cache_write(bs, &s->refcount_cache);
+    }
+    co_mutex_unlock(&s->lock);
+    return ret;
+}
+
+/* ---- block status ---- */
+
+/* More clusters referenced than the file really stores: the image was
+ * probably preallocated (metadata), so normal clusters may still be holes
+ * in the file and block status should look there, as the reference does. */
+static bool coroutine_fn detect_metadata_prealloc(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int64_t flen = bdrv_co_getlength(bs->file->bs);
+    int64_t alloc = bdrv_co_get_allocated_file_size(bs->file->bs);
+    uint64_t real, threshold, n = 0, rc, end;
+
+    if (flen < 0 || alloc < 0) {
+        return false;
+    }
+    real = alloc / s->cluster_size;
+    threshold = MAX(real * 10 / 9, real + 2);
+    end = MIN(DIV_ROUND_UP((uint64_t)flen, s->cluster_size),
+              (uint64_t)s->refcount_table_size << s->refblock_bits);
+    for (uint64_t i = 0; i < end && n <= threshold; i++) {
+        if (!(i & ((1ULL << s->refblock_bits) - 1)) &&
+            !s->refcount_table[i >> s->refblock_bits]) {
+            i += (1ULL << s->refblock_bits) - 1;    /* no block: all 0 */
+            continue;
+        }
+        if (qcow2_get_refcount(bs, i, &rc) < 0) {
+            return false;
+        }
+        n += rc > 0;
+    }
+    return n > threshold;
+}
+
+int coroutine_fn qcow2_co_block_status(BlockDriverState *bs, bool want_zero,
+                                       int64_t offset, int64_t bytes,
+                                       int64_t *pnum, int64_t *map,
+                                       BlockDriverState **file)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cur = bytes, host;
+    Qcow2SubclusterType type;
+    int ret, status = 0;
+
+    co_mutex_lock(&s->lock);
+    if (!s->prealloc_checked) {
+        s->metadata_prealloc = detect_metadata_prealloc(bs);
+        s->prealloc_checked = true;
+    }
+    ret = qcow2_get_host_offset(bs, offset, &cur, &host, &type);
+    co_mutex_unlock(&s->lock);
+    if (ret < 0) {
+        return ret;
+    }
+    *pnum = cur;
+    if (type == QCOW2_SC_NORMAL || type == QCOW2_SC_ZERO_ALLOC ||
+        type == QCOW2_SC_UNALLOC_ALLOC) {
+        *map = host;
+        *file = s->data_file->bs;
+        status |= BDRV_BLOCK_OFFSET_VALID;
+    }
+    if (type == QCOW2_SC_ZERO_PLAIN || type == QCOW2_SC_ZERO_ALLOC) {
+        status |= BDRV_BLOCK_ZERO;
+    } else if (type == QCOW2_SC_NORMAL || type == QCOW2_SC_COMPRESSED) {
+        status |= BDRV_BLOCK_DATA;
+    }
+    if (type == QCOW2_SC_COMPRESSED) {
+        status |= BDRV_BLOCK_COMPRESSED;
+    }
+    if (type == QCOW2_SC_NORMAL &&
+        (s->metadata_prealloc || (s->data_file != bs->file &&
+         (s->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_RAW)))) {
+        status |= BDRV_BLOCK_RECURSE;
+    }
+    return status;
+}
+
+/* ---- preallocation ---- */
+
+/* Host clusters for the unallocated clusters from @offset on, within one
+ * L2 table (lock held): returns the guest bytes covered (> 0) and in
+ * *host_end the end of the last host cluster, or -errno. */
+int coroutine_fn qcow2_alloc_range(BlockDriverState *bs, uint64_t offset,
+                                   uint64_t bytes, int64_t *host_end)
+{
+    BDRVQcow2State *s = bs->opaque;
+    bool raw = s->data_file != bs->file;    /* host offset = guest offset */
+    uint64_t cstart = qcow2_start_of_cluster(s, offset);
+    int64_t host;
+    void *l2;
+    int idx, n = 0, ret = qcow2_get_l2_table(bs, offset, true, &l2, &idx);
+
+    if (ret < 0) {
+        return ret;
+    }
+    while (idx + n < s->l2_size &&
+           ((uint64_t)n << s->cluster_bits) < offset + bytes - cstart &&
+           !(qcow2_l2_entry(s, l2, idx + n) & L2E_OFFSET_MASK)) {
+        n++;
+    }
+    if (n == 0) {
+        qcow2_cache_put(&s->l2_cache, &l2);
+        *host_end = 0;
+        return s->cluster_size;
+    }
+    host = raw ? (int64_t)cstart :
+           qcow2_alloc_clusters(bs, (uint64_t)n << s->cluster_bits);
+    if (host < 0) {
+        qcow2_cache_put(&s->l2_cache, &l2);
+        return host;
+    }
+    for (int i = 0; i < n; i++) {
+        qcow2_set_l2_entry(s, l2, idx + i,
+                           (host + ((uint64_t)i << s->cluster_bits)) |
+                           QCOW_OFLAG_COPIED);
+        qcow2_set_l2_bitmap(s, l2, idx + i, 0);
+    }
+    qcow2_cache_mark_dirty(&s->l2_cache, l2);
+    qcow2_cache_put(&s->l2_cache, &l2);
+    *host_end = host + ((int64_t)n << s->cluster_bits);
+    return MIN((uint64_t)n << s->cluster_bits, offset + bytes - cstart) -
+           (offset - cstart);
+}

@@ -1,0 +1,207 @@
+#include "config.h"
+/*
+ * qcow2 zero writes and discards: L2 entry changes only (zero flag or
+ * zero bits of the subcluster bitmap; unmapped entries), the entry first,
+ * then the old cluster's reference dropped.
+ */
+#include "qcow2.h"
+
+#define L2_BITMAP_ALL_ZEROES 0xffffffff00000000ULL
+
+/* Zero one whole cluster's entry; @unmap releases its host cluster. */
+static void zero_cluster(BlockDriverState *bs, uint8_t *l2, int idx,
+                         bool unmap)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t old = qcow2_l2_entry(s, l2, idx);
+    uint64_t oldbm = qcow2_l2_bitmap(s, l2, idx);
+    Qcow2ClusterType t = qcow2_cluster_type(s, old);
+    bool own = (t == QCOW2_CLUSTER_NORMAL || t == QCOW2_CLUSTER_ZERO_ALLOC) &&
+               (old & QCOW_OFLAG_COPIED);
+    uint64_t ne;
+
+    unmap = unmap || !own;
+    ne = unmap ? 0 : (old & L2E_OFFSET_MASK) | QCOW_OFLAG_COPIED;
+    if (!s->extended_l2) {
+        ne |= QCOW_OFLAG_ZERO;
+    }
+    if (ne == old && (!s->extended_l2 || oldbm == L2_BITMAP_ALL_ZEROES)) {
+        return;
+    }
+    qcow2_set_l2_entry(s, l2, idx, ne);
+    qcow2_set_l2_bitmap(s, l2, idx, L2_BITMAP_ALL_ZEROES);
+    if (unmap) {
+        qcow2_free_l2_entry(bs, old);
+    }
+}
+
+/* Zero subclusters [start, end) of one cluster (extended L2). */
+static int zero_subclusters(BDRVQcow2State *s, uint8_t *l2, int idx,
+                            uint64_t start, uint64_t end)
+{
+    uint64_t l2e = qcow2_l2_entry(s, l2, idx);
+    uint64_t bm = qcow2_l2_bitmap(s, l2, idx);
+    int first = start >> s->subcluster_bits;
+    int n = (end - start) >> s->subcluster_bits;
+    uint64_t mask = (n == 32 ? 0xffffffffULL : ((1ULL << n) - 1)) << first;
+
+    if (qcow2_cluster_type(s, l2e) == QCOW2_CLUSTER_COMPRESSED) {
+        return -ENOTSUP;
+    }
+    qcow2_set_l2_bitmap(s, l2, idx, (bm | (mask << 32)) & ~mask);
+    return 0;
+}
+
+/* Zero [offset, offset + bytes), subcluster-aligned (lock held). */
+int coroutine_fn qcow2_zero_range(BlockDriverState *bs, uint64_t offset,
+                                  uint64_t bytes, bool unmap)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t done = 0;
+
+    while (done < bytes) {
+        uint64_t pos = offset + done, in = qcow2_offset_into_cluster(s, pos);
+        uint64_t len = MIN(bytes - done, s->cluster_size - in);
+        void *l2;
+        int idx, ret = qcow2_get_l2_table(bs, pos, true, &l2, &idx);
+
+        if (ret < 0) {
+            return ret;
+        }
+        if (len == s->cluster_size) {
+            zero_cluster(bs, l2, idx, unmap);
+        } else {
+            ret = zero_subclusters(s, l2, idx, in, in + len);
+        }
+        qcow2_cache_mark_dirty(&s->l2_cache, l2);
+        qcow2_cache_put(&s->l2_cache, &l2);
+        if (ret < 0) {
+            return ret;
+        }
+        done += len;
+    }
+    return 0;
+}
+
+int coroutine_fn qcow2_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
+                                        int64_t bytes, BdrvRequestFlags flags)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t grain = s->extended_l2 ? s->subcluster_size : s->cluster_size;
+    uint64_t end = offset + bytes;
+    int ret;
+
+    if (s->h.version < 3 && bs->backing) {
+        return -ENOTSUP;    /* v2 has no zero flag */
+    }
+    if (end == (uint64_t)bs->total_bytes) {
+        end = ROUND_UP(end, grain);
+    }
+    if (offset % grain || end % grain) {
+        return -ENOTSUP;
+    }
+    if (s->data_file != bs->file &&
+        (s->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_RAW)) {
+        /* the raw data file must read as the guest sees it */
+        ret = bdrv_co_pwrite_zeroes(s->data_file, offset, bytes, flags);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    co_mutex_lock(&s->lock);
+    qcow2_wait_inflight(bs, offset, end - offset);
+    ret = qcow2_mark_dirty_if_lazy(bs);
+    if (ret == 0 && s->h.version < 3) {
+        /* v2 without backing file: unallocated reads as zeroes */
+        ret = qcow2_discard_range(bs, offset, end - offset, true);
+    } else if (ret == 0) {
+        ret = qcow2_zero_range(bs, offset, end - offset,
+                               flags & BDRV_REQ_MAY_UNMAP);
+    }
+    co_mutex_unlock(&s->lock);
+    return ret;
+}
+
+/* The entry a discarded cluster gets. */
+static void discard_cluster(BlockDriverState *bs, uint8_t *l2, int idx,
+                            bool full)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t old = qcow2_l2_entry(s, l2, idx);
+    uint64_t oldbm = qcow2_l2_bitmap(s, l2, idx);
+    Qcow2ClusterType t = qcow2_cluster_type(s, old);
+    bool allocated = t == QCOW2_CLUSTER_NORMAL ||
+                     t == QCOW2_CLUSTER_ZERO_ALLOC ||
+                     t == QCOW2_CLUSTER_COMPRESSED;
+    uint64_t ne = 0, nbm = 0;
+
+    if (!full && (bs->backing || allocated)) {
+        if (s->extended_l2) {
+            nbm = L2_BITMAP_ALL_ZEROES;
+        } else if (s->h.version >= 3) {
+            ne = QCOW_OFLAG_ZERO;
+        }
+    }
+    if (s->discard_no_unref && !full && t == QCOW2_CLUSTER_NORMAL &&
+        (old & QCOW_OFLAG_COPIED)) {
+        ne = (old & (L2E_OFFSET_MASK | QCOW_OFLAG_COPIED)) |
+             (s->extended_l2 ? 0 : QCOW_OFLAG_ZERO);
+        qcow2_set_l2_entry(s, l2, idx, ne);
+        qcow2_set_l2_bitmap(s, l2, idx, L2_BITMAP_ALL_ZEROES);
+        bdrv_co_pdiscard(s->data_file, old & L2E_OFFSET_MASK, s->cluster_size);
+        return;
+    }
+    if (ne == old && nbm == oldbm) {
+        return;
+    }
+    qcow2_set_l2_entry(s, l2, idx, ne);
+    qcow2_set_l2_bitmap(s, l2, idx, nbm);
+    qcow2_free_l2_entry(bs, old);
+}
+
+/* Discard whole clusters [offset, offset + bytes) (lock held). */
+int coroutine_fn qcow2_discard_range(BlockDriverState *bs, uint64_t offset,
+                                     uint64_t bytes, bool full_discard)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    for (uint64_t pos = offset; pos < offset + bytes; pos += s->cluster_size) {
+        void *l2;
+        int idx, ret = qcow2_get_l2_table(bs, pos, !full_discard, &l2, &idx);
+
+        if (ret < 0) {
+            return ret;
+        }
+        if (!l2) {
+            continue;
+        }
+        discard_cluster(bs, l2, idx, full_discard);
+        qcow2_cache_mark_dirty(&s->l2_cache, l2);
+        qcow2_cache_put(&s->l2_cache, &l2);
+    }
+    return 0;
+}
+
+int coroutine_fn qcow2_co_pdiscard(BlockDriverState *bs, int64_t offset,
+                                   int64_t bytes)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t end = offset + bytes;
+    int ret;
+
+    if (end == (uint64_t)bs->total_bytes) {
+        end = ROUND_UP(end, s->cluster_size);
+    }
+    if (qcow2_offset_into_cluster(s, offset) ||
+        qcow2_offset_into_cluster(s, end)) {
+        return -ENOTSUP;
+    }
+    co_mutex_lock(&s->lock);
+    qcow2_wait_inflight(bs, offset, end - offset);
+    ret = qcow2_mark_dirty_if_lazy(bs);
+    if (ret == 0) {
+        ret = qcow2_discard_range(bs, offset, end - offset, false);
+    }
+    co_mutex_unlock(&s->lock);
+    return ret;
+}

@@ -1,0 +1,173 @@
+"""qcow2 create, info and measure: differential against the reference.
+
+Images made by strata-img and by the reference with the same options must
+print the same Formatting line, have the same length, pass the reference's
+check with the same numbers and show the same info (JSON)."""
+import json
+import os
+
+import pytest
+
+from conftest import run
+
+
+def json_info(tool, path, *extra):
+    r = run([tool, 'info', '--output=json', *extra, path],
+            cwd=os.path.dirname(path))
+    assert r.rc == 0, r
+    d = json.loads(r.out)
+    d.pop('actual-size', None)
+    for c in d.get('children', []):
+        c['info'].pop('actual-size', None)
+        c['info']['filename'] = 'X'
+    d['filename'] = 'X'
+    return d
+
+
+def check_json(ref_img, path):
+    r = run([ref_img, 'check', '--output=json', path],
+            cwd=os.path.dirname(path))
+    assert r.rc == 0, r
+    d = json.loads(r.out)
+    d['filename'] = 'X'
+    return d
+
+
+OPTS = [
+    'compat=1.1',
+    'compat=0.10',
+    'compat=v2',
+    'extended_l2=on',
+    'compression_type=zstd',
+    'lazy_refcounts=on',
+    'cluster_size=4k,refcount_bits=1',
+    'cluster_size=512,refcount_bits=64',
+    'cluster_size=2M',
+    'refcount_bits=8',
+    'preallocation=metadata',
+    'preallocation=falloc',
+    'preallocation=full',
+    'data_file=data.raw',
+    'data_file=data.raw,data_file_raw=on',
+    'extended_l2=on,cluster_size=16k,preallocation=metadata',
+]
+
+
+@pytest.mark.parametrize('opts', OPTS)
+def test_create_matches_reference(tmp_path, strata_img, ref_qemu_img, opts):
+    rd, sd = tmp_path / 'r', tmp_path / 's'
+    rd.mkdir()
+    sd.mkdir()
+    r = run([ref_qemu_img, 'create', '-f', 'qcow2', '-o', opts, 'img', '5M'],
+            cwd=rd)
+    s = run([strata_img, 'create', '-f', 'qcow2', '-o', opts, 'img', '5M'],
+            cwd=sd)
+    assert (s.rc, s.out, s.err.replace('strata-img', 'qemu-img')) == \
+        (r.rc, r.out, r.err), (r, s)
+    rp, sp = str(rd / 'img'), str(sd / 'img')
+    assert os.path.getsize(sp) == os.path.getsize(rp)
+    assert check_json(ref_qemu_img, sp) == check_json(ref_qemu_img, rp)
+    assert json_info(ref_qemu_img, sp) == json_info(ref_qemu_img, rp)
+    assert json_info(strata_img, sp) == json_info(ref_qemu_img, rp)
+
+
+def test_create_default_layout_is_byte_identical(tmp_path, strata_img,
+                                                 ref_qemu_img):
+    r = run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', str(tmp_path / 'r'),
+             '1G'])
+    s = run([strata_img, 'create', '-q', '-f', 'qcow2', str(tmp_path / 's'),
+             '1G'])
+    assert r.rc == s.rc == 0
+    assert (tmp_path / 'r').read_bytes() == (tmp_path / 's').read_bytes()
+
+
+def test_option_help_identical(strata_img, ref_qemu_img):
+    r = run([ref_qemu_img, 'create', '-f', 'qcow2', '-o', 'help', 'x'])
+    s = run([strata_img, 'create', '-f', 'qcow2', '-o', 'help', 'x'])
+    assert (s.rc, s.out) == (r.rc, r.out)
+
+
+BAD = [
+    ['-o', 'compat=0.9'],
+    ['-o', 'cluster_size=1000'],
+    ['-o', 'cluster_size=4M'],
+    ['-o', 'refcount_bits=3'],
+    ['-o', 'compat=0.10,refcount_bits=8'],
+    ['-o', 'compat=0.10,lazy_refcounts=on'],
+    ['-o', 'compat=0.10,compression_type=zstd'],
+    ['-o', 'compression_type=lz'],
+    ['-o', 'compat=0.10,data_file=d'],
+    ['-o', 'data_file_raw=on'],
+    ['-o', 'extended_l2=on,cluster_size=8k'],
+    ['-o', 'compat=0.10,extended_l2=on'],
+    ['-o', 'preallocation=foo'],
+    ['-o', 'lazy_refcounts=x'],
+    ['-o', 'encryption=on,encrypt.format=luks'],
+    ['-o', 'data_file=d,data_file_raw=on,backing_file=b,backing_fmt=raw'],
+]
+
+
+@pytest.mark.parametrize('args', BAD, ids=lambda a: a[-1])
+def test_create_errors(tmp_path, strata_img, ref_qemu_img, args):
+    r = run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', *args, 'y', '1M'],
+            cwd=tmp_path)
+    s = run([strata_img, 'create', '-q', '-f', 'qcow2', *args, 'y', '1M'],
+            cwd=tmp_path)
+    assert r.rc == 1 and s.rc == 1
+    assert s.err.replace('strata-img', 'qemu-img') == r.err
+
+
+def test_backing_options(tmp_path, strata_img, ref_qemu_img):
+    base = str(tmp_path / 'base.qcow2')
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', base,
+                '3M']).rc == 0
+    for args in (['-b', 'base.qcow2'], ['-b', 'nonexistent', '-F', 'qcow2'],
+                 ['-b', 'base.qcow2', '-F', 'qcow2'],
+                 ['-b', 'base.qcow2', '-F', 'raw'],
+                 ['-u', '-b', 'nonexistent', '-F', 'qcow2', '1G']):
+        r = run([ref_qemu_img, 'create', '-f', 'qcow2', *args, 'r.qcow2'],
+                cwd=tmp_path)
+        s = run([strata_img, 'create', '-f', 'qcow2', *args, 's.qcow2'],
+                cwd=tmp_path)
+        assert s.rc == r.rc, (args, r, s)
+        assert s.out.replace('s.qcow2', 'r.qcow2') == r.out
+        assert s.err.replace('strata-img', 'qemu-img').replace(
+            's.qcow2', 'r.qcow2') == r.err
+        if r.rc == 0:
+            ri = json_info(ref_qemu_img, str(tmp_path / 'r.qcow2'))
+            si = json_info(ref_qemu_img, str(tmp_path / 's.qcow2'))
+            assert si == ri
+
+
+@pytest.mark.parametrize('args', [
+    ['--size', '1G'], ['--size', '1G', '-o', 'preallocation=full'],
+    ['--size', '7M', '-o', 'cluster_size=4k,extended_l2=on'],
+    ['--size', '1T', '-o', 'refcount_bits=64,cluster_size=512'],
+])
+def test_measure(strata_img, ref_qemu_img, args):
+    r = run([ref_qemu_img, 'measure', '-O', 'qcow2', '--output=json', *args])
+    s = run([strata_img, 'measure', '-O', 'qcow2', '--output=json', *args])
+    assert (s.rc, s.out) == (r.rc, r.out)
+
+
+def test_measure_image(tmp_path, strata_img, ref_qemu_img, ref_qemu_io):
+    img = str(tmp_path / 'm.qcow2')
+    run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', img, '8M'])
+    run([ref_qemu_io, '-c', 'write 1M 100k', '-c', 'write -z 4M 1M', img])
+    r = run([ref_qemu_img, 'measure', '-O', 'qcow2', '--output=json', img])
+    s = run([strata_img, 'measure', '-O', 'qcow2', '--output=json', img])
+    assert (s.rc, s.out) == (r.rc, r.out)
+
+
+def test_info_lists_bitmaps(tmp_path, strata_img, ref_qemu_img):
+    img = str(tmp_path / 'bm.qcow2')
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', img,
+                '4M']).rc == 0
+    for args in (['b0'], ['-g', '128k', 'second'], ['--disable', 'off']):
+        assert run([ref_qemu_img, 'bitmap', '--add', img, *args[:-1],
+                    args[-1]] if args[0] != 'b0' else
+                   [ref_qemu_img, 'bitmap', '--add', img, 'b0']).rc == 0
+    for extra in ([], ['--output=json']):
+        r = run([ref_qemu_img, 'info', *extra, img])
+        s = run([strata_img, 'info', *extra, img])
+        assert (s.rc, s.out) == (r.rc, r.out)

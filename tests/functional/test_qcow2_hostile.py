@@ -1,0 +1,184 @@
+"""Hostile qcow2 headers: crafted images give the reference's error text
+and exit status (never a crash), on info and on qemu-io opens; headers we
+rewrite keep unknown extensions and drop unknown autoclear bits."""
+import shutil
+import struct
+
+import pytest
+
+from conftest import run
+
+
+@pytest.fixture(scope='module')
+def base(tmp_path_factory, ref_qemu_img, ref_qemu_io):
+    d = tmp_path_factory.mktemp('hostile')
+    img = str(d / 'base.qcow2')
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', img,
+                '1M']).rc == 0
+    assert run([ref_qemu_io, '-c', 'write -P 1 0 64k', img]).rc == 0
+    return img
+
+
+def patched(base, path, edits):
+    shutil.copy(base, path)
+    with open(path, 'r+b') as f:
+        for off, fmt, val in edits:
+            f.seek(off)
+            f.write(struct.pack('>' + fmt, val))
+    return str(path)
+
+
+def feature_table(entries):
+    return b''.join(struct.pack('>BB', t, b) + n.encode().ljust(46, b'\0')
+                    for t, b, n in entries)
+
+
+def with_exts(base, path, exts, backing=None, incompat=0):
+    """Replace the extensions after the 112-byte v3 header."""
+    shutil.copy(base, path)
+    blob = b''
+    for magic, data in exts:
+        blob += struct.pack('>II', magic, len(data)) + data
+        blob += b'\0' * (-len(data) % 8)
+    blob += struct.pack('>II', 0, 0)
+    with open(path, 'r+b') as f:
+        f.seek(112)
+        f.write(blob)
+        if backing is not None:
+            f.write(backing)
+            f.seek(8)
+            f.write(struct.pack('>QI', 112 + len(blob), len(backing)))
+        if incompat:
+            f.seek(72)
+            f.write(struct.pack('>Q', incompat))
+    return str(path)
+
+
+HEADER_CASES = {
+    'bad_magic': [(0, 'I', 0x514649fa)],
+    'version4': [(4, 'I', 4)],
+    'cluster_bits_8': [(20, 'I', 8)],
+    'cluster_bits_22': [(20, 'I', 22)],
+    'header_length_short': [(100, 'I', 100)],
+    'header_length_huge': [(100, 'I', 70000)],
+    'l1_size_huge': [(36, 'I', 0x10000000)],
+    'l1_too_small': [(24, 'Q', 1 << 40)],
+    'l1_unaligned': [(40, 'Q', 0x30001)],
+    'l1_beyond_eof': [(40, 'Q', 1 << 40)],
+    'reftable_unaligned': [(48, 'Q', 0x10008)],
+    'reftable_beyond_eof': [(48, 'Q', 1 << 40)],
+    'reftable_huge': [(56, 'I', 0x1000000)],
+    'reftable_none': [(56, 'I', 0)],
+    'reftable_over_header': [(48, 'Q', 0)],
+    'l1_over_header': [(40, 'Q', 0)],
+    'refcount_order_7': [(96, 'I', 7)],
+    'unknown_incompat': [(72, 'Q', 1 << 20)],
+    'corrupt_and_unknown': [(72, 'Q', 1 << 1 | 1 << 20 | 1 << 5)],
+    'crypt_method_3': [(32, 'I', 3)],
+    'snapshots_too_many': [(60, 'I', 70000)],
+    'snapshots_unaligned': [(60, 'I', 1), (64, 'Q', 0x123)],
+    'backing_offset_beyond_cluster': [(8, 'Q', 0x20000), (16, 'I', 10)],
+    'backing_name_too_long': [(8, 'Q', 0x1000), (16, 'I', 2000)],
+    'compression_type_unknown': [(104, 'B', 5)],
+    'compression_bit_missing': [(104, 'B', 1)],
+    'l2_entry_past_eof': [(0x30000, 'Q', (1 << 63) | (1 << 45))],
+    'extension_too_large': [(0x74, 'I', 0x100000)],
+    'size_too_big': [(24, 'Q', 1 << 62)],
+}
+
+
+def same_outcome(ref, ours, tool):
+    assert ours.rc == ref.rc, (ref, ours)
+    assert ours.err.replace('strata-' + tool, 'qemu-' + tool) == ref.err
+    return True
+
+
+@pytest.mark.parametrize('name', sorted(HEADER_CASES))
+def test_header_like_reference(tmp_path, base, name, strata_img, strata_io,
+                               ref_qemu_img, ref_qemu_io):
+    img = patched(base, tmp_path / 'h.qcow2', HEADER_CASES[name])
+    same_outcome(run([ref_qemu_img, 'info', img]),
+                 run([strata_img, 'info', img]), 'img')
+    r = run([ref_qemu_io, '-c', 'read 0 64k', img])
+    s = run([strata_io, '-c', 'read 0 64k', img])
+    same_outcome(r, s, 'io')
+    assert ('read 65536/65536' in s.out) == ('read 65536/65536' in r.out)
+
+
+EXT_CASES = {
+    'backing_format_too_long': ([(0xe2792aca, b'x' * 20)], None, 0),
+    'feature_names': ([(0x6803f857, feature_table([(0, 40, 'shiny thing'),
+                                                   (0, 41, 'other')]))],
+                      None, (1 << 40) | (1 << 41) | (1 << 50)),
+    'crypto_ext_without_luks': ([(0x0537be77, b'\0' * 16)], None, 0),
+    'backing_name_1100': ([], b'b' * 1100, 0),
+}
+
+
+@pytest.mark.parametrize('name', sorted(EXT_CASES))
+def test_extensions_like_reference(tmp_path, base, name, strata_img,
+                                   ref_qemu_img):
+    exts, backing, incompat = EXT_CASES[name]
+    img = with_exts(base, tmp_path / 'e.qcow2', exts, backing, incompat)
+    r = run([ref_qemu_img, 'info', img])
+    s = run([strata_img, 'info', img])
+    same_outcome(r, s, 'img')
+    assert s.rc == 1
+
+
+def test_corrupt_opens_read_only_only(tmp_path, base, strata_io,
+                                      ref_qemu_io):
+    img = patched(base, tmp_path / 'c.qcow2', [(72, 'Q', 2)])
+    same_outcome(run([ref_qemu_io, '-c', 'read 0 4k', img]),
+                 run([strata_io, '-c', 'read 0 4k', img]), 'io')
+    r = run([strata_io, '-r', '-c', 'read -P 1 0 4k', img])
+    assert r.rc == 0 and 'failed' not in r.out, r
+
+
+def test_unknown_extension_kept_autoclear_cleared(tmp_path, base, strata_io,
+                                                  ref_qemu_img):
+    img = with_exts(base, tmp_path / 'u.qcow2',
+                    [(0x12345678, b'keep me!')])
+    with open(img, 'r+b') as f:
+        f.seek(88)
+        f.write(struct.pack('>Q', 1 << 7))      # unknown autoclear bit
+    assert run([strata_io, '-c', 'write -P 9 64k 4k', img]).rc == 0
+    data = open(img, 'rb').read(65536)
+    assert struct.unpack('>Q', data[88:96])[0] == 0
+    assert b'keep me!' in data
+    assert struct.pack('>I', 0x12345678) in data
+    assert run([ref_qemu_img, 'check', img]).rc == 0
+
+
+def test_overlapping_l2_is_refused_and_marks_corrupt(tmp_path, base,
+                                                     strata_io, ref_qemu_img,
+                                                     ref_qemu_io):
+    """An L2 entry pointing at the refcount table: a write there would
+    destroy metadata; the reference's overlap check refuses it."""
+    img = patched(base, tmp_path / 'o.qcow2',
+                  [(0x40000 + 8, 'Q', (1 << 63) | 0x10000)])
+    ref = patched(base, tmp_path / 'r.qcow2',
+                  [(0x40000 + 8, 'Q', (1 << 63) | 0x10000)])
+    r = run([strata_io, '-c', 'write -P 7 64k 4k', img])
+    rr = run([ref_qemu_io, '-c', 'write -P 7 64k 4k', ref])
+    assert (r.rc, r.out, r.err) == (rr.rc, rr.out, rr.err)
+    assert 'Preventing invalid write on metadata (overlaps with refcount ' \
+           'table)' in r.err, r
+    assert run([ref_qemu_img, 'info', '--output=json', img]).out.count(
+        '"corrupt": true') == 1
+
+
+def test_data_file_not_opened_by_info(tmp_path, strata_img, ref_qemu_img):
+    """CVE-2024-4467: info must not open files an untrusted image names."""
+    img = str(tmp_path / 'd.qcow2')
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
+                'data_file=/nonexistent/secret', img, '1M']).rc == 1 or True
+    raw = str(tmp_path / 'data.raw')
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
+                f'data_file={raw}', img, '1M']).rc == 0
+    import os
+    os.unlink(raw)
+    r = run([ref_qemu_img, 'info', img])
+    s = run([strata_img, 'info', img])
+    assert r.rc == s.rc == 0
+    assert 'data file: ' + raw in s.out
