@@ -6,15 +6,19 @@
  *   cache.c          metadata table cache (L2 tables, refcount blocks)
  *   refcount.c       refcounts, cluster allocation and freeing
  *   cluster.c        L1/L2 lookup and L2 entry updates
- *   rw.c             read / write / zeroes / discard / block status
- *   create.c         create, create options, measure
- *   info.c           get_info, format-specific info, truncate
- *   compress.c       (de)compression of compressed clusters
+ *   rw.c             read / write (COW, compressed) / block status / flush
+ *   zero.c           zero writes and discards
+ *   create.c         create, create options, preallocation
+ *   info.c           get_info, format-specific info, measure, truncate
+ *   bitmap.c         persistent bitmap directory (for info)
+ *   compress.c       (de)compression of compressed clusters (compress.h)
  *
  * Locking: s->lock (CoMutex) protects all metadata (caches, L1, refcount
  * table, free-cluster hints).  Reads take it only for the lookup;
- * allocating writes hold it from allocation until their L2 entry is
- * updated, which serialises concurrent allocations of the same cluster.
+ * allocating writes allocate under it, register the clusters in
+ * s->inflight, write their data unlocked, then relock to update the L2
+ * entries; every other request touching in-flight clusters waits
+ * (qcow2_wait_inflight), which serialises allocations of one cluster.
  */
 #ifndef STRATA_QCOW2_H
 #define STRATA_QCOW2_H
