@@ -11,6 +11,7 @@
  *   create.c         create, create options, preallocation
  *   info.c           get_info, format-specific info, measure, truncate
  *   bitmap.c         persistent bitmap directory (for info)
+ *   snapshot.c       snapshot table extents (for overlap checks)
  *   compress.c       (de)compression of compressed clusters (compress.h)
  *
  * Locking: s->lock (CoMutex) protects all metadata (caches, L1, refcount
@@ -124,6 +125,11 @@ typedef struct Qcow2UnknownExt {
     uint8_t *data;
 } Qcow2UnknownExt;
 
+typedef struct Qcow2InactiveL1 {
+    uint64_t offset;
+    uint32_t size;                /* entries */
+} Qcow2InactiveL1;
+
 typedef struct Qcow2InFlight {
     uint64_t start, end;
 } Qcow2InFlight;
@@ -187,6 +193,8 @@ typedef struct BDRVQcow2State {
     int nb_features;
     bool has_crypto_ext;
     QList *bitmap_info;           /* info's "bitmaps", NULL if none */
+    uint64_t snapshots_size;      /* bytes of the snapshot table */
+    GArray *inactive_l1;          /* Qcow2InactiveL1 of the snapshots */
     uint64_t crypto_offset, crypto_length;
     uint64_t header_ext_end;      /* where extensions end in cluster 0 */
 
@@ -296,6 +304,7 @@ void qcow2_signal_corruption(BlockDriverState *bs, const char *fmt, ...)
     G_GNUC_PRINTF(2, 3);
 void qcow2_free_header_exts(BDRVQcow2State *s);
 int coroutine_fn qcow2_read_bitmap_list(BlockDriverState *bs);
+int coroutine_fn qcow2_read_snapshot_extents(BlockDriverState *bs);
 
 /* ---- cache.c ---- */
 void qcow2_cache_init(Qcow2Cache *c, int entries, size_t table_size,

@@ -597,9 +597,19 @@ int coroutine_fn qcow2_check_metadata_overlap(BlockDriverState *bs, int ign,
                        (uint64_t)s->h.refcount_table_clusters * s->cluster_size)) {
         return QCOW2_OL_REFCOUNT_TABLE;
     }
-    if ((chk & QCOW2_OL_SNAPSHOT_TABLE) && s->h.nb_snapshots &&
-        ranges_overlap(offset, size, s->h.snapshots_offset, s->cluster_size)) {
+    if ((chk & QCOW2_OL_SNAPSHOT_TABLE) && s->snapshots_size &&
+        ranges_overlap(offset, size, s->h.snapshots_offset,
+                       s->snapshots_size)) {
         return QCOW2_OL_SNAPSHOT_TABLE;
+    }
+    for (guint i = 0; (chk & QCOW2_OL_INACTIVE_L1) && s->inactive_l1 &&
+                      i < s->inactive_l1->len; i++) {
+        Qcow2InactiveL1 *l1 = &g_array_index(s->inactive_l1,
+                                             Qcow2InactiveL1, i);
+        if (l1->size && ranges_overlap(offset, size, l1->offset,
+                                       (uint64_t)l1->size * 8)) {
+            return QCOW2_OL_INACTIVE_L1;
+        }
     }
     for (uint32_t i = 0; (chk & QCOW2_OL_ACTIVE_L2) && i < s->l1_size; i++) {
         uint64_t l2 = s->l1_table[i] & L1E_OFFSET_MASK;
@@ -626,6 +636,7 @@ static const char *overlap_name(int kind)
     case QCOW2_OL_REFCOUNT_TABLE: return "refcount table";
     case QCOW2_OL_REFCOUNT_BLOCK: return "refcount block";
     case QCOW2_OL_SNAPSHOT_TABLE: return "snapshot table";
+    case QCOW2_OL_INACTIVE_L1: return "inactive L1 table";
     default: return "metadata";
     }
 }
