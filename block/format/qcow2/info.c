@@ -241,6 +241,34 @@ static int coroutine_fn set_size(BlockDriverState *bs, uint64_t size)
     return ret;
 }
 
+/* Growing over a longer backing file: the new area must read as zeroes,
+ * not as the backing file's data (zero clusters, explicit zeroes for the
+ * unaligned head). */
+static int coroutine_fn zero_grown_area(BlockDriverState *bs, uint64_t old,
+                                        uint64_t new_size)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t grain = s->extended_l2 ? s->subcluster_size : s->cluster_size;
+    uint64_t zstart = ROUND_UP(old, grain);
+    int ret = 0;
+
+    if (new_size > zstart) {
+        co_mutex_lock(&s->lock);
+        ret = qcow2_zero_range(bs, zstart, ROUND_UP(new_size, grain) - zstart,
+                               false);
+        co_mutex_unlock(&s->lock);
+    }
+    if (ret == 0 && zstart > old) {
+        uint64_t n = MIN(zstart, new_size) - old;
+        g_autofree uint8_t *buf = g_malloc0(n);
+        IOVector v;
+
+        iov_vec_init_buf(&v, buf, n);
+        ret = qcow2_co_pwritev(bs, old, n, &v, 0);
+    }
+    return ret;
+}
+
 int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
                                    bool exact, PreallocMode prealloc,
                                    BdrvRequestFlags flags, Error **errp)
@@ -284,6 +312,13 @@ int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
     if (ret < 0) {
         error_setg_errno(errp, -ret, "Failed to update the image size");
         return ret;
+    }
+    if ((flags & BDRV_REQ_ZERO_WRITE) && (uint64_t)offset > old) {
+        ret = zero_grown_area(bs, old, offset);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Failed to zero the new area");
+            return ret;
+        }
     }
     if (prealloc != PREALLOC_MODE_OFF && (uint64_t)offset > old) {
         ret = qcow2_preallocate(bs, old, offset, prealloc, errp);
