@@ -182,3 +182,45 @@ def test_data_file_not_opened_by_info(tmp_path, strata_img, ref_qemu_img):
     s = run([strata_img, 'info', img])
     assert r.rc == s.rc == 0
     assert 'data file: ' + raw in s.out
+
+
+def test_snapshot_table_protected(tmp_path, strata_io, ref_qemu_img,
+                                  ref_qemu_io):
+    """A data cluster entry pointing at the snapshot table is refused like
+    the reference refuses it, and snapshots survive our writes."""
+    imgs = []
+    for name in ('r.qcow2', 's.qcow2'):
+        p = str(tmp_path / name)
+        assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', p,
+                    '4M']).rc == 0
+        assert run([ref_qemu_io, '-c', 'write -P 1 0 2M', p]).rc == 0
+        assert run([ref_qemu_img, 'snapshot', '-c', 's1', p]).rc == 0
+        imgs.append(p)
+    # snapshots survive copy-on-write of shared clusters and L2 tables
+    ops = ['write -P 3 100k 5k', 'write -z 512k 64k', 'discard 1M 128k',
+           'write -P 4 3M 4k']
+    r = run([strata_io, *sum((['-c', o] for o in ops), []), imgs[1]])
+    assert r.rc == 0, r
+    assert run([ref_qemu_img, 'check', imgs[1]]).rc == 0
+    assert run([ref_qemu_img, 'snapshot', '-a', 's1', imgs[1]]).rc == 0
+    r = run([ref_qemu_io, '-c', 'read -P 1 0 2M', '-c', 'read -P 0 2M 2M',
+             imgs[1]])
+    assert r.rc == 0 and 'failed' not in r.out, r
+    # an L2 entry aimed at the snapshot table
+    with open(imgs[0], 'rb') as f:
+        hdr = f.read(72)
+    so = struct.unpack('>Q', hdr[64:72])[0]
+    l1 = struct.unpack('>Q', hdr[40:48])[0]
+    for p in (imgs[0], str(tmp_path / 'c.qcow2')):
+        if p != imgs[0]:
+            shutil.copy(imgs[0], p)
+        with open(p, 'r+b') as f:
+            f.seek(l1)
+            l2 = struct.unpack('>Q', f.read(8))[0] & 0x00fffffffffffe00
+            f.seek(l2 + 8 * 40)
+            f.write(struct.pack('>Q', (1 << 63) | so))
+    r = run([ref_qemu_io, '-c', 'write -P 3 2560k 4k', imgs[0]])
+    s = run([strata_io, '-c', 'write -P 3 2560k 4k',
+             str(tmp_path / 'c.qcow2')])
+    assert (s.rc, s.out, s.err) == (r.rc, r.out, r.err)
+    assert 'overlaps with snapshot table' in s.err

@@ -326,28 +326,34 @@ int coroutine_fn qcow2_preallocate(BlockDriverState *bs, uint64_t from,
     return ret;
 }
 
-/* Open the new image as qcow2 and finish it. */
-static int coroutine_fn finish_image(const char *filename,
-                                     const Qcow2CreateArgs *a, Error **errp)
+/* The new image opened as qcow2, writable past its end, no backing. */
+static BlockBackend *open_new_image(const char *filename,
+                                    const Qcow2CreateArgs *a, Error **errp)
 {
-    g_autoptr(QDict) o = qdict_new();
+    QDict *o = qdict_new();
     BlockBackend *blk;
-    BlockDriverState *bs;
-    BDRVQcow2State *s;
-    int ret;
 
     qdict_put_str(o, "driver", "qcow2");
     if (a->data_file) {
         qdict_put_str(o, "data-file.filename", a->data_file);
     }
-    blk = blk_new_open(filename, NULL, qobject_ref(o),
+    blk = blk_new_open(filename, NULL, o,
                        BDRV_O_RDWR | BDRV_O_NO_BACKING | BDRV_O_RESIZE, errp);
-    if (!blk) {
-        return -EIO;
+    if (blk) {
+        blk_set_allow_write_beyond_eof(blk, true);
     }
-    blk_set_allow_write_beyond_eof(blk, true);
-    bs = blk_bs(blk);
-    s = bs->opaque;
+    return blk;
+}
+
+/* Full header (extensions, backing file), then the L1 table for the
+ * disk size. */
+static int coroutine_fn write_header_and_l1(BlockDriverState *bs,
+                                            const Qcow2CreateArgs *a,
+                                            Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret;
+
     g_free(bs->backing_file);
     g_free(bs->backing_format);
     bs->backing_file = g_strdup(a->backing_file);
@@ -357,24 +363,39 @@ static int coroutine_fn finish_image(const char *filename,
     ret = qcow2_update_header(bs);
     if (ret < 0) {
         error_setg_errno(errp, -ret, "Could not write qcow2 header");
+        return ret;
     }
+    co_mutex_lock(&s->lock);
+    ret = qcow2_grow_l1_table(bs, qcow2_l1_entries(s->cluster_bits,
+                                                   s->l2_bits, a->size), true);
+    co_mutex_unlock(&s->lock);
     if (ret == 0) {
-        co_mutex_lock(&s->lock);
-        ret = qcow2_grow_l1_table(bs, qcow2_l1_entries(s->cluster_bits,
-                                                       s->l2_bits, a->size),
-                                  true);
-        co_mutex_unlock(&s->lock);
-        if (ret == 0) {
-            ret = qcow2_update_header(bs);
-        }
-        if (ret < 0) {
-            error_setg_errno(errp, -ret, "Could not resize image");
-        }
+        ret = qcow2_update_header(bs);
     }
-    if (ret == 0 && a->data_file_raw && a->prealloc == PREALLOC_MODE_OFF) {
-        ret = qcow2_preallocate(bs, 0, a->size, PREALLOC_MODE_METADATA, errp);
-    } else if (ret == 0 && a->prealloc != PREALLOC_MODE_OFF) {
-        ret = qcow2_preallocate(bs, 0, a->size, a->prealloc, errp);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not resize image");
+    }
+    return ret;
+}
+
+/* Open the new image as qcow2 and finish it; a raw data file needs its
+ * mapping preallocated. */
+static int coroutine_fn finish_image(const char *filename,
+                                     const Qcow2CreateArgs *a, Error **errp)
+{
+    BlockBackend *blk = open_new_image(filename, a, errp);
+    PreallocMode mode = a->prealloc;
+    int ret;
+
+    if (!blk) {
+        return -EIO;
+    }
+    ret = write_header_and_l1(blk_bs(blk), a, errp);
+    if (a->data_file_raw && mode == PREALLOC_MODE_OFF) {
+        mode = PREALLOC_MODE_METADATA;
+    }
+    if (ret == 0 && mode != PREALLOC_MODE_OFF) {
+        ret = qcow2_preallocate(blk_bs(blk), 0, a->size, mode, errp);
     }
     blk_unref(blk);
     return ret;

@@ -241,49 +241,106 @@ static int coroutine_fn set_size(BlockDriverState *bs, uint64_t size)
     return ret;
 }
 
+/* Growing over a longer backing file: the new area must read as zeroes,
+ * not as the backing file's data (zero clusters, explicit zeroes for the
+ * unaligned head). */
+static int coroutine_fn zero_grown_area(BlockDriverState *bs, uint64_t old,
+                                        uint64_t new_size)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t grain = s->extended_l2 ? s->subcluster_size : s->cluster_size;
+    uint64_t zstart = ROUND_UP(old, grain);
+    int ret = 0;
+
+    if (new_size > zstart) {
+        co_mutex_lock(&s->lock);
+        ret = qcow2_zero_range(bs, zstart, ROUND_UP(new_size, grain) - zstart,
+                               false);
+        co_mutex_unlock(&s->lock);
+    }
+    if (ret == 0 && zstart > old) {
+        uint64_t n = MIN(zstart, new_size) - old;
+        g_autofree uint8_t *buf = g_malloc0(n);
+        IOVector v;
+
+        iov_vec_init_buf(&v, buf, n);
+        ret = qcow2_co_pwritev(bs, old, n, &v, 0);
+    }
+    return ret;
+}
+
+/* The shrink or growth is allowed, with the reference's messages. */
+static int check_truncate(BDRVQcow2State *s, uint64_t offset,
+                          PreallocMode prealloc, Error **errp)
+{
+    if (offset & 511) {
+        error_setg(errp, "The new size must be a multiple of 512");
+        return -EINVAL;
+    }
+    if (s->h.nb_snapshots && offset < s->h.size) {
+        error_setg(errp, "Can't shrink an image which has snapshots");
+        return -ENOTSUP;
+    }
+    if (offset < s->h.size && prealloc != PREALLOC_MODE_OFF) {
+        error_setg(errp, "Preallocation can't be used for shrinking an "
+                   "image");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Shrink: the clusters past the new end go, the file is trimmed. */
+static int coroutine_fn shrink(BlockDriverState *bs, uint64_t offset,
+                               Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t from = ROUND_UP(offset, s->cluster_size);
+    uint64_t end = ROUND_UP(s->h.size, s->cluster_size);
+    int ret = 0;
+
+    if (from < end) {
+        co_mutex_lock(&s->lock);
+        ret = qcow2_discard_range(bs, from, end - from, true);
+        co_mutex_unlock(&s->lock);
+    }
+    if (ret == 0) {
+        ret = qcow2_co_flush_to_os(bs);
+    }
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Failed to discard cropped clusters");
+        return ret;
+    }
+    if (s->data_file == bs->file) {
+        trim_file(bs, NULL);
+    }
+    return 0;
+}
+
 int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
                                    bool exact, PreallocMode prealloc,
                                    BdrvRequestFlags flags, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t old = s->h.size;
-    int ret;
+    int ret = check_truncate(s, offset, prealloc, errp);
 
-    if (offset & 511) {
-        error_setg(errp, "The new size must be a multiple of 512");
-        return -EINVAL;
+    if (ret == 0 && (uint64_t)offset < old) {
+        ret = shrink(bs, offset, errp);
     }
-    if (s->h.nb_snapshots && (uint64_t)offset < old) {
-        error_setg(errp, "Can't shrink an image which has snapshots");
-        return -ENOTSUP;
-    }
-    if ((uint64_t)offset < old && prealloc != PREALLOC_MODE_OFF) {
-        error_setg(errp, "Preallocation can't be used for shrinking an "
-                   "image");
-        return -EINVAL;
-    }
-    if ((uint64_t)offset < old) {
-        uint64_t from = ROUND_UP((uint64_t)offset, s->cluster_size);
-        co_mutex_lock(&s->lock);
-        ret = from < old ? qcow2_discard_range(bs, from,
-                                               ROUND_UP(old, s->cluster_size) - from,
-                                               true) : 0;
-        co_mutex_unlock(&s->lock);
-        if (ret == 0) {
-            ret = qcow2_co_flush_to_os(bs);
-        }
-        if (ret < 0) {
-            error_setg_errno(errp, -ret, "Failed to discard cropped clusters");
-            return ret;
-        }
-        if (s->data_file == bs->file) {
-            trim_file(bs, NULL);
-        }
+    if (ret < 0) {
+        return ret;
     }
     ret = set_size(bs, offset);
     if (ret < 0) {
         error_setg_errno(errp, -ret, "Failed to update the image size");
         return ret;
+    }
+    if ((flags & BDRV_REQ_ZERO_WRITE) && (uint64_t)offset > old) {
+        ret = zero_grown_area(bs, old, offset);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Failed to zero the new area");
+            return ret;
+        }
     }
     if (prealloc != PREALLOC_MODE_OFF && (uint64_t)offset > old) {
         ret = qcow2_preallocate(bs, old, offset, prealloc, errp);

@@ -557,6 +557,9 @@ static int coroutine_fn qcow2_do_open(BlockDriverState *bs, QDict *opts,
     }
     if (ret == 0) {
         qcow2_read_bitmap_list(bs);
+        if (flags & BDRV_O_RDWR) {
+            qcow2_read_snapshot_extents(bs);     /* for overlap checks */
+        }
         ret = open_for_writes(bs, flen, flags, errp);
     }
     return ret;
@@ -582,6 +585,10 @@ static void qcow2_free_state(BDRVQcow2State *s)
     if (s->inflight) {
         g_array_free(s->inflight, true);
         s->inflight = NULL;
+    }
+    if (s->inactive_l1) {
+        g_array_free(s->inactive_l1, true);
+        s->inactive_l1 = NULL;
     }
     qobject_unref(s->bitmap_info);
     s->bitmap_info = NULL;
@@ -612,6 +619,9 @@ static int qcow2_open(BlockDriverState *bs, QDict *options, int flags,
     start_cache_clean_timer(bs);
     bs->supported_zero_flags = BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK;
     bs->supported_write_flags = BDRV_REQ_WRITE_COMPRESSED;
+    if (s->h.version >= 3) {
+        bs->supported_truncate_flags = BDRV_REQ_ZERO_WRITE;
+    }
     return 0;
 }
 

@@ -6,15 +6,20 @@
  *   cache.c          metadata table cache (L2 tables, refcount blocks)
  *   refcount.c       refcounts, cluster allocation and freeing
  *   cluster.c        L1/L2 lookup and L2 entry updates
- *   rw.c             read / write / zeroes / discard / block status
- *   create.c         create, create options, measure
- *   info.c           get_info, format-specific info, truncate
- *   compress.c       (de)compression of compressed clusters
+ *   rw.c             read / write (COW, compressed) / block status / flush
+ *   zero.c           zero writes and discards
+ *   create.c         create, create options, preallocation
+ *   info.c           get_info, format-specific info, measure, truncate
+ *   bitmap.c         persistent bitmap directory (for info)
+ *   snapshot.c       snapshot table extents (for overlap checks)
+ *   compress.c       (de)compression of compressed clusters (compress.h)
  *
  * Locking: s->lock (CoMutex) protects all metadata (caches, L1, refcount
  * table, free-cluster hints).  Reads take it only for the lookup;
- * allocating writes hold it from allocation until their L2 entry is
- * updated, which serialises concurrent allocations of the same cluster.
+ * allocating writes allocate under it, register the clusters in
+ * s->inflight, write their data unlocked, then relock to update the L2
+ * entries; every other request touching in-flight clusters waits
+ * (qcow2_wait_inflight), which serialises allocations of one cluster.
  */
 #ifndef STRATA_QCOW2_H
 #define STRATA_QCOW2_H
@@ -120,6 +125,11 @@ typedef struct Qcow2UnknownExt {
     uint8_t *data;
 } Qcow2UnknownExt;
 
+typedef struct Qcow2InactiveL1 {
+    uint64_t offset;
+    uint32_t size;                /* entries */
+} Qcow2InactiveL1;
+
 typedef struct Qcow2InFlight {
     uint64_t start, end;
 } Qcow2InFlight;
@@ -183,6 +193,8 @@ typedef struct BDRVQcow2State {
     int nb_features;
     bool has_crypto_ext;
     QList *bitmap_info;           /* info's "bitmaps", NULL if none */
+    uint64_t snapshots_size;      /* bytes of the snapshot table */
+    GArray *inactive_l1;          /* Qcow2InactiveL1 of the snapshots */
     uint64_t crypto_offset, crypto_length;
     uint64_t header_ext_end;      /* where extensions end in cluster 0 */
 
@@ -292,6 +304,7 @@ void qcow2_signal_corruption(BlockDriverState *bs, const char *fmt, ...)
     G_GNUC_PRINTF(2, 3);
 void qcow2_free_header_exts(BDRVQcow2State *s);
 int coroutine_fn qcow2_read_bitmap_list(BlockDriverState *bs);
+int coroutine_fn qcow2_read_snapshot_extents(BlockDriverState *bs);
 
 /* ---- cache.c ---- */
 void qcow2_cache_init(Qcow2Cache *c, int entries, size_t table_size,

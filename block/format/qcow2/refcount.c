@@ -577,6 +577,35 @@ static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b,
     return a < b + blen && b < a + alen;
 }
 
+/* Tables found through the L1 table, the reftable, the snapshots. */
+static int overlap_indirect(BDRVQcow2State *s, int chk, uint64_t offset,
+                            uint64_t size)
+{
+    for (uint32_t i = 0; (chk & QCOW2_OL_ACTIVE_L2) && i < s->l1_size; i++) {
+        uint64_t l2 = s->l1_table[i] & L1E_OFFSET_MASK;
+        if (l2 && ranges_overlap(offset, size, l2, s->cluster_size)) {
+            return QCOW2_OL_ACTIVE_L2;
+        }
+    }
+    for (uint32_t i = 0; (chk & QCOW2_OL_REFCOUNT_BLOCK) &&
+                         i < s->refcount_table_size; i++) {
+        uint64_t rb = s->refcount_table[i] & REFT_OFFSET_MASK;
+        if (rb && ranges_overlap(offset, size, rb, s->cluster_size)) {
+            return QCOW2_OL_REFCOUNT_BLOCK;
+        }
+    }
+    for (guint i = 0; (chk & QCOW2_OL_INACTIVE_L1) && s->inactive_l1 &&
+                      i < s->inactive_l1->len; i++) {
+        Qcow2InactiveL1 *l1 = &g_array_index(s->inactive_l1,
+                                             Qcow2InactiveL1, i);
+        if (l1->size && ranges_overlap(offset, size, l1->offset,
+                                       (uint64_t)l1->size * 8)) {
+            return QCOW2_OL_INACTIVE_L1;
+        }
+    }
+    return 0;
+}
+
 /* Which kind of metadata (QCOW2_OL_*) [offset, +size) overlaps; 0: none. */
 int coroutine_fn qcow2_check_metadata_overlap(BlockDriverState *bs, int ign,
                                               uint64_t offset, uint64_t size)
@@ -597,24 +626,12 @@ int coroutine_fn qcow2_check_metadata_overlap(BlockDriverState *bs, int ign,
                        (uint64_t)s->h.refcount_table_clusters * s->cluster_size)) {
         return QCOW2_OL_REFCOUNT_TABLE;
     }
-    if ((chk & QCOW2_OL_SNAPSHOT_TABLE) && s->h.nb_snapshots &&
-        ranges_overlap(offset, size, s->h.snapshots_offset, s->cluster_size)) {
+    if ((chk & QCOW2_OL_SNAPSHOT_TABLE) && s->snapshots_size &&
+        ranges_overlap(offset, size, s->h.snapshots_offset,
+                       s->snapshots_size)) {
         return QCOW2_OL_SNAPSHOT_TABLE;
     }
-    for (uint32_t i = 0; (chk & QCOW2_OL_ACTIVE_L2) && i < s->l1_size; i++) {
-        uint64_t l2 = s->l1_table[i] & L1E_OFFSET_MASK;
-        if (l2 && ranges_overlap(offset, size, l2, s->cluster_size)) {
-            return QCOW2_OL_ACTIVE_L2;
-        }
-    }
-    for (uint32_t i = 0; (chk & QCOW2_OL_REFCOUNT_BLOCK) &&
-                         i < s->refcount_table_size; i++) {
-        uint64_t rb = s->refcount_table[i] & REFT_OFFSET_MASK;
-        if (rb && ranges_overlap(offset, size, rb, s->cluster_size)) {
-            return QCOW2_OL_REFCOUNT_BLOCK;
-        }
-    }
-    return 0;
+    return overlap_indirect(s, chk, offset, size);
 }
 
 static const char *overlap_name(int kind)
@@ -626,6 +643,7 @@ static const char *overlap_name(int kind)
     case QCOW2_OL_REFCOUNT_TABLE: return "refcount table";
     case QCOW2_OL_REFCOUNT_BLOCK: return "refcount block";
     case QCOW2_OL_SNAPSHOT_TABLE: return "snapshot table";
+    case QCOW2_OL_INACTIVE_L1: return "inactive L1 table";
     default: return "metadata";
     }
 }

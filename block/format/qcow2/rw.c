@@ -462,15 +462,43 @@ static int coroutine_fn alloc_step(BlockDriverState *bs, uint64_t offset,
     return plan_finish(bs, &p, ret);
 }
 
+/* How many bytes from @offset (in one L2 table) go straight to their
+ * host clusters, contiguous from *host; 0 if the first needs an
+ * allocation. */
+static uint64_t in_place_extent(BDRVQcow2State *s, uint8_t *l2, int idx,
+                                uint64_t offset, uint64_t bytes,
+                                uint64_t *host)
+{
+    uint64_t n = 0;
+
+    while (n < bytes && idx < s->l2_size) {
+        ClusterState c = cluster_state(s, l2, idx);
+        uint64_t in = qcow2_offset_into_cluster(s, offset + n);
+        uint64_t len = MIN(bytes - n, s->cluster_size - in);
+        uint64_t h = (c.l2e & L2E_OFFSET_MASK) + in;
+
+        if (!write_in_place_ok(s, &c, in, in + len) ||
+            (n && h != *host + n)) {
+            break;
+        }
+        if (!n) {
+            *host = h;
+        }
+        n += len;
+        idx++;
+    }
+    return n;
+}
+
 /* The in-place prefix: normal own clusters written directly (no lock
- * during the I/O).  Returns bytes written or 0 if the first cluster needs
+ * during the I/O).  *done: bytes written, 0 if the first cluster needs
  * an allocation. */
 static int coroutine_fn in_place_step(BlockDriverState *bs, uint64_t offset,
                                       uint64_t bytes, IOVector *qiov,
                                       size_t qoff, uint64_t *done)
 {
     BDRVQcow2State *s = bs->opaque;
-    uint64_t n = 0, host = 0;
+    uint64_t n, host = 0;
     IOVector slice;
     void *l2;
     int idx, ret = qcow2_get_l2_table(bs, offset, false, &l2, &idx);
@@ -479,22 +507,7 @@ static int coroutine_fn in_place_step(BlockDriverState *bs, uint64_t offset,
     if (ret < 0 || !l2) {
         return ret;
     }
-    while (n < bytes && idx < s->l2_size) {
-        ClusterState c = cluster_state(s, l2, idx);
-        uint64_t in = qcow2_offset_into_cluster(s, offset + n);
-        uint64_t len = MIN(bytes - n, s->cluster_size - in);
-        uint64_t h = (c.l2e & L2E_OFFSET_MASK) + in;
-
-        if (!write_in_place_ok(s, &c, in, in + len) ||
-            (n && h != host + n)) {
-            break;
-        }
-        if (!n) {
-            host = h;
-        }
-        n += len;
-        idx++;
-    }
+    n = in_place_extent(s, l2, idx, offset, bytes, &host);
     qcow2_cache_put(&s->l2_cache, &l2);
     if (!n) {
         return 0;
