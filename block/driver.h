@@ -171,6 +171,43 @@ typedef struct BlockMeasureInfo {
     uint64_t bitmaps;             /* persistent bitmaps' share, if any */
 } BlockMeasureInfo;
 
+/* check: consistency of a format's metadata (qemu-img check).  The
+ * counters are what the tool prints; bfi the allocation statistics. */
+typedef struct BlockCheckResult {
+    int corruptions;              /* metadata errors (not fixed) */
+    int leaks;                    /* clusters counted but unused */
+    int check_errors;             /* the check itself failed somewhere */
+    int corruptions_fixed;
+    int leaks_fixed;
+    int64_t image_end_offset;     /* end of the last used host cluster */
+    struct {
+        uint64_t total_clusters;      /* of the virtual disk */
+        uint64_t allocated_clusters;
+        uint64_t fragmented_clusters;
+        uint64_t compressed_clusters;
+    } bfi;
+} BlockCheckResult;
+
+/* What a check may repair (qemu-img check -r leaks|all). */
+typedef enum {
+    BDRV_FIX_LEAKS  = 1,
+    BDRV_FIX_ERRORS = 2,
+} BdrvCheckMode;
+
+typedef struct BlockDriverCheckOps {
+    /* Fill @res (zeroed by the caller); per-problem lines go to stderr as
+     * the reference prints them.  Returns 0 when the check completed
+     * (whatever it found), -errno when it could not (the tool then says
+     * "Check failed: <strerror>").  @fix: BdrvCheckMode bits; a driver
+     * that cannot repair returns -ENOTSUP for fix != 0. */
+    int coroutine_fn (*co_check)(BlockDriverState *bs, BlockCheckResult *res,
+                                 int fix);
+} BlockDriverCheckOps;
+
+/* Check @bs (plain or coroutine context): -ENOTSUP when its driver has no
+ * check ops, -ENOMEDIUM without a driver; @res zeroed first (block.c). */
+int bdrv_check(BlockDriverState *bs, BlockCheckResult *res, int fix);
+
 struct BlockDriver {
     /* identity */
     const char *format_name;
@@ -283,6 +320,9 @@ struct BlockDriver {
      * absent), before the driver's open asks for it: the reference's
      * formats read their options before requiring a file. */
     int (*check_open_opts)(QDict *options, Error **errp);
+    /* Metadata check (strata-img check); NULL: "This image format does
+     * not support checks". */
+    const BlockDriverCheckOps *check;
 };
 
 void bdrv_register(const BlockDriver *drv);

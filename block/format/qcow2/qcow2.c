@@ -549,4 +549,5 @@ const BlockDriver bdrv_qcow2 = {
     .co_get_allocated_file_size = qcow2_co_get_allocated_file_size,
     .info = &qcow2_info_ops,
     .measure = qcow2_measure,
+    .check = &qcow2_check_ops,
 };

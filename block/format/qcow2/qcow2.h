@@ -10,6 +10,7 @@
  *   create.c         create, create options, measure
  *   info.c           get_info, format-specific info, truncate
  *   compress.c       (de)compression of compressed clusters
+ *   check.c          consistency check (strata-img check)
  *
  * Locking: s->lock (CoMutex) protects all metadata (caches, L1, refcount
  * table, free-cluster hints).  Reads take it only for the lookup;
@@ -381,6 +382,7 @@ int coroutine_fn qcow2_preallocate(BlockDriverState *bs, uint64_t from,
                                    uint64_t to, PreallocMode mode,
                                    Error **errp);
 extern const BlockDriverInfoOps qcow2_info_ops;
+extern const BlockDriverCheckOps qcow2_check_ops;
 int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
                                    bool exact, PreallocMode prealloc,
                                    BdrvRequestFlags flags, Error **errp);
