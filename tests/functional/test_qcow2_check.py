@@ -235,3 +235,120 @@ def test_raw_not_supported(tmp_path, our_qemu_img):
     r = run([our_qemu_img, 'check', '-f', 'raw', str(p)])
     assert r.rc == 63
     assert 'This image format does not support checks' in r.err
+
+
+def test_bitmaps(tmp_path, ref_qemu_img, ref_qemu_io, our_qemu_img):
+    """Persistent bitmaps: directory, tables and data clusters count."""
+    p = made(tmp_path, ref_qemu_img, ref_qemu_io, 'compat=1.1', '64M',
+             'write 0 1M')
+    for args in (['b0'], ['-g', '512', 'b1']):
+        assert run([ref_qemu_img, 'bitmap', '--add', p, *args]).rc == 0
+    assert run([ref_qemu_io, '-c', 'write 0 1M', p]).rc == 0
+    r = compare_check(tmp_path, ref_qemu_img, our_qemu_img, p)
+    assert r.rc == 0
+
+
+def test_data_file(tmp_path, ref_qemu_img, ref_qemu_io, our_qemu_img):
+    p = made(tmp_path, ref_qemu_img, ref_qemu_io,
+             f'data_file={tmp_path}/df.raw', '16M', 'write 0 1M')
+    r = compare_check(tmp_path, ref_qemu_img, our_qemu_img, p)
+    assert r.rc == 0
+
+
+def ext_l2_image(tmp_path, ref_qemu_img, ref_qemu_io):
+    p = made(tmp_path, ref_qemu_img, ref_qemu_io, 'extended_l2=on', '64M',
+             'write 0 4k', 'write 128k 64k', 'write -c 1M 64k',
+             'write -z 2M 64k')
+    return p, rd(p, hdr(p)['l1_off'], '>Q') & 0x00fffffffffffe00
+
+
+EXT_DAMAGE = {
+    # entry index: (L2 entry or None to keep, bitmap or None to keep)
+    'alloc_and_zero': {0: (None, 0x0000000100000001)},
+    'unallocated_with_bitmap': {5: (None, 1)},
+    'compressed_with_bitmap': {16: (None, 1)},
+    'unaligned_preallocated': {0: ('+0x200', 0)},
+    'unaligned_data': {0: ('+0x200', None)},
+    'zero_flag_ignored': {0: ('|1', None)},
+    'reserved_bits': {0: ('|0x100', None)},
+}
+
+
+@pytest.mark.parametrize('case', sorted(EXT_DAMAGE))
+def test_extended_l2_damaged(tmp_path, ref_qemu_img, ref_qemu_io,
+                             our_qemu_img, case):
+    p, l2 = ext_l2_image(tmp_path, ref_qemu_img, ref_qemu_io)
+    for idx, (entry, bitmap) in EXT_DAMAGE[case].items():
+        off = l2 + 16 * idx
+        if entry is not None:
+            e = rd(p, off, '>Q')
+            e = e + int(entry[1:], 16) if entry[0] == '+' else \
+                e | int(entry[1:], 16)
+            wr(p, off, '>Q', e)
+        if bitmap is not None:
+            wr(p, off + 8, '>Q', bitmap)
+    r = compare_check(tmp_path, ref_qemu_img, our_qemu_img, p)
+    assert r.rc == (0 if case == 'zero_flag_ignored' else 2)
+
+
+@pytest.fixture(scope='module')
+def snap_image(tmp_path_factory, ref_qemu_img, ref_qemu_io):
+    d = tmp_path_factory.mktemp('snap')
+    p = str(d / 's.qcow2')
+    run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', p, '64M'])
+    assert run([ref_qemu_io, '-c', 'write 0 256k', p]).rc == 0
+    assert run([ref_qemu_img, 'snapshot', '-c', 's1', p]).rc == 0
+    assert run([ref_qemu_io, '-c', 'write 64k 64k', p]).rc == 0
+    assert run([ref_qemu_img, 'snapshot', '-c', 'second', p]).rc == 0
+    return p
+
+
+SNAP_DAMAGE = {
+    'l1_unaligned': [(0, '>Q', '+0x200')],
+    'l1_too_large': [(8, '>I', 0x1000000)],
+    'l1_past_eof': [(0, '>Q', 0x10000000)],
+    'l1_size_grown': [(8, '>I', 2)],
+    'extra_data_too_large': [(36, '>I', 5000)],
+}
+
+
+@pytest.mark.parametrize('case', sorted(SNAP_DAMAGE) +
+                         ['table_past_eof', 'one_more_entry'])
+def test_snapshot_damaged(tmp_path, snap_image, ref_qemu_img, our_qemu_img,
+                          case):
+    p = str(tmp_path / 'd.qcow2')
+    shutil.copy(snap_image, p)
+    sn = hdr(p)['sn_off']
+    if case == 'table_past_eof':
+        wr(p, 64, '>Q', 0x10000000)
+    elif case == 'one_more_entry':
+        wr(p, 60, '>I', 3)
+    for off, fmt, v in SNAP_DAMAGE.get(case, []):
+        if isinstance(v, str):
+            v = rd(p, sn + off, fmt) + int(v[1:], 16)
+        wr(p, sn + off, fmt, v)
+    compare_check(tmp_path, ref_qemu_img, our_qemu_img, p)
+
+
+HEADER_DAMAGE = {
+    'dirty_bit': [(72, '>Q', 1)],
+    'corrupt_without_reftable': [(72, '>Q', 2), (56, '>I', 0)],
+    'l1_size_grown': [(36, '>I', 100000)],
+    'reftable_grown': [(56, '>I', 128)],
+    'virtual_size_huge': [(24, '>Q', 1 << 50), (36, '>I', 32768)],
+}
+
+
+@pytest.mark.parametrize('case', sorted(HEADER_DAMAGE) +
+                         ['truncated', 'truncated_at_l2'])
+def test_header_and_file_damaged(tmp_path, base, ref_qemu_img, our_qemu_img,
+                                 case):
+    p = str(tmp_path / 'd.qcow2')
+    shutil.copy(base, p)
+    for off, fmt, v in HEADER_DAMAGE.get(case, []):
+        wr(p, off, fmt, v)
+    if case == 'truncated':
+        os.truncate(p, 0x48000)
+    elif case == 'truncated_at_l2':
+        os.truncate(p, L2)
+    compare_check(tmp_path, ref_qemu_img, our_qemu_img, p)

@@ -46,6 +46,7 @@ typedef struct KeptTable {
 typedef struct Snapshot {
     uint64_t l1_offset;
     uint32_t l1_size;
+    uint32_t extra;               /* extra data bytes */
     char *id, *name;
 } Snapshot;
 
@@ -282,30 +283,48 @@ static int check_allocated(CheckState *c, uint64_t e, uint64_t bm,
     return c->data_file ? 0 : inc_refs(c, off, s->cluster_size);
 }
 
-/* Keep what step 3 needs of an active table, within the budget. */
-static void keep_table(CheckState *c, uint32_t l1_index)
+/* Keep what step 3 needs of active table entry @e, within the budget. */
+static void keep_entry(CheckState *c, uint64_t e, KeptTable *t)
 {
-    BDRVQcow2State *s = c->s;
-    KeptTable t = { l1_index, 0 };
+    Qcow2ClusterType type = entry_type(c, e);
 
-    if (c->kept_dropped) {
+    if (c->kept_dropped ||
+        (type != QCOW2_CLUSTER_NORMAL && type != QCOW2_CLUSTER_ZERO_ALLOC)) {
         return;
     }
-    for (int i = 0; i < s->l2_size; i++) {
-        uint64_t e = qcow2_l2_entry(s, c->l2buf, i);
-        Qcow2ClusterType type = entry_type(c, e);
-
-        if (type == QCOW2_CLUSTER_NORMAL || type == QCOW2_CLUSTER_ZERO_ALLOC) {
-            g_array_append_val(c->kept, e);
-            t.count++;
-        }
-    }
-    g_array_append_val(c->kept_tables, t);
+    g_array_append_val(c->kept, e);
+    t->count++;
     if (c->kept->len > MAX_KEPT_ENTRIES) {
         c->kept_dropped = true;
         g_array_set_size(c->kept, 0);
         g_array_set_size(c->kept_tables, 0);
     }
+}
+
+/* Index of the first entry at or after @i that is not all zero (entry
+ * and bitmap: zero means unallocated, nothing to check), or l2_size.
+ * Most of a sparse image's tables are zero: scan them 8 words at once. */
+static int next_used_entry(CheckState *c, int i)
+{
+    int shift = c->s->extended_l2 ? 1 : 0;
+    size_t w = (size_t)i << shift, nw = (size_t)c->s->l2_size << shift;
+    uint64_t v[8];
+
+    while (w < nw) {
+        if (!(w & 7) && w + 8 <= nw) {
+            memcpy(v, c->l2buf + w * 8, sizeof(v));
+            if (!(v[0] | v[1] | v[2] | v[3] | v[4] | v[5] | v[6] | v[7])) {
+                w += 8;
+                continue;
+            }
+        }
+        memcpy(v, c->l2buf + w * 8, 8);
+        if (v[0]) {
+            return w >> shift;
+        }
+        w++;
+    }
+    return c->s->l2_size;
 }
 
 /* One entry of an L2 table (qcow2.txt "Standard/Compressed Cluster
@@ -331,7 +350,7 @@ static int check_l2_entry(CheckState *c, int i, bool frag, uint64_t *next)
         if (bm & L2_BITMAP_ALL_ALLOC) {
             c->res->corruptions++;
             fprintf(stderr, "ERROR: Unallocated cluster has non-zero "
-                    "subcluster allocation bitmap\n");
+                    "subcluster allocation map\n");
         }
         return 0;
     default:
@@ -342,6 +361,7 @@ static int check_l2_entry(CheckState *c, int i, bool frag, uint64_t *next)
 static int coroutine_fn check_l2(CheckState *c, uint64_t l2_offset,
                                  bool frag, bool active, uint32_t l1_index)
 {
+    KeptTable t = { l1_index, 0 };
     uint64_t next = 0;
     int ret = qcow2_read_table(c->bs, l2_offset, c->s->cluster_size,
                                c->l2buf);
@@ -351,14 +371,18 @@ static int coroutine_fn check_l2(CheckState *c, uint64_t l2_offset,
         c->res->check_errors++;
         return ret;
     }
-    for (int i = 0; i < c->s->l2_size; i++) {
+    for (int i = next_used_entry(c, 0); i < c->s->l2_size;
+         i = next_used_entry(c, i + 1)) {
         ret = check_l2_entry(c, i, frag, &next);
         if (ret < 0) {
             return ret;
         }
+        if (active) {
+            keep_entry(c, qcow2_l2_entry(c->s, c->l2buf, i), &t);
+        }
     }
-    if (active) {
-        keep_table(c, l1_index);
+    if (active && !c->kept_dropped) {
+        g_array_append_val(c->kept_tables, t);
     }
     return 0;
 }
@@ -443,40 +467,58 @@ static void snapshot_clear(gpointer p)
 }
 
 /* One snapshot table entry at *pos (qcow2.txt "Snapshot table"); moves
- * *pos past it, 8-byte aligned. */
-static int coroutine_fn read_snapshot(CheckState *c, uint64_t *pos,
-                                      Snapshot *sn)
+ * *pos past it, 8-byte aligned.  Failures are reported as the
+ * reference's snapshot table reader words them. */
+static int coroutine_fn read_snapshot(CheckState *c, uint32_t i,
+                                      uint64_t *pos, Snapshot *sn)
 {
     uint8_t h[SN_HEADER_LEN];
-    uint32_t extra;
     uint16_t id_len, name_len;
     g_autofree char *strs = NULL;
     int ret = qcow2_read_table(c->bs, *pos, sizeof(h), h);
 
     if (ret < 0) {
+        error_report("ERROR failed to read the snapshot table: Failed to "
+                     "read snapshot table: %s", strerror(-ret));
         return ret;
     }
     sn->l1_offset = q_ld64(h);
     sn->l1_size = q_ld32(h + 8);
     id_len = q_ld16(h + 12);
     name_len = q_ld16(h + 14);
-    extra = q_ld32(h + 36);
-    if (extra > SN_MAX_EXTRA) {
+    sn->extra = q_ld32(h + 36);
+    if (sn->extra > SN_MAX_EXTRA) {
+        error_report("ERROR failed to read the snapshot table: Too much "
+                     "extra metadata in snapshot table entry %" PRIu32, i);
+        fprintf(stderr, "You can force-remove this extra metadata with "
+                "qemu-img check -r all\n");
         return -EFBIG;
     }
     strs = g_malloc0((size_t)id_len + name_len + 2);
-    ret = qcow2_read_table(c->bs, *pos + sizeof(h) + extra,
+    ret = qcow2_read_table(c->bs, *pos + sizeof(h) + sn->extra,
                            (uint64_t)id_len + name_len, strs);
     if (ret < 0) {
+        error_report("ERROR failed to read the snapshot table: Failed to "
+                     "read snapshot table: %s", strerror(-ret));
         return ret;
     }
     sn->id = g_strndup(strs, id_len);
     sn->name = g_strndup(strs + id_len, name_len);
-    *pos = ROUND_UP(*pos + sizeof(h) + extra + id_len + name_len, 8);
-    return *pos - c->s->h.snapshots_offset > SN_MAX_TABLE ? -EFBIG : 0;
+    *pos += sizeof(h) + sn->extra + id_len + name_len;
+    if (*pos - c->s->h.snapshots_offset > SN_MAX_TABLE) {
+        error_report("ERROR failed to read the snapshot table: Snapshot "
+                     "table is too big");
+        fprintf(stderr, "You can force-remove all %" PRIu32 " overhanging "
+                "snapshots with qemu-img check -r all\n",
+                c->s->h.nb_snapshots - i);
+        return -EFBIG;
+    }
+    *pos = ROUND_UP(*pos, 8);
+    return 0;
 }
 
-/* The snapshot table: entries and its size in bytes. */
+/* The snapshot table: entries and its size in bytes.  Version 3 entries
+ * must carry at least the 16 bytes of extra data the spec requires. */
 static int coroutine_fn read_snapshots(CheckState *c)
 {
     uint64_t pos = c->s->h.snapshots_offset;
@@ -485,18 +527,23 @@ static int coroutine_fn read_snapshots(CheckState *c)
     g_array_set_clear_func(c->snapshots, snapshot_clear);
     for (uint32_t i = 0; i < c->s->h.nb_snapshots; i++) {
         Snapshot sn = { 0 };
-        int ret = read_snapshot(c, &pos, &sn);
+        int ret = read_snapshot(c, i, &pos, &sn);
 
         if (ret < 0) {
             snapshot_clear(&sn);
-            fprintf(stderr, "ERROR: Failed to read the snapshot table: %s\n",
-                    strerror(-ret));
             c->res->check_errors++;
             return ret;
         }
         g_array_append_val(c->snapshots, sn);
     }
     c->snapshots_size = pos - c->s->h.snapshots_offset;
+    for (guint i = 0; c->s->h.version >= 3 && i < c->snapshots->len; i++) {
+        if (g_array_index(c->snapshots, Snapshot, i).extra < 16) {
+            fprintf(stderr, "ERROR snapshot table entry %u is incomplete\n",
+                    i);
+            c->res->corruptions++;
+        }
+    }
     return 0;
 }
 
@@ -531,6 +578,137 @@ static int coroutine_fn check_snapshots(CheckState *c)
         }
     }
     return inc_refs(c, c->s->h.snapshots_offset, c->snapshots_size);
+}
+
+/* ---- persistent bitmaps ---- */
+
+#define BME_TABLE_OFFSET_MASK 0x00fffffffffffe00ULL
+#define BME_TABLE_RESERVED_MASK 0xff000000000001feULL
+#define BME_TABLE_ALL_ONES 1ULL
+#define BME_MAX_TABLE_SIZE 0x8000000U
+#define BME_DIR_HEADER_LEN 24
+#define BM_MAX_DIRECTORY (64 * MiB)
+
+/* The bitmaps extension, when the image keeps it up to date (autoclear
+ * bit set; otherwise the bitmaps do not count, as for the reference). */
+static const uint8_t *bitmaps_ext(BDRVQcow2State *s)
+{
+    if (!(s->h.autoclear_features & QCOW2_AUTOCLEAR_BITMAPS) ||
+        !s->unknown_exts) {
+        return NULL;
+    }
+    for (guint i = 0; i < s->unknown_exts->len; i++) {
+        Qcow2UnknownExt *e = g_ptr_array_index(s->unknown_exts, i);
+
+        if (e->magic == QCOW2_EXT_BITMAPS && e->len >= 24) {
+            return q_ld32(e->data) ? e->data : NULL;
+        }
+    }
+    return NULL;
+}
+
+/* A bitmap table entry (qcow2.txt "Bitmap table"): reserved bits clear,
+ * data clusters aligned, "all ones" only without a cluster. */
+static bool bitmap_entry_ok(BDRVQcow2State *s, uint64_t e)
+{
+    uint64_t off = e & BME_TABLE_OFFSET_MASK;
+
+    if (e & BME_TABLE_RESERVED_MASK) {
+        return false;
+    }
+    return !off || (!qcow2_offset_into_cluster(s, off) &&
+                    !(e & BME_TABLE_ALL_ONES));
+}
+
+/* One bitmap: its table and the clusters the table points at. */
+static int coroutine_fn check_one_bitmap(CheckState *c, uint64_t off,
+                                         uint32_t size)
+{
+    g_autofree uint8_t *t = NULL;
+    int ret = inc_refs(c, off, (int64_t)size * 8);
+
+    if (ret < 0 || !size) {
+        return ret;
+    }
+    t = g_try_malloc((size_t)size * 8);
+    if (!t) {
+        c->res->check_errors++;
+        return -ENOMEM;
+    }
+    ret = qcow2_read_table(c->bs, off, (uint64_t)size * 8, t);
+    if (ret < 0) {
+        c->res->corruptions++;
+        return ret;
+    }
+    for (uint32_t i = 0; i < size && ret == 0; i++) {
+        uint64_t e = q_ld64(t + (size_t)i * 8);
+
+        if (!bitmap_entry_ok(c->s, e)) {
+            c->res->corruptions++;
+        } else if (e & BME_TABLE_OFFSET_MASK) {
+            ret = inc_refs(c, e & BME_TABLE_OFFSET_MASK, c->s->cluster_size);
+        }
+    }
+    return ret;
+}
+
+/* Walk the bitmap directory (qcow2.txt "Bitmap directory"); a directory
+ * that cannot be parsed is a corruption that stops the check. */
+static int coroutine_fn walk_bitmap_dir(CheckState *c, const uint8_t *d,
+                                        uint64_t len, uint32_t nb)
+{
+    uint64_t pos = 0;
+
+    for (uint32_t i = 0; i < nb; i++) {
+        uint64_t toff, elen;
+        uint32_t tsize;
+        int ret;
+
+        if (len - pos < BME_DIR_HEADER_LEN) {
+            return -EINVAL;
+        }
+        toff = q_ld64(d + pos);
+        tsize = q_ld32(d + pos + 8);
+        elen = ROUND_UP(BME_DIR_HEADER_LEN + (uint64_t)q_ld32(d + pos + 20) +
+                        q_ld16(d + pos + 18), 8);
+        if (elen > len - pos || tsize > BME_MAX_TABLE_SIZE ||
+            qcow2_offset_into_cluster(c->s, toff)) {
+            return -EINVAL;
+        }
+        ret = check_one_bitmap(c, toff, tsize);
+        if (ret < 0) {
+            return ret;
+        }
+        pos += elen;
+    }
+    return 0;
+}
+
+static int coroutine_fn check_bitmaps(CheckState *c)
+{
+    const uint8_t *ext = bitmaps_ext(c->s);
+    uint64_t len, off;
+    g_autofree uint8_t *dir = NULL;
+    int ret;
+
+    if (!ext) {
+        return 0;
+    }
+    len = q_ld64(ext + 8);
+    off = q_ld64(ext + 16);
+    ret = inc_refs(c, off, len);
+    if (ret < 0) {
+        return ret;
+    }
+    dir = len <= BM_MAX_DIRECTORY ? g_try_malloc(len ? len : 1) : NULL;
+    ret = dir ? qcow2_read_table(c->bs, off, len, dir) : -EINVAL;
+    if (ret == 0) {
+        ret = walk_bitmap_dir(c, dir, len, q_ld32(ext));
+    }
+    if (ret == -EINVAL) {
+        c->res->corruptions++;
+    }
+    return ret;
 }
 
 /* ---- step 1: refcount blocks ---- */
@@ -597,6 +775,9 @@ static int coroutine_fn count_references(CheckState *c)
     }
     if (ret == 0 && s->has_crypto_ext) {
         ret = inc_refs(c, s->crypto_offset, s->crypto_length);
+    }
+    if (ret == 0) {
+        ret = check_bitmaps(c);
     }
     return ret < 0 ? ret : check_refblocks(c);
 }
