@@ -352,3 +352,43 @@ def test_header_and_file_damaged(tmp_path, base, ref_qemu_img, our_qemu_img,
     elif case == 'truncated_at_l2':
         os.truncate(p, L2)
     compare_check(tmp_path, ref_qemu_img, our_qemu_img, p)
+
+
+def test_repair_not_yet(tmp_path, base, our_qemu_img):
+    """-r is a later feature: the check fails and the image is untouched."""
+    p = str(tmp_path / 'd.qcow2')
+    shutil.copy(base, p)
+    wr(p, RB + 2 * 9, '>H', 2)
+    before = digest(p)
+    r = run([our_qemu_img, 'check', '-r', 'leaks', p])
+    assert r.rc == 1 and r.out == ''
+    assert r.err == 'qemu-img: Check failed: Operation not supported\n'
+    assert digest(p) == before
+
+
+def test_hostile_sparse_file(tmp_path, ref_qemu_img, ref_qemu_io,
+                             our_qemu_img):
+    """A sparse file of almost 2^31 512-byte clusters whose L2 entries
+    point all over it: the reference allocates counts for the whole file
+    (GiBs); ours follow the references.  Same output, run under a 1 GiB
+    address-space limit."""
+    import random
+    import resource
+    p = made(tmp_path, ref_qemu_img, ref_qemu_io, 'cluster_size=512', '1G',
+             'write 0 512')
+    h = hdr(p)
+    l2 = rd(p, h['l1_off'], '>Q') & 0x00fffffffffffe00
+    n = (1 << 31) - 1
+    os.truncate(p, n * 512)
+    rng = random.Random(1)
+    for i in range(64):
+        wr(p, l2 + 8 * i, '>Q', (1 << 63) | (rng.randrange(n - 10) * 512))
+    for i in range(1, 200):
+        wr(p, h['l1_off'] + 8 * i, '>Q', (1 << 63) | l2)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+    r = run([our_qemu_img, 'check', p], preexec_fn=limit)
+    assert r.rc == 2
+    assert '12800/2097152 = 0.61% allocated' in r.out
+    assert r.err.count('Leaked cluster') + r.err.count('ERROR') > 12800

@@ -173,6 +173,26 @@ static int run_check(BlockBackend *blk, const CheckArgs *a,
     return r.corruptions ? 2 : r.leaks ? 3 : 0;
 }
 
+/* No driver repairs yet (qcow2 answers -r with ENOTSUP), so -r opens
+ * read-only first: nothing, not even a read-write open, may change an
+ * image we cannot repair.  Formats without a check are opened again as
+ * the reference opens them (read-write with -r: the probing warning and
+ * locking errors come from that open). */
+static BlockBackend *open_for_check(const CheckArgs *a, const char *name,
+                                    bool writethrough)
+{
+    BlockBackend *blk = img_open_common(&a->common, name,
+                                        a->flags & ~BDRV_O_RDWR,
+                                        writethrough);
+    BlockDriverState *bs = blk ? blk_bs(blk) : NULL;
+
+    if (!blk || !(a->flags & BDRV_O_RDWR) || (bs->drv && bs->drv->check)) {
+        return blk;
+    }
+    blk_unref(blk);
+    return img_open_common(&a->common, name, a->flags, writethrough);
+}
+
 int img_check(int argc, char **argv)
 {
     CheckArgs a = { .cache = "writeback", .output = OFORMAT_HUMAN };
@@ -192,7 +212,7 @@ int img_check(int argc, char **argv)
         error_report("Invalid source cache option: %s", a.cache);
         return 1;
     }
-    blk = img_open_common(&a.common, argv[optind], a.flags, writethrough);
+    blk = open_for_check(&a, argv[optind], writethrough);
     if (!blk) {
         return 1;
     }

@@ -34,6 +34,8 @@
 #define RB_CACHE_LEN 8
 #define MAX_KEPT_ENTRIES (8U * 1024 * 1024)
 #define MIN_CHUNK_BUDGET 1024
+#define WINDOW_MAX 16
+#define WINDOW_BYTES (2 * MiB)
 #define SN_HEADER_LEN 40
 #define SN_MAX_EXTRA 1024
 #define SN_MAX_TABLE (64 * MiB)
@@ -43,6 +45,15 @@ typedef struct KeptTable {
     uint32_t count;               /* entries in CheckState.kept */
 } KeptTable;
 
+typedef struct CheckState CheckState;
+
+typedef struct L2Read {
+    CheckState *c;
+    uint64_t offset;
+    uint8_t *buf;
+    int ret;
+} L2Read;
+
 typedef struct Snapshot {
     uint64_t l1_offset;
     uint32_t l1_size;
@@ -50,7 +61,7 @@ typedef struct Snapshot {
     char *id, *name;
 } Snapshot;
 
-typedef struct CheckState {
+struct CheckState {
     BlockDriverState *bs;
     BDRVQcow2State *s;
     BlockCheckResult *res;
@@ -60,7 +71,7 @@ typedef struct CheckState {
     uint64_t nb_chunks, chunks_used, chunk_budget;
     uint32_t count_max;
     bool data_file;               /* external data file: data not counted */
-    uint8_t *l2buf;
+    uint8_t *l2buf;               /* the L2 table being checked */
     GArray *kept_tables;          /* KeptTable */
     GArray *kept;                 /* uint64_t L2 entries (normal/zero-alloc) */
     bool kept_dropped;
@@ -69,7 +80,12 @@ typedef struct CheckState {
     int rb_next;
     GArray *snapshots;            /* Snapshot */
     uint64_t snapshots_size;
-} CheckState;
+    uint8_t *win;                 /* L2 tables read together */
+    int win_len;
+    L2Read reads[WINDOW_MAX];
+    int pending;
+    Coroutine *waiter;
+};
 
 /* ---- in-memory counts ---- */
 
@@ -358,22 +374,23 @@ static int check_l2_entry(CheckState *c, int i, bool frag, uint64_t *next)
     }
 }
 
-static int coroutine_fn check_l2(CheckState *c, uint64_t l2_offset,
-                                 bool frag, bool active, uint32_t l1_index)
+/* Table @k of the window, read with result @read_ret. */
+static int check_l2(CheckState *c, int k, int read_ret, bool active,
+                    uint32_t l1_index)
 {
     KeptTable t = { l1_index, 0 };
     uint64_t next = 0;
-    int ret = qcow2_read_table(c->bs, l2_offset, c->s->cluster_size,
-                               c->l2buf);
+    int ret;
 
-    if (ret < 0) {
+    if (read_ret < 0) {
         fprintf(stderr, "ERROR: I/O error in check_refcounts_l2\n");
         c->res->check_errors++;
-        return ret;
+        return read_ret;
     }
+    c->l2buf = c->win + (size_t)k * c->s->cluster_size;
     for (int i = next_used_entry(c, 0); i < c->s->l2_size;
          i = next_used_entry(c, i + 1)) {
-        ret = check_l2_entry(c, i, frag, &next);
+        ret = check_l2_entry(c, i, active, &next);
         if (ret < 0) {
             return ret;
         }
@@ -387,35 +404,87 @@ static int coroutine_fn check_l2(CheckState *c, uint64_t l2_offset,
     return 0;
 }
 
+/* ---- step 1: L2 table reads, a window at a time ---- */
+
+static void coroutine_fn l2_read_entry(void *opaque)
+{
+    L2Read *r = opaque;
+    CheckState *c = r->c;
+
+    r->ret = qcow2_read_table(c->bs, r->offset, c->s->cluster_size, r->buf);
+    if (--c->pending == 0 && c->waiter) {
+        co_wake_later(c->waiter);
+    }
+}
+
+/* Read the L2 tables of L1 entries @idx[0..n) at once: the requests
+ * overlap and batch instead of waiting for each other. */
+static void coroutine_fn read_window(CheckState *c, const uint64_t *l1,
+                                     const uint32_t *idx, int n)
+{
+    c->pending = n;
+    c->waiter = NULL;
+    for (int k = 0; k < n; k++) {
+        c->reads[k] = (L2Read) {
+            .c = c, .offset = l1[idx[k]] & L1E_OFFSET_MASK,
+            .buf = c->win + (size_t)k * c->s->cluster_size,
+        };
+        co_enter(co_create(l2_read_entry, &c->reads[k]));
+    }
+    c->waiter = co_self();
+    while (c->pending) {
+        co_yield();
+    }
+    c->waiter = NULL;
+}
+
 /* ---- step 1: L1 tables ---- */
+
+/* L1 entry @i whose table is window slot @k. */
+static int check_l1_entry(CheckState *c, uint64_t e, uint32_t i, int k,
+                          bool active)
+{
+    uint64_t l2_offset = e & L1E_OFFSET_MASK;
+    int ret;
+
+    if (e & L1E_RESERVED_MASK) {
+        fprintf(stderr, "ERROR found L1 entry with reserved bits set: %"
+                PRIx64 "\n", e);
+        c->res->corruptions++;
+    }
+    ret = inc_refs(c, l2_offset, c->s->cluster_size);
+    if (ret < 0) {
+        return ret;
+    }
+    if (qcow2_offset_into_cluster(c->s, l2_offset)) {
+        fprintf(stderr, "ERROR l2_offset=%" PRIx64 ": Table is not "
+                "cluster aligned; L1 entry corrupted\n", l2_offset);
+        c->res->corruptions++;
+    }
+    return check_l2(c, k, c->reads[k].ret, active, i);
+}
 
 static int coroutine_fn check_l1_entries(CheckState *c, const uint64_t *l1,
                                          uint32_t l1_size, bool active)
 {
-    for (uint32_t i = 0; i < l1_size; i++) {
-        uint64_t l2_offset = l1[i] & L1E_OFFSET_MASK;
-        int ret;
+    uint32_t idx[WINDOW_MAX];
+    uint32_t i = 0;
 
-        if (!l1[i]) {
-            continue;
+    while (i < l1_size) {
+        int n = 0;
+
+        for (; i < l1_size && n < c->win_len; i++) {
+            if (l1[i]) {
+                idx[n++] = i;
+            }
         }
-        if (l1[i] & L1E_RESERVED_MASK) {
-            fprintf(stderr, "ERROR found L1 entry with reserved bits set: %"
-                    PRIx64 "\n", l1[i]);
-            c->res->corruptions++;
-        }
-        ret = inc_refs(c, l2_offset, c->s->cluster_size);
-        if (ret < 0) {
-            return ret;
-        }
-        if (qcow2_offset_into_cluster(c->s, l2_offset)) {
-            fprintf(stderr, "ERROR l2_offset=%" PRIx64 ": Table is not "
-                    "cluster aligned; L1 entry corrupted\n", l2_offset);
-            c->res->corruptions++;
-        }
-        ret = check_l2(c, l2_offset, active, active, i);
-        if (ret < 0) {
-            return ret;
+        read_window(c, l1, idx, n);
+        for (int k = 0; k < n; k++) {
+            int ret = check_l1_entry(c, l1[idx[k]], idx[k], k, active);
+
+            if (ret < 0) {
+                return ret;
+            }
         }
     }
     return 0;
@@ -620,29 +689,31 @@ static bool bitmap_entry_ok(BDRVQcow2State *s, uint64_t e)
                     !(e & BME_TABLE_ALL_ONES));
 }
 
-/* One bitmap: its table and the clusters the table points at. */
+/* One bitmap: its table and the clusters the table points at.  The
+ * table is read in pieces: its size comes from the image. */
 static int coroutine_fn check_one_bitmap(CheckState *c, uint64_t off,
                                          uint32_t size)
 {
+    const uint32_t piece = 65536;
     g_autofree uint8_t *t = NULL;
     int ret = inc_refs(c, off, (int64_t)size * 8);
 
     if (ret < 0 || !size) {
         return ret;
     }
-    t = g_try_malloc((size_t)size * 8);
-    if (!t) {
-        c->res->check_errors++;
-        return -ENOMEM;
-    }
-    ret = qcow2_read_table(c->bs, off, (uint64_t)size * 8, t);
-    if (ret < 0) {
-        c->res->corruptions++;
-        return ret;
-    }
+    t = g_malloc((size_t)MIN(size, piece) * 8);
     for (uint32_t i = 0; i < size && ret == 0; i++) {
-        uint64_t e = q_ld64(t + (size_t)i * 8);
+        uint64_t e;
 
+        if (i % piece == 0) {
+            ret = qcow2_read_table(c->bs, off + (uint64_t)i * 8,
+                                   (uint64_t)MIN(size - i, piece) * 8, t);
+            if (ret < 0) {
+                c->res->corruptions++;
+                return ret;
+            }
+        }
+        e = q_ld64(t + (size_t)(i % piece) * 8);
         if (!bitmap_entry_ok(c->s, e)) {
             c->res->corruptions++;
         } else if (e & BME_TABLE_OFFSET_MASK) {
@@ -875,6 +946,7 @@ static int coroutine_fn active_entries(CheckState *c, uint32_t l1_index,
         }
         cur->base += t->count;
     }
+    c->l2buf = c->win;
     ret = qcow2_read_table(c->bs, l2_offset, c->s->cluster_size, c->l2buf);
     if (ret < 0) {
         fprintf(stderr, "ERROR: Could not read L2 table: %s\n",
@@ -975,7 +1047,9 @@ static int coroutine_fn check_init(CheckState *c)
                                        s->cluster_size << CHUNK_BITS);
     c->count_max = MIN((uint64_t)s->refcount_max, UINT32_MAX);
     c->data_file = s->h.incompatible_features & QCOW2_INCOMPAT_DATA_FILE;
-    c->l2buf = g_malloc(s->cluster_size);
+    c->win_len = MAX(1, MIN(WINDOW_MAX, WINDOW_BYTES / s->cluster_size));
+    c->win = g_malloc((size_t)c->win_len * s->cluster_size);
+    c->l2buf = c->win;
     c->kept_tables = g_array_new(false, false, sizeof(KeptTable));
     c->kept = g_array_new(false, false, sizeof(uint64_t));
     c->res->bfi.total_clusters = DIV_ROUND_UP(s->h.size, s->cluster_size);
@@ -991,7 +1065,7 @@ static void check_free(CheckState *c)
         g_free(c->rb_buf[i]);
     }
     g_free(c->chunks);
-    g_free(c->l2buf);
+    g_free(c->win);
     if (c->kept_tables) {
         g_array_unref(c->kept_tables);
         g_array_unref(c->kept);
