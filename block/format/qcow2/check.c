@@ -14,13 +14,14 @@
  *      refcounts (refcount 1 <=> flag set).
  *
  * Every table is read once: the L2 entries step 3 needs are kept from
- * step 1 (up to MAX_KEPT_ENTRIES, then tables are read again).  The
+ * step 1 (up to MAX_KEPT_ENTRIES, 2 MiB, then tables are read again).  The
  * counts live in chunks allocated on first reference, so memory follows
  * what the metadata references, not the virtual or file size; a cluster
  * may only be counted when it lies inside the file (as the reference),
- * which bounds the chunk directory by the file's length.  Counts are
- * 32-bit and saturate at the image's refcount maximum (64-bit refcount
- * images overflow at 2^32 - 1 references, which no real image reaches).
+ * which bounds the chunk directory by the file's length.  Counts are 16
+ * bits wide, 32 for images with wider refcounts, and stop at the image's
+ * refcount maximum (64-bit refcount images overflow at 2^32 - 1
+ * references, which no real image reaches).
  */
 #include <stdio.h>
 #include "qcow2.h"
@@ -32,7 +33,7 @@
 #define L2E_STD_RESERVED_MASK 0x3f000000000001feULL
 #define L2_BITMAP_ALL_ALLOC 0xffffffffULL
 #define RB_CACHE_LEN 8
-#define MAX_KEPT_ENTRIES (8U * 1024 * 1024)
+#define MAX_KEPT_ENTRIES (1U << 18)
 #define MIN_CHUNK_BUDGET 1024
 #define WINDOW_MAX 16
 #define WINDOW_BYTES (2 * MiB)
@@ -67,7 +68,8 @@ struct CheckState {
     BlockCheckResult *res;
     int64_t file_len;
     uint64_t nb_clusters;         /* clusters compared (file + at most 1) */
-    uint32_t **chunks;            /* counts, CHUNK_LEN per chunk */
+    void **chunks;                /* counts, CHUNK_LEN per chunk */
+    bool wide;                    /* 32-bit counts (refcount_bits > 16) */
     uint64_t nb_chunks, chunks_used, chunk_budget;
     uint32_t count_max;
     bool data_file;               /* external data file: data not counted */
@@ -77,7 +79,7 @@ struct CheckState {
     bool kept_dropped;
     uint64_t rb_off[RB_CACHE_LEN];
     uint8_t *rb_buf[RB_CACHE_LEN];
-    int rb_next;
+    int rb_next, rb_last;
     GArray *snapshots;            /* Snapshot */
     uint64_t snapshots_size;
     uint8_t *win;                 /* L2 tables read together */
@@ -91,21 +93,38 @@ struct CheckState {
 
 static uint32_t count_get(CheckState *c, uint64_t k)
 {
-    uint32_t *ch = k < c->nb_chunks << CHUNK_BITS ? c->chunks[k >> CHUNK_BITS]
-                                                  : NULL;
-    return ch ? ch[k & (CHUNK_LEN - 1)] : 0;
+    void *ch = k < c->nb_chunks << CHUNK_BITS ? c->chunks[k >> CHUNK_BITS]
+                                              : NULL;
+    unsigned i = k & (CHUNK_LEN - 1);
+
+    if (!ch) {
+        return 0;
+    }
+    return c->wide ? ((uint32_t *)ch)[i] : ((uint16_t *)ch)[i];
 }
 
-/* The chunk holding cluster @k, allocated on first use within budget. */
-static uint32_t *count_chunk(CheckState *c, uint64_t k)
+static void count_set(CheckState *c, void *ch, uint64_t k, uint32_t v)
 {
-    uint32_t **slot = &c->chunks[k >> CHUNK_BITS];
+    unsigned i = k & (CHUNK_LEN - 1);
+
+    if (c->wide) {
+        ((uint32_t *)ch)[i] = v;
+    } else {
+        ((uint16_t *)ch)[i] = v;
+    }
+}
+
+/* The chunk holding cluster @k, allocated on first use within budget;
+ * counts are as wide as the image's refcounts need (16 or 32 bits). */
+static void *count_chunk(CheckState *c, uint64_t k)
+{
+    void **slot = &c->chunks[k >> CHUNK_BITS];
 
     if (!*slot) {
         if (c->chunks_used >= c->chunk_budget) {
             return NULL;
         }
-        *slot = g_try_new0(uint32_t, CHUNK_LEN);
+        *slot = g_try_malloc0((size_t)CHUNK_LEN * (c->wide ? 4 : 2));
         c->chunks_used += *slot != NULL;
     }
     return *slot;
@@ -131,14 +150,16 @@ static int inc_refs(CheckState *c, int64_t offset, int64_t size)
     }
     for (uint64_t k = offset >> c->s->cluster_bits;
          k <= (uint64_t)(offset + size - 1) >> c->s->cluster_bits; k++) {
-        uint32_t *ch = count_chunk(c, k);
+        void *ch = count_chunk(c, k);
+        uint32_t v;
 
         if (!ch) {
             c->res->check_errors++;
             return -ENOMEM;
         }
         c->nb_clusters = MAX(c->nb_clusters, k + 1);
-        if (ch[k & (CHUNK_LEN - 1)] == c->count_max) {
+        v = count_get(c, k);
+        if (v == c->count_max) {
             fprintf(stderr, "ERROR: overflow cluster offset=0x%" PRIx64 "\n"
                     "Use qemu-img amend to increase the refcount entry "
                     "width or qemu-img convert to create a clean copy if "
@@ -146,7 +167,7 @@ static int inc_refs(CheckState *c, int64_t offset, int64_t size)
             c->res->corruptions++;
             continue;
         }
-        ch[k & (CHUNK_LEN - 1)]++;
+        count_set(c, ch, k, v + 1);
     }
     return 0;
 }
@@ -184,8 +205,13 @@ static int coroutine_fn get_refblock(CheckState *c, uint64_t ti,
         signal_unaligned(c, off, ti);
         return -EIO;
     }
+    if (c->rb_buf[c->rb_last] && c->rb_off[c->rb_last] == off) {
+        *buf = c->rb_buf[c->rb_last];
+        return 0;
+    }
     for (i = 0; i < RB_CACHE_LEN; i++) {
         if (c->rb_buf[i] && c->rb_off[i] == off) {
+            c->rb_last = i;
             *buf = c->rb_buf[i];
             return 0;
         }
@@ -201,6 +227,7 @@ static int coroutine_fn get_refblock(CheckState *c, uint64_t ti,
         return ret;
     }
     c->rb_off[i] = off;
+    c->rb_last = i;
     *buf = c->rb_buf[i];
     return 0;
 }
@@ -312,8 +339,10 @@ static void keep_entry(CheckState *c, uint64_t e, KeptTable *t)
     t->count++;
     if (c->kept->len > MAX_KEPT_ENTRIES) {
         c->kept_dropped = true;
-        g_array_set_size(c->kept, 0);
-        g_array_set_size(c->kept_tables, 0);
+        g_array_unref(c->kept);
+        g_array_unref(c->kept_tables);
+        c->kept = g_array_new(false, false, sizeof(uint64_t));
+        c->kept_tables = g_array_new(false, false, sizeof(KeptTable));
     }
 }
 
@@ -1040,11 +1069,19 @@ static int coroutine_fn check_init(CheckState *c)
     }
     c->nb_clusters = file_clusters;
     c->nb_chunks = (file_clusters + 1 + CHUNK_LEN - 1) >> CHUNK_BITS;
-    c->chunks = g_new0(uint32_t *, c->nb_chunks);
-    alloc = MAX(alloc, 0);
+    c->chunks = g_new0(void *, c->nb_chunks);
+    c->wide = s->refcount_bits > 16;
+    if (alloc < 0) {
+        /* block devices, protocols that cannot tell: the length it is */
+        alloc = c->file_len;
+    }
+    /* enough for every cluster of the allocated bytes and for every
+     * L2 entry they could hold referencing clusters densely (metadata
+     * preallocation): at most half the allocated bytes (a quarter with
+     * 16-bit counts) plus 16 MiB */
     c->chunk_budget = MIN_CHUNK_BUDGET +
-                      4 * DIV_ROUND_UP((uint64_t)alloc,
-                                       s->cluster_size << CHUNK_BITS);
+                      4 * ((uint64_t)alloc / (s->cluster_size << CHUNK_BITS)) +
+                      (uint64_t)alloc / (8 << CHUNK_BITS);
     c->count_max = MIN((uint64_t)s->refcount_max, UINT32_MAX);
     c->data_file = s->h.incompatible_features & QCOW2_INCOMPAT_DATA_FILE;
     c->win_len = MAX(1, MIN(WINDOW_MAX, WINDOW_BYTES / s->cluster_size));
