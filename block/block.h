@@ -46,6 +46,8 @@ enum {
     BDRV_O_NO_BACKING    = 0x0100,
     BDRV_O_NO_FLUSH      = 0x0200,  /* cache.no-flush=on (cache=unsafe) */
     BDRV_O_COPY_ON_READ  = 0x0400,
+    BDRV_O_CHECK         = 0x1000,  /* opened by check: tables it reports on
+                                     * are not judged at open */
     BDRV_O_UNMAP         = 0x4000,  /* discard=unmap */
     BDRV_O_PROTOCOL      = 0x8000,  /* open only a protocol node */
     BDRV_O_NO_IO         = 0x10000, /* metadata only: no data I/O will follow */

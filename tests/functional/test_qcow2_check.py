@@ -340,6 +340,11 @@ HEADER_DAMAGE = {
     'l1_size_grown': [(36, '>I', 100000)],
     'reftable_grown': [(56, '>I', 128)],
     'virtual_size_huge': [(24, '>Q', 1 << 50), (36, '>I', 32768)],
+    'no_reftable': [(56, '>I', 0)],
+    'snapshot_table_unaligned': [(64, '>Q', 0x200)],
+    'snapshot_table_offset_overflows': [(64, '>Q', 0x7ffffffffffff000),
+                                        (60, '>I', 1)],
+    'too_many_snapshots': [(60, '>I', 70000)],
 }
 
 

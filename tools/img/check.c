@@ -195,7 +195,8 @@ static BlockBackend *open_for_check(const CheckArgs *a, const char *name,
 
 int img_check(int argc, char **argv)
 {
-    CheckArgs a = { .cache = "writeback", .output = OFORMAT_HUMAN };
+    CheckArgs a = { .cache = "writeback", .output = OFORMAT_HUMAN,
+                    .flags = BDRV_O_CHECK };
     bool writethrough;
     BlockBackend *blk;
     int ret;

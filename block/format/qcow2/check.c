@@ -620,9 +620,23 @@ static int coroutine_fn read_snapshot(CheckState *c, uint32_t i,
 static int coroutine_fn read_snapshots(CheckState *c)
 {
     uint64_t pos = c->s->h.snapshots_offset;
+    uint32_t nb = c->s->h.nb_snapshots;
 
     c->snapshots = g_array_new(false, true, sizeof(Snapshot));
     g_array_set_clear_func(c->snapshots, snapshot_clear);
+    if (nb > QCOW2_MAX_SNAPSHOTS) {
+        error_report("ERROR snapshot table too large");
+        fprintf(stderr, "You can force-remove all %" PRIu32 " overhanging "
+                "snapshots with qemu-img check -r all\n",
+                nb - QCOW2_MAX_SNAPSHOTS);
+        c->res->check_errors++;
+        return -EFBIG;
+    }
+    if (!qcow2_snapshot_table_ok(c->s)) {
+        error_report("ERROR snapshot table offset invalid");
+        c->res->check_errors++;
+        return -EINVAL;
+    }
     for (uint32_t i = 0; i < c->s->h.nb_snapshots; i++) {
         Snapshot sn = { 0 };
         int ret = read_snapshot(c, i, &pos, &sn);

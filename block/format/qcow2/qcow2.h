@@ -270,6 +270,8 @@ int coroutine_fn qcow2_read_table(BlockDriverState *bs, uint64_t offset,
 int coroutine_fn qcow2_read_header(BlockDriverState *bs, Error **errp);
 int qcow2_check_header_tables(BlockDriverState *bs, int64_t file_len,
                               Error **errp);
+/* Snapshot table offset aligned, table end representable. */
+bool qcow2_snapshot_table_ok(BDRVQcow2State *s);
 int coroutine_fn qcow2_update_header(BlockDriverState *bs);
 int coroutine_fn qcow2_write_incompat(BlockDriverState *bs, uint64_t bits);
 int coroutine_fn qcow2_mark_dirty(BlockDriverState *bs);
