@@ -973,6 +973,7 @@ static int coroutine_fn active_entries(CheckState *c, uint32_t l1_index,
                                        uint64_t l2_offset, KeptCursor *cur,
                                        GArray *out)
 {
+    guint n;
     int ret;
 
     g_array_set_size(out, 0);
@@ -997,14 +998,18 @@ static int coroutine_fn active_entries(CheckState *c, uint32_t l1_index,
         c->res->check_errors++;
         return ret;
     }
-    for (int i = 0; i < c->s->l2_size; i++) {
+    g_array_set_size(out, c->s->l2_size);
+    n = 0;
+    for (int i = next_used_entry(c, 0); i < c->s->l2_size;
+         i = next_used_entry(c, i + 1)) {
         uint64_t e = qcow2_l2_entry(c->s, c->l2buf, i);
         Qcow2ClusterType type = entry_type(c, e);
 
         if (type == QCOW2_CLUSTER_NORMAL || type == QCOW2_CLUSTER_ZERO_ALLOC) {
-            g_array_append_val(out, e);
+            g_array_index(out, uint64_t, n++) = e;
         }
     }
+    g_array_set_size(out, n);
     return 0;
 }
 
