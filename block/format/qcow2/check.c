@@ -22,6 +22,11 @@
  * bits wide, 32 for images with wider refcounts, and stop at the image's
  * refcount maximum (64-bit refcount images overflow at 2^32 - 1
  * references, which no real image reaches).
+ *
+ * Sections: in-memory counts; the image's refcounts (refcount block
+ * reads); step 1: L2 tables, L2 table reads (a window of concurrent
+ * reads), L1 tables, snapshots, persistent bitmaps, refcount blocks;
+ * step 2: compare; step 3: OFLAG_COPIED; entry (init, free, co_check).
  */
 #include <stdio.h>
 #include "qcow2.h"
