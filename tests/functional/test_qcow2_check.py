@@ -272,10 +272,18 @@ def test_bitmaps(tmp_path, ref_qemu_img, ref_qemu_io, our_qemu_img):
 
 
 def test_data_file(tmp_path, ref_qemu_img, ref_qemu_io, our_qemu_img):
+    """External data file: data clusters are not counted (offset 0 with
+    COPIED is allocated); compressed clusters are corruptions."""
     p = made(tmp_path, ref_qemu_img, ref_qemu_io,
              f'data_file={tmp_path}/df.raw', '16M', 'write 0 1M')
     r = compare_check(tmp_path, ref_qemu_img, our_qemu_img, p)
     assert r.rc == 0
+    l2 = rd(p, hdr(p)['l1_off'], '>Q') & 0x00fffffffffffe00
+    wr(p, l2 + 8 * 20, '>Q', 0x4000000000010000)
+    wr(p, l2 + 8 * 21, '>Q', 0x8000000000000000)
+    wr(p, l2 + 8 * 22, '>Q', 0x0000000000050000)
+    r = compare_check(tmp_path, ref_qemu_img, our_qemu_img, p)
+    assert r.rc == 2
 
 
 def ext_l2_image(tmp_path, ref_qemu_img, ref_qemu_io):
