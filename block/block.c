@@ -425,6 +425,40 @@ int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
     return c ? bdrv_get_info(c->bs, bdi) : -ENOTSUP;
 }
 
+typedef struct CheckCo {
+    BlockDriverState *bs;
+    BlockCheckResult *res;
+    int fix;
+    int ret;
+} CheckCo;
+
+static void coroutine_fn check_entry(void *opaque)
+{
+    CheckCo *c = opaque;
+
+    c->ret = c->bs->drv->check->co_check(c->bs, c->res, c->fix);
+}
+
+bool bdrv_can_check(const BlockDriverState *bs)
+{
+    return bs && bs->drv && bs->drv->check && bs->drv->check->co_check;
+}
+
+int bdrv_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
+{
+    CheckCo c = { bs, res, fix, 0 };
+
+    memset(res, 0, sizeof(*res));
+    if (!bs || !bs->drv) {
+        return -ENOMEDIUM;
+    }
+    if (!bdrv_can_check(bs)) {
+        return -ENOTSUP;
+    }
+    co_run_sync(check_entry, &c);
+    return c.ret;
+}
+
 BlockDriverState *bdrv_skip_filters(BlockDriverState *bs)
 {
     BdrvChild *c;

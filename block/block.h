@@ -46,6 +46,8 @@ enum {
     BDRV_O_NO_BACKING    = 0x0100,
     BDRV_O_NO_FLUSH      = 0x0200,  /* cache.no-flush=on (cache=unsafe) */
     BDRV_O_COPY_ON_READ  = 0x0400,
+    BDRV_O_CHECK         = 0x1000,  /* opened by check: tables it reports on
+                                     * are not judged at open */
     BDRV_O_UNMAP         = 0x4000,  /* discard=unmap */
     BDRV_O_PROTOCOL      = 0x8000,  /* open only a protocol node */
     BDRV_O_NO_IO         = 0x10000, /* metadata only: no data I/O will follow */
@@ -180,6 +182,35 @@ typedef struct BlockMeasureInfo {
     bool has_bitmaps;
     uint64_t bitmaps;             /* persistent bitmaps' share, if any */
 } BlockMeasureInfo;
+
+/* check: consistency of a format's metadata (strata-img check).  The
+ * counters are what the tool prints; bfi the allocation statistics. */
+typedef struct BlockCheckResult {
+    int corruptions;              /* metadata errors (not fixed) */
+    int leaks;                    /* clusters counted but unused */
+    int check_errors;             /* the check itself failed somewhere */
+    int corruptions_fixed;
+    int leaks_fixed;
+    int64_t image_end_offset;     /* end of the last used host cluster */
+    struct {
+        uint64_t total_clusters;      /* of the virtual disk */
+        uint64_t allocated_clusters;
+        uint64_t fragmented_clusters;
+        uint64_t compressed_clusters;
+    } bfi;
+} BlockCheckResult;
+
+/* What a check may repair (strata-img check -r leaks|all). */
+typedef enum {
+    BDRV_FIX_LEAKS  = 1,
+    BDRV_FIX_ERRORS = 2,
+} BdrvCheckMode;
+
+/* Check @bs (plain or coroutine context): -ENOTSUP when its driver has no
+ * check ops, -ENOMEDIUM without a driver; @res zeroed first (block.c). */
+int bdrv_check(BlockDriverState *bs, BlockCheckResult *res, int fix);
+/* Does @bs's driver have a check? */
+bool bdrv_can_check(const BlockDriverState *bs);
 
 /* ---- drivers and nodes ---- */
 const BlockDriver *bdrv_find_format(const char *name);     /* any kind, by name */

@@ -184,6 +184,18 @@ typedef struct BlockDriverInfoOps {
  *        .io = &foo_io,
  */
 
+/* check: consistency of a format's metadata (strata-img check; the
+ * result type and bdrv_check() are in block/block.h). */
+typedef struct BlockDriverCheckOps {
+    /* Fill @res (zeroed by the caller); per-problem lines go to stderr as
+     * the reference prints them.  Returns 0 when the check completed
+     * (whatever it found), -errno when it could not (the tool then says
+     * "Check failed: <strerror>").  @fix: BdrvCheckMode bits; a driver
+     * that cannot repair returns -ENOTSUP for fix != 0. */
+    int coroutine_fn (*co_check)(BlockDriverState *bs, BlockCheckResult *res,
+                                 int fix);
+} BlockDriverCheckOps;
+
 /* Data path (block/io.c; open.c also sizes a node with co_getlength).
  * All coroutine_fn, 0/-errno; see the contract at the top of this file
  * for the defaults. */
@@ -347,6 +359,9 @@ struct BlockDriver {
     /* Formats with .supports_backing: change the recorded backing file
      * (rebase -u, commit).  NULL: -ENOTSUP. */
     const BlockDriverBackingOps *backing;
+    /* Metadata check (strata-img check); NULL: "This image format does
+     * not support checks". */
+    const BlockDriverCheckOps *check;
 };
 
 /* The data path group of @drv, or an all-NULL one (never NULL). */

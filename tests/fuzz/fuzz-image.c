@@ -2,7 +2,8 @@
 /*
  * Fuzz target: an untrusted image file, opened read-only with format
  * probing as `info`, `map` and `convert` open one, then walked: length,
- * block status over the whole image, reads at its start, middle and end.
+ * block status over the whole image, reads at its start, middle and end,
+ * then the format's metadata check (strata-img check) where it has one.
  * Every format driver is reached through the probe, so each new image
  * parser is covered here as soon as it is registered.  Errors are the
  * expected outcome for most inputs; crashes, sanitizer reports and hangs
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include "block/block.h"
+#include "block/driver.h"
 #include "tests/fuzz/fuzz-main.h"
 
 #define FUZZ_READ_SIZE   (64 * 1024)
@@ -76,6 +78,15 @@ static void read_around(BlockBackend *blk, int64_t len)
     }
 }
 
+/* The metadata check reads every table the image points at: its own
+ * parser of hostile input. */
+static void check_image(BlockBackend *blk)
+{
+    BlockCheckResult res;
+
+    bdrv_check(blk_bs(blk), &res, 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int fd;
@@ -103,6 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         walk_extents(blk, len);
         read_around(blk, len);
     }
+    check_image(blk);
     blk_unref(blk);
     return 0;
 }

@@ -330,6 +330,11 @@ static bool table_offset_ok(BDRVQcow2State *s, uint64_t offset,
     return qcow2_offset_into_cluster(s, offset) == 0;
 }
 
+bool qcow2_snapshot_table_ok(BDRVQcow2State *s)
+{
+    return table_offset_ok(s, s->h.snapshots_offset, s->h.nb_snapshots, 40);
+}
+
 /* Refcount table, snapshot table and L1 table fields. */
 int qcow2_check_header_tables(BlockDriverState *bs, int64_t file_len,
                               Error **errp)
@@ -342,7 +347,8 @@ int qcow2_check_header_tables(BlockDriverState *bs, int64_t file_len,
         error_setg(errp, "Reference count table too large");
         return -EINVAL;
     }
-    if (h->refcount_table_clusters == 0) {
+    if (h->refcount_table_clusters == 0 &&
+        !(bs->open_flags & BDRV_O_CHECK)) {
         error_setg(errp, "Image does not contain a reference count table");
         return -EINVAL;
     }
@@ -351,11 +357,13 @@ int qcow2_check_header_tables(BlockDriverState *bs, int64_t file_len,
         error_setg(errp, "Reference count table offset invalid");
         return -EINVAL;
     }
-    if (h->nb_snapshots > QCOW2_MAX_SNAPSHOTS) {
+    /* check reports a bad snapshot table pointer itself */
+    if (h->nb_snapshots > QCOW2_MAX_SNAPSHOTS &&
+        !(bs->open_flags & BDRV_O_CHECK)) {
         error_setg(errp, "Snapshot table too large");
         return -EINVAL;
     }
-    if (!table_offset_ok(s, h->snapshots_offset, h->nb_snapshots, 40)) {
+    if (!qcow2_snapshot_table_ok(s) && !(bs->open_flags & BDRV_O_CHECK)) {
         error_setg(errp, "Snapshot table offset invalid");
         return -EINVAL;
     }

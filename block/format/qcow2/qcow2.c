@@ -709,4 +709,5 @@ const BlockDriver bdrv_qcow2 = {
     .io = &qcow2_io,
     .info = &qcow2_info_ops,
     .measure = &qcow2_measure_ops,
+    .check = &qcow2_check_ops,
 };

@@ -13,6 +13,7 @@
  *   bitmap.c         persistent bitmap directory (for info)
  *   snapshot.c       snapshot table extents (for overlap checks)
  *   compress.c       (de)compression of compressed clusters (compress.h)
+ *   check.c          consistency check (strata-img check)
  *
  * Locking: s->lock (CoMutex) protects all metadata (caches, L1, refcount
  * table, free-cluster hints).  Reads take it only for the lookup;
@@ -296,6 +297,8 @@ int coroutine_fn qcow2_read_table(BlockDriverState *bs, uint64_t offset,
 int coroutine_fn qcow2_read_header(BlockDriverState *bs, Error **errp);
 int qcow2_check_header_tables(BlockDriverState *bs, int64_t file_len,
                               Error **errp);
+/* Snapshot table offset aligned, table end representable. */
+bool qcow2_snapshot_table_ok(BDRVQcow2State *s);
 int coroutine_fn qcow2_update_header(BlockDriverState *bs);
 int coroutine_fn qcow2_write_incompat(BlockDriverState *bs, uint64_t bits);
 int coroutine_fn qcow2_mark_dirty(BlockDriverState *bs);
@@ -425,6 +428,7 @@ int coroutine_fn qcow2_preallocate(BlockDriverState *bs, uint64_t from,
                                    uint64_t to, PreallocMode mode,
                                    Error **errp);
 extern const BlockDriverInfoOps qcow2_info_ops;
+extern const BlockDriverCheckOps qcow2_check_ops;
 int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
                                    bool exact, PreallocMode prealloc,
                                    BdrvRequestFlags flags, Error **errp);

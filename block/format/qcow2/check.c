@@ -1,0 +1,1181 @@
+#include "config.h"
+/*
+ * qcow2 consistency check (strata-img check): detection and reporting,
+ * with the reference's messages, counters and order.
+ *
+ *   1. count references: header, active L1 and its L2 tables and data
+ *      clusters (with allocation statistics), snapshot L1/L2 tables, the
+ *      snapshot table, the refcount table, the crypto header, refcount
+ *      blocks (each must be referenced exactly once);
+ *   2. compare the counts with the image's refcounts, cluster by cluster
+ *      (one read per refcount block): too small is a corruption, too
+ *      large a leak;
+ *   3. OFLAG_COPIED of the active L1 and L2 entries against the image's
+ *      refcounts (refcount 1 <=> flag set).
+ *
+ * Every table is read once: the L2 entries step 3 needs are kept from
+ * step 1 (up to MAX_KEPT_ENTRIES, 2 MiB, then tables are read again).  The
+ * counts live in chunks allocated on first reference, so memory follows
+ * what the metadata references, not the virtual or file size; a cluster
+ * may only be counted when it lies inside the file (as the reference),
+ * which bounds the chunk directory by the file's length.  Counts are 16
+ * bits wide, 32 for images with wider refcounts, and stop at the image's
+ * refcount maximum (64-bit refcount images overflow at 2^32 - 1
+ * references, which no real image reaches).
+ *
+ * Sections: in-memory counts; the image's refcounts (refcount block
+ * reads); step 1: L2 tables, L2 table reads (a window of concurrent
+ * reads), L1 tables, snapshots, persistent bitmaps, refcount blocks;
+ * step 2: compare; step 3: OFLAG_COPIED; entry (init, free, co_check).
+ */
+#include <stdio.h>
+#include "qcow2.h"
+
+#define CHUNK_BITS 12
+#define CHUNK_LEN (1U << CHUNK_BITS)
+#define REFT_OFFSET_MASK 0xfffffffffffffe00ULL
+#define REFT_RESERVED_MASK 0x1ffULL
+#define L2E_STD_RESERVED_MASK 0x3f000000000001feULL
+#define L2_BITMAP_ALL_ALLOC 0xffffffffULL
+#define RB_CACHE_LEN 8
+#define MAX_KEPT_ENTRIES (1U << 18)
+#define MIN_CHUNK_BUDGET 1024
+#define WINDOW_MAX 16
+#define WINDOW_BYTES (2 * MiB)
+#define SN_HEADER_LEN 40
+#define SN_MAX_EXTRA 1024
+#define SN_MAX_TABLE (64 * MiB)
+
+typedef struct KeptTable {
+    uint32_t l1_index;
+    uint32_t count;               /* entries in CheckState.kept */
+} KeptTable;
+
+typedef struct CheckState CheckState;
+
+typedef struct L2Read {
+    CheckState *c;
+    uint64_t offset;
+    uint8_t *buf;
+    int ret;
+} L2Read;
+
+typedef struct Snapshot {
+    uint64_t l1_offset;
+    uint32_t l1_size;
+    uint32_t extra;               /* extra data bytes */
+    char *id, *name;
+} Snapshot;
+
+struct CheckState {
+    BlockDriverState *bs;
+    BDRVQcow2State *s;
+    BlockCheckResult *res;
+    int64_t file_len;
+    uint64_t nb_clusters;         /* clusters compared (file + at most 1) */
+    void **chunks;                /* counts, CHUNK_LEN per chunk */
+    bool wide;                    /* 32-bit counts (refcount_bits > 16) */
+    uint64_t nb_chunks, chunks_used, chunk_budget;
+    uint32_t count_max;
+    bool data_file;               /* external data file: data not counted */
+    uint8_t *l2buf;               /* the L2 table being checked */
+    GArray *kept_tables;          /* KeptTable */
+    GArray *kept;                 /* uint64_t L2 entries (normal/zero-alloc) */
+    bool kept_dropped;
+    uint64_t rb_off[RB_CACHE_LEN];
+    uint8_t *rb_buf[RB_CACHE_LEN];
+    int rb_next, rb_last;
+    GArray *snapshots;            /* Snapshot */
+    uint64_t snapshots_size;
+    uint8_t *win;                 /* L2 tables read together */
+    int win_len;
+    L2Read reads[WINDOW_MAX];
+    int pending;
+    Coroutine *waiter;
+};
+
+/* ---- in-memory counts ---- */
+
+static uint32_t count_get(CheckState *c, uint64_t k)
+{
+    void *ch = k < c->nb_chunks << CHUNK_BITS ? c->chunks[k >> CHUNK_BITS]
+                                              : NULL;
+    unsigned i = k & (CHUNK_LEN - 1);
+
+    if (!ch) {
+        return 0;
+    }
+    return c->wide ? ((uint32_t *)ch)[i] : ((uint16_t *)ch)[i];
+}
+
+static void count_set(CheckState *c, void *ch, uint64_t k, uint32_t v)
+{
+    unsigned i = k & (CHUNK_LEN - 1);
+
+    if (c->wide) {
+        ((uint32_t *)ch)[i] = v;
+    } else {
+        ((uint16_t *)ch)[i] = v;
+    }
+}
+
+/* The chunk holding cluster @k, allocated on first use within budget;
+ * counts are as wide as the image's refcounts need (16 or 32 bits). */
+static void *count_chunk(CheckState *c, uint64_t k)
+{
+    void **slot = &c->chunks[k >> CHUNK_BITS];
+
+    if (!*slot) {
+        if (c->chunks_used >= c->chunk_budget) {
+            return NULL;
+        }
+        *slot = g_try_malloc0((size_t)CHUNK_LEN * (c->wide ? 4 : 2));
+        c->chunks_used += *slot != NULL;
+    }
+    return *slot;
+}
+
+/* One more reference to every cluster of [offset, offset + size); the
+ * last cluster of the file may be partly beyond its end, anything more is
+ * a corruption that is not counted (so counts never outgrow the file). */
+static int inc_refs(CheckState *c, int64_t offset, int64_t size)
+{
+    uint64_t cs = c->s->cluster_size;
+
+    if (size <= 0) {
+        return 0;
+    }
+    if (offset < 0 || offset > INT64_MAX - size ||
+        offset + size - c->file_len >= (int64_t)cs) {
+        fprintf(stderr, "ERROR: counting reference for region exceeding the "
+                "end of the file by one cluster or more: offset 0x%" PRIx64
+                " size 0x%" PRIx64 "\n", offset, size);
+        c->res->corruptions++;
+        return 0;
+    }
+    for (uint64_t k = offset >> c->s->cluster_bits;
+         k <= (uint64_t)(offset + size - 1) >> c->s->cluster_bits; k++) {
+        void *ch = count_chunk(c, k);
+        uint32_t v;
+
+        if (!ch) {
+            c->res->check_errors++;
+            return -ENOMEM;
+        }
+        c->nb_clusters = MAX(c->nb_clusters, k + 1);
+        v = count_get(c, k);
+        if (v == c->count_max) {
+            fprintf(stderr, "ERROR: overflow cluster offset=0x%" PRIx64 "\n"
+                    "Use qemu-img amend to increase the refcount entry "
+                    "width or qemu-img convert to create a clean copy if "
+                    "the image cannot be opened for writing\n", k * cs);
+            c->res->corruptions++;
+            continue;
+        }
+        count_set(c, ch, k, v + 1);
+    }
+    return 0;
+}
+
+/* ---- the image's refcounts ---- */
+
+/* The first lookup through a misaligned refcount block reports it (once
+ * per image, as a runtime corruption would be). */
+static void signal_unaligned(CheckState *c, uint64_t off, uint64_t ti)
+{
+    if (c->s->corrupt_reported) {
+        return;
+    }
+    c->s->corrupt_reported = true;
+    fprintf(stderr, "qcow2: Image is corrupt: Refblock offset %#" PRIx64
+            " unaligned (reftable index: %#" PRIx64 "); further non-fatal "
+            "corruption events will be suppressed\n", off, ti);
+}
+
+/* Refcount block @ti: *buf NULL when there is none, -EIO when its
+ * offset is misaligned.  A few blocks are kept for scattered lookups. */
+static int coroutine_fn get_refblock(CheckState *c, uint64_t ti,
+                                     uint8_t **buf)
+{
+    BDRVQcow2State *s = c->s;
+    uint64_t off = ti < s->refcount_table_size ?
+                   s->refcount_table[ti] & REFT_OFFSET_MASK : 0;
+    int i, ret;
+
+    *buf = NULL;
+    if (!off) {
+        return 0;
+    }
+    if (qcow2_offset_into_cluster(s, off)) {
+        signal_unaligned(c, off, ti);
+        return -EIO;
+    }
+    if (c->rb_buf[c->rb_last] && c->rb_off[c->rb_last] == off) {
+        *buf = c->rb_buf[c->rb_last];
+        return 0;
+    }
+    for (i = 0; i < RB_CACHE_LEN; i++) {
+        if (c->rb_buf[i] && c->rb_off[i] == off) {
+            c->rb_last = i;
+            *buf = c->rb_buf[i];
+            return 0;
+        }
+    }
+    i = c->rb_next;
+    c->rb_next = (c->rb_next + 1) % RB_CACHE_LEN;
+    if (!c->rb_buf[i]) {
+        c->rb_buf[i] = g_malloc(s->cluster_size);
+    }
+    c->rb_off[i] = 0;
+    ret = qcow2_read_table(c->bs, off, s->cluster_size, c->rb_buf[i]);
+    if (ret < 0) {
+        return ret;
+    }
+    c->rb_off[i] = off;
+    c->rb_last = i;
+    *buf = c->rb_buf[i];
+    return 0;
+}
+
+static int coroutine_fn image_refcount(CheckState *c, uint64_t k,
+                                       uint64_t *rc)
+{
+    uint8_t *block;
+    int ret = get_refblock(c, k >> c->s->refblock_bits, &block);
+
+    *rc = 0;
+    if (ret == 0 && block) {
+        *rc = qcow2_get_refcount_entry(c->s, block,
+                                       k & ((1ULL << c->s->refblock_bits) - 1));
+    }
+    return ret;
+}
+
+/* ---- step 1: L2 tables ---- */
+
+/* Entry type; with an external data file offset 0 is valid when the
+ * COPIED flag says the cluster is allocated. */
+static Qcow2ClusterType entry_type(CheckState *c, uint64_t e)
+{
+    Qcow2ClusterType t = qcow2_cluster_type(c->s, e);
+
+    if (t == QCOW2_CLUSTER_UNALLOCATED && c->data_file &&
+        (e & QCOW_OFLAG_COPIED)) {
+        return QCOW2_CLUSTER_NORMAL;
+    }
+    return t;
+}
+
+/* Compressed cluster: flags that must be clear, then its bytes. */
+static int check_compressed(CheckState *c, int i, uint64_t e, uint64_t bm,
+                            bool frag)
+{
+    uint64_t host, len;
+
+    qcow2_parse_compressed(c->s, e, &host, &len);
+    if (e & QCOW_OFLAG_COPIED) {
+        fprintf(stderr, "ERROR: coffset=0x%" PRIx64 ": copied flag must "
+                "never be set for compressed clusters\n", host);
+        e &= ~QCOW_OFLAG_COPIED;
+        c->res->corruptions++;
+    }
+    if (c->data_file) {
+        fprintf(stderr, "ERROR compressed cluster %d with data file, "
+                "entry=0x%" PRIx64 "\n", i, e);
+        c->res->corruptions++;
+        return 0;
+    }
+    if (bm) {
+        fprintf(stderr, "ERROR compressed cluster %d with non-zero "
+                "subcluster allocation bitmap, entry=0x%" PRIx64 "\n", i, e);
+        c->res->corruptions++;
+        return 0;
+    }
+    if (frag) {
+        /* compressed clusters count as fragmented: adjacent ones still
+         * share sectors */
+        c->res->bfi.allocated_clusters++;
+        c->res->bfi.compressed_clusters++;
+        c->res->bfi.fragmented_clusters++;
+    }
+    return inc_refs(c, host, len);
+}
+
+/* Normal or preallocated-zero cluster: bitmap, alignment, statistics. */
+static int check_allocated(CheckState *c, uint64_t e, uint64_t bm,
+                           bool frag, uint64_t *next)
+{
+    BDRVQcow2State *s = c->s;
+    uint64_t off = e & L2E_OFFSET_MASK;
+
+    if ((bm >> 32) & bm) {
+        c->res->corruptions++;
+        fprintf(stderr, "ERROR offset=%" PRIx64 ": Allocated cluster has "
+                "corrupted subcluster allocation bitmap\n", off);
+    }
+    if (qcow2_offset_into_cluster(s, off)) {
+        bool data = s->extended_l2 ? (bm & L2_BITMAP_ALL_ALLOC) != 0
+                                   : !(e & QCOW_OFLAG_ZERO);
+        c->res->corruptions++;
+        fprintf(stderr, "ERROR offset=%" PRIx64 ": %s cluster is not "
+                "properly aligned; L2 entry corrupted.\n", off,
+                data ? "Data" : "Preallocated");
+    }
+    if (frag) {
+        c->res->bfi.allocated_clusters++;
+        if (*next && off != *next) {
+            c->res->bfi.fragmented_clusters++;
+        }
+        *next = off + s->cluster_size;
+    }
+    return c->data_file ? 0 : inc_refs(c, off, s->cluster_size);
+}
+
+/* Keep what step 3 needs of active table entry @e, within the budget. */
+static void keep_entry(CheckState *c, uint64_t e, KeptTable *t)
+{
+    Qcow2ClusterType type = entry_type(c, e);
+
+    if (c->kept_dropped ||
+        (type != QCOW2_CLUSTER_NORMAL && type != QCOW2_CLUSTER_ZERO_ALLOC)) {
+        return;
+    }
+    g_array_append_val(c->kept, e);
+    t->count++;
+    if (c->kept->len > MAX_KEPT_ENTRIES) {
+        c->kept_dropped = true;
+        g_array_unref(c->kept);
+        g_array_unref(c->kept_tables);
+        c->kept = g_array_new(false, false, sizeof(uint64_t));
+        c->kept_tables = g_array_new(false, false, sizeof(KeptTable));
+    }
+}
+
+/* Index of the first entry at or after @i that is not all zero (entry
+ * and bitmap: zero means unallocated, nothing to check), or l2_size.
+ * Most of a sparse image's tables are zero: scan them 8 words at once. */
+static int next_used_entry(CheckState *c, int i)
+{
+    int shift = c->s->extended_l2 ? 1 : 0;
+    size_t w = (size_t)i << shift, nw = (size_t)c->s->l2_size << shift;
+    uint64_t v[8];
+
+    while (w < nw) {
+        if (!(w & 7) && w + 8 <= nw) {
+            memcpy(v, c->l2buf + w * 8, sizeof(v));
+            if (!(v[0] | v[1] | v[2] | v[3] | v[4] | v[5] | v[6] | v[7])) {
+                w += 8;
+                continue;
+            }
+        }
+        memcpy(v, c->l2buf + w * 8, 8);
+        if (v[0]) {
+            return w >> shift;
+        }
+        w++;
+    }
+    return c->s->l2_size;
+}
+
+/* One entry of an L2 table (qcow2.txt "Standard/Compressed Cluster
+ * Descriptor", extended L2 bitmaps). */
+static int check_l2_entry(CheckState *c, int i, bool frag, uint64_t *next)
+{
+    uint64_t e = qcow2_l2_entry(c->s, c->l2buf, i);
+    uint64_t bm = qcow2_l2_bitmap(c->s, c->l2buf, i);
+    Qcow2ClusterType type = entry_type(c, e);
+
+    if (type != QCOW2_CLUSTER_COMPRESSED && (e & L2E_STD_RESERVED_MASK)) {
+        fprintf(stderr, "ERROR found l2 entry with reserved bits set: %"
+                PRIx64 "\n", e);
+        c->res->corruptions++;
+    }
+    switch (type) {
+    case QCOW2_CLUSTER_COMPRESSED:
+        return check_compressed(c, i, e, bm, frag);
+    case QCOW2_CLUSTER_NORMAL:
+    case QCOW2_CLUSTER_ZERO_ALLOC:
+        return check_allocated(c, e, bm, frag, next);
+    case QCOW2_CLUSTER_UNALLOCATED:
+        if (bm & L2_BITMAP_ALL_ALLOC) {
+            c->res->corruptions++;
+            fprintf(stderr, "ERROR: Unallocated cluster has non-zero "
+                    "subcluster allocation map\n");
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* Table @k of the window, read with result @read_ret. */
+static int check_l2(CheckState *c, int k, int read_ret, bool active,
+                    uint32_t l1_index)
+{
+    KeptTable t = { l1_index, 0 };
+    uint64_t next = 0;
+    int ret;
+
+    if (read_ret < 0) {
+        fprintf(stderr, "ERROR: I/O error in check_refcounts_l2\n");
+        c->res->check_errors++;
+        return read_ret;
+    }
+    c->l2buf = c->win + (size_t)k * c->s->cluster_size;
+    for (int i = next_used_entry(c, 0); i < c->s->l2_size;
+         i = next_used_entry(c, i + 1)) {
+        ret = check_l2_entry(c, i, active, &next);
+        if (ret < 0) {
+            return ret;
+        }
+        if (active) {
+            keep_entry(c, qcow2_l2_entry(c->s, c->l2buf, i), &t);
+        }
+    }
+    if (active && !c->kept_dropped) {
+        g_array_append_val(c->kept_tables, t);
+    }
+    return 0;
+}
+
+/* ---- step 1: L2 table reads, a window at a time ---- */
+
+static void coroutine_fn l2_read_entry(void *opaque)
+{
+    L2Read *r = opaque;
+    CheckState *c = r->c;
+
+    r->ret = qcow2_read_table(c->bs, r->offset, c->s->cluster_size, r->buf);
+    if (--c->pending == 0 && c->waiter) {
+        co_wake_later(c->waiter);
+    }
+}
+
+/* Read the L2 tables of L1 entries @idx[0..n) at once: the requests
+ * overlap and batch instead of waiting for each other. */
+static void coroutine_fn read_window(CheckState *c, const uint64_t *l1,
+                                     const uint32_t *idx, int n)
+{
+    c->pending = n;
+    c->waiter = NULL;
+    for (int k = 0; k < n; k++) {
+        c->reads[k] = (L2Read) {
+            .c = c, .offset = l1[idx[k]] & L1E_OFFSET_MASK,
+            .buf = c->win + (size_t)k * c->s->cluster_size,
+        };
+        co_enter(co_create(l2_read_entry, &c->reads[k]));
+    }
+    c->waiter = co_self();
+    while (c->pending) {
+        co_yield();
+    }
+    c->waiter = NULL;
+}
+
+/* ---- step 1: L1 tables ---- */
+
+/* L1 entry @i whose table is window slot @k. */
+static int check_l1_entry(CheckState *c, uint64_t e, uint32_t i, int k,
+                          bool active)
+{
+    uint64_t l2_offset = e & L1E_OFFSET_MASK;
+    int ret;
+
+    if (e & L1E_RESERVED_MASK) {
+        fprintf(stderr, "ERROR found L1 entry with reserved bits set: %"
+                PRIx64 "\n", e);
+        c->res->corruptions++;
+    }
+    ret = inc_refs(c, l2_offset, c->s->cluster_size);
+    if (ret < 0) {
+        return ret;
+    }
+    if (qcow2_offset_into_cluster(c->s, l2_offset)) {
+        fprintf(stderr, "ERROR l2_offset=%" PRIx64 ": Table is not "
+                "cluster aligned; L1 entry corrupted\n", l2_offset);
+        c->res->corruptions++;
+    }
+    return check_l2(c, k, c->reads[k].ret, active, i);
+}
+
+static int coroutine_fn check_l1_entries(CheckState *c, const uint64_t *l1,
+                                         uint32_t l1_size, bool active)
+{
+    uint32_t idx[WINDOW_MAX];
+    uint32_t i = 0;
+
+    while (i < l1_size) {
+        int n = 0;
+
+        for (; i < l1_size && n < c->win_len; i++) {
+            if (l1[i]) {
+                idx[n++] = i;
+            }
+        }
+        read_window(c, l1, idx, n);
+        for (int k = 0; k < n; k++) {
+            int ret = check_l1_entry(c, l1[idx[k]], idx[k], k, active);
+
+            if (ret < 0) {
+                return ret;
+            }
+        }
+    }
+    return 0;
+}
+
+/* An L1 table and everything below it; the active one is in memory
+ * already (read at open), snapshots' are read here. */
+static int coroutine_fn check_l1(CheckState *c, uint64_t offset,
+                                 uint32_t l1_size, bool active)
+{
+    g_autofree uint64_t *l1 = NULL;
+    g_autofree uint8_t *raw = NULL;
+    int ret;
+
+    if (!l1_size) {
+        return 0;
+    }
+    ret = inc_refs(c, offset, (int64_t)l1_size * 8);
+    if (ret < 0 || active) {
+        return ret < 0 ? ret : check_l1_entries(c, c->s->l1_table, l1_size,
+                                                true);
+    }
+    raw = g_try_malloc((size_t)l1_size * 8);
+    l1 = g_try_new(uint64_t, l1_size);
+    if (!raw || !l1) {
+        c->res->check_errors++;
+        return -ENOMEM;
+    }
+    ret = qcow2_read_table(c->bs, offset, (uint64_t)l1_size * 8, raw);
+    if (ret < 0) {
+        fprintf(stderr, "ERROR: I/O error in check_refcounts_l1\n");
+        c->res->check_errors++;
+        return ret;
+    }
+    for (uint32_t i = 0; i < l1_size; i++) {
+        l1[i] = q_ld64(raw + (size_t)i * 8);
+    }
+    return check_l1_entries(c, l1, l1_size, false);
+}
+
+/* ---- snapshots ---- */
+
+static void snapshot_clear(gpointer p)
+{
+    Snapshot *sn = p;
+
+    g_free(sn->id);
+    g_free(sn->name);
+}
+
+/* One snapshot table entry at *pos (qcow2.txt "Snapshot table"); moves
+ * *pos past it, 8-byte aligned.  Failures are reported as the
+ * reference's snapshot table reader words them. */
+static int coroutine_fn read_snapshot(CheckState *c, uint32_t i,
+                                      uint64_t *pos, Snapshot *sn)
+{
+    uint8_t h[SN_HEADER_LEN];
+    uint16_t id_len, name_len;
+    g_autofree char *strs = NULL;
+    int ret = qcow2_read_table(c->bs, *pos, sizeof(h), h);
+
+    if (ret < 0) {
+        error_report("ERROR failed to read the snapshot table: Failed to "
+                     "read snapshot table: %s", strerror(-ret));
+        return ret;
+    }
+    sn->l1_offset = q_ld64(h);
+    sn->l1_size = q_ld32(h + 8);
+    id_len = q_ld16(h + 12);
+    name_len = q_ld16(h + 14);
+    sn->extra = q_ld32(h + 36);
+    if (sn->extra > SN_MAX_EXTRA) {
+        error_report("ERROR failed to read the snapshot table: Too much "
+                     "extra metadata in snapshot table entry %" PRIu32, i);
+        fprintf(stderr, "You can force-remove this extra metadata with "
+                "qemu-img check -r all\n");
+        return -EFBIG;
+    }
+    strs = g_malloc0((size_t)id_len + name_len + 2);
+    ret = qcow2_read_table(c->bs, *pos + sizeof(h) + sn->extra,
+                           (uint64_t)id_len + name_len, strs);
+    if (ret < 0) {
+        error_report("ERROR failed to read the snapshot table: Failed to "
+                     "read snapshot table: %s", strerror(-ret));
+        return ret;
+    }
+    sn->id = g_strndup(strs, id_len);
+    sn->name = g_strndup(strs + id_len, name_len);
+    *pos += sizeof(h) + sn->extra + id_len + name_len;
+    if (*pos - c->s->h.snapshots_offset > SN_MAX_TABLE) {
+        error_report("ERROR failed to read the snapshot table: Snapshot "
+                     "table is too big");
+        fprintf(stderr, "You can force-remove all %" PRIu32 " overhanging "
+                "snapshots with qemu-img check -r all\n",
+                c->s->h.nb_snapshots - i);
+        return -EFBIG;
+    }
+    *pos = ROUND_UP(*pos, 8);
+    return 0;
+}
+
+/* The snapshot table: entries and its size in bytes.  Version 3 entries
+ * must carry at least the 16 bytes of extra data the spec requires. */
+static int coroutine_fn read_snapshots(CheckState *c)
+{
+    uint64_t pos = c->s->h.snapshots_offset;
+    uint32_t nb = c->s->h.nb_snapshots;
+
+    c->snapshots = g_array_new(false, true, sizeof(Snapshot));
+    g_array_set_clear_func(c->snapshots, snapshot_clear);
+    if (nb > QCOW2_MAX_SNAPSHOTS) {
+        error_report("ERROR snapshot table too large");
+        fprintf(stderr, "You can force-remove all %" PRIu32 " overhanging "
+                "snapshots with qemu-img check -r all\n",
+                nb - QCOW2_MAX_SNAPSHOTS);
+        c->res->check_errors++;
+        return -EFBIG;
+    }
+    if (!qcow2_snapshot_table_ok(c->s)) {
+        error_report("ERROR snapshot table offset invalid");
+        c->res->check_errors++;
+        return -EINVAL;
+    }
+    for (uint32_t i = 0; i < c->s->h.nb_snapshots; i++) {
+        Snapshot sn = { 0 };
+        int ret = read_snapshot(c, i, &pos, &sn);
+
+        if (ret < 0) {
+            snapshot_clear(&sn);
+            c->res->check_errors++;
+            return ret;
+        }
+        g_array_append_val(c->snapshots, sn);
+    }
+    c->snapshots_size = pos - c->s->h.snapshots_offset;
+    for (guint i = 0; c->s->h.version >= 3 && i < c->snapshots->len; i++) {
+        if (g_array_index(c->snapshots, Snapshot, i).extra < 16) {
+            fprintf(stderr, "ERROR snapshot table entry %u is incomplete\n",
+                    i);
+            c->res->corruptions++;
+        }
+    }
+    return 0;
+}
+
+static int coroutine_fn check_snapshots(CheckState *c)
+{
+    if (c->data_file && c->snapshots->len) {
+        fprintf(stderr, "ERROR %u snapshots in image with data file\n",
+                c->snapshots->len);
+        c->res->corruptions++;
+    }
+    for (guint i = 0; i < c->snapshots->len; i++) {
+        Snapshot *sn = &g_array_index(c->snapshots, Snapshot, i);
+        int ret;
+
+        if (qcow2_offset_into_cluster(c->s, sn->l1_offset)) {
+            fprintf(stderr, "ERROR snapshot %s (%s) l1_offset=%#" PRIx64
+                    ": L1 table is not cluster aligned; snapshot table "
+                    "entry corrupted\n", sn->id, sn->name, sn->l1_offset);
+            c->res->corruptions++;
+            continue;
+        }
+        if (sn->l1_size > QCOW2_MAX_L1_SIZE / 8) {
+            fprintf(stderr, "ERROR snapshot %s (%s) l1_size=%#" PRIx32
+                    ": L1 table is too large; snapshot table entry "
+                    "corrupted\n", sn->id, sn->name, sn->l1_size);
+            c->res->corruptions++;
+            continue;
+        }
+        ret = check_l1(c, sn->l1_offset, sn->l1_size, false);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return inc_refs(c, c->s->h.snapshots_offset, c->snapshots_size);
+}
+
+/* ---- persistent bitmaps ---- */
+
+#define BME_TABLE_OFFSET_MASK 0x00fffffffffffe00ULL
+#define BME_TABLE_RESERVED_MASK 0xff000000000001feULL
+#define BME_TABLE_ALL_ONES 1ULL
+#define BME_MAX_TABLE_SIZE 0x8000000U
+#define BME_DIR_HEADER_LEN 24
+#define BM_MAX_DIRECTORY (64 * MiB)
+
+/* The bitmaps extension, when the image keeps it up to date (autoclear
+ * bit set; otherwise the bitmaps do not count, as for the reference). */
+static const uint8_t *bitmaps_ext(BDRVQcow2State *s)
+{
+    if (!(s->h.autoclear_features & QCOW2_AUTOCLEAR_BITMAPS) ||
+        !s->unknown_exts) {
+        return NULL;
+    }
+    for (guint i = 0; i < s->unknown_exts->len; i++) {
+        Qcow2UnknownExt *e = g_ptr_array_index(s->unknown_exts, i);
+
+        if (e->magic == QCOW2_EXT_BITMAPS && e->len >= 24) {
+            return q_ld32(e->data) ? e->data : NULL;
+        }
+    }
+    return NULL;
+}
+
+/* A bitmap table entry (qcow2.txt "Bitmap table"): reserved bits clear,
+ * data clusters aligned, "all ones" only without a cluster. */
+static bool bitmap_entry_ok(BDRVQcow2State *s, uint64_t e)
+{
+    uint64_t off = e & BME_TABLE_OFFSET_MASK;
+
+    if (e & BME_TABLE_RESERVED_MASK) {
+        return false;
+    }
+    return !off || (!qcow2_offset_into_cluster(s, off) &&
+                    !(e & BME_TABLE_ALL_ONES));
+}
+
+/* One bitmap: its table and the clusters the table points at.  The
+ * table is read in pieces: its size comes from the image. */
+static int coroutine_fn check_one_bitmap(CheckState *c, uint64_t off,
+                                         uint32_t size)
+{
+    const uint32_t piece = 65536;
+    g_autofree uint8_t *t = NULL;
+    int ret = inc_refs(c, off, (int64_t)size * 8);
+
+    if (ret < 0 || !size) {
+        return ret;
+    }
+    t = g_malloc((size_t)MIN(size, piece) * 8);
+    for (uint32_t i = 0; i < size && ret == 0; i++) {
+        uint64_t e;
+
+        if (i % piece == 0) {
+            ret = qcow2_read_table(c->bs, off + (uint64_t)i * 8,
+                                   (uint64_t)MIN(size - i, piece) * 8, t);
+            if (ret < 0) {
+                c->res->corruptions++;
+                return ret;
+            }
+        }
+        e = q_ld64(t + (size_t)(i % piece) * 8);
+        if (!bitmap_entry_ok(c->s, e)) {
+            c->res->corruptions++;
+        } else if (e & BME_TABLE_OFFSET_MASK) {
+            ret = inc_refs(c, e & BME_TABLE_OFFSET_MASK, c->s->cluster_size);
+        }
+    }
+    return ret;
+}
+
+/* Walk the bitmap directory (qcow2.txt "Bitmap directory"); a directory
+ * that cannot be parsed is a corruption that stops the check. */
+static int coroutine_fn walk_bitmap_dir(CheckState *c, const uint8_t *d,
+                                        uint64_t len, uint32_t nb)
+{
+    uint64_t pos = 0;
+
+    for (uint32_t i = 0; i < nb; i++) {
+        uint64_t toff, elen;
+        uint32_t tsize;
+        int ret;
+
+        if (len - pos < BME_DIR_HEADER_LEN) {
+            return -EINVAL;
+        }
+        toff = q_ld64(d + pos);
+        tsize = q_ld32(d + pos + 8);
+        elen = ROUND_UP(BME_DIR_HEADER_LEN + (uint64_t)q_ld32(d + pos + 20) +
+                        q_ld16(d + pos + 18), 8);
+        if (elen > len - pos || tsize > BME_MAX_TABLE_SIZE ||
+            qcow2_offset_into_cluster(c->s, toff)) {
+            return -EINVAL;
+        }
+        ret = check_one_bitmap(c, toff, tsize);
+        if (ret < 0) {
+            return ret;
+        }
+        pos += elen;
+    }
+    return 0;
+}
+
+static int coroutine_fn check_bitmaps(CheckState *c)
+{
+    const uint8_t *ext = bitmaps_ext(c->s);
+    uint64_t len, off;
+    g_autofree uint8_t *dir = NULL;
+    int ret;
+
+    if (!ext) {
+        return 0;
+    }
+    len = q_ld64(ext + 8);
+    off = q_ld64(ext + 16);
+    ret = inc_refs(c, off, len);
+    if (ret < 0) {
+        return ret;
+    }
+    dir = len <= BM_MAX_DIRECTORY ? g_try_malloc(len ? len : 1) : NULL;
+    ret = dir ? qcow2_read_table(c->bs, off, len, dir) : -EINVAL;
+    if (ret == 0) {
+        ret = walk_bitmap_dir(c, dir, len, q_ld32(ext));
+    }
+    if (ret == -EINVAL) {
+        c->res->corruptions++;
+    }
+    return ret;
+}
+
+/* ---- step 1: refcount blocks ---- */
+
+/* Each refcount table entry: reserved bits, alignment, inside the file,
+ * and its block referenced by nothing else. */
+static int check_refblocks(CheckState *c)
+{
+    BDRVQcow2State *s = c->s;
+
+    for (uint64_t i = 0; i < s->refcount_table_size; i++) {
+        uint64_t off = s->refcount_table[i] & REFT_OFFSET_MASK;
+        uint64_t k = off >> s->cluster_bits;
+        int ret;
+
+        if (s->refcount_table[i] & REFT_RESERVED_MASK) {
+            fprintf(stderr, "ERROR refcount table entry %" PRIu64 " has "
+                    "reserved bits set\n", i);
+            c->res->corruptions++;
+            continue;
+        }
+        if (qcow2_offset_into_cluster(s, off)) {
+            fprintf(stderr, "ERROR refcount block %" PRIu64 " is not "
+                    "cluster aligned; refcount table entry corrupted\n", i);
+            c->res->corruptions++;
+            continue;
+        }
+        if (k >= c->nb_clusters) {
+            c->res->corruptions++;
+            fprintf(stderr, "ERROR refcount block %" PRIu64 " is outside "
+                    "image\n", i);
+            continue;
+        }
+        if (!off) {
+            continue;
+        }
+        ret = inc_refs(c, off, s->cluster_size);
+        if (ret < 0) {
+            return ret;
+        }
+        if (count_get(c, k) != 1) {
+            fprintf(stderr, "ERROR refcount block %" PRIu64 " refcount=%"
+                    PRIu32 "\n", i, count_get(c, k));
+            c->res->corruptions++;
+        }
+    }
+    return 0;
+}
+
+static int coroutine_fn count_references(CheckState *c)
+{
+    BDRVQcow2State *s = c->s;
+    int ret = inc_refs(c, 0, s->cluster_size);
+
+    if (ret == 0) {
+        ret = check_l1(c, s->h.l1_table_offset, s->l1_size, true);
+    }
+    if (ret == 0) {
+        ret = check_snapshots(c);
+    }
+    if (ret == 0) {
+        ret = inc_refs(c, s->h.refcount_table_offset,
+                       (int64_t)s->refcount_table_size * 8);
+    }
+    if (ret == 0 && s->has_crypto_ext) {
+        ret = inc_refs(c, s->crypto_offset, s->crypto_length);
+    }
+    if (ret == 0) {
+        ret = check_bitmaps(c);
+    }
+    return ret < 0 ? ret : check_refblocks(c);
+}
+
+/* ---- step 2: compare ---- */
+
+/* One cluster whose count and refcount differ. */
+static void report_mismatch(CheckState *c, uint64_t k, uint64_t rc,
+                            uint64_t count)
+{
+    fprintf(stderr, "%s cluster %" PRIu64 " refcount=%" PRIu64
+            " reference=%" PRIu64 "\n", rc < count ? "ERROR" : "Leaked",
+            k, rc, count);
+    if (rc < count) {
+        c->res->corruptions++;
+    } else {
+        c->res->leaks++;
+    }
+}
+
+/* Clusters [from, to) covered by refcount block @ti. */
+static void coroutine_fn compare_range(CheckState *c, uint64_t ti,
+                                       uint64_t from, uint64_t to,
+                                       uint64_t *highest)
+{
+    uint64_t mask = (1ULL << c->s->refblock_bits) - 1;
+    uint8_t *block;
+    int ret = get_refblock(c, ti, &block);
+
+    for (uint64_t k = from; k < to; k++) {
+        uint64_t rc = 0, count;
+
+        if (!block && ret == 0) {
+            /* no refcount block: only counted clusters matter */
+            if (!c->chunks[k >> CHUNK_BITS]) {
+                k |= CHUNK_LEN - 1;
+                continue;
+            }
+        } else if (ret < 0) {
+            fprintf(stderr, "Can't get refcount for cluster %" PRIu64 ": %s\n",
+                    k, strerror(-ret));
+            c->res->check_errors++;
+            continue;
+        } else {
+            rc = qcow2_get_refcount_entry(c->s, block, k & mask);
+        }
+        count = count_get(c, k);
+        if (rc || count) {
+            *highest = k;
+        }
+        if (rc != count) {
+            report_mismatch(c, k, rc, count);
+        }
+    }
+}
+
+static void coroutine_fn compare_refcounts(CheckState *c, uint64_t *highest)
+{
+    uint64_t per_block = 1ULL << c->s->refblock_bits;
+
+    *highest = 0;
+    for (uint64_t from = 0; from < c->nb_clusters; from += per_block) {
+        compare_range(c, from / per_block, from,
+                      MIN(from + per_block, c->nb_clusters), highest);
+    }
+}
+
+/* ---- step 3: OFLAG_COPIED ---- */
+
+/* Where step 3 is in the tables kept by step 1. */
+typedef struct KeptCursor {
+    guint table;
+    uint64_t base;                /* first entry of that table in kept */
+} KeptCursor;
+
+/* The normal / preallocated-zero entries of the active table at
+ * @l1_index: kept from step 1, or read again. */
+static int coroutine_fn active_entries(CheckState *c, uint32_t l1_index,
+                                       uint64_t l2_offset, KeptCursor *cur,
+                                       GArray *out)
+{
+    guint n;
+    int ret;
+
+    g_array_set_size(out, 0);
+    for (; cur->table < c->kept_tables->len; cur->table++) {
+        KeptTable *t = &g_array_index(c->kept_tables, KeptTable, cur->table);
+
+        if (t->l1_index > l1_index) {
+            break;
+        }
+        if (t->l1_index == l1_index) {
+            g_array_append_vals(out, &g_array_index(c->kept, uint64_t,
+                                                    cur->base), t->count);
+            return 0;
+        }
+        cur->base += t->count;
+    }
+    c->l2buf = c->win;
+    ret = qcow2_read_table(c->bs, l2_offset, c->s->cluster_size, c->l2buf);
+    if (ret < 0) {
+        fprintf(stderr, "ERROR: Could not read L2 table: %s\n",
+                strerror(-ret));
+        c->res->check_errors++;
+        return ret;
+    }
+    g_array_set_size(out, c->s->l2_size);
+    n = 0;
+    for (int i = next_used_entry(c, 0); i < c->s->l2_size;
+         i = next_used_entry(c, i + 1)) {
+        uint64_t e = qcow2_l2_entry(c->s, c->l2buf, i);
+        Qcow2ClusterType type = entry_type(c, e);
+
+        if (type == QCOW2_CLUSTER_NORMAL || type == QCOW2_CLUSTER_ZERO_ALLOC) {
+            g_array_index(out, uint64_t, n++) = e;
+        }
+    }
+    g_array_set_size(out, n);
+    return 0;
+}
+
+/* The flag must be set exactly when the refcount is 1. */
+static bool copied_ok(uint64_t entry, uint64_t rc)
+{
+    return (rc == 1) == ((entry & QCOW_OFLAG_COPIED) != 0);
+}
+
+static void coroutine_fn check_copied_data(CheckState *c, GArray *entries)
+{
+    for (guint j = 0; j < entries->len; j++) {
+        uint64_t e = g_array_index(entries, uint64_t, j), rc = 1;
+
+        if (!c->data_file &&
+            image_refcount(c, (e & L2E_OFFSET_MASK) >> c->s->cluster_bits,
+                           &rc) < 0) {
+            continue;
+        }
+        if (!copied_ok(e, rc)) {
+            c->res->corruptions++;
+            fprintf(stderr, "ERROR OFLAG_COPIED data cluster: l2_entry=%"
+                    PRIx64 " refcount=%" PRIu64 "\n", e, rc);
+        }
+    }
+}
+
+static int coroutine_fn check_oflag_copied(CheckState *c)
+{
+    BDRVQcow2State *s = c->s;
+    g_autoptr(GArray) entries = g_array_new(false, false, sizeof(uint64_t));
+    KeptCursor cursor = { 0, 0 };
+
+    for (uint32_t i = 0; i < s->l1_size; i++) {
+        uint64_t l2_offset = s->l1_table[i] & L1E_OFFSET_MASK, rc;
+        int ret;
+
+        if (!l2_offset ||
+            image_refcount(c, l2_offset >> s->cluster_bits, &rc) < 0) {
+            continue;
+        }
+        if (!copied_ok(s->l1_table[i], rc)) {
+            c->res->corruptions++;
+            fprintf(stderr, "ERROR OFLAG_COPIED L2 cluster: l1_index=%" PRIu32
+                    " l1_entry=%" PRIx64 " refcount=%" PRIu64 "\n", i,
+                    s->l1_table[i], rc);
+        }
+        ret = active_entries(c, i, l2_offset, &cursor, entries);
+        if (ret < 0) {
+            return ret;
+        }
+        check_copied_data(c, entries);
+    }
+    return 0;
+}
+
+/* ---- entry ---- */
+
+/* Sizes from the file; the chunk budget follows its allocated bytes so a
+ * sparse hostile file cannot make the counts large. */
+static int coroutine_fn check_init(CheckState *c)
+{
+    BDRVQcow2State *s = c->s;
+    int64_t alloc = bdrv_co_get_allocated_file_size(c->bs->file->bs);
+    uint64_t file_clusters;
+
+    c->file_len = bdrv_co_getlength(c->bs->file->bs);
+    if (c->file_len < 0) {
+        c->res->check_errors++;
+        return c->file_len;
+    }
+    file_clusters = DIV_ROUND_UP((uint64_t)c->file_len, s->cluster_size);
+    if (file_clusters > INT_MAX) {
+        c->res->check_errors++;
+        return -EFBIG;
+    }
+    c->nb_clusters = file_clusters;
+    c->nb_chunks = (file_clusters + 1 + CHUNK_LEN - 1) >> CHUNK_BITS;
+    c->chunks = g_new0(void *, c->nb_chunks);
+    c->wide = s->refcount_bits > 16;
+    if (alloc < 0) {
+        /* block devices, protocols that cannot tell: the length it is */
+        alloc = c->file_len;
+    }
+    /* enough for every cluster of the allocated bytes and for every
+     * L2 entry they could hold referencing clusters densely (metadata
+     * preallocation): at most half the allocated bytes (a quarter with
+     * 16-bit counts) plus 16 MiB */
+    c->chunk_budget = MIN_CHUNK_BUDGET +
+                      4 * ((uint64_t)alloc / (s->cluster_size << CHUNK_BITS)) +
+                      (uint64_t)alloc / (8 << CHUNK_BITS);
+    c->count_max = MIN((uint64_t)s->refcount_max, UINT32_MAX);
+    c->data_file = s->h.incompatible_features & QCOW2_INCOMPAT_DATA_FILE;
+    c->win_len = MAX(1, MIN(WINDOW_MAX, WINDOW_BYTES / s->cluster_size));
+    c->win = g_malloc((size_t)c->win_len * s->cluster_size);
+    c->l2buf = c->win;
+    c->kept_tables = g_array_new(false, false, sizeof(KeptTable));
+    c->kept = g_array_new(false, false, sizeof(uint64_t));
+    c->res->bfi.total_clusters = DIV_ROUND_UP(s->h.size, s->cluster_size);
+    return 0;
+}
+
+static void check_free(CheckState *c)
+{
+    for (uint64_t i = 0; c->chunks && i < c->nb_chunks; i++) {
+        g_free(c->chunks[i]);
+    }
+    for (int i = 0; i < RB_CACHE_LEN; i++) {
+        g_free(c->rb_buf[i]);
+    }
+    g_free(c->chunks);
+    g_free(c->win);
+    if (c->kept_tables) {
+        g_array_unref(c->kept_tables);
+        g_array_unref(c->kept);
+    }
+    if (c->snapshots) {
+        g_array_unref(c->snapshots);
+    }
+}
+
+static int coroutine_fn check_locked(CheckState *c)
+{
+    uint64_t highest;
+    int ret = check_init(c);
+
+    if (ret == 0) {
+        ret = read_snapshots(c);
+    }
+    if (ret == 0) {
+        ret = count_references(c);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    compare_refcounts(c, &highest);
+    ret = check_oflag_copied(c);
+    if (ret < 0) {
+        return ret;
+    }
+    c->res->image_end_offset = (highest + 1) * c->s->cluster_size;
+    return 0;
+}
+
+static int coroutine_fn qcow2_co_check(BlockDriverState *bs,
+                                       BlockCheckResult *res, int fix)
+{
+    BDRVQcow2State *s = bs->opaque;
+    CheckState c = { .bs = bs, .s = s, .res = res };
+    int ret;
+
+    if (fix) {
+        return -ENOTSUP;
+    }
+    co_mutex_lock(&s->lock);
+    ret = check_locked(&c);
+    co_mutex_unlock(&s->lock);
+    check_free(&c);
+    return ret;
+}
+
+const BlockDriverCheckOps qcow2_check_ops = {
+    .co_check = qcow2_co_check,
+};
