@@ -395,6 +395,7 @@ static int coroutine_fn qcow2_do_open(BlockDriverState *bs, QDict *opts,
     int ret;
 
     co_mutex_init(&s->lock);
+    co_queue_init(&s->cw_queue);
     ret = flen < 0 ? (int)flen : qcow2_read_header(bs, errp);
     if (flen < 0) {
         error_setg_errno(errp, -ret, "Could not read qcow2 header");
