@@ -133,6 +133,16 @@ static int measure_data(BlockDriverState *in_bs, uint64_t cs, uint64_t *req)
     return 0;
 }
 
+/* Can the source hold persistent bitmaps (a qcow2 v3 image)?  Only then
+ * does measure report their share, as the reference. */
+static bool source_has_bitmaps(BlockDriverState *in_bs)
+{
+    BDRVQcow2State *s = in_bs->opaque;
+
+    return in_bs->drv && !strcmp(in_bs->drv->format_name, "qcow2") &&
+           s->h.version >= 3;
+}
+
 int qcow2_measure(QDict *opts, BlockDriverState *in_bs,
                   BlockMeasureInfo *info, Error **errp)
 {
@@ -179,7 +189,8 @@ int qcow2_measure(QDict *opts, BlockDriverState *in_bs,
     }
     info->fully_allocated = prealloc_size(size, cs, __builtin_ctzll(rb), ext);
     info->required = info->fully_allocated - size + required;
-    info->has_bitmaps = in_bs && strcmp(compat, "0.10") && strcmp(compat, "v2");
+    info->has_bitmaps = in_bs && source_has_bitmaps(in_bs) &&
+                        strcmp(compat, "0.10") && strcmp(compat, "v2");
     info->bitmaps = 0;
     return 0;
 }
