@@ -192,9 +192,6 @@ typedef struct BDRVQcow2State {
     uint64_t cw_next;             /* ticket of the next to arrive */
     uint64_t cw_turn;             /* ticket allowed to store now */
     CoQueue cw_queue;
-
-    /* block status: is this a metadata-preallocated image (rw.c)? */
-    bool prealloc_checked, prealloc_detected;
 } BDRVQcow2State;
 
 /* ---- byte order ---- */

@@ -658,38 +658,6 @@ int coroutine_fn qcow2_co_flush_to_os(BlockDriverState *bs)
 
 /* ---- block status ---- */
 
-/*
- * Were clusters allocated without being written (preallocation=metadata)?
- * Then data clusters may be holes in the file, and block status asks the
- * file (RECURSE).  The reference guesses so, and so do we to report the
- * same map: when clearly more clusters have a reference (at least 10 %,
- * and 2 clusters, more) than the file has space allocated.  Lock held.
- */
-static int coroutine_fn detect_metadata_prealloc(BlockDriverState *bs)
-{
-    BDRVQcow2State *s = bs->opaque;
-    int64_t len = bdrv_co_getlength(bs->file->bs);
-    int64_t real = bdrv_co_get_allocated_file_size(bs->file->bs);
-    int64_t real_clusters, threshold, count = 0, end;
-
-    if (len < 0 || real < 0) {
-        return len < 0 ? len : real;
-    }
-    real_clusters = real / s->cluster_size;
-    threshold = MAX(real_clusters * 10 / 9, real_clusters + 2);
-    end = DIV_ROUND_UP(len, s->cluster_size);
-    for (int64_t i = 0; i < end && count < threshold; i++) {
-        uint64_t refcount;
-        int ret = qcow2_get_refcount(bs, i, &refcount);
-
-        if (ret < 0) {
-            return ret;
-        }
-        count += refcount != 0;
-    }
-    return count >= threshold;
-}
-
 int coroutine_fn qcow2_co_block_status(BlockDriverState *bs, bool want_zero,
                                        int64_t offset, int64_t bytes,
                                        int64_t *pnum, int64_t *map,
@@ -701,10 +669,6 @@ int coroutine_fn qcow2_co_block_status(BlockDriverState *bs, bool want_zero,
     int ret, status = 0;
 
     co_mutex_lock(&s->lock);
-    if (!s->prealloc_checked) {
-        s->prealloc_detected = detect_metadata_prealloc(bs) > 0;
-        s->prealloc_checked = true;
-    }
     ret = qcow2_get_host_offset(bs, offset, &cur, &host, &type);
     co_mutex_unlock(&s->lock);
     if (ret < 0) {
@@ -725,8 +689,8 @@ int coroutine_fn qcow2_co_block_status(BlockDriverState *bs, bool want_zero,
     if (type == QCOW2_SC_COMPRESSED) {
         status |= BDRV_BLOCK_COMPRESSED;
     }
-    if (s->prealloc_detected && (status & BDRV_BLOCK_DATA) &&
-        (status & BDRV_BLOCK_OFFSET_VALID)) {
+    if (s->data_file != bs->file && type == QCOW2_SC_NORMAL &&
+        (s->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_RAW)) {
         status |= BDRV_BLOCK_RECURSE;
     }
     return status;
