@@ -50,9 +50,10 @@
  *   target stores compressed writes in submission order (block.h), so
  *   the next chunk may submit its own while the first is still being
  *   compressed, and clusters still land in guest order while -m chunks
- *   compress at once on the worker pool.  Other writes (zeroes, or a
- *   cluster written uncompressed by -S 0) have no such promise, so they
- *   wait until every earlier compressed write has completed.
+ *   compress at once on the worker pool.  Other writes (zero runs, and
+ *   the zero chunks -S 0 writes through do_write()) take the turn the
+ *   strict way and also wait until every earlier compressed write has
+ *   completed, so that nothing they allocate overtakes those.
  * - ORDER_NONE: -W.
  */
 typedef enum {
@@ -122,7 +123,6 @@ static int64_t pick_request_size(const ConvertParams *p)
     if (p->compressed) {
         return p->cluster_size;     /* one cluster per request, as qemu-img */
     }
-
     if (!pref) {
         pref = CONVERT_MAX_REQ;
     }
