@@ -928,12 +928,9 @@ int convert_run(const ConvertParams *p)
                      s.werr_off, strerror(-s.werr));
     }
     if (s.ret == 0 && p->compressed) {
-        /* the end of the compressed stream: qcow2 aligns its file end */
+        /* the end of the compressed stream: qcow2 aligns its file end
+         * (a failure fails the convert without a message, as qemu-img) */
         s.ret = blk_pwrite(p->dst, 0, 0, NULL, BDRV_REQ_WRITE_COMPRESSED);
-        if (s.ret < 0) {
-            error_report("error while writing at byte 0: %s",
-                         strerror(-s.ret));
-        }
     }
     if (s.ret == 0) {
         s.ret = blk_flush(p->dst);
