@@ -220,6 +220,9 @@ READ_ONLY = (
         ['measure', '-O', 'qcow2', '-o', 'preallocation=metadata', 'c.qcow2'],
         ['measure', '--output=json', '-O', 'qcow2', 'src.raw'],
         ['measure', '-O', 'raw', 'q.qcow2'],
+        ['measure', '-O', 'qcow2', '-o', 'backing_file=b.qcow2,'
+         'backing_fmt=qcow2', 'q.qcow2'],
+        ['measure', '-O', 'qcow2', 'v2.qcow2'],
         ['compare', 'c.qcow2', 'src.raw'],
         ['compare', 'q.qcow2', 'c.qcow2'],
         ['compare', '-s', 'q.qcow2', 'q.qcow2'],

@@ -178,7 +178,12 @@ int qcow2_measure(QDict *opts, BlockDriverState *in_bs,
         return -EINVAL;
     }
     size = ROUND_UP(size, cs);
-    if (in_bs && mode != PREALLOC_MODE_FULL && mode != PREALLOC_MODE_FALLOC) {
+    if (in_bs && bdrv_opt_str(opts, "backing_file", NULL)) {
+        /* how much the backing file shares with the source is unknown:
+         * count every cluster, as the reference does */
+        required = size;
+    } else if (in_bs && mode != PREALLOC_MODE_FULL &&
+               mode != PREALLOC_MODE_FALLOC) {
         ret = measure_data(in_bs, cs, &required);
         if (ret < 0) {
             error_setg_errno(errp, -ret, "Unable to get block status");
