@@ -312,3 +312,30 @@ def test_io(our_qemu_io, ref_qemu_io, ref_qemu_img, tmp_path, inputs, image,
     ref_dir, our_dir = _same(our_qemu_io, ref_qemu_io, tmp_path, inputs, argv,
                              normalize)
     _check_image(ref_qemu_img, ref_dir, our_dir, image)
+
+
+def test_convert_backing_leaves_backing_data_out(our_qemu_img, ref_qemu_img,
+                                                 ref_qemu_io, tmp_path):
+    """convert -B base of an overlay of base: what the overlay does not
+    hold stays unallocated (the target reads it from base), zeroes it
+    holds become zero clusters, zeroes past base's end are left out."""
+    d = str(tmp_path)
+    _ref(ref_qemu_img, 'create', '-f', 'qcow2', 'base.qcow2', '4M', cwd=d)
+    _ref(ref_qemu_io, '-c', 'write -P 1 0 4M', 'base.qcow2', cwd=d)
+    _ref(ref_qemu_img, 'create', '-f', 'qcow2', '-b', 'base.qcow2', '-F',
+         'qcow2', 'top.qcow2', '6M', cwd=d)
+    _ref(ref_qemu_io, '-c', 'write -P 2 1M 128k', '-c', 'write -z 2M 64k',
+         '-c', 'write -P 3 5M 64k', '-c', 'write -z 5200k 64k', 'top.qcow2',
+         cwd=d)
+    probe = run([our_qemu_img, 'map', '--output=json', 'top.qcow2'], cwd=d)
+    if '"depth": 1' not in probe.out:
+        pytest.skip('backing files are not opened yet')
+    for prog, out in ((ref_qemu_img, 'r.qcow2'), (our_qemu_img, 'o.qcow2')):
+        r = run([prog, 'convert', '-B', 'base.qcow2', '-F', 'qcow2', '-O',
+                 'qcow2', 'top.qcow2', out], cwd=d)
+        assert r.rc == 0, r
+    assert run([ref_qemu_img, 'check', 'o.qcow2'], cwd=d).rc == 0
+    assert run([ref_qemu_img, 'compare', 'r.qcow2', 'o.qcow2'], cwd=d).rc == 0
+    maps = [run([ref_qemu_img, 'map', '--output=json', n], cwd=d).out
+            for n in ('r.qcow2', 'o.qcow2')]
+    assert maps[1] == maps[0]
