@@ -200,6 +200,20 @@ def test_convert_compressed_is_the_references(our_qemu_img, ref_qemu_img,
     assert outs[1] == outs[0]
 
 
+@pytest.mark.parametrize('cluster', ['512', '4k', '8k'])
+def test_create_header_is_the_references(our_qemu_img, ref_qemu_img,
+                                         tmp_path, cluster):
+    """The feature name table is left out of small-cluster images."""
+    heads = []
+    for name, prog in (('r.qcow2', ref_qemu_img), ('o.qcow2', our_qemu_img)):
+        out = str(tmp_path / name)
+        r = run([prog, 'create', '-q', '-f', 'qcow2', '-o',
+                 'cluster_size=' + cluster, out, '1M'])
+        assert r.rc == 0, r
+        heads.append(open(out, 'rb').read())
+    assert heads[1] == heads[0]
+
+
 # --- info, map, measure, compare, dd, resize, bench ---------------------
 
 IMAGES = ['q.qcow2', 'c.qcow2', 'x.qcow2', 'v2.qcow2', 'd.qcow2',
