@@ -439,6 +439,16 @@ static void coroutine_fn check_entry(void *opaque)
     c->ret = c->bs->drv->check->co_check(c->bs, c->res, c->fix);
 }
 
+bool bdrv_format_supports_compression(const BlockDriver *drv)
+{
+    return drv && drv->supports_compression;
+}
+
+bool bdrv_can_write_compressed(const BlockDriverState *bs)
+{
+    return bs && (bs->supported_write_flags & BDRV_REQ_WRITE_COMPRESSED);
+}
+
 bool bdrv_can_check(const BlockDriverState *bs)
 {
     return bs && bs->drv && bs->drv->check && bs->drv->check->co_check;

@@ -75,6 +75,13 @@ typedef enum {
     BDRV_REQ_MAY_UNMAP       = 0x02,  /* write_zeroes may deallocate */
     BDRV_REQ_ZERO_WRITE      = 0x04,  /* (internal) pwritev carries zeroes */
     BDRV_REQ_NO_FALLBACK     = 0x08,  /* write_zeroes: fail fast (-ENOTSUP) if not efficient */
+    /* Store the data compressed (cluster-aligned requests).  A node
+     * stores compressed writes in the order they reach it, i.e. the order
+     * of submission unless the backend was drained meanwhile or a
+     * serialising request overlapped; compressing may run concurrently.
+     * So a caller wanting the clusters laid out in guest order submits in
+     * guest order without waiting for earlier writes to complete (convert,
+     * see its WriteOrder). */
     BDRV_REQ_WRITE_COMPRESSED= 0x10,
     BDRV_REQ_SERIALISING     = 0x20,  /* wait for all overlapping requests */
     BDRV_REQ_PREFETCH        = 0x40,  /* copy-on-read without returning data */
@@ -209,6 +216,10 @@ typedef enum {
 /* Check @bs (plain or coroutine context): -ENOTSUP when its driver has no
  * check ops, -ENOMEDIUM without a driver; @res zeroed first (block.c). */
 int bdrv_check(BlockDriverState *bs, BlockCheckResult *res, int fix);
+/* Does the format store compressed writes (convert -c)?  For an open
+ * node: does @bs take BDRV_REQ_WRITE_COMPRESSED? */
+bool bdrv_format_supports_compression(const BlockDriver *drv);
+bool bdrv_can_write_compressed(const BlockDriverState *bs);
 /* Does @bs's driver have a check? */
 bool bdrv_can_check(const BlockDriverState *bs);
 

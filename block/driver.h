@@ -322,6 +322,7 @@ struct BlockDriver {
     const BlockOptDesc *create_opts;
     bool supports_backing;
     bool read_only_driver;        /* bochs, cloop, dmg */
+    bool supports_compression;    /* stores BDRV_REQ_WRITE_COMPRESSED writes */
     /* A format known only by its probe (block/format/probe-only.c): it
      * takes part in probing so that its images are never guessed to be
      * raw, but opening or creating one fails with

@@ -1101,6 +1101,17 @@ static bool can_compress(BlockDriverState *bs)
     return bs && (bs->supported_write_flags & BDRV_REQ_WRITE_COMPRESSED);
 }
 
+/* An empty compressed write goes to the node that compresses: after a
+ * stream of compressed writes it may tidy up (qcow2 aligns the end of its
+ * file to a sector, as QEMU's does). */
+static int coroutine_fn compressed_end(BlockDriverState *bs, IOVector *qiov)
+{
+    while (passes_flags(bs) && bdrv_filter_child(bs)) {
+        bs = bdrv_filter_child(bs)->bs;
+    }
+    return bdrv_driver_io(bs->drv)->co_pwritev(bs, 0, 0, qiov, BDRV_REQ_WRITE_COMPRESSED);
+}
+
 int coroutine_fn bdrv_co_pwritev(BdrvChild *child, int64_t offset,
                                  int64_t bytes, IOVector *qiov,
                                  BdrvRequestFlags flags)
@@ -1110,9 +1121,10 @@ int coroutine_fn bdrv_co_pwritev(BdrvChild *child, int64_t offset,
     BdrvTrackedRequest req;
     int ret = write_check(bs, offset, bytes);
 
-    if (ret == 0 && bytes == 0 && (flags & BDRV_REQ_WRITE_COMPRESSED) &&
-        !can_compress(bs)) {
-        return -ENOTSUP;    /* even an empty compressed write, as QEMU */
+    if (ret == 0 && bytes == 0 && (flags & BDRV_REQ_WRITE_COMPRESSED)) {
+        /* even an empty compressed write fails where nothing compresses,
+         * as QEMU; where something does, it is the end-of-stream mark */
+        return can_compress(bs) ? compressed_end(bs, qiov) : -ENOTSUP;
     }
     if (ret < 0 || bytes == 0) {
         return ret;

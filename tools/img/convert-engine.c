@@ -45,12 +45,22 @@
  *   convert of the W1 image gives 32-33 extents either way, like the
  *   source.  A chunk waits only while it is a window (the -m chunks in
  *   flight) ahead of the oldest unfinished one, which bounds the skew.
+ * - ORDER_SUBMIT: compressed writes (-c).  Like ORDER_STRICT, except that
+ *   a compressed write passes the turn on as soon as it is submitted: the
+ *   target stores compressed writes in submission order (block.h), so
+ *   the next chunk may submit its own while the first is still being
+ *   compressed, and clusters still land in guest order while -m chunks
+ *   compress at once on the worker pool.  Other writes (zero runs, and
+ *   the zero chunks -S 0 writes through do_write()) take the turn the
+ *   strict way and also wait until every earlier compressed write has
+ *   completed, so that nothing they allocate overtakes those.
  * - ORDER_NONE: -W.
  */
 typedef enum {
     ORDER_NONE,
     ORDER_WINDOW,
     ORDER_STRICT,
+    ORDER_SUBMIT,
 } WriteOrder;
 
 typedef struct Chunk {
@@ -59,6 +69,8 @@ typedef struct Chunk {
     int src;              /* source index */
     int64_t src_off;      /* offset in that source */
     bool zero;
+    bool skip;            /* -B: the target's backing file provides it */
+    bool released;        /* its turn already passed (see write_compressed()) */
     uint64_t seq;
 } Chunk;
 
@@ -75,6 +87,7 @@ typedef struct Convert {
     int64_t src_base;
     int64_t st_end;        /* cached block status covers [cursor, st_end) */
     bool st_zero;
+    bool st_skip;
     /* ordering (see wait_turn()) */
     WriteOrder order;
     uint64_t seq_next;
@@ -82,6 +95,7 @@ typedef struct Convert {
     bool seq_finished[CONVERT_MAX_COROUTINES];  /* window: [seq_low, +m) */
     int64_t seq_progress[CONVERT_MAX_COROUTINES]; /* what each counts */
     CoQueue order_q;
+    int compressing;       /* compressed writes released, not yet done */
     /* window: the write error of the earliest chunk, reported last */
     bool werr_set;
     uint64_t werr_seq;
@@ -106,6 +120,9 @@ static int64_t pick_request_size(const ConvertParams *p)
 {
     uint64_t pref = bdrv_get_limits(blk_bs(p->dst))->opt_transfer;
 
+    if (p->compressed) {
+        return p->cluster_size;     /* one cluster per request, as qemu-img */
+    }
     if (!pref) {
         pref = CONVERT_MAX_REQ;
     }
@@ -150,9 +167,16 @@ static int coroutine_fn status_at(Convert *s, int64_t soff, int64_t *pnum,
     int ret;
 
     for (;;) {
-        ret = bdrv_co_block_status_above(bs, NULL, soff,
-                                         MIN(n * BDRV_SECTOR_SIZE, left),
-                                         pnum, NULL, NULL, depth);
+        if (p->target_backing) {
+            *depth = 1;
+            ret = bdrv_co_block_status(bs, soff,
+                                       MIN(n * BDRV_SECTOR_SIZE, left),
+                                       pnum, NULL, NULL);
+        } else {
+            ret = bdrv_co_block_status_above(bs, NULL, soff,
+                                             MIN(n * BDRV_SECTOR_SIZE, left),
+                                             pnum, NULL, NULL, depth);
+        }
         if (ret >= 0 || !p->salvage) {
             return ret;
         }
@@ -166,6 +190,29 @@ static int coroutine_fn status_at(Convert *s, int64_t soff, int64_t *pnum,
             return BDRV_BLOCK_DATA;     /* just try to read it */
         }
         n = DIV_ROUND_UP(n, 4);
+    }
+}
+
+/*
+ * -B: the target reads its backing file where it is left unallocated, so
+ * only what the source's top layer holds is copied (its status alone, see
+ * status_at()): data, and zeroes written as zeroes, except past the end of
+ * the target's backing file, where the target reads zeroes anyway.  Status
+ * changes at that end, so extents are cut there.
+ */
+static void backing_status(Convert *s, int ret)
+{
+    int64_t blen = s->p->target_backing_len;
+
+    if (blen >= 0 && s->cursor < blen && s->st_end > blen) {
+        s->st_end = blen;
+    }
+    if (ret & BDRV_BLOCK_ZERO) {
+        s->st_zero = true;
+        s->st_skip = blen >= 0 && s->cursor >= blen;
+    } else {
+        s->st_zero = false;
+        s->st_skip = !(ret & BDRV_BLOCK_DATA);
     }
 }
 
@@ -195,7 +242,27 @@ static int coroutine_fn walk_status(Convert *s)
     s->st_end = s->cursor + pnum;
     s->st_zero = (ret & BDRV_BLOCK_ZERO) ||
                  (!(ret & BDRV_BLOCK_DATA) && depth == 0);
+    s->st_skip = false;
+    if (p->target_backing) {
+        backing_status(s, ret);
+    }
     return 0;
+}
+
+/* -c: whole clusters.  An extent shorter than one is taken as data for a
+ * whole cluster (the cluster must be written in one go), longer ones are
+ * cut to whole clusters, as qemu-img does. */
+static int64_t walk_take_compressed(Convert *s)
+{
+    int64_t left = s->st_end - s->cursor, cl = s->p->cluster_size;
+
+    if (left < cl) {
+        s->st_zero = s->st_skip = false;
+        return MIN(cl, s->total - s->cursor);
+    }
+    left = ROUND_DOWN(left, cl);
+    return (s->st_zero && s->p->sparse) || s->st_skip ? left
+                                                      : MIN(left, s->req);
 }
 
 /* Length of the next chunk at the cursor (inside the cached extent). */
@@ -203,6 +270,12 @@ static int64_t walk_take(Convert *s)
 {
     int64_t left = s->st_end - s->cursor;
 
+    if (s->p->compressed) {
+        return walk_take_compressed(s);
+    }
+    if (s->st_skip) {
+        return left;
+    }
     if (s->st_zero && s->p->sparse) {
         return left;        /* one request zeroes (or skips) the lot */
     }
@@ -232,6 +305,8 @@ static bool coroutine_fn next_chunk(Convert *s, Chunk *c)
             c->src = s->cur_src;
             c->src_off = s->cursor - s->src_base;
             c->zero = s->st_zero;
+            c->skip = s->st_skip;
+            c->released = false;
             c->seq = s->seq_next++;
             s->cursor += c->len;
             ok = true;
@@ -242,12 +317,16 @@ static bool coroutine_fn next_chunk(Convert *s, Chunk *c)
 }
 
 /* May chunk @c write yet?  Strict: once every earlier chunk finished.
- * Window: once it is less than a window ahead of the oldest unfinished. */
-static bool may_write(const Convert *s, const Chunk *c)
+ * Window: once it is less than a window ahead of the oldest unfinished.
+ * Submit: as strict, and a write other than a compressed one (@plain)
+ * also waits for the compressed writes still running. */
+static bool may_write(const Convert *s, const Chunk *c, bool plain)
 {
     switch (s->order) {
     case ORDER_STRICT:
         return s->seq_low == c->seq;
+    case ORDER_SUBMIT:
+        return s->seq_low == c->seq && (!plain || s->compressing == 0);
     case ORDER_WINDOW:
         return c->seq < s->seq_low + (uint64_t)s->workers;
     default:
@@ -255,18 +334,24 @@ static bool may_write(const Convert *s, const Chunk *c)
     }
 }
 
-static void coroutine_fn wait_turn(Convert *s, const Chunk *c)
+static void coroutine_fn wait_for(Convert *s, const Chunk *c, bool plain)
 {
-    while (!may_write(s, c)) {
+    while (!may_write(s, c, plain)) {
         co_queue_wait(&s->order_q, NULL);
     }
+}
+
+/* Before a write (see WriteOrder). */
+static void coroutine_fn wait_turn(Convert *s, const Chunk *c)
+{
+    wait_for(s, c, true);
 }
 
 /* Does the progress bar count @c?  The chunks that are read: data, and
  * zeroes when they are written out (-S 0). */
 static bool progress_counts(const Convert *s, const Chunk *c)
 {
-    return !c->zero || !s->p->sparse;
+    return !c->skip && (!c->zero || !s->p->sparse);
 }
 
 static void progress_advance(Convert *s, int64_t bytes)
@@ -284,6 +369,9 @@ static void coroutine_fn chunk_finished(Convert *s, const Chunk *c,
 {
     int m = s->workers;
 
+    if (c->released) {
+        return;         /* counted when its turn passed */
+    }
     if (s->order == ORDER_NONE) {
         progress_advance(s, progress);
         return;
@@ -292,7 +380,7 @@ static void coroutine_fn chunk_finished(Convert *s, const Chunk *c,
      * place, and the window's ring has one slot per chunk inside it.
      * The progress bar moves as the oldest chunks finish, in order, as
      * the reference's does. */
-    wait_turn(s, c);
+    wait_for(s, c, false);
     s->seq_finished[c->seq % m] = true;
     s->seq_progress[c->seq % m] = progress;
     while (s->seq_finished[s->seq_low % m]) {
@@ -300,6 +388,12 @@ static void coroutine_fn chunk_finished(Convert *s, const Chunk *c,
         s->seq_finished[s->seq_low++ % m] = false;
     }
     co_queue_restart_all(&s->order_q);
+}
+
+/* Can writes of several chunks fail in any order (see write_failed())? */
+static bool errors_deferred(const Convert *s)
+{
+    return s->order == ORDER_WINDOW || s->order == ORDER_SUBMIT;
 }
 
 /* A write failed: stop later writes; report it now, or in window order
@@ -310,7 +404,7 @@ static void write_failed(Convert *s, const Chunk *c, int64_t off, int ret)
     if (s->ret == 0) {
         s->ret = ret;
     }
-    if (s->order != ORDER_WINDOW) {
+    if (!errors_deferred(s)) {
         error_report("error while writing at byte %" PRId64 ": %s", off,
                      strerror(-ret));
     } else if (!s->werr_set || c->seq < s->werr_seq) {
@@ -329,7 +423,7 @@ static bool stopped_by_error(const Convert *s, const Chunk *c)
     if (s->ret == 0) {
         return false;
     }
-    return !(s->order == ORDER_WINDOW && s->werr_set && s->werr_seq > c->seq);
+    return !(errors_deferred(s) && s->werr_set && s->werr_seq > c->seq);
 }
 
 /* -r: account @bytes about to be written, sleeping when over the rate. */
@@ -356,7 +450,8 @@ static int coroutine_fn do_write(Convert *s, Chunk *c, int64_t off,
         return s->ret;      /* an earlier chunk failed: stop quietly */
     }
     rate_limit(s, len);
-    ret = blk_co_pwrite(s->p->dst, off, len, buf, 0);
+    ret = blk_co_pwrite(s->p->dst, off, len, buf,
+                        s->p->compressed ? BDRV_REQ_WRITE_COMPRESSED : 0);
     if (ret < 0) {
         write_failed(s, c, off, ret);
     }
@@ -499,7 +594,65 @@ static void coroutine_fn run_start(RunGroup *g, int64_t off, int64_t len,
 
 static bool concurrent_runs(const Convert *s)
 {
-    return s->order != ORDER_STRICT;
+    return s->order == ORDER_NONE || s->order == ORDER_WINDOW;
+}
+
+/*
+ * -c: one compressed write per chunk (whole clusters).  In ORDER_SUBMIT
+ * the write runs in a coroutine of its own: entering it submits the
+ * request (the target takes its place in the storing order before
+ * anything yields), then the turn passes to the next chunk at once and
+ * this one waits for its write.  Progress moves when the turn passes.
+ */
+typedef struct CompressedWrite {
+    Convert *s;
+    const Chunk *c;
+    const uint8_t *buf;
+    int ret;
+    bool done;
+    Coroutine *waiter;
+} CompressedWrite;
+
+static void coroutine_fn compressed_write_co(void *opaque)
+{
+    CompressedWrite *w = opaque;
+    Convert *s = w->s;
+
+    w->ret = blk_co_pwrite(s->p->dst, w->c->off, w->c->len, w->buf,
+                           BDRV_REQ_WRITE_COMPRESSED);
+    if (w->ret < 0) {
+        write_failed(s, w->c, w->c->off, w->ret);
+    }
+    w->done = true;
+    s->compressing--;
+    co_queue_restart_all(&s->order_q);
+    if (w->waiter) {
+        co_wake_later(w->waiter);
+    }
+}
+
+static int coroutine_fn write_compressed(Convert *s, Chunk *c,
+                                         const uint8_t *buf)
+{
+    CompressedWrite w = { .s = s, .c = c, .buf = buf };
+
+    if (s->order != ORDER_SUBMIT) {
+        return do_write(s, c, c->off, c->len, buf);
+    }
+    wait_for(s, c, false);
+    if (stopped_by_error(s, c)) {
+        return s->ret;
+    }
+    rate_limit(s, c->len);
+    s->compressing++;
+    co_enter(co_create(compressed_write_co, &w));
+    chunk_finished(s, c, c->len);      /* the next chunk may submit */
+    c->released = true;
+    if (!w.done) {
+        w.waiter = co_self();
+        co_yield();
+    }
+    return w.ret;
 }
 
 /* Write a data chunk, leaving out zero runs of at least -S bytes. */
@@ -511,6 +664,13 @@ static int coroutine_fn write_data(Convert *s, Chunk *c,
     bool zero = false;
     int ret = 0;
 
+    if (s->p->compressed) {
+        /* a whole chunk of zeroes is a zero run (-S) */
+        if (s->p->sparse && buffer_is_zero(buf, c->len)) {
+            return write_zero_run(s, c, c->off, c->len);
+        }
+        return write_compressed(s, c, buf);
+    }
     if (!s->p->sparse) {
         return do_write(s, c, c->off, c->len, buf);
     }
@@ -554,9 +714,31 @@ static void coroutine_fn salvage_read(Convert *s, const Chunk *c,
     }
 }
 
+/* -c: a whole cluster may run past the end of its source into the next
+ * ones (or past the last: zeroes). */
+static int coroutine_fn read_across(Convert *s, const Chunk *c, uint8_t *buf)
+{
+    const ConvertParams *p = s->p;
+    int64_t pos = 0, soff = c->src_off;
+    int ret = 0;
+
+    for (int i = c->src; i < p->src_num && pos < c->len && ret >= 0; i++) {
+        int64_t n = MIN(c->len - pos, p->src_len[i] - soff);
+
+        ret = n > 0 ? blk_co_pread(p->src[i], soff, n, buf + pos, 0) : 0;
+        pos += MAX(n, 0);
+        soff = 0;
+    }
+    if (pos < c->len) {
+        memset(buf + pos, 0, c->len - pos);
+    }
+    return ret;
+}
+
 static int coroutine_fn read_data(Convert *s, const Chunk *c, uint8_t *buf)
 {
-    int ret = blk_co_pread(s->p->src[c->src], c->src_off, c->len, buf, 0);
+    int ret = s->p->compressed ? read_across(s, c, buf) :
+              blk_co_pread(s->p->src[c->src], c->src_off, c->len, buf, 0);
 
     if (ret < 0 && s->p->salvage) {
         salvage_read(s, c, buf);
@@ -598,7 +780,8 @@ static bool sparse_copy_applies(const Convert *s)
     const ConvertParams *p = s->p;
 
     return p->sparse == 4096 && s->scan_unit == 4096 && p->target_zero &&
-           !p->rate && !p->salvage && s->order != ORDER_STRICT;
+           !p->rate && !p->salvage && !p->compressed &&
+           (s->order == ORDER_NONE || s->order == ORDER_WINDOW);
 }
 
 static bool coroutine_fn try_sparse_copy(Convert *s, const Chunk *c,
@@ -625,6 +808,9 @@ static int coroutine_fn copy_chunk(Convert *s, Chunk *c, uint8_t **buf)
 {
     int ret;
 
+    if (c->skip) {
+        return 0;
+    }
     if (c->zero) {
         return write_zero_run(s, c, c->off, c->len);
     }
@@ -695,6 +881,9 @@ static WriteOrder pick_order(const ConvertParams *p)
     if (!p->in_order) {
         return ORDER_NONE;
     }
+    if (p->compressed) {
+        return ORDER_SUBMIT;
+    }
     return target_places_by_offset(p->dst) ? ORDER_WINDOW : ORDER_STRICT;
 }
 
@@ -737,6 +926,11 @@ int convert_run(const ConvertParams *p)
     if (s.werr_set) {
         error_report("error while writing at byte %" PRId64 ": %s",
                      s.werr_off, strerror(-s.werr));
+    }
+    if (s.ret == 0 && p->compressed) {
+        /* the end of the compressed stream: qcow2 aligns its file end
+         * (a failure fails the convert without a message, as qemu-img) */
+        s.ret = blk_pwrite(p->dst, 0, 0, NULL, BDRV_REQ_WRITE_COMPRESSED);
     }
     if (s.ret == 0) {
         s.ret = blk_flush(p->dst);

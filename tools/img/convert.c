@@ -457,6 +457,7 @@ typedef struct ConvertState {
     bool progress_started;  /* progress_end() owed at exit */
     const BlockDriver *drv, *proto;     /* target format, protocol */
     QDict *create_opts;                 /* -o, checked */
+    bool exit_zero;                     /* failed, yet the status is 0 */
 } ConvertState;
 
 /* Sources are read by a copy that must stay consistent: unless -U, nobody
@@ -554,8 +555,92 @@ static bool parse_create_opts(ConvertState *st)
     return true;
 }
 
+/* -B and -F go into the create options (the reference's old-style
+ * options): only formats with backing files take them. */
+static bool add_backing_opts(ConvertState *st)
+{
+    ConvertOpts *o = &st->o;
+    const char *out_fmt = bdrv_driver_name(st->drv);
+
+    if (o->backing) {
+        if (!bdrv_supports_backing(st->drv)) {
+            error_report("Backing file not supported for file format '%s'",
+                         out_fmt);
+            return false;
+        }
+        qdict_put_str(st->create_opts, "backing_file", o->backing);
+    }
+    if (o->backing_fmt) {
+        if (!bdrv_supports_backing(st->drv)) {
+            error_report("Backing file format not supported for file format "
+                         "'%s'", out_fmt);
+            return false;
+        }
+        qdict_put_str(st->create_opts, "backing_fmt", o->backing_fmt);
+    }
+    return true;
+}
+
+/* The target's backing file (-B or -o backing_file), checked as the
+ * reference checks it. */
+static bool check_backing(ConvertState *st)
+{
+    ConvertOpts *o = &st->o;
+    const char *param = st->create_opts ?
+                        bdrv_opt_str(st->create_opts, "backing_file", NULL) :
+                        NULL;
+
+    st->p.target_backing = param || o->backing;
+    if (o->target_is_zero && st->p.target_backing) {
+        error_report("Cannot use --target-is-zero when the destination image "
+                     "has a backing file");
+        st->exit_zero = true;       /* the reference's status, though */
+        return false;
+    }
+    if (st->p.src_num > 1 && st->p.target_backing) {
+        error_report("Having a backing file for the target makes no sense "
+                     "when concatenating multiple input images");
+        return false;
+    }
+    if (param && !bdrv_opt_str(st->create_opts, "backing_fmt", NULL)) {
+        error_report("Use of backing file requires explicit backing format");
+        return false;
+    }
+    return true;
+}
+
+
+/* -c with the create options: what the reference refuses. */
+static bool check_compress(ConvertState *st)
+{
+    QDict *opts = st->create_opts;
+    const char *prealloc = opts ? bdrv_opt_str(opts, "preallocation", NULL)
+                                : NULL;
+    bool encrypt = opts && (bdrv_opt_bool(opts, "encryption", false, NULL) ||
+                            bdrv_opt_str(opts, "encrypt.format", NULL));
+
+    if (!st->o.compress) {
+        return true;
+    }
+    if (st->drv && !bdrv_format_supports_compression(st->drv)) {
+        error_report("Compression not supported for this file format");
+        return false;
+    }
+    if (encrypt) {
+        error_report("Compression and encryption not supported at the same "
+                     "time");
+        return false;
+    }
+    if (prealloc && strcmp(prealloc, "off")) {
+        error_report("Compression and preallocation not supported at the "
+                     "same time");
+        return false;
+    }
+    return true;
+}
+
 /* Target format checks, in the reference's order: creation support,
- * protocol, -o, backing file; then compression (with -n too). */
+ * protocol, -o, backing file; then compression. */
 static bool check_target_format(ConvertState *st)
 {
     ConvertOpts *o = &st->o;
@@ -564,25 +649,11 @@ static bool check_target_format(ConvertState *st)
     if (!o->skip_create) {
         st->drv = img_creating_format(o->out_fmt);
         st->proto = st->drv ? creating_protocol(out) : NULL;
-        if (!st->proto || !parse_create_opts(st)) {
-            return false;
-        }
-        if (o->backing) {
-            error_report("Backing file not supported for file format '%s'",
-                         o->out_fmt);
-            return false;
-        }
-        if (o->backing_fmt) {
-            error_report("Backing file format not supported for file format "
-                         "'%s'", o->out_fmt);
+        if (!st->proto || !parse_create_opts(st) || !add_backing_opts(st)) {
             return false;
         }
     }
-    if (o->compress) {
-        error_report("Compression not supported for this file format");
-        return false;
-    }
-    return true;
+    return check_backing(st) && check_compress(st);
 }
 
 /* Create the target: format options from -o, size of the sources. */
@@ -595,6 +666,36 @@ static bool create_target(ConvertState *st)
     if (bdrv_create(st->drv, out, st->create_opts, &err) < 0) {
         error_reportf_err(err, "%s: error while converting %s: ", out,
                           bdrv_driver_name(st->drv));
+        return false;
+    }
+    return true;
+}
+
+/* What the copy needs to know of the opened target: its cluster size
+ * (-c writes whole clusters) and, for a new image with a backing file,
+ * where that backing file ends (zeroes past it need no writing). */
+static bool target_geometry(ConvertState *st)
+{
+    BlockDriverState *bs = blk_bs(st->p.dst);
+    BlockDriverState *backing = bdrv_backing_bs(bs);
+    BlockDriverInfo bdi;
+
+    st->p.target_backing_len = -1;
+    if (st->p.target_backing && !st->o.skip_create && backing) {
+        st->p.target_backing_len = bdrv_getlength(backing);
+    }
+    if (bdrv_get_info(bs, &bdi) < 0) {
+        if (st->o.compress) {
+            error_report("could not get block driver info");
+            return false;
+        }
+        return true;
+    }
+    st->o.compress |= bdi.needs_compressed_writes;
+    st->p.cluster_size = bdi.cluster_size;
+    if (st->o.compress && (bdi.cluster_size <= 0 ||
+                           bdi.cluster_size > 2 * 1024 * 1024)) {
+        error_report("invalid cluster size");
         return false;
     }
     return true;
@@ -620,11 +721,16 @@ static bool open_target(ConvertState *st)
     if (!st->p.dst) {
         return false;
     }
+    if (o->compress &&
+        !bdrv_can_write_compressed(blk_bs(st->p.dst))) {
+        error_report("Compression not supported for this file format");
+        return false;
+    }
     if (o->skip_create && blk_getlength(st->p.dst) < total_size(&st->p)) {
         error_report("output file is smaller than input file");
         return false;
     }
-    return true;
+    return target_geometry(st);
 }
 
 /* Sources, target format, creation, target: all but the copy. */
@@ -675,6 +781,10 @@ static int run_copy(ConvertState *st)
     st->p.quiet = o->quiet;
     st->p.coroutines = o->coroutines;
     st->p.rate = o->rate;
+    st->p.compressed = o->compress;
+    if (st->p.target_backing) {
+        st->p.target_zero = false;      /* it reads the backing file */
+    }
     ret = convert_run(&st->p);
     if (ret == 0) {
         progress_print(100, 0);
@@ -729,7 +839,7 @@ int img_convert(int argc, char **argv)
     int status = convert_options(&st.o, argc, argv);
 
     if (status < 0) {
-        status = prepare(&st) ? run_copy(&st) : 1;
+        status = prepare(&st) ? run_copy(&st) : !st.exit_zero;
     }
     if (st.progress_started) {
         progress_end();

@@ -26,6 +26,11 @@ typedef struct ConvertParams {
     bool quiet;               /* -q */
     int coroutines;           /* -m */
     uint64_t rate;            /* -r bytes/s; 0 = unlimited */
+    bool compressed;          /* -c: whole clusters, compressed writes */
+    int64_t cluster_size;     /* the target's (0: none) */
+    bool target_backing;      /* -B: leave what the source's backing
+                               * provides unallocated */
+    int64_t target_backing_len;   /* its length; < 0: unknown */
 } ConvertParams;
 
 /* Copy the concatenated sources to the target; errors are reported.

@@ -172,6 +172,11 @@ static int check_data_file(const Qcow2CreateArgs *a, Error **errp)
                    v3_needed);
         return -EINVAL;
     }
+    if (a->backing_fmt && !a->backing_file) {
+        error_setg(errp, "Backing format cannot be used without backing "
+                   "file");
+        return -EINVAL;
+    }
     if (a->data_file_raw && !a->data_file) {
         error_setg(errp, "data-file-raw requires data-file");
         return -EINVAL;

@@ -511,7 +511,9 @@ static bool put_all_exts(BDRVQcow2State *s, uint8_t *buf, size_t size,
         q_st64(c + 8, s->crypto_length);
         ok = put_ext(buf, size, pos, QCOW2_EXT_CRYPTO, c, 16);
     }
-    if (ok && s->h.version >= 3) {
+    /* the reference leaves the (informational) feature name table out of
+     * images with clusters of 4 KiB or less */
+    if (ok && s->h.version >= 3 && s->cluster_size > 4096) {
         uint8_t t[G_N_ELEMENTS(std_features) * 48] = { 0 };
         for (size_t i = 0; i < G_N_ELEMENTS(std_features); i++) {
             t[i * 48] = std_features[i].type;

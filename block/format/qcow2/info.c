@@ -136,6 +136,16 @@ static int measure_data(BlockDriverState *in_bs, uint64_t cs, uint64_t *req)
     return 0;
 }
 
+/* Can the source hold persistent bitmaps (a qcow2 v3 image)?  Only then
+ * does measure report their share, as the reference. */
+static bool source_has_bitmaps(BlockDriverState *in_bs)
+{
+    BDRVQcow2State *s = in_bs->opaque;
+
+    return in_bs->drv && !strcmp(in_bs->drv->format_name, "qcow2") &&
+           s->h.version >= 3;
+}
+
 int qcow2_measure(QDict *opts, BlockDriverState *in_bs,
                   BlockMeasureInfo *info, Error **errp)
 {
@@ -166,7 +176,9 @@ int qcow2_measure(QDict *opts, BlockDriverState *in_bs,
     }
     full = a.prealloc == PREALLOC_MODE_FULL ||
            a.prealloc == PREALLOC_MODE_FALLOC;
-    if (full) {
+    if (full || (in_bs && bdrv_opt_str(opts, "backing_file", NULL))) {
+        /* with a backing file, how much it shares with the source is
+         * unknown: count every cluster, as the reference does */
         required = size;
     } else if (in_bs) {
         ret = measure_data(in_bs, a.cluster_size, &required);
@@ -179,7 +191,7 @@ int qcow2_measure(QDict *opts, BlockDriverState *in_bs,
                                           __builtin_ctzll(a.refcount_bits),
                                           a.extended_l2);
     info->required = info->fully_allocated - size + required;
-    info->has_bitmaps = in_bs && a.version >= 3;
+    info->has_bitmaps = in_bs && source_has_bitmaps(in_bs) && a.version >= 3;
     info->bitmaps = 0;
     return 0;
 }

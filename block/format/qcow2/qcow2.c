@@ -544,6 +544,7 @@ static int coroutine_fn qcow2_do_open(BlockDriverState *bs, QDict *opts,
     co_mutex_init(&s->lock);
     co_queue_init(&s->inflight_wait);
     s->inflight = g_array_new(false, false, sizeof(Qcow2InFlight));
+    co_queue_init(&s->cw_queue);
     if (flen < 0) {
         error_setg_errno(errp, -flen, "Could not read qcow2 header");
         return flen;
@@ -701,6 +702,7 @@ const BlockDriver bdrv_qcow2 = {
     .open_opts = qcow2_open_opts,
     .create_opts = qcow2_create_opts,
     .supports_backing = true,
+    .supports_compression = true,
     .probe = qcow2_probe,
     .open = qcow2_open,
     .close = qcow2_close,

@@ -605,20 +605,44 @@ static int coroutine_fn store_compressed(BlockDriverState *bs,
     return ret;
 }
 
-/* One whole cluster (the image's last one may be short). */
-static int coroutine_fn write_compressed_cluster(BlockDriverState *bs,
-                                                 int64_t offset, int64_t bytes,
-                                                 IOVector *qiov, size_t qoff)
+/*
+ * Compressed writes are stored (host space allocated, L2 entry set) in
+ * the order they reach the driver, as block.h promises for
+ * BDRV_REQ_WRITE_COMPRESSED: each request takes a ticket on entry, before
+ * anything yields, compresses while others do too (the worker pool), and
+ * waits for its turn only to store.  A caller submitting in guest order
+ * (convert without -W) thus gets clusters laid out in guest order
+ * without serialising the compression.
+ */
+static uint64_t cw_take_ticket(BDRVQcow2State *s)
+{
+    return s->cw_next++;
+}
+
+static void coroutine_fn cw_wait_turn(BDRVQcow2State *s, uint64_t ticket)
+{
+    while (s->cw_turn != ticket) {
+        co_queue_wait(&s->cw_queue, NULL);
+    }
+}
+
+/* Done storing (or failed): the next ticket may store. */
+static void cw_pass_turn(BDRVQcow2State *s, uint64_t ticket)
+{
+    s->cw_turn = ticket + 1;
+    co_queue_restart_all(&s->cw_queue);
+}
+
+/* Store one compressed cluster, or write it plainly when compressing
+ * did not make it smaller. */
+static int coroutine_fn store_cluster(BlockDriverState *bs, int64_t offset,
+                                      int64_t bytes, IOVector *qiov,
+                                      size_t qoff, const uint8_t *dst,
+                                      ssize_t clen)
 {
     BDRVQcow2State *s = bs->opaque;
-    g_autofree uint8_t *src = g_malloc0(s->cluster_size);
-    g_autofree uint8_t *dst = g_malloc(s->cluster_size);
-    ssize_t clen;
     int ret;
 
-    iov_vec_to_buf(qiov, qoff, src, bytes);
-    clen = qcow2_co_compress(s->compression_type, dst, s->cluster_size - 1,
-                             src, s->cluster_size);
     if (clen == -ENOMEM) {
         IOVector slice;
         iov_vec_init_slice(&slice, qiov, qoff, bytes);
@@ -639,6 +663,40 @@ static int coroutine_fn write_compressed_cluster(BlockDriverState *bs,
     return ret;
 }
 
+/* One whole cluster (the image's last one may be short): compress, then
+ * store when @ticket's turn has come. */
+static int coroutine_fn write_compressed_cluster(BlockDriverState *bs,
+                                                 int64_t offset, int64_t bytes,
+                                                 IOVector *qiov, size_t qoff,
+                                                 uint64_t ticket)
+{
+    BDRVQcow2State *s = bs->opaque;
+    g_autofree uint8_t *src = g_malloc0(s->cluster_size);
+    g_autofree uint8_t *dst = g_malloc(s->cluster_size);
+    ssize_t clen;
+
+    iov_vec_to_buf(qiov, qoff, src, bytes);
+    clen = qcow2_co_compress(s->compression_type, dst, s->cluster_size - 1,
+                             src, s->cluster_size);
+    cw_wait_turn(s, ticket);
+    return store_cluster(bs, offset, bytes, qiov, qoff, dst, clen);
+}
+
+/* The empty compressed write ending a stream of them (convert -c): the
+ * file's end goes to a sector boundary, so that the last compressed
+ * cluster can be read in whole sectors, as QEMU's qcow2 leaves it. */
+static int coroutine_fn align_file_end(BlockDriverState *bs)
+{
+    int64_t len = bdrv_co_getlength(bs->file->bs);
+
+    if (len < 0) {
+        return len;
+    }
+    /* the length is counted in whole sectors: it is the aligned end */
+    return bdrv_co_truncate(bs->file, ROUND_UP(len, BDRV_SECTOR_SIZE), false,
+                            PREALLOC_MODE_OFF, 0, NULL);
+}
+
 /* Cluster-aligned requests, cluster by cluster. */
 int coroutine_fn qcow2_co_pwritev_compressed(BlockDriverState *bs,
                                              int64_t offset, int64_t bytes,
@@ -646,21 +704,29 @@ int coroutine_fn qcow2_co_pwritev_compressed(BlockDriverState *bs,
 {
     BDRVQcow2State *s = bs->opaque;
     int64_t done = 0;
+    uint64_t ticket;
     int ret = 0;
 
     if (s->data_file != bs->file) {
         return -ENOTSUP;
+    }
+    if (bytes == 0) {
+        return align_file_end(bs);
     }
     if (qcow2_offset_into_cluster(s, offset) ||
         (qcow2_offset_into_cluster(s, bytes) &&
          offset + bytes != bs->total_bytes)) {
         return -EINVAL;
     }
+    ticket = cw_take_ticket(s);
     while (done < bytes && ret == 0) {
         int64_t n = MIN(bytes - done, (int64_t)s->cluster_size);
-        ret = write_compressed_cluster(bs, offset + done, n, qiov, done);
+        ret = write_compressed_cluster(bs, offset + done, n, qiov, done,
+                                       ticket);
         done += n;
     }
+    cw_wait_turn(s, ticket);
+    cw_pass_turn(s, ticket);
     return ret;
 }
 

@@ -83,12 +83,65 @@ int coroutine_fn qcow2_zero_range(BlockDriverState *bs, uint64_t offset,
     return 0;
 }
 
+/* Does [offset, offset + bytes) read as zeroes, by block status alone? */
+static bool coroutine_fn reads_as_zero(BlockDriverState *bs, int64_t offset,
+                                       int64_t bytes)
+{
+    bytes = MIN(bytes, bs->total_bytes - offset);
+    while (bytes > 0) {
+        int64_t pnum = 0;
+        int ret = bdrv_co_block_status_above(bs, NULL, offset, bytes, &pnum,
+                                             NULL, NULL, NULL);
+
+        if (ret < 0 || !(ret & BDRV_BLOCK_ZERO) || pnum <= 0) {
+            return false;
+        }
+        offset += pnum;
+        bytes -= pnum;
+    }
+    return true;
+}
+
+/*
+ * A zero write covering part of one grain (cluster, or subcluster with
+ * extended L2) becomes a zero write of the whole grain when the rest of
+ * it reads as zeroes and it holds no data (unallocated or already zero),
+ * as the reference does; otherwise -ENOTSUP (the block layer writes zero
+ * bytes).  On success the lock is held and the range widened.
+ */
+static int coroutine_fn widen_to_grain(BlockDriverState *bs, uint64_t grain,
+                                       int64_t *offset, uint64_t *end)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t start = ROUND_DOWN(*offset, grain), n = grain, host;
+    Qcow2SubclusterType type;
+    int ret;
+
+    if (!reads_as_zero(bs, start, *offset - start) ||
+        !reads_as_zero(bs, *end, ROUND_UP(*end, grain) - *end)) {
+        return -ENOTSUP;
+    }
+    co_mutex_lock(&s->lock);
+    ret = qcow2_get_host_offset(bs, start, &n, &host, &type);
+    if (ret < 0 || (type != QCOW2_SC_UNALLOC_PLAIN &&
+                    type != QCOW2_SC_UNALLOC_ALLOC &&
+                    type != QCOW2_SC_ZERO_PLAIN &&
+                    type != QCOW2_SC_ZERO_ALLOC)) {
+        co_mutex_unlock(&s->lock);
+        return ret < 0 ? ret : -ENOTSUP;
+    }
+    *offset = start;
+    *end = start + grain;
+    return 0;
+}
+
 int coroutine_fn qcow2_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
                                         int64_t bytes, BdrvRequestFlags flags)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t grain = s->extended_l2 ? s->subcluster_size : s->cluster_size;
     uint64_t end = offset + bytes;
+    int64_t req_offset = offset;
     int ret;
 
     if (s->h.version < 3 && bs->backing) {
@@ -98,17 +151,23 @@ int coroutine_fn qcow2_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
         end = ROUND_UP(end, grain);
     }
     if (offset % grain || end % grain) {
-        return -ENOTSUP;
+        /* the block layer sends an unaligned piece alone, inside one grain */
+        ret = widen_to_grain(bs, grain, &offset, &end);
+        if (ret < 0) {
+            return ret;
+        }
+    } else {
+        co_mutex_lock(&s->lock);
     }
     if (s->data_file != bs->file &&
         (s->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_RAW)) {
         /* the raw data file must read as the guest sees it */
-        ret = bdrv_co_pwrite_zeroes(s->data_file, offset, bytes, flags);
+        ret = bdrv_co_pwrite_zeroes(s->data_file, req_offset, bytes, flags);
         if (ret < 0) {
+            co_mutex_unlock(&s->lock);
             return ret;
         }
     }
-    co_mutex_lock(&s->lock);
     qcow2_wait_inflight(bs, offset, end - offset);
     ret = qcow2_mark_dirty_if_lazy(bs);
     if (ret == 0 && s->h.version < 3) {
@@ -133,9 +192,12 @@ static void discard_cluster(BlockDriverState *bs, uint8_t *l2, int idx,
     bool allocated = t == QCOW2_CLUSTER_NORMAL ||
                      t == QCOW2_CLUSTER_ZERO_ALLOC ||
                      t == QCOW2_CLUSTER_COMPRESSED;
-    uint64_t ne = 0, nbm = 0;
+    /* nothing to drop and nothing below: the entry reads as zeroes
+     * already and stays as it is, as the reference leaves it */
+    uint64_t ne = full ? 0 : old, nbm = full ? 0 : oldbm;
 
     if (!full && (bs->backing || allocated)) {
+        ne = nbm = 0;
         if (s->extended_l2) {
             nbm = L2_BITMAP_ALL_ZEROES;
         } else if (s->h.version >= 3) {
