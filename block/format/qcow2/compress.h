@@ -14,12 +14,13 @@
  * ones of threads still alive at process exit stay reachable from a
  * registry (no leak report).
  *
- * The coroutine variants run the work on the worker pool of the calling
- * thread's default AioContext (several calls at once run in parallel),
- * except for buffers below QCOW2_COMPRESS_INLINE_MAX, which are cheaper
- * to do in place than to hand over.  Called outside a coroutine they run
- * inline.  The caller keeps @src and @dest alive and untouched until the
- * call returns.
+ * The coroutine variants run the work on the worker pool (completing on
+ * the calling thread's default AioContext): several calls at once run in
+ * parallel, at most one per CPU (a process-wide lane), the rest queued in
+ * order.  Buffers below QCOW2_COMPRESS_INLINE_MAX are cheaper to do in
+ * place than to hand over, except for zlib compression, which always
+ * goes to the pool.  Called outside a coroutine they run inline.  The
+ * caller keeps @src and @dest alive and untouched until the call returns.
  */
 #ifndef STRATA_QCOW2_COMPRESS_H
 #define STRATA_QCOW2_COMPRESS_H
@@ -33,7 +34,8 @@ typedef enum {
     QCOW2_COMPRESSION_ZSTD = 1,
 } Qcow2CompressionType;
 
-/* Buffers smaller than this are (de)compressed on the calling thread. */
+/* Smaller buffers are (de)compressed on the calling thread (but see
+ * above for zlib compression). */
 #define QCOW2_COMPRESS_INLINE_MAX 4096
 
 /* Compress @src_size bytes of @src into @dest (capacity @dest_size).
