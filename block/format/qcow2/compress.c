@@ -226,6 +226,21 @@ static ssize_t zstd_compress(CodecCtx *c, void *dest, size_t dest_size,
                                                                  : -EIO;
 }
 
+/* Only frames of the zstd format (and skippable ones): libzstd may also
+ * decode the pre-1.0 "legacy" formats, which no qcow2 writer produces and
+ * whose decoders are a surface an untrusted image need not reach. */
+static bool zstd_frame_magic_ok(const guint8 *p, size_t len)
+{
+    guint32 magic;
+
+    if (len < 4) {
+        return false;
+    }
+    magic = p[0] | p[1] << 8 | p[2] << 16 | (guint32)p[3] << 24;
+    return magic == ZSTD_MAGICNUMBER ||
+           (magic & ZSTD_MAGIC_SKIPPABLE_MASK) == ZSTD_MAGIC_SKIPPABLE_START;
+}
+
 /* Decode the frames at the start of @src one by one, each straight into
  * @dest (one-shot decoding needs no window buffer, whatever window the
  * frame asks for), until @dest is full; bytes after that are ignored.  A
@@ -240,15 +255,15 @@ static int zstd_decompress(CodecCtx *c, void *dest, size_t dest_size,
         return -EIO;
     }
     while (out < dest_size) {
-        size_t frame = ZSTD_findFrameCompressedSize((const char *)src + in,
-                                                    src_size - in);
+        const guint8 *p = (const guint8 *)src + in;
+        size_t frame = ZSTD_findFrameCompressedSize(p, src_size - in);
         size_t n;
 
-        if (ZSTD_isError(frame)) {
+        if (ZSTD_isError(frame) || !zstd_frame_magic_ok(p, src_size - in)) {
             return -EIO;
         }
         n = ZSTD_decompressDCtx(c->dctx, (char *)dest + out, dest_size - out,
-                                (const char *)src + in, frame);
+                                p, frame);
         if (ZSTD_isError(n)) {
             return -EIO;
         }
