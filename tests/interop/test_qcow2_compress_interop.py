@@ -124,3 +124,37 @@ def test_reference_reads_our_clusters(codec, ref_qemu_img, tmp_path, ctype,
     r = run([ref_qemu_img, 'compare', '-f', 'qcow2', '-F', 'raw', img,
              str(expect)])
     assert r.rc == 0, r
+
+
+@pytest.mark.parametrize('wlog', [27, 28])
+def test_zstd_window_limit_like_reference(codec, ref_qemu_img, ref_qemu_io,
+                                          tmp_path, wlog):
+    """A zstd frame of unknown size asking for a 2^28 window: QEMU's
+    streaming decoder refuses it (libzstd's default limit), so do we;
+    2^27 reads in both."""
+    zstd = shutil.which('zstd')
+    if not zstd:
+        pytest.skip('zstd command not installed')
+    import subprocess
+    cs = 64 * KiB
+    cluster = corpus(cs)
+    frame = subprocess.run([zstd, '-q', '-c', f'--zstd=wlog={wlog}'],
+                           input=cluster, capture_output=True,
+                           check=True).stdout   # from a pipe: size unknown
+    img = str(tmp_path / 'w.qcow2')
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
+                'compression_type=zstd', img, '1M']).rc == 0
+    assert run([ref_qemu_io, '-c', 'write -c -P 0x5a 0 64k', img]).rc == 0
+    (_g, l2, _h, _n), = qcow2_clusters.compressed_clusters(img)
+    qcow2_clusters.append_payload(img, l2, frame)
+    expect = tmp_path / 'expect.raw'
+    expect.write_bytes(cluster + bytes(MiB - cs))
+    r = run([ref_qemu_img, 'compare', '-f', 'qcow2', '-F', 'raw', img,
+             str(expect)])
+    rc, out = codec_run(codec, 'decompress', 'zstd', cs, frame)
+    if wlog <= 27:
+        assert r.rc == 0, r
+        assert rc == 0 and out == cluster
+    else:
+        assert 'Input/output error' in r.err, r
+        assert rc == 1

@@ -277,6 +277,43 @@ static void test_zstd_frames(void)
     g_assert_cmpmem(back, cs, data, cs);
 }
 
+/* A frame of unknown size (written in two steps) with window @wlog. */
+static size_t zstd_frame_window(guint8 *dst, size_t cap, const guint8 *src,
+                                size_t n, int wlog)
+{
+    ZSTD_CCtx *c = ZSTD_createCCtx();
+    ZSTD_outBuffer out = { dst, cap, 0 };
+    ZSTD_inBuffer in = { src, n / 2, 0 };
+
+    g_assert(!ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, wlog)));
+    g_assert(!ZSTD_isError(ZSTD_compressStream2(c, &out, &in, ZSTD_e_continue)));
+    in.size = n;
+    g_assert(ZSTD_compressStream2(c, &out, &in, ZSTD_e_end) == 0);
+    ZSTD_freeCCtx(c);
+    g_assert_cmpuint(ZSTD_getFrameContentSize(dst, out.pos), ==,
+                     ZSTD_CONTENTSIZE_UNKNOWN);
+    return out.pos;
+}
+
+/* Frames asking for a window over 128 MiB fail, as in QEMU's streaming
+ * decoder (libzstd's default limit), though we could decode them. */
+static void test_zstd_window_limit(void)
+{
+    size_t cs = 65536, cap = ZSTD_compressBound(cs), n;
+    g_autofree guint8 *data = make_data(cs, 14);
+    g_autofree guint8 *z = g_malloc(cap);
+    g_autofree guint8 *back = guarded(cs);
+
+    n = zstd_frame_window(z, cap, data, cs, 27);
+    g_assert_cmpint(qcow2_decompress_buf(QCOW2_COMPRESSION_ZSTD, back, cs,
+                                         z, n), ==, 0);
+    g_assert_cmpmem(back, cs, data, cs);
+    n = zstd_frame_window(z, cap, data, cs, 28);
+    g_assert_cmpint(qcow2_decompress_buf(QCOW2_COMPRESSION_ZSTD, back, cs,
+                                         z, n), ==, -EIO);
+    assert_guard(back, cs);
+}
+
 static void test_bad_type(void)
 {
     guint8 in[4096] = { 0 }, out[4096];
@@ -383,6 +420,7 @@ int main(int argc, char **argv)
     g_test_add_func("/qcow2-compress/corrupt", test_corrupt);
     g_test_add_func("/qcow2-compress/wrong-size", test_wrong_size);
     g_test_add_func("/qcow2-compress/zstd-frames", test_zstd_frames);
+    g_test_add_func("/qcow2-compress/zstd-window-limit", test_zstd_window_limit);
     g_test_add_func("/qcow2-compress/bad-type", test_bad_type);
     g_test_add_func("/qcow2-compress/concurrent", test_concurrent);
     g_test_add_func("/qcow2-compress/thread-exit", test_thread_exit_frees);

@@ -226,10 +226,32 @@ static ssize_t zstd_compress(CodecCtx *c, void *dest, size_t dest_size,
                                                                  : -EIO;
 }
 
+/* The largest window a frame may ask for: libzstd's default limit for
+ * streaming decoders (ZSTD_WINDOWLOG_LIMIT_DEFAULT), which QEMU reads
+ * with.  Our one-shot decoding needs no window buffer and would accept
+ * more; refusing it keeps the verdicts the same as QEMU's. */
+#define QCOW2_ZSTD_WINDOW_MAX (1ULL << 27)
+
+/* A frame header's window descriptor (zstd format: exponent in the top
+ * five bits over a base of 1 KiB, eighths of it in the low three) within
+ * the limit; single-segment frames have none and are bounded by their
+ * content size, which must fit the cluster anyway. */
+static bool zstd_window_ok(const guint8 *p, size_t len)
+{
+    guint64 base, size;
+
+    if (len < 6 || (p[4] & 0x20)) {
+        return true;    /* too short fails in the decoder */
+    }
+    base = 1ULL << (10 + (p[5] >> 3));
+    size = base + (base >> 3) * (p[5] & 7);
+    return size <= QCOW2_ZSTD_WINDOW_MAX;
+}
+
 /* Only frames of the zstd format (and skippable ones): libzstd may also
  * decode the pre-1.0 "legacy" formats, which no qcow2 writer produces and
  * whose decoders are a surface an untrusted image need not reach. */
-static bool zstd_frame_magic_ok(const guint8 *p, size_t len)
+static bool zstd_frame_ok(const guint8 *p, size_t len)
 {
     guint32 magic;
 
@@ -237,8 +259,10 @@ static bool zstd_frame_magic_ok(const guint8 *p, size_t len)
         return false;
     }
     magic = p[0] | p[1] << 8 | p[2] << 16 | (guint32)p[3] << 24;
-    return magic == ZSTD_MAGICNUMBER ||
-           (magic & ZSTD_MAGIC_SKIPPABLE_MASK) == ZSTD_MAGIC_SKIPPABLE_START;
+    if ((magic & ZSTD_MAGIC_SKIPPABLE_MASK) == ZSTD_MAGIC_SKIPPABLE_START) {
+        return true;
+    }
+    return magic == ZSTD_MAGICNUMBER && zstd_window_ok(p, len);
 }
 
 /* Decode the frames at the start of @src one by one, each straight into
@@ -259,7 +283,7 @@ static int zstd_decompress(CodecCtx *c, void *dest, size_t dest_size,
         size_t frame = ZSTD_findFrameCompressedSize(p, src_size - in);
         size_t n;
 
-        if (ZSTD_isError(frame) || !zstd_frame_magic_ok(p, src_size - in)) {
+        if (ZSTD_isError(frame) || !zstd_frame_ok(p, src_size - in)) {
             return -EIO;
         }
         n = ZSTD_decompressDCtx(c->dctx, (char *)dest + out, dest_size - out,
