@@ -64,6 +64,7 @@ static void codec_ctx_free(void *opaque)
     g_free(c);
 }
 
+/* Once per process: the registry, the thread key and the lane. */
 static void codec_key_init(void)
 {
     codec_registry = g_ptr_array_new();
