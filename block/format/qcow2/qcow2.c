@@ -694,6 +694,10 @@ static const BlockDriverMeasureOps qcow2_measure_ops = {
     .measure = qcow2_measure,
 };
 
+static const BlockDriverBackingOps qcow2_backing_ops = {
+    .change_backing_file = qcow2_change_backing_file,
+};
+
 const BlockDriver bdrv_qcow2 = {
     .format_name = "qcow2",
     .kind = BDRV_KIND_FORMAT,
@@ -709,4 +713,5 @@ const BlockDriver bdrv_qcow2 = {
     .io = &qcow2_io,
     .info = &qcow2_info_ops,
     .measure = &qcow2_measure_ops,
+    .backing = &qcow2_backing_ops,
 };

@@ -297,6 +297,9 @@ int coroutine_fn qcow2_read_header(BlockDriverState *bs, Error **errp);
 int qcow2_check_header_tables(BlockDriverState *bs, int64_t file_len,
                               Error **errp);
 int coroutine_fn qcow2_update_header(BlockDriverState *bs);
+/* .backing.change_backing_file: rewrite the backing name and format. */
+int qcow2_change_backing_file(BlockDriverState *bs, const char *file,
+                              const char *fmt);
 int coroutine_fn qcow2_write_incompat(BlockDriverState *bs, uint64_t bits);
 int coroutine_fn qcow2_mark_dirty(BlockDriverState *bs);
 int coroutine_fn qcow2_mark_clean(BlockDriverState *bs);
