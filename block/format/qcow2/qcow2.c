@@ -344,6 +344,9 @@ static int coroutine_fn read_l1(BlockDriverState *bs, Error **errp)
     }
     for (uint32_t i = 0; i < s->l1_size; i++) {
         s->l1_table[i] = q_ld64(buf + i * 8);
+        if (s->l1_table[i]) {
+            qcow2_note_l1(s, i);
+        }
     }
     return 0;
 }

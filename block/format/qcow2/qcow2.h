@@ -175,6 +175,11 @@ typedef struct BDRVQcow2State {
     uint32_t l1_size;
     uint64_t *refcount_table;     /* host order */
     uint32_t refcount_table_size; /* entries */
+    /* High-water marks: every non-zero L1 / refcount table entry is below
+     * them (the overlap checks scan no further).  Whoever stores a
+     * non-zero entry calls qcow2_note_l1() / qcow2_note_reftable(). */
+    uint32_t l1_used;
+    uint32_t reftable_used;
     Qcow2Cache l2_cache;
     Qcow2Cache refcount_cache;
     uint64_t free_cluster_index;
@@ -215,6 +220,18 @@ typedef struct BDRVQcow2State {
     AioTimer *cache_clean_timer;  /* drops unused cache entries */
     uint64_t l2_cache_bytes, l2_entry_bytes, refcount_cache_bytes;
 } BDRVQcow2State;
+
+/* A non-zero entry was stored at L1 index @i. */
+static inline void qcow2_note_l1(BDRVQcow2State *s, uint32_t i)
+{
+    s->l1_used = MAX(s->l1_used, i + 1);
+}
+
+/* A non-zero entry was stored at refcount table index @i. */
+static inline void qcow2_note_reftable(BDRVQcow2State *s, uint32_t i)
+{
+    s->reftable_used = MAX(s->reftable_used, i + 1);
+}
 
 /* ---- byte order ---- */
 static inline uint32_t q_ld32(const uint8_t *p)
