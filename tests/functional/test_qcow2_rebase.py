@@ -51,7 +51,8 @@ def test_rebase_unsafe_same_bytes(tmp_path, strata_img, ref_qemu_img,
 def test_rebase_unsafe_raw_data_file_refused(tmp_path, strata_img,
                                              ref_qemu_img):
     src = str(tmp_path / 'src.qcow2')
-    make(ref_qemu_img, src, '-o', 'data_file=d.raw,data_file_raw=on')
+    make(ref_qemu_img, src, '-o',
+         f'data_file={tmp_path}/d.raw,data_file_raw=on')
     r, s = both(tmp_path, ref_qemu_img, strata_img, src,
                 ['-b', 'n.qcow2', '-F', 'qcow2'])
     assert open(r, 'rb').read() == open(s, 'rb').read()

@@ -52,8 +52,14 @@ Qcow2ClusterType qcow2_cluster_type(BDRVQcow2State *s, uint64_t l2e)
         return (l2e & L2E_OFFSET_MASK) ? QCOW2_CLUSTER_ZERO_ALLOC :
                                          QCOW2_CLUSTER_ZERO_PLAIN;
     }
-    return (l2e & L2E_OFFSET_MASK) ? QCOW2_CLUSTER_NORMAL :
-                                     QCOW2_CLUSTER_UNALLOCATED;
+    if (l2e & L2E_OFFSET_MASK) {
+        return QCOW2_CLUSTER_NORMAL;
+    }
+    /* host offset 0 is a real cluster of an external data file: its
+     * entries are always COPIED (refcount 1), unallocated ones are not */
+    return (s->h.incompatible_features & QCOW2_INCOMPAT_DATA_FILE) &&
+           (l2e & QCOW_OFLAG_COPIED) ? QCOW2_CLUSTER_NORMAL :
+                                       QCOW2_CLUSTER_UNALLOCATED;
 }
 
 /* Subcluster @sc's type; without extended L2 the cluster's. */
