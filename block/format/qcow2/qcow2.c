@@ -688,6 +688,7 @@ static const BlockDriverIO qcow2_io = {
     .co_pdiscard = qcow2_co_pdiscard,
     .co_flush_to_os = qcow2_co_flush_to_os,
     .co_block_status = qcow2_co_block_status,
+    .co_copy_range_from = qcow2_co_copy_range_from,
     .co_truncate = qcow2_co_truncate,
     .co_getlength = qcow2_co_getlength,
     .co_get_allocated_file_size = qcow2_co_get_allocated_file_size,

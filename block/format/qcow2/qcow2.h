@@ -393,6 +393,11 @@ void qcow2_parse_compressed(BDRVQcow2State *s, uint64_t l2e,
                             uint64_t *host, uint64_t *len);
 
 /* ---- rw.c ---- */
+int coroutine_fn qcow2_co_copy_range_from(BlockDriverState *bs,
+                                          BdrvChild *src, int64_t offset,
+                                          BdrvChild *dst, int64_t dst_offset,
+                                          int64_t bytes, BdrvRequestFlags rf,
+                                          BdrvRequestFlags wf);
 int coroutine_fn qcow2_co_preadv(BlockDriverState *bs, int64_t offset,
                                  int64_t bytes, IOVector *qiov,
                                  BdrvRequestFlags flags);
