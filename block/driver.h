@@ -99,6 +99,7 @@ struct BlockDriverState {
     unsigned in_flight;
     int quiesce_counter;
     BdrvTrackedRequest *tracked_head;
+    unsigned serialising_in_flight; /* tracked requests marked serialising */
     CoQueue tracked_wait;         /* serialising requests wait here */
     CoMutex flush_lock;
     uint64_t write_gen;           /* bumped by every write */

@@ -198,6 +198,9 @@ static void tracked_end(BdrvTrackedRequest *req)
     if (req->next) {
         req->next->prev = req->prev;
     }
+    if (req->serialising) {
+        bs->serialising_in_flight--;
+    }
     co_queue_restart_all(&bs->tracked_wait);
 }
 
@@ -206,6 +209,9 @@ static void make_serialising(BdrvTrackedRequest *req, uint64_t align)
     int64_t start = ROUND_DOWN(req->offset, (int64_t)align);
     int64_t end = ROUND_UP(req->offset + req->bytes, (int64_t)align);
 
+    if (!req->serialising) {
+        req->bs->serialising_in_flight++;
+    }
     req->serialising = true;
     req->overlap_offset = MIN(req->overlap_offset, start);
     req->overlap_bytes = MAX(req->overlap_offset + req->overlap_bytes, end) -
@@ -238,6 +244,10 @@ static BdrvTrackedRequest *find_conflict(BdrvTrackedRequest *self)
 
 static void coroutine_fn wait_serialising(BdrvTrackedRequest *self)
 {
+    /* no conflict possible without a serialising request: skip the scan */
+    if (!self->serialising && !self->bs->serialising_in_flight) {
+        return;
+    }
     while (find_conflict(self)) {
         self->waiting = true;
         co_queue_wait(&self->bs->tracked_wait, NULL);

@@ -224,3 +224,28 @@ def test_snapshot_table_protected(tmp_path, strata_io, ref_qemu_img,
              str(tmp_path / 'c.qcow2')])
     assert (s.rc, s.out, s.err) == (r.rc, r.out, r.err)
     assert 'overlaps with snapshot table' in s.err
+
+
+def test_overlap_with_far_l2_table_is_refused(tmp_path, strata_io,
+                                              ref_qemu_img, ref_qemu_io):
+    """The overlap check sees L2 tables of every L1 entry, also one far
+    from the written area (the scan stops only past the last used one)."""
+    src = str(tmp_path / 'src.qcow2')
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', src,
+                '8G']).rc == 0
+    assert run([ref_qemu_io, '-c', 'write -P 1 0 128k',
+                '-c', 'write -P 2 6G 64k', src]).rc == 0
+    with open(src, 'rb') as f:
+        hdr = f.read(48)
+        l1_off = struct.unpack('>Q', hdr[40:48])[0]
+        f.seek(l1_off)
+        l1 = struct.unpack('>16Q', f.read(128))
+    far_l2 = l1[12] & 0x00fffffffffffe00
+    l2_0 = l1[0] & 0x00fffffffffffe00
+    edit = [(l2_0 + 8, 'Q', (1 << 63) | far_l2)]
+    img = patched(src, tmp_path / 'o.qcow2', edit)
+    ref = patched(src, tmp_path / 'r.qcow2', edit)
+    r = run([strata_io, '-c', 'write -P 7 64k 4k', img])
+    rr = run([ref_qemu_io, '-c', 'write -P 7 64k 4k', ref])
+    assert (r.rc, r.out, r.err) == (rr.rc, rr.out, rr.err)
+    assert 'overlaps with active L2 table' in r.err, r

@@ -204,3 +204,18 @@ def test_backing_chain_reads_and_cow(tmp_path, strata_img, strata_io,
     r = run([strata_io, '-c', 'read -P 0x55 0 64k', '-c',
              'read -P 0 2200k 1800k', imgs[1]])
     assert r.rc == 0 and 'failed' not in r.out, r
+
+
+def test_external_data_file_cluster_at_offset_zero(tmp_path, strata_img,
+                                                   strata_io, ref_qemu_img,
+                                                   ref_qemu_io):
+    """With an external data file, guest cluster 0 lives at host offset 0:
+    its L2 entry has no offset bits, only COPIED, and is still data."""
+    img = str(tmp_path / 'x.qcow2')
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
+                f'data_file={tmp_path}/x.data', img, '4M']).rc == 0
+    assert run([ref_qemu_io, '-c', 'write -P 0x11 0 192k', img]).rc == 0
+    r = run([strata_io, '-c', 'read -P 0x11 0 192k', img])
+    assert 'failed' not in r.out and r.rc == 0, r
+    assert run([strata_img, 'map', '--output=json', img]).out == \
+        run([ref_qemu_img, 'map', '--output=json', img]).out

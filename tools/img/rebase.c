@@ -150,18 +150,29 @@ static bool rebase_prepare(BlockBackend *blk, const RebaseArgs *a,
 }
 
 /* Record the new backing file in the image's metadata. */
-static bool change_backing(const RebaseArgs *a)
+static bool change_backing(BlockBackend *blk, const RebaseArgs *a)
 {
     const char *name = a->backing ? a->backing : "(null)";
+    bool none = !a->backing || !a->backing[0];
+    Error *err = NULL;
+    int ret;
 
-    if (a->backing && a->backing[0] && !a->backing_fmt) {
+    if (!none && !a->backing_fmt) {
         error_report("Could not change the backing file to '%s': backing "
                      "format must be specified", name);
         return false;
     }
-    error_report("Could not change the backing file to '%s': Operation not "
-                 "supported", name);
-    return false;
+    ret = bdrv_change_backing_file(blk_bs(blk), none ? NULL : a->backing,
+                                   none ? NULL : a->backing_fmt, &err);
+    error_free(err);
+    if (ret == -ENOSPC) {
+        error_report("Could not change the backing file to '%s': No space "
+                     "left in the file header", name);
+    } else if (ret < 0) {
+        error_report("Could not change the backing file to '%s': %s", name,
+                     strerror(-ret));
+    }
+    return ret == 0;
 }
 
 /* Cache modes of the image and of the backing files (flags out). */
@@ -197,7 +208,7 @@ static int rebase_run(RebaseArgs *a, const char *image)
                            writethrough, a->common.quiet, false);
     if (blk && rebase_prepare(blk, a, image, backing_flags)) {
         img_progress_print(a->progress, 100);
-        ok = change_backing(a);
+        ok = change_backing(blk, a);
     }
 out:
     img_progress_end(a->progress);

@@ -229,6 +229,7 @@ static int coroutine_fn l2_allocate(BlockDriverState *bs, uint64_t l1i,
         return ret;
     }
     s->l1_table[l1i] = off | QCOW_OFLAG_COPIED;
+    qcow2_note_l1(s, l1i);
     ret = qcow2_write_l1_entry(bs, l1i);
     if (ret < 0) {
         qcow2_cache_put(&s->l2_cache, table);

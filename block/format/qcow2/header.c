@@ -491,7 +491,8 @@ static bool put_ext(uint8_t *buf, size_t size, size_t *pos, uint32_t magic,
 }
 
 /* Extensions in the reference's order: backing format, data file, crypto,
- * feature table, then the kept ones (bitmaps, unknown). */
+ * feature table (clusters over 4 KiB), then the kept ones (bitmaps,
+ * unknown). */
 static bool put_all_exts(BDRVQcow2State *s, uint8_t *buf, size_t size,
                          size_t *pos, const char *backing_fmt)
 {
@@ -661,4 +662,47 @@ void qcow2_signal_corruption(BlockDriverState *bs, const char *fmt, ...)
     if (co_in_coroutine()) {
         qcow2_write_incompat(bs, s->h.incompatible_features);
     }
+}
+
+typedef struct ChangeBacking {
+    BlockDriverState *bs;
+    const char *file;
+    const char *fmt;
+    int ret;
+} ChangeBacking;
+
+/* Rewrite cluster 0 with the new names in place of the node's; the node
+ * keeps its old names (the core updates them on success). */
+static void coroutine_fn change_backing_entry(void *opaque)
+{
+    ChangeBacking *c = opaque;
+    BlockDriverState *bs = c->bs;
+    BDRVQcow2State *s = bs->opaque;
+    char *old_file = bs->backing_file, *old_fmt = bs->backing_format;
+
+    bs->backing_file = c->file && c->file[0] ? (char *)c->file : NULL;
+    bs->backing_format = c->fmt && c->fmt[0] ? (char *)c->fmt : NULL;
+    co_mutex_lock(&s->lock);
+    c->ret = qcow2_update_header(bs);
+    co_mutex_unlock(&s->lock);
+    bs->backing_file = old_file;
+    bs->backing_format = old_fmt;
+}
+
+int qcow2_change_backing_file(BlockDriverState *bs, const char *file,
+                              const char *fmt)
+{
+    BDRVQcow2State *s = bs->opaque;
+    ChangeBacking c = { bs, file, fmt, 0 };
+
+    if (file && strlen(file) > QCOW2_MAX_BACKING_NAME) {
+        return -EINVAL;
+    }
+    /* a raw external data file alone must stay the whole image */
+    if (file && file[0] &&
+        (s->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_RAW)) {
+        return -EINVAL;
+    }
+    co_run_sync(change_backing_entry, &c);
+    return c.ret;
 }

@@ -344,6 +344,9 @@ static int coroutine_fn read_l1(BlockDriverState *bs, Error **errp)
     }
     for (uint32_t i = 0; i < s->l1_size; i++) {
         s->l1_table[i] = q_ld64(buf + i * 8);
+        if (s->l1_table[i]) {
+            qcow2_note_l1(s, i);
+        }
     }
     return 0;
 }
@@ -686,6 +689,7 @@ static const BlockDriverIO qcow2_io = {
     .co_pdiscard = qcow2_co_pdiscard,
     .co_flush_to_os = qcow2_co_flush_to_os,
     .co_block_status = qcow2_co_block_status,
+    .co_copy_range_from = qcow2_co_copy_range_from,
     .co_truncate = qcow2_co_truncate,
     .co_getlength = qcow2_co_getlength,
     .co_get_allocated_file_size = qcow2_co_get_allocated_file_size,
@@ -693,6 +697,10 @@ static const BlockDriverIO qcow2_io = {
 
 static const BlockDriverMeasureOps qcow2_measure_ops = {
     .measure = qcow2_measure,
+};
+
+static const BlockDriverBackingOps qcow2_backing_ops = {
+    .change_backing_file = qcow2_change_backing_file,
 };
 
 const BlockDriver bdrv_qcow2 = {
@@ -711,5 +719,6 @@ const BlockDriver bdrv_qcow2 = {
     .io = &qcow2_io,
     .info = &qcow2_info_ops,
     .measure = &qcow2_measure_ops,
+    .backing = &qcow2_backing_ops,
     .check = &qcow2_check_ops,
 };

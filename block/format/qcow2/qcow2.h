@@ -176,6 +176,11 @@ typedef struct BDRVQcow2State {
     uint32_t l1_size;
     uint64_t *refcount_table;     /* host order */
     uint32_t refcount_table_size; /* entries */
+    /* High-water marks: every non-zero L1 / refcount table entry is below
+     * them (the overlap checks scan no further).  Whoever stores a
+     * non-zero entry calls qcow2_note_l1() / qcow2_note_reftable(). */
+    uint32_t l1_used;
+    uint32_t reftable_used;
     Qcow2Cache l2_cache;
     Qcow2Cache refcount_cache;
     uint64_t free_cluster_index;
@@ -221,6 +226,18 @@ typedef struct BDRVQcow2State {
     uint64_t cw_turn;             /* ticket allowed to store now */
     CoQueue cw_queue;
 } BDRVQcow2State;
+
+/* A non-zero entry was stored at L1 index @i. */
+static inline void qcow2_note_l1(BDRVQcow2State *s, uint32_t i)
+{
+    s->l1_used = MAX(s->l1_used, i + 1);
+}
+
+/* A non-zero entry was stored at refcount table index @i. */
+static inline void qcow2_note_reftable(BDRVQcow2State *s, uint32_t i)
+{
+    s->reftable_used = MAX(s->reftable_used, i + 1);
+}
 
 /* ---- byte order ---- */
 static inline uint32_t q_ld32(const uint8_t *p)
@@ -305,6 +322,9 @@ int qcow2_check_header_tables(BlockDriverState *bs, int64_t file_len,
 /* Snapshot table offset aligned, table end representable. */
 bool qcow2_snapshot_table_ok(BDRVQcow2State *s);
 int coroutine_fn qcow2_update_header(BlockDriverState *bs);
+/* .backing.change_backing_file: rewrite the backing name and format. */
+int qcow2_change_backing_file(BlockDriverState *bs, const char *file,
+                              const char *fmt);
 int coroutine_fn qcow2_write_incompat(BlockDriverState *bs, uint64_t bits);
 int coroutine_fn qcow2_mark_dirty(BlockDriverState *bs);
 int coroutine_fn qcow2_mark_clean(BlockDriverState *bs);
@@ -381,6 +401,11 @@ void qcow2_parse_compressed(BDRVQcow2State *s, uint64_t l2e,
                             uint64_t *host, uint64_t *len);
 
 /* ---- rw.c ---- */
+int coroutine_fn qcow2_co_copy_range_from(BlockDriverState *bs,
+                                          BdrvChild *src, int64_t offset,
+                                          BdrvChild *dst, int64_t dst_offset,
+                                          int64_t bytes, BdrvRequestFlags rf,
+                                          BdrvRequestFlags wf);
 int coroutine_fn qcow2_co_preadv(BlockDriverState *bs, int64_t offset,
                                  int64_t bytes, IOVector *qiov,
                                  BdrvRequestFlags flags);

@@ -86,6 +86,9 @@ int coroutine_fn qcow2_refcount_read_table(BlockDriverState *bs,
     }
     for (uint32_t i = 0; i < s->refcount_table_size; i++) {
         s->refcount_table[i] = q_ld64(buf + i * 8);
+        if (s->refcount_table[i]) {
+            qcow2_note_reftable(s, i);
+        }
     }
     return 0;
 }
@@ -211,6 +214,7 @@ static int coroutine_fn make_refblock(BlockDriverState *bs, uint64_t ti,
         return ret;
     }
     s->refcount_table[ti] = off;
+    qcow2_note_reftable(s, ti);
     ret = write_reftable_entry(bs, ti);
     if (ret == 0) {
         ret = bdrv_co_flush(bs->file->bs);
@@ -351,6 +355,9 @@ static int coroutine_fn grow_reftable(BlockDriverState *bs, uint64_t min_ti)
     s->refcount_table = g_new0(uint64_t, s->refcount_table_size);
     for (uint32_t i = 0; i < s->refcount_table_size; i++) {
         s->refcount_table[i] = q_ld64(table + i * 8);
+        if (s->refcount_table[i]) {
+            qcow2_note_reftable(s, i);
+        }
     }
     s->h.refcount_table_offset = (area + nb) << s->cluster_bits;
     s->h.refcount_table_clusters = nt;
@@ -581,14 +588,17 @@ static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b,
 static int overlap_indirect(BDRVQcow2State *s, int chk, uint64_t offset,
                             uint64_t size)
 {
-    for (uint32_t i = 0; (chk & QCOW2_OL_ACTIVE_L2) && i < s->l1_size; i++) {
+    uint32_t l1_end = MIN(s->l1_used, s->l1_size);
+    uint32_t rt_end = MIN(s->reftable_used, s->refcount_table_size);
+
+    for (uint32_t i = 0; (chk & QCOW2_OL_ACTIVE_L2) && i < l1_end; i++) {
         uint64_t l2 = s->l1_table[i] & L1E_OFFSET_MASK;
         if (l2 && ranges_overlap(offset, size, l2, s->cluster_size)) {
             return QCOW2_OL_ACTIVE_L2;
         }
     }
     for (uint32_t i = 0; (chk & QCOW2_OL_REFCOUNT_BLOCK) &&
-                         i < s->refcount_table_size; i++) {
+                         i < rt_end; i++) {
         uint64_t rb = s->refcount_table[i] & REFT_OFFSET_MASK;
         if (rb && ranges_overlap(offset, size, rb, s->cluster_size)) {
             return QCOW2_OL_REFCOUNT_BLOCK;

@@ -141,6 +141,64 @@ int coroutine_fn qcow2_co_preadv(BlockDriverState *bs, int64_t offset,
     return read_guest(bs, offset, bytes, qiov, 0, false);
 }
 
+/* ---- copy offload from this image ---- */
+
+/* One run of the source: data clusters are the data file's bytes, copied
+ * below the formats (convert's sparse copy between memory files, or
+ * copy_file_range); zero runs need nothing on a target that skips zero
+ * blocks, a zero write otherwise.  Backing data and compressed clusters
+ * are left to reads and writes (-ENOTSUP). */
+static int coroutine_fn copy_run_from(BlockDriverState *bs, uint64_t bytes,
+                                      uint64_t host, Qcow2SubclusterType type,
+                                      BdrvChild *dst, int64_t dst_offset,
+                                      BdrvRequestFlags rf,
+                                      BdrvRequestFlags wf)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    bool zero = type == QCOW2_SC_ZERO_PLAIN || type == QCOW2_SC_ZERO_ALLOC ||
+                (!bs->backing && (type == QCOW2_SC_UNALLOC_PLAIN ||
+                                  type == QCOW2_SC_UNALLOC_ALLOC));
+
+    if (type == QCOW2_SC_NORMAL) {
+        return bdrv_co_copy_range_from(s->data_file, host, dst, dst_offset,
+                                       bytes, rf, wf);
+    }
+    if (!zero) {
+        return -ENOTSUP;
+    }
+    if (wf & BDRV_REQ_SKIP_ZERO_BLOCKS) {
+        return 0;
+    }
+    return bdrv_co_pwrite_zeroes(dst, dst_offset, bytes, 0);
+}
+
+int coroutine_fn qcow2_co_copy_range_from(BlockDriverState *bs,
+                                          BdrvChild *src, int64_t offset,
+                                          BdrvChild *dst, int64_t dst_offset,
+                                          int64_t bytes, BdrvRequestFlags rf,
+                                          BdrvRequestFlags wf)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t done = 0;
+    int ret = 0;
+
+    while (done < (uint64_t)bytes && ret == 0) {
+        uint64_t cur = bytes - done, host;
+        Qcow2SubclusterType type;
+
+        co_mutex_lock(&s->lock);
+        ret = qcow2_get_host_offset(bs, offset + done, &cur, &host, &type);
+        co_mutex_unlock(&s->lock);
+        if (ret == 0) {
+            ret = copy_run_from(bs, cur, host, type, dst, dst_offset + done,
+                                rf, wf);
+        }
+        done += cur;
+    }
+    return ret;
+}
+
 /* ---- writes ---- */
 
 /* What a cluster's L2 entry says about writing into it. */
