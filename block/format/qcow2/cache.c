@@ -5,9 +5,13 @@
  * Entry buffers are allocated on first use, so a large configured cache
  * costs memory only when the image is that big.
  *
- * Ordering: a cache may depend on another (L2 on refcount blocks), whose
- * dirty entries are written and flushed to the file before any of its own
- * are written, so refcounts reach the disk before the entries using them.
+ * Ordering: a cache may depend on the other one, whose dirty entries are
+ * then written and flushed to the file before any of its own are written.
+ * The direction changes with what was last done: a new reference needs
+ * its refcount on disk before the L2 entry using it (L2 depends on
+ * refcount blocks), a dropped reference needs the L2 entry gone from the
+ * disk before the lowered refcount lets the cluster be reused (refcount
+ * blocks depend on L2).  Switching direction flushes the other cache.
  */
 #include "qcow2.h"
 
@@ -71,6 +75,7 @@ int coroutine_fn qcow2_cache_write(BlockDriverState *bs, Qcow2Cache *c)
         if (ret < 0) {
             return ret;
         }
+        c->depends = NULL;
     }
     if (c->depends_on_flush && cache_has_dirty(c)) {
         ret = bdrv_co_flush(bs->file->bs);
@@ -100,9 +105,24 @@ int coroutine_fn qcow2_cache_flush(BlockDriverState *bs, Qcow2Cache *c)
     return ret;
 }
 
-void qcow2_cache_set_dependency(Qcow2Cache *c, Qcow2Cache *dep)
+int coroutine_fn qcow2_cache_set_dependency(BlockDriverState *bs,
+                                            Qcow2Cache *c, Qcow2Cache *dep)
 {
+    int ret;
+
+    if (c->depends == dep) {
+        return 0;
+    }
+    if (dep->depends) {
+        /* the other direction is pending: settle it first */
+        ret = qcow2_cache_flush(bs, dep->depends);
+        if (ret < 0) {
+            return ret;
+        }
+        dep->depends = NULL;
+    }
     c->depends = dep;
+    return 0;
 }
 
 void qcow2_cache_depends_on_flush(Qcow2Cache *c)
@@ -146,6 +166,7 @@ static int coroutine_fn cache_victim(BlockDriverState *bs, Qcow2Cache *c,
             if (ret < 0) {
                 return ret;
             }
+            c->depends = NULL;
         }
         ret = entry_writeback(bs, c, best);
         if (ret < 0) {

@@ -489,10 +489,6 @@ static int open_options(BlockDriverState *bs, QDict *opts, int flags,
     if (ret == 0) {
         ret = init_caches(s, errp);
     }
-    if (ret == 0 && !s->use_lazy_refcounts) {
-        /* refcounts reach the disk before the L2 entries using them */
-        qcow2_cache_set_dependency(&s->l2_cache, &s->refcount_cache);
-    }
     return ret;
 }
 

@@ -360,6 +360,26 @@ static int coroutine_fn grow_reftable(BlockDriverState *bs, uint64_t min_ti)
 
 /* ---- update / allocate / free ---- */
 
+/* Which cache reaches the disk first: a raised refcount before the L2
+ * entry that will use the cluster (unless refcounts may be stale, lazy
+ * refcounts), a lowered one only after the L2 entry that dropped the
+ * reference (the caller changed and dirtied it already), or the cluster
+ * could be reused while an old entry on disk still points at it. */
+static int coroutine_fn refcount_order(BlockDriverState *bs, int64_t addend)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    if (addend < 0) {
+        return qcow2_cache_set_dependency(bs, &s->refcount_cache,
+                                          &s->l2_cache);
+    }
+    if (!s->use_lazy_refcounts) {
+        return qcow2_cache_set_dependency(bs, &s->l2_cache,
+                                          &s->refcount_cache);
+    }
+    return 0;
+}
+
 /* Add @addend to the refcounts of clusters [first, first + n); every
  * block must exist when @addend > 0 (ensure_refblock ran). */
 static int coroutine_fn change_refcounts(BlockDriverState *bs, uint64_t first,
@@ -367,12 +387,16 @@ static int coroutine_fn change_refcounts(BlockDriverState *bs, uint64_t first,
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t mask = (1ULL << s->refblock_bits) - 1;
+    int ret = refcount_order(bs, addend);
 
+    if (ret < 0) {
+        return ret;
+    }
     for (uint64_t c = first; c < first + n; c++) {
         uint64_t off, rc;
         void *block;
-        int ret = refblock_offset(bs, c >> s->refblock_bits, &off);
 
+        ret = refblock_offset(bs, c >> s->refblock_bits, &off);
         if (ret == 0 && !off) {
             ret = addend > 0 ? -EAGAIN : -EINVAL;
         }
@@ -473,7 +497,12 @@ void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
     for (uint64_t c = first; c <= last; c++) {
         uint64_t rc = 0;
 
-        if (change_refcounts(bs, c, 1, -1) < 0) {
+        int ret = change_refcounts(bs, c, 1, -1);
+
+        if (ret < 0 && ret != -EINVAL) {
+            return;         /* an I/O error: the clusters leak */
+        }
+        if (ret < 0) {
             if (s->refcounts_stale) {
                 continue;   /* stale refcounts: a leak, not corruption */
             }

@@ -238,6 +238,8 @@ static void plan_update_l2(BlockDriverState *bs, AllocPlan *p, uint8_t *l2)
         }
         if (p->new_clusters && c.type != QCOW2_CLUSTER_UNALLOCATED &&
             c.type != QCOW2_CLUSTER_ZERO_PLAIN) {
+            /* dirty first: the lowered refcount waits for this table */
+            qcow2_cache_mark_dirty(&s->l2_cache, l2);
             qcow2_free_l2_entry(bs, c.l2e);
         }
     }
