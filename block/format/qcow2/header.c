@@ -483,7 +483,8 @@ static bool put_ext(uint8_t *buf, size_t size, size_t *pos, uint32_t magic,
 }
 
 /* Extensions in the reference's order: backing format, data file, crypto,
- * feature table, then the kept ones (bitmaps, unknown). */
+ * feature table (v3, clusters over 4 KiB), then the kept ones (bitmaps,
+ * unknown). */
 static bool put_all_exts(BDRVQcow2State *s, uint8_t *buf, size_t size,
                          size_t *pos, const char *backing_fmt)
 {
@@ -503,7 +504,8 @@ static bool put_all_exts(BDRVQcow2State *s, uint8_t *buf, size_t size,
         q_st64(c + 8, s->crypto_length);
         ok = put_ext(buf, size, pos, QCOW2_EXT_CRYPTO, c, 16);
     }
-    if (ok && s->h.version >= 3) {
+    if (ok && s->h.version >= 3 && s->cluster_size > 4096) {
+        /* as the reference: clusters of 4 KiB or less have no room */
         uint8_t t[G_N_ELEMENTS(std_features) * 48] = { 0 };
         for (size_t i = 0; i < G_N_ELEMENTS(std_features); i++) {
             t[i * 48] = std_features[i].type;
