@@ -199,6 +199,10 @@ int coroutine_fn qcow2_co_pdiscard(BlockDriverState *bs, int64_t offset,
         qcow2_offset_into_cluster(s, end)) {
         return -ENOTSUP;
     }
+    if (s->h.version < 3 && bs->backing) {
+        /* v2 has no zero flag: the backing file would show through */
+        return -ENOTSUP;
+    }
     co_mutex_lock(&s->lock);
     qcow2_wait_inflight(bs, offset, end - offset);
     ret = qcow2_mark_dirty_if_lazy(bs);
