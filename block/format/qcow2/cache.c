@@ -48,6 +48,9 @@ static int coroutine_fn entry_writeback(BlockDriverState *bs, Qcow2Cache *c,
     if (ret < 0) {
         return ret;
     }
+    /* the reference's events for a table written back */
+    bdrv_debug_event(bs->file, c->overlap_kind == QCOW2_OL_ACTIVE_L2 ?
+                     BLKDBG_L2_UPDATE : BLKDBG_REFBLOCK_UPDATE_PART);
     ret = q_pwrite(bs->file, e->offset, c->table_size, e->table);
     if (ret == 0) {
         e->dirty = false;
@@ -199,6 +202,8 @@ static int coroutine_fn cache_do_get(BlockDriverState *bs, Qcow2Cache *c,
             e->table = g_malloc(c->table_size);
         }
         if (read) {
+            bdrv_debug_event(bs->file, c->overlap_kind == QCOW2_OL_ACTIVE_L2 ?
+                             BLKDBG_L2_LOAD : BLKDBG_REFBLOCK_LOAD);
             ret = q_pread(bs->file, offset, c->table_size, e->table);
             if (ret < 0) {
                 return ret;

@@ -101,6 +101,7 @@ int coroutine_fn qcow2_write_l1_entry(BlockDriverState *bs, uint64_t l1_index)
         return ret;
     }
     q_st64(b, s->l1_table[l1_index]);
+    bdrv_debug_event(bs->file, BLKDBG_L1_UPDATE);
     return q_pwrite(bs->file, off, 8, b);
 }
 
@@ -119,6 +120,7 @@ static int coroutine_fn write_new_l1(BlockDriverState *bs, int64_t off,
         ret = qcow2_pre_write_overlap_check(bs, 0, off, bytes);
     }
     if (ret == 0) {
+        bdrv_debug_event(bs->file, BLKDBG_L1_GROW_WRITE_TABLE);
         ret = q_pwrite(bs->file, off, new_size * 8, buf);
     }
     return ret < 0 ? ret : bdrv_co_flush(bs->file->bs);

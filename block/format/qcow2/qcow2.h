@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
+#include "block/debug.h"
 #include "block/drivers.h"
 #include "util/cutils.h"
 #include "compress.h"

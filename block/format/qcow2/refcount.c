@@ -172,6 +172,7 @@ static int coroutine_fn write_reftable_entry(BlockDriverState *bs,
         return ret;
     }
     q_st64(b, s->refcount_table[ti]);
+    bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_HOOKUP);
     return q_pwrite(bs->file, off, 8, b);
 }
 
@@ -293,6 +294,7 @@ static int coroutine_fn write_growth_area(BlockDriverState *bs, uint64_t area,
                                          c & ((1ULL << s->refblock_bits) - 1), 1);
             }
         }
+        bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_WRITE_BLOCKS);
         ret = q_pwrite(bs->file, (area + k) << s->cluster_bits,
                        s->cluster_size, blk);
         if (ret < 0) {
@@ -300,6 +302,7 @@ static int coroutine_fn write_growth_area(BlockDriverState *bs, uint64_t area,
         }
         q_st64(table + ti * 8, (area + k) << s->cluster_bits);
     }
+    bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_WRITE_TABLE);
     ret = q_pwrite(bs->file, (area + nb) << s->cluster_bits,
                    nt * s->cluster_size, table);
     return ret < 0 ? ret : bdrv_co_flush(bs->file->bs);
@@ -314,6 +317,7 @@ static int coroutine_fn switch_reftable(BlockDriverState *bs, uint64_t off,
 
     q_st64(b, off);
     q_st32(b + 8, nt);
+    bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_SWITCH_TABLE);
     ret = q_pwrite(bs->file, 48, 12, b);
     return ret < 0 ? ret : bdrv_co_flush(bs->file->bs);
 }
@@ -453,6 +457,7 @@ int64_t coroutine_fn qcow2_alloc_clusters(BlockDriverState *bs, uint64_t size)
     int64_t c;
     int ret;
 
+    bdrv_debug_event(bs->file, BLKDBG_CLUSTER_ALLOC);
     do {
         c = find_free(bs, n);
         if (c < 0) {
