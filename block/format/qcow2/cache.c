@@ -202,8 +202,11 @@ static int coroutine_fn cache_do_get(BlockDriverState *bs, Qcow2Cache *c,
             e->table = g_malloc(c->table_size);
         }
         if (read) {
-            bdrv_debug_event(bs->file, c->overlap_kind == QCOW2_OL_ACTIVE_L2 ?
-                             BLKDBG_L2_LOAD : BLKDBG_REFBLOCK_LOAD);
+            if (c->overlap_kind == QCOW2_OL_ACTIVE_L2) {
+                /* the reference: on L2 misses only (refcount blocks
+                 * fire theirs on each update, refcount.c) */
+                bdrv_debug_event(bs->file, BLKDBG_L2_LOAD);
+            }
             ret = q_pread(bs->file, offset, c->table_size, e->table);
             if (ret < 0) {
                 return ret;

@@ -138,6 +138,7 @@ static int coroutine_fn switch_l1(BlockDriverState *bs, int64_t off,
 
     q_st32(hb, new_size);
     q_st64(hb + 4, off);
+    bdrv_debug_event(bs->file, BLKDBG_L1_GROW_ACTIVATE_TABLE);
     ret = q_pwrite(bs->file, 36, 12, hb);
     if (ret < 0) {
         return ret;
@@ -174,6 +175,7 @@ int coroutine_fn qcow2_grow_l1_table(BlockDriverState *bs, uint64_t min_size,
         return -EFBIG;
     }
     bytes = ROUND_UP(new_size * 8, 512);
+    bdrv_debug_event(bs->file, BLKDBG_L1_GROW_ALLOC_TABLE);
     ret = qcow2_cache_flush(bs, &s->refcount_cache);
     off = ret < 0 ? ret : qcow2_alloc_clusters(bs, bytes);
     if (off < 0) {
@@ -210,6 +212,7 @@ static int coroutine_fn l2_allocate(BlockDriverState *bs, uint64_t l1i,
         return ret;
     }
     if (old) {
+        bdrv_debug_event(bs->file, BLKDBG_L2_ALLOC_COW_READ);
         ret = qcow2_cache_get(bs, &s->l2_cache, old, &old_tbl);
         if (ret == 0) {
             memcpy(*table, old_tbl, s->cluster_size);
@@ -218,6 +221,7 @@ static int coroutine_fn l2_allocate(BlockDriverState *bs, uint64_t l1i,
     }
     qcow2_cache_mark_dirty(&s->l2_cache, *table);
     if (ret == 0) {
+        bdrv_debug_event(bs->file, BLKDBG_L2_ALLOC_WRITE);
         ret = qcow2_cache_flush(bs, &s->l2_cache);
     }
     if (ret < 0) {

@@ -191,6 +191,7 @@ static int coroutine_fn make_refblock(BlockDriverState *bs, uint64_t ti,
     void *block;
     int ret;
 
+    bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC);
     if ((c >> s->refblock_bits) != ti) {
         ret = change_refcounts(bs, c, 1, 1);
         if (ret < 0) {
@@ -207,6 +208,7 @@ static int coroutine_fn make_refblock(BlockDriverState *bs, uint64_t ti,
     }
     qcow2_cache_mark_dirty(&s->refcount_cache, block);
     qcow2_cache_put(&s->refcount_cache, &block);
+    bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_WRITE);
     ret = qcow2_cache_flush(bs, &s->refcount_cache);
     if (ret < 0) {
         return ret;
@@ -400,9 +402,16 @@ static int coroutine_fn change_refcounts(BlockDriverState *bs, uint64_t first,
         uint64_t off, rc;
         void *block;
 
+        if (c == first || !(c & mask)) {
+            /* the reference's events for each block an update touches */
+            bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC);
+        }
         ret = refblock_offset(bs, c >> s->refblock_bits, &off);
         if (ret == 0 && !off) {
             ret = addend > 0 ? -EAGAIN : -EINVAL;
+        }
+        if (ret == 0 && (c == first || !(c & mask))) {
+            bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_LOAD);
         }
         if (ret == 0) {
             ret = qcow2_cache_get(bs, &s->refcount_cache, off, &block);
