@@ -103,6 +103,29 @@ def random_script(rng, cluster, blocks=12, per_block=10):
     return ops
 
 
+def aio_script(rng, cluster, blocks=10, per_block=12):
+    """Blocks of concurrent requests on distinct clusters (so that their
+    order does not matter), each block ended by aio_flush and flush."""
+    nclusters = (SIZE - COMPRESSED_AREA) // cluster
+    ops = []
+    for _ in range(blocks):
+        for c in rng.sample(range(nclusters), per_block):
+            off, length = c * cluster, cluster
+            if rng.random() < 0.4:      # a part of the cluster
+                start = rng.randrange(cluster // SECTOR) * SECTOR
+                off, length = off + start, rng.randint(1, (cluster - start) // SECTOR) * SECTOR
+            p = rng.randint(1, 255)
+            kind = rng.choice(['data', 'data', 'data', 'zero', 'zero-unmap'])
+            if kind == 'data':
+                ops.append((f'aio_write -P {p} {off} {length}', (off, length, p)))
+            elif kind == 'zero' or length != cluster:
+                ops.append((f'aio_write -z {off} {length}', (off, length, 0)))
+            else:
+                ops.append((f'aio_write -z -u {off} {length}', (off, length, 0)))
+        ops += [('aio_flush', None), ('flush', None)]
+    return ops
+
+
 def durable_model(ops, completed, initial):
     """What must read back when @completed data commands finished: the
     effects up to the last flush known to be done (a data command after
@@ -222,6 +245,9 @@ VARIANTS = [
     ('v2', 'compat=0.10,cluster_size=16k', 'writeback', False),
     ('refcount1', 'cluster_size=16k,refcount_bits=1', 'none', False),
     ('refcount64-backing', 'cluster_size=64k,refcount_bits=64', 'writeback', True),
+    # concurrent requests: allocations racing each other's data writes
+    ('aio-writeback', 'cluster_size=64k', 'writeback', False),
+    ('aio-small-none-backing', 'cluster_size=4k', 'none', True),
 ]
 
 
@@ -252,8 +278,9 @@ def crash_iterations(variant, iterations, strata_img, strata_io, ref_qemu_img,
     lazy = 'lazy_refcounts=on' in opts
     initial = BACKING_BYTE if backing else 0
     v2 = 'compat=0.10' in opts
+    script = aio_script if name.startswith('aio') else random_script
     # control run: the model is right when nothing is killed
-    ops = random_script(rng, cluster)
+    ops = script(rng, cluster)
     if v2:
         ops = [(c.replace('-u ', ''), e) if not c.startswith('discard') else
                (c.replace('discard', 'write -z'), e) for c, e in ops]
@@ -266,7 +293,7 @@ def crash_iterations(variant, iterations, strata_img, strata_io, ref_qemu_img,
     ref_verify(ref_qemu_io, 'img.qcow2', durable_model(ops, len(
         [o for o in ops if o[1] is not None]), initial), d)
     for _ in range(iterations):
-        ops = random_script(rng, cluster)
+        ops = script(rng, cluster)
         if v2:
             ops = [(c.replace('-u ', ''), e) if not c.startswith('discard') else
                    (c.replace('discard', 'write -z'), e) for c, e in ops]
