@@ -191,3 +191,18 @@ def test_reference_writer_excluded(images, our_qemu_io, ref_qemu_io):
     env = session_env(images)
     assert running(our_qemu_io, argv, images, env, others) == \
         running(ref_qemu_io, argv, images, env, others)
+
+
+@pytest.mark.parametrize('arg', [
+    '--image-opts', 'json'], ids=['image-opts', 'json'])
+def test_img_snapshot_option_refused_as_reference(images, our_qemu_img, ref_qemu_img, arg):
+    """qemu-img has no snapshot mode: "snapshot" is not an open option."""
+    if arg == 'json':
+        argv = ['info', 'json:{"driver":"qcow2","file":{"filename":"base.qcow2"},'
+                        '"snapshot":true}']
+    else:
+        argv = ['info', '--image-opts', 'driver=qcow2,file.filename=base.qcow2,snapshot=on']
+    ref = run([ref_qemu_img] + argv, cwd=images)
+    ours = run([our_qemu_img] + argv, cwd=images)
+    assert (ours.rc, ours.out, ours.err) == (ref.rc, ref.out, ref.err)
+    assert ours.rc == 1
