@@ -43,6 +43,14 @@ int bdrv_child_flags(BlockDriverState *parent, BdrvChildRole role);
 BlockDriverState *bdrv_lookup_reference(const char *ref, QDict *child_opts,
                                         Error **errp);
 
+/* ---- temp-snapshot.c ---- */
+/* BDRV_O_SNAPSHOT: opens @filename/@options (taken) read-only and returns
+ * a temporary qcow2 overlay on top of it, already deleted from its
+ * directory (it disappears with the last reference). */
+BlockDriverState *bdrv_open_temp_snapshot(const char *filename,
+                                          QDict *options, int flags,
+                                          Error **errp);
+
 /* ---- backing.c ---- */
 /* "backing": null (or "", with the reference's deprecation warning) in
  * @options: no backing file (BDRV_O_NO_BACKING); the key is removed. */

@@ -434,7 +434,10 @@ static int coroutine_fn driver_pwritev(BlockDriverState *bs, int64_t offset,
     if (!qiov_is_aligned(bs, qiov)) {
         return driver_bounce(bs, true, offset, bytes, qiov, flags);
     }
+    /* as QEMU: no flush emulates FUA for a compressed write (writethrough
+     * qemu-io -c does not flush after each one) */
     emulate_fua = (flags & BDRV_REQ_FUA) && !passes_flags(bs) &&
+                  !(flags & BDRV_REQ_WRITE_COMPRESSED) &&
                   !(bs->supported_write_flags & BDRV_REQ_FUA);
     ret = driver_pwritev_raw(bs, offset, bytes, qiov, flags);
     if (ret == 0 && emulate_fua) {

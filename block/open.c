@@ -757,12 +757,7 @@ BlockDriverState *bdrv_open(const char *filename, const char *reference,
         return bs;
     }
     if (flags & BDRV_O_SNAPSHOT) {
-        /* A temporary overlay is a qcow2 image; without that driver the
-         * writes would land in the image the user meant to protect. */
-        qobject_unref(options);
-        error_setg(errp, "Temporary snapshots (snapshot mode, -s) are not "
-                   "supported yet: they need the qcow2 driver");
-        return NULL;
+        return bdrv_open_temp_snapshot(filename, options, flags, errp);
     }
     return bdrv_open_inherit(filename, options, flags, NULL, 0, errp);
 }

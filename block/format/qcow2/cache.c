@@ -5,9 +5,13 @@
  * Entry buffers are allocated on first use, so a large configured cache
  * costs memory only when the image is that big.
  *
- * Ordering: a cache may depend on another (L2 on refcount blocks), whose
- * dirty entries are written and flushed to the file before any of its own
- * are written, so refcounts reach the disk before the entries using them.
+ * Ordering: a cache may depend on the other one, whose dirty entries are
+ * then written and flushed to the file before any of its own are written.
+ * The direction changes with what was last done: a new reference needs
+ * its refcount on disk before the L2 entry using it (L2 depends on
+ * refcount blocks), a dropped reference needs the L2 entry gone from the
+ * disk before the lowered refcount lets the cluster be reused (refcount
+ * blocks depend on L2).  Switching direction flushes the other cache.
  */
 #include "qcow2.h"
 
@@ -44,6 +48,9 @@ static int coroutine_fn entry_writeback(BlockDriverState *bs, Qcow2Cache *c,
     if (ret < 0) {
         return ret;
     }
+    /* the reference's events for a table written back */
+    bdrv_debug_event(bs->file, c->overlap_kind == QCOW2_OL_ACTIVE_L2 ?
+                     BLKDBG_L2_UPDATE : BLKDBG_REFBLOCK_UPDATE_PART);
     ret = q_pwrite(bs->file, e->offset, c->table_size, e->table);
     if (ret == 0) {
         e->dirty = false;
@@ -71,6 +78,7 @@ int coroutine_fn qcow2_cache_write(BlockDriverState *bs, Qcow2Cache *c)
         if (ret < 0) {
             return ret;
         }
+        c->depends = NULL;
     }
     if (c->depends_on_flush && cache_has_dirty(c)) {
         ret = bdrv_co_flush(bs->file->bs);
@@ -100,9 +108,24 @@ int coroutine_fn qcow2_cache_flush(BlockDriverState *bs, Qcow2Cache *c)
     return ret;
 }
 
-void qcow2_cache_set_dependency(Qcow2Cache *c, Qcow2Cache *dep)
+int coroutine_fn qcow2_cache_set_dependency(BlockDriverState *bs,
+                                            Qcow2Cache *c, Qcow2Cache *dep)
 {
+    int ret;
+
+    if (c->depends == dep) {
+        return 0;
+    }
+    if (dep->depends) {
+        /* the other direction is pending: settle it first */
+        ret = qcow2_cache_flush(bs, dep->depends);
+        if (ret < 0) {
+            return ret;
+        }
+        dep->depends = NULL;
+    }
     c->depends = dep;
+    return 0;
 }
 
 void qcow2_cache_depends_on_flush(Qcow2Cache *c)
@@ -146,6 +169,7 @@ static int coroutine_fn cache_victim(BlockDriverState *bs, Qcow2Cache *c,
             if (ret < 0) {
                 return ret;
             }
+            c->depends = NULL;
         }
         ret = entry_writeback(bs, c, best);
         if (ret < 0) {
@@ -178,6 +202,11 @@ static int coroutine_fn cache_do_get(BlockDriverState *bs, Qcow2Cache *c,
             e->table = g_malloc(c->table_size);
         }
         if (read) {
+            if (c->overlap_kind == QCOW2_OL_ACTIVE_L2) {
+                /* the reference: on L2 misses only (refcount blocks
+                 * fire theirs on each update, refcount.c) */
+                bdrv_debug_event(bs->file, BLKDBG_L2_LOAD);
+            }
             ret = q_pread(bs->file, offset, c->table_size, e->table);
             if (ret < 0) {
                 return ret;

@@ -107,6 +107,7 @@ int coroutine_fn qcow2_write_l1_entry(BlockDriverState *bs, uint64_t l1_index)
         return ret;
     }
     q_st64(b, s->l1_table[l1_index]);
+    bdrv_debug_event(bs->file, BLKDBG_L1_UPDATE);
     return q_pwrite(bs->file, off, 8, b);
 }
 
@@ -125,6 +126,7 @@ static int coroutine_fn write_new_l1(BlockDriverState *bs, int64_t off,
         ret = qcow2_pre_write_overlap_check(bs, 0, off, bytes);
     }
     if (ret == 0) {
+        bdrv_debug_event(bs->file, BLKDBG_L1_GROW_WRITE_TABLE);
         ret = q_pwrite(bs->file, off, new_size * 8, buf);
     }
     return ret < 0 ? ret : bdrv_co_flush(bs->file->bs);
@@ -142,6 +144,7 @@ static int coroutine_fn switch_l1(BlockDriverState *bs, int64_t off,
 
     q_st32(hb, new_size);
     q_st64(hb + 4, off);
+    bdrv_debug_event(bs->file, BLKDBG_L1_GROW_ACTIVATE_TABLE);
     ret = q_pwrite(bs->file, 36, 12, hb);
     if (ret < 0) {
         return ret;
@@ -178,6 +181,7 @@ int coroutine_fn qcow2_grow_l1_table(BlockDriverState *bs, uint64_t min_size,
         return -EFBIG;
     }
     bytes = ROUND_UP(new_size * 8, 512);
+    bdrv_debug_event(bs->file, BLKDBG_L1_GROW_ALLOC_TABLE);
     ret = qcow2_cache_flush(bs, &s->refcount_cache);
     off = ret < 0 ? ret : qcow2_alloc_clusters(bs, bytes);
     if (off < 0) {
@@ -214,6 +218,7 @@ static int coroutine_fn l2_allocate(BlockDriverState *bs, uint64_t l1i,
         return ret;
     }
     if (old) {
+        bdrv_debug_event(bs->file, BLKDBG_L2_ALLOC_COW_READ);
         ret = qcow2_cache_get(bs, &s->l2_cache, old, &old_tbl);
         if (ret == 0) {
             memcpy(*table, old_tbl, s->cluster_size);
@@ -222,6 +227,7 @@ static int coroutine_fn l2_allocate(BlockDriverState *bs, uint64_t l1i,
     }
     qcow2_cache_mark_dirty(&s->l2_cache, *table);
     if (ret == 0) {
+        bdrv_debug_event(bs->file, BLKDBG_L2_ALLOC_WRITE);
         ret = qcow2_cache_flush(bs, &s->l2_cache);
     }
     if (ret < 0) {

@@ -295,35 +295,102 @@ static int coroutine_fn create_data_file(const Qcow2CreateArgs *a,
     return bdrv_create_file(a->data_file, o, errp);
 }
 
-/* Metadata preallocation: L2 tables and data clusters for guest bytes
- * [from, to), then the file extended over them (falloc/full: with that
- * mode). */
-int coroutine_fn qcow2_preallocate(BlockDriverState *bs, uint64_t from,
-                                   uint64_t to, PreallocMode mode,
-                                   Error **errp)
+typedef struct HostRun {
+    int64_t start, end;
+} HostRun;
+
+/* Remember host clusters [start, end), merged with the previous run. */
+static void add_run(GArray *runs, int64_t start, int64_t end)
+{
+    HostRun *last = runs->len ? &g_array_index(runs, HostRun, runs->len - 1)
+                              : NULL;
+
+    if (last && last->end == start) {
+        last->end = end;
+    } else {
+        HostRun r = { start, end };
+        g_array_append_val(runs, r);
+    }
+}
+
+/* Falloc/full: data clusters below the file's end before the final
+ * truncate are reserved too.  Metadata allocated along the way (L2
+ * tables, refcount blocks) extends the file past earlier data clusters,
+ * and a growing truncate only covers what lies beyond the old end. */
+static int coroutine_fn reserve_runs(BlockDriverState *bs, GArray *runs,
+                                     int64_t old_end)
 {
     BDRVQcow2State *s = bs->opaque;
-    uint64_t off = from, size = to;
-    int64_t last_end = 0, host;
+
+    for (guint i = 0; i < runs->len; i++) {
+        HostRun *r = &g_array_index(runs, HostRun, i);
+        int64_t end = MIN(r->end, old_end);
+        int ret = r->start < end ?
+                  bdrv_co_pwrite_zeroes(s->data_file, r->start,
+                                        end - r->start, 0) : 0;
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 0;
+}
+
+/* Host clusters for guest bytes [from, to) (lock taken), their runs in
+ * @runs; the end of the last one in *last_end. */
+static int coroutine_fn alloc_all(BlockDriverState *bs, uint64_t from,
+                                  uint64_t to, GArray *runs,
+                                  int64_t *last_end)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t off = from;
+    int64_t host;
     int ret = 0;
 
     co_mutex_lock(&s->lock);
-    while (off < size && ret == 0) {
-        ret = qcow2_alloc_range(bs, off, size - off, &host);
+    while (off < to && ret == 0) {
+        uint64_t in = qcow2_offset_into_cluster(s, off);
+        ret = qcow2_alloc_range(bs, off, to - off, &host);
+        if (ret > 0 && host) {
+            uint64_t n = ROUND_UP((uint64_t)ret + in, s->cluster_size);
+            add_run(runs, host - (int64_t)n, host);
+            *last_end = MAX(*last_end, host);
+        }
         if (ret > 0) {
-            last_end = MAX(last_end, host);
             off += ret;
             ret = 0;
         }
     }
     co_mutex_unlock(&s->lock);
+    return ret;
+}
+
+/* Metadata preallocation: L2 tables and data clusters for guest bytes
+ * [from, to), then the file extended over them (falloc/full: with that
+ * mode, and the clusters inside the old file reserved as well). */
+int coroutine_fn qcow2_preallocate(BlockDriverState *bs, uint64_t from,
+                                   uint64_t to, PreallocMode mode,
+                                   Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    g_autoptr(GArray) runs = g_array_new(FALSE, FALSE, sizeof(HostRun));
+    int64_t last_end = 0, old_end = 0;
+    int ret = alloc_all(bs, from, to, runs, &last_end);
+
     if (ret == 0) {
         ret = qcow2_co_flush_to_os(bs);
     }
-    if (ret == 0 && last_end > bdrv_co_getlength(s->data_file->bs)) {
+    if (ret == 0) {
+        old_end = bdrv_co_getlength(s->data_file->bs);
+        ret = old_end < 0 ? (int)old_end : 0;
+    }
+    if (ret == 0 && last_end > old_end) {
         ret = bdrv_co_truncate(s->data_file, last_end, false,
                                mode == PREALLOC_MODE_METADATA ?
                                PREALLOC_MODE_OFF : mode, 0, errp);
+    }
+    if (ret == 0 && mode != PREALLOC_MODE_METADATA &&
+        s->data_file == bs->file) {
+        ret = reserve_runs(bs, runs, old_end);
     }
     if (ret < 0 && errp && !*errp) {
         error_setg_errno(errp, -ret, "Could not preallocate metadata");

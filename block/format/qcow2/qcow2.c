@@ -492,10 +492,6 @@ static int open_options(BlockDriverState *bs, QDict *opts, int flags,
     if (ret == 0) {
         ret = init_caches(s, errp);
     }
-    if (ret == 0 && !s->use_lazy_refcounts) {
-        /* refcounts reach the disk before the L2 entries using them */
-        qcow2_cache_set_dependency(&s->l2_cache, &s->refcount_cache);
-    }
     return ret;
 }
 
@@ -629,17 +625,37 @@ static int qcow2_open(BlockDriverState *bs, QDict *options, int flags,
     return 0;
 }
 
+/* One cache written back and the file flushed, as the reference's close
+ * does for each; failures are reported with its messages. */
+static int coroutine_fn close_flush_cache(BlockDriverState *bs,
+                                          Qcow2Cache *c, const char *what)
+{
+    int ret = qcow2_cache_write(bs, c);
+
+    if (ret == 0) {
+        ret = bdrv_co_flush(bs->file->bs);
+    }
+    if (ret < 0) {
+        error_report("Failed to flush the %s cache: %s", what, strerror(-ret));
+    }
+    return ret;
+}
+
 /* Writeback of the caches and, if we set it, the dirty bit cleared. */
 static void coroutine_fn close_entry(void *opaque)
 {
     BlockDriverState *bs = opaque;
     BDRVQcow2State *s = bs->opaque;
+    int ret;
 
     if (!(bs->open_flags & BDRV_O_RDWR) || !s->data_file) {
         return;
     }
-    if (qcow2_co_flush_to_os(bs) == 0 && s->dirty_set &&
-        !s->refcounts_stale) {
+    ret = close_flush_cache(bs, &s->l2_cache, "L2 table");
+    if (close_flush_cache(bs, &s->refcount_cache, "refcount block") < 0) {
+        ret = -EIO;
+    }
+    if (ret == 0 && s->dirty_set && !s->refcounts_stale) {
         qcow2_mark_clean(bs);
     }
 }

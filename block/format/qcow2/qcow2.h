@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
+#include "block/debug.h"
 #include "block/drivers.h"
 #include "util/cutils.h"
 #include "compress.h"
@@ -347,7 +348,10 @@ void qcow2_cache_mark_dirty(Qcow2Cache *c, void *table);
 int coroutine_fn qcow2_cache_flush(BlockDriverState *bs, Qcow2Cache *c);
 int coroutine_fn qcow2_cache_write(BlockDriverState *bs, Qcow2Cache *c);
 void qcow2_cache_discard(Qcow2Cache *c, uint64_t offset);
-void qcow2_cache_set_dependency(Qcow2Cache *c, Qcow2Cache *dep);
+/* @c's dirty entries may be written only after @dep's (flushes @c first
+ * when @dep depended on @c). */
+int coroutine_fn qcow2_cache_set_dependency(BlockDriverState *bs,
+                                            Qcow2Cache *c, Qcow2Cache *dep);
 void qcow2_cache_depends_on_flush(Qcow2Cache *c);
 void qcow2_cache_clean_unused(Qcow2Cache *c);
 

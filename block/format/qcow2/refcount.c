@@ -175,6 +175,7 @@ static int coroutine_fn write_reftable_entry(BlockDriverState *bs,
         return ret;
     }
     q_st64(b, s->refcount_table[ti]);
+    bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_HOOKUP);
     return q_pwrite(bs->file, off, 8, b);
 }
 
@@ -193,6 +194,7 @@ static int coroutine_fn make_refblock(BlockDriverState *bs, uint64_t ti,
     void *block;
     int ret;
 
+    bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC);
     if ((c >> s->refblock_bits) != ti) {
         ret = change_refcounts(bs, c, 1, 1);
         if (ret < 0) {
@@ -209,6 +211,7 @@ static int coroutine_fn make_refblock(BlockDriverState *bs, uint64_t ti,
     }
     qcow2_cache_mark_dirty(&s->refcount_cache, block);
     qcow2_cache_put(&s->refcount_cache, &block);
+    bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_WRITE);
     ret = qcow2_cache_flush(bs, &s->refcount_cache);
     if (ret < 0) {
         return ret;
@@ -297,6 +300,7 @@ static int coroutine_fn write_growth_area(BlockDriverState *bs, uint64_t area,
                                          c & ((1ULL << s->refblock_bits) - 1), 1);
             }
         }
+        bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_WRITE_BLOCKS);
         ret = q_pwrite(bs->file, (area + k) << s->cluster_bits,
                        s->cluster_size, blk);
         if (ret < 0) {
@@ -304,6 +308,7 @@ static int coroutine_fn write_growth_area(BlockDriverState *bs, uint64_t area,
         }
         q_st64(table + ti * 8, (area + k) << s->cluster_bits);
     }
+    bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_WRITE_TABLE);
     ret = q_pwrite(bs->file, (area + nb) << s->cluster_bits,
                    nt * s->cluster_size, table);
     return ret < 0 ? ret : bdrv_co_flush(bs->file->bs);
@@ -318,6 +323,7 @@ static int coroutine_fn switch_reftable(BlockDriverState *bs, uint64_t off,
 
     q_st64(b, off);
     q_st32(b + 8, nt);
+    bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_SWITCH_TABLE);
     ret = q_pwrite(bs->file, 48, 12, b);
     return ret < 0 ? ret : bdrv_co_flush(bs->file->bs);
 }
@@ -367,6 +373,26 @@ static int coroutine_fn grow_reftable(BlockDriverState *bs, uint64_t min_ti)
 
 /* ---- update / allocate / free ---- */
 
+/* Which cache reaches the disk first: a raised refcount before the L2
+ * entry that will use the cluster (unless refcounts may be stale, lazy
+ * refcounts), a lowered one only after the L2 entry that dropped the
+ * reference (the caller changed and dirtied it already), or the cluster
+ * could be reused while an old entry on disk still points at it. */
+static int coroutine_fn refcount_order(BlockDriverState *bs, int64_t addend)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    if (addend < 0) {
+        return qcow2_cache_set_dependency(bs, &s->refcount_cache,
+                                          &s->l2_cache);
+    }
+    if (!s->use_lazy_refcounts) {
+        return qcow2_cache_set_dependency(bs, &s->l2_cache,
+                                          &s->refcount_cache);
+    }
+    return 0;
+}
+
 /* Add @addend to the refcounts of clusters [first, first + n); every
  * block must exist when @addend > 0 (ensure_refblock ran). */
 static int coroutine_fn change_refcounts(BlockDriverState *bs, uint64_t first,
@@ -374,14 +400,25 @@ static int coroutine_fn change_refcounts(BlockDriverState *bs, uint64_t first,
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t mask = (1ULL << s->refblock_bits) - 1;
+    int ret = refcount_order(bs, addend);
 
+    if (ret < 0) {
+        return ret;
+    }
     for (uint64_t c = first; c < first + n; c++) {
         uint64_t off, rc;
         void *block;
-        int ret = refblock_offset(bs, c >> s->refblock_bits, &off);
 
+        if (c == first || !(c & mask)) {
+            /* the reference's events for each block an update touches */
+            bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC);
+        }
+        ret = refblock_offset(bs, c >> s->refblock_bits, &off);
         if (ret == 0 && !off) {
             ret = addend > 0 ? -EAGAIN : -EINVAL;
+        }
+        if (ret == 0 && (c == first || !(c & mask))) {
+            bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_LOAD);
         }
         if (ret == 0) {
             ret = qcow2_cache_get(bs, &s->refcount_cache, off, &block);
@@ -436,6 +473,7 @@ int64_t coroutine_fn qcow2_alloc_clusters(BlockDriverState *bs, uint64_t size)
     int64_t c;
     int ret;
 
+    bdrv_debug_event(bs->file, BLKDBG_CLUSTER_ALLOC);
     do {
         c = find_free(bs, n);
         if (c < 0) {
@@ -480,7 +518,12 @@ void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
     for (uint64_t c = first; c <= last; c++) {
         uint64_t rc = 0;
 
-        if (change_refcounts(bs, c, 1, -1) < 0) {
+        int ret = change_refcounts(bs, c, 1, -1);
+
+        if (ret < 0 && ret != -EINVAL) {
+            return;         /* an I/O error: the clusters leak */
+        }
+        if (ret < 0) {
             if (s->refcounts_stale) {
                 continue;   /* stale refcounts: a leak, not corruption */
             }

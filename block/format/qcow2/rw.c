@@ -31,6 +31,7 @@ static int coroutine_fn read_backing(BlockDriverState *bs, uint64_t offset,
     }
     if (n) {
         iov_vec_init_slice(&slice, qiov, qoff, n);
+        bdrv_debug_event(bs->file, BLKDBG_READ_BACKING_AIO);
         ret = bdrv_co_preadv(bs->backing, offset, n, &slice, 0);
         iov_vec_destroy(&slice);
     }
@@ -51,6 +52,7 @@ static int coroutine_fn read_compressed_cluster(BlockDriverState *bs,
 
     qcow2_parse_compressed(s, l2e, &host, &len);
     in = g_malloc(len);
+    bdrv_debug_event(bs->file, BLKDBG_READ_COMPRESSED);
     ret = qcow2_read_table(bs, host, len, in);
     if (ret < 0) {
         return ret;
@@ -97,6 +99,7 @@ static int coroutine_fn read_run(BlockDriverState *bs, uint64_t offset,
         return read_compressed(bs, offset, bytes, host, qiov, qoff);
     case QCOW2_SC_NORMAL:
         iov_vec_init_slice(&slice, qiov, qoff, bytes);
+        bdrv_debug_event(bs->file, BLKDBG_READ_AIO);
         ret = bdrv_co_preadv(s->data_file, host, bytes, &slice, 0);
         iov_vec_destroy(&slice);
         return ret;
@@ -296,6 +299,8 @@ static void plan_update_l2(BlockDriverState *bs, AllocPlan *p, uint8_t *l2)
         }
         if (p->new_clusters && c.type != QCOW2_CLUSTER_UNALLOCATED &&
             c.type != QCOW2_CLUSTER_ZERO_PLAIN) {
+            /* dirty first: the lowered refcount waits for this table */
+            qcow2_cache_mark_dirty(&s->l2_cache, l2);
             qcow2_free_l2_entry(bs, c.l2e);
         }
     }
@@ -361,6 +366,7 @@ static int coroutine_fn plan_write(BlockDriverState *bs, AllocPlan *p,
     if (tail) {
         iov_vec_add(&v, tbuf, tail);
     }
+    bdrv_debug_event(bs->file, BLKDBG_WRITE_AIO);
     ret = bdrv_co_pwritev(s->data_file,
                           p->host + qcow2_offset_into_cluster(s, p->ws),
                           p->we - p->ws, &v, 0);
@@ -578,6 +584,7 @@ static int coroutine_fn in_place_step(BlockDriverState *bs, uint64_t offset,
     }
     co_mutex_unlock(&s->lock);
     iov_vec_init_slice(&slice, qiov, qoff, n);
+    bdrv_debug_event(bs->file, BLKDBG_WRITE_AIO);
     ret = bdrv_co_pwritev(s->data_file, host, n, &slice, 0);
     iov_vec_destroy(&slice);
     co_mutex_lock(&s->lock);
@@ -650,6 +657,7 @@ static int coroutine_fn store_compressed(BlockDriverState *bs,
     ret = host < 0 ? host :
           qcow2_pre_write_overlap_check(bs, 0, host, len);
     if (ret == 0) {
+        bdrv_debug_event(bs->file, BLKDBG_WRITE_COMPRESSED);
         ret = q_pwrite(bs->file, host, len, buf);
     }
     if (ret == 0) {

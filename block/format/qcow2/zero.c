@@ -31,6 +31,8 @@ static void zero_cluster(BlockDriverState *bs, uint8_t *l2, int idx,
     qcow2_set_l2_entry(s, l2, idx, ne);
     qcow2_set_l2_bitmap(s, l2, idx, L2_BITMAP_ALL_ZEROES);
     if (unmap) {
+        /* dirty first: the lowered refcount waits for this table */
+        qcow2_cache_mark_dirty(&s->l2_cache, l2);
         qcow2_free_l2_entry(bs, old);
     }
 }
@@ -218,6 +220,7 @@ static void discard_cluster(BlockDriverState *bs, uint8_t *l2, int idx,
     }
     qcow2_set_l2_entry(s, l2, idx, ne);
     qcow2_set_l2_bitmap(s, l2, idx, nbm);
+    qcow2_cache_mark_dirty(&s->l2_cache, l2);  /* before the refcount drops */
     qcow2_free_l2_entry(bs, old);
 }
 
@@ -256,6 +259,10 @@ int coroutine_fn qcow2_co_pdiscard(BlockDriverState *bs, int64_t offset,
     }
     if (qcow2_offset_into_cluster(s, offset) ||
         qcow2_offset_into_cluster(s, end)) {
+        return -ENOTSUP;
+    }
+    if (s->h.version < 3 && bs->backing) {
+        /* v2 has no zero flag: the backing file would show through */
         return -ENOTSUP;
     }
     co_mutex_lock(&s->lock);
