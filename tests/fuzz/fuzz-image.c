@@ -11,6 +11,7 @@
  */
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #include "block/block.h"
 #include "block/driver.h"
@@ -87,6 +88,18 @@ static void check_image(BlockBackend *blk)
     bdrv_check(blk_bs(blk), &res, 0);
 }
 
+/* A qcow2 v3 header whose incompatible bit 2 says the guest data lives
+ * in an external file named by the image.  The open would reach that
+ * host file: the input itself is given as the data file instead. */
+static bool names_data_file(const uint8_t *data, size_t size)
+{
+    static const uint8_t magic[4] = { 'Q', 'F', 'I', 0xfb };
+
+    return size >= 80 && memcmp(data, magic, 4) == 0 &&
+           data[7] >= 3 && data[4] == 0 && data[5] == 0 && data[6] == 0 &&
+           (data[79] & 4);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int fd;
@@ -102,6 +115,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     opts = qdict_new();
     qdict_put_str(opts, "file.driver", "file");
     qdict_put_str(opts, "file.filename", path);
+    if (names_data_file(data, size)) {
+        qdict_put_str(opts, "data-file.driver", "file");
+        qdict_put_str(opts, "data-file.filename", path);
+    }
     /* a backing file name in the input would reach files of the host:
      * the fuzzed image alone is opened, as qemu-img info does */
     blk = blk_new_open(NULL, NULL, opts, BDRV_O_NO_BACKING, &err);

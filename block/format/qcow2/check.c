@@ -77,6 +77,7 @@ struct CheckState {
     bool wide;                    /* 32-bit counts (refcount_bits > 16) */
     uint64_t nb_chunks, chunks_used, chunk_budget;
     uint32_t count_max;
+    uint64_t bitmap_entries_left; /* tables walked stay within the file */
     bool data_file;               /* external data file: data not counted */
     uint8_t *l2buf;               /* the L2 table being checked */
     GArray *kept_tables;          /* KeptTable */
@@ -705,6 +706,8 @@ static int coroutine_fn check_snapshots(CheckState *c)
 #define BME_MAX_TABLE_SIZE 0x8000000U
 #define BME_DIR_HEADER_LEN 24
 #define BM_MAX_DIRECTORY (64 * MiB)
+#define BME_MAX_PHYS_SIZE (512 * MiB)     /* clusters one table may cover */
+#define BM_MAX_ALL_TABLES (1ULL << 27)    /* entries of all tables: 1 GiB */
 
 /* The bitmaps extension, when the image keeps it up to date (autoclear
  * bit set; otherwise the bitmaps do not count, as for the reference). */
@@ -791,9 +794,12 @@ static int coroutine_fn walk_bitmap_dir(CheckState *c, const uint8_t *d,
         elen = ROUND_UP(BME_DIR_HEADER_LEN + (uint64_t)q_ld32(d + pos + 20) +
                         q_ld16(d + pos + 18), 8);
         if (elen > len - pos || tsize > BME_MAX_TABLE_SIZE ||
+            (uint64_t)tsize * c->s->cluster_size > BME_MAX_PHYS_SIZE ||
+            tsize > c->bitmap_entries_left ||
             qcow2_offset_into_cluster(c->s, toff)) {
             return -EINVAL;
         }
+        c->bitmap_entries_left -= tsize;
         ret = check_one_bitmap(c, toff, tsize);
         if (ret < 0) {
             return ret;
@@ -815,6 +821,10 @@ static int coroutine_fn check_bitmaps(CheckState *c)
     }
     len = q_ld64(ext + 8);
     off = q_ld64(ext + 16);
+    /* the tables of a sound image are distinct clusters of the file:
+     * many bitmaps sharing one huge table must not make the walk last */
+    c->bitmap_entries_left = MIN((uint64_t)c->file_len / 8,
+                                 BM_MAX_ALL_TABLES);
     ret = inc_refs(c, off, len);
     if (ret < 0) {
         return ret;

@@ -124,6 +124,43 @@ static void keep_unknown_ext(BDRVQcow2State *s, uint32_t magic,
     g_ptr_array_add(s->unknown_exts, e);
 }
 
+#define BITMAPS_MAX 65535
+#define BITMAPS_MAX_DIR_SIZE (1024ULL * BITMAPS_MAX)
+
+/* The bitmaps extension, when the autoclear bit says it is in use: its
+ * counts are bounded before anything is read or allocated from them. */
+static int check_bitmaps_ext(BDRVQcow2State *s, const uint8_t *d,
+                             uint32_t len, Error **errp)
+{
+    uint64_t dsize;
+
+    if (!(s->h.autoclear_features & QCOW2_AUTOCLEAR_BITMAPS)) {
+        return 0;
+    }
+    if (len != 24) {
+        error_setg(errp, "bitmaps_ext: Invalid extension length");
+    } else if (q_ld32(d) > BITMAPS_MAX) {
+        error_setg(errp, "bitmaps_ext: Image has %" PRIu32 " bitmaps, "
+                   "exceeding the QEMU supported maximum of %d",
+                   q_ld32(d), BITMAPS_MAX);
+    } else if (q_ld32(d) == 0) {
+        error_setg(errp, "found bitmaps extension with zero bitmaps");
+    } else if (q_ld32(d + 4)) {
+        error_setg(errp, "bitmaps_ext: Reserved field is not zero");
+    } else if ((dsize = q_ld64(d + 8)) > BITMAPS_MAX_DIR_SIZE) {
+        error_setg(errp, "bitmaps_ext: bitmap directory size (%" PRIu64
+                   ") exceeds the maximum supported size (%llu)", dsize,
+                   BITMAPS_MAX_DIR_SIZE);
+    } else if (dsize == 0) {
+        error_setg(errp, "Requested bitmap directory size is zero");
+    } else if (q_ld64(d + 16) & ((1ULL << s->h.cluster_bits) - 1)) {
+        error_setg(errp, "bitmaps_ext: invalid bitmap directory offset");
+    } else {
+        return 0;
+    }
+    return -EINVAL;
+}
+
 /* One extension; messages as the reference's. */
 static int parse_one_ext(BlockDriverState *bs, uint32_t magic,
                          const uint8_t *d, uint32_t len, Error **errp)
@@ -152,6 +189,12 @@ static int parse_one_ext(BlockDriverState *bs, uint32_t magic,
         s->has_crypto_ext = true;
         s->crypto_offset = q_ld64(d);
         s->crypto_length = q_ld64(d + 8);
+        break;
+    case QCOW2_EXT_BITMAPS:
+        if (check_bitmaps_ext(s, d, len, errp) < 0) {
+            return -EINVAL;
+        }
+        keep_unknown_ext(s, magic, d, len);
         break;
     case QCOW2_EXT_DATA_FILE:
         g_free(s->image_data_file);
