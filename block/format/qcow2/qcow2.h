@@ -215,6 +215,9 @@ typedef struct BDRVQcow2State {
     uint64_t cache_clean_interval;
     AioTimer *cache_clean_timer;  /* drops unused cache entries */
     uint64_t l2_cache_bytes, l2_entry_bytes, refcount_cache_bytes;
+    /* reopen: the values before a staged change, and its options */
+    struct Qcow2Tunables *reopen_old;
+    QDict *reopen_opts;
 
     /* compressed writes store in arrival order (rw.c, block.h) */
     uint64_t cw_next;             /* ticket of the next to arrive */
