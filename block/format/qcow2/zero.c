@@ -251,6 +251,11 @@ int coroutine_fn qcow2_co_pdiscard(BlockDriverState *bs, int64_t offset,
     uint64_t end = offset + bytes;
     int ret;
 
+    if (s->h.version < 3 && bs->backing) {
+        /* v2 cannot mark a cluster zero, and an unallocated one would
+         * show the backing file's data: the reference leaves it as is */
+        return -ENOTSUP;
+    }
     if (end == (uint64_t)bs->total_bytes) {
         end = ROUND_UP(end, s->cluster_size);
     }
