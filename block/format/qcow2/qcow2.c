@@ -715,9 +715,31 @@ static void tunables_restore(BDRVQcow2State *s, const Qcow2Tunables *t)
     s->use_lazy_refcounts = t->use_lazy_refcounts;
 }
 
+/* Whether an old value of @key gives way to the new options: a new
+ * overlap-check template replaces every old overlap-check choice, a new
+ * cache-size the old split of the cache and a new split the old total. */
+static bool reopen_old_replaced(QDict *opts, const char *key)
+{
+    bool new_template = qdict_haskey(opts, "overlap-check") ||
+                        qdict_haskey(opts, "overlap-check.template");
+
+    if (new_template && (!strcmp(key, "overlap-check") ||
+                         g_str_has_prefix(key, "overlap-check."))) {
+        return true;
+    }
+    if (!strcmp(key, "cache-size")) {
+        return qdict_haskey(opts, "l2-cache-size") ||
+               qdict_haskey(opts, "refcount-cache-size");
+    }
+    return qdict_haskey(opts, "cache-size") &&
+           (!strcmp(key, "l2-cache-size") ||
+            !strcmp(key, "refcount-cache-size"));
+}
+
 /* The runtime options of @opts, over those the node was opened (or last
  * reopened) with: the reference keeps the old values of options not
- * given.  NULL when @opts names none of them. */
+ * given, except those the new ones replace.  NULL when @opts names none
+ * of them. */
 static QDict *reopen_merged_opts(BlockDriverState *bs, QDict *opts)
 {
     QDict *merged = qdict_new();
@@ -728,7 +750,8 @@ static QDict *reopen_merged_opts(BlockDriverState *bs, QDict *opts)
 
         if (qdict_haskey(opts, d->name)) {
             given = true;
-        } else if (bs->options && qdict_haskey(bs->options, d->name)) {
+        } else if (bs->options && qdict_haskey(bs->options, d->name) &&
+                   !reopen_old_replaced(opts, d->name)) {
             from = bs->options;
         } else {
             continue;
@@ -829,6 +852,9 @@ static void qcow2_reopen_commit(BlockDriverState *bs)
         s->cache_clean_timer = NULL;
     }
     start_cache_clean_timer(bs);
+    for (const BlockOptDesc *d = qcow2_open_opts; d->name; d++) {
+        qdict_del(bs->options, d->name);   /* some gave way to new ones */
+    }
     qdict_join(bs->options, s->reopen_opts, true);
     g_clear_pointer(&s->reopen_old, g_free);
     qobject_unref(s->reopen_opts);
