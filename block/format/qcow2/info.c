@@ -301,6 +301,31 @@ static int check_truncate(BDRVQcow2State *s, uint64_t offset,
     return 0;
 }
 
+/* Shrink: L1 entries past those @size needs are cleared and their L2
+ * tables freed (and discarded in the file), as the reference does; the
+ * header keeps the L1 table's size. */
+static int coroutine_fn shrink_l1(BlockDriverState *bs, uint64_t size)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t keep = qcow2_l1_entries(s->cluster_bits, s->l2_bits, size);
+    int ret = 0;
+
+    for (uint64_t i = keep; i < s->l1_size && ret == 0; i++) {
+        uint64_t l2 = s->l1_table[i] & L1E_OFFSET_MASK;
+
+        if (!s->l1_table[i]) {
+            continue;
+        }
+        s->l1_table[i] = 0;
+        ret = qcow2_write_l1_entry(bs, i);
+        if (ret == 0 && l2) {
+            qcow2_cache_discard(&s->l2_cache, l2);
+            qcow2_free_clusters(bs, l2, s->cluster_size, true);
+        }
+    }
+    return ret;
+}
+
 /* Shrink: the clusters past the new end go, the file is trimmed. */
 static int coroutine_fn shrink(BlockDriverState *bs, uint64_t offset,
                                Error **errp)
@@ -313,6 +338,9 @@ static int coroutine_fn shrink(BlockDriverState *bs, uint64_t offset,
     if (from < end) {
         co_mutex_lock(&s->lock);
         ret = qcow2_discard_range(bs, from, end - from, true);
+        if (ret == 0) {
+            ret = shrink_l1(bs, offset);
+        }
         co_mutex_unlock(&s->lock);
     }
     if (ret == 0) {
