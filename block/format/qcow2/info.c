@@ -337,7 +337,7 @@ static int coroutine_fn shrink(BlockDriverState *bs, uint64_t offset,
 
     if (from < end) {
         co_mutex_lock(&s->lock);
-        ret = qcow2_discard_range(bs, from, end - from, true);
+        ret = qcow2_discard_range(bs, from, end - from, true, true);
         if (ret == 0) {
             ret = shrink_l1(bs, offset);
         }

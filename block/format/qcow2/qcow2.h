@@ -347,6 +347,8 @@ int coroutine_fn qcow2_update_refcount(BlockDriverState *bs, uint64_t offset,
 void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
                                       uint64_t size, bool discard);
 void coroutine_fn qcow2_free_l2_entry(BlockDriverState *bs, uint64_t l2e);
+void coroutine_fn qcow2_free_l2_entry_pass(BlockDriverState *bs, uint64_t l2e,
+                                           bool pass);
 int coroutine_fn qcow2_check_metadata_overlap(BlockDriverState *bs, int ign,
                                               uint64_t offset, uint64_t size);
 int coroutine_fn qcow2_pre_write_overlap_check(BlockDriverState *bs, int ign,
@@ -405,7 +407,8 @@ int coroutine_fn qcow2_co_pwritev_compressed(BlockDriverState *bs,
 int coroutine_fn qcow2_zero_range(BlockDriverState *bs, uint64_t offset,
                                   uint64_t bytes, bool unmap);
 int coroutine_fn qcow2_discard_range(BlockDriverState *bs, uint64_t offset,
-                                     uint64_t bytes, bool full_discard);
+                                     uint64_t bytes, bool full_discard,
+                                     bool pass_always);
 int coroutine_fn qcow2_mark_dirty_if_lazy(BlockDriverState *bs);
 /* Wait (s->lock held) until no allocation in flight touches the clusters
  * of [offset, offset + bytes). */
