@@ -356,13 +356,31 @@ static int coroutine_fn shrink(BlockDriverState *bs, uint64_t offset,
     return 0;
 }
 
+/* An external data file follows the new size when no preallocation
+ * writes it (a raw one gets its clusters mapped, as metadata
+ * preallocation does). */
+static int coroutine_fn resize_data_file(BlockDriverState *bs,
+                                         uint64_t offset, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    return bdrv_co_truncate(s->data_file, offset, false, PREALLOC_MODE_OFF,
+                            0, errp);
+}
+
 int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
                                    bool exact, PreallocMode prealloc,
                                    BdrvRequestFlags flags, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t old = s->h.size;
+    bool external = s->data_file && s->data_file != bs->file;
     int ret = check_truncate(s, offset, prealloc, errp);
+
+    if (external && prealloc == PREALLOC_MODE_OFF && (uint64_t)offset > old &&
+        (s->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_RAW)) {
+        prealloc = PREALLOC_MODE_METADATA;
+    }
 
     if (ret == 0 && (uint64_t)offset < old) {
         ret = shrink(bs, offset, errp);
@@ -374,6 +392,12 @@ int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
     if (ret < 0) {
         error_setg_errno(errp, -ret, "Failed to update the image size");
         return ret;
+    }
+    if (external && prealloc == PREALLOC_MODE_OFF) {
+        ret = resize_data_file(bs, offset, errp);
+        if (ret < 0) {
+            return ret;
+        }
     }
     if ((flags & BDRV_REQ_ZERO_WRITE) && (uint64_t)offset > old) {
         ret = zero_grown_area(bs, old, offset);
