@@ -301,6 +301,31 @@ static int check_truncate(BDRVQcow2State *s, uint64_t offset,
     return 0;
 }
 
+/* Shrink: L1 entries past those @size needs are cleared and their L2
+ * tables freed (and discarded in the file), as the reference does; the
+ * header keeps the L1 table's size. */
+static int coroutine_fn shrink_l1(BlockDriverState *bs, uint64_t size)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t keep = qcow2_l1_entries(s->cluster_bits, s->l2_bits, size);
+    int ret = 0;
+
+    for (uint64_t i = keep; i < s->l1_size && ret == 0; i++) {
+        uint64_t l2 = s->l1_table[i] & L1E_OFFSET_MASK;
+
+        if (!s->l1_table[i]) {
+            continue;
+        }
+        s->l1_table[i] = 0;
+        ret = qcow2_write_l1_entry(bs, i);
+        if (ret == 0 && l2) {
+            qcow2_cache_discard(&s->l2_cache, l2);
+            qcow2_free_clusters(bs, l2, s->cluster_size, true);
+        }
+    }
+    return ret;
+}
+
 /* Shrink: the clusters past the new end go, the file is trimmed. */
 static int coroutine_fn shrink(BlockDriverState *bs, uint64_t offset,
                                Error **errp)
@@ -312,7 +337,10 @@ static int coroutine_fn shrink(BlockDriverState *bs, uint64_t offset,
 
     if (from < end) {
         co_mutex_lock(&s->lock);
-        ret = qcow2_discard_range(bs, from, end - from, true);
+        ret = qcow2_discard_range(bs, from, end - from, true, true);
+        if (ret == 0) {
+            ret = shrink_l1(bs, offset);
+        }
         co_mutex_unlock(&s->lock);
     }
     if (ret == 0) {
@@ -328,13 +356,31 @@ static int coroutine_fn shrink(BlockDriverState *bs, uint64_t offset,
     return 0;
 }
 
+/* An external data file follows the new size when no preallocation
+ * writes it (a raw one gets its clusters mapped, as metadata
+ * preallocation does). */
+static int coroutine_fn resize_data_file(BlockDriverState *bs,
+                                         uint64_t offset, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    return bdrv_co_truncate(s->data_file, offset, false, PREALLOC_MODE_OFF,
+                            0, errp);
+}
+
 int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
                                    bool exact, PreallocMode prealloc,
                                    BdrvRequestFlags flags, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t old = s->h.size;
+    bool external = s->data_file && s->data_file != bs->file;
     int ret = check_truncate(s, offset, prealloc, errp);
+
+    if (external && prealloc == PREALLOC_MODE_OFF && (uint64_t)offset > old &&
+        (s->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_RAW)) {
+        prealloc = PREALLOC_MODE_METADATA;
+    }
 
     if (ret == 0 && (uint64_t)offset < old) {
         ret = shrink(bs, offset, errp);
@@ -346,6 +392,12 @@ int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
     if (ret < 0) {
         error_setg_errno(errp, -ret, "Failed to update the image size");
         return ret;
+    }
+    if (external && prealloc == PREALLOC_MODE_OFF) {
+        ret = resize_data_file(bs, offset, errp);
+        if (ret < 0) {
+            return ret;
+        }
     }
     if ((flags & BDRV_REQ_ZERO_WRITE) && (uint64_t)offset > old) {
         ret = zero_grown_area(bs, old, offset);

@@ -698,6 +698,207 @@ static int64_t coroutine_fn qcow2_co_get_allocated_file_size(
     return b < 0 ? b : a + b;
 }
 
+/* ---- reopen ---- */
+
+/* The option values a reopen may change, kept to undo a failed one. */
+typedef struct Qcow2Tunables {
+    uint64_t l2_cache_bytes, l2_entry_bytes, refcount_cache_bytes;
+    uint64_t cache_clean_interval;
+    int overlap_check;
+    bool discard_passthrough_request, discard_passthrough_snapshot,
+         discard_passthrough_other, discard_no_unref, use_lazy_refcounts;
+} Qcow2Tunables;
+
+static void tunables_save(BDRVQcow2State *s, Qcow2Tunables *t)
+{
+    *t = (Qcow2Tunables) {
+        s->l2_cache_bytes, s->l2_entry_bytes, s->refcount_cache_bytes,
+        s->cache_clean_interval, s->overlap_check,
+        s->discard_passthrough_request, s->discard_passthrough_snapshot,
+        s->discard_passthrough_other, s->discard_no_unref,
+        s->use_lazy_refcounts,
+    };
+}
+
+static void tunables_restore(BDRVQcow2State *s, const Qcow2Tunables *t)
+{
+    s->l2_cache_bytes = t->l2_cache_bytes;
+    s->l2_entry_bytes = t->l2_entry_bytes;
+    s->refcount_cache_bytes = t->refcount_cache_bytes;
+    s->cache_clean_interval = t->cache_clean_interval;
+    s->overlap_check = t->overlap_check;
+    s->discard_passthrough_request = t->discard_passthrough_request;
+    s->discard_passthrough_snapshot = t->discard_passthrough_snapshot;
+    s->discard_passthrough_other = t->discard_passthrough_other;
+    s->discard_no_unref = t->discard_no_unref;
+    s->use_lazy_refcounts = t->use_lazy_refcounts;
+}
+
+/* Whether an old value of @key gives way to the new options: a new
+ * overlap-check template replaces every old overlap-check choice, a new
+ * cache-size the old split of the cache and a new split the old total. */
+static bool reopen_old_replaced(QDict *opts, const char *key)
+{
+    bool new_template = qdict_haskey(opts, "overlap-check") ||
+                        qdict_haskey(opts, "overlap-check.template");
+
+    if (new_template && (!strcmp(key, "overlap-check") ||
+                         g_str_has_prefix(key, "overlap-check."))) {
+        return true;
+    }
+    if (!strcmp(key, "cache-size")) {
+        return qdict_haskey(opts, "l2-cache-size") ||
+               qdict_haskey(opts, "refcount-cache-size");
+    }
+    return qdict_haskey(opts, "cache-size") &&
+           (!strcmp(key, "l2-cache-size") ||
+            !strcmp(key, "refcount-cache-size"));
+}
+
+/* The runtime options of @opts, over those the node was opened (or last
+ * reopened) with: the reference keeps the old values of options not
+ * given, except those the new ones replace.  NULL when @opts names none
+ * of them. */
+static QDict *reopen_merged_opts(BlockDriverState *bs, QDict *opts)
+{
+    QDict *merged = qdict_new();
+    bool given = false;
+
+    for (const BlockOptDesc *d = qcow2_open_opts; d->name; d++) {
+        QDict *from = opts;
+
+        if (qdict_haskey(opts, d->name)) {
+            given = true;
+        } else if (bs->options && qdict_haskey(bs->options, d->name) &&
+                   !reopen_old_replaced(opts, d->name)) {
+            from = bs->options;
+        } else {
+            continue;
+        }
+        qdict_put_obj(merged, d->name, qobject_ref(qdict_get(from, d->name)));
+    }
+    if (!given) {
+        qobject_unref(merged);
+        return NULL;
+    }
+    return merged;
+}
+
+/* The cache entry counts @s's sizes give, checked as at open. */
+static int check_cache_counts(BDRVQcow2State *s, Error **errp)
+{
+    if (s->l2_cache_bytes / s->l2_entry_bytes > INT_MAX) {
+        error_setg(errp, "L2 cache size too big");
+        return -EINVAL;
+    }
+    if (s->refcount_cache_bytes / s->cluster_size > INT_MAX) {
+        error_setg(errp, "Refcount cache size too big");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Reopen with new runtime options (caches, discard handling, lazy
+ * refcounts, overlap checks, cache cleaning): parsed and checked as at
+ * open into the state, the old values saved for commit (which resizes
+ * the caches) or abort (which puts them back). */
+static int qcow2_reopen_prepare(BlockDriverState *bs, QDict *opts,
+                                Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    g_autoptr(QDict) merged = reopen_merged_opts(bs, opts);
+    Qcow2Tunables old;
+    int ret;
+
+    if (!merged || s->reopen_old) {
+        return 0;
+    }
+    tunables_save(s, &old);
+    ret = read_cache_sizes(s, merged, errp);
+    if (ret == 0) {
+        ret = read_runtime_opts(bs, merged, bs->open_flags, errp);
+    }
+    if (ret == 0) {
+        ret = check_cache_counts(s, errp);
+    }
+    if (ret < 0) {
+        tunables_restore(s, &old);
+        return ret;
+    }
+    for (const BlockOptDesc *d = qcow2_open_opts; d->name; d++) {
+        qdict_del(opts, d->name);
+    }
+    s->reopen_old = g_memdup2(&old, sizeof(old));
+    s->reopen_opts = qobject_ref(merged);
+    return 0;
+}
+
+/* Commit step in a coroutine: write back what the old caches hold before
+ * they are resized, and leave the dirty state lazy refcounts no longer
+ * cover. */
+static void coroutine_fn reopen_commit_entry(void *opaque)
+{
+    BlockDriverState *bs = opaque;
+    BDRVQcow2State *s = bs->opaque;
+    const Qcow2Tunables *old = s->reopen_old;
+
+    if ((bs->open_flags & BDRV_O_RDWR) && old->use_lazy_refcounts &&
+        !s->use_lazy_refcounts) {
+        qcow2_mark_clean(bs);
+    }
+    if (old->l2_cache_bytes != s->l2_cache_bytes ||
+        old->l2_entry_bytes != s->l2_entry_bytes ||
+        old->refcount_cache_bytes != s->refcount_cache_bytes) {
+        qcow2_co_flush_to_os(bs);
+        qcow2_cache_destroy(&s->l2_cache);
+        qcow2_cache_destroy(&s->refcount_cache);
+        init_caches(s, NULL);
+    }
+    /* write ordering follows use_lazy_refcounts at each refcount update
+     * (refcount.c: refcount_order()) */
+}
+
+static void qcow2_reopen_commit(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    if (!s->reopen_old) {
+        return;
+    }
+    co_run_sync(reopen_commit_entry, bs);
+    if (s->cache_clean_timer) {
+        aio_timer_free(s->cache_clean_timer);
+        s->cache_clean_timer = NULL;
+    }
+    start_cache_clean_timer(bs);
+    for (const BlockOptDesc *d = qcow2_open_opts; d->name; d++) {
+        qdict_del(bs->options, d->name);   /* some gave way to new ones */
+    }
+    qdict_join(bs->options, s->reopen_opts, true);
+    g_clear_pointer(&s->reopen_old, g_free);
+    qobject_unref(s->reopen_opts);
+    s->reopen_opts = NULL;
+}
+
+static void qcow2_reopen_abort(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    if (!s->reopen_old) {
+        return;
+    }
+    tunables_restore(s, s->reopen_old);
+    g_clear_pointer(&s->reopen_old, g_free);
+    qobject_unref(s->reopen_opts);
+    s->reopen_opts = NULL;
+}
+
+static const BlockDriverReopenOps qcow2_reopen_ops = {
+    .prepare = qcow2_reopen_prepare,
+    .commit = qcow2_reopen_commit,
+    .abort = qcow2_reopen_abort,
+};
+
 static const BlockDriverIO qcow2_io = {
     .co_preadv = qcow2_co_preadv,
     .co_pwritev = qcow2_co_pwritev,
@@ -737,4 +938,5 @@ const BlockDriver bdrv_qcow2 = {
     .measure = &qcow2_measure_ops,
     .backing = &qcow2_backing_ops,
     .check = &qcow2_check_ops,
+    .reopen = &qcow2_reopen_ops,
 };

@@ -221,6 +221,9 @@ typedef struct BDRVQcow2State {
     uint64_t cache_clean_interval;
     AioTimer *cache_clean_timer;  /* drops unused cache entries */
     uint64_t l2_cache_bytes, l2_entry_bytes, refcount_cache_bytes;
+    /* reopen: the values before a staged change, and its options */
+    struct Qcow2Tunables *reopen_old;
+    QDict *reopen_opts;
 
     /* compressed writes store in arrival order (rw.c, block.h) */
     uint64_t cw_next;             /* ticket of the next to arrive */
@@ -368,6 +371,8 @@ int coroutine_fn qcow2_update_refcount(BlockDriverState *bs, uint64_t offset,
 void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
                                       uint64_t size, bool discard);
 void coroutine_fn qcow2_free_l2_entry(BlockDriverState *bs, uint64_t l2e);
+void coroutine_fn qcow2_free_l2_entry_pass(BlockDriverState *bs, uint64_t l2e,
+                                           bool pass);
 int coroutine_fn qcow2_check_metadata_overlap(BlockDriverState *bs, int ign,
                                               uint64_t offset, uint64_t size);
 int coroutine_fn qcow2_pre_write_overlap_check(BlockDriverState *bs, int ign,
@@ -431,7 +436,8 @@ int coroutine_fn qcow2_co_pwritev_compressed(BlockDriverState *bs,
 int coroutine_fn qcow2_zero_range(BlockDriverState *bs, uint64_t offset,
                                   uint64_t bytes, bool unmap);
 int coroutine_fn qcow2_discard_range(BlockDriverState *bs, uint64_t offset,
-                                     uint64_t bytes, bool full_discard);
+                                     uint64_t bytes, bool full_discard,
+                                     bool pass_always);
 int coroutine_fn qcow2_mark_dirty_if_lazy(BlockDriverState *bs);
 /* Wait (s->lock held) until no allocation in flight touches the clusters
  * of [offset, offset + bytes). */

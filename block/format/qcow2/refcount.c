@@ -544,8 +544,18 @@ void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
 }
 
 /* Free what an L2 entry references (normal / preallocated zero /
- * compressed). */
+ * compressed); guest discards pass down if pass-discard-request says so. */
 void coroutine_fn qcow2_free_l2_entry(BlockDriverState *bs, uint64_t l2e)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    qcow2_free_l2_entry_pass(bs, l2e, s->discard_passthrough_request);
+}
+
+/* The same, the freed clusters discarded in the file when @pass (for a
+ * compressed cluster, the host clusters no longer used at all). */
+void coroutine_fn qcow2_free_l2_entry_pass(BlockDriverState *bs, uint64_t l2e,
+                                           bool pass)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t host, len;
@@ -553,20 +563,20 @@ void coroutine_fn qcow2_free_l2_entry(BlockDriverState *bs, uint64_t l2e)
     switch (qcow2_cluster_type(s, l2e)) {
     case QCOW2_CLUSTER_COMPRESSED:
         qcow2_parse_compressed(s, l2e, &host, &len);
-        qcow2_free_clusters(bs, host & ~511ULL, len, false);
+        qcow2_free_clusters(bs, host & ~511ULL, len, pass);
         break;
     case QCOW2_CLUSTER_NORMAL:
     case QCOW2_CLUSTER_ZERO_ALLOC:
         if (s->data_file != bs->file) {
             /* external data: no refcounts; pass the discard on */
-            if (s->discard_passthrough_request && s->data_file) {
+            if (pass && s->data_file) {
                 bdrv_co_pdiscard(s->data_file, l2e & L2E_OFFSET_MASK,
                                  s->cluster_size);
             }
             return;
         }
         qcow2_free_clusters(bs, l2e & L2E_OFFSET_MASK, s->cluster_size,
-                            s->discard_passthrough_request);
+                            pass);
         break;
     default:
         break;

@@ -301,7 +301,7 @@ static void plan_update_l2(BlockDriverState *bs, AllocPlan *p, uint8_t *l2)
             c.type != QCOW2_CLUSTER_ZERO_PLAIN) {
             /* dirty first: the lowered refcount waits for this table */
             qcow2_cache_mark_dirty(&s->l2_cache, l2);
-            qcow2_free_l2_entry(bs, c.l2e);
+            qcow2_free_l2_entry_pass(bs, c.l2e, false);
         }
     }
 }
@@ -665,7 +665,7 @@ static int coroutine_fn store_compressed(BlockDriverState *bs,
         qcow2_set_l2_entry(s, l2, idx, compressed_entry(s, host, len));
         qcow2_set_l2_bitmap(s, l2, idx, 0);
         qcow2_cache_mark_dirty(&s->l2_cache, l2);
-        qcow2_free_l2_entry(bs, c.l2e);
+        qcow2_free_l2_entry_pass(bs, c.l2e, false);
     }
     qcow2_cache_put(&s->l2_cache, &l2);
     return ret;

@@ -174,7 +174,7 @@ int coroutine_fn qcow2_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
     ret = qcow2_mark_dirty_if_lazy(bs);
     if (ret == 0 && s->h.version < 3) {
         /* v2 without backing file: unallocated reads as zeroes */
-        ret = qcow2_discard_range(bs, offset, end - offset, true);
+        ret = qcow2_discard_range(bs, offset, end - offset, true, false);
     } else if (ret == 0) {
         ret = qcow2_zero_range(bs, offset, end - offset,
                                flags & BDRV_REQ_MAY_UNMAP);
@@ -185,7 +185,7 @@ int coroutine_fn qcow2_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
 
 /* The entry a discarded cluster gets. */
 static void discard_cluster(BlockDriverState *bs, uint8_t *l2, int idx,
-                            bool full)
+                            bool full, bool pass_always)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t old = qcow2_l2_entry(s, l2, idx);
@@ -221,12 +221,16 @@ static void discard_cluster(BlockDriverState *bs, uint8_t *l2, int idx,
     qcow2_set_l2_entry(s, l2, idx, ne);
     qcow2_set_l2_bitmap(s, l2, idx, nbm);
     qcow2_cache_mark_dirty(&s->l2_cache, l2);  /* before the refcount drops */
-    qcow2_free_l2_entry(bs, old);
+    qcow2_free_l2_entry_pass(bs, old, pass_always ||
+                             s->discard_passthrough_request);
 }
 
-/* Discard whole clusters [offset, offset + bytes) (lock held). */
+/* Discard whole clusters [offset, offset + bytes) (lock held); the freed
+ * clusters are discarded in the file when @pass_always (a shrink) or as
+ * pass-discard-request says. */
 int coroutine_fn qcow2_discard_range(BlockDriverState *bs, uint64_t offset,
-                                     uint64_t bytes, bool full_discard)
+                                     uint64_t bytes, bool full_discard,
+                                     bool pass_always)
 {
     BDRVQcow2State *s = bs->opaque;
 
@@ -240,7 +244,7 @@ int coroutine_fn qcow2_discard_range(BlockDriverState *bs, uint64_t offset,
         if (!l2) {
             continue;
         }
-        discard_cluster(bs, l2, idx, full_discard);
+        discard_cluster(bs, l2, idx, full_discard, pass_always);
         qcow2_cache_mark_dirty(&s->l2_cache, l2);
         qcow2_cache_put(&s->l2_cache, &l2);
     }
@@ -254,6 +258,11 @@ int coroutine_fn qcow2_co_pdiscard(BlockDriverState *bs, int64_t offset,
     uint64_t end = offset + bytes;
     int ret;
 
+    if (s->h.version < 3 && bs->backing) {
+        /* v2 cannot mark a cluster zero, and an unallocated one would
+         * show the backing file's data: the reference leaves it as is */
+        return -ENOTSUP;
+    }
     if (end == (uint64_t)bs->total_bytes) {
         end = ROUND_UP(end, s->cluster_size);
     }
@@ -269,7 +278,7 @@ int coroutine_fn qcow2_co_pdiscard(BlockDriverState *bs, int64_t offset,
     qcow2_wait_inflight(bs, offset, end - offset);
     ret = qcow2_mark_dirty_if_lazy(bs);
     if (ret == 0) {
-        ret = qcow2_discard_range(bs, offset, end - offset, false);
+        ret = qcow2_discard_range(bs, offset, end - offset, false, false);
     }
     co_mutex_unlock(&s->lock);
     return ret;
