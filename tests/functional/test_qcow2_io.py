@@ -219,3 +219,28 @@ def test_external_data_file_cluster_at_offset_zero(tmp_path, strata_img,
     assert 'failed' not in r.out and r.rc == 0, r
     assert run([strata_img, 'map', '--output=json', img]).out == \
         run([ref_qemu_img, 'map', '--output=json', img]).out
+
+
+@pytest.mark.parametrize('opts', ['cluster_size=512', 'cluster_size=4096',
+                                  'cluster_size=16k,extended_l2=on'])
+def test_long_unallocated_runs_across_l2_ranges(tmp_path, strata_img,
+                                                strata_io, ref_qemu_img,
+                                                ref_qemu_io, opts):
+    """Block status answers unallocated runs through L1 entries without a
+    table in one go; data after long gaps, at and around L2 range
+    boundaries, still maps and reads as the reference's."""
+    img = str(tmp_path / 'g.qcow2')
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o', opts,
+                img, '64M']).rc == 0
+    writes = [('0x21', '0', '512'), ('0x22', '32256', '1024'),
+              ('0x23', '5M', '4k'), ('0x24', '33554432', '512'),
+              ('0x25', '67108352', '512')]
+    cmds = [f'write -P {p} {o} {n}' for p, o, n in writes]
+    assert run([ref_qemu_io, *io_args(cmds), img]).rc == 0
+    assert run([ref_qemu_io, '-c', 'write -z 40M 1M', img]).rc == 0
+    assert run([strata_img, 'map', '--output=json', img]).out == \
+        run([ref_qemu_img, 'map', '--output=json', img]).out
+    reads = [f'read -P {p} {o} {n}' for p, o, n in writes] + \
+        ['read -P 0 512 31744', 'read -P 0 6M 26M', 'read -P 0 40M 1M']
+    r = run([strata_io, *io_args(reads), img])
+    assert r.rc == 0 and 'failed' not in r.out, r

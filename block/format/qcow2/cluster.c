@@ -345,6 +345,27 @@ static uint64_t run_length(BDRVQcow2State *s, const uint8_t *l2,
 
 /* Type and host offset at @offset; *bytes is cut to the run of equal
  * subclusters (contiguous in the host for data) within one L2 table. */
+/* An unallocated run that reaches the end of @offset's L2 range (@run
+ * bytes) goes on through the following L1 entries without a table, up to
+ * @want: one answer for a large empty area, whatever the cluster size. */
+static uint64_t no_table_run(BDRVQcow2State *s, uint64_t offset,
+                             uint64_t run, uint64_t want)
+{
+    uint64_t span = (uint64_t)s->l2_size << s->cluster_bits;
+    uint64_t l1i = qcow2_l1_index(s, offset) + 1;
+
+    while (run < want) {
+        if (l1i >= s->l1_size) {
+            return want;              /* past the L1 table: no data */
+        }
+        if (s->l1_table[l1i++] & L1E_OFFSET_MASK) {
+            break;
+        }
+        run += span;
+    }
+    return MIN(run, want);
+}
+
 int coroutine_fn qcow2_get_host_offset(BlockDriverState *bs, uint64_t offset,
                                        uint64_t *bytes, uint64_t *host,
                                        Qcow2SubclusterType *type)
@@ -352,7 +373,7 @@ int coroutine_fn qcow2_get_host_offset(BlockDriverState *bs, uint64_t offset,
     BDRVQcow2State *s = bs->opaque;
     uint64_t limit = ((uint64_t)(s->l2_size - qcow2_l2_index(s, offset))
                       << s->cluster_bits) - qcow2_offset_into_cluster(s, offset);
-    uint64_t want = MIN(*bytes, limit), l2e, base;
+    uint64_t asked = *bytes, want = MIN(asked, limit), l2e, base;
     int sc = qcow2_offset_into_cluster(s, offset) >> s->subcluster_bits;
     void *l2;
     int idx, ret = qcow2_get_l2_table(bs, offset, false, &l2, &idx);
@@ -360,7 +381,7 @@ int coroutine_fn qcow2_get_host_offset(BlockDriverState *bs, uint64_t offset,
     *host = 0;
     if (ret < 0 || !l2) {
         *type = QCOW2_SC_UNALLOC_PLAIN;
-        *bytes = want;
+        *bytes = ret < 0 ? want : no_table_run(s, offset, want, asked);
         return ret;
     }
     l2e = qcow2_l2_entry(s, l2, idx);
@@ -374,6 +395,9 @@ int coroutine_fn qcow2_get_host_offset(BlockDriverState *bs, uint64_t offset,
     } else if (ret == 0) {
         *host = base + qcow2_offset_into_cluster(s, offset);
         *bytes = run_length(s, l2, offset, want, *host, *type);
+        if (*type == QCOW2_SC_UNALLOC_PLAIN && *bytes == limit) {
+            *bytes = no_table_run(s, offset, limit, asked);
+        }
     }
     qcow2_cache_put(&s->l2_cache, &l2);
     return ret;
