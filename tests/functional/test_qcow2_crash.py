@@ -126,6 +126,19 @@ def aio_script(rng, cluster, blocks=10, per_block=12):
     return ops
 
 
+def grow_script(rng, cluster, chunk=64 * KiB):
+    """Sequential 64 KiB writes over 3 MiB: with tiny clusters and wide
+    refcounts this allocates many refcount blocks and grows the refcount
+    table more than once."""
+    ops = []
+    for i, off in enumerate(range(0, 3 * MiB, chunk)):
+        p = rng.randint(1, 255)
+        ops.append((f'write -P {p} {off} {chunk}', (off, chunk, p)))
+        if i % 6 == 5:
+            ops.append(('flush', None))
+    return ops
+
+
 def durable_model(ops, completed, initial):
     """What must read back when @completed data commands finished: the
     effects up to the last flush known to be done (a data command after
@@ -248,6 +261,8 @@ VARIANTS = [
     # concurrent requests: allocations racing each other's data writes
     ('aio-writeback', 'cluster_size=64k', 'writeback', False),
     ('aio-small-none-backing', 'cluster_size=4k', 'none', True),
+    # refcount blocks and table growth (2 MiB of host file per table cluster)
+    ('grow-tiny-rc64', 'cluster_size=512,refcount_bits=64', 'writeback', False),
 ]
 
 
@@ -274,11 +289,13 @@ def crash_iterations(variant, iterations, strata_img, strata_io, ref_qemu_img,
                      ref_qemu_io, d):
     name, opts, cache, backing = variant
     rng = random.Random(f'{SEED}-{name}')
-    cluster = int(opts.split('cluster_size=')[1].split('k')[0]) * KiB
+    size_opt = opts.split('cluster_size=')[1].split(',')[0]
+    cluster = int(size_opt[:-1]) * KiB if size_opt.endswith('k') else int(size_opt)
     lazy = 'lazy_refcounts=on' in opts
     initial = BACKING_BYTE if backing else 0
     v2 = 'compat=0.10' in opts
-    script = aio_script if name.startswith('aio') else random_script
+    script = (aio_script if name.startswith('aio') else
+              grow_script if name.startswith('grow') else random_script)
     # control run: the model is right when nothing is killed
     ops = script(rng, cluster)
     if v2:
