@@ -560,7 +560,9 @@ static int coroutine_fn qcow2_do_open(BlockDriverState *bs, QDict *opts,
         ret = open_tables(bs, opts, flags, errp);
     }
     if (ret == 0) {
-        qcow2_read_bitmap_list(bs);
+        ret = qcow2_read_bitmap_list(bs, errp);
+    }
+    if (ret == 0) {
         if (flags & BDRV_O_RDWR) {
             qcow2_read_snapshot_extents(bs);     /* for overlap checks */
         }
