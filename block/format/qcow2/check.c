@@ -999,8 +999,10 @@ static int coroutine_fn active_entries(CheckState *c, uint32_t l1_index,
             break;
         }
         if (t->l1_index == l1_index) {
-            g_array_append_vals(out, &g_array_index(c->kept, uint64_t,
-                                                    cur->base), t->count);
+            if (t->count) {     /* an empty GArray has no data pointer */
+                g_array_append_vals(out, &g_array_index(c->kept, uint64_t,
+                                                        cur->base), t->count);
+            }
             return 0;
         }
         cur->base += t->count;

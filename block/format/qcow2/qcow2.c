@@ -65,9 +65,13 @@ static int qcow2_probe(const uint8_t *buf, int buf_size, const char *filename)
 int coroutine_fn qcow2_read_table(BlockDriverState *bs, uint64_t offset,
                                   uint64_t bytes, void *buf)
 {
-    int64_t len = bdrv_co_getlength(bs->file->bs);
+    int64_t len;
     uint64_t n;
 
+    if (bytes == 0) {
+        return 0;       /* an empty table: @buf may be NULL */
+    }
+    len = bdrv_co_getlength(bs->file->bs);
     if (len < 0) {
         return len;
     }
@@ -556,7 +560,9 @@ static int coroutine_fn qcow2_do_open(BlockDriverState *bs, QDict *opts,
         ret = open_tables(bs, opts, flags, errp);
     }
     if (ret == 0) {
-        qcow2_read_bitmap_list(bs);
+        ret = qcow2_read_bitmap_list(bs, errp);
+    }
+    if (ret == 0) {
         if (flags & BDRV_O_RDWR) {
             qcow2_read_snapshot_extents(bs);     /* for overlap checks */
         }

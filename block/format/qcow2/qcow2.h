@@ -335,7 +335,7 @@ int coroutine_fn qcow2_mark_clean(BlockDriverState *bs);
 void qcow2_signal_corruption(BlockDriverState *bs, const char *fmt, ...)
     G_GNUC_PRINTF(2, 3);
 void qcow2_free_header_exts(BDRVQcow2State *s);
-int coroutine_fn qcow2_read_bitmap_list(BlockDriverState *bs);
+int coroutine_fn qcow2_read_bitmap_list(BlockDriverState *bs, Error **errp);
 int coroutine_fn qcow2_read_snapshot_extents(BlockDriverState *bs);
 
 /* ---- cache.c ---- */
