@@ -781,13 +781,18 @@ static int coroutine_fn align_file_end(BlockDriverState *bs)
                             PREALLOC_MODE_OFF, 0, NULL);
 }
 
-/* Cluster-aligned requests, cluster by cluster. */
+/* Cluster-aligned requests, cluster by cluster.  The reference runs up
+ * to 8 clusters at a time and starts no new one once it has seen a
+ * failure, by which time the 8 after the failing one have started: the
+ * clusters up to those are written, and the first error is returned. */
+#define QCOW2_CW_WINDOW 8
+
 int coroutine_fn qcow2_co_pwritev_compressed(BlockDriverState *bs,
                                              int64_t offset, int64_t bytes,
                                              IOVector *qiov)
 {
     BDRVQcow2State *s = bs->opaque;
-    int64_t done = 0;
+    int64_t done = 0, stop = INT64_MAX;
     uint64_t ticket;
     int ret = 0;
 
@@ -803,10 +808,15 @@ int coroutine_fn qcow2_co_pwritev_compressed(BlockDriverState *bs,
         return -EINVAL;
     }
     ticket = cw_take_ticket(s);
-    while (done < bytes && ret == 0) {
+    for (int64_t i = 0; done < bytes && i <= stop; i++) {
         int64_t n = MIN(bytes - done, (int64_t)s->cluster_size);
-        ret = write_compressed_cluster(bs, offset + done, n, qiov, done,
-                                       ticket);
+        int r = write_compressed_cluster(bs, offset + done, n, qiov, done,
+                                         ticket);
+
+        if (r < 0 && ret == 0) {
+            ret = r;
+            stop = i + QCOW2_CW_WINDOW;
+        }
         done += n;
     }
     cw_wait_turn(s, ticket);
