@@ -350,9 +350,7 @@ static int coroutine_fn shrink(BlockDriverState *bs, uint64_t offset,
         error_setg_errno(errp, -ret, "Failed to discard cropped clusters");
         return ret;
     }
-    if (s->data_file == bs->file) {
-        trim_file(bs, NULL);
-    }
+    trim_file(bs, NULL);    /* freed L2 tables too, with a data file */
     return 0;
 }
 

@@ -273,6 +273,7 @@ typedef struct AllocPlan {
     uint64_t host;                /* host offset of the first cluster */
     int idx, n;
     bool new_clusters;
+    bool at_hint;                 /* new clusters right after the last */
 } AllocPlan;
 
 /* Entries after the write: host | COPIED, bitmap updated. */
@@ -306,6 +307,43 @@ static void plan_update_l2(BlockDriverState *bs, AllocPlan *p, uint8_t *l2)
     }
 }
 
+/* How many of the @n clusters from host offset @host are free. */
+static int coroutine_fn free_run_at(BlockDriverState *bs, uint64_t host,
+                                    int n)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int k = 0;
+
+    for (; k < n; k++) {
+        uint64_t rc = 1;
+
+        if (qcow2_get_refcount(bs, (host >> s->cluster_bits) + k, &rc) < 0 ||
+            rc) {
+            break;
+        }
+    }
+    return k;
+}
+
+/* The @n clusters at @host if they are still free once the refcount
+ * blocks they need exist (making one may take one of them): 1 if
+ * allocated, 0 if not. */
+static int coroutine_fn alloc_at_hint(BlockDriverState *bs, uint64_t host,
+                                      int n)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret;
+
+    do {
+        if (free_run_at(bs, host, n) < n) {
+            return 0;
+        }
+        ret = qcow2_update_refcount(bs, host, (uint64_t)n << s->cluster_bits,
+                                    1);
+    } while (ret == -EAGAIN);
+    return ret < 0 ? ret : 1;
+}
+
 /* Host clusters for the plan: new ones, or the existing one. */
 static int coroutine_fn plan_host(BlockDriverState *bs, AllocPlan *p,
                                   const ClusterState *first)
@@ -322,6 +360,16 @@ static int coroutine_fn plan_host(BlockDriverState *bs, AllocPlan *p,
         /* external data: guest offset = host offset, not refcounted */
         p->host = qcow2_start_of_cluster(s, p->ws);
         return 0;
+    }
+    if (p->at_hint) {
+        ret = alloc_at_hint(bs, p->host, p->n);
+        if (ret < 0) {
+            return ret;
+        }
+        if (ret) {
+            return qcow2_pre_write_overlap_check(bs, 0, p->host,
+                                        (uint64_t)p->n << s->cluster_bits);
+        }
     }
     host = qcow2_alloc_clusters(bs, (uint64_t)p->n << s->cluster_bits);
     if (host < 0) {
@@ -500,10 +548,41 @@ static int coroutine_fn plan_finish(BlockDriverState *bs, AllocPlan *p,
     return ret;
 }
 
-/* One allocating step (s->lock held); *done gets the guest bytes. */
+/* New clusters go right after the host clusters the request wrote last
+ * (*hint, 0: none) when they are free there, as many as are, as the
+ * reference continues a contiguous host range before it allocates
+ * elsewhere. */
+static void coroutine_fn plan_at_hint(BlockDriverState *bs, uint8_t *l2,
+                                      int idx, uint64_t offset,
+                                      uint64_t bytes, uint64_t hint,
+                                      AllocPlan *p)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cstart = qcow2_start_of_cluster(s, offset);
+    int k;
+
+    if (!p->new_clusters || !hint || s->data_file != bs->file) {
+        return;
+    }
+    k = free_run_at(bs, hint, p->n);
+    if (k == 0) {
+        return;
+    }
+    if (k < p->n) {
+        make_plan(s, l2, idx, offset,
+                  MIN(bytes, cstart + ((uint64_t)k << s->cluster_bits) -
+                      offset), p);
+    }
+    p->at_hint = true;
+    p->host = hint;
+}
+
+/* One allocating step (s->lock held); *done gets the guest bytes, *hint
+ * the host offset after the clusters written. */
 static int coroutine_fn alloc_step(BlockDriverState *bs, uint64_t offset,
                                    uint64_t bytes, IOVector *qiov,
-                                   size_t qoff, uint64_t *done)
+                                   size_t qoff, uint64_t *done,
+                                   uint64_t *hint)
 {
     BDRVQcow2State *s = bs->opaque;
     AllocPlan p = { 0 };
@@ -515,6 +594,7 @@ static int coroutine_fn alloc_step(BlockDriverState *bs, uint64_t offset,
         return ret;
     }
     make_plan(s, l2, idx, offset, bytes, &p);
+    plan_at_hint(bs, l2, idx, offset, bytes, *hint, &p);
     c0 = cluster_state(s, l2, idx);
     qcow2_cache_put(&s->l2_cache, &l2);
     ret = plan_host(bs, &p, &c0);
@@ -523,6 +603,7 @@ static int coroutine_fn alloc_step(BlockDriverState *bs, uint64_t offset,
     }
     ret = plan_write_unlocked(bs, &p, qiov, qoff);
     *done = p.bytes;
+    *hint = p.host + ((uint64_t)p.n << s->cluster_bits);
     return plan_finish(bs, &p, ret);
 }
 
@@ -559,7 +640,8 @@ static uint64_t in_place_extent(BDRVQcow2State *s, uint8_t *l2, int idx,
  * an allocation. */
 static int coroutine_fn in_place_step(BlockDriverState *bs, uint64_t offset,
                                       uint64_t bytes, IOVector *qiov,
-                                      size_t qoff, uint64_t *done)
+                                      size_t qoff, uint64_t *done,
+                                      uint64_t *hint)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t n, host = 0;
@@ -589,6 +671,7 @@ static int coroutine_fn in_place_step(BlockDriverState *bs, uint64_t offset,
     iov_vec_destroy(&slice);
     co_mutex_lock(&s->lock);
     *done = n;
+    *hint = host + n;
     return ret;
 }
 
@@ -597,7 +680,7 @@ int coroutine_fn qcow2_co_pwritev(BlockDriverState *bs, int64_t offset,
                                   BdrvRequestFlags flags)
 {
     BDRVQcow2State *s = bs->opaque;
-    uint64_t done = 0;
+    uint64_t done = 0, hint = 0;
     int ret = 0;
 
     if (flags & BDRV_REQ_WRITE_COMPRESSED) {
@@ -608,12 +691,13 @@ int coroutine_fn qcow2_co_pwritev(BlockDriverState *bs, int64_t offset,
         uint64_t n = 0;
 
         qcow2_wait_inflight(bs, offset + done, bytes - done);
-        ret = in_place_step(bs, offset + done, bytes - done, qiov, done, &n);
+        ret = in_place_step(bs, offset + done, bytes - done, qiov, done, &n,
+                            &hint);
         if (ret == 0 && n == 0) {
             ret = qcow2_mark_dirty_if_lazy(bs);
             if (ret == 0) {
                 ret = alloc_step(bs, offset + done, bytes - done, qiov, done,
-                                 &n);
+                                 &n, &hint);
             }
         }
         done += n;
@@ -763,13 +847,18 @@ static int coroutine_fn align_file_end(BlockDriverState *bs)
                             PREALLOC_MODE_OFF, 0, NULL);
 }
 
-/* Cluster-aligned requests, cluster by cluster. */
+/* Cluster-aligned requests, cluster by cluster.  The reference runs up
+ * to 8 clusters at a time and starts no new one once it has seen a
+ * failure, by which time the 8 after the failing one have started: the
+ * clusters up to those are written, and the first error is returned. */
+#define QCOW2_CW_WINDOW 8
+
 int coroutine_fn qcow2_co_pwritev_compressed(BlockDriverState *bs,
                                              int64_t offset, int64_t bytes,
                                              IOVector *qiov)
 {
     BDRVQcow2State *s = bs->opaque;
-    int64_t done = 0;
+    int64_t done = 0, stop = INT64_MAX;
     uint64_t ticket;
     int ret = 0;
 
@@ -785,10 +874,15 @@ int coroutine_fn qcow2_co_pwritev_compressed(BlockDriverState *bs,
         return -EINVAL;
     }
     ticket = cw_take_ticket(s);
-    while (done < bytes && ret == 0) {
+    for (int64_t i = 0; done < bytes && i <= stop; i++) {
         int64_t n = MIN(bytes - done, (int64_t)s->cluster_size);
-        ret = write_compressed_cluster(bs, offset + done, n, qiov, done,
-                                       ticket);
+        int r = write_compressed_cluster(bs, offset + done, n, qiov, done,
+                                         ticket);
+
+        if (r < 0 && ret == 0) {
+            ret = r;
+            stop = i + QCOW2_CW_WINDOW;
+        }
         done += n;
     }
     cw_wait_turn(s, ticket);
