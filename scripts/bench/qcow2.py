@@ -158,7 +158,7 @@ def make_overlay(base, top):
     size = os.path.getsize(base)
     rng = random.Random(3)
     cmds = []
-    for _ in range(max(1, size // (10 << 20)) // 8):
+    for _ in range(max(1, size // (10 << 20))):
         off = rng.randrange(0, size >> 20) << 20
         cmds += ['-c', f'write -P 0x{rng.randrange(1, 255):02x} {off} 1M']
     for i in range(0, len(cmds), 200):
