@@ -5,9 +5,10 @@
  * block status over the whole image, reads at its start, middle and end,
  * then the format's metadata check (strata-img check) where it has one.
  * Every format driver is reached through the probe, so each new image
- * parser is covered here as soon as it is registered.  Errors are the
- * expected outcome for most inputs; crashes, sanitizer reports and hangs
- * are the findings.
+ * parser is covered here as soon as it is registered.  No file named by
+ * the input is opened: no backing file, and the input itself stands for
+ * a qcow2 external data file.  Errors are the expected outcome for most
+ * inputs; crashes, sanitizer reports and hangs are the findings.
  */
 #include <fcntl.h>
 #include <stdlib.h>
