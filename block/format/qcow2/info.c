@@ -240,7 +240,7 @@ static int coroutine_fn set_size(BlockDriverState *bs, uint64_t size)
 
     co_mutex_lock(&s->lock);
     ret = qcow2_grow_l1_table(bs, qcow2_l1_entries(s->cluster_bits,
-                                                   s->l2_bits, size), false);
+                                                   s->l2_bits, size), true);
     co_mutex_unlock(&s->lock);
     if (ret < 0) {
         return ret;
