@@ -429,6 +429,8 @@ int coroutine_fn qcow2_co_create_opts(const BlockDriver *drv,
     Qcow2CreateArgs a = { 0 };
     int ret = qcow2_parse_create_args(opts, &a, errp);
 
+    /* the disk size goes up to whole sectors, as the reference stores it */
+    a.size = ROUND_UP(a.size, BDRV_SECTOR_SIZE);
     if (ret == 0 && a.data_file) {
         ret = create_data_file(&a, errp);
     }
