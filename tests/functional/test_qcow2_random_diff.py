@@ -633,6 +633,72 @@ def test_random_img_commands(seed, dirs):
     assert verdict in OK, (case, verdict, info)
 
 
+# ---- explicit cases for differences found by the generator (the seed
+# only drives the images' set-up) ----
+
+def _case(seed, opts, back, target, cmds, stdin=False):
+    return {'seed': seed, 'opts': opts, 'back': back, 'target': target,
+            'cmds': cmds, 'stdin': stdin}
+
+
+FIXED = [
+    # reopen -o takes the qcow2 runtime options, old ones replaced
+    _case(3, {'compat': '0.10', 'cluster_size': '4k'}, None, 'overlap',
+          ['reopen -o l2-cache-size=8k', 'reopen -o lazy-refcounts=on',
+           'reopen -o overlap-check.template=cached',
+           'reopen -o cache-size=1k', 'write -P 1 0 8k']),
+    # discard on a v2 image with a backing file leaves the clusters
+    _case(120, {'compat': '0.10', 'cluster_size': '4k'}, 'raw', 'passdisc',
+          ['discard 40960 12288', 'write -P 1 12288 16384']),
+    # a shrink frees the L2 tables past the end and trims the file
+    _case(39, {'compat': '1.1', 'cluster_size': '4k'}, None, 'plain',
+          ['write -P 3 0 64k', 'truncate -m off 0']),
+    _case(71, {'compat': '1.1', 'cluster_size': '64k', 'extended_l2': 'on',
+               'data_file': 't.data'}, None, 'plain', ['truncate 0']),
+    _case(270, {'compat': '1.1', 'compression_type': 'zstd',
+                'data_file': 't.data'}, None, 'cachesize', ['truncate 4k']),
+    _case(94, {'compat': '0.10', 'cluster_size': '4k'}, 'qcow2', 'plain',
+          ['truncate 4k', 'write 24576 64k']),
+    # replaced compressed clusters are not discarded, nor reused at once
+    _case(48, {'compat': '0.10', 'cluster_size': '4k'}, None, 'align4k',
+          ['aio_write 28672 12288', 'aio_flush',
+           'reopen -o lazy-refcounts=off']),
+    _case(386, {'compat': '0.10', 'cluster_size': '4k'}, 'qcow2', 'plain',
+          ['write -P 255 36864 24576', 'write -P 3 0 64k']),
+    # new clusters continue the host range of the write
+    _case(12, {'compat': '1.1', 'cluster_size': '4k'}, None, 'plain',
+          ['write -P 1 24576 24576', 'write -q -P 0xab 14749 4426',
+           'discard 20480 12288', 'discard 45056 12288',
+           'aio_write -P 0xee 20480 28672', 'aio_flush']),
+    # a new refcount block goes after the run that needs it
+    _case(568, {'compat': '1.1', 'cluster_size': '512',
+                'refcount_bits': '64'}, None, 'l2cache',
+          ['write -P 3 0 64k']),
+    # exact L1 growth
+    _case(581, {'compat': '0.10', 'cluster_size': '512'}, 'qcow2', 'plain',
+          ['truncate 96k', 'truncate 1M']),
+    # a compressed write goes on past a failing cluster
+    _case(387, {'compat': '1.1', 'cluster_size': '4k',
+                'compression_type': 'zstd'}, None, 'plain',
+          ['write -c -P 0x9 0 4096', 'write -c -P 0x9 0 8192']),
+    # reopen -r writes the caches back and marks the image clean
+    _case(363, {'compat': '1.1', 'cluster_size': '512',
+                'lazy_refcounts': 'on'}, 'qcow2', 'fmt',
+          ['write -P 0xff 0x1000 32768', 'reopen -r']),
+    _case(393, {'compat': '1.1', 'cluster_size': '4k', 'refcount_bits': '2',
+                'preallocation': 'metadata'}, None, 'align512',
+          ['discard 20480 12288', 'reopen -r']),
+]
+
+
+@pytest.mark.parametrize('case', FIXED,
+                         ids=[';'.join(c['cmds'])[:50] for c in FIXED])
+def test_fixed_difference(case, dirs):
+    ref, our, base = dirs
+    verdict, info = run_pair(ref, our, case, base)
+    assert verdict in OK, (case, verdict, info)
+
+
 # ---- exploration driver ----
 
 def explore(ref, our, first, count, out_path, layer='io'):
