@@ -130,6 +130,12 @@ static int check_encrypt(QDict *opts, Error **errp)
                    "be used at the same time");
         return -EINVAL;
     }
+    if ((enc || fmt) && !qdict_haskey(opts, "encrypt.key-secret")) {
+        /* the reference asks for the key before anything else */
+        error_setg(errp, "Parameter 'encrypt.key-secret' is required for "
+                   "cipher");
+        return -EINVAL;
+    }
     if (enc || fmt) {
         error_setg(errp, "Creating encrypted qcow2 images is not supported");
         return -ENOTSUP;
