@@ -420,10 +420,11 @@ int qcow2_parse_create_args(QDict *opts, Qcow2CreateArgs *a, Error **errp)
         ret = parse_values(opts, a, errp);
     }
     if (ret == 0) {
-        ret = check_encrypt(opts, errp);
+        ret = check_args(a, errp);
     }
     if (ret == 0) {
-        ret = check_args(a, errp);
+        /* the reference sets up encryption after its other checks */
+        ret = check_encrypt(opts, errp);
     }
     return ret;
 }
