@@ -437,6 +437,18 @@ int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
     if (ret < 0) {
         return ret;
     }
+    if ((flags & BDRV_REQ_ZERO_WRITE) && s->h.version < 3 &&
+        (uint64_t)offset > ROUND_UP(old, s->cluster_size)) {
+        /* no zero flag: the reference grows the L1 table, then fails
+         * before the new size is written */
+        co_mutex_lock(&s->lock);
+        ret = qcow2_grow_l1_table(bs, qcow2_l1_entries(s->cluster_bits,
+                                                       s->l2_bits, offset),
+                                  true);
+        co_mutex_unlock(&s->lock);
+        error_setg_errno(errp, ENOTSUP, "Failed to zero out new clusters");
+        return -ENOTSUP;
+    }
     ret = set_size(bs, offset);
     if (ret < 0) {
         error_setg_errno(errp, -ret, "Failed to update the image size");
