@@ -27,6 +27,14 @@ invalid) must give the same output and the same bytes; `info`, `map`,
 with random options between raw/qcow2 pairs give the same output, and
 the converted images compare equal and check clean.
 
+Cases where the reference dies on a signal are skipped: qcow2 with
+512-byte clusters over blkdebug align=4096 kills the reference with
+SIGFPE in many sequences.  Left (rare in explorations): byte differences
+with 512-byte clusters after shrinks with lazy refcounts or metadata
+preallocation; a map/compare difference after truncate -m falloc/full
+on 512-byte-cluster images; in the qemu-img layer, see
+img_known_difference().
+
 Run as a script for a long exploration:
     python3 test_qcow2_random_diff.py REFDIR OURDIR FIRST COUNT [OUT.json]
 where REFDIR/OURDIR hold qemu-io and qemu-img.
