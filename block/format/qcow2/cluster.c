@@ -175,7 +175,12 @@ int coroutine_fn qcow2_grow_l1_table(BlockDriverState *bs, uint64_t min_size,
         return 0;
     }
     if (!exact) {
-        new_size = MAX(min_size, (uint64_t)s->l1_size * 3 / 2 + 1);
+        /* grown by half (rounded up) as often as needed, as the
+         * reference grows it */
+        new_size = MAX(s->l1_size, 1);
+        while (new_size < min_size) {
+            new_size = DIV_ROUND_UP(new_size * 3, 2);
+        }
     }
     if (new_size > QCOW2_MAX_L1_SIZE / 8) {
         return -EFBIG;

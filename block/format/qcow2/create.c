@@ -130,6 +130,12 @@ static int check_encrypt(QDict *opts, Error **errp)
                    "be used at the same time");
         return -EINVAL;
     }
+    if ((enc || fmt) && !qdict_haskey(opts, "encrypt.key-secret")) {
+        /* the reference asks for the key before anything else */
+        error_setg(errp, "Parameter 'encrypt.key-secret' is required for "
+                   "cipher");
+        return -EINVAL;
+    }
     if (enc || fmt) {
         error_setg(errp, "Creating encrypted qcow2 images is not supported");
         return -ENOTSUP;
@@ -481,10 +487,11 @@ int qcow2_parse_create_args(QDict *opts, Qcow2CreateArgs *a, Error **errp)
         ret = parse_values(opts, a, errp);
     }
     if (ret == 0) {
-        ret = check_encrypt(opts, errp);
+        ret = check_args(a, errp);
     }
     if (ret == 0) {
-        ret = check_args(a, errp);
+        /* the reference sets up encryption after its other checks */
+        ret = check_encrypt(opts, errp);
     }
     return ret;
 }
@@ -496,6 +503,8 @@ int coroutine_fn qcow2_co_create_opts(const BlockDriver *drv,
     Qcow2CreateArgs a = { 0 };
     int ret = qcow2_parse_create_args(opts, &a, errp);
 
+    /* the disk size goes up to whole sectors, as the reference stores it */
+    a.size = ROUND_UP(a.size, BDRV_SECTOR_SIZE);
     if (ret == 0 && a.data_file) {
         ret = create_data_file(&a, errp);
     }

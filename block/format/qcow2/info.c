@@ -146,13 +146,64 @@ static bool source_has_bitmaps(BlockDriverState *in_bs)
            s->h.version >= 3;
 }
 
+/* A refcount width given as a power of two up to 64 other than 16. */
+static bool odd_refcount_width(const char *v)
+{
+    char *end;
+    unsigned long long n = v ? strtoull(v, &end, 10) : 16;
+
+    return v && *v && !*end && n && n <= 64 && !(n & (n - 1)) && n != 16;
+}
+
+/* The options measure reads, checked with the reference's measure's
+ * messages; it ignores the others (encryption, lazy refcounts, data
+ * file, compression type, a backing format without a file). */
+static int measure_args(QDict *opts, Qcow2CreateArgs *a, Error **errp)
+{
+    static const char *const keys[] = {
+        "size", "cluster_size", "extended_l2", "refcount_bits",
+        "preallocation", "backing_file", NULL
+    };
+    static const char *const modes[] = {
+        "off", "metadata", "falloc", "full", NULL
+    };
+    g_autoptr(QDict) o = qdict_new();
+    const char *compat = qdict_get_try_str(opts, "compat");
+    const char *pre = qdict_get_try_str(opts, "preallocation");
+
+    for (const char *const *k = keys; *k; k++) {
+        if (qdict_haskey(opts, *k)) {
+            qdict_put_obj(o, *k, qobject_ref(qdict_get(opts, *k)));
+        }
+    }
+    if (compat && strcmp(compat, "0.10") && strcmp(compat, "1.1")) {
+        error_setg(errp, "Invalid compatibility level: '%s'", compat);
+        return -EINVAL;
+    }
+    if (compat) {
+        qdict_put_str(o, "compat", compat);
+    }
+    if (compat && !strcmp(compat, "0.10") &&
+        odd_refcount_width(qdict_get_try_str(opts, "refcount_bits"))) {
+        error_setg(errp, "Different refcount widths than 16 bits require "
+                   "compatibility level 1.1 or above (use compat=1.1 or "
+                   "greater)");
+        return -EINVAL;
+    }
+    if (pre && !g_strv_contains(modes, pre)) {
+        error_setg(errp, "invalid parameter value: %s", pre);
+        return -EINVAL;
+    }
+    return qcow2_parse_create_args(o, a, errp);
+}
+
 int qcow2_measure(QDict *opts, BlockDriverState *in_bs,
                   BlockMeasureInfo *info, Error **errp)
 {
     Qcow2CreateArgs a = { 0 };
     uint64_t size, required = 0;
     bool full;
-    int ret = qcow2_parse_create_args(opts, &a, errp);
+    int ret = measure_args(opts, &a, errp);
 
     if (ret < 0) {
         return ret;
@@ -240,7 +291,7 @@ static int coroutine_fn set_size(BlockDriverState *bs, uint64_t size)
 
     co_mutex_lock(&s->lock);
     ret = qcow2_grow_l1_table(bs, qcow2_l1_entries(s->cluster_bits,
-                                                   s->l2_bits, size), false);
+                                                   s->l2_bits, size), true);
     co_mutex_unlock(&s->lock);
     if (ret < 0) {
         return ret;
@@ -385,6 +436,18 @@ int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
     }
     if (ret < 0) {
         return ret;
+    }
+    if ((flags & BDRV_REQ_ZERO_WRITE) && s->h.version < 3 &&
+        (uint64_t)offset > ROUND_UP(old, s->cluster_size)) {
+        /* no zero flag: the reference grows the L1 table, then fails
+         * before the new size is written */
+        co_mutex_lock(&s->lock);
+        ret = qcow2_grow_l1_table(bs, qcow2_l1_entries(s->cluster_bits,
+                                                       s->l2_bits, offset),
+                                  true);
+        co_mutex_unlock(&s->lock);
+        error_setg_errno(errp, ENOTSUP, "Failed to zero out new clusters");
+        return -ENOTSUP;
     }
     ret = set_size(bs, offset);
     if (ret < 0) {

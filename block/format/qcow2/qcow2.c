@@ -625,9 +625,8 @@ static int qcow2_open(BlockDriverState *bs, QDict *options, int flags,
     start_cache_clean_timer(bs);
     bs->supported_zero_flags = BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK;
     bs->supported_write_flags = BDRV_REQ_WRITE_COMPRESSED;
-    if (s->h.version >= 3) {
-        bs->supported_truncate_flags = BDRV_REQ_ZERO_WRITE;
-    }
+    /* v2 too: the reference fails later, when it zeroes clusters */
+    bs->supported_truncate_flags = BDRV_REQ_ZERO_WRITE;
     return 0;
 }
 
@@ -705,6 +704,11 @@ static int64_t coroutine_fn qcow2_co_get_allocated_file_size(
 }
 
 /* ---- reopen ---- */
+
+typedef struct ReopenRoCo {
+    BlockDriverState *bs;
+    int ret;
+} ReopenRoCo;
 
 /* The option values a reopen may change, kept to undo a failed one. */
 typedef struct Qcow2Tunables {
@@ -899,7 +903,38 @@ static void qcow2_reopen_abort(BlockDriverState *bs)
     s->reopen_opts = NULL;
 }
 
+/* Switching to read-only: what the caches hold goes to the file and an
+ * image we made dirty (lazy refcounts) is marked clean, as at close: the
+ * reference leaves it consistent for other readers. */
+static void coroutine_fn reopen_ro_entry(void *opaque)
+{
+    ReopenRoCo *o = opaque;
+    BDRVQcow2State *s = o->bs->opaque;
+
+    o->ret = qcow2_co_flush_to_os(o->bs);
+    if (o->ret == 0 && s->dirty_set && !s->refcounts_stale) {
+        o->ret = qcow2_mark_clean(o->bs);
+        s->dirty_set = o->ret < 0;
+    }
+}
+
+static int qcow2_reopen_read_only(BlockDriverState *bs, bool read_only,
+                                  Error **errp)
+{
+    ReopenRoCo o = { bs, 0 };
+
+    if (!read_only || !(bs->open_flags & BDRV_O_RDWR)) {
+        return 0;
+    }
+    co_run_sync(reopen_ro_entry, &o);
+    if (o.ret < 0) {
+        error_setg_errno(errp, -o.ret, "Could not flush qcow2 metadata");
+    }
+    return o.ret;
+}
+
 static const BlockDriverReopenOps qcow2_reopen_ops = {
+    .read_only = qcow2_reopen_read_only,
     .prepare = qcow2_reopen_prepare,
     .commit = qcow2_reopen_commit,
     .abort = qcow2_reopen_abort,

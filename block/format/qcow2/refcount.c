@@ -465,7 +465,12 @@ int coroutine_fn qcow2_update_refcount(BlockDriverState *bs, uint64_t offset,
     return change_refcounts(bs, first, last - first + 1, addend);
 }
 
-/* @size bytes of fresh clusters; returns the host offset. */
+/* @size bytes of fresh clusters; returns the host offset.  As in the
+ * reference, a refcount block the run needs is searched for after the
+ * run (the free hint has moved past it), and the run is searched again
+ * from its old start when its first cluster already had a block (the
+ * reference's undo of the counts it had raised brings the hint back);
+ * otherwise from past the new block. */
 int64_t coroutine_fn qcow2_alloc_clusters(BlockDriverState *bs, uint64_t size)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -475,12 +480,21 @@ int64_t coroutine_fn qcow2_alloc_clusters(BlockDriverState *bs, uint64_t size)
 
     bdrv_debug_event(bs->file, BLKDBG_CLUSTER_ALLOC);
     do {
+        uint64_t block = 0;
+
         c = find_free(bs, n);
         if (c < 0) {
             return c;
         }
+        if ((uint64_t)c >> s->refblock_bits < s->refcount_table_size) {
+            refblock_offset(bs, (uint64_t)c >> s->refblock_bits, &block);
+        }
+        s->free_cluster_index = c + n;
         ret = qcow2_update_refcount(bs, (uint64_t)c << s->cluster_bits,
                                     n << s->cluster_bits, 1);
+        if (ret == -EAGAIN && block) {
+            s->free_cluster_index = c;
+        }
     } while (ret == -EAGAIN);
     if (ret < 0) {
         return ret;

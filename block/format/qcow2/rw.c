@@ -274,6 +274,7 @@ typedef struct AllocPlan {
     int idx, n;
     bool new_clusters;
     bool at_hint;                 /* new clusters right after the last */
+    GArray *replaced;             /* uint64_t L2 entries to free later */
 } AllocPlan;
 
 /* Entries after the write: host | COPIED, bitmap updated. */
@@ -300,9 +301,10 @@ static void plan_update_l2(BlockDriverState *bs, AllocPlan *p, uint8_t *l2)
         }
         if (p->new_clusters && c.type != QCOW2_CLUSTER_UNALLOCATED &&
             c.type != QCOW2_CLUSTER_ZERO_PLAIN) {
-            /* dirty first: the lowered refcount waits for this table */
+            /* dirty now: the lowered refcount (freed at the end of the
+             * request) waits for this table */
             qcow2_cache_mark_dirty(&s->l2_cache, l2);
-            qcow2_free_l2_entry_pass(bs, c.l2e, false);
+            g_array_append_val(p->replaced, c.l2e);
         }
     }
 }
@@ -582,10 +584,10 @@ static void coroutine_fn plan_at_hint(BlockDriverState *bs, uint8_t *l2,
 static int coroutine_fn alloc_step(BlockDriverState *bs, uint64_t offset,
                                    uint64_t bytes, IOVector *qiov,
                                    size_t qoff, uint64_t *done,
-                                   uint64_t *hint)
+                                   uint64_t *hint, GArray *replaced)
 {
     BDRVQcow2State *s = bs->opaque;
-    AllocPlan p = { 0 };
+    AllocPlan p = { .replaced = replaced };
     ClusterState c0;
     void *l2;
     int idx, ret = qcow2_get_l2_table(bs, offset, true, &l2, &idx);
@@ -680,6 +682,7 @@ int coroutine_fn qcow2_co_pwritev(BlockDriverState *bs, int64_t offset,
                                   BdrvRequestFlags flags)
 {
     BDRVQcow2State *s = bs->opaque;
+    g_autoptr(GArray) replaced = g_array_new(false, false, sizeof(uint64_t));
     uint64_t done = 0, hint = 0;
     int ret = 0;
 
@@ -697,10 +700,17 @@ int coroutine_fn qcow2_co_pwritev(BlockDriverState *bs, int64_t offset,
             ret = qcow2_mark_dirty_if_lazy(bs);
             if (ret == 0) {
                 ret = alloc_step(bs, offset + done, bytes - done, qiov, done,
-                                 &n, &hint);
+                                 &n, &hint, replaced);
             }
         }
         done += n;
+    }
+    /* The clusters replaced go once the whole request is placed: the
+     * reference links its parts to their L2 tables (freeing the old
+     * clusters) after it has allocated the following ones. */
+    for (guint i = 0; i < replaced->len; i++) {
+        qcow2_free_l2_entry_pass(bs, g_array_index(replaced, uint64_t, i),
+                                 false);
     }
     co_mutex_unlock(&s->lock);
     return ret;
