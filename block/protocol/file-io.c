@@ -91,6 +91,10 @@ static int coroutine_fn raw_co_blk_ioctl(BlockDriverState *bs,
 #define TMPFS_MAGIC_NR 0x01021994
 #define RAMFS_MAGIC_NR 0x858458f6
 
+/* Largest buffered read on tmpfs/ramfs done in the loop thread (see
+ * raw_read_inline()). */
+#define RAW_INLINE_READ_MAX (256 * 1024)
+
 bool raw_fd_on_mem_fs(int fd)
 {
     struct statfs st;
@@ -100,15 +104,19 @@ bool raw_fd_on_mem_fs(int fd)
 }
 
 /* A buffered read of a file on a memory file system is a copy out of
- * the page cache that never waits for a device.  Handing it to a worker
- * would cost a wake-up and a context switch, and leave the data in
- * another core's cache for the code that looks at it next; so with the
- * threads engine it runs inline (io_uring would punt it to a worker:
- * tmpfs has no non-blocking reads). */
-static bool raw_read_inline(const BDRVRawState *s)
+ * the page cache that never waits for a device.  Handing a small one to
+ * a worker would cost a wake-up and a context switch more than the copy,
+ * and leave the data in another core's cache for the code that looks at
+ * it next; so with the threads engine it runs inline (io_uring would
+ * punt it to a worker: tmpfs has no non-blocking reads).  A large one
+ * (convert's chunks) goes to the pool: its copy dwarfs the hand-off, and
+ * the copies of several requests then run at once on every core instead
+ * of one after another in the loop thread. */
+static bool raw_read_inline(const BDRVRawState *s, int64_t bytes)
 {
     return s->mem_fs && !(s->open_flags & O_DIRECT) &&
-           s->engine_type == AIO_ENGINE_THREADS;
+           s->engine_type == AIO_ENGINE_THREADS &&
+           bytes <= RAW_INLINE_READ_MAX;
 }
 
 /* preadv until done or EOF; bytes read or -errno. */
@@ -155,7 +163,7 @@ int coroutine_fn raw_co_preadv(BlockDriverState *bs, int64_t offset,
                                BdrvRequestFlags flags)
 {
     BDRVRawState *s = bs->opaque;
-    int64_t n = raw_read_inline(s)
+    int64_t n = raw_read_inline(s, bytes)
         ? raw_preadv_sync(s->fd, offset, qiov)
         : aio_engine_co_rw(s->engine, s->fd, AIO_OP_READ, offset,
                            qiov->iov, qiov->niov);

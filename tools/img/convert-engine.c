@@ -79,6 +79,7 @@ typedef struct Convert {
     int64_t total;
     int64_t req;           /* request size */
     int64_t scan_unit;     /* -S: zero detection granularity */
+    int64_t cut_unit;      /* see pick_cut_unit() */
     size_t align;          /* buffer alignment */
     /* the walk */
     CoMutex walk_lock;
@@ -265,6 +266,22 @@ static int64_t walk_take_compressed(Convert *s)
                                                       : MIN(left, s->req);
 }
 
+/* A data chunk cut short by the request size ends on a multiple of the
+ * target's cluster (when larger than the -S unit), as qemu-img's do.
+ * Extents start on file system blocks, so chunks counted from there
+ * would straddle target clusters: each would allocate its last cluster
+ * partly (a second write zeroing the tail) only for the next chunk to
+ * write the rest. */
+static int64_t cut_data_chunk(const Convert *s, int64_t n)
+{
+    int64_t end = (s->cursor + n) / s->cut_unit * s->cut_unit;
+
+    if (s->cut_unit == s->scan_unit || n < s->req || end <= s->cursor) {
+        return n;
+    }
+    return end - s->cursor;
+}
+
 /* Length of the next chunk at the cursor (inside the cached extent). */
 static int64_t walk_take(Convert *s)
 {
@@ -281,7 +298,7 @@ static int64_t walk_take(Convert *s)
     }
     /* requests of the request size from the start of the extent, as
      * qemu-img cuts them: -S runs are judged within a chunk */
-    return MIN(left, s->req);
+    return cut_data_chunk(s, MIN(left, s->req));
 }
 
 /* Hand out the next chunk; false at the end or after an error. */
@@ -513,6 +530,17 @@ static int64_t pick_scan_unit(int64_t sparse)
         u *= 2;
     }
     return u;
+}
+
+/* The unit data chunks end on: the target's cluster when larger than
+ * the -S unit (see cut_data_chunk()); else the -S unit, which leaves the
+ * chunks as they are. */
+static int64_t pick_cut_unit(const ConvertParams *p, int64_t scan_unit)
+{
+    if (p->cluster_size > scan_unit && p->cluster_size <= CONVERT_MAX_REQ) {
+        return p->cluster_size;
+    }
+    return scan_unit;
 }
 
 /* Bytes from @pos in @buf that are all zero or all data, in scan units;
@@ -896,6 +924,7 @@ static void convert_setup(Convert *s, const ConvertParams *p)
     }
     s->req = pick_request_size(p);
     s->scan_unit = pick_scan_unit(p->sparse);
+    s->cut_unit = pick_cut_unit(p, s->scan_unit);
     s->align = pick_alignment(p);
     s->copy_range = p->copy_range;
     /* salvaging goes one chunk at a time, so that what could not be read
