@@ -346,6 +346,14 @@ static int coroutine_fn shrink(BlockDriverState *bs, uint64_t offset,
     if (ret == 0) {
         ret = qcow2_co_flush_to_os(bs);
     }
+    if (ret == 0) {
+        co_mutex_lock(&s->lock);
+        ret = qcow2_shrink_reftable(bs);
+        co_mutex_unlock(&s->lock);
+    }
+    if (ret == 0) {
+        ret = qcow2_co_flush_to_os(bs);
+    }
     if (ret < 0) {
         error_setg_errno(errp, -ret, "Failed to discard cropped clusters");
         return ret;
