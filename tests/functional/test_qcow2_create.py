@@ -171,3 +171,17 @@ def test_info_lists_bitmaps(tmp_path, strata_img, ref_qemu_img):
         r = run([ref_qemu_img, 'info', *extra, img])
         s = run([strata_img, 'info', *extra, img])
         assert (s.rc, s.out) == (r.rc, r.out)
+
+
+@pytest.mark.parametrize('args', [
+    ['-f', 'qcow2'], ['-f', 'qcow2', '-o', 'cluster_size=512'],
+    ['-f', 'raw'],
+], ids=lambda a: a[-1])
+def test_too_large_hint(tmp_path, strata_img, ref_qemu_img, args):
+    # qemu-iotests 054: formats with a cluster size get a hint.
+    r = run([ref_qemu_img, 'create', '-q', *args, 'y', '1048576T'],
+            cwd=tmp_path)
+    s = run([strata_img, 'create', '-q', *args, 'y', '1048576T'],
+            cwd=tmp_path)
+    assert r.rc == 1 and s.rc == 1
+    assert s.err.replace('strata-img', 'qemu-img') == r.err

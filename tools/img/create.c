@@ -447,6 +447,21 @@ static bool check_size(QDict *opts, Error **errp)
     return true;
 }
 
+/* The reference adds a hint to its EFBIG message when the format has a
+ * (non-zero) cluster size option. */
+static const char *cluster_size_hint(const BlockOptDesc *schema, QDict *opts)
+{
+    const BlockOptDesc *d = find_desc(schema, "cluster_size");
+    const char *v;
+
+    if (!d) {
+        return "";
+    }
+    v = qdict_haskey(opts, "cluster_size") ?
+        qdict_get_try_str(opts, "cluster_size") : d->def_value_str;
+    return v && strcmp(v, "0") ? " (try using a larger cluster size)" : "";
+}
+
 /* Validate the options, print the Formatting line and create. */
 static int create_image_with(const CreateArgs *a, const BlockDriver *drv,
                              const BlockDriver *proto, Error **errp)
@@ -470,8 +485,8 @@ static int create_image_with(const CreateArgs *a, const BlockDriver *drv,
         /* the reference words every EFBIG this way */
         error_free(*errp);
         *errp = NULL;
-        error_setg(errp, "The image size is too large for file format '%s'",
-                   bdrv_driver_name(drv));
+        error_setg(errp, "The image size is too large for file format '%s'%s",
+                   bdrv_driver_name(drv), cluster_size_hint(schema, opts));
     }
     g_array_free(list, true);
     return ret;
