@@ -201,3 +201,20 @@ def test_metadata_prealloc_huge_clusters(tmp_path, strata_img, ref_qemu_img):
         assert run([ref_qemu_img, 'check', p]).rc == 0
     assert maps[0] == maps[1]
     assert os.path.getsize(tmp_path / 's') == os.path.getsize(tmp_path / 'r')
+
+
+@pytest.mark.parametrize('args', [
+    ['-b', 'nonex'], ['-b', 'nonex', '1M'], ['-u', '-b', 'nonex'],
+    ['-u', '-b', 'nonex', '1M'], ['-b', 'base'], ['-u', '-b', 'base', '1M'],
+], ids=lambda a: '_'.join(a))
+def test_backing_without_format(tmp_path, strata_img, ref_qemu_img, args):
+    # qemu-iotests 111: without -u the backing file is opened first and
+    # its failure is reported before the missing backing format.
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2',
+                str(tmp_path / 'base'), '1M']).rc == 0
+    size = args[-1:] if args[-1] == '1M' else []
+    a = ['create', '-q', '-f', 'qcow2', *args[:len(args) - len(size)], 'y',
+         *size]
+    r = run([ref_qemu_img, *a], cwd=tmp_path)
+    s = run([strata_img, *a], cwd=tmp_path)
+    assert (s.rc, s.err.replace('strata-img', 'qemu-img')) == (r.rc, r.err)

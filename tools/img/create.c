@@ -396,6 +396,21 @@ static void hint_detected_format(const char *path, Error **errp)
     blk_unref(blk);
 }
 
+/* Without a backing format the reference still opens (probes) the
+ * backing file first, unless -u; its failure comes first. */
+static bool backing_opens(const char *path, Error **errp)
+{
+    BlockDriverState *bs = bdrv_open(path, NULL, NULL,
+                                     BDRV_O_NO_BACKING | BDRV_O_NO_IO, errp);
+
+    if (!bs) {
+        error_append_hint(errp, "Could not open backing image.\n");
+        return false;
+    }
+    bdrv_unref(bs);
+    return true;
+}
+
 /* The reference requires a backing format; it opens the backing file to
  * check it and to take the size from it when none was given. */
 static bool check_backing_file(const CreateArgs *a, QDict *opts,
@@ -412,9 +427,14 @@ static bool check_backing_file(const CreateArgs *a, QDict *opts,
         return true;
     }
     if (!fmt) {
-        error_setg(errp, "Backing file specified without backing format");
         path = backing_path(a->filename, bf);
-        hint_detected_format(path, errp);
+        if (!a->unsafe && !backing_opens(path, errp)) {
+            return false;
+        }
+        error_setg(errp, "Backing file specified without backing format");
+        if (!a->unsafe) {
+            hint_detected_format(path, errp);
+        }
         return false;
     }
     if (a->unsafe && qdict_haskey(opts, "size")) {
