@@ -84,6 +84,9 @@ HEADER_CASES = {
     'l2_entry_past_eof': [(0x30000, 'Q', (1 << 63) | (1 << 45))],
     'extension_too_large': [(0x74, 'I', 0x100000)],
     'size_too_big': [(24, 'Q', 1 << 62)],
+    # qemu-iotests 080: an extension header crossing the extensions' end
+    'extension_header_crosses_end': [(8, 'Q', 116), (112, 'I', 0x12345678),
+                                     (116, 'I', 0x7fffffff)],
 }
 
 
@@ -110,6 +113,12 @@ EXT_CASES = {
     'feature_names': ([(0x6803f857, feature_table([(0, 40, 'shiny thing'),
                                                    (0, 41, 'other')]))],
                       None, (1 << 40) | (1 << 41) | (1 << 50)),
+    # qemu-iotests 036: a short (14-byte) table still names its feature
+    'feature_names_short': ([(0x6803f857, b'\x00\x3fTest feature')], None,
+                            (1 << 63) | (1 << 62)),
+    'feature_names_stop_at_empty': ([(0x6803f857, feature_table(
+        [(0, 40, 'one'), (0, 41, ''), (0, 42, 'three')]))], None,
+        (1 << 40) | (1 << 41) | (1 << 42)),
     'crypto_ext_without_luks': ([(0x0537be77, b'\0' * 16)], None, 0),
     'backing_name_1100': ([], b'b' * 1100, 0),
 }
