@@ -348,3 +348,26 @@ def test_copy_on_read(chain, our_qemu_io, ref_qemu_io, ref_qemu_img, argv):
     refs = (ref[0].replace(ref_qemu_io, 'qemu-io'),
             ref[1].replace(ref_qemu_io, 'qemu-io')) + ref[2:]
     assert ours == refs
+
+
+def test_copy_on_read_copies_subclusters(tmp_path, strata_io, ref_qemu_img,
+                                         ref_qemu_io):
+    # qemu-iotests 197: with extended L2 entries copy-on-read copies the
+    # subclusters the read touches, not the whole cluster.
+    base = str(tmp_path / 'base.raw')
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'raw', base,
+                '64K']).rc == 0
+    assert run([ref_qemu_io, '-f', 'raw', '-c', 'write -P 0xaa 0 64k',
+                base]).rc == 0
+    maps = []
+    for tool, name in ((ref_qemu_io, 'r'), (strata_io, 's')):
+        p = str(tmp_path / name)
+        assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
+                    'extended_l2=on', '-F', 'raw', '-b', base, p]).rc == 0
+        assert run([ref_qemu_io, '-c', 'write -P 0xbb 28K 2K', '-c',
+                    'write -P 0xcc 34K 2K', p]).rc == 0
+        r = run([tool, '-C', '-c', 'read -P 0xaa 30K 4K', p])
+        assert r.rc == 0 and 'failed' not in r.out
+        maps.append(run([ref_qemu_io, '-c', 'map', p]).out)
+        assert run([ref_qemu_img, 'check', p]).rc == 0
+    assert maps[1] == maps[0]

@@ -10,6 +10,7 @@ static int qcow2_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
     BDRVQcow2State *s = bs->opaque;
 
     bdi->cluster_size = s->cluster_size;
+    bdi->subcluster_size = s->extended_l2 ? s->subcluster_size : 0;
     bdi->is_dirty = s->h.incompatible_features & QCOW2_INCOMPAT_DIRTY;
     bdi->needs_compressed_writes = false;
     return 0;
