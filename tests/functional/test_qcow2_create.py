@@ -218,3 +218,20 @@ def test_backing_without_format(tmp_path, strata_img, ref_qemu_img, args):
     r = run([ref_qemu_img, *a], cwd=tmp_path)
     s = run([strata_img, *a], cwd=tmp_path)
     assert (s.rc, s.err.replace('strata-img', 'qemu-img')) == (r.rc, r.err)
+
+
+@pytest.mark.parametrize('mode', ['metadata', 'falloc', 'full'])
+def test_data_file_preallocation_allocates(tmp_path, strata_img,
+                                           ref_qemu_img, mode):
+    # qemu-iotests 243: falloc/full preallocation allocates the external
+    # data file too, not only its length.
+    used = []
+    for tool, name in ((ref_qemu_img, 'r'), (strata_img, 's')):
+        img, data = tmp_path / f'{name}.qcow2', tmp_path / f'{name}.data'
+        assert run([tool, 'create', '-q', '-f', 'qcow2', '-o',
+                    f'data_file={data},preallocation={mode},'
+                    'extent_size_hint=0', str(img), '16M']).rc == 0
+        assert os.path.getsize(data) == 16 << 20
+        used.append(os.stat(data).st_blocks * 512 >= 16 << 20)
+        assert run([ref_qemu_img, 'check', str(img)]).rc == 0
+    assert used[1] == used[0]
