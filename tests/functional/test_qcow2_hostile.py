@@ -258,3 +258,25 @@ def test_overlap_with_far_l2_table_is_refused(tmp_path, strata_io,
     rr = run([ref_qemu_io, '-c', 'write -P 7 64k 4k', ref])
     assert (r.rc, r.out, r.err) == (rr.rc, rr.out, rr.err)
     assert 'overlaps with active L2 table' in r.err, r
+
+
+def test_invalid_subcluster_bits_on_read(tmp_path, strata_io, ref_qemu_img,
+                                         ref_qemu_io):
+    # qemu-iotests 271: both the zero and the allocated bit of a
+    # subcluster set is corruption, reported with the reference's text.
+    errs = []
+    for tool in (ref_qemu_io, strata_io):
+        img = str(tmp_path / 'x.qcow2')
+        assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
+                    'extended_l2=on', img, '1M']).rc == 0
+        assert run([ref_qemu_io, '-c', 'write 0 64k', img]).rc == 0
+        with open(img, 'r+b') as f:
+            f.seek(40)
+            l1 = struct.unpack('>Q', f.read(8))[0]
+            f.seek(l1)
+            l2 = struct.unpack('>Q', f.read(8))[0] & 0x00fffffffffffe00
+            f.seek(l2 + 8)
+            f.write(struct.pack('>Q', 0x00000002ffffffff))
+        r = run([tool, '-c', 'read 0 64k', img])
+        errs.append((r.rc, r.out.strip(), r.err))
+    assert errs[1] == errs[0]
