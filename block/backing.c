@@ -33,14 +33,14 @@ static bool path_has_protocol(const char *path)
 
 /* The directory part of @name with its slash ("" when there is none); a
  * protocol prefix counts as one ("file:"), as the reference combines
- * paths. */
+ * paths, but a colon after a slash is part of a file name. */
 static char *dir_prefix(const char *name)
 {
     const char *slash = strrchr(name, '/');
     const char *colon = strchr(name, ':');
     const char *end = slash ? slash + 1 : name;
 
-    if (colon && colon + 1 > end) {
+    if (colon && path_has_protocol(name) && colon + 1 > end) {
         end = colon + 1;
     }
     return g_strndup(name, end - name);

@@ -178,6 +178,7 @@ typedef struct BlockLimits {
 
 typedef struct BlockDriverInfo {
     int cluster_size;             /* 0 if none */
+    int subcluster_size;          /* allocation unit if smaller; 0: none */
     bool is_dirty;
     bool needs_compressed_writes;
 } BlockDriverInfo;

@@ -785,14 +785,16 @@ static int coroutine_fn preadv_padded(BlockDriverState *bs, int64_t offset,
  * on its bounce buffer). */
 #define COR_CHUNK_MAX       (16 * MiB)
 
-/* Copy-on-read copies whole clusters: the format allocates no less. */
+/* Copy-on-read copies whole clusters (subclusters where the format has
+ * them): the format allocates no less. */
 static int64_t cor_align(BlockDriverState *bs)
 {
     BlockDriverInfo bdi;
     int64_t align = req_align(bs);
 
     if (bdrv_get_info(bs, &bdi) == 0 && bdi.cluster_size > 0) {
-        align = MAX(align, (int64_t)bdi.cluster_size);
+        align = MAX(align, (int64_t)(bdi.subcluster_size ?
+                                     bdi.subcluster_size : bdi.cluster_size));
     }
     return align;
 }

@@ -348,3 +348,45 @@ def test_copy_on_read(chain, our_qemu_io, ref_qemu_io, ref_qemu_img, argv):
     refs = (ref[0].replace(ref_qemu_io, 'qemu-io'),
             ref[1].replace(ref_qemu_io, 'qemu-io')) + ref[2:]
     assert ours == refs
+
+
+def test_copy_on_read_copies_subclusters(tmp_path, strata_io, ref_qemu_img,
+                                         ref_qemu_io):
+    # qemu-iotests 197: with extended L2 entries copy-on-read copies the
+    # subclusters the read touches, not the whole cluster.
+    base = str(tmp_path / 'base.raw')
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'raw', base,
+                '64K']).rc == 0
+    assert run([ref_qemu_io, '-f', 'raw', '-c', 'write -P 0xaa 0 64k',
+                base]).rc == 0
+    maps = []
+    for tool, name in ((ref_qemu_io, 'r'), (strata_io, 's')):
+        p = str(tmp_path / name)
+        assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
+                    'extended_l2=on', '-F', 'raw', '-b', base, p]).rc == 0
+        assert run([ref_qemu_io, '-c', 'write -P 0xbb 28K 2K', '-c',
+                    'write -P 0xcc 34K 2K', p]).rc == 0
+        r = run([tool, '-C', '-c', 'read -P 0xaa 30K 4K', p])
+        assert r.rc == 0 and 'failed' not in r.out
+        maps.append(run([ref_qemu_io, '-c', 'map', p]).out)
+        assert run([ref_qemu_img, 'check', p]).rc == 0
+    assert maps[1] == maps[0]
+
+
+@pytest.mark.parametrize('top', ['d/image:top.qcow2', 'file:image:top.qcow2'])
+def test_backing_path_with_colon_in_name(tmp_path, strata_img, ref_qemu_img,
+                                         top):
+    # qemu-iotests 126: a colon after a slash is part of the file name,
+    # not a protocol prefix, when the backing path is combined.
+    (tmp_path / 'd').mkdir()
+    back = './image:base.qcow2' if top.startswith('d/') else 'base.qcow2'
+    where = tmp_path / ('d' if top.startswith('d/') else '')
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2',
+                str(where / back), '1M']).rc == 0
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-F', 'qcow2',
+                '-b', back, top], cwd=tmp_path).rc == 0
+    r = run([ref_qemu_img, 'info', top], cwd=tmp_path)
+    s = run([strata_img, 'info', top], cwd=tmp_path)
+    assert r.rc == 0 and s.rc == 0
+    line = [ln for ln in r.out.splitlines() if ln.startswith('backing file:')]
+    assert line and line[0] in s.out.splitlines()

@@ -21,7 +21,7 @@ import subprocess
 
 import pytest
 
-from conftest import normalize
+from conftest import normalize, run
 
 SIZE = 1024 * 1024
 TIMEOUT = 5
@@ -241,3 +241,26 @@ def test_iov_max_request_with_padding(tmp_path, our_qemu_io, ref_qemu_io,
                         '-c', f'read -P 2 {start} {length}']
     out = compare(tmp_path, our_qemu_io, ref_qemu_io, args)
     assert 'failed' not in out[0] + out[1]
+
+
+@pytest.mark.parametrize('opts', ['compat=1.1', 'extended_l2=on'])
+@pytest.mark.parametrize('cmd', ['write -z -u 2M 2M', 'write -z 2M 2M',
+                                 'write -z 2M 32k'])
+def test_zero_write_on_zeroes_leaves_l2_clean(tmp_path, strata_io,
+                                              ref_qemu_img, ref_qemu_io,
+                                              opts, cmd):
+    # qemu-iotests 179: zeroing what already reads as zero clusters does
+    # not rewrite the L2 table (an error injected on l2_update stays
+    # unseen, as with the reference).
+    img = str(tmp_path / 'z.qcow2')
+    conf = tmp_path / 'b.conf'
+    conf.write_text('[inject-error]\nevent = "l2_update"\nerrno = "5"\n'
+                    'immediately = "on"\nonce = "off"\n')
+    outs = []
+    for tool in (ref_qemu_io, strata_io):
+        assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o', opts,
+                    img, '8M']).rc == 0
+        assert run([ref_qemu_io, '-c', 'write -z 2M 2M', img]).rc == 0
+        r = run([tool, '-c', cmd, f'blkdebug:{conf}:{img}'])
+        outs.append((r.rc, 'failed' in r.out, r.err.count('Failed')))
+    assert outs[1] == outs[0]

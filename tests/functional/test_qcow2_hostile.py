@@ -84,6 +84,9 @@ HEADER_CASES = {
     'l2_entry_past_eof': [(0x30000, 'Q', (1 << 63) | (1 << 45))],
     'extension_too_large': [(0x74, 'I', 0x100000)],
     'size_too_big': [(24, 'Q', 1 << 62)],
+    # qemu-iotests 080: an extension header crossing the extensions' end
+    'extension_header_crosses_end': [(8, 'Q', 116), (112, 'I', 0x12345678),
+                                     (116, 'I', 0x7fffffff)],
 }
 
 
@@ -110,6 +113,12 @@ EXT_CASES = {
     'feature_names': ([(0x6803f857, feature_table([(0, 40, 'shiny thing'),
                                                    (0, 41, 'other')]))],
                       None, (1 << 40) | (1 << 41) | (1 << 50)),
+    # qemu-iotests 036: a short (14-byte) table still names its feature
+    'feature_names_short': ([(0x6803f857, b'\x00\x3fTest feature')], None,
+                            (1 << 63) | (1 << 62)),
+    'feature_names_stop_at_empty': ([(0x6803f857, feature_table(
+        [(0, 40, 'one'), (0, 41, ''), (0, 42, 'three')]))], None,
+        (1 << 40) | (1 << 41) | (1 << 42)),
     'crypto_ext_without_luks': ([(0x0537be77, b'\0' * 16)], None, 0),
     'backing_name_1100': ([], b'b' * 1100, 0),
 }
@@ -249,3 +258,25 @@ def test_overlap_with_far_l2_table_is_refused(tmp_path, strata_io,
     rr = run([ref_qemu_io, '-c', 'write -P 7 64k 4k', ref])
     assert (r.rc, r.out, r.err) == (rr.rc, rr.out, rr.err)
     assert 'overlaps with active L2 table' in r.err, r
+
+
+def test_invalid_subcluster_bits_on_read(tmp_path, strata_io, ref_qemu_img,
+                                         ref_qemu_io):
+    # qemu-iotests 271: both the zero and the allocated bit of a
+    # subcluster set is corruption, reported with the reference's text.
+    errs = []
+    for tool in (ref_qemu_io, strata_io):
+        img = str(tmp_path / 'x.qcow2')
+        assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
+                    'extended_l2=on', img, '1M']).rc == 0
+        assert run([ref_qemu_io, '-c', 'write 0 64k', img]).rc == 0
+        with open(img, 'r+b') as f:
+            f.seek(40)
+            l1 = struct.unpack('>Q', f.read(8))[0]
+            f.seek(l1)
+            l2 = struct.unpack('>Q', f.read(8))[0] & 0x00fffffffffffe00
+            f.seek(l2 + 8)
+            f.write(struct.pack('>Q', 0x00000002ffffffff))
+        r = run([tool, '-c', 'read 0 64k', img])
+        errs.append((r.rc, r.out.strip(), r.err))
+    assert errs[1] == errs[0]

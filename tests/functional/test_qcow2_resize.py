@@ -57,3 +57,39 @@ def test_grow_over_longer_backing_reads_zeroes(tmp_path, strata_img,
     assert run([ref_qemu_img, 'check', s]).rc == 0
     out = run([ref_qemu_io, '-c', 'read -P 0 1000k 2072k', s]).out
     assert 'failed' not in out
+
+
+def referenced_refblocks(path):
+    """(table index, all-zero?) for each refcount block the table holds."""
+    with open(path, 'rb') as f:
+        h = f.read(104)
+        cbits = int.from_bytes(h[20:24], 'big')
+        off = int.from_bytes(h[48:56], 'big')
+        n = int.from_bytes(h[56:60], 'big') << cbits
+        f.seek(off)
+        table = f.read(n)
+        out = []
+        for i in range(0, len(table), 8):
+            b = int.from_bytes(table[i:i + 8], 'big') & ~0x1ff
+            if b:
+                f.seek(b)
+                out.append((i // 8, not any(f.read(1 << cbits))))
+        return out
+
+
+def test_shrink_drops_unused_refblocks(tmp_path, strata_img, strata_io,
+                                       ref_qemu_img):
+    # qemu-iotests 163: small clusters and 64-bit refcounts make many
+    # refcount blocks; after a shrink none referenced may be all zeroes
+    # (the reference drops them) and the file is no longer than its own.
+    s = str(tmp_path / 's.qcow2')
+    assert run([strata_img, 'create', '-q', '-f', 'qcow2', '-o',
+                'cluster_size=512,refcount_bits=64', s, '3M']).rc == 0
+    for k in (5, 0, 9, 2, 11, 7, 1, 10, 3, 8, 4, 6):
+        assert run([strata_io, '-c', f'write -P 0xff {k * 256}K 256K',
+                    s]).rc == 0
+    assert run([strata_img, 'resize', '-f', 'qcow2', '--shrink', s,
+                '1M']).rc == 0
+    assert [i for i, zero in referenced_refblocks(s) if zero] == []
+    assert run([ref_qemu_img, 'check', s]).rc == 0
+    assert run([strata_io, '-c', 'read -P 0xff 0 1M', s]).rc == 0

@@ -396,6 +396,21 @@ static void hint_detected_format(const char *path, Error **errp)
     blk_unref(blk);
 }
 
+/* Without a backing format the reference still opens (probes) the
+ * backing file first, unless -u; its failure comes first. */
+static bool backing_opens(const char *path, Error **errp)
+{
+    BlockDriverState *bs = bdrv_open(path, NULL, NULL,
+                                     BDRV_O_NO_BACKING | BDRV_O_NO_IO, errp);
+
+    if (!bs) {
+        error_append_hint(errp, "Could not open backing image.\n");
+        return false;
+    }
+    bdrv_unref(bs);
+    return true;
+}
+
 /* The reference requires a backing format; it opens the backing file to
  * check it and to take the size from it when none was given. */
 static bool check_backing_file(const CreateArgs *a, QDict *opts,
@@ -412,9 +427,14 @@ static bool check_backing_file(const CreateArgs *a, QDict *opts,
         return true;
     }
     if (!fmt) {
-        error_setg(errp, "Backing file specified without backing format");
         path = backing_path(a->filename, bf);
-        hint_detected_format(path, errp);
+        if (!a->unsafe && !backing_opens(path, errp)) {
+            return false;
+        }
+        error_setg(errp, "Backing file specified without backing format");
+        if (!a->unsafe) {
+            hint_detected_format(path, errp);
+        }
         return false;
     }
     if (a->unsafe && qdict_haskey(opts, "size")) {
@@ -447,6 +467,21 @@ static bool check_size(QDict *opts, Error **errp)
     return true;
 }
 
+/* The reference adds a hint to its EFBIG message when the format has a
+ * (non-zero) cluster size option. */
+static const char *cluster_size_hint(const BlockOptDesc *schema, QDict *opts)
+{
+    const BlockOptDesc *d = find_desc(schema, "cluster_size");
+    const char *v;
+
+    if (!d) {
+        return "";
+    }
+    v = qdict_haskey(opts, "cluster_size") ?
+        qdict_get_try_str(opts, "cluster_size") : d->def_value_str;
+    return v && strcmp(v, "0") ? " (try using a larger cluster size)" : "";
+}
+
 /* Validate the options, print the Formatting line and create. */
 static int create_image_with(const CreateArgs *a, const BlockDriver *drv,
                              const BlockDriver *proto, Error **errp)
@@ -470,8 +505,8 @@ static int create_image_with(const CreateArgs *a, const BlockDriver *drv,
         /* the reference words every EFBIG this way */
         error_free(*errp);
         *errp = NULL;
-        error_setg(errp, "The image size is too large for file format '%s'",
-                   bdrv_driver_name(drv));
+        error_setg(errp, "The image size is too large for file format '%s'%s",
+                   bdrv_driver_name(drv), cluster_size_hint(schema, opts));
     }
     g_array_free(list, true);
     return ret;

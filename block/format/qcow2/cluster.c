@@ -307,8 +307,8 @@ static int check_entry(BlockDriverState *bs, uint64_t offset, int idx,
     BDRVQcow2State *s = bs->opaque;
     uint64_t l2_off = s->l1_table[qcow2_l1_index(s, offset)] & L1E_OFFSET_MASK;
 
-    if (type == QCOW2_SC_INVALID) {
-        qcow2_signal_corruption(bs, "Invalid cluster entry found (L2 offset: "
+    if (type == QCOW2_SC_INVALID) { /* two spaces: the reference's text */
+        qcow2_signal_corruption(bs, "Invalid cluster entry found  (L2 offset: "
                                 "%#" PRIx64 ", L2 index: %#x)", l2_off, idx);
         return -EIO;
     }

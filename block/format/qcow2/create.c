@@ -400,8 +400,7 @@ int coroutine_fn qcow2_preallocate(BlockDriverState *bs, uint64_t from,
                                mode == PREALLOC_MODE_METADATA ?
                                PREALLOC_MODE_OFF : mode, 0, errp);
     }
-    if (ret == 0 && mode != PREALLOC_MODE_METADATA &&
-        s->data_file == bs->file) {
+    if (ret == 0 && mode != PREALLOC_MODE_METADATA) {
         ret = reserve_runs(bs, runs, old_end);
     }
     if (ret < 0 && errp && !*errp) {

@@ -76,19 +76,23 @@ void qcow2_free_header_exts(BDRVQcow2State *s)
     }
 }
 
-/* Feature name table: 48-byte entries (type, bit, name). */
+/* Feature name table: 48-byte entries (type, bit, name); a short last
+ * entry counts, zero-padded, as with the reference. */
 static void parse_feature_table(BDRVQcow2State *s, const uint8_t *d,
                                 uint32_t len)
 {
-    int n = len / 48;
+    int n = DIV_ROUND_UP(len, 48);
 
     g_free(s->features);
     s->features = g_new0(Qcow2Feature, n ? n : 1);
     s->nb_features = n;
     for (int i = 0; i < n; i++) {
-        s->features[i].type = d[i * 48];
-        s->features[i].bit = d[i * 48 + 1];
-        memcpy(s->features[i].name, d + i * 48 + 2, 46);
+        uint8_t e[48] = { 0 };
+
+        memcpy(e, d + i * 48, MIN(48, len - i * 48));
+        s->features[i].type = e[0];
+        s->features[i].bit = e[1];
+        memcpy(s->features[i].name, e + 2, 46);
     }
 }
 
@@ -98,7 +102,7 @@ static char *unsupported_features(BDRVQcow2State *s, uint64_t mask)
 {
     GString *str = g_string_new("");
 
-    for (int i = 0; i < s->nb_features; i++) {
+    for (int i = 0; i < s->nb_features && s->features[i].name[0]; i++) {
         Qcow2Feature *f = &s->features[i];
         if (f->type == 0 && f->bit < 64 && (mask & (1ULL << f->bit))) {
             g_string_append_printf(str, "%s%.46s", str->len ? ", " : "",
@@ -207,17 +211,20 @@ static int parse_one_ext(BlockDriverState *bs, uint32_t magic,
     return 0;
 }
 
-/* Walk the extensions in cluster 0 (@buf holds [0, @end)). */
+/* Walk the extensions in cluster 0 (@buf holds all of it, @end <= its
+ * size).  An extension header is read even when it crosses @end, as the
+ * reference does: it is then too large. */
 static int parse_exts(BlockDriverState *bs, const uint8_t *buf,
                       uint64_t start, uint64_t end, Error **errp)
 {
+    BDRVQcow2State *s = bs->opaque;
     uint64_t off = start;
 
     while (off < end) {
         uint32_t magic, len;
         int ret;
 
-        if (end - off < 8) {
+        if (off + 8 > (1ULL << s->h.cluster_bits)) {
             error_setg(errp, "qcow2_read_extension: ERROR: "
                        "pread fail from offset %" PRIu64, off);
             return -EINVAL;
@@ -225,7 +232,7 @@ static int parse_exts(BlockDriverState *bs, const uint8_t *buf,
         magic = q_ld32(buf + off);
         len = q_ld32(buf + off + 4);
         off += 8;
-        if (len > end - off) {
+        if (off > end || len > end - off) {
             error_setg(errp, "Header extension too large");
             return -EINVAL;
         }

@@ -10,6 +10,7 @@ static int qcow2_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
     BDRVQcow2State *s = bs->opaque;
 
     bdi->cluster_size = s->cluster_size;
+    bdi->subcluster_size = s->extended_l2 ? s->subcluster_size : 0;
     bdi->is_dirty = s->h.incompatible_features & QCOW2_INCOMPAT_DIRTY;
     bdi->needs_compressed_writes = false;
     return 0;
@@ -392,6 +393,14 @@ static int coroutine_fn shrink(BlockDriverState *bs, uint64_t offset,
         if (ret == 0) {
             ret = shrink_l1(bs, offset);
         }
+        co_mutex_unlock(&s->lock);
+    }
+    if (ret == 0) {
+        ret = qcow2_co_flush_to_os(bs);
+    }
+    if (ret == 0) {
+        co_mutex_lock(&s->lock);
+        ret = qcow2_shrink_reftable(bs);
         co_mutex_unlock(&s->lock);
     }
     if (ret == 0) {

@@ -380,6 +380,7 @@ int coroutine_fn qcow2_pre_write_overlap_check(BlockDriverState *bs, int ign,
                                                uint64_t size);
 int coroutine_fn qcow2_refcount_read_table(BlockDriverState *bs,
                                            Error **errp);
+int coroutine_fn qcow2_shrink_reftable(BlockDriverState *bs);
 uint64_t qcow2_get_refcount_entry(BDRVQcow2State *s, const void *block,
                                   uint64_t index);
 void qcow2_set_refcount_entry(BDRVQcow2State *s, void *block, uint64_t index,

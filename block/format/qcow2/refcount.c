@@ -371,6 +371,73 @@ static int coroutine_fn grow_reftable(BlockDriverState *bs, uint64_t min_ti)
     return 0;
 }
 
+/* Whether the refcount block at @off (table index @ti) counts nothing
+ * but, possibly, itself. */
+static int coroutine_fn refblock_unused(BlockDriverState *bs, uint64_t ti,
+                                        uint64_t off, bool *unused)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t self = off >> s->cluster_bits;
+    uint64_t n = 1ULL << s->refblock_bits;
+    void *block;
+    int ret;
+
+    ret = qcow2_cache_get(bs, &s->refcount_cache, off, &block);
+    if (ret < 0) {
+        return ret;
+    }
+    *unused = true;
+    for (uint64_t i = 0; i < n && *unused; i++) {
+        bool own = (self >> s->refblock_bits) == ti &&
+                   (self & (n - 1)) == i;
+        *unused = own || !qcow2_get_refcount_entry(s, block, i);
+    }
+    qcow2_cache_put(&s->refcount_cache, &block);
+    return 0;
+}
+
+/* One pass of qcow2_shrink_reftable(); *@dropped counts the blocks that
+ * went (freeing one can empty the block that counted it). */
+static int coroutine_fn drop_unused_refblocks(BlockDriverState *bs,
+                                              uint64_t *dropped)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret = 0;
+
+    for (uint64_t ti = 0; ti < s->refcount_table_size && ret == 0; ti++) {
+        uint64_t off = s->refcount_table[ti] & REFT_OFFSET_MASK;
+        bool unused = false;
+
+        if (!off || (ret = refblock_unused(bs, ti, off, &unused)) < 0 ||
+            !unused) {
+            continue;
+        }
+        qcow2_cache_discard(&s->refcount_cache, off);
+        s->refcount_table[ti] = 0;
+        ret = write_reftable_entry(bs, ti);
+        if (ret == 0 && (off >> s->cluster_bits) >> s->refblock_bits != ti) {
+            qcow2_free_clusters(bs, off, s->cluster_size, false);
+        }
+        (*dropped)++;
+    }
+    return ret;
+}
+
+/* After a shrink, refcount blocks that count no cluster any more leave the
+ * table and are freed, as the reference does, so the file can be trimmed
+ * and no referenced block is left all zeroes. */
+int coroutine_fn qcow2_shrink_reftable(BlockDriverState *bs)
+{
+    uint64_t dropped;
+    int ret;
+
+    do {
+        dropped = 0;
+        ret = drop_unused_refblocks(bs, &dropped);
+    } while (ret == 0 && dropped);
+    return ret;
+}
+
 /* ---- update / allocate / free ---- */
 
 /* Which cache reaches the disk first: a raised refcount before the L2

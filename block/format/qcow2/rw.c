@@ -996,8 +996,9 @@ int coroutine_fn qcow2_co_block_status(BlockDriverState *bs, bool want_zero,
 /* ---- preallocation ---- */
 
 /* Host clusters for the unallocated clusters from @offset on, within one
- * L2 table (lock held): returns the guest bytes covered (> 0) and in
- * *host_end the end of the last host cluster, or -errno. */
+ * L2 table and less than 2 GiB (lock held): returns the guest bytes
+ * covered (> 0) and in *host_end the end of the last host cluster, or
+ * -errno. */
 int coroutine_fn qcow2_alloc_range(BlockDriverState *bs, uint64_t offset,
                                    uint64_t bytes, int64_t *host_end)
 {
@@ -1011,7 +1012,7 @@ int coroutine_fn qcow2_alloc_range(BlockDriverState *bs, uint64_t offset,
     if (ret < 0) {
         return ret;
     }
-    while (idx + n < s->l2_size &&
+    while (idx + n < s->l2_size && n < (INT_MAX >> s->cluster_bits) &&
            ((uint64_t)n << s->cluster_bits) < offset + bytes - cstart &&
            !(qcow2_l2_entry(s, l2, idx + n) & L2E_OFFSET_MASK)) {
         n++;

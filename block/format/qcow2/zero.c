@@ -8,8 +8,9 @@
 
 #define L2_BITMAP_ALL_ZEROES 0xffffffff00000000ULL
 
-/* Zero one whole cluster's entry; @unmap releases its host cluster. */
-static void zero_cluster(BlockDriverState *bs, uint8_t *l2, int idx,
+/* Zero one whole cluster's entry; @unmap releases its host cluster.
+ * False when the entry already said so (the table stays clean). */
+static bool zero_cluster(BlockDriverState *bs, uint8_t *l2, int idx,
                          bool unmap)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -26,7 +27,7 @@ static void zero_cluster(BlockDriverState *bs, uint8_t *l2, int idx,
         ne |= QCOW_OFLAG_ZERO;
     }
     if (ne == old && (!s->extended_l2 || oldbm == L2_BITMAP_ALL_ZEROES)) {
-        return;
+        return false;
     }
     qcow2_set_l2_entry(s, l2, idx, ne);
     qcow2_set_l2_bitmap(s, l2, idx, L2_BITMAP_ALL_ZEROES);
@@ -35,9 +36,11 @@ static void zero_cluster(BlockDriverState *bs, uint8_t *l2, int idx,
         qcow2_cache_mark_dirty(&s->l2_cache, l2);
         qcow2_free_l2_entry(bs, old);
     }
+    return true;
 }
 
-/* Zero subclusters [start, end) of one cluster (extended L2). */
+/* Zero subclusters [start, end) of one cluster (extended L2); 1 when
+ * the bitmap changed. */
 static int zero_subclusters(BDRVQcow2State *s, uint8_t *l2, int idx,
                             uint64_t start, uint64_t end)
 {
@@ -50,8 +53,11 @@ static int zero_subclusters(BDRVQcow2State *s, uint8_t *l2, int idx,
     if (qcow2_cluster_type(s, l2e) == QCOW2_CLUSTER_COMPRESSED) {
         return -ENOTSUP;
     }
+    if (((bm | (mask << 32)) & ~mask) == bm) {
+        return 0;
+    }
     qcow2_set_l2_bitmap(s, l2, idx, (bm | (mask << 32)) & ~mask);
-    return 0;
+    return 1;
 }
 
 /* Zero [offset, offset + bytes), subcluster-aligned (lock held). */
@@ -71,11 +77,14 @@ int coroutine_fn qcow2_zero_range(BlockDriverState *bs, uint64_t offset,
             return ret;
         }
         if (len == s->cluster_size) {
-            zero_cluster(bs, l2, idx, unmap);
+            ret = zero_cluster(bs, l2, idx, unmap);
         } else {
             ret = zero_subclusters(s, l2, idx, in, in + len);
         }
-        qcow2_cache_mark_dirty(&s->l2_cache, l2);
+        if (ret > 0) {      /* unchanged entries leave the table clean */
+            qcow2_cache_mark_dirty(&s->l2_cache, l2);
+            ret = 0;
+        }
         qcow2_cache_put(&s->l2_cache, &l2);
         if (ret < 0) {
             return ret;
