@@ -95,20 +95,31 @@ Qcow2SubclusterType qcow2_subcluster_type(BDRVQcow2State *s, uint64_t l2e,
 
 /* ---- L1 ---- */
 
-int coroutine_fn qcow2_write_l1_entry(BlockDriverState *bs, uint64_t l1_index)
+/* One 64-bit entry of a metadata table (L1, refcount table) written in
+ * place, after the overlap check of its kind, with its blkdebug event. */
+int coroutine_fn qcow2_write_table_entry(BlockDriverState *bs, int ol_kind,
+                                         uint64_t off, uint64_t value,
+                                         BlkdebugEvent ev)
 {
-    BDRVQcow2State *s = bs->opaque;
-    uint64_t off = s->h.l1_table_offset + l1_index * 8;
     uint8_t b[8];
     int ret;
 
-    ret = qcow2_pre_write_overlap_check(bs, QCOW2_OL_ACTIVE_L1, off, 8);
+    ret = qcow2_pre_write_overlap_check(bs, ol_kind, off, 8);
     if (ret < 0) {
         return ret;
     }
-    q_st64(b, s->l1_table[l1_index]);
-    bdrv_debug_event(bs->file, BLKDBG_L1_UPDATE);
+    q_st64(b, value);
+    bdrv_debug_event(bs->file, ev);
     return q_pwrite(bs->file, off, 8, b);
+}
+
+int coroutine_fn qcow2_write_l1_entry(BlockDriverState *bs, uint64_t l1_index)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    return qcow2_write_table_entry(bs, QCOW2_OL_ACTIVE_L1,
+                                   s->h.l1_table_offset + l1_index * 8,
+                                   s->l1_table[l1_index], BLKDBG_L1_UPDATE);
 }
 
 /* Write the new L1 table (current entries, rest zero) at @off. */

@@ -405,6 +405,9 @@ int coroutine_fn qcow2_get_host_offset(BlockDriverState *bs, uint64_t offset,
 int coroutine_fn qcow2_get_l2_table(BlockDriverState *bs, uint64_t offset,
                                     bool alloc, void **l2, int *idx);
 int coroutine_fn qcow2_write_l1_entry(BlockDriverState *bs, uint64_t l1_index);
+int coroutine_fn qcow2_write_table_entry(BlockDriverState *bs, int ol_kind,
+                                         uint64_t off, uint64_t value,
+                                         BlkdebugEvent ev);
 int coroutine_fn qcow2_grow_l1_table(BlockDriverState *bs, uint64_t min_size,
                                      bool exact);
 void qcow2_parse_compressed(BDRVQcow2State *s, uint64_t l2e,

@@ -166,17 +166,11 @@ static int coroutine_fn write_reftable_entry(BlockDriverState *bs,
                                              uint64_t ti)
 {
     BDRVQcow2State *s = bs->opaque;
-    uint64_t off = s->h.refcount_table_offset + ti * 8;
-    uint8_t b[8];
-    int ret;
 
-    ret = qcow2_pre_write_overlap_check(bs, QCOW2_OL_REFCOUNT_TABLE, off, 8);
-    if (ret < 0) {
-        return ret;
-    }
-    q_st64(b, s->refcount_table[ti]);
-    bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_HOOKUP);
-    return q_pwrite(bs->file, off, 8, b);
+    return qcow2_write_table_entry(bs, QCOW2_OL_REFCOUNT_TABLE,
+                                   s->h.refcount_table_offset + ti * 8,
+                                   s->refcount_table[ti],
+                                   BLKDBG_REFBLOCK_ALLOC_HOOKUP);
 }
 
 static int coroutine_fn grow_reftable(BlockDriverState *bs, uint64_t min_ti);
