@@ -143,3 +143,16 @@ def io_args(cmds):
     for c in cmds:
         argv += ['-c', c]
     return argv
+
+
+def lock_bytes(path):
+    """The (type, start, end) OFD locks held on @path's inode, sorted, from
+    /proc/locks."""
+    ino = os.stat(path).st_ino
+    found = []
+    with open('/proc/locks') as f:
+        for line in f:
+            fields = line.split()
+            if fields[1] == 'OFDLCK' and fields[5].endswith(f':{ino}'):
+                found.append((fields[3], fields[6], fields[7]))
+    return sorted(found)

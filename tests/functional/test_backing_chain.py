@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import normalize, run
+from conftest import normalize, run, lock_bytes
 
 
 @pytest.fixture(scope='module')
@@ -274,16 +274,6 @@ def test_io_self_loop_read_only(chain, our_qemu_io, ref_qemu_img):
 
 
 # ---- locks on the backing file ----
-
-def lock_bytes(path):
-    ino = os.stat(path).st_ino
-    found = []
-    with open('/proc/locks') as f:
-        for line in f:
-            fields = line.split()
-            if fields[1] == 'OFDLCK' and fields[5].endswith(f':{ino}'):
-                found.append((fields[3], fields[6], fields[7]))
-    return sorted(found)
 
 
 def held_locks(prog, argv, cwd, paths):

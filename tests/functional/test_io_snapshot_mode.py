@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import io_args, normalize, run
+from conftest import io_args, normalize, run, lock_bytes
 
 KiB = 1 << 10
 
@@ -110,16 +110,6 @@ def test_unusable_tmpdir_as_reference(images, our_qemu_io, ref_qemu_io):
 
 
 # ---- while it runs: where the overlay is, and the locks ----
-
-def lock_bytes(path):
-    ino = os.stat(path).st_ino
-    found = []
-    with open('/proc/locks') as f:
-        for line in f:
-            fields = line.split()
-            if fields[1] == 'OFDLCK' and fields[5].endswith(f':{ino}'):
-                found.append((fields[3], fields[6], fields[7]))
-    return sorted(found)
 
 
 def open_files(pid):
