@@ -469,6 +469,27 @@ int bdrv_check(BlockDriverState *bs, BlockCheckResult *res, int fix)
     return c.ret;
 }
 
+const BlockOptDesc *bdrv_amend_opts(const BlockDriver *drv)
+{
+    return drv && drv->amend && drv->amend->amend ? drv->amend->opts : NULL;
+}
+
+int bdrv_amend_options(BlockDriverState *bs, QDict *opts,
+                       BlockAmendStatusCB *cb, void *cb_opaque, bool force,
+                       Error **errp)
+{
+    if (!bs || !bs->drv) {
+        error_setg(errp, "Node is ejected");
+        return -ENOMEDIUM;
+    }
+    if (!bdrv_amend_opts(bs->drv)) {
+        error_setg(errp, "Block driver '%s' does not support option "
+                   "amendment", bs->drv->format_name);
+        return -ENOTSUP;
+    }
+    return bs->drv->amend->amend(bs, opts, cb, cb_opaque, force, errp);
+}
+
 BlockDriverState *bdrv_skip_filters(BlockDriverState *bs)
 {
     BdrvChild *c;

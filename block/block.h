@@ -161,6 +161,9 @@ uint64_t bdrv_opt_number(QDict *opts, const char *name, uint64_t def, Error **er
 /* Prints "Supported <fmt> options:" (@fmt NULL: "Supported options:") and
  * one line per option, sorted by name, as -o help. */
 void bdrv_opts_print_help(const char *fmt, const BlockOptDesc *schema);
+/* The same lines under the title line @title (e.g. "Amend options for
+ * 'qcow2':"). */
+void bdrv_opts_print_help_titled(const char *title, const BlockOptDesc *schema);
 
 /* ---- limits ---- */
 typedef struct BlockLimits {
@@ -223,6 +226,19 @@ bool bdrv_format_supports_compression(const BlockDriver *drv);
 bool bdrv_can_write_compressed(const BlockDriverState *bs);
 /* Does @bs's driver have a check? */
 bool bdrv_can_check(const BlockDriverState *bs);
+
+/* amend: progress of a running amend, in work units (@done of @total). */
+typedef void BlockAmendStatusCB(BlockDriverState *bs, int64_t done,
+                                int64_t total, void *opaque);
+/* The options @drv can amend (NULL: the format cannot amend). */
+const BlockOptDesc *bdrv_amend_opts(const BlockDriver *drv);
+/* Change format options of @bs's image in place (plain context); @opts
+ * holds keys of bdrv_amend_opts() only.  -ENOTSUP ("Block driver 'x' does
+ * not support option amendment") when the driver cannot; else the
+ * driver's result, @errp set on failure. */
+int bdrv_amend_options(BlockDriverState *bs, QDict *opts,
+                       BlockAmendStatusCB *cb, void *cb_opaque, bool force,
+                       Error **errp);
 
 /* ---- drivers and nodes ---- */
 const BlockDriver *bdrv_find_format(const char *name);     /* any kind, by name */

@@ -197,6 +197,19 @@ typedef struct BlockDriverCheckOps {
                                  int fix);
 } BlockDriverCheckOps;
 
+/* amend: change format options of an existing image in place
+ * (strata-img amend; bdrv_amend_options() in block/block.h). */
+typedef struct BlockDriverAmendOps {
+    /* The options -o may name ("Amend options for 'fmt':" lists them). */
+    const BlockOptDesc *opts;
+    /* Apply @opts (a flat dict holding only keys of .opts, values as the
+     * user gave them) in plain context.  @cb (may be NULL) reports
+     * progress as done/total work units.  @force: the user passed
+     * --force.  Returns 0 or -errno with @errp set. */
+    int (*amend)(BlockDriverState *bs, QDict *opts, BlockAmendStatusCB *cb,
+                 void *cb_opaque, bool force, Error **errp);
+} BlockDriverAmendOps;
+
 /* Data path (block/io.c; open.c also sizes a node with co_getlength).
  * All coroutine_fn, 0/-errno; see the contract at the top of this file
  * for the defaults. */
@@ -364,6 +377,9 @@ struct BlockDriver {
     /* Metadata check (strata-img check); NULL: "This image format does
      * not support checks". */
     const BlockDriverCheckOps *check;
+    /* Option amendment (strata-img amend); NULL: "Format driver 'x' does
+     * not support option amendment". */
+    const BlockDriverAmendOps *amend;
 };
 
 /* The data path group of @drv, or an all-NULL one (never NULL). */

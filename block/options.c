@@ -277,17 +277,23 @@ static void print_opt_help(const BlockOptDesc *desc)
 
 void bdrv_opts_print_help(const char *fmt, const BlockOptDesc *schema)
 {
+    g_autofree char *title = fmt ? g_strdup_printf("Supported %s options:",
+                                                   fmt)
+                                 : g_strdup("Supported options:");
+
+    /* no format: the merged format + protocol list */
+    bdrv_opts_print_help_titled(title, schema);
+}
+
+void bdrv_opts_print_help_titled(const char *title, const BlockOptDesc *schema)
+{
     g_autoptr(GPtrArray) sorted = g_ptr_array_new();
 
     for (; schema && schema->name; schema++) {
         g_ptr_array_add(sorted, (gpointer)schema);
     }
     g_ptr_array_sort(sorted, compare_desc);
-    if (fmt) {
-        printf("Supported %s options:\n", fmt);
-    } else {
-        printf("Supported options:\n");     /* merged format + protocol */
-    }
+    printf("%s\n", title);
     for (unsigned i = 0; i < sorted->len; i++) {
         print_opt_help(g_ptr_array_index(sorted, i));
     }

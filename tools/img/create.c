@@ -276,6 +276,12 @@ static bool parse_check_opts(QDict *opts, const char *str,
     return true;
 }
 
+bool img_parse_check_opts(QDict *opts, const char *str,
+                          const BlockOptDesc *schema, Error **errp)
+{
+    return parse_check_opts(opts, str, schema, errp);
+}
+
 bool img_parse_check_create_opts(QDict *opts, const char *str,
                                  const BlockDriver *drv,
                                  const BlockDriver *proto, Error **errp)

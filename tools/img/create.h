@@ -22,4 +22,9 @@ bool img_parse_check_create_opts(QDict *opts, const char *str,
                                  const BlockDriver *drv,
                                  const BlockDriver *proto, Error **errp);
 
+/* The same against one schema (amend's options); sizes and numbers are
+ * stored back normalised. */
+bool img_parse_check_opts(QDict *opts, const char *str,
+                          const BlockOptDesc *schema, Error **errp);
+
 #endif

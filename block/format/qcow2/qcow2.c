@@ -980,4 +980,5 @@ const BlockDriver bdrv_qcow2 = {
     .backing = &qcow2_backing_ops,
     .check = &qcow2_check_ops,
     .reopen = &qcow2_reopen_ops,
+    .amend = &qcow2_amend_ops,
 };

@@ -14,6 +14,7 @@
  *   snapshot.c       snapshot table extents (for overlap checks)
  *   compress.c       (de)compression of compressed clusters (compress.h)
  *   check.c          consistency check (strata-img check)
+ *   amend.c          option amendment (strata-img amend)
  *
  * Locking: s->lock (CoMutex) protects all metadata (caches, L1, refcount
  * table, free-cluster hints).  Reads take it only for the lookup;
@@ -473,6 +474,8 @@ int coroutine_fn qcow2_preallocate(BlockDriverState *bs, uint64_t from,
                                    Error **errp);
 extern const BlockDriverInfoOps qcow2_info_ops;
 extern const BlockDriverCheckOps qcow2_check_ops;
+/* amend.c: compat, refcount_bits, lazy_refcounts, data file, size. */
+extern const BlockDriverAmendOps qcow2_amend_ops;
 int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
                                    bool exact, PreallocMode prealloc,
                                    BdrvRequestFlags flags, Error **errp);
