@@ -308,6 +308,19 @@ static int coroutine_fn read_snap_facts(BlockDriverState *bs, SnapFacts *f)
     return ret;
 }
 
+/* Refcounts left stale by lazy refcounts (opened dirty, not repaired)
+ * cannot be trusted for what amend rebuilds from them. */
+static int refuse_stale(BDRVQcow2State *s, const char *what, Error **errp)
+{
+    if (!s->refcounts_stale) {
+        return 0;
+    }
+    error_setg(errp, "%s: the image was not closed cleanly and its "
+               "refcounts are stale; repair it with 'check -r all' first",
+               what);
+    return -ENOTSUP;
+}
+
 /* ---- upgrade to v3 ---- */
 
 /* A header update failed: the reference's message. */
@@ -402,8 +415,24 @@ static int coroutine_fn zero_into(BlockDriverState *bs, uint8_t *l2, int j,
     return 0;
 }
 
+/* Is the preallocated cluster @off of a zero entry referenced from
+ * elsewhere too (a snapshot's own L2 table)?  Zeroing it in place would
+ * change what that snapshot reads. */
+static int coroutine_fn zero_alloc_shared(BlockDriverState *bs, uint64_t off,
+                                          const ExpandL2 *x, bool *shared)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t rc;
+    int ret = qcow2_get_refcount(bs, off >> s->cluster_bits, &rc);
+
+    *shared = ret == 0 && rc > x->l2_refcount;
+    return ret;
+}
+
 /* One zero entry: unallocated without a backing file, else a zeroed
- * host cluster (its own, or the preallocated one). */
+ * host cluster (its own, or the preallocated one).  Unlike the
+ * reference, a preallocated cluster shared with a snapshot is replaced
+ * by a fresh one rather than zeroed under the snapshot. */
 static int coroutine_fn expand_entry(BlockDriverState *bs, uint8_t *l2, int j,
                                      ExpandL2 *x)
 {
@@ -411,25 +440,34 @@ static int coroutine_fn expand_entry(BlockDriverState *bs, uint8_t *l2, int j,
     uint64_t e = qcow2_l2_entry(s, l2, j);
     Qcow2ClusterType t = qcow2_cluster_type(s, e);
     int64_t off = e & L2E_OFFSET_MASK;
-    int ret;
+    bool fresh = t == QCOW2_CLUSTER_ZERO_PLAIN;
+    int ret = 0;
 
     if (t != QCOW2_CLUSTER_ZERO_PLAIN && t != QCOW2_CLUSTER_ZERO_ALLOC) {
         return 0;
     }
-    if (t == QCOW2_CLUSTER_ZERO_PLAIN) {
-        if (!bs->backing) {
-            qcow2_set_l2_entry(s, l2, j, 0);
-            x->dirty = true;
-            return 0;
-        }
-        off = alloc_zero_target(bs, x);
-        if (off < 0) {
-            return off;
-        }
+    if (fresh && !bs->backing) {
+        qcow2_set_l2_entry(s, l2, j, 0);
+        x->dirty = true;
+        return 0;
     }
-    ret = zero_into(bs, l2, j, off, x);
-    if (ret < 0 && t == QCOW2_CLUSTER_ZERO_PLAIN) {
+    if (!fresh && !qcow2_offset_into_cluster(s, off)) {
+        ret = zero_alloc_shared(bs, off, x, &fresh);
+    }
+    if (ret == 0 && fresh) {
+        off = alloc_zero_target(bs, x);
+        ret = off < 0 ? (int)off : 0;
+    }
+    if (ret == 0) {
+        ret = zero_into(bs, l2, j, off, x);
+    }
+    if (ret < 0 && fresh && off > 0) {
         qcow2_free_clusters(bs, off, s->cluster_size, false);
+    }
+    for (uint64_t i = 0; ret == 0 && fresh && t == QCOW2_CLUSTER_ZERO_ALLOC &&
+         i < x->l2_refcount; i++) {
+        /* the old cluster loses this table's references */
+        qcow2_free_clusters(bs, e & L2E_OFFSET_MASK, s->cluster_size, false);
     }
     return ret;
 }
@@ -653,7 +691,11 @@ static int coroutine_fn downgrade_features(BlockDriverState *bs,
     int ret;
 
     if (s->h.incompatible_features & QCOW2_INCOMPAT_DIRTY) {
-        ret = s->refcounts_stale ? -ENOTSUP : qcow2_mark_clean(bs);
+        ret = refuse_stale(s, "Failed to make the image clean", errp);
+        if (ret < 0) {
+            return ret;
+        }
+        ret = qcow2_mark_clean(bs);
         if (ret < 0) {
             error_setg_errno(errp, -ret, "Failed to make the image clean");
             return ret;
@@ -1161,7 +1203,11 @@ static int coroutine_fn apply_lazy(BlockDriverState *bs, const AmendPlan *p,
         return -EINVAL;
     }
     if (!p->lazy) {
-        ret = s->refcounts_stale ? -ENOTSUP : qcow2_mark_clean(bs);
+        ret = refuse_stale(s, "Failed to make the image clean", errp);
+        if (ret < 0) {
+            return ret;
+        }
+        ret = qcow2_mark_clean(bs);
         if (ret < 0) {
             error_setg_errno(errp, -ret, "Failed to make the image clean");
             return ret;
@@ -1193,6 +1239,10 @@ static int coroutine_fn apply_refcount_bits(BlockDriverState *bs,
                    "compatibility level 1.1 or above (use compat=1.1 or "
                    "greater)");
         return -EINVAL;
+    }
+    ret = refuse_stale(s, "Cannot change the refcount width", errp);
+    if (ret < 0) {
+        return ret;
     }
     pr->current = AMEND_OP_REFCOUNT;
     co_mutex_lock(&s->lock);
