@@ -330,6 +330,8 @@ static int header_failed(int ret, Error **errp)
     return ret;
 }
 
+/* v2 -> v3: only the header changes (snapshot entries written by QEMU
+ * already carry the v3 extra data). */
 static int coroutine_fn upgrade(BlockDriverState *bs, AmendProgress *pr,
                                 Error **errp)
 {
@@ -472,6 +474,7 @@ static int coroutine_fn expand_entry(BlockDriverState *bs, uint8_t *l2, int j,
     return ret;
 }
 
+/* Every entry of one L2 table. */
 static int coroutine_fn expand_table(BlockDriverState *bs, uint8_t *l2,
                                      ExpandL2 *x)
 {
@@ -736,6 +739,7 @@ static int coroutine_fn downgrade_compression(BlockDriverState *bs,
     return 0;
 }
 
+/* v3 -> v2: refusals first, then the zero clusters, then the header. */
 static int coroutine_fn downgrade(BlockDriverState *bs, AmendProgress *pr,
                                   Error **errp)
 {
@@ -1117,6 +1121,8 @@ static void coroutine_fn rc_free(BlockDriverState *bs, const uint64_t *table,
     }
 }
 
+/* Refcount width 2^@order: new structures, one switch, old ones freed;
+ * a failure before the switch frees the new ones instead. */
 static int coroutine_fn change_refcount_order(BlockDriverState *bs, int order,
                                               AmendProgress *pr, Error **errp)
 {
@@ -1311,6 +1317,7 @@ static int amend_resize(BlockDriverState *bs, uint64_t size, Error **errp)
     return ret;
 }
 
+/* .amend->amend: check everything asked, then apply it in order. */
 static int qcow2_amend(BlockDriverState *bs, QDict *opts,
                        BlockAmendStatusCB *cb, void *cb_opaque, bool force,
                        Error **errp)
