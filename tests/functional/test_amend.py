@@ -323,6 +323,43 @@ def test_command_line(our_qemu_img, ref_qemu_img, ref_tools, work, args):
     assert_sound(ref_qemu_img, work)
 
 
+# ---- I/O errors (blkdebug) during amend ----
+
+FAULT_IMAGE = [
+    ('img', 'create -f qcow2 -o cluster_size=4k x.qcow2 8M'),
+    ('io', '-c "write -P 1 0 1M" -c "write -z 2M 1M" -c "write -z 1M 64k" '
+           'x.qcow2'),
+]
+FAULTS = [(ev, once, errno, op)
+          for ev in ('refblock_alloc', 'refblock_update_part', 'l2_update',
+                     'cluster_alloc', 'pwritev_zero', 'write_aio')
+          for once, errno in (('on', 5), ('off', 28))
+          for op in ('refcount_bits=1', 'compat=0.10')]
+
+
+@pytest.mark.parametrize('event,once,errno,op', FAULTS,
+                         ids=['-'.join(map(str, f)) for f in FAULTS])
+def test_fault(our_qemu_img, ref_qemu_img, ref_tools, work, event, once,
+               errno, op):
+    """The reference's message and exit code; a consistent image with its
+    content unchanged."""
+    (work / 'base').mkdir()
+    build(ref_tools, FAULT_IMAGE, work / 'base')
+    for d in ('ref', 'ours'):
+        shutil.copytree(work / 'base', work / d)
+    (work / 'bd.conf').write_text(
+        f'[inject-error]\nevent = "{event}"\nerrno = "{errno}"\n'
+        f'once = "{once}"\n')
+    spec = ('driver=qcow2,file.driver=blkdebug,'
+            f'file.config={work}/bd.conf,file.image.filename=x.qcow2')
+    args = ['amend', '--image-opts', '-o', op, spec]
+    ref = run([ref_qemu_img] + args, cwd=work / 'ref')
+    ours = run([our_qemu_img] + args, cwd=work / 'ours')
+    assert (ours.rc, ours.out, ours.err) == (ref.rc, ref.out, ref.err), \
+        f'ref: {ref}\nours: {ours}'
+    assert_sound(ref_qemu_img, work, leaks_ok=True)
+
+
 # ---- SIGKILL during amend ----
 
 KILL_STEPS = [

@@ -1041,14 +1041,16 @@ static int coroutine_fn rc_write_all(BlockDriverState *bs, RcWalk *w,
     if (ret == 0) {
         ret = q_pwrite(bs->file, rt_off, w->size * 8, buf);
     }
-    if (ret == 0) {
-        ret = qcow2_cache_flush(bs, &s->refcount_cache);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Failed to write the new reftable");
+        return ret;
     }
+    ret = qcow2_cache_flush(bs, &s->refcount_cache);
     if (ret == 0) {
         ret = bdrv_co_flush(bs->file->bs);
     }
     if (ret < 0) {
-        error_setg_errno(errp, -ret, "Failed to write the new reftable");
+        error_setg_errno(errp, -ret, "Failed to flush the refblock cache");
     }
     return ret;
 }
@@ -1146,10 +1148,6 @@ static int coroutine_fn change_refcount_order(BlockDriverState *bs, int order,
     rc_free(bs, w.table, w.size, rt_off);
     g_free(w.table);
     g_free(w.block);
-    if (ret == 0) {
-        ret = qcow2_cache_flush(bs, &s->refcount_cache);
-        ret = ret < 0 ? header_failed(ret, errp) : 0;
-    }
     return ret;
 }
 
