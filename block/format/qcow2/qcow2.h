@@ -15,6 +15,7 @@
  *   compress.c       (de)compression of compressed clusters (compress.h)
  *   check.c          consistency check (strata-img check)
  *   amend.c          option amendment (strata-img amend)
+ *   refwidth.c       refcount width changes (amend refcount_bits)
  *
  * Locking: s->lock (CoMutex) protects all metadata (caches, L1, refcount
  * table, free-cluster hints).  Reads take it only for the lookup;
@@ -476,6 +477,12 @@ extern const BlockDriverInfoOps qcow2_info_ops;
 extern const BlockDriverCheckOps qcow2_check_ops;
 /* amend.c: compat, refcount_bits, lazy_refcounts, data file, size. */
 extern const BlockDriverAmendOps qcow2_amend_ops;
+/* refwidth.c: rewrite the refcount structures with 2^@order-bit entries
+ * (s->lock held); @cb (may be NULL) reports progress.  Errors carry the
+ * reference's messages. */
+int coroutine_fn qcow2_change_refcount_order(BlockDriverState *bs, int order,
+                                             BlockAmendStatusCB *cb,
+                                             void *cb_opaque, Error **errp);
 int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
                                    bool exact, PreallocMode prealloc,
                                    BdrvRequestFlags flags, Error **errp);
