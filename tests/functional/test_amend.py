@@ -66,9 +66,15 @@ V2 = [
     ('img', 'create -f qcow2 -o compat=0.10,cluster_size=4k x.qcow2 8M'),
     ('io', '-c "write -P 1 0 1M" -c "write -c -P 2 2M 64k" x.qcow2'),
 ]
+V2_SNAPSHOT = [
+    ('img', 'create -f qcow2 -o compat=0.10 x.qcow2 32M'),
+    ('io', '-c "write -P 42 24M 64k" x.qcow2'),
+    ('img', 'snapshot -c foo x.qcow2'),
+]
 SCENARIOS = {'mixed': MIXED, 'mixed-4k': MIXED_4K,
              'small-clusters': SMALL_CLUSTERS,
-             'backed': BACKED, 'snapshot': SNAPSHOT, 'v2': V2}
+             'backed': BACKED, 'snapshot': SNAPSHOT, 'v2': V2,
+             'v2-snapshot': V2_SNAPSHOT}
 
 
 def build(tools, steps, cwd):
@@ -153,6 +159,7 @@ ROUND_TRIPS = [
     ('backed', [['-o', 'backing_file=b.qcow2,backing_fmt=qcow2'],
                 ['-o', 'compat=0.10,size=8M']]),
     ('snapshot', [['-o', 'compat=0.10'], ['-o', 'compat=1.1']]),
+    ('v2-snapshot', [['-o', 'compat=1.1,size=32M']]),
     ('v2', [['-p', '-o', 'compat=1.1,refcount_bits=8'],
             ['-o', 'refcount_bits=16,compat=0.10'], ['-o', 'compat=v3'],
             ['-o', 'lazy_refcounts=on'], ['-o', 'compat=v2']]),
@@ -244,6 +251,7 @@ ERRORS = [
     ('backed', ['-o', 'compat=0.10,backing_file=c.qcow2']),
     ('small-clusters', ['-o', 'refcount_bits=1,compat=0.10']),
     ('snapshot', ['-o', 'compat=0.10,size=16M']),
+    ('v2-snapshot', ['-o', 'size=64M']),
     ('v2', ['-o', 'refcount_bits=8']),
     ('v2', ['-o', 'lazy_refcounts=on']),
 ]

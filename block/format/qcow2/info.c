@@ -341,6 +341,12 @@ static int check_truncate(BDRVQcow2State *s, uint64_t offset,
         error_setg(errp, "The new size must be a multiple of 512");
         return -EINVAL;
     }
+    /* v2 snapshots need not record their disk size: any resize could
+     * leave one that no longer knows it */
+    if (s->h.nb_snapshots && s->h.version < 3) {
+        error_setg(errp, "Can't resize a v2 image which has snapshots");
+        return -ENOTSUP;
+    }
     if (s->h.nb_snapshots && offset < s->h.size) {
         error_setg(errp, "Can't shrink an image which has snapshots");
         return -ENOTSUP;
