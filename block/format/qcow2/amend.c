@@ -466,10 +466,11 @@ static int coroutine_fn expand_entry(BlockDriverState *bs, uint8_t *l2, int j,
     if (ret < 0 && fresh && off > 0) {
         qcow2_free_clusters(bs, off, s->cluster_size, false);
     }
-    for (uint64_t i = 0; ret == 0 && fresh && t == QCOW2_CLUSTER_ZERO_ALLOC &&
-         i < x->l2_refcount; i++) {
-        /* the old cluster loses this table's references */
-        qcow2_free_clusters(bs, e & L2E_OFFSET_MASK, s->cluster_size, false);
+    if (ret == 0 && fresh && t == QCOW2_CLUSTER_ZERO_ALLOC) {
+        /* the old cluster loses this table's references (after the
+         * entry reaches the disk: the refcount cache depends on it) */
+        ret = qcow2_update_refcount(bs, e & L2E_OFFSET_MASK, s->cluster_size,
+                                    -(int64_t)x->l2_refcount);
     }
     return ret;
 }
@@ -562,6 +563,9 @@ static int coroutine_fn expand_l1(BlockDriverState *bs, const uint64_t *l1,
         }
         ret = qcow2_get_refcount(bs, x.l2_offset >> s->cluster_bits,
                                  &x.l2_refcount);
+        if (ret == 0 && x.l2_refcount > INT32_MAX) {
+            return -EINVAL;     /* hostile: no table is shared that often */
+        }
         if (ret == 0) {
             ret = active ? expand_active_l2(bs, &x)
                          : expand_inactive_l2(bs, &x);
