@@ -343,7 +343,6 @@ static int coroutine_fn rc_switch(BlockDriverState *bs, int order,
         }
     }
     rc_set_geometry(s, order);
-    s->free_cluster_index = 0;
     *table = old_table;
     *size = old_size;
     return 0;
