@@ -6,12 +6,14 @@ each step both runs must agree (exit code, stdout with -p progress,
 stderr), the reference's `info --output=json` of both images must be
 equal (actual-size aside: it is the file system's business), the
 reference `check` must find our image clean, and the reference `compare`
-must find its guest content unchanged.  Then the SIGKILL test: amend
-killed at random (seeded) moments leaves an image the reference `check`
-finds consistent (leaks allowed) with the content unchanged.
+must find its guest content unchanged.  Then: EIO/ENOSPC injected with
+blkdebug (the reference's messages, a consistent image); amend killed
+with SIGKILL at random (seeded) moments (the reference `check` finds the
+image consistent, leaks allowed, content unchanged, and a second amend
+completes); garbled metadata (a clean failure, never a crash).
 
-STRATA_SLOW=1 runs more kill iterations; STRATA_AMEND_SEED changes the
-seed."""
+STRATA_SLOW=1 runs more kill and garbling iterations; STRATA_AMEND_SEED
+changes the seed."""
 import json
 import os
 import random
