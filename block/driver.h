@@ -112,6 +112,16 @@ struct BlockDriverState {
         bool valid;
         int64_t data_start, data_end;
     } bsc;
+    /* format/filter nodes: the driver's last block status answer, valid
+     * while this node and its file child are unwritten (see io.c) */
+    struct {
+        bool valid, want_zero;
+        int ret;
+        int64_t start, end, map;
+        BlockDriverState *file;
+        BlockDriverState *file_child;
+        uint64_t gen, file_gen;
+    } fsc;
 
     AioContext *ctx;
     char *probed_format_hint;     /* internal */
@@ -412,7 +422,8 @@ void bdrv_default_child_perm(BlockDriverState *bs, BdrvChild *c,
 int bdrv_refresh_perms(BlockDriverState *bs, Error **errp);
 void bdrv_refresh_limits(BlockDriverState *bs, Error **errp);
 /* Forget cached block status of @bs (drivers call it on changes the core
- * cannot see). */
+ * cannot see: a mapping changed other than by a request to @bs or a write
+ * to its "file" child, e.g. an L1 table switched in memory only). */
 void bdrv_bsc_invalidate(BlockDriverState *bs);
 
 /* ---- request path internals (block/io.c, drain.c, backend.c) ---- */

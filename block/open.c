@@ -80,6 +80,7 @@ static BdrvChild *link_child(BlockDriverState *parent, BlockDriverState *child,
     c->shared_perm = BLK_PERM_ALL;
     bdrv_parent_link(c);
     g_ptr_array_add(parent->children, c);
+    bdrv_bsc_invalidate(parent);
     if (!strcmp(name, "file")) {
         parent->file = c;
     } else if (!strcmp(name, "backing")) {
@@ -93,6 +94,7 @@ static void unlink_child(BlockDriverState *parent, BdrvChild *c)
 {
     g_ptr_array_remove(parent->children, c);
     bdrv_parent_unlink(c);
+    bdrv_bsc_invalidate(parent);
     if (parent->file == c) {
         parent->file = NULL;
     }
@@ -637,7 +639,7 @@ static int open_common(BlockDriverState *bs, const BlockDriver *drv,
         return -EINVAL;
     }
     bdrv_refresh_limits(bs, errp);
-    bdrv_refresh_filename(bs);
+    bdrv_refresh_filename_node(bs);
     return 0;
 }
 
