@@ -230,8 +230,9 @@ def deep_chain(tmp_path_factory, ref_qemu_img, strata_io):
     ['map', f'deep{DEEP - 1:03d}.qcow2'],
     ['map', '--output=json', f'deep{DEEP - 1:03d}.qcow2'],
     ['map', '--output=json', '-s', '1M', '-l', '7M', 'deep150.qcow2'],
+    ['info', '--backing-chain', '--output=json', f'deep{DEEP - 1:03d}.qcow2'],
 ], ids=' '.join)
-def test_deep_chain_map(deep_chain, ref_qemu_img, our_qemu_img, argv):
+def test_deep_chain_output(deep_chain, ref_qemu_img, our_qemu_img, argv):
     rc, out, _ = same(ref_qemu_img, our_qemu_img, argv, deep_chain)
     assert rc == 0 and out.count('\n') > DEEP / 2
 
