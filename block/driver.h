@@ -139,6 +139,10 @@ struct BlockDriverState {
     /* (core, only while this node opens as a backing file) the overlay
      * it opens for: the chain above, for loop and depth checks. */
     BlockDriverState *backing_of;
+    /* (core, loop checks) the device and inode of the file the node
+     * reads, looked up once: 0 = not yet, 1 = known, -1 = no such file */
+    int storage_id_state;
+    uint64_t storage_dev, storage_ino;
 };
 
 /* Formats with backing files: record a new backing file name and format
