@@ -424,6 +424,10 @@ void bdrv_default_child_perm(BlockDriverState *bs, BdrvChild *c,
                              uint64_t *nshared);
 /* Recompute permissions of @bs's subtree after a change (check + set). */
 int bdrv_refresh_perms(BlockDriverState *bs, Error **errp);
+/* The same when the only change in @bs's subtree is an edge added to or
+ * removed from @bs itself (a child attached to it, a parent detached):
+ * only nodes whose incoming edges then change are checked again. */
+int bdrv_refresh_perms_edge(BlockDriverState *bs, Error **errp);
 void bdrv_refresh_limits(BlockDriverState *bs, Error **errp);
 /* Forget cached block status of @bs (drivers call it on changes the core
  * cannot see: a mapping changed other than by a request to @bs or a write

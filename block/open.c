@@ -108,7 +108,7 @@ BdrvChild *bdrv_attach_child(BlockDriverState *parent, BlockDriverState *child,
 {
     BdrvChild *c = link_child(parent, child, name, role);
 
-    if (bdrv_refresh_perms(parent, errp) < 0) {
+    if (bdrv_refresh_perms_edge(parent, errp) < 0) {
         unlink_child(parent, c);
         g_free(c->name);
         g_free(c);
@@ -123,7 +123,7 @@ void bdrv_unref_child(BlockDriverState *parent, BdrvChild *child)
     BlockDriverState *bs = child->bs;
 
     unlink_child(parent, child);
-    bdrv_refresh_perms(bs, NULL);
+    bdrv_refresh_perms_edge(bs, NULL);
     g_free(child->name);
     g_free(child);
     bdrv_unref(bs);
