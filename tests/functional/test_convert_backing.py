@@ -180,3 +180,28 @@ def test_convert_backing_errors(src, ref_qemu_img, our_qemu_img, name):
                                 ERROR_CASES[name], out)
     assert our_r == ref_r
     assert ref_r[0] != 0 or ref_r[2]
+
+
+@pytest.mark.parametrize('with_backing', [True, False],
+                         ids=['target-has-backing', 'target-standalone'])
+def test_convert_backing_existing_target(src, ref_qemu_img, our_qemu_img,
+                                         with_backing):
+    """-n -B into an existing image: the target's own backing file (if
+    any) is what the skipped clusters read; allocation as the
+    reference's."""
+    maps = []
+    for tool, target in ((ref_qemu_img, 'ref-n.qcow2'),
+                         (our_qemu_img, 'our-n.qcow2')):
+        if os.path.exists(src / target):
+            os.unlink(src / target)
+        opts = ['-b', 'd/mid.qcow2', '-F', 'qcow2'] if with_backing else []
+        ref_run(ref_qemu_img, src, 'create', '-q', '-f', 'qcow2', *opts,
+                target, '3M')
+        ref_run(tool, src, 'convert', '-n', '-O', 'qcow2', '-B',
+                'd/mid.qcow2', '-F', 'qcow2', 'top.qcow2', target)
+        maps.append(ref_run(ref_qemu_img, src, 'map', '--output=json',
+                            target).out)
+    assert maps[0] == maps[1]
+    ref_run(ref_qemu_img, src, 'compare', 'ref-n.qcow2', 'our-n.qcow2')
+    if with_backing:
+        ref_run(ref_qemu_img, src, 'compare', 'top.qcow2', 'our-n.qcow2')
