@@ -186,6 +186,7 @@ typedef struct FscKey {
     uint64_t gen, file_gen;
 } FscKey;
 
+/* What a cached answer of @bs is valid for, as of now. */
 static FscKey fsc_key(BlockDriverState *bs)
 {
     BlockDriverState *fc = bs->file ? bs->file->bs : NULL;
@@ -217,6 +218,8 @@ static bool fsc_lookup(BlockDriverState *bs, bool want_zero, int64_t start,
     return true;
 }
 
+/* Remember the driver's answer for [start, start+pnum), taken under @k
+ * (the key from before the call: a write completing meanwhile voids it). */
 static void fsc_fill(BlockDriverState *bs, const FscKey *k, bool want_zero,
                      int64_t start, int64_t pnum, int ret, int64_t map,
                      BlockDriverState *file)
