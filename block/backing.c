@@ -88,18 +88,33 @@ char *bdrv_get_full_backing_filename(BlockDriverState *bs, Error **errp)
 
 /* ---- the chain being opened: loops and depth ---- */
 
+/* The device and inode of the file @bs reads, stat'ed once per node (a
+ * chain of N images is checked against N overlays each). */
+static bool storage_id(BlockDriverState *bs)
+{
+    struct stat st;
+
+    if (bs->storage_id_state == 0) {
+        bs->storage_id_state = -1;
+        if (stat(bdrv_get_filename(placing_node(bs)), &st) == 0) {
+            bs->storage_id_state = 1;
+            bs->storage_dev = st.st_dev;
+            bs->storage_ino = st.st_ino;
+        }
+    }
+    return bs->storage_id_state > 0;
+}
+
 /* Do two nodes read the same file?  Their protocol nodes' files are
  * compared by device and inode, other protocols by name. */
 static bool same_storage(BlockDriverState *a, BlockDriverState *b)
 {
-    const char *na = bdrv_get_filename(placing_node(a));
-    const char *nb = bdrv_get_filename(placing_node(b));
-    struct stat sa, sb;
-
-    if (stat(na, &sa) == 0 && stat(nb, &sb) == 0) {
-        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    if (storage_id(a) && storage_id(b)) {
+        return a->storage_dev == b->storage_dev &&
+               a->storage_ino == b->storage_ino;
     }
-    return !strcmp(na, nb);
+    return !strcmp(bdrv_get_filename(placing_node(a)),
+                   bdrv_get_filename(placing_node(b)));
 }
 
 /* Opening the backing file of @bs, itself a backing file being opened:

@@ -280,6 +280,10 @@ const char *bdrv_get_filename(const BlockDriverState *bs);
  * the plain filename that opens the same graph, or "json:{...}" of the
  * options that change what is read (QEMU's bdrv_refresh_filename rules). */
 void bdrv_refresh_filename(BlockDriverState *bs);
+/* The same for @bs alone, its children's names taken as they are (the
+ * end of an open: each child named itself when it was opened), so that
+ * opening a chain of N images costs N namings, not N^2. */
+void bdrv_refresh_filename_node(BlockDriverState *bs);
 bool bdrv_is_read_only(const BlockDriverState *bs);
 /* Drop the cached lengths of @bs and the nodes below (after a reopen). */
 void bdrv_forget_lengths(BlockDriverState *bs);

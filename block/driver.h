@@ -112,6 +112,16 @@ struct BlockDriverState {
         bool valid;
         int64_t data_start, data_end;
     } bsc;
+    /* format/filter nodes: the driver's last block status answer, valid
+     * while this node and its file child are unwritten (see io.c) */
+    struct {
+        bool valid, want_zero;
+        int ret;
+        int64_t start, end, map;
+        BlockDriverState *file;
+        BlockDriverState *file_child;
+        uint64_t gen, file_gen;
+    } fsc;
 
     AioContext *ctx;
     char *probed_format_hint;     /* internal */
@@ -129,6 +139,10 @@ struct BlockDriverState {
     /* (core, only while this node opens as a backing file) the overlay
      * it opens for: the chain above, for loop and depth checks. */
     BlockDriverState *backing_of;
+    /* (core, loop checks) the device and inode of the file the node
+     * reads, looked up once: 0 = not yet, 1 = known, -1 = no such file */
+    int storage_id_state;
+    uint64_t storage_dev, storage_ino;
 };
 
 /* Formats with backing files: record a new backing file name and format
@@ -426,9 +440,14 @@ void bdrv_default_child_perm(BlockDriverState *bs, BdrvChild *c,
                              uint64_t *nshared);
 /* Recompute permissions of @bs's subtree after a change (check + set). */
 int bdrv_refresh_perms(BlockDriverState *bs, Error **errp);
+/* The same when the only change in @bs's subtree is an edge added to or
+ * removed from @bs itself (a child attached to it, a parent detached):
+ * only nodes whose incoming edges then change are checked again. */
+int bdrv_refresh_perms_edge(BlockDriverState *bs, Error **errp);
 void bdrv_refresh_limits(BlockDriverState *bs, Error **errp);
 /* Forget cached block status of @bs (drivers call it on changes the core
- * cannot see). */
+ * cannot see: a mapping changed other than by a request to @bs or a write
+ * to its "file" child, e.g. an L1 table switched in memory only). */
 void bdrv_bsc_invalidate(BlockDriverState *bs);
 
 /* ---- request path internals (block/io.c, drain.c, backend.c) ---- */

@@ -160,16 +160,24 @@ static char *json_name(QDict *full)
 
 void bdrv_refresh_filename(BlockDriverState *bs)
 {
-    QDict *full;
-    char *exact;
-    bool strong, overridden;
-
     if (!bs || !bs->drv) {
         return;
     }
     for (guint i = 0; i < bs->children->len; i++) {
         BdrvChild *c = g_ptr_array_index(bs->children, i);
         bdrv_refresh_filename(c->bs);
+    }
+    bdrv_refresh_filename_node(bs);
+}
+
+void bdrv_refresh_filename_node(BlockDriverState *bs)
+{
+    QDict *full;
+    char *exact;
+    bool strong, overridden;
+
+    if (!bs || !bs->drv) {
+        return;
     }
     full = qdict_new();
     overridden = backing_overridden(bs);

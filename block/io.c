@@ -140,6 +140,7 @@ static const BlockDriverIO *io_of(BlockDriverState *bs)
 void bdrv_bsc_invalidate(BlockDriverState *bs)
 {
     bs->bsc.valid = false;
+    bs->fsc.valid = false;
 }
 
 /* Drop the cached data extent if [offset, offset+bytes) touches it. */
@@ -168,6 +169,71 @@ static void bsc_fill(BlockDriverState *bs, int64_t offset, int64_t bytes)
     bs->bsc.valid = true;
     bs->bsc.data_start = offset;
     bs->bsc.data_end = offset + bytes;
+}
+
+/*
+ * Format nodes keep the driver's last block status answer
+ * whole, not trimmed to the request: a walk down a backing chain asks each
+ * layer again at every extent boundary of the layers above it, and this
+ * turns those repeats into lookups, so a deep chain costs one pass of the
+ * driver per layer.  The answer depends on the node's mapping, which
+ * changes only by requests to the node (write_gen counts them when they
+ * complete), by the driver writing its metadata to its "file" child (that
+ * child's write_gen), by a graph change or by bdrv_bsc_invalidate().
+ */
+typedef struct FscKey {
+    BlockDriverState *file_child;
+    uint64_t gen, file_gen;
+} FscKey;
+
+/* What a cached answer of @bs is valid for, as of now. */
+static FscKey fsc_key(BlockDriverState *bs)
+{
+    BlockDriverState *fc = bs->file ? bs->file->bs : NULL;
+
+    return (FscKey) {
+        .file_child = fc, .gen = bs->write_gen,
+        .file_gen = fc ? fc->write_gen : 0,
+    };
+}
+
+/* The cached answer for an (aligned) @start, if still valid. */
+static bool fsc_lookup(BlockDriverState *bs, bool want_zero, int64_t start,
+                       int64_t *pnum, int64_t *map, BlockDriverState **file,
+                       int *ret)
+{
+    FscKey k = fsc_key(bs);
+
+    if (!bs->fsc.valid || (want_zero && !bs->fsc.want_zero) ||
+        start < bs->fsc.start || start >= bs->fsc.end ||
+        k.gen != bs->fsc.gen || k.file_child != bs->fsc.file_child ||
+        k.file_gen != bs->fsc.file_gen) {
+        return false;
+    }
+    *pnum = bs->fsc.end - start;
+    *ret = bs->fsc.ret;
+    *map = bs->fsc.map + ((*ret & BDRV_BLOCK_OFFSET_VALID)
+                          ? start - bs->fsc.start : 0);
+    *file = bs->fsc.file;
+    return true;
+}
+
+/* Remember the driver's answer for [start, start+pnum), taken under @k
+ * (the key from before the call: a write completing meanwhile voids it). */
+static void fsc_fill(BlockDriverState *bs, const FscKey *k, bool want_zero,
+                     int64_t start, int64_t pnum, int ret, int64_t map,
+                     BlockDriverState *file)
+{
+    bs->fsc.valid = pnum > 0;
+    bs->fsc.want_zero = want_zero;
+    bs->fsc.ret = ret;
+    bs->fsc.start = start;
+    bs->fsc.end = start + pnum;
+    bs->fsc.map = map;
+    bs->fsc.file = file;
+    bs->fsc.file_child = k->file_child;
+    bs->fsc.gen = k->gen;
+    bs->fsc.file_gen = k->file_gen;
 }
 
 /* ---- tracked requests ---- */
@@ -1578,8 +1644,35 @@ static int default_block_status(BlockDriverState *bs, int64_t offset,
     return BDRV_BLOCK_DATA | BDRV_BLOCK_ALLOCATED;
 }
 
+/* The driver's own answer for an aligned range, remembered in the
+ * node's cache (formats: any answer; protocols: data extents only). */
+static int coroutine_fn driver_answer(BlockDriverState *bs, bool want_zero,
+                                      int64_t start, int64_t len,
+                                      int64_t *pnum, int64_t *map,
+                                      BlockDriverState **file)
+{
+    FscKey key = fsc_key(bs);
+    int ret;
+
+    *file = NULL;
+    ret = io_of(bs)->co_block_status(bs, want_zero, start, len, pnum, map,
+                                     file);
+    if (ret < 0) {
+        return ret;
+    }
+    if (bs->drv->kind == BDRV_KIND_FORMAT) {
+        fsc_fill(bs, &key, want_zero, start, *pnum, ret, *map, *file);
+    } else if (bs->drv->kind == BDRV_KIND_PROTOCOL && want_zero &&
+               *pnum > 0 && *file == bs &&
+               ret == (BDRV_BLOCK_DATA | BDRV_BLOCK_OFFSET_VALID) &&
+               *map == start) {
+        bsc_fill(bs, start, *pnum);
+    }
+    return ret;
+}
+
 /* Ask the driver for the aligned range covering the request (or answer
- * from the protocol node's data cache), then trim to the request. */
+ * from the node's cache), then trim to the request. */
 static int coroutine_fn driver_block_status(BlockDriverState *bs,
                                             bool want_zero, int64_t offset,
                                             int64_t bytes, int64_t *pnum,
@@ -1596,17 +1689,11 @@ static int coroutine_fn driver_block_status(BlockDriverState *bs,
         ret = BDRV_BLOCK_DATA | BDRV_BLOCK_OFFSET_VALID;
         *map = start;
         *file = bs;
-    } else {
-        *file = NULL;
-        ret = io_of(bs)->co_block_status(bs, want_zero, start, len, pnum,
-                                         map, file);
+    } else if (bs->drv->kind != BDRV_KIND_FORMAT ||
+               !fsc_lookup(bs, want_zero, start, pnum, map, file, &ret)) {
+        ret = driver_answer(bs, want_zero, start, len, pnum, map, file);
         if (ret < 0) {
             return ret;
-        }
-        if (protocol && want_zero && *pnum > 0 && *file == bs &&
-            ret == (BDRV_BLOCK_DATA | BDRV_BLOCK_OFFSET_VALID) &&
-            *map == start) {
-            bsc_fill(bs, start, *pnum);
         }
     }
     *pnum = MIN(*pnum - (offset - start), bytes);
@@ -1765,15 +1852,21 @@ typedef struct StatusAbove {
     int64_t *pnum, *map;
     BlockDriverState **file;
     int depth;
+    int64_t req;                /* the caller's length */
 } StatusAbove;
 
-/* Walk below @bs while the range stays unallocated. */
+/*
+ * Walk below @bs while the first @bytes stay unallocated.  Each layer is
+ * asked for the caller's whole range, not just what the layers above left
+ * open: its driver's answer (cached, see fsc_lookup()) then covers the
+ * next queries of the walk too, and only the result is cut to @bytes.
+ */
 static int coroutine_fn status_below(StatusAbove *s, BlockDriverState *bs,
                                      int64_t bytes, int ret)
 {
     for (BlockDriverState *p = filter_or_cow_bs(bs); p && p != s->base;
          p = filter_or_cow_bs(p)) {
-        ret = do_block_status(p, s->want_zero, s->offset, bytes, s->pnum,
+        ret = do_block_status(p, s->want_zero, s->offset, s->req, s->pnum,
                               s->map, s->file);
         s->depth++;
         if (ret < 0) {
@@ -1786,6 +1879,10 @@ static int coroutine_fn status_below(StatusAbove *s, BlockDriverState *bs,
                 *s->file = p;
             }
             return BDRV_BLOCK_ZERO | BDRV_BLOCK_ALLOCATED;
+        }
+        if (*s->pnum > bytes) {
+            *s->pnum = bytes;
+            ret &= ~BDRV_BLOCK_EOF;
         }
         if (ret & BDRV_BLOCK_ALLOCATED) {
             return ret & ~BDRV_BLOCK_EOF;
@@ -1831,6 +1928,7 @@ int coroutine_fn bdrv_co_block_status_above(BlockDriverState *top,
     StatusAbove s = {
         .base = base, .want_zero = true, .offset = offset,
         .pnum = pnum ? pnum : &dummy, .map = map, .file = file,
+        .req = bytes,
     };
     int ret = common_status_above(top, &s, bytes);
 

@@ -80,6 +80,7 @@ static BdrvChild *link_child(BlockDriverState *parent, BlockDriverState *child,
     c->shared_perm = BLK_PERM_ALL;
     bdrv_parent_link(c);
     g_ptr_array_add(parent->children, c);
+    bdrv_bsc_invalidate(parent);
     if (!strcmp(name, "file")) {
         parent->file = c;
     } else if (!strcmp(name, "backing")) {
@@ -93,6 +94,7 @@ static void unlink_child(BlockDriverState *parent, BdrvChild *c)
 {
     g_ptr_array_remove(parent->children, c);
     bdrv_parent_unlink(c);
+    bdrv_bsc_invalidate(parent);
     if (parent->file == c) {
         parent->file = NULL;
     }
@@ -106,7 +108,7 @@ BdrvChild *bdrv_attach_child(BlockDriverState *parent, BlockDriverState *child,
 {
     BdrvChild *c = link_child(parent, child, name, role);
 
-    if (bdrv_refresh_perms(parent, errp) < 0) {
+    if (bdrv_refresh_perms_edge(parent, errp) < 0) {
         unlink_child(parent, c);
         g_free(c->name);
         g_free(c);
@@ -121,7 +123,7 @@ void bdrv_unref_child(BlockDriverState *parent, BdrvChild *child)
     BlockDriverState *bs = child->bs;
 
     unlink_child(parent, child);
-    bdrv_refresh_perms(bs, NULL);
+    bdrv_refresh_perms_edge(bs, NULL);
     g_free(child->name);
     g_free(child);
     bdrv_unref(bs);
@@ -637,7 +639,7 @@ static int open_common(BlockDriverState *bs, const BlockDriver *drv,
         return -EINVAL;
     }
     bdrv_refresh_limits(bs, errp);
-    bdrv_refresh_filename(bs);
+    bdrv_refresh_filename_node(bs);
     return 0;
 }
 

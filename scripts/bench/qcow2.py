@@ -5,6 +5,9 @@ qemu-img 10.0, interleaved A B A B per round after a warm-up round.
 Workloads (pick with --only, comma-separated; default: all but direct):
   w2        convert raw -> qcow2 of a real ext4 filesystem image
   w3        convert qcow2 -> raw, qcow2 -> qcow2, qcow2 -> qcow2 -B base
+  w3b       only W3's qcow2 -> qcow2 -B base
+  chain     map, convert and convert -B of chains of --layers qcow2 layers
+            (default 10,50,200: the cost per layer should stay flat)
   w4        convert -c (zstd and zlib), without and with -W; output sizes
   w5        convert compressed qcow2 (zstd, zlib) -> raw
   w6        convert raw -> qcow2 with -t none -T none on disk (--dir)
@@ -20,7 +23,7 @@ round.  Reports per contender the median seconds, the median of per-round
 ratios strata/reference (lower is better) and peak RSS.
 
 Usage: scripts/bench/qcow2.py [--rounds N] [--only w2,w3] [--dir DIR]
-                              [--data DIR] [--fs-size GiB]"""
+                              [--data DIR] [--fs-size GiB] [--layers N,N]"""
 import argparse
 import os
 import random
@@ -140,6 +143,15 @@ def w3(a, fs):
         report(f'W3 convert qcow2 -> {fmt}',
                *rounds_of(c, a.rounds,
                           compare_with(src, 'qcow2', dst, fmt))[:2])
+    w3_backing(a, fs, src)
+
+
+def w3_backing(a, fs, src=None):
+    """W3's qcow2 -> qcow2 -B: an overlay converted onto its own backing
+    file (only the overlay's clusters are copied).  Alone: --only w3b."""
+    if src is None:
+        src = os.path.join(a.dir, 'w3-src.qcow2')
+        run([QEMU, 'convert', '-f', 'raw', '-O', 'qcow2', fs, src])
     top = os.path.join(a.dir, 'w3-top.qcow2')
     make_overlay(src, top)
     dst = os.path.join(a.dir, 'w3-dst-b.qcow2')
@@ -148,8 +160,58 @@ def w3(a, fs):
     report('W3 convert qcow2 -> qcow2 -B base (overlay: 10 % rewritten)',
            *rounds_of(c, a.rounds,
                       compare_with(top, 'qcow2', dst, 'qcow2'))[:2])
-    for p in (src, top):
-        os.unlink(p)
+    for p in (src, top, dst):
+        if os.path.exists(p):
+            os.unlink(p)
+
+
+def make_chain(d, layers, size):
+    """@layers qcow2 images chain0 <- chain1 <- ...; layer i writes 1 MiB
+    at a seeded offset, the base is full.  Returns the top's path."""
+    io = os.path.join(REF_BIN, 'qemu-io')
+    rng = random.Random(11)
+    prev = None
+    for i in range(layers):
+        path = os.path.join(d, f'chain{i}.qcow2')
+        opts = ['-b', prev, '-F', 'qcow2'] if prev else []
+        run([QEMU, 'create', '-q', '-f', 'qcow2'] + opts + [path, str(size)])
+        if prev is None:
+            run([io, '-f', 'qcow2', '-c', f'write -q -P 1 0 {size}', path])
+        else:
+            off = rng.randrange(0, size >> 20) << 20
+            run([io, '-f', 'qcow2', '-c',
+                 f'write -q -P 0x{i % 250 + 2:02x} {off} 1M', path])
+        prev = path
+    return prev
+
+
+def w_chain(a, fs):
+    """Deep chains (--layers, comma-separated): map, convert to a flat
+    qcow2 and convert -B onto the top's backing file, per chain depth."""
+    size = 256 << 20
+    for layers in (int(n) for n in a.layers.split(',')):
+        d = os.path.join(a.dir, f'chain-{layers}')
+        os.makedirs(d, exist_ok=True)
+        top = make_chain(d, layers, size)
+        below = os.path.join(d, f'chain{layers - 2}.qcow2')
+        dst = os.path.join(d, 'dst.qcow2')
+        cases = [('map --output=json', lambda t: ([t, 'map', '--output=json',
+                                                   top], None), None),
+                 ('convert -O qcow2', lambda t: ([t, 'convert', '-O', 'qcow2',
+                                                  top, dst], dst),
+                  compare_with(top, 'qcow2', dst, 'qcow2')),
+                 ('convert -O qcow2 -B', lambda t: ([t, 'convert', '-O',
+                                                     'qcow2', '-B', below,
+                                                     '-F', 'qcow2', top, dst],
+                                                    dst),
+                  compare_with(top, 'qcow2', dst, 'qcow2'))]
+        for title, fn, verify in cases:
+            c = {n: fn(t) for n, t in TOOLS.items()}
+            report(f'chain of {layers} qcow2 layers: {title}',
+                   *rounds_of(c, a.rounds, verify)[:2])
+        for f in os.listdir(d):
+            os.unlink(os.path.join(d, f))
+        os.rmdir(d)
 
 
 def make_overlay(base, top):
@@ -274,7 +336,7 @@ def bench_iops(a, fs):
 
 
 WORKLOADS = {'w2': w2, 'w3': w3, 'w4': w4, 'w5': w5, 'w6': w6, 'w10': w10,
-             'bench': bench_iops}
+             'bench': bench_iops, 'w3b': w3_backing, 'chain': w_chain}
 
 
 def main():
@@ -285,13 +347,15 @@ def main():
     ap.add_argument('--data', default='/usr/lib')
     ap.add_argument('--fs-size', type=float, default=6)
     ap.add_argument('--clusters', type=int, default=100000)
+    ap.add_argument('--layers', default='10,50,200',
+                    help='chain depths for --only chain')
     ap.add_argument('--keep-fs', action='store_true',
                     help='keep the ext4 image for the next run')
     a = ap.parse_args()
     fs = os.path.join(a.dir, 'strata-qcow2-bench-fs.raw')
     only = a.only.split(',')
     try:
-        if set(only) & {'w2', 'w3', 'w4', 'w5', 'w6'}:
+        if set(only) & {'w2', 'w3', 'w3b', 'w4', 'w5', 'w6'}:
             make_fs_image(fs, a.data, a.fs_size)
         for w in only:
             WORKLOADS[w](a, fs)

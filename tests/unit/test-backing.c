@@ -38,6 +38,9 @@ typedef struct TbkState {
 
 static const char tbk_magic[8] = "TBKIMG01";
 
+/* Calls of the driver's block status (the chain-walk cost test). */
+static unsigned tbk_status_calls;
+
 /* ---- the driver ---- */
 
 static int tbk_probe(const uint8_t *buf, int buf_size, const char *filename)
@@ -183,6 +186,7 @@ static int coroutine_fn tbk_block_status(BlockDriverState *bs, bool want_zero,
     uint8_t a = s->map[offset / TBK_CLUSTER];
     int64_t end = offset;
 
+    tbk_status_calls++;
     while (end < offset + bytes && s->map[end / TBK_CLUSTER] == a) {
         end = ROUND_DOWN(end, TBK_CLUSTER) + TBK_CLUSTER;
     }
@@ -567,6 +571,71 @@ static void test_chain_status_and_short_backing(void)
     blk_unref(blk);
 }
 
+/* Walk [0, len) of @blk merged over its chain: the depth of each
+ * cluster (0: unallocated everywhere) into @depths. */
+static void walk_depths(BlockBackend *blk, int64_t len, int *depths)
+{
+    for (int64_t off = 0; off < len;) {
+        int64_t pnum;
+        int depth;
+        int ret = blk_block_status(blk, true, off, len - off, &pnum, NULL,
+                                   NULL, &depth);
+
+        g_assert_cmpint(ret, >=, 0);
+        g_assert_cmpint(pnum, >, 0);
+        for (int64_t c = off / TBK_CLUSTER; c * TBK_CLUSTER < off + pnum; c++) {
+            depths[c] = depth;
+        }
+        off += pnum;
+    }
+}
+
+/* A chain of CHAIN_LAYERS layers, layer i (0 = base) allocating cluster
+ * i: walking it costs each layer's driver a few calls (its own extents),
+ * not one per extent of the layers above (quadratic).  Writes to the top
+ * and an explicit invalidation are seen by the next walk. */
+#define CHAIN_LAYERS 100
+static void test_deep_chain_status_cost(void)
+{
+    int64_t len = CHAIN_LAYERS * TBK_CLUSTER;
+    int depths[CHAIN_LAYERS];
+    BlockBackend *blk;
+    uint8_t buf[TBK_CLUSTER];
+
+    for (int i = 0; i < CHAIN_LAYERS; i++) {
+        g_autofree char *name = g_strdup_printf("deep%03d.tbk", i);
+        g_autofree char *back = g_strdup_printf("deep%03d.tbk", i - 1);
+        g_autofree char *alloc = g_strnfill(i + 1, '0');
+
+        alloc[i] = '1';
+        make_image(name, len, i ? back : NULL, i ? "tbk" : NULL, alloc,
+                   0x10 + i);
+    }
+    blk = open_img("deep099.tbk", NULL, BDRV_O_RDWR, &error_abort);
+    tbk_status_calls = 0;
+    walk_depths(blk, len, depths);
+    for (int i = 0; i < CHAIN_LAYERS; i++) {
+        g_assert_cmpint(depths[i], ==, CHAIN_LAYERS - i);
+    }
+    /* each layer: unallocated / its cluster / unallocated */
+    g_assert_cmpint(tbk_status_calls, <=, 3 * CHAIN_LAYERS);
+    g_assert_cmpint(read_byte(blk, 5 * TBK_CLUSTER), ==, 0x15);
+
+    memset(buf, 0x77, sizeof(buf));
+    g_assert_cmpint(blk_pwrite(blk, 5 * TBK_CLUSTER, TBK_CLUSTER, buf, 0),
+                    ==, 0);
+    walk_depths(blk, len, depths);
+    g_assert_cmpint(depths[5], ==, 1);
+    g_assert_cmpint(depths[6], ==, CHAIN_LAYERS - 6);
+
+    /* a mapping changed behind the core's back: the driver says so */
+    ((TbkState *)blk_bs(blk)->opaque)->map[7] = 1;
+    bdrv_bsc_invalidate(blk_bs(blk));
+    walk_depths(blk, len, depths);
+    g_assert_cmpint(depths[7], ==, 1);
+    blk_unref(blk);
+}
+
 static void test_change_backing_file(void)
 {
     BlockBackend *blk;
@@ -732,6 +801,7 @@ int main(int argc, char **argv)
     g_test_add_func("/backing/perms", test_backing_perms);
     g_test_add_func("/backing/chain", test_chain_status_and_short_backing);
     g_test_add_func("/backing/change", test_change_backing_file);
+    g_test_add_func("/backing/deep-chain-cost", test_deep_chain_status_cost);
     g_test_add_func("/backing/cor-flag", test_copy_on_read_flag);
     g_test_add_func("/backing/cor-filter", test_copy_on_read_filter);
     g_test_add_func("/backing/cor-serialise", test_copy_on_read_serialises);

@@ -28,52 +28,58 @@ typedef struct StatusCo {
     BlockDriverState *bs;
     int64_t offset, bytes, pnum, map;
     BlockDriverState *file;
+    int depth;
     int ret;
 } StatusCo;
 
-static void coroutine_fn status_entry(void *opaque)
+/*
+ * The first layer (filters skipped) that holds data or zeroes for
+ * [offset, offset+bytes) decides; depth counts the layers passed.  Every
+ * layer is asked for the whole range (its answer is cached for the next
+ * extents), the extent is what all layers passed agree on.  One coroutine
+ * walks all layers: a deep chain pays the switch once per extent.
+ */
+static void coroutine_fn chain_status_entry(void *opaque)
 {
     StatusCo *s = opaque;
+    BlockDriverState *bs = s->bs;
+    int64_t limit = s->bytes;
 
-    s->ret = bdrv_co_block_status(s->bs, s->offset, s->bytes, &s->pnum,
-                                  &s->map, &s->file);
+    for (;;) {
+        bs = bdrv_skip_filters(bs);
+        s->file = NULL;
+        s->ret = bdrv_co_block_status(bs, s->offset, s->bytes, &s->pnum,
+                                      &s->map, &s->file);
+        if (s->ret < 0) {
+            return;
+        }
+        s->pnum = limit = MIN(s->pnum, limit);
+        if (s->ret & (BDRV_BLOCK_ZERO | BDRV_BLOCK_DATA)) {
+            return;
+        }
+        bs = bdrv_backing_bs(bs);
+        if (!bs) {
+            s->ret = 0;
+            return;
+        }
+        s->depth++;
+    }
 }
 
-/* Status of one layer, from plain context. */
-static int layer_status(StatusCo *s)
-{
-    co_run_sync(status_entry, s);
-    return s->ret;
-}
-
-/* The first layer (filters skipped) that holds data or zeroes for
- * [offset, offset+bytes) decides; depth counts the layers passed. */
+/* One extent at @offset, from plain context. */
 static int get_block_status(BlockDriverState *bs, int64_t offset,
                             int64_t bytes, MapEntry *e)
 {
-    StatusCo s = { .offset = offset, .bytes = bytes };
-    int depth = 0, ret;
+    StatusCo s = { .bs = bs, .offset = offset, .bytes = bytes };
+    int ret;
 
-    for (;;) {
-        s.bs = bdrv_skip_filters(bs);
-        s.file = NULL;
-        ret = layer_status(&s);
-        if (ret < 0) {
-            return ret;
-        }
-        s.bytes = s.pnum;
-        if (ret & (BDRV_BLOCK_ZERO | BDRV_BLOCK_DATA)) {
-            break;
-        }
-        bs = bdrv_backing_bs(s.bs);
-        if (!bs) {
-            ret = 0;
-            break;
-        }
-        depth++;
+    co_run_sync(chain_status_entry, &s);
+    ret = s.ret;
+    if (ret < 0) {
+        return ret;
     }
     *e = (MapEntry) {
-        .start = offset, .length = s.pnum, .depth = depth,
+        .start = offset, .length = s.pnum, .depth = s.depth,
         .data = ret & BDRV_BLOCK_DATA, .zero = ret & BDRV_BLOCK_ZERO,
         .compressed = ret & BDRV_BLOCK_COMPRESSED,
         .has_offset = ret & BDRV_BLOCK_OFFSET_VALID, .offset = s.map,
