@@ -592,6 +592,7 @@ static void qcow2_free_state(BDRVQcow2State *s)
         g_array_free(s->inflight, true);
         s->inflight = NULL;
     }
+    qcow2_zread_free(s);
     if (s->inactive_l1) {
         g_array_free(s->inactive_l1, true);
         s->inactive_l1 = NULL;

@@ -128,7 +128,11 @@ static int coroutine_fn read_guest(BlockDriverState *bs, uint64_t offset,
         if (!locked) {
             co_mutex_unlock(&s->lock);
         }
-        if (ret == 0) {
+        if (ret == 0 && type == QCOW2_SC_COMPRESSED && !locked) {
+            /* with the compressed clusters after it, in one go */
+            ret = qcow2_read_compressed_run(bs, offset + done, bytes - done,
+                                            host, qiov, qoff + done, &cur);
+        } else if (ret == 0) {
             ret = read_run(bs, offset + done, cur, host, type, qiov,
                            qoff + done);
         }
