@@ -28,6 +28,11 @@
 #define CONVERT_MIN_REQ     (256 * 1024)
 #define CONVERT_MAX_REQ     (2 * 1024 * 1024)
 #define CONVERT_SALVAGE_UNIT 512
+/* Extents one data chunk may gather, and its size when it does (see
+ * merge_extents(); larger would only touch more of the buffers, which
+ * a chunk of one short extent leaves unused). */
+#define CONVERT_MAX_SEGS    64
+#define CONVERT_MERGE_MAX   (256 * 1024)
 
 /*
  * How strictly writes follow source order.  In-order writing (no -W)
@@ -72,6 +77,10 @@ typedef struct Chunk {
     bool skip;            /* -B: the target's backing file provides it */
     bool released;        /* its turn already passed (see write_compressed()) */
     uint64_t seq;
+    /* a data chunk gathered from several short extents: where each
+     * ends, from the chunk's start (one segment: seg_end[0] == len) */
+    int nseg;
+    int64_t seg_end[CONVERT_MAX_SEGS];
 } Chunk;
 
 typedef struct Convert {
@@ -95,6 +104,8 @@ typedef struct Convert {
     uint64_t seq_low;      /* oldest chunk not finished */
     bool seq_finished[CONVERT_MAX_COROUTINES];  /* window: [seq_low, +m) */
     int64_t seq_progress[CONVERT_MAX_COROUTINES]; /* what each counts */
+    int seq_nseg[CONVERT_MAX_COROUTINES];         /* ... in segments */
+    int64_t seq_seg[CONVERT_MAX_COROUTINES][CONVERT_MAX_SEGS];
     CoQueue order_q;
     int compressing;       /* compressed writes released, not yet done */
     /* window: the write error of the earliest chunk, reported last */
@@ -217,8 +228,9 @@ static void backing_status(Convert *s, int ret)
     }
 }
 
-/* Refresh the cached block status at the cursor (source s->cur_src). */
-static int coroutine_fn walk_status(Convert *s)
+/* Refresh the cached block status at the cursor (source s->cur_src);
+ * a failure is left to the caller to report. */
+static int coroutine_fn walk_status_quiet(Convert *s)
 {
     const ConvertParams *p = s->p;
     int64_t soff = s->cursor - s->src_base, pnum = 0;
@@ -227,8 +239,6 @@ static int coroutine_fn walk_status(Convert *s)
 
     ret = status_at(s, soff, &pnum, &depth);
     if (ret < 0) {
-        error_report("error while reading block status at offset %" PRId64
-                     ": %s", soff, strerror(-ret));
         return ret;
     }
     if (pnum <= 0) {
@@ -248,6 +258,17 @@ static int coroutine_fn walk_status(Convert *s)
         backing_status(s, ret);
     }
     return 0;
+}
+
+static int coroutine_fn walk_status(Convert *s)
+{
+    int ret = walk_status_quiet(s);
+
+    if (ret < 0) {
+        error_report("error while reading block status at offset %" PRId64
+                     ": %s", s->cursor - s->src_base, strerror(-ret));
+    }
+    return ret;
 }
 
 /* -c: whole clusters.  An extent shorter than one is taken as data for a
@@ -301,6 +322,58 @@ static int64_t walk_take(Convert *s)
     return cut_data_chunk(s, MIN(left, s->req));
 }
 
+static int64_t merge_limit(const Convert *s)
+{
+    return MIN(s->req, CONVERT_MERGE_MAX);
+}
+
+/* May the data chunk @c, which ends at the cursor, take the next extent
+ * too?  Only a plain copy's (-c cuts whole clusters; --salvage reports
+ * as it goes), when @c ends where its extent does, short of a request,
+ * inside the same source. */
+static bool may_merge(const Convert *s, const Chunk *c)
+{
+    const ConvertParams *p = s->p;
+
+    return !p->compressed && !p->salvage && !c->zero && !c->skip &&
+           c->nseg < CONVERT_MAX_SEGS && c->len < merge_limit(s) &&
+           s->cursor == s->st_end &&
+           s->cursor < s->src_base + p->src_len[s->cur_src];
+}
+
+/*
+ * A data chunk ending with its extent, short of the request size, takes
+ * the data extents that follow while the first chunk of each fits whole:
+ * one read instead of many (a compressed qcow2 reports each cluster as
+ * an extent of its own; the driver then reads the whole run at once).
+ * Each extent stays a segment of its own, judged for -S zero runs within
+ * its bounds and counted by the progress bar on its own, so that what is
+ * written and reported is what chunk by chunk gives.  A block-status
+ * failure here only stops the merge: the walk meets it again and
+ * reports it in its turn.
+ */
+static void coroutine_fn merge_extents(Convert *s, Chunk *c)
+{
+    while (may_merge(s, c)) {
+        int64_t n;
+
+        if (walk_status_quiet(s) < 0) {
+            s->st_end = s->cursor;      /* asked again, and reported, next */
+            return;
+        }
+        if (s->st_zero || s->st_skip) {
+            return;
+        }
+        n = walk_take(s);
+        if (c->len + n > merge_limit(s)) {
+            return;
+        }
+        c->len += n;
+        c->seg_end[c->nseg++] = c->len;
+        s->cursor += n;
+    }
+}
+
 /* Hand out the next chunk; false at the end or after an error. */
 static bool coroutine_fn next_chunk(Convert *s, Chunk *c)
 {
@@ -325,7 +398,10 @@ static bool coroutine_fn next_chunk(Convert *s, Chunk *c)
             c->skip = s->st_skip;
             c->released = false;
             c->seq = s->seq_next++;
+            c->nseg = 1;
+            c->seg_end[0] = c->len;
             s->cursor += c->len;
+            merge_extents(s, c);
             ok = true;
         }
     }
@@ -379,6 +455,23 @@ static void progress_advance(Convert *s, int64_t bytes)
     }
 }
 
+/* Advance by a chunk's @progress bytes one segment at a time, as
+ * separate chunks would have moved it (@segs: the segments' ends). */
+static void progress_advance_segs(Convert *s, int64_t progress,
+                                  const int64_t *segs, int nseg)
+{
+    int64_t prev = 0;
+
+    if (!progress || nseg <= 1) {
+        progress_advance(s, progress);
+        return;
+    }
+    for (int i = 0; i < nseg; i++) {
+        progress_advance(s, segs[i] - prev);
+        prev = segs[i];
+    }
+}
+
 /* Chunk @c is over: move the oldest-unfinished mark past every finished
  * chunk and let the waiting ones look again. */
 static void coroutine_fn chunk_finished(Convert *s, const Chunk *c,
@@ -390,7 +483,7 @@ static void coroutine_fn chunk_finished(Convert *s, const Chunk *c,
         return;         /* counted when its turn passed */
     }
     if (s->order == ORDER_NONE) {
-        progress_advance(s, progress);
+        progress_advance_segs(s, progress, c->seg_end, c->nseg);
         return;
     }
     /* a chunk that wrote nothing still waits: strict order keeps its
@@ -400,8 +493,13 @@ static void coroutine_fn chunk_finished(Convert *s, const Chunk *c,
     wait_for(s, c, false);
     s->seq_finished[c->seq % m] = true;
     s->seq_progress[c->seq % m] = progress;
+    s->seq_nseg[c->seq % m] = c->nseg;
+    memcpy(s->seq_seg[c->seq % m], c->seg_end, c->nseg * sizeof(int64_t));
     while (s->seq_finished[s->seq_low % m]) {
-        progress_advance(s, s->seq_progress[s->seq_low % m]);
+        int k = s->seq_low % m;
+
+        progress_advance_segs(s, s->seq_progress[k], s->seq_seg[k],
+                              s->seq_nseg[k]);
         s->seq_finished[s->seq_low++ % m] = false;
     }
     co_queue_restart_all(&s->order_q);
@@ -543,16 +641,19 @@ static int64_t pick_cut_unit(const ConvertParams *p, int64_t scan_unit)
     return scan_unit;
 }
 
-/* Bytes from @pos in @buf that are all zero or all data, in scan units;
- * *zero tells which. */
+/* Bytes from @pos in @buf, up to the end of its segment @seg_end, that
+ * are all zero or all data, in scan units; *zero tells which.  The
+ * segment's edges cut runs as a chunk's edges do. */
 static int64_t run_length(Convert *s, const Chunk *c, const uint8_t *buf,
-                          int64_t pos, bool *zero)
+                          int64_t pos, int64_t seg_start, int64_t seg_end,
+                          bool *zero)
 {
     int64_t unit = s->scan_unit, start = pos;
     bool first = true;
 
-    while (pos < c->len) {
-        int64_t end = MIN(c->len, (c->off + pos) / unit * unit + unit - c->off);
+    while (pos < seg_end) {
+        int64_t end = MIN(seg_end,
+                          (c->off + pos) / unit * unit + unit - c->off);
         bool z = buffer_is_zero(buf + pos, end - pos);
 
         if (!first && z != *zero) {
@@ -562,7 +663,8 @@ static int64_t run_length(Convert *s, const Chunk *c, const uint8_t *buf,
         first = false;
         pos = end;
     }
-    if (*zero && pos - start < s->p->sparse && start > 0 && pos < c->len) {
+    if (*zero && pos - start < s->p->sparse && start > seg_start &&
+        pos < seg_end) {
         *zero = false;      /* too short, and not cut by the chunk */
     }
     return pos - start;
@@ -683,13 +785,36 @@ static int coroutine_fn write_compressed(Convert *s, Chunk *c,
     return w.ret;
 }
 
+/* The runs of segment [start, end) of a data chunk: started in @g, or
+ * written one after another in strict order. */
+static int coroutine_fn write_segment(Convert *s, Chunk *c, RunGroup *g,
+                                      const uint8_t *buf, int64_t start,
+                                      int64_t end)
+{
+    int64_t pos = start, n;
+    bool zero = false;
+    int ret = 0;
+
+    if (!s->p->sparse) {
+        return do_write(s, c, c->off + start, end - start, buf + start);
+    }
+    while (pos < end && ret == 0 && g->ret == 0) {
+        n = run_length(s, c, buf, pos, start, end, &zero);
+        if (concurrent_runs(s)) {
+            run_start(g, c->off + pos, n, zero ? NULL : buf + pos);
+        } else {
+            ret = write_run(s, c, c->off + pos, n, zero ? NULL : buf + pos);
+        }
+        pos += n;
+    }
+    return ret;
+}
+
 /* Write a data chunk, leaving out zero runs of at least -S bytes. */
 static int coroutine_fn write_data(Convert *s, Chunk *c,
                                    const uint8_t *buf)
 {
     RunGroup g = { .s = s, .c = c };
-    int64_t pos = 0, n;
-    bool zero = false;
     int ret = 0;
 
     if (s->p->compressed) {
@@ -699,20 +824,12 @@ static int coroutine_fn write_data(Convert *s, Chunk *c,
         }
         return write_compressed(s, c, buf);
     }
-    if (!s->p->sparse) {
-        return do_write(s, c, c->off, c->len, buf);
-    }
-    if (concurrent_runs(s)) {
+    if (s->p->sparse && concurrent_runs(s)) {
         wait_turn(s, c);     /* the runs then queue in order, unblocked */
     }
-    while (pos < c->len && ret == 0 && g.ret == 0) {
-        n = run_length(s, c, buf, pos, &zero);
-        if (concurrent_runs(s)) {
-            run_start(&g, c->off + pos, n, zero ? NULL : buf + pos);
-        } else {
-            ret = write_run(s, c, c->off + pos, n, zero ? NULL : buf + pos);
-        }
-        pos += n;
+    for (int i = 0; i < c->nseg && ret == 0 && g.ret == 0; i++) {
+        ret = write_segment(s, c, &g, buf, i ? c->seg_end[i - 1] : 0,
+                            c->seg_end[i]);
     }
     if (g.pending) {
         g.waiter = co_self();
@@ -832,8 +949,48 @@ static bool coroutine_fn try_sparse_copy(Convert *s, const Chunk *c,
     return true;
 }
 
+/* A merged chunk whose read failed: segment by segment, as separate
+ * chunks, so that the segments before the failing one are written and
+ * the error names the failing one's offset. */
+static int coroutine_fn copy_segments(Convert *s, const Chunk *c,
+                                      uint8_t *buf)
+{
+    int ret = 0;
+
+    for (int i = 0; i < c->nseg && ret == 0; i++) {
+        int64_t start = i ? c->seg_end[i - 1] : 0;
+        Chunk one = *c;
+
+        one.off += start;
+        one.src_off += start;
+        one.len = c->seg_end[i] - start;
+        one.nseg = 1;
+        one.seg_end[0] = one.len;
+        ret = read_data(s, &one, buf);
+        ret = ret < 0 ? ret : write_data(s, &one, buf);
+    }
+    return ret;
+}
+
+/* Read a data chunk (quietly first when merged: see copy_segments()). */
+static int coroutine_fn read_chunk(Convert *s, Chunk *c, uint8_t *buf,
+                                   bool *split)
+{
+    *split = false;
+    if (c->nseg == 1) {
+        return read_data(s, c, buf);
+    }
+    if (blk_co_pread(s->p->src[c->src], c->src_off, c->len, buf, 0) == 0) {
+        return 0;
+    }
+    *split = true;
+    return copy_segments(s, c, buf);
+}
+
 static int coroutine_fn copy_chunk(Convert *s, Chunk *c, uint8_t **buf)
 {
+    bool split;
+
     int ret;
 
     if (c->skip) {
@@ -848,8 +1005,8 @@ static int coroutine_fn copy_chunk(Convert *s, Chunk *c, uint8_t **buf)
     if (!*buf) {
         *buf = convert_alloc(s, s->req);
     }
-    ret = read_data(s, c, *buf);
-    return ret < 0 ? ret : write_data(s, c, *buf);
+    ret = read_chunk(s, c, *buf, &split);
+    return ret < 0 || split ? ret : write_data(s, c, *buf);
 }
 
 /* A chunk is over: let the next one write, move the progress bar. */
