@@ -59,6 +59,12 @@
  *   the zero chunks -S 0 writes through do_write()) take the turn the
  *   strict way and also wait until every earlier compressed write has
  *   completed, so that nothing they allocate overtakes those.
+ *   A qcow2 target promises the same for plain writes: it allocates in
+ *   the order writes reach it (see its rw.c), so the data runs of a chunk
+ *   are submitted in the chunk's turn and the next chunk submits its own
+ *   while they are still being written: the target's file keeps a queue
+ *   of writes instead of waiting for each to come back, and the layout
+ *   is strict order's.
  * - ORDER_NONE: -W.
  */
 typedef enum {
@@ -76,6 +82,7 @@ typedef struct Chunk {
     bool zero;
     bool skip;            /* -B: the target's backing file provides it */
     bool released;        /* its turn already passed (see write_compressed()) */
+    bool keep_turn;       /* part of a chunk: may not release it */
     uint64_t seq;
     /* a data chunk gathered from several short extents: where each
      * ends, from the chunk's start (one segment: seg_end[0] == len) */
@@ -107,7 +114,7 @@ typedef struct Convert {
     int seq_nseg[CONVERT_MAX_COROUTINES];         /* ... in segments */
     int64_t seq_seg[CONVERT_MAX_COROUTINES][CONVERT_MAX_SEGS];
     CoQueue order_q;
-    int compressing;       /* compressed writes released, not yet done */
+    int compressing;       /* submitted writes released, not yet done */
     /* window: the write error of the earliest chunk, reported last */
     bool werr_set;
     uint64_t werr_seq;
@@ -397,6 +404,7 @@ static bool coroutine_fn next_chunk(Convert *s, Chunk *c)
             c->zero = s->st_zero;
             c->skip = s->st_skip;
             c->released = false;
+            c->keep_turn = false;
             c->seq = s->seq_next++;
             c->nseg = 1;
             c->seg_end[0] = c->len;
@@ -522,7 +530,8 @@ static void write_failed(Convert *s, const Chunk *c, int64_t off, int ret)
     if (!errors_deferred(s)) {
         error_report("error while writing at byte %" PRId64 ": %s", off,
                      strerror(-ret));
-    } else if (!s->werr_set || c->seq < s->werr_seq) {
+    } else if (!s->werr_set || c->seq < s->werr_seq ||
+               (c->seq == s->werr_seq && off < s->werr_off)) {
         s->werr_set = true;
         s->werr_seq = c->seq;
         s->werr_off = off;
@@ -734,37 +743,70 @@ static bool concurrent_runs(const Convert *s)
  * anything yields), then the turn passes to the next chunk at once and
  * this one waits for its write.  Progress moves when the turn passes.
  */
-typedef struct CompressedWrite {
+typedef struct SubmittedWrite {
     Convert *s;
     const Chunk *c;
+    int64_t off, len;
     const uint8_t *buf;
-    int ret;
-    bool done;
-    Coroutine *waiter;
-} CompressedWrite;
+    BdrvRequestFlags flags;
+    int *pending;          /* the chunk's writes not done yet */
+    int *ret;              /* the first error among them */
+    Coroutine **waiter;
+} SubmittedWrite;
 
-static void coroutine_fn compressed_write_co(void *opaque)
+static void coroutine_fn submitted_write_co(void *opaque)
 {
-    CompressedWrite *w = opaque;
-    Convert *s = w->s;
+    SubmittedWrite w = *(SubmittedWrite *)opaque;  /* the caller's goes */
+    Convert *s = w.s;
+    int ret = blk_co_pwrite(s->p->dst, w.off, w.len, w.buf, w.flags);
 
-    w->ret = blk_co_pwrite(s->p->dst, w->c->off, w->c->len, w->buf,
-                           BDRV_REQ_WRITE_COMPRESSED);
-    if (w->ret < 0) {
-        write_failed(s, w->c, w->c->off, w->ret);
+    if (ret < 0) {
+        write_failed(s, w.c, w.off, ret);
+        *w.ret = *w.ret ? *w.ret : ret;
     }
-    w->done = true;
     s->compressing--;
     co_queue_restart_all(&s->order_q);
-    if (w->waiter) {
-        co_wake_later(w->waiter);
+    if (--*w.pending == 0 && *w.waiter) {
+        co_wake_later(*w.waiter);
     }
+}
+
+/* Submit a write of the chunk in its turn (see ORDER_SUBMIT). */
+static void coroutine_fn submit_write(SubmittedWrite *w, int64_t off,
+                                      int64_t len, const uint8_t *buf)
+{
+    w->off = off;
+    w->len = len;
+    w->buf = buf;
+    rate_limit(w->s, len);
+    w->s->compressing++;
+    ++*w->pending;
+    co_enter(co_create(submitted_write_co, w));
+}
+
+/* The chunk's writes are submitted: pass the turn, wait for them. */
+static int coroutine_fn release_and_wait(Convert *s, Chunk *c,
+                                         int64_t progress, int *pending,
+                                         int *ret, Coroutine **waiter)
+{
+    chunk_finished(s, c, progress);    /* the next chunk may submit */
+    c->released = true;
+    if (*pending) {
+        *waiter = co_self();
+        co_yield();
+    }
+    return *ret;
 }
 
 static int coroutine_fn write_compressed(Convert *s, Chunk *c,
                                          const uint8_t *buf)
 {
-    CompressedWrite w = { .s = s, .c = c, .buf = buf };
+    Coroutine *waiter = NULL;
+    int pending = 0, ret = 0;
+    SubmittedWrite w = {
+        .s = s, .c = c, .flags = BDRV_REQ_WRITE_COMPRESSED,
+        .pending = &pending, .ret = &ret, .waiter = &waiter,
+    };
 
     if (s->order != ORDER_SUBMIT) {
         return do_write(s, c, c->off, c->len, buf);
@@ -773,16 +815,8 @@ static int coroutine_fn write_compressed(Convert *s, Chunk *c,
     if (stopped_by_error(s, c)) {
         return s->ret;
     }
-    rate_limit(s, c->len);
-    s->compressing++;
-    co_enter(co_create(compressed_write_co, &w));
-    chunk_finished(s, c, c->len);      /* the next chunk may submit */
-    c->released = true;
-    if (!w.done) {
-        w.waiter = co_self();
-        co_yield();
-    }
-    return w.ret;
+    submit_write(&w, c->off, c->len, buf);
+    return release_and_wait(s, c, c->len, &pending, &ret, &waiter);
 }
 
 /* The runs of segment [start, end) of a data chunk: started in @g, or
@@ -810,6 +844,37 @@ static int coroutine_fn write_segment(Convert *s, Chunk *c, RunGroup *g,
     return ret;
 }
 
+/* ORDER_SUBMIT onto a target that reads as zeroes: the data runs of
+ * every segment submitted in the chunk's turn (zero runs left out), then
+ * the turn passes on while they are written. */
+static int coroutine_fn write_data_submitted(Convert *s, Chunk *c,
+                                             const uint8_t *buf)
+{
+    Coroutine *waiter = NULL;
+    int pending = 0, ret = 0;
+    SubmittedWrite w = {
+        .s = s, .c = c, .pending = &pending, .ret = &ret, .waiter = &waiter,
+    };
+
+    wait_for(s, c, false);
+    if (stopped_by_error(s, c)) {
+        return s->ret;
+    }
+    for (int i = 0; i < c->nseg; i++) {
+        int64_t start = i ? c->seg_end[i - 1] : 0, pos = start, n;
+        bool zero = false;
+
+        for (; pos < c->seg_end[i]; pos += n) {
+            n = run_length(s, c, buf, pos, start, c->seg_end[i], &zero);
+            if (!zero) {
+                submit_write(&w, c->off + pos, n, buf + pos);
+            }
+        }
+    }
+    return release_and_wait(s, c, progress_counts(s, c) ? c->len : 0,
+                            &pending, &ret, &waiter);
+}
+
 /* Write a data chunk, leaving out zero runs of at least -S bytes. */
 static int coroutine_fn write_data(Convert *s, Chunk *c,
                                    const uint8_t *buf)
@@ -823,6 +888,10 @@ static int coroutine_fn write_data(Convert *s, Chunk *c,
             return write_zero_run(s, c, c->off, c->len);
         }
         return write_compressed(s, c, buf);
+    }
+    if (s->order == ORDER_SUBMIT && s->p->sparse && s->p->target_zero &&
+        !c->keep_turn) {
+        return write_data_submitted(s, c, buf);
     }
     if (s->p->sparse && concurrent_runs(s)) {
         wait_turn(s, c);     /* the runs then queue in order, unblocked */
@@ -966,6 +1035,7 @@ static int coroutine_fn copy_segments(Convert *s, const Chunk *c,
         one.len = c->seg_end[i] - start;
         one.nseg = 1;
         one.seg_end[0] = one.len;
+        one.keep_turn = true;       /* the chunk's turn, for every part */
         ret = read_data(s, &one, buf);
         ret = ret < 0 ? ret : write_data(s, &one, buf);
     }
@@ -1061,12 +1131,21 @@ static bool target_places_by_offset(BlockBackend *dst)
     return fmt && (!strcmp(fmt, "file") || !strcmp(fmt, "host_device"));
 }
 
+/* Does the target allocate plain writes in the order they reach it
+ * (see ORDER_SUBMIT)?  qcow2 does (its rw.c). */
+static bool target_allocates_in_order(BlockBackend *dst)
+{
+    const char *fmt = bdrv_get_format_name(blk_bs(dst));
+
+    return fmt && !strcmp(fmt, "qcow2");
+}
+
 static WriteOrder pick_order(const ConvertParams *p)
 {
     if (!p->in_order) {
         return ORDER_NONE;
     }
-    if (p->compressed) {
+    if (p->compressed || target_allocates_in_order(p->dst)) {
         return ORDER_SUBMIT;
     }
     return target_places_by_offset(p->dst) ? ORDER_WINDOW : ORDER_STRICT;

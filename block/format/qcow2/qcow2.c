@@ -548,6 +548,7 @@ static int coroutine_fn qcow2_do_open(BlockDriverState *bs, QDict *opts,
     co_queue_init(&s->inflight_wait);
     s->inflight = g_array_new(false, false, sizeof(Qcow2InFlight));
     co_queue_init(&s->cw_queue);
+    co_queue_init(&s->aw_queue);
     if (flen < 0) {
         error_setg_errno(errp, -flen, "Could not read qcow2 header");
         return flen;

@@ -229,6 +229,10 @@ typedef struct BDRVQcow2State {
     uint64_t cw_next;             /* ticket of the next to arrive */
     uint64_t cw_turn;             /* ticket allowed to store now */
     CoQueue cw_queue;
+    /* plain writes allocate in arrival order (rw.c, block.h) */
+    uint64_t aw_next;             /* ticket of the next to arrive */
+    uint64_t aw_turn;             /* ticket allowed to allocate now */
+    CoQueue aw_queue;
     /* spare buffers of compressed reads (read-compressed.c) */
     GPtrArray *zread_spare;
 } BDRVQcow2State;
