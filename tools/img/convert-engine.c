@@ -59,8 +59,8 @@
  *   the zero chunks -S 0 writes through do_write()) take the turn the
  *   strict way and also wait until every earlier compressed write has
  *   completed, so that nothing they allocate overtakes those.
- *   A qcow2 target promises the same for plain writes: it allocates in
- *   the order writes reach it (see its rw.c), so the data runs of a chunk
+ *   A target that honours BDRV_REQ_ALLOC_IN_ORDER (qcow2) promises the
+ *   same for plain writes carrying it, so the data runs of a chunk
  *   are submitted in the chunk's turn and the next chunk submits its own
  *   while they are still being written: the target's file keeps a queue
  *   of writes instead of waiting for each to come back, and the layout
@@ -853,7 +853,8 @@ static int coroutine_fn write_data_submitted(Convert *s, Chunk *c,
     Coroutine *waiter = NULL;
     int pending = 0, ret = 0;
     SubmittedWrite w = {
-        .s = s, .c = c, .pending = &pending, .ret = &ret, .waiter = &waiter,
+        .s = s, .c = c, .flags = BDRV_REQ_ALLOC_IN_ORDER,
+        .pending = &pending, .ret = &ret, .waiter = &waiter,
     };
 
     wait_for(s, c, false);
@@ -1132,12 +1133,10 @@ static bool target_places_by_offset(BlockBackend *dst)
 }
 
 /* Does the target allocate plain writes in the order they reach it
- * (see ORDER_SUBMIT)?  qcow2 does (its rw.c). */
+ * (see ORDER_SUBMIT)? */
 static bool target_allocates_in_order(BlockBackend *dst)
 {
-    const char *fmt = bdrv_get_format_name(blk_bs(dst));
-
-    return fmt && !strcmp(fmt, "qcow2");
+    return bdrv_allocates_in_order(blk_bs(dst));
 }
 
 static WriteOrder pick_order(const ConvertParams *p)

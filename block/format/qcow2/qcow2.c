@@ -626,7 +626,8 @@ static int qcow2_open(BlockDriverState *bs, QDict *options, int flags,
     }
     start_cache_clean_timer(bs);
     bs->supported_zero_flags = BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK;
-    bs->supported_write_flags = BDRV_REQ_WRITE_COMPRESSED;
+    bs->supported_write_flags = BDRV_REQ_WRITE_COMPRESSED |
+                                BDRV_REQ_ALLOC_IN_ORDER;
     /* v2 too: the reference fails later, when it zeroes clusters */
     bs->supported_truncate_flags = BDRV_REQ_ZERO_WRITE;
     return 0;

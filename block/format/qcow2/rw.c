@@ -479,13 +479,16 @@ static void make_plan(BDRVQcow2State *s, uint8_t *l2, int idx,
 
 /* ---- allocation order ----
  *
- * Plain writes allocate in the order they reach the driver, as block.h
- * promises: each takes a ticket on entry, before anything yields; it
+ * Plain writes with BDRV_REQ_ALLOC_IN_ORDER allocate in the order they
+ * reach the driver, as block.h promises: each takes a ticket on entry,
+ * before anything yields; it
  * looks at its clusters only in its turn, and the turn passes once the
  * request has placed its last clusters, before that step's data write
  * (a request that allocates nothing passes it before its data write).  A caller submitting in guest order without waiting for
  * completion (convert without -W) so gets the layout of strictly ordered
- * writes with several writes' data in flight at once.
+ * writes with several writes' data in flight at once.  Writes without
+ * the flag take no turn (a request waiting for an allocation in flight
+ * would hold up the unrelated ones behind it).
  */
 typedef struct WriteTurn {
     uint64_t ticket;
@@ -735,7 +738,10 @@ int coroutine_fn qcow2_co_pwritev(BlockDriverState *bs, int64_t offset,
     if (flags & BDRV_REQ_WRITE_COMPRESSED) {
         return qcow2_co_pwritev_compressed(bs, offset, bytes, qiov);
     }
-    turn = (WriteTurn) { .ticket = s->aw_next++ };  /* before any yield */
+    /* the ticket before any yield; unordered writes never wait */
+    turn = (flags & BDRV_REQ_ALLOC_IN_ORDER)
+           ? (WriteTurn) { .ticket = s->aw_next++ }
+           : (WriteTurn) { .passed = true };
     co_mutex_lock(&s->lock);
     while (done < (uint64_t)bytes && ret == 0) {
         uint64_t n = 0;
