@@ -519,11 +519,25 @@ static bool errors_deferred(const Convert *s)
     return s->order == ORDER_WINDOW || s->order == ORDER_SUBMIT;
 }
 
+/* Where the chunk (segment: see merge_extents()) holding @off starts:
+ * what a failed write names, as qemu-img names its chunk, whichever of
+ * the chunk's runs failed. */
+static int64_t failed_chunk_start(const Chunk *c, int64_t off)
+{
+    int64_t start = 0;
+
+    for (int i = 0; i < c->nseg && c->off + c->seg_end[i] <= off; i++) {
+        start = c->seg_end[i];
+    }
+    return c->off + start;
+}
+
 /* A write failed: stop later writes; report it now, or in window order
  * keep the earliest chunk's error so that the one line reported is the
  * one strict order would have given. */
 static void write_failed(Convert *s, const Chunk *c, int64_t off, int ret)
 {
+    off = failed_chunk_start(c, off);
     if (s->ret == 0) {
         s->ret = ret;
     }
