@@ -14,6 +14,13 @@
  * (data, and zeroes with -S 0) done so far; their total comes from a
  * first walk that only asks for block status (no data is read), so a
  * mostly empty disk does not race to 97 % through its holes and stall.
+ *
+ * Sections, in file order: request size and buffers; the walk (block
+ * status, cutting chunks, gathering short data extents); write order and
+ * progress (turns, the window ring); errors and rate; zero runs and -S
+ * runs; submitted writes (compressed, and ordered plain writes onto
+ * qcow2); reads (salvage, across sources, part by part); copy offload;
+ * the workers and the entry point.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -270,6 +277,7 @@ static int coroutine_fn walk_status_quiet(Convert *s)
     return 0;
 }
 
+/* As walk_status_quiet(), reporting a failure as the reference does. */
 static int coroutine_fn walk_status(Convert *s)
 {
     int ret = walk_status_quiet(s);
@@ -754,11 +762,13 @@ static bool concurrent_runs(const Convert *s)
 }
 
 /*
- * -c: one compressed write per chunk (whole clusters).  In ORDER_SUBMIT
- * the write runs in a coroutine of its own: entering it submits the
- * request (the target takes its place in the storing order before
- * anything yields), then the turn passes to the next chunk at once and
- * this one waits for its write.  Progress moves when the turn passes.
+ * Submitted writes (ORDER_SUBMIT): -c writes one compressed write per
+ * chunk (whole clusters); onto a target that allocates in order, a data
+ * chunk writes each of its data runs with BDRV_REQ_ALLOC_IN_ORDER.  Each
+ * write runs in a coroutine of its own: entering it submits the request
+ * (the target takes its place in the storing order before anything
+ * yields), then the turn passes to the next chunk at once and this one
+ * waits for its writes.  Progress moves when the turn passes.
  */
 typedef struct SubmittedWrite {
     Convert *s;
@@ -771,6 +781,8 @@ typedef struct SubmittedWrite {
     Coroutine **waiter;
 } SubmittedWrite;
 
+/* One submitted write: on completion it lets the turn-waiters look
+ * again and wakes its chunk after the chunk's last write. */
 static void coroutine_fn submitted_write_co(void *opaque)
 {
     SubmittedWrite w = *(SubmittedWrite *)opaque;  /* the caller's goes */

@@ -7,6 +7,11 @@
  * Allocating writes hold s->lock from the allocation until the L2 entry
  * points at the written data: concurrent allocations of one cluster are
  * serialised, and a new cluster is never visible before its data.
+ *
+ * Sections: reads (runs of compressed clusters: read-compressed.c); copy
+ * offload from this image; writes; allocation order (ordered writes);
+ * allocations in flight; compressed writes; flush; block status;
+ * preallocation.
  */
 #include "qcow2.h"
 
