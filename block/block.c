@@ -449,6 +449,11 @@ bool bdrv_can_write_compressed(const BlockDriverState *bs)
     return bs && (bs->supported_write_flags & BDRV_REQ_WRITE_COMPRESSED);
 }
 
+bool bdrv_allocates_in_order(const BlockDriverState *bs)
+{
+    return bs && (bs->supported_write_flags & BDRV_REQ_ALLOC_IN_ORDER);
+}
+
 bool bdrv_can_check(const BlockDriverState *bs)
 {
     return bs && bs->drv && bs->drv->check && bs->drv->check->co_check;

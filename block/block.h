@@ -95,6 +95,12 @@ typedef enum {
      * also written into it, in whole clusters (copy-on-read); consumed
      * by the node that receives it.  With PREFETCH nothing is returned. */
     BDRV_REQ_COPY_ON_READ    = 0x200,
+    /* write: a node that honours it (bdrv_allocates_in_order()) places
+     * the writes carrying it in the order they reach it, as it does
+     * compressed writes (see there): a caller wanting guest-order layout
+     * submits in guest order without waiting for earlier writes to
+     * complete.  Others ignore it. */
+    BDRV_REQ_ALLOC_IN_ORDER  = 0x400,
 } BdrvRequestFlags;
 
 /* ---- block status ---- */
@@ -224,6 +230,8 @@ int bdrv_check(BlockDriverState *bs, BlockCheckResult *res, int fix);
  * node: does @bs take BDRV_REQ_WRITE_COMPRESSED? */
 bool bdrv_format_supports_compression(const BlockDriver *drv);
 bool bdrv_can_write_compressed(const BlockDriverState *bs);
+/* Does @bs honour BDRV_REQ_ALLOC_IN_ORDER? */
+bool bdrv_allocates_in_order(const BlockDriverState *bs);
 /* Does @bs's driver have a check? */
 bool bdrv_can_check(const BlockDriverState *bs);
 

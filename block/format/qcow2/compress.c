@@ -4,7 +4,7 @@
  * threading contract).
  *
  * Sections: per-thread codec contexts; zlib; zstd; dispatch by type;
- * coroutine entry points (worker pool).
+ * coroutine entry points (worker pool); batches of clusters.
  */
 #include <errno.h>
 #include <limits.h>
@@ -44,6 +44,8 @@ static GPtrArray *codec_registry;
  * would only switch between them and keep more contexts warm), handed
  * from job to job by the worker itself. */
 static ThreadPoolLane codec_lane;
+/* A batch is split into at most this many parts (one per CPU). */
+#define QCOW2_BATCH_MAX_PARTS 8
 
 /* Thread exit (pthread key destructor) or explicit cleanup: free all. */
 static void codec_ctx_free(void *opaque)
@@ -406,4 +408,100 @@ int coroutine_fn qcow2_co_decompress(Qcow2CompressionType type,
     };
 
     return codec_co_run(&j, dest_size);
+}
+
+/* ---- Batches ---- */
+
+/* A batch's share for one worker, and the coroutine that waits for it. */
+typedef struct BatchPart {
+    Qcow2CompressionType type;
+    Qcow2DecompressItem *items;
+    int n;
+    size_t dest_size;
+    int ret;
+    int *pending;
+    Coroutine *const *waiter;
+} BatchPart;
+
+/* Worker side: every item of the part (a failure does not stop the
+ * others: the caller fails the whole read anyway). */
+static int batch_part_run(void *opaque)
+{
+    BatchPart *p = opaque;
+
+    p->ret = 0;
+    for (int i = 0; i < p->n; i++) {
+        Qcow2DecompressItem *it = &p->items[i];
+
+        if (qcow2_decompress_buf(p->type, it->dest, p->dest_size, it->src,
+                                 it->src_size) < 0) {
+            p->ret = -EIO;
+        }
+    }
+    return 0;
+}
+
+/* A part after the first: its own coroutine, so that the parts queue on
+ * the lane together; the last one to finish wakes the caller. */
+static void coroutine_fn batch_part_co(void *opaque)
+{
+    BatchPart *p = opaque;
+
+    thread_pool_run_lane(aio_get_default(), &codec_lane, batch_part_run, p);
+    if (--*p->pending == 0 && *p->waiter) {
+        co_wake_later(*p->waiter);
+    }
+}
+
+/* Cut @n items into @nparts nearly equal parts. */
+static void batch_split(BatchPart *parts, int nparts,
+                        Qcow2CompressionType type,
+                        Qcow2DecompressItem *items, int n, size_t dest_size)
+{
+    for (int i = 0, first = 0; i < nparts; i++) {
+        int cnt = (n - first) / (nparts - i);
+
+        parts[i] = (BatchPart) {
+            .type = type, .items = items + first, .n = cnt,
+            .dest_size = dest_size,
+        };
+        first += cnt;
+    }
+}
+
+int coroutine_fn qcow2_co_decompress_many(Qcow2CompressionType type,
+                                          Qcow2DecompressItem *items, int n,
+                                          size_t dest_size)
+{
+    BatchPart parts[QCOW2_BATCH_MAX_PARTS];
+    Coroutine *waiter = NULL;
+    int nparts, pending = 0, ret = 0;
+
+    if (n <= 0) {
+        return 0;
+    }
+    if (!co_self() || (size_t)n * dest_size < QCOW2_COMPRESS_INLINE_MAX) {
+        batch_split(parts, 1, type, items, n, dest_size);
+        batch_part_run(&parts[0]);
+        return parts[0].ret;
+    }
+    pthread_once(&codec_once, codec_key_init);
+    nparts = MIN(MIN(n, codec_lane.width), QCOW2_BATCH_MAX_PARTS);
+    batch_split(parts, nparts, type, items, n, dest_size);
+    for (int i = 1; i < nparts; i++) {
+        parts[i].pending = &pending;
+        parts[i].waiter = &waiter;
+        pending++;
+        co_enter(co_create(batch_part_co, &parts[i]));
+    }
+    thread_pool_run_lane(aio_get_default(), &codec_lane, batch_part_run,
+                         &parts[0]);
+    if (pending) {
+        waiter = co_self();
+        co_yield();
+    }
+    for (int i = 0; i < nparts; i++) {
+        ret = parts[i].ret < 0 ? parts[i].ret : ret;
+    }
+    return ret;
 }

@@ -58,6 +58,23 @@ int coroutine_fn qcow2_co_decompress(Qcow2CompressionType type,
                                      void *dest, size_t dest_size,
                                      const void *src, size_t src_size);
 
+/* One cluster of a batch: @src (@src_size bytes, untrusted) inflates
+ * into exactly the batch's dest_size bytes at @dest. */
+typedef struct Qcow2DecompressItem {
+    void *dest;
+    const void *src;
+    size_t src_size;
+} Qcow2DecompressItem;
+
+/* Decompress @n clusters, as qcow2_co_decompress() each, split over the
+ * worker pool's codec lane (one part per CPU, the parts at once): a read
+ * of many compressed clusters pays one hand-over per part instead of one
+ * per cluster, and uses every core even alone.  0, or -EIO if any item
+ * failed (the dests of the others hold their data or garbage). */
+int coroutine_fn qcow2_co_decompress_many(Qcow2CompressionType type,
+                                          Qcow2DecompressItem *items, int n,
+                                          size_t dest_size);
+
 /* The same work on the calling thread (tests, fuzzing, tools). */
 ssize_t qcow2_compress_buf(Qcow2CompressionType type,
                            void *dest, size_t dest_size,

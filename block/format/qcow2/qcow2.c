@@ -548,6 +548,7 @@ static int coroutine_fn qcow2_do_open(BlockDriverState *bs, QDict *opts,
     co_queue_init(&s->inflight_wait);
     s->inflight = g_array_new(false, false, sizeof(Qcow2InFlight));
     co_queue_init(&s->cw_queue);
+    co_queue_init(&s->aw_queue);
     if (flen < 0) {
         error_setg_errno(errp, -flen, "Could not read qcow2 header");
         return flen;
@@ -592,6 +593,7 @@ static void qcow2_free_state(BDRVQcow2State *s)
         g_array_free(s->inflight, true);
         s->inflight = NULL;
     }
+    qcow2_zread_free(s);
     if (s->inactive_l1) {
         g_array_free(s->inactive_l1, true);
         s->inactive_l1 = NULL;
@@ -624,7 +626,8 @@ static int qcow2_open(BlockDriverState *bs, QDict *options, int flags,
     }
     start_cache_clean_timer(bs);
     bs->supported_zero_flags = BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK;
-    bs->supported_write_flags = BDRV_REQ_WRITE_COMPRESSED;
+    bs->supported_write_flags = BDRV_REQ_WRITE_COMPRESSED |
+                                BDRV_REQ_ALLOC_IN_ORDER;
     /* v2 too: the reference fails later, when it zeroes clusters */
     bs->supported_truncate_flags = BDRV_REQ_ZERO_WRITE;
     return 0;

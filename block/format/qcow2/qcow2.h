@@ -231,6 +231,12 @@ typedef struct BDRVQcow2State {
     uint64_t cw_next;             /* ticket of the next to arrive */
     uint64_t cw_turn;             /* ticket allowed to store now */
     CoQueue cw_queue;
+    /* plain writes allocate in arrival order (rw.c, block.h) */
+    uint64_t aw_next;             /* ticket of the next to arrive */
+    uint64_t aw_turn;             /* ticket allowed to allocate now */
+    CoQueue aw_queue;
+    /* spare buffers of compressed reads (read-compressed.c) */
+    GPtrArray *zread_spare;
 } BDRVQcow2State;
 
 /* A non-zero entry was stored at L1 index @i. */
@@ -451,6 +457,18 @@ void coroutine_fn qcow2_wait_inflight(BlockDriverState *bs, uint64_t offset,
                                       uint64_t bytes);
 int coroutine_fn qcow2_alloc_range(BlockDriverState *bs, uint64_t offset,
                                    uint64_t bytes, int64_t *host_out);
+
+/* ---- read-compressed.c ---- */
+/* Read the compressed cluster at @offset (descriptor @l2e, looked up by
+ * the caller) and the compressed ones after it, up to @bytes: *done gets
+ * the guest bytes read into @qiov at @qoff (at least the first
+ * cluster's).  Takes s->lock itself (the caller must not hold it). */
+int coroutine_fn qcow2_read_compressed_run(BlockDriverState *bs,
+                                           uint64_t offset, uint64_t bytes,
+                                           uint64_t l2e, IOVector *qiov,
+                                           size_t qoff, uint64_t *done);
+/* Free the node's spare read buffers (close). */
+void qcow2_zread_free(BDRVQcow2State *s);
 
 /* ---- create.c / info.c ---- */
 /* The parsed and checked create options. */

@@ -7,6 +7,11 @@
  * Allocating writes hold s->lock from the allocation until the L2 entry
  * points at the written data: concurrent allocations of one cluster are
  * serialised, and a new cluster is never visible before its data.
+ *
+ * Sections: reads (runs of compressed clusters: read-compressed.c); copy
+ * offload from this image; writes; allocation order (ordered writes);
+ * allocations in flight; compressed writes; flush; block status;
+ * preallocation.
  */
 #include "qcow2.h"
 
@@ -128,7 +133,11 @@ static int coroutine_fn read_guest(BlockDriverState *bs, uint64_t offset,
         if (!locked) {
             co_mutex_unlock(&s->lock);
         }
-        if (ret == 0) {
+        if (ret == 0 && type == QCOW2_SC_COMPRESSED && !locked) {
+            /* with the compressed clusters after it, in one go */
+            ret = qcow2_read_compressed_run(bs, offset + done, bytes - done,
+                                            host, qiov, qoff + done, &cur);
+        } else if (ret == 0) {
             ret = read_run(bs, offset + done, cur, host, type, qiov,
                            qoff + done);
         }
@@ -473,6 +482,42 @@ static void make_plan(BDRVQcow2State *s, uint8_t *l2, int idx,
     }
 }
 
+/* ---- allocation order ----
+ *
+ * Plain writes with BDRV_REQ_ALLOC_IN_ORDER allocate in the order they
+ * reach the driver, as block.h promises: each takes a ticket on entry,
+ * before anything yields; it
+ * looks at its clusters only in its turn, and the turn passes once the
+ * request has placed its last clusters, before that step's data write
+ * (a request that allocates nothing passes it before its data write).  A caller submitting in guest order without waiting for
+ * completion (convert without -W) so gets the layout of strictly ordered
+ * writes with several writes' data in flight at once.  Writes without
+ * the flag take no turn (a request waiting for an allocation in flight
+ * would hold up the unrelated ones behind it).
+ */
+typedef struct WriteTurn {
+    uint64_t ticket;
+    bool passed;
+} WriteTurn;
+
+static void coroutine_fn aw_wait_turn(BDRVQcow2State *s, WriteTurn *t)
+{
+    while (!t->passed && s->aw_turn != t->ticket) {
+        co_queue_wait(&s->aw_queue, &s->lock);
+    }
+}
+
+/* Once placed (s->lock held): the next ticket may allocate. */
+static void coroutine_fn aw_pass_turn(BDRVQcow2State *s, WriteTurn *t)
+{
+    if (!t->passed) {
+        aw_wait_turn(s, t);
+        t->passed = true;
+        s->aw_turn = t->ticket + 1;
+        co_queue_restart_all(&s->aw_queue);
+    }
+}
+
 /* ---- allocations in flight ---- */
 
 void coroutine_fn qcow2_wait_inflight(BlockDriverState *bs, uint64_t offset,
@@ -584,14 +629,16 @@ static void coroutine_fn plan_at_hint(BlockDriverState *bs, uint8_t *l2,
 static int coroutine_fn alloc_step(BlockDriverState *bs, uint64_t offset,
                                    uint64_t bytes, IOVector *qiov,
                                    size_t qoff, uint64_t *done,
-                                   uint64_t *hint, GArray *replaced)
+                                   uint64_t *hint, GArray *replaced,
+                                   WriteTurn *turn)
 {
     BDRVQcow2State *s = bs->opaque;
     AllocPlan p = { .replaced = replaced };
     ClusterState c0;
     void *l2;
-    int idx, ret = qcow2_get_l2_table(bs, offset, true, &l2, &idx);
+    int idx, ret;
 
+    ret = qcow2_get_l2_table(bs, offset, true, &l2, &idx);
     if (ret < 0) {
         return ret;
     }
@@ -602,6 +649,9 @@ static int coroutine_fn alloc_step(BlockDriverState *bs, uint64_t offset,
     ret = plan_host(bs, &p, &c0);
     if (ret < 0) {
         return ret;
+    }
+    if (p.bytes == bytes) {
+        aw_pass_turn(s, turn);      /* the request's last clusters */
     }
     ret = plan_write_unlocked(bs, &p, qiov, qoff);
     *done = p.bytes;
@@ -643,7 +693,7 @@ static uint64_t in_place_extent(BDRVQcow2State *s, uint8_t *l2, int idx,
 static int coroutine_fn in_place_step(BlockDriverState *bs, uint64_t offset,
                                       uint64_t bytes, IOVector *qiov,
                                       size_t qoff, uint64_t *done,
-                                      uint64_t *hint)
+                                      uint64_t *hint, WriteTurn *turn)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t n, host = 0;
@@ -666,6 +716,9 @@ static int coroutine_fn in_place_step(BlockDriverState *bs, uint64_t offset,
             return ret;
         }
     }
+    if (n == bytes) {
+        aw_pass_turn(s, turn);      /* nothing left to allocate */
+    }
     co_mutex_unlock(&s->lock);
     iov_vec_init_slice(&slice, qiov, qoff, n);
     bdrv_debug_event(bs->file, BLKDBG_WRITE_AIO);
@@ -684,27 +737,36 @@ int coroutine_fn qcow2_co_pwritev(BlockDriverState *bs, int64_t offset,
     BDRVQcow2State *s = bs->opaque;
     g_autoptr(GArray) replaced = g_array_new(false, false, sizeof(uint64_t));
     uint64_t done = 0, hint = 0;
+    WriteTurn turn;
     int ret = 0;
 
     if (flags & BDRV_REQ_WRITE_COMPRESSED) {
         return qcow2_co_pwritev_compressed(bs, offset, bytes, qiov);
     }
+    /* the ticket before any yield; unordered writes never wait */
+    turn = (flags & BDRV_REQ_ALLOC_IN_ORDER)
+           ? (WriteTurn) { .ticket = s->aw_next++ }
+           : (WriteTurn) { .passed = true };
     co_mutex_lock(&s->lock);
     while (done < (uint64_t)bytes && ret == 0) {
         uint64_t n = 0;
 
+        /* in turn, then nobody allocating where we write (both may
+         * drop the lock; the turn stays ours) */
+        aw_wait_turn(s, &turn);
         qcow2_wait_inflight(bs, offset + done, bytes - done);
         ret = in_place_step(bs, offset + done, bytes - done, qiov, done, &n,
-                            &hint);
+                            &hint, &turn);
         if (ret == 0 && n == 0) {
             ret = qcow2_mark_dirty_if_lazy(bs);
             if (ret == 0) {
                 ret = alloc_step(bs, offset + done, bytes - done, qiov, done,
-                                 &n, &hint, replaced);
+                                 &n, &hint, replaced, &turn);
             }
         }
         done += n;
     }
+    aw_pass_turn(s, &turn);     /* failed, or empty: in its turn anyway */
     /* The clusters replaced go once the whole request is placed: the
      * reference links its parts to their L2 tables (freeing the old
      * clusters) after it has allocated the following ones. */
