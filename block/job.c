@@ -162,7 +162,8 @@ static void coroutine_fn job_worker(void *opaque)
     BlockJobExtent kind;
     int64_t off, len;
 
-    if (posix_memalign(&buf, JOB_BUF_ALIGN, j->chunk)) {
+    if (posix_memalign(&buf, JOB_BUF_ALIGN,
+                       MAX(j->p->buf_size, j->chunk))) {
         abort();
     }
     while (next_chunk(j, &off, &len, &kind)) {
@@ -170,8 +171,7 @@ static void coroutine_fn job_worker(void *opaque)
         int ret;
 
         rate_wait(j, len);
-        ret = j->p->drv->run(j->p->opaque, kind, off, len,
-                             kind == BLOCK_JOB_DATA ? buf : NULL, &f);
+        ret = j->p->drv->run(j->p->opaque, kind, off, len, buf, &f);
         if (ret < 0) {
             job_failed(j, &f);
             block_job_fail(&j->fail, ret, off, NULL, false);

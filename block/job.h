@@ -28,8 +28,8 @@
 
 typedef enum {
     BLOCK_JOB_SKIP,         /* nothing to do for this extent */
-    BLOCK_JOB_ZERO,         /* run() gets buf == NULL */
-    BLOCK_JOB_DATA,         /* run() gets a buffer of .chunk bytes */
+    BLOCK_JOB_ZERO,         /* the driver's meaning: e.g. "reads as zeroes" */
+    BLOCK_JOB_DATA,         /* the driver's meaning: e.g. "copy data" */
 } BlockJobExtent;
 
 /* Where a job failed: the first failure wins. */
@@ -45,7 +45,8 @@ typedef struct BlockJobDriver {
      * bytes), or -errno with @f filled. */
     int coroutine_fn (*plan)(void *opaque, int64_t offset, int64_t bytes,
                              int64_t *pnum, BlockJobFailure *f);
-    /* Handle one chunk; 0 or -errno with @f filled. */
+    /* Handle one chunk, with @buf (.buf_size bytes, 4 KiB aligned, the
+     * worker's own); 0 or -errno with @f filled. */
     int coroutine_fn (*run)(void *opaque, BlockJobExtent kind, int64_t offset,
                             int64_t bytes, void *buf, BlockJobFailure *f);
 } BlockJobDriver;
@@ -56,6 +57,7 @@ typedef struct BlockJobParams {
     int64_t length;         /* bytes of the disk the job walks */
     int64_t chunk;          /* largest chunk (0: 2 MiB) */
     int64_t align;          /* chunk boundaries (0: 64 KiB); divides chunk */
+    int64_t buf_size;       /* each worker's buffer (0: .chunk bytes) */
     int workers;            /* coroutines (0: 8) */
     uint64_t rate;          /* bytes per second; 0: unlimited */
     BlockDriverState *target;  /* flushed on success (may be NULL) */
