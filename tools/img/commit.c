@@ -205,6 +205,10 @@ static BlockBackend *open_base(BlockDriverState *base, int64_t len,
     if (bdrv_reopen_set_read_only(base, false, errp) < 0) {
         return NULL;
     }
+    /* zero writes may unmap, as into the overlay: a sparse base stays
+     * sparse */
+    bdrv_reopen_set_flags(base, bdrv_get_flags(base) | BDRV_O_UNMAP,
+                          bdrv_get_detect_zeroes(base));
     blk = blk_new(BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE | BLK_PERM_RESIZE,
                   BLK_PERM_ALL);
     if (blk_insert_bs(blk, base, errp) < 0) {
