@@ -227,9 +227,6 @@ int block_job_run(const BlockJobParams *p, BlockJobFailure *f)
     if (j.fail.ret == 0) {
         job_flush(&j);
     }
-    if (j.fail.ret == 0 && p->progress) {
-        p->progress(p->opaque, 100);
-    }
     *f = j.fail;
     return j.fail.ret;
 }

@@ -62,7 +62,8 @@ typedef struct BlockJobParams {
     uint64_t rate;          /* bytes per second; 0: unlimited */
     BlockDriverState *target;  /* flushed on success (may be NULL) */
     /* Progress in percent (0..100), called as chunks complete (may be
-     * NULL). */
+     * NULL; not called when nothing is to be done: the caller prints the
+     * final 100 %). */
     void (*progress)(void *opaque, double percent);
 } BlockJobParams;
 

@@ -272,6 +272,8 @@ static bool commit_copy(BlockBackend *top, BlockDriverState *base,
     p.target = base;
     if (block_job_run(&p, &f) < 0) {
         report_failure(&f);
+    } else {
+        progress_set(100);
     }
     blk_unref(c.base_blk);
     return f.ret == 0;
