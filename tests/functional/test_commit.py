@@ -125,6 +125,11 @@ def test_commit_like_reference(tmp_path, strata_img, ref_qemu_img,
     assert (ss.rc, ss.out, ss.err) == (rr.rc, rr.out, rr.err)
     assert ss.out == 'Image committed.\n'
     assert_same_results(ref_qemu_img, rd, sd, files)
+    # the overlay (emptied, or kept with -d/-b) is byte for byte the
+    # reference's
+    with open(os.path.join(rd, 'top.qcow2'), 'rb') as r, \
+            open(os.path.join(sd, 'top.qcow2'), 'rb') as s:
+        assert r.read() == s.read()
 
 
 def test_commit_relative_backing_in_subdir(tmp_path, strata_img,
@@ -270,3 +275,23 @@ def test_commit_sigkill(tmp_path, strata_img, ref_qemu_img, ref_qemu_io):
                         os.path.join(d, img)]).rc in (0, 3), img
         assert run([ref_qemu_img, 'compare', '-f', 'raw', '-F', 'qcow2',
                     os.path.join(d, 'view.raw'), top]).rc == 0
+
+
+@pytest.mark.parametrize('opts', ['compat=0.10', 'cluster_size=4096',
+                                  'extended_l2=on', 'lazy_refcounts=on'])
+def test_commit_empties_other_layouts(tmp_path, strata_img, ref_qemu_img,
+                                      ref_qemu_io, opts):
+    """Overlays not laid out as create leaves them (v2; refcount table
+    grown by many small clusters) are emptied cluster by cluster."""
+    rd, sd = twin_dirs(tmp_path)
+    for d in (rd, sd):
+        create(ref_qemu_img, os.path.join(d, 'base.qcow2'), 4 * MiB)
+        qio(ref_qemu_io, os.path.join(d, 'base.qcow2'), 'write -P 1 0 4M')
+        top = os.path.join(d, 'top.qcow2')
+        create(ref_qemu_img, top, 4 * MiB, 'qcow2', 'base.qcow2', 'qcow2',
+               opts)
+        qio(ref_qemu_io, top, 'write -P 2 0 3M', 'write -z 3M 64k')
+    for tool, d in ((ref_qemu_img, rd), (strata_img, sd)):
+        r = run([tool, 'commit', 'top.qcow2'], cwd=d)
+        assert (r.rc, r.out, r.err) == (0, 'Image committed.\n', '')
+    assert_same_results(ref_qemu_img, rd, sd, ['base.qcow2', 'top.qcow2'])
