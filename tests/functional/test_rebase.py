@@ -54,6 +54,12 @@ def layout(d, ref_img, ref_io, old_opts=None, new_opts=None, top_opts=None,
     create(ref_img, new, size, new_fmt, opts=new_opts)
     qio(ref_io, new, 'write -P 1 0 1M', 'write -P 3 1M 4k',
         'write -P 2 3M 4k', 'write -P 9 3584k 512k', fmt=new_fmt)
+    if size > 4 * MiB:
+        # beyond what the overlay allocates: whole (large) clusters of the
+        # overlay are compared
+        qio(ref_io, os.path.join(d, 'old.qcow2'), 'write -P 4 4M 3M')
+        qio(ref_io, new, 'write -P 4 4M 1M', 'write -P 5 5M 4k',
+            'write -P 6 6M 2M', fmt=new_fmt)
     top = os.path.join(d, 'top.qcow2')
     create(ref_img, top, size, 'qcow2', 'old.qcow2', 'qcow2', opts=top_opts)
     qio(ref_io, top, 'write -P 7 1536k 64k', 'write -P 8 3M 4k')
@@ -80,23 +86,26 @@ def check_clean(ref_img, path):
     assert r.rc == 0, r
 
 
-@pytest.mark.parametrize('old_opts,new_opts,top_opts,new_fmt', [
-    (None, None, None, 'qcow2'),
-    (None, None, None, 'raw'),
-    ('cluster_size=4096', 'cluster_size=2M', None, 'qcow2'),
-    ('cluster_size=2M', 'cluster_size=512', 'cluster_size=4096', 'qcow2'),
-    (None, None, 'cluster_size=2M', 'qcow2'),
-    (None, None, 'extended_l2=on', 'qcow2'),
+@pytest.mark.parametrize('old_opts,new_opts,top_opts,new_fmt,size', [
+    (None, None, 'cluster_size=2M', 'qcow2', 8 * MiB),
+    ('cluster_size=4096', None, 'cluster_size=1M', 'raw', 8 * MiB),
+    (None, 'cluster_size=2M', 'extended_l2=on', 'qcow2', 8 * MiB),
+    (None, None, None, 'qcow2', 4 * MiB),
+    (None, None, None, 'raw', 4 * MiB),
+    ('cluster_size=4096', 'cluster_size=2M', None, 'qcow2', 4 * MiB),
+    ('cluster_size=2M', 'cluster_size=512', 'cluster_size=4096', 'qcow2', 4 * MiB),
+    (None, None, 'cluster_size=2M', 'qcow2', 4 * MiB),
+    (None, None, 'extended_l2=on', 'qcow2', 4 * MiB),
     ('extended_l2=on,cluster_size=128k', None, 'extended_l2=on,'
-     'cluster_size=1M', 'qcow2'),
+     'cluster_size=1M', 'qcow2', 4 * MiB),
 ])
 def test_rebase_like_reference(tmp_path, strata_img, ref_qemu_img,
                                ref_qemu_io, old_opts, new_opts, top_opts,
-                               new_fmt):
+                               new_fmt, size):
     rd, sd = twin(tmp_path)
     for d in (rd, sd):
         new = layout(d, ref_qemu_img, ref_qemu_io, old_opts, new_opts,
-                     top_opts, new_fmt)
+                     top_opts, new_fmt, size)
     view(ref_qemu_img, os.path.join(rd, 'top.qcow2'),
          str(tmp_path / 'before.raw'))
     both(rd, sd, ref_qemu_img, strata_img, ['-b', new, '-F', new_fmt])

@@ -25,7 +25,8 @@
 #include "util/cutils.h"
 #include "util/progress.h"
 
-#define REBASE_BUF_SIZE (2 * 1024 * 1024)
+#define REBASE_BUF_SIZE (1024 * 1024)
+#define REBASE_WORKERS  4
 
 typedef struct RebaseArgs {
     ImgCommonOpts common;
@@ -120,6 +121,7 @@ typedef struct RebaseJob {
     BlockDriverState *prefix;   /* the new backing node if in the old chain */
     int64_t old_len, new_len;
     int64_t align;              /* compare and write unit */
+    int64_t chunk;              /* largest chunk: each half of a buffer */
     BdrvRequestFlags write_flags;
 } RebaseJob;
 
@@ -364,7 +366,7 @@ static int coroutine_fn rebase_run_chunk(void *opaque, BlockJobExtent kind,
                                          BlockJobFailure *f)
 {
     RebaseJob *j = opaque;
-    uint8_t *old = buf, *new = (uint8_t *)buf + REBASE_BUF_SIZE;
+    uint8_t *old = buf, *new = (uint8_t *)buf + j->chunk;
     int64_t pos = 0;
     int ret;
 
@@ -446,6 +448,7 @@ static bool rebase_copy(RebaseJob *j, BlockBackend *blk, const char *image,
         .drv = &rebase_job_driver, .opaque = j, .length = len,
         .chunk = REBASE_BUF_SIZE, .align = j->align,
         .buf_size = 2 * REBASE_BUF_SIZE, .target = j->top,
+        .workers = REBASE_WORKERS,
         .progress = rebase_progress,
     };
 
@@ -463,6 +466,7 @@ static bool rebase_copy(RebaseJob *j, BlockBackend *blk, const char *image,
         p.chunk = j->align;
         p.buf_size = 2 * j->align;
     }
+    j->chunk = p.chunk;
     if (block_job_run(&p, &f) < 0) {
         report_job_failure(j, &f);
         return false;
