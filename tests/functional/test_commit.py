@@ -295,3 +295,44 @@ def test_commit_empties_other_layouts(tmp_path, strata_img, ref_qemu_img,
         r = run([tool, 'commit', 'top.qcow2'], cwd=d)
         assert (r.rc, r.out, r.err) == (0, 'Image committed.\n', '')
     assert_same_results(ref_qemu_img, rd, sd, ['base.qcow2', 'top.qcow2'])
+
+
+def test_commit_base_name_relative_to_overlay(tmp_path, strata_img,
+                                              ref_qemu_img, ref_qemu_io):
+    """-b names a file relative to the overlay's directory, not to the
+    working directory: both tools refuse 'sub/mid.qcow2' for
+    sub/top.qcow2 and accept 'mid.qcow2'."""
+    rd, sd = twin_dirs(tmp_path)
+    for d in (rd, sd):
+        os.mkdir(os.path.join(d, 'sub'))
+        chain(os.path.join(d, 'sub'), ref_qemu_img, ref_qemu_io, mid=True)
+    for args in (['-b', 'sub/mid.qcow2'], ['-b', 'mid.qcow2']):
+        rr = run([ref_qemu_img, 'commit', *args, 'sub/top.qcow2'], cwd=rd)
+        ss = run([strata_img, 'commit', *args, 'sub/top.qcow2'], cwd=sd)
+        assert (ss.rc, ss.out, ss.err.replace('strata-img', 'qemu-img')) \
+            == (rr.rc, rr.out, rr.err)
+    assert_same_results(ref_qemu_img, rd, sd, [
+        'sub/base.qcow2', 'sub/mid.qcow2', 'sub/top.qcow2'])
+
+
+@pytest.mark.parametrize('event', ['l1_update', 'empty_image_prepare',
+                                   'reftable_update', 'refblock_alloc'])
+def test_commit_make_empty_fails(tmp_path, strata_img, ref_qemu_img,
+                                 ref_qemu_io, event):
+    """An I/O error while the overlay is emptied: the reference's message,
+    and every step leaves the overlay consistent (leaks at worst) and
+    reading what it read before."""
+    d = str(tmp_path)
+    top = chain(d, ref_qemu_img, ref_qemu_io)
+    snapshot_view(ref_qemu_img, top, os.path.join(d, 'view.raw'))
+    conf = os.path.join(d, 'bd.conf')
+    with open(conf, 'w') as f:
+        f.write(f'[inject-error]\nevent = "{event}"\n')
+    r = run([strata_img, 'commit', f'blkdebug:{conf}:{top}'])
+    assert r.rc == 1 and r.out == ''
+    assert r.err.splitlines()[0] == \
+        f'strata-img: Failed to empty blkdebug:{conf}:{top}: ' \
+        'Input/output error'
+    assert run([ref_qemu_img, 'check', top]).rc in (0, 3)
+    assert run([ref_qemu_img, 'compare', '-f', 'raw', '-F', 'qcow2',
+                os.path.join(d, 'view.raw'), top]).rc == 0

@@ -88,24 +88,35 @@ static char *path_beside(const char *image, const char *name)
     return g_strdup_printf("%.*s%s", (int)(slash - image + 1), image, name);
 }
 
-/* Does -b @name mean @bs, the backing file of @overlay?  As the
- * reference: the node's filename, the name @overlay records, or the same
- * file once a relative @name is taken beside @overlay. */
-static bool base_matches(BlockDriverState *overlay, BlockDriverState *bs,
-                         const char *name)
+/* Does @name have a "proto:" prefix (json:, nbd:, ...)? */
+static bool has_protocol(const char *name)
+{
+    size_t n = strcspn(name, ":/");
+
+    return n > 0 && name[n] == ':';
+}
+
+/* Does -b @name mean the backing file of @overlay?  As the reference: a
+ * name with a protocol prefix is compared as it is with the recorded
+ * and the resolved backing name; a file name, relative to @overlay's
+ * directory, must be the same file as the resolved backing name. */
+static bool base_matches(BlockDriverState *overlay, const char *name)
 {
     const char *recorded = bdrv_get_backing_filename(overlay);
-    g_autofree char *full = NULL;
+    g_autofree char *full = bdrv_get_full_backing_filename(overlay, NULL);
     g_autofree char *want = NULL;
+    g_autofree char *path = NULL;
     g_autofree char *have = NULL;
 
-    if (!strcmp(bdrv_get_filename(bs), name) ||
-        (recorded && !strcmp(recorded, name))) {
-        return true;
+    if (!recorded || !full) {
+        return false;
     }
-    full = path_beside(bdrv_get_filename(overlay), name);
-    want = realpath(full, NULL);
-    have = realpath(bdrv_get_filename(bs), NULL);
+    if (has_protocol(name) || has_protocol(recorded)) {
+        return !strcmp(name, recorded) || !strcmp(name, full);
+    }
+    path = path_beside(bdrv_get_filename(overlay), name);
+    want = realpath(path, NULL);
+    have = realpath(full, NULL);
     return want && have && !strcmp(want, have);
 }
 
@@ -114,7 +125,7 @@ static BlockDriverState *find_base(BlockDriverState *bs, const char *name)
 {
     for (BlockDriverState *b = bdrv_backing_bs(bs); b;
          bs = b, b = bdrv_backing_bs(b)) {
-        if (base_matches(bs, b, name)) {
+        if (base_matches(bs, name)) {
             return b;
         }
     }
@@ -280,7 +291,7 @@ static bool commit_copy(BlockBackend *top, BlockDriverState *base,
 }
 
 /* Without -d: empty the overlay so that it reads through again. */
-static bool commit_make_empty(BlockBackend *blk, const char *filename)
+static bool commit_make_empty(BlockBackend *blk)
 {
     int ret;
 
@@ -292,7 +303,8 @@ static bool commit_make_empty(BlockBackend *blk, const char *filename)
         ret = blk_flush(blk);
     }
     if (ret < 0) {
-        error_report("Could not empty %s: %s", filename, strerror(-ret));
+        error_report("Failed to empty %s: %s", bdrv_get_filename(blk_bs(blk)),
+                     strerror(-ret));
     }
     return ret == 0;
 }
@@ -305,7 +317,7 @@ static bool commit_run_all(BlockBackend *blk, const CommitArgs *a,
     if (!base || !commit_copy(blk, base, a)) {
         return false;
     }
-    return a->drop || commit_make_empty(blk, filename);
+    return a->drop || commit_make_empty(blk);
 }
 
 int img_commit(int argc, char **argv)

@@ -113,13 +113,17 @@ static int coroutine_fn fresh_empty(BlockDriverState *bs)
         ret = qcow2_cache_flush(bs, &s->refcount_cache);
     }
     if (ret == 0) {
+        bdrv_debug_event(bs->file, BLKDBG_L1_UPDATE);
         ret = write_flushed(bs, 3 * cs, (uint64_t)s->l1_size * 8, NULL);
     }
     if (ret == 0) {
+        bdrv_debug_event(bs->file, BLKDBG_EMPTY_IMAGE_PREPARE);
+        bdrv_debug_event(bs->file, BLKDBG_REFTABLE_UPDATE);
         q_st64(buf, 2 * cs);                    /* the one refcount block */
         ret = write_flushed(bs, cs, cs, buf);
     }
     if (ret == 0) {
+        bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC);
         memset(buf, 0, cs);
         for (uint64_t i = 0; i < used; i++) {
             qcow2_set_refcount_entry(s, buf, i, 1);
