@@ -6,6 +6,7 @@ chain reading what it read before."""
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -336,3 +337,21 @@ def test_commit_make_empty_fails(tmp_path, strata_img, ref_qemu_img,
     assert run([ref_qemu_img, 'check', top]).rc in (0, 3)
     assert run([ref_qemu_img, 'compare', '-f', 'raw', '-F', 'qcow2',
                 os.path.join(d, 'view.raw'), top]).rc == 0
+
+
+def test_commit_sigusr1_progress(tmp_path, strata_img, ref_qemu_img,
+                                 ref_qemu_io):
+    """Without -p, SIGUSR1 prints the progress once on stderr."""
+    d = str(tmp_path)
+    create(ref_qemu_img, os.path.join(d, 'base.qcow2'), 8 * MiB)
+    top = os.path.join(d, 'top.qcow2')
+    create(ref_qemu_img, top, 8 * MiB, 'qcow2', 'base.qcow2', 'qcow2')
+    qio(ref_qemu_io, top, 'write -P 7 0 4M')
+    p = subprocess.Popen([strata_img, 'commit', '-r', '4M', top],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGUSR1)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0 and out == 'Image committed.\n'
+    assert re.fullmatch(r'    \(\d+\.\d\d/100%\)\n', err), err
