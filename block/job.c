@@ -36,7 +36,36 @@ typedef struct Job {
     RateLimit rl;
     int running;
     BlockJobFailure fail;
+    /* in_order: chunks numbered as handed out; the one whose number is
+     * seq_turn may write */
+    uint64_t seq_next;
+    uint64_t seq_turn;
+    CoQueue turn_q;
 } Job;
+
+struct BlockJobTurn {
+    Job *job;
+    uint64_t seq;
+};
+
+void coroutine_fn block_job_wait_turn(BlockJobTurn *t)
+{
+    Job *j = t->job;
+
+    while (j->p->in_order && j->seq_turn != t->seq) {
+        co_queue_wait(&j->turn_q, NULL);
+    }
+}
+
+/* The chunk is done (or failed): the next one may write. */
+static void coroutine_fn pass_turn(BlockJobTurn *t)
+{
+    Job *j = t->job;
+
+    block_job_wait_turn(t);
+    j->seq_turn++;
+    co_queue_restart_all(&j->turn_q);
+}
 
 int block_job_fail(BlockJobFailure *f, int ret, int64_t offset,
                    BlockDriverState *bs, bool write)
@@ -96,7 +125,7 @@ static int coroutine_fn plan_extent(Job *j)
 
 /* The next chunk to work on; false at the end or after a failure. */
 static bool coroutine_fn next_chunk(Job *j, int64_t *off, int64_t *len,
-                                    BlockJobExtent *kind)
+                                    BlockJobExtent *kind, uint64_t *seq)
 {
     bool ok = false;
 
@@ -113,6 +142,7 @@ static bool coroutine_fn next_chunk(Job *j, int64_t *off, int64_t *len,
         *kind = j->ext_kind;
         j->cursor = end;
         if (*kind != BLOCK_JOB_SKIP) {
+            *seq = j->seq_next++;
             ok = true;
             break;
         }
@@ -148,8 +178,9 @@ static void coroutine_fn count_worker(void *opaque)
     Job *j = opaque;
     BlockJobExtent kind;
     int64_t off, len;
+    uint64_t seq;
 
-    while (next_chunk(j, &off, &len, &kind)) {
+    while (next_chunk(j, &off, &len, &kind, &seq)) {
         j->total += len;
     }
     j->running--;
@@ -159,6 +190,7 @@ static void coroutine_fn job_worker(void *opaque)
 {
     Job *j = opaque;
     void *buf = NULL;
+    BlockJobTurn turn = { .job = j };
     BlockJobExtent kind;
     int64_t off, len;
 
@@ -166,12 +198,13 @@ static void coroutine_fn job_worker(void *opaque)
                        MAX(j->p->buf_size, j->chunk))) {
         abort();
     }
-    while (next_chunk(j, &off, &len, &kind)) {
+    while (next_chunk(j, &off, &len, &kind, &turn.seq)) {
         BlockJobFailure f = { 0 };
         int ret;
 
         rate_wait(j, len);
-        ret = j->p->drv->run(j->p->opaque, kind, off, len, buf, &f);
+        ret = j->p->drv->run(j->p->opaque, kind, off, len, buf, &turn, &f);
+        pass_turn(&turn);
         if (ret < 0) {
             job_failed(j, &f);
             block_job_fail(&j->fail, ret, off, NULL, false);
@@ -187,6 +220,7 @@ static void coroutine_fn job_worker(void *opaque)
 static void run_workers(Job *j, CoroutineEntry *fn, int n)
 {
     j->cursor = j->ext_end = 0;
+    j->seq_next = j->seq_turn = 0;
     j->running = n;
     for (int i = 0; i < n; i++) {
         co_enter(co_create(fn, j));
@@ -219,6 +253,7 @@ int block_job_run(const BlockJobParams *p, BlockJobFailure *f)
     j.align = p->align > 0 ? p->align : JOB_DEFAULT_ALIGN;
     j.chunk = pick_chunk(p, j.align);
     co_mutex_init(&j.walk_lock);
+    co_queue_init(&j.turn_q);
     ratelimit_set_speed(&j.rl, p->rate, 0);
     run_workers(&j, count_worker, 1);
     if (j.fail.ret == 0) {

@@ -40,6 +40,14 @@ typedef struct BlockJobFailure {
     bool write;             /* writing (else reading) */
 } BlockJobFailure;
 
+/* A chunk's place in the order of writes (see BlockJobParams.in_order). */
+typedef struct BlockJobTurn BlockJobTurn;
+
+/* With .in_order: wait until every earlier chunk's run() has returned.
+ * run() calls it before its first write (reads may go on concurrently);
+ * the core calls it after run() in any case.  No-op otherwise. */
+void coroutine_fn block_job_wait_turn(BlockJobTurn *turn);
+
 typedef struct BlockJobDriver {
     /* BlockJobExtent of the first *pnum (> 0) bytes of [offset, offset +
      * bytes), or -errno with @f filled. */
@@ -48,7 +56,8 @@ typedef struct BlockJobDriver {
     /* Handle one chunk, with @buf (.buf_size bytes, 4 KiB aligned, the
      * worker's own); 0 or -errno with @f filled. */
     int coroutine_fn (*run)(void *opaque, BlockJobExtent kind, int64_t offset,
-                            int64_t bytes, void *buf, BlockJobFailure *f);
+                            int64_t bytes, void *buf, BlockJobTurn *turn,
+                            BlockJobFailure *f);
 } BlockJobDriver;
 
 typedef struct BlockJobParams {
@@ -60,6 +69,9 @@ typedef struct BlockJobParams {
     int64_t buf_size;       /* each worker's buffer (0: .chunk bytes) */
     int workers;            /* coroutines (0: 8) */
     uint64_t rate;          /* bytes per second; 0: unlimited */
+    /* Chunks write in disk order (block_job_wait_turn()), so that a
+     * target allocating as it is written is laid out in that order. */
+    bool in_order;
     BlockDriverState *target;  /* flushed on success (may be NULL) */
     /* Progress in percent (0..100), called as chunks complete (may be
      * NULL; not called when nothing is to be done: the caller prints the

@@ -115,6 +115,9 @@ def test_rebase_like_reference(tmp_path, strata_img, ref_qemu_img,
     assert same_view(ref_qemu_img, str(tmp_path / 'before.raw'), s)
     info = json.loads(run([ref_qemu_img, 'info', '--output=json', s]).out)
     assert info['backing-filename'] == new
+    # the overlay allocates the same clusters, in the same (disk) order
+    assert run([ref_qemu_img, 'map', 'top.qcow2'], cwd=sd).out == \
+        run([ref_qemu_img, 'map', 'top.qcow2'], cwd=rd).out
 
 
 def allocated(ref_img, path):

@@ -19,6 +19,8 @@ typedef struct Fake {
     double last_progress;
     bool progress_down;
     int in_flight, max_in_flight;
+    int64_t last_write;
+    bool order_broken;
 } Fake;
 
 /* Extents of 300 KiB + 1 byte, cycling SKIP, DATA, ZERO. */
@@ -43,7 +45,7 @@ static int coroutine_fn fake_plan(void *opaque, int64_t off, int64_t bytes,
 
 static int coroutine_fn fake_run(void *opaque, BlockJobExtent kind,
                                  int64_t off, int64_t bytes, void *buf,
-                                 BlockJobFailure *f)
+                                 BlockJobTurn *turn, BlockJobFailure *f)
 {
     Fake *fk = opaque;
 
@@ -55,8 +57,11 @@ static int coroutine_fn fake_run(void *opaque, BlockJobExtent kind,
         return block_job_fail(f, -ENOSPC, off, NULL, true);
     }
     fk->max_in_flight = MAX(fk->max_in_flight, ++fk->in_flight);
-    co_sleep_ns(20000);
+    co_sleep_ns((off / (256 * KiB)) % 3 ? 20000 : 200000);
     fk->in_flight--;
+    block_job_wait_turn(turn);
+    fk->order_broken |= off < fk->last_write;
+    fk->last_write = off;
     for (int64_t i = off; i < off + bytes; i++) {
         fk->seen[i]++;
     }
@@ -110,6 +115,25 @@ static void test_coverage(void)
     g_assert_cmpint(fk->max_in_flight, >, 1);
     g_assert_false(fk->progress_down);
     g_assert_cmpfloat(fk->last_progress, ==, 100.0);
+}
+
+/* in_order: the writes after block_job_wait_turn() come in disk order
+ * although some chunks take longer than later ones; without it they do
+ * not. */
+static void test_in_order(void)
+{
+    g_autofree Fake *fk = fake_new();
+    g_autofree Fake *fk2 = fake_new();
+    BlockJobParams p = params(fk);
+    BlockJobFailure f;
+
+    p.in_order = true;
+    g_assert_cmpint(block_job_run(&p, &f), ==, 0);
+    g_assert_false(fk->order_broken);
+    g_assert_cmpint(fk->max_in_flight, >, 1);
+    p = params(fk2);
+    g_assert_cmpint(block_job_run(&p, &f), ==, 0);
+    g_assert_true(fk2->order_broken);
 }
 
 /* The first failure stops the job and says where it was. */
@@ -169,6 +193,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     bdrv_init();
     g_test_add_func("/job/coverage", test_coverage);
+    g_test_add_func("/job/in-order", test_in_order);
     g_test_add_func("/job/run-failure", test_run_failure);
     g_test_add_func("/job/plan-failure", test_plan_failure);
     g_test_add_func("/job/rate", test_rate);

@@ -177,11 +177,12 @@ static int coroutine_fn commit_plan(void *opaque, int64_t offset,
 /* The job's run: one chunk from the chain into the base. */
 static int coroutine_fn commit_run(void *opaque, BlockJobExtent kind,
                                    int64_t offset, int64_t bytes, void *buf,
-                                   BlockJobFailure *f)
+                                   BlockJobTurn *turn, BlockJobFailure *f)
 {
     CommitJob *c = opaque;
     int ret;
 
+    (void)turn;
     if (kind == BLOCK_JOB_ZERO) {
         ret = blk_co_pwrite_zeroes(c->base_blk, offset, bytes,
                                    BDRV_REQ_MAY_UNMAP);

@@ -343,14 +343,15 @@ static int64_t same_run(const uint8_t *a, const uint8_t *b, int64_t len,
     return pos;
 }
 
-/* Write the old chain's view of a differing run into the overlay. */
-static int coroutine_fn write_run(RebaseJob *j, BlockJobExtent kind,
-                                  int64_t off, int64_t len,
+/* Write the old chain's view of a differing run into the overlay: as
+ * data, or as zeroes past the old backing file's end (the reference's
+ * choice, which decides how the overlay allocates). */
+static int coroutine_fn write_run(RebaseJob *j, int64_t off, int64_t len,
                                   const uint8_t *old, BlockJobFailure *f)
 {
     int ret;
 
-    if (kind == BLOCK_JOB_ZERO) {
+    if (off >= j->old_len) {
         ret = blk_co_pwrite_zeroes(j->blk, off, len, 0);
     } else {
         ret = blk_co_pwrite(j->blk, off, len, old, j->write_flags);
@@ -363,6 +364,7 @@ static int coroutine_fn write_run(RebaseJob *j, BlockJobExtent kind,
  * has to copy the rest of one from the old chain. */
 static int coroutine_fn rebase_run_chunk(void *opaque, BlockJobExtent kind,
                                          int64_t off, int64_t len, void *buf,
+                                         BlockJobTurn *turn,
                                          BlockJobFailure *f)
 {
     RebaseJob *j = opaque;
@@ -375,6 +377,7 @@ static int coroutine_fn rebase_run_chunk(void *opaque, BlockJobExtent kind,
     if (ret == 0) {
         ret = read_chain(j->new_blk, j->new_len, off, len, new, f);
     }
+    block_job_wait_turn(turn);      /* clusters allocated in disk order */
     while (ret == 0 && pos < len) {
         int64_t same = same_run(old + pos, new + pos, len - pos, j->align,
                                 false);
@@ -382,8 +385,7 @@ static int coroutine_fn rebase_run_chunk(void *opaque, BlockJobExtent kind,
                                 len - pos - same, j->align, true);
 
         if (diff > 0) {
-            ret = write_run(j, kind, off + pos + same, diff, old + pos + same,
-                            f);
+            ret = write_run(j, off + pos + same, diff, old + pos + same, f);
         }
         pos += same + diff;
     }
@@ -448,7 +450,7 @@ static bool rebase_copy(RebaseJob *j, BlockBackend *blk, const char *image,
         .drv = &rebase_job_driver, .opaque = j, .length = len,
         .chunk = REBASE_BUF_SIZE, .align = j->align,
         .buf_size = 2 * REBASE_BUF_SIZE, .target = j->top,
-        .workers = REBASE_WORKERS,
+        .workers = REBASE_WORKERS, .in_order = true,
         .progress = rebase_progress,
     };
 
