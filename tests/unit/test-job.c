@@ -57,7 +57,8 @@ static int coroutine_fn fake_run(void *opaque, BlockJobExtent kind,
         return block_job_fail(f, -ENOSPC, off, NULL, true);
     }
     fk->max_in_flight = MAX(fk->max_in_flight, ++fk->in_flight);
-    co_sleep_ns((off / (256 * KiB)) % 3 ? 20000 : 200000);
+    /* every third chunk is slow (the loop may round timers to 1 ms) */
+    co_sleep_ns((off / (256 * KiB)) % 3 ? 1000000 : 8000000);
     fk->in_flight--;
     block_job_wait_turn(turn);
     fk->order_broken |= off < fk->last_write;
