@@ -151,6 +151,7 @@ static bool coroutine_fn next_chunk(Job *j, int64_t *off, int64_t *len,
     return ok;
 }
 
+/* -r: account @bytes about to go, sleeping while over the rate. */
 static void coroutine_fn rate_wait(Job *j, int64_t bytes)
 {
     int64_t delay;
@@ -164,6 +165,7 @@ static void coroutine_fn rate_wait(Job *j, int64_t bytes)
     }
 }
 
+/* A chunk is done: report the share of the total. */
 static void job_progress(Job *j, int64_t bytes)
 {
     j->done += bytes;
@@ -186,6 +188,7 @@ static void coroutine_fn count_worker(void *opaque)
     j->running--;
 }
 
+/* Worker of the real walk: each chunk paced, run, counted. */
 static void coroutine_fn job_worker(void *opaque)
 {
     Job *j = opaque;

@@ -201,6 +201,7 @@ static const BlockJobDriver commit_job_driver = {
     .run = commit_run,
 };
 
+/* The job's progress, as -p and SIGUSR1 print it. */
 static void commit_progress(void *opaque, double percent)
 {
     (void)opaque;
@@ -310,6 +311,7 @@ static bool commit_make_empty(BlockBackend *blk)
     return ret == 0;
 }
 
+/* The whole command after the image is open; false (reported) on error. */
 static bool commit_run_all(BlockBackend *blk, const CommitArgs *a,
                            const char *filename)
 {

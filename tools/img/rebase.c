@@ -397,6 +397,7 @@ static const BlockJobDriver rebase_job_driver = {
     .run = rebase_run_chunk,
 };
 
+/* The job's progress, as -p and SIGUSR1 print it. */
 static void rebase_progress(void *opaque, double percent)
 {
     (void)opaque;
@@ -405,12 +406,10 @@ static void rebase_progress(void *opaque, double percent)
 
 /* The compare unit: the overlay's subcluster or cluster (whole clusters
  * when compressing), at least 512 bytes. */
-static int64_t compare_unit(BlockDriverState *bs, const BlockDriverInfo *bdi,
-                            bool compress)
+static int64_t compare_unit(const BlockDriverInfo *bdi, bool compress)
 {
     int64_t unit = bdi->cluster_size;
 
-    (void)bs;
     if (!compress && bdi->subcluster_size) {
         unit = bdi->subcluster_size;
     }
@@ -501,7 +500,7 @@ static bool rebase_prepare(BlockBackend *blk, const RebaseArgs *a,
     if (a->unsafe) {
         return true;
     }
-    j.align = compare_unit(j.top, &bdi, a->compress);
+    j.align = compare_unit(&bdi, a->compress);
     j.write_flags = a->compress ? BDRV_REQ_WRITE_COMPRESSED : 0;
     ok = open_chains(&j, a, image, backing_flags) &&
          rebase_copy(&j, blk, image, a);
