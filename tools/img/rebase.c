@@ -25,8 +25,8 @@
 #include "util/cutils.h"
 #include "util/progress.h"
 
-#define REBASE_BUF_SIZE (1024 * 1024)
-#define REBASE_WORKERS  4
+#define REBASE_BUF_SIZE (2 * 1024 * 1024)
+#define REBASE_WORKERS  2
 
 typedef struct RebaseArgs {
     ImgCommonOpts common;
