@@ -30,7 +30,6 @@ typedef struct Job {
     int64_t cursor;
     int64_t ext_end;        /* the planned extent: [cursor, ext_end) */
     BlockJobExtent ext_kind;
-    bool counting;          /* first walk: only sum up */
     int64_t total;          /* bytes of the chunks that do work */
     int64_t done;
     RateLimit rl;
