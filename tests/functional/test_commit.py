@@ -355,3 +355,26 @@ def test_commit_sigusr1_progress(tmp_path, strata_img, ref_qemu_img,
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0 and out == 'Image committed.\n'
     assert re.fullmatch(r'    \(\d+\.\d\d/100%\)\n', err), err
+
+
+def test_commit_overlay_with_snapshot(tmp_path, strata_img, ref_qemu_img,
+                                      ref_qemu_io):
+    """An overlay whose L2 tables an internal snapshot shares is emptied
+    without touching the snapshot."""
+    rd, sd = twin_dirs(tmp_path)
+    for d in (rd, sd):
+        top = chain(d, ref_qemu_img, ref_qemu_io)
+        assert run([ref_qemu_img, 'snapshot', '-c', 'snap1', top]).rc == 0
+        qio(ref_qemu_io, top, 'write -P 0x66 512k 1M')
+    for tool, d in ((ref_qemu_img, rd), (strata_img, sd)):
+        r = run([tool, 'commit', 'top.qcow2'], cwd=d)
+        assert (r.rc, r.out, r.err) == (0, 'Image committed.\n', '')
+    assert_same_results(ref_qemu_img, rd, sd, ['base.qcow2', 'top.qcow2'])
+    views = []
+    for d in (rd, sd):
+        out = os.path.join(d, 'snap.raw')
+        assert run([ref_qemu_img, 'convert', '-l', 'snap1', '-O', 'raw',
+                    os.path.join(d, 'top.qcow2'), out]).rc == 0
+        with open(out, 'rb') as f:
+            views.append(f.read())
+    assert views[0] == views[1]
