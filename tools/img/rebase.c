@@ -325,6 +325,52 @@ static int coroutine_fn read_chain(BlockBackend *blk, int64_t clen,
     return block_job_fail(f, ret, off, blk ? blk_bs(blk) : NULL, false);
 }
 
+/* The new chain's read of a chunk, run beside the old chain's. */
+typedef struct SideRead {
+    RebaseJob *j;
+    int64_t off, len;
+    uint8_t *buf;
+    BlockJobFailure f;
+    int ret;
+    bool done;
+    Coroutine *waiter;
+} SideRead;
+
+static void coroutine_fn side_read_co(void *opaque)
+{
+    SideRead *r = opaque;
+
+    r->ret = read_chain(r->j->new_blk, r->j->new_len, r->off, r->len, r->buf,
+                        &r->f);
+    r->done = true;
+    if (r->waiter) {
+        co_wake_later(r->waiter);
+    }
+}
+
+/* Read both chains' view of a chunk at once (each file is then read as
+ * one sequential stream, as the reference reads them). */
+static int coroutine_fn read_both(RebaseJob *j, BlockJobExtent kind,
+                                  int64_t off, int64_t len, uint8_t *old,
+                                  uint8_t *new, BlockJobFailure *f)
+{
+    SideRead r = { .j = j, .off = off, .len = len, .buf = new };
+    int ret;
+
+    co_enter(co_create(side_read_co, &r));
+    ret = read_chain(kind == BLOCK_JOB_ZERO ? NULL : j->old_blk, j->old_len,
+                     off, len, old, f);
+    while (!r.done) {
+        r.waiter = co_self();
+        co_yield();
+    }
+    if (ret == 0 && r.ret < 0) {
+        *f = r.f;
+        ret = r.ret;
+    }
+    return ret;
+}
+
 /* Bytes from the start of @a and @b that are equal (@differ false) or
  * differ (true), in whole units of @unit (the last may be short). */
 static int64_t same_run(const uint8_t *a, const uint8_t *b, int64_t len,
@@ -372,11 +418,7 @@ static int coroutine_fn rebase_run_chunk(void *opaque, BlockJobExtent kind,
     int64_t pos = 0;
     int ret;
 
-    ret = read_chain(kind == BLOCK_JOB_ZERO ? NULL : j->old_blk, j->old_len,
-                     off, len, old, f);
-    if (ret == 0) {
-        ret = read_chain(j->new_blk, j->new_len, off, len, new, f);
-    }
+    ret = read_both(j, kind, off, len, old, new, f);
     block_job_wait_turn(turn);      /* clusters allocated in disk order */
     while (ret == 0 && pos < len) {
         int64_t same = same_run(old + pos, new + pos, len - pos, j->align,
