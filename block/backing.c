@@ -299,3 +299,33 @@ int bdrv_change_backing_file(BlockDriverState *bs, const char *file,
     bdrv_refresh_filename(bs);
     return 0;
 }
+
+typedef struct MakeEmpty {
+    BlockDriverState *bs;
+    int ret;
+} MakeEmpty;
+
+static void coroutine_fn make_empty_entry(void *opaque)
+{
+    MakeEmpty *m = opaque;
+
+    m->ret = m->bs->drv->backing->make_empty(m->bs);
+}
+
+bool bdrv_can_make_empty(const BlockDriverState *bs)
+{
+    return bs->drv && bs->drv->backing && bs->drv->backing->make_empty;
+}
+
+int bdrv_make_empty(BlockDriverState *bs)
+{
+    MakeEmpty m = { .bs = bs, .ret = -ENOTSUP };
+
+    if (!bdrv_can_make_empty(bs)) {
+        return -ENOTSUP;
+    }
+    bdrv_drained_begin(bs);
+    co_run_sync(make_empty_entry, &m);
+    bdrv_drained_end(bs);
+    return m.ret;
+}

@@ -320,6 +320,12 @@ char *bdrv_get_full_backing_filename(BlockDriverState *bs, Error **errp);
  * set ("Could not change the backing file to 'x': <strerror>"). */
 int bdrv_change_backing_file(BlockDriverState *bs, const char *file,
                              const char *fmt, Error **errp);
+/* Does @bs's driver know how to empty an image (commit's make-empty)? */
+bool bdrv_can_make_empty(const BlockDriverState *bs);
+/* Drop everything @bs allocates so that reads fall through to its backing
+ * file (qcow2: every cluster of the active tables).  Drains @bs around
+ * it; -ENOTSUP when the driver cannot. */
+int bdrv_make_empty(BlockDriverState *bs);
 /* Longest backing chain bdrv_open() follows (the reference has no limit
  * and loops on a cycle until memory runs out). */
 #define BDRV_BACKING_CHAIN_MAX 1000
@@ -526,5 +532,8 @@ bool bdrv_debug_is_suspended(BlockDriverState *bs, const char *tag);
 
 /* Register every built-in driver (idempotent; tools call it first). */
 void bdrv_init(void);
+
+/* Block jobs (commit, rebase): block/job.h. */
+#include "block/job.h"
 
 #endif

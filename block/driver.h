@@ -152,6 +152,10 @@ struct BlockDriverState {
 typedef struct BlockDriverBackingOps {
     int (*change_backing_file)(BlockDriverState *bs, const char *file,
                                const char *fmt);
+    /* Drop everything the image allocates so that reads fall through to
+     * the backing file (commit without -d); NULL: commit leaves the
+     * image as it is.  The caller has drained the node. */
+    int coroutine_fn (*make_empty)(BlockDriverState *bs);
 } BlockDriverBackingOps;
 
 /* ---- info group (BlockDriverInfo and BlockMeasureInfo are in block.h) ---- */

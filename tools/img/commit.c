@@ -1,14 +1,25 @@
 #include "config.h"
 /*
- * strata-img commit: write an overlay's data down into its backing file.
+ * strata-img commit: write an overlay's data down into a backing file.
  *
- * Strata has no format with a backing file yet, so every image is a
- * chain of one: the command parses and checks its arguments as the
- * reference does and then reports that there is nothing to commit to.
+ * As the reference: the base is the overlay's backing file, or the image
+ * -b names further down the chain (then the overlay is kept, as with -d).
+ * A block job (block/job.h) copies what the overlay and the layers above
+ * the base allocate, in the base's coordinates: data as data, extents
+ * that read as zeroes as zero writes (so a sparse base stays sparse).
+ * The base grows first when the overlay is larger, and is flushed before
+ * anything is said to have worked; then, without -d, the overlay is
+ * emptied so that it reads through to the base again.
  */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include "block/block.h"
 #include "tools/img/img.h"
+#include "util/progress.h"
 
 typedef struct CommitArgs {
     ImgCommonOpts common;
@@ -18,6 +29,13 @@ typedef struct CommitArgs {
     bool drop;
     int64_t rate;
 } CommitArgs;
+
+/* What the job's callbacks need. */
+typedef struct CommitJob {
+    BlockBackend *top;          /* reads the whole chain */
+    BlockDriverState *base;
+    BlockBackend *base_blk;     /* writes into the base */
+} CommitJob;
 
 static const struct option commit_longopts[] = {
     { "help", no_argument, NULL, 'h' },
@@ -59,34 +77,250 @@ static int commit_option(int c, void *opaque)
     }
 }
 
-/* The node named @base in the backing chain below @bs, or NULL. */
-static BlockDriverState *find_base(BlockDriverState *bs, const char *base)
+/* @name relative to the directory of @image, as backing names are. */
+static char *path_beside(const char *image, const char *name)
 {
-    for (bs = bdrv_backing_bs(bs); bs; bs = bdrv_backing_bs(bs)) {
-        if (!strcmp(bdrv_get_filename(bs), base)) {
-            return bs;
+    const char *slash = strrchr(image, '/');
+
+    if (name[0] == '/' || !slash) {
+        return g_strdup(name);
+    }
+    return g_strdup_printf("%.*s%s", (int)(slash - image + 1), image, name);
+}
+
+/* Does @name have a "proto:" prefix (json:, nbd:, ...)? */
+static bool has_protocol(const char *name)
+{
+    size_t n = strcspn(name, ":/");
+
+    return n > 0 && name[n] == ':';
+}
+
+/* Does -b @name mean the backing file of @overlay?  As the reference: a
+ * name with a protocol prefix is compared as it is with the recorded
+ * and the resolved backing name; a file name, relative to @overlay's
+ * directory, must be the same file as the resolved backing name. */
+static bool base_matches(BlockDriverState *overlay, const char *name)
+{
+    const char *recorded = bdrv_get_backing_filename(overlay);
+    g_autofree char *full = bdrv_get_full_backing_filename(overlay, NULL);
+    g_autofree char *want = NULL;
+    g_autofree char *path = NULL;
+    g_autofree char *have = NULL;
+
+    if (!recorded || !full) {
+        return false;
+    }
+    if (has_protocol(name) || has_protocol(recorded)) {
+        return !strcmp(name, recorded) || !strcmp(name, full);
+    }
+    path = path_beside(bdrv_get_filename(overlay), name);
+    want = realpath(path, NULL);
+    have = realpath(full, NULL);
+    return want && have && !strcmp(want, have);
+}
+
+/* The node -b names in the backing chain below @bs, or NULL. */
+static BlockDriverState *find_base(BlockDriverState *bs, const char *name)
+{
+    for (BlockDriverState *b = bdrv_backing_bs(bs); b;
+         bs = b, b = bdrv_backing_bs(b)) {
+        if (base_matches(bs, name)) {
+            return b;
         }
     }
     return NULL;
 }
 
-/* Find the commit target; false (error printed) if there is none. */
-static bool commit_target(BlockBackend *blk, const CommitArgs *a,
-                          const char *filename)
+/* Find the commit target; NULL (error printed) if there is none. */
+static BlockDriverState *commit_target(BlockBackend *blk, const CommitArgs *a,
+                                       const char *filename)
 {
-    BlockDriverState *bs = blk_bs(blk);
+    BlockDriverState *bs = blk_bs(blk), *base;
 
-    if (a->base && !find_base(bs, a->base)) {
-        error_report("Did not find '%s' in the backing chain of '%s'",
-                     a->base, filename);
-        return false;
+    if (a->base) {
+        base = find_base(bs, a->base);
+        if (!base) {
+            error_report("Did not find '%s' in the backing chain of '%s'",
+                         a->base, filename);
+        }
+        return base;
     }
-    if (!a->base && !bdrv_backing_bs(bs)) {
+    base = bdrv_backing_bs(bs);
+    if (!base) {
         error_report("Image does not have a backing file");
+    }
+    return base;
+}
+
+/* The job's plan: what the layers above the base allocate is copied,
+ * as zeroes where it reads as zeroes. */
+static int coroutine_fn commit_plan(void *opaque, int64_t offset,
+                                    int64_t bytes, int64_t *pnum,
+                                    BlockJobFailure *f)
+{
+    CommitJob *c = opaque;
+    int depth = 0;
+    int ret;
+
+    ret = bdrv_co_block_status_above(blk_bs(c->top), c->base, offset, bytes,
+                                     pnum, NULL, NULL, &depth);
+    if (ret < 0) {
+        return block_job_fail(f, ret, offset, blk_bs(c->top), false);
+    }
+    if (!depth) {
+        return BLOCK_JOB_SKIP;
+    }
+    return (ret & BDRV_BLOCK_ZERO) ? BLOCK_JOB_ZERO : BLOCK_JOB_DATA;
+}
+
+/* The job's run: one chunk from the chain into the base. */
+static int coroutine_fn commit_run(void *opaque, BlockJobExtent kind,
+                                   int64_t offset, int64_t bytes, void *buf,
+                                   BlockJobTurn *turn, BlockJobFailure *f)
+{
+    CommitJob *c = opaque;
+    int ret;
+
+    (void)turn;
+    if (kind == BLOCK_JOB_ZERO) {
+        ret = blk_co_pwrite_zeroes(c->base_blk, offset, bytes,
+                                   BDRV_REQ_MAY_UNMAP);
+        return block_job_fail(f, ret, offset, c->base, true);
+    }
+    ret = blk_co_pread(c->top, offset, bytes, buf, 0);
+    if (ret < 0) {
+        return block_job_fail(f, ret, offset, blk_bs(c->top), false);
+    }
+    ret = blk_co_pwrite(c->base_blk, offset, bytes, buf, 0);
+    return block_job_fail(f, ret, offset, c->base, true);
+}
+
+static const BlockJobDriver commit_job_driver = {
+    .plan = commit_plan,
+    .run = commit_run,
+};
+
+/* The job's progress, as -p and SIGUSR1 print it. */
+static void commit_progress(void *opaque, double percent)
+{
+    (void)opaque;
+    progress_set((float)percent);
+}
+
+/* A write handle on the base, reopened read-write; grown to @len. */
+static BlockBackend *open_base(BlockDriverState *base, int64_t len,
+                               Error **errp)
+{
+    BlockBackend *blk;
+    int64_t base_len;
+
+    if (bdrv_reopen_set_read_only(base, false, errp) < 0) {
+        return NULL;
+    }
+    /* zero writes may unmap, as into the overlay: a sparse base stays
+     * sparse */
+    bdrv_reopen_set_flags(base, bdrv_get_flags(base) | BDRV_O_UNMAP,
+                          bdrv_get_detect_zeroes(base));
+    blk = blk_new(BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE | BLK_PERM_RESIZE,
+                  BLK_PERM_ALL);
+    if (blk_insert_bs(blk, base, errp) < 0) {
+        blk_unref(blk);
+        return NULL;
+    }
+    base_len = blk_getlength(blk);
+    if (base_len >= 0 && base_len < len &&
+        blk_truncate(blk, len, false, PREALLOC_MODE_OFF, 0, errp) < 0) {
+        blk_unref(blk);
+        return NULL;
+    }
+    return blk;
+}
+
+/* The cluster size of @bs, or 0. */
+static int64_t cluster_of(BlockDriverState *bs)
+{
+    BlockDriverInfo bdi;
+
+    return bdrv_get_info(bs, &bdi) == 0 ? bdi.cluster_size : 0;
+}
+
+/* Name the image and offset of a failure, then the reference's line. */
+static void report_failure(const BlockJobFailure *f)
+{
+    if (f->image && f->offset >= 0) {
+        error_report("error while %s '%s' at byte %" PRId64 ": %s",
+                     f->write ? "writing to" : "reading from", f->image,
+                     f->offset, strerror(-f->ret));
+    } else if (f->image) {
+        error_report("error while flushing '%s': %s", f->image,
+                     strerror(-f->ret));
+    }
+    error_report("Block job failed: %s", strerror(-f->ret));
+}
+
+/* Copy the chain above @base into it; false (reported) on failure. */
+static bool commit_copy(BlockBackend *top, BlockDriverState *base,
+                        const CommitArgs *a)
+{
+    CommitJob c = { .top = top, .base = base };
+    BlockJobFailure f = { 0 };
+    Error *err = NULL;
+    int64_t len = blk_getlength(top);
+    BlockJobParams p = {
+        .drv = &commit_job_driver, .opaque = &c, .length = len,
+        .align = MAX(MAX(cluster_of(blk_bs(top)), cluster_of(base)), 65536),
+        .rate = (uint64_t)a->rate, .progress = commit_progress,
+    };
+
+    if (len < 0) {
+        error_report("Block job failed: %s", strerror((int)-len));
         return false;
     }
-    error_report("Committing to a backing file is not supported");
-    return false;
+    c.base_blk = open_base(base, len, &err);
+    if (!c.base_blk) {
+        error_report_err(err);
+        return false;
+    }
+    p.target = base;
+    if (block_job_run(&p, &f) < 0) {
+        report_failure(&f);
+    } else {
+        progress_set(100);
+    }
+    blk_unref(c.base_blk);
+    return f.ret == 0;
+}
+
+/* Without -d: empty the overlay so that it reads through again. */
+static bool commit_make_empty(BlockBackend *blk)
+{
+    int ret;
+
+    if (!bdrv_can_make_empty(blk_bs(blk))) {
+        return true;
+    }
+    ret = bdrv_make_empty(blk_bs(blk));
+    if (ret == 0) {
+        ret = blk_flush(blk);
+    }
+    if (ret < 0) {
+        error_report("Failed to empty %s: %s", bdrv_get_filename(blk_bs(blk)),
+                     strerror(-ret));
+    }
+    return ret == 0;
+}
+
+/* The whole command after the image is open; false (reported) on error. */
+static bool commit_run_all(BlockBackend *blk, const CommitArgs *a,
+                           const char *filename)
+{
+    BlockDriverState *base = commit_target(blk, a, filename);
+
+    if (!base || !commit_copy(blk, base, a)) {
+        return false;
+    }
+    return a->drop || commit_make_empty(blk);
 }
 
 int img_commit(int argc, char **argv)
@@ -112,9 +346,13 @@ int img_commit(int argc, char **argv)
         return 1;
     }
     a.progress = a.progress && !a.common.quiet;
-    img_progress_print(a.progress, 0);
-    ok = commit_target(blk, &a, argv[optind]);
-    img_progress_end(a.progress);
+    progress_init(a.progress, 1.0);
+    progress_print(0, 100);
+    ok = commit_run_all(blk, &a, argv[optind]);
+    progress_end();
     blk_unref(blk);
+    if (ok && !a.common.quiet) {
+        printf("Image committed.\n");
+    }
     return ok ? 0 : 1;
 }

@@ -2,16 +2,31 @@
 /*
  * strata-img rebase: change the backing file of an image.
  *
- * The image, the old and the new backing files are opened and checked as
- * the reference does; no Strata format records a backing file yet, so
- * changing it then fails with the reference's message for such formats.
- * (Such formats have no backing file and every byte allocated, so the
- * safe mode's copy step has nothing to do.)
+ * Unsafe mode (-u) only rewrites the name in the header.  Safe mode first
+ * makes the overlay independent of the difference: a block job
+ * (block/job.h) walks what the overlay does not allocate, skips what
+ * neither the old nor the new backing chain allocates (both read zeroes)
+ * and, when the new backing file is in the old chain, what the layers
+ * between them do not allocate; the rest is read from both chains,
+ * compared in the overlay's (sub)cluster units, and what differs is
+ * written into the overlay with the old chain's content (compressed with
+ * -c).  Only then is the backing file changed, so the guest sees the same
+ * disk before and after, and a crash in between leaves the old chain
+ * readable as before.
  */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "block/block.h"
 #include "tools/img/img.h"
+#include "util/cutils.h"
+#include "util/progress.h"
+
+#define REBASE_BUF_SIZE (2 * 1024 * 1024)
+#define REBASE_WORKERS  2
 
 typedef struct RebaseArgs {
     ImgCommonOpts common;
@@ -97,9 +112,22 @@ static char *backing_path(const char *image, const char *backing)
                            backing);
 }
 
-/* Open the new backing file read-only, as the copy step would. */
-static bool open_new_backing(const RebaseArgs *a, const char *image,
-                             int flags)
+/* What the job's callbacks need. */
+typedef struct RebaseJob {
+    BlockDriverState *top;      /* the overlay (filters skipped) */
+    BlockBackend *blk;          /* writes into the overlay */
+    BlockBackend *old_blk;      /* the old backing chain; NULL: none */
+    BlockBackend *new_blk;      /* the new one; NULL: none (-b "") */
+    BlockDriverState *prefix;   /* the new backing node if in the old chain */
+    int64_t old_len, new_len;
+    int64_t align;              /* compare and write unit */
+    int64_t chunk;              /* largest chunk: each half of a buffer */
+    BdrvRequestFlags write_flags;
+} RebaseJob;
+
+/* Open the new backing file read-only with its whole chain. */
+static BlockBackend *open_new_backing(const RebaseArgs *a, const char *image,
+                                      int flags)
 {
     g_autofree char *path = backing_path(image, a->backing);
     QDict *opts = qdict_new();
@@ -116,20 +144,388 @@ static bool open_new_backing(const RebaseArgs *a, const char *image,
     if (!blk) {
         error_reportf_err(err, "Could not open new backing file '%s': ",
                           a->backing);
+    }
+    return blk;
+}
+
+/* The node of @top's backing chain that is the file @path, or NULL. */
+static BlockDriverState *find_in_chain(BlockDriverState *top,
+                                       const char *path)
+{
+    g_autofree char *want = realpath(path, NULL);
+
+    for (BlockDriverState *b = bdrv_backing_bs(top); want && b;
+         b = bdrv_backing_bs(b)) {
+        g_autofree char *have = realpath(bdrv_get_filename(b), NULL);
+
+        if (have && !strcmp(want, have)) {
+            return b;
+        }
+    }
+    return NULL;
+}
+
+/* A read-only handle on a node already in the graph. */
+static BlockBackend *blk_on(BlockDriverState *bs)
+{
+    BlockBackend *blk = blk_new(BLK_PERM_CONSISTENT_READ, BLK_PERM_ALL);
+    Error *err = NULL;
+
+    if (blk_insert_bs(blk, bs, &err) < 0) {
+        error_report_err(err);
+        blk_unref(blk);
+        return NULL;
+    }
+    return blk;
+}
+
+/* Handles on the old and the new backing chains for the safe mode. */
+static bool open_chains(RebaseJob *j, const RebaseArgs *a, const char *image,
+                        int backing_flags)
+{
+    BlockDriverState *old = bdrv_backing_bs(j->top);
+    g_autofree char *path = NULL;
+
+    if (old && !(j->old_blk = blk_on(old))) {
         return false;
     }
-    blk_unref(blk);
+    if (!a->backing[0]) {
+        return true;
+    }
+    path = backing_path(image, a->backing);
+    j->prefix = find_in_chain(j->top, path);
+    if (j->prefix) {
+        j->new_blk = blk_on(j->prefix);
+    } else {
+        j->new_blk = open_new_backing(a, image, backing_flags);
+    }
+    return j->new_blk != NULL;
+}
+
+/* The length of @blk's disk (0 without one); false (reported) on error. */
+static bool chain_length(BlockBackend *blk, const char *name, int64_t *len)
+{
+    *len = blk ? blk_getlength(blk) : 0;
+    if (*len < 0) {
+        error_report("Could not get size of '%s': %s", name,
+                     strerror((int)-*len));
+        return false;
+    }
     return true;
 }
 
-/* Checks on the open image and the new backing file. */
+/* Does @blk's chain read zeroes at @off?  *pnum: for how long. */
+static int coroutine_fn chain_reads_zero(BlockBackend *blk, int64_t len,
+                                         int64_t off, int64_t bytes,
+                                         int64_t *pnum)
+{
+    int depth = 0;
+    int ret;
+
+    if (!blk || off >= len) {
+        *pnum = bytes;
+        return 1;
+    }
+    bytes = MIN(bytes, len - off);
+    ret = bdrv_co_block_status_above(blk_bs(blk), NULL, off, bytes, pnum,
+                                     NULL, NULL, &depth);
+    if (ret < 0) {
+        return ret;
+    }
+    return !depth || (ret & BDRV_BLOCK_ZERO);
+}
+
+/* Is [off, +*pnum) unchanged between the old chain and the new backing
+ * file, because nothing between them allocates it? */
+static int coroutine_fn prefix_unchanged(RebaseJob *j, int64_t off,
+                                         int64_t *pnum)
+{
+    int depth = 0;
+    int ret;
+
+    if (!j->prefix || !j->old_blk || off >= j->old_len) {
+        return 0;
+    }
+    ret = bdrv_co_block_status_above(blk_bs(j->old_blk), j->prefix, off,
+                                     MIN(*pnum, j->old_len - off), pnum,
+                                     NULL, NULL, &depth);
+    return ret < 0 ? ret : !depth;
+}
+
+/* Round a planned extent (@off is a unit boundary) to the compare unit:
+ * skipped extents end at a unit boundary (what is cut off is compared
+ * instead, which is always correct), compared ones are widened to whole
+ * units (the overlay allocates whole units, so they never reach into
+ * what it allocates). */
+static int64_t align_extent(RebaseJob *j, int64_t off, int64_t n,
+                            int *kind)
+{
+    int64_t end = off + n;
+
+    if (*kind == BLOCK_JOB_SKIP) {
+        if (ROUND_DOWN(end, j->align) > off) {
+            return ROUND_DOWN(end, j->align) - off;
+        }
+        *kind = BLOCK_JOB_DATA;
+    }
+    if (end % j->align) {
+        *kind = BLOCK_JOB_DATA;     /* the widening is not known to be zero */
+    }
+    return ROUND_UP(end, j->align) - off;
+}
+
+/* The job's plan: skip what the overlay allocates and what reads as
+ * zeroes in both chains (or is unchanged below the new backing file);
+ * compare the rest, knowing whether the old side reads zeroes. */
+static int coroutine_fn rebase_plan(void *opaque, int64_t off, int64_t bytes,
+                                    int64_t *pnum, BlockJobFailure *f)
+{
+    RebaseJob *j = opaque;
+    int64_t n_new = bytes;
+    int old_zero, new_zero, kind, ret;
+
+    ret = bdrv_co_is_allocated(j->top, off, bytes, pnum);
+    if (ret != 0) {
+        return ret < 0 ? block_job_fail(f, ret, off, j->top, false)
+                       : BLOCK_JOB_SKIP;
+    }
+    ret = prefix_unchanged(j, off, pnum);
+    if (ret != 0) {
+        return ret < 0 ? block_job_fail(f, ret, off, j->top, false)
+                       : BLOCK_JOB_SKIP;
+    }
+    old_zero = chain_reads_zero(j->old_blk, j->old_len, off, *pnum, pnum);
+    if (old_zero < 0) {
+        return block_job_fail(f, old_zero, off, blk_bs(j->old_blk), false);
+    }
+    new_zero = chain_reads_zero(j->new_blk, j->new_len, off, *pnum, &n_new);
+    if (new_zero < 0) {
+        return block_job_fail(f, new_zero, off, blk_bs(j->new_blk), false);
+    }
+    *pnum = MIN(*pnum, n_new);
+    kind = old_zero && new_zero ? BLOCK_JOB_SKIP :
+           old_zero ? BLOCK_JOB_ZERO : BLOCK_JOB_DATA;
+    *pnum = align_extent(j, off, *pnum, &kind);
+    return kind;
+}
+
+/* Read [off, +len) of a chain of length @clen into @buf (zeroes past its
+ * end, or everywhere without a chain). */
+static int coroutine_fn read_chain(BlockBackend *blk, int64_t clen,
+                                   int64_t off, int64_t len, uint8_t *buf,
+                                   BlockJobFailure *f)
+{
+    int64_t n = blk ? MIN(len, MAX(clen - off, 0)) : 0;
+    int ret = 0;
+
+    memset(buf + n, 0, len - n);
+    if (n > 0) {
+        ret = blk_co_pread(blk, off, n, buf, 0);
+    }
+    return block_job_fail(f, ret, off, blk ? blk_bs(blk) : NULL, false);
+}
+
+/* The new chain's read of a chunk, run beside the old chain's. */
+typedef struct SideRead {
+    RebaseJob *j;
+    int64_t off, len;
+    uint8_t *buf;
+    BlockJobFailure f;
+    int ret;
+    bool done;
+    Coroutine *waiter;
+} SideRead;
+
+static void coroutine_fn side_read_co(void *opaque)
+{
+    SideRead *r = opaque;
+
+    r->ret = read_chain(r->j->new_blk, r->j->new_len, r->off, r->len, r->buf,
+                        &r->f);
+    r->done = true;
+    if (r->waiter) {
+        co_wake_later(r->waiter);
+    }
+}
+
+/* Read both chains' view of a chunk at once (each file is then read as
+ * one sequential stream, as the reference reads them). */
+static int coroutine_fn read_both(RebaseJob *j, BlockJobExtent kind,
+                                  int64_t off, int64_t len, uint8_t *old,
+                                  uint8_t *new, BlockJobFailure *f)
+{
+    SideRead r = { .j = j, .off = off, .len = len, .buf = new };
+    int ret;
+
+    co_enter(co_create(side_read_co, &r));
+    ret = read_chain(kind == BLOCK_JOB_ZERO ? NULL : j->old_blk, j->old_len,
+                     off, len, old, f);
+    while (!r.done) {
+        r.waiter = co_self();
+        co_yield();
+    }
+    if (ret == 0 && r.ret < 0) {
+        *f = r.f;
+        ret = r.ret;
+    }
+    return ret;
+}
+
+/* Bytes from the start of @a and @b that are equal (@differ false) or
+ * differ (true), in whole units of @unit (the last may be short). */
+static int64_t same_run(const uint8_t *a, const uint8_t *b, int64_t len,
+                        int64_t unit, bool differ)
+{
+    int64_t pos = 0;
+
+    while (pos < len) {
+        int64_t n = MIN(unit, len - pos);
+
+        if ((memcmp(a + pos, b + pos, n) != 0) != differ) {
+            break;
+        }
+        pos += n;
+    }
+    return pos;
+}
+
+/* Write the old chain's view of a differing run into the overlay: as
+ * data, or as zeroes past the old backing file's end (the reference's
+ * choice, which decides how the overlay allocates). */
+static int coroutine_fn write_run(RebaseJob *j, int64_t off, int64_t len,
+                                  const uint8_t *old, BlockJobFailure *f)
+{
+    int ret;
+
+    if (off >= j->old_len) {
+        ret = blk_co_pwrite_zeroes(j->blk, off, len, 0);
+    } else {
+        ret = blk_co_pwrite(j->blk, off, len, old, j->write_flags);
+    }
+    return block_job_fail(f, ret, off, j->top, true);
+}
+
+/* The job's run: compare both chains and keep the old view where they
+ * differ.  The overlay's (sub)clusters are the unit, so a write never
+ * has to copy the rest of one from the old chain. */
+static int coroutine_fn rebase_run_chunk(void *opaque, BlockJobExtent kind,
+                                         int64_t off, int64_t len, void *buf,
+                                         BlockJobTurn *turn,
+                                         BlockJobFailure *f)
+{
+    RebaseJob *j = opaque;
+    uint8_t *old = buf, *new = (uint8_t *)buf + j->chunk;
+    int64_t pos = 0;
+    int ret;
+
+    ret = read_both(j, kind, off, len, old, new, f);
+    block_job_wait_turn(turn);      /* clusters allocated in disk order */
+    while (ret == 0 && pos < len) {
+        int64_t same = same_run(old + pos, new + pos, len - pos, j->align,
+                                false);
+        int64_t diff = same_run(old + pos + same, new + pos + same,
+                                len - pos - same, j->align, true);
+
+        if (diff > 0) {
+            ret = write_run(j, off + pos + same, diff, old + pos + same, f);
+        }
+        pos += same + diff;
+    }
+    return ret;
+}
+
+static const BlockJobDriver rebase_job_driver = {
+    .plan = rebase_plan,
+    .run = rebase_run_chunk,
+};
+
+/* The job's progress, as -p and SIGUSR1 print it. */
+static void rebase_progress(void *opaque, double percent)
+{
+    (void)opaque;
+    progress_set((float)percent);
+}
+
+/* The compare unit: the overlay's subcluster or cluster (whole clusters
+ * when compressing), at least 512 bytes. */
+static int64_t compare_unit(const BlockDriverInfo *bdi, bool compress)
+{
+    int64_t unit = bdi->cluster_size;
+
+    if (!compress && bdi->subcluster_size) {
+        unit = bdi->subcluster_size;
+    }
+    return unit >= 512 ? unit : 512;
+}
+
+/* Name the failed image and offset, then the reference's line. */
+static void report_job_failure(const RebaseJob *j, const BlockJobFailure *f)
+{
+    if (f->image && f->offset >= 0) {
+        error_report("error while %s '%s' at byte %" PRId64 ": %s",
+                     f->write ? "writing to" : "reading from", f->image,
+                     f->offset, strerror(-f->ret));
+    }
+    if (f->write) {
+        error_report("Error while writing to COW image: %s",
+                     strerror(-f->ret));
+    } else if (j->old_blk && f->image &&
+               !strcmp(f->image, bdrv_get_filename(blk_bs(j->old_blk)))) {
+        error_report("error while reading from old backing file");
+    } else if (j->new_blk && f->image &&
+               !strcmp(f->image, bdrv_get_filename(blk_bs(j->new_blk)))) {
+        error_report("error while reading from new backing file");
+    } else {
+        error_report("error while reading image metadata: %s",
+                     strerror(-f->ret));
+    }
+}
+
+/* Safe mode: make the overlay independent of what differs. */
+static bool rebase_copy(RebaseJob *j, BlockBackend *blk, const char *image,
+                        const RebaseArgs *a)
+{
+    BlockJobFailure f = { 0 };
+    int64_t len = blk_getlength(blk);
+    BlockJobParams p = {
+        .drv = &rebase_job_driver, .opaque = j, .length = len,
+        .chunk = REBASE_BUF_SIZE, .align = j->align,
+        .buf_size = 2 * REBASE_BUF_SIZE, .target = j->top,
+        .workers = REBASE_WORKERS, .in_order = true,
+        .progress = rebase_progress,
+    };
+
+    if (len < 0) {
+        error_report("Could not get size of '%s': %s", image,
+                     strerror((int)-len));
+        return false;
+    }
+    if (!chain_length(j->old_blk, bdrv_get_backing_filename(j->top) ?: "",
+                      &j->old_len) ||
+        !chain_length(j->new_blk, a->backing, &j->new_len)) {
+        return false;
+    }
+    if (j->align > REBASE_BUF_SIZE) {
+        p.chunk = j->align;
+        p.buf_size = 2 * j->align;
+    }
+    j->chunk = p.chunk;
+    if (block_job_run(&p, &f) < 0) {
+        report_job_failure(j, &f);
+        return false;
+    }
+    return true;
+}
+
+/* Checks on the open image, then (safe mode) the copy. */
 static bool rebase_prepare(BlockBackend *blk, const RebaseArgs *a,
                            const char *image, int backing_flags)
 {
+    RebaseJob j = { .blk = blk, .top = bdrv_skip_filters(blk_bs(blk)) };
     BlockDriverInfo bdi;
+    bool ok;
 
-    if (a->compress) {
-        /* no Strata format writes compressed clusters */
+    if (a->compress && !bdrv_can_write_compressed(j.top)) {
         error_report("Compression not supported for this file format");
         return false;
     }
@@ -143,10 +539,20 @@ static bool rebase_prepare(BlockBackend *blk, const RebaseArgs *a,
         error_report("could not get block driver info");
         return false;
     }
-    if (!a->unsafe && a->backing[0]) {
-        return open_new_backing(a, image, backing_flags);
+    if (a->unsafe) {
+        return true;
     }
-    return true;
+    j.align = compare_unit(&bdi, a->compress);
+    j.write_flags = a->compress ? BDRV_REQ_WRITE_COMPRESSED : 0;
+    ok = open_chains(&j, a, image, backing_flags) &&
+         rebase_copy(&j, blk, image, a);
+    if (j.old_blk) {
+        blk_unref(j.old_blk);
+    }
+    if (j.new_blk) {
+        blk_unref(j.new_blk);
+    }
+    return ok;
 }
 
 /* Record the new backing file in the image's metadata. */
@@ -200,18 +606,22 @@ static int rebase_run(RebaseArgs *a, const char *image)
     bool writethrough, ok = false;
     BlockBackend *blk = NULL;
 
-    img_progress_print(a->progress, 0);
+    progress_init(a->progress, 1.0);
+    progress_print(0, 100);
     if (!rebase_cache_modes(a, &flags, &writethrough, &backing_flags)) {
         goto out;
     }
     blk = img_open_checked(a->common.image_opts, image, a->common.fmt, flags,
                            writethrough, a->common.quiet, false);
     if (blk && rebase_prepare(blk, a, image, backing_flags)) {
-        img_progress_print(a->progress, 100);
+        /* nothing may be in flight while the header changes */
+        bdrv_drained_begin(blk_bs(blk));
         ok = change_backing(blk, a);
+        bdrv_drained_end(blk_bs(blk));
+        progress_print(100, 0);
     }
 out:
-    img_progress_end(a->progress);
+    progress_end();
     if (blk) {
         blk_unref(blk);
     }

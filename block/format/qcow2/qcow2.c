@@ -962,6 +962,7 @@ static const BlockDriverMeasureOps qcow2_measure_ops = {
 
 static const BlockDriverBackingOps qcow2_backing_ops = {
     .change_backing_file = qcow2_change_backing_file,
+    .make_empty = qcow2_co_make_empty,
 };
 
 const BlockDriver bdrv_qcow2 = {

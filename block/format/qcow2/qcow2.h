@@ -335,6 +335,8 @@ int qcow2_check_header_tables(BlockDriverState *bs, int64_t file_len,
 bool qcow2_snapshot_table_ok(BDRVQcow2State *s);
 int coroutine_fn qcow2_update_header(BlockDriverState *bs);
 /* .backing.change_backing_file: rewrite the backing name and format. */
+/* empty.c: drop every cluster of the active tables (commit's make-empty). */
+int coroutine_fn qcow2_co_make_empty(BlockDriverState *bs);
 int qcow2_change_backing_file(BlockDriverState *bs, const char *file,
                               const char *fmt);
 int coroutine_fn qcow2_write_incompat(BlockDriverState *bs, uint64_t bits);
