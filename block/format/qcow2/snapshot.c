@@ -166,11 +166,12 @@ static void sn_note_inactive_l1(BDRVQcow2State *s)
     }
     g_array_set_size(s->inactive_l1, 0);
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
-        Qcow2InactiveL1 l1 = { s->snapshots[i].l1_offset,
-                               s->snapshots[i].l1_size };
-        if (l1.size <= QCOW2_MAX_L1_SIZE / 8) {
-            g_array_append_val(s->inactive_l1, l1);
-        }
+        /* the reference's byte count is 32 bits wide: a hostile size
+         * wraps there, and so does the range it guards */
+        uint32_t bytes = s->snapshots[i].l1_size * 8u;
+        Qcow2InactiveL1 l1 = { s->snapshots[i].l1_offset, bytes / 8 };
+
+        g_array_append_val(s->inactive_l1, l1);
     }
 }
 
@@ -842,6 +843,7 @@ static int coroutine_fn qcow2_sn_goto(BlockDriverState *bs,
 {
     BDRVQcow2State *s = bs->opaque;
     int idx = sn_find_id_or_name(s, id_or_name);
+    Error *err = NULL;
     Qcow2Snapshot sn;
     int ret;
 
@@ -849,8 +851,10 @@ static int coroutine_fn qcow2_sn_goto(BlockDriverState *bs,
         return -ENOENT;
     }
     sn = s->snapshots[idx];
-    ret = sn_check_l1(bs, &sn, NULL);
-    if (ret == 0) {
+    ret = sn_check_l1(bs, &sn, &err);
+    if (ret < 0) {
+        error_report_err(err);      /* printed on the spot, as the reference */
+    } else {
         ret = sn_goto_resize(bs, &sn);
     }
     if (ret < 0) {
