@@ -6,6 +6,7 @@
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <time.h>
 #include "tools/img/img.h"
 #include "tools/img/snapshot-dump.h"
 
@@ -17,15 +18,19 @@ void snapshot_dump_header(void)
 
 void snapshot_dump_row(const BdrvSnapshotInfo *sn)
 {
-    g_autoptr(GDateTime) date = g_date_time_new_from_unix_local(sn->date_sec);
-    g_autofree char *date_str = date ?
-        g_date_time_format(date, "%Y-%m-%d %H:%M:%S") : g_strdup("");
+    time_t t = sn->date_sec;
+    struct tm tm;
+    char date_str[64] = "";
     g_autofree char *size = img_size_str(sn->vm_state_size);
     g_autofree char *icount = sn->icount == UINT64_MAX ? g_strdup("--") :
         g_strdup_printf("%" PRId64, (int64_t)sn->icount);
     int64_t secs = (int64_t)(sn->vm_clock_nsec / 1000000000);
     char clock[128];
 
+    /* localtime_r: the zone is looked up once, not per row */
+    if (localtime_r(&t, &tm)) {
+        strftime(date_str, sizeof(date_str), "%Y-%m-%d %H:%M:%S", &tm);
+    }
     /* the reference narrows each field to int */
     snprintf(clock, sizeof(clock), "%04d:%02d:%02d.%03d", (int)(secs / 3600),
              (int)((secs / 60) % 60), (int)(secs % 60),

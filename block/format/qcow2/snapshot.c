@@ -305,6 +305,32 @@ static int coroutine_fn sn_flush(BlockDriverState *bs)
     return ret < 0 ? ret : bdrv_co_flush(bs->file->bs);
 }
 
+/* Free the table the header no longer points at.  Clusters without a
+ * count (a table that lay outside the image) are left alone with the
+ * reference's complaint: no refcount block (EAGAIN; EFBIG where the
+ * refcount table could not reach), or a zero count (EINVAL). */
+static void coroutine_fn sn_free_old_table(BlockDriverState *bs,
+                                           uint64_t off, uint64_t size)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    for (uint64_t c = off >> s->cluster_bits;
+         size && c <= (off + size - 1) >> s->cluster_bits; c++) {
+        uint64_t ti = c >> s->refblock_bits, rc = 0;
+        bool block = ti < s->refcount_table_size &&
+                     (s->refcount_table[ti] & ~511ULL);
+
+        int err = ti >= QCOW2_MAX_REFTABLE_SIZE / 8 ? EFBIG : EAGAIN;
+
+        if (!block || qcow2_get_refcount(bs, c, &rc) < 0 || !rc) {
+            fprintf(stderr, "qcow2_free_clusters failed: %s\n",
+                    strerror(block ? EINVAL : err));
+            return;
+        }
+    }
+    qcow2_free_clusters(bs, off, size, s->discard_passthrough_snapshot);
+}
+
 /* Make @list (@nb entries, taken over on success) the snapshot table:
  * new table written and flushed, header switched in one write, old table
  * freed. */
@@ -348,8 +374,7 @@ static int coroutine_fn sn_write_table(BlockDriverState *bs,
     s->h.nb_snapshots = nb;
     s->h.snapshots_offset = off;
     s->snapshots_size = size;
-    qcow2_free_clusters(bs, old_off, old_size,
-                        s->discard_passthrough_snapshot);
+    sn_free_old_table(bs, old_off, old_size);
     return 0;
 }
 
