@@ -811,9 +811,11 @@ static int coroutine_fn qcow2_sn_goto_locked(BlockDriverState *bs,
     if (ret < 0) {
         return ret;
     }
-    l1 = sn_load_l1(bs, sn, s->l1_size, &ret);
+    /* the table is read after its counts rose: its COPIED bits are then
+     * clear, as the active table must have them from the switch on */
+    ret = sn_update_refcounts(bs, sn->l1_offset, sn->l1_size, 1);
     if (ret == 0) {
-        ret = sn_update_refcounts(bs, sn->l1_offset, sn->l1_size, 1);
+        l1 = sn_load_l1(bs, sn, s->l1_size, &ret);
     }
     if (ret == 0) {
         ret = sn_write_l1(bs, s->h.l1_table_offset, l1, s->l1_size,
