@@ -268,3 +268,20 @@ def test_snapshot_keeps_vmstate_apart(tmp_path, our_qemu_img, ref_qemu_img,
     r = sh(ref_qemu_io, '-c', 'read -b -P 9 0 64k', img)
     assert 'failed' not in r.out, r
     check_clean(ref_qemu_img, img)
+
+
+def test_measure_snapshot_like_reference(tmp_path, our_qemu_img, ref_qemu_img,
+                                         ref_qemu_io):
+    """measure -l sizes the snapshot's data, not the current state."""
+    img = new_image(ref_qemu_img, ref_qemu_io, tmp_path / 'x.qcow2',
+                    writes=['write 0 1M'])
+    assert sh(our_qemu_img, 'snapshot', '-c', 'a', img).rc == 0
+    assert sh(ref_qemu_io, '-c', 'write 4M 3M', img).rc == 0
+    for args in (['-l', 'a', '-O', 'qcow2'],
+                 ['-l', 'snapshot.name=a', '-O', 'raw'],
+                 ['--output=json', '-l', '1', '-O', 'qcow2'],
+                 ['-l', 'zz', '-O', 'raw']):
+        a = sh(our_qemu_img, 'measure', *args, img)
+        b = sh(ref_qemu_img, 'measure', *args, img)
+        assert (a.rc, a.out, a.err.replace(our_qemu_img, 'qemu-img')) == \
+            (b.rc, b.out, b.err.replace(ref_qemu_img, 'qemu-img'))
