@@ -345,7 +345,8 @@ static int coroutine_fn sn_write_table(BlockDriverState *bs,
     int64_t off;
     int ret = sn_build_table(list, nb, &buf, &size);
 
-    off = ret < 0 ? ret : qcow2_alloc_clusters(bs, size);
+    /* an empty table lies nowhere: offset 0, as the reference writes */
+    off = ret < 0 ? ret : size ? qcow2_alloc_clusters(bs, size) : 0;
     if (off < 0) {
         return off;
     }
