@@ -488,10 +488,14 @@ static int coroutine_fn change_refcounts(BlockDriverState *bs, uint64_t first,
             return ret;
         }
         rc = qcow2_get_refcount_entry(s, block, c & mask);
+        /* overflow is -EINVAL too, as for the reference (its snapshot
+         * messages say "Invalid argument"); no wrap past 64 bits */
         if ((addend < 0 && rc < (uint64_t)-addend) ||
-            (addend > 0 && rc + addend > (uint64_t)s->refcount_max)) {
+            (addend > 0 && (rc > (uint64_t)s->refcount_max ||
+                            (uint64_t)addend >
+                            (uint64_t)s->refcount_max - rc))) {
             qcow2_cache_put(&s->refcount_cache, &block);
-            return addend < 0 ? -EINVAL : -ERANGE;
+            return -EINVAL;
         }
         qcow2_set_refcount_entry(s, block, c & mask, rc + addend);
         qcow2_cache_mark_dirty(&s->refcount_cache, block);
@@ -590,6 +594,7 @@ void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
     if (!size) {
         return;
     }
+    bdrv_debug_event(bs->file, BLKDBG_CLUSTER_FREE);
     for (uint64_t c = first; c <= last; c++) {
         uint64_t rc = 0;
 

@@ -313,6 +313,7 @@ static void coroutine_fn sn_free_old_table(BlockDriverState *bs,
                                            uint64_t off, uint64_t size)
 {
     BDRVQcow2State *s = bs->opaque;
+    int ret;
 
     for (uint64_t c = off >> s->cluster_bits;
          size && c <= (off + size - 1) >> s->cluster_bits; c++) {
@@ -329,6 +330,12 @@ static void coroutine_fn sn_free_old_table(BlockDriverState *bs,
         }
     }
     qcow2_free_clusters(bs, off, size, s->discard_passthrough_snapshot);
+    /* the reference's free writes the counts at once and says so when
+     * that fails (the table then leaks) */
+    ret = qcow2_cache_flush(bs, &s->refcount_cache);
+    if (ret < 0) {
+        fprintf(stderr, "qcow2_free_clusters failed: %s\n", strerror(-ret));
+    }
 }
 
 /* Make @list (@nb entries, taken over on success) the snapshot table:
