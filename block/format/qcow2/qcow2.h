@@ -357,6 +357,9 @@ int coroutine_fn qcow2_read_snapshot_extents(BlockDriverState *bs);
 int coroutine_fn qcow2_read_snapshots(BlockDriverState *bs, bool tolerant,
                                       Error **errp);
 void qcow2_free_snapshots(BDRVQcow2State *s);
+/* Write s->snapshots as a new table and point the header at it (amend,
+ * repair: after changing entries in place); 0 or -errno. */
+int coroutine_fn qcow2_rewrite_snapshot_table(BlockDriverState *bs);
 extern const BlockDriverSnapshotOps qcow2_snapshot_ops;
 
 /* ---- cache.c ---- */

@@ -396,6 +396,21 @@ static void sn_set_list(BDRVQcow2State *s, Qcow2Snapshot *list, uint32_t nb)
     sn_note_inactive_l1(s);
 }
 
+/* Write the in-memory table again (new clusters, then the header): for
+ * amend and repair, which change entries (every entry gets at least the
+ * 24 bytes of known extra data, as version 3 requires). */
+int coroutine_fn qcow2_rewrite_snapshot_table(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret = sn_write_table(bs, s->snapshots, s->nb_snapshots);
+
+    for (uint32_t i = 0; ret == 0 && i < s->nb_snapshots; i++) {
+        s->snapshots[i].extra_size = MAX(s->snapshots[i].extra_size,
+                                         SN_EXTRA_KNOWN);
+    }
+    return ret;
+}
+
 /* ---- refcounts ---- */
 
 /* One reference more or less for the clusters of [off, off + len); a
