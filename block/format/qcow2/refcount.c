@@ -749,12 +749,48 @@ static int overlap_indirect(BDRVQcow2State *s, int chk, uint64_t offset,
     return 0;
 }
 
-/* Which kind of metadata (QCOW2_OL_*) [offset, +size) overlaps; 0: none. */
+/* The snapshots' L2 tables, found through their L1 tables on disk (only
+ * with overlap-check.inactive-l2 or "all", as for the reference); a
+ * snapshot whose L1 table is out of bounds fails the check (-errno). */
+static int coroutine_fn overlap_inactive_l2(BlockDriverState *bs,
+                                            uint64_t offset, uint64_t size)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        const Qcow2Snapshot *sn = &s->snapshots[i];
+        uint64_t bytes = (uint64_t)sn->l1_size * 8;
+        g_autofree uint8_t *l1 = NULL;
+
+        if (sn->l1_size > QCOW2_MAX_L1_SIZE / 8) {
+            return -EFBIG;
+        }
+        if (qcow2_offset_into_cluster(s, sn->l1_offset) ||
+            sn->l1_offset > INT64_MAX - bytes) {
+            return -EINVAL;
+        }
+        l1 = g_try_malloc(MAX(bytes, 1));
+        if (!l1 || qcow2_read_table(bs, sn->l1_offset, bytes, l1) < 0) {
+            return l1 ? -EIO : -ENOMEM;
+        }
+        for (uint64_t j = 0; j < sn->l1_size; j++) {
+            uint64_t l2 = q_ld64(l1 + j * 8) & L1E_OFFSET_MASK;
+            if (l2 && ranges_overlap(offset, size, l2, s->cluster_size)) {
+                return QCOW2_OL_INACTIVE_L2;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Which kind of metadata (QCOW2_OL_*) [offset, +size) overlaps; 0: none,
+ * -errno when the check itself failed. */
 int coroutine_fn qcow2_check_metadata_overlap(BlockDriverState *bs, int ign,
                                               uint64_t offset, uint64_t size)
 {
     BDRVQcow2State *s = bs->opaque;
     int chk = s->overlap_check & ~ign;
+    int ret;
 
     if ((chk & QCOW2_OL_MAIN_HEADER) && offset < s->cluster_size) {
         return QCOW2_OL_MAIN_HEADER;
@@ -774,7 +810,11 @@ int coroutine_fn qcow2_check_metadata_overlap(BlockDriverState *bs, int ign,
                        s->snapshots_size)) {
         return QCOW2_OL_SNAPSHOT_TABLE;
     }
-    return overlap_indirect(s, chk, offset, size);
+    ret = overlap_indirect(s, chk, offset, size);
+    if (ret == 0 && (chk & QCOW2_OL_INACTIVE_L2) && size) {
+        ret = overlap_inactive_l2(bs, offset, size);
+    }
+    return ret;
 }
 
 static const char *overlap_name(int kind)
@@ -787,6 +827,7 @@ static const char *overlap_name(int kind)
     case QCOW2_OL_REFCOUNT_BLOCK: return "refcount block";
     case QCOW2_OL_SNAPSHOT_TABLE: return "snapshot table";
     case QCOW2_OL_INACTIVE_L1: return "inactive L1 table";
+    case QCOW2_OL_INACTIVE_L2: return "inactive L2 table";
     default: return "metadata";
     }
 }
@@ -797,8 +838,8 @@ int coroutine_fn qcow2_pre_write_overlap_check(BlockDriverState *bs, int ign,
 {
     int kind = qcow2_check_metadata_overlap(bs, ign, offset, size);
 
-    if (!kind) {
-        return 0;
+    if (kind <= 0) {
+        return kind;
     }
     qcow2_signal_corruption(bs, "Preventing invalid write on metadata "
                             "(overlaps with %s)", overlap_name(kind));
