@@ -651,7 +651,9 @@ static Qcow2Snapshot *sn_list_append(BDRVQcow2State *s,
 {
     Qcow2Snapshot *list = g_new0(Qcow2Snapshot, s->nb_snapshots + 1);
 
-    memcpy(list, s->snapshots, sizeof(*list) * s->nb_snapshots);
+    if (s->nb_snapshots) {
+        memcpy(list, s->snapshots, sizeof(*list) * s->nb_snapshots);
+    }
     list[s->nb_snapshots] = *sn;
     return list;
 }
