@@ -560,7 +560,10 @@ static int coroutine_fn sn_update_refcounts(BlockDriverState *bs,
                                             int64_t addend)
 {
     BDRVQcow2State *s = bs->opaque;
-    bool active = l1_off == s->h.l1_table_offset, modified = false;
+    /* a hostile snapshot may name the active table with another size:
+     * only the exact active table is taken from memory */
+    bool active = l1_off == s->h.l1_table_offset && l1_size == s->l1_size;
+    bool modified = false;
     g_autofree uint64_t *own = NULL;
     uint64_t *l1 = s->l1_table;
     int ret = 0;
