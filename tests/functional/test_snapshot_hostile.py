@@ -169,3 +169,22 @@ def test_inactive_l2_overlap_check(tmp_path, base_image, our_qemu_io,
             if not damage:
                 assert run([ref_qemu_img, 'check', img]).rc == 0
         assert outs[0] == outs[1] and want in outs[0]
+
+
+@pytest.mark.parametrize('op', [['-a', 's1'], ['-d', 's1'], ['-c', 's3']])
+def test_snapshot_naming_active_l1(tmp_path, base_image, strata_img,
+                                   ref_qemu_img, op):
+    """A snapshot whose L1 table is the active one with another size (the
+    reference asserts on delete): a clean exit, an image the reference
+    can still open."""
+    img = str(tmp_path / 'x.qcow2')
+    shutil.copy(base_image, img)
+    with open(img, 'r+b') as f:
+        f.seek(40)
+        l1 = struct.unpack('>Q', f.read(8))[0]
+        _, so = header_table(f)
+        put(f, so, '>Q', l1)
+        put(f, so + 8, '>I', 5000)
+    r = run([strata_img, 'snapshot', *op, img])
+    assert r.rc in (0, 1), r
+    assert run([ref_qemu_img, 'info', img]).rc == 0
