@@ -440,7 +440,9 @@ static int coroutine_fn sn_l2_entry(BlockDriverState *bs, uint64_t l2e,
     uint64_t host, len, rc = 0;
     int ret = 0;
 
-    *out = l2e;
+    /* a stray COPIED bit on any other kind of entry goes, as in the
+     * reference */
+    *out = l2e & ~QCOW_OFLAG_COPIED;
     if (t == QCOW2_CLUSTER_COMPRESSED) {
         qcow2_parse_compressed(s, l2e, &host, &len);
         return sn_add_ref(bs, host, len, addend);
@@ -450,9 +452,12 @@ static int coroutine_fn sn_l2_entry(BlockDriverState *bs, uint64_t l2e,
     }
     host = l2e & L2E_OFFSET_MASK;
     if (!host || s->data_file != bs->file) {
-        return 0;          /* external data: no refcounts for data */
+        *out = l2e;        /* external data: no refcounts for data */
+        return 0;
     }
     if (qcow2_offset_into_cluster(s, host)) {
+        qcow2_signal_corruption(bs, "Cluster allocation offset %#" PRIx64
+                                " unaligned", host);
         return -EIO;
     }
     ret = sn_add_ref(bs, host, s->cluster_size, addend);
