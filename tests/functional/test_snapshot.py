@@ -314,3 +314,49 @@ def test_layout_identical_to_reference(tmp_path, our_qemu_img, ref_qemu_img,
                 assert sh(prog, 'snapshot', *step, img).rc == 0
         files.append(open(img, 'rb').read())
     assert files[0] == files[1]
+
+
+def full_table(path, target):
+    """A snapshot table of @target bytes at 1 MiB, entries with long IDs
+    and names (64 KiB each at most); returns the entry count."""
+    def entry(n, strlen):
+        idb = (b'%d' % n).ljust(min(strlen // 2, 65535), b'i')
+        name = b'n' * (strlen - len(idb))
+        return (struct.pack('>QIHHIIQII', 0, 0, len(idb), len(name), 0, 0,
+                            0, 0, 24) + struct.pack('>QQQ', 0, 64 * MiB, 0) +
+                idb + name)
+    buf, n = bytearray(), 0
+    while True:
+        start = (len(buf) + 7) & ~7
+        rest = target - start - 64
+        take = rest if rest <= 2 * 65535 else min(2 * 65535, rest - 200)
+        buf += b'\0' * (start - len(buf)) + entry(n + 1, take)
+        n += 1
+        if take == rest:
+            break
+    with open(path, 'r+b') as f:
+        f.seek(MiB)
+        f.write(buf)
+        f.seek(60)
+        f.write(struct.pack('>IQ', n, MiB))
+    return n
+
+
+def test_table_size_limit_on_create(tmp_path, our_qemu_img, ref_qemu_img,
+                                    ref_qemu_io):
+    """A table 16 bytes short of 64 MiB opens; one more snapshot would
+    pass the limit and is refused (File too large), the raised counts
+    left as leaks, as the reference leaves them."""
+    base = new_image(ref_qemu_img, ref_qemu_io, tmp_path / 'b.qcow2')
+    full_table(base, 64 * MiB - 16)
+    res = []
+    for prog in (our_qemu_img, ref_qemu_img):
+        img = tmp_path / 'w.qcow2'
+        shutil.copy(base, img)
+        r = sh(prog, 'snapshot', '-c', 'new', img)
+        c = sh(ref_qemu_img, 'check', img)
+        res.append((r.rc, r.out, r.err.replace(prog, 'qemu-img'), c.rc,
+                    c.out))
+        img.unlink()
+    assert res[0] == res[1]
+    assert 'File too large' in res[0][2]
