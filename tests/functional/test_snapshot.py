@@ -422,3 +422,18 @@ def test_random_mix_like_reference(tmp_path, our_qemu_img, ref_qemu_img,
             outs.append(out)
         assert sh(ref_qemu_img, 'compare', '-f', 'raw', '-F', 'raw',
                   *outs).rc == 0
+
+
+def test_backing_chain_info_lists_each_layers_snapshots(
+        tmp_path, our_qemu_img, ref_qemu_img, ref_qemu_io):
+    """info --backing-chain shows every layer's own snapshot list."""
+    base = new_image(ref_qemu_img, ref_qemu_io, tmp_path / 'base.qcow2',
+                     writes=['write -P 1 0 64k'])
+    assert sh(our_qemu_img, 'snapshot', '-c', 'in-base', base).rc == 0
+    top = str(tmp_path / 'top.qcow2')
+    assert sh(ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-b', base, '-F',
+              'qcow2', top).rc == 0
+    assert sh(our_qemu_img, 'snapshot', '-c', 'in-top', top).rc == 0
+    for args in (['info', '--backing-chain'],
+                 ['info', '--backing-chain', '--output=json']):
+        same(sh(our_qemu_img, *args, top), sh(ref_qemu_img, *args, top))
