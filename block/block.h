@@ -530,6 +530,52 @@ int bdrv_debug_remove_breakpoint(BlockDriverState *bs, const char *tag);
 int bdrv_debug_resume(BlockDriverState *bs, const char *tag);
 bool bdrv_debug_is_suspended(BlockDriverState *bs, const char *tag);
 
+/* ---- internal snapshots (block/snapshot.c) ----
+ * Strings are cut to the sizes the reference keeps (127 / 255 bytes). */
+#define BDRV_SNAPSHOT_ID_MAX 128
+#define BDRV_SNAPSHOT_NAME_MAX 256
+typedef struct BdrvSnapshotInfo {
+    char id[BDRV_SNAPSHOT_ID_MAX];        /* "" on create: the driver picks */
+    char name[BDRV_SNAPSHOT_NAME_MAX];
+    uint64_t vm_state_size;
+    uint32_t date_sec, date_nsec;
+    uint64_t vm_clock_nsec;
+    uint64_t icount;                      /* UINT64_MAX: none recorded */
+} BdrvSnapshotInfo;
+/* Does @bs's driver (filters skipped) store internal snapshots? */
+bool bdrv_can_snapshot(BlockDriverState *bs);
+/* The snapshots of @bs in table order (*tab g_free()d by the caller);
+ * returns their number, or -ENOTSUP without snapshot support. */
+int bdrv_snapshot_list(BlockDriverState *bs, BdrvSnapshotInfo **tab);
+/* The first snapshot whose name is @name (as qemu-img looks them up);
+ * 0 and *sn filled, or -ENOENT. */
+int bdrv_snapshot_find(BlockDriverState *bs, BdrvSnapshotInfo *sn,
+                       const char *name);
+/* Create a snapshot of the current state described by @sn (sn->id
+ * filled in when empty).  Returns 0 or -errno. */
+int bdrv_snapshot_create(BlockDriverState *bs, BdrvSnapshotInfo *sn);
+/* Revert to the snapshot with ID or name @id_or_name; errp carries the
+ * reference's message ("Failed to load snapshot: ..."). */
+int bdrv_snapshot_goto(BlockDriverState *bs, const char *id_or_name,
+                       Error **errp);
+/* Delete the snapshot matching @id and/or @name (either may be NULL). */
+int bdrv_snapshot_delete(BlockDriverState *bs, const char *id,
+                         const char *name, Error **errp);
+/* Make a read-only node read the snapshot matching @id and/or @name
+ * instead of the current state (convert -l). */
+int bdrv_snapshot_load_tmp(BlockDriverState *bs, const char *id,
+                           const char *name, Error **errp);
+/* The same, @id_or_name tried as an ID first, then as a name. */
+int bdrv_snapshot_load_tmp_by_id_or_name(BlockDriverState *bs,
+                                         const char *id_or_name,
+                                         Error **errp);
+/* VM state (qemu-io read -b / write -b): @bytes at @pos of the state
+ * area; -ENOTSUP for formats without one. */
+int bdrv_save_vmstate(BlockDriverState *bs, const void *buf, int64_t pos,
+                      int64_t bytes);
+int bdrv_load_vmstate(BlockDriverState *bs, void *buf, int64_t pos,
+                      int64_t bytes);
+
 /* Register every built-in driver (idempotent; tools call it first). */
 void bdrv_init(void);
 

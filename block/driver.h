@@ -343,6 +343,30 @@ typedef struct BlockDriverMeasureOps {
                    BlockMeasureInfo *info, Error **errp);
 } BlockDriverMeasureOps;
 
+/* Internal snapshots and VM state (qcow2).  All coroutine_fn, 0 or
+ * -errno; the core (block/snapshot.c) runs them in a coroutine, on the
+ * node below any filters.  NULL group: the format has none. */
+typedef struct BlockDriverSnapshotOps {
+    /* Create from the current state; fills sn->id when it is empty. */
+    int coroutine_fn (*co_create)(BlockDriverState *bs, BdrvSnapshotInfo *sn);
+    /* Revert the current state to the snapshot (ID, else name). */
+    int coroutine_fn (*co_goto)(BlockDriverState *bs, const char *id_or_name,
+                                Error **errp);
+    /* Delete the snapshot matching @id and/or @name (NULL: any). */
+    int coroutine_fn (*co_delete)(BlockDriverState *bs, const char *id,
+                                  const char *name, Error **errp);
+    /* Returns the number of snapshots, *tab g_new'd. */
+    int (*list)(BlockDriverState *bs, BdrvSnapshotInfo **tab);
+    /* Read-only nodes: read the snapshot from now on. */
+    int coroutine_fn (*co_load_tmp)(BlockDriverState *bs, const char *id,
+                                    const char *name, Error **errp);
+    /* VM state: @qiov->size bytes at @pos of the state area. */
+    int coroutine_fn (*co_save_vmstate)(BlockDriverState *bs, IOVector *qiov,
+                                        int64_t pos);
+    int coroutine_fn (*co_load_vmstate)(BlockDriverState *bs, IOVector *qiov,
+                                        int64_t pos);
+} BlockDriverSnapshotOps;
+
 struct BlockDriver {
     /* identity */
     const char *format_name;
@@ -398,6 +422,8 @@ struct BlockDriver {
     /* Option amendment (strata-img amend); NULL: "Format driver 'x' does
      * not support option amendment". */
     const BlockDriverAmendOps *amend;
+    /* Internal snapshots and VM state; NULL: none. */
+    const BlockDriverSnapshotOps *snapshot;
 };
 
 /* The data path group of @drv, or an all-NULL one (never NULL). */

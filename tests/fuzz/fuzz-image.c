@@ -3,7 +3,9 @@
  * Fuzz target: an untrusted image file, opened read-only with format
  * probing as `info`, `map` and `convert` open one, then walked: length,
  * block status over the whole image, reads at its start, middle and end,
- * then the format's metadata check (strata-img check) where it has one.
+ * then the format's metadata check (strata-img check) where it has one,
+ * then each internal snapshot (qcow2) loaded as convert -l loads it and
+ * read the same way: the snapshot table and its L1 tables are parsed.
  * Every format driver is reached through the probe, so each new image
  * parser is covered here as soon as it is registered.  No file named by
  * the input is opened: no backing file, and the input itself stands for
@@ -101,6 +103,29 @@ static bool names_data_file(const uint8_t *data, size_t size)
            (data[79] & 4);
 }
 
+/* Every snapshot the table lists, read through its own L1 table (the
+ * node is read-only: loading one replaces what it reads). */
+static void walk_snapshots(BlockBackend *blk)
+{
+    g_autofree BdrvSnapshotInfo *tab = NULL;
+    int n = bdrv_snapshot_list(blk_bs(blk), &tab);
+
+    for (int i = 0; i < n && i < 8; i++) {
+        Error *err = NULL;
+        int64_t len;
+
+        if (bdrv_snapshot_load_tmp(blk_bs(blk), tab[i].id, NULL, &err) < 0) {
+            error_free(err);
+            continue;
+        }
+        len = blk_getlength(blk);
+        if (len > 0) {
+            walk_extents(blk, len);
+            read_around(blk, len);
+        }
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int fd;
@@ -133,6 +158,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         read_around(blk, len);
     }
     check_image(blk);
+    walk_snapshots(blk);
     blk_unref(blk);
     return 0;
 }

@@ -79,15 +79,63 @@ bool img_check_snapshot_param(const char *arg)
     return true;
 }
 
+/* The value of "snapshot.id" / "snapshot.name" in option list @arg (the
+ * last one given; a bare key is "on", "no" + key "off"), NULL if absent.
+ * The list was checked by img_check_snapshot_param() already. */
+static char *snapshot_param_value(const char *arg, const char *want)
+{
+    const char *p = arg;
+    char *found = NULL;
+
+    while (*p) {
+        size_t len = strcspn(p, "=,");
+        g_autofree char *name = g_strndup(p, len);
+        GString *val = g_string_new(NULL);
+
+        p += len;
+        if (*p == '=') {
+            for (p++; *p && (*p != ',' || p[1] == ','); p++) {
+                g_string_append_c(val, *p);
+                p += *p == ',';
+            }
+        } else {
+            bool no = g_str_has_prefix(name, "no") && strcmp(name, want);
+            g_string_assign(val, no ? "off" : "on");
+            memmove(name, name + (no ? 2 : 0), strlen(name) + 1 - (no ? 2 : 0));
+        }
+        if (!strcmp(name, want)) {
+            g_free(found);
+            found = g_string_free(val, false);
+        } else {
+            g_string_free(val, true);
+        }
+        p += *p == ',';
+    }
+    return found;
+}
+
 bool img_load_snapshot(BlockBackend *blk, const char *snapshot)
 {
+    Error *err = NULL;
+    int ret;
+
     if (!snapshot) {
         return true;
     }
-    error_report("Failed to load snapshot: Block format '%s' used by device "
-                 "'' does not support temporarily loading internal snapshots",
-                 bdrv_get_format_name(blk_bs(blk)));
-    return false;
+    if (g_str_has_prefix(snapshot, "snapshot.")) {
+        g_autofree char *id = snapshot_param_value(snapshot, "snapshot.id");
+        g_autofree char *name = snapshot_param_value(snapshot,
+                                                     "snapshot.name");
+        ret = bdrv_snapshot_load_tmp(blk_bs(blk), id, name, &err);
+    } else {
+        ret = bdrv_snapshot_load_tmp_by_id_or_name(blk_bs(blk), snapshot,
+                                                   &err);
+    }
+    if (ret < 0) {
+        error_reportf_err(err, "Failed to load snapshot: ");
+        return false;
+    }
+    return true;
 }
 
 bool img_parse_output(const char *cmd, const char *arg, OutputFormat *out)

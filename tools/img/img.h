@@ -88,9 +88,9 @@ bool img_parse_output(const char *cmd, const char *arg, OutputFormat *out);
  * option list whose keys are checked when the option is parsed; anything
  * else is a snapshot name.  False (reported) for an unknown key. */
 bool img_check_snapshot_param(const char *arg);
-/* Load snapshot @snapshot (NULL: none) of @blk's image for reading.  No
- * format here can load one temporarily: false, with the reference's
- * message, whenever one is asked for. */
+/* Load snapshot @snapshot (NULL: none; an option list or an ID or name)
+ * of @blk's read-only image for reading instead of its current state;
+ * false (reported as the reference does) when it cannot. */
 bool img_load_snapshot(BlockBackend *blk, const char *snapshot);
 
 /* --object: returns false (error printed) on failure. */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "tools/img/img.h"
+#include "tools/img/snapshot-dump.h"
 #include "tools/img/info-human.h"
 
 static void dump_value(int indent, QObject *obj);
@@ -128,6 +129,24 @@ static void dump_backing(QDict *info, int indent)
     }
 }
 
+/* "Snapshot list:" and its table, when there are snapshots. */
+static void dump_snapshots(QDict *info, int indent)
+{
+    QList *list = qdict_get_qlist(info, "snapshots");
+
+    if (!list) {
+        return;
+    }
+    printf("%*sSnapshot list:\n%*s", indent, "", indent, "");
+    snapshot_dump_header();
+    printf("\n");
+    for (QListEntry *e = qlist_first(list); e; e = qlist_next(e)) {
+        printf("%*s", indent, "");
+        snapshot_dump_qdict(qobject_to_qdict(qlist_entry_obj(e)));
+        printf("\n");
+    }
+}
+
 /* "Format specific information:" unless the data is empty. */
 static void dump_specific(QDict *info, int indent)
 {
@@ -171,6 +190,7 @@ void info_human_dump(QDict *info, const char *path, int indent)
                    qdict_get_int(info, "virtual-size"));
     dump_allocation(info, indent);
     dump_backing(info, indent);
+    dump_snapshots(info, indent);
     dump_specific(info, indent);
     dump_children(info, path, indent);
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include "block/block.h"
 #include "tools/img/img.h"
+#include "tools/img/snapshot-dump.h"
 #include "tools/img/info-human.h"
 
 typedef struct InfoArgs {
@@ -83,6 +84,16 @@ static void put_backing_info(QDict *info, BlockDriverState *bs)
 
 static QDict *node_info(BlockDriverState *bs);
 
+/* "snapshots" when the node has internal snapshots. */
+static void put_snapshots(QDict *info, BlockDriverState *bs)
+{
+    QList *list = snapshot_info_list(bs);
+
+    if (list) {
+        qdict_put_obj(info, "snapshots", QOBJECT(list));
+    }
+}
+
 /* "children": [{"name": ..., "info": ...}] for every child node, the
  * newest first as the reference lists them (blkverify shows "test"
  * before "raw"). */
@@ -128,6 +139,7 @@ static QDict *node_info(BlockDriverState *bs)
         qdict_put_int(info, "cluster-size", bdi.cluster_size);
     }
     put_backing_info(info, bs);
+    put_snapshots(info, bs);
     put_specific_info(info, bs);
     qdict_put_obj(info, "children", QOBJECT(children_info(bs)));
     return info;

@@ -167,11 +167,7 @@ static int measure_run(const MeasureArgs *a)
             return 1;
         }
     }
-    if (blk && a->snapshot) {
-        error_report("Failed to load snapshot: Block format '%s' used by "
-                     "device '' does not support temporarily loading "
-                     "internal snapshots",
-                     bdrv_get_format_name(blk_bs(blk)));
+    if (blk && !img_load_snapshot(blk, a->snapshot)) {
         blk_unref(blk);
         return 1;
     }

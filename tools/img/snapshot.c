@@ -2,17 +2,20 @@
 /*
  * strata-img snapshot: list, create, apply or delete internal snapshots.
  *
- * No Strata format stores internal snapshots yet, so listing prints
- * nothing and the other operations fail with the reference's messages
- * for a format without snapshot support (raw and the like).
+ * Formats without internal snapshots list nothing and fail the other
+ * operations with the reference's messages (raw and the like).
  *
  * As in qemu-img 10.0, the long forms --apply/--create/--delete take no
- * argument (only -a/-c/-d do); without a name the messages say "(null)".
+ * argument (only -a/-c/-d do); without a name the messages say "(null)"
+ * (where the reference crashes, create and delete fail cleanly).
+ * Deletion looks the snapshot up by name, application by ID or name.
  */
 #include <stdio.h>
 #include <string.h>
+#include <sys/time.h>
 #include "block/block.h"
 #include "tools/img/img.h"
+#include "tools/img/snapshot-dump.h"
 
 typedef enum {
     SNAPSHOT_NONE, SNAPSHOT_LIST, SNAPSHOT_APPLY, SNAPSHOT_CREATE,
@@ -91,27 +94,96 @@ static void reopen_warning(BlockDriverState *bs)
             bdrv_get_filename(bdrv_file_bs(bs)));
 }
 
+/* "Snapshot list:" and the table, nothing without snapshots. */
+static int snapshot_list(BlockDriverState *bs)
+{
+    g_autofree BdrvSnapshotInfo *tab = NULL;
+    int n = bdrv_snapshot_list(bs, &tab);
+
+    if (n <= 0) {
+        return 0;
+    }
+    printf("Snapshot list:\n");
+    snapshot_dump_header();
+    printf("\n");
+    for (int i = 0; i < n; i++) {
+        snapshot_dump_row(&tab[i]);
+        printf("\n");
+    }
+    return 0;
+}
+
+static int snapshot_create(BlockDriverState *bs, const char *name)
+{
+    BdrvSnapshotInfo sn = { 0 };
+    struct timeval tv;
+    int ret;
+
+    if (!name) {
+        error_report("Could not create snapshot '(null)': %s",
+                     strerror(EINVAL));
+        return 1;
+    }
+    g_strlcpy(sn.name, name, sizeof(sn.name));
+    gettimeofday(&tv, NULL);
+    sn.date_sec = tv.tv_sec;
+    sn.date_nsec = tv.tv_usec * 1000;
+    ret = bdrv_snapshot_create(bs, &sn);
+    if (ret < 0) {
+        error_report("Could not create snapshot '%s': %s", name,
+                     strerror(-ret));
+        return 1;
+    }
+    return 0;
+}
+
+static int snapshot_apply(BlockDriverState *bs, const char *name)
+{
+    Error *err = NULL;
+
+    if (!bdrv_can_snapshot(bs)) {
+        reopen_warning(bs);
+        error_report("Could not apply snapshot '%s': Block driver does not "
+                     "support snapshots", name ? name : "(null)");
+        return 1;
+    }
+    if (bdrv_snapshot_goto(bs, name ? name : "(null)", &err) < 0) {
+        error_reportf_err(err, "Could not apply snapshot '%s': ",
+                          name ? name : "(null)");
+        return 1;
+    }
+    return 0;
+}
+
+static int snapshot_delete(BlockDriverState *bs, const char *name)
+{
+    BdrvSnapshotInfo sn;
+    Error *err = NULL;
+
+    if (!name || bdrv_snapshot_find(bs, &sn, name) < 0) {
+        error_report("Could not delete snapshot '%s': snapshot not found",
+                     name ? name : "(null)");
+        return 1;
+    }
+    if (bdrv_snapshot_delete(bs, sn.id, sn.name, &err) < 0) {
+        error_reportf_err(err, "Could not delete snapshot '%s': ", name);
+        return 1;
+    }
+    return 0;
+}
+
 /* Carry out the action on the open image; returns the exit status. */
 static int snapshot_run(BlockBackend *blk, const SnapshotArgs *a)
 {
-    const char *name = a->name ? a->name : "(null)";
-
     switch (a->action) {
     case SNAPSHOT_CREATE:
-        error_report("Could not create snapshot '%s': Operation not "
-                     "supported", name);
-        return 1;
+        return snapshot_create(blk_bs(blk), a->name);
     case SNAPSHOT_APPLY:
-        reopen_warning(blk_bs(blk));
-        error_report("Could not apply snapshot '%s': Block driver does not "
-                     "support snapshots", name);
-        return 1;
+        return snapshot_apply(blk_bs(blk), a->name);
     case SNAPSHOT_DELETE:
-        error_report("Could not delete snapshot '%s': snapshot not found",
-                     name);
-        return 1;
+        return snapshot_delete(blk_bs(blk), a->name);
     default:
-        return 0;           /* list: there are none */
+        return snapshot_list(blk_bs(blk));
     }
 }
 

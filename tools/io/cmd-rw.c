@@ -228,7 +228,8 @@ static int read_f(BlockBackend *blk, int argc, char **argv)
 
     buf = io_alloc(count, 0xab);
     t1 = io_now();
-    ret = o.bflag ? -ENOTSUP : blk_pread(blk, offset, count, buf, 0);
+    ret = o.bflag ? bdrv_load_vmstate(blk_bs(blk), buf, offset, count)
+                  : blk_pread(blk, offset, count, buf, 0);
     t2 = io_now();
     if (ret < 0) {
         printf("read failed: %s\n", strerror(-ret));
@@ -378,7 +379,7 @@ static int write_do(BlockBackend *blk, WriteOpts *o, void *buf,
                     int64_t offset, int64_t count)
 {
     if (o->bflag) {
-        return -ENOTSUP;
+        return bdrv_save_vmstate(blk_bs(blk), buf, offset, count);
     }
     if (o->zflag) {
         return blk_pwrite_zeroes(blk, offset, count, o->flags);

@@ -564,9 +564,10 @@ static int coroutine_fn qcow2_do_open(BlockDriverState *bs, QDict *opts,
         ret = qcow2_read_bitmap_list(bs, errp);
     }
     if (ret == 0) {
-        if (flags & BDRV_O_RDWR) {
-            qcow2_read_snapshot_extents(bs);     /* for overlap checks */
-        }
+        /* check-mode opens must get through a broken table */
+        ret = qcow2_read_snapshots(bs, flags & BDRV_O_CHECK, errp);
+    }
+    if (ret == 0) {
         ret = open_for_writes(bs, flen, flags, errp);
     }
     return ret;
@@ -598,6 +599,7 @@ static void qcow2_free_state(BDRVQcow2State *s)
         g_array_free(s->inactive_l1, true);
         s->inactive_l1 = NULL;
     }
+    qcow2_free_snapshots(s);
     qobject_unref(s->bitmap_info);
     s->bitmap_info = NULL;
     qcow2_free_header_exts(s);
@@ -983,6 +985,7 @@ const BlockDriver bdrv_qcow2 = {
     .measure = &qcow2_measure_ops,
     .backing = &qcow2_backing_ops,
     .check = &qcow2_check_ops,
+    .snapshot = &qcow2_snapshot_ops,
     .reopen = &qcow2_reopen_ops,
     .amend = &qcow2_amend_ops,
 };

@@ -11,7 +11,7 @@
  *   create.c         create, create options, preallocation
  *   info.c           get_info, format-specific info, measure, truncate
  *   bitmap.c         persistent bitmap directory (for info)
- *   snapshot.c       snapshot table extents (for overlap checks)
+ *   snapshot.c       internal snapshots: table, create/goto/delete, vmstate
  *   compress.c       (de)compression of compressed clusters (compress.h)
  *   check.c          consistency check (strata-img check)
  *   amend.c          option amendment (strata-img amend)
@@ -134,6 +134,18 @@ typedef struct Qcow2InactiveL1 {
     uint32_t size;                /* entries */
 } Qcow2InactiveL1;
 
+/* One snapshot table entry, host order (qcow2.txt "Snapshot table"). */
+typedef struct Qcow2Snapshot {
+    uint64_t l1_offset;
+    uint32_t l1_size;             /* entries */
+    char *id, *name;
+    uint64_t disk_size, vm_state_size, vm_clock_nsec;
+    uint64_t icount;              /* UINT64_MAX: none */
+    uint32_t date_sec, date_nsec;
+    uint32_t extra_size;          /* extra data bytes as read (<= 1024) */
+    uint8_t *unknown_extra;       /* extra_size - 24 bytes kept verbatim */
+} Qcow2Snapshot;
+
 typedef struct Qcow2InFlight {
     uint64_t start, end;
 } Qcow2InFlight;
@@ -204,6 +216,8 @@ typedef struct BDRVQcow2State {
     QList *bitmap_info;           /* info's "bitmaps", NULL if none */
     uint64_t snapshots_size;      /* bytes of the snapshot table */
     GArray *inactive_l1;          /* Qcow2InactiveL1 of the snapshots */
+    Qcow2Snapshot *snapshots;     /* the parsed table (snapshot.c) */
+    uint32_t nb_snapshots;        /* entries in snapshots */
     uint64_t crypto_offset, crypto_length;
     uint64_t header_ext_end;      /* where extensions end in cluster 0 */
 
@@ -347,6 +361,16 @@ void qcow2_signal_corruption(BlockDriverState *bs, const char *fmt, ...)
 void qcow2_free_header_exts(BDRVQcow2State *s);
 int coroutine_fn qcow2_read_bitmap_list(BlockDriverState *bs, Error **errp);
 int coroutine_fn qcow2_read_snapshot_extents(BlockDriverState *bs);
+/* ---- snapshot.c ---- */
+/* Parse the snapshot table into s->snapshots with the reference's
+ * errors; @tolerant (check mode): keep what could be read, no error. */
+int coroutine_fn qcow2_read_snapshots(BlockDriverState *bs, bool tolerant,
+                                      Error **errp);
+void qcow2_free_snapshots(BDRVQcow2State *s);
+/* Write s->snapshots as a new table and point the header at it (amend,
+ * repair: after changing entries in place); 0 or -errno. */
+int coroutine_fn qcow2_rewrite_snapshot_table(BlockDriverState *bs);
+extern const BlockDriverSnapshotOps qcow2_snapshot_ops;
 
 /* ---- cache.c ---- */
 void qcow2_cache_init(Qcow2Cache *c, int entries, size_t table_size,

@@ -488,10 +488,14 @@ static int coroutine_fn change_refcounts(BlockDriverState *bs, uint64_t first,
             return ret;
         }
         rc = qcow2_get_refcount_entry(s, block, c & mask);
+        /* overflow is -EINVAL too, as for the reference (its snapshot
+         * messages say "Invalid argument"); no wrap past 64 bits */
         if ((addend < 0 && rc < (uint64_t)-addend) ||
-            (addend > 0 && rc + addend > (uint64_t)s->refcount_max)) {
+            (addend > 0 && (rc > (uint64_t)s->refcount_max ||
+                            (uint64_t)addend >
+                            (uint64_t)s->refcount_max - rc))) {
             qcow2_cache_put(&s->refcount_cache, &block);
-            return addend < 0 ? -EINVAL : -ERANGE;
+            return -EINVAL;
         }
         qcow2_set_refcount_entry(s, block, c & mask, rc + addend);
         qcow2_cache_mark_dirty(&s->refcount_cache, block);
@@ -590,6 +594,7 @@ void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
     if (!size) {
         return;
     }
+    bdrv_debug_event(bs->file, BLKDBG_CLUSTER_FREE);
     for (uint64_t c = first; c <= last; c++) {
         uint64_t rc = 0;
 
@@ -744,12 +749,48 @@ static int overlap_indirect(BDRVQcow2State *s, int chk, uint64_t offset,
     return 0;
 }
 
-/* Which kind of metadata (QCOW2_OL_*) [offset, +size) overlaps; 0: none. */
+/* The snapshots' L2 tables, found through their L1 tables on disk (only
+ * with overlap-check.inactive-l2 or "all", as for the reference); a
+ * snapshot whose L1 table is out of bounds fails the check (-errno). */
+static int coroutine_fn overlap_inactive_l2(BlockDriverState *bs,
+                                            uint64_t offset, uint64_t size)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        const Qcow2Snapshot *sn = &s->snapshots[i];
+        uint64_t bytes = (uint64_t)sn->l1_size * 8;
+        g_autofree uint8_t *l1 = NULL;
+
+        if (sn->l1_size > QCOW2_MAX_L1_SIZE / 8) {
+            return -EFBIG;
+        }
+        if (qcow2_offset_into_cluster(s, sn->l1_offset) ||
+            sn->l1_offset > INT64_MAX - bytes) {
+            return -EINVAL;
+        }
+        l1 = g_try_malloc(MAX(bytes, 1));
+        if (!l1 || qcow2_read_table(bs, sn->l1_offset, bytes, l1) < 0) {
+            return l1 ? -EIO : -ENOMEM;
+        }
+        for (uint64_t j = 0; j < sn->l1_size; j++) {
+            uint64_t l2 = q_ld64(l1 + j * 8) & L1E_OFFSET_MASK;
+            if (l2 && ranges_overlap(offset, size, l2, s->cluster_size)) {
+                return QCOW2_OL_INACTIVE_L2;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Which kind of metadata (QCOW2_OL_*) [offset, +size) overlaps; 0: none,
+ * -errno when the check itself failed. */
 int coroutine_fn qcow2_check_metadata_overlap(BlockDriverState *bs, int ign,
                                               uint64_t offset, uint64_t size)
 {
     BDRVQcow2State *s = bs->opaque;
     int chk = s->overlap_check & ~ign;
+    int ret;
 
     if ((chk & QCOW2_OL_MAIN_HEADER) && offset < s->cluster_size) {
         return QCOW2_OL_MAIN_HEADER;
@@ -769,7 +810,11 @@ int coroutine_fn qcow2_check_metadata_overlap(BlockDriverState *bs, int ign,
                        s->snapshots_size)) {
         return QCOW2_OL_SNAPSHOT_TABLE;
     }
-    return overlap_indirect(s, chk, offset, size);
+    ret = overlap_indirect(s, chk, offset, size);
+    if (ret == 0 && (chk & QCOW2_OL_INACTIVE_L2) && size) {
+        ret = overlap_inactive_l2(bs, offset, size);
+    }
+    return ret;
 }
 
 static const char *overlap_name(int kind)
@@ -782,6 +827,7 @@ static const char *overlap_name(int kind)
     case QCOW2_OL_REFCOUNT_BLOCK: return "refcount block";
     case QCOW2_OL_SNAPSHOT_TABLE: return "snapshot table";
     case QCOW2_OL_INACTIVE_L1: return "inactive L1 table";
+    case QCOW2_OL_INACTIVE_L2: return "inactive L2 table";
     default: return "metadata";
     }
 }
@@ -792,8 +838,8 @@ int coroutine_fn qcow2_pre_write_overlap_check(BlockDriverState *bs, int ign,
 {
     int kind = qcow2_check_metadata_overlap(bs, ign, offset, size);
 
-    if (!kind) {
-        return 0;
+    if (kind <= 0) {
+        return kind;
     }
     qcow2_signal_corruption(bs, "Preventing invalid write on metadata "
                             "(overlaps with %s)", overlap_name(kind));

@@ -234,6 +234,16 @@ static void discard_cluster(BlockDriverState *bs, uint8_t *l2, int idx,
                              s->discard_passthrough_request);
 }
 
+/* Is the L2 table covering @pos shared with a snapshot?  Then even a full
+ * discard must change a copy of it (COPIED missing from the L1 entry). */
+static bool l2_table_shared(BDRVQcow2State *s, uint64_t pos)
+{
+    uint64_t l1i = qcow2_l1_index(s, pos);
+
+    return l1i < s->l1_size && (s->l1_table[l1i] & L1E_OFFSET_MASK) &&
+           !(s->l1_table[l1i] & QCOW_OFLAG_COPIED);
+}
+
 /* Discard whole clusters [offset, offset + bytes) (lock held); the freed
  * clusters are discarded in the file when @pass_always (a shrink) or as
  * pass-discard-request says. */
@@ -245,7 +255,8 @@ int coroutine_fn qcow2_discard_range(BlockDriverState *bs, uint64_t offset,
 
     for (uint64_t pos = offset; pos < offset + bytes; pos += s->cluster_size) {
         void *l2;
-        int idx, ret = qcow2_get_l2_table(bs, pos, !full_discard, &l2, &idx);
+        bool alloc = !full_discard || l2_table_shared(s, pos);
+        int idx, ret = qcow2_get_l2_table(bs, pos, alloc, &l2, &idx);
 
         if (ret < 0) {
             return ret;
