@@ -129,6 +129,9 @@ struct BlockDriverState {
     /* (core, only while this node opens as a backing file) the overlay
      * it opens for: the chain above, for loop and depth checks. */
     BlockDriverState *backing_of;
+    /* (core) dirty bitmaps, BdrvDirtyBitmap * in creation order, NULL
+     * until the first (block/dirty-bitmap.c) */
+    GPtrArray *dirty_bitmaps;
 };
 
 /* Formats with backing files: record a new backing file name and format
@@ -312,6 +315,21 @@ typedef struct BlockDriverMeasureOps {
                    BlockMeasureInfo *info, Error **errp);
 } BlockDriverMeasureOps;
 
+/* Persistent dirty bitmaps (qcow2).  The format creates the node's
+ * persistent bitmaps (bdrv_create_dirty_bitmap() and setters) in open and
+ * stores them in close; bits it left on disk (bdrv_dirty_bitmap_set_
+ * unloaded()) are read through load on first use. */
+typedef struct BlockDriverBitmapOps {
+    /* Can this node store persistent bitmaps at all (qcow2 v3)? */
+    bool (*supported)(BlockDriverState *bs);
+    /* May a new persistent bitmap @name of @granularity bytes be added?
+     * false with @errp set in the reference's words. */
+    bool (*can_store_new)(BlockDriverState *bs, const char *name,
+                          uint32_t granularity, Error **errp);
+    /* Read the bits of @bm from the image (plain context). */
+    int (*load)(BlockDriverState *bs, BdrvDirtyBitmap *bm, Error **errp);
+} BlockDriverBitmapOps;
+
 struct BlockDriver {
     /* identity */
     const char *format_name;
@@ -364,6 +382,8 @@ struct BlockDriver {
     /* Metadata check (strata-img check); NULL: "This image format does
      * not support checks". */
     const BlockDriverCheckOps *check;
+    /* Persistent dirty bitmaps; NULL: the format cannot store any. */
+    const BlockDriverBitmapOps *bitmaps;
 };
 
 /* The data path group of @drv, or an all-NULL one (never NULL). */

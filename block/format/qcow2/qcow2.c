@@ -424,7 +424,8 @@ static int check_encryption(BlockDriverState *bs, int flags, Error **errp)
 static int coroutine_fn clear_autoclear(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
-    uint64_t keep = s->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_RAW;
+    uint64_t keep = s->h.autoclear_features & (QCOW2_AUTOCLEAR_DATA_RAW |
+        (qcow2_keeps_bitmaps(s) ? QCOW2_AUTOCLEAR_BITMAPS : 0));
 
     if (!(bs->open_flags & BDRV_O_RDWR) || s->h.version < 3 ||
         keep == s->h.autoclear_features) {
@@ -596,8 +597,7 @@ static void qcow2_free_state(BDRVQcow2State *s)
         g_array_free(s->inactive_l1, true);
         s->inactive_l1 = NULL;
     }
-    qobject_unref(s->bitmap_info);
-    s->bitmap_info = NULL;
+    qcow2_free_bitmaps(s);
     qcow2_free_header_exts(s);
 }
 
@@ -653,8 +653,14 @@ static void coroutine_fn close_entry(void *opaque)
     BDRVQcow2State *s = bs->opaque;
     int ret;
 
+    Error *err = NULL;
+
     if (!(bs->open_flags & BDRV_O_RDWR) || !s->data_file) {
         return;
+    }
+    if (qcow2_store_bitmaps(bs, &err) < 0) {
+        error_reportf_err(err, "Lost persistent bitmaps during inactivation "
+                          "of node '%s': ", bdrv_get_node_name(bs));
     }
     ret = close_flush_cache(bs, &s->l2_cache, "L2 table");
     if (close_flush_cache(bs, &s->refcount_cache, "refcount block") < 0) {
@@ -979,5 +985,6 @@ const BlockDriver bdrv_qcow2 = {
     .measure = &qcow2_measure_ops,
     .backing = &qcow2_backing_ops,
     .check = &qcow2_check_ops,
+    .bitmaps = &qcow2_bitmap_ops,
     .reopen = &qcow2_reopen_ops,
 };

@@ -127,6 +127,15 @@ typedef struct Qcow2UnknownExt {
     uint8_t *data;
 } Qcow2UnknownExt;
 
+/* A bitmap directory entry (bitmap.c), host order. */
+typedef struct Qcow2Bitmap {
+    char *name;
+    uint64_t table_offset;
+    uint32_t table_size;          /* entries */
+    uint32_t flags;               /* as on disk */
+    uint8_t gran_bits;
+} Qcow2Bitmap;
+
 typedef struct Qcow2InactiveL1 {
     uint64_t offset;
     uint32_t size;                /* entries */
@@ -229,6 +238,10 @@ typedef struct BDRVQcow2State {
     uint64_t cw_next;             /* ticket of the next to arrive */
     uint64_t cw_turn;             /* ticket allowed to store now */
     CoQueue cw_queue;
+
+    /* persistent bitmaps (bitmap.c): the directory as on disk */
+    GArray *bitmaps;              /* Qcow2Bitmap */
+    uint64_t bitmap_dir_offset, bitmap_dir_size;
 } BDRVQcow2State;
 
 /* A non-zero entry was stored at L1 index @i. */
@@ -335,7 +348,18 @@ int coroutine_fn qcow2_mark_clean(BlockDriverState *bs);
 void qcow2_signal_corruption(BlockDriverState *bs, const char *fmt, ...)
     G_GNUC_PRINTF(2, 3);
 void qcow2_free_header_exts(BDRVQcow2State *s);
+/* ---- bitmap.c ---- */
+/* Open: the bitmap directory checked, the node's persistent bitmaps
+ * created (read-write: marked in-use in the image). */
 int coroutine_fn qcow2_read_bitmap_list(BlockDriverState *bs, Error **errp);
+/* Close (read-write): every persistent bitmap stored, in-use cleared. */
+int coroutine_fn qcow2_store_bitmaps(BlockDriverState *bs, Error **errp);
+/* Does the image hold bitmaps we keep up to date (autoclear bit kept)? */
+bool qcow2_keeps_bitmaps(BDRVQcow2State *s);
+void qcow2_free_bitmaps(BDRVQcow2State *s);
+/* measure's "bitmaps" for @in_bs's persistent bitmaps. */
+uint64_t qcow2_bitmaps_measure(BlockDriverState *in_bs, uint64_t cluster_size);
+extern const BlockDriverBitmapOps qcow2_bitmap_ops;
 int coroutine_fn qcow2_read_snapshot_extents(BlockDriverState *bs);
 
 /* ---- cache.c ---- */
