@@ -548,6 +548,9 @@ uint32_t bdrv_default_bitmap_granularity(BlockDriverState *bs);
 bool bdrv_can_store_new_dirty_bitmap(BlockDriverState *bs, const char *name,
                                      uint32_t granularity, Error **errp);
 bool bdrv_supports_persistent_dirty_bitmap(BlockDriverState *bs);
+/* Release @bm; a persistent one is removed from the image first (on
+ * failure it stays, -errno with @errp set). */
+int bdrv_remove_dirty_bitmap(BdrvDirtyBitmap *bm, Error **errp);
 
 /* Register every built-in driver (idempotent; tools call it first). */
 void bdrv_init(void);

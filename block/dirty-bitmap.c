@@ -16,7 +16,8 @@
 struct BdrvDirtyBitmap {
     BlockDriverState *bs;
     char *name;
-    HBitmap *hb;
+    HBitmap *hb;           /* allocated on first use */
+    uint64_t size;         /* bytes covered */
     uint32_t granularity;
     bool disabled;
     bool persistent;
@@ -70,7 +71,7 @@ BdrvDirtyBitmap *bdrv_create_dirty_bitmap(BlockDriverState *bs,
     bm->bs = bs;
     bm->name = g_strdup(name);
     bm->granularity = granularity;
-    bm->hb = hbitmap_alloc(len, __builtin_ctz(granularity));
+    bm->size = len;
     bm->loaded = true;
     g_ptr_array_add(bitmaps_of(bs), bm);
     return bm;
@@ -112,7 +113,7 @@ uint32_t bdrv_dirty_bitmap_granularity(const BdrvDirtyBitmap *bm)
 
 uint64_t bdrv_dirty_bitmap_size(const BdrvDirtyBitmap *bm)
 {
-    return hbitmap_size(bm->hb);
+    return bm->size;
 }
 
 bool bdrv_dirty_bitmap_enabled(const BdrvDirtyBitmap *bm)
@@ -151,8 +152,13 @@ void bdrv_dirty_bitmap_set_unloaded(BdrvDirtyBitmap *bm)
     bm->loaded = false;
 }
 
+/* The bits, allocated on first use: bitmaps nobody reads or sets (info
+ * of an image with many large ones) cost no memory. */
 HBitmap *bdrv_dirty_bitmap_hbitmap(BdrvDirtyBitmap *bm)
 {
+    if (!bm->hb) {
+        bm->hb = hbitmap_alloc(bm->size, __builtin_ctz(bm->granularity));
+    }
     return bm->hb;
 }
 
@@ -190,31 +196,36 @@ int bdrv_dirty_bitmap_check(const BdrvDirtyBitmap *bm, Error **errp)
 
 void bdrv_clear_dirty_bitmap(BdrvDirtyBitmap *bm)
 {
-    hbitmap_reset_all(bm->hb);
+    if (bm->hb) {
+        hbitmap_reset_all(bm->hb);
+    }
     bm->loaded = true;
 }
 
 int bdrv_merge_dirty_bitmap(BdrvDirtyBitmap *dst, BdrvDirtyBitmap *src,
                             Error **errp)
 {
-    uint64_t size = hbitmap_size(src->hb);
+    uint64_t size = src->size;
+    HBitmap *from, *to;
     int64_t pos = 0;
 
-    if (hbitmap_size(dst->hb) != size) {
+    if (dst->size != size) {
         error_setg(errp, "Bitmaps are of different sizes (destination size "
                    "is %" PRIu64 ", source size is %" PRIu64 ") and can't "
-                   "be merged", hbitmap_size(dst->hb), size);
+                   "be merged", dst->size, size);
         return -EINVAL;
     }
     if (bdrv_dirty_bitmap_load(src, errp) < 0 ||
         bdrv_dirty_bitmap_load(dst, errp) < 0) {
         return -EIO;
     }
-    while ((pos = hbitmap_next_dirty(src->hb, pos, size - pos)) >= 0) {
-        int64_t end = hbitmap_next_zero(src->hb, pos, size - pos);
+    from = bdrv_dirty_bitmap_hbitmap(src);
+    to = bdrv_dirty_bitmap_hbitmap(dst);
+    while ((pos = hbitmap_next_dirty(from, pos, size - pos)) >= 0) {
+        int64_t end = hbitmap_next_zero(from, pos, size - pos);
 
         end = end < 0 ? (int64_t)size : end;
-        hbitmap_set(dst->hb, pos, end - pos);
+        hbitmap_set(to, pos, end - pos);
         pos = end;
     }
     return 0;
@@ -227,7 +238,7 @@ void bdrv_dirty_bitmaps_mark(BlockDriverState *bs, int64_t offset,
         BdrvDirtyBitmap *bm = g_ptr_array_index(bs->dirty_bitmaps, i);
 
         if (!bm->disabled && bytes > 0) {
-            hbitmap_set(bm->hb, offset, bytes);
+            hbitmap_set(bdrv_dirty_bitmap_hbitmap(bm), offset, bytes);
         }
     }
 }
@@ -236,7 +247,11 @@ void bdrv_dirty_bitmaps_truncate(BlockDriverState *bs, int64_t size)
 {
     for (guint i = 0; bs->dirty_bitmaps && i < bs->dirty_bitmaps->len; i++) {
         BdrvDirtyBitmap *bm = g_ptr_array_index(bs->dirty_bitmaps, i);
-        hbitmap_truncate(bm->hb, size);
+
+        bm->size = size;
+        if (bm->hb) {
+            hbitmap_truncate(bm->hb, size);
+        }
     }
 }
 
@@ -269,4 +284,19 @@ bool bdrv_supports_persistent_dirty_bitmap(BlockDriverState *bs)
 
     return drv && drv->bitmaps && drv->bitmaps->supported &&
            drv->bitmaps->supported(bs);
+}
+
+int bdrv_remove_dirty_bitmap(BdrvDirtyBitmap *bm, Error **errp)
+{
+    const BlockDriver *drv = bm->bs->drv;
+
+    if (bm->persistent && drv && drv->bitmaps &&
+        drv->bitmaps->remove_persistent) {
+        int ret = drv->bitmaps->remove_persistent(bm->bs, bm->name, errp);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    bdrv_release_dirty_bitmap(bm);
+    return 0;
 }

@@ -328,6 +328,10 @@ typedef struct BlockDriverBitmapOps {
                           uint32_t granularity, Error **errp);
     /* Read the bits of @bm from the image (plain context). */
     int (*load)(BlockDriverState *bs, BdrvDirtyBitmap *bm, Error **errp);
+    /* Drop the stored bitmap @name from the image now (nothing to do if
+     * it was never stored); plain context. */
+    int (*remove_persistent)(BlockDriverState *bs, const char *name,
+                             Error **errp);
 } BlockDriverBitmapOps;
 
 struct BlockDriver {

@@ -206,7 +206,7 @@ static void bitmap_simple(BlockDriverState *bs, BitmapOp op,
     }
     switch (op) {
     case BITMAP_REMOVE:
-        bdrv_release_dirty_bitmap(bm);
+        bdrv_remove_dirty_bitmap(bm, errp);
         break;
     case BITMAP_CLEAR:
         bdrv_clear_dirty_bitmap(bm);

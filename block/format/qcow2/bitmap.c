@@ -273,36 +273,33 @@ static bool table_entry_ok(BDRVQcow2State *s, uint64_t e)
 }
 
 /* Read and check the table of @b for a node of @len bytes into *@table
- * (host order, g_free()). */
+ * (host order, g_free()): every entry first, then the size. */
 static int coroutine_fn read_bitmap_table(BlockDriverState *bs,
                                           const Qcow2Bitmap *b, uint64_t len,
                                           uint64_t **table, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
-    uint64_t *t;
-    int ret = -EINVAL;
+    g_autofree uint64_t *t = g_new(uint64_t, b->table_size);
+    int ret = qcow2_read_table(bs, b->table_offset, b->table_size * 8ULL, t);
 
-    *table = NULL;
-    if (b->table_size != table_entries(s, len, b->gran_bits)) {
-        goto fail;
-    }
-    t = g_new(uint64_t, b->table_size);
-    ret = qcow2_read_table(bs, b->table_offset, b->table_size * 8ULL, t);
     for (uint32_t i = 0; ret == 0 && i < b->table_size; i++) {
         t[i] = GUINT64_FROM_BE(t[i]);
         if (!table_entry_ok(s, t[i])) {
             ret = -EINVAL;
         }
     }
-    if (ret == 0) {
-        *table = t;
-        return 0;
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not read bitmap_table table "
+                         "from image for bitmap '%s'", b->name);
+        return ret;
     }
-    g_free(t);
-fail:
-    error_setg_errno(errp, -ret, "Could not read bitmap_table table from "
-                     "image for bitmap '%s'", b->name);
-    return ret;
+    if (b->table_size != table_entries(s, len, b->gran_bits)) {
+        error_setg_errno(errp, EINVAL, "Could not read bitmap '%s' from "
+                         "image", b->name);
+        return -EINVAL;
+    }
+    *table = g_steal_pointer(&t);
+    return 0;
 }
 
 /* The set bits of one data cluster @buf (bit i: granule i, least
@@ -622,7 +619,8 @@ static int coroutine_fn store_all(BlockDriverState *bs, GArray *old,
     return 0;
 }
 
-/* The clusters of an old entry no longer used: data, then the table. */
+/* The clusters of an old entry no longer used: data (always discarded
+ * in the file, as by the reference), then the table. */
 static void coroutine_fn free_entry(BlockDriverState *bs, Qcow2Bitmap *b)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -635,10 +633,11 @@ static void coroutine_fn free_entry(BlockDriverState *bs, Qcow2Bitmap *b)
         uint64_t e = GUINT64_FROM_BE(t[i]);
         if ((e & BME_TABLE_OFFSET) && table_entry_ok(s, e)) {
             qcow2_free_clusters(bs, e & BME_TABLE_OFFSET, s->cluster_size,
-                                false);
+                                true);
         }
     }
-    qcow2_free_clusters(bs, b->table_offset, b->table_size * 8ULL, false);
+    qcow2_free_clusters(bs, b->table_offset, b->table_size * 8ULL,
+                        s->discard_passthrough_other);
 }
 
 /* The new directory written, the header switched to it. */
@@ -657,6 +656,9 @@ static int coroutine_fn switch_dir(BlockDriverState *bs, GArray *list)
         }
     }
     ret = qcow2_cache_flush(bs, &s->refcount_cache);
+    if (ret == 0) {
+        ret = bdrv_co_flush(bs->file->bs);
+    }
     if (ret < 0) {
         return ret;
     }
@@ -695,10 +697,67 @@ int coroutine_fn qcow2_store_bitmaps(BlockDriverState *bs, Error **errp)
         }
     }
     if (old->len) {
-        qcow2_free_clusters(bs, old_off, old_size, false);
+        qcow2_free_clusters(bs, old_off, old_size,
+                            s->discard_passthrough_other);
     }
     g_array_unref(old);
     return 0;
+}
+
+/* ---- removal ---- */
+
+/* --remove of a bitmap the image holds: the directory rewritten without
+ * it at once (new clusters, header switched), then its clusters freed. */
+static int coroutine_fn remove_stored(BlockDriverState *bs, guint idx)
+{
+    BDRVQcow2State *s = bs->opaque;
+    Qcow2Bitmap gone = g_array_index(s->bitmaps, Qcow2Bitmap, idx);
+    uint64_t old_off = s->bitmap_dir_offset, old_size = s->bitmap_dir_size;
+    int ret;
+
+    gone.name = g_strdup(gone.name);
+    g_array_remove_index(s->bitmaps, idx);
+    ret = switch_dir(bs, s->bitmaps);
+    if (ret == 0) {
+        qcow2_free_clusters(bs, old_off, old_size,
+                            s->discard_passthrough_other);
+        free_entry(bs, &gone);
+    }
+    g_free(gone.name);
+    return ret;
+}
+
+typedef struct RemoveCo {
+    BlockDriverState *bs;
+    const char *name;
+    int ret;
+} RemoveCo;
+
+static void coroutine_fn remove_entry_co(void *opaque)
+{
+    RemoveCo *r = opaque;
+    BDRVQcow2State *s = r->bs->opaque;
+
+    r->ret = 0;
+    for (guint i = 0; s->bitmaps && i < s->bitmaps->len; i++) {
+        if (!strcmp(g_array_index(s->bitmaps, Qcow2Bitmap, i).name,
+                    r->name)) {
+            r->ret = remove_stored(r->bs, i);
+            break;
+        }
+    }
+}
+
+static int qcow2_remove_bitmap(BlockDriverState *bs, const char *name,
+                               Error **errp)
+{
+    RemoveCo r = { bs, name, 0 };
+
+    co_run_sync(remove_entry_co, &r);
+    if (r.ret < 0) {
+        error_setg_errno(errp, -r.ret, "Failed to update bitmap extension");
+    }
+    return r.ret;
 }
 
 /* ---- engine ops ---- */
@@ -810,6 +869,7 @@ const BlockDriverBitmapOps qcow2_bitmap_ops = {
     .supported = qcow2_bitmaps_supported,
     .can_store_new = qcow2_can_store_new_bitmap,
     .load = qcow2_load_bitmap,
+    .remove_persistent = qcow2_remove_bitmap,
 };
 
 /* measure: what the persistent bitmaps of @in_bs take in a qcow2 image
