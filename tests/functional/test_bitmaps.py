@@ -261,6 +261,19 @@ def test_merge_across_images(pair, ref_qemu_img):
         assert_same_images(pair, name, ref_qemu_img)
 
 
+def test_resize(pair, ref_qemu_img):
+    """Bitmaps follow the image's size, growing and shrinking."""
+    create(pair, 'a.qcow2', '4M')
+    both(pair, [img('bitmap', '--add', '-g', '4k', 'a.qcow2', 'b'),
+                io('a.qcow2', 'write 3M 1M'),
+                img('resize', 'a.qcow2', '9M'),
+                io('a.qcow2', 'write 8M 64k'),
+                img('resize', '--shrink', 'a.qcow2', '3584k'),
+                io('a.qcow2', 'write 1M 4k'),
+                img('info', 'a.qcow2')])
+    assert_same_images(pair, 'a.qcow2', ref_qemu_img)
+
+
 # ---- inconsistent bitmaps ----
 
 @pytest.fixture
@@ -390,6 +403,7 @@ def _entry(pair, name):
 
 
 HOSTILE = {
+    'table_all_ones': lambda d, t: [(t, 'Q', 1)],
     'table_reserved_bits': lambda d, t: [(t, 'Q', 0x50002)],
     'table_unaligned': lambda d, t: [(t, 'Q', 0x50200)],
     'table_all_ones_with_offset': lambda d, t: [(t, 'Q', 0x50001)],
@@ -422,6 +436,9 @@ def test_hostile_directory(pair, case):
     both(pair, [img('info', 'h.qcow2'), img('check', 'h.qcow2'),
                 img('convert', '--bitmaps', '-O', 'qcow2', 'h.qcow2',
                     'o.qcow2')])
+    if os.path.exists(os.path.join(pair[0].dir, 'o.qcow2')):
+        assert bitmaps_of(os.path.join(pair[1].dir, 'o.qcow2')) == \
+            bitmaps_of(os.path.join(pair[0].dir, 'o.qcow2'))
 
 
 @pytest.mark.parametrize('field,value', [(0, 3), (0, 1), (8, 64)])
