@@ -261,6 +261,20 @@ def test_merge_across_images(pair, ref_qemu_img):
         assert_same_images(pair, name, ref_qemu_img)
 
 
+def test_reopen(pair, ref_qemu_img):
+    """Opened read-only, reopened read-write: bitmaps marked in-use, the
+    bits on disk kept and the new ones added; back to read-only: stored."""
+    create(pair, 'a.qcow2', '4M')
+    both(pair, [img('bitmap', '--add', 'a.qcow2', 'b'),
+                io('a.qcow2', 'write 0 64k'),
+                ('io', ['-r', '-c', 'reopen -w', '-c', 'write 1M 64k', '-c',
+                        'reopen -r', '-c', 'read 0 4k', 'a.qcow2']),
+                img('info', '-U', 'a.qcow2'),
+                ('io', ['-r', '-c', 'reopen -w', '-c', 'write 2M 64k',
+                        'a.qcow2'])])
+    assert_same_images(pair, 'a.qcow2', ref_qemu_img)
+
+
 def test_resize(pair, ref_qemu_img):
     """Bitmaps follow the image's size, growing and shrinking."""
     create(pair, 'a.qcow2', '4M')

@@ -520,6 +520,16 @@ int coroutine_fn qcow2_read_bitmap_list(BlockDriverState *bs, Error **errp)
     return ret;
 }
 
+int coroutine_fn qcow2_bitmaps_reopen_rw(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    if (!s->bitmaps || !s->bitmaps->len || s->h.version < 3) {
+        return 0;
+    }
+    return mark_in_use(bs);
+}
+
 bool qcow2_keeps_bitmaps(BDRVQcow2State *s)
 {
     return s->bitmaps && s->bitmaps->len && s->h.version >= 3;
@@ -608,8 +618,7 @@ static int coroutine_fn store_all(BlockDriverState *bs, GArray *old,
             b.name = g_strdup(o->name);
             o->flags |= 1U << 31;        /* kept: not freed below */
         } else {
-            ret = bdrv_dirty_bitmap_load(bm, NULL);
-            ret = ret < 0 ? ret : store_one(bs, bm, &b);
+            ret = store_one(bs, bm, &b);
             if (ret < 0) {
                 return ret;
             }
@@ -669,6 +678,22 @@ static int coroutine_fn switch_dir(BlockDriverState *bs, GArray *list)
     return ret;
 }
 
+/* Bits still on disk (the node was opened read-only, then reopened
+ * read-write) read in, ORed with those set since. */
+static int coroutine_fn load_all(BlockDriverState *bs, Error **errp)
+{
+    BdrvDirtyBitmap *bm;
+
+    for (unsigned i = 0; (bm = bdrv_dirty_bitmap_at(bs, i)); i++) {
+        int ret = bdrv_dirty_bitmap_persistent(bm) ?
+                  bdrv_dirty_bitmap_load(bm, errp) : 0;
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 0;
+}
+
 int coroutine_fn qcow2_store_bitmaps(BlockDriverState *bs, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -679,6 +704,10 @@ int coroutine_fn qcow2_store_bitmaps(BlockDriverState *bs, Error **errp)
     if (!(bs->open_flags & BDRV_O_RDWR) || s->h.version < 3 || !old ||
         (!old->len && !bdrv_dirty_bitmap_at(bs, 0))) {
         return 0;
+    }
+    ret = load_all(bs, errp);
+    if (ret < 0) {
+        return ret;
     }
     s->bitmaps = bitmap_list_new();
     ret = store_all(bs, old, s->bitmaps);

@@ -917,6 +917,12 @@ static void coroutine_fn reopen_ro_entry(void *opaque)
     ReopenRoCo *o = opaque;
     BDRVQcow2State *s = o->bs->opaque;
 
+    Error *err = NULL;
+
+    if (qcow2_store_bitmaps(o->bs, &err) < 0) {
+        error_reportf_err(err, "Lost persistent bitmaps during inactivation "
+                          "of node '%s': ", bdrv_get_node_name(o->bs));
+    }
     o->ret = qcow2_co_flush_to_os(o->bs);
     if (o->ret == 0 && s->dirty_set && !s->refcounts_stale) {
         o->ret = qcow2_mark_clean(o->bs);
@@ -924,11 +930,27 @@ static void coroutine_fn reopen_ro_entry(void *opaque)
     }
 }
 
+/* Switching to read-write: the bitmaps marked in-use before any write
+ * (the file below is writable already). */
+static void coroutine_fn reopen_rw_entry(void *opaque)
+{
+    ReopenRoCo *o = opaque;
+
+    o->ret = qcow2_bitmaps_reopen_rw(o->bs);
+}
+
 static int qcow2_reopen_read_only(BlockDriverState *bs, bool read_only,
                                   Error **errp)
 {
     ReopenRoCo o = { bs, 0 };
 
+    if (!read_only && !(bs->open_flags & BDRV_O_RDWR)) {
+        co_run_sync(reopen_rw_entry, &o);
+        if (o.ret < 0) {
+            error_setg_errno(errp, -o.ret, "Can't update bitmap directory");
+        }
+        return o.ret;
+    }
     if (!read_only || !(bs->open_flags & BDRV_O_RDWR)) {
         return 0;
     }

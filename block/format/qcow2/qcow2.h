@@ -352,6 +352,8 @@ void qcow2_free_header_exts(BDRVQcow2State *s);
 /* Open: the bitmap directory checked, the node's persistent bitmaps
  * created (read-write: marked in-use in the image). */
 int coroutine_fn qcow2_read_bitmap_list(BlockDriverState *bs, Error **errp);
+/* Reopen read-write: the consistent bitmaps marked in-use. */
+int coroutine_fn qcow2_bitmaps_reopen_rw(BlockDriverState *bs);
 /* Close (read-write): every persistent bitmap stored, in-use cleared. */
 int coroutine_fn qcow2_store_bitmaps(BlockDriverState *bs, Error **errp);
 /* Does the image hold bitmaps we keep up to date (autoclear bit kept)? */
