@@ -518,12 +518,12 @@ def test_sigkill_while_open(tmp_path, our_qemu_io, our_qemu_img,
     assert run([ref_qemu_img, 'create', '-f', 'qcow2', path, '4M']).rc == 0
     assert run([our_qemu_img, 'bitmap', '--add', path, 'b']).rc == 0
     p = _start_io(our_qemu_io, path)
-    p.stdin.write('write -P 7 0 64k\nflush\n')
+    p.stdin.write('write -P 7 0 64k\nflush\nread 0 512\n')
     p.stdin.flush()
-    for _ in range(200):
-        if b'\x07' * 16 in open(path, 'rb').read():
-            break
-        time.sleep(0.02)
+    deadline = time.time() + 60
+    line = ''
+    while 'read 512/512' not in line and time.time() < deadline:
+        line = p.stdout.readline()      # the flush is done after this
     p.send_signal(signal.SIGKILL)
     p.wait()
     chk = run([ref_qemu_img, 'check', path])
