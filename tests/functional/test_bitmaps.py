@@ -455,10 +455,14 @@ def test_hostile_directory(pair, case):
             bitmaps_of(os.path.join(pair[0].dir, 'o.qcow2'))
 
 
-@pytest.mark.parametrize('field,value', [(0, 3), (0, 1), (8, 64)])
-def test_hostile_counts(pair, field, value):
-    """The extension's count or directory size disagreeing with the
-    directory."""
+@pytest.mark.parametrize('field,value,autoclear', [
+    (0, 3, 1), (0, 1, 1), (8, 64, 1), (-4, 16, 1), (-4, 16, 0), (-4, 32, 0),
+    (0, 0, 1), (4, 1, 1), (0, 65536, 1), (8, 0, 1), (8, 1 << 30, 1),
+    (16, 0x10200, 1)])
+def test_hostile_counts(pair, field, value, autoclear):
+    """The extension's length, count or directory size or offset
+    disagreeing with the directory or out of range, with the autoclear bit
+    set or clear."""
     create(pair, 'h.qcow2', '4M')
     both(pair, [img('bitmap', '--add', 'h.qcow2', 'b1'),
                 img('bitmap', '--add', 'h.qcow2', 'b2')])
@@ -469,7 +473,8 @@ def test_hostile_counts(pair, field, value):
         off = struct.unpack('>I', h[100:104])[0]
         while struct.unpack('>I', h[off:off + 4])[0] != BITMAPS_MAGIC:
             off += 8 + ((struct.unpack('>I', h[off + 4:off + 8])[0] + 7) & ~7)
-        poke(path, off + 8 + field, 'I' if field == 0 else 'Q', value)
+        poke(path, off + 8 + field, 'Q' if field in (8, 16) else 'I', value)
+        poke(path, 88, 'Q', autoclear)
     both(pair, [img('info', 'h.qcow2'), img('check', 'h.qcow2')])
 
 
