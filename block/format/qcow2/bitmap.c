@@ -302,24 +302,39 @@ static int coroutine_fn read_bitmap_table(BlockDriverState *bs,
     return 0;
 }
 
-/* The set bits of one data cluster @buf (bit i: granule i, least
- * significant bit first) into @hb from byte @start on. */
+/* Bit @i of the serialized bitmap @buf (granule i: least significant
+ * bit of byte i / 8 first). */
+static inline bool bit_at(const uint8_t *buf, uint64_t i)
+{
+    return buf[i / 8] & (1U << (i % 8));
+}
+
+/* The set bits of one data cluster @buf of @n bytes into @hb from byte
+ * @start on, one hbitmap_set() per run of set bits. */
 static void deserialize(HBitmap *hb, const uint8_t *buf, size_t n,
                         uint64_t start, int gran_bits)
 {
-    uint64_t len = hbitmap_size(hb), gran = 1ULL << gran_bits;
+    uint64_t len = hbitmap_size(hb), nbits = (uint64_t)n * 8, i = 0;
 
-    for (size_t i = 0; i < n; i++) {
-        for (int bit = 0; buf[i] && bit < 8; bit++) {
-            uint64_t off = start + ((uint64_t)i * 8 + bit) * gran;
+    while (i < nbits) {
+        uint64_t first, off;
 
-            if (off >= len) {
-                return;
-            }
-            if (buf[i] & (1U << bit)) {
-                hbitmap_set(hb, off, MIN(gran, len - off));
-            }
+        if (!buf[i / 8]) {
+            i = (i / 8 + 1) * 8;
+            continue;
         }
+        if (!bit_at(buf, i)) {
+            i++;
+            continue;
+        }
+        for (first = i; i < nbits && bit_at(buf, i); i++) {
+            /* the run */
+        }
+        off = start + (first << gran_bits);
+        if (off >= len) {
+            return;
+        }
+        hbitmap_set(hb, off, MIN((i - first) << gran_bits, len - off));
     }
 }
 
