@@ -8,6 +8,7 @@ images; every step must print the same and exit alike, and afterwards the
 bitmaps read straight from the two files (names, granularities, flags and
 every dirty granule) must be equal, the reference's check must find ours
 clean and its compare identical to its own."""
+import json
 import os
 import re
 import shutil
@@ -155,10 +156,9 @@ def assert_same_images(pair, name, ref_qemu_img):
     chk = run([ref_qemu_img, 'check', ours])
     assert chk.rc == 0, chk
     assert run([ref_qemu_img, 'compare', ours, theirs]).rc == 0
-    info = [run([ref_qemu_img, 'info', '--output=json', name], cwd=d).out
-            for d in (our.dir, ref.dir)]
-    spec = [re.search(r'"format-specific".*', i, re.S).group(0) for i in info]
-    assert spec[0] == spec[1]
+    info = [json.loads(run([ref_qemu_img, 'info', '--output=json', name],
+                           cwd=d).out) for d in (our.dir, ref.dir)]
+    assert info[0]['format-specific'] == info[1]['format-specific']
 
 
 def img(*a):
@@ -233,6 +233,17 @@ def test_errors(pair, ref_qemu_img, args):
     both(pair, [img('bitmap', '--add', 'a.qcow2', 'b0'),
                 img('bitmap', *args), img('info', 'a.qcow2')])
     assert_same_images(pair, 'a.qcow2', ref_qemu_img)
+
+
+def test_size_limits(pair):
+    """The largest bitmap the format takes (512 MiB of bits) and one
+    granule more."""
+    create(pair, 'big.qcow2', '2T', 'cluster_size=2M')
+    both(pair, [img('bitmap', '--add', '-g', '512', 'big.qcow2', 'b1'),
+                img('resize', 'big.qcow2', '+512'),
+                img('bitmap', '--add', '-g', '512', 'big.qcow2', 'b2'),
+                img('info', 'big.qcow2'),
+                img('measure', '-O', 'qcow2', 'big.qcow2')])
 
 
 def test_default_granularity(pair):
@@ -330,6 +341,17 @@ def test_inconsistent_kept_then_removed(inuse, ref_qemu_img):
     assert_same_images(inuse, 'i.qcow2', ref_qemu_img)
 
 
+def test_all_inconsistent(inuse, ref_qemu_img):
+    """Only inconsistent bitmaps: a writer leaves the directory alone."""
+    for t in inuse:
+        set_flags(os.path.join(t.dir, 'i.qcow2'), 1, 1)
+    both(inuse, [io('i.qcow2', 'write 2M 64k'), img('info', 'i.qcow2'),
+                 img('check', 'i.qcow2'),
+                 img('bitmap', '--add', 'i.qcow2', 'new'),
+                 img('info', 'i.qcow2')])
+    assert_same_images(inuse, 'i.qcow2', ref_qemu_img)
+
+
 def test_autoclear_cleared(pair, ref_qemu_img):
     """A program without bitmap support cleared the autoclear bit: the
     bitmaps are ignored with a warning, then dropped by a writer."""
@@ -423,6 +445,7 @@ HOSTILE = {
     'table_all_ones_with_offset': lambda d, t: [(t, 'Q', 0x50001)],
     'table_beyond_eof': lambda d, t: [(t, 'Q', 1 << 40)],
     'table_size_mismatch': lambda d, t: [(d + 8, 'I', 2)],
+    'table_too_small': lambda d, t: [(d + 17, 'B', 9)],
     'table_size_zero': lambda d, t: [(d + 8, 'I', 0)],
     'table_size_huge': lambda d, t: [(d + 8, 'I', 0x8000001)],
     'table_offset_zero': lambda d, t: [(d, 'Q', 0)],

@@ -102,6 +102,20 @@ void qcow2_free_bitmaps(BDRVQcow2State *s)
 
 /* ---- directory ---- */
 
+/* A bitmap not in-use has a table big enough for the whole disk (one
+ * left in-use by a resize may not). */
+static bool table_covers(BDRVQcow2State *s, const uint8_t *p)
+{
+    uint64_t bits = (uint64_t)q_ld32(p + 8) * s->cluster_size * 8;
+    uint64_t len = ROUND_UP(s->h.size, 512);
+
+    if ((q_ld32(p + 12) & BME_FLAG_IN_USE) || p[17] > 63) {
+        return true;
+    }
+    return p[17] >= 64 - __builtin_clzll(MAX(bits, 1)) ||
+           len <= bits << p[17];
+}
+
 /* The limits the reference puts on an entry before it trusts it: a
  * table in the file's clusters, of bounded size, known flags and type,
  * a granularity it supports. */
@@ -111,6 +125,7 @@ static bool entry_ok(BDRVQcow2State *s, const uint8_t *p)
     uint32_t tsize = q_ld32(p + 8);
 
     return tsize && tsize <= BME_MAX_TABLE_SIZE &&
+           table_covers(s, p) &&
            (uint64_t)tsize * s->cluster_size <= BME_MAX_PHYS_SIZE &&
            toff && !qcow2_offset_into_cluster(s, toff) &&
            !(q_ld32(p + 12) & ~BME_FLAGS_KNOWN) &&
@@ -550,6 +565,60 @@ bool qcow2_keeps_bitmaps(BDRVQcow2State *s)
     return s->bitmaps && s->bitmaps->len && s->h.version >= 3;
 }
 
+/* The format's limits on a bitmap of the node: its size in bits for
+ * the granularity, its name (messages as the reference's). */
+static bool constraints_ok(BlockDriverState *bs, const char *name,
+                           uint32_t granularity, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int64_t len = bdrv_getlength(bs);
+    uint64_t bytes;
+
+    if (len < 0) {
+        error_setg_errno(errp, (int)-len, "Failed to get size of '%s'",
+                         bdrv_get_node_name(bs));
+        return false;
+    }
+    bytes = DIV_ROUND_UP(DIV_ROUND_UP((uint64_t)len, granularity), 8);
+    if (bytes > BME_MAX_PHYS_SIZE ||
+        bytes > (uint64_t)BME_MAX_TABLE_SIZE * s->cluster_size) {
+        error_setg(errp, "Too much space will be occupied by the bitmap. "
+                   "Use larger granularity");
+        return false;
+    }
+    if (strlen(name) > BME_MAX_NAME_SIZE) {
+        error_setg(errp, "Name length exceeds maximum (%u characters)",
+                   BME_MAX_NAME_SIZE);
+        return false;
+    }
+    return true;
+}
+
+/* Anything to store (a persistent bitmap that is not inconsistent), and
+ * does each still fit the format (after a resize)? */
+static int need_store(BlockDriverState *bs, Error **errp)
+{
+    BdrvDirtyBitmap *bm;
+    int need = 0;
+
+    for (unsigned i = 0; (bm = bdrv_dirty_bitmap_at(bs, i)); i++) {
+        const char *name = bdrv_dirty_bitmap_name(bm);
+
+        if (!bdrv_dirty_bitmap_persistent(bm) ||
+            bdrv_dirty_bitmap_inconsistent(bm)) {
+            continue;
+        }
+        if (!constraints_ok(bs, name, bdrv_dirty_bitmap_granularity(bm),
+                            errp)) {
+            error_prepend(errp, "Bitmap '%s' doesn't satisfy the "
+                          "constraints: ", name);
+            return -EINVAL;
+        }
+        need = 1;
+    }
+    return need;
+}
+
 /* ---- store ---- */
 
 /* The entry named @name in @list, or NULL. */
@@ -716,9 +785,12 @@ int coroutine_fn qcow2_store_bitmaps(BlockDriverState *bs, Error **errp)
     uint64_t old_off = s->bitmap_dir_offset, old_size = s->bitmap_dir_size;
     int ret;
 
-    if (!(bs->open_flags & BDRV_O_RDWR) || s->h.version < 3 || !old ||
-        (!old->len && !bdrv_dirty_bitmap_at(bs, 0))) {
+    if (!(bs->open_flags & BDRV_O_RDWR) || s->h.version < 3 || !old) {
         return 0;
+    }
+    ret = need_store(bs, errp);
+    if (ret <= 0) {
+        return ret;     /* nothing to write: the directory stays */
     }
     ret = load_all(bs, errp);
     if (ret < 0) {
@@ -811,30 +883,15 @@ static bool qcow2_bitmaps_supported(BlockDriverState *bs)
     return ((BDRVQcow2State *)bs->opaque)->h.version >= 3;
 }
 
-/* The format's limits on a new bitmap (size, name) and on the
- * directory (count, size), messages as the reference's. */
+/* The format's limits on a new bitmap and on the directory (count,
+ * size), messages as the reference's. */
 static bool new_bitmap_fits(BlockDriverState *bs, const char *name,
                             uint32_t granularity, Error **errp)
 {
-    BDRVQcow2State *s = bs->opaque;
-    int gb = __builtin_ctz(granularity);
-    int64_t len = bdrv_getlength(bs);
     uint64_t nb = 1, dsize = dir_entry_size(strlen(name));
     BdrvDirtyBitmap *bm;
 
-    if (len < 0) {
-        error_setg_errno(errp, (int)-len, "Can't get image size");
-        return false;
-    }
-    if (((uint64_t)len >> gb) > BME_MAX_PHYS_SIZE ||
-        ((uint64_t)len >> gb) / s->cluster_size > BME_MAX_TABLE_SIZE) {
-        error_setg(errp, "Too much space will be occupied by the bitmap. "
-                   "Use larger granularity");
-        return false;
-    }
-    if (strlen(name) > BME_MAX_NAME_SIZE) {
-        error_setg(errp, "Name length exceeds maximum (%u characters)",
-                   BME_MAX_NAME_SIZE);
+    if (!constraints_ok(bs, name, granularity, errp)) {
         return false;
     }
     for (unsigned i = 0; (bm = bdrv_dirty_bitmap_at(bs, i)); i++) {
@@ -858,6 +915,10 @@ static bool qcow2_can_store_new_bitmap(BlockDriverState *bs, const char *name,
     BDRVQcow2State *s = bs->opaque;
     bool ok;
 
+    if (bdrv_find_dirty_bitmap(bs, name)) {
+        error_setg(errp, "Bitmap already exists: %s", name);
+        return false;
+    }
     if (s->h.version < 3) {
         error_setg(errp, "Cannot store dirty bitmaps in qcow2 v2 files");
         ok = false;
