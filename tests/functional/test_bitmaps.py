@@ -574,12 +574,16 @@ def test_sigkill_during_bitmap_ops(tmp_path, our_qemu_img, ref_qemu_img):
     assert run([ref_qemu_img, 'bitmap', '--add', '-g', '512', base,
                 'big']).rc == 0
     path = str(tmp_path / 'k.qcow2')
+    argv = [our_qemu_img, 'bitmap', '--add', path, 'n']
+    shutil.copyfile(base, path)
+    t0 = time.time()
+    assert run(argv).rc == 0
+    took = time.time() - t0
     for i in range(12):
         shutil.copyfile(base, path)
-        p = subprocess.Popen([our_qemu_img, 'bitmap', '--add', path, 'n'],
-                             stdout=subprocess.DEVNULL,
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
-        time.sleep(0.005 * i)
+        time.sleep(took * i / 12)        # from its start to its end
         p.send_signal(signal.SIGKILL)
         p.wait()
         chk = run([ref_qemu_img, 'check', path])

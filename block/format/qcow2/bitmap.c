@@ -85,6 +85,7 @@ static void bitmap_entry_clear(gpointer p)
     g_free(((Qcow2Bitmap *)p)->name);
 }
 
+/* An empty directory (Qcow2Bitmap entries owning their names). */
 static GArray *bitmap_list_new(void)
 {
     GArray *a = g_array_new(false, true, sizeof(Qcow2Bitmap));
@@ -849,6 +850,7 @@ typedef struct RemoveCo {
     int ret;
 } RemoveCo;
 
+/* The entry named r->name removed from the image, if it is there. */
 static void coroutine_fn remove_entry_co(void *opaque)
 {
     RemoveCo *r = opaque;
@@ -909,6 +911,8 @@ static bool new_bitmap_fits(BlockDriverState *bs, const char *name,
     return nb <= MAX_BITMAPS && dsize <= MAX_DIR_SIZE;
 }
 
+/* .can_store_new: v3 only, then the limits; failures carry the
+ * reference's "Can't make bitmap ... persistent" prefix. */
 static bool qcow2_can_store_new_bitmap(BlockDriverState *bs, const char *name,
                                        uint32_t granularity, Error **errp)
 {
