@@ -299,6 +299,47 @@ def test_resize(pair, ref_qemu_img):
     assert_same_images(pair, 'a.qcow2', ref_qemu_img)
 
 
+def _random_steps(rng, n):
+    """@n random bitmap actions and writes on r.qcow2 (8 MiB)."""
+    names = ['a', 'b', 'c']
+    steps = []
+    for _ in range(n):
+        k = rng.randrange(8)
+        name = rng.choice(names)
+        if k == 0:
+            g = rng.choice(['512', '4k', '64k', '1M'])
+            steps.append(img('bitmap', '--add', '-g', g, 'r.qcow2', name))
+        elif k == 1:
+            steps.append(img('bitmap', rng.choice(['--remove', '--clear']),
+                             'r.qcow2', name))
+        elif k == 2:
+            steps.append(img('bitmap', rng.choice(['--enable', '--disable']),
+                             'r.qcow2', name))
+        elif k == 3:
+            steps.append(img('bitmap', '--merge', rng.choice(names),
+                             'r.qcow2', name))
+        else:
+            cmds = []
+            for _ in range(rng.randrange(1, 4)):
+                off = rng.randrange(8 << 20)
+                ln = rng.randrange(1, 300 << 10)
+                ln = min(ln, (8 << 20) - off)
+                op = rng.choice(['write', 'write -z', 'discard'])
+                cmds.append(f'{op} {off} {ln}')
+            steps.append(io('r.qcow2', *cmds))
+    return steps
+
+
+@pytest.mark.parametrize('seed', [1, 2, 3])
+def test_random_sequences(pair, ref_qemu_img, seed):
+    import random
+    rng = random.Random(seed)
+    create(pair, 'r.qcow2', '8M')
+    both(pair, _random_steps(rng, 24) + [img('info', 'r.qcow2'),
+                                         img('check', 'r.qcow2')])
+    assert_same_images(pair, 'r.qcow2', ref_qemu_img)
+
+
 # ---- inconsistent bitmaps ----
 
 @pytest.fixture
