@@ -481,6 +481,11 @@ def _entry(pair, name):
 
 HOSTILE = {
     'table_all_ones': lambda d, t: [(t, 'Q', 1)],
+    'tables_shared': lambda d, t: [(d + 32, 'Q', t)],
+    'table_is_l1': lambda d, t: [(d, 'Q', 0x30000)],
+    'table_is_refcount_block': lambda d, t: [(d, 'Q', 0x20000)],
+    'data_is_refcount_table': lambda d, t: [(t, 'Q', 0x10000)],
+    'data_is_directory': lambda d, t: [(t, 'Q', d)],
     'table_reserved_bits': lambda d, t: [(t, 'Q', 0x50002)],
     'table_unaligned': lambda d, t: [(t, 'Q', 0x50200)],
     'table_all_ones_with_offset': lambda d, t: [(t, 'Q', 0x50001)],
@@ -513,7 +518,8 @@ def test_hostile_directory(pair, case):
             poke(os.path.join(t.dir, 'h.qcow2'), off, fmt, val)
     both(pair, [img('info', 'h.qcow2'), img('check', 'h.qcow2'),
                 img('convert', '--bitmaps', '-O', 'qcow2', 'h.qcow2',
-                    'o.qcow2')])
+                    'o.qcow2'),
+                io('h.qcow2', 'write 1M 64k'), img('check', 'h.qcow2')])
     if os.path.exists(os.path.join(pair[0].dir, 'o.qcow2')):
         assert bitmaps_of(os.path.join(pair[1].dir, 'o.qcow2')) == \
             bitmaps_of(os.path.join(pair[0].dir, 'o.qcow2'))

@@ -713,6 +713,33 @@ static int coroutine_fn store_all(BlockDriverState *bs, GArray *old,
     return 0;
 }
 
+/* Drop a reference to each cluster of [off, off+size), all or none: a
+ * cluster already free (a hostile directory sharing tables) leaves the
+ * range alone with the reference's message, not a corrupt image. */
+static void coroutine_fn free_range(BlockDriverState *bs, uint64_t off,
+                                    uint64_t size, bool discard)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    for (uint64_t c = off; size && c < off + size; c += s->cluster_size) {
+        uint64_t rc = 0, i = c >> (s->cluster_bits + s->refblock_bits);
+        int err = 0;
+
+        if (i >= s->refcount_table_size || !s->refcount_table[i]) {
+            err = EAGAIN;       /* no refcount block: the reference fails so */
+        } else if (qcow2_get_refcount(bs, c >> s->cluster_bits, &rc) < 0 ||
+                   !rc) {
+            err = EINVAL;
+        }
+        if (err) {
+            fprintf(stderr, "qcow2_free_clusters failed: %s\n",
+                    strerror(err));
+            return;
+        }
+    }
+    qcow2_free_clusters(bs, off, size, discard);
+}
+
 /* The clusters of an old entry no longer used: data (always discarded
  * in the file, as by the reference), then the table. */
 static void coroutine_fn free_entry(BlockDriverState *bs, Qcow2Bitmap *b)
@@ -726,12 +753,11 @@ static void coroutine_fn free_entry(BlockDriverState *bs, Qcow2Bitmap *b)
     for (uint32_t i = 0; i < b->table_size; i++) {
         uint64_t e = GUINT64_FROM_BE(t[i]);
         if ((e & BME_TABLE_OFFSET) && table_entry_ok(s, e)) {
-            qcow2_free_clusters(bs, e & BME_TABLE_OFFSET, s->cluster_size,
-                                true);
+            free_range(bs, e & BME_TABLE_OFFSET, s->cluster_size, true);
         }
     }
-    qcow2_free_clusters(bs, b->table_offset, b->table_size * 8ULL,
-                        s->discard_passthrough_other);
+    free_range(bs, b->table_offset, b->table_size * 8ULL,
+               s->discard_passthrough_other);
 }
 
 /* The new directory written, the header switched to it. */
@@ -814,8 +840,7 @@ int coroutine_fn qcow2_store_bitmaps(BlockDriverState *bs, Error **errp)
         }
     }
     if (old->len) {
-        qcow2_free_clusters(bs, old_off, old_size,
-                            s->discard_passthrough_other);
+        free_range(bs, old_off, old_size, s->discard_passthrough_other);
     }
     g_array_unref(old);
     return 0;
@@ -836,8 +861,7 @@ static int coroutine_fn remove_stored(BlockDriverState *bs, guint idx)
     g_array_remove_index(s->bitmaps, idx);
     ret = switch_dir(bs, s->bitmaps);
     if (ret == 0) {
-        qcow2_free_clusters(bs, old_off, old_size,
-                            s->discard_passthrough_other);
+        free_range(bs, old_off, old_size, s->discard_passthrough_other);
         free_entry(bs, &gone);
     }
     g_free(gone.name);
