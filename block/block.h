@@ -529,8 +529,10 @@ void bdrv_dirty_bitmap_set_inconsistent(BdrvDirtyBitmap *bm);
 /* The bits are still in the image: bdrv_dirty_bitmap_load() reads them. */
 void bdrv_dirty_bitmap_set_unloaded(BdrvDirtyBitmap *bm);
 int bdrv_dirty_bitmap_load(BdrvDirtyBitmap *bm, Error **errp);
-/* The bits, in bytes of the node (load first). */
+/* The bits, in bytes of the node (load first); allocated on first use. */
 HBitmap *bdrv_dirty_bitmap_hbitmap(BdrvDirtyBitmap *bm);
+/* The same, or NULL while no bit was ever set (nothing allocated). */
+HBitmap *bdrv_dirty_bitmap_peek(BdrvDirtyBitmap *bm);
 /* -EINVAL with the reference's message for an inconsistent bitmap. */
 int bdrv_dirty_bitmap_check(const BdrvDirtyBitmap *bm, Error **errp);
 void bdrv_clear_dirty_bitmap(BdrvDirtyBitmap *bm);

@@ -162,6 +162,11 @@ HBitmap *bdrv_dirty_bitmap_hbitmap(BdrvDirtyBitmap *bm)
     return bm->hb;
 }
 
+HBitmap *bdrv_dirty_bitmap_peek(BdrvDirtyBitmap *bm)
+{
+    return bm->hb;
+}
+
 /* Bits still on disk are read by the driver before anyone looks. */
 int bdrv_dirty_bitmap_load(BdrvDirtyBitmap *bm, Error **errp)
 {

@@ -35,6 +35,10 @@
 /* Bitmap tables read at open, all bitmaps together: hostile directories
  * pointing many entries at huge tables fail instead of taking minutes. */
 #define MAX_TABLE_BYTES_AT_OPEN (256 * MiB)
+/* Bits held in memory for one image, all bitmaps together (one bitmap
+ * takes at most 512 MiB): a hostile directory of thousands of maximal
+ * bitmaps fails to load instead of exhausting memory. */
+#define MAX_BITS_BYTES_LOADED (4ULL * GiB)
 
 /* ---- the extension ---- */
 
@@ -354,22 +358,42 @@ static void deserialize(HBitmap *hb, const uint8_t *buf, size_t n,
     }
 }
 
+/* @bm's bits, allocated on the first set one and charged to the image's
+ * budget of bits in memory; NULL (-ENOMEM) past it. */
+static HBitmap *bits_for(BDRVQcow2State *s, BdrvDirtyBitmap *bm)
+{
+    uint64_t need = DIV_ROUND_UP(DIV_ROUND_UP(bdrv_dirty_bitmap_size(bm),
+                                 bdrv_dirty_bitmap_granularity(bm)), 8);
+
+    if (!bdrv_dirty_bitmap_peek(bm)) {
+        if (need > MAX_BITS_BYTES_LOADED - s->bitmap_bytes_loaded) {
+            return NULL;
+        }
+        s->bitmap_bytes_loaded += need;
+    }
+    return bdrv_dirty_bitmap_hbitmap(bm);
+}
+
 /* The bits of @b, whose table is @table, into @bm. */
 static int coroutine_fn load_bits(BlockDriverState *bs, const Qcow2Bitmap *b,
                                   const uint64_t *table, BdrvDirtyBitmap *bm)
 {
     BDRVQcow2State *s = bs->opaque;
-    HBitmap *hb = bdrv_dirty_bitmap_hbitmap(bm);
-    uint64_t len = hbitmap_size(hb);
+    uint64_t len = bdrv_dirty_bitmap_size(bm);
     uint64_t per_cluster = (s->cluster_size * 8) << b->gran_bits;
     g_autofree uint8_t *buf = g_malloc(s->cluster_size);
 
     for (uint32_t i = 0; i < b->table_size; i++) {
         uint64_t start = i * per_cluster, off = table[i] & BME_TABLE_OFFSET;
+        HBitmap *hb;
         int ret;
 
         if (start >= len || !table[i]) {
             continue;
+        }
+        hb = bits_for(s, bm);
+        if (!hb) {
+            return -ENOMEM;
         }
         if (!off) {
             hbitmap_set(hb, start, MIN(per_cluster, len - start));
@@ -654,16 +678,16 @@ static int coroutine_fn store_one(BlockDriverState *bs, BdrvDirtyBitmap *bm,
                                   Qcow2Bitmap *b)
 {
     BDRVQcow2State *s = bs->opaque;
-    HBitmap *hb = bdrv_dirty_bitmap_hbitmap(bm);
+    HBitmap *hb = bdrv_dirty_bitmap_peek(bm);      /* NULL: all clear */
     int gb = __builtin_ctz(bdrv_dirty_bitmap_granularity(bm));
-    uint64_t n = table_entries(s, hbitmap_size(hb), gb);
+    uint64_t n = table_entries(s, bdrv_dirty_bitmap_size(bm), gb);
     uint64_t per_cluster = (s->cluster_size * 8) << gb;
     g_autofree uint64_t *table = g_new0(uint64_t, MAX(n, 1));
     g_autofree uint8_t *buf = g_malloc(s->cluster_size);
     int64_t off;
 
     for (uint64_t i = 0; i < n; i++) {
-        if (serialize(hb, buf, s->cluster_size, i * per_cluster, gb)) {
+        if (hb && serialize(hb, buf, s->cluster_size, i * per_cluster, gb)) {
             off = write_new(bs, buf, s->cluster_size);
             if (off < 0) {
                 return off;

@@ -242,6 +242,7 @@ typedef struct BDRVQcow2State {
     /* persistent bitmaps (bitmap.c): the directory as on disk */
     GArray *bitmaps;              /* Qcow2Bitmap */
     uint64_t bitmap_dir_offset, bitmap_dir_size;
+    uint64_t bitmap_bytes_loaded; /* bits read into memory, all bitmaps */
 } BDRVQcow2State;
 
 /* A non-zero entry was stored at L1 index @i. */
