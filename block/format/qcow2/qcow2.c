@@ -646,6 +646,19 @@ static int coroutine_fn close_flush_cache(BlockDriverState *bs,
     return ret;
 }
 
+/* The persistent bitmaps written back (close, reopen read-only); a
+ * failure loses them with the reference's warning, the image stays
+ * valid (they are in-use there, so inconsistent next time). */
+static void coroutine_fn store_bitmaps(BlockDriverState *bs)
+{
+    Error *err = NULL;
+
+    if (qcow2_store_bitmaps(bs, &err) < 0) {
+        error_reportf_err(err, "Lost persistent bitmaps during inactivation "
+                          "of node '%s': ", bdrv_get_node_name(bs));
+    }
+}
+
 /* Writeback of the caches and, if we set it, the dirty bit cleared. */
 static void coroutine_fn close_entry(void *opaque)
 {
@@ -653,15 +666,10 @@ static void coroutine_fn close_entry(void *opaque)
     BDRVQcow2State *s = bs->opaque;
     int ret;
 
-    Error *err = NULL;
-
     if (!(bs->open_flags & BDRV_O_RDWR) || !s->data_file) {
         return;
     }
-    if (qcow2_store_bitmaps(bs, &err) < 0) {
-        error_reportf_err(err, "Lost persistent bitmaps during inactivation "
-                          "of node '%s': ", bdrv_get_node_name(bs));
-    }
+    store_bitmaps(bs);
     ret = close_flush_cache(bs, &s->l2_cache, "L2 table");
     if (close_flush_cache(bs, &s->refcount_cache, "refcount block") < 0) {
         ret = -EIO;
@@ -917,12 +925,7 @@ static void coroutine_fn reopen_ro_entry(void *opaque)
     ReopenRoCo *o = opaque;
     BDRVQcow2State *s = o->bs->opaque;
 
-    Error *err = NULL;
-
-    if (qcow2_store_bitmaps(o->bs, &err) < 0) {
-        error_reportf_err(err, "Lost persistent bitmaps during inactivation "
-                          "of node '%s': ", bdrv_get_node_name(o->bs));
-    }
+    store_bitmaps(o->bs);
     o->ret = qcow2_co_flush_to_os(o->bs);
     if (o->ret == 0 && s->dirty_set && !s->refcounts_stale) {
         o->ret = qcow2_mark_clean(o->bs);
