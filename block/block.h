@@ -514,7 +514,8 @@ void bdrv_release_dirty_bitmap(BdrvDirtyBitmap *bm);
 void bdrv_release_all_dirty_bitmaps(BlockDriverState *bs);
 BdrvDirtyBitmap *bdrv_find_dirty_bitmap(BlockDriverState *bs,
                                         const char *name);
-/* The @i-th bitmap in creation order, NULL past the last. */
+/* The @i-th bitmap, newest first (the reference's order), NULL past the
+ * last. */
 BdrvDirtyBitmap *bdrv_dirty_bitmap_at(BlockDriverState *bs, unsigned i);
 const char *bdrv_dirty_bitmap_name(const BdrvDirtyBitmap *bm);
 uint32_t bdrv_dirty_bitmap_granularity(const BdrvDirtyBitmap *bm);

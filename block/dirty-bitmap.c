@@ -5,9 +5,10 @@
  * (block/io.c) marks every enabled bitmap of a node on each write, zero
  * write, discard and copy into it, through bdrv_dirty_bitmaps_mark().
  *
- * A node keeps its bitmaps in bs->dirty_bitmaps in creation order; the
- * formats store persistent ones in that order.  A bitmap's bits live in
- * an HBitmap over the node's bytes (one bit per granule).
+ * A node keeps its bitmaps in bs->dirty_bitmaps newest first, the order
+ * in which the reference walks them (convert --bitmaps copies, reports
+ * and stores new ones in it).  A bitmap's bits live in an HBitmap over
+ * the node's bytes (one bit per granule).
  */
 #include <inttypes.h>
 #include <string.h>
@@ -73,7 +74,7 @@ BdrvDirtyBitmap *bdrv_create_dirty_bitmap(BlockDriverState *bs,
     bm->granularity = granularity;
     bm->size = len;
     bm->loaded = true;
-    g_ptr_array_add(bitmaps_of(bs), bm);
+    g_ptr_array_insert(bitmaps_of(bs), 0, bm);
     return bm;
 }
 

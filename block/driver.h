@@ -129,8 +129,8 @@ struct BlockDriverState {
     /* (core, only while this node opens as a backing file) the overlay
      * it opens for: the chain above, for loop and depth checks. */
     BlockDriverState *backing_of;
-    /* (core) dirty bitmaps, BdrvDirtyBitmap * in creation order, NULL
-     * until the first (block/dirty-bitmap.c) */
+    /* (core) dirty bitmaps, BdrvDirtyBitmap * newest first, NULL until
+     * the first (block/dirty-bitmap.c) */
     GPtrArray *dirty_bitmaps;
 };
 

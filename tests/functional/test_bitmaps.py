@@ -393,6 +393,35 @@ def test_all_inconsistent(inuse, ref_qemu_img):
     assert_same_images(inuse, 'i.qcow2', ref_qemu_img)
 
 
+def test_reference_order(pair, ref_qemu_img):
+    """Bitmaps are walked newest first, as the reference does: which
+    inconsistent one convert names first, the order of its warnings, and
+    where new bitmaps land in the directory."""
+    create(pair, 'o.qcow2', '10M')
+    both(pair, [img('bitmap', '--add', '-g', '512k', 'o.qcow2', 'b1'),
+                img('bitmap', '--add', '--disable', 'o.qcow2', 'b2'),
+                img('bitmap', '--add', '--disable', 'o.qcow2', 'b0'),
+                io('o.qcow2', 'write 3M 1M')])
+    for t in pair:
+        for i in range(3):
+            set_flags(os.path.join(t.dir, 'o.qcow2'), i, 1)
+    both(pair, [img('bitmap', '--add', 'o.qcow2', 'b4'),
+                img('bitmap', '--remove', 'o.qcow2', 'b1'),
+                img('info', 'o.qcow2'),
+                img('convert', '--bitmaps', '-O', 'qcow2', 'o.qcow2',
+                    'c.qcow2'),
+                img('convert', '--bitmaps', '--skip-broken-bitmaps', '-O',
+                    'qcow2', 'o.qcow2', 'c.qcow2'),
+                img('info', 'c.qcow2'),
+                img('bitmap', '--remove', 'o.qcow2', 'b0'),
+                img('bitmap', '--remove', '--add', 'o.qcow2', 'b2'),
+                img('convert', '--bitmaps', '-O', 'qcow2', 'o.qcow2',
+                    'd.qcow2'),
+                img('info', 'd.qcow2')])
+    for name in ('o.qcow2', 'c.qcow2', 'd.qcow2'):
+        assert_same_images(pair, name, ref_qemu_img)
+
+
 def test_autoclear_cleared(pair, ref_qemu_img):
     """A program without bitmap support cleared the autoclear bit: the
     bitmaps are ignored with a warning, then dropped by a writer."""

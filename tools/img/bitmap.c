@@ -249,13 +249,15 @@ static int bitmap_image(const BitmapArgs *a, const char *file,
     BlockBackend *blk, *src = NULL;
     bool ok = true;
 
-    blk = img_open_common(&a->common, file, BDRV_O_RDWR, false);
+    /* bitmaps, not guest data: no backing files (as the reference) */
+    blk = img_open_common(&a->common, file, BDRV_O_RDWR | BDRV_O_NO_BACKING,
+                          false);
     if (!blk) {
         return 1;
     }
     if (a->src_file) {
-        src = img_open(false, a->src_file, a->src_fmt, 0, false, false,
-                       false);
+        src = img_open(false, a->src_file, a->src_fmt, BDRV_O_NO_BACKING,
+                       false, false, false);
         ok = src != NULL;
     }
     for (guint i = 0; ok && i < a->actions->len; i++) {

@@ -707,34 +707,54 @@ static int coroutine_fn store_one(BlockDriverState *bs, BdrvDirtyBitmap *bm,
     return 0;
 }
 
-/* The entries of every persistent bitmap of the node, in order: stored
- * afresh, or (inconsistent ones) kept as they were in @old. */
+/* The entry for the image's entry @o: its bitmap stored afresh, or @o
+ * kept (inconsistent, or no bitmap in memory: the reference leaves it). */
+static int coroutine_fn store_old(BlockDriverState *bs, Qcow2Bitmap *o,
+                                  GArray *list)
+{
+    BdrvDirtyBitmap *bm = bdrv_find_dirty_bitmap(bs, o->name);
+    Qcow2Bitmap b = *o;
+
+    if (!bm || !bdrv_dirty_bitmap_persistent(bm) ||
+        bdrv_dirty_bitmap_inconsistent(bm)) {
+        b.name = g_strdup(o->name);
+        o->flags |= 1U << 31;        /* kept: not freed afterwards */
+    } else {
+        int ret = store_one(bs, bm, &b);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    g_array_append_val(list, b);
+    return 0;
+}
+
+/* The new directory @list: the image's entries in their order, then the
+ * persistent bitmaps it did not hold, newest first (the reference's
+ * order). */
 static int coroutine_fn store_all(BlockDriverState *bs, GArray *old,
                                   GArray *list)
 {
     BdrvDirtyBitmap *bm;
+    int ret = 0;
 
-    for (unsigned i = 0; (bm = bdrv_dirty_bitmap_at(bs, i)); i++) {
+    for (guint i = 0; ret == 0 && i < old->len; i++) {
+        ret = store_old(bs, &g_array_index(old, Qcow2Bitmap, i), list);
+    }
+    for (unsigned i = 0; ret == 0 && (bm = bdrv_dirty_bitmap_at(bs, i));
+         i++) {
         Qcow2Bitmap b = { 0 };
-        Qcow2Bitmap *o = find_entry(old, bdrv_dirty_bitmap_name(bm));
-        int ret;
 
-        if (!bdrv_dirty_bitmap_persistent(bm)) {
+        if (!bdrv_dirty_bitmap_persistent(bm) ||
+            find_entry(old, bdrv_dirty_bitmap_name(bm))) {
             continue;
         }
-        if (bdrv_dirty_bitmap_inconsistent(bm) && o) {
-            b = *o;
-            b.name = g_strdup(o->name);
-            o->flags |= 1U << 31;        /* kept: not freed below */
-        } else {
-            ret = store_one(bs, bm, &b);
-            if (ret < 0) {
-                return ret;
-            }
+        ret = store_one(bs, bm, &b);
+        if (ret == 0) {
+            g_array_append_val(list, b);
         }
-        g_array_append_val(list, b);
     }
-    return 0;
+    return ret;
 }
 
 /* Drop a reference to each cluster of [off, off+size), all or none: a
