@@ -658,27 +658,37 @@ static Qcow2Bitmap *find_entry(GArray *list, const char *name)
     return NULL;
 }
 
-/* Allocate a cluster range for @n bytes and write @buf there. */
+/* Allocate a cluster range for @n bytes of bitmap @name and write @buf
+ * there; the reference's messages on failure. */
 static int64_t coroutine_fn write_new(BlockDriverState *bs, const void *buf,
-                                      uint64_t n)
+                                      uint64_t n, const char *name,
+                                      Error **errp)
 {
     int64_t off = qcow2_alloc_clusters(bs, n);
     int ret;
 
     if (off < 0) {
+        error_setg_errno(errp, (int)-off, "Failed to allocate clusters for "
+                         "bitmap '%s'", name);
         return off;
     }
     ret = q_pwrite(bs->file, off, n, buf);
-    return ret < 0 ? ret : off;
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Failed to write bitmap '%s' to file",
+                         name);
+        return ret;
+    }
+    return off;
 }
 
 /* The data clusters and table of @bm written to new clusters; @b gets
  * the entry that describes them. */
 static int coroutine_fn store_one(BlockDriverState *bs, BdrvDirtyBitmap *bm,
-                                  Qcow2Bitmap *b)
+                                  Qcow2Bitmap *b, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
     HBitmap *hb = bdrv_dirty_bitmap_peek(bm);      /* NULL: all clear */
+    const char *name = bdrv_dirty_bitmap_name(bm);
     int gb = __builtin_ctz(bdrv_dirty_bitmap_granularity(bm));
     uint64_t n = table_entries(s, bdrv_dirty_bitmap_size(bm), gb);
     uint64_t per_cluster = (s->cluster_size * 8) << gb;
@@ -688,14 +698,14 @@ static int coroutine_fn store_one(BlockDriverState *bs, BdrvDirtyBitmap *bm,
 
     for (uint64_t i = 0; i < n; i++) {
         if (hb && serialize(hb, buf, s->cluster_size, i * per_cluster, gb)) {
-            off = write_new(bs, buf, s->cluster_size);
+            off = write_new(bs, buf, s->cluster_size, name, errp);
             if (off < 0) {
                 return off;
             }
             table[i] = GUINT64_TO_BE(off);
         }
     }
-    off = write_new(bs, table, n * 8);
+    off = write_new(bs, table, n * 8, name, errp);
     if (off < 0) {
         return off;
     }
@@ -703,14 +713,14 @@ static int coroutine_fn store_one(BlockDriverState *bs, BdrvDirtyBitmap *bm,
     b->table_size = n;
     b->gran_bits = gb;
     b->flags = bdrv_dirty_bitmap_enabled(bm) ? BME_FLAG_AUTO : 0;
-    b->name = g_strdup(bdrv_dirty_bitmap_name(bm));
+    b->name = g_strdup(name);
     return 0;
 }
 
 /* The entry for the image's entry @o: its bitmap stored afresh, or @o
  * kept (inconsistent, or no bitmap in memory: the reference leaves it). */
 static int coroutine_fn store_old(BlockDriverState *bs, Qcow2Bitmap *o,
-                                  GArray *list)
+                                  GArray *list, Error **errp)
 {
     BdrvDirtyBitmap *bm = bdrv_find_dirty_bitmap(bs, o->name);
     Qcow2Bitmap b = *o;
@@ -720,7 +730,7 @@ static int coroutine_fn store_old(BlockDriverState *bs, Qcow2Bitmap *o,
         b.name = g_strdup(o->name);
         o->flags |= 1U << 31;        /* kept: not freed afterwards */
     } else {
-        int ret = store_one(bs, bm, &b);
+        int ret = store_one(bs, bm, &b, errp);
         if (ret < 0) {
             return ret;
         }
@@ -733,13 +743,14 @@ static int coroutine_fn store_old(BlockDriverState *bs, Qcow2Bitmap *o,
  * persistent bitmaps it did not hold, newest first (the reference's
  * order). */
 static int coroutine_fn store_all(BlockDriverState *bs, GArray *old,
-                                  GArray *list)
+                                  GArray *list, Error **errp)
 {
     BdrvDirtyBitmap *bm;
     int ret = 0;
 
     for (guint i = 0; ret == 0 && i < old->len; i++) {
-        ret = store_old(bs, &g_array_index(old, Qcow2Bitmap, i), list);
+        ret = store_old(bs, &g_array_index(old, Qcow2Bitmap, i), list,
+                        errp);
     }
     for (unsigned i = 0; ret == 0 && (bm = bdrv_dirty_bitmap_at(bs, i));
          i++) {
@@ -749,7 +760,7 @@ static int coroutine_fn store_all(BlockDriverState *bs, GArray *old,
             find_entry(old, bdrv_dirty_bitmap_name(bm))) {
             continue;
         }
-        ret = store_one(bs, bm, &b);
+        ret = store_one(bs, bm, &b, errp);
         if (ret == 0) {
             g_array_append_val(list, b);
         }
@@ -814,9 +825,10 @@ static int coroutine_fn switch_dir(BlockDriverState *bs, GArray *list)
     int ret;
 
     if (list->len) {
-        off = write_new(bs, dir, size);
-        if (off < 0) {
-            return off;
+        off = qcow2_alloc_clusters(bs, size);
+        ret = off < 0 ? (int)off : q_pwrite(bs->file, off, size, dir);
+        if (ret < 0) {
+            return ret;
         }
     }
     ret = qcow2_cache_flush(bs, &s->refcount_cache);
@@ -868,12 +880,14 @@ int coroutine_fn qcow2_store_bitmaps(BlockDriverState *bs, Error **errp)
         return ret;
     }
     s->bitmaps = bitmap_list_new();
-    ret = store_all(bs, old, s->bitmaps);
+    ret = store_all(bs, old, s->bitmaps, errp);
     if (ret == 0) {
         ret = switch_dir(bs, s->bitmaps);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Failed to update bitmap extension");
+        }
     }
     if (ret < 0) {
-        error_setg_errno(errp, -ret, "Failed to write bitmaps to file");
         g_array_unref(old);
         return ret;
     }
