@@ -551,6 +551,11 @@ uint32_t bdrv_default_bitmap_granularity(BlockDriverState *bs);
 bool bdrv_can_store_new_dirty_bitmap(BlockDriverState *bs, const char *name,
                                      uint32_t granularity, Error **errp);
 bool bdrv_supports_persistent_dirty_bitmap(BlockDriverState *bs);
+/* Store @bs's persistent bitmaps now, as closing it would, then release
+ * them (the reference's inactivation, so that a tool learns of a failure
+ * and close has nothing left to write); nothing without a format that
+ * stores them.  On failure they stay. */
+int bdrv_store_persistent_dirty_bitmaps(BlockDriverState *bs, Error **errp);
 /* Release @bm; a persistent one is removed from the image first (on
  * failure it stays, -errno with @errp set). */
 int bdrv_remove_dirty_bitmap(BdrvDirtyBitmap *bm, Error **errp);

@@ -306,3 +306,24 @@ int bdrv_remove_dirty_bitmap(BdrvDirtyBitmap *bm, Error **errp)
     bdrv_release_dirty_bitmap(bm);
     return 0;
 }
+
+int bdrv_store_persistent_dirty_bitmaps(BlockDriverState *bs, Error **errp)
+{
+    const BlockDriver *drv = bs->drv;
+    unsigned i = 0;
+    BdrvDirtyBitmap *bm;
+    int ret;
+
+    if (!drv || !drv->bitmaps || !drv->bitmaps->store) {
+        return 0;
+    }
+    ret = drv->bitmaps->store(bs, errp);
+    while (ret == 0 && (bm = bdrv_dirty_bitmap_at(bs, i))) {
+        if (bm->persistent) {
+            bdrv_release_dirty_bitmap(bm);
+        } else {
+            i++;
+        }
+    }
+    return ret;
+}

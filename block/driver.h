@@ -332,6 +332,9 @@ typedef struct BlockDriverBitmapOps {
      * it was never stored); plain context. */
     int (*remove_persistent)(BlockDriverState *bs, const char *name,
                              Error **errp);
+    /* Store every persistent bitmap now (what close would do); plain
+     * context.  -errno with @errp set on failure. */
+    int (*store)(BlockDriverState *bs, Error **errp);
 } BlockDriverBitmapOps;
 
 struct BlockDriver {

@@ -608,6 +608,21 @@ def test_hostile_shared_huge_tables(tmp_path, our_qemu_img, our_qemu_io):
     assert r.rc in (0, 1) and 'Cannot allocate memory' in r.err, r
 
 
+@pytest.mark.parametrize('event,errno', [('cluster_alloc', 28),
+                                         ('pwritev', 5)])
+def test_store_fails(pair, ref_qemu_img, event, errno):
+    """Writing the bitmaps fails (blkdebug): the reference's messages and
+    exit status, and an image its check finds clean."""
+    create(pair, 'e.qcow2', '4M')
+    for t in pair:
+        with open(os.path.join(t.dir, 'bd.conf'), 'w') as f:
+            f.write(f'[inject-error]\nevent = "{event}"\n'
+                    f'errno = "{errno}"\n')
+    both(pair, [img('bitmap', '--add', 'e.qcow2', 'keep'),
+                img('bitmap', '--add', 'blkdebug:bd.conf:e.qcow2', 'b'),
+                img('info', 'e.qcow2'), img('check', 'e.qcow2')])
+
+
 # ---- crashes ----
 
 def _start_io(prog, path):

@@ -240,6 +240,23 @@ static bool bitmap_run(BlockBackend *blk, BlockBackend *src,
     return true;
 }
 
+/* The bitmaps written before the image closes, so that a failure
+ * fails the command as in the reference (which then closes the image,
+ * and tries again). */
+static bool store_bitmaps(BlockBackend *blk)
+{
+    BlockDriverState *bs = blk_bs(blk);
+    Error *err = NULL;
+
+    if (bdrv_store_persistent_dirty_bitmaps(bs, &err) == 0) {
+        return true;
+    }
+    error_reportf_err(err, "Lost persistent bitmaps during inactivation of "
+                      "node '%s': ", bdrv_get_node_name(bs));
+    error_report("Error while closing the image: %s", strerror(EINVAL));
+    return false;
+}
+
 /* Open the image (and the merge source, -b) and run the actions in
  * order; the bitmaps are stored when the image closes, also after a
  * failed action.  Returns the status. */
@@ -264,6 +281,7 @@ static int bitmap_image(const BitmapArgs *a, const char *file,
         ok = bitmap_run(blk, src, a,
                         &g_array_index(a->actions, BitmapAction, i), bitmap);
     }
+    ok &= store_bitmaps(blk);
     if (src) {
         blk_unref(src);
     }

@@ -728,7 +728,7 @@ static int coroutine_fn store_old(BlockDriverState *bs, Qcow2Bitmap *o,
     if (!bm || !bdrv_dirty_bitmap_persistent(bm) ||
         bdrv_dirty_bitmap_inconsistent(bm)) {
         b.name = g_strdup(o->name);
-        o->flags |= 1U << 31;        /* kept: not freed afterwards */
+        o->kept = true;              /* not freed afterwards */
     } else {
         int ret = store_one(bs, bm, &b, errp);
         if (ret < 0) {
@@ -748,6 +748,9 @@ static int coroutine_fn store_all(BlockDriverState *bs, GArray *old,
     BdrvDirtyBitmap *bm;
     int ret = 0;
 
+    for (guint i = 0; i < old->len; i++) {
+        g_array_index(old, Qcow2Bitmap, i).kept = false;
+    }
     for (guint i = 0; ret == 0 && i < old->len; i++) {
         ret = store_old(bs, &g_array_index(old, Qcow2Bitmap, i), list,
                         errp);
@@ -861,6 +864,25 @@ static int coroutine_fn load_all(BlockDriverState *bs, Error **errp)
     return 0;
 }
 
+/* The directory read again before it is replaced, as the reference
+ * does: a file that fails reads fails the store the same way. */
+static int coroutine_fn reread_dir(BlockDriverState *bs, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    g_autofree uint8_t *dir = NULL;
+    int ret;
+
+    if (!s->bitmaps->len) {
+        return 0;
+    }
+    dir = g_malloc(s->bitmap_dir_size);
+    ret = q_pread(bs->file, s->bitmap_dir_offset, s->bitmap_dir_size, dir);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Failed to read bitmap directory");
+    }
+    return ret;
+}
+
 int coroutine_fn qcow2_store_bitmaps(BlockDriverState *bs, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -871,7 +893,10 @@ int coroutine_fn qcow2_store_bitmaps(BlockDriverState *bs, Error **errp)
     if (!(bs->open_flags & BDRV_O_RDWR) || s->h.version < 3 || !old) {
         return 0;
     }
-    ret = need_store(bs, errp);
+    ret = reread_dir(bs, errp);
+    if (ret == 0) {
+        ret = need_store(bs, errp);
+    }
     if (ret <= 0) {
         return ret;     /* nothing to write: the directory stays */
     }
@@ -888,12 +913,14 @@ int coroutine_fn qcow2_store_bitmaps(BlockDriverState *bs, Error **errp)
         }
     }
     if (ret < 0) {
-        g_array_unref(old);
+        /* the image still holds the old directory (in-use): keep it */
+        g_array_unref(s->bitmaps);
+        s->bitmaps = old;
         return ret;
     }
     for (guint i = 0; i < old->len; i++) {
         Qcow2Bitmap *b = &g_array_index(old, Qcow2Bitmap, i);
-        if (!(b->flags & (1U << 31))) {
+        if (!b->kept) {
             free_entry(bs, b);
         }
     }
@@ -1056,11 +1083,34 @@ static int qcow2_load_bitmap(BlockDriverState *bs, BdrvDirtyBitmap *bm,
     return l.ret;
 }
 
+typedef struct StoreCo {
+    BlockDriverState *bs;
+    Error **errp;
+    int ret;
+} StoreCo;
+
+static void coroutine_fn store_entry_co(void *opaque)
+{
+    StoreCo *c = opaque;
+
+    c->ret = qcow2_store_bitmaps(c->bs, c->errp);
+}
+
+/* .store: what close does, on demand (strata-img bitmap checks it). */
+static int qcow2_store_bitmaps_now(BlockDriverState *bs, Error **errp)
+{
+    StoreCo c = { bs, errp, 0 };
+
+    co_run_sync(store_entry_co, &c);
+    return c.ret;
+}
+
 const BlockDriverBitmapOps qcow2_bitmap_ops = {
     .supported = qcow2_bitmaps_supported,
     .can_store_new = qcow2_can_store_new_bitmap,
     .load = qcow2_load_bitmap,
     .remove_persistent = qcow2_remove_bitmap,
+    .store = qcow2_store_bitmaps_now,
 };
 
 /* measure: what the persistent bitmaps of @in_bs take in a qcow2 image

@@ -134,6 +134,7 @@ typedef struct Qcow2Bitmap {
     uint32_t table_size;          /* entries */
     uint32_t flags;               /* as on disk */
     uint8_t gran_bits;
+    bool kept;                    /* store: the entry survives as it is */
 } Qcow2Bitmap;
 
 typedef struct Qcow2InactiveL1 {
