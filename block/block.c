@@ -248,6 +248,7 @@ static void bdrv_close(BlockDriverState *bs)
     if (bs->drv && bs->drv->close && bs->opaque) {
         bs->drv->close(bs);
     }
+    bdrv_release_all_dirty_bitmaps(bs);
     while (bs->children->len) {
         bdrv_unref_child(bs, g_ptr_array_index(bs->children,
                                                bs->children->len - 1));

@@ -575,6 +575,69 @@ int bdrv_save_vmstate(BlockDriverState *bs, const void *buf, int64_t pos,
                       int64_t bytes);
 int bdrv_load_vmstate(BlockDriverState *bs, void *buf, int64_t pos,
                       int64_t bytes);
+/* ---- dirty bitmaps (block/dirty-bitmap.c) ----
+ * Named bitmaps on a node, one bit per granule (a power of two >= 512
+ * bytes) of the node's length.  Every write, zero write, discard and copy
+ * that reaches the node through the request path sets the bits of its
+ * enabled bitmaps.  Persistent ones are stored by the format (qcow2) when
+ * the node closes; an inconsistent one (in-use in the image) has unknown
+ * contents and only removal is allowed (bdrv_dirty_bitmap_check()). */
+typedef struct BdrvDirtyBitmap BdrvDirtyBitmap;
+typedef struct HBitmap HBitmap;
+#define BDRV_BITMAP_MAX_NAME_SIZE 1023
+/* "Bitmap already exists: x" / "Bitmap name too long: x". */
+BdrvDirtyBitmap *bdrv_create_dirty_bitmap(BlockDriverState *bs,
+                                          uint32_t granularity,
+                                          const char *name, Error **errp);
+void bdrv_release_dirty_bitmap(BdrvDirtyBitmap *bm);
+void bdrv_release_all_dirty_bitmaps(BlockDriverState *bs);
+BdrvDirtyBitmap *bdrv_find_dirty_bitmap(BlockDriverState *bs,
+                                        const char *name);
+/* The @i-th bitmap, newest first (the reference's order), NULL past the
+ * last. */
+BdrvDirtyBitmap *bdrv_dirty_bitmap_at(BlockDriverState *bs, unsigned i);
+const char *bdrv_dirty_bitmap_name(const BdrvDirtyBitmap *bm);
+uint32_t bdrv_dirty_bitmap_granularity(const BdrvDirtyBitmap *bm);
+uint64_t bdrv_dirty_bitmap_size(const BdrvDirtyBitmap *bm);
+bool bdrv_dirty_bitmap_enabled(const BdrvDirtyBitmap *bm);
+void bdrv_dirty_bitmap_set_enabled(BdrvDirtyBitmap *bm, bool enabled);
+bool bdrv_dirty_bitmap_persistent(const BdrvDirtyBitmap *bm);
+void bdrv_dirty_bitmap_set_persistent(BdrvDirtyBitmap *bm, bool persistent);
+bool bdrv_dirty_bitmap_inconsistent(const BdrvDirtyBitmap *bm);
+/* Mark inconsistent (and disabled). */
+void bdrv_dirty_bitmap_set_inconsistent(BdrvDirtyBitmap *bm);
+/* The bits are still in the image: bdrv_dirty_bitmap_load() reads them. */
+void bdrv_dirty_bitmap_set_unloaded(BdrvDirtyBitmap *bm);
+int bdrv_dirty_bitmap_load(BdrvDirtyBitmap *bm, Error **errp);
+/* The bits, in bytes of the node (load first); allocated on first use. */
+HBitmap *bdrv_dirty_bitmap_hbitmap(BdrvDirtyBitmap *bm);
+/* The same, or NULL while no bit was ever set (nothing allocated). */
+HBitmap *bdrv_dirty_bitmap_peek(BdrvDirtyBitmap *bm);
+/* -EINVAL with the reference's message for an inconsistent bitmap. */
+int bdrv_dirty_bitmap_check(const BdrvDirtyBitmap *bm, Error **errp);
+void bdrv_clear_dirty_bitmap(BdrvDirtyBitmap *bm);
+/* dst |= src (granularities may differ; sizes must not). */
+int bdrv_merge_dirty_bitmap(BdrvDirtyBitmap *dst, BdrvDirtyBitmap *src,
+                            Error **errp);
+/* The request path: bytes [offset, offset+bytes) of @bs changed. */
+void bdrv_dirty_bitmaps_mark(BlockDriverState *bs, int64_t offset,
+                             int64_t bytes);
+void bdrv_dirty_bitmaps_truncate(BlockDriverState *bs, int64_t size);
+/* The cluster size clamped to [4 KiB, 64 KiB], else 64 KiB. */
+uint32_t bdrv_default_bitmap_granularity(BlockDriverState *bs);
+/* The format's checks for a new persistent bitmap ("Can't store
+ * persistent bitmaps to x: Operation not supported" without support). */
+bool bdrv_can_store_new_dirty_bitmap(BlockDriverState *bs, const char *name,
+                                     uint32_t granularity, Error **errp);
+bool bdrv_supports_persistent_dirty_bitmap(BlockDriverState *bs);
+/* Store @bs's persistent bitmaps now, as closing it would, then release
+ * them (the reference's inactivation, so that a tool learns of a failure
+ * and close has nothing left to write); nothing without a format that
+ * stores them.  On failure they stay. */
+int bdrv_store_persistent_dirty_bitmaps(BlockDriverState *bs, Error **errp);
+/* Release @bm; a persistent one is removed from the image first (on
+ * failure it stays, -errno with @errp set). */
+int bdrv_remove_dirty_bitmap(BdrvDirtyBitmap *bm, Error **errp);
 
 /* Register every built-in driver (idempotent; tools call it first). */
 void bdrv_init(void);

@@ -143,6 +143,9 @@ struct BlockDriverState {
      * reads, looked up once: 0 = not yet, 1 = known, -1 = no such file */
     int storage_id_state;
     uint64_t storage_dev, storage_ino;
+    /* (core) dirty bitmaps, BdrvDirtyBitmap * newest first, NULL until
+     * the first (block/dirty-bitmap.c) */
+    GPtrArray *dirty_bitmaps;
 };
 
 /* Formats with backing files: record a new backing file name and format
@@ -366,6 +369,27 @@ typedef struct BlockDriverSnapshotOps {
     int coroutine_fn (*co_load_vmstate)(BlockDriverState *bs, IOVector *qiov,
                                         int64_t pos);
 } BlockDriverSnapshotOps;
+/* Persistent dirty bitmaps (qcow2).  The format creates the node's
+ * persistent bitmaps (bdrv_create_dirty_bitmap() and setters) in open and
+ * stores them in close; bits it left on disk (bdrv_dirty_bitmap_set_
+ * unloaded()) are read through load on first use. */
+typedef struct BlockDriverBitmapOps {
+    /* Can this node store persistent bitmaps at all (qcow2 v3)? */
+    bool (*supported)(BlockDriverState *bs);
+    /* May a new persistent bitmap @name of @granularity bytes be added?
+     * false with @errp set in the reference's words. */
+    bool (*can_store_new)(BlockDriverState *bs, const char *name,
+                          uint32_t granularity, Error **errp);
+    /* Read the bits of @bm from the image (plain context). */
+    int (*load)(BlockDriverState *bs, BdrvDirtyBitmap *bm, Error **errp);
+    /* Drop the stored bitmap @name from the image now (nothing to do if
+     * it was never stored); plain context. */
+    int (*remove_persistent)(BlockDriverState *bs, const char *name,
+                             Error **errp);
+    /* Store every persistent bitmap now (what close would do); plain
+     * context.  -errno with @errp set on failure. */
+    int (*store)(BlockDriverState *bs, Error **errp);
+} BlockDriverBitmapOps;
 
 struct BlockDriver {
     /* identity */
@@ -424,6 +448,8 @@ struct BlockDriver {
     const BlockDriverAmendOps *amend;
     /* Internal snapshots and VM state; NULL: none. */
     const BlockDriverSnapshotOps *snapshot;
+    /* Persistent dirty bitmaps; NULL: the format cannot store any. */
+    const BlockDriverBitmapOps *bitmaps;
 };
 
 /* The data path group of @drv, or an all-NULL one (never NULL). */

@@ -697,6 +697,7 @@ static void write_finish(BlockDriverState *bs, int64_t offset, int64_t bytes,
 {
     bs->write_gen++;
     bsc_invalidate_range(bs, offset, bytes);
+    bdrv_dirty_bitmaps_mark(bs, offset, bytes);
     if (ret == 0 && type == TRACKED_WRITE) {
         grow_total_bytes(bs, offset + bytes);
     }
@@ -1488,6 +1489,9 @@ int coroutine_fn bdrv_co_truncate(BdrvChild *child, int64_t offset, bool exact,
         }
     }
     bdrv_bsc_invalidate(bs);
+    if (ret == 0) {
+        bdrv_dirty_bitmaps_truncate(bs, bs->total_bytes);
+    }
     bs->write_gen++;
     tracked_end(&req);
     bdrv_dec_in_flight(bs);

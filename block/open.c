@@ -864,30 +864,42 @@ static const BlockDriverReopenOps *reopen_ops(BlockDriverState *bs)
     return bs->drv && bs->drv->reopen ? bs->drv->reopen : &none;
 }
 
-/* Drivers (protocols: their fd) follow the new mode, top-down. */
-static int reopen_tree(BlockDriverState *bs, bool read_only, Error **errp)
-{
-    int ret;
+static int reopen_tree(BlockDriverState *bs, bool read_only, Error **errp);
 
-    if (reopen_ops(bs)->read_only) {
-        ret = reopen_ops(bs)->read_only(bs, read_only, errp);
-        if (ret < 0) {
-            return ret;
-        }
-    }
-    bs->read_only = read_only;
-    bs->open_flags = read_only ? bs->open_flags & ~BDRV_O_RDWR
-                               : bs->open_flags | BDRV_O_RDWR;
+/* The children of @bs (not backing files) follow the new mode. */
+static int reopen_children(BlockDriverState *bs, bool read_only,
+                           Error **errp)
+{
     for (unsigned i = 0; i < bs->children->len; i++) {
         BdrvChild *c = g_ptr_array_index(bs->children, i);
         if (!(c->role & BDRV_CHILD_COW) && c->bs->read_only != read_only) {
-            ret = reopen_tree(c->bs, read_only, errp);
+            int ret = reopen_tree(c->bs, read_only, errp);
             if (ret < 0) {
                 return ret;
             }
         }
     }
     return 0;
+}
+
+/* Drivers (protocols: their fd) follow the new mode: top-down to
+ * read-only (a format flushes while it still may write), bottom-up to
+ * read-write (a format may write, e.g. qcow2 marking its bitmaps
+ * in-use, as it becomes writable). */
+static int reopen_tree(BlockDriverState *bs, bool read_only, Error **errp)
+{
+    int ret = read_only ? 0 : reopen_children(bs, read_only, errp);
+
+    if (ret == 0 && reopen_ops(bs)->read_only) {
+        ret = reopen_ops(bs)->read_only(bs, read_only, errp);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    bs->read_only = read_only;
+    bs->open_flags = read_only ? bs->open_flags & ~BDRV_O_RDWR
+                               : bs->open_flags | BDRV_O_RDWR;
+    return read_only ? reopen_children(bs, read_only, errp) : 0;
 }
 
 /* Protocols below @bs switch their fds; every node records the flag. */

@@ -3,9 +3,10 @@
  * Fuzz target: an untrusted image file, opened read-only with format
  * probing as `info`, `map` and `convert` open one, then walked: length,
  * block status over the whole image, reads at its start, middle and end,
- * then the format's metadata check (strata-img check) where it has one,
- * then each internal snapshot (qcow2) loaded as convert -l loads it and
- * read the same way: the snapshot table and its L1 tables are parsed.
+ * the bits of its dirty bitmaps, then the format's metadata check
+ * (strata-img check) where it has one, then each internal snapshot
+ * (qcow2) loaded as convert -l loads it and read the same way: the
+ * snapshot table and its L1 tables are parsed.
  * Every format driver is reached through the probe, so each new image
  * parser is covered here as soon as it is registered.  No file named by
  * the input is opened: no backing file, and the input itself stands for
@@ -91,6 +92,21 @@ static void check_image(BlockBackend *blk)
     bdrv_check(blk_bs(blk), &res, 0);
 }
 
+/* The bits of every dirty bitmap the image holds (qcow2: its bitmap
+ * tables and data clusters), read as convert --bitmaps reads them. */
+static void load_bitmaps(BlockBackend *blk)
+{
+    BdrvDirtyBitmap *bm;
+
+    for (unsigned i = 0; (bm = bdrv_dirty_bitmap_at(blk_bs(blk), i)); i++) {
+        Error *err = NULL;
+
+        if (bdrv_dirty_bitmap_load(bm, &err) < 0) {
+            error_free(err);
+        }
+    }
+}
+
 /* A qcow2 v3 header whose incompatible bit 2 says the guest data lives
  * in an external file named by the image.  The open would reach that
  * host file: the input itself is given as the data file instead. */
@@ -157,6 +173,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         walk_extents(blk, len);
         read_around(blk, len);
     }
+    load_bitmaps(blk);
     check_image(blk);
     walk_snapshots(blk);
     blk_unref(blk);

@@ -3,10 +3,10 @@
  * strata-img bitmap: add, remove, clear, enable, disable or merge the
  * persistent dirty bitmaps of an image.
  *
- * Actions run in command-line order and stop at the first failure.  No
- * Strata format stores persistent bitmaps yet, so an image has none:
- * --add fails because the format cannot store one, every other action
- * because the named bitmap does not exist (as in the reference on raw).
+ * Actions run in command-line order on the node's dirty bitmaps
+ * (block/dirty-bitmap.c) and stop at the first failure; the format
+ * stores the persistent bitmaps when the image closes (qcow2:
+ * block/format/qcow2/bitmap.c).
  */
 #include <stdio.h>
 #include <string.h>
@@ -136,13 +136,15 @@ static bool bitmap_args_valid(const BitmapArgs *a, int operands)
     return !msg;
 }
 
-/* --add: the name, the granularity, then whether the format can store
- * bitmaps.  The reference hands the granularity on as a 32-bit number:
- * a size of 4G or more is checked with its upper bits dropped. */
-static void bitmap_add(BlockBackend *blk, const char *name,
+/* --add: the name, the granularity, whether the format can store it,
+ * then the bitmap itself (enabled; --disable is an action of its own).
+ * The reference hands the granularity on as a 32-bit number: a size of
+ * 4G or more is checked with its upper bits dropped. */
+static void bitmap_add(BlockDriverState *bs, const char *name,
                        int64_t granularity, Error **errp)
 {
     uint32_t g = (uint32_t)granularity;
+    BdrvDirtyBitmap *bm;
 
     if (!name[0]) {
         error_setg(errp, "Bitmap name cannot be empty");
@@ -152,42 +154,83 @@ static void bitmap_add(BlockBackend *blk, const char *name,
         error_setg(errp, "Granularity must be power of 2 and at least 512");
         return;
     }
-    error_setg(errp, "Can't store persistent bitmaps to %s: Operation not "
-               "supported", bdrv_get_node_name(blk_bs(blk)));
+    if (!granularity) {
+        g = bdrv_default_bitmap_granularity(bs);
+    }
+    if (!bdrv_can_store_new_dirty_bitmap(bs, name, g, errp)) {
+        return;
+    }
+    bm = bdrv_create_dirty_bitmap(bs, g, name, errp);
+    if (bm) {
+        bdrv_dirty_bitmap_set_persistent(bm, true);
+    }
 }
 
-/* --merge: open the source image (-b) if any; the target must exist. */
-static bool bitmap_merge(const BitmapArgs *a, const char *bitmap,
-                         Error **errp)
+/* The bitmap @name of @bs, usable unless @any and inconsistent. */
+static BdrvDirtyBitmap *lookup(BlockDriverState *bs, const char *name,
+                               bool any, Error **errp)
 {
-    BlockBackend *src;
+    BdrvDirtyBitmap *bm = bdrv_find_dirty_bitmap(bs, name);
 
-    if (a->src_file) {
-        src = img_open(false, a->src_file, a->src_fmt, 0, false, false,
-                       false);
-        if (!src) {
-            return false;
-        }
-        blk_unref(src);
+    if (!bm) {
+        error_setg(errp, "Dirty bitmap '%s' not found", name);
+        return NULL;
     }
-    error_setg(errp, "Dirty bitmap '%s' not found", bitmap);
-    return true;
+    if (!any && bdrv_dirty_bitmap_check(bm, errp) < 0) {
+        return NULL;
+    }
+    return bm;
+}
+
+/* --merge: the target checked first, then the source (in the -b image
+ * when given). */
+static void bitmap_merge(BlockDriverState *bs, BlockDriverState *src_bs,
+                         const char *bitmap, const char *src, Error **errp)
+{
+    BdrvDirtyBitmap *dst = lookup(bs, bitmap, false, errp);
+    BdrvDirtyBitmap *from = dst ? lookup(src_bs, src, false, errp) : NULL;
+
+    if (from) {
+        bdrv_merge_dirty_bitmap(dst, from, errp);
+    }
+}
+
+/* Every action but add and merge: find the bitmap, then act. */
+static void bitmap_simple(BlockDriverState *bs, BitmapOp op,
+                          const char *bitmap, Error **errp)
+{
+    BdrvDirtyBitmap *bm = lookup(bs, bitmap, op == BITMAP_REMOVE, errp);
+
+    if (!bm) {
+        return;
+    }
+    switch (op) {
+    case BITMAP_REMOVE:
+        bdrv_remove_dirty_bitmap(bm, errp);
+        break;
+    case BITMAP_CLEAR:
+        bdrv_clear_dirty_bitmap(bm);
+        break;
+    default:
+        bdrv_dirty_bitmap_set_enabled(bm, op == BITMAP_ENABLE);
+        break;
+    }
 }
 
 /* Run one action; false (error printed) on failure. */
-static bool bitmap_run(BlockBackend *blk, const BitmapArgs *a,
-                       const BitmapAction *act, const char *bitmap)
+static bool bitmap_run(BlockBackend *blk, BlockBackend *src,
+                       const BitmapArgs *a, const BitmapAction *act,
+                       const char *bitmap)
 {
+    BlockDriverState *bs = blk_bs(blk);
     Error *err = NULL;
 
     if (act->op == BITMAP_ADD) {
-        bitmap_add(blk, bitmap, a->granularity, &err);
+        bitmap_add(bs, bitmap, a->granularity, &err);
     } else if (act->op == BITMAP_MERGE) {
-        if (!bitmap_merge(a, bitmap, &err)) {
-            return false;
-        }
+        bitmap_merge(bs, src ? blk_bs(src) : bs, bitmap, act->src, &err);
     } else {
-        error_setg(&err, "Dirty bitmap '%s' not found", bitmap);
+        bitmap_simple(bs, act->op, bitmap, &err);
     }
     if (err) {
         error_reportf_err(err, "Operation %s on bitmap %s failed: ",
@@ -197,20 +240,50 @@ static bool bitmap_run(BlockBackend *blk, const BitmapArgs *a,
     return true;
 }
 
-/* Open the image and run the actions in order; returns the status. */
+/* The bitmaps written before the image closes, so that a failure
+ * fails the command as in the reference (which then closes the image,
+ * and tries again). */
+static bool store_bitmaps(BlockBackend *blk)
+{
+    BlockDriverState *bs = blk_bs(blk);
+    Error *err = NULL;
+
+    if (bdrv_store_persistent_dirty_bitmaps(bs, &err) == 0) {
+        return true;
+    }
+    error_reportf_err(err, "Lost persistent bitmaps during inactivation of "
+                      "node '%s': ", bdrv_get_node_name(bs));
+    error_report("Error while closing the image: %s", strerror(EINVAL));
+    return false;
+}
+
+/* Open the image (and the merge source, -b) and run the actions in
+ * order; the bitmaps are stored when the image closes, also after a
+ * failed action.  Returns the status. */
 static int bitmap_image(const BitmapArgs *a, const char *file,
                         const char *bitmap)
 {
-    BlockBackend *blk;
+    BlockBackend *blk, *src = NULL;
     bool ok = true;
 
-    blk = img_open_common(&a->common, file, BDRV_O_RDWR, false);
+    /* bitmaps, not guest data: no backing files (as the reference) */
+    blk = img_open_common(&a->common, file, BDRV_O_RDWR | BDRV_O_NO_BACKING,
+                          false);
     if (!blk) {
         return 1;
     }
+    if (a->src_file) {
+        src = img_open(false, a->src_file, a->src_fmt, BDRV_O_NO_BACKING,
+                       false, false, false);
+        ok = src != NULL;
+    }
     for (guint i = 0; ok && i < a->actions->len; i++) {
-        ok = bitmap_run(blk, a, &g_array_index(a->actions, BitmapAction, i),
-                        bitmap);
+        ok = bitmap_run(blk, src, a,
+                        &g_array_index(a->actions, BitmapAction, i), bitmap);
+    }
+    ok &= store_bitmaps(blk);
+    if (src) {
+        blk_unref(src);
     }
     blk_unref(blk);
     return ok ? 0 : 1;

@@ -757,14 +757,15 @@ static bool prepare(ConvertState *st)
     if (!check_target_format(st)) {
         return false;
     }
-    if (o->bitmaps) {
-        error_report("Source lacks bitmap support");
+    if (o->bitmaps &&
+        !convert_bitmaps_check_source(st->p.src[0], o->skip_broken)) {
         return false;
     }
     if (!o->skip_create && !create_target(st)) {
         return false;
     }
-    return open_target(st);
+    return open_target(st) &&
+           (!o->bitmaps || convert_bitmaps_check_target(st->p.dst));
 }
 
 /* Copy with the engine, progress from 0 to 100 around it. */
@@ -786,6 +787,10 @@ static int run_copy(ConvertState *st)
         st->p.target_zero = false;      /* it reads the backing file */
     }
     ret = convert_run(&st->p);
+    if (ret == 0 && o->bitmaps &&
+        !convert_bitmaps_copy(st->p.src[0], st->p.dst, o->skip_broken)) {
+        ret = -EINVAL;
+    }
     if (ret == 0) {
         progress_print(100, 0);
     }

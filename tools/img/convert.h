@@ -37,4 +37,14 @@ typedef struct ConvertParams {
  * Returns 0 or -errno. */
 int convert_run(const ConvertParams *p);
 
+/* convert --bitmaps (convert-bitmaps.c); false after printing the
+ * reference's error.  Before the target is created: the source can hold
+ * bitmaps and (without @skip_broken) none is inconsistent. */
+bool convert_bitmaps_check_source(BlockBackend *src, bool skip_broken);
+/* Once the target is open: it can hold bitmaps. */
+bool convert_bitmaps_check_target(BlockBackend *dst);
+/* After the copy: every persistent bitmap of @src added to @dst. */
+bool convert_bitmaps_copy(BlockBackend *src, BlockBackend *dst,
+                          bool skip_broken);
+
 #endif

@@ -131,19 +131,22 @@ static void keep_unknown_ext(BDRVQcow2State *s, uint32_t magic,
 #define BITMAPS_MAX 65535
 #define BITMAPS_MAX_DIR_SIZE (1024ULL * BITMAPS_MAX)
 
-/* The bitmaps extension, when the autoclear bit says it is in use: its
- * counts are bounded before anything is read or allocated from them. */
+/* The bitmaps extension: its length always, then, when the autoclear bit
+ * says it is in use, its counts, bounded before anything is read or
+ * allocated from them (the reference's order). */
 static int check_bitmaps_ext(BDRVQcow2State *s, const uint8_t *d,
                              uint32_t len, Error **errp)
 {
     uint64_t dsize;
 
+    if (len != 24) {
+        error_setg(errp, "bitmaps_ext: Invalid extension length");
+        return -EINVAL;
+    }
     if (!(s->h.autoclear_features & QCOW2_AUTOCLEAR_BITMAPS)) {
         return 0;
     }
-    if (len != 24) {
-        error_setg(errp, "bitmaps_ext: Invalid extension length");
-    } else if (q_ld32(d) > BITMAPS_MAX) {
+    if (q_ld32(d) > BITMAPS_MAX) {
         error_setg(errp, "bitmaps_ext: Image has %" PRIu32 " bitmaps, "
                    "exceeding the QEMU supported maximum of %d",
                    q_ld32(d), BITMAPS_MAX);

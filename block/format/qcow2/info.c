@@ -244,7 +244,8 @@ int qcow2_measure(QDict *opts, BlockDriverState *in_bs,
                                           a.extended_l2);
     info->required = info->fully_allocated - size + required;
     info->has_bitmaps = in_bs && source_has_bitmaps(in_bs) && a.version >= 3;
-    info->bitmaps = 0;
+    info->bitmaps = info->has_bitmaps ?
+                    qcow2_bitmaps_measure(in_bs, a.cluster_size) : 0;
     return 0;
 }
 

@@ -424,7 +424,8 @@ static int check_encryption(BlockDriverState *bs, int flags, Error **errp)
 static int coroutine_fn clear_autoclear(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
-    uint64_t keep = s->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_RAW;
+    uint64_t keep = s->h.autoclear_features & (QCOW2_AUTOCLEAR_DATA_RAW |
+        (qcow2_keeps_bitmaps(s) ? QCOW2_AUTOCLEAR_BITMAPS : 0));
 
     if (!(bs->open_flags & BDRV_O_RDWR) || s->h.version < 3 ||
         keep == s->h.autoclear_features) {
@@ -600,8 +601,7 @@ static void qcow2_free_state(BDRVQcow2State *s)
         s->inactive_l1 = NULL;
     }
     qcow2_free_snapshots(s);
-    qobject_unref(s->bitmap_info);
-    s->bitmap_info = NULL;
+    qcow2_free_bitmaps(s);
     qcow2_free_header_exts(s);
 }
 
@@ -651,6 +651,19 @@ static int coroutine_fn close_flush_cache(BlockDriverState *bs,
     return ret;
 }
 
+/* The persistent bitmaps written back (close, reopen read-only); a
+ * failure loses them with the reference's warning, the image stays
+ * valid (they are in-use there, so inconsistent next time). */
+static void coroutine_fn store_bitmaps(BlockDriverState *bs)
+{
+    Error *err = NULL;
+
+    if (qcow2_store_bitmaps(bs, &err) < 0) {
+        error_reportf_err(err, "Lost persistent bitmaps during inactivation "
+                          "of node '%s': ", bdrv_get_node_name(bs));
+    }
+}
+
 /* Writeback of the caches and, if we set it, the dirty bit cleared. */
 static void coroutine_fn close_entry(void *opaque)
 {
@@ -661,6 +674,7 @@ static void coroutine_fn close_entry(void *opaque)
     if (!(bs->open_flags & BDRV_O_RDWR) || !s->data_file) {
         return;
     }
+    store_bitmaps(bs);
     ret = close_flush_cache(bs, &s->l2_cache, "L2 table");
     if (close_flush_cache(bs, &s->refcount_cache, "refcount block") < 0) {
         ret = -EIO;
@@ -916,6 +930,7 @@ static void coroutine_fn reopen_ro_entry(void *opaque)
     ReopenRoCo *o = opaque;
     BDRVQcow2State *s = o->bs->opaque;
 
+    store_bitmaps(o->bs);
     o->ret = qcow2_co_flush_to_os(o->bs);
     if (o->ret == 0 && s->dirty_set && !s->refcounts_stale) {
         o->ret = qcow2_mark_clean(o->bs);
@@ -923,11 +938,27 @@ static void coroutine_fn reopen_ro_entry(void *opaque)
     }
 }
 
+/* Switching to read-write: the bitmaps marked in-use before any write
+ * (the file below is writable already). */
+static void coroutine_fn reopen_rw_entry(void *opaque)
+{
+    ReopenRoCo *o = opaque;
+
+    o->ret = qcow2_bitmaps_reopen_rw(o->bs);
+}
+
 static int qcow2_reopen_read_only(BlockDriverState *bs, bool read_only,
                                   Error **errp)
 {
     ReopenRoCo o = { bs, 0 };
 
+    if (!read_only && !(bs->open_flags & BDRV_O_RDWR)) {
+        co_run_sync(reopen_rw_entry, &o);
+        if (o.ret < 0) {
+            error_setg_errno(errp, -o.ret, "Can't update bitmap directory");
+        }
+        return o.ret;
+    }
     if (!read_only || !(bs->open_flags & BDRV_O_RDWR)) {
         return 0;
     }
@@ -986,6 +1017,7 @@ const BlockDriver bdrv_qcow2 = {
     .backing = &qcow2_backing_ops,
     .check = &qcow2_check_ops,
     .snapshot = &qcow2_snapshot_ops,
+    .bitmaps = &qcow2_bitmap_ops,
     .reopen = &qcow2_reopen_ops,
     .amend = &qcow2_amend_ops,
 };

@@ -129,6 +129,16 @@ typedef struct Qcow2UnknownExt {
     uint8_t *data;
 } Qcow2UnknownExt;
 
+/* A bitmap directory entry (bitmap.c), host order. */
+typedef struct Qcow2Bitmap {
+    char *name;
+    uint64_t table_offset;
+    uint32_t table_size;          /* entries */
+    uint32_t flags;               /* as on disk */
+    uint8_t gran_bits;
+    bool kept;                    /* store: the entry survives as it is */
+} Qcow2Bitmap;
+
 typedef struct Qcow2InactiveL1 {
     uint64_t offset;
     uint32_t size;                /* entries */
@@ -251,6 +261,11 @@ typedef struct BDRVQcow2State {
     CoQueue aw_queue;
     /* spare buffers of compressed reads (read-compressed.c) */
     GPtrArray *zread_spare;
+
+    /* persistent bitmaps (bitmap.c): the directory as on disk */
+    GArray *bitmaps;              /* Qcow2Bitmap */
+    uint64_t bitmap_dir_offset, bitmap_dir_size;
+    uint64_t bitmap_bytes_loaded; /* bits read into memory, all bitmaps */
 } BDRVQcow2State;
 
 /* A non-zero entry was stored at L1 index @i. */
@@ -359,7 +374,20 @@ int coroutine_fn qcow2_mark_clean(BlockDriverState *bs);
 void qcow2_signal_corruption(BlockDriverState *bs, const char *fmt, ...)
     G_GNUC_PRINTF(2, 3);
 void qcow2_free_header_exts(BDRVQcow2State *s);
+/* ---- bitmap.c ---- */
+/* Open: the bitmap directory checked, the node's persistent bitmaps
+ * created (read-write: marked in-use in the image). */
 int coroutine_fn qcow2_read_bitmap_list(BlockDriverState *bs, Error **errp);
+/* Reopen read-write: the consistent bitmaps marked in-use. */
+int coroutine_fn qcow2_bitmaps_reopen_rw(BlockDriverState *bs);
+/* Close (read-write): every persistent bitmap stored, in-use cleared. */
+int coroutine_fn qcow2_store_bitmaps(BlockDriverState *bs, Error **errp);
+/* Does the image hold bitmaps we keep up to date (autoclear bit kept)? */
+bool qcow2_keeps_bitmaps(BDRVQcow2State *s);
+void qcow2_free_bitmaps(BDRVQcow2State *s);
+/* measure's "bitmaps" for @in_bs's persistent bitmaps. */
+uint64_t qcow2_bitmaps_measure(BlockDriverState *in_bs, uint64_t cluster_size);
+extern const BlockDriverBitmapOps qcow2_bitmap_ops;
 int coroutine_fn qcow2_read_snapshot_extents(BlockDriverState *bs);
 /* ---- snapshot.c ---- */
 /* Parse the snapshot table into s->snapshots with the reference's
