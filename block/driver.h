@@ -364,6 +364,9 @@ struct BlockDriver {
     /* Metadata check (strata-img check); NULL: "This image format does
      * not support checks". */
     const BlockDriverCheckOps *check;
+    /* A driver for tests only (crash-sim): usable when named, left out
+     * of the formats lists of help texts. */
+    bool test_only;
 };
 
 /* The data path group of @drv, or an all-NULL one (never NULL). */
