@@ -22,7 +22,10 @@
  *   on-crash=exit|fail  _exit(86) after printing one line on stderr
  *                     (default), or fail every later request with EIO;
  *   journal-max=SIZE  bytes of journal kept at most (default 256M); a
- *                     change that would pass it fails with ENOMEM.
+ *                     change that would pass it fails with ENOMEM;
+ *   report=on|off     at close, say on stderr how many changes and
+ *                     flushes went through (tests find their crash
+ *                     points with it).
  *
  * Only changes are serialised (one at a time, so that "before" and
  * "after" are exact); reads pass concurrently.  FUA is not passed on:
@@ -48,7 +51,7 @@ typedef struct CrashChange {
 
 typedef struct CrashNode {
     int64_t after_writes, after_flushes, at_offset;   /* -1: not set */
-    bool drop_random, exit_on_crash;
+    bool drop_random, exit_on_crash, report;
     uint64_t seed, journal_max;
     uint64_t writes, flushes, journal_bytes;
     GPtrArray *journal;           /* CrashChange * */
@@ -65,6 +68,8 @@ static const BlockOptDesc crash_opts[] = {
     { "seed", OPT_NUMBER, "Seed for drop=random", "0" },
     { "on-crash", OPT_STRING, "After the power cut: exit or fail", "exit" },
     { "journal-max", OPT_SIZE, "Most bytes kept in the journal", "256M" },
+    { "report", OPT_BOOL, "Print the counts of changes and flushes at close",
+      "off" },
     { NULL },
 };
 
@@ -130,6 +135,9 @@ static int crash_parse(CrashNode *s, QDict *options, Error **errp)
         s->journal_max = bdrv_opt_size(options, "journal-max", 256 << 20,
                                        &err);
     }
+    if (!err) {
+        s->report = bdrv_opt_bool(options, "report", false, &err);
+    }
     if (err) {
         error_propagate(errp, err);
         return -EINVAL;
@@ -167,6 +175,10 @@ static void crash_close(BlockDriverState *bs)
 {
     CrashNode *s = bs->opaque;
 
+    if (s->report && !s->crashed) {
+        fprintf(stderr, "crash-sim: no power cut (%" PRIu64 " changes, %"
+                PRIu64 " flushes)\n", s->writes, s->flushes);
+    }
     g_clear_pointer(&s->journal, g_ptr_array_unref);
 }
 
