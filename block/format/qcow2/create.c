@@ -341,11 +341,33 @@ static int coroutine_fn reserve_runs(BlockDriverState *bs, GArray *runs,
     return 0;
 }
 
+/* With metadata preallocation the file grows over each new run at once,
+ * before an L2 table pointing into the run can reach the disk (a cache
+ * eviction during the next run): a process killed in between leaves no
+ * entry past the end of the file, only leaked clusters. */
+static int coroutine_fn grow_over_run(BlockDriverState *bs, int64_t end,
+                                      int64_t *file_end)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret;
+
+    if (!file_end || end <= *file_end) {
+        return 0;
+    }
+    ret = bdrv_co_truncate(s->data_file, end, false, PREALLOC_MODE_OFF, 0,
+                           NULL);
+    if (ret == 0) {
+        *file_end = end;
+    }
+    return ret;
+}
+
 /* Host clusters for guest bytes [from, to) (lock taken), their runs in
- * @runs; the end of the last one in *last_end. */
+ * @runs; the end of the last one in *last_end.  @file_end (NULL: the
+ * file is extended later): the file's length, kept covering the runs. */
 static int coroutine_fn alloc_all(BlockDriverState *bs, uint64_t from,
                                   uint64_t to, GArray *runs,
-                                  int64_t *last_end)
+                                  int64_t *last_end, int64_t *file_end)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t off = from;
@@ -369,7 +391,7 @@ static int coroutine_fn alloc_all(BlockDriverState *bs, uint64_t from,
         }
         if (ret > 0) {
             off += ret;
-            ret = 0;
+            ret = grow_over_run(bs, *last_end, file_end);
         }
     }
     co_mutex_unlock(&s->lock);
@@ -386,7 +408,10 @@ int coroutine_fn qcow2_preallocate(BlockDriverState *bs, uint64_t from,
     BDRVQcow2State *s = bs->opaque;
     g_autoptr(GArray) runs = g_array_new(FALSE, FALSE, sizeof(HostRun));
     int64_t last_end = 0, old_end = 0;
-    int ret = alloc_all(bs, from, to, runs, &last_end);
+    int64_t file_end = bdrv_co_getlength(s->data_file->bs);
+    int ret = file_end < 0 ? (int)file_end :
+              alloc_all(bs, from, to, runs, &last_end,
+                        mode == PREALLOC_MODE_METADATA ? &file_end : NULL);
 
     if (ret == 0) {
         ret = qcow2_co_flush_to_os(bs);
