@@ -13,7 +13,7 @@ concurrent), refcount growth, convert to qcow2, resize.  After each cut
 the reference qemu-img check must find no corruption (leaks are
 allowed) and what a completed flush covered must read back (reference
 qemu-io).  The default run samples crash points; STRATA_SLOW=1 runs every
-flush boundary of every session."""
+flush boundary of every session (at most 250 per session, spread)."""
 import os
 import random
 
@@ -43,9 +43,15 @@ def counts(err):
     return int(words[4]), int(words[6])
 
 
+SLOW_MAX_POINTS = 250
+
+
 def crash_points(rng, total, default_n):
-    """Every point in range(@total) when slow, else a spread sample."""
-    if SLOW or total <= default_n:
+    """A spread sample of range(@total): @default_n points, or with
+    @default_n None (slow) every point up to SLOW_MAX_POINTS."""
+    if default_n is None:
+        default_n = SLOW_MAX_POINTS
+    if total <= default_n:
         return list(range(total))
     step = total / default_n
     return sorted({min(total - 1, int(i * step + rng.uniform(0, step)))
