@@ -381,6 +381,9 @@ static int coroutine_fn shrink_l1(BlockDriverState *bs, uint64_t size)
         int r = bdrv_co_flush(bs->file->bs);
         ret = ret < 0 ? ret : r;
     }
+    if (freed->len && ret == 0) {
+        bdrv_debug_event(bs->file, BLKDBG_L1_SHRINK_FREE_L2_CLUSTERS);
+    }
     for (guint k = 0; k < freed->len && ret == 0; k++) {
         uint64_t l2 = g_array_index(freed, uint64_t, k);
 

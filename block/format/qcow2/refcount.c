@@ -345,6 +345,7 @@ static int coroutine_fn grow_reftable(BlockDriverState *bs, uint64_t min_ti)
     g_autofree uint8_t *table = NULL;
     int ret;
 
+    bdrv_debug_event(bs->file, BLKDBG_REFTABLE_GROW);
     growth_plan(s, area, min_ti, &nb, &nt);
     if (nt * s->cluster_size > QCOW2_MAX_REFTABLE_SIZE) {
         return -EFBIG;
@@ -604,6 +605,7 @@ void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
     if (!size) {
         return;
     }
+    bdrv_debug_event(bs->file, BLKDBG_CLUSTER_FREE);
     for (uint64_t c = first; c <= last; c++) {
         uint64_t rc = 0;
 
