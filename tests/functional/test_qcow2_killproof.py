@@ -141,7 +141,8 @@ def convert_iterations(case, n, d, strata_img, ref_qemu_img):
     r = run([ref_qemu_img, 'compare', 'src.raw', 'out.qcow2'], cwd=d)
     assert r.rc == 0, r
     for _ in range(n):
-        os.unlink(path)
+        if os.path.exists(path):
+            os.unlink(path)
         out, rc = run_killed(argv, rng.uniform(0, full), d)
         if not os.path.exists(path) or os.path.getsize(path) == 0:
             continue            # killed before the image was created
