@@ -41,6 +41,7 @@ void bdrv_init(void)
     bdrv_register(&bdrv_preallocate);
     bdrv_register(&bdrv_blkdebug);
     bdrv_register(&bdrv_copy_on_read);
+    bdrv_register(&bdrv_crash_sim);
     /* last: a real driver registered above shadows its entry (lookups
      * and probes take the first of equals) */
     for (const BlockDriver *d = bdrv_probe_only_formats; d->format_name;
@@ -137,7 +138,7 @@ void bdrv_iterate_format(void (*fn)(void *opaque, const char *name),
 
     for (unsigned i = 0; (drv = bdrv_driver_at(i)); i++) {
         if ((!read_only_too && drv->read_only_driver) ||
-            drv->not_yet_supported) {
+            drv->not_yet_supported || drv->test_only) {
             continue;
         }
         g_ptr_array_add(names, (gpointer)drv->format_name);

@@ -450,6 +450,9 @@ struct BlockDriver {
     const BlockDriverSnapshotOps *snapshot;
     /* Persistent dirty bitmaps; NULL: the format cannot store any. */
     const BlockDriverBitmapOps *bitmaps;
+    /* A driver for tests only (crash-sim): usable when named, left out
+     * of the formats lists of help texts. */
+    bool test_only;
 };
 
 /* The data path group of @drv, or an all-NULL one (never NULL). */

@@ -157,6 +157,11 @@ static int coroutine_fn switch_l1(BlockDriverState *bs, int64_t off,
     q_st64(hb + 4, off);
     bdrv_debug_event(bs->file, BLKDBG_L1_GROW_ACTIVATE_TABLE);
     ret = q_pwrite(bs->file, 36, 12, hb);
+    /* on disk before the old table's clusters can be reused, and before
+     * a new size in the header needs the larger table */
+    if (ret == 0) {
+        ret = bdrv_co_flush(bs->file->bs);
+    }
     if (ret < 0) {
         return ret;
     }

@@ -341,11 +341,29 @@ static int coroutine_fn reserve_runs(BlockDriverState *bs, GArray *runs,
     return 0;
 }
 
+/* With metadata preallocation the file grows over each new run at once,
+ * before an L2 table pointing into the run can reach the disk (a cache
+ * eviction during the next run): a process killed in between leaves no
+ * entry past the end of the file, only leaked clusters. */
+static int coroutine_fn grow_over_run(BlockDriverState *bs, int64_t end)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int64_t len = bdrv_co_getlength(s->data_file->bs);
+
+    /* never shorter: new refcount blocks may lie past the run */
+    if (len < 0 || end <= len) {
+        return len < 0 ? (int)len : 0;
+    }
+    return bdrv_co_truncate(s->data_file, end, false, PREALLOC_MODE_OFF, 0,
+                            NULL);
+}
+
 /* Host clusters for guest bytes [from, to) (lock taken), their runs in
- * @runs; the end of the last one in *last_end. */
+ * @runs; the end of the last one in *last_end.  @grow: the file is kept
+ * covering the runs (else it is extended later). */
 static int coroutine_fn alloc_all(BlockDriverState *bs, uint64_t from,
                                   uint64_t to, GArray *runs,
-                                  int64_t *last_end)
+                                  int64_t *last_end, bool grow)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t off = from;
@@ -369,7 +387,7 @@ static int coroutine_fn alloc_all(BlockDriverState *bs, uint64_t from,
         }
         if (ret > 0) {
             off += ret;
-            ret = 0;
+            ret = grow ? grow_over_run(bs, *last_end) : 0;
         }
     }
     co_mutex_unlock(&s->lock);
@@ -386,7 +404,8 @@ int coroutine_fn qcow2_preallocate(BlockDriverState *bs, uint64_t from,
     BDRVQcow2State *s = bs->opaque;
     g_autoptr(GArray) runs = g_array_new(FALSE, FALSE, sizeof(HostRun));
     int64_t last_end = 0, old_end = 0;
-    int ret = alloc_all(bs, from, to, runs, &last_end);
+    int ret = alloc_all(bs, from, to, runs, &last_end,
+                        mode == PREALLOC_MODE_METADATA);
 
     if (ret == 0) {
         ret = qcow2_co_flush_to_os(bs);

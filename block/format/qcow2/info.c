@@ -358,11 +358,14 @@ static int check_truncate(BDRVQcow2State *s, uint64_t offset,
 
 /* Shrink: L1 entries past those @size needs are cleared and their L2
  * tables freed (and discarded in the file), as the reference does; the
- * header keeps the L1 table's size. */
+ * header keeps the L1 table's size.  The cleared entries reach the disk
+ * (flushed) before any table's refcount drops: a power cut in between
+ * would otherwise leave an entry pointing at a free cluster. */
 static int coroutine_fn shrink_l1(BlockDriverState *bs, uint64_t size)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t keep = qcow2_l1_entries(s->cluster_bits, s->l2_bits, size);
+    g_autoptr(GArray) freed = g_array_new(FALSE, FALSE, sizeof(uint64_t));
     int ret = 0;
 
     for (uint64_t i = keep; i < s->l1_size && ret == 0; i++) {
@@ -374,9 +377,21 @@ static int coroutine_fn shrink_l1(BlockDriverState *bs, uint64_t size)
         s->l1_table[i] = 0;
         ret = qcow2_write_l1_entry(bs, i);
         if (ret == 0 && l2) {
-            qcow2_cache_discard(&s->l2_cache, l2);
-            qcow2_free_clusters(bs, l2, s->cluster_size, true);
+            g_array_append_val(freed, l2);
         }
+    }
+    if (freed->len) {
+        int r = bdrv_co_flush(bs->file->bs);
+        ret = ret < 0 ? ret : r;
+    }
+    if (freed->len && ret == 0) {
+        bdrv_debug_event(bs->file, BLKDBG_L1_SHRINK_FREE_L2_CLUSTERS);
+    }
+    for (guint k = 0; k < freed->len && ret == 0; k++) {
+        uint64_t l2 = g_array_index(freed, uint64_t, k);
+
+        qcow2_cache_discard(&s->l2_cache, l2);
+        qcow2_free_clusters(bs, l2, s->cluster_size, true);
     }
     return ret;
 }

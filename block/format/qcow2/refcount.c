@@ -245,6 +245,20 @@ static int coroutine_fn ensure_refblock(BlockDriverState *bs, uint64_t ti)
         ret = grow_reftable(bs, c >> s->refblock_bits);
         return ret < 0 ? ret : -EAGAIN;
     }
+    if ((uint64_t)(c >> s->refblock_bits) != ti) {
+        /* the free cluster lies where no block counts yet either (a run
+         * longer than a block covers, tiny clusters): that place gets a
+         * block describing itself first, or every retry would fail the
+         * same way; the next try counts the new block there */
+        ret = refblock_offset(bs, c >> s->refblock_bits, &off);
+        if (ret == 0 && !off) {
+            ret = make_refblock(bs, c >> s->refblock_bits, c);
+            return ret < 0 ? ret : -EAGAIN;
+        }
+        if (ret < 0) {
+            return ret;
+        }
+    }
     ret = make_refblock(bs, ti, c);
     return ret < 0 ? ret : -EAGAIN;
 }
@@ -331,6 +345,7 @@ static int coroutine_fn grow_reftable(BlockDriverState *bs, uint64_t min_ti)
     g_autofree uint8_t *table = NULL;
     int ret;
 
+    bdrv_debug_event(bs->file, BLKDBG_REFTABLE_GROW);
     growth_plan(s, area, min_ti, &nb, &nt);
     if (nt * s->cluster_size > QCOW2_MAX_REFTABLE_SIZE) {
         return -EFBIG;
