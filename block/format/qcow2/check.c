@@ -29,71 +29,7 @@
  * step 2: compare; step 3: OFLAG_COPIED; entry (init, free, co_check).
  */
 #include <stdio.h>
-#include "qcow2.h"
-
-#define CHUNK_BITS 12
-#define CHUNK_LEN (1U << CHUNK_BITS)
-#define REFT_OFFSET_MASK 0xfffffffffffffe00ULL
-#define REFT_RESERVED_MASK 0x1ffULL
-#define L2E_STD_RESERVED_MASK 0x3f000000000001feULL
-#define L2_BITMAP_ALL_ALLOC 0xffffffffULL
-#define RB_CACHE_LEN 8
-#define MAX_KEPT_ENTRIES (1U << 18)
-#define MIN_CHUNK_BUDGET 1024
-#define WINDOW_MAX 16
-#define WINDOW_BYTES (2 * MiB)
-#define SN_HEADER_LEN 40
-#define SN_MAX_EXTRA 1024
-#define SN_MAX_TABLE (64 * MiB)
-
-typedef struct KeptTable {
-    uint32_t l1_index;
-    uint32_t count;               /* entries in CheckState.kept */
-} KeptTable;
-
-typedef struct CheckState CheckState;
-
-typedef struct L2Read {
-    CheckState *c;
-    uint64_t offset;
-    uint8_t *buf;
-    int ret;
-} L2Read;
-
-typedef struct Snapshot {
-    uint64_t l1_offset;
-    uint32_t l1_size;
-    uint32_t extra;               /* extra data bytes */
-    char *id, *name;
-} Snapshot;
-
-struct CheckState {
-    BlockDriverState *bs;
-    BDRVQcow2State *s;
-    BlockCheckResult *res;
-    int64_t file_len;
-    uint64_t nb_clusters;         /* clusters compared (file + at most 1) */
-    void **chunks;                /* counts, CHUNK_LEN per chunk */
-    bool wide;                    /* 32-bit counts (refcount_bits > 16) */
-    uint64_t nb_chunks, chunks_used, chunk_budget;
-    uint32_t count_max;
-    uint64_t bitmap_entries_left; /* tables walked stay within the file */
-    bool data_file;               /* external data file: data not counted */
-    uint8_t *l2buf;               /* the L2 table being checked */
-    GArray *kept_tables;          /* KeptTable */
-    GArray *kept;                 /* uint64_t L2 entries (normal/zero-alloc) */
-    bool kept_dropped;
-    uint64_t rb_off[RB_CACHE_LEN];
-    uint8_t *rb_buf[RB_CACHE_LEN];
-    int rb_next, rb_last;
-    GArray *snapshots;            /* Snapshot */
-    uint64_t snapshots_size;
-    uint8_t *win;                 /* L2 tables read together */
-    int win_len;
-    L2Read reads[WINDOW_MAX];
-    int pending;
-    Coroutine *waiter;
-};
+#include "check.h"
 
 /* ---- in-memory counts ---- */
 
@@ -117,6 +53,72 @@ static void count_set(CheckState *c, void *ch, uint64_t k, uint32_t v)
         ((uint32_t *)ch)[i] = v;
     } else {
         ((uint16_t *)ch)[i] = v;
+    }
+}
+
+uint32_t qcow2_check_count(CheckState *c, uint64_t k)
+{
+    return count_get(c, k);
+}
+
+/* The chunk directory covers cluster @k (repairs allocate past the end
+ * of the file). */
+static int count_grow(CheckState *c, uint64_t k)
+{
+    uint64_t need = (k >> CHUNK_BITS) + 1;
+
+    if (need <= c->nb_chunks) {
+        return 0;
+    }
+    if (need > (UINT64_MAX / sizeof(void *)) / 2) {
+        return -ENOMEM;
+    }
+    c->chunks = g_try_renew(void *, c->chunks, need);
+    if (!c->chunks) {
+        return -ENOMEM;
+    }
+    memset(c->chunks + c->nb_chunks, 0,
+           (need - c->nb_chunks) * sizeof(void *));
+    c->nb_chunks = need;
+    return 0;
+}
+
+int qcow2_check_count_set(CheckState *c, uint64_t k, uint32_t v)
+{
+    void **slot;
+
+    if (count_grow(c, k) < 0) {
+        return -ENOMEM;
+    }
+    slot = &c->chunks[k >> CHUNK_BITS];
+    if (!*slot) {
+        /* repairs allocate few clusters: not held to the budget */
+        *slot = g_try_malloc0((size_t)CHUNK_LEN * (c->wide ? 4 : 2));
+        if (!*slot) {
+            return -ENOMEM;
+        }
+        c->chunks_used++;
+    }
+    count_set(c, *slot, k, v);
+    c->nb_clusters = MAX(c->nb_clusters, k + 1);
+    return 0;
+}
+
+void qcow2_check_counts_clear(CheckState *c)
+{
+    for (uint64_t i = 0; i < c->nb_chunks; i++) {
+        if (c->chunks[i]) {
+            memset(c->chunks[i], 0, (size_t)CHUNK_LEN * (c->wide ? 4 : 2));
+        }
+    }
+    g_array_set_size(c->kept, 0);
+    g_array_set_size(c->kept_tables, 0);
+}
+
+void qcow2_check_forget_refblocks(CheckState *c)
+{
+    for (int i = 0; i < RB_CACHE_LEN; i++) {
+        c->rb_off[i] = 0;
     }
 }
 
@@ -180,17 +182,12 @@ static int inc_refs(CheckState *c, int64_t offset, int64_t size)
 
 /* ---- the image's refcounts ---- */
 
-/* The first lookup through a misaligned refcount block reports it (once
- * per image, as a runtime corruption would be). */
+/* The first lookup through a misaligned refcount block reports it, as
+ * a runtime corruption (the image is marked corrupt when writable). */
 static void signal_unaligned(CheckState *c, uint64_t off, uint64_t ti)
 {
-    if (c->s->corrupt_reported) {
-        return;
-    }
-    c->s->corrupt_reported = true;
-    fprintf(stderr, "qcow2: Image is corrupt: Refblock offset %#" PRIx64
-            " unaligned (reftable index: %#" PRIx64 "); further non-fatal "
-            "corruption events will be suppressed\n", off, ti);
+    qcow2_signal_corruption(c->bs, "Refblock offset %#" PRIx64 " unaligned "
+                            "(reftable index: %#" PRIx64 ")", off, ti);
 }
 
 /* Refcount block @ti: *buf NULL when there is none, -EIO when its
@@ -252,11 +249,17 @@ static int coroutine_fn image_refcount(CheckState *c, uint64_t k,
     return ret;
 }
 
+int coroutine_fn qcow2_check_image_refcount(CheckState *c, uint64_t k,
+                                            uint64_t *rc)
+{
+    return image_refcount(c, k, rc);
+}
+
 /* ---- step 1: L2 tables ---- */
 
 /* Entry type; with an external data file offset 0 is valid when the
  * COPIED flag says the cluster is allocated. */
-static Qcow2ClusterType entry_type(CheckState *c, uint64_t e)
+Qcow2ClusterType qcow2_check_entry_type(CheckState *c, uint64_t e)
 {
     Qcow2ClusterType t = qcow2_cluster_type(c->s, e);
 
@@ -302,9 +305,34 @@ static int check_compressed(CheckState *c, int i, uint64_t e, uint64_t bm,
     return inc_refs(c, host, len);
 }
 
+/* An allocated cluster at an unaligned offset; 1 when repair made it a
+ * zero cluster (nothing left to count), -EIO when that write would have
+ * hit metadata. */
+static int coroutine_fn check_unaligned(CheckState *c, int i, uint64_t e,
+                                        uint64_t bm)
+{
+    BDRVQcow2State *s = c->s;
+    bool data = s->extended_l2 ? (bm & L2_BITMAP_ALL_ALLOC) != 0
+                               : !(e & QCOW_OFLAG_ZERO);
+    bool fix = !data && (c->fix & BDRV_FIX_ERRORS);
+    int ret;
+
+    c->res->corruptions++;
+    fprintf(stderr, "%s offset=%" PRIx64 ": %s cluster is not "
+            "properly aligned; L2 entry corrupted.\n",
+            fix ? "Repairing" : "ERROR", (uint64_t)(e & L2E_OFFSET_MASK),
+            data ? "Data" : "Preallocated");
+    if (!fix) {
+        return 0;
+    }
+    ret = qcow2_repair_l2_zero(c, i);
+    return ret == -EIO ? ret : 1;
+}
+
 /* Normal or preallocated-zero cluster: bitmap, alignment, statistics. */
-static int check_allocated(CheckState *c, uint64_t e, uint64_t bm,
-                           bool frag, uint64_t *next)
+static int coroutine_fn check_allocated(CheckState *c, int i, uint64_t e,
+                                        uint64_t bm, bool frag,
+                                        uint64_t *next)
 {
     BDRVQcow2State *s = c->s;
     uint64_t off = e & L2E_OFFSET_MASK;
@@ -315,12 +343,11 @@ static int check_allocated(CheckState *c, uint64_t e, uint64_t bm,
                 "corrupted subcluster allocation bitmap\n", off);
     }
     if (qcow2_offset_into_cluster(s, off)) {
-        bool data = s->extended_l2 ? (bm & L2_BITMAP_ALL_ALLOC) != 0
-                                   : !(e & QCOW_OFLAG_ZERO);
-        c->res->corruptions++;
-        fprintf(stderr, "ERROR offset=%" PRIx64 ": %s cluster is not "
-                "properly aligned; L2 entry corrupted.\n", off,
-                data ? "Data" : "Preallocated");
+        int ret = check_unaligned(c, i, e, bm);
+
+        if (ret != 0) {
+            return ret < 0 ? ret : 0;
+        }
     }
     if (frag) {
         c->res->bfi.allocated_clusters++;
@@ -335,7 +362,7 @@ static int check_allocated(CheckState *c, uint64_t e, uint64_t bm,
 /* Keep what step 3 needs of active table entry @e, within the budget. */
 static void keep_entry(CheckState *c, uint64_t e, KeptTable *t)
 {
-    Qcow2ClusterType type = entry_type(c, e);
+    Qcow2ClusterType type = qcow2_check_entry_type(c, e);
 
     if (c->kept_dropped ||
         (type != QCOW2_CLUSTER_NORMAL && type != QCOW2_CLUSTER_ZERO_ALLOC)) {
@@ -384,7 +411,7 @@ static int check_l2_entry(CheckState *c, int i, bool frag, uint64_t *next)
 {
     uint64_t e = qcow2_l2_entry(c->s, c->l2buf, i);
     uint64_t bm = qcow2_l2_bitmap(c->s, c->l2buf, i);
-    Qcow2ClusterType type = entry_type(c, e);
+    Qcow2ClusterType type = qcow2_check_entry_type(c, e);
 
     if (type != QCOW2_CLUSTER_COMPRESSED && (e & L2E_STD_RESERVED_MASK)) {
         fprintf(stderr, "ERROR found l2 entry with reserved bits set: %"
@@ -396,7 +423,7 @@ static int check_l2_entry(CheckState *c, int i, bool frag, uint64_t *next)
         return check_compressed(c, i, e, bm, frag);
     case QCOW2_CLUSTER_NORMAL:
     case QCOW2_CLUSTER_ZERO_ALLOC:
-        return check_allocated(c, e, bm, frag, next);
+        return check_allocated(c, i, e, bm, frag, next);
     case QCOW2_CLUSTER_UNALLOCATED:
         if (bm & L2_BITMAP_ALL_ALLOC) {
             c->res->corruptions++;
@@ -423,6 +450,8 @@ static int check_l2(CheckState *c, int k, int read_ret, bool active,
         return read_ret;
     }
     c->l2buf = c->win + (size_t)k * c->s->cluster_size;
+    c->l2_offset = c->reads[k].offset;
+    c->l2_active = active;
     for (int i = next_used_entry(c, 0); i < c->s->l2_size;
          i = next_used_entry(c, i + 1)) {
         ret = check_l2_entry(c, i, active, &next);
@@ -842,9 +871,29 @@ static int coroutine_fn check_bitmaps(CheckState *c)
 
 /* ---- step 1: refcount blocks ---- */
 
+/* A refcount block past the end of the file: a corruption, which
+ * repair fixes by growing the file (the block then reads as zeroes). */
+static void coroutine_fn refblock_outside(CheckState *c, uint64_t i,
+                                          uint64_t off)
+{
+    bool fix = c->fix & BDRV_FIX_ERRORS;
+
+    c->res->corruptions++;
+    fprintf(stderr, "%s refcount block %" PRIu64 " is outside image\n",
+            fix ? "Repairing" : "ERROR", i);
+    if (fix && qcow2_repair_refblock_outside(c, i, off)) {
+        c->res->corruptions--;
+        c->res->corruptions_fixed++;
+        inc_refs(c, off, c->s->cluster_size);
+    } else if (fix) {
+        c->rebuild = true;
+    }
+}
+
 /* Each refcount table entry: reserved bits, alignment, inside the file,
- * and its block referenced by nothing else. */
-static int check_refblocks(CheckState *c)
+ * and its block referenced by nothing else.  The broken ones make the
+ * refcount structure one to rebuild. */
+static int coroutine_fn check_refblocks(CheckState *c)
 {
     BDRVQcow2State *s = c->s;
 
@@ -857,18 +906,18 @@ static int check_refblocks(CheckState *c)
             fprintf(stderr, "ERROR refcount table entry %" PRIu64 " has "
                     "reserved bits set\n", i);
             c->res->corruptions++;
+            c->rebuild = true;
             continue;
         }
         if (qcow2_offset_into_cluster(s, off)) {
             fprintf(stderr, "ERROR refcount block %" PRIu64 " is not "
                     "cluster aligned; refcount table entry corrupted\n", i);
             c->res->corruptions++;
+            c->rebuild = true;
             continue;
         }
         if (k >= c->nb_clusters) {
-            c->res->corruptions++;
-            fprintf(stderr, "ERROR refcount block %" PRIu64 " is outside "
-                    "image\n", i);
+            refblock_outside(c, i, off);
             continue;
         }
         if (!off) {
@@ -882,12 +931,13 @@ static int check_refblocks(CheckState *c)
             fprintf(stderr, "ERROR refcount block %" PRIu64 " refcount=%"
                     PRIu32 "\n", i, count_get(c, k));
             c->res->corruptions++;
+            c->rebuild = true;
         }
     }
     return 0;
 }
 
-static int coroutine_fn count_references(CheckState *c)
+int coroutine_fn qcow2_check_count_references(CheckState *c)
 {
     BDRVQcow2State *s = c->s;
     int ret = inc_refs(c, 0, s->cluster_size);
@@ -913,14 +963,28 @@ static int coroutine_fn count_references(CheckState *c)
 
 /* ---- step 2: compare ---- */
 
-/* One cluster whose count and refcount differ. */
-static void report_mismatch(CheckState *c, uint64_t k, uint64_t rc,
-                            uint64_t count)
+/* One cluster whose count and refcount differ: repaired when @fix
+ * allows (too high: a leak; too low: a corruption), except a missing
+ * refcount, which only a rebuilt refcount structure can hold. */
+static void coroutine_fn report_mismatch(CheckState *c, int fix, uint64_t k,
+                                         uint64_t rc, uint64_t count)
 {
+    int *fixed = NULL;
+
+    if (rc == 0) {
+        c->rebuild = true;
+    } else if (rc > count && (fix & BDRV_FIX_LEAKS)) {
+        fixed = &c->res->leaks_fixed;
+    } else if (rc < count && (fix & BDRV_FIX_ERRORS)) {
+        fixed = &c->res->corruptions_fixed;
+    }
     fprintf(stderr, "%s cluster %" PRIu64 " refcount=%" PRIu64
-            " reference=%" PRIu64 "\n", rc < count ? "ERROR" : "Leaked",
+            " reference=%" PRIu64 "\n",
+            fixed ? "Repairing" : rc < count ? "ERROR" : "Leaked",
             k, rc, count);
-    if (rc < count) {
+    if (fixed && qcow2_repair_refcount(c, k, rc, count)) {
+        (*fixed)++;
+    } else if (rc < count) {
         c->res->corruptions++;
     } else {
         c->res->leaks++;
@@ -928,7 +992,7 @@ static void report_mismatch(CheckState *c, uint64_t k, uint64_t rc,
 }
 
 /* Clusters [from, to) covered by refcount block @ti. */
-static void coroutine_fn compare_range(CheckState *c, uint64_t ti,
+static void coroutine_fn compare_range(CheckState *c, int fix, uint64_t ti,
                                        uint64_t from, uint64_t to,
                                        uint64_t *highest)
 {
@@ -958,18 +1022,19 @@ static void coroutine_fn compare_range(CheckState *c, uint64_t ti,
             *highest = k;
         }
         if (rc != count) {
-            report_mismatch(c, k, rc, count);
+            report_mismatch(c, fix, k, rc, count);
         }
     }
 }
 
-static void coroutine_fn compare_refcounts(CheckState *c, uint64_t *highest)
+void coroutine_fn qcow2_check_compare(CheckState *c, int fix,
+                                      uint64_t *highest)
 {
     uint64_t per_block = 1ULL << c->s->refblock_bits;
 
     *highest = 0;
     for (uint64_t from = 0; from < c->nb_clusters; from += per_block) {
-        compare_range(c, from / per_block, from,
+        compare_range(c, fix, from / per_block, from,
                       MIN(from + per_block, c->nb_clusters), highest);
     }
 }
@@ -1020,7 +1085,7 @@ static int coroutine_fn active_entries(CheckState *c, uint32_t l1_index,
     for (int i = next_used_entry(c, 0); i < c->s->l2_size;
          i = next_used_entry(c, i + 1)) {
         uint64_t e = qcow2_l2_entry(c->s, c->l2buf, i);
-        Qcow2ClusterType type = entry_type(c, e);
+        Qcow2ClusterType type = qcow2_check_entry_type(c, e);
 
         if (type == QCOW2_CLUSTER_NORMAL || type == QCOW2_CLUSTER_ZERO_ALLOC) {
             g_array_index(out, uint64_t, n++) = e;
@@ -1030,11 +1095,6 @@ static int coroutine_fn active_entries(CheckState *c, uint32_t l1_index,
     return 0;
 }
 
-/* The flag must be set exactly when the refcount is 1. */
-static bool copied_ok(uint64_t entry, uint64_t rc)
-{
-    return (rc == 1) == ((entry & QCOW_OFLAG_COPIED) != 0);
-}
 
 static void coroutine_fn check_copied_data(CheckState *c, GArray *entries)
 {
@@ -1046,7 +1106,7 @@ static void coroutine_fn check_copied_data(CheckState *c, GArray *entries)
                            &rc) < 0) {
             continue;
         }
-        if (!copied_ok(e, rc)) {
+        if (!qcow2_copied_ok(e, rc)) {
             c->res->corruptions++;
             fprintf(stderr, "ERROR OFLAG_COPIED data cluster: l2_entry=%"
                     PRIx64 " refcount=%" PRIu64 "\n", e, rc);
@@ -1054,11 +1114,49 @@ static void coroutine_fn check_copied_data(CheckState *c, GArray *entries)
     }
 }
 
+/* Whether step 3 repairs what it finds: always with -r all; with -r
+ * leaks only when the refcounts it relies on are now known right. */
+static bool copied_repair(CheckState *c)
+{
+    if (c->fix & BDRV_FIX_ERRORS) {
+        return true;
+    }
+    return (c->fix & BDRV_FIX_LEAKS) && !c->res->check_errors &&
+           !c->res->corruptions && !c->res->leaks;
+}
+
+/* Active L1 entry @i against its L2 table's refcount @rc. */
+static int coroutine_fn check_copied_l1(CheckState *c, uint32_t i,
+                                        uint64_t rc, bool repair)
+{
+    int ret;
+
+    if (qcow2_copied_ok(c->s->l1_table[i], rc)) {
+        return 0;
+    }
+    c->res->corruptions++;
+    fprintf(stderr, "%s OFLAG_COPIED L2 cluster: l1_index=%" PRIu32
+            " l1_entry=%" PRIx64 " refcount=%" PRIu64 "\n",
+            repair ? "Repairing" : "ERROR", i, c->s->l1_table[i], rc);
+    if (!repair) {
+        return 0;
+    }
+    ret = qcow2_repair_copied_l1(c, i, rc);
+    if (ret < 0) {
+        c->res->check_errors++;
+        return ret;
+    }
+    c->res->corruptions--;
+    c->res->corruptions_fixed++;
+    return 0;
+}
+
 static int coroutine_fn check_oflag_copied(CheckState *c)
 {
     BDRVQcow2State *s = c->s;
     g_autoptr(GArray) entries = g_array_new(false, false, sizeof(uint64_t));
     KeptCursor cursor = { 0, 0 };
+    bool repair = copied_repair(c);
 
     for (uint32_t i = 0; i < s->l1_size; i++) {
         uint64_t l2_offset = s->l1_table[i] & L1E_OFFSET_MASK, rc;
@@ -1068,17 +1166,18 @@ static int coroutine_fn check_oflag_copied(CheckState *c)
             image_refcount(c, l2_offset >> s->cluster_bits, &rc) < 0) {
             continue;
         }
-        if (!copied_ok(s->l1_table[i], rc)) {
-            c->res->corruptions++;
-            fprintf(stderr, "ERROR OFLAG_COPIED L2 cluster: l1_index=%" PRIu32
-                    " l1_entry=%" PRIx64 " refcount=%" PRIu64 "\n", i,
-                    s->l1_table[i], rc);
+        ret = check_copied_l1(c, i, rc, repair);
+        if (ret == 0 && repair) {
+            ret = qcow2_repair_copied_l2(c, l2_offset);
+        } else if (ret == 0) {
+            ret = active_entries(c, i, l2_offset, &cursor, entries);
+            if (ret == 0) {
+                check_copied_data(c, entries);
+            }
         }
-        ret = active_entries(c, i, l2_offset, &cursor, entries);
         if (ret < 0) {
             return ret;
         }
-        check_copied_data(c, entries);
     }
     return 0;
 }
@@ -1148,7 +1247,40 @@ static void check_free(CheckState *c)
     }
 }
 
-static int coroutine_fn check_locked(CheckState *c)
+/* Step 2 for check -r: a refcount structure that cannot hold the
+ * right refcounts is rebuilt (-r all); otherwise the mismatches found
+ * are compared again, this time repaired. */
+static int coroutine_fn compare_and_fix(CheckState *c, uint64_t *highest)
+{
+    BlockCheckResult before = *c->res;
+    int ret;
+
+    qcow2_check_compare(c, 0, highest);
+    if (c->rebuild && (c->fix & BDRV_FIX_ERRORS)) {
+        return qcow2_repair_rebuild(c, highest);
+    }
+    if (!c->fix) {
+        return 0;
+    }
+    if (c->rebuild) {
+        fprintf(stderr, "ERROR need to rebuild refcount structures\n");
+        c->res->check_errors++;
+        return -EIO;
+    }
+    if (!c->res->leaks && !c->res->corruptions) {
+        return 0;
+    }
+    *c->res = before;
+    qcow2_check_compare(c, c->fix, highest);
+    ret = qcow2_cache_flush(c->bs, &c->s->refcount_cache);
+    qcow2_check_forget_refblocks(c);
+    if (ret < 0) {
+        c->res->check_errors++;
+    }
+    return ret;
+}
+
+static int coroutine_fn check_run(CheckState *c)
 {
     uint64_t highest;
     int ret = check_init(c);
@@ -1157,13 +1289,14 @@ static int coroutine_fn check_locked(CheckState *c)
         ret = read_snapshots(c);
     }
     if (ret == 0) {
-        ret = count_references(c);
+        ret = qcow2_check_count_references(c);
     }
-    if (ret < 0) {
-        return ret;
+    if (ret == 0) {
+        ret = compare_and_fix(c, &highest);
     }
-    compare_refcounts(c, &highest);
-    ret = check_oflag_copied(c);
+    if (ret == 0) {
+        ret = check_oflag_copied(c);
+    }
     if (ret < 0) {
         return ret;
     }
@@ -1171,20 +1304,28 @@ static int coroutine_fn check_locked(CheckState *c)
     return 0;
 }
 
+int coroutine_fn qcow2_check_locked(BlockDriverState *bs,
+                                    BlockCheckResult *res, int fix)
+{
+    CheckState c = { .bs = bs, .s = bs->opaque, .res = res, .fix = fix };
+    int ret = check_run(&c);
+
+    check_free(&c);
+    if (ret == 0 && fix && !res->check_errors && !res->corruptions) {
+        ret = qcow2_repair_mark_consistent(bs);
+    }
+    return ret;
+}
+
 static int coroutine_fn qcow2_co_check(BlockDriverState *bs,
                                        BlockCheckResult *res, int fix)
 {
     BDRVQcow2State *s = bs->opaque;
-    CheckState c = { .bs = bs, .s = s, .res = res };
     int ret;
 
-    if (fix) {
-        return -ENOTSUP;
-    }
     co_mutex_lock(&s->lock);
-    ret = check_locked(&c);
+    ret = qcow2_check_locked(bs, res, fix);
     co_mutex_unlock(&s->lock);
-    check_free(&c);
     return ret;
 }
 

@@ -304,8 +304,10 @@ static int check_features(BlockDriverState *bs, Error **errp)
         error_setg(errp, "Unsupported qcow2 feature(s): %s", list);
         return -ENOTSUP;
     }
+    /* a corrupt image may be written only by its repair (check -r) */
     if ((h->incompatible_features & QCOW2_INCOMPAT_CORRUPT) &&
-        (bs->open_flags & BDRV_O_RDWR)) {
+        (bs->open_flags & BDRV_O_RDWR) &&
+        !(bs->open_flags & BDRV_O_CHECK)) {
         error_setg(errp, "qcow2: Image is corrupt; cannot be opened "
                    "read/write");
         return -EACCES;
