@@ -1304,7 +1304,7 @@ static int coroutine_fn check_run(CheckState *c)
     return 0;
 }
 
-int coroutine_fn qcow2_check_locked(BlockDriverState *bs,
+int coroutine_fn qcow2_check_repair(BlockDriverState *bs,
                                     BlockCheckResult *res, int fix)
 {
     CheckState c = { .bs = bs, .s = bs->opaque, .res = res, .fix = fix };
@@ -1323,8 +1323,11 @@ static int coroutine_fn qcow2_co_check(BlockDriverState *bs,
     BDRVQcow2State *s = bs->opaque;
     int ret;
 
+    if (s->broken) {
+        return -ENOMEDIUM;      /* marked corrupt by an earlier repair */
+    }
     co_mutex_lock(&s->lock);
-    ret = qcow2_check_locked(bs, res, fix);
+    ret = qcow2_check_repair(bs, res, fix);
     co_mutex_unlock(&s->lock);
     return ret;
 }

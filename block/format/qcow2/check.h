@@ -107,9 +107,6 @@ void coroutine_fn qcow2_check_compare(CheckState *c, int fix,
 /* The image's refcount of cluster @k, as the check reads it. */
 int coroutine_fn qcow2_check_image_refcount(CheckState *c, uint64_t k,
                                             uint64_t *rc);
-/* Check (and with @fix repair) the image; s->lock held. */
-int coroutine_fn qcow2_check_locked(BlockDriverState *bs,
-                                    BlockCheckResult *res, int fix);
 
 /* ---- repair.c ---- */
 /* Cluster @k's refcount @rc made @count; false if that failed. */

@@ -688,7 +688,9 @@ int coroutine_fn qcow2_mark_clean(BlockDriverState *bs)
 }
 
 /* Metadata corruption seen at runtime: mark the image corrupt (once) so
- * the reference refuses to open it read/write, as it would. */
+ * the reference refuses to open it read/write, as it would.  A writable
+ * node is unusable afterwards (s->broken: every request fails with
+ * ENOMEDIUM, nothing more is written back), as the reference's is. */
 void qcow2_signal_corruption(BlockDriverState *bs, const char *fmt, ...)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -714,6 +716,7 @@ void qcow2_signal_corruption(BlockDriverState *bs, const char *fmt, ...)
     if (co_in_coroutine()) {
         qcow2_write_incompat(bs, s->h.incompatible_features);
     }
+    s->broken = true;
 }
 
 typedef struct ChangeBacking {

@@ -13,7 +13,8 @@
  *   bitmap.c         persistent bitmap directory (for info)
  *   snapshot.c       snapshot table extents (for overlap checks)
  *   compress.c       (de)compression of compressed clusters (compress.h)
- *   check.c          consistency check (strata-img check)
+ *   check.c          consistency check (strata-img check); check.h
+ *   repair.c         check -r repairs, dirty-image repair at open
  *
  * Locking: s->lock (CoMutex) protects all metadata (caches, L1, refcount
  * table, free-cluster hints).  Reads take it only for the lookup;
@@ -212,6 +213,9 @@ typedef struct BDRVQcow2State {
     bool use_lazy_refcounts;
     bool dirty_set;
     bool corrupt_reported;
+    /* Marked corrupt while writable: requests fail with -ENOMEDIUM and
+     * close writes nothing back (the reference drops the node's driver). */
+    bool broken;
     bool prealloc_checked, metadata_prealloc; /* block status RECURSE */
     /* Opened dirty (lazy refcounts, not cleanly closed): refcounts may be
      * too low.  We allocate only past the end of the file, ignore
@@ -473,6 +477,10 @@ int coroutine_fn qcow2_preallocate(BlockDriverState *bs, uint64_t from,
                                    Error **errp);
 extern const BlockDriverInfoOps qcow2_info_ops;
 extern const BlockDriverCheckOps qcow2_check_ops;
+/* check.c: check, and repair what @fix (BdrvCheckMode) allows; for
+ * callers holding s->lock or opening (the dirty-image repair). */
+int coroutine_fn qcow2_check_repair(BlockDriverState *bs,
+                                    BlockCheckResult *res, int fix);
 int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
                                    bool exact, PreallocMode prealloc,
                                    BdrvRequestFlags flags, Error **errp);

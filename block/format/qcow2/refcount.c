@@ -10,6 +10,7 @@
  * Sections: entry access, lookup, refcount block creation, reftable
  * growth, update/alloc/free, compressed byte allocation, overlap checks.
  */
+#include <stdio.h>
 #include "qcow2.h"
 
 #define REFT_OFFSET_MASK 0xfffffffffffffe00ULL
@@ -595,15 +596,17 @@ void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
 
         int ret = change_refcounts(bs, c, 1, -1);
 
-        if (ret < 0 && ret != -EINVAL) {
-            return;         /* an I/O error: the clusters leak */
+        if (ret == -EINVAL && s->refcounts_stale) {
+            continue;       /* stale refcounts: a leak, not corruption */
         }
         if (ret < 0) {
-            if (s->refcounts_stale) {
-                continue;   /* stale refcounts: a leak, not corruption */
+            /* as the reference: the clusters leak (an underflow undoes
+             * the part of the range already freed), reported, no more */
+            if (ret == -EINVAL && c > first) {
+                change_refcounts(bs, first, c - first, 1);
             }
-            qcow2_signal_corruption(bs, "Refcount underflow at cluster %#"
-                                    PRIx64, c << s->cluster_bits);
+            fprintf(stderr, "qcow2_free_clusters failed: %s\n",
+                    strerror(-ret));
             return;
         }
         qcow2_get_refcount(bs, c, &rc);
