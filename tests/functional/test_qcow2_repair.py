@@ -10,10 +10,9 @@ import struct
 import pytest
 
 from conftest import run
-from test_qcow2_check import (CS, DAMAGE, L1, L2, RB, RT, base, hdr, rd,  # noqa: F401
-                              wr)
-
-SKIP_JSON = ()
+from test_qcow2_check import (CS, DAMAGE, EXT_DAMAGE, HEADER_DAMAGE,  # noqa: F401
+                              L2, RB, RT, SNAP_DAMAGE, base, ext_l2_image,
+                              hdr, rd, snap_image, wr)
 
 
 def repair_both(tmp_path, ref_img, our_img, src, *args, out=()):
@@ -35,16 +34,16 @@ def repair_both(tmp_path, ref_img, our_img, src, *args, out=()):
 
 def same_after(ref_qemu_img, ref_path, our_path):
     """The reference sees both repaired images alike, data included."""
-    a = run([ref_qemu_img, 'check', '--output=json', ref_path])
-    b = run([ref_qemu_img, 'check', '--output=json', our_path])
-    assert (b.rc, b.err) == (a.rc, a.err), f'ref:\n{a}\nours:\n{b}'
-    assert b.out.replace(our_path, 'X') == a.out.replace(ref_path, 'X')
+    a, b = [run([ref_qemu_img, 'check', '--output=json', 'img.qcow2'],
+                cwd=os.path.dirname(p)) for p in (ref_path, our_path)]
+    assert (b.rc, b.out, b.err) == (a.rc, a.out, a.err), \
+        f'ref:\n{a}\nours:\n{b}'
     r = run([ref_qemu_img, 'compare', '-f', 'qcow2', '-F', 'qcow2',
              ref_path, our_path])
     if r.rc != 0:
         # only data the reference cannot read itself may differ
         own = run([ref_qemu_img, 'compare', ref_path, ref_path])
-        assert own.rc == r.rc and r.rc in (3, 4), r
+        assert own.rc == r.rc and r.rc in (2, 3, 4), r
     return b
 
 
@@ -146,4 +145,77 @@ def test_made_by_reference_many(tmp_path, ref_qemu_img, ref_qemu_io,
     ref_path, our_path, r = repair_both(tmp_path, ref_qemu_img, our_qemu_img,
                                         p, '-r', 'all')
     assert r.rc == 0, r
+    same_after(ref_qemu_img, ref_path, our_path)
+
+
+# the snapshot table rewritten by -r all (entries completed, extra data
+# or overhanging entries dropped) is not implemented yet
+SNAPSHOT_TABLE_REWRITE = pytest.mark.xfail(
+    reason='check -r all does not rewrite the snapshot table yet',
+    strict=True)
+
+
+def snap_case(case, mode):
+    rewrite = {'extra_data_too_large', 'table_past_eof', 'one_more_entry'}
+    if mode == 'all' and case in rewrite:
+        return pytest.param(case, mode, marks=SNAPSHOT_TABLE_REWRITE)
+    return pytest.param(case, mode)
+
+
+@pytest.mark.parametrize('case,mode', [
+    snap_case(c, m) for c in sorted(SNAP_DAMAGE) +
+    ['table_past_eof', 'one_more_entry'] for m in ('leaks', 'all')])
+def test_repair_snapshot_damaged(tmp_path, snap_image, ref_qemu_img,
+                                 our_qemu_img, case, mode):
+    p = str(tmp_path / 'd.qcow2')
+    shutil.copy(snap_image, p)
+    sn = hdr(p)['sn_off']
+    if case == 'table_past_eof':
+        wr(p, 64, '>Q', 0x10000000)
+    elif case == 'one_more_entry':
+        wr(p, 60, '>I', 3)
+    for off, fmt, v in SNAP_DAMAGE.get(case, []):
+        if isinstance(v, str):
+            v = rd(p, sn + off, fmt) + int(v[1:], 16)
+        wr(p, sn + off, fmt, v)
+    ref_path, our_path, _ = repair_both(tmp_path, ref_qemu_img, our_qemu_img,
+                                        p, '-r', mode)
+    same_after(ref_qemu_img, ref_path, our_path)
+
+
+@pytest.mark.parametrize('case,mode', [
+    pytest.param(c, m, marks=SNAPSHOT_TABLE_REWRITE)
+    if (c, m) == ('too_many_snapshots', 'all') else pytest.param(c, m)
+    for c in sorted(HEADER_DAMAGE) + ['truncated', 'truncated_at_l2']
+    for m in ('leaks', 'all')])
+def test_repair_header_and_file_damaged(tmp_path, base, ref_qemu_img,
+                                        our_qemu_img, case, mode):
+    p = str(tmp_path / 'd.qcow2')
+    shutil.copy(base, p)
+    for off, fmt, v in HEADER_DAMAGE.get(case, []):
+        wr(p, off, fmt, v)
+    if case == 'truncated':
+        os.truncate(p, 0x48000)
+    elif case == 'truncated_at_l2':
+        os.truncate(p, L2)
+    ref_path, our_path, _ = repair_both(tmp_path, ref_qemu_img, our_qemu_img,
+                                        p, '-r', mode)
+    same_after(ref_qemu_img, ref_path, our_path)
+
+
+@pytest.mark.parametrize('case', sorted(EXT_DAMAGE))
+def test_repair_extended_l2_damaged(tmp_path, ref_qemu_img, ref_qemu_io,
+                                    our_qemu_img, case):
+    p, l2 = ext_l2_image(tmp_path, ref_qemu_img, ref_qemu_io)
+    for idx, (entry, bitmap) in EXT_DAMAGE[case].items():
+        off = l2 + 16 * idx
+        if entry is not None:
+            e = rd(p, off, '>Q')
+            e = e + int(entry[1:], 16) if entry[0] == '+' else \
+                e | int(entry[1:], 16)
+            wr(p, off, '>Q', e)
+        if bitmap is not None:
+            wr(p, off + 8, '>Q', bitmap)
+    ref_path, our_path, _ = repair_both(tmp_path, ref_qemu_img, our_qemu_img,
+                                        p, '-r', 'all')
     same_after(ref_qemu_img, ref_path, our_path)

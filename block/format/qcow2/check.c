@@ -249,10 +249,22 @@ static int coroutine_fn image_refcount(CheckState *c, uint64_t k,
     return ret;
 }
 
+/* A refcount for step 3: repairs change refcounts in the refcount cache
+ * (written back later, or never if the node breaks), so they are read
+ * through it then. */
+static int coroutine_fn step3_refcount(CheckState *c, uint64_t k,
+                                       uint64_t *rc)
+{
+    if (c->fix) {
+        return qcow2_get_refcount(c->bs, k, rc);
+    }
+    return image_refcount(c, k, rc);
+}
+
 int coroutine_fn qcow2_check_image_refcount(CheckState *c, uint64_t k,
                                             uint64_t *rc)
 {
-    return image_refcount(c, k, rc);
+    return step3_refcount(c, k, rc);
 }
 
 /* ---- step 1: L2 tables ---- */
@@ -554,8 +566,9 @@ static int coroutine_fn check_l1_entries(CheckState *c, const uint64_t *l1,
     return 0;
 }
 
-/* An L1 table and everything below it; the active one is in memory
- * already (read at open), snapshots' are read here. */
+/* An L1 table and everything below it, read from the file (the active
+ * one too, as the reference reads it: a repair may have changed the
+ * file under the copy in memory). */
 static int coroutine_fn check_l1(CheckState *c, uint64_t offset,
                                  uint32_t l1_size, bool active)
 {
@@ -567,9 +580,8 @@ static int coroutine_fn check_l1(CheckState *c, uint64_t offset,
         return 0;
     }
     ret = inc_refs(c, offset, (int64_t)l1_size * 8);
-    if (ret < 0 || active) {
-        return ret < 0 ? ret : check_l1_entries(c, c->s->l1_table, l1_size,
-                                                true);
+    if (ret < 0) {
+        return ret;
     }
     raw = g_try_malloc((size_t)l1_size * 8);
     l1 = g_try_new(uint64_t, l1_size);
@@ -586,7 +598,7 @@ static int coroutine_fn check_l1(CheckState *c, uint64_t offset,
     for (uint32_t i = 0; i < l1_size; i++) {
         l1[i] = q_ld64(raw + (size_t)i * 8);
     }
-    return check_l1_entries(c, l1, l1_size, false);
+    return check_l1_entries(c, l1, l1_size, active);
 }
 
 /* ---- snapshots ---- */
@@ -1102,7 +1114,7 @@ static void coroutine_fn check_copied_data(CheckState *c, GArray *entries)
         uint64_t e = g_array_index(entries, uint64_t, j), rc = 1;
 
         if (!c->data_file &&
-            image_refcount(c, (e & L2E_OFFSET_MASK) >> c->s->cluster_bits,
+            step3_refcount(c, (e & L2E_OFFSET_MASK) >> c->s->cluster_bits,
                            &rc) < 0) {
             continue;
         }
@@ -1163,7 +1175,7 @@ static int coroutine_fn check_oflag_copied(CheckState *c)
         int ret;
 
         if (!l2_offset ||
-            image_refcount(c, l2_offset >> s->cluster_bits, &rc) < 0) {
+            step3_refcount(c, l2_offset >> s->cluster_bits, &rc) < 0) {
             continue;
         }
         ret = check_copied_l1(c, i, rc, repair);
@@ -1253,7 +1265,6 @@ static void check_free(CheckState *c)
 static int coroutine_fn compare_and_fix(CheckState *c, uint64_t *highest)
 {
     BlockCheckResult before = *c->res;
-    int ret;
 
     qcow2_check_compare(c, 0, highest);
     if (c->rebuild && (c->fix & BDRV_FIX_ERRORS)) {
@@ -1272,8 +1283,22 @@ static int coroutine_fn compare_and_fix(CheckState *c, uint64_t *highest)
     }
     *c->res = before;
     qcow2_check_compare(c, c->fix, highest);
-    ret = qcow2_cache_flush(c->bs, &c->s->refcount_cache);
-    qcow2_check_forget_refblocks(c);
+    return 0;
+}
+
+/* The check reads tables from the file: what the caches hold (an
+ * earlier repair's refcounts, a writer's tables) goes there first. */
+static int coroutine_fn write_back_caches(CheckState *c)
+{
+    int ret;
+
+    if (!(c->bs->open_flags & BDRV_O_RDWR)) {
+        return 0;
+    }
+    ret = qcow2_cache_write(c->bs, &c->s->l2_cache);
+    if (ret == 0) {
+        ret = qcow2_cache_write(c->bs, &c->s->refcount_cache);
+    }
     if (ret < 0) {
         c->res->check_errors++;
     }
@@ -1283,7 +1308,11 @@ static int coroutine_fn compare_and_fix(CheckState *c, uint64_t *highest)
 static int coroutine_fn check_run(CheckState *c)
 {
     uint64_t highest;
-    int ret = check_init(c);
+    int ret = write_back_caches(c);
+
+    if (ret == 0) {
+        ret = check_init(c);
+    }
 
     if (ret == 0) {
         ret = read_snapshots(c);

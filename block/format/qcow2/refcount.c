@@ -599,10 +599,13 @@ void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
         if (ret == -EINVAL && s->refcounts_stale) {
             continue;       /* stale refcounts: a leak, not corruption */
         }
+        if (ret < 0 && ret != -EINVAL) {
+            return;         /* an I/O error: the clusters leak */
+        }
         if (ret < 0) {
-            /* as the reference: the clusters leak (an underflow undoes
-             * the part of the range already freed), reported, no more */
-            if (ret == -EINVAL && c > first) {
+            /* an underflow is no corruption for the reference: reported,
+             * the part of the range already freed restored, a leak */
+            if (c > first) {
                 change_refcounts(bs, first, c - first, 1);
             }
             fprintf(stderr, "qcow2_free_clusters failed: %s\n",
