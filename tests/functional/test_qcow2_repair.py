@@ -219,3 +219,149 @@ def test_repair_extended_l2_damaged(tmp_path, ref_qemu_img, ref_qemu_io,
     ref_path, our_path, _ = repair_both(tmp_path, ref_qemu_img, our_qemu_img,
                                         p, '-r', 'all')
     same_after(ref_qemu_img, ref_path, our_path)
+
+
+# ---- lazy refcounts: a writer killed leaves the image dirty ----
+
+@pytest.fixture
+def aborted_lazy(tmp_path, ref_qemu_img, ref_qemu_io):
+    """A lazy-refcounts image whose writer (the reference) aborted after
+    its writes: dirty, refcounts of the new clusters missing."""
+    p = str(tmp_path / 'lazy.qcow2')
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
+                'lazy_refcounts=on', p, '64M']).rc == 0
+    r = run([ref_qemu_io, '-c', 'write -P 1 0 1M', '-c', 'write -P 2 5M 64k',
+             '-c', 'abort', p])
+    assert r.rc != 0
+    assert rd(p, 72, '>Q') & 1, 'dirty bit not set'
+    return p
+
+
+def both_io(tmp_path, ref_qemu_io, our_qemu_io, src, *cmds):
+    """Both tools run the same qemu-io commands on their own copy of @src;
+    outputs (timings aside) and the resulting files must match."""
+    res = {}
+    argv = [c for cmd in cmds for c in ('-c', cmd)]
+    for tool, name in ((ref_qemu_io, 'ref'), (our_qemu_io, 'our')):
+        d = tmp_path / f'io-{name}'
+        d.mkdir(exist_ok=True)
+        img = d / 'img.qcow2'
+        if not img.exists():
+            shutil.copy(src, img)
+        res[name] = (str(img), run([tool, *argv, 'img.qcow2'], cwd=d))
+    a, b = res['ref'][1], res['our'][1]
+    from conftest import normalize
+    assert (b.rc, normalize(b.out), b.err) == \
+        (a.rc, normalize(a.out), a.err), f'reference:\n{a}\nours:\n{b}'
+    return res['ref'][0], res['our'][0], a
+
+
+def test_dirty_lazy_checked_as_reference(tmp_path, aborted_lazy,
+                                         ref_qemu_img, our_qemu_img):
+    for args in ([], ['--output=json']):
+        d = {}
+        for tool, name in ((ref_qemu_img, 'ref'), (our_qemu_img, 'our')):
+            d[name] = run([tool, 'check', *args, aborted_lazy])
+        assert (d['our'].rc, d['our'].out, d['our'].err) == \
+            (d['ref'].rc, d['ref'].out, d['ref'].err)
+        assert d['ref'].rc == 2
+
+
+def test_dirty_lazy_repaired_on_open(tmp_path, aborted_lazy, ref_qemu_img,
+                                     ref_qemu_io, our_qemu_io):
+    """Opened read-write, the dirty image is checked and repaired first
+    (its lines on stderr), the dirty bit cleared, the data intact."""
+    ref_path, our_path, r = both_io(tmp_path, ref_qemu_io, our_qemu_io,
+                                    aborted_lazy, 'read -P 1 0 1M',
+                                    'read -P 2 5M 64k')
+    assert r.rc == 0 and 'Rebuilding refcount structure' in r.err
+    assert open(ref_path, 'rb').read() == open(our_path, 'rb').read()
+    assert rd(our_path, 72, '>Q') & 1 == 0
+    c = run([ref_qemu_img, 'check', our_path])
+    assert c.rc == 0, c
+
+
+def test_dirty_lazy_read_only_untouched(tmp_path, aborted_lazy,
+                                        our_qemu_io):
+    """Read-only opens do not repair: the image stays as it was."""
+    before = open(aborted_lazy, 'rb').read()
+    r = run([our_qemu_io, '-r', '-c', 'read -P 1 0 1M', aborted_lazy])
+    assert r.rc == 0 and r.err == '', r
+    assert open(aborted_lazy, 'rb').read() == before
+
+
+def test_dirty_lazy_check_repair(tmp_path, aborted_lazy, ref_qemu_img,
+                                 our_qemu_img):
+    ref_path, our_path, r = repair_both(tmp_path, ref_qemu_img,
+                                        our_qemu_img, aborted_lazy, '-r',
+                                        'all')
+    assert r.rc == 0
+    assert rd(our_path, 72, '>Q') == 0
+    same_after(ref_qemu_img, ref_path, our_path)
+
+
+def test_dirty_killed_strata_writer(tmp_path, our_qemu_img, our_qemu_io,
+                                    ref_qemu_img, ref_qemu_io):
+    """Our own lazy writer aborted: our next read-write open repairs the
+    image so that the reference finds it clean, data intact."""
+    p = str(tmp_path / 'ours.qcow2')
+    assert run([our_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
+                'lazy_refcounts=on', p, '64M']).rc == 0
+    r = run([our_qemu_io, '-c', 'write -P 3 0 512k', '-c', 'write -P 4 9M 4k',
+             '-c', 'abort', p])
+    assert r.rc != 0 and rd(p, 72, '>Q') & 1
+    r = run([our_qemu_io, '-c', 'write -P 5 2M 64k', p])
+    assert r.rc == 0, r
+    c = run([ref_qemu_img, 'check', p])
+    assert c.rc == 0, c
+    r = run([ref_qemu_io, '-r', '-c', 'read -P 3 0 512k', '-c',
+             'read -P 4 9M 4k', '-c', 'read -P 5 2M 64k', p])
+    assert r.rc == 0 and 'fail' not in r.out, r
+
+
+# ---- corruption found during I/O ----
+
+def test_corruption_during_io(tmp_path, base, ref_qemu_img, ref_qemu_io,
+                              our_qemu_img, our_qemu_io):
+    """An L2 entry pointing at the refcount table: the write is refused,
+    the image marked corrupt and the node unusable (ENOMEDIUM) as the
+    reference's; afterwards only read-only opens work until check -r all
+    repairs the image and clears the bit."""
+    p = str(tmp_path / 'o.qcow2')
+    shutil.copy(base, p)
+    wr(p, L2 + 8, '>Q', (1 << 63) | RT)
+    ref_path, our_path, r = both_io(tmp_path, ref_qemu_io, our_qemu_io, p,
+                                    'write -P 7 64k 4k', 'write -P 8 512k 4k',
+                                    'read 0 4k', 'flush')
+    assert 'Marking image as corrupt: Preventing invalid write on ' \
+           'metadata (overlaps with refcount table)' in r.err
+    assert 'No medium found' in r.out
+    assert open(ref_path, 'rb').read() == open(our_path, 'rb').read()
+    assert rd(our_path, 72, '>Q') & 2
+    # read-write refused, read-only fine
+    _, _, r = both_io(tmp_path, ref_qemu_io, our_qemu_io, p, 'read 0 4k')
+    assert r.rc == 1 and 'Image is corrupt; cannot be opened read/write' \
+        in r.err
+    q = run([our_qemu_io, '-r', '-c', 'read 0 4k', our_path])
+    assert q.rc == 0 and 'read 4096/4096' in q.out, q
+    ref_path, our_path, r = repair_both(tmp_path, ref_qemu_img,
+                                        our_qemu_img, our_path, '-r', 'all')
+    assert r.rc == 0 and rd(our_path, 72, '>Q') == 0
+    same_after(ref_qemu_img, ref_path, our_path)
+    q = run([our_qemu_io, '-c', 'write -P 9 512k 4k', our_path])
+    assert q.rc == 0 and q.err == '', q
+    assert run([ref_qemu_img, 'check', our_path]).rc == 0
+
+
+def test_refcount_underflow_is_a_leak(tmp_path, base, ref_qemu_io,
+                                      our_qemu_io):
+    """Freeing a cluster whose refcount is already 0: the reference
+    reports it and goes on (no corrupt bit); so do we."""
+    p = str(tmp_path / 'u.qcow2')
+    shutil.copy(base, p)
+    wr(p, RB + 2 * 5, '>H', 0)
+    ref_path, our_path, r = both_io(tmp_path, ref_qemu_io, our_qemu_io, p,
+                                    'discard 0 64k', 'write -P 8 512k 4k',
+                                    'read -P 0 0 4k')
+    assert r.err == 'qcow2_free_clusters failed: Invalid argument\n'
+    assert open(ref_path, 'rb').read() == open(our_path, 'rb').read()

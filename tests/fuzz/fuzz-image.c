@@ -4,6 +4,9 @@
  * probing as `info`, `map` and `convert` open one, then walked: length,
  * block status over the whole image, reads at its start, middle and end,
  * then the format's metadata check (strata-img check) where it has one.
+ * A qcow2 input is then repaired on a second scratch copy as `check -r
+ * all` does it (read-write, then checked again), and opened read-write
+ * once more as a writer would (a dirty image is repaired at that open).
  * Every format driver is reached through the probe, so each new image
  * parser is covered here as soon as it is registered.  No file named by
  * the input is opened: no backing file, and the input itself stands for
@@ -31,6 +34,20 @@ static const char *scratch_path(int *pfd)
         fd = g_file_open_tmp(NULL, &path, NULL);
         g_assert(fd >= 0);
         bdrv_init();
+    }
+    *pfd = fd;
+    return path;
+}
+
+/* The copy repairs may write to. */
+static const char *repair_path(int *pfd)
+{
+    static char *path;
+    static int fd = -1;
+
+    if (fd < 0) {
+        fd = g_file_open_tmp(NULL, &path, NULL);
+        g_assert(fd >= 0);
     }
     *pfd = fd;
     return path;
@@ -101,30 +118,74 @@ static bool names_data_file(const uint8_t *data, size_t size)
            (data[79] & 4);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* Open @path (the input written there) with @flags; NULL on error. */
+static BlockBackend *open_input(const char *path, const char *format,
+                                bool data_file, int flags)
 {
-    int fd;
-    const char *path = scratch_path(&fd);
-    QDict *opts;
+    QDict *opts = qdict_new();
     BlockBackend *blk;
     Error *err = NULL;
-    int64_t len;
 
-    if (!write_input(fd, data, size)) {
-        return 0;
+    if (format) {
+        qdict_put_str(opts, "driver", format);
     }
-    opts = qdict_new();
     qdict_put_str(opts, "file.driver", "file");
     qdict_put_str(opts, "file.filename", path);
-    if (names_data_file(data, size)) {
+    if (data_file) {
         qdict_put_str(opts, "data-file.driver", "file");
         qdict_put_str(opts, "data-file.filename", path);
     }
     /* a backing file name in the input would reach files of the host:
      * the fuzzed image alone is opened, as qemu-img info does */
-    blk = blk_new_open(NULL, NULL, opts, BDRV_O_NO_BACKING, &err);
+    blk = blk_new_open(NULL, NULL, opts, BDRV_O_NO_BACKING | flags, &err);
     if (!blk) {
         error_free(err);
+    }
+    return blk;
+}
+
+/* check -r all on a copy, then the check after it; then a plain
+ * read-write open (the dirty-image repair) and one write. */
+static void repair_copy(const uint8_t *data, size_t size, bool data_file)
+{
+    static uint8_t buf[4096];
+    int fd;
+    const char *path = repair_path(&fd);
+    BlockBackend *blk;
+    BlockCheckResult res;
+
+    if (!write_input(fd, data, size)) {
+        return;
+    }
+    blk = open_input(path, "qcow2", data_file, BDRV_O_RDWR | BDRV_O_CHECK);
+    if (blk) {
+        if (bdrv_check(blk_bs(blk), &res, BDRV_FIX_LEAKS | BDRV_FIX_ERRORS)
+            == 0 && (res.leaks_fixed || res.corruptions_fixed)) {
+            bdrv_check(blk_bs(blk), &res, 0);
+        }
+        blk_unref(blk);
+    }
+    blk = open_input(path, "qcow2", data_file, BDRV_O_RDWR);
+    if (blk) {
+        blk_pwrite(blk, 0, sizeof(buf), buf, 0);
+        blk_unref(blk);
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    int fd;
+    const char *path = scratch_path(&fd);
+    bool data_file = names_data_file(data, size);
+    BlockBackend *blk;
+    bool qcow2;
+    int64_t len;
+
+    if (!write_input(fd, data, size)) {
+        return 0;
+    }
+    blk = open_input(path, NULL, data_file, 0);
+    if (!blk) {
         return 0;
     }
     len = blk_getlength(blk);
@@ -133,6 +194,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         read_around(blk, len);
     }
     check_image(blk);
+    qcow2 = !strcmp(bdrv_get_format_name(blk_bs(blk)), "qcow2");
     blk_unref(blk);
+    if (qcow2) {
+        repair_copy(data, size, data_file);
+    }
     return 0;
 }
