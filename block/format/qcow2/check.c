@@ -66,6 +66,7 @@ uint32_t qcow2_check_count(CheckState *c, uint64_t k)
 static int count_grow(CheckState *c, uint64_t k)
 {
     uint64_t need = (k >> CHUNK_BITS) + 1;
+    void **chunks;
 
     if (need <= c->nb_chunks) {
         return 0;
@@ -73,13 +74,26 @@ static int count_grow(CheckState *c, uint64_t k)
     if (need > (UINT64_MAX / sizeof(void *)) / 2) {
         return -ENOMEM;
     }
-    c->chunks = g_try_renew(void *, c->chunks, need);
-    if (!c->chunks) {
+    chunks = g_try_renew(void *, c->chunks, need);
+    if (!chunks) {
         return -ENOMEM;
     }
+    c->chunks = chunks;
     memset(c->chunks + c->nb_chunks, 0,
            (need - c->nb_chunks) * sizeof(void *));
     c->nb_chunks = need;
+    return 0;
+}
+
+int qcow2_check_file_grew(CheckState *c, int64_t len)
+{
+    uint64_t clusters = DIV_ROUND_UP((uint64_t)len, c->s->cluster_size);
+
+    if (clusters > INT_MAX || count_grow(c, clusters) < 0) {
+        return -EFBIG;
+    }
+    c->file_len = len;
+    c->nb_clusters = MAX(c->nb_clusters, clusters);
     return 0;
 }
 
@@ -104,6 +118,14 @@ int qcow2_check_count_set(CheckState *c, uint64_t k, uint32_t v)
     return 0;
 }
 
+uint64_t qcow2_check_skip_uncounted(CheckState *c, uint64_t k)
+{
+    while (k >> CHUNK_BITS < c->nb_chunks && !c->chunks[k >> CHUNK_BITS]) {
+        k = ((k >> CHUNK_BITS) + 1) << CHUNK_BITS;
+    }
+    return k;
+}
+
 void qcow2_check_counts_clear(CheckState *c)
 {
     for (uint64_t i = 0; i < c->nb_chunks; i++) {
@@ -126,8 +148,12 @@ void qcow2_check_forget_refblocks(CheckState *c)
  * counts are as wide as the image's refcounts need (16 or 32 bits). */
 static void *count_chunk(CheckState *c, uint64_t k)
 {
-    void **slot = &c->chunks[k >> CHUNK_BITS];
+    void **slot;
 
+    if (k >> CHUNK_BITS >= c->nb_chunks) {
+        return NULL;            /* past what the file (grown) can hold */
+    }
+    slot = &c->chunks[k >> CHUNK_BITS];
     if (!*slot) {
         if (c->chunks_used >= c->chunk_budget) {
             return NULL;
@@ -609,85 +635,164 @@ static void snapshot_clear(gpointer p)
 
     g_free(sn->id);
     g_free(sn->name);
+    g_free(sn->unknown_extra);
 }
 
-/* One snapshot table entry at *pos (qcow2.txt "Snapshot table"); moves
- * *pos past it, 8-byte aligned.  Failures are reported as the
- * reference's snapshot table reader words them. */
-static int coroutine_fn read_snapshot(CheckState *c, uint32_t i,
-                                      uint64_t *pos, Snapshot *sn)
+static void report_snapshot_read_error(int ret)
 {
-    uint8_t h[SN_HEADER_LEN];
-    uint16_t id_len, name_len;
-    g_autofree char *strs = NULL;
-    int ret = qcow2_read_table(c->bs, *pos, sizeof(h), h);
+    error_report("ERROR failed to read the snapshot table: Failed to "
+                 "read snapshot table: %s", strerror(-ret));
+}
 
-    if (ret < 0) {
-        error_report("ERROR failed to read the snapshot table: Failed to "
-                     "read snapshot table: %s", strerror(-ret));
-        return ret;
-    }
-    sn->l1_offset = q_ld64(h);
-    sn->l1_size = q_ld32(h + 8);
-    id_len = q_ld16(h + 12);
-    name_len = q_ld16(h + 14);
-    sn->extra = q_ld32(h + 36);
-    if (sn->extra > SN_MAX_EXTRA) {
+/* Too much extra data: an error, or with -r all dropped (cut to the
+ * maximum) and counted. */
+static int snapshot_extra_too_large(CheckState *c, uint32_t i, Snapshot *sn,
+                                    bool *cut)
+{
+    if (!(c->fix & BDRV_FIX_ERRORS)) {
         error_report("ERROR failed to read the snapshot table: Too much "
                      "extra metadata in snapshot table entry %" PRIu32, i);
         fprintf(stderr, "You can force-remove this extra metadata with "
                 "qemu-img check -r all\n");
         return -EFBIG;
     }
-    strs = g_malloc0((size_t)id_len + name_len + 2);
-    ret = qcow2_read_table(c->bs, *pos + sizeof(h) + sn->extra,
-                           (uint64_t)id_len + name_len, strs);
+    fprintf(stderr, "Discarding too much extra metadata in snapshot table "
+            "entry %" PRIu32 " (%" PRIu32 " > %u)\n", i, sn->extra,
+            SN_MAX_EXTRA);
+    c->sn_dropped++;
+    *cut = true;
+    return 0;
+}
+
+/* The known extra data (qcow2.txt "Snapshot table": VM state size, disk
+ * size, icount, each present when the extra data is long enough) and
+ * what follows it, kept for a rewrite. */
+static int coroutine_fn read_snapshot_extra(CheckState *c, uint64_t pos,
+                                            Snapshot *sn, bool cut)
+{
+    uint8_t e[SN_KNOWN_EXTRA] = { 0 };
+    uint32_t known = MIN(sn->extra, SN_KNOWN_EXTRA);
+    int ret = qcow2_read_table(c->bs, pos, known, e);
+
     if (ret < 0) {
-        error_report("ERROR failed to read the snapshot table: Failed to "
-                     "read snapshot table: %s", strerror(-ret));
+        return ret;
+    }
+    sn->vm_state_size = known >= 8 ? q_ld64(e) : sn->vm_state_size;
+    sn->disk_size = known >= 16 ? q_ld64(e + 8) : c->s->h.size;
+    sn->icount = known >= 24 ? q_ld64(e + 16) : UINT64_MAX;
+    if (cut) {
+        sn->extra = SN_MAX_EXTRA;
+    }
+    if (sn->extra <= SN_KNOWN_EXTRA) {
+        return 0;
+    }
+    sn->unknown_extra = g_malloc(sn->extra - SN_KNOWN_EXTRA);
+    return qcow2_read_table(c->bs, pos + SN_KNOWN_EXTRA,
+                            sn->extra - SN_KNOWN_EXTRA, sn->unknown_extra);
+}
+
+/* The fixed part of an entry at @pos. */
+static int coroutine_fn read_snapshot_header(CheckState *c, uint64_t pos,
+                                             Snapshot *sn, uint16_t *id_len,
+                                             uint16_t *name_len)
+{
+    uint8_t h[SN_HEADER_LEN];
+    int ret = qcow2_read_table(c->bs, pos, sizeof(h), h);
+
+    if (ret < 0) {
+        return ret;
+    }
+    sn->l1_offset = q_ld64(h);
+    sn->l1_size = q_ld32(h + 8);
+    *id_len = q_ld16(h + 12);
+    *name_len = q_ld16(h + 14);
+    sn->date_sec = q_ld32(h + 16);
+    sn->date_nsec = q_ld32(h + 20);
+    sn->vm_clock = q_ld64(h + 24);
+    sn->vm_state_size = q_ld32(h + 32);
+    sn->extra = q_ld32(h + 36);
+    return 0;
+}
+
+/* One snapshot table entry at *pos (qcow2.txt "Snapshot table"); moves
+ * *pos past it and *len by its (possibly cut) size.  Failures are
+ * reported as the reference's snapshot table reader words them. */
+static int coroutine_fn read_snapshot(CheckState *c, uint32_t i,
+                                      uint64_t *pos, uint64_t *len,
+                                      Snapshot *sn)
+{
+    uint16_t id_len, name_len;
+    uint32_t extra;
+    g_autofree char *strs = NULL;
+    bool cut = false;
+    int ret = read_snapshot_header(c, *pos, sn, &id_len, &name_len);
+
+    if (ret == 0 && sn->extra > SN_MAX_EXTRA) {
+        ret = snapshot_extra_too_large(c, i, sn, &cut);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    extra = sn->extra;
+    if (ret == 0) {
+        ret = read_snapshot_extra(c, *pos + SN_HEADER_LEN, sn, cut);
+    }
+    if (ret == 0) {
+        strs = g_malloc0((size_t)id_len + name_len + 2);
+        ret = qcow2_read_table(c->bs, *pos + SN_HEADER_LEN + extra,
+                               (uint64_t)id_len + name_len, strs);
+    }
+    if (ret < 0) {
+        report_snapshot_read_error(ret);
         return ret;
     }
     sn->id = g_strndup(strs, id_len);
     sn->name = g_strndup(strs + id_len, name_len);
-    *pos += sizeof(h) + sn->extra + id_len + name_len;
-    if (*pos - c->s->h.snapshots_offset > SN_MAX_TABLE) {
-        error_report("ERROR failed to read the snapshot table: Snapshot "
-                     "table is too big");
-        fprintf(stderr, "You can force-remove all %" PRIu32 " overhanging "
-                "snapshots with qemu-img check -r all\n",
-                c->s->h.nb_snapshots - i);
-        return -EFBIG;
-    }
-    *pos = ROUND_UP(*pos, 8);
+    *pos += SN_HEADER_LEN + extra + id_len + name_len;
+    *len += SN_HEADER_LEN + sn->extra + id_len + name_len;
     return 0;
 }
 
-/* The snapshot table: entries and its size in bytes.  Version 3 entries
- * must carry at least the 16 bytes of extra data the spec requires. */
-static int coroutine_fn read_snapshots(CheckState *c)
+/* The table (or its position) past what the reference accepts: an
+ * error, or with -r all the entries from @i on dropped. */
+static int snapshot_table_too_big(CheckState *c, uint32_t i, uint32_t nb)
 {
-    uint64_t pos = c->s->h.snapshots_offset;
-    uint32_t nb = c->s->h.nb_snapshots;
-
-    c->snapshots = g_array_new(false, true, sizeof(Snapshot));
-    g_array_set_clear_func(c->snapshots, snapshot_clear);
-    if (nb > QCOW2_MAX_SNAPSHOTS) {
-        error_report("ERROR snapshot table too large");
+    if (!(c->fix & BDRV_FIX_ERRORS)) {
+        error_report("ERROR failed to read the snapshot table: Snapshot "
+                     "table is too big");
         fprintf(stderr, "You can force-remove all %" PRIu32 " overhanging "
-                "snapshots with qemu-img check -r all\n",
-                nb - QCOW2_MAX_SNAPSHOTS);
-        c->res->check_errors++;
+                "snapshots with qemu-img check -r all\n", nb - i);
         return -EFBIG;
     }
-    if (!qcow2_snapshot_table_ok(c->s)) {
-        error_report("ERROR snapshot table offset invalid");
-        c->res->check_errors++;
-        return -EINVAL;
-    }
-    for (uint32_t i = 0; i < c->s->h.nb_snapshots; i++) {
-        Snapshot sn = { 0 };
-        int ret = read_snapshot(c, i, &pos, &sn);
+    fprintf(stderr, "Discarding %" PRIu32 " overhanging snapshots "
+            "(snapshot table is too big)\n", nb - i);
+    c->sn_reduced += nb - i;
+    return 0;
+}
 
+/* Every entry of the table; *nb may shrink (repair). */
+static int coroutine_fn read_snapshot_entries(CheckState *c, uint32_t *nb)
+{
+    uint64_t pos = c->sn_table_offset, len = 0;
+
+    for (uint32_t i = 0; i < *nb; i++) {
+        Snapshot sn = { 0 };
+        uint64_t before = pos;
+        int ret;
+
+        pos = ROUND_UP(pos, 8);
+        len = ROUND_UP(len, 8);
+        ret = read_snapshot(c, i, &pos, &len, &sn);
+        if (ret == 0 && (len > SN_MAX_TABLE ||
+                         pos - c->sn_table_offset > INT_MAX)) {
+            ret = snapshot_table_too_big(c, i, *nb);
+            if (ret == 0) {
+                snapshot_clear(&sn);
+                *nb = i;
+                pos = before;
+                break;
+            }
+        }
         if (ret < 0) {
             snapshot_clear(&sn);
             c->res->check_errors++;
@@ -695,14 +800,79 @@ static int coroutine_fn read_snapshots(CheckState *c)
         }
         g_array_append_val(c->snapshots, sn);
     }
-    c->snapshots_size = pos - c->s->h.snapshots_offset;
+    c->snapshots_size = pos - c->sn_table_offset;
+    return 0;
+}
+
+/* Too many entries for the reference: -r all drops the overhang. */
+static int too_many_snapshots(CheckState *c, uint32_t *nb)
+{
+    if (*nb <= QCOW2_MAX_SNAPSHOTS) {
+        return 0;
+    }
+    if (c->fix & BDRV_FIX_ERRORS) {
+        fprintf(stderr, "Discarding %" PRIu32 " overhanging snapshots\n",
+                *nb - QCOW2_MAX_SNAPSHOTS);
+        c->sn_reduced += *nb - QCOW2_MAX_SNAPSHOTS;
+        *nb = QCOW2_MAX_SNAPSHOTS;
+        c->s->h.nb_snapshots = *nb;     /* the table checked is this long */
+        return 0;
+    }
+    error_report("ERROR snapshot table too large");
+    fprintf(stderr, "You can force-remove all %" PRIu32 " overhanging "
+            "snapshots with qemu-img check -r all\n",
+            *nb - QCOW2_MAX_SNAPSHOTS);
+    c->res->check_errors++;
+    return -EFBIG;
+}
+
+/* Version 3 entries must carry at least the 16 bytes of extra data the
+ * spec requires; -r all completes them when it rewrites the table. */
+static void check_incomplete_snapshots(CheckState *c)
+{
+    bool fix = c->fix & BDRV_FIX_ERRORS;
+
     for (guint i = 0; c->s->h.version >= 3 && i < c->snapshots->len; i++) {
         if (g_array_index(c->snapshots, Snapshot, i).extra < 16) {
-            fprintf(stderr, "ERROR snapshot table entry %u is incomplete\n",
-                    i);
+            fprintf(stderr, "%s snapshot table entry %u is incomplete\n",
+                    fix ? "Repairing" : "ERROR", i);
             c->res->corruptions++;
+            c->sn_corruptions++;
         }
     }
+}
+
+/* The snapshot table: entries and its size in bytes. */
+static int coroutine_fn read_snapshots(CheckState *c)
+{
+    uint32_t nb = c->s->h.nb_snapshots;
+    int ret;
+
+    c->snapshots = g_array_new(false, true, sizeof(Snapshot));
+    g_array_set_clear_func(c->snapshots, snapshot_clear);
+    c->sn_table_offset = c->s->h.snapshots_offset;
+    ret = too_many_snapshots(c, &nb);
+    if (ret < 0) {
+        return ret;
+    }
+    if (!qcow2_snapshot_table_ok(c->s)) {
+        error_report("ERROR snapshot table offset invalid");
+        c->res->check_errors++;
+        return -EINVAL;
+    }
+    ret = read_snapshot_entries(c, &nb);
+    if (ret < 0) {
+        return ret;
+    }
+    c->res->corruptions += c->sn_dropped;
+    c->sn_corruptions += c->sn_dropped;
+    if (c->sn_reduced) {
+        ret = qcow2_repair_snapshot_count(c);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    check_incomplete_snapshots(c);
     return 0;
 }
 
@@ -1286,6 +1456,32 @@ static int coroutine_fn compare_and_fix(CheckState *c, uint64_t *highest)
     return 0;
 }
 
+/* -r all: a snapshot table with incomplete entries or dropped data is
+ * written anew (after the refcounts are right: it allocates). */
+static int coroutine_fn fix_snapshot_table(CheckState *c)
+{
+    int ret;
+
+    if (!c->sn_corruptions || !(c->fix & BDRV_FIX_ERRORS)) {
+        return 0;
+    }
+    if (c->s->refcounts_stale) {
+        /* a dirty image: its refcounts are repaired by now */
+        c->s->refcounts_stale = false;
+        c->s->free_cluster_index = 0;
+    }
+    ret = qcow2_repair_snapshot_table(c);
+    if (ret < 0) {
+        c->res->check_errors++;
+        fprintf(stderr, "ERROR failed to update snapshot table: %s\n",
+                strerror(-ret));
+        return ret;
+    }
+    c->res->corruptions -= c->sn_corruptions;
+    c->res->corruptions_fixed += c->sn_corruptions;
+    return 0;
+}
+
 /* The check reads tables from the file: what the caches hold (an
  * earlier repair's refcounts, a writer's tables) goes there first. */
 static int coroutine_fn write_back_caches(CheckState *c)
@@ -1330,7 +1526,7 @@ static int coroutine_fn check_run(CheckState *c)
         return ret;
     }
     c->res->image_end_offset = (highest + 1) * c->s->cluster_size;
-    return 0;
+    return fix_snapshot_table(c);
 }
 
 int coroutine_fn qcow2_check_repair(BlockDriverState *bs,

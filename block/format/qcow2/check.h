@@ -23,6 +23,7 @@
 #define SN_HEADER_LEN 40
 #define SN_MAX_EXTRA 1024
 #define SN_MAX_TABLE (64 * MiB)
+#define SN_KNOWN_EXTRA 24         /* vm_state_size_large, disk_size, icount */
 
 typedef struct KeptTable {
     uint32_t l1_index;
@@ -41,8 +42,12 @@ typedef struct L2Read {
 typedef struct Snapshot {
     uint64_t l1_offset;
     uint32_t l1_size;
-    uint32_t extra;               /* extra data bytes */
+    uint32_t extra;               /* extra data bytes (as kept) */
     char *id, *name;
+    /* what a rewritten table needs (check -r all, repair.c) */
+    uint32_t date_sec, date_nsec;
+    uint64_t vm_clock, vm_state_size, disk_size, icount;
+    uint8_t *unknown_extra;       /* extra data past the known 24 bytes */
 } Snapshot;
 
 struct CheckState {
@@ -76,6 +81,11 @@ struct CheckState {
     bool rebuild;                 /* refcount structure must be rebuilt */
     uint64_t l2_offset;           /* the L2 table being checked */
     bool l2_active;
+    /* snapshot table: entries cut (table too big / too many), extra
+     * data dropped, and the corruptions its rewrite would fix */
+    uint32_t sn_reduced, sn_dropped;
+    int sn_corruptions;
+    uint64_t sn_table_offset;     /* where the table read starts */
 };
 
 
@@ -94,6 +104,12 @@ uint32_t qcow2_check_count(CheckState *c, uint64_t k);
 /* Set the count of cluster @k, growing the counts past the file's end
  * if needed (repair allocations); -ENOMEM when that fails. */
 int qcow2_check_count_set(CheckState *c, uint64_t k, uint32_t v);
+/* The first cluster from @k on that may have a count (clusters no
+ * reference reached are skipped a chunk at a time). */
+uint64_t qcow2_check_skip_uncounted(CheckState *c, uint64_t k);
+/* The file is @len bytes long now (a repair grew it): counts cover it
+ * (and the one cluster a reference may reach past its end). */
+int qcow2_check_file_grew(CheckState *c, int64_t len);
 /* Forget every count and what step 1 kept (before counting again). */
 void qcow2_check_counts_clear(CheckState *c);
 /* Drop the refcount blocks the check read itself (after repairs). */
@@ -126,6 +142,11 @@ int coroutine_fn qcow2_repair_copied_l1(CheckState *c, uint32_t i,
 /* The active L2 table at @l2_offset with the COPIED flags its data
  * clusters' refcounts ask for (each mismatch reported, then fixed). */
 int coroutine_fn qcow2_repair_copied_l2(CheckState *c, uint64_t l2_offset);
+/* Snapshot entries were cut: the header's count follows now. */
+int coroutine_fn qcow2_repair_snapshot_count(CheckState *c);
+/* The snapshot table written anew from what the check read (entries
+ * completed, extra data cut), the old table freed. */
+int coroutine_fn qcow2_repair_snapshot_table(CheckState *c);
 /* Steps 1-2 with the refcount structure rebuilt from the counts. */
 int coroutine_fn qcow2_repair_rebuild(CheckState *c, uint64_t *highest);
 /* After a repair that left no corruption: dirty and corrupt bits off. */

@@ -113,13 +113,11 @@ bool coroutine_fn qcow2_repair_refblock_outside(CheckState *c, uint64_t i,
 {
     int64_t len = grow_file_over(c, off);
 
-    if (len >= 0) {
-        c->file_len = len;
-        c->nb_clusters = MAX(c->nb_clusters,
-                             DIV_ROUND_UP((uint64_t)len, c->s->cluster_size));
-        if ((off >> c->s->cluster_bits) >= c->nb_clusters) {
-            len = -EINVAL;
-        }
+    if (len >= 0 && qcow2_check_file_grew(c, len) < 0) {
+        len = -EFBIG;
+    }
+    if (len >= 0 && (off >> c->s->cluster_bits) >= c->nb_clusters) {
+        len = -EINVAL;
     }
     if (len < 0) {
         fprintf(stderr, "ERROR could not resize image: %s\n",
@@ -333,13 +331,15 @@ static int coroutine_fn write_blocks(CheckState *c, NewTable *t,
     int grown = 0;
 
     for (uint64_t k = first; k < end; k++) {
-        uint64_t ti = k >> c->s->refblock_bits;
+        uint64_t ti;
         int64_t off;
         int ret;
 
-        if (!qcow2_check_count(c, k)) {
+        k = qcow2_check_skip_uncounted(c, k);
+        if (k >= end || !qcow2_check_count(c, k)) {
             continue;
         }
+        ti = k >> c->s->refblock_bits;
         off = place_block(c, t, ti, &first_free, &end, &grown);
         if (off < 0) {
             error_report("ERROR allocating refblock: %s", strerror(-off));
@@ -475,15 +475,18 @@ static int coroutine_fn recount(CheckState *c, uint64_t *highest,
                                 int *fresh_leaks)
 {
     int fix = c->fix, ret;
+    int64_t len;
     BlockCheckResult saved;
 
     c->rebuild = false;
     c->fix = 0;
     qcow2_check_counts_clear(c);
     qcow2_check_forget_refblocks(c);
-    c->file_len = bdrv_co_getlength(c->bs->file->bs);
-    ret = c->file_len < 0 ? (int)c->file_len
-                          : qcow2_check_count_references(c);
+    len = bdrv_co_getlength(c->bs->file->bs);
+    ret = len < 0 ? (int)len : qcow2_check_file_grew(c, len);
+    if (ret == 0) {
+        ret = qcow2_check_count_references(c);
+    }
     c->fix = fix;
     if (ret < 0 || !(fix & BDRV_FIX_LEAKS)) {
         return ret;
@@ -524,6 +527,169 @@ int coroutine_fn qcow2_repair_rebuild(CheckState *c, uint64_t *highest)
         res->leaks_fixed += old.leaks - res->leaks;
     }
     res->leaks += fresh_leaks;
+    return 0;
+}
+
+/* ---- the snapshot table ---- */
+
+int coroutine_fn qcow2_repair_snapshot_count(CheckState *c)
+{
+    BDRVQcow2State *s = c->s;
+    uint8_t b[4];
+    int ret;
+
+    s->h.nb_snapshots = c->snapshots->len;
+    q_st32(b, s->h.nb_snapshots);
+    ret = q_pwrite(c->bs->file, 60, sizeof(b), b);
+    if (ret == 0) {
+        ret = bdrv_co_flush(c->bs->file->bs);
+    }
+    if (ret < 0) {
+        c->res->check_errors++;
+        fprintf(stderr, "ERROR failed to update the snapshot count in the "
+                "image header: %s\n", strerror(-ret));
+        return ret;
+    }
+    c->res->corruptions_fixed += c->sn_reduced;
+    return 0;
+}
+
+/* Bytes the rewritten table takes: every entry with at least the known
+ * extra data, 8-byte aligned. */
+static int64_t snapshot_table_size(CheckState *c)
+{
+    uint64_t size = 0;
+
+    for (guint i = 0; i < c->snapshots->len; i++) {
+        Snapshot *sn = &g_array_index(c->snapshots, Snapshot, i);
+
+        size = ROUND_UP(size, 8) + SN_HEADER_LEN +
+               MAX(SN_KNOWN_EXTRA, sn->extra) + strlen(sn->id) +
+               strlen(sn->name);
+        if (size > SN_MAX_TABLE) {
+            return -EFBIG;
+        }
+    }
+    return size;
+}
+
+/* One entry into @buf (its fixed part and known extra data), returning
+ * its length without names and unknown extra data. */
+static size_t snapshot_entry_head(const Snapshot *sn, uint8_t *buf)
+{
+    memset(buf, 0, SN_HEADER_LEN + SN_KNOWN_EXTRA);
+    q_st64(buf, sn->l1_offset);
+    q_st32(buf + 8, sn->l1_size);
+    q_st16(buf + 12, strlen(sn->id));
+    q_st16(buf + 14, strlen(sn->name));
+    q_st32(buf + 16, sn->date_sec);
+    q_st32(buf + 20, sn->date_nsec);
+    q_st64(buf + 24, sn->vm_clock);
+    /* a VM state too large for 32 bits: older readers see none */
+    q_st32(buf + 32, sn->vm_state_size <= UINT32_MAX ? sn->vm_state_size : 0);
+    q_st32(buf + 36, MAX(SN_KNOWN_EXTRA, sn->extra));
+    q_st64(buf + 40, sn->vm_state_size);
+    q_st64(buf + 48, sn->disk_size);
+    q_st64(buf + 56, sn->icount);
+    return SN_HEADER_LEN + SN_KNOWN_EXTRA;
+}
+
+/* The entries, piece by piece: padding between them is not written. */
+static int coroutine_fn write_snapshot_entries(CheckState *c, uint64_t off)
+{
+    uint8_t head[SN_HEADER_LEN + SN_KNOWN_EXTRA];
+
+    for (guint i = 0; i < c->snapshots->len; i++) {
+        Snapshot *sn = &g_array_index(c->snapshots, Snapshot, i);
+        size_t n = snapshot_entry_head(sn, head);
+        uint64_t more = sn->extra > SN_KNOWN_EXTRA ?
+                        sn->extra - SN_KNOWN_EXTRA : 0;
+        int ret;
+
+        off = ROUND_UP(off, 8);
+        ret = q_pwrite(c->bs->file, off, n, head);
+        off += n;
+        if (ret == 0 && more) {
+            ret = q_pwrite(c->bs->file, off, more, sn->unknown_extra);
+            off += more;
+        }
+        if (ret == 0) {
+            ret = q_pwrite(c->bs->file, off, strlen(sn->id), sn->id);
+            off += strlen(sn->id);
+        }
+        if (ret == 0) {
+            ret = q_pwrite(c->bs->file, off, strlen(sn->name), sn->name);
+            off += strlen(sn->name);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 0;
+}
+
+/* Everything written so far on disk (the node's own flush would take
+ * the lock the check holds). */
+static int coroutine_fn flush_locked(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret = qcow2_cache_write(bs, &s->l2_cache);
+
+    if (ret == 0) {
+        ret = qcow2_cache_write(bs, &s->refcount_cache);
+    }
+    return ret < 0 ? ret : bdrv_co_flush(bs->file->bs);
+}
+
+/* The header's snapshot count and table offset (adjacent: bytes 60-71). */
+static int coroutine_fn write_snapshot_pointer(CheckState *c, uint64_t off)
+{
+    uint8_t b[12];
+    int ret;
+
+    q_st32(b, c->snapshots->len);
+    q_st64(b + 4, off);
+    ret = q_pwrite(c->bs->file, 60, sizeof(b), b);
+    return ret < 0 ? ret : bdrv_co_flush(c->bs->file->bs);
+}
+
+int coroutine_fn qcow2_repair_snapshot_table(CheckState *c)
+{
+    BDRVQcow2State *s = c->s;
+    int64_t size = snapshot_table_size(c), off;
+    int ret;
+
+    if (size < 0) {
+        return size;
+    }
+    off = qcow2_alloc_clusters(c->bs, size);
+    if (off < 0) {
+        return off;
+    }
+    ret = flush_locked(c->bs);
+    if (ret == 0) {
+        ret = qcow2_pre_write_overlap_check(c->bs, 0, off, size);
+    }
+    if (ret == 0) {
+        ret = write_snapshot_entries(c, off);
+    }
+    if (ret == 0) {
+        ret = flush_locked(c->bs);
+    }
+    if (ret == 0) {
+        ret = write_snapshot_pointer(c, off);
+    }
+    if (ret < 0) {
+        qcow2_free_clusters(c->bs, off, size, true);
+        return ret;
+    }
+    qcow2_free_clusters(c->bs, c->sn_table_offset, c->snapshots_size,
+                        s->discard_passthrough_snapshot);
+    s->h.nb_snapshots = c->snapshots->len;
+    s->h.snapshots_offset = off;
+    /* the overlap checks follow the new table */
+    g_clear_pointer(&s->inactive_l1, g_array_unref);
+    qcow2_read_snapshot_extents(c->bs);
     return 0;
 }
 
