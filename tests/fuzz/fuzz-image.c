@@ -157,7 +157,9 @@ static void repair_copy(const uint8_t *data, size_t size, bool data_file)
     if (!write_input(fd, data, size)) {
         return;
     }
-    blk = open_input(path, "qcow2", data_file, BDRV_O_RDWR | BDRV_O_CHECK);
+    /* a scratch copy: flushes to the disk would only cost time */
+    blk = open_input(path, "qcow2", data_file,
+                     BDRV_O_RDWR | BDRV_O_CHECK | BDRV_O_NO_FLUSH);
     if (blk) {
         if (bdrv_check(blk_bs(blk), &res, BDRV_FIX_LEAKS | BDRV_FIX_ERRORS)
             == 0 && (res.leaks_fixed || res.corruptions_fixed)) {
@@ -165,7 +167,8 @@ static void repair_copy(const uint8_t *data, size_t size, bool data_file)
         }
         blk_unref(blk);
     }
-    blk = open_input(path, "qcow2", data_file, BDRV_O_RDWR);
+    blk = open_input(path, "qcow2", data_file,
+                     BDRV_O_RDWR | BDRV_O_NO_FLUSH);
     if (blk) {
         blk_pwrite(blk, 0, sizeof(buf), buf, 0);
         blk_unref(blk);

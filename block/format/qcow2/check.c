@@ -23,13 +23,26 @@
  * refcount maximum (64-bit refcount images overflow at 2^32 - 1
  * references, which no real image reaches).
  *
+ * With -r leaks|all (c->fix) each step repairs what the reference
+ * repairs, through repair.c, printing "Repairing" where it would print
+ * "ERROR"/"Leaked"; step 2 may instead rebuild the whole refcount
+ * structure from the counts; the snapshot table is rewritten last.  A
+ * repair that leaves no corruption clears the dirty and corrupt bits.
+ * The same entry repairs a dirty lazy-refcounts image at open
+ * (qcow2_check_repair).  The state is shared with repair.c (check.h).
+ *
  * Sections: in-memory counts; the image's refcounts (refcount block
  * reads); step 1: L2 tables, L2 table reads (a window of concurrent
  * reads), L1 tables, snapshots, persistent bitmaps, refcount blocks;
- * step 2: compare; step 3: OFLAG_COPIED; entry (init, free, co_check).
+ * step 2: compare; step 3: OFLAG_COPIED; entry (init, free, repair
+ * order, co_check).
  */
 #include <stdio.h>
 #include "check.h"
+
+/* A repair may grow the file (a refcount block past its end): up to
+ * this many clusters, 512 MiB of 16-bit counts. */
+#define MAX_GROWN_CLUSTERS (1ULL << 28)
 
 /* ---- in-memory counts ---- */
 
@@ -89,8 +102,10 @@ int qcow2_check_file_grew(CheckState *c, int64_t len)
 {
     uint64_t clusters = DIV_ROUND_UP((uint64_t)len, c->s->cluster_size);
 
-    if (clusters > INT_MAX || count_grow(c, clusters) < 0) {
-        return -EFBIG;
+    /* the reference's counts for that many clusters would not fit in
+     * the memory it may use either */
+    if (clusters > MAX_GROWN_CLUSTERS || count_grow(c, clusters) < 0) {
+        return -ENOMEM;
     }
     c->file_len = len;
     c->nb_clusters = MAX(c->nb_clusters, clusters);
@@ -638,6 +653,7 @@ static void snapshot_clear(gpointer p)
     g_free(sn->unknown_extra);
 }
 
+/* The reference's words for a table it could not read. */
 static void report_snapshot_read_error(int ret)
 {
     error_report("ERROR failed to read the snapshot table: Failed to "
@@ -1055,21 +1071,30 @@ static int coroutine_fn check_bitmaps(CheckState *c)
 
 /* A refcount block past the end of the file: a corruption, which
  * repair fixes by growing the file (the block then reads as zeroes). */
-static void coroutine_fn refblock_outside(CheckState *c, uint64_t i,
-                                          uint64_t off)
+static int coroutine_fn refblock_outside(CheckState *c, uint64_t i,
+                                         uint64_t off)
 {
     bool fix = c->fix & BDRV_FIX_ERRORS;
+    int ret;
 
     c->res->corruptions++;
     fprintf(stderr, "%s refcount block %" PRIu64 " is outside image\n",
             fix ? "Repairing" : "ERROR", i);
-    if (fix && qcow2_repair_refblock_outside(c, i, off)) {
-        c->res->corruptions--;
-        c->res->corruptions_fixed++;
-        inc_refs(c, off, c->s->cluster_size);
-    } else if (fix) {
-        c->rebuild = true;
+    if (!fix) {
+        return 0;
     }
+    ret = qcow2_repair_refblock_outside(c, i, off);
+    if (ret == -ENOMEM) {
+        c->res->check_errors++;     /* the counts cannot cover the file */
+        return ret;
+    }
+    if (ret < 0) {
+        c->rebuild = true;
+        return 0;
+    }
+    c->res->corruptions--;
+    c->res->corruptions_fixed++;
+    return inc_refs(c, off, c->s->cluster_size);
 }
 
 /* Each refcount table entry: reserved bits, alignment, inside the file,
@@ -1099,7 +1124,10 @@ static int coroutine_fn check_refblocks(CheckState *c)
             continue;
         }
         if (k >= c->nb_clusters) {
-            refblock_outside(c, i, off);
+            ret = refblock_outside(c, i, off);
+            if (ret < 0) {
+                return ret;
+            }
             continue;
         }
         if (!off) {
@@ -1501,6 +1529,8 @@ static int coroutine_fn write_back_caches(CheckState *c)
     return ret;
 }
 
+/* The snapshot table, steps 1-3, and with -r all the snapshot table
+ * rewritten: the reference's order (its output depends on it). */
 static int coroutine_fn check_run(CheckState *c)
 {
     uint64_t highest;
@@ -1542,6 +1572,8 @@ int coroutine_fn qcow2_check_repair(BlockDriverState *bs,
     return ret;
 }
 
+/* check ops: a node broken by an earlier corruption has no driver for
+ * the reference, and so no check. */
 static int coroutine_fn qcow2_co_check(BlockDriverState *bs,
                                        BlockCheckResult *res, int fix)
 {

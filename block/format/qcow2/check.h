@@ -108,7 +108,8 @@ int qcow2_check_count_set(CheckState *c, uint64_t k, uint32_t v);
  * reference reached are skipped a chunk at a time). */
 uint64_t qcow2_check_skip_uncounted(CheckState *c, uint64_t k);
 /* The file is @len bytes long now (a repair grew it): counts cover it
- * (and the one cluster a reference may reach past its end). */
+ * (and the one cluster a reference may reach past its end); -ENOMEM
+ * when they cannot. */
 int qcow2_check_file_grew(CheckState *c, int64_t len);
 /* Forget every count and what step 1 kept (before counting again). */
 void qcow2_check_counts_clear(CheckState *c);
@@ -133,9 +134,10 @@ bool coroutine_fn qcow2_repair_refcount(CheckState *c, uint64_t k,
  * write would hit other metadata (the table is not checked further). */
 int coroutine_fn qcow2_repair_l2_zero(CheckState *c, int i);
 /* Refcount block @i lies past the end of the file: grow the file so it
- * is inside; false if that failed (the structure must be rebuilt). */
-bool coroutine_fn qcow2_repair_refblock_outside(CheckState *c, uint64_t i,
-                                                uint64_t off);
+ * is inside; < 0 if that failed (the structure must be rebuilt), and
+ * -ENOMEM when the counts cannot follow (the check stops). */
+int coroutine_fn qcow2_repair_refblock_outside(CheckState *c, uint64_t i,
+                                               uint64_t off);
 /* Active L1 entry @i gets the COPIED flag its L2 table's refcount asks. */
 int coroutine_fn qcow2_repair_copied_l1(CheckState *c, uint32_t i,
                                         uint64_t rc);

@@ -108,23 +108,23 @@ static int64_t coroutine_fn grow_file_over(CheckState *c, uint64_t off)
     return bdrv_co_getlength(c->bs->file->bs);
 }
 
-bool coroutine_fn qcow2_repair_refblock_outside(CheckState *c, uint64_t i,
-                                                uint64_t off)
+int coroutine_fn qcow2_repair_refblock_outside(CheckState *c, uint64_t i,
+                                               uint64_t off)
 {
     int64_t len = grow_file_over(c, off);
+    int ret = len < 0 ? (int)len : qcow2_check_file_grew(c, len);
 
-    if (len >= 0 && qcow2_check_file_grew(c, len) < 0) {
-        len = -EFBIG;
+    if (ret == -ENOMEM) {
+        return ret;
     }
-    if (len >= 0 && (off >> c->s->cluster_bits) >= c->nb_clusters) {
-        len = -EINVAL;
+    if (ret == 0 && (off >> c->s->cluster_bits) >= c->nb_clusters) {
+        ret = -EINVAL;
     }
-    if (len < 0) {
+    if (ret < 0) {
         fprintf(stderr, "ERROR could not resize image: %s\n",
-                strerror((int)-len));
-        return false;
+                strerror(-ret));
     }
-    return true;
+    return ret;
 }
 
 int coroutine_fn qcow2_repair_copied_l1(CheckState *c, uint32_t i,
