@@ -217,9 +217,10 @@ typedef struct BDRVQcow2State {
      * close writes nothing back (the reference drops the node's driver). */
     bool broken;
     bool prealloc_checked, metadata_prealloc; /* block status RECURSE */
-    /* Opened dirty (lazy refcounts, not cleanly closed): refcounts may be
-     * too low.  We allocate only past the end of the file, ignore
-     * underflows (leaks at worst) and keep the dirty bit for a repair. */
+    /* Opened dirty (lazy refcounts, not cleanly closed) by check -r
+     * (other read-write opens repair first): refcounts may be too low
+     * until its repair.  We allocate only past the end of the file,
+     * ignore underflows (leaks at worst) and keep the dirty bit. */
     bool refcounts_stale;
     Qcow2CompressionType compression_type;
     uint64_t cache_clean_interval;
