@@ -169,8 +169,11 @@ def test_repair_snapshot_damaged(tmp_path, snap_image, ref_qemu_img,
     same_after(ref_qemu_img, ref_path, our_path)
 
 
+# l1_size_grown is left out: half a million lines of output per run,
+# 40 s for both modes, and nothing the other cases do not reach
 @pytest.mark.parametrize('mode', ['leaks', 'all'])
-@pytest.mark.parametrize('case', sorted(HEADER_DAMAGE) +
+@pytest.mark.parametrize('case', sorted(set(HEADER_DAMAGE) -
+                                        {'l1_size_grown'}) +
                          ['truncated', 'truncated_at_l2'])
 def test_repair_header_and_file_damaged(tmp_path, base, ref_qemu_img,
                                         our_qemu_img, case, mode):
