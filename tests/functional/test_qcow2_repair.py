@@ -393,11 +393,16 @@ CORPUS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 # read-write and rewrites its header from a state without the snapshots
 # it skipped reading: the snapshot table is lost.  We keep it.
 REF_DROPS_SNAPSHOTS = {'qcow2-snapshot-bitmap.img'}
+# A refcount block two billion clusters past the end: the reference grows
+# the file to 1 TB, counts 2^31 clusters in 4 GB of memory for over a
+# minute; we stop once the file would outgrow 2^28 clusters (below).
+GROWS_FAR = 'qcow2-repair-grows-file-far.img'
 
 
 @pytest.mark.parametrize('name', sorted(
     n for n in os.listdir(CORPUS)
-    if n.startswith('qcow2-') and n not in REF_DROPS_SNAPSHOTS))
+    if n.startswith('qcow2-') and
+    n not in REF_DROPS_SNAPSHOTS | {GROWS_FAR}))
 def test_repair_fuzz_corpus(tmp_path, ref_qemu_img, our_qemu_img, name):
     """Hostile images of the fuzz corpus: -r all does what the reference
     does to them, output and file alike."""
@@ -434,3 +439,15 @@ def test_repair_l1_past_eof(tmp_path, ref_qemu_img, ref_qemu_io,
     ref_path, our_path, _ = repair_both(tmp_path, ref_qemu_img, our_qemu_img,
                                         p, '-r', mode)
     assert open(ref_path, 'rb').read() == open(our_path, 'rb').read()
+
+
+def test_repair_refblock_far_past_eof(tmp_path, our_qemu_img):
+    """Repair may grow the file, but not beyond what its counts can
+    follow: the check stops, an internal error, quickly."""
+    p = str(tmp_path / 'far.qcow2')
+    shutil.copy(os.path.join(CORPUS, GROWS_FAR), p)
+    r = run([our_qemu_img, 'check', '-f', 'qcow2', '-r', 'all', p],
+            timeout=20)
+    assert r.rc == 1 and r.out == '', r
+    assert r.err.endswith('Repairing refcount block 2 is outside image\n'
+                          'qemu-img: Check failed: Cannot allocate memory\n')
