@@ -10,9 +10,9 @@ import struct
 import pytest
 
 from conftest import run
-from test_qcow2_check import (CS, DAMAGE, EXT_DAMAGE, HEADER_DAMAGE,  # noqa: F401
-                              L2, RB, RT, SNAP_DAMAGE, base, ext_l2_image,
-                              hdr, rd, snap_image, wr)
+from test_qcow2_check import (  # noqa: F401 (base, snap_image: fixtures)
+    CS, DAMAGE, EXT_DAMAGE, HEADER_DAMAGE, L2, RB, RT, SNAP_DAMAGE, base,
+    ext_l2_image, hdr, rd, snap_image, wr)
 
 
 def repair_both(tmp_path, ref_img, our_img, src, *args, out=()):
@@ -132,8 +132,9 @@ def test_made_by_reference_many(tmp_path, ref_qemu_img, ref_qemu_io,
     p = str(tmp_path / 'm.qcow2')
     assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
                 'cluster_size=4k', p, '8M']).rc == 0
-    r = run([ref_qemu_io, '-c', 'write -P 1 0 1M', '-c', 'write -c -P 2 1M 64k',
-             '-c', 'write -z 2M 64k', '-c', 'discard 100k 20k', p])
+    r = run([ref_qemu_io, '-c', 'write -P 1 0 1M', '-c',
+             'write -c -P 2 1M 64k', '-c', 'write -z 2M 64k', '-c',
+             'discard 100k 20k', p])
     assert r.rc == 0, r
     assert run([ref_qemu_img, 'snapshot', '-c', 's1', p]).rc == 0
     assert run([ref_qemu_io, '-c', 'write -P 3 512k 64k', p]).rc == 0
