@@ -175,6 +175,7 @@ static int coroutine_fn write_reftable_entry(BlockDriverState *bs,
 }
 
 static int coroutine_fn grow_reftable(BlockDriverState *bs, uint64_t min_ti);
+static int coroutine_fn ensure_refblock(BlockDriverState *bs, uint64_t ti);
 static int coroutine_fn change_refcounts(BlockDriverState *bs, uint64_t first,
                                          uint64_t n, int64_t addend);
 
@@ -192,6 +193,13 @@ static int coroutine_fn make_refblock(BlockDriverState *bs, uint64_t ti,
     bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC);
     if ((c >> s->refblock_bits) != ti) {
         ret = change_refcounts(bs, c, 1, 1);
+        if (ret == -EAGAIN) {
+            /* @c lies where no block counts yet (a hole in a damaged
+             * table): that block first, then the caller searches again
+             * (retrying as it was would never end) */
+            ret = ensure_refblock(bs, c >> s->refblock_bits);
+            ret = ret == 0 ? -EAGAIN : ret;
+        }
         if (ret < 0) {
             return ret;
         }
