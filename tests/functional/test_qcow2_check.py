@@ -395,18 +395,6 @@ def sanitized(program):
         return b'__asan_init' in f.read()
 
 
-def test_repair_not_yet(tmp_path, base, our_qemu_img):
-    """-r is a later feature: the check fails and the image is untouched."""
-    p = str(tmp_path / 'd.qcow2')
-    shutil.copy(base, p)
-    wr(p, RB + 2 * 9, '>H', 2)
-    before = digest(p)
-    r = run([our_qemu_img, 'check', '-r', 'leaks', p])
-    assert r.rc == 1 and r.out == ''
-    assert r.err == 'qemu-img: Check failed: Operation not supported\n'
-    assert digest(p) == before
-
-
 def test_hostile_sparse_file(tmp_path, ref_qemu_img, ref_qemu_io,
                              our_qemu_img):
     """A sparse file of almost 2^31 512-byte clusters whose L2 entries

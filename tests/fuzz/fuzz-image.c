@@ -7,6 +7,9 @@
  * (strata-img check) where it has one, then each internal snapshot
  * (qcow2) loaded as convert -l loads it and read the same way: the
  * snapshot table and its L1 tables are parsed.
+ * A qcow2 input is then repaired on a second scratch copy as `check -r
+ * all` does it (read-write, then checked again), and opened read-write
+ * once more as a writer would (a dirty image is repaired at that open).
  * Every format driver is reached through the probe, so each new image
  * parser is covered here as soon as it is registered.  No file named by
  * the input is opened: no backing file, and the input itself stands for
@@ -14,6 +17,7 @@
  * inputs; crashes, sanitizer reports and hangs are the findings.
  */
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -34,6 +38,20 @@ static const char *scratch_path(int *pfd)
         fd = g_file_open_tmp(NULL, &path, NULL);
         g_assert(fd >= 0);
         bdrv_init();
+    }
+    *pfd = fd;
+    return path;
+}
+
+/* The copy repairs may write to. */
+static const char *repair_path(int *pfd)
+{
+    static char *path;
+    static int fd = -1;
+
+    if (fd < 0) {
+        fd = g_file_open_tmp(NULL, &path, NULL);
+        g_assert(fd >= 0);
     }
     *pfd = fd;
     return path;
@@ -142,30 +160,103 @@ static void walk_snapshots(BlockBackend *blk)
     }
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* Open @path (the input written there) with @flags; NULL on error. */
+static BlockBackend *open_input(const char *path, const char *format,
+                                bool data_file, int flags)
 {
-    int fd;
-    const char *path = scratch_path(&fd);
-    QDict *opts;
+    QDict *opts = qdict_new();
     BlockBackend *blk;
     Error *err = NULL;
-    int64_t len;
 
-    if (!write_input(fd, data, size)) {
-        return 0;
+    if (format) {
+        qdict_put_str(opts, "driver", format);
     }
-    opts = qdict_new();
     qdict_put_str(opts, "file.driver", "file");
     qdict_put_str(opts, "file.filename", path);
-    if (names_data_file(data, size)) {
+    if (data_file) {
         qdict_put_str(opts, "data-file.driver", "file");
         qdict_put_str(opts, "data-file.filename", path);
     }
     /* a backing file name in the input would reach files of the host:
      * the fuzzed image alone is opened, as qemu-img info does */
-    blk = blk_new_open(NULL, NULL, opts, BDRV_O_NO_BACKING, &err);
+    blk = blk_new_open(NULL, NULL, opts, BDRV_O_NO_BACKING | flags, &err);
     if (!blk) {
         error_free(err);
+    }
+    return blk;
+}
+
+/* check -r all on a copy, then the check after it; then a plain
+ * read-write open (the dirty-image repair) and one write. */
+static void repair_copy(const uint8_t *data, size_t size, bool data_file)
+{
+    static uint8_t buf[4096];
+    int fd;
+    const char *path = repair_path(&fd);
+    BlockBackend *blk;
+    BlockCheckResult res;
+
+    if (!write_input(fd, data, size)) {
+        return;
+    }
+    /* a scratch copy: flushes to the disk would only cost time */
+    blk = open_input(path, "qcow2", data_file,
+                     BDRV_O_RDWR | BDRV_O_CHECK | BDRV_O_NO_FLUSH);
+    if (blk) {
+        if (bdrv_check(blk_bs(blk), &res, BDRV_FIX_LEAKS | BDRV_FIX_ERRORS)
+            == 0 && (res.leaks_fixed || res.corruptions_fixed)) {
+            bdrv_check(blk_bs(blk), &res, 0);
+        }
+        blk_unref(blk);
+    }
+    blk = open_input(path, "qcow2", data_file,
+                     BDRV_O_RDWR | BDRV_O_NO_FLUSH);
+    if (blk) {
+        blk_pwrite(blk, 0, sizeof(buf), buf, 0);
+        blk_unref(blk);
+    }
+}
+
+/* The repair prints what the check printed, several times over (a
+ * hostile refcount table makes that a million lines): its stderr goes
+ * to /dev/null.  A crash there still leaves its input as an artifact,
+ * whose replay shows the report. */
+static void repair_quietly(const uint8_t *data, size_t size, bool data_file)
+{
+    int saved = dup(STDERR_FILENO);
+    int null = open("/dev/null", O_WRONLY);
+
+    if (saved >= 0 && null >= 0) {
+        fflush(stderr);
+        dup2(null, STDERR_FILENO);
+    }
+    repair_copy(data, size, data_file);
+    if (saved >= 0 && null >= 0) {
+        fflush(stderr);
+        dup2(saved, STDERR_FILENO);
+    }
+    if (saved >= 0) {
+        close(saved);
+    }
+    if (null >= 0) {
+        close(null);
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    int fd;
+    const char *path = scratch_path(&fd);
+    bool data_file = names_data_file(data, size);
+    BlockBackend *blk;
+    bool qcow2;
+    int64_t len;
+
+    if (!write_input(fd, data, size)) {
+        return 0;
+    }
+    blk = open_input(path, NULL, data_file, 0);
+    if (!blk) {
         return 0;
     }
     len = blk_getlength(blk);
@@ -176,6 +267,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     load_bitmaps(blk);
     check_image(blk);
     walk_snapshots(blk);
+    qcow2 = !strcmp(bdrv_get_format_name(blk_bs(blk)), "qcow2");
     blk_unref(blk);
+    if (qcow2) {
+        repair_quietly(data, size, data_file);
+    }
     return 0;
 }

@@ -145,6 +145,27 @@ static void print_json(const BlockCheckResult *r, const char *filename,
     qobject_unref(d);
 }
 
+/* After a repair that fixed something: say what, then check again
+ * without repairing; the report is the second check's, with the first
+ * one's fixed counters (as the reference reports a repair). */
+static int recheck_after_fix(BlockDriverState *bs, BlockCheckResult *r,
+                             const CheckArgs *a)
+{
+    int leaks_fixed = r->leaks_fixed, corruptions_fixed = r->corruptions_fixed;
+    int ret;
+
+    if (a->output == OFORMAT_HUMAN && !a->common.quiet) {
+        printf("The following inconsistencies were found and repaired:\n\n"
+               "    %d leaked clusters\n    %d corruptions\n\n"
+               "Double checking the fixed image now...\n",
+               leaks_fixed, corruptions_fixed);
+    }
+    ret = bdrv_check(bs, r, 0);
+    r->leaks_fixed = leaks_fixed;
+    r->corruptions_fixed = corruptions_fixed;
+    return ret;
+}
+
 /* Run the driver's check and report; returns the exit status. */
 static int run_check(BlockBackend *blk, const CheckArgs *a,
                      const char *filename)
@@ -156,6 +177,9 @@ static int run_check(BlockBackend *blk, const CheckArgs *a,
     if (ret == -ENOTSUP && !bdrv_can_check(bs)) {
         error_report("This image format does not support checks");
         return CHECK_NOT_SUPPORTED;
+    }
+    if (ret == 0 && (r.leaks_fixed || r.corruptions_fixed)) {
+        ret = recheck_after_fix(bs, &r, a);
     }
     if (ret == 0 && a->output == OFORMAT_JSON) {
         print_json(&r, filename, bdrv_get_format_name(bs), a->common.quiet);
@@ -173,23 +197,12 @@ static int run_check(BlockBackend *blk, const CheckArgs *a,
     return r.corruptions ? 2 : r.leaks ? 3 : 0;
 }
 
-/* No driver repairs yet (qcow2 answers -r with ENOTSUP), so -r opens
- * read-only first: nothing, not even a read-write open, may change an
- * image we cannot repair.  Formats without a check are opened again as
- * the reference opens them (read-write with -r: the probing warning and
- * locking errors come from that open). */
+/* Opened as the reference opens it: read-write with -r (the probing
+ * warning and locking errors come from that open), and with
+ * BDRV_O_CHECK so a corrupt or dirty image opens for its repair. */
 static BlockBackend *open_for_check(const CheckArgs *a, const char *name,
                                     bool writethrough)
 {
-    BlockBackend *blk = img_open_common(&a->common, name,
-                                        a->flags & ~BDRV_O_RDWR,
-                                        writethrough);
-    BlockDriverState *bs = blk ? blk_bs(blk) : NULL;
-
-    if (!blk || !(a->flags & BDRV_O_RDWR) || bdrv_can_check(bs)) {
-        return blk;
-    }
-    blk_unref(blk);
     return img_open_common(&a->common, name, a->flags, writethrough);
 }
 

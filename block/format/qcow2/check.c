@@ -23,77 +23,26 @@
  * refcount maximum (64-bit refcount images overflow at 2^32 - 1
  * references, which no real image reaches).
  *
+ * With -r leaks|all (c->fix) each step repairs what the reference
+ * repairs, through repair.c, printing "Repairing" where it would print
+ * "ERROR"/"Leaked"; step 2 may instead rebuild the whole refcount
+ * structure from the counts; the snapshot table is rewritten last.  A
+ * repair that leaves no corruption clears the dirty and corrupt bits.
+ * The same entry repairs a dirty lazy-refcounts image at open
+ * (qcow2_check_repair).  The state is shared with repair.c (check.h).
+ *
  * Sections: in-memory counts; the image's refcounts (refcount block
  * reads); step 1: L2 tables, L2 table reads (a window of concurrent
  * reads), L1 tables, snapshots, persistent bitmaps, refcount blocks;
- * step 2: compare; step 3: OFLAG_COPIED; entry (init, free, co_check).
+ * step 2: compare; step 3: OFLAG_COPIED; entry (init, free, repair
+ * order, co_check).
  */
 #include <stdio.h>
-#include "qcow2.h"
+#include "check.h"
 
-#define CHUNK_BITS 12
-#define CHUNK_LEN (1U << CHUNK_BITS)
-#define REFT_OFFSET_MASK 0xfffffffffffffe00ULL
-#define REFT_RESERVED_MASK 0x1ffULL
-#define L2E_STD_RESERVED_MASK 0x3f000000000001feULL
-#define L2_BITMAP_ALL_ALLOC 0xffffffffULL
-#define RB_CACHE_LEN 8
-#define MAX_KEPT_ENTRIES (1U << 18)
-#define MIN_CHUNK_BUDGET 1024
-#define WINDOW_MAX 16
-#define WINDOW_BYTES (2 * MiB)
-#define SN_HEADER_LEN 40
-#define SN_MAX_EXTRA 1024
-#define SN_MAX_TABLE (64 * MiB)
-
-typedef struct KeptTable {
-    uint32_t l1_index;
-    uint32_t count;               /* entries in CheckState.kept */
-} KeptTable;
-
-typedef struct CheckState CheckState;
-
-typedef struct L2Read {
-    CheckState *c;
-    uint64_t offset;
-    uint8_t *buf;
-    int ret;
-} L2Read;
-
-typedef struct Snapshot {
-    uint64_t l1_offset;
-    uint32_t l1_size;
-    uint32_t extra;               /* extra data bytes */
-    char *id, *name;
-} Snapshot;
-
-struct CheckState {
-    BlockDriverState *bs;
-    BDRVQcow2State *s;
-    BlockCheckResult *res;
-    int64_t file_len;
-    uint64_t nb_clusters;         /* clusters compared (file + at most 1) */
-    void **chunks;                /* counts, CHUNK_LEN per chunk */
-    bool wide;                    /* 32-bit counts (refcount_bits > 16) */
-    uint64_t nb_chunks, chunks_used, chunk_budget;
-    uint32_t count_max;
-    uint64_t bitmap_entries_left; /* tables walked stay within the file */
-    bool data_file;               /* external data file: data not counted */
-    uint8_t *l2buf;               /* the L2 table being checked */
-    GArray *kept_tables;          /* KeptTable */
-    GArray *kept;                 /* uint64_t L2 entries (normal/zero-alloc) */
-    bool kept_dropped;
-    uint64_t rb_off[RB_CACHE_LEN];
-    uint8_t *rb_buf[RB_CACHE_LEN];
-    int rb_next, rb_last;
-    GArray *snapshots;            /* Snapshot */
-    uint64_t snapshots_size;
-    uint8_t *win;                 /* L2 tables read together */
-    int win_len;
-    L2Read reads[WINDOW_MAX];
-    int pending;
-    Coroutine *waiter;
-};
+/* A repair may grow the file (a refcount block past its end): up to
+ * this many clusters, 512 MiB of 16-bit counts. */
+#define MAX_GROWN_CLUSTERS (1ULL << 28)
 
 /* ---- in-memory counts ---- */
 
@@ -120,12 +69,106 @@ static void count_set(CheckState *c, void *ch, uint64_t k, uint32_t v)
     }
 }
 
+uint32_t qcow2_check_count(CheckState *c, uint64_t k)
+{
+    return count_get(c, k);
+}
+
+/* The chunk directory covers cluster @k (repairs allocate past the end
+ * of the file). */
+static int count_grow(CheckState *c, uint64_t k)
+{
+    uint64_t need = (k >> CHUNK_BITS) + 1;
+    void **chunks;
+
+    if (need <= c->nb_chunks) {
+        return 0;
+    }
+    if (need > (UINT64_MAX / sizeof(void *)) / 2) {
+        return -ENOMEM;
+    }
+    chunks = g_try_renew(void *, c->chunks, need);
+    if (!chunks) {
+        return -ENOMEM;
+    }
+    c->chunks = chunks;
+    memset(c->chunks + c->nb_chunks, 0,
+           (need - c->nb_chunks) * sizeof(void *));
+    c->nb_chunks = need;
+    return 0;
+}
+
+int qcow2_check_file_grew(CheckState *c, int64_t len)
+{
+    uint64_t clusters = DIV_ROUND_UP((uint64_t)len, c->s->cluster_size);
+
+    /* the reference's counts for that many clusters would not fit in
+     * the memory it may use either */
+    if (clusters > MAX_GROWN_CLUSTERS || count_grow(c, clusters) < 0) {
+        return -ENOMEM;
+    }
+    c->file_len = len;
+    c->nb_clusters = MAX(c->nb_clusters, clusters);
+    return 0;
+}
+
+int qcow2_check_count_set(CheckState *c, uint64_t k, uint32_t v)
+{
+    void **slot;
+
+    if (count_grow(c, k) < 0) {
+        return -ENOMEM;
+    }
+    slot = &c->chunks[k >> CHUNK_BITS];
+    if (!*slot) {
+        /* repairs allocate few clusters: not held to the budget */
+        *slot = g_try_malloc0((size_t)CHUNK_LEN * (c->wide ? 4 : 2));
+        if (!*slot) {
+            return -ENOMEM;
+        }
+        c->chunks_used++;
+    }
+    count_set(c, *slot, k, v);
+    c->nb_clusters = MAX(c->nb_clusters, k + 1);
+    return 0;
+}
+
+uint64_t qcow2_check_skip_uncounted(CheckState *c, uint64_t k)
+{
+    while (k >> CHUNK_BITS < c->nb_chunks && !c->chunks[k >> CHUNK_BITS]) {
+        k = ((k >> CHUNK_BITS) + 1) << CHUNK_BITS;
+    }
+    return k;
+}
+
+void qcow2_check_counts_clear(CheckState *c)
+{
+    for (uint64_t i = 0; i < c->nb_chunks; i++) {
+        if (c->chunks[i]) {
+            memset(c->chunks[i], 0, (size_t)CHUNK_LEN * (c->wide ? 4 : 2));
+        }
+    }
+    g_array_set_size(c->kept, 0);
+    g_array_set_size(c->kept_tables, 0);
+}
+
+void qcow2_check_forget_refblocks(CheckState *c)
+{
+    for (int i = 0; i < RB_CACHE_LEN; i++) {
+        c->rb_off[i] = 0;
+    }
+}
+
 /* The chunk holding cluster @k, allocated on first use within budget;
  * counts are as wide as the image's refcounts need (16 or 32 bits). */
 static void *count_chunk(CheckState *c, uint64_t k)
 {
-    void **slot = &c->chunks[k >> CHUNK_BITS];
+    void **slot;
 
+    if (k >> CHUNK_BITS >= c->nb_chunks) {
+        return NULL;            /* past what the file (grown) can hold */
+    }
+    slot = &c->chunks[k >> CHUNK_BITS];
     if (!*slot) {
         if (c->chunks_used >= c->chunk_budget) {
             return NULL;
@@ -180,17 +223,12 @@ static int inc_refs(CheckState *c, int64_t offset, int64_t size)
 
 /* ---- the image's refcounts ---- */
 
-/* The first lookup through a misaligned refcount block reports it (once
- * per image, as a runtime corruption would be). */
+/* The first lookup through a misaligned refcount block reports it, as
+ * a runtime corruption (the image is marked corrupt when writable). */
 static void signal_unaligned(CheckState *c, uint64_t off, uint64_t ti)
 {
-    if (c->s->corrupt_reported) {
-        return;
-    }
-    c->s->corrupt_reported = true;
-    fprintf(stderr, "qcow2: Image is corrupt: Refblock offset %#" PRIx64
-            " unaligned (reftable index: %#" PRIx64 "); further non-fatal "
-            "corruption events will be suppressed\n", off, ti);
+    qcow2_signal_corruption(c->bs, "Refblock offset %#" PRIx64 " unaligned "
+                            "(reftable index: %#" PRIx64 ")", off, ti);
 }
 
 /* Refcount block @ti: *buf NULL when there is none, -EIO when its
@@ -252,11 +290,29 @@ static int coroutine_fn image_refcount(CheckState *c, uint64_t k,
     return ret;
 }
 
+/* A refcount for step 3: repairs change refcounts in the refcount cache
+ * (written back later, or never if the node breaks), so they are read
+ * through it then. */
+static int coroutine_fn step3_refcount(CheckState *c, uint64_t k,
+                                       uint64_t *rc)
+{
+    if (c->fix) {
+        return qcow2_get_refcount(c->bs, k, rc);
+    }
+    return image_refcount(c, k, rc);
+}
+
+int coroutine_fn qcow2_check_image_refcount(CheckState *c, uint64_t k,
+                                            uint64_t *rc)
+{
+    return step3_refcount(c, k, rc);
+}
+
 /* ---- step 1: L2 tables ---- */
 
 /* Entry type; with an external data file offset 0 is valid when the
  * COPIED flag says the cluster is allocated. */
-static Qcow2ClusterType entry_type(CheckState *c, uint64_t e)
+Qcow2ClusterType qcow2_check_entry_type(CheckState *c, uint64_t e)
 {
     Qcow2ClusterType t = qcow2_cluster_type(c->s, e);
 
@@ -302,9 +358,34 @@ static int check_compressed(CheckState *c, int i, uint64_t e, uint64_t bm,
     return inc_refs(c, host, len);
 }
 
+/* An allocated cluster at an unaligned offset; 1 when repair made it a
+ * zero cluster (nothing left to count), -EIO when that write would have
+ * hit metadata. */
+static int coroutine_fn check_unaligned(CheckState *c, int i, uint64_t e,
+                                        uint64_t bm)
+{
+    BDRVQcow2State *s = c->s;
+    bool data = s->extended_l2 ? (bm & L2_BITMAP_ALL_ALLOC) != 0
+                               : !(e & QCOW_OFLAG_ZERO);
+    bool fix = !data && (c->fix & BDRV_FIX_ERRORS);
+    int ret;
+
+    c->res->corruptions++;
+    fprintf(stderr, "%s offset=%" PRIx64 ": %s cluster is not "
+            "properly aligned; L2 entry corrupted.\n",
+            fix ? "Repairing" : "ERROR", (uint64_t)(e & L2E_OFFSET_MASK),
+            data ? "Data" : "Preallocated");
+    if (!fix) {
+        return 0;
+    }
+    ret = qcow2_repair_l2_zero(c, i);
+    return ret == -EIO ? ret : 1;
+}
+
 /* Normal or preallocated-zero cluster: bitmap, alignment, statistics. */
-static int check_allocated(CheckState *c, uint64_t e, uint64_t bm,
-                           bool frag, uint64_t *next)
+static int coroutine_fn check_allocated(CheckState *c, int i, uint64_t e,
+                                        uint64_t bm, bool frag,
+                                        uint64_t *next)
 {
     BDRVQcow2State *s = c->s;
     uint64_t off = e & L2E_OFFSET_MASK;
@@ -315,12 +396,11 @@ static int check_allocated(CheckState *c, uint64_t e, uint64_t bm,
                 "corrupted subcluster allocation bitmap\n", off);
     }
     if (qcow2_offset_into_cluster(s, off)) {
-        bool data = s->extended_l2 ? (bm & L2_BITMAP_ALL_ALLOC) != 0
-                                   : !(e & QCOW_OFLAG_ZERO);
-        c->res->corruptions++;
-        fprintf(stderr, "ERROR offset=%" PRIx64 ": %s cluster is not "
-                "properly aligned; L2 entry corrupted.\n", off,
-                data ? "Data" : "Preallocated");
+        int ret = check_unaligned(c, i, e, bm);
+
+        if (ret != 0) {
+            return ret < 0 ? ret : 0;
+        }
     }
     if (frag) {
         c->res->bfi.allocated_clusters++;
@@ -335,7 +415,7 @@ static int check_allocated(CheckState *c, uint64_t e, uint64_t bm,
 /* Keep what step 3 needs of active table entry @e, within the budget. */
 static void keep_entry(CheckState *c, uint64_t e, KeptTable *t)
 {
-    Qcow2ClusterType type = entry_type(c, e);
+    Qcow2ClusterType type = qcow2_check_entry_type(c, e);
 
     if (c->kept_dropped ||
         (type != QCOW2_CLUSTER_NORMAL && type != QCOW2_CLUSTER_ZERO_ALLOC)) {
@@ -384,7 +464,7 @@ static int check_l2_entry(CheckState *c, int i, bool frag, uint64_t *next)
 {
     uint64_t e = qcow2_l2_entry(c->s, c->l2buf, i);
     uint64_t bm = qcow2_l2_bitmap(c->s, c->l2buf, i);
-    Qcow2ClusterType type = entry_type(c, e);
+    Qcow2ClusterType type = qcow2_check_entry_type(c, e);
 
     if (type != QCOW2_CLUSTER_COMPRESSED && (e & L2E_STD_RESERVED_MASK)) {
         fprintf(stderr, "ERROR found l2 entry with reserved bits set: %"
@@ -396,7 +476,7 @@ static int check_l2_entry(CheckState *c, int i, bool frag, uint64_t *next)
         return check_compressed(c, i, e, bm, frag);
     case QCOW2_CLUSTER_NORMAL:
     case QCOW2_CLUSTER_ZERO_ALLOC:
-        return check_allocated(c, e, bm, frag, next);
+        return check_allocated(c, i, e, bm, frag, next);
     case QCOW2_CLUSTER_UNALLOCATED:
         if (bm & L2_BITMAP_ALL_ALLOC) {
             c->res->corruptions++;
@@ -423,6 +503,8 @@ static int check_l2(CheckState *c, int k, int read_ret, bool active,
         return read_ret;
     }
     c->l2buf = c->win + (size_t)k * c->s->cluster_size;
+    c->l2_offset = c->reads[k].offset;
+    c->l2_active = active;
     for (int i = next_used_entry(c, 0); i < c->s->l2_size;
          i = next_used_entry(c, i + 1)) {
         ret = check_l2_entry(c, i, active, &next);
@@ -525,8 +607,9 @@ static int coroutine_fn check_l1_entries(CheckState *c, const uint64_t *l1,
     return 0;
 }
 
-/* An L1 table and everything below it; the active one is in memory
- * already (read at open), snapshots' are read here. */
+/* An L1 table and everything below it, read from the file (the active
+ * one too, as the reference reads it: a repair may have changed the
+ * file under the copy in memory). */
 static int coroutine_fn check_l1(CheckState *c, uint64_t offset,
                                  uint32_t l1_size, bool active)
 {
@@ -538,9 +621,8 @@ static int coroutine_fn check_l1(CheckState *c, uint64_t offset,
         return 0;
     }
     ret = inc_refs(c, offset, (int64_t)l1_size * 8);
-    if (ret < 0 || active) {
-        return ret < 0 ? ret : check_l1_entries(c, c->s->l1_table, l1_size,
-                                                true);
+    if (ret < 0) {
+        return ret;
     }
     raw = g_try_malloc((size_t)l1_size * 8);
     l1 = g_try_new(uint64_t, l1_size);
@@ -557,7 +639,7 @@ static int coroutine_fn check_l1(CheckState *c, uint64_t offset,
     for (uint32_t i = 0; i < l1_size; i++) {
         l1[i] = q_ld64(raw + (size_t)i * 8);
     }
-    return check_l1_entries(c, l1, l1_size, false);
+    return check_l1_entries(c, l1, l1_size, active);
 }
 
 /* ---- snapshots ---- */
@@ -568,85 +650,165 @@ static void snapshot_clear(gpointer p)
 
     g_free(sn->id);
     g_free(sn->name);
+    g_free(sn->unknown_extra);
 }
 
-/* One snapshot table entry at *pos (qcow2.txt "Snapshot table"); moves
- * *pos past it, 8-byte aligned.  Failures are reported as the
- * reference's snapshot table reader words them. */
-static int coroutine_fn read_snapshot(CheckState *c, uint32_t i,
-                                      uint64_t *pos, Snapshot *sn)
+/* The reference's words for a table it could not read. */
+static void report_snapshot_read_error(int ret)
 {
-    uint8_t h[SN_HEADER_LEN];
-    uint16_t id_len, name_len;
-    g_autofree char *strs = NULL;
-    int ret = qcow2_read_table(c->bs, *pos, sizeof(h), h);
+    error_report("ERROR failed to read the snapshot table: Failed to "
+                 "read snapshot table: %s", strerror(-ret));
+}
 
-    if (ret < 0) {
-        error_report("ERROR failed to read the snapshot table: Failed to "
-                     "read snapshot table: %s", strerror(-ret));
-        return ret;
-    }
-    sn->l1_offset = q_ld64(h);
-    sn->l1_size = q_ld32(h + 8);
-    id_len = q_ld16(h + 12);
-    name_len = q_ld16(h + 14);
-    sn->extra = q_ld32(h + 36);
-    if (sn->extra > SN_MAX_EXTRA) {
+/* Too much extra data: an error, or with -r all dropped (cut to the
+ * maximum) and counted. */
+static int snapshot_extra_too_large(CheckState *c, uint32_t i, Snapshot *sn,
+                                    bool *cut)
+{
+    if (!(c->fix & BDRV_FIX_ERRORS)) {
         error_report("ERROR failed to read the snapshot table: Too much "
                      "extra metadata in snapshot table entry %" PRIu32, i);
         fprintf(stderr, "You can force-remove this extra metadata with "
                 "qemu-img check -r all\n");
         return -EFBIG;
     }
-    strs = g_malloc0((size_t)id_len + name_len + 2);
-    ret = qcow2_read_table(c->bs, *pos + sizeof(h) + sn->extra,
-                           (uint64_t)id_len + name_len, strs);
+    fprintf(stderr, "Discarding too much extra metadata in snapshot table "
+            "entry %" PRIu32 " (%" PRIu32 " > %u)\n", i, sn->extra,
+            SN_MAX_EXTRA);
+    c->sn_dropped++;
+    *cut = true;
+    return 0;
+}
+
+/* The known extra data (qcow2.txt "Snapshot table": VM state size, disk
+ * size, icount, each present when the extra data is long enough) and
+ * what follows it, kept for a rewrite. */
+static int coroutine_fn read_snapshot_extra(CheckState *c, uint64_t pos,
+                                            Snapshot *sn, bool cut)
+{
+    uint8_t e[SN_KNOWN_EXTRA] = { 0 };
+    uint32_t known = MIN(sn->extra, SN_KNOWN_EXTRA);
+    int ret = qcow2_read_table(c->bs, pos, known, e);
+
     if (ret < 0) {
-        error_report("ERROR failed to read the snapshot table: Failed to "
-                     "read snapshot table: %s", strerror(-ret));
+        return ret;
+    }
+    sn->vm_state_size = known >= 8 ? q_ld64(e) : sn->vm_state_size;
+    sn->disk_size = known >= 16 ? q_ld64(e + 8) : c->s->h.size;
+    sn->icount = known >= 24 ? q_ld64(e + 16) : UINT64_MAX;
+    if (cut) {
+        sn->extra = SN_MAX_EXTRA;
+    }
+    if (sn->extra <= SN_KNOWN_EXTRA) {
+        return 0;
+    }
+    sn->unknown_extra = g_malloc(sn->extra - SN_KNOWN_EXTRA);
+    return qcow2_read_table(c->bs, pos + SN_KNOWN_EXTRA,
+                            sn->extra - SN_KNOWN_EXTRA, sn->unknown_extra);
+}
+
+/* The fixed part of an entry at @pos. */
+static int coroutine_fn read_snapshot_header(CheckState *c, uint64_t pos,
+                                             Snapshot *sn, uint16_t *id_len,
+                                             uint16_t *name_len)
+{
+    uint8_t h[SN_HEADER_LEN];
+    int ret = qcow2_read_table(c->bs, pos, sizeof(h), h);
+
+    if (ret < 0) {
+        return ret;
+    }
+    sn->l1_offset = q_ld64(h);
+    sn->l1_size = q_ld32(h + 8);
+    *id_len = q_ld16(h + 12);
+    *name_len = q_ld16(h + 14);
+    sn->date_sec = q_ld32(h + 16);
+    sn->date_nsec = q_ld32(h + 20);
+    sn->vm_clock = q_ld64(h + 24);
+    sn->vm_state_size = q_ld32(h + 32);
+    sn->extra = q_ld32(h + 36);
+    return 0;
+}
+
+/* One snapshot table entry at *pos (qcow2.txt "Snapshot table"); moves
+ * *pos past it and *len by its (possibly cut) size.  Failures are
+ * reported as the reference's snapshot table reader words them. */
+static int coroutine_fn read_snapshot(CheckState *c, uint32_t i,
+                                      uint64_t *pos, uint64_t *len,
+                                      Snapshot *sn)
+{
+    uint16_t id_len, name_len;
+    uint32_t extra;
+    g_autofree char *strs = NULL;
+    bool cut = false;
+    int ret = read_snapshot_header(c, *pos, sn, &id_len, &name_len);
+
+    if (ret == 0 && sn->extra > SN_MAX_EXTRA) {
+        ret = snapshot_extra_too_large(c, i, sn, &cut);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    extra = sn->extra;
+    if (ret == 0) {
+        ret = read_snapshot_extra(c, *pos + SN_HEADER_LEN, sn, cut);
+    }
+    if (ret == 0) {
+        strs = g_malloc0((size_t)id_len + name_len + 2);
+        ret = qcow2_read_table(c->bs, *pos + SN_HEADER_LEN + extra,
+                               (uint64_t)id_len + name_len, strs);
+    }
+    if (ret < 0) {
+        report_snapshot_read_error(ret);
         return ret;
     }
     sn->id = g_strndup(strs, id_len);
     sn->name = g_strndup(strs + id_len, name_len);
-    *pos += sizeof(h) + sn->extra + id_len + name_len;
-    if (*pos - c->s->h.snapshots_offset > SN_MAX_TABLE) {
-        error_report("ERROR failed to read the snapshot table: Snapshot "
-                     "table is too big");
-        fprintf(stderr, "You can force-remove all %" PRIu32 " overhanging "
-                "snapshots with qemu-img check -r all\n",
-                c->s->h.nb_snapshots - i);
-        return -EFBIG;
-    }
-    *pos = ROUND_UP(*pos, 8);
+    *pos += SN_HEADER_LEN + extra + id_len + name_len;
+    *len += SN_HEADER_LEN + sn->extra + id_len + name_len;
     return 0;
 }
 
-/* The snapshot table: entries and its size in bytes.  Version 3 entries
- * must carry at least the 16 bytes of extra data the spec requires. */
-static int coroutine_fn read_snapshots(CheckState *c)
+/* The table (or its position) past what the reference accepts: an
+ * error, or with -r all the entries from @i on dropped. */
+static int snapshot_table_too_big(CheckState *c, uint32_t i, uint32_t nb)
 {
-    uint64_t pos = c->s->h.snapshots_offset;
-    uint32_t nb = c->s->h.nb_snapshots;
-
-    c->snapshots = g_array_new(false, true, sizeof(Snapshot));
-    g_array_set_clear_func(c->snapshots, snapshot_clear);
-    if (nb > QCOW2_MAX_SNAPSHOTS) {
-        error_report("ERROR snapshot table too large");
+    if (!(c->fix & BDRV_FIX_ERRORS)) {
+        error_report("ERROR failed to read the snapshot table: Snapshot "
+                     "table is too big");
         fprintf(stderr, "You can force-remove all %" PRIu32 " overhanging "
-                "snapshots with qemu-img check -r all\n",
-                nb - QCOW2_MAX_SNAPSHOTS);
-        c->res->check_errors++;
+                "snapshots with qemu-img check -r all\n", nb - i);
         return -EFBIG;
     }
-    if (!qcow2_snapshot_table_ok(c->s)) {
-        error_report("ERROR snapshot table offset invalid");
-        c->res->check_errors++;
-        return -EINVAL;
-    }
-    for (uint32_t i = 0; i < c->s->h.nb_snapshots; i++) {
-        Snapshot sn = { 0 };
-        int ret = read_snapshot(c, i, &pos, &sn);
+    fprintf(stderr, "Discarding %" PRIu32 " overhanging snapshots "
+            "(snapshot table is too big)\n", nb - i);
+    c->sn_reduced += nb - i;
+    return 0;
+}
 
+/* Every entry of the table; *nb may shrink (repair). */
+static int coroutine_fn read_snapshot_entries(CheckState *c, uint32_t *nb)
+{
+    uint64_t pos = c->sn_table_offset, len = 0;
+
+    for (uint32_t i = 0; i < *nb; i++) {
+        Snapshot sn = { 0 };
+        uint64_t before = pos;
+        int ret;
+
+        pos = ROUND_UP(pos, 8);
+        len = ROUND_UP(len, 8);
+        ret = read_snapshot(c, i, &pos, &len, &sn);
+        if (ret == 0 && (len > SN_MAX_TABLE ||
+                         pos - c->sn_table_offset > INT_MAX)) {
+            ret = snapshot_table_too_big(c, i, *nb);
+            if (ret == 0) {
+                snapshot_clear(&sn);
+                *nb = i;
+                pos = before;
+                break;
+            }
+        }
         if (ret < 0) {
             snapshot_clear(&sn);
             c->res->check_errors++;
@@ -654,14 +816,79 @@ static int coroutine_fn read_snapshots(CheckState *c)
         }
         g_array_append_val(c->snapshots, sn);
     }
-    c->snapshots_size = pos - c->s->h.snapshots_offset;
+    c->snapshots_size = pos - c->sn_table_offset;
+    return 0;
+}
+
+/* Too many entries for the reference: -r all drops the overhang. */
+static int too_many_snapshots(CheckState *c, uint32_t *nb)
+{
+    if (*nb <= QCOW2_MAX_SNAPSHOTS) {
+        return 0;
+    }
+    if (c->fix & BDRV_FIX_ERRORS) {
+        fprintf(stderr, "Discarding %" PRIu32 " overhanging snapshots\n",
+                *nb - QCOW2_MAX_SNAPSHOTS);
+        c->sn_reduced += *nb - QCOW2_MAX_SNAPSHOTS;
+        *nb = QCOW2_MAX_SNAPSHOTS;
+        c->s->h.nb_snapshots = *nb;     /* the table checked is this long */
+        return 0;
+    }
+    error_report("ERROR snapshot table too large");
+    fprintf(stderr, "You can force-remove all %" PRIu32 " overhanging "
+            "snapshots with qemu-img check -r all\n",
+            *nb - QCOW2_MAX_SNAPSHOTS);
+    c->res->check_errors++;
+    return -EFBIG;
+}
+
+/* Version 3 entries must carry at least the 16 bytes of extra data the
+ * spec requires; -r all completes them when it rewrites the table. */
+static void check_incomplete_snapshots(CheckState *c)
+{
+    bool fix = c->fix & BDRV_FIX_ERRORS;
+
     for (guint i = 0; c->s->h.version >= 3 && i < c->snapshots->len; i++) {
         if (g_array_index(c->snapshots, Snapshot, i).extra < 16) {
-            fprintf(stderr, "ERROR snapshot table entry %u is incomplete\n",
-                    i);
+            fprintf(stderr, "%s snapshot table entry %u is incomplete\n",
+                    fix ? "Repairing" : "ERROR", i);
             c->res->corruptions++;
+            c->sn_corruptions++;
         }
     }
+}
+
+/* The snapshot table: entries and its size in bytes. */
+static int coroutine_fn read_snapshots(CheckState *c)
+{
+    uint32_t nb = c->s->h.nb_snapshots;
+    int ret;
+
+    c->snapshots = g_array_new(false, true, sizeof(Snapshot));
+    g_array_set_clear_func(c->snapshots, snapshot_clear);
+    c->sn_table_offset = c->s->h.snapshots_offset;
+    ret = too_many_snapshots(c, &nb);
+    if (ret < 0) {
+        return ret;
+    }
+    if (!qcow2_snapshot_table_ok(c->s)) {
+        error_report("ERROR snapshot table offset invalid");
+        c->res->check_errors++;
+        return -EINVAL;
+    }
+    ret = read_snapshot_entries(c, &nb);
+    if (ret < 0) {
+        return ret;
+    }
+    c->res->corruptions += c->sn_dropped;
+    c->sn_corruptions += c->sn_dropped;
+    if (c->sn_reduced) {
+        ret = qcow2_repair_snapshot_count(c);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    check_incomplete_snapshots(c);
     return 0;
 }
 
@@ -842,9 +1069,38 @@ static int coroutine_fn check_bitmaps(CheckState *c)
 
 /* ---- step 1: refcount blocks ---- */
 
+/* A refcount block past the end of the file: a corruption, which
+ * repair fixes by growing the file (the block then reads as zeroes). */
+static int coroutine_fn refblock_outside(CheckState *c, uint64_t i,
+                                         uint64_t off)
+{
+    bool fix = c->fix & BDRV_FIX_ERRORS;
+    int ret;
+
+    c->res->corruptions++;
+    fprintf(stderr, "%s refcount block %" PRIu64 " is outside image\n",
+            fix ? "Repairing" : "ERROR", i);
+    if (!fix) {
+        return 0;
+    }
+    ret = qcow2_repair_refblock_outside(c, i, off);
+    if (ret == -ENOMEM) {
+        c->res->check_errors++;     /* the counts cannot cover the file */
+        return ret;
+    }
+    if (ret < 0) {
+        c->rebuild = true;
+        return 0;
+    }
+    c->res->corruptions--;
+    c->res->corruptions_fixed++;
+    return inc_refs(c, off, c->s->cluster_size);
+}
+
 /* Each refcount table entry: reserved bits, alignment, inside the file,
- * and its block referenced by nothing else. */
-static int check_refblocks(CheckState *c)
+ * and its block referenced by nothing else.  The broken ones make the
+ * refcount structure one to rebuild. */
+static int coroutine_fn check_refblocks(CheckState *c)
 {
     BDRVQcow2State *s = c->s;
 
@@ -857,18 +1113,21 @@ static int check_refblocks(CheckState *c)
             fprintf(stderr, "ERROR refcount table entry %" PRIu64 " has "
                     "reserved bits set\n", i);
             c->res->corruptions++;
+            c->rebuild = true;
             continue;
         }
         if (qcow2_offset_into_cluster(s, off)) {
             fprintf(stderr, "ERROR refcount block %" PRIu64 " is not "
                     "cluster aligned; refcount table entry corrupted\n", i);
             c->res->corruptions++;
+            c->rebuild = true;
             continue;
         }
         if (k >= c->nb_clusters) {
-            c->res->corruptions++;
-            fprintf(stderr, "ERROR refcount block %" PRIu64 " is outside "
-                    "image\n", i);
+            ret = refblock_outside(c, i, off);
+            if (ret < 0) {
+                return ret;
+            }
             continue;
         }
         if (!off) {
@@ -882,12 +1141,13 @@ static int check_refblocks(CheckState *c)
             fprintf(stderr, "ERROR refcount block %" PRIu64 " refcount=%"
                     PRIu32 "\n", i, count_get(c, k));
             c->res->corruptions++;
+            c->rebuild = true;
         }
     }
     return 0;
 }
 
-static int coroutine_fn count_references(CheckState *c)
+int coroutine_fn qcow2_check_count_references(CheckState *c)
 {
     BDRVQcow2State *s = c->s;
     int ret = inc_refs(c, 0, s->cluster_size);
@@ -913,14 +1173,28 @@ static int coroutine_fn count_references(CheckState *c)
 
 /* ---- step 2: compare ---- */
 
-/* One cluster whose count and refcount differ. */
-static void report_mismatch(CheckState *c, uint64_t k, uint64_t rc,
-                            uint64_t count)
+/* One cluster whose count and refcount differ: repaired when @fix
+ * allows (too high: a leak; too low: a corruption), except a missing
+ * refcount, which only a rebuilt refcount structure can hold. */
+static void coroutine_fn report_mismatch(CheckState *c, int fix, uint64_t k,
+                                         uint64_t rc, uint64_t count)
 {
+    int *fixed = NULL;
+
+    if (rc == 0) {
+        c->rebuild = true;
+    } else if (rc > count && (fix & BDRV_FIX_LEAKS)) {
+        fixed = &c->res->leaks_fixed;
+    } else if (rc < count && (fix & BDRV_FIX_ERRORS)) {
+        fixed = &c->res->corruptions_fixed;
+    }
     fprintf(stderr, "%s cluster %" PRIu64 " refcount=%" PRIu64
-            " reference=%" PRIu64 "\n", rc < count ? "ERROR" : "Leaked",
+            " reference=%" PRIu64 "\n",
+            fixed ? "Repairing" : rc < count ? "ERROR" : "Leaked",
             k, rc, count);
-    if (rc < count) {
+    if (fixed && qcow2_repair_refcount(c, k, rc, count)) {
+        (*fixed)++;
+    } else if (rc < count) {
         c->res->corruptions++;
     } else {
         c->res->leaks++;
@@ -928,7 +1202,7 @@ static void report_mismatch(CheckState *c, uint64_t k, uint64_t rc,
 }
 
 /* Clusters [from, to) covered by refcount block @ti. */
-static void coroutine_fn compare_range(CheckState *c, uint64_t ti,
+static void coroutine_fn compare_range(CheckState *c, int fix, uint64_t ti,
                                        uint64_t from, uint64_t to,
                                        uint64_t *highest)
 {
@@ -958,18 +1232,19 @@ static void coroutine_fn compare_range(CheckState *c, uint64_t ti,
             *highest = k;
         }
         if (rc != count) {
-            report_mismatch(c, k, rc, count);
+            report_mismatch(c, fix, k, rc, count);
         }
     }
 }
 
-static void coroutine_fn compare_refcounts(CheckState *c, uint64_t *highest)
+void coroutine_fn qcow2_check_compare(CheckState *c, int fix,
+                                      uint64_t *highest)
 {
     uint64_t per_block = 1ULL << c->s->refblock_bits;
 
     *highest = 0;
     for (uint64_t from = 0; from < c->nb_clusters; from += per_block) {
-        compare_range(c, from / per_block, from,
+        compare_range(c, fix, from / per_block, from,
                       MIN(from + per_block, c->nb_clusters), highest);
     }
 }
@@ -1020,7 +1295,7 @@ static int coroutine_fn active_entries(CheckState *c, uint32_t l1_index,
     for (int i = next_used_entry(c, 0); i < c->s->l2_size;
          i = next_used_entry(c, i + 1)) {
         uint64_t e = qcow2_l2_entry(c->s, c->l2buf, i);
-        Qcow2ClusterType type = entry_type(c, e);
+        Qcow2ClusterType type = qcow2_check_entry_type(c, e);
 
         if (type == QCOW2_CLUSTER_NORMAL || type == QCOW2_CLUSTER_ZERO_ALLOC) {
             g_array_index(out, uint64_t, n++) = e;
@@ -1030,11 +1305,6 @@ static int coroutine_fn active_entries(CheckState *c, uint32_t l1_index,
     return 0;
 }
 
-/* The flag must be set exactly when the refcount is 1. */
-static bool copied_ok(uint64_t entry, uint64_t rc)
-{
-    return (rc == 1) == ((entry & QCOW_OFLAG_COPIED) != 0);
-}
 
 static void coroutine_fn check_copied_data(CheckState *c, GArray *entries)
 {
@@ -1042,11 +1312,11 @@ static void coroutine_fn check_copied_data(CheckState *c, GArray *entries)
         uint64_t e = g_array_index(entries, uint64_t, j), rc = 1;
 
         if (!c->data_file &&
-            image_refcount(c, (e & L2E_OFFSET_MASK) >> c->s->cluster_bits,
+            step3_refcount(c, (e & L2E_OFFSET_MASK) >> c->s->cluster_bits,
                            &rc) < 0) {
             continue;
         }
-        if (!copied_ok(e, rc)) {
+        if (!qcow2_copied_ok(e, rc)) {
             c->res->corruptions++;
             fprintf(stderr, "ERROR OFLAG_COPIED data cluster: l2_entry=%"
                     PRIx64 " refcount=%" PRIu64 "\n", e, rc);
@@ -1054,31 +1324,70 @@ static void coroutine_fn check_copied_data(CheckState *c, GArray *entries)
     }
 }
 
+/* Whether step 3 repairs what it finds: always with -r all; with -r
+ * leaks only when the refcounts it relies on are now known right. */
+static bool copied_repair(CheckState *c)
+{
+    if (c->fix & BDRV_FIX_ERRORS) {
+        return true;
+    }
+    return (c->fix & BDRV_FIX_LEAKS) && !c->res->check_errors &&
+           !c->res->corruptions && !c->res->leaks;
+}
+
+/* Active L1 entry @i against its L2 table's refcount @rc. */
+static int coroutine_fn check_copied_l1(CheckState *c, uint32_t i,
+                                        uint64_t rc, bool repair)
+{
+    int ret;
+
+    if (qcow2_copied_ok(c->s->l1_table[i], rc)) {
+        return 0;
+    }
+    c->res->corruptions++;
+    fprintf(stderr, "%s OFLAG_COPIED L2 cluster: l1_index=%" PRIu32
+            " l1_entry=%" PRIx64 " refcount=%" PRIu64 "\n",
+            repair ? "Repairing" : "ERROR", i, c->s->l1_table[i], rc);
+    if (!repair) {
+        return 0;
+    }
+    ret = qcow2_repair_copied_l1(c, i, rc);
+    if (ret < 0) {
+        c->res->check_errors++;
+        return ret;
+    }
+    c->res->corruptions--;
+    c->res->corruptions_fixed++;
+    return 0;
+}
+
 static int coroutine_fn check_oflag_copied(CheckState *c)
 {
     BDRVQcow2State *s = c->s;
     g_autoptr(GArray) entries = g_array_new(false, false, sizeof(uint64_t));
     KeptCursor cursor = { 0, 0 };
+    bool repair = copied_repair(c);
 
     for (uint32_t i = 0; i < s->l1_size; i++) {
         uint64_t l2_offset = s->l1_table[i] & L1E_OFFSET_MASK, rc;
         int ret;
 
         if (!l2_offset ||
-            image_refcount(c, l2_offset >> s->cluster_bits, &rc) < 0) {
+            step3_refcount(c, l2_offset >> s->cluster_bits, &rc) < 0) {
             continue;
         }
-        if (!copied_ok(s->l1_table[i], rc)) {
-            c->res->corruptions++;
-            fprintf(stderr, "ERROR OFLAG_COPIED L2 cluster: l1_index=%" PRIu32
-                    " l1_entry=%" PRIx64 " refcount=%" PRIu64 "\n", i,
-                    s->l1_table[i], rc);
+        ret = check_copied_l1(c, i, rc, repair);
+        if (ret == 0 && repair) {
+            ret = qcow2_repair_copied_l2(c, l2_offset);
+        } else if (ret == 0) {
+            ret = active_entries(c, i, l2_offset, &cursor, entries);
+            if (ret == 0) {
+                check_copied_data(c, entries);
+            }
         }
-        ret = active_entries(c, i, l2_offset, &cursor, entries);
         if (ret < 0) {
             return ret;
         }
-        check_copied_data(c, entries);
     }
     return 0;
 }
@@ -1148,43 +1457,135 @@ static void check_free(CheckState *c)
     }
 }
 
-static int coroutine_fn check_locked(CheckState *c)
+/* Step 2 for check -r: a refcount structure that cannot hold the
+ * right refcounts is rebuilt (-r all); otherwise the mismatches found
+ * are compared again, this time repaired. */
+static int coroutine_fn compare_and_fix(CheckState *c, uint64_t *highest)
+{
+    BlockCheckResult before = *c->res;
+
+    qcow2_check_compare(c, 0, highest);
+    if (c->rebuild && (c->fix & BDRV_FIX_ERRORS)) {
+        return qcow2_repair_rebuild(c, highest);
+    }
+    if (!c->fix) {
+        return 0;
+    }
+    if (c->rebuild) {
+        fprintf(stderr, "ERROR need to rebuild refcount structures\n");
+        c->res->check_errors++;
+        return -EIO;
+    }
+    if (!c->res->leaks && !c->res->corruptions) {
+        return 0;
+    }
+    *c->res = before;
+    qcow2_check_compare(c, c->fix, highest);
+    return 0;
+}
+
+/* -r all: a snapshot table with incomplete entries or dropped data is
+ * written anew (after the refcounts are right: it allocates). */
+static int coroutine_fn fix_snapshot_table(CheckState *c)
+{
+    int ret;
+
+    if (!c->sn_corruptions || !(c->fix & BDRV_FIX_ERRORS)) {
+        return 0;
+    }
+    if (c->s->refcounts_stale) {
+        /* a dirty image: its refcounts are repaired by now */
+        c->s->refcounts_stale = false;
+        c->s->free_cluster_index = 0;
+    }
+    ret = qcow2_repair_snapshot_table(c);
+    if (ret < 0) {
+        c->res->check_errors++;
+        fprintf(stderr, "ERROR failed to update snapshot table: %s\n",
+                strerror(-ret));
+        return ret;
+    }
+    c->res->corruptions -= c->sn_corruptions;
+    c->res->corruptions_fixed += c->sn_corruptions;
+    return 0;
+}
+
+/* The check reads tables from the file: what the caches hold (an
+ * earlier repair's refcounts, a writer's tables) goes there first. */
+static int coroutine_fn write_back_caches(CheckState *c)
+{
+    int ret;
+
+    if (!(c->bs->open_flags & BDRV_O_RDWR)) {
+        return 0;
+    }
+    ret = qcow2_cache_write(c->bs, &c->s->l2_cache);
+    if (ret == 0) {
+        ret = qcow2_cache_write(c->bs, &c->s->refcount_cache);
+    }
+    if (ret < 0) {
+        c->res->check_errors++;
+    }
+    return ret;
+}
+
+/* The snapshot table, steps 1-3, and with -r all the snapshot table
+ * rewritten: the reference's order (its output depends on it). */
+static int coroutine_fn check_run(CheckState *c)
 {
     uint64_t highest;
-    int ret = check_init(c);
+    int ret = write_back_caches(c);
+
+    if (ret == 0) {
+        ret = check_init(c);
+    }
 
     if (ret == 0) {
         ret = read_snapshots(c);
     }
     if (ret == 0) {
-        ret = count_references(c);
+        ret = qcow2_check_count_references(c);
     }
-    if (ret < 0) {
-        return ret;
+    if (ret == 0) {
+        ret = compare_and_fix(c, &highest);
     }
-    compare_refcounts(c, &highest);
-    ret = check_oflag_copied(c);
+    if (ret == 0) {
+        ret = check_oflag_copied(c);
+    }
     if (ret < 0) {
         return ret;
     }
     c->res->image_end_offset = (highest + 1) * c->s->cluster_size;
-    return 0;
+    return fix_snapshot_table(c);
 }
 
+int coroutine_fn qcow2_check_repair(BlockDriverState *bs,
+                                    BlockCheckResult *res, int fix)
+{
+    CheckState c = { .bs = bs, .s = bs->opaque, .res = res, .fix = fix };
+    int ret = check_run(&c);
+
+    check_free(&c);
+    if (ret == 0 && fix && !res->check_errors && !res->corruptions) {
+        ret = qcow2_repair_mark_consistent(bs);
+    }
+    return ret;
+}
+
+/* check ops: a node broken by an earlier corruption has no driver for
+ * the reference, and so no check. */
 static int coroutine_fn qcow2_co_check(BlockDriverState *bs,
                                        BlockCheckResult *res, int fix)
 {
     BDRVQcow2State *s = bs->opaque;
-    CheckState c = { .bs = bs, .s = s, .res = res };
     int ret;
 
-    if (fix) {
-        return -ENOTSUP;
+    if (s->broken) {
+        return -ENOMEDIUM;      /* marked corrupt by an earlier repair */
     }
     co_mutex_lock(&s->lock);
-    ret = check_locked(&c);
+    ret = qcow2_check_repair(bs, res, fix);
     co_mutex_unlock(&s->lock);
-    check_free(&c);
     return ret;
 }
 

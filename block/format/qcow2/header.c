@@ -307,8 +307,10 @@ static int check_features(BlockDriverState *bs, Error **errp)
         error_setg(errp, "Unsupported qcow2 feature(s): %s", list);
         return -ENOTSUP;
     }
+    /* a corrupt image may be written only by its repair (check -r) */
     if ((h->incompatible_features & QCOW2_INCOMPAT_CORRUPT) &&
-        (bs->open_flags & BDRV_O_RDWR)) {
+        (bs->open_flags & BDRV_O_RDWR) &&
+        !(bs->open_flags & BDRV_O_CHECK)) {
         error_setg(errp, "qcow2: Image is corrupt; cannot be opened "
                    "read/write");
         return -EACCES;
@@ -689,7 +691,9 @@ int coroutine_fn qcow2_mark_clean(BlockDriverState *bs)
 }
 
 /* Metadata corruption seen at runtime: mark the image corrupt (once) so
- * the reference refuses to open it read/write, as it would. */
+ * the reference refuses to open it read/write, as it would.  A writable
+ * node is unusable afterwards (s->broken: every request fails with
+ * ENOMEDIUM, nothing more is written back), as the reference's is. */
 void qcow2_signal_corruption(BlockDriverState *bs, const char *fmt, ...)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -715,6 +719,7 @@ void qcow2_signal_corruption(BlockDriverState *bs, const char *fmt, ...)
     if (co_in_coroutine()) {
         qcow2_write_incompat(bs, s->h.incompatible_features);
     }
+    s->broken = true;
 }
 
 typedef struct ChangeBacking {

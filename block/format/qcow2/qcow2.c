@@ -518,6 +518,29 @@ static int coroutine_fn open_tables(BlockDriverState *bs, QDict *opts,
     return ret;
 }
 
+/* A dirty image (lazy refcounts, writer killed) opened read-write is
+ * checked and repaired first, as the reference does; check -r itself
+ * (BDRV_O_CHECK) repairs later, meanwhile allocating past the end. */
+static int coroutine_fn open_dirty(BlockDriverState *bs, int64_t flen,
+                                   int flags, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    BlockCheckResult res = { 0 };
+    int ret;
+
+    if (flags & BDRV_O_CHECK) {
+        s->refcounts_stale = true;
+        s->free_cluster_index = DIV_ROUND_UP((uint64_t)flen, s->cluster_size);
+        return 0;
+    }
+    ret = qcow2_check_repair(bs, &res, BDRV_FIX_ERRORS | BDRV_FIX_LEAKS);
+    if (ret < 0 || res.check_errors) {
+        ret = ret < 0 ? ret : -EIO;
+        error_setg_errno(errp, -ret, "Could not repair dirty image");
+    }
+    return ret;
+}
+
 /* Open step 4: state for writing (dirty images, autoclear bits). */
 static int coroutine_fn open_for_writes(BlockDriverState *bs, int64_t flen,
                                         int flags, Error **errp)
@@ -527,8 +550,10 @@ static int coroutine_fn open_for_writes(BlockDriverState *bs, int64_t flen,
 
     if ((flags & BDRV_O_RDWR) &&
         (s->h.incompatible_features & QCOW2_INCOMPAT_DIRTY)) {
-        s->refcounts_stale = true;
-        s->free_cluster_index = DIV_ROUND_UP((uint64_t)flen, s->cluster_size);
+        ret = open_dirty(bs, flen, flags, errp);
+        if (ret < 0) {
+            return ret;
+        }
     }
     ret = clear_autoclear(bs);
     if (ret < 0) {
@@ -671,7 +696,7 @@ static void coroutine_fn close_entry(void *opaque)
     BDRVQcow2State *s = bs->opaque;
     int ret;
 
-    if (!(bs->open_flags & BDRV_O_RDWR) || !s->data_file) {
+    if (!(bs->open_flags & BDRV_O_RDWR) || !s->data_file || s->broken) {
         return;
     }
     store_bitmaps(bs);
@@ -976,15 +1001,94 @@ static const BlockDriverReopenOps qcow2_reopen_ops = {
     .abort = qcow2_reopen_abort,
 };
 
+/* ---- a node marked corrupt while writable (s->broken) takes no more
+ * requests, as the reference's node without a driver: ENOMEDIUM, and
+ * flushes succeed with nothing to write ---- */
+
+static bool broken(BlockDriverState *bs)
+{
+    return ((BDRVQcow2State *)bs->opaque)->broken;
+}
+
+static int coroutine_fn io_preadv(BlockDriverState *bs, int64_t offset,
+                                  int64_t bytes, IOVector *qiov,
+                                  BdrvRequestFlags flags)
+{
+    return broken(bs) ? -ENOMEDIUM
+                      : qcow2_co_preadv(bs, offset, bytes, qiov, flags);
+}
+
+static int coroutine_fn io_pwritev(BlockDriverState *bs, int64_t offset,
+                                   int64_t bytes, IOVector *qiov,
+                                   BdrvRequestFlags flags)
+{
+    return broken(bs) ? -ENOMEDIUM
+                      : qcow2_co_pwritev(bs, offset, bytes, qiov, flags);
+}
+
+static int coroutine_fn io_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
+                                         int64_t bytes, BdrvRequestFlags flags)
+{
+    return broken(bs) ? -ENOMEDIUM
+                      : qcow2_co_pwrite_zeroes(bs, offset, bytes, flags);
+}
+
+static int coroutine_fn io_pdiscard(BlockDriverState *bs, int64_t offset,
+                                    int64_t bytes)
+{
+    return broken(bs) ? -ENOMEDIUM : qcow2_co_pdiscard(bs, offset, bytes);
+}
+
+static int coroutine_fn io_flush_to_os(BlockDriverState *bs)
+{
+    return broken(bs) ? 0 : qcow2_co_flush_to_os(bs);
+}
+
+static int coroutine_fn io_block_status(BlockDriverState *bs, bool want_zero,
+                                        int64_t offset, int64_t bytes,
+                                        int64_t *pnum, int64_t *map,
+                                        BlockDriverState **file)
+{
+    if (broken(bs)) {
+        return -ENOMEDIUM;
+    }
+    return qcow2_co_block_status(bs, want_zero, offset, bytes, pnum, map,
+                                 file);
+}
+
+static int coroutine_fn io_copy_range_from(BlockDriverState *bs,
+                                           BdrvChild *src, int64_t offset,
+                                           BdrvChild *dst, int64_t dst_offset,
+                                           int64_t bytes, BdrvRequestFlags rf,
+                                           BdrvRequestFlags wf)
+{
+    if (broken(bs)) {
+        return -ENOMEDIUM;
+    }
+    return qcow2_co_copy_range_from(bs, src, offset, dst, dst_offset, bytes,
+                                    rf, wf);
+}
+
+static int coroutine_fn io_truncate(BlockDriverState *bs, int64_t offset,
+                                    bool exact, PreallocMode prealloc,
+                                    BdrvRequestFlags flags, Error **errp)
+{
+    if (broken(bs)) {
+        error_setg_errno(errp, ENOMEDIUM, "Failed to resize qcow2 image");
+        return -ENOMEDIUM;
+    }
+    return qcow2_co_truncate(bs, offset, exact, prealloc, flags, errp);
+}
+
 static const BlockDriverIO qcow2_io = {
-    .co_preadv = qcow2_co_preadv,
-    .co_pwritev = qcow2_co_pwritev,
-    .co_pwrite_zeroes = qcow2_co_pwrite_zeroes,
-    .co_pdiscard = qcow2_co_pdiscard,
-    .co_flush_to_os = qcow2_co_flush_to_os,
-    .co_block_status = qcow2_co_block_status,
-    .co_copy_range_from = qcow2_co_copy_range_from,
-    .co_truncate = qcow2_co_truncate,
+    .co_preadv = io_preadv,
+    .co_pwritev = io_pwritev,
+    .co_pwrite_zeroes = io_pwrite_zeroes,
+    .co_pdiscard = io_pdiscard,
+    .co_flush_to_os = io_flush_to_os,
+    .co_block_status = io_block_status,
+    .co_copy_range_from = io_copy_range_from,
+    .co_truncate = io_truncate,
     .co_getlength = qcow2_co_getlength,
     .co_get_allocated_file_size = qcow2_co_get_allocated_file_size,
 };

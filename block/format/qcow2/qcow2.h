@@ -13,9 +13,10 @@
  *   bitmap.c         persistent bitmap directory (for info)
  *   snapshot.c       internal snapshots: table, create/goto/delete, vmstate
  *   compress.c       (de)compression of compressed clusters (compress.h)
- *   check.c          consistency check (strata-img check)
+ *   check.c          consistency check (strata-img check); check.h
  *   amend.c          option amendment (strata-img amend)
  *   refwidth.c       refcount width changes (amend refcount_bits)
+ *   repair.c         check -r repairs, dirty-image repair at open
  *
  * Locking: s->lock (CoMutex) protects all metadata (caches, L1, refcount
  * table, free-cluster hints).  Reads take it only for the lookup;
@@ -238,10 +239,14 @@ typedef struct BDRVQcow2State {
     bool use_lazy_refcounts;
     bool dirty_set;
     bool corrupt_reported;
+    /* Marked corrupt while writable: requests fail with -ENOMEDIUM and
+     * close writes nothing back (the reference drops the node's driver). */
+    bool broken;
     bool prealloc_checked, metadata_prealloc; /* block status RECURSE */
-    /* Opened dirty (lazy refcounts, not cleanly closed): refcounts may be
-     * too low.  We allocate only past the end of the file, ignore
-     * underflows (leaks at worst) and keep the dirty bit for a repair. */
+    /* Opened dirty (lazy refcounts, not cleanly closed) by check -r
+     * (other read-write opens repair first): refcounts may be too low
+     * until its repair.  We allocate only past the end of the file,
+     * ignore underflows (leaks at worst) and keep the dirty bit. */
     bool refcounts_stale;
     Qcow2CompressionType compression_type;
     uint64_t cache_clean_interval;
@@ -555,6 +560,10 @@ extern const BlockDriverAmendOps qcow2_amend_ops;
 int coroutine_fn qcow2_change_refcount_order(BlockDriverState *bs, int order,
                                              BlockAmendStatusCB *cb,
                                              void *cb_opaque, Error **errp);
+/* check.c: check, and repair what @fix (BdrvCheckMode) allows; for
+ * callers holding s->lock or opening (the dirty-image repair). */
+int coroutine_fn qcow2_check_repair(BlockDriverState *bs,
+                                    BlockCheckResult *res, int fix);
 int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
                                    bool exact, PreallocMode prealloc,
                                    BdrvRequestFlags flags, Error **errp);

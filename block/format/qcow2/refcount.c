@@ -10,6 +10,7 @@
  * Sections: entry access, lookup, refcount block creation, reftable
  * growth, update/alloc/free, compressed byte allocation, overlap checks.
  */
+#include <stdio.h>
 #include "qcow2.h"
 
 #define REFT_OFFSET_MASK 0xfffffffffffffe00ULL
@@ -174,6 +175,7 @@ static int coroutine_fn write_reftable_entry(BlockDriverState *bs,
 }
 
 static int coroutine_fn grow_reftable(BlockDriverState *bs, uint64_t min_ti);
+static int coroutine_fn ensure_refblock(BlockDriverState *bs, uint64_t ti);
 static int coroutine_fn change_refcounts(BlockDriverState *bs, uint64_t first,
                                          uint64_t n, int64_t addend);
 
@@ -191,6 +193,13 @@ static int coroutine_fn make_refblock(BlockDriverState *bs, uint64_t ti,
     bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC);
     if ((c >> s->refblock_bits) != ti) {
         ret = change_refcounts(bs, c, 1, 1);
+        if (ret == -EAGAIN) {
+            /* @c lies where no block counts yet (a hole in a damaged
+             * table): that block first, then the caller searches again
+             * (retrying as it was would never end) */
+            ret = ensure_refblock(bs, c >> s->refblock_bits);
+            ret = ret == 0 ? -EAGAIN : ret;
+        }
         if (ret < 0) {
             return ret;
         }
@@ -615,15 +624,20 @@ void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
 
         int ret = change_refcounts(bs, c, 1, -1);
 
+        if (ret == -EINVAL && s->refcounts_stale) {
+            continue;       /* stale refcounts: a leak, not corruption */
+        }
         if (ret < 0 && ret != -EINVAL) {
             return;         /* an I/O error: the clusters leak */
         }
         if (ret < 0) {
-            if (s->refcounts_stale) {
-                continue;   /* stale refcounts: a leak, not corruption */
+            /* an underflow is no corruption for the reference: reported,
+             * the part of the range already freed restored, a leak */
+            if (c > first) {
+                change_refcounts(bs, first, c - first, 1);
             }
-            qcow2_signal_corruption(bs, "Refcount underflow at cluster %#"
-                                    PRIx64, c << s->cluster_bits);
+            fprintf(stderr, "qcow2_free_clusters failed: %s\n",
+                    strerror(-ret));
             return;
         }
         qcow2_get_refcount(bs, c, &rc);
