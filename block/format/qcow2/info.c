@@ -347,10 +347,6 @@ static int check_truncate(BDRVQcow2State *s, uint64_t offset,
         error_setg(errp, "Can't resize a v2 image which has snapshots");
         return -ENOTSUP;
     }
-    if (s->h.nb_snapshots && offset < s->h.size) {
-        error_setg(errp, "Can't shrink an image which has snapshots");
-        return -ENOTSUP;
-    }
     if (offset < s->h.size && prealloc != PREALLOC_MODE_OFF) {
         error_setg(errp, "Preallocation can't be used for shrinking an "
                    "image");
