@@ -36,3 +36,48 @@ def test_shrink_with_snapshots(tmp_path, strata_img, ref_qemu_img,
     assert run([ref_qemu_img, 'compare', r, s]).rc == 0
     out = run([ref_qemu_io, '-c', 'read -P 2 8M 1M', s]).out
     assert 'failed' not in out and 'Pattern' not in out
+
+
+@pytest.mark.parametrize('cmds', [
+    # a new refcount block for the run's first cluster: the search starts
+    # again from that cluster, not past the new block
+    ['write 0 30208', 'write 100k 512'],
+    # a refcount block placed in a range with no block of its own: that
+    # range's block comes next to it, the table does not grow
+    ['write 0 1M'],
+    ['write 0 1M', 'write 2M 64k', 'write 3M 512'],
+    ['write 0 30208', 'write 100k 512', 'write 1M 200k'],
+])
+def test_refblock_placement_matches_reference(tmp_path, strata_io,
+                                              ref_qemu_img, ref_qemu_io,
+                                              cmds):
+    """512 B clusters with 64-bit refcounts (64 clusters per refcount
+    block): the same writes give a byte-identical file."""
+    r, s = str(tmp_path / 'r.qcow2'), str(tmp_path / 's.qcow2')
+    for p in (r, s):
+        assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
+                    'cluster_size=512,refcount_bits=64', p, '4M']).rc == 0
+    args = [a for c in cmds for a in ('-c', c)]
+    assert run([ref_qemu_io, *args, r]).rc == 0
+    assert run([strata_io, *args, s]).rc == 0
+    assert run([ref_qemu_img, 'check', s]).rc == 0
+    with open(r, 'rb') as f, open(s, 'rb') as g:
+        assert f.read() == g.read()
+
+
+def test_reftable_load_event_on_open(tmp_path, strata_io, ref_qemu_img,
+                                     ref_qemu_io):
+    """Open reads the refcount table under the reftable_load event: an
+    error injected there fails the open with the reference's message."""
+    img = str(tmp_path / 'e.qcow2')
+    conf = tmp_path / 'bd.conf'
+    conf.write_text('[inject-error]\nevent = "reftable_load"\n'
+                    'errno = "5"\n')
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', img,
+                '1M']).rc == 0
+    spec = f'blkdebug:{conf}:{img}'
+    rr = run([ref_qemu_io, '-c', 'read 0 512', spec])
+    ss = run([strata_io, '-c', 'read 0 512', spec])
+    assert rr.rc == 1 and 'refcount handling' in rr.err
+    assert (ss.rc, ss.out, ss.err.replace('strata-io', 'qemu-io')) == \
+        (rr.rc, rr.out, rr.err)
