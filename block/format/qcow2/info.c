@@ -251,7 +251,9 @@ int qcow2_measure(QDict *opts, BlockDriverState *in_bs,
 
 /* ---- truncate ---- */
 
-/* After a shrink: the file ends after the last used cluster. */
+/* After a shrink: the file ends after the last used cluster, exactly
+ * (grown to it when the last cluster was only partly written), as the
+ * reference leaves it. */
 static int coroutine_fn trim_file(BlockDriverState *bs, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -277,7 +279,8 @@ static int coroutine_fn trim_file(BlockDriverState *bs, Error **errp)
         }
     }
     co_mutex_unlock(&s->lock);
-    if (ret == 0 && (c << s->cluster_bits) < (uint64_t)flen) {
+    /* the cached length is rounded to sectors: always set it */
+    if (ret == 0) {
         ret = bdrv_co_truncate(bs->file, c << s->cluster_bits, false,
                                PREALLOC_MODE_OFF, 0, errp);
     }

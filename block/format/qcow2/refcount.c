@@ -80,9 +80,10 @@ int coroutine_fn qcow2_refcount_read_table(BlockDriverState *bs,
 
     s->refcount_table_size = bytes / 8;
     s->refcount_table = g_new0(uint64_t, s->refcount_table_size + 1);
+    bdrv_debug_event(bs->file, BLKDBG_REFTABLE_LOAD);
     ret = qcow2_read_table(bs, s->h.refcount_table_offset, bytes, buf);
     if (ret < 0) {
-        error_setg_errno(errp, -ret, "Could not read refcount table");
+        error_setg_errno(errp, -ret, "Could not initialize refcount handling");
         return ret;
     }
     for (uint32_t i = 0; i < s->refcount_table_size; i++) {
@@ -192,6 +193,12 @@ static int coroutine_fn make_refblock(BlockDriverState *bs, uint64_t ti,
 
     bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC);
     if ((c >> s->refblock_bits) != ti) {
+        /* described by another block, made first if missing (it takes
+         * the next free cluster, past @c), as the reference does */
+        ret = ensure_refblock(bs, c >> s->refblock_bits);
+        if (ret < 0 && ret != -EAGAIN) {
+            return ret;
+        }
         ret = change_refcounts(bs, c, 1, 1);
         if (ret == -EAGAIN) {
             /* @c lies where no block counts yet (a hole in a damaged
@@ -254,20 +261,7 @@ static int coroutine_fn ensure_refblock(BlockDriverState *bs, uint64_t ti)
         ret = grow_reftable(bs, c >> s->refblock_bits);
         return ret < 0 ? ret : -EAGAIN;
     }
-    if ((uint64_t)(c >> s->refblock_bits) != ti) {
-        /* the free cluster lies where no block counts yet either (a run
-         * longer than a block covers, tiny clusters): that place gets a
-         * block describing itself first, or every retry would fail the
-         * same way; the next try counts the new block there */
-        ret = refblock_offset(bs, c >> s->refblock_bits, &off);
-        if (ret == 0 && !off) {
-            ret = make_refblock(bs, c >> s->refblock_bits, c);
-            return ret < 0 ? ret : -EAGAIN;
-        }
-        if (ret < 0) {
-            return ret;
-        }
-    }
+    s->free_cluster_index = MAX(s->free_cluster_index, (uint64_t)c + 1);
     ret = make_refblock(bs, ti, c);
     return ret < 0 ? ret : -EAGAIN;
 }
@@ -554,12 +548,28 @@ int coroutine_fn qcow2_update_refcount(BlockDriverState *bs, uint64_t offset,
     return change_refcounts(bs, first, last - first + 1, addend);
 }
 
+/* Whether cluster @c, which had no refcount block, got one without the
+ * table growing: the reference then searches again from @c, while a
+ * block that could not be made yet (or a grown table) moves the search
+ * on, so that the retries always make progress. */
+static bool made_first_block(BlockDriverState *bs, uint64_t c,
+                             uint64_t old_table_size)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t block = 0;
+
+    if (s->refcount_table_size != old_table_size ||
+        (c >> s->refblock_bits) >= s->refcount_table_size) {
+        return false;
+    }
+    return refblock_offset(bs, c >> s->refblock_bits, &block) == 0 && block;
+}
+
 /* @size bytes of fresh clusters; returns the host offset.  As in the
  * reference, a refcount block the run needs is searched for after the
  * run (the free hint has moved past it), and the run is searched again
- * from its old start when its first cluster already had a block (the
- * reference's undo of the counts it had raised brings the hint back);
- * otherwise from past the new block. */
+ * from its old start once its first cluster has a block (made now or
+ * before); otherwise (the table grew) from past the new metadata. */
 int64_t coroutine_fn qcow2_alloc_clusters(BlockDriverState *bs, uint64_t size)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -575,13 +585,15 @@ int64_t coroutine_fn qcow2_alloc_clusters(BlockDriverState *bs, uint64_t size)
         if (c < 0) {
             return c;
         }
-        if ((uint64_t)c >> s->refblock_bits < s->refcount_table_size) {
+        uint64_t table_size = s->refcount_table_size;
+
+        if ((uint64_t)c >> s->refblock_bits < table_size) {
             refblock_offset(bs, (uint64_t)c >> s->refblock_bits, &block);
         }
         s->free_cluster_index = c + n;
         ret = qcow2_update_refcount(bs, (uint64_t)c << s->cluster_bits,
                                     n << s->cluster_bits, 1);
-        if (ret == -EAGAIN && block) {
+        if (ret == -EAGAIN && (block || made_first_block(bs, c, table_size))) {
             s->free_cluster_index = c;
         }
     } while (ret == -EAGAIN);
