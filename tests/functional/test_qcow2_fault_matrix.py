@@ -171,10 +171,6 @@ CONVERT_EVENTS = ['write_aio', 'write_compressed', 'l2_update',
 
 
 CONVERT_KNOWN = {
-    'l2_update_compressed': 'the compressed write path does not fire this '
-                            'event (the reference fails, ours succeeds)',
-    'cluster_alloc_bytes': 'the compressed write path does not fire this '
-                           'event (the reference fails, ours succeeds)',
     'flush_to_disk': 'a failed final flush fails our convert (exit 1); the '
                      'reference ignores it (exit 0)',
     'flush_to_os': 'a failed final flush fails our convert (exit 1); the '

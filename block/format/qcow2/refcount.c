@@ -712,6 +712,8 @@ int64_t coroutine_fn qcow2_alloc_bytes(BlockDriverState *bs, int size)
     uint64_t offset = s->free_byte_offset, rc, free_in;
     int ret;
 
+    bdrv_debug_event(bs->file, BLKDBG_CLUSTER_ALLOC_BYTES);
+
     if (offset) {
         ret = qcow2_get_refcount(bs, offset >> s->cluster_bits, &rc);
         if (ret < 0) {

@@ -813,6 +813,8 @@ static int coroutine_fn store_compressed(BlockDriverState *bs,
     ret = host < 0 ? host :
           qcow2_pre_write_overlap_check(bs, 0, host, len);
     if (ret == 0) {
+        /* the reference updates the L2 entry here, before the data */
+        bdrv_debug_event(bs->file, BLKDBG_L2_UPDATE_COMPRESSED);
         bdrv_debug_event(bs->file, BLKDBG_WRITE_COMPRESSED);
         ret = q_pwrite(bs->file, host, len, buf);
     }
