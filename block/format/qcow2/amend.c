@@ -317,8 +317,8 @@ static int header_failed(int ret, Error **errp)
     return ret;
 }
 
-/* v2 -> v3: only the header changes (snapshot entries written by QEMU
- * already carry the v3 extra data). */
+/* v2 -> v3: snapshot entries without the extra data v3 requires are
+ * written again first (the reference's order), then the header. */
 static int coroutine_fn upgrade(BlockDriverState *bs, AmendProgress *pr,
                                 Error **errp)
 {
@@ -329,8 +329,9 @@ static int coroutine_fn upgrade(BlockDriverState *bs, AmendProgress *pr,
     amend_status(bs, pr, 0, 2);
     ret = read_snap_facts(bs, &f);
     if (ret == 0 && f.short_extra) {
-        /* v3 needs the extra fields; rewriting the table is not here yet */
-        ret = -ENOTSUP;
+        co_mutex_lock(&s->lock);
+        ret = qcow2_rewrite_snapshot_table(bs);
+        co_mutex_unlock(&s->lock);
     }
     if (ret < 0) {
         error_setg_errno(errp, -ret, "Failed to update the snapshot table");
