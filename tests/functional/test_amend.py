@@ -19,6 +19,7 @@ import os
 import random
 import shutil
 import signal
+import struct
 import subprocess
 import time
 
@@ -469,3 +470,51 @@ def test_hostile(our_qemu_img, ref_tools, work):
                 cwd=work, timeout=30)
         assert r.rc in (0, 1), r
         assert 'Sanitizer' not in r.err and 'runtime error' not in r.err, r
+
+
+def strip_snapshot_extra(path):
+    """Rewrite the snapshot table in place with no extra data in any
+    entry (what old writers of v2 images left)."""
+    with open(path, 'r+b') as f:
+        f.seek(60)
+        nb, off = struct.unpack('>IQ', f.read(12))
+        f.seek(off)
+        data = f.read(65536)
+        out, p = b'', 0
+        for _ in range(nb):
+            h = bytearray(data[p:p + 40])
+            idl, nl = struct.unpack('>HH', h[12:16])
+            ex = struct.unpack('>I', h[36:40])[0]
+            h[36:40] = bytes(4)
+            e = bytes(h) + data[p + 40 + ex:p + 40 + ex + idl + nl]
+            out += e + bytes(-len(e) % 8)
+            p += 40 + ex + idl + nl
+            p += -p % 8
+        f.seek(off)
+        f.write(out + bytes(len(data) - len(out)))
+
+
+def test_upgrade_v2_snapshots_without_extra(tmp_path, ref_qemu_img,
+                                            ref_qemu_io, our_qemu_img):
+    """compat=1.1 on a v2 image whose snapshot entries lack the extra
+    data: the table is rewritten with it, as the reference does; the
+    two results are byte-identical."""
+    src = str(tmp_path / 'v2.qcow2')
+    run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o', 'compat=0.10',
+         src, '1M'])
+    for pat, name in ((3, 'a'), (4, 'bb')):
+        assert run([ref_qemu_io, '-c', f'write -P {pat} 0 64k', src]).rc == 0
+        assert run([ref_qemu_img, 'snapshot', '-c', name, src]).rc == 0
+    strip_snapshot_extra(src)
+    assert run([ref_qemu_img, 'check', src]).rc == 0
+    res = []
+    for tool, name in ((ref_qemu_img, 'r'), (our_qemu_img, 's')):
+        p = str(tmp_path / f'{name}.qcow2')
+        shutil.copy(src, p)
+        res.append((p, run([tool, 'amend', '-o', 'compat=1.1', p])))
+    (rp, a), (sp, b) = res
+    assert a.rc == 0
+    assert (b.rc, b.out, b.err) == (a.rc, a.out, a.err)
+    assert run([ref_qemu_img, 'check', sp]).rc == 0
+    with open(rp, 'rb') as f1, open(sp, 'rb') as f2:
+        assert f1.read() == f2.read()

@@ -308,19 +308,6 @@ static int coroutine_fn read_snap_facts(BlockDriverState *bs, SnapFacts *f)
     return ret;
 }
 
-/* Refcounts left stale by lazy refcounts (opened dirty, not repaired)
- * cannot be trusted for what amend rebuilds from them. */
-static int refuse_stale(BDRVQcow2State *s, const char *what, Error **errp)
-{
-    if (!s->refcounts_stale) {
-        return 0;
-    }
-    error_setg(errp, "%s: the image was not closed cleanly and its "
-               "refcounts are stale; repair it with 'check -r all' first",
-               what);
-    return -ENOTSUP;
-}
-
 /* ---- upgrade to v3 ---- */
 
 /* A header update failed: the reference's message. */
@@ -330,8 +317,8 @@ static int header_failed(int ret, Error **errp)
     return ret;
 }
 
-/* v2 -> v3: only the header changes (snapshot entries written by QEMU
- * already carry the v3 extra data). */
+/* v2 -> v3: snapshot entries without the extra data v3 requires are
+ * written again first (the reference's order), then the header. */
 static int coroutine_fn upgrade(BlockDriverState *bs, AmendProgress *pr,
                                 Error **errp)
 {
@@ -342,8 +329,9 @@ static int coroutine_fn upgrade(BlockDriverState *bs, AmendProgress *pr,
     amend_status(bs, pr, 0, 2);
     ret = read_snap_facts(bs, &f);
     if (ret == 0 && f.short_extra) {
-        /* v3 needs the extra fields; rewriting the table is not here yet */
-        ret = -ENOTSUP;
+        co_mutex_lock(&s->lock);
+        ret = qcow2_rewrite_snapshot_table(bs);
+        co_mutex_unlock(&s->lock);
     }
     if (ret < 0) {
         error_setg_errno(errp, -ret, "Failed to update the snapshot table");
@@ -698,10 +686,6 @@ static int coroutine_fn downgrade_features(BlockDriverState *bs,
     int ret;
 
     if (s->h.incompatible_features & QCOW2_INCOMPAT_DIRTY) {
-        ret = refuse_stale(s, "Failed to make the image clean", errp);
-        if (ret < 0) {
-            return ret;
-        }
         ret = qcow2_mark_clean(bs);
         if (ret < 0) {
             error_setg_errno(errp, -ret, "Failed to make the image clean");
@@ -836,10 +820,6 @@ static int coroutine_fn apply_lazy(BlockDriverState *bs, const AmendPlan *p,
         return -EINVAL;
     }
     if (!p->lazy) {
-        ret = refuse_stale(s, "Failed to make the image clean", errp);
-        if (ret < 0) {
-            return ret;
-        }
         ret = qcow2_mark_clean(bs);
         if (ret < 0) {
             error_setg_errno(errp, -ret, "Failed to make the image clean");
@@ -879,10 +859,6 @@ static int coroutine_fn apply_refcount_bits(BlockDriverState *bs,
                    "compatibility level 1.1 or above (use compat=1.1 or "
                    "greater)");
         return -EINVAL;
-    }
-    ret = refuse_stale(s, "Cannot change the refcount width", errp);
-    if (ret < 0) {
-        return ret;
     }
     pr->current = AMEND_OP_REFCOUNT;
     co_mutex_lock(&s->lock);

@@ -786,6 +786,28 @@ static int snapshot_table_too_big(CheckState *c, uint32_t i, uint32_t nb)
     return 0;
 }
 
+/* The table as check read it becomes the one the overlap checks guard,
+ * as the reference's check re-reads it (open skipped it in check mode):
+ * a repair write into a table parsed past a bad entry is refused. */
+static void publish_snapshot_table(CheckState *c)
+{
+    BDRVQcow2State *s = c->s;
+
+    s->snapshots_size = c->snapshots_size;
+    if (!s->inactive_l1) {
+        s->inactive_l1 = g_array_new(false, false, sizeof(Qcow2InactiveL1));
+    }
+    g_array_set_size(s->inactive_l1, 0);
+    for (guint i = 0; i < c->snapshots->len; i++) {
+        Snapshot *sn = &g_array_index(c->snapshots, Snapshot, i);
+        /* 32-bit byte count, wrapping as the open-time list does */
+        uint32_t bytes = sn->l1_size * 8u;
+        Qcow2InactiveL1 l1 = { sn->l1_offset, bytes / 8 };
+
+        g_array_append_val(s->inactive_l1, l1);
+    }
+}
+
 /* Every entry of the table; *nb may shrink (repair). */
 static int coroutine_fn read_snapshot_entries(CheckState *c, uint32_t *nb)
 {
@@ -880,6 +902,7 @@ static int coroutine_fn read_snapshots(CheckState *c)
     if (ret < 0) {
         return ret;
     }
+    publish_snapshot_table(c);
     c->res->corruptions += c->sn_dropped;
     c->sn_corruptions += c->sn_dropped;
     if (c->sn_reduced) {

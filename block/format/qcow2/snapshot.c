@@ -697,8 +697,8 @@ static int coroutine_fn qcow2_sn_create_locked(BlockDriverState *bs,
     int64_t off;
     int ret;
 
-    if (s->data_file != bs->file || s->refcounts_stale) {
-        return -ENOTSUP;    /* stale counts (dirty, lazy): not repaired */
+    if (s->data_file != bs->file) {
+        return -ENOTSUP;
     }
     if (s->nb_snapshots >= QCOW2_MAX_SNAPSHOTS) {
         return -EFBIG;
@@ -773,11 +773,6 @@ static int coroutine_fn qcow2_sn_delete_locked(BlockDriverState *bs,
     if (idx < 0) {
         error_setg(errp, "Can't find the snapshot");
         return -ENOENT;
-    }
-    if (s->refcounts_stale) {
-        error_setg(errp, "Refcounts of the image are not up to date "
-                   "(lazy refcounts): repair it with qemu-img check -r all");
-        return -ENOTSUP;
     }
     sn = s->snapshots[idx];
     ret = sn_check_l1(bs, &sn, errp);
@@ -914,9 +909,6 @@ static int coroutine_fn qcow2_sn_goto(BlockDriverState *bs,
 
     if (idx < 0) {
         return -ENOENT;
-    }
-    if (s->refcounts_stale) {
-        return -ENOTSUP;    /* stale counts (dirty, lazy): not repaired */
     }
     sn = s->snapshots[idx];
     ret = sn_check_l1(bs, &sn, &err);
