@@ -178,6 +178,32 @@ def raw_under_qcow2(d, img, io):
         'top.qcow2', '3M')
 
 
+def ref_qio(ref_io, path, *cmds, fmt=None):
+    """The reference qemu-io runs @cmds on @path; none may fail."""
+    argv = [ref_io] + (['-f', fmt] if fmt else [])
+    r = run(argv + io_args(cmds) + [path])
+    assert r.rc == 0 and 'failed' not in r.out, r
+
+
+def ref_create(ref_img, path, size, fmt='qcow2', backing=None, bfmt=None,
+               opts=None):
+    """The reference qemu-img creates @path, over @backing when given."""
+    argv = [ref_img, 'create', '-q', '-f', fmt]
+    if backing is not None:
+        argv += ['-b', backing, '-F', bfmt]
+    if opts:
+        argv += ['-o', opts]
+    assert run(argv + [path, str(size)]).rc == 0
+
+
+def twin_dirs(tmp_path):
+    """Two fresh directories, r and s: one for each tool's copy."""
+    r, s = tmp_path / 'r', tmp_path / 's'
+    r.mkdir()
+    s.mkdir()
+    return str(r), str(s)
+
+
 def lock_bytes(path):
     """The (type, start, end) OFD locks held on @path's inode, sorted, from
     /proc/locks."""
