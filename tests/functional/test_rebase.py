@@ -61,6 +61,18 @@ def check_clean(ref_img, path):
     assert r.rc == 0, r
 
 
+def rebase_keeps_view(tmp_path, rd, sd, ref_img, strata_img, args):
+    """Both tools rebase their top.qcow2 with @args alike; ours stays
+    clean and reads as the reference's did before.  Returns our path."""
+    before = str(tmp_path / 'before.raw')
+    view(ref_img, os.path.join(rd, 'top.qcow2'), before)
+    both(rd, sd, ref_img, strata_img, args)
+    s = os.path.join(sd, 'top.qcow2')
+    check_clean(ref_img, s)
+    assert same_view(ref_img, before, s)
+    return s
+
+
 @pytest.mark.parametrize('old_opts,new_opts,top_opts,new_fmt,size', [
     (None, None, 'cluster_size=2M', 'qcow2', 8 * MiB),
     ('cluster_size=4096', None, 'cluster_size=1M', 'raw', 8 * MiB),
@@ -147,13 +159,8 @@ def test_rebase_onto_chain_member(tmp_path, strata_img, ref_qemu_img,
         ref_create(ref_qemu_img, os.path.join(d, 'top.qcow2'), 4 * MiB, 'qcow2',
                    'sub/mid.qcow2', 'qcow2')
         ref_qio(ref_qemu_io, os.path.join(d, 'top.qcow2'), 'write -P 3 0 64k')
-    view(ref_qemu_img, os.path.join(rd, 'top.qcow2'),
-         str(tmp_path / 'before.raw'))
-    both(rd, sd, ref_qemu_img, strata_img,
-         ['-b', 'sub/base.qcow2', '-F', 'qcow2'])
-    s = os.path.join(sd, 'top.qcow2')
-    check_clean(ref_qemu_img, s)
-    assert same_view(ref_qemu_img, str(tmp_path / 'before.raw'), s)
+    s = rebase_keeps_view(tmp_path, rd, sd, ref_qemu_img, strata_img,
+                          ['-b', 'sub/base.qcow2', '-F', 'qcow2'])
     assert allocated(ref_qemu_img, s) == \
         allocated(ref_qemu_img, os.path.join(rd, 'top.qcow2'))
 
@@ -162,13 +169,8 @@ def test_rebase_compressed(tmp_path, strata_img, ref_qemu_img, ref_qemu_io):
     rd, sd = twin_dirs(tmp_path)
     for d in (rd, sd):
         layout(d, ref_qemu_img, ref_qemu_io)
-    view(ref_qemu_img, os.path.join(rd, 'top.qcow2'),
-         str(tmp_path / 'before.raw'))
-    both(rd, sd, ref_qemu_img, strata_img,
-         ['-c', '-b', 'new.qcow2', '-F', 'qcow2'])
-    s = os.path.join(sd, 'top.qcow2')
-    check_clean(ref_qemu_img, s)
-    assert same_view(ref_qemu_img, str(tmp_path / 'before.raw'), s)
+    s = rebase_keeps_view(tmp_path, rd, sd, ref_qemu_img, strata_img,
+                          ['-c', '-b', 'new.qcow2', '-F', 'qcow2'])
     out = json.loads(run([ref_qemu_img, 'map', '--output=json', s]).out)
     assert any(e['compressed'] for e in out)
 
