@@ -999,42 +999,33 @@ static uint64_t vm_state_offset(BDRVQcow2State *s)
            << (s->cluster_bits + s->l2_bits);
 }
 
-/* Save and load check the same bound: the whole range must stay below
- * INT64_MAX once moved past the disk's L1 reach; sets @where on success. */
-static int vm_state_where(BDRVQcow2State *s, IOVector *qiov, int64_t pos,
-                          uint64_t *where)
+/* Save and load differ only in direction: both check that the whole
+ * range stays below INT64_MAX once moved past the disk's L1 reach. */
+static int coroutine_fn vm_state_io(BlockDriverState *bs, IOVector *qiov,
+                                    int64_t pos, bool write)
 {
-    uint64_t off = vm_state_offset(s);
+    uint64_t off = vm_state_offset(bs->opaque);
 
     if ((uint64_t)pos > INT64_MAX - off - qiov->size) {
         return -EINVAL;
     }
-    *where = off + pos;
-    return 0;
+    if (!qiov->size) {
+        return 0;
+    }
+    return write ? qcow2_co_pwritev(bs, off + pos, qiov->size, qiov, 0)
+                 : qcow2_co_preadv(bs, off + pos, qiov->size, qiov, 0);
 }
 
 static int coroutine_fn qcow2_save_vmstate(BlockDriverState *bs,
                                            IOVector *qiov, int64_t pos)
 {
-    uint64_t where;
-    int ret = vm_state_where(bs->opaque, qiov, pos, &where);
-
-    if (ret < 0 || !qiov->size) {
-        return ret;
-    }
-    return qcow2_co_pwritev(bs, where, qiov->size, qiov, 0);
+    return vm_state_io(bs, qiov, pos, true);
 }
 
 static int coroutine_fn qcow2_load_vmstate(BlockDriverState *bs,
                                            IOVector *qiov, int64_t pos)
 {
-    uint64_t where;
-    int ret = vm_state_where(bs->opaque, qiov, pos, &where);
-
-    if (ret < 0 || !qiov->size) {
-        return ret;
-    }
-    return qcow2_co_preadv(bs, where, qiov->size, qiov, 0);
+    return vm_state_io(bs, qiov, pos, false);
 }
 
 const BlockDriverSnapshotOps qcow2_snapshot_ops = {
