@@ -145,6 +145,65 @@ def io_args(cmds):
     return argv
 
 
+def ref_run(tool, cwd, *args):
+    """@tool (a reference binary) run in @cwd; it must succeed."""
+    r = run([tool] + list(args), cwd=str(cwd))
+    assert r.rc == 0, r
+    return r
+
+
+def ref_tools(ref_qemu_img, ref_qemu_io, d):
+    """img(*args) and io(path, *cmds): the reference qemu-img and qemu-io
+    run in @d, each required to succeed."""
+    def img(*args):
+        return ref_run(ref_qemu_img, d, *args)
+
+    def io(path, *cmds):
+        return ref_run(ref_qemu_io, d, *io_args(cmds), path)
+    return img, io
+
+
+def raw_under_qcow2(d, img, io):
+    """In @d: base.raw (1M) <- d/mid.qcow2 (2M) <- an empty top.qcow2
+    (3M), made by the reference: the bottom of the chains that the chain
+    reading and convert-onto-backing tests share."""
+    os.mkdir(os.path.join(d, 'd'))
+    img('create', '-q', '-f', 'raw', 'base.raw', '1M')
+    io('base.raw', 'write -P 1 0 256k', 'write -z 512k 64k')
+    img('create', '-q', '-f', 'qcow2', '-b', '../base.raw', '-F', 'raw',
+        'd/mid.qcow2', '2M')
+    io('d/mid.qcow2', 'write -P 2 64k 64k', 'write -z 128k 64k',
+       'write -P 3 1536k 64k', 'write -z 1600k 64k')
+    img('create', '-q', '-f', 'qcow2', '-b', 'd/mid.qcow2', '-F', 'qcow2',
+        'top.qcow2', '3M')
+
+
+def ref_qio(ref_io, path, *cmds, fmt=None):
+    """The reference qemu-io runs @cmds on @path; none may fail."""
+    argv = [ref_io] + (['-f', fmt] if fmt else [])
+    r = run(argv + io_args(cmds) + [path])
+    assert r.rc == 0 and 'failed' not in r.out, r
+
+
+def ref_create(ref_img, path, size, fmt='qcow2', backing=None, bfmt=None,
+               opts=None):
+    """The reference qemu-img creates @path, over @backing when given."""
+    argv = [ref_img, 'create', '-q', '-f', fmt]
+    if backing is not None:
+        argv += ['-b', backing, '-F', bfmt]
+    if opts:
+        argv += ['-o', opts]
+    assert run(argv + [path, str(size)]).rc == 0
+
+
+def twin_dirs(tmp_path):
+    """Two fresh directories, r and s: one for each tool's copy."""
+    r, s = tmp_path / 'r', tmp_path / 's'
+    r.mkdir()
+    s.mkdir()
+    return str(r), str(s)
+
+
 def lock_bytes(path):
     """The (type, start, end) OFD locks held on @path's inode, sorted, from
     /proc/locks."""

@@ -17,6 +17,19 @@ TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 BUILD = os.environ.get('STRATA_BUILD', os.path.join(TOP, 'build'))
 REF_BIN = os.environ.get('STRATA_REF_BIN', '/opt/qemu-ref/usr/bin')
 
+STRATA = os.path.join(BUILD, 'tools', 'img', 'strata-img')
+QEMU = os.path.join(REF_BIN, 'qemu-img')
+TOOLS = {'strata-img': STRATA, 'qemu-img 10.0': QEMU}   # ours, reference
+
+
+def run(argv, check=True):
+    """Run @argv (not timed); with @check, leave on failure, showing its
+    output."""
+    p = subprocess.run(argv, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        sys.exit(f'failed: {" ".join(argv)}\n{p.stdout}{p.stderr}')
+    return p
+
 
 def run_timed(argv, env=None):
     """Run @argv; return (stdout, seconds, peak RSS KiB of the child)."""

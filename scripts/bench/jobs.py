@@ -30,21 +30,11 @@ import subprocess
 import sys
 import time
 
-from common import BUILD, REF_BIN
+from common import QEMU, REF_BIN, TOOLS, run
 
 MiB = 1 << 20
 GiB = 1 << 30
-STRATA = os.path.join(BUILD, 'tools', 'img', 'strata-img')
-QEMU = os.path.join(REF_BIN, 'qemu-img')
 QEMU_IO = os.path.join(REF_BIN, 'qemu-io')
-TOOLS = {'strata-img': STRATA, 'qemu-img 10.0': QEMU}
-
-
-def run(argv, check=True):
-    p = subprocess.run(argv, capture_output=True, text=True)
-    if check and p.returncode != 0:
-        sys.exit(f'failed: {" ".join(argv)}\n{p.stdout}{p.stderr}')
-    return p
 
 
 def timed(argv, cwd):

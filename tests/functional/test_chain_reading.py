@@ -9,13 +9,7 @@ import struct
 
 import pytest
 
-from conftest import run
-
-
-def ref_run(tool, cwd, *args):
-    r = run([tool] + list(args), cwd=str(cwd))
-    assert r.rc == 0, r
-    return r
+from conftest import raw_under_qcow2, ref_run, ref_tools, run
 
 
 @pytest.fixture(scope='module')
@@ -38,19 +32,9 @@ def chains(tmp_path_factory, ref_qemu_img, ref_qemu_io):
     backing); other.qcow2 (3M) -> flat.qcow2 with 0x09 at [300k, 304k).
     """
     d = tmp_path_factory.mktemp('chains')
-    img = lambda *a: ref_run(ref_qemu_img, d, *a)
-    io = lambda path, *cmds: ref_run(ref_qemu_io, d, *sum(
-        (['-c', c] for c in cmds), []), path)
-    os.mkdir(d / 'd')
+    img, io = ref_tools(ref_qemu_img, ref_qemu_io, d)
     os.mkdir(d / 'q')
-    img('create', '-q', '-f', 'raw', 'base.raw', '1M')
-    io('base.raw', 'write -P 1 0 256k', 'write -z 512k 64k')
-    img('create', '-q', '-f', 'qcow2', '-b', '../base.raw', '-F', 'raw',
-        'd/mid.qcow2', '2M')
-    io('d/mid.qcow2', 'write -P 2 64k 64k', 'write -z 128k 64k',
-       'write -P 3 1536k 64k', 'write -z 1600k 64k')
-    img('create', '-q', '-f', 'qcow2', '-b', 'd/mid.qcow2', '-F', 'qcow2',
-        'top.qcow2', '3M')
+    raw_under_qcow2(d, img, io)
     io('top.qcow2', 'write -P 4 192k 32k', 'write -z 2M 64k')
 
     img('create', '-q', '-f', 'qcow2', 'q/base.qcow2', '4M')

@@ -14,29 +14,9 @@ import time
 
 import pytest
 
-from conftest import run
+from conftest import ref_create, ref_qio, run, twin_dirs
 
 MiB = 1 << 20
-
-
-def qio(ref_qemu_io, path, *cmds, fmt=None):
-    argv = [ref_qemu_io]
-    if fmt:
-        argv += ['-f', fmt]
-    for c in cmds:
-        argv += ['-c', c]
-    r = run(argv + [path])
-    assert r.rc == 0 and 'failed' not in r.out, r
-
-
-def create(ref_img, path, size, fmt='qcow2', backing=None, bfmt=None,
-           opts=None):
-    argv = [ref_img, 'create', '-q', '-f', fmt]
-    if backing:
-        argv += ['-b', backing, '-F', bfmt]
-    if opts:
-        argv += ['-o', opts]
-    assert run(argv + [path, str(size)]).rc == 0
 
 
 def chain(d, ref_img, ref_io, base_fmt='qcow2', base_size=4 * MiB,
@@ -45,27 +25,20 @@ def chain(d, ref_img, ref_io, base_fmt='qcow2', base_size=4 * MiB,
     holes in the upper layers.  Returns the top's path."""
     ext = 'raw' if base_fmt == 'raw' else 'qcow2'
     base = os.path.join(d, 'base.' + ext)
-    create(ref_img, base, base_size, base_fmt)
-    qio(ref_io, base, f'write -P 0x11 0 {base_size}', fmt=base_fmt)
+    ref_create(ref_img, base, base_size, base_fmt)
+    ref_qio(ref_io, base, f'write -P 0x11 0 {base_size}', fmt=base_fmt)
     below, below_fmt = 'base.' + ext, base_fmt
     if mid:
-        create(ref_img, os.path.join(d, 'mid.qcow2'), base_size, 'qcow2',
-               below, below_fmt)
-        qio(ref_io, os.path.join(d, 'mid.qcow2'), 'write -P 0x22 512k 1M',
-            'write -z 3M 128k')
+        ref_create(ref_img, os.path.join(d, 'mid.qcow2'), base_size, 'qcow2',
+                   below, below_fmt)
+        ref_qio(ref_io, os.path.join(d, 'mid.qcow2'), 'write -P 0x22 512k 1M',
+                'write -z 3M 128k')
         below, below_fmt = 'mid.qcow2', 'qcow2'
     top = os.path.join(d, 'top.qcow2')
-    create(ref_img, top, top_size, 'qcow2', below, below_fmt)
-    qio(ref_io, top, 'write -P 0x33 0 64k', 'write -P 0x44 1M 1M',
-        'write -z 2560k 256k', f'write -P 0x55 {top_size - 64 * 1024} 64k')
+    ref_create(ref_img, top, top_size, 'qcow2', below, below_fmt)
+    ref_qio(ref_io, top, 'write -P 0x33 0 64k', 'write -P 0x44 1M 1M',
+            'write -z 2560k 256k', f'write -P 0x55 {top_size - 64 * 1024} 64k')
     return top
-
-
-def twin_dirs(tmp_path):
-    r, s = tmp_path / 'r', tmp_path / 's'
-    r.mkdir()
-    s.mkdir()
-    return str(r), str(s)
 
 
 def strip_offsets(map_json):
@@ -152,10 +125,10 @@ def test_commit_sparse_base_stays_sparse(tmp_path, strata_img, ref_qemu_img,
                                          ref_qemu_io):
     """Zeroes in the overlay are written as zeroes, not as data."""
     d = str(tmp_path)
-    create(ref_qemu_img, os.path.join(d, 'base.raw'), 64 * MiB, 'raw')
+    ref_create(ref_qemu_img, os.path.join(d, 'base.raw'), 64 * MiB, 'raw')
     top = os.path.join(d, 'top.qcow2')
-    create(ref_qemu_img, top, 64 * MiB, 'qcow2', 'base.raw', 'raw')
-    qio(ref_qemu_io, top, 'write -z 0 64M', 'write -P 1 0 64k')
+    ref_create(ref_qemu_img, top, 64 * MiB, 'qcow2', 'base.raw', 'raw')
+    ref_qio(ref_qemu_io, top, 'write -z 0 64M', 'write -P 1 0 64k')
     assert run([strata_img, 'commit', '-q', top]).rc == 0
     assert os.stat(os.path.join(d, 'base.raw')).st_blocks * 512 < 4 * MiB
 
@@ -174,11 +147,11 @@ def test_commit_output(tmp_path, strata_img, ref_qemu_img, ref_qemu_io,
     rd, sd = twin_dirs(tmp_path)
     for d in (rd, sd):
         if setup == 'nobacking':
-            create(ref_qemu_img, os.path.join(d, 'top.qcow2'), MiB)
+            ref_create(ref_qemu_img, os.path.join(d, 'top.qcow2'), MiB)
         elif setup == 'empty':
-            create(ref_qemu_img, os.path.join(d, 'b.qcow2'), MiB)
-            create(ref_qemu_img, os.path.join(d, 'top.qcow2'), MiB, 'qcow2',
-                   'b.qcow2', 'qcow2')
+            ref_create(ref_qemu_img, os.path.join(d, 'b.qcow2'), MiB)
+            ref_create(ref_qemu_img, os.path.join(d, 'top.qcow2'), MiB, 'qcow2',
+                       'b.qcow2', 'qcow2')
         else:
             chain(d, ref_qemu_img, ref_qemu_io)
     rr = run([ref_qemu_img, 'commit', *args, 'top.qcow2'], cwd=rd)
@@ -198,10 +171,10 @@ def test_commit_output(tmp_path, strata_img, ref_qemu_img, ref_qemu_io,
 def test_commit_rate_limit(tmp_path, strata_img, ref_qemu_img, ref_qemu_io):
     """-r paces the copy: 4 MiB at 4 MiB/s takes about a second."""
     d = str(tmp_path)
-    create(ref_qemu_img, os.path.join(d, 'base.qcow2'), 8 * MiB)
+    ref_create(ref_qemu_img, os.path.join(d, 'base.qcow2'), 8 * MiB)
     top = os.path.join(d, 'top.qcow2')
-    create(ref_qemu_img, top, 8 * MiB, 'qcow2', 'base.qcow2', 'qcow2')
-    qio(ref_qemu_io, top, 'write -P 7 0 4M')
+    ref_create(ref_qemu_img, top, 8 * MiB, 'qcow2', 'base.qcow2', 'qcow2')
+    ref_qio(ref_qemu_io, top, 'write -P 7 0 4M')
     t0 = time.monotonic()
     assert run([strata_img, 'commit', '-q', '-r', '4M', top]).rc == 0
     elapsed = time.monotonic() - t0
@@ -262,12 +235,12 @@ def test_commit_sigkill(tmp_path, strata_img, ref_qemu_img, ref_qemu_io):
     for i in range(4):
         d = str(tmp_path / str(i))
         os.mkdir(d)
-        create(ref_qemu_img, os.path.join(d, 'base.qcow2'), 16 * MiB)
-        qio(ref_qemu_io, os.path.join(d, 'base.qcow2'), 'write -P 1 0 16M')
+        ref_create(ref_qemu_img, os.path.join(d, 'base.qcow2'), 16 * MiB)
+        ref_qio(ref_qemu_io, os.path.join(d, 'base.qcow2'), 'write -P 1 0 16M')
         top = os.path.join(d, 'top.qcow2')
-        create(ref_qemu_img, top, 16 * MiB, 'qcow2', 'base.qcow2', 'qcow2')
-        qio(ref_qemu_io, top, 'write -P 2 0 6M', 'write -z 8M 2M',
-            'write -P 3 12M 1M')
+        ref_create(ref_qemu_img, top, 16 * MiB, 'qcow2', 'base.qcow2', 'qcow2')
+        ref_qio(ref_qemu_io, top, 'write -P 2 0 6M', 'write -z 8M 2M',
+                'write -P 3 12M 1M')
         snapshot_view(ref_qemu_img, top, os.path.join(d, 'view.raw'))
         run_killed([strata_img, 'commit', '-r', '16M', 'top.qcow2'],
                    rng.uniform(0.05, 0.6), d)
@@ -286,12 +259,12 @@ def test_commit_empties_other_layouts(tmp_path, strata_img, ref_qemu_img,
     grown by many small clusters) are emptied cluster by cluster."""
     rd, sd = twin_dirs(tmp_path)
     for d in (rd, sd):
-        create(ref_qemu_img, os.path.join(d, 'base.qcow2'), 4 * MiB)
-        qio(ref_qemu_io, os.path.join(d, 'base.qcow2'), 'write -P 1 0 4M')
+        ref_create(ref_qemu_img, os.path.join(d, 'base.qcow2'), 4 * MiB)
+        ref_qio(ref_qemu_io, os.path.join(d, 'base.qcow2'), 'write -P 1 0 4M')
         top = os.path.join(d, 'top.qcow2')
-        create(ref_qemu_img, top, 4 * MiB, 'qcow2', 'base.qcow2', 'qcow2',
-               opts)
-        qio(ref_qemu_io, top, 'write -P 2 0 3M', 'write -z 3M 64k')
+        ref_create(ref_qemu_img, top, 4 * MiB, 'qcow2', 'base.qcow2', 'qcow2',
+                   opts)
+        ref_qio(ref_qemu_io, top, 'write -P 2 0 3M', 'write -z 3M 64k')
     for tool, d in ((ref_qemu_img, rd), (strata_img, sd)):
         r = run([tool, 'commit', 'top.qcow2'], cwd=d)
         assert (r.rc, r.out, r.err) == (0, 'Image committed.\n', '')
@@ -343,10 +316,10 @@ def test_commit_sigusr1_progress(tmp_path, strata_img, ref_qemu_img,
                                  ref_qemu_io):
     """Without -p, SIGUSR1 prints the progress once on stderr."""
     d = str(tmp_path)
-    create(ref_qemu_img, os.path.join(d, 'base.qcow2'), 8 * MiB)
+    ref_create(ref_qemu_img, os.path.join(d, 'base.qcow2'), 8 * MiB)
     top = os.path.join(d, 'top.qcow2')
-    create(ref_qemu_img, top, 8 * MiB, 'qcow2', 'base.qcow2', 'qcow2')
-    qio(ref_qemu_io, top, 'write -P 7 0 4M')
+    ref_create(ref_qemu_img, top, 8 * MiB, 'qcow2', 'base.qcow2', 'qcow2')
+    ref_qio(ref_qemu_io, top, 'write -P 7 0 4M')
     p = subprocess.Popen([strata_img, 'commit', '-r', '4M', top],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
@@ -365,7 +338,7 @@ def test_commit_overlay_with_snapshot(tmp_path, strata_img, ref_qemu_img,
     for d in (rd, sd):
         top = chain(d, ref_qemu_img, ref_qemu_io)
         assert run([ref_qemu_img, 'snapshot', '-c', 'snap1', top]).rc == 0
-        qio(ref_qemu_io, top, 'write -P 0x66 512k 1M')
+        ref_qio(ref_qemu_io, top, 'write -P 0x66 512k 1M')
     for tool, d in ((ref_qemu_img, rd), (strata_img, sd)):
         r = run([tool, 'commit', 'top.qcow2'], cwd=d)
         assert (r.rc, r.out, r.err) == (0, 'Image committed.\n', '')

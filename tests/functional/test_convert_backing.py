@@ -12,13 +12,7 @@ import os
 
 import pytest
 
-from conftest import run
-
-
-def ref_run(tool, cwd, *args):
-    r = run([tool] + list(args), cwd=str(cwd))
-    assert r.rc == 0, r
-    return r
+from conftest import raw_under_qcow2, ref_run, ref_tools, run
 
 
 @pytest.fixture(scope='module')
@@ -28,19 +22,9 @@ def src(tmp_path_factory, ref_qemu_img, ref_qemu_io):
     0x05 at 2560k), plus flat.qcow2 (top.qcow2 flattened) and
     short.qcow2 (512k, qcow2, no backing)."""
     d = tmp_path_factory.mktemp('cvb')
-    img = lambda *a: ref_run(ref_qemu_img, d, *a)
-    io = lambda path, *cmds: ref_run(ref_qemu_io, d, *sum(
-        (['-c', c] for c in cmds), []), path)
-    os.mkdir(d / 'd')
+    img, io = ref_tools(ref_qemu_img, ref_qemu_io, d)
     os.mkdir(d / 'sub')
-    img('create', '-q', '-f', 'raw', 'base.raw', '1M')
-    io('base.raw', 'write -P 1 0 256k', 'write -z 512k 64k')
-    img('create', '-q', '-f', 'qcow2', '-b', '../base.raw', '-F', 'raw',
-        'd/mid.qcow2', '2M')
-    io('d/mid.qcow2', 'write -P 2 64k 64k', 'write -z 128k 64k',
-       'write -P 3 1536k 64k', 'write -z 1600k 64k')
-    img('create', '-q', '-f', 'qcow2', '-b', 'd/mid.qcow2', '-F', 'qcow2',
-        'top.qcow2', '3M')
+    raw_under_qcow2(d, img, io)
     io('top.qcow2', 'write -P 4 192k 32k', 'write -z 1536k 64k',
        'write -z 2M 64k', 'write -P 5 2560k 4k')
     img('convert', '-O', 'qcow2', 'top.qcow2', 'flat.qcow2')

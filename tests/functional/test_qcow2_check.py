@@ -305,9 +305,9 @@ EXT_DAMAGE = {
 }
 
 
-@pytest.mark.parametrize('case', sorted(EXT_DAMAGE))
-def test_extended_l2_damaged(tmp_path, ref_qemu_img, ref_qemu_io,
-                             our_qemu_img, case):
+def ext_l2_damaged(tmp_path, ref_qemu_img, ref_qemu_io, case):
+    """An extended-L2 image with the L2 entries of EXT_DAMAGE[@case]
+    changed ('+N' adds to the entry, '|N' sets bits); returns its path."""
     p, l2 = ext_l2_image(tmp_path, ref_qemu_img, ref_qemu_io)
     for idx, (entry, bitmap) in EXT_DAMAGE[case].items():
         off = l2 + 16 * idx
@@ -318,6 +318,13 @@ def test_extended_l2_damaged(tmp_path, ref_qemu_img, ref_qemu_io,
             wr(p, off, '>Q', e)
         if bitmap is not None:
             wr(p, off + 8, '>Q', bitmap)
+    return p
+
+
+@pytest.mark.parametrize('case', sorted(EXT_DAMAGE))
+def test_extended_l2_damaged(tmp_path, ref_qemu_img, ref_qemu_io,
+                             our_qemu_img, case):
+    p = ext_l2_damaged(tmp_path, ref_qemu_img, ref_qemu_io, case)
     r = compare_check(tmp_path, ref_qemu_img, our_qemu_img, p)
     assert r.rc == (0 if case == 'zero_flag_ignored' else 2)
 
@@ -343,10 +350,9 @@ SNAP_DAMAGE = {
 }
 
 
-@pytest.mark.parametrize('case', sorted(SNAP_DAMAGE) +
-                         ['table_past_eof', 'one_more_entry'])
-def test_snapshot_damaged(tmp_path, snap_image, ref_qemu_img, our_qemu_img,
-                          case):
+def snapshot_damaged(tmp_path, snap_image, case):
+    """A copy of @snap_image with its snapshot table damaged as @case
+    says ('+N' adds to a field); returns its path."""
     p = str(tmp_path / 'd.qcow2')
     shutil.copy(snap_image, p)
     sn = hdr(p)['sn_off']
@@ -358,6 +364,14 @@ def test_snapshot_damaged(tmp_path, snap_image, ref_qemu_img, our_qemu_img,
         if isinstance(v, str):
             v = rd(p, sn + off, fmt) + int(v[1:], 16)
         wr(p, sn + off, fmt, v)
+    return p
+
+
+@pytest.mark.parametrize('case', sorted(SNAP_DAMAGE) +
+                         ['table_past_eof', 'one_more_entry'])
+def test_snapshot_damaged(tmp_path, snap_image, ref_qemu_img, our_qemu_img,
+                          case):
+    p = snapshot_damaged(tmp_path, snap_image, case)
     compare_check(tmp_path, ref_qemu_img, our_qemu_img, p)
 
 
@@ -375,10 +389,9 @@ HEADER_DAMAGE = {
 }
 
 
-@pytest.mark.parametrize('case', sorted(HEADER_DAMAGE) +
-                         ['truncated', 'truncated_at_l2'])
-def test_header_and_file_damaged(tmp_path, base, ref_qemu_img, our_qemu_img,
-                                 case):
+def header_damaged(tmp_path, base, case):
+    """A copy of @base with its header fields damaged, or the file cut
+    short, as @case says; returns its path."""
     p = str(tmp_path / 'd.qcow2')
     shutil.copy(base, p)
     for off, fmt, v in HEADER_DAMAGE.get(case, []):
@@ -387,6 +400,14 @@ def test_header_and_file_damaged(tmp_path, base, ref_qemu_img, our_qemu_img,
         os.truncate(p, 0x48000)
     elif case == 'truncated_at_l2':
         os.truncate(p, L2)
+    return p
+
+
+@pytest.mark.parametrize('case', sorted(HEADER_DAMAGE) +
+                         ['truncated', 'truncated_at_l2'])
+def test_header_and_file_damaged(tmp_path, base, ref_qemu_img, our_qemu_img,
+                                 case):
+    p = header_damaged(tmp_path, base, case)
     compare_check(tmp_path, ref_qemu_img, our_qemu_img, p)
 
 

@@ -13,6 +13,20 @@ import pytest
 from conftest import run
 
 
+def ref_compressed(ref_qemu_img, d, raw_name, name, data, cluster, ctype):
+    """@data written to @raw_name in @d, then converted by the reference
+    into the compressed qcow2 @name; returns its path."""
+    raw = os.path.join(d, raw_name)
+    with open(raw, 'wb') as f:
+        f.write(data)
+    img = os.path.join(d, name)
+    r = run([ref_qemu_img, 'convert', '-c', '-f', 'raw', '-O', 'qcow2',
+             '-o', f'cluster_size={cluster},compression_type={ctype}',
+             raw, img])
+    assert r.rc == 0, r
+    return img
+
+
 def ref_image(d, ref_qemu_img, ref_qemu_io, cluster, ctype='zstd'):
     """c.qcow2: compressed clusters of distinct data, with a plain
     cluster, a zero cluster and a hole among them; raw.img: its data."""
@@ -22,14 +36,8 @@ def ref_image(d, ref_qemu_img, ref_qemu_io, cluster, ctype='zstd'):
     for i in range(40):
         # compressible but distinct per cluster
         data += bytes(rng.randrange(0, 8) for _ in range(64)) * (cluster // 64)
-    raw = os.path.join(d, 'raw.img')
-    with open(raw, 'wb') as f:
-        f.write(data)
-    img = os.path.join(d, 'c.qcow2')
-    r = run([ref_qemu_img, 'convert', '-c', '-f', 'raw', '-O', 'qcow2',
-             '-o', f'cluster_size={cluster},compression_type={ctype}',
-             raw, img])
-    assert r.rc == 0, r
+    img = ref_compressed(ref_qemu_img, d, 'raw.img', 'c.qcow2', data, cluster,
+                         ctype)
     r = run([ref_qemu_io, '-f', 'qcow2',
              '-c', f'write -P 0x5a {7 * cluster} {cluster}',
              '-c', f'write -z {13 * cluster} {cluster}',
@@ -145,14 +153,8 @@ def mixed_source(d, ref_qemu_img, cluster=65536, ctype='zstd'):
         elif kind == 4 and i % 3 == 0:
             c = bytearray(cluster)
         data += c
-    raw = os.path.join(d, 'm.raw')
-    with open(raw, 'wb') as f:
-        f.write(data)
-    img = os.path.join(d, 'm.qcow2')
-    r = run([ref_qemu_img, 'convert', '-c', '-f', 'raw', '-O', 'qcow2',
-             '-o', f'cluster_size={cluster},compression_type={ctype}',
-             raw, img])
-    assert r.rc == 0, r
+    img = ref_compressed(ref_qemu_img, d, 'm.raw', 'm.qcow2', data, cluster,
+                         ctype)
     return img
 
 

@@ -341,20 +341,37 @@ def test_io_crash_long(variant, work_dir, strata_img, strata_io, ref_qemu_img,
 
 # ---- convert ----
 
-def make_source(d, rng):
-    """A raw source: random, repeated and zero stretches."""
+def make_source(d, rng, mib=48, chunk=MiB):
+    """A raw source of @mib MiB: random, repeated and zero stretches of
+    @chunk bytes."""
     path = os.path.join(d, 'src.raw')
     with open(path, 'wb') as f:
-        for _ in range(48):
+        for _ in range(mib * MiB // chunk):
             kind = rng.randrange(3)
             if kind == 0:
-                f.write(rng.randbytes(MiB))
+                f.write(rng.randbytes(chunk))
             elif kind == 1:
-                f.write(bytes([rng.randint(1, 255)]) * MiB)
+                f.write(bytes([rng.randint(1, 255)]) * chunk)
             else:
-                f.seek(MiB, 1)
-        f.truncate(48 * MiB)
+                f.seek(chunk, 1)
+        f.truncate(mib * MiB)
     return path
+
+
+def check_after_kill(ref_qemu_img, d, name='out.qcow2'):
+    """The reference checks what a killed convert left of @name in @d;
+    False when nothing was left to check (killed before or inside create)."""
+    path = os.path.join(d, name)
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return False    # killed before the image was created
+    wait_unlocked(path)
+    r = run([ref_qemu_img, 'check', name], cwd=d)
+    if r.rc == 1 and 'Could not open' in r.err:
+        # killed inside create, before the header was complete
+        assert os.path.getsize(path) < 4 * 64 * KiB, r
+        return False
+    ref_check(ref_qemu_img, name, d)
+    return True
 
 
 def convert_iterations(extra, iterations, strata_img, ref_qemu_img, d):
@@ -374,19 +391,10 @@ def convert_iterations(extra, iterations, strata_img, ref_qemu_img, d):
         if os.path.exists(os.path.join(d, 'out.qcow2')):
             os.unlink(os.path.join(d, 'out.qcow2'))
         out, rc = run_killed(argv, rng.uniform(0.0, full), d)
-        path = os.path.join(d, 'out.qcow2')
         if rc == 0:
             ref_check(ref_qemu_img, 'out.qcow2', d)
             continue
-        if not os.path.exists(path) or os.path.getsize(path) == 0:
-            continue        # killed before the image was created
-        wait_unlocked(path)
-        r = run([ref_qemu_img, 'check', 'out.qcow2'], cwd=d)
-        if r.rc == 1 and 'Could not open' in r.err:
-            # killed inside create, before the header was complete
-            assert os.path.getsize(path) < 4 * 64 * KiB, r
-            continue
-        ref_check(ref_qemu_img, 'out.qcow2', d)
+        check_after_kill(ref_qemu_img, d)
 
 
 CONVERTS = [[], ['-c'], ['-c', '-o', 'compression_type=zstd,cluster_size=4k'],

@@ -20,6 +20,7 @@ import random
 import pytest
 
 from conftest import run
+import test_qcow2_crash
 from test_qcow2_crash import (BACKING_BYTE, KiB, MiB, SEED, SIZE, SLOW,
                               aio_script, completed_commands, durable_model,
                               grow_script, make_target, random_script,
@@ -228,17 +229,7 @@ def test_crash_sim_not_listed(strata_img):
 # ---- convert ----
 
 def make_source(d, rng, mib=8):
-    path = os.path.join(d, 'src.raw')
-    with open(path, 'wb') as f:
-        for _ in range(mib * 4):
-            kind = rng.randrange(3)
-            if kind == 0:
-                f.write(rng.randbytes(256 * KiB))
-            elif kind == 1:
-                f.write(bytes([rng.randint(1, 255)]) * (256 * KiB))
-            else:
-                f.seek(256 * KiB, 1)
-        f.truncate(mib * MiB)
+    return test_qcow2_crash.make_source(d, rng, mib, 256 * KiB)
 
 
 def convert_cut(d, tools, create_opts, extra, **crash):

@@ -12,7 +12,8 @@ import pytest
 from conftest import run
 from test_qcow2_check import (  # noqa: F401 (base, snap_image: fixtures)
     CS, DAMAGE, EXT_DAMAGE, HEADER_DAMAGE, L2, RB, RT, SNAP_DAMAGE, base,
-    ext_l2_image, hdr, rd, snap_image, wr)
+    ext_l2_damaged, hdr, header_damaged, rd, snap_image, snapshot_damaged,
+    wr)
 
 
 def repair_both(tmp_path, ref_img, our_img, src, *args, out=()):
@@ -154,17 +155,7 @@ def test_made_by_reference_many(tmp_path, ref_qemu_img, ref_qemu_io,
                          ['table_past_eof', 'one_more_entry'])
 def test_repair_snapshot_damaged(tmp_path, snap_image, ref_qemu_img,
                                  our_qemu_img, case, mode):
-    p = str(tmp_path / 'd.qcow2')
-    shutil.copy(snap_image, p)
-    sn = hdr(p)['sn_off']
-    if case == 'table_past_eof':
-        wr(p, 64, '>Q', 0x10000000)
-    elif case == 'one_more_entry':
-        wr(p, 60, '>I', 3)
-    for off, fmt, v in SNAP_DAMAGE.get(case, []):
-        if isinstance(v, str):
-            v = rd(p, sn + off, fmt) + int(v[1:], 16)
-        wr(p, sn + off, fmt, v)
+    p = snapshot_damaged(tmp_path, snap_image, case)
     ref_path, our_path, _ = repair_both(tmp_path, ref_qemu_img, our_qemu_img,
                                         p, '-r', mode)
     same_after(ref_qemu_img, ref_path, our_path)
@@ -178,14 +169,7 @@ def test_repair_snapshot_damaged(tmp_path, snap_image, ref_qemu_img,
                          ['truncated', 'truncated_at_l2'])
 def test_repair_header_and_file_damaged(tmp_path, base, ref_qemu_img,
                                         our_qemu_img, case, mode):
-    p = str(tmp_path / 'd.qcow2')
-    shutil.copy(base, p)
-    for off, fmt, v in HEADER_DAMAGE.get(case, []):
-        wr(p, off, fmt, v)
-    if case == 'truncated':
-        os.truncate(p, 0x48000)
-    elif case == 'truncated_at_l2':
-        os.truncate(p, L2)
+    p = header_damaged(tmp_path, base, case)
     ref_path, our_path, _ = repair_both(tmp_path, ref_qemu_img, our_qemu_img,
                                         p, '-r', mode)
     same_after(ref_qemu_img, ref_path, our_path)
@@ -194,16 +178,7 @@ def test_repair_header_and_file_damaged(tmp_path, base, ref_qemu_img,
 @pytest.mark.parametrize('case', sorted(EXT_DAMAGE))
 def test_repair_extended_l2_damaged(tmp_path, ref_qemu_img, ref_qemu_io,
                                     our_qemu_img, case):
-    p, l2 = ext_l2_image(tmp_path, ref_qemu_img, ref_qemu_io)
-    for idx, (entry, bitmap) in EXT_DAMAGE[case].items():
-        off = l2 + 16 * idx
-        if entry is not None:
-            e = rd(p, off, '>Q')
-            e = e + int(entry[1:], 16) if entry[0] == '+' else \
-                e | int(entry[1:], 16)
-            wr(p, off, '>Q', e)
-        if bitmap is not None:
-            wr(p, off + 8, '>Q', bitmap)
+    p = ext_l2_damaged(tmp_path, ref_qemu_img, ref_qemu_io, case)
     ref_path, our_path, _ = repair_both(tmp_path, ref_qemu_img, our_qemu_img,
                                         p, '-r', 'all')
     same_after(ref_qemu_img, ref_path, our_path)

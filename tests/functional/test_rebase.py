@@ -12,27 +12,9 @@ import time
 
 import pytest
 
-from conftest import run
+from conftest import ref_create, ref_qio, run, twin_dirs
 
 MiB = 1 << 20
-
-
-def qio(ref_io, path, *cmds, fmt=None):
-    argv = [ref_io] + (['-f', fmt] if fmt else [])
-    for c in cmds:
-        argv += ['-c', c]
-    r = run(argv + [path])
-    assert r.rc == 0 and 'failed' not in r.out, r
-
-
-def create(ref_img, path, size, fmt='qcow2', backing=None, bfmt=None,
-           opts=None):
-    argv = [ref_img, 'create', '-q', '-f', fmt]
-    if backing is not None:
-        argv += ['-b', backing, '-F', bfmt]
-    if opts:
-        argv += ['-o', opts]
-    assert run(argv + [path, str(size)]).rc == 0
 
 
 def view(ref_img, path, out):
@@ -47,30 +29,23 @@ def same_view(ref_img, raw, path):
 def layout(d, ref_img, ref_io, old_opts=None, new_opts=None, top_opts=None,
            new_fmt='qcow2', size=4 * MiB):
     """old (data) <- top (some data); new differs from old in places."""
-    create(ref_img, os.path.join(d, 'old.qcow2'), size, opts=old_opts)
-    qio(ref_io, os.path.join(d, 'old.qcow2'), 'write -P 1 0 2M',
-        'write -P 2 3M 68k', 'write -z 2M 512k')
+    ref_create(ref_img, os.path.join(d, 'old.qcow2'), size, opts=old_opts)
+    ref_qio(ref_io, os.path.join(d, 'old.qcow2'), 'write -P 1 0 2M',
+            'write -P 2 3M 68k', 'write -z 2M 512k')
     new = os.path.join(d, 'new.' + ('raw' if new_fmt == 'raw' else 'qcow2'))
-    create(ref_img, new, size, new_fmt, opts=new_opts)
-    qio(ref_io, new, 'write -P 1 0 1M', 'write -P 3 1M 4k',
-        'write -P 2 3M 4k', 'write -P 9 3584k 512k', fmt=new_fmt)
+    ref_create(ref_img, new, size, new_fmt, opts=new_opts)
+    ref_qio(ref_io, new, 'write -P 1 0 1M', 'write -P 3 1M 4k',
+            'write -P 2 3M 4k', 'write -P 9 3584k 512k', fmt=new_fmt)
     if size > 4 * MiB:
         # beyond what the overlay allocates: whole (large) clusters of the
         # overlay are compared
-        qio(ref_io, os.path.join(d, 'old.qcow2'), 'write -P 4 4M 3M')
-        qio(ref_io, new, 'write -P 4 4M 1M', 'write -P 5 5M 4k',
-            'write -P 6 6M 2M', fmt=new_fmt)
+        ref_qio(ref_io, os.path.join(d, 'old.qcow2'), 'write -P 4 4M 3M')
+        ref_qio(ref_io, new, 'write -P 4 4M 1M', 'write -P 5 5M 4k',
+                'write -P 6 6M 2M', fmt=new_fmt)
     top = os.path.join(d, 'top.qcow2')
-    create(ref_img, top, size, 'qcow2', 'old.qcow2', 'qcow2', opts=top_opts)
-    qio(ref_io, top, 'write -P 7 1536k 64k', 'write -P 8 3M 4k')
+    ref_create(ref_img, top, size, 'qcow2', 'old.qcow2', 'qcow2', opts=top_opts)
+    ref_qio(ref_io, top, 'write -P 7 1536k 64k', 'write -P 8 3M 4k')
     return os.path.basename(new)
-
-
-def twin(tmp_path):
-    r, s = tmp_path / 'r', tmp_path / 's'
-    r.mkdir()
-    s.mkdir()
-    return str(r), str(s)
 
 
 def both(rd, sd, ref_img, strata_img, args):
@@ -84,6 +59,18 @@ def both(rd, sd, ref_img, strata_img, args):
 def check_clean(ref_img, path):
     r = run([ref_img, 'check', path])
     assert r.rc == 0, r
+
+
+def rebase_keeps_view(tmp_path, rd, sd, ref_img, strata_img, args):
+    """Both tools rebase their top.qcow2 with @args alike; ours stays
+    clean and reads as the reference's did before.  Returns our path."""
+    before = str(tmp_path / 'before.raw')
+    view(ref_img, os.path.join(rd, 'top.qcow2'), before)
+    both(rd, sd, ref_img, strata_img, args)
+    s = os.path.join(sd, 'top.qcow2')
+    check_clean(ref_img, s)
+    assert same_view(ref_img, before, s)
+    return s
 
 
 @pytest.mark.parametrize('old_opts,new_opts,top_opts,new_fmt,size', [
@@ -102,7 +89,7 @@ def check_clean(ref_img, path):
 def test_rebase_like_reference(tmp_path, strata_img, ref_qemu_img,
                                ref_qemu_io, old_opts, new_opts, top_opts,
                                new_fmt, size):
-    rd, sd = twin(tmp_path)
+    rd, sd = twin_dirs(tmp_path)
     for d in (rd, sd):
         new = layout(d, ref_qemu_img, ref_qemu_io, old_opts, new_opts,
                      top_opts, new_fmt, size)
@@ -129,7 +116,7 @@ def allocated(ref_img, path):
 
 def test_rebase_copies_only_what_differs(tmp_path, strata_img, ref_qemu_img,
                                          ref_qemu_io):
-    rd, sd = twin(tmp_path)
+    rd, sd = twin_dirs(tmp_path)
     for d in (rd, sd):
         layout(d, ref_qemu_img, ref_qemu_io)
     both(rd, sd, ref_qemu_img, strata_img,
@@ -140,7 +127,7 @@ def test_rebase_copies_only_what_differs(tmp_path, strata_img, ref_qemu_img,
 
 
 def test_rebase_flatten(tmp_path, strata_img, ref_qemu_img, ref_qemu_io):
-    rd, sd = twin(tmp_path)
+    rd, sd = twin_dirs(tmp_path)
     for d in (rd, sd):
         layout(d, ref_qemu_img, ref_qemu_io)
     view(ref_qemu_img, os.path.join(rd, 'top.qcow2'),
@@ -159,41 +146,31 @@ def test_rebase_onto_chain_member(tmp_path, strata_img, ref_qemu_img,
                                   ref_qemu_io):
     """top -> mid -> base rebased onto base: mid's extents move up (also
     where mid is shorter than base and reads zeroes)."""
-    rd, sd = twin(tmp_path)
+    rd, sd = twin_dirs(tmp_path)
     for d in (rd, sd):
         os.mkdir(os.path.join(d, 'sub'))
-        create(ref_qemu_img, os.path.join(d, 'sub', 'base.qcow2'), 4 * MiB)
-        qio(ref_qemu_io, os.path.join(d, 'sub', 'base.qcow2'),
-            'write -P 1 0 4M')
-        create(ref_qemu_img, os.path.join(d, 'sub', 'mid.qcow2'), 3 * MiB,
-               'qcow2', 'base.qcow2', 'qcow2')
-        qio(ref_qemu_io, os.path.join(d, 'sub', 'mid.qcow2'),
-            'write -P 2 512k 1M', 'write -z 2M 64k')
-        create(ref_qemu_img, os.path.join(d, 'top.qcow2'), 4 * MiB, 'qcow2',
-               'sub/mid.qcow2', 'qcow2')
-        qio(ref_qemu_io, os.path.join(d, 'top.qcow2'), 'write -P 3 0 64k')
-    view(ref_qemu_img, os.path.join(rd, 'top.qcow2'),
-         str(tmp_path / 'before.raw'))
-    both(rd, sd, ref_qemu_img, strata_img,
-         ['-b', 'sub/base.qcow2', '-F', 'qcow2'])
-    s = os.path.join(sd, 'top.qcow2')
-    check_clean(ref_qemu_img, s)
-    assert same_view(ref_qemu_img, str(tmp_path / 'before.raw'), s)
+        ref_create(ref_qemu_img, os.path.join(d, 'sub', 'base.qcow2'), 4 * MiB)
+        ref_qio(ref_qemu_io, os.path.join(d, 'sub', 'base.qcow2'),
+                'write -P 1 0 4M')
+        ref_create(ref_qemu_img, os.path.join(d, 'sub', 'mid.qcow2'), 3 * MiB,
+                   'qcow2', 'base.qcow2', 'qcow2')
+        ref_qio(ref_qemu_io, os.path.join(d, 'sub', 'mid.qcow2'),
+                'write -P 2 512k 1M', 'write -z 2M 64k')
+        ref_create(ref_qemu_img, os.path.join(d, 'top.qcow2'), 4 * MiB, 'qcow2',
+                   'sub/mid.qcow2', 'qcow2')
+        ref_qio(ref_qemu_io, os.path.join(d, 'top.qcow2'), 'write -P 3 0 64k')
+    s = rebase_keeps_view(tmp_path, rd, sd, ref_qemu_img, strata_img,
+                          ['-b', 'sub/base.qcow2', '-F', 'qcow2'])
     assert allocated(ref_qemu_img, s) == \
         allocated(ref_qemu_img, os.path.join(rd, 'top.qcow2'))
 
 
 def test_rebase_compressed(tmp_path, strata_img, ref_qemu_img, ref_qemu_io):
-    rd, sd = twin(tmp_path)
+    rd, sd = twin_dirs(tmp_path)
     for d in (rd, sd):
         layout(d, ref_qemu_img, ref_qemu_io)
-    view(ref_qemu_img, os.path.join(rd, 'top.qcow2'),
-         str(tmp_path / 'before.raw'))
-    both(rd, sd, ref_qemu_img, strata_img,
-         ['-c', '-b', 'new.qcow2', '-F', 'qcow2'])
-    s = os.path.join(sd, 'top.qcow2')
-    check_clean(ref_qemu_img, s)
-    assert same_view(ref_qemu_img, str(tmp_path / 'before.raw'), s)
+    s = rebase_keeps_view(tmp_path, rd, sd, ref_qemu_img, strata_img,
+                          ['-c', '-b', 'new.qcow2', '-F', 'qcow2'])
     out = json.loads(run([ref_qemu_img, 'map', '--output=json', s]).out)
     assert any(e['compressed'] for e in out)
 
@@ -203,12 +180,12 @@ def test_rebase_diff_recipe(tmp_path, strata_img, ref_qemu_img, ref_qemu_io):
     the original holds only the difference."""
     d = str(tmp_path)
     base, mod = os.path.join(d, 'base.img'), os.path.join(d, 'mod.img')
-    create(ref_qemu_img, base, 8 * MiB, 'raw')
-    qio(ref_qemu_io, base, 'write -P 1 0 8M', fmt='raw')
+    ref_create(ref_qemu_img, base, 8 * MiB, 'raw')
+    ref_qio(ref_qemu_io, base, 'write -P 1 0 8M', fmt='raw')
     shutil.copy(base, mod)
-    qio(ref_qemu_io, mod, 'write -P 2 1M 64k', 'write -z 5M 128k', fmt='raw')
+    ref_qio(ref_qemu_io, mod, 'write -P 2 1M 64k', 'write -z 5M 128k', fmt='raw')
     diff = os.path.join(d, 'diff.qcow2')
-    create(ref_qemu_img, diff, 8 * MiB, 'qcow2', 'mod.img', 'raw')
+    ref_create(ref_qemu_img, diff, 8 * MiB, 'qcow2', 'mod.img', 'raw')
     r = run([strata_img, 'rebase', '-b', 'base.img', '-F', 'raw', diff])
     assert (r.rc, r.out, r.err) == (0, '', '')
     check_clean(ref_qemu_img, diff)
@@ -228,7 +205,7 @@ def test_rebase_diff_recipe(tmp_path, strata_img, ref_qemu_img, ref_qemu_io):
 ])
 def test_rebase_output(tmp_path, strata_img, ref_qemu_img, ref_qemu_io,
                        args):
-    rd, sd = twin(tmp_path)
+    rd, sd = twin_dirs(tmp_path)
     for d in (rd, sd):
         layout(d, ref_qemu_img, ref_qemu_io)
     both(rd, sd, ref_qemu_img, strata_img, args)
@@ -290,12 +267,12 @@ def test_rebase_sigkill(tmp_path, strata_img, ref_qemu_img, ref_qemu_io):
     for i in range(4):
         d = str(tmp_path / str(i))
         os.mkdir(d)
-        create(ref_qemu_img, os.path.join(d, 'old.qcow2'), 32 * MiB)
-        qio(ref_qemu_io, os.path.join(d, 'old.qcow2'), 'write -P 1 0 32M')
-        create(ref_qemu_img, os.path.join(d, 'new.qcow2'), 32 * MiB)
+        ref_create(ref_qemu_img, os.path.join(d, 'old.qcow2'), 32 * MiB)
+        ref_qio(ref_qemu_io, os.path.join(d, 'old.qcow2'), 'write -P 1 0 32M')
+        ref_create(ref_qemu_img, os.path.join(d, 'new.qcow2'), 32 * MiB)
         top = os.path.join(d, 'top.qcow2')
-        create(ref_qemu_img, top, 32 * MiB, 'qcow2', 'old.qcow2', 'qcow2')
-        qio(ref_qemu_io, top, 'write -P 2 4M 1M')
+        ref_create(ref_qemu_img, top, 32 * MiB, 'qcow2', 'old.qcow2', 'qcow2')
+        ref_qio(ref_qemu_io, top, 'write -P 2 4M 1M')
         view(ref_qemu_img, top, os.path.join(d, 'before.raw'))
         p = subprocess.Popen([strata_img, 'rebase', '-b', 'new.qcow2', '-F',
                               'qcow2', 'top.qcow2'], cwd=d,

@@ -813,18 +813,26 @@ static void coroutine_fn submit_write(SubmittedWrite *w, int64_t off,
     co_enter(co_create(submitted_write_co, w));
 }
 
-/* The chunk's writes are submitted: pass the turn, wait for them. */
+/* Wait for the chunk's turn to submit; false when an error stopped the
+ * conversion meanwhile (the caller returns s->ret). */
+static bool coroutine_fn submit_turn(Convert *s, Chunk *c)
+{
+    wait_for(s, c, false);
+    return !stopped_by_error(s, c);
+}
+
+/* The chunk's writes (@w's) are submitted: pass the turn, wait for them. */
 static int coroutine_fn release_and_wait(Convert *s, Chunk *c,
-                                         int64_t progress, int *pending,
-                                         int *ret, Coroutine **waiter)
+                                         int64_t progress,
+                                         const SubmittedWrite *w)
 {
     chunk_finished(s, c, progress);    /* the next chunk may submit */
     c->released = true;
-    if (*pending) {
-        *waiter = co_self();
+    if (*w->pending) {
+        *w->waiter = co_self();
         co_yield();
     }
-    return *ret;
+    return *w->ret;
 }
 
 static int coroutine_fn write_compressed(Convert *s, Chunk *c,
@@ -840,12 +848,11 @@ static int coroutine_fn write_compressed(Convert *s, Chunk *c,
     if (s->order != ORDER_SUBMIT) {
         return do_write(s, c, c->off, c->len, buf);
     }
-    wait_for(s, c, false);
-    if (stopped_by_error(s, c)) {
+    if (!submit_turn(s, c)) {
         return s->ret;
     }
     submit_write(&w, c->off, c->len, buf);
-    return release_and_wait(s, c, c->len, &pending, &ret, &waiter);
+    return release_and_wait(s, c, c->len, &w);
 }
 
 /* The runs of segment [start, end) of a data chunk: started in @g, or
@@ -886,8 +893,7 @@ static int coroutine_fn write_data_submitted(Convert *s, Chunk *c,
         .pending = &pending, .ret = &ret, .waiter = &waiter,
     };
 
-    wait_for(s, c, false);
-    if (stopped_by_error(s, c)) {
+    if (!submit_turn(s, c)) {
         return s->ret;
     }
     for (int i = 0; i < c->nseg; i++) {
@@ -901,8 +907,7 @@ static int coroutine_fn write_data_submitted(Convert *s, Chunk *c,
             }
         }
     }
-    return release_and_wait(s, c, progress_counts(s, c) ? c->len : 0,
-                            &pending, &ret, &waiter);
+    return release_and_wait(s, c, progress_counts(s, c) ? c->len : 0, &w);
 }
 
 /* Write a data chunk, leaving out zero runs of at least -S bytes. */

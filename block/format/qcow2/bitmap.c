@@ -1045,17 +1045,18 @@ static bool qcow2_can_store_new_bitmap(BlockDriverState *bs, const char *name,
     return ok;
 }
 
-typedef struct LoadCo {
+/* Arguments and result of the load and store coroutines (bm: load only). */
+typedef struct BitmapCo {
     BlockDriverState *bs;
     BdrvDirtyBitmap *bm;
     Error **errp;
     int ret;
-} LoadCo;
+} BitmapCo;
 
 /* Bits of a bitmap left on disk at a read-only open, read on demand. */
 static void coroutine_fn load_entry_co(void *opaque)
 {
-    LoadCo *l = opaque;
+    BitmapCo *l = opaque;
     BDRVQcow2State *s = l->bs->opaque;
     Qcow2Bitmap *b = find_entry(s->bitmaps, bdrv_dirty_bitmap_name(l->bm));
     g_autofree uint64_t *table = NULL;
@@ -1077,21 +1078,15 @@ static void coroutine_fn load_entry_co(void *opaque)
 static int qcow2_load_bitmap(BlockDriverState *bs, BdrvDirtyBitmap *bm,
                              Error **errp)
 {
-    LoadCo l = { bs, bm, errp, 0 };
+    BitmapCo l = { bs, bm, errp, 0 };
 
     co_run_sync(load_entry_co, &l);
     return l.ret;
 }
 
-typedef struct StoreCo {
-    BlockDriverState *bs;
-    Error **errp;
-    int ret;
-} StoreCo;
-
 static void coroutine_fn store_entry_co(void *opaque)
 {
-    StoreCo *c = opaque;
+    BitmapCo *c = opaque;
 
     c->ret = qcow2_store_bitmaps(c->bs, c->errp);
 }
@@ -1099,7 +1094,7 @@ static void coroutine_fn store_entry_co(void *opaque)
 /* .store: what close does, on demand (strata-img bitmap checks it). */
 static int qcow2_store_bitmaps_now(BlockDriverState *bs, Error **errp)
 {
-    StoreCo c = { bs, errp, 0 };
+    BitmapCo c = { bs, NULL, errp, 0 };
 
     co_run_sync(store_entry_co, &c);
     return c.ret;

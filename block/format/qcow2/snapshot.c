@@ -991,30 +991,33 @@ static uint64_t vm_state_offset(BDRVQcow2State *s)
            << (s->cluster_bits + s->l2_bits);
 }
 
-static int coroutine_fn qcow2_save_vmstate(BlockDriverState *bs,
-                                           IOVector *qiov, int64_t pos)
+/* Save and load differ only in direction: both check that the whole
+ * range stays below INT64_MAX once moved past the disk's L1 reach. */
+static int coroutine_fn vm_state_io(BlockDriverState *bs, IOVector *qiov,
+                                    int64_t pos, bool write)
 {
-    BDRVQcow2State *s = bs->opaque;
-    uint64_t off = vm_state_offset(s);
+    uint64_t off = vm_state_offset(bs->opaque);
 
     if ((uint64_t)pos > INT64_MAX - off - qiov->size) {
         return -EINVAL;
     }
-    return qiov->size ? qcow2_co_pwritev(bs, off + pos, qiov->size, qiov, 0)
-                      : 0;
+    if (!qiov->size) {
+        return 0;
+    }
+    return write ? qcow2_co_pwritev(bs, off + pos, qiov->size, qiov, 0)
+                 : qcow2_co_preadv(bs, off + pos, qiov->size, qiov, 0);
+}
+
+static int coroutine_fn qcow2_save_vmstate(BlockDriverState *bs,
+                                           IOVector *qiov, int64_t pos)
+{
+    return vm_state_io(bs, qiov, pos, true);
 }
 
 static int coroutine_fn qcow2_load_vmstate(BlockDriverState *bs,
                                            IOVector *qiov, int64_t pos)
 {
-    BDRVQcow2State *s = bs->opaque;
-    uint64_t off = vm_state_offset(s);
-
-    if ((uint64_t)pos > INT64_MAX - off - qiov->size) {
-        return -EINVAL;
-    }
-    return qiov->size ? qcow2_co_preadv(bs, off + pos, qiov->size, qiov, 0)
-                      : 0;
+    return vm_state_io(bs, qiov, pos, false);
 }
 
 const BlockDriverSnapshotOps qcow2_snapshot_ops = {
