@@ -469,3 +469,36 @@ def test_hostile(our_qemu_img, ref_tools, work):
                 cwd=work, timeout=30)
         assert r.rc in (0, 1), r
         assert 'Sanitizer' not in r.err and 'runtime error' not in r.err, r
+
+
+BITMAPS = [
+    ('img', 'create -f qcow2 x.qcow2 8M'),
+    ('img', 'bitmap --add x.qcow2 b1'),
+    ('io', '-c "write -P 1 1M 128k" x.qcow2'),
+    ('img', 'bitmap --add -g 4k x.qcow2 b2'),
+]
+
+
+def test_downgrade_with_bitmaps(our_qemu_img, ref_qemu_img, ref_tools,
+                                work):
+    """The reference does not refuse compat=0.10 with persistent bitmaps:
+    it stores them once more on close and a v2 image cannot vouch for
+    them (a warning on the next open, their clusters leaked).  The same
+    messages, the same file, the same check verdict."""
+    base = work / 'base'
+    base.mkdir()
+    build(ref_tools, BITMAPS, base)
+    for d in ('ref', 'ours'):
+        shutil.copytree(base, work / d)
+    r = amend_both(our_qemu_img, ref_qemu_img, work, ['-o', 'compat=0.10'])
+    assert r.rc == 0, r
+    with open(work / 'ref' / 'x.qcow2', 'rb') as a, \
+            open(work / 'ours' / 'x.qcow2', 'rb') as b:
+        assert a.read() == b.read()
+    checks = [(r.rc, r.out, r.err) for r in
+              (run([ref_qemu_img, 'check', 'x.qcow2'], cwd=work / d)
+               for d in ('ref', 'ours'))]
+    assert checks[0][0] == 3 and 'leaked' in checks[0][1], checks[0]
+    assert checks[1] == checks[0]
+    assert run([ref_qemu_img, 'compare', str(base / 'x.qcow2'),
+                str(work / 'ours' / 'x.qcow2')]).rc == 0
