@@ -502,3 +502,28 @@ def test_downgrade_with_bitmaps(our_qemu_img, ref_qemu_img, ref_tools,
     assert checks[1] == checks[0]
     assert run([ref_qemu_img, 'compare', str(base / 'x.qcow2'),
                 str(work / 'ours' / 'x.qcow2')]).rc == 0
+
+
+@pytest.mark.parametrize('tool', ['amend', 'write'])
+def test_v2_with_stale_bitmaps_opened_read_write(our_qemu_img, ref_qemu_img,
+                                                 ref_qemu_io, our_qemu_io,
+                                                 ref_tools, work, tool):
+    """A v2 image still holding a bitmap extension (downgraded by the
+    reference) drops it on a read-write open, as the reference does: the
+    same messages and the same file after an upgrade or a write."""
+    base = work / 'base'
+    base.mkdir()
+    build(ref_tools, BITMAPS, base)
+    build(ref_tools, [('img', 'amend -o compat=0.10 x.qcow2')], base)
+    for d in ('ref', 'ours'):
+        shutil.copytree(base, work / d)
+    if tool == 'amend':
+        amend_both(our_qemu_img, ref_qemu_img, work, ['-o', 'compat=1.1'])
+    else:
+        res = [run([t, '-c', 'write -P 9 0 64k', 'x.qcow2'], cwd=work / d)
+               for t, d in ((ref_qemu_io, 'ref'), (our_qemu_io, 'ours'))]
+        assert res[0].rc == 0 and res[1].rc == 0
+        assert res[1].err.replace('strata-io', 'qemu-io') == res[0].err
+    with open(work / 'ref' / 'x.qcow2', 'rb') as a, \
+            open(work / 'ours' / 'x.qcow2', 'rb') as b:
+        assert a.read() == b.read()

@@ -515,7 +515,7 @@ static int coroutine_fn ignore_stale_ext(BlockDriverState *bs)
     }
     fprintf(stderr, "Some clusters may be leaked, run 'qemu-img check -r' "
             "on the image file to fix.");
-    if (!(bs->open_flags & BDRV_O_RDWR) || s->h.version < 3) {
+    if (!(bs->open_flags & BDRV_O_RDWR)) {
         return 0;
     }
     set_bitmaps_ext(s, 0, 0, 0);
