@@ -686,3 +686,41 @@ def test_sigkill_during_bitmap_ops(tmp_path, our_qemu_img, ref_qemu_img):
         assert info.rc == 0, info
         names = set(bitmaps_of(path))
         assert names in ({'big'}, {'big', 'n'}), names
+
+
+def _point_first_l2_entry_at_bitmap_dir(path):
+    """Corrupt @path: its first data cluster's L2 entry (COPIED) now names
+    the bitmap directory's cluster."""
+    with open(path, 'r+b') as f:
+        d = f.read()
+        l1 = struct.unpack('>Q', d[40:48])[0]
+        l2 = struct.unpack('>Q', d[l1:l1 + 8])[0] & 0x00fffffffffffe00
+        o = struct.unpack('>I', d[100:104])[0]
+        while True:
+            magic, length = struct.unpack('>II', d[o:o + 8])
+            assert magic != 0
+            if magic == 0x23852875:
+                doff = struct.unpack('>Q', d[o + 24:o + 32])[0]
+                break
+            o += 8 + ((length + 7) & ~7)
+        f.seek(l2)
+        f.write(struct.pack('>Q', (1 << 63) | doff))
+
+
+def test_overlap_check_guards_bitmap_directory(tmp_path, strata_io,
+                                               ref_qemu_img, ref_qemu_io):
+    """A guest write that would land on the bitmap directory is refused
+    and the image marked corrupt, with the reference's message."""
+    r, s = str(tmp_path / 'r.qcow2'), str(tmp_path / 's.qcow2')
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', r, '4M']).rc == 0
+    assert run([ref_qemu_io, '-c', 'write -P 1 0 64k', r]).rc == 0
+    assert run([ref_qemu_img, 'bitmap', '--add', r, 'b']).rc == 0
+    _point_first_l2_entry_at_bitmap_dir(r)
+    shutil.copy(r, s)
+    rr = run([ref_qemu_io, '-c', 'write -P 2 0 4k', r])
+    ss = run([strata_io, '-c', 'write -P 2 0 4k', s])
+    assert 'overlaps with bitmap directory' in rr.err, rr
+    assert (ss.rc, ss.out, ss.err.replace('strata-io', 'qemu-io')) == \
+        (rr.rc, rr.out, rr.err)
+    with open(r, 'rb') as a, open(s, 'rb') as b:
+        assert a.read() == b.read()

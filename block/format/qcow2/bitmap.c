@@ -515,7 +515,7 @@ static int coroutine_fn ignore_stale_ext(BlockDriverState *bs)
     }
     fprintf(stderr, "Some clusters may be leaked, run 'qemu-img check -r' "
             "on the image file to fix.");
-    if (!(bs->open_flags & BDRV_O_RDWR) || s->h.version < 3) {
+    if (!(bs->open_flags & BDRV_O_RDWR)) {
         return 0;
     }
     set_bitmaps_ext(s, 0, 0, 0);
@@ -890,7 +890,7 @@ int coroutine_fn qcow2_store_bitmaps(BlockDriverState *bs, Error **errp)
     uint64_t old_off = s->bitmap_dir_offset, old_size = s->bitmap_dir_size;
     int ret;
 
-    if (!(bs->open_flags & BDRV_O_RDWR) || s->h.version < 3 || !old) {
+    if (!(bs->open_flags & BDRV_O_RDWR) || !old) {
         return 0;
     }
     ret = reread_dir(bs, errp);

@@ -251,9 +251,11 @@ int qcow2_measure(QDict *opts, BlockDriverState *in_bs,
 
 /* ---- truncate ---- */
 
-/* After a shrink: the file ends after the last used cluster, exactly
- * (grown to it when the last cluster was only partly written), as the
- * reference leaves it. */
+/* After a shrink: the file ends after the last used cluster, as the
+ * reference leaves it.  The cached length is rounded up to sectors, so a
+ * partly written last cluster that fits in it is grown to its end; one
+ * reaching past it (a small bitmap directory at the end of a 64k-cluster
+ * file) leaves the file untouched, as the reference does. */
 static int coroutine_fn trim_file(BlockDriverState *bs, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -279,8 +281,7 @@ static int coroutine_fn trim_file(BlockDriverState *bs, Error **errp)
         }
     }
     co_mutex_unlock(&s->lock);
-    /* the cached length is rounded to sectors: always set it */
-    if (ret == 0) {
+    if (ret == 0 && (c << s->cluster_bits) <= (uint64_t)flen) {
         ret = bdrv_co_truncate(bs->file, c << s->cluster_bits, false,
                                PREALLOC_MODE_OFF, 0, errp);
     }

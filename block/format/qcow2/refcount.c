@@ -853,6 +853,11 @@ int coroutine_fn qcow2_check_metadata_overlap(BlockDriverState *bs, int ign,
                        s->snapshots_size)) {
         return QCOW2_OL_SNAPSHOT_TABLE;
     }
+    if ((chk & QCOW2_OL_BITMAP_DIRECTORY) && s->bitmap_dir_size &&
+        ranges_overlap(offset, size, s->bitmap_dir_offset,
+                       s->bitmap_dir_size)) {
+        return QCOW2_OL_BITMAP_DIRECTORY;
+    }
     ret = overlap_indirect(s, chk, offset, size);
     if (ret == 0 && (chk & QCOW2_OL_INACTIVE_L2) && size) {
         ret = overlap_inactive_l2(bs, offset, size);
@@ -871,6 +876,7 @@ static const char *overlap_name(int kind)
     case QCOW2_OL_SNAPSHOT_TABLE: return "snapshot table";
     case QCOW2_OL_INACTIVE_L1: return "inactive L1 table";
     case QCOW2_OL_INACTIVE_L2: return "inactive L2 table";
+    case QCOW2_OL_BITMAP_DIRECTORY: return "bitmap directory";
     default: return "metadata";
     }
 }
