@@ -283,3 +283,46 @@ def test_rebase_sigkill(tmp_path, strata_img, ref_qemu_img, ref_qemu_io):
         p.wait()
         assert run([ref_qemu_img, 'check', top]).rc in (0, 3)
         assert same_view(ref_qemu_img, os.path.join(d, 'before.raw'), top)
+
+
+@pytest.mark.parametrize('opts,mid_opts,size,writes,args', [
+    # iotest 271's shape: the old backing allocates subclusters, so what
+    # is unchanged below the new backing ends inside an overlay cluster
+    ('cluster_size=1M,extended_l2=on', None, 3 * MiB,
+     ['write -P 0x22 992k 32k', 'write -P 0x33 2M 32k'], ['-c']),
+    # the old backing's clusters are smaller than the overlay's
+    ('cluster_size=64k', 'cluster_size=4096', 1 * MiB,
+     ['write -P 5 60k 4k', 'write -P 6 200k 8k'], ['-c']),
+    ('cluster_size=64k', 'cluster_size=4096', 1 * MiB,
+     ['write -P 5 60k 4k', 'write -P 6 200k 8k'], []),
+    # an odd-sized chain: the last overlay cluster is partial
+    ('cluster_size=64k', 'cluster_size=4096', 1 * MiB - 1536,
+     ['write -P 7 1016k 4k'], ['-c']),
+])
+def test_rebase_prefix_inside_unit(tmp_path, strata_img, ref_qemu_img,
+                                   ref_qemu_io, opts, mid_opts, size, writes,
+                                   args):
+    """top -> mid -> base rebased onto base, where mid allocates less than
+    an overlay cluster: the overlay gets whole clusters (compressed with
+    -c), as the reference writes them."""
+    rd, sd = twin(tmp_path)
+    for d in (rd, sd):
+        base, mid = os.path.join(d, 'base.qcow2'), os.path.join(d, 'mid.qcow2')
+        create(ref_qemu_img, base, size, opts=opts)
+        qio(ref_qemu_io, base, 'write -P 0x11 %d 64k' % (size // 2 & ~511))
+        create(ref_qemu_img, mid, size, 'qcow2', 'base.qcow2', 'qcow2',
+               mid_opts or opts)
+        qio(ref_qemu_io, mid, *writes)
+        create(ref_qemu_img, os.path.join(d, 'top.qcow2'), size, 'qcow2',
+               'mid.qcow2', 'qcow2', opts)
+    view(ref_qemu_img, os.path.join(rd, 'top.qcow2'),
+         str(tmp_path / 'before.raw'))
+    both(rd, sd, ref_qemu_img, strata_img,
+         [*args, '-b', 'base.qcow2', '-F', 'qcow2'])
+    r, s = os.path.join(rd, 'top.qcow2'), os.path.join(sd, 'top.qcow2')
+    check_clean(ref_qemu_img, s)
+    assert run([ref_qemu_img, 'compare', r, s]).rc == 0
+    assert same_view(ref_qemu_img, str(tmp_path / 'before.raw'), s)
+    maps = [run([ref_qemu_img, 'map', '--output=json', 'top.qcow2'],
+                cwd=d).out for d in (rd, sd)]
+    assert maps[1] == maps[0]

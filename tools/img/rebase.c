@@ -290,9 +290,15 @@ static int coroutine_fn rebase_plan(void *opaque, int64_t off, int64_t bytes,
                        : BLOCK_JOB_SKIP;
     }
     ret = prefix_unchanged(j, off, pnum);
-    if (ret != 0) {
-        return ret < 0 ? block_job_fail(f, ret, off, j->top, false)
-                       : BLOCK_JOB_SKIP;
+    if (ret < 0) {
+        return block_job_fail(f, ret, off, j->top, false);
+    }
+    if (ret > 0) {
+        /* the old backing's units may be smaller than the overlay's: a
+         * skip ending inside a unit would make the next write partial */
+        kind = BLOCK_JOB_SKIP;
+        *pnum = align_extent(j, off, *pnum, &kind);
+        return kind;
     }
     old_zero = chain_reads_zero(j->old_blk, j->old_len, off, *pnum, pnum);
     if (old_zero < 0) {
