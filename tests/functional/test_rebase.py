@@ -305,15 +305,15 @@ def test_rebase_prefix_inside_unit(tmp_path, strata_img, ref_qemu_img,
     """top -> mid -> base rebased onto base, where mid allocates less than
     an overlay cluster: the overlay gets whole clusters (compressed with
     -c), as the reference writes them."""
-    rd, sd = twin(tmp_path)
+    rd, sd = twin_dirs(tmp_path)
     for d in (rd, sd):
         base, mid = os.path.join(d, 'base.qcow2'), os.path.join(d, 'mid.qcow2')
-        create(ref_qemu_img, base, size, opts=opts)
-        qio(ref_qemu_io, base, 'write -P 0x11 %d 64k' % (size // 2 & ~511))
-        create(ref_qemu_img, mid, size, 'qcow2', 'base.qcow2', 'qcow2',
+        ref_create(ref_qemu_img, base, size, opts=opts)
+        ref_qio(ref_qemu_io, base, 'write -P 0x11 %d 64k' % (size // 2 & ~511))
+        ref_create(ref_qemu_img, mid, size, 'qcow2', 'base.qcow2', 'qcow2',
                mid_opts or opts)
-        qio(ref_qemu_io, mid, *writes)
-        create(ref_qemu_img, os.path.join(d, 'top.qcow2'), size, 'qcow2',
+        ref_qio(ref_qemu_io, mid, *writes)
+        ref_create(ref_qemu_img, os.path.join(d, 'top.qcow2'), size, 'qcow2',
                'mid.qcow2', 'qcow2', opts)
     view(ref_qemu_img, os.path.join(rd, 'top.qcow2'),
          str(tmp_path / 'before.raw'))
