@@ -206,6 +206,24 @@ static const BlockDriverPermOps *perm_ops(BlockDriverState *bs)
     return bs && bs->drv && bs->drv->perm ? bs->drv->perm : &none;
 }
 
+/* What @bs needs from child edge @c.  A force-share child (a read-only
+ * -U open, inherited down the graph) tolerates anything from others, so
+ * another process may keep the image open read-write. */
+static void child_edge_perm(BlockDriverState *bs, BdrvChild *c,
+                            uint64_t *np, uint64_t *ns)
+{
+    if (perm_ops(bs)->child_perm) {
+        perm_ops(bs)->child_perm(bs, c, c->role, bs->perm, bs->shared_perm,
+                                 np, ns);
+    } else {
+        bdrv_default_child_perm(bs, c, c->role, bs->perm, bs->shared_perm,
+                                np, ns);
+    }
+    if (c->bs && c->bs->force_share) {
+        *ns = BLK_PERM_ALL;
+    }
+}
+
 /* Tentatively give each child edge what @bs now needs from it; with
  * @dirty, the children whose edge changed are queued on it. */
 static void update_child_edges(BlockDriverState *bs, PermTran *t,
@@ -215,13 +233,7 @@ static void update_child_edges(BlockDriverState *bs, PermTran *t,
         BdrvChild *c = g_ptr_array_index(bs->children, i);
         uint64_t np, ns;
 
-        if (perm_ops(bs)->child_perm) {
-            perm_ops(bs)->child_perm(bs, c, c->role, bs->perm,
-                                     bs->shared_perm, &np, &ns);
-        } else {
-            bdrv_default_child_perm(bs, c, c->role, bs->perm, bs->shared_perm,
-                                    &np, &ns);
-        }
+        child_edge_perm(bs, c, &np, &ns);
         if (dirty && (np != c->perm || ns != c->shared_perm)) {
             g_queue_push_tail(dirty, c->bs);
         }
