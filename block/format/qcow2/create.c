@@ -359,8 +359,9 @@ static int coroutine_fn grow_over_run(BlockDriverState *bs, int64_t end)
 }
 
 /* Host clusters for guest bytes [from, to) (lock taken), their runs in
- * @runs; the end of the last one in *last_end.  @grow: the file is kept
- * covering the runs (else it is extended later). */
+ * @runs; the end of the last one in *last_end.  @grow (metadata mode):
+ * the file is kept covering the runs (else it is extended later) and
+ * zero clusters keep reading as zeroes (else their host clusters do). */
 static int coroutine_fn alloc_all(BlockDriverState *bs, uint64_t from,
                                   uint64_t to, GArray *runs,
                                   int64_t *last_end, bool grow)
@@ -375,7 +376,7 @@ static int coroutine_fn alloc_all(BlockDriverState *bs, uint64_t from,
         uint64_t in = qcow2_offset_into_cluster(s, off);
         uint64_t hint = s->free_cluster_index;
 
-        ret = qcow2_alloc_range(bs, off, to - off, &host);
+        ret = qcow2_alloc_range(bs, off, to - off, &host, grow);
         /* a run that needed a new refcount block moves past it and leaves
          * its first place free: the next run fills that hole, so a
          * preallocated file does not grow by the holes */

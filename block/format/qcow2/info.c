@@ -323,7 +323,9 @@ static int coroutine_fn zero_grown_area(BlockDriverState *bs, uint64_t old,
 
     if (new_size > zstart) {
         co_mutex_lock(&s->lock);
-        ret = qcow2_zero_range(bs, zstart, ROUND_UP(new_size, grain) - zstart,
+        /* to the end of the last cluster, as the reference marks it */
+        ret = qcow2_zero_range(bs, zstart,
+                               ROUND_UP(new_size, s->cluster_size) - zstart,
                                false);
         co_mutex_unlock(&s->lock);
     }

@@ -515,7 +515,8 @@ int coroutine_fn qcow2_mark_dirty_if_lazy(BlockDriverState *bs);
 void coroutine_fn qcow2_wait_inflight(BlockDriverState *bs, uint64_t offset,
                                       uint64_t bytes);
 int coroutine_fn qcow2_alloc_range(BlockDriverState *bs, uint64_t offset,
-                                   uint64_t bytes, int64_t *host_out);
+                                   uint64_t bytes, int64_t *host_out,
+                                   bool keep_zero);
 
 /* ---- read-compressed.c ---- */
 /* Read the compressed cluster at @offset (descriptor @l2e, looked up by

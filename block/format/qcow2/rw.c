@@ -1059,12 +1059,36 @@ int coroutine_fn qcow2_co_block_status(BlockDriverState *bs, bool want_zero,
 
 /* ---- preallocation ---- */
 
+/* The L2 entry and bitmap of a cluster given host cluster @host, from
+ * its old ones: parts already marked zero (a grown area over a longer
+ * backing file) must never show the backing through, so they stay zero
+ * (@keep_zero) or become allocated over host clusters that read as
+ * zeroes; an extended entry's other subclusters stay unallocated. */
+static void prealloc_entry(BDRVQcow2State *s, void *l2, int idx,
+                           uint64_t host, bool keep_zero)
+{
+    uint64_t e = qcow2_l2_entry(s, l2, idx);
+    uint64_t bm = s->extended_l2 ? qcow2_l2_bitmap(s, l2, idx) : 0;
+    uint64_t zero = e & QCOW_OFLAG_ZERO;
+
+    if (s->extended_l2) {
+        zero = 0;
+        bm &= 0xffffffff00000000ULL;        /* the zero half */
+        bm = keep_zero ? bm : bm >> 32;
+    } else if (!keep_zero) {
+        zero = 0;
+    }
+    qcow2_set_l2_entry(s, l2, idx, host | QCOW_OFLAG_COPIED | zero);
+    qcow2_set_l2_bitmap(s, l2, idx, bm);
+}
+
 /* Host clusters for the unallocated clusters from @offset on, within one
  * L2 table and less than 2 GiB (lock held): returns the guest bytes
  * covered (> 0) and in *host_end the end of the last host cluster, or
- * -errno. */
+ * -errno.  @keep_zero: see prealloc_entry. */
 int coroutine_fn qcow2_alloc_range(BlockDriverState *bs, uint64_t offset,
-                                   uint64_t bytes, int64_t *host_end)
+                                   uint64_t bytes, int64_t *host_end,
+                                   bool keep_zero)
 {
     BDRVQcow2State *s = bs->opaque;
     bool raw = s->data_file != bs->file;    /* host offset = guest offset */
@@ -1093,10 +1117,8 @@ int coroutine_fn qcow2_alloc_range(BlockDriverState *bs, uint64_t offset,
         return host;
     }
     for (int i = 0; i < n; i++) {
-        qcow2_set_l2_entry(s, l2, idx + i,
-                           (host + ((uint64_t)i << s->cluster_bits)) |
-                           QCOW_OFLAG_COPIED);
-        qcow2_set_l2_bitmap(s, l2, idx + i, 0);
+        prealloc_entry(s, l2, idx + i,
+                       host + ((uint64_t)i << s->cluster_bits), keep_zero);
     }
     qcow2_cache_mark_dirty(&s->l2_cache, l2);
     qcow2_cache_put(&s->l2_cache, &l2);
