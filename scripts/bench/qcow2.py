@@ -342,6 +342,7 @@ def main():
     ap.add_argument('--keep-fs', action='store_true',
                     help='keep the ext4 image for the next run')
     a = ap.parse_args()
+    os.makedirs(a.dir, exist_ok=True)     # a fresh --dir is created
     fs = os.path.join(a.dir, 'strata-qcow2-bench-fs.raw')
     only = a.only.split(',')
     try:
