@@ -365,6 +365,11 @@ def check_after_kill(ref_qemu_img, d, name='out.qcow2'):
     if not os.path.exists(path) or os.path.getsize(path) == 0:
         return False    # killed before the image was created
     wait_unlocked(path)
+    with open(path, 'rb') as f:
+        if f.read(4) != b'QFI\xfb':
+            # killed inside create, before its last write (the header)
+            assert os.path.getsize(path) <= 3 * 64 * KiB, path
+            return False
     r = run([ref_qemu_img, 'check', name], cwd=d)
     if r.rc == 1 and 'Could not open' in r.err:
         # killed inside create, before the header was complete

@@ -282,7 +282,16 @@ static int coroutine_fn write_initial(const char *filename, QDict *opts,
     }
     blk_set_allow_write_beyond_eof(blk, true);
     build_initial(a, buf);
-    ret = blk_co_pwrite(blk, 0, 3 * a->cluster_size, buf, 0);
+    /* The refcount table and block first, the header last: a create
+     * killed in between leaves a file that is not yet a qcow2, never a
+     * header pointing at a refcount block the file does not hold (one
+     * write can land partly: the kernel stops copying pages for a
+     * killed process). */
+    ret = blk_co_pwrite(blk, a->cluster_size, 2 * a->cluster_size,
+                        buf + a->cluster_size, 0);
+    if (ret >= 0) {
+        ret = blk_co_pwrite(blk, 0, a->cluster_size, buf, 0);
+    }
     if (ret < 0) {
         error_setg_errno(errp, -ret, "Could not write qcow2 header");
     }
