@@ -86,6 +86,23 @@ char *bdrv_get_full_backing_filename(BlockDriverState *bs, Error **errp)
     return dir ? g_strconcat(dir, name, NULL) : NULL;
 }
 
+char *bdrv_combine_backing_name(const char *backed, const char *backing,
+                                Error **errp)
+{
+    g_autofree char *dir = NULL;
+
+    if (!*backing || path_has_protocol(backing) || backing[0] == '/') {
+        return g_strdup(backing);
+    }
+    if (!*backed || !strncmp(backed, "json:", 5)) {
+        error_setg(errp, "Cannot use relative backing file names for '%s'",
+                   backed);
+        return NULL;
+    }
+    dir = dir_prefix(backed);
+    return g_strconcat(dir, backing, NULL);
+}
+
 /* ---- the chain being opened: loops and depth ---- */
 
 /* The device and inode of the file @bs reads, stat'ed once per node (a

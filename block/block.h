@@ -315,6 +315,13 @@ const char *bdrv_get_backing_format(const BlockDriverState *bs);
  * without error when there is none, NULL with @errp set when a relative
  * name cannot be resolved ("Cannot generate a base directory for ..."). */
 char *bdrv_get_full_backing_filename(BlockDriverState *bs, Error **errp);
+/* @backing as named from an image called @backed (g_free()): a name with a
+ * protocol prefix ("json:{...}", "nbd://...") or an absolute one stays as
+ * it is, a relative one is put in @backed's directory; NULL with @errp set
+ * when @backed is a json: name ("Cannot use relative backing file names
+ * for 'x'"). */
+char *bdrv_combine_backing_name(const char *backed, const char *backing,
+                                Error **errp);
 /* Record a new backing file name and format in @bs's image (NULL: none)
  * and in the node.  Does not open or detach anything.  -errno with @errp
  * set ("Could not change the backing file to 'x': <strerror>"). */

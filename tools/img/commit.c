@@ -245,17 +245,9 @@ static int64_t cluster_of(BlockDriverState *bs)
     return bdrv_get_info(bs, &bdi) == 0 ? bdi.cluster_size : 0;
 }
 
-/* Name the image and offset of a failure, then the reference's line. */
+/* The reference names only the error: not the image, not the offset. */
 static void report_failure(const BlockJobFailure *f)
 {
-    if (f->image && f->offset >= 0) {
-        error_report("error while %s '%s' at byte %" PRId64 ": %s",
-                     f->write ? "writing to" : "reading from", f->image,
-                     f->offset, strerror(-f->ret));
-    } else if (f->image) {
-        error_report("error while flushing '%s': %s", f->image,
-                     strerror(-f->ret));
-    }
     error_report("Block job failed: %s", strerror(-f->ret));
 }
 

@@ -365,19 +365,6 @@ static void apply_backing(const CreateArgs *a, const BlockDriver *drv,
     }
 }
 
-/* The backing file's name as seen from the new image's directory. */
-static char *backing_path(const char *image, const char *backing)
-{
-    g_autofree char *dir = NULL;
-
-    if (g_path_is_absolute(backing) || strstr(backing, "://") ||
-        !strchr(image, '/')) {
-        return g_strdup(backing);
-    }
-    dir = g_path_get_dirname(image);
-    return g_build_filename(dir, backing, NULL);
-}
-
 /* "Detected format of X." hint: the backing file's probed format. */
 static void hint_detected_format(const char *path, Error **errp)
 {
@@ -432,8 +419,11 @@ static bool check_backing_file(const CreateArgs *a, QDict *opts,
     if (!bf) {
         return true;
     }
+    path = bdrv_combine_backing_name(a->filename, bf, errp);
+    if (!path) {
+        return false;
+    }
     if (!fmt) {
-        path = backing_path(a->filename, bf);
         if (!a->unsafe && !backing_opens(path, errp)) {
             return false;
         }
@@ -446,7 +436,6 @@ static bool check_backing_file(const CreateArgs *a, QDict *opts,
     if (a->unsafe && qdict_haskey(opts, "size")) {
         return true;
     }
-    path = backing_path(a->filename, bf);
     o = qdict_new();
     qdict_put_str(o, "driver", fmt);
     bs = bdrv_open(path, NULL, o, BDRV_O_NO_BACKING | BDRV_O_NO_IO, errp);

@@ -100,16 +100,17 @@ static int rebase_option(int c, void *opaque)
     }
 }
 
-/* A relative backing name is relative to the image's directory. */
+/* A relative backing name is relative to the image's directory; a
+ * json: or protocol name stays as it is. */
 static char *backing_path(const char *image, const char *backing)
 {
-    const char *slash = strrchr(image, '/');
+    Error *err = NULL;
+    char *path = bdrv_combine_backing_name(image, backing, &err);
 
-    if (backing[0] == '/' || !slash) {
-        return g_strdup(backing);
+    if (!path) {
+        error_reportf_err(err, "Could not resolve backing filename: ");
     }
-    return g_strdup_printf("%.*s%s", (int)(slash - image + 1), image,
-                           backing);
+    return path;
 }
 
 /* What the job's callbacks need. */
@@ -126,10 +127,9 @@ typedef struct RebaseJob {
 } RebaseJob;
 
 /* Open the new backing file read-only with its whole chain. */
-static BlockBackend *open_new_backing(const RebaseArgs *a, const char *image,
+static BlockBackend *open_new_backing(const RebaseArgs *a, const char *path,
                                       int flags)
 {
-    g_autofree char *path = backing_path(image, a->backing);
     QDict *opts = qdict_new();
     Error *err = NULL;
     BlockBackend *blk;
@@ -180,8 +180,7 @@ static BlockBackend *blk_on(BlockDriverState *bs)
 }
 
 /* Handles on the old and the new backing chains for the safe mode. */
-static bool open_chains(RebaseJob *j, const RebaseArgs *a, const char *image,
-                        int backing_flags)
+static bool open_chains(RebaseJob *j, const RebaseArgs *a, int backing_flags)
 {
     BlockDriverState *old = bdrv_backing_bs(j->top);
     g_autofree char *path = NULL;
@@ -192,12 +191,15 @@ static bool open_chains(RebaseJob *j, const RebaseArgs *a, const char *image,
     if (!a->backing[0]) {
         return true;
     }
-    path = backing_path(image, a->backing);
+    path = backing_path(bdrv_get_filename(j->top), a->backing);
+    if (!path) {
+        return false;
+    }
     j->prefix = find_in_chain(j->top, path);
     if (j->prefix) {
         j->new_blk = blk_on(j->prefix);
     } else {
-        j->new_blk = open_new_backing(a, image, backing_flags);
+        j->new_blk = open_new_backing(a, path, backing_flags);
     }
     return j->new_blk != NULL;
 }
@@ -550,7 +552,7 @@ static bool rebase_prepare(BlockBackend *blk, const RebaseArgs *a,
     }
     j.align = compare_unit(&bdi, a->compress);
     j.write_flags = a->compress ? BDRV_REQ_WRITE_COMPRESSED : 0;
-    ok = open_chains(&j, a, image, backing_flags) &&
+    ok = open_chains(&j, a, backing_flags) &&
          rebase_copy(&j, blk, image, a);
     if (j.old_blk) {
         blk_unref(j.old_blk);
