@@ -185,22 +185,27 @@ static void dump_qdict(int indent, QDict *d)
     }
 }
 
-static int64_t info_vm_state_offset(BlockBackend *blk, int cluster_size,
-                                    QDict *spec)
+/* Where qcow2 keeps the VM state: past the space its L1 table covers.
+ * Filters above it (compress) report their child's. */
+static int64_t info_vm_state_offset(BlockBackend *blk, int cluster_size)
 {
-    QDict *data = spec ? qdict_get_qdict(spec, "data") : NULL;
+    BlockDriverState *bs = bdrv_skip_filters(blk_bs(blk));
     int64_t len = blk_getlength(blk);
     int cluster_bits, l2_bits;
+    QDict *spec, *data;
 
-    if (!cluster_size || len < 0 ||
-        strcmp(bdrv_get_format_name(blk_bs(blk)) ?: "", "qcow2")) {
+    if (!cluster_size || len < 0 || !bs ||
+        strcmp(bdrv_get_format_name(bs) ?: "", "qcow2")) {
         return 0;
     }
     cluster_bits = __builtin_ctz(cluster_size);
     l2_bits = cluster_bits - 3;
+    spec = bdrv_get_specific_info(bs, NULL);
+    data = spec ? qdict_get_qdict(spec, "data") : NULL;
     if (data && qdict_get_try_bool(data, "extended-l2", false)) {
         l2_bits--;
     }
+    qobject_unref(spec);
     return DIV_ROUND_UP(len, (int64_t)1 << (cluster_bits + l2_bits)) <<
            (cluster_bits + l2_bits);
 }
@@ -242,7 +247,7 @@ static int info_f(BlockBackend *blk, int argc, char **argv)
     }
     spec = info_specific(bs, &err);
     io_cvtstr(bdi.cluster_size, s1, sizeof(s1));
-    io_cvtstr(info_vm_state_offset(blk, bdi.cluster_size, spec), s2,
+    io_cvtstr(info_vm_state_offset(blk, bdi.cluster_size), s2,
               sizeof(s2));
     printf("cluster size: %s\n", s1);
     printf("vm state offset: %s\n", s2);
