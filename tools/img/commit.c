@@ -315,11 +315,30 @@ static bool commit_run_all(BlockBackend *blk, const CommitArgs *a,
     return a->drop || commit_make_empty(blk);
 }
 
+/* The reference inactivates the chain before closing it so that it
+ * learns whether the persistent bitmaps could be stored: now, top down,
+ * up to the first failure (reported; close then tries once more). */
+static bool commit_store_bitmaps(BlockBackend *blk)
+{
+    for (BlockDriverState *bs = bdrv_skip_filters(blk_bs(blk)); bs;
+         bs = bdrv_skip_filters(bdrv_backing_bs(bs))) {
+        Error *err = NULL;
+
+        if (bdrv_store_persistent_dirty_bitmaps(bs, &err) < 0) {
+            error_reportf_err(err, "Lost persistent bitmaps during "
+                              "inactivation of node '%s': ",
+                              bdrv_get_node_name(bs));
+            return false;
+        }
+    }
+    return true;
+}
+
 int img_commit(int argc, char **argv)
 {
     CommitArgs a = { .cache = "writeback" };
     int ret, flags = BDRV_O_RDWR | BDRV_O_UNMAP;
-    bool writethrough, ok;
+    bool writethrough, ok, stored;
     BlockBackend *blk;
 
     ret = img_getopt_loop(argc, argv, "commit", "f:ht:b:dpqr:",
@@ -342,7 +361,12 @@ int img_commit(int argc, char **argv)
     progress_print(0, 100);
     ok = commit_run_all(blk, &a, argv[optind]);
     progress_end();
+    stored = commit_store_bitmaps(blk);
     blk_unref(blk);
+    if (ok && !stored) {
+        error_report("Error while closing the image: %s", strerror(EINVAL));
+        ok = false;
+    }
     if (ok && !a.common.quiet) {
         printf("Image committed.\n");
     }

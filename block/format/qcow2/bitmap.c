@@ -674,11 +674,28 @@ static int64_t coroutine_fn write_new(BlockDriverState *bs, const void *buf,
     }
     ret = q_pwrite(bs->file, off, n, buf);
     if (ret < 0) {
+        qcow2_free_clusters(bs, off, n, false);
         error_setg_errno(errp, -ret, "Failed to write bitmap '%s' to file",
                          name);
         return ret;
     }
     return off;
+}
+
+/* A failed store_one() frees the data clusters it wrote, as the
+ * reference does: a later attempt (close after a failed inactivation)
+ * finds the space again. */
+static void coroutine_fn free_new_data(BlockDriverState *bs,
+                                       const uint64_t *table, uint64_t n)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    for (uint64_t i = 0; i < n; i++) {
+        if (table[i]) {
+            qcow2_free_clusters(bs, GUINT64_FROM_BE(table[i]),
+                                s->cluster_size, true);
+        }
+    }
 }
 
 /* The data clusters and table of @bm written to new clusters; @b gets
@@ -700,6 +717,7 @@ static int coroutine_fn store_one(BlockDriverState *bs, BdrvDirtyBitmap *bm,
         if (hb && serialize(hb, buf, s->cluster_size, i * per_cluster, gb)) {
             off = write_new(bs, buf, s->cluster_size, name, errp);
             if (off < 0) {
+                free_new_data(bs, table, i);
                 return off;
             }
             table[i] = GUINT64_TO_BE(off);
@@ -707,6 +725,7 @@ static int coroutine_fn store_one(BlockDriverState *bs, BdrvDirtyBitmap *bm,
     }
     off = write_new(bs, table, n * 8, name, errp);
     if (off < 0) {
+        free_new_data(bs, table, n);
         return off;
     }
     b->table_offset = off;
@@ -728,7 +747,7 @@ static int coroutine_fn store_old(BlockDriverState *bs, Qcow2Bitmap *o,
     if (!bm || !bdrv_dirty_bitmap_persistent(bm) ||
         bdrv_dirty_bitmap_inconsistent(bm)) {
         b.name = g_strdup(o->name);
-        o->kept = true;              /* not freed afterwards */
+        o->kept = b.kept = true;     /* not freed afterwards */
     } else {
         int ret = store_one(bs, bm, &b, errp);
         if (ret < 0) {
@@ -831,6 +850,9 @@ static int coroutine_fn switch_dir(BlockDriverState *bs, GArray *list)
         off = qcow2_alloc_clusters(bs, size);
         ret = off < 0 ? (int)off : q_pwrite(bs->file, off, size, dir);
         if (ret < 0) {
+            if (off > 0) {
+                qcow2_free_clusters(bs, off, size, false);
+            }
             return ret;
         }
     }
@@ -846,6 +868,18 @@ static int coroutine_fn switch_dir(BlockDriverState *bs, GArray *list)
     s->bitmap_dir_offset = off;
     s->bitmap_dir_size = size;
     return ret;
+}
+
+/* A failed store: the clusters of the entries written afresh freed (the
+ * entries kept as found hold the image's own). */
+static void coroutine_fn free_new_entries(BlockDriverState *bs, GArray *list)
+{
+    for (guint i = 0; i < list->len; i++) {
+        Qcow2Bitmap *b = &g_array_index(list, Qcow2Bitmap, i);
+        if (!b->kept) {
+            free_entry(bs, b);
+        }
+    }
 }
 
 /* Bits still on disk (the node was opened read-only, then reopened
@@ -913,7 +947,9 @@ int coroutine_fn qcow2_store_bitmaps(BlockDriverState *bs, Error **errp)
         }
     }
     if (ret < 0) {
-        /* the image still holds the old directory (in-use): keep it */
+        /* the image still holds the old directory (in-use): keep it, and
+         * give back what the new one took */
+        free_new_entries(bs, s->bitmaps);
         g_array_unref(s->bitmaps);
         s->bitmaps = old;
         return ret;
