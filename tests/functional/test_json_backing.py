@@ -165,3 +165,24 @@ def test_rebase_json_image_relative_backing(env):
     assert res[0] == 0
     r = same(env.img('info', 'DIR/d/top.qcow2'))
     assert 'backing file: nb.qcow2 (actual path: DIR/d/nb.qcow2)' in r[1]
+
+
+@pytest.mark.parametrize('name', [blkdebug_name, raw_node_name])
+def test_create_json_backing_without_format(env, name):
+    """Without -F: the hint names the format of the node the json: name
+    describes (qcow2), not a probe of that node's guest data."""
+    res = same(env.img('create', '-f', 'qcow2', '-b', name('DIR'),
+                       'DIR/top.qcow2'))
+    assert res[0] == 1 and 'Detected format of qcow2.' in res[2]
+
+
+def test_convert_onto_json_backing(env):
+    same(env.io('-f', 'qcow2', '-c', 'write -P 0x22 0 128k',
+                'DIR/base.qcow2'))
+    res = same(env.img('convert', '-O', 'qcow2', '-B', raw_node_name('DIR'),
+                       '-F', 'qcow2', 'DIR/base.qcow2', 'DIR/top.qcow2'))
+    assert res[0] == 0
+    same(env.img('map', '--output=json', 'DIR/top.qcow2'))
+    r, s = env.img('info', 'DIR/top.qcow2')
+    assert 'backing file: json:{' in r[1]
+    assert strip_sizes(s[1]) == strip_sizes(r[1])

@@ -365,33 +365,11 @@ static void apply_backing(const CreateArgs *a, const BlockDriver *drv,
     }
 }
 
-/* "Detected format of X." hint: the backing file's probed format. */
-static void hint_detected_format(const char *path, Error **errp)
-{
-    BlockBackend *blk = blk_new_open(path, NULL, NULL, BDRV_O_PROTOCOL,
-                                     NULL);
-    uint8_t buf[BLOCK_PROBE_BUF_SIZE] = { 0 };
-    int64_t len;
-    const BlockDriver *drv;
-
-    if (!blk) {
-        return;
-    }
-    len = blk_getlength(blk);
-    if (len > 0 && blk_pread(blk, 0, MIN(len, (int64_t)sizeof(buf)), buf,
-                             0) == 0) {
-        drv = bdrv_probe_format(buf, sizeof(buf), path);
-        if (drv) {
-            error_append_hint(errp, "Detected format of %s.\n",
-                              bdrv_driver_name(drv));
-        }
-    }
-    blk_unref(blk);
-}
-
 /* Without a backing format the reference still opens (probes) the
- * backing file first, unless -u; its failure comes first. */
-static bool backing_opens(const char *path, Error **errp)
+ * backing file first, unless -u; its failure comes first, else its
+ * format makes the hint "Detected format of X." (that of the node a
+ * json: name describes, not a probe of its guest data). */
+static bool backing_opens(const char *path, char **detected, Error **errp)
 {
     BlockDriverState *bs = bdrv_open(path, NULL, NULL,
                                      BDRV_O_NO_BACKING | BDRV_O_NO_IO, errp);
@@ -400,6 +378,7 @@ static bool backing_opens(const char *path, Error **errp)
         error_append_hint(errp, "Could not open backing image.\n");
         return false;
     }
+    *detected = g_strdup(bdrv_get_format_name(bs));
     bdrv_unref(bs);
     return true;
 }
@@ -424,12 +403,14 @@ static bool check_backing_file(const CreateArgs *a, QDict *opts,
         return false;
     }
     if (!fmt) {
-        if (!a->unsafe && !backing_opens(path, errp)) {
+        g_autofree char *detected = NULL;
+
+        if (!a->unsafe && !backing_opens(path, &detected, errp)) {
             return false;
         }
         error_setg(errp, "Backing file specified without backing format");
-        if (!a->unsafe) {
-            hint_detected_format(path, errp);
+        if (detected) {
+            error_append_hint(errp, "Detected format of %s.\n", detected);
         }
         return false;
     }
