@@ -212,15 +212,20 @@ def test_commit_base_write_error(tmp_path, strata_img, ref_qemu_img,
     assert r.rc == 1 and r.out == ''
     # the reference (qemu-iotests 020) names neither image nor offset; it
     # prints its cache flush errors twice and before the job's line,
-    # strata once, after it: the same lines
+    # strata once, after it: the same lines (the reference adds
+    # "qcow2_free_clusters failed" in some runs, not in others)
     ref_dir = tmp_path / 'ref'
     ref_dir.mkdir()
     chain(str(ref_dir), ref_qemu_img, ref_qemu_io)
     blkdebug_base(str(ref_dir), ref_qemu_img, errno_)
     rr = run([ref_qemu_img, 'commit', 'top.qcow2'], cwd=str(ref_dir))
     assert f'qemu-img: Block job failed: {text}' in rr.err.splitlines()
-    assert set(r.err.replace('strata-img:', 'qemu-img:').splitlines()) == \
-        set(rr.err.splitlines())
+
+    def lines(err):
+        return {ln.replace('strata-img:', 'qemu-img:')
+                for ln in err.splitlines()
+                if not ln.startswith('qcow2_free_clusters failed')}
+    assert lines(r.err) == lines(rr.err)
     for img in ('base.qcow2', 'top.qcow2'):
         assert run([ref_qemu_img, 'check', os.path.join(d, img)]).rc in (0, 3)
     assert run([ref_qemu_img, 'compare', '-f', 'raw', '-F', 'qcow2',
