@@ -388,6 +388,45 @@ static void test_absolute_and_protocol_names(void)
     blk_unref(blk);
 }
 
+/* A name given for an image (create -b, rebase -b): protocol and json:
+ * names as they are, relative ones in the image's directory, none
+ * relative to an image named by json:. */
+static void test_combine_backing_name(void)
+{
+    static const char *const cases[][3] = {
+        { "d/top.qcow2", "base.qcow2", "d/base.qcow2" },
+        { "top.qcow2", "base.qcow2", "base.qcow2" },
+        { "/a/b/top", "../base", "/a/b/../base" },
+        { "d/top", "/abs/base", "/abs/base" },
+        { "d/top", "json:{\"driver\": \"file\"}",
+          "json:{\"driver\": \"file\"}" },
+        { "d/top", "nbd://host/x", "nbd://host/x" },
+        { "file:d/top", "base", "file:d/base" },
+        { "file:top", "base", "file:base" },
+        { "d:x/top", "base", "d:x/base" },
+        { "d/top", "", "" },
+    };
+    Error *err = NULL;
+    char *name;
+
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        name = bdrv_combine_backing_name(cases[i][0], cases[i][1],
+                                         &error_abort);
+        g_assert_cmpstr(name, ==, cases[i][2]);
+        g_free(name);
+    }
+    name = bdrv_combine_backing_name("json:{\"driver\": \"qcow2\"}", "b",
+                                     &err);
+    g_assert_null(name);
+    g_assert_cmpstr(error_get_pretty(err), ==,
+                    "Cannot use relative backing file names for "
+                    "'json:{\"driver\": \"qcow2\"}'");
+    error_free(err);
+    name = bdrv_combine_backing_name("json:{}", "/abs", &error_abort);
+    g_assert_cmpstr(name, ==, "/abs");
+    g_free(name);
+}
+
 static void test_format_probed_when_not_recorded(void)
 {
     BlockBackend *blk;
@@ -793,6 +832,7 @@ int main(int argc, char **argv)
     g_test_add_func("/backing/relative", test_relative_to_overlay_dir);
     g_test_add_func("/backing/absolute-protocol",
                     test_absolute_and_protocol_names);
+    g_test_add_func("/backing/combine-name", test_combine_backing_name);
     g_test_add_func("/backing/probe", test_format_probed_when_not_recorded);
     g_test_add_func("/backing/no-backing", test_no_backing);
     g_test_add_func("/backing/options", test_backing_options_and_reference);
