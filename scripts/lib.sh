@@ -20,7 +20,7 @@ ensure_packages() {
 }
 
 BUILD_DEPS=(gcc meson ninja-build pkg-config liburing-dev libaio-dev
-            zlib1g-dev libzstd-dev nettle-dev libglib2.0-dev)
+            zlib1g-dev libzstd-dev libdeflate-dev nettle-dev libglib2.0-dev)
 
 # Configure (once) and build the tree in $1 with extra meson args.
 build_tree() {

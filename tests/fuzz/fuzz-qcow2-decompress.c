@@ -5,8 +5,12 @@
  * zstd) and the cluster size (bits 1-7: 512 B << (n % 13), up to 2 MiB),
  * then the payload as found at the descriptor's offset.  The destination
  * is exactly one cluster, so ASan catches any write past it; what
- * decompresses is compressed again and must round-trip; zstd verdicts
- * must match those of the streaming decoder QEMU uses.
+ * decompresses is compressed again and must round-trip; verdicts (and
+ * bytes) must match those of the decoders QEMU uses: zstd's streaming
+ * decoder, and zlib's inflate called once with windowBits -12.  Ours
+ * tries libdeflate first, which also takes the few codes RFC 1951
+ * reserves and codes zlib finds incomplete (compress.c): only those
+ * streams may read where zlib refuses them.
  *
  * Seeds (corpus/qcow2-decompress) are real clusters written by QEMU 10.0
  * (`qemu-img convert -c`, zlib and zstd, several cluster sizes), taken
@@ -16,6 +20,7 @@
 #include <errno.h>
 #include <string.h>
 #include <glib.h>
+#include <zlib.h>
 #include <zstd.h>
 #include "block/format/qcow2/compress.h"
 #include "tests/fuzz/fuzz-main.h"
@@ -82,6 +87,59 @@ static void check_zstd_like_streaming(const guint8 *out, int ret, size_t cs,
     g_assert(ret != 0 || memcmp(ref, out, cs) == 0);
 }
 
+/* What zlib refuses and libdeflate takes: reserved length/distance
+ * symbols used or declared, and Huffman codes zlib finds incomplete. */
+static const char *const zlib_strict_only[] = {
+    "invalid literal/length code", "invalid distance code",
+    "too many length or distance symbols", "invalid code lengths set",
+    "invalid literal/lengths set", "invalid distances set",
+};
+
+static bool zlib_strict_reason(const char *msg)
+{
+    for (size_t i = 0; msg && i < G_N_ELEMENTS(zlib_strict_only); i++) {
+        if (!strcmp(msg, zlib_strict_only[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* zlib the way QEMU reads it: one inflate call until the cluster is
+ * full; a stream that ends early or breaks is an error (*@strict: one
+ * of the errors above). */
+static int zlib_once(guint8 *dest, size_t cs, const guint8 *src, size_t len,
+                     bool *strict)
+{
+    z_stream z = { 0 };
+    int ret;
+
+    g_assert(inflateInit2(&z, -12) == Z_OK);
+    z.next_in = (Bytef *)src;
+    z.avail_in = len;
+    z.next_out = dest;
+    z.avail_out = cs;
+    ret = inflate(&z, Z_FINISH);
+    ret = (ret == Z_STREAM_END || ret == Z_BUF_ERROR || ret == Z_OK) &&
+          z.avail_out == 0 ? 0 : -EIO;
+    *strict = ret < 0 && zlib_strict_reason(z.msg);
+    inflateEnd(&z);
+    return ret;
+}
+
+/* The libdeflate fast path must give zlib's verdict and bytes, but for
+ * the streams only zlib is strict about. */
+static void check_zlib_like_qemu(const guint8 *out, int ret, size_t cs,
+                                 const guint8 *src, size_t len)
+{
+    g_autofree guint8 *ref = g_malloc(cs);
+    bool strict;
+    int ref_ret = zlib_once(ref, cs, src, len, &strict);
+
+    g_assert(ref_ret == ret || (ret == 0 && strict));
+    g_assert(ret != 0 || ref_ret != 0 || memcmp(ref, out, cs) == 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     Qcow2CompressionType type;
@@ -99,6 +157,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     g_assert(ret == 0 || ret == -EIO);
     if (type == QCOW2_COMPRESSION_ZSTD) {
         check_zstd_like_streaming(out, ret, cs, data + 1, size - 1);
+    } else {
+        check_zlib_like_qemu(out, ret, cs, data + 1, size - 1);
     }
     if (ret == 0) {
         check_roundtrip(type, out, cs);
