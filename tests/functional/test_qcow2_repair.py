@@ -282,6 +282,44 @@ def test_dirty_killed_strata_writer(tmp_path, our_qemu_img, our_qemu_io,
     assert r.rc == 0 and 'fail' not in r.out, r
 
 
+
+@pytest.mark.parametrize('cmds', [
+    ['write -P 0x5a 0 512'],
+    ['write -P 1 0 1M', 'flush', 'write -P 2 5M 64k', 'flush',
+     'discard 0 64k']])
+def test_lazy_refcounts_deferred_like_reference(tmp_path, ref_qemu_img,
+                                                ref_qemu_io, our_qemu_io,
+                                                our_qemu_img, cmds):
+    """Lazy refcounts (qemu-iotests 039): while the dirty bit is on disk
+    a flush writes L2 tables but leaves refcount updates cached, as the
+    reference does.  Killed, our writer leaves the same file as the
+    reference's (dirty bit set, the new data clusters uncounted), which
+    check reports and check -r all / a read-write open repair alike."""
+    src = str(tmp_path / 'src.qcow2')
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
+                'lazy_refcounts=on', src, '128M']).rc == 0
+    argv = [c for cmd in cmds + ['sigraise 9'] for c in ('-c', cmd)]
+    paths = {}
+    for tool, name in ((ref_qemu_io, 'ref'), (our_qemu_io, 'our')):
+        paths[name] = str(tmp_path / f'{name}.qcow2')
+        shutil.copy(src, paths[name])
+        r = run([tool, *argv, paths[name]])
+        assert r.rc == -9, r
+        assert rd(paths[name], 72, '>Q') & 1, 'dirty bit not set'
+    assert open(paths['our'], 'rb').read() == \
+        open(paths['ref'], 'rb').read()
+    c = run([our_qemu_img, 'check', paths['our']])
+    assert c.rc == 2 and 'refcount=0 reference=1' in c.err, c
+    _, our_path, r = repair_both(tmp_path, ref_qemu_img, our_qemu_img,
+                                 paths['our'], '-r', 'all')
+    assert r.rc == 0 and 'Rebuilding refcount structure' in r.err
+    assert rd(our_path, 72, '>Q') & 1 == 0
+    _, our_path, r = both_io(tmp_path, ref_qemu_io, our_qemu_io,
+                             paths['our'], 'read -P 0x5a 0 512'
+                             if len(cmds) == 1 else 'read -P 2 5M 64k')
+    assert 'Rebuilding refcount structure' in r.err
+    assert run([ref_qemu_img, 'check', our_path]).rc == 0
+
 # ---- corruption found during I/O ----
 
 def test_corruption_during_io(tmp_path, base, ref_qemu_img, ref_qemu_io,

@@ -220,14 +220,19 @@ int coroutine_fn qcow2_grow_l1_table(BlockDriverState *bs, uint64_t min_size,
 
 /* ---- L2 tables ---- */
 
-/* Fill the new table at @off (empty, or a copy of @old) and write it. */
+/* Fill the new table at @off (empty, or a copy of @old) and write it.
+ * The refcount blocks go first, with lazy refcounts too: a table is
+ * never on disk with its own cluster counted free (the reference). */
 static int coroutine_fn l2_fill(BlockDriverState *bs, int64_t off,
                                 uint64_t old, void **table)
 {
     BDRVQcow2State *s = bs->opaque;
     void *old_tbl = NULL;
-    int ret = qcow2_cache_get_empty(bs, &s->l2_cache, off, table);
+    int ret = qcow2_cache_flush(bs, &s->refcount_cache);
 
+    if (ret == 0) {
+        ret = qcow2_cache_get_empty(bs, &s->l2_cache, off, table);
+    }
     if (ret < 0) {
         return ret;
     }

@@ -509,6 +509,9 @@ int coroutine_fn qcow2_co_block_status(BlockDriverState *bs, bool want_zero,
                                        int64_t *pnum, int64_t *map,
                                        BlockDriverState **file);
 int coroutine_fn qcow2_co_flush_to_os(BlockDriverState *bs);
+/* The flush of the data path: refcount blocks stay cached while the
+ * dirty bit of lazy refcounts is on disk. */
+int coroutine_fn qcow2_co_flush_user(BlockDriverState *bs);
 int coroutine_fn qcow2_co_pwritev_compressed(BlockDriverState *bs,
                                              int64_t offset, int64_t bytes,
                                              IOVector *qiov);
