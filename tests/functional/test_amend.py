@@ -26,6 +26,7 @@ import time
 import pytest
 
 from conftest import run, tempfile_dir
+from test_qcow2_check import sanitized
 
 SEED = int(os.environ.get('STRATA_AMEND_SEED', '20261207'))
 SLOW = os.environ.get('STRATA_SLOW') == '1'
@@ -576,3 +577,50 @@ def test_v2_with_stale_bitmaps_opened_read_write(our_qemu_img, ref_qemu_img,
     with open(work / 'ref' / 'x.qcow2', 'rb') as a, \
             open(work / 'ours' / 'x.qcow2', 'rb') as b:
         assert a.read() == b.read()
+
+
+@pytest.mark.parametrize('damage,msg', [
+    ('offset', 'Snapshot L1 table offset invalid'),
+    ('size', 'Snapshot L1 table too large')])
+def test_downgrade_bad_snapshot_l1(tmp_path, ref_tools, our_qemu_img,
+                                   our_qemu_io, ref_qemu_img, damage, msg):
+    """compat=0.10 with a snapshot whose L1 offset is unaligned or whose
+    L1 size is absurd (qemu-iotests 080): the snapshot's own error comes
+    first, then the zero-cluster expansion fails with its errno; nothing
+    is read from the bad table (a 2 GiB one under the 1 GiB limit of
+    hostile-image runs).  A later write with inactive-l2 overlap checks
+    fails alike, with the same messages at close."""
+    build(ref_tools, [('img', 'create -f qcow2 x.qcow2 64M'),
+                      ('io', '-c "write 0 512" x.qcow2'),
+                      ('img', 'snapshot -c test x.qcow2')], tmp_path)
+    src = tmp_path / 'x.qcow2'
+    with open(src, 'r+b') as f:
+        f.seek(64)
+        sn = struct.unpack('>Q', f.read(8))[0]
+        if damage == 'offset':
+            f.seek(sn)
+            f.write(struct.pack('>Q', 0x400200))
+        else:
+            f.seek(sn + 8)
+            f.write(struct.pack('>I', 0x10000000))
+    res = {}
+    for name, img, io in (('ref', ref_qemu_img, ref_tools['io']),
+                          ('ours', our_qemu_img, our_qemu_io)):
+        d = tmp_path / name
+        d.mkdir()
+        shutil.copy(src, d / 'x.qcow2')
+        lim = [] if name == 'ref' or sanitized(img) else \
+            ['prlimit', '--as=1073741824']
+        a = run(lim + [img, 'amend', '-o', 'compat=0.10', 'x.qcow2'], cwd=d)
+        w = run([io, '-c', 'open -o overlap-check.inactive-l2=on x.qcow2',
+                 '-c', 'write 0 4k'], cwd=d)
+        res[name] = [(r.rc, r.out, r.err) for r in (a, w)]
+    assert res['ours'] == res['ref']
+    errno = 'Invalid argument' if damage == 'offset' else 'File too large'
+    assert res['ref'][0][2] == f'qemu-img: {msg}\nqemu-img: Failed to ' \
+        f'turn zero into data clusters: {errno}\n'
+    assert res['ref'][1][2] == 'qemu-io: Failed to flush the refcount ' \
+        f'block cache: {errno}\n'
+    c = [run([ref_qemu_img, 'check', 'x.qcow2'], cwd=tmp_path / n)
+         for n in ('ref', 'ours')]
+    assert (c[1].rc, c[1].out, c[1].err) == (c[0].rc, c[0].out, c[0].err)

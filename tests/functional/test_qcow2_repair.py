@@ -282,6 +282,44 @@ def test_dirty_killed_strata_writer(tmp_path, our_qemu_img, our_qemu_io,
     assert r.rc == 0 and 'fail' not in r.out, r
 
 
+
+@pytest.mark.parametrize('cmds', [
+    ['write -P 0x5a 0 512'],
+    ['write -P 1 0 1M', 'flush', 'write -P 2 5M 64k', 'flush',
+     'discard 0 64k']])
+def test_lazy_refcounts_deferred_like_reference(tmp_path, ref_qemu_img,
+                                                ref_qemu_io, our_qemu_io,
+                                                our_qemu_img, cmds):
+    """Lazy refcounts (qemu-iotests 039): while the dirty bit is on disk
+    a flush writes L2 tables but leaves refcount updates cached, as the
+    reference does.  Killed, our writer leaves the same file as the
+    reference's (dirty bit set, the new data clusters uncounted), which
+    check reports and check -r all / a read-write open repair alike."""
+    src = str(tmp_path / 'src.qcow2')
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
+                'lazy_refcounts=on', src, '128M']).rc == 0
+    argv = [c for cmd in cmds + ['sigraise 9'] for c in ('-c', cmd)]
+    paths = {}
+    for tool, name in ((ref_qemu_io, 'ref'), (our_qemu_io, 'our')):
+        paths[name] = str(tmp_path / f'{name}.qcow2')
+        shutil.copy(src, paths[name])
+        r = run([tool, *argv, paths[name]])
+        assert r.rc == -9, r
+        assert rd(paths[name], 72, '>Q') & 1, 'dirty bit not set'
+    assert open(paths['our'], 'rb').read() == \
+        open(paths['ref'], 'rb').read()
+    c = run([our_qemu_img, 'check', paths['our']])
+    assert c.rc == 2 and 'refcount=0 reference=1' in c.err, c
+    _, our_path, r = repair_both(tmp_path, ref_qemu_img, our_qemu_img,
+                                 paths['our'], '-r', 'all')
+    assert r.rc == 0 and 'Rebuilding refcount structure' in r.err
+    assert rd(our_path, 72, '>Q') & 1 == 0
+    _, our_path, r = both_io(tmp_path, ref_qemu_io, our_qemu_io,
+                             paths['our'], 'read -P 0x5a 0 512'
+                             if len(cmds) == 1 else 'read -P 2 5M 64k')
+    assert 'Rebuilding refcount structure' in r.err
+    assert run([ref_qemu_img, 'check', our_path]).rc == 0
+
 # ---- corruption found during I/O ----
 
 def test_corruption_during_io(tmp_path, base, ref_qemu_img, ref_qemu_io,
@@ -315,6 +353,63 @@ def test_corruption_during_io(tmp_path, base, ref_qemu_img, ref_qemu_io,
     assert q.rc == 0 and q.err == '', q
     assert run([ref_qemu_img, 'check', our_path]).rc == 0
 
+
+
+
+def test_repair_extra_data_and_rebuild(tmp_path, ref_qemu_img,
+                                       our_qemu_img):
+    """Too much extra data in the last snapshot entry, spilling into a
+    cluster nothing counts (qemu-iotests 261): -r all drops the data and
+    rebuilds the refcounts; the snapshot's corruption is counted once,
+    not again as one the rebuild fixed."""
+    p = str(tmp_path / 'x.qcow2')
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', p,
+                '64M']).rc == 0
+    for n in ('sn0', 'sn1', 'sn2', 'sn3'):
+        assert run([ref_qemu_img, 'snapshot', '-c', n, p]).rc == 0
+    off = rd(p, 64, '>Q')
+    for _ in range(3):
+        ex = rd(p, off + 36, '>I')
+        idl, nl = rd(p, off + 12, '>H'), rd(p, off + 14, '>H')
+        off += -(-(40 + ex + idl + nl) // 8) * 8
+    wr(p, off + 36, '>I', 65536)
+    ref_path, our_path, r = repair_both(tmp_path, ref_qemu_img,
+                                        our_qemu_img, p, '-r', 'all')
+    assert r.rc == 0 and '    2 corruptions\n' in r.out
+    same_after(ref_qemu_img, ref_path, our_path)
+    _, _, j = repair_both(tmp_path, ref_qemu_img, our_qemu_img, p, '-r',
+                          'all', out=('--output=json',))
+    assert '"corruptions-fixed": 2' in j.out
+
+@pytest.mark.parametrize('case,cmd,what', [
+    ('l2', 'write -P 7 32M 4k', 'allocation of L2 table at offset 0'),
+    ('data', 'write -P 7 512k 4k',
+     'write on metadata (overlaps with qcow2_header)'),
+    ('compressed', 'write -c -P 7 512k 64k',
+     'allocation of compressed cluster at offset 0'),
+    ('reftable', 'write -P 7 512k 4k',
+     'write on metadata (overlaps with refcount table)')])
+def test_header_refcount_zero(tmp_path, base, ref_qemu_img, ref_qemu_io,
+                              our_qemu_io, case, cmd, what):
+    """The header's cluster counted free (qemu-iotests 137): the
+    allocation that finds it is refused with the reference's message for
+    that kind of cluster, and the image is marked corrupt alike."""
+    p = str(tmp_path / 'h.qcow2')
+    if case == 'l2':
+        p = str(tmp_path / 'fresh.qcow2')
+        assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', p,
+                    '64M']).rc == 0
+        wr(p, RB, '>Q', 0)
+    else:
+        shutil.copy(base, p)
+        wr(p, *((RT, '>Q') if case == 'reftable' else (RB, '>H')), 0)
+    ref_path, our_path, r = both_io(tmp_path, ref_qemu_io, our_qemu_io, p,
+                                    cmd)
+    assert r.err == 'qcow2: Marking image as corrupt: Preventing invalid ' \
+        f'{what}; further corruption events will be suppressed\n'
+    assert 'write failed: Input/output error' in r.out
+    assert rd(our_path, 72, '>Q') & 2
+    assert rd(our_path, 0, '>I') == 0x514649fb
 
 def test_refcount_underflow_is_a_leak(tmp_path, base, ref_qemu_io,
                                       our_qemu_io):

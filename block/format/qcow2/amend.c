@@ -563,17 +563,25 @@ static int coroutine_fn expand_l1(BlockDriverState *bs, const uint64_t *l1,
     return ret;
 }
 
-/* A snapshot's L1 table, host order (NULL: unreadable, *ret says why). */
+/* A snapshot's L1 table, host order (NULL: unreadable, *ret says why).
+ * A bad size or offset is reported on its own first, as the reference
+ * does, and nothing is read. */
 static uint64_t *coroutine_fn read_snapshot_l1(BlockDriverState *bs,
                                                const Qcow2InactiveL1 *sn,
                                                int *ret)
 {
-    BDRVQcow2State *s = bs->opaque;
-    g_autofree uint8_t *buf = g_malloc((size_t)sn->size * 8 + 1);
-    uint64_t *l1 = g_new(uint64_t, sn->size + 1);
+    g_autofree uint8_t *buf = NULL;
+    uint64_t *l1;
+    Error *err = NULL;
 
-    *ret = qcow2_offset_into_cluster(s, sn->offset) ? -EINVAL
-           : qcow2_read_table(bs, sn->offset, (uint64_t)sn->size * 8, buf);
+    *ret = qcow2_check_snapshot_l1(bs, sn->offset, sn->size, &err);
+    if (*ret < 0) {
+        error_report_err(err);
+        return NULL;
+    }
+    buf = g_malloc((size_t)sn->size * 8 + 1);
+    l1 = g_new(uint64_t, sn->size + 1);
+    *ret = qcow2_read_table(bs, sn->offset, (uint64_t)sn->size * 8, buf);
     if (*ret < 0) {
         g_free(l1);
         return NULL;

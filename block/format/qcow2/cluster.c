@@ -220,21 +220,19 @@ int coroutine_fn qcow2_grow_l1_table(BlockDriverState *bs, uint64_t min_size,
 
 /* ---- L2 tables ---- */
 
-/* A new L2 table for @l1i: empty, or a copy of the shared one (after
- * a snapshot) whose entries then lose the COPIED flag. */
-static int coroutine_fn l2_allocate(BlockDriverState *bs, uint64_t l1i,
-                                    void **table)
+/* Fill the new table at @off (empty, or a copy of @old) and write it.
+ * The refcount blocks go first, with lazy refcounts too: a table is
+ * never on disk with its own cluster counted free (the reference). */
+static int coroutine_fn l2_fill(BlockDriverState *bs, int64_t off,
+                                uint64_t old, void **table)
 {
     BDRVQcow2State *s = bs->opaque;
-    uint64_t old = s->l1_table[l1i] & L1E_OFFSET_MASK;
     void *old_tbl = NULL;
-    int64_t off = qcow2_alloc_clusters(bs, s->cluster_size);
-    int ret;
+    int ret = qcow2_cache_flush(bs, &s->refcount_cache);
 
-    if (off < 0) {
-        return off;
+    if (ret == 0) {
+        ret = qcow2_cache_get_empty(bs, &s->l2_cache, off, table);
     }
-    ret = qcow2_cache_get_empty(bs, &s->l2_cache, off, table);
     if (ret < 0) {
         return ret;
     }
@@ -251,15 +249,43 @@ static int coroutine_fn l2_allocate(BlockDriverState *bs, uint64_t l1i,
         bdrv_debug_event(bs->file, BLKDBG_L2_ALLOC_WRITE);
         ret = qcow2_cache_flush(bs, &s->l2_cache);
     }
-    if (ret < 0) {
-        qcow2_cache_put(&s->l2_cache, table);
-        return ret;
+    return ret;
+}
+
+/* A new L2 table for @l1i: empty, or a copy of the shared one (after
+ * a snapshot) whose entries then lose the COPIED flag.  On failure the
+ * L1 entry is restored and the new cluster freed with its dirty table
+ * dropped from the cache (no second failure at close, as the reference). */
+static int coroutine_fn l2_allocate(BlockDriverState *bs, uint64_t l1i,
+                                    void **table)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t old_l1e = s->l1_table[l1i], old = old_l1e & L1E_OFFSET_MASK;
+    int64_t off = qcow2_alloc_clusters_at0(bs, s->cluster_size);
+    int ret;
+
+    if (off < 0) {
+        return off;
     }
-    s->l1_table[l1i] = off | QCOW_OFLAG_COPIED;
-    qcow2_note_l1(s, l1i);
-    ret = qcow2_write_l1_entry(bs, l1i);
+    if (off == 0) {
+        /* the header's refcount is damaged */
+        qcow2_signal_corruption(bs, "Preventing invalid allocation of L2 "
+                                "table at offset 0");
+        return -EIO;
+    }
+    *table = NULL;
+    ret = l2_fill(bs, off, old, table);
+    if (ret == 0) {
+        s->l1_table[l1i] = off | QCOW_OFLAG_COPIED;
+        qcow2_note_l1(s, l1i);
+        ret = qcow2_write_l1_entry(bs, l1i);
+    }
     if (ret < 0) {
-        qcow2_cache_put(&s->l2_cache, table);
+        if (*table) {
+            qcow2_cache_put(&s->l2_cache, table);
+        }
+        s->l1_table[l1i] = old_l1e;
+        qcow2_free_unused_cluster(bs, off);
         return ret;
     }
     if (old) {

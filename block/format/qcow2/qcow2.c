@@ -1041,7 +1041,7 @@ static int coroutine_fn io_pdiscard(BlockDriverState *bs, int64_t offset,
 
 static int coroutine_fn io_flush_to_os(BlockDriverState *bs)
 {
-    return broken(bs) ? 0 : qcow2_co_flush_to_os(bs);
+    return broken(bs) ? 0 : qcow2_co_flush_user(bs);
 }
 
 static int coroutine_fn io_block_status(BlockDriverState *bs, bool want_zero,

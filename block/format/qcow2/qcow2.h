@@ -403,6 +403,10 @@ void qcow2_free_snapshots(BDRVQcow2State *s);
 /* Write s->snapshots as a new table and point the header at it (amend,
  * repair: after changing entries in place); 0 or -errno. */
 int coroutine_fn qcow2_rewrite_snapshot_table(BlockDriverState *bs);
+/* -EFBIG / -EINVAL with the reference's "Snapshot L1 table ..." error
+ * when a snapshot's L1 size or offset is unusable; 0 otherwise. */
+int qcow2_check_snapshot_l1(BlockDriverState *bs, uint64_t l1_offset,
+                            uint32_t l1_size, Error **errp);
 extern const BlockDriverSnapshotOps qcow2_snapshot_ops;
 
 /* ---- cache.c ---- */
@@ -430,6 +434,8 @@ int coroutine_fn qcow2_get_refcount(BlockDriverState *bs, uint64_t cluster,
                                     uint64_t *refcount);
 int64_t coroutine_fn qcow2_alloc_clusters(BlockDriverState *bs,
                                           uint64_t size);
+int64_t coroutine_fn qcow2_alloc_clusters_at0(BlockDriverState *bs,
+                                              uint64_t size);
 int64_t coroutine_fn qcow2_alloc_bytes(BlockDriverState *bs, int size);
 int coroutine_fn qcow2_alloc_clusters_at(BlockDriverState *bs,
                                          uint64_t offset, int64_t n);
@@ -437,6 +443,8 @@ int coroutine_fn qcow2_update_refcount(BlockDriverState *bs, uint64_t offset,
                                        uint64_t length, int64_t addend);
 void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
                                       uint64_t size, bool discard);
+void coroutine_fn qcow2_free_unused_cluster(BlockDriverState *bs,
+                                            uint64_t offset);
 void coroutine_fn qcow2_free_l2_entry(BlockDriverState *bs, uint64_t l2e);
 void coroutine_fn qcow2_free_l2_entry_pass(BlockDriverState *bs, uint64_t l2e,
                                            bool pass);
@@ -501,6 +509,9 @@ int coroutine_fn qcow2_co_block_status(BlockDriverState *bs, bool want_zero,
                                        int64_t *pnum, int64_t *map,
                                        BlockDriverState **file);
 int coroutine_fn qcow2_co_flush_to_os(BlockDriverState *bs);
+/* The flush of the data path: refcount blocks stay cached while the
+ * dirty bit of lazy refcounts is on disk. */
+int coroutine_fn qcow2_co_flush_user(BlockDriverState *bs);
 int coroutine_fn qcow2_co_pwritev_compressed(BlockDriverState *bs,
                                              int64_t offset, int64_t bytes,
                                              IOVector *qiov);

@@ -141,10 +141,11 @@ int coroutine_fn qcow2_get_refcount(BlockDriverState *bs, uint64_t cluster,
 static int64_t coroutine_fn find_free(BlockDriverState *bs, uint64_t n)
 {
     BDRVQcow2State *s = bs->opaque;
-    uint64_t start = MAX(s->free_cluster_index, 1), i = start, rc;
+    uint64_t start = s->free_cluster_index, i = start, rc;
     int ret;
 
-    /* cluster 0 is the header, whatever a hostile refcount says */
+    /* cluster 0 (the header) is found free when its refcount is damaged:
+     * the callers refuse it, each with the reference's message */
     while (i - start < n) {
         if (i >= (INT64_MAX >> s->cluster_bits) - n) {
             return -EFBIG;
@@ -256,6 +257,11 @@ static int coroutine_fn ensure_refblock(BlockDriverState *bs, uint64_t ti)
     c = find_free(bs, 1);
     if (c < 0) {
         return c;
+    }
+    if (c == 0) {
+        qcow2_signal_corruption(bs, "Preventing invalid allocation of "
+                                "refcount block at offset 0");
+        return -EIO;
     }
     if ((uint64_t)(c >> s->refblock_bits) >= s->refcount_table_size) {
         ret = grow_reftable(bs, c >> s->refblock_bits);
@@ -472,18 +478,16 @@ static int coroutine_fn refcount_order(BlockDriverState *bs, int64_t addend)
     return 0;
 }
 
-/* Add @addend to the refcounts of clusters [first, first + n); every
- * block must exist when @addend > 0 (ensure_refblock ran). */
-static int coroutine_fn change_refcounts(BlockDriverState *bs, uint64_t first,
-                                         uint64_t n, int64_t addend)
+/* change_refcounts without ordering the caches: only for clusters that
+ * nothing on disk references. */
+static int coroutine_fn change_refcounts_unordered(BlockDriverState *bs,
+                                                   uint64_t first, uint64_t n,
+                                                   int64_t addend)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t mask = (1ULL << s->refblock_bits) - 1;
-    int ret = refcount_order(bs, addend);
+    int ret;
 
-    if (ret < 0) {
-        return ret;
-    }
     for (uint64_t c = first; c < first + n; c++) {
         uint64_t off, rc;
         void *block;
@@ -523,6 +527,30 @@ static int coroutine_fn change_refcounts(BlockDriverState *bs, uint64_t first,
         }
     }
     return 0;
+}
+
+/* Add @addend to the refcounts of clusters [first, first + n); every
+ * block must exist when @addend > 0 (ensure_refblock ran). */
+static int coroutine_fn change_refcounts(BlockDriverState *bs, uint64_t first,
+                                         uint64_t n, int64_t addend)
+{
+    int ret = refcount_order(bs, addend);
+
+    return ret < 0 ? ret : change_refcounts_unordered(bs, first, n, addend);
+}
+
+/* Give back the cluster at @offset, just allocated for a table that
+ * never got referenced (its allocation failed half-way): no cache order
+ * to keep, so a refcount block cache that cannot be written does not
+ * fail this too; its cached tables are dropped. */
+void coroutine_fn qcow2_free_unused_cluster(BlockDriverState *bs,
+                                            uint64_t offset)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    qcow2_cache_discard(&s->l2_cache, offset);
+    qcow2_cache_discard(&s->refcount_cache, offset);
+    change_refcounts_unordered(bs, offset >> s->cluster_bits, 1, -1);
 }
 
 /* Refcounts of the clusters touched by [offset, offset + length). */
@@ -565,12 +593,14 @@ static bool made_first_block(BlockDriverState *bs, uint64_t c,
     return refblock_offset(bs, c >> s->refblock_bits, &block) == 0 && block;
 }
 
-/* @size bytes of fresh clusters; returns the host offset.  As in the
+/* @size bytes of fresh clusters; returns the host offset, 0 when the
+ * header's cluster is found free (a damaged refcount).  As in the
  * reference, a refcount block the run needs is searched for after the
  * run (the free hint has moved past it), and the run is searched again
  * from its old start once its first cluster has a block (made now or
  * before); otherwise (the table grew) from past the new metadata. */
-int64_t coroutine_fn qcow2_alloc_clusters(BlockDriverState *bs, uint64_t size)
+int64_t coroutine_fn qcow2_alloc_clusters_at0(BlockDriverState *bs,
+                                              uint64_t size)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t n = DIV_ROUND_UP(size, s->cluster_size);
@@ -602,6 +632,21 @@ int64_t coroutine_fn qcow2_alloc_clusters(BlockDriverState *bs, uint64_t size)
     }
     s->free_cluster_index = c + n;
     return (uint64_t)c << s->cluster_bits;
+}
+
+/* Fresh clusters never at offset 0: there the reference's overlap check
+ * stops the write on the header; strata stops it whatever the check
+ * options say, with the same message. */
+int64_t coroutine_fn qcow2_alloc_clusters(BlockDriverState *bs, uint64_t size)
+{
+    int64_t off = qcow2_alloc_clusters_at0(bs, size);
+
+    if (off == 0) {
+        qcow2_signal_corruption(bs, "Preventing invalid write on metadata "
+                                "(overlaps with qcow2_header)");
+        return -EIO;
+    }
+    return off;
 }
 
 /* Allocate exactly [offset, offset + n clusters) (preallocation); -EAGAIN
@@ -732,6 +777,11 @@ int64_t coroutine_fn qcow2_alloc_bytes(BlockDriverState *bs, int size)
                 return c;
             }
             nc = (uint64_t)c << s->cluster_bits;
+            if (c == 0) {
+                qcow2_signal_corruption(bs, "Preventing invalid allocation "
+                                        "of compressed cluster at offset 0");
+                return -EIO;
+            }
             s->free_cluster_index = c + 1;
             if (!offset || ROUND_UP(offset, s->cluster_size) != nc) {
                 offset = nc;

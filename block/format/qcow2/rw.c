@@ -966,19 +966,37 @@ int coroutine_fn qcow2_co_pwritev_compressed(BlockDriverState *bs,
 
 /* ---- flush ---- */
 
-/* Metadata caches to the file: refcount blocks before L2 tables. */
-int coroutine_fn qcow2_co_flush_to_os(BlockDriverState *bs)
+/* Metadata caches to the file (L2 tables wait for the refcount blocks
+ * they depend on); without @refcounts the refcount blocks stay cached. */
+static int coroutine_fn write_caches(BlockDriverState *bs, bool refcounts)
 {
     BDRVQcow2State *s = bs->opaque;
     int ret;
 
     co_mutex_lock(&s->lock);
     ret = qcow2_cache_write(bs, &s->l2_cache);
-    if (ret == 0) {
+    if (ret == 0 && refcounts) {
         ret = qcow2_cache_write(bs, &s->refcount_cache);
     }
     co_mutex_unlock(&s->lock);
     return ret;
+}
+
+int coroutine_fn qcow2_co_flush_to_os(BlockDriverState *bs)
+{
+    return write_caches(bs, true);
+}
+
+/* A user's flush.  While the dirty bit is on disk (lazy refcounts) the
+ * refcounts need not be right there: the next read-write open repairs
+ * them, so, as the reference, they are written only when evicted or
+ * when the image is marked clean. */
+int coroutine_fn qcow2_co_flush_user(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    return write_caches(bs, !(s->h.incompatible_features &
+                              QCOW2_INCOMPAT_DIRTY));
 }
 
 /* ---- block status ---- */

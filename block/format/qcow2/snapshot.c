@@ -620,23 +620,30 @@ static int sn_find_id_or_name(BDRVQcow2State *s, const char *id_or_name)
     return i >= 0 ? i : sn_find(s, NULL, id_or_name);
 }
 
-/* The snapshot's L1 table must lie in the file, cluster aligned. */
-static int sn_check_l1(BlockDriverState *bs, const Qcow2Snapshot *sn,
-                       Error **errp)
+/* A snapshot's L1 table must be of a sane size, cluster aligned, and
+ * end within the 63-bit file range (the reference's messages). */
+int qcow2_check_snapshot_l1(BlockDriverState *bs, uint64_t l1_offset,
+                            uint32_t l1_size, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
-    uint64_t bytes = (uint64_t)sn->l1_size * 8;
+    uint64_t bytes = (uint64_t)l1_size * 8;
 
-    if (sn->l1_size > QCOW2_MAX_L1_SIZE / 8) {
+    if (l1_size > QCOW2_MAX_L1_SIZE / 8) {
         error_setg(errp, "Snapshot L1 table too large");
         return -EFBIG;
     }
-    if (qcow2_offset_into_cluster(s, sn->l1_offset) ||
-        sn->l1_offset > INT64_MAX - bytes) {
+    if (qcow2_offset_into_cluster(s, l1_offset) ||
+        l1_offset > INT64_MAX - bytes) {
         error_setg(errp, "Snapshot L1 table offset invalid");
         return -EINVAL;
     }
     return 0;
+}
+
+static int sn_check_l1(BlockDriverState *bs, const Qcow2Snapshot *sn,
+                       Error **errp)
+{
+    return qcow2_check_snapshot_l1(bs, sn->l1_offset, sn->l1_size, errp);
 }
 
 /* A new ID: one above the largest numeric one. */
