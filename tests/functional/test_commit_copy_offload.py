@@ -1,0 +1,133 @@
+"""commit copies the overlay's data into the base with copy offload
+(copy_file_range below both qcow2 layers) and falls back to reads and
+writes where it cannot (data in an intermediate image).  The committed
+base reads as the reference's, passes its check, and allocates the same
+guest ranges; where strace exists the offload is seen to be used."""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import run
+
+
+@pytest.fixture
+def shm_dir():
+    if not os.path.isdir('/dev/shm'):
+        pytest.skip('no /dev/shm')
+    d = tempfile.mkdtemp(dir='/dev/shm', prefix='strata-test-')
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+SIZE = '8M'
+
+
+def qio(ref_io, path, *cmds):
+    args = []
+    for c in cmds:
+        args += ['-c', c]
+    assert run([ref_io, *args, path]).rc == 0
+
+
+def chain(ref_img, ref_io, d, tag, top_opts, mid=False):
+    """base (64 KiB clusters, partly written) <- [mid] <- top."""
+    base = os.path.join(d, tag + '-base.qcow2')
+    assert run([ref_img, 'create', '-q', '-f', 'qcow2', base, SIZE]).rc == 0
+    qio(ref_io, base, 'write -P 0x11 0 2M', 'write -P 0x12 5M 1M')
+    below = base
+    if mid:
+        below = os.path.join(d, tag + '-mid.qcow2')
+        assert run([ref_img, 'create', '-q', '-f', 'qcow2', '-b', base,
+                    '-F', 'qcow2', below]).rc == 0
+        qio(ref_io, below, 'write -P 0x33 3M 512k', 'write -P 0x34 100k 8k')
+    top = os.path.join(d, tag + '-top.qcow2')
+    assert run([ref_img, 'create', '-q', '-f', 'qcow2', '-o', top_opts,
+                '-b', below, '-F', 'qcow2', top]).rc == 0
+    # 4 KiB pieces inside the base's 64 KiB clusters: written in place
+    # where the base has data, allocated with copy-on-write where not
+    qio(ref_io, top, 'write -P 0x21 4k 8k', 'write -P 0x22 1M 1100k',
+        'write -P 0x23 4100k 4k', 'write -z 5M 64k', 'write -P 0x24 7M 1M',
+        'write -P 0x25 3300k 20k')
+    return base, top
+
+
+def copy_calls(argv):
+    """Run @argv; its copy_file_range calls (None: no strace)."""
+    if not shutil.which('strace'):
+        r = run(argv)
+        assert r.rc == 0, r
+        return None
+    log = tempfile.mktemp(prefix='strata-strace-')
+    p = subprocess.run(['strace', '-f', '-qq', '-e', 'trace=copy_file_range',
+                        '-o', log, *argv], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    with open(log) as f:
+        n = sum('copy_file_range(' in line for line in f)
+    os.unlink(log)
+    return n
+
+
+def allocation(ref_img, path):
+    """The map without host offsets (worker order may place clusters
+    differently)."""
+    out = run([ref_img, 'map', '--output=json', path]).out
+    merged = []
+    for e in json.loads(out):
+        e = {k: v for k, v in e.items() if k != 'offset'}
+        last = merged[-1] if merged else None
+        if last and all(last[k] == e[k] for k in e
+                        if k not in ('start', 'length')):
+            last['length'] += e['length']
+        else:
+            merged.append(e)
+    return merged
+
+
+def commit_both(strata_img, ref_img, ref_io, d, top_opts, mid, args=()):
+    bases = []
+    for tag, tool in (('r', ref_img), ('s', strata_img)):
+        base, top = chain(ref_img, ref_io, d, tag, top_opts, mid)
+        argv = [tool, 'commit', '-q', *args]
+        if mid:
+            argv += ['-b', base]
+        n = copy_calls(argv + [top])
+        bases.append((base, n))
+    (rb, _), (sb, n) = bases
+    assert run([ref_img, 'compare', rb, sb]).rc == 0
+    assert run([ref_img, 'check', sb]).rc == 0
+    assert allocation(ref_img, sb) == allocation(ref_img, rb)
+    return n
+
+
+@pytest.mark.parametrize('top_opts', ['cluster_size=65536',
+                                      'cluster_size=4096',
+                                      'extended_l2=on'])
+def test_commit_uses_copy_offload(shm_dir, strata_img, ref_qemu_img,
+                                  ref_qemu_io, top_opts):
+    n = commit_both(strata_img, ref_qemu_img, ref_qemu_io, shm_dir,
+                    top_opts, False)
+    assert n is None or n > 0, 'no copy offload'
+
+
+def test_commit_intermediate_falls_back(shm_dir, strata_img, ref_qemu_img,
+                                        ref_qemu_io):
+    commit_both(strata_img, ref_qemu_img, ref_qemu_io, shm_dir,
+                'cluster_size=65536', True)
+
+
+def test_commit_rate_limited_offload(shm_dir, strata_img, ref_qemu_img,
+                                     ref_qemu_io):
+    """-r still paces the offloaded chunks: about 2.4 MiB to copy at
+    4 MiB/s takes over a third of a second."""
+    base, top = chain(ref_qemu_img, ref_qemu_io, shm_dir, 's',
+                      'cluster_size=65536')
+    t0 = time.monotonic()
+    n = copy_calls([strata_img, 'commit', '-q', '-r', '4M', top])
+    assert time.monotonic() - t0 > 0.35
+    assert n is None or n > 0
+    assert run([ref_qemu_img, 'check', base]).rc == 0
