@@ -1600,8 +1600,7 @@ static bool copy_to_applies(BlockDriverState *bs, int64_t offset,
 }
 
 /* The write half: tracked, serialised, and finished (generation, block
- * status cache, dirty bitmaps, growth) as a write; FUA emulated by a
- * flush where the node cannot honour it, as for writes. */
+ * status cache, dirty bitmaps, growth) as a write; FUA by a flush. */
 int coroutine_fn bdrv_co_copy_range_to(BdrvChild *src, int64_t src_offset,
                                        BdrvChild *dst, int64_t dst_offset,
                                        int64_t bytes, BdrvRequestFlags rf,
@@ -1624,9 +1623,8 @@ int coroutine_fn bdrv_co_copy_range_to(BdrvChild *src, int64_t src_offset,
     bsc_invalidate_range(bs, dst_offset, bytes);
     ret = io_of(bs)->co_copy_range_to(bs, src, src_offset, dst, dst_offset,
                                       bytes, rf, wf);
-    if (ret == 0 && (wf & BDRV_REQ_FUA) &&
-        !(bs->supported_write_flags & BDRV_REQ_FUA)) {
-        ret = flush_after_write(bs);
+    if (ret == 0 && (wf & BDRV_REQ_FUA)) {
+        ret = flush_after_write(bs);    /* no driver copies with FUA */
     }
     write_finish(bs, dst_offset, bytes, TRACKED_WRITE, ret);
     tracked_end(&req);

@@ -131,3 +131,24 @@ def test_commit_rate_limited_offload(shm_dir, strata_img, ref_qemu_img,
     assert time.monotonic() - t0 > 0.35
     assert n is None or n > 0
     assert run([ref_qemu_img, 'check', base]).rc == 0
+
+
+def test_commit_offload_marks_base_bitmaps(shm_dir, strata_img, ref_qemu_img,
+                                           ref_qemu_io):
+    """Offloaded copies are writes to the base: its enabled persistent
+    bitmap gets the same dirty granules as with the reference.  (The
+    overlay has the base's cluster size: the reference copies whole
+    base clusters where the overlay allocates less, we copy less.)"""
+    from test_bitmaps import bitmaps_of
+    bases = []
+    for tag, tool in (('r', ref_qemu_img), ('s', strata_img)):
+        base, top = chain(ref_qemu_img, ref_qemu_io, shm_dir, tag,
+                          'cluster_size=65536')
+        assert run([ref_qemu_img, 'bitmap', '--add', '-g', '16k', base,
+                    'b0']).rc == 0
+        n = copy_calls([tool, 'commit', '-q', top])
+        assert tool != strata_img or n is None or n > 0
+        bases.append(base)
+    r, s = (bitmaps_of(b) for b in bases)
+    assert r['b0'][2], 'nothing marked'
+    assert s == r

@@ -155,3 +155,24 @@ def test_writethrough_target(shm_dir, strata_img, ref_qemu_img, ref_qemu_io):
                         ['-C', '-t', 'writethrough', '-f', 'raw', '-O',
                          'qcow2'], src)
     assert_same_qcow2(ref_qemu_img, r, s)
+
+
+def test_copy_marks_target_bitmaps(shm_dir, strata_img, ref_qemu_img,
+                                   ref_qemu_io):
+    """-C -n onto a qcow2 with an enabled persistent bitmap: the copies
+    mark it as the reference's writes do."""
+    from test_bitmaps import bitmaps_of
+    src = os.path.join(shm_dir, 'src.raw')
+    ref_image(ref_qemu_img, ref_qemu_io, src, 'raw')
+
+    def setup(out):
+        assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', out,
+                    SIZE]).rc == 0
+        assert run([ref_qemu_img, 'bitmap', '--add', '-g', '64k', out,
+                    'b0']).rc == 0
+
+    r, s = convert_both(strata_img, ref_qemu_img, shm_dir,
+                        ['-C', '-n', '-f', 'raw', '-O', 'qcow2'], src, setup)
+    assert bitmaps_of(r)['b0'][2], 'nothing marked'
+    assert bitmaps_of(s) == bitmaps_of(r)
+    assert run([ref_qemu_img, 'check', s]).rc == 0
