@@ -5,23 +5,12 @@ base reads as the reference's, passes its check, and allocates the same
 guest ranges; where strace exists the offload is seen to be used."""
 import json
 import os
-import shutil
-import subprocess
-import tempfile
 import time
 
 import pytest
 
 from conftest import run
-
-
-@pytest.fixture
-def shm_dir():
-    if not os.path.isdir('/dev/shm'):
-        pytest.skip('no /dev/shm')
-    d = tempfile.mkdtemp(dir='/dev/shm', prefix='strata-test-')
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+from test_convert_copy_offload import copy_calls, shm_dir  # noqa: F401
 
 
 SIZE = '8M'
@@ -54,22 +43,6 @@ def chain(ref_img, ref_io, d, tag, top_opts, mid=False):
         'write -P 0x23 4100k 4k', 'write -z 5M 64k', 'write -P 0x24 7M 1M',
         'write -P 0x25 3300k 20k')
     return base, top
-
-
-def copy_calls(argv):
-    """Run @argv; its copy_file_range calls (None: no strace)."""
-    if not shutil.which('strace'):
-        r = run(argv)
-        assert r.rc == 0, r
-        return None
-    log = tempfile.mktemp(prefix='strata-strace-')
-    p = subprocess.run(['strace', '-f', '-qq', '-e', 'trace=copy_file_range',
-                        '-o', log, *argv], capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-    with open(log) as f:
-        n = sum('copy_file_range(' in line for line in f)
-    os.unlink(log)
-    return n
 
 
 def allocation(ref_img, path):
