@@ -9,9 +9,10 @@
  * serialised, and a new cluster is never visible before its data.
  *
  * Sections: reads (runs of compressed clusters: read-compressed.c); copy
- * offload from this image; writes; allocation order (ordered writes);
- * allocations in flight; compressed writes; flush; block status;
- * preallocation.
+ * offload from this image; writes (a payload: the caller's vector, or a
+ * copy offload onto this image); allocation order (ordered writes);
+ * allocations in flight; plain writes and copies onto this image;
+ * compressed writes; flush; block status; preallocation.
  */
 #include "qcow2.h"
 
@@ -220,10 +221,11 @@ typedef struct Payload {
     IOVector *qiov;
     BdrvChild *src;               /* copy offload: the source child */
     int64_t src_offset;
-    BdrvRequestFlags rf, wf;
+    BdrvRequestFlags rf;          /* its read flags */
 } Payload;
 
-/* @bytes of the payload from @qoff into the data file at @host. */
+/* @bytes of the payload from @qoff into the data file at @host (no write
+ * flags, as for writes: FUA is the core's). */
 static int coroutine_fn payload_write(BlockDriverState *bs, const Payload *pl,
                                       size_t qoff, uint64_t host,
                                       uint64_t bytes)
@@ -234,8 +236,7 @@ static int coroutine_fn payload_write(BlockDriverState *bs, const Payload *pl,
 
     if (pl->src) {
         return bdrv_co_copy_range_to(pl->src, pl->src_offset + qoff,
-                                     s->data_file, host, bytes, pl->rf,
-                                     pl->wf);
+                                     s->data_file, host, bytes, pl->rf, 0);
     }
     iov_vec_init_slice(&slice, pl->qiov, qoff, bytes);
     ret = bdrv_co_pwritev(s->data_file, host, bytes, &slice, 0);
@@ -783,6 +784,8 @@ static int coroutine_fn in_place_step(BlockDriverState *bs, uint64_t offset,
     return ret;
 }
 
+/* ---- plain writes and copies onto this image ---- */
+
 /* A plain write of [offset, offset + bytes): in place where the clusters
  * are ours, else allocating (with COW), whatever the payload. */
 static int coroutine_fn write_guest(BlockDriverState *bs, int64_t offset,
@@ -857,7 +860,6 @@ int coroutine_fn qcow2_co_copy_range_to(BlockDriverState *bs,
 {
     BDRVQcow2State *s = bs->opaque;
     const BlockDriverIO *io = bdrv_driver_io(s->data_file->bs->drv);
-    /* the data file gets no flags, as for writes: FUA is the core's */
     Payload pl = { .src = src, .src_offset = src_offset, .rf = rf };
 
     if ((wf & BDRV_REQ_SKIP_ZERO_BLOCKS) || !io->co_copy_range_to) {
