@@ -87,10 +87,39 @@ def test_commit_uses_copy_offload(shm_dir, strata_img, ref_qemu_img,
     assert n is None or n > 0, 'no copy offload'
 
 
-def test_commit_intermediate_falls_back(shm_dir, strata_img, ref_qemu_img,
-                                        ref_qemu_io):
-    commit_both(strata_img, ref_qemu_img, ref_qemu_io, shm_dir,
-                'cluster_size=65536', True)
+def three_layers(ref_img, ref_io, d, tag, mid_size):
+    """base (8 MiB, full) <- mid (@mid_size, data at 1-2 MiB) <- top
+    (8 MiB, data at 3 MiB): the first data to commit is the mid's."""
+    base = os.path.join(d, tag + '-base.qcow2')
+    mid = os.path.join(d, tag + '-mid.qcow2')
+    top = os.path.join(d, tag + '-top.qcow2')
+    assert run([ref_img, 'create', '-q', '-f', 'qcow2', base, '8M']).rc == 0
+    qio(ref_io, base, 'write -P 0x11 0 8M')
+    assert run([ref_img, 'create', '-q', '-f', 'qcow2', '-b', base,
+                '-F', 'qcow2', mid, mid_size]).rc == 0
+    qio(ref_io, mid, 'write -P 0x33 1M 1M')
+    assert run([ref_img, 'create', '-q', '-f', 'qcow2', '-b', mid,
+                '-F', 'qcow2', top, '8M']).rc == 0
+    qio(ref_io, top, 'write -P 0x44 3M 64k')
+    return base, top
+
+
+@pytest.mark.parametrize('mid_size', ['8M', '2560k'])
+def test_commit_through_intermediate(shm_dir, strata_img, ref_qemu_img,
+                                     ref_qemu_io, mid_size):
+    """Data in an intermediate image: the overlay forwards the copy to
+    its backing node, which copies its own clusters.  A shorter
+    intermediate reads as zeroes past its end, committed as the
+    reference does."""
+    outs = []
+    for tag, tool in (('r', ref_qemu_img), ('s', strata_img)):
+        base, top = three_layers(ref_qemu_img, ref_qemu_io, shm_dir, tag,
+                                 mid_size)
+        n = copy_calls([tool, 'commit', '-q', '-b', base, top])
+        outs.append(base)
+    assert n is None or n > 0, 'no copy offload'
+    assert run([ref_qemu_img, 'compare', *outs]).rc == 0
+    assert run([ref_qemu_img, 'check', outs[1]]).rc == 0
 
 
 def test_commit_rate_limited_offload(shm_dir, strata_img, ref_qemu_img,

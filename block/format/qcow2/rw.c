@@ -156,34 +156,59 @@ int coroutine_fn qcow2_co_preadv(BlockDriverState *bs, int64_t offset,
 
 /* ---- copy offload from this image ---- */
 
-/* One run of the source: data clusters are the data file's bytes, copied
- * below the formats (convert's sparse copy between memory files, or
- * copy_file_range); zero runs need nothing on a target that skips zero
- * blocks, a zero write otherwise.  Backing data and compressed clusters
- * are left to reads and writes (-ENOTSUP). */
-static int coroutine_fn copy_run_from(BlockDriverState *bs, uint64_t bytes,
-                                      uint64_t host, Qcow2SubclusterType type,
+/* An unallocated run over a backing node: that node's own copy offload
+ * at the same guest offsets.  Past its end the guest reads zeroes: left
+ * to reads and writes. */
+static int coroutine_fn copy_run_backing(BlockDriverState *bs,
+                                         uint64_t offset, uint64_t bytes,
+                                         BdrvChild *dst, int64_t dst_offset,
+                                         BdrvRequestFlags rf,
+                                         BdrvRequestFlags wf)
+{
+    int64_t blen = bdrv_co_getlength(bs->backing->bs);
+
+    if (blen < 0) {
+        return blen;
+    }
+    if (offset + bytes > (uint64_t)blen) {
+        return -ENOTSUP;
+    }
+    return bdrv_co_copy_range_from(bs->backing, offset, dst, dst_offset,
+                                   bytes, rf, wf);
+}
+
+/* One run of the source at guest @offset: data clusters are the data
+ * file's bytes, copied below the formats (convert's sparse copy between
+ * memory files, or copy_file_range); unallocated ones the backing
+ * node's; zero runs need nothing on a target that skips zero blocks, a
+ * zero write otherwise.  Compressed clusters are left to reads and
+ * writes (-ENOTSUP). */
+static int coroutine_fn copy_run_from(BlockDriverState *bs, uint64_t offset,
+                                      uint64_t bytes, uint64_t host,
+                                      Qcow2SubclusterType type,
                                       BdrvChild *dst, int64_t dst_offset,
                                       BdrvRequestFlags rf,
                                       BdrvRequestFlags wf)
 {
     BDRVQcow2State *s = bs->opaque;
-
-    bool zero = type == QCOW2_SC_ZERO_PLAIN || type == QCOW2_SC_ZERO_ALLOC ||
-                (!bs->backing && (type == QCOW2_SC_UNALLOC_PLAIN ||
-                                  type == QCOW2_SC_UNALLOC_ALLOC));
+    bool unalloc = type == QCOW2_SC_UNALLOC_PLAIN ||
+                   type == QCOW2_SC_UNALLOC_ALLOC;
 
     if (type == QCOW2_SC_NORMAL) {
         return bdrv_co_copy_range_from(s->data_file, host, dst, dst_offset,
                                        bytes, rf, wf);
     }
-    if (!zero) {
-        return -ENOTSUP;
+    if (unalloc && bs->backing) {
+        return copy_run_backing(bs, offset, bytes, dst, dst_offset, rf, wf);
+    }
+    if (!unalloc && type != QCOW2_SC_ZERO_PLAIN &&
+        type != QCOW2_SC_ZERO_ALLOC) {
+        return -ENOTSUP;            /* compressed */
     }
     if (wf & BDRV_REQ_SKIP_ZERO_BLOCKS) {
         return 0;
     }
-    return bdrv_co_pwrite_zeroes(dst, dst_offset, bytes, 0);
+    return bdrv_co_pwrite_zeroes(dst, dst_offset, bytes, wf & BDRV_REQ_FUA);
 }
 
 int coroutine_fn qcow2_co_copy_range_from(BlockDriverState *bs,
@@ -204,8 +229,8 @@ int coroutine_fn qcow2_co_copy_range_from(BlockDriverState *bs,
         ret = qcow2_get_host_offset(bs, offset + done, &cur, &host, &type);
         co_mutex_unlock(&s->lock);
         if (ret == 0) {
-            ret = copy_run_from(bs, cur, host, type, dst, dst_offset + done,
-                                rf, wf);
+            ret = copy_run_from(bs, offset + done, cur, host, type, dst,
+                                dst_offset + done, rf, wf);
         }
         done += cur;
     }
