@@ -183,3 +183,17 @@ def test_copy_marks_target_bitmaps(shm_dir, strata_img, ref_qemu_img,
     assert bitmaps_of(r)['b0'][2], 'nothing marked'
     assert bitmaps_of(s) == bitmaps_of(r)
     assert run([ref_qemu_img, 'check', s]).rc == 0
+
+
+@pytest.mark.parametrize('opts', ['cluster_size=65536', 'extended_l2=on'])
+def test_source_ending_inside_a_sector(shm_dir, strata_img, ref_qemu_img,
+                                       opts):
+    """A raw source whose file ends inside the image's last sector: the
+    copy past its end is refused after clusters were allocated for it,
+    the write that replaces it leaves the image as the reference's."""
+    src = os.path.join(shm_dir, 'odd.raw')
+    with open(src, 'wb') as f:
+        f.write(os.urandom(5000001))
+    r, s = convert_both(strata_img, ref_qemu_img, shm_dir,
+                        ['-C', '-f', 'raw', '-O', 'qcow2', '-o', opts], src)
+    assert_same_qcow2(ref_qemu_img, r, s)
