@@ -263,8 +263,13 @@ typedef struct BlockDriverIO {
      * the sum over their children. */
     int64_t coroutine_fn (*co_get_allocated_file_size)(BlockDriverState *bs);
     /* copy offload: "from" is called on the source node, "to" on the
-     * destination node; protocols implement both (copy_file_range).
-     * NULL (even for filters): -ENOTSUP, the caller reads and writes. */
+     * destination node; protocols implement both (copy_file_range),
+     * formats map the range onto their data child (qcow2: "to" allocates
+     * as a write would).  The core tracks "from" as a read of the source
+     * and "to" as a write (serialised, dirty bitmaps, block status cache,
+     * FUA by a flush) and refuses "to" off the request alignment.
+     * NULL (even for filters): -ENOTSUP, the caller reads and writes;
+     * a failure may leave part of the range copied. */
     int coroutine_fn (*co_copy_range_from)(BlockDriverState *bs, BdrvChild *src,
                                            int64_t src_offset, BdrvChild *dst,
                                            int64_t dst_offset, int64_t bytes,

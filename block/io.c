@@ -1565,6 +1565,7 @@ int coroutine_fn bdrv_co_copy_range_from(BdrvChild *src, int64_t src_offset,
                                          BdrvRequestFlags wf)
 {
     BlockDriverState *bs;
+    BdrvTrackedRequest req;
     int ret = copy_check(src, src_offset, dst, dst_offset, bytes);
 
     if (ret < 0 || bytes == 0) {
@@ -1576,13 +1577,30 @@ int coroutine_fn bdrv_co_copy_range_from(BdrvChild *src, int64_t src_offset,
          * (throttling, error injection), so the caller reads and writes */
         return -ENOTSUP;
     }
+    /* a read of the source: it waits for overlapping serialising writes */
     bdrv_inc_in_flight(bs);
+    tracked_begin(&req, bs, src_offset, bytes, TRACKED_READ);
+    wait_serialising(&req);
     ret = io_of(bs)->co_copy_range_from(bs, src, src_offset, dst,
                                         dst_offset, bytes, rf, wf);
+    tracked_end(&req);
     bdrv_dec_in_flight(bs);
     return ret;
 }
 
+/* Can @bs take a copy of [offset, offset + bytes) as it takes a write?
+ * Only on its request alignment (the core pads writes, not copies). */
+static bool copy_to_applies(BlockDriverState *bs, int64_t offset,
+                            int64_t bytes)
+{
+    uint32_t align = req_align(bs);
+
+    return io_of(bs)->co_copy_range_to && IS_ALIGNED(offset, align) &&
+           IS_ALIGNED(bytes, align);
+}
+
+/* The write half: tracked, serialised, and finished (generation, block
+ * status cache, dirty bitmaps, growth) as a write; FUA by a flush. */
 int coroutine_fn bdrv_co_copy_range_to(BdrvChild *src, int64_t src_offset,
                                        BdrvChild *dst, int64_t dst_offset,
                                        int64_t bytes, BdrvRequestFlags rf,
@@ -1596,7 +1614,7 @@ int coroutine_fn bdrv_co_copy_range_to(BdrvChild *src, int64_t src_offset,
         return ret;
     }
     bs = dst->bs;
-    if (!io_of(bs)->co_copy_range_to) {
+    if (!copy_to_applies(bs, dst_offset, bytes)) {
         return -ENOTSUP;    /* as above */
     }
     bdrv_inc_in_flight(bs);
@@ -1605,6 +1623,9 @@ int coroutine_fn bdrv_co_copy_range_to(BdrvChild *src, int64_t src_offset,
     bsc_invalidate_range(bs, dst_offset, bytes);
     ret = io_of(bs)->co_copy_range_to(bs, src, src_offset, dst, dst_offset,
                                       bytes, rf, wf);
+    if (ret == 0 && (wf & BDRV_REQ_FUA)) {
+        ret = flush_after_write(bs);    /* no driver copies with FUA */
+    }
     write_finish(bs, dst_offset, bytes, TRACKED_WRITE, ret);
     tracked_end(&req);
     bdrv_dec_in_flight(bs);

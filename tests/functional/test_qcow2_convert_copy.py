@@ -1,7 +1,8 @@
 """convert from qcow2 through copy offloading (the driver's copy_range
 'from' half): data clusters go below the formats, zero and unallocated
-ones become holes; backing data and compressed clusters fall back to
-reads and writes.  Output and allocation match the reference's."""
+ones become holes, unallocated ones over a backing file are the backing
+node's copy; compressed clusters fall back to reads and writes.  Output
+and allocation match the reference's."""
 import os
 import shutil
 import tempfile
@@ -68,7 +69,7 @@ def test_compressed_clusters_fall_back(shm_dir, strata_img, ref_qemu_img,
     same_outputs(strata_img, ref_qemu_img, shm_dir, src, [])
 
 
-def test_backing_data_falls_back(shm_dir, strata_img, ref_qemu_img,
+def test_backing_data(shm_dir, strata_img, ref_qemu_img,
                                  ref_qemu_io):
     base = os.path.join(shm_dir, 'base.qcow2')
     make_src(ref_qemu_img, ref_qemu_io, base, 'cluster_size=65536',

@@ -35,6 +35,7 @@ typedef struct CommitJob {
     BlockBackend *top;          /* reads the whole chain */
     BlockDriverState *base;
     BlockBackend *base_blk;     /* writes into the base */
+    bool copy_offload;          /* still trying copy offload */
 } CommitJob;
 
 static const struct option commit_longopts[] = {
@@ -174,6 +175,28 @@ static int coroutine_fn commit_plan(void *opaque, int64_t offset,
     return (ret & BDRV_BLOCK_ZERO) ? BLOCK_JOB_ZERO : BLOCK_JOB_DATA;
 }
 
+/*
+ * Copy offload of a data chunk (copy_file_range below the formats: one
+ * in-kernel copy instead of a read and a write).  Whatever fails (a
+ * layer that cannot, data in an intermediate image, compressed
+ * clusters, an I/O error) turns offload off for the rest of the job and
+ * the chunk goes through reads and writes, which also say which image
+ * failed where.
+ */
+static bool coroutine_fn commit_copy_offload(CommitJob *c, int64_t offset,
+                                             int64_t bytes)
+{
+    if (!c->copy_offload) {
+        return false;
+    }
+    if (blk_co_copy_range(c->top, offset, c->base_blk, offset, bytes, 0,
+                          0) == 0) {
+        return true;
+    }
+    c->copy_offload = false;
+    return false;
+}
+
 /* The job's run: one chunk from the chain into the base. */
 static int coroutine_fn commit_run(void *opaque, BlockJobExtent kind,
                                    int64_t offset, int64_t bytes, void *buf,
@@ -187,6 +210,9 @@ static int coroutine_fn commit_run(void *opaque, BlockJobExtent kind,
         ret = blk_co_pwrite_zeroes(c->base_blk, offset, bytes,
                                    BDRV_REQ_MAY_UNMAP);
         return block_job_fail(f, ret, offset, c->base, true);
+    }
+    if (commit_copy_offload(c, offset, bytes)) {
+        return 0;
     }
     ret = blk_co_pread(c->top, offset, bytes, buf, 0);
     if (ret < 0) {
@@ -255,7 +281,7 @@ static void report_failure(const BlockJobFailure *f)
 static bool commit_copy(BlockBackend *top, BlockDriverState *base,
                         const CommitArgs *a)
 {
-    CommitJob c = { .top = top, .base = base };
+    CommitJob c = { .top = top, .base = base, .copy_offload = true };
     BlockJobFailure f = { 0 };
     Error *err = NULL;
     int64_t len = blk_getlength(top);

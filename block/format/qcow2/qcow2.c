@@ -1069,6 +1069,19 @@ static int coroutine_fn io_copy_range_from(BlockDriverState *bs,
                                     rf, wf);
 }
 
+static int coroutine_fn io_copy_range_to(BlockDriverState *bs,
+                                         BdrvChild *src, int64_t src_offset,
+                                         BdrvChild *dst, int64_t offset,
+                                         int64_t bytes, BdrvRequestFlags rf,
+                                         BdrvRequestFlags wf)
+{
+    if (broken(bs)) {
+        return -ENOMEDIUM;
+    }
+    return qcow2_co_copy_range_to(bs, src, src_offset, dst, offset, bytes,
+                                  rf, wf);
+}
+
 static int coroutine_fn io_truncate(BlockDriverState *bs, int64_t offset,
                                     bool exact, PreallocMode prealloc,
                                     BdrvRequestFlags flags, Error **errp)
@@ -1088,6 +1101,7 @@ static const BlockDriverIO qcow2_io = {
     .co_flush_to_os = io_flush_to_os,
     .co_block_status = io_block_status,
     .co_copy_range_from = io_copy_range_from,
+    .co_copy_range_to = io_copy_range_to,
     .co_truncate = io_truncate,
     .co_getlength = qcow2_co_getlength,
     .co_get_allocated_file_size = qcow2_co_get_allocated_file_size,

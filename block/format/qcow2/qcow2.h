@@ -494,6 +494,11 @@ int coroutine_fn qcow2_co_copy_range_from(BlockDriverState *bs,
                                           BdrvChild *dst, int64_t dst_offset,
                                           int64_t bytes, BdrvRequestFlags rf,
                                           BdrvRequestFlags wf);
+int coroutine_fn qcow2_co_copy_range_to(BlockDriverState *bs,
+                                        BdrvChild *src, int64_t src_offset,
+                                        BdrvChild *dst, int64_t offset,
+                                        int64_t bytes, BdrvRequestFlags rf,
+                                        BdrvRequestFlags wf);
 int coroutine_fn qcow2_co_preadv(BlockDriverState *bs, int64_t offset,
                                  int64_t bytes, IOVector *qiov,
                                  BdrvRequestFlags flags);

@@ -9,9 +9,10 @@
  * serialised, and a new cluster is never visible before its data.
  *
  * Sections: reads (runs of compressed clusters: read-compressed.c); copy
- * offload from this image; writes; allocation order (ordered writes);
- * allocations in flight; compressed writes; flush; block status;
- * preallocation.
+ * offload from this image; writes (a payload: the caller's vector, or a
+ * copy offload onto this image); allocation order (ordered writes);
+ * allocations in flight; plain writes and copies onto this image;
+ * compressed writes; flush; block status; preallocation.
  */
 #include "qcow2.h"
 
@@ -155,34 +156,59 @@ int coroutine_fn qcow2_co_preadv(BlockDriverState *bs, int64_t offset,
 
 /* ---- copy offload from this image ---- */
 
-/* One run of the source: data clusters are the data file's bytes, copied
- * below the formats (convert's sparse copy between memory files, or
- * copy_file_range); zero runs need nothing on a target that skips zero
- * blocks, a zero write otherwise.  Backing data and compressed clusters
- * are left to reads and writes (-ENOTSUP). */
-static int coroutine_fn copy_run_from(BlockDriverState *bs, uint64_t bytes,
-                                      uint64_t host, Qcow2SubclusterType type,
+/* An unallocated run over a backing node: that node's own copy offload
+ * at the same guest offsets.  Past its end the guest reads zeroes: left
+ * to reads and writes. */
+static int coroutine_fn copy_run_backing(BlockDriverState *bs,
+                                         uint64_t offset, uint64_t bytes,
+                                         BdrvChild *dst, int64_t dst_offset,
+                                         BdrvRequestFlags rf,
+                                         BdrvRequestFlags wf)
+{
+    int64_t blen = bdrv_co_getlength(bs->backing->bs);
+
+    if (blen < 0) {
+        return blen;
+    }
+    if (offset + bytes > (uint64_t)blen) {
+        return -ENOTSUP;
+    }
+    return bdrv_co_copy_range_from(bs->backing, offset, dst, dst_offset,
+                                   bytes, rf, wf);
+}
+
+/* One run of the source at guest @offset: data clusters are the data
+ * file's bytes, copied below the formats (convert's sparse copy between
+ * memory files, or copy_file_range); unallocated ones the backing
+ * node's; zero runs need nothing on a target that skips zero blocks, a
+ * zero write otherwise.  Compressed clusters are left to reads and
+ * writes (-ENOTSUP). */
+static int coroutine_fn copy_run_from(BlockDriverState *bs, uint64_t offset,
+                                      uint64_t bytes, uint64_t host,
+                                      Qcow2SubclusterType type,
                                       BdrvChild *dst, int64_t dst_offset,
                                       BdrvRequestFlags rf,
                                       BdrvRequestFlags wf)
 {
     BDRVQcow2State *s = bs->opaque;
-
-    bool zero = type == QCOW2_SC_ZERO_PLAIN || type == QCOW2_SC_ZERO_ALLOC ||
-                (!bs->backing && (type == QCOW2_SC_UNALLOC_PLAIN ||
-                                  type == QCOW2_SC_UNALLOC_ALLOC));
+    bool unalloc = type == QCOW2_SC_UNALLOC_PLAIN ||
+                   type == QCOW2_SC_UNALLOC_ALLOC;
 
     if (type == QCOW2_SC_NORMAL) {
         return bdrv_co_copy_range_from(s->data_file, host, dst, dst_offset,
                                        bytes, rf, wf);
     }
-    if (!zero) {
-        return -ENOTSUP;
+    if (unalloc && bs->backing) {
+        return copy_run_backing(bs, offset, bytes, dst, dst_offset, rf, wf);
+    }
+    if (!unalloc && type != QCOW2_SC_ZERO_PLAIN &&
+        type != QCOW2_SC_ZERO_ALLOC) {
+        return -ENOTSUP;            /* compressed */
     }
     if (wf & BDRV_REQ_SKIP_ZERO_BLOCKS) {
         return 0;
     }
-    return bdrv_co_pwrite_zeroes(dst, dst_offset, bytes, 0);
+    return bdrv_co_pwrite_zeroes(dst, dst_offset, bytes, wf & BDRV_REQ_FUA);
 }
 
 int coroutine_fn qcow2_co_copy_range_from(BlockDriverState *bs,
@@ -203,8 +229,8 @@ int coroutine_fn qcow2_co_copy_range_from(BlockDriverState *bs,
         ret = qcow2_get_host_offset(bs, offset + done, &cur, &host, &type);
         co_mutex_unlock(&s->lock);
         if (ret == 0) {
-            ret = copy_run_from(bs, cur, host, type, dst, dst_offset + done,
-                                rf, wf);
+            ret = copy_run_from(bs, offset + done, cur, host, type, dst,
+                                dst_offset + done, rf, wf);
         }
         done += cur;
     }
@@ -212,6 +238,36 @@ int coroutine_fn qcow2_co_copy_range_from(BlockDriverState *bs,
 }
 
 /* ---- writes ---- */
+
+/* Where a write's guest data comes from: the caller's vector, or (copy
+ * offload onto this image) a range of another node's child, moved into
+ * the data file below the formats. */
+typedef struct Payload {
+    IOVector *qiov;
+    BdrvChild *src;               /* copy offload: the source child */
+    int64_t src_offset;
+    BdrvRequestFlags rf;          /* its read flags */
+} Payload;
+
+/* @bytes of the payload from @qoff into the data file at @host (no write
+ * flags, as for writes: FUA is the core's). */
+static int coroutine_fn payload_write(BlockDriverState *bs, const Payload *pl,
+                                      size_t qoff, uint64_t host,
+                                      uint64_t bytes)
+{
+    BDRVQcow2State *s = bs->opaque;
+    IOVector slice;
+    int ret;
+
+    if (pl->src) {
+        return bdrv_co_copy_range_to(pl->src, pl->src_offset + qoff,
+                                     s->data_file, host, bytes, pl->rf, 0);
+    }
+    iov_vec_init_slice(&slice, pl->qiov, qoff, bytes);
+    ret = bdrv_co_pwritev(s->data_file, host, bytes, &slice, 0);
+    iov_vec_destroy(&slice);
+    return ret;
+}
 
 /* What a cluster's L2 entry says about writing into it. */
 typedef struct ClusterState {
@@ -393,9 +449,32 @@ static int coroutine_fn plan_host(BlockDriverState *bs, AllocPlan *p,
     return ret;
 }
 
+/* Copy offload of the plan: the guest data is moved below the formats,
+ * so the COW head and tail (already read) are written on their own. */
+static int coroutine_fn plan_copy(BlockDriverState *bs, AllocPlan *p,
+                                  const Payload *pl, size_t qoff,
+                                  const uint8_t *hbuf, const uint8_t *tbuf)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t head = p->offset - p->ws, tail = p->we - p->offset - p->bytes;
+    uint64_t at = p->host + qcow2_offset_into_cluster(s, p->ws);
+    int ret = 0;
+
+    if (head) {
+        ret = q_pwrite(s->data_file, at, head, hbuf);
+    }
+    if (ret == 0) {
+        ret = payload_write(bs, pl, qoff, at + head, p->bytes);
+    }
+    if (ret == 0 && tail) {
+        ret = q_pwrite(s->data_file, at + head + p->bytes, tail, tbuf);
+    }
+    return ret;
+}
+
 /* Data write of the plan: COW head, guest data, COW tail in one request. */
 static int coroutine_fn plan_write(BlockDriverState *bs, AllocPlan *p,
-                                   IOVector *qiov, size_t qoff)
+                                   const Payload *pl, size_t qoff)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t head = p->offset - p->ws, tail = p->we - p->offset - p->bytes;
@@ -417,15 +496,18 @@ static int coroutine_fn plan_write(BlockDriverState *bs, AllocPlan *p,
     if (ret < 0) {
         return ret;
     }
-    iov_vec_init(&v, qiov->niov + 2);
+    bdrv_debug_event(bs->file, BLKDBG_WRITE_AIO);
+    if (pl->src) {
+        return plan_copy(bs, p, pl, qoff, hbuf, tbuf);
+    }
+    iov_vec_init(&v, pl->qiov->niov + 2);
     if (head) {
         iov_vec_add(&v, hbuf, head);
     }
-    iov_vec_concat(&v, qiov, qoff, p->bytes);
+    iov_vec_concat(&v, pl->qiov, qoff, p->bytes);
     if (tail) {
         iov_vec_add(&v, tbuf, tail);
     }
-    bdrv_debug_event(bs->file, BLKDBG_WRITE_AIO);
     ret = bdrv_co_pwritev(s->data_file,
                           p->host + qcow2_offset_into_cluster(s, p->ws),
                           p->we - p->ws, &v, 0);
@@ -554,7 +636,7 @@ static void inflight_remove(BDRVQcow2State *s, uint64_t start)
 /* The data of the plan, written with s->lock released: the clusters are
  * registered in flight so nobody else changes their entries meanwhile. */
 static int coroutine_fn plan_write_unlocked(BlockDriverState *bs,
-                                            AllocPlan *p, IOVector *qiov,
+                                            AllocPlan *p, const Payload *pl,
                                             size_t qoff)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -567,7 +649,7 @@ static int coroutine_fn plan_write_unlocked(BlockDriverState *bs,
 
     g_array_append_val(s->inflight, f);
     co_mutex_unlock(&s->lock);
-    ret = plan_write(bs, p, qiov, qoff);
+    ret = plan_write(bs, p, pl, qoff);
     co_mutex_lock(&s->lock);
     return ret;
 }
@@ -627,7 +709,7 @@ static void coroutine_fn plan_at_hint(BlockDriverState *bs, uint8_t *l2,
 /* One allocating step (s->lock held); *done gets the guest bytes, *hint
  * the host offset after the clusters written. */
 static int coroutine_fn alloc_step(BlockDriverState *bs, uint64_t offset,
-                                   uint64_t bytes, IOVector *qiov,
+                                   uint64_t bytes, const Payload *pl,
                                    size_t qoff, uint64_t *done,
                                    uint64_t *hint, GArray *replaced,
                                    WriteTurn *turn)
@@ -653,7 +735,7 @@ static int coroutine_fn alloc_step(BlockDriverState *bs, uint64_t offset,
     if (p.bytes == bytes) {
         aw_pass_turn(s, turn);      /* the request's last clusters */
     }
-    ret = plan_write_unlocked(bs, &p, qiov, qoff);
+    ret = plan_write_unlocked(bs, &p, pl, qoff);
     *done = p.bytes;
     *hint = p.host + ((uint64_t)p.n << s->cluster_bits);
     return plan_finish(bs, &p, ret);
@@ -691,13 +773,12 @@ static uint64_t in_place_extent(BDRVQcow2State *s, uint8_t *l2, int idx,
  * during the I/O).  *done: bytes written, 0 if the first cluster needs
  * an allocation. */
 static int coroutine_fn in_place_step(BlockDriverState *bs, uint64_t offset,
-                                      uint64_t bytes, IOVector *qiov,
+                                      uint64_t bytes, const Payload *pl,
                                       size_t qoff, uint64_t *done,
                                       uint64_t *hint, WriteTurn *turn)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t n, host = 0;
-    IOVector slice;
     void *l2;
     int idx, ret = qcow2_get_l2_table(bs, offset, false, &l2, &idx);
 
@@ -720,19 +801,21 @@ static int coroutine_fn in_place_step(BlockDriverState *bs, uint64_t offset,
         aw_pass_turn(s, turn);      /* nothing left to allocate */
     }
     co_mutex_unlock(&s->lock);
-    iov_vec_init_slice(&slice, qiov, qoff, n);
     bdrv_debug_event(bs->file, BLKDBG_WRITE_AIO);
-    ret = bdrv_co_pwritev(s->data_file, host, n, &slice, 0);
-    iov_vec_destroy(&slice);
+    ret = payload_write(bs, pl, qoff, host, n);
     co_mutex_lock(&s->lock);
     *done = n;
     *hint = host + n;
     return ret;
 }
 
-int coroutine_fn qcow2_co_pwritev(BlockDriverState *bs, int64_t offset,
-                                  int64_t bytes, IOVector *qiov,
-                                  BdrvRequestFlags flags)
+/* ---- plain writes and copies onto this image ---- */
+
+/* A plain write of [offset, offset + bytes): in place where the clusters
+ * are ours, else allocating (with COW), whatever the payload. */
+static int coroutine_fn write_guest(BlockDriverState *bs, int64_t offset,
+                                    int64_t bytes, const Payload *pl,
+                                    BdrvRequestFlags flags)
 {
     BDRVQcow2State *s = bs->opaque;
     g_autoptr(GArray) replaced = g_array_new(false, false, sizeof(uint64_t));
@@ -740,9 +823,6 @@ int coroutine_fn qcow2_co_pwritev(BlockDriverState *bs, int64_t offset,
     WriteTurn turn;
     int ret = 0;
 
-    if (flags & BDRV_REQ_WRITE_COMPRESSED) {
-        return qcow2_co_pwritev_compressed(bs, offset, bytes, qiov);
-    }
     /* the ticket before any yield; unordered writes never wait */
     turn = (flags & BDRV_REQ_ALLOC_IN_ORDER)
            ? (WriteTurn) { .ticket = s->aw_next++ }
@@ -755,12 +835,12 @@ int coroutine_fn qcow2_co_pwritev(BlockDriverState *bs, int64_t offset,
          * drop the lock; the turn stays ours) */
         aw_wait_turn(s, &turn);
         qcow2_wait_inflight(bs, offset + done, bytes - done);
-        ret = in_place_step(bs, offset + done, bytes - done, qiov, done, &n,
+        ret = in_place_step(bs, offset + done, bytes - done, pl, done, &n,
                             &hint, &turn);
         if (ret == 0 && n == 0) {
             ret = qcow2_mark_dirty_if_lazy(bs);
             if (ret == 0) {
-                ret = alloc_step(bs, offset + done, bytes - done, qiov, done,
+                ret = alloc_step(bs, offset + done, bytes - done, pl, done,
                                  &n, &hint, replaced, &turn);
             }
         }
@@ -776,6 +856,41 @@ int coroutine_fn qcow2_co_pwritev(BlockDriverState *bs, int64_t offset,
     }
     co_mutex_unlock(&s->lock);
     return ret;
+}
+
+int coroutine_fn qcow2_co_pwritev(BlockDriverState *bs, int64_t offset,
+                                  int64_t bytes, IOVector *qiov,
+                                  BdrvRequestFlags flags)
+{
+    Payload pl = { .qiov = qiov };
+
+    if (flags & BDRV_REQ_WRITE_COMPRESSED) {
+        return qcow2_co_pwritev_compressed(bs, offset, bytes, qiov);
+    }
+    return write_guest(bs, offset, bytes, &pl, flags);
+}
+
+/*
+ * Copy offload onto this image: clusters are allocated and linked as a
+ * write of the range would (same order, COW, L2 entries after the data),
+ * the data moved with the data file's copy offload.  A sparse copy
+ * (BDRV_REQ_SKIP_ZERO_BLOCKS) is refused: which of the new clusters
+ * would be zero is only known by reading them.
+ */
+int coroutine_fn qcow2_co_copy_range_to(BlockDriverState *bs,
+                                        BdrvChild *src, int64_t src_offset,
+                                        BdrvChild *dst, int64_t offset,
+                                        int64_t bytes, BdrvRequestFlags rf,
+                                        BdrvRequestFlags wf)
+{
+    BDRVQcow2State *s = bs->opaque;
+    const BlockDriverIO *io = bdrv_driver_io(s->data_file->bs->drv);
+    Payload pl = { .src = src, .src_offset = src_offset, .rf = rf };
+
+    if ((wf & BDRV_REQ_SKIP_ZERO_BLOCKS) || !io->co_copy_range_to) {
+        return -ENOTSUP;    /* before anything is allocated */
+    }
+    return write_guest(bs, offset, bytes, &pl, wf & BDRV_REQ_ALLOC_IN_ORDER);
 }
 
 /* ---- compressed writes ---- */
