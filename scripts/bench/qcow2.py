@@ -16,6 +16,9 @@ Workloads (pick with --only, comma-separated; default: all but direct):
   bench     bench -w 4 KiB depth 64 on a fresh qcow2 and on a preallocated
             one (IOPS)
 
+W2 and W3 also time floor.py (read the source's data extents, write
+them to a new file, two threads at once) as the machine's floor.
+
 The filesystem image is made once with `mke2fs -t ext4 -d DIR` (--data,
 default /usr/lib) in a --fs-size GiB image.  Every output is checked
 against the source with the reference `qemu-img compare` in the warm-up
@@ -115,12 +118,32 @@ def convert_cases(args_fn, dst):
     return {name: (args_fn(tool), dst) for name, tool in TOOLS.items()}
 
 
+FLOOR = 'floor.py'
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def with_floor(cases, src, a):
+    """Add the machine's floor as a contender: floor.py reading the data
+    extents of @src and writing them to a new file, a reader and a writer
+    thread at once (see its docstring).  Its ratio to qemu-img bounds the
+    ratio any converter can reach here."""
+    dst = os.path.join(a.dir, 'floor.out')
+    cases[FLOOR] = ([sys.executable, os.path.join(HERE, 'floor.py'), src,
+                     dst], dst)
+    return cases
+
+
+def skip_floor(verify):
+    return lambda name: None if name == FLOOR else verify(name)
+
+
 def w2(a, fs):
     dst = os.path.join(a.dir, 'w2.qcow2')
-    c = convert_cases(lambda t: [t, 'convert', '-f', 'raw', '-O', 'qcow2',
-                                 fs, dst], dst)
+    c = with_floor(convert_cases(lambda t: [t, 'convert', '-f', 'raw', '-O',
+                                            'qcow2', fs, dst], dst), fs, a)
     report('W2 convert raw -> qcow2 (ext4 image)',
-           *rounds_of(c, a.rounds, compare_with(fs, 'raw', dst, 'qcow2'))[:2])
+           *rounds_of(c, a.rounds,
+                      skip_floor(compare_with(fs, 'raw', dst, 'qcow2')))[:2])
 
 
 def w3(a, fs):
@@ -128,11 +151,13 @@ def w3(a, fs):
     run([QEMU, 'convert', '-f', 'raw', '-O', 'qcow2', fs, src])
     for fmt in ('raw', 'qcow2'):
         dst = os.path.join(a.dir, 'w3-dst.' + fmt)
-        c = convert_cases(lambda t: [t, 'convert', '-f', 'qcow2', '-O', fmt,
-                                     src, dst], dst)
+        c = with_floor(convert_cases(lambda t: [t, 'convert', '-f', 'qcow2',
+                                                '-O', fmt, src, dst], dst),
+                       src, a)
         report(f'W3 convert qcow2 -> {fmt}',
                *rounds_of(c, a.rounds,
-                          compare_with(src, 'qcow2', dst, fmt))[:2])
+                          skip_floor(compare_with(src, 'qcow2', dst,
+                                                  fmt)))[:2])
     w3_backing(a, fs, src)
 
 
