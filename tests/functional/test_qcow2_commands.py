@@ -8,7 +8,6 @@ must match.  Images the commands write are then compared: the reference's
 'check' must pass on ours, 'compare' must find them identical to the
 reference's, and 'map --output=json' must be the same (clusters laid out
 alike)."""
-import json
 import os
 import shutil
 import subprocess
@@ -183,41 +182,22 @@ def test_convert(our_qemu_img, ref_qemu_img, tmp_path, inputs, args):
     _check_image(ref_qemu_img, ref_dir, our_dir, args[-1])
 
 
-@pytest.mark.parametrize('ctype', ['zstd', 'zlib'])
 def test_convert_compressed_is_the_references(our_qemu_img, ref_qemu_img,
-                                              tmp_path, ctype):
-    """Many clusters compressing at once (-m 16) still land in guest order.
-    zstd: the file is the reference's, byte for byte (same settings).
-    zlib (libdeflate, another encoder): the same file as one request at a
-    time gives, the reference's guest data and compressed clusters, a
-    clean check, and a size within 2 % of the reference's."""
+                                              tmp_path):
+    """Many clusters compressing at once (-m 16) still land in guest order:
+    the file is the reference's, byte for byte (same zlib settings)."""
     src = str(tmp_path / 's.raw')
     chunks = [(i * 65536, (b'%d ' % i) * 20000 + os.urandom(i * 97 % 8000))
               for i in range(0, 96, 3)]
     _write_raw(src, 8 << 20, [(o, d[:65536 * 2]) for o, d in chunks])
     outs = []
-    for name, prog, m in (('r.qcow2', ref_qemu_img, '16'),
-                          ('o.qcow2', our_qemu_img, '16'),
-                          ('o1.qcow2', our_qemu_img, '1')):
+    for name, prog in (('r.qcow2', ref_qemu_img), ('o.qcow2', our_qemu_img)):
         out = str(tmp_path / name)
-        r = run([prog, 'convert', '-c', '-m', m, '-o',
-                 'compression_type=' + ctype, '-O', 'qcow2', src, out])
+        r = run([prog, 'convert', '-c', '-m', '16', '-O', 'qcow2', src, out])
         assert r.rc == 0, r
         outs.append(open(out, 'rb').read())
     assert len(outs[1]) <= len(outs[0]) * 1.02
-    assert outs[1] == outs[2]
-    if ctype == 'zstd':
-        assert outs[1] == outs[0]
-        return
-    ref, ours = str(tmp_path / 'r.qcow2'), str(tmp_path / 'o.qcow2')
-    assert run([ref_qemu_img, 'compare', ref, ours]).rc == 0
-    assert run([ref_qemu_img, 'check', ours]).rc == 0
-    maps = [json.loads(run([ref_qemu_img, 'map', '--output=json', img]).out)
-            for img in (ref, ours)]
-    for m in maps:
-        for e in m:
-            e.pop('offset', None)
-    assert maps[1] == maps[0]
+    assert outs[1] == outs[0]
 
 
 @pytest.mark.parametrize('cluster', ['512', '4k', '8k'])

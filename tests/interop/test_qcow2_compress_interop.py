@@ -1,10 +1,8 @@
 """The qcow2 cluster codecs against QEMU 10.0, at the buffer level (the
 qcow2 driver is tested on its own): clusters the reference compresses
-decompress with ours; our zstd clusters are byte-identical to its own
-(same level and parameters); our zlib clusters come from libdeflate
-(another deflate encoder, see compress.c) and must round-trip and stay
-within 2 % of the reference's total size; and clusters we compress,
-placed in a reference-made image, read back in the reference."""
+decompress with ours, ours are byte-identical to its own (same levels,
+window and parameters, hence the same image sizes), and clusters we
+compress, placed in a reference-made image, read back in the reference."""
 import os
 import shutil
 
@@ -77,7 +75,6 @@ def test_reference_clusters_decode_and_match(codec, ref_qemu_img, tmp_path,
     data = make_data(cs)
     img = ref_compressed_image(ref_qemu_img, tmp_path, ctype, cs, data)
     found = {}
-    ref_total = ours_total = 0
     for guest, _l2, host, nbytes in qcow2_clusters.compressed_clusters(img):
         payload = qcow2_clusters.read_payload(img, host, nbytes)
         cluster = data[guest:guest + cs]
@@ -85,19 +82,12 @@ def test_reference_clusters_decode_and_match(codec, ref_qemu_img, tmp_path,
         assert rc == 0 and out == cluster, f'cluster at {guest}'
         rc, ours = codec_run(codec, 'compress', ctype, cs - 1, cluster)
         assert rc == 0
-        if ctype == 'zstd':
-            # the same stream; the payload runs on to the sector end
-            assert payload[:len(ours)] == ours, f'cluster at {guest}'
-            assert len(payload) - len(ours) < 512
-        else:
-            rc, back = codec_run(codec, 'decompress', ctype, cs, ours)
-            assert rc == 0 and back == cluster, f'cluster at {guest}'
-            ref_total += stream_length(payload, cluster, codec, cs)
-            ours_total += len(ours)
+        # ours is the same stream; the payload runs on to the sector end
+        assert payload[:len(ours)] == ours, f'cluster at {guest}'
+        assert len(payload) - len(ours) < 512
         found[guest] = len(ours)
     assert cs not in found and 2 * cs not in found
     assert len(found) >= len(data) // cs // 2
-    assert ours_total <= ref_total * 1.02
     # the same compressed-or-not decision: what the reference stored
     # as is (not zero), ours finds does not fit (-ENOMEM: exit 2)
     for guest in range(0, len(data), cs):
@@ -105,21 +95,6 @@ def test_reference_clusters_decode_and_match(codec, ref_qemu_img, tmp_path,
         if guest not in found and cluster != bytes(cs):
             assert codec_run(codec, 'compress', ctype, cs - 1,
                              cluster)[0] == 2, f'cluster at {guest}'
-
-
-def stream_length(payload, cluster, codec, cs):
-    """The length of the deflate stream at the start of @payload (which
-    runs on to its last sector's end): the shortest prefix that still
-    inflates to @cluster, found by bisection."""
-    lo, hi = 1, len(payload)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        rc, out = codec_run(codec, 'decompress', 'zlib', cs, payload[:mid])
-        if rc == 0 and out == cluster:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
 
 
 @pytest.mark.parametrize('cs', sorted(SIZES))

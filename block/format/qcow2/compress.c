@@ -19,30 +19,19 @@
 #include "block/format/qcow2/compress.h"
 #include "util/aio.h"
 
-/* zlib's inflater as QEMU's qcow2 sets it up: raw stream, 4 KiB window
- * (one inflate call over the whole cluster, so the window size does not
- * limit the distances a stream may use). */
+/* deflate parameters of QEMU's qcow2: raw stream, 4 KiB window. */
 #define QCOW2_ZLIB_WINDOW_BITS (-12)
-
-/*
- * Writing "zlib" clusters: libdeflate at level 2.  The format asks for a
- * raw deflate stream (RFC 1951) and nothing more; QEMU reads any such
- * stream.  zlib at its default level (what QEMU writes) spends 4-5 times
- * the CPU for output of about the same size: on ext4 images of /usr/lib
- * libdeflate's level 2 came out 1.5 % (x86_64-linux-gnu) and 3.7 % (gcc)
- * smaller than zlib's level 6 with a 4 KiB window, level 1 up to 2.7 %
- * larger (docs/benchmarks.md, "zlib clusters through libdeflate").
- */
-#define QCOW2_DEFLATE_LEVEL 2
+#define QCOW2_ZLIB_MEM_LEVEL 9
 
 /* ---- Per-thread codec contexts ---- */
 
 /* One thread's reusable contexts; each is created on first use. */
 typedef struct CodecCtx {
-    struct libdeflate_compressor *deflater;
-    struct libdeflate_decompressor *fast_inflater;
+    z_stream deflater;
     z_stream inflater;
+    bool deflater_ready;
     bool inflater_ready;
+    struct libdeflate_decompressor *fast_inflater;
     ZSTD_CCtx *cctx;
     ZSTD_DCtx *dctx;
 } CodecCtx;
@@ -68,11 +57,13 @@ static void codec_ctx_free(void *opaque)
     g_mutex_lock(&codec_lock);
     g_ptr_array_remove_fast(codec_registry, c);
     g_mutex_unlock(&codec_lock);
-    libdeflate_free_compressor(c->deflater);
-    libdeflate_free_decompressor(c->fast_inflater);
+    if (c->deflater_ready) {
+        deflateEnd(&c->deflater);
+    }
     if (c->inflater_ready) {
         inflateEnd(&c->inflater);
     }
+    libdeflate_free_decompressor(c->fast_inflater);
     ZSTD_freeCCtx(c->cctx);
     ZSTD_freeDCtx(c->dctx);
     g_free(c);
@@ -128,8 +119,24 @@ unsigned qcow2_compress_live_contexts(void)
 
 /* ---- zlib: raw deflate with a 4 KiB window ---- */
 
-/* The thread's zlib inflate stream, reset for a new cluster (same
- * result as a new stream); NULL if out of memory. */
+/* The thread's deflate stream, fresh for a new cluster (reset, not
+ * reallocated: same output as a new stream); NULL if out of memory. */
+static z_stream *zlib_deflater(CodecCtx *c)
+{
+    if (c->deflater_ready) {
+        return deflateReset(&c->deflater) == Z_OK ? &c->deflater : NULL;
+    }
+    memset(&c->deflater, 0, sizeof(c->deflater));
+    if (deflateInit2(&c->deflater, Z_DEFAULT_COMPRESSION, Z_DEFLATED,
+                     QCOW2_ZLIB_WINDOW_BITS, QCOW2_ZLIB_MEM_LEVEL,
+                     Z_DEFAULT_STRATEGY) != Z_OK) {
+        return NULL;
+    }
+    c->deflater_ready = true;
+    return &c->deflater;
+}
+
+/* As zlib_deflater(), for inflating. */
 static z_stream *zlib_inflater(CodecCtx *c)
 {
     if (c->inflater_ready) {
@@ -143,22 +150,26 @@ static z_stream *zlib_inflater(CodecCtx *c)
     return &c->inflater;
 }
 
-/* The whole cluster as one raw deflate stream, or -ENOMEM when it does
- * not fit in @dest (the caller then stores the cluster uncompressed). */
+/* One deflate call with Z_FINISH: the whole stream or no room. */
 static ssize_t zlib_compress(CodecCtx *c, void *dest, size_t dest_size,
                              const void *src, size_t src_size)
 {
-    size_t n;
+    z_stream *z = zlib_deflater(c);
+    int ret;
 
-    if (!c->deflater) {
-        c->deflater = libdeflate_alloc_compressor(QCOW2_DEFLATE_LEVEL);
-        if (!c->deflater) {
-            return -ENOMEM;
-        }
+    if (!z) {
+        return -ENOMEM;
     }
-    n = libdeflate_deflate_compress(c->deflater, src, src_size, dest,
-                                    dest_size);
-    return n ? (ssize_t)n : -ENOMEM;
+    z->next_in = (Bytef *)src;
+    z->avail_in = src_size;
+    z->next_out = dest;
+    z->avail_out = dest_size;
+    ret = deflate(z, Z_FINISH);
+    if (ret == Z_STREAM_END) {
+        return dest_size - z->avail_out;
+    }
+    /* Z_OK / Z_BUF_ERROR: the output buffer filled up first */
+    return ret == Z_OK || ret == Z_BUF_ERROR ? -ENOMEM : -EIO;
 }
 
 /* Inflate until @dest is full.  As in QEMU, a stream that would go on

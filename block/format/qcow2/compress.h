@@ -2,10 +2,9 @@
  * qcow2 compressed clusters: the two codecs an image may use
  * (header field compression_type), byte-compatible with QEMU's.
  *
- *  - zlib (type 0): raw deflate, no zlib header or checksum.  Written by
- *    libdeflate (level 2: QEMU's zlib output size at a fraction of the
- *    CPU); read by libdeflate, falling back to zlib as QEMU sets it up
- *    (windowBits -12) for what libdeflate refuses.
+ *  - zlib (type 0): raw deflate, no zlib header or checksum, 4 KiB window
+ *    (windowBits -12), default level, memLevel 9.  Read by libdeflate
+ *    first (about twice as fast), by zlib for what libdeflate refuses.
  *  - zstd (type 1): one zstd frame at the default level (3), with the
  *    content size in its header; on reading, any number of frames whose
  *    output adds up to the cluster.
