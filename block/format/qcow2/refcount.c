@@ -623,6 +623,16 @@ int coroutine_fn qcow2_alloc_clusters_at(BlockDriverState *bs,
 void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
                                       uint64_t size, bool discard)
 {
+    if (size) {
+        bdrv_debug_event(bs->file, BLKDBG_CLUSTER_FREE);
+        qcow2_free_clusters_noevent(bs, offset, size, discard);
+    }
+}
+
+void coroutine_fn qcow2_free_clusters_noevent(BlockDriverState *bs,
+                                              uint64_t offset, uint64_t size,
+                                              bool discard)
+{
     BDRVQcow2State *s = bs->opaque;
     uint64_t first = offset >> s->cluster_bits;
     uint64_t last = (offset + size - 1) >> s->cluster_bits;
@@ -630,7 +640,6 @@ void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
     if (!size) {
         return;
     }
-    bdrv_debug_event(bs->file, BLKDBG_CLUSTER_FREE);
     for (uint64_t c = first; c <= last; c++) {
         uint64_t rc = 0;
 

@@ -687,6 +687,48 @@ static uint64_t in_place_extent(BDRVQcow2State *s, uint8_t *l2, int idx,
     return n;
 }
 
+/* Is cluster @k of a run starting with @c0 in the part of a write the
+ * reference handles at once?  Its own clusters contiguous in the host, or
+ * clusters that all need new ones. */
+static bool same_write_part(BDRVQcow2State *s, const ClusterState *c0,
+                            const ClusterState *c, int k)
+{
+    if (!c0->in_place) {
+        return !c->in_place;
+    }
+    return c->in_place && (c->l2e & L2E_OFFSET_MASK) ==
+           (c0->l2e & L2E_OFFSET_MASK) + ((uint64_t)k << s->cluster_bits);
+}
+
+/* The reference checks every entry of that part before it writes any of
+ * it: an impossible subcluster bitmap there fails the write (one space in
+ * its text, where the read path has two). */
+static int check_write_part(BlockDriverState *bs, uint8_t *l2, int idx,
+                            uint64_t offset, uint64_t bytes)
+{
+    BDRVQcow2State *s = bs->opaque;
+    ClusterState c0 = cluster_state(s, l2, idx);
+    uint64_t cstart = qcow2_start_of_cluster(s, offset);
+
+    for (int k = 0; s->extended_l2 && idx + k < s->l2_size &&
+         cstart + ((uint64_t)k << s->cluster_bits) < offset + bytes; k++) {
+        ClusterState c = cluster_state(s, l2, idx + k);
+
+        if (!same_write_part(s, &c0, &c, k)) {
+            break;
+        }
+        if (qcow2_l2_bitmap_invalid(s, c.l2e, c.bitmap)) {
+            qcow2_signal_corruption(bs, "Invalid cluster entry found (L2 "
+                "offset: %#" PRIx64 ", L2 index: %#x)",
+                (uint64_t)(s->l1_table[qcow2_l1_index(s, offset)] &
+                           L1E_OFFSET_MASK),
+                idx + k);
+            return -EIO;
+        }
+    }
+    return 0;
+}
+
 /* The in-place prefix: normal own clusters written directly (no lock
  * during the I/O).  *done: bytes written, 0 if the first cluster needs
  * an allocation. */
@@ -705,10 +747,11 @@ static int coroutine_fn in_place_step(BlockDriverState *bs, uint64_t offset,
     if (ret < 0 || !l2) {
         return ret;
     }
-    n = in_place_extent(s, l2, idx, offset, bytes, &host);
+    ret = check_write_part(bs, l2, idx, offset, bytes);
+    n = ret < 0 ? 0 : in_place_extent(s, l2, idx, offset, bytes, &host);
     qcow2_cache_put(&s->l2_cache, &l2);
     if (!n) {
-        return 0;
+        return ret;
     }
     if (s->data_file == bs->file) {
         ret = qcow2_pre_write_overlap_check(bs, 0, host, n);
