@@ -233,6 +233,19 @@ static ClusterState cluster_state(BDRVQcow2State *s, uint8_t *l2, int idx)
     return c;
 }
 
+/* Is cluster @k of a run starting with @c0 in the part of a write the
+ * reference handles at once?  Its own clusters contiguous in the host, or
+ * clusters that all need new ones. */
+static bool same_write_part(BDRVQcow2State *s, const ClusterState *c0,
+                            const ClusterState *c, int k)
+{
+    if (!c0->in_place) {
+        return !c->in_place;
+    }
+    return c->in_place && (c->l2e & L2E_OFFSET_MASK) ==
+           (c0->l2e & L2E_OFFSET_MASK) + ((uint64_t)k << s->cluster_bits);
+}
+
 /* Can a write to [start, end) of this cluster go straight to its host
  * cluster, without COW or entry change? */
 static bool write_in_place_ok(BDRVQcow2State *s, const ClusterState *c,
@@ -283,6 +296,7 @@ typedef struct AllocPlan {
     int idx, n;
     bool new_clusters;
     bool at_hint;                 /* new clusters right after the last */
+    bool zero_cow;                /* COW areas unallocated in the chain */
     GArray *replaced;             /* uint64_t L2 entries to free later */
 } AllocPlan;
 
@@ -393,27 +407,118 @@ static int coroutine_fn plan_host(BlockDriverState *bs, AllocPlan *p,
     return ret;
 }
 
+/* Nothing in the backing chain at [offset, offset + bytes) (past its end
+ * counts as nothing). */
+static bool coroutine_fn backing_unallocated(BlockDriverState *bs,
+                                             uint64_t offset, uint64_t bytes)
+{
+    while (bs->backing && bytes) {
+        int64_t pnum = 0;
+        int depth = 0;
+        int ret = bdrv_co_block_status_above(bs->backing->bs, NULL, offset,
+                                             bytes, &pnum, NULL, NULL, &depth);
+
+        if (ret < 0 || depth) {
+            return false;
+        }
+        if (pnum <= 0) {
+            break;
+        }
+        offset += pnum;
+        bytes -= pnum;
+    }
+    return true;
+}
+
+/* [offset, offset + bytes) unallocated here (the entries before the
+ * write) and in the backing chain?  (s->lock held) */
+static bool coroutine_fn cow_area_unallocated(BlockDriverState *bs,
+                                              uint64_t offset, uint64_t bytes)
+{
+    for (uint64_t done = 0, cur; done < bytes; done += cur) {
+        uint64_t host;
+        Qcow2SubclusterType type;
+
+        cur = bytes - done;
+        if (qcow2_get_host_offset(bs, offset + done, &cur, &host, &type) < 0 ||
+            (type != QCOW2_SC_UNALLOC_PLAIN && type != QCOW2_SC_UNALLOC_ALLOC)) {
+            return false;
+        }
+    }
+    return backing_unallocated(bs, offset, bytes);
+}
+
+/* The reference zeroes the clusters instead of copying COW areas that
+ * are unallocated throughout the chain (when the data file can write
+ * zeroes without fallback): no cow_read / cow_write events then, and
+ * the areas are known zero without a read. */
+static bool coroutine_fn plan_zero_cow(BlockDriverState *bs,
+                                       const AllocPlan *p)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t end = p->offset + p->bytes;
+
+    if (!(s->data_file->bs->supported_zero_flags & BDRV_REQ_NO_FALLBACK)) {
+        return false;
+    }
+    return cow_area_unallocated(bs, p->ws, p->offset - p->ws) &&
+           cow_area_unallocated(bs, end, p->we - end);
+}
+
+/* One COW area read, after the reference's cow_read event (a suspended
+ * request may find the node broken when it resumes). */
+static int coroutine_fn cow_read(BlockDriverState *bs, uint64_t offset,
+                                 uint64_t bytes, uint8_t *buf, bool event)
+{
+    IOVector v;
+
+    if (event) {
+        bdrv_debug_event(bs->file, BLKDBG_COW_READ);
+    }
+    if (((BDRVQcow2State *)bs->opaque)->broken) {
+        return -ENOMEDIUM;
+    }
+    iov_vec_init_buf(&v, buf, bytes);
+    return read_guest(bs, offset, bytes, &v, 0, true);
+}
+
+/* Both COW areas into @hbuf / @tbuf: zeroes without a read for a zero
+ * COW; else read with the reference's events (one cow_read for both
+ * areas when it reads them in one go: a data part of up to 16 KiB). */
+static int coroutine_fn plan_read_cow(BlockDriverState *bs, AllocPlan *p,
+                                      uint8_t *hbuf, uint8_t *tbuf)
+{
+    uint64_t head = p->offset - p->ws, tail = p->we - p->offset - p->bytes;
+    int ret = 0;
+
+    if (!head && !tail) {
+        return 0;
+    }
+    if (p->zero_cow) {
+        bdrv_debug_event(bs->file, BLKDBG_CLUSTER_ALLOC_SPACE);
+        return 0;
+    }
+    if (head) {
+        ret = cow_read(bs, p->ws, head, hbuf, true);
+    }
+    if (ret == 0 && tail) {
+        ret = cow_read(bs, p->offset + p->bytes, tail, tbuf,
+                       !head || p->bytes > 16384);
+    }
+    return ret;
+}
+
 /* Data write of the plan: COW head, guest data, COW tail in one request. */
 static int coroutine_fn plan_write(BlockDriverState *bs, AllocPlan *p,
                                    IOVector *qiov, size_t qoff)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t head = p->offset - p->ws, tail = p->we - p->offset - p->bytes;
-    g_autofree uint8_t *hbuf = head ? g_malloc(head) : NULL;
-    g_autofree uint8_t *tbuf = tail ? g_malloc(tail) : NULL;
+    g_autofree uint8_t *hbuf = head ? g_malloc0(head) : NULL;
+    g_autofree uint8_t *tbuf = tail ? g_malloc0(tail) : NULL;
     IOVector v;
-    int ret = 0;
+    int ret = plan_read_cow(bs, p, hbuf, tbuf);
 
-    if (head) {
-        IOVector hv;
-        iov_vec_init_buf(&hv, hbuf, head);
-        ret = read_guest(bs, p->ws, head, &hv, 0, true);
-    }
-    if (ret == 0 && tail) {
-        IOVector tv;
-        iov_vec_init_buf(&tv, tbuf, tail);
-        ret = read_guest(bs, p->offset + p->bytes, tail, &tv, 0, true);
-    }
     if (ret < 0) {
         return ret;
     }
@@ -426,6 +531,9 @@ static int coroutine_fn plan_write(BlockDriverState *bs, AllocPlan *p,
         iov_vec_add(&v, tbuf, tail);
     }
     bdrv_debug_event(bs->file, BLKDBG_WRITE_AIO);
+    if ((head || tail) && !p->zero_cow) {
+        bdrv_debug_event(bs->file, BLKDBG_COW_WRITE);
+    }
     ret = bdrv_co_pwritev(s->data_file,
                           p->host + qcow2_offset_into_cluster(s, p->ws),
                           p->we - p->ws, &v, 0);
@@ -446,8 +554,30 @@ int coroutine_fn qcow2_mark_dirty_if_lazy(BlockDriverState *bs)
     return qcow2_mark_dirty(bs);
 }
 
+/* Own clusters need no COW where the write starts or ends inside a data
+ * (sub)cluster: the reference writes there directly, copies nothing. */
+static void plan_trim_own_edges(BDRVQcow2State *s, uint8_t *l2, AllocPlan *p)
+{
+    ClusterState first = cluster_state(s, l2, p->idx);
+    ClusterState last = cluster_state(s, l2, p->idx + p->n - 1);
+    uint64_t end = p->offset + p->bytes;
+    int sc0 = qcow2_offset_into_cluster(s, p->offset) >> s->subcluster_bits;
+    int sc1 = qcow2_offset_into_cluster(s, end - 1) >> s->subcluster_bits;
+
+    if (first.in_place && qcow2_subcluster_type(s, first.l2e, first.bitmap,
+                                                sc0) == QCOW2_SC_NORMAL) {
+        p->ws = p->offset;
+    }
+    if (last.in_place && qcow2_subcluster_type(s, last.l2e, last.bitmap,
+                                               sc1) == QCOW2_SC_NORMAL) {
+        p->we = end;
+    }
+}
+
 /* Plan the write of [offset, offset + bytes) within one L2 table: the
- * longest prefix handled by one data request. */
+ * longest prefix handled by one data request (clusters needing new ones
+ * up to an own or compressed one, or own clusters contiguous in the
+ * host, which the reference also writes in one request). */
 static void make_plan(BDRVQcow2State *s, uint8_t *l2, int idx,
                       uint64_t offset, uint64_t bytes, AllocPlan *p)
 {
@@ -459,16 +589,15 @@ static void make_plan(BDRVQcow2State *s, uint8_t *l2, int idx,
     p->idx = idx;
     p->offset = offset;
     p->new_clusters = !c0.in_place;
-    if (p->new_clusters) {
-        uint64_t end = offset + bytes;
-        while (idx + n < s->l2_size &&
-               cstart + ((uint64_t)n << s->cluster_bits) < end) {
-            ClusterState c = cluster_state(s, l2, idx + n);
-            if (c.in_place || c.type == QCOW2_CLUSTER_COMPRESSED) {
-                break;
-            }
-            n++;
+    while (idx + n < s->l2_size &&
+           cstart + ((uint64_t)n << s->cluster_bits) < offset + bytes) {
+        ClusterState c = cluster_state(s, l2, idx + n);
+
+        if (p->new_clusters ? c.in_place || c.type == QCOW2_CLUSTER_COMPRESSED
+                            : !same_write_part(s, &c0, &c, n)) {
+            break;
         }
+        n++;
     }
     p->n = n;
     p->bytes = MIN(bytes, cstart + ((uint64_t)n << s->cluster_bits) - offset);
@@ -480,6 +609,7 @@ static void make_plan(BDRVQcow2State *s, uint8_t *l2, int idx,
         p->we = MIN(ROUND_UP(p->we, g2),
                     cstart + ((uint64_t)n << s->cluster_bits));
     }
+    plan_trim_own_edges(s, l2, p);
 }
 
 /* ---- allocation order ----
@@ -650,6 +780,7 @@ static int coroutine_fn alloc_step(BlockDriverState *bs, uint64_t offset,
     if (ret < 0) {
         return ret;
     }
+    p.zero_cow = plan_zero_cow(bs, &p);
     if (p.bytes == bytes) {
         aw_pass_turn(s, turn);      /* the request's last clusters */
     }
@@ -674,8 +805,12 @@ static uint64_t in_place_extent(BDRVQcow2State *s, uint8_t *l2, int idx,
         uint64_t len = MIN(bytes - n, s->cluster_size - in);
         uint64_t h = (c.l2e & L2E_OFFSET_MASK) + in;
 
-        if (!write_in_place_ok(s, &c, in, in + len) ||
-            (n && h != *host + n)) {
+        if (!write_in_place_ok(s, &c, in, in + len)) {
+            /* an own cluster that needs its entry changed, contiguous
+             * with the run: the whole run goes through one plan */
+            return c.in_place && (!n || h == *host + n) ? 0 : n;
+        }
+        if (n && h != *host + n) {
             break;
         }
         if (!n) {
@@ -685,19 +820,6 @@ static uint64_t in_place_extent(BDRVQcow2State *s, uint8_t *l2, int idx,
         idx++;
     }
     return n;
-}
-
-/* Is cluster @k of a run starting with @c0 in the part of a write the
- * reference handles at once?  Its own clusters contiguous in the host, or
- * clusters that all need new ones. */
-static bool same_write_part(BDRVQcow2State *s, const ClusterState *c0,
-                            const ClusterState *c, int k)
-{
-    if (!c0->in_place) {
-        return !c->in_place;
-    }
-    return c->in_place && (c->l2e & L2E_OFFSET_MASK) ==
-           (c0->l2e & L2E_OFFSET_MASK) + ((uint64_t)k << s->cluster_bits);
 }
 
 /* The reference checks every entry of that part before it writes any of
