@@ -296,7 +296,7 @@ typedef struct AllocPlan {
     int idx, n;
     bool new_clusters;
     bool at_hint;                 /* new clusters right after the last */
-    bool zero_cow;                /* COW areas unallocated in the chain */
+    bool zero_cow;                /* COW areas read as zeroes */
     GArray *replaced;             /* uint64_t L2 entries to free later */
 } AllocPlan;
 
@@ -407,18 +407,17 @@ static int coroutine_fn plan_host(BlockDriverState *bs, AllocPlan *p,
     return ret;
 }
 
-/* Nothing in the backing chain at [offset, offset + bytes) (past its end
- * counts as nothing). */
-static bool coroutine_fn backing_unallocated(BlockDriverState *bs,
-                                             uint64_t offset, uint64_t bytes)
+/* The backing chain reads [offset, offset + bytes) as zeroes by its
+ * block status (past its end, or without a backing file, too). */
+static bool coroutine_fn backing_reads_zero(BlockDriverState *bs,
+                                            uint64_t offset, uint64_t bytes)
 {
     while (bs->backing && bytes) {
         int64_t pnum = 0;
-        int depth = 0;
         int ret = bdrv_co_block_status_above(bs->backing->bs, NULL, offset,
-                                             bytes, &pnum, NULL, NULL, &depth);
+                                             bytes, &pnum, NULL, NULL, NULL);
 
-        if (ret < 0 || depth) {
+        if (ret < 0 || (pnum > 0 && !(ret & BDRV_BLOCK_ZERO))) {
             return false;
         }
         if (pnum <= 0) {
@@ -430,28 +429,35 @@ static bool coroutine_fn backing_unallocated(BlockDriverState *bs,
     return true;
 }
 
-/* [offset, offset + bytes) unallocated here (the entries before the
- * write) and in the backing chain?  (s->lock held) */
-static bool coroutine_fn cow_area_unallocated(BlockDriverState *bs,
-                                              uint64_t offset, uint64_t bytes)
+/* [offset, offset + bytes) known to read as zeroes by block status: zero
+ * (sub)clusters here (the entries before the write), or unallocated ones
+ * over a backing chain that reads as zeroes.  (s->lock held) */
+static bool coroutine_fn cow_area_zero(BlockDriverState *bs, uint64_t offset,
+                                       uint64_t bytes)
 {
     for (uint64_t done = 0, cur; done < bytes; done += cur) {
         uint64_t host;
         Qcow2SubclusterType type;
 
         cur = bytes - done;
-        if (qcow2_get_host_offset(bs, offset + done, &cur, &host, &type) < 0 ||
-            (type != QCOW2_SC_UNALLOC_PLAIN && type != QCOW2_SC_UNALLOC_ALLOC)) {
+        if (qcow2_get_host_offset(bs, offset + done, &cur, &host, &type) < 0) {
+            return false;
+        }
+        if (type == QCOW2_SC_ZERO_PLAIN || type == QCOW2_SC_ZERO_ALLOC) {
+            continue;
+        }
+        if ((type != QCOW2_SC_UNALLOC_PLAIN && type != QCOW2_SC_UNALLOC_ALLOC) ||
+            !backing_reads_zero(bs, offset + done, cur)) {
             return false;
         }
     }
-    return backing_unallocated(bs, offset, bytes);
+    return true;
 }
 
 /* The reference zeroes the clusters instead of copying COW areas that
- * are unallocated throughout the chain (when the data file can write
+ * its block status says read as zeroes (when the data file can write
  * zeroes without fallback): no cow_read / cow_write events then, and
- * the areas are known zero without a read. */
+ * the areas need no read. */
 static bool coroutine_fn plan_zero_cow(BlockDriverState *bs,
                                        const AllocPlan *p)
 {
@@ -461,8 +467,8 @@ static bool coroutine_fn plan_zero_cow(BlockDriverState *bs,
     if (!(s->data_file->bs->supported_zero_flags & BDRV_REQ_NO_FALLBACK)) {
         return false;
     }
-    return cow_area_unallocated(bs, p->ws, p->offset - p->ws) &&
-           cow_area_unallocated(bs, end, p->we - end);
+    return cow_area_zero(bs, p->ws, p->offset - p->ws) &&
+           cow_area_zero(bs, end, p->we - end);
 }
 
 /* One COW area read, after the reference's cow_read event (a suspended
@@ -717,7 +723,9 @@ static int coroutine_fn plan_finish(BlockDriverState *bs, AllocPlan *p,
         plan_update_l2(bs, p, l2);
         qcow2_cache_mark_dirty(&s->l2_cache, l2);
         qcow2_cache_put(&s->l2_cache, &l2);
-    } else if (p->new_clusters && p->host && s->data_file == bs->file) {
+    } else if (p->new_clusters && p->host && s->data_file == bs->file &&
+               !s->broken) {
+        /* (marked corrupt meanwhile: no more metadata writes, a leak) */
         qcow2_free_clusters(bs, p->host, (uint64_t)p->n << s->cluster_bits,
                             false);
     }
