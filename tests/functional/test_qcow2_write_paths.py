@@ -278,3 +278,27 @@ def test_own_clusters_mixed_contents(cmds, tmp_path, tools, ref_qemu_img,
     r = run([ref_qemu_img, 'compare', str(tmp_path / 'ref' / 'img.qcow2'),
              str(tmp_path / 'ours' / 'img.qcow2')])
     assert r.rc == 0, r
+
+
+# ---- 060: own clusters at unaligned host offsets ----
+
+@pytest.mark.parametrize('entry', ['8000000000002a01', '8000000000052a00'],
+                         ids=['prealloc-zero-in-header', 'data'])
+@pytest.mark.parametrize('cmd', ['write 0 64k', 'write 4k 4k'])
+def test_write_to_unaligned_own_cluster(entry, cmd, tmp_path, tools,
+                                        ref_qemu_img):
+    """The write is refused as corruption before anything is written (the
+    preallocated zero cluster here lies in the header)."""
+    def body(d, img, io):
+        assert run([img, 'create', '-q', '-f', 'qcow2', 'img.qcow2', '64M'],
+                   cwd=d).rc == 0
+        assert run([io, '-c', 'write 0 64k', '-c', 'discard 0 64k',
+                    'img.qcow2'], cwd=d).rc == 0
+        with open(os.path.join(d, 'img.qcow2'), 'r+b') as f:
+            f.seek(L2_OFFSET)
+            f.write(bytes.fromhex(entry))
+        r = run([io, '-c', cmd, '-c', 'read 0 4k', 'img.qcow2'], cwd=d)
+        c = run([ref_qemu_img, 'check', '-r', 'all', 'img.qcow2'], cwd=d)
+        return result(r, d), c.rc, c.out, c.err
+    res = both_sides(tmp_path, *tools, body)
+    assert res['ours'] == res['ref']

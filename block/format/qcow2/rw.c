@@ -831,15 +831,25 @@ static uint64_t in_place_extent(BDRVQcow2State *s, uint8_t *l2, int idx,
 }
 
 /* The reference checks every entry of that part before it writes any of
- * it: an impossible subcluster bitmap there fails the write (one space in
- * its text, where the read path has two). */
+ * it: an own cluster at an unaligned host offset, or an impossible
+ * subcluster bitmap there fails the write (one space in its text, where
+ * the read path has two). */
 static int check_write_part(BlockDriverState *bs, uint8_t *l2, int idx,
                             uint64_t offset, uint64_t bytes)
 {
     BDRVQcow2State *s = bs->opaque;
     ClusterState c0 = cluster_state(s, l2, idx);
     uint64_t cstart = qcow2_start_of_cluster(s, offset);
+    uint64_t host0 = c0.l2e & L2E_OFFSET_MASK;
 
+    if (c0.in_place && (host0 & (s->cluster_size - 1))) {
+        /* the reference writes nowhere near such an entry */
+        qcow2_signal_corruption(bs, "%s cluster offset %#" PRIx64
+                                " unaligned (guest offset: %#" PRIx64 ")",
+                                (c0.l2e & QCOW_OFLAG_ZERO) ?
+                                "Preallocated zero" : "Data", host0, offset);
+        return -EIO;
+    }
     for (int k = 0; s->extended_l2 && idx + k < s->l2_size &&
          cstart + ((uint64_t)k << s->cluster_bits) < offset + bytes; k++) {
         ClusterState c = cluster_state(s, l2, idx + k);
