@@ -302,3 +302,28 @@ def test_write_to_unaligned_own_cluster(entry, cmd, tmp_path, tools,
         return result(r, d), c.rc, c.out, c.err
     res = both_sides(tmp_path, *tools, body)
     assert res['ours'] == res['ref']
+
+
+# ---- 060: non-fatal corruption when freeing ----
+
+@pytest.mark.parametrize('cmds', [
+    ['discard 0 64k'],
+    ['discard 0 64k', 'read 64k 64k'],       # non-fatal, then fatal
+    ['write -z -u 0 64k', 'write 0 4k'],
+], ids=['discard', 'then-fatal', 'zero-unmap'])
+def test_free_unaligned_cluster(cmds, tmp_path, tools, ref_qemu_img):
+    """A data cluster at an unaligned host offset is not freed: reported
+    once as non-fatal corruption (the image is not marked), a leak; a
+    fatal corruption afterwards is still reported and marks it."""
+    def body(d, img, io):
+        assert run([img, 'create', '-q', '-f', 'qcow2', 'img.qcow2', '64M'],
+                   cwd=d).rc == 0
+        assert run([io, '-c', 'write 0 128k', 'img.qcow2'], cwd=d).rc == 0
+        with open(os.path.join(d, 'img.qcow2'), 'r+b') as f:
+            f.seek(L2_OFFSET)
+            f.write(bytes.fromhex('8000000000052a00' '8000000000062a00'))
+        r = run([io] + io_args(cmds) + ['img.qcow2'], cwd=d)
+        c = run([ref_qemu_img, 'check', 'img.qcow2'], cwd=d)
+        return result(r, d), c.rc, c.out, c.err
+    res = both_sides(tmp_path, *tools, body)
+    assert res['ours'] == res['ref']

@@ -378,6 +378,10 @@ int coroutine_fn qcow2_mark_dirty(BlockDriverState *bs);
 int coroutine_fn qcow2_mark_clean(BlockDriverState *bs);
 void qcow2_signal_corruption(BlockDriverState *bs, const char *fmt, ...)
     G_GNUC_PRINTF(2, 3);
+/* The same without marking anything: "Image is corrupt: ..." once. */
+void qcow2_signal_corruption_nonfatal(BlockDriverState *bs,
+                                      const char *fmt, ...)
+    G_GNUC_PRINTF(2, 3);
 void qcow2_free_header_exts(BDRVQcow2State *s);
 /* ---- bitmap.c ---- */
 /* Open: the bitmap directory checked, the node's persistent bitmaps

@@ -697,6 +697,12 @@ void coroutine_fn qcow2_free_l2_entry_pass(BlockDriverState *bs, uint64_t l2e,
         break;
     case QCOW2_CLUSTER_NORMAL:
     case QCOW2_CLUSTER_ZERO_ALLOC:
+        if (l2e & L2E_OFFSET_MASK & (s->cluster_size - 1)) {
+            /* the reference leaves it (a leak) and only complains */
+            qcow2_signal_corruption_nonfatal(bs, "Cannot free unaligned "
+                "cluster %#" PRIx64, (uint64_t)(l2e & L2E_OFFSET_MASK));
+            return;
+        }
         if (s->data_file != bs->file) {
             /* external data: no refcounts; pass the discard on */
             if (pass && s->data_file) {
