@@ -327,3 +327,64 @@ def test_free_unaligned_cluster(cmds, tmp_path, tools, ref_qemu_img):
         return result(r, d), c.rc, c.out, c.err
     res = both_sides(tmp_path, *tools, body)
     assert res['ours'] == res['ref']
+
+
+# ---- 271: copy-on-write of shared and compressed clusters ----
+
+def active_l2(path, n):
+    """The first @n entries (and bitmaps) of the active L2 table."""
+    with open(path, 'rb') as f:
+        f.seek(40)
+        l1 = struct.unpack('>Q', f.read(8))[0]
+        f.seek(l1)
+        l2 = struct.unpack('>Q', f.read(8))[0] & 0x00fffffffffffe00
+        f.seek(l2)
+        return f.read(16 * n).hex()
+
+
+def test_cow_of_shared_cluster_keeps_subclusters(tmp_path, tools):
+    """A cluster shared with a snapshot is copied from its first to its
+    last allocated subcluster (at least): the others keep their zero or
+    unallocated state in the new entry."""
+    writes = ['write -q -P 0xf0 30k 1k', 'write -q -P 0xf1 84k 1k',
+              'write -q -P 0xf2 168k 1k', 'write -q -z 218k 1k',
+              'write -q -P 0xf5 321k 1k']
+
+    def body(d, img, io):
+        assert run([img, 'create', '-q', '-f', 'qcow2', '-o', 'extended_l2=on',
+                    'img.qcow2', '1M'], cwd=d).rc == 0
+        for c in range(6):
+            assert run([io, '-c', f'write -q -z {64 * c + 14}k 2k',
+                        '-c', f'write -q -P {0xd0 + c} {64 * c + 26}k 2k',
+                        '-c', f'write -q -P {0xe0 + c} {64 * c + 36}k 2k',
+                        'img.qcow2'], cwd=d).rc == 0
+        assert run([img, 'snapshot', '-c', 'snap1', 'img.qcow2'], cwd=d).rc == 0
+        r = run([io] + io_args(writes) + ['img.qcow2'], cwd=d)
+        return result(r, d), active_l2(os.path.join(d, 'img.qcow2'), 6)
+    res = both_sides(tmp_path, *tools, body)
+    assert res['ours'] == res['ref']
+    r = run([tools[0][0], 'compare', str(tmp_path / 'ref' / 'img.qcow2'),
+             str(tmp_path / 'ours' / 'img.qcow2')])
+    assert r.rc == 0, r
+
+
+@pytest.mark.parametrize('extended', ['off', 'on'])
+@pytest.mark.parametrize('cmd', ['write -P 7 65k 126k', 'write -z -u 65k 126k'])
+def test_compressed_clusters_one_allocation(extended, cmd, tmp_path, tools,
+                                            ref_qemu_img):
+    """Partial writes over two compressed clusters take two new clusters
+    together, as the reference does: not a one-cluster hole left by a
+    discard."""
+    def body(d, img, io):
+        assert run([img, 'create', '-q', '-f', 'qcow2', '-o',
+                    f'extended_l2={extended}', 'img.qcow2', '1M'], cwd=d).rc == 0
+        assert run([io, '-c', 'write -c -P 2 64k 64k', '-c',
+                    'write -c -P 3 128k 64k', '-c', 'write -P 1 320k 192k',
+                    '-c', 'discard 384k 64k', 'img.qcow2'], cwd=d).rc == 0
+        r = run([io, '-c', cmd, 'img.qcow2'], cwd=d)
+        m = run([ref_qemu_img, 'map', '--output=json', 'img.qcow2'], cwd=d)
+        c = run([ref_qemu_img, 'check', 'img.qcow2'], cwd=d)
+        return result(r, d), m.out, c.rc, active_l2(
+            os.path.join(d, 'img.qcow2'), 4)
+    res = both_sides(tmp_path, *tools, body)
+    assert res['ours'] == res['ref']

@@ -266,12 +266,12 @@ static bool write_in_place_ok(BDRVQcow2State *s, const ClusterState *c,
     return true;
 }
 
-/* COW granularity: subclusters where the rest of the cluster may stay
- * as it is, whole clusters where the old data must be copied. */
+/* COW granularity: subclusters with extended L2 entries (the rest of the
+ * cluster keeps its state), whole clusters without them or for a
+ * compressed cluster. */
 static uint64_t cow_grain(BDRVQcow2State *s, const ClusterState *c)
 {
-    if (s->extended_l2 && (c->type == QCOW2_CLUSTER_UNALLOCATED ||
-                           c->type == QCOW2_CLUSTER_ZERO_PLAIN || c->in_place)) {
+    if (s->extended_l2 && c->type != QCOW2_CLUSTER_COMPRESSED) {
         return s->subcluster_size;
     }
     return s->cluster_size;
@@ -560,6 +560,30 @@ int coroutine_fn qcow2_mark_dirty_if_lazy(BlockDriverState *bs)
     return qcow2_mark_dirty(bs);
 }
 
+/* A shared data cluster (extended L2) is copied at least from its first to
+ * its last allocated subcluster, as the reference does: the copy keeps the
+ * other subclusters' zero or unallocated state. */
+static void plan_widen_shared(BDRVQcow2State *s, uint8_t *l2, AllocPlan *p)
+{
+    uint64_t cstart = qcow2_start_of_cluster(s, p->offset);
+    uint64_t clast = cstart + ((uint64_t)(p->n - 1) << s->cluster_bits);
+    ClusterState first = cluster_state(s, l2, p->idx);
+    ClusterState last = cluster_state(s, l2, p->idx + p->n - 1);
+    uint32_t a0 = (uint32_t)first.bitmap, a1 = (uint32_t)last.bitmap;
+
+    if (!s->extended_l2) {
+        return;
+    }
+    if (first.type == QCOW2_CLUSTER_NORMAL && !first.in_place && a0) {
+        p->ws = MIN(p->ws, cstart + ((uint64_t)__builtin_ctz(a0)
+                                     << s->subcluster_bits));
+    }
+    if (last.type == QCOW2_CLUSTER_NORMAL && !last.in_place && a1) {
+        p->we = MAX(p->we, clast + ((uint64_t)(32 - __builtin_clz(a1))
+                                    << s->subcluster_bits));
+    }
+}
+
 /* Own clusters need no COW where the write starts or ends inside a data
  * (sub)cluster: the reference writes there directly, copies nothing. */
 static void plan_trim_own_edges(BDRVQcow2State *s, uint8_t *l2, AllocPlan *p)
@@ -581,9 +605,9 @@ static void plan_trim_own_edges(BDRVQcow2State *s, uint8_t *l2, AllocPlan *p)
 }
 
 /* Plan the write of [offset, offset + bytes) within one L2 table: the
- * longest prefix handled by one data request (clusters needing new ones
- * up to an own or compressed one, or own clusters contiguous in the
- * host, which the reference also writes in one request). */
+ * longest prefix handled by one data request (clusters needing new ones,
+ * compressed ones too, up to an own one; or own clusters contiguous in
+ * the host), as the reference groups them. */
 static void make_plan(BDRVQcow2State *s, uint8_t *l2, int idx,
                       uint64_t offset, uint64_t bytes, AllocPlan *p)
 {
@@ -599,8 +623,7 @@ static void make_plan(BDRVQcow2State *s, uint8_t *l2, int idx,
            cstart + ((uint64_t)n << s->cluster_bits) < offset + bytes) {
         ClusterState c = cluster_state(s, l2, idx + n);
 
-        if (p->new_clusters ? c.in_place || c.type == QCOW2_CLUSTER_COMPRESSED
-                            : !same_write_part(s, &c0, &c, n)) {
+        if (p->new_clusters ? c.in_place : !same_write_part(s, &c0, &c, n)) {
             break;
         }
         n++;
@@ -615,6 +638,7 @@ static void make_plan(BDRVQcow2State *s, uint8_t *l2, int idx,
         p->we = MIN(ROUND_UP(p->we, g2),
                     cstart + ((uint64_t)n << s->cluster_bits));
     }
+    plan_widen_shared(s, l2, p);
     plan_trim_own_edges(s, l2, p);
 }
 
