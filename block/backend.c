@@ -651,6 +651,19 @@ int blk_flush(BlockBackend *blk)
     return (int)blk_sync(&s);
 }
 
+/* The vmstate write bypasses the backend's FUA, so writethrough mode
+ * flushes after it: its metadata errors then fail the write itself. */
+int blk_save_vmstate(BlockBackend *blk, const void *buf, int64_t pos,
+                     int64_t bytes)
+{
+    int ret = bdrv_save_vmstate(blk_bs(blk), buf, pos, bytes);
+
+    if (ret >= 0 && !blk->enable_write_cache) {
+        ret = blk_flush(blk);
+    }
+    return ret;
+}
+
 int blk_truncate(BlockBackend *blk, int64_t offset, bool exact,
                  PreallocMode prealloc, BdrvRequestFlags flags, Error **errp)
 {

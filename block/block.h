@@ -462,6 +462,9 @@ int blk_pwrite_zeroes(BlockBackend *blk, int64_t offset, int64_t bytes,
                       BdrvRequestFlags flags);
 int blk_pdiscard(BlockBackend *blk, int64_t offset, int64_t bytes);
 int blk_flush(BlockBackend *blk);
+/* bdrv_save_vmstate() on the root, then a flush in writethrough mode. */
+int blk_save_vmstate(BlockBackend *blk, const void *buf, int64_t pos,
+                     int64_t bytes);
 int blk_truncate(BlockBackend *blk, int64_t offset, bool exact,
                  PreallocMode prealloc, BdrvRequestFlags flags, Error **errp);
 int64_t blk_getlength(BlockBackend *blk);

@@ -379,7 +379,7 @@ static int write_do(BlockBackend *blk, WriteOpts *o, void *buf,
                     int64_t offset, int64_t count)
 {
     if (o->bflag) {
-        return bdrv_save_vmstate(blk_bs(blk), buf, offset, count);
+        return blk_save_vmstate(blk, buf, offset, count);
     }
     if (o->zflag) {
         return blk_pwrite_zeroes(blk, offset, count, o->flags);

@@ -62,6 +62,23 @@ Qcow2ClusterType qcow2_cluster_type(BDRVQcow2State *s, uint64_t l2e)
            QCOW2_CLUSTER_NORMAL : QCOW2_CLUSTER_UNALLOCATED;
 }
 
+/* An extended entry whose bitmap is impossible anywhere in the cluster:
+ * a subcluster both allocated and zero, or an allocated subcluster in a
+ * cluster without host offset.  As in the reference, every subcluster of
+ * such an entry is invalid, not only the bad ones. */
+bool qcow2_l2_bitmap_invalid(BDRVQcow2State *s, uint64_t l2e,
+                             uint64_t bitmap)
+{
+    Qcow2ClusterType t = qcow2_cluster_type(s, l2e);
+    uint64_t alloc = bitmap & 0xffffffffULL;
+
+    if (!s->extended_l2 || t == QCOW2_CLUSTER_COMPRESSED) {
+        return false;
+    }
+    return t == QCOW2_CLUSTER_NORMAL ? ((bitmap >> 32) & alloc) != 0
+                                     : alloc != 0;
+}
+
 /* Subcluster @sc's type; without extended L2 the cluster's. */
 Qcow2SubclusterType qcow2_subcluster_type(BDRVQcow2State *s, uint64_t l2e,
                                           uint64_t bitmap, int sc)
@@ -78,17 +95,14 @@ Qcow2SubclusterType qcow2_subcluster_type(BDRVQcow2State *s, uint64_t l2e,
                t == QCOW2_CLUSTER_ZERO_PLAIN ? QCOW2_SC_ZERO_PLAIN :
                QCOW2_SC_UNALLOC_PLAIN;
     }
-    alloc = bitmap & (1ULL << sc);
-    zero = bitmap & (1ULL << (sc + 32));
-    if (alloc && zero) {
+    if (qcow2_l2_bitmap_invalid(s, l2e, bitmap)) {
         return QCOW2_SC_INVALID;
     }
+    alloc = bitmap & (1ULL << sc);
+    zero = bitmap & (1ULL << (sc + 32));
     if (t == QCOW2_CLUSTER_NORMAL) {
         return zero ? QCOW2_SC_ZERO_ALLOC :
                alloc ? QCOW2_SC_NORMAL : QCOW2_SC_UNALLOC_ALLOC;
-    }
-    if (alloc) {
-        return QCOW2_SC_INVALID;
     }
     return zero ? QCOW2_SC_ZERO_PLAIN : QCOW2_SC_UNALLOC_PLAIN;
 }

@@ -690,6 +690,30 @@ int coroutine_fn qcow2_mark_clean(BlockDriverState *bs)
     return ret;
 }
 
+/* Reported once; nothing is marked (a read-only node, or an
+ * inconsistency the reference only complains about). */
+static void corruption_nonfatal(BDRVQcow2State *s, const char *msg)
+{
+    if (s->corrupt_reported) {
+        return;
+    }
+    s->corrupt_reported = true;
+    fprintf(stderr, "qcow2: Image is corrupt: %s; further non-fatal "
+            "corruption events will be suppressed\n", msg);
+}
+
+void qcow2_signal_corruption_nonfatal(BlockDriverState *bs,
+                                      const char *fmt, ...)
+{
+    g_autofree char *msg = NULL;
+    va_list ap;
+
+    va_start(ap, fmt);
+    msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    corruption_nonfatal(bs->opaque, msg);
+}
+
 /* Metadata corruption seen at runtime: mark the image corrupt (once) so
  * the reference refuses to open it read/write, as it would.  A writable
  * node is unusable afterwards (s->broken: every request fails with
@@ -703,15 +727,16 @@ void qcow2_signal_corruption(BlockDriverState *bs, const char *fmt, ...)
     va_start(ap, fmt);
     msg = g_strdup_vprintf(fmt, ap);
     va_end(ap);
-    if (s->corrupt_reported) {
+    if (bs->read_only || !(bs->open_flags & BDRV_O_RDWR)) {
+        corruption_nonfatal(s, msg);
+        return;
+    }
+    /* after a non-fatal report, the first fatal one still counts */
+    if (s->corrupt_reported &&
+        (s->broken || (s->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT))) {
         return;
     }
     s->corrupt_reported = true;
-    if (bs->read_only || !(bs->open_flags & BDRV_O_RDWR)) {
-        fprintf(stderr, "qcow2: Image is corrupt: %s; further non-fatal "
-                "corruption events will be suppressed\n", msg);
-        return;
-    }
     /* the reference prints these without the program name */
     fprintf(stderr, "qcow2: Marking image as corrupt: %s; further corruption "
             "events will be suppressed\n", msg);

@@ -699,6 +699,12 @@ static void coroutine_fn close_entry(void *opaque)
     if (!(bs->open_flags & BDRV_O_RDWR) || !s->data_file || s->broken) {
         return;
     }
+    /* the reference's generic close flushes the node first and ignores
+     * the result: an error injected once is used up there, silently */
+    bdrv_co_flush(bs);
+    if (s->broken) {
+        return;             /* marked corrupt by that write-back */
+    }
     store_bitmaps(bs);
     ret = close_flush_cache(bs, &s->l2_cache, "L2 table");
     if (close_flush_cache(bs, &s->refcount_cache, "refcount block") < 0) {

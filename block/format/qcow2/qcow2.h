@@ -378,6 +378,10 @@ int coroutine_fn qcow2_mark_dirty(BlockDriverState *bs);
 int coroutine_fn qcow2_mark_clean(BlockDriverState *bs);
 void qcow2_signal_corruption(BlockDriverState *bs, const char *fmt, ...)
     G_GNUC_PRINTF(2, 3);
+/* The same without marking anything: "Image is corrupt: ..." once. */
+void qcow2_signal_corruption_nonfatal(BlockDriverState *bs,
+                                      const char *fmt, ...)
+    G_GNUC_PRINTF(2, 3);
 void qcow2_free_header_exts(BDRVQcow2State *s);
 /* ---- bitmap.c ---- */
 /* Open: the bitmap directory checked, the node's persistent bitmaps
@@ -445,6 +449,10 @@ void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
                                       uint64_t size, bool discard);
 void coroutine_fn qcow2_free_unused_cluster(BlockDriverState *bs,
                                             uint64_t offset);
+/* The same without the cluster_free debug event (the caller fired it). */
+void coroutine_fn qcow2_free_clusters_noevent(BlockDriverState *bs,
+                                              uint64_t offset, uint64_t size,
+                                              bool discard);
 void coroutine_fn qcow2_free_l2_entry(BlockDriverState *bs, uint64_t l2e);
 void coroutine_fn qcow2_free_l2_entry_pass(BlockDriverState *bs, uint64_t l2e,
                                            bool pass);
@@ -469,6 +477,9 @@ void qcow2_set_l2_entry(BDRVQcow2State *s, uint8_t *l2, int idx,
 void qcow2_set_l2_bitmap(BDRVQcow2State *s, uint8_t *l2, int idx,
                          uint64_t v);
 Qcow2ClusterType qcow2_cluster_type(BDRVQcow2State *s, uint64_t l2e);
+/* Extended entry with an impossible subcluster bitmap (whole entry). */
+bool qcow2_l2_bitmap_invalid(BDRVQcow2State *s, uint64_t l2e,
+                             uint64_t bitmap);
 Qcow2SubclusterType qcow2_subcluster_type(BDRVQcow2State *s, uint64_t l2e,
                                           uint64_t bitmap, int sc);
 /* Type of the subcluster at @offset and how many bytes (<= @bytes) from

@@ -668,6 +668,16 @@ int coroutine_fn qcow2_alloc_clusters_at(BlockDriverState *bs,
 void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
                                       uint64_t size, bool discard)
 {
+    if (size) {
+        bdrv_debug_event(bs->file, BLKDBG_CLUSTER_FREE);
+        qcow2_free_clusters_noevent(bs, offset, size, discard);
+    }
+}
+
+void coroutine_fn qcow2_free_clusters_noevent(BlockDriverState *bs,
+                                              uint64_t offset, uint64_t size,
+                                              bool discard)
+{
     BDRVQcow2State *s = bs->opaque;
     uint64_t first = offset >> s->cluster_bits;
     uint64_t last = (offset + size - 1) >> s->cluster_bits;
@@ -675,7 +685,6 @@ void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
     if (!size) {
         return;
     }
-    bdrv_debug_event(bs->file, BLKDBG_CLUSTER_FREE);
     for (uint64_t c = first; c <= last; c++) {
         uint64_t rc = 0;
 
@@ -733,6 +742,12 @@ void coroutine_fn qcow2_free_l2_entry_pass(BlockDriverState *bs, uint64_t l2e,
         break;
     case QCOW2_CLUSTER_NORMAL:
     case QCOW2_CLUSTER_ZERO_ALLOC:
+        if (l2e & L2E_OFFSET_MASK & (s->cluster_size - 1)) {
+            /* the reference leaves it (a leak) and only complains */
+            qcow2_signal_corruption_nonfatal(bs, "Cannot free unaligned "
+                "cluster %#" PRIx64, (uint64_t)(l2e & L2E_OFFSET_MASK));
+            return;
+        }
         if (s->data_file != bs->file) {
             /* external data: no refcounts; pass the discard on */
             if (pass && s->data_file) {

@@ -289,6 +289,19 @@ static ClusterState cluster_state(BDRVQcow2State *s, uint8_t *l2, int idx)
     return c;
 }
 
+/* Is cluster @k of a run starting with @c0 in the part of a write the
+ * reference handles at once?  Its own clusters contiguous in the host, or
+ * clusters that all need new ones. */
+static bool same_write_part(BDRVQcow2State *s, const ClusterState *c0,
+                            const ClusterState *c, int k)
+{
+    if (!c0->in_place) {
+        return !c->in_place;
+    }
+    return c->in_place && (c->l2e & L2E_OFFSET_MASK) ==
+           (c0->l2e & L2E_OFFSET_MASK) + ((uint64_t)k << s->cluster_bits);
+}
+
 /* Can a write to [start, end) of this cluster go straight to its host
  * cluster, without COW or entry change? */
 static bool write_in_place_ok(BDRVQcow2State *s, const ClusterState *c,
@@ -309,12 +322,12 @@ static bool write_in_place_ok(BDRVQcow2State *s, const ClusterState *c,
     return true;
 }
 
-/* COW granularity: subclusters where the rest of the cluster may stay
- * as it is, whole clusters where the old data must be copied. */
+/* COW granularity: subclusters with extended L2 entries (the rest of the
+ * cluster keeps its state), whole clusters without them or for a
+ * compressed cluster. */
 static uint64_t cow_grain(BDRVQcow2State *s, const ClusterState *c)
 {
-    if (s->extended_l2 && (c->type == QCOW2_CLUSTER_UNALLOCATED ||
-                           c->type == QCOW2_CLUSTER_ZERO_PLAIN || c->in_place)) {
+    if (s->extended_l2 && c->type != QCOW2_CLUSTER_COMPRESSED) {
         return s->subcluster_size;
     }
     return s->cluster_size;
@@ -339,6 +352,7 @@ typedef struct AllocPlan {
     int idx, n;
     bool new_clusters;
     bool at_hint;                 /* new clusters right after the last */
+    bool zero_cow;                /* COW areas read as zeroes */
     GArray *replaced;             /* uint64_t L2 entries to free later */
 } AllocPlan;
 
@@ -472,31 +486,131 @@ static int coroutine_fn plan_copy(BlockDriverState *bs, AllocPlan *p,
     return ret;
 }
 
+/* The backing chain reads [offset, offset + bytes) as zeroes by its
+ * block status (past its end, or without a backing file, too). */
+static bool coroutine_fn backing_reads_zero(BlockDriverState *bs,
+                                            uint64_t offset, uint64_t bytes)
+{
+    while (bs->backing && bytes) {
+        int64_t pnum = 0;
+        int ret = bdrv_co_block_status_above(bs->backing->bs, NULL, offset,
+                                             bytes, &pnum, NULL, NULL, NULL);
+
+        if (ret < 0 || (pnum > 0 && !(ret & BDRV_BLOCK_ZERO))) {
+            return false;
+        }
+        if (pnum <= 0) {
+            break;
+        }
+        offset += pnum;
+        bytes -= pnum;
+    }
+    return true;
+}
+
+/* [offset, offset + bytes) known to read as zeroes by block status: zero
+ * (sub)clusters here (the entries before the write), or unallocated ones
+ * over a backing chain that reads as zeroes.  (s->lock held) */
+static bool coroutine_fn cow_area_zero(BlockDriverState *bs, uint64_t offset,
+                                       uint64_t bytes)
+{
+    for (uint64_t done = 0, cur; done < bytes; done += cur) {
+        uint64_t host;
+        Qcow2SubclusterType type;
+
+        cur = bytes - done;
+        if (qcow2_get_host_offset(bs, offset + done, &cur, &host, &type) < 0) {
+            return false;
+        }
+        if (type == QCOW2_SC_ZERO_PLAIN || type == QCOW2_SC_ZERO_ALLOC) {
+            continue;
+        }
+        if ((type != QCOW2_SC_UNALLOC_PLAIN && type != QCOW2_SC_UNALLOC_ALLOC) ||
+            !backing_reads_zero(bs, offset + done, cur)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The reference zeroes the clusters instead of copying COW areas that
+ * its block status says read as zeroes (when the data file can write
+ * zeroes without fallback): no cow_read / cow_write events then, and
+ * the areas need no read. */
+static bool coroutine_fn plan_zero_cow(BlockDriverState *bs,
+                                       const AllocPlan *p)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t end = p->offset + p->bytes;
+
+    if (!(s->data_file->bs->supported_zero_flags & BDRV_REQ_NO_FALLBACK)) {
+        return false;
+    }
+    return cow_area_zero(bs, p->ws, p->offset - p->ws) &&
+           cow_area_zero(bs, end, p->we - end);
+}
+
+/* One COW area read, after the reference's cow_read event (a suspended
+ * request may find the node broken when it resumes). */
+static int coroutine_fn cow_read(BlockDriverState *bs, uint64_t offset,
+                                 uint64_t bytes, uint8_t *buf, bool event)
+{
+    IOVector v;
+
+    if (event) {
+        bdrv_debug_event(bs->file, BLKDBG_COW_READ);
+    }
+    if (((BDRVQcow2State *)bs->opaque)->broken) {
+        return -ENOMEDIUM;
+    }
+    iov_vec_init_buf(&v, buf, bytes);
+    return read_guest(bs, offset, bytes, &v, 0, true);
+}
+
+/* Both COW areas into @hbuf / @tbuf: zeroes without a read for a zero
+ * COW; else read with the reference's events (one cow_read for both
+ * areas when it reads them in one go: a data part of up to 16 KiB). */
+static int coroutine_fn plan_read_cow(BlockDriverState *bs, AllocPlan *p,
+                                      uint8_t *hbuf, uint8_t *tbuf)
+{
+    uint64_t head = p->offset - p->ws, tail = p->we - p->offset - p->bytes;
+    int ret = 0;
+
+    if (!head && !tail) {
+        return 0;
+    }
+    if (p->zero_cow) {
+        bdrv_debug_event(bs->file, BLKDBG_CLUSTER_ALLOC_SPACE);
+        return 0;
+    }
+    if (head) {
+        ret = cow_read(bs, p->ws, head, hbuf, true);
+    }
+    if (ret == 0 && tail) {
+        ret = cow_read(bs, p->offset + p->bytes, tail, tbuf,
+                       !head || p->bytes > 16384);
+    }
+    return ret;
+}
+
 /* Data write of the plan: COW head, guest data, COW tail in one request. */
 static int coroutine_fn plan_write(BlockDriverState *bs, AllocPlan *p,
                                    const Payload *pl, size_t qoff)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t head = p->offset - p->ws, tail = p->we - p->offset - p->bytes;
-    g_autofree uint8_t *hbuf = head ? g_malloc(head) : NULL;
-    g_autofree uint8_t *tbuf = tail ? g_malloc(tail) : NULL;
+    g_autofree uint8_t *hbuf = head ? g_malloc0(head) : NULL;
+    g_autofree uint8_t *tbuf = tail ? g_malloc0(tail) : NULL;
     IOVector v;
-    int ret = 0;
+    int ret = plan_read_cow(bs, p, hbuf, tbuf);
 
-    if (head) {
-        IOVector hv;
-        iov_vec_init_buf(&hv, hbuf, head);
-        ret = read_guest(bs, p->ws, head, &hv, 0, true);
-    }
-    if (ret == 0 && tail) {
-        IOVector tv;
-        iov_vec_init_buf(&tv, tbuf, tail);
-        ret = read_guest(bs, p->offset + p->bytes, tail, &tv, 0, true);
-    }
     if (ret < 0) {
         return ret;
     }
     bdrv_debug_event(bs->file, BLKDBG_WRITE_AIO);
+    if ((head || tail) && !p->zero_cow) {
+        bdrv_debug_event(bs->file, BLKDBG_COW_WRITE);
+    }
     if (pl->src) {
         return plan_copy(bs, p, pl, qoff, hbuf, tbuf);
     }
@@ -528,8 +642,54 @@ int coroutine_fn qcow2_mark_dirty_if_lazy(BlockDriverState *bs)
     return qcow2_mark_dirty(bs);
 }
 
+/* A shared data cluster (extended L2) is copied at least from its first to
+ * its last allocated subcluster, as the reference does: the copy keeps the
+ * other subclusters' zero or unallocated state. */
+static void plan_widen_shared(BDRVQcow2State *s, uint8_t *l2, AllocPlan *p)
+{
+    uint64_t cstart = qcow2_start_of_cluster(s, p->offset);
+    uint64_t clast = cstart + ((uint64_t)(p->n - 1) << s->cluster_bits);
+    ClusterState first = cluster_state(s, l2, p->idx);
+    ClusterState last = cluster_state(s, l2, p->idx + p->n - 1);
+    uint32_t a0 = (uint32_t)first.bitmap, a1 = (uint32_t)last.bitmap;
+
+    if (!s->extended_l2) {
+        return;
+    }
+    if (first.type == QCOW2_CLUSTER_NORMAL && !first.in_place && a0) {
+        p->ws = MIN(p->ws, cstart + ((uint64_t)__builtin_ctz(a0)
+                                     << s->subcluster_bits));
+    }
+    if (last.type == QCOW2_CLUSTER_NORMAL && !last.in_place && a1) {
+        p->we = MAX(p->we, clast + ((uint64_t)(32 - __builtin_clz(a1))
+                                    << s->subcluster_bits));
+    }
+}
+
+/* Own clusters need no COW where the write starts or ends inside a data
+ * (sub)cluster: the reference writes there directly, copies nothing. */
+static void plan_trim_own_edges(BDRVQcow2State *s, uint8_t *l2, AllocPlan *p)
+{
+    ClusterState first = cluster_state(s, l2, p->idx);
+    ClusterState last = cluster_state(s, l2, p->idx + p->n - 1);
+    uint64_t end = p->offset + p->bytes;
+    int sc0 = qcow2_offset_into_cluster(s, p->offset) >> s->subcluster_bits;
+    int sc1 = qcow2_offset_into_cluster(s, end - 1) >> s->subcluster_bits;
+
+    if (first.in_place && qcow2_subcluster_type(s, first.l2e, first.bitmap,
+                                                sc0) == QCOW2_SC_NORMAL) {
+        p->ws = p->offset;
+    }
+    if (last.in_place && qcow2_subcluster_type(s, last.l2e, last.bitmap,
+                                               sc1) == QCOW2_SC_NORMAL) {
+        p->we = end;
+    }
+}
+
 /* Plan the write of [offset, offset + bytes) within one L2 table: the
- * longest prefix handled by one data request. */
+ * longest prefix handled by one data request (clusters needing new ones,
+ * compressed ones too, up to an own one; or own clusters contiguous in
+ * the host), as the reference groups them. */
 static void make_plan(BDRVQcow2State *s, uint8_t *l2, int idx,
                       uint64_t offset, uint64_t bytes, AllocPlan *p)
 {
@@ -541,16 +701,14 @@ static void make_plan(BDRVQcow2State *s, uint8_t *l2, int idx,
     p->idx = idx;
     p->offset = offset;
     p->new_clusters = !c0.in_place;
-    if (p->new_clusters) {
-        uint64_t end = offset + bytes;
-        while (idx + n < s->l2_size &&
-               cstart + ((uint64_t)n << s->cluster_bits) < end) {
-            ClusterState c = cluster_state(s, l2, idx + n);
-            if (c.in_place || c.type == QCOW2_CLUSTER_COMPRESSED) {
-                break;
-            }
-            n++;
+    while (idx + n < s->l2_size &&
+           cstart + ((uint64_t)n << s->cluster_bits) < offset + bytes) {
+        ClusterState c = cluster_state(s, l2, idx + n);
+
+        if (p->new_clusters ? c.in_place : !same_write_part(s, &c0, &c, n)) {
+            break;
         }
+        n++;
     }
     p->n = n;
     p->bytes = MIN(bytes, cstart + ((uint64_t)n << s->cluster_bits) - offset);
@@ -562,6 +720,8 @@ static void make_plan(BDRVQcow2State *s, uint8_t *l2, int idx,
         p->we = MIN(ROUND_UP(p->we, g2),
                     cstart + ((uint64_t)n << s->cluster_bits));
     }
+    plan_widen_shared(s, l2, p);
+    plan_trim_own_edges(s, l2, p);
 }
 
 /* ---- allocation order ----
@@ -669,7 +829,9 @@ static int coroutine_fn plan_finish(BlockDriverState *bs, AllocPlan *p,
         plan_update_l2(bs, p, l2);
         qcow2_cache_mark_dirty(&s->l2_cache, l2);
         qcow2_cache_put(&s->l2_cache, &l2);
-    } else if (p->new_clusters && p->host && s->data_file == bs->file) {
+    } else if (p->new_clusters && p->host && s->data_file == bs->file &&
+               !s->broken) {
+        /* (marked corrupt meanwhile: no more metadata writes, a leak) */
         qcow2_free_clusters(bs, p->host, (uint64_t)p->n << s->cluster_bits,
                             false);
     }
@@ -732,6 +894,7 @@ static int coroutine_fn alloc_step(BlockDriverState *bs, uint64_t offset,
     if (ret < 0) {
         return ret;
     }
+    p.zero_cow = plan_zero_cow(bs, &p);
     if (p.bytes == bytes) {
         aw_pass_turn(s, turn);      /* the request's last clusters */
     }
@@ -756,8 +919,12 @@ static uint64_t in_place_extent(BDRVQcow2State *s, uint8_t *l2, int idx,
         uint64_t len = MIN(bytes - n, s->cluster_size - in);
         uint64_t h = (c.l2e & L2E_OFFSET_MASK) + in;
 
-        if (!write_in_place_ok(s, &c, in, in + len) ||
-            (n && h != *host + n)) {
+        if (!write_in_place_ok(s, &c, in, in + len)) {
+            /* an own cluster that needs its entry changed, contiguous
+             * with the run: the whole run goes through one plan */
+            return c.in_place && (!n || h == *host + n) ? 0 : n;
+        }
+        if (n && h != *host + n) {
             break;
         }
         if (!n) {
@@ -767,6 +934,45 @@ static uint64_t in_place_extent(BDRVQcow2State *s, uint8_t *l2, int idx,
         idx++;
     }
     return n;
+}
+
+/* The reference checks every entry of that part before it writes any of
+ * it: an own cluster at an unaligned host offset, or an impossible
+ * subcluster bitmap there fails the write (one space in its text, where
+ * the read path has two). */
+static int check_write_part(BlockDriverState *bs, uint8_t *l2, int idx,
+                            uint64_t offset, uint64_t bytes)
+{
+    BDRVQcow2State *s = bs->opaque;
+    ClusterState c0 = cluster_state(s, l2, idx);
+    uint64_t cstart = qcow2_start_of_cluster(s, offset);
+    uint64_t host0 = c0.l2e & L2E_OFFSET_MASK;
+
+    if (c0.in_place && (host0 & (s->cluster_size - 1))) {
+        /* the reference writes nowhere near such an entry */
+        qcow2_signal_corruption(bs, "%s cluster offset %#" PRIx64
+                                " unaligned (guest offset: %#" PRIx64 ")",
+                                (c0.l2e & QCOW_OFLAG_ZERO) ?
+                                "Preallocated zero" : "Data", host0, offset);
+        return -EIO;
+    }
+    for (int k = 0; s->extended_l2 && idx + k < s->l2_size &&
+         cstart + ((uint64_t)k << s->cluster_bits) < offset + bytes; k++) {
+        ClusterState c = cluster_state(s, l2, idx + k);
+
+        if (!same_write_part(s, &c0, &c, k)) {
+            break;
+        }
+        if (qcow2_l2_bitmap_invalid(s, c.l2e, c.bitmap)) {
+            qcow2_signal_corruption(bs, "Invalid cluster entry found (L2 "
+                "offset: %#" PRIx64 ", L2 index: %#x)",
+                (uint64_t)(s->l1_table[qcow2_l1_index(s, offset)] &
+                           L1E_OFFSET_MASK),
+                idx + k);
+            return -EIO;
+        }
+    }
+    return 0;
 }
 
 /* The in-place prefix: normal own clusters written directly (no lock
@@ -786,10 +992,11 @@ static int coroutine_fn in_place_step(BlockDriverState *bs, uint64_t offset,
     if (ret < 0 || !l2) {
         return ret;
     }
-    n = in_place_extent(s, l2, idx, offset, bytes, &host);
+    ret = check_write_part(bs, l2, idx, offset, bytes);
+    n = ret < 0 ? 0 : in_place_extent(s, l2, idx, offset, bytes, &host);
     qcow2_cache_put(&s->l2_cache, &l2);
     if (!n) {
-        return 0;
+        return ret;
     }
     if (s->data_file == bs->file) {
         ret = qcow2_pre_write_overlap_check(bs, 0, host, n);

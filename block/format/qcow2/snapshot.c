@@ -308,28 +308,35 @@ static int coroutine_fn sn_flush(BlockDriverState *bs)
 /* Free the table the header no longer points at.  Clusters without a
  * count (a table that lay outside the image) are left alone with the
  * reference's complaint: no refcount block (EAGAIN; EFBIG where the
- * refcount table could not reach), or a zero count (EINVAL). */
+ * refcount table could not reach), or a zero count (EINVAL).  The
+ * cluster_free event comes first: as in the reference, a refcount block
+ * not cached yet is read after it (a failed read leaves nothing dirty). */
 static void coroutine_fn sn_free_old_table(BlockDriverState *bs,
                                            uint64_t off, uint64_t size)
 {
     BDRVQcow2State *s = bs->opaque;
     int ret;
 
+    if (!size) {
+        return;
+    }
+    bdrv_debug_event(bs->file, BLKDBG_CLUSTER_FREE);
     for (uint64_t c = off >> s->cluster_bits;
-         size && c <= (off + size - 1) >> s->cluster_bits; c++) {
+         c <= (off + size - 1) >> s->cluster_bits; c++) {
         uint64_t ti = c >> s->refblock_bits, rc = 0;
         bool block = ti < s->refcount_table_size &&
                      (s->refcount_table[ti] & ~511ULL);
-
         int err = ti >= QCOW2_MAX_REFTABLE_SIZE / 8 ? EFBIG : EAGAIN;
 
-        if (!block || qcow2_get_refcount(bs, c, &rc) < 0 || !rc) {
+        ret = block ? qcow2_get_refcount(bs, c, &rc) : 0;
+        if (!block || ret < 0 || !rc) {
             fprintf(stderr, "qcow2_free_clusters failed: %s\n",
-                    strerror(block ? EINVAL : err));
+                    strerror(ret < 0 ? -ret : block ? EINVAL : err));
             return;
         }
     }
-    qcow2_free_clusters(bs, off, size, s->discard_passthrough_snapshot);
+    qcow2_free_clusters_noevent(bs, off, size,
+                                s->discard_passthrough_snapshot);
     /* the reference's free writes the counts at once and says so when
      * that fails (the table then leaks) */
     ret = qcow2_cache_flush(bs, &s->refcount_cache);
