@@ -1644,7 +1644,7 @@ int coroutine_fn bdrv_co_copy_range(BdrvChild *src, int64_t src_offset,
 int coroutine_fn bdrv_co_compare_range(BlockDriverState *a, int64_t a_offset,
                                        BlockDriverState *b, int64_t b_offset,
                                        int64_t bytes, int64_t unit,
-                                       bool *differ)
+                                       bool *differ, uint8_t *keep_a)
 {
     int ret;
 
@@ -1662,7 +1662,7 @@ int coroutine_fn bdrv_co_compare_range(BlockDriverState *a, int64_t a_offset,
     bdrv_inc_in_flight(a);
     bdrv_inc_in_flight(b);
     ret = io_of(a)->co_compare_range(a, a_offset, b, b_offset, bytes, unit,
-                                     differ);
+                                     differ, keep_a);
     bdrv_dec_in_flight(b);
     bdrv_dec_in_flight(a);
     return ret;

@@ -207,7 +207,24 @@ typedef struct CompareOp {
     int fd_a, fd_b;
     int64_t a, b, bytes, unit;
     bool *differ;
+    uint8_t *keep;
 } CompareOp;
+
+/* The units of a piece (@n bytes at @done of the range; side a at @a,
+ * side b at @b): which differ, and side a's data of those kept. */
+static void compare_piece(CompareOp *op, int64_t done, int64_t n,
+                          const uint8_t *a, const uint8_t *b)
+{
+    for (int64_t u = 0; u < n; u += op->unit) {
+        int64_t len = MIN(op->unit, n - u);
+        bool differ = memcmp(a + u, b + u, len) != 0;
+
+        op->differ[(done + u) / op->unit] = differ;
+        if (differ && op->keep) {
+            memcpy(op->keep + done + u, a + u, len);
+        }
+    }
+}
 
 /* Worker: both sides of a piece into the two halves of the worker's
  * buffer, then their units compared at once. */
@@ -230,10 +247,7 @@ static int compare_worker(void *opaque)
         if (ret < 0) {
             return ret;
         }
-        for (int64_t u = 0; u < n; u += op->unit) {
-            op->differ[(done + u) / op->unit] =
-                memcmp(buf + u, buf + half + u, MIN(op->unit, n - u)) != 0;
-        }
+        compare_piece(op, done, n, buf, buf + half);
     }
     return 0;
 }
@@ -250,7 +264,8 @@ static int compare_worker(void *opaque)
 int coroutine_fn raw_co_compare_range(BlockDriverState *bs, int64_t offset,
                                       BlockDriverState *other,
                                       int64_t other_offset, int64_t bytes,
-                                      int64_t unit, bool *differ)
+                                      int64_t unit, bool *differ,
+                                      uint8_t *keep)
 {
     BDRVRawState *s = bs->opaque, *so;
     CompareOp op;
@@ -266,7 +281,7 @@ int coroutine_fn raw_co_compare_range(BlockDriverState *bs, int64_t offset,
     }
     op = (CompareOp) { .fd_a = s->fd, .a = offset, .fd_b = so->fd,
                        .b = other_offset, .bytes = bytes, .unit = unit,
-                       .differ = differ };
+                       .differ = differ, .keep = keep };
     return thread_pool_run(raw_ctx(bs), compare_worker, &op);
 }
 

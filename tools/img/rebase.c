@@ -437,12 +437,13 @@ static int coroutine_fn host_extent(BlockBackend *blk, int64_t clen,
 }
 
 /* Compare both chains' data in [off, +len) where it lies in the files,
- * without reading it into our buffers (see bdrv_co_compare_range()):
- * differ[] per unit.  Data that both chains keep at the same place
- * cannot differ.  Any failure: the caller reads and compares instead
+ * without reading it all into our buffers (see bdrv_co_compare_range()):
+ * differ[] per unit, and the old chain's data of those that differ in
+ * @old.  Data that both chains keep at the same place cannot differ.  Any failure: the caller reads and compares instead
  * (and reports a read error as such). */
 static int coroutine_fn compare_in_place(RebaseJob *j, int64_t off,
-                                         int64_t len, bool *differ)
+                                         int64_t len, bool *differ,
+                                         uint8_t *old)
 {
     for (int64_t pos = 0; pos < len;) {
         BlockDriverState *fa, *fb;
@@ -463,7 +464,7 @@ static int coroutine_fn compare_in_place(RebaseJob *j, int64_t off,
             memset(differ + pos / j->align, 0, n / j->align);
         } else {
             ret = bdrv_co_compare_range(fa, ma, fb, mb, n, j->align,
-                                        differ + pos / j->align);
+                                        differ + pos / j->align, old + pos);
             if (ret < 0) {
                 return ret;
             }
@@ -484,8 +485,8 @@ static int64_t unit_run(const bool *differ, int64_t first, int64_t count)
     return i - first;
 }
 
-/* Write the old chain's view of the units @differ marks into the
- * overlay, reading only those from the old chain. */
+/* Write the old chain's view of the units @differ marks, which @old
+ * holds at their place, into the overlay. */
 static int coroutine_fn write_differing(RebaseJob *j, int64_t off,
                                         int64_t len, const bool *differ,
                                         uint8_t *old, BlockJobFailure *f)
@@ -498,10 +499,7 @@ static int coroutine_fn write_differing(RebaseJob *j, int64_t off,
         int64_t at = off + u * j->align, bytes = n * j->align;
 
         if (differ[u]) {
-            ret = read_chain(j->old_blk, j->old_len, at, bytes, old, f);
-            if (ret == 0) {
-                ret = write_run(j, at, bytes, old, f);
-            }
+            ret = write_run(j, at, bytes, old + u * j->align, f);
         }
         u += n;
     }
@@ -520,7 +518,7 @@ static int coroutine_fn run_in_place(RebaseJob *j, int64_t off, int64_t len,
         return -ENOTSUP;
     }
     differ = g_new(bool, len / j->align);
-    if (compare_in_place(j, off, len, differ) < 0) {
+    if (compare_in_place(j, off, len, differ, old) < 0) {
         return -ENOTSUP;
     }
     block_job_wait_turn(turn);      /* clusters allocated in disk order */
