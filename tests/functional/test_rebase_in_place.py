@@ -5,6 +5,7 @@ check) and reads as before, for every way the chains may map the data
 (raw and qcow2 backing files, clusters smaller than a page, a new
 backing file shorter than the overlay, zero clusters with host space,
 the same file on both sides)."""
+import json
 import os
 import pathlib
 import shutil
@@ -109,3 +110,35 @@ def test_rebase_in_place_same_file(shm_path, strata_img, ref_qemu_img,
     out = run([ref_qemu_img, 'map', '--output=json', 'top.qcow2'], cwd=d).out
     assert '"depth": 0' not in out
 
+
+
+def test_rebase_in_place_compressed(shm_path, strata_img, ref_qemu_img,
+                                    ref_qemu_io):
+    """-c writes the kept old data of the differing clusters compressed."""
+    d = shm_path
+    scattered(d, ref_qemu_img, ref_qemu_io, 8 * MiB)
+    before = os.path.join(d, 'before.raw')
+    view(ref_qemu_img, os.path.join(d, 'top.qcow2'), before)
+    r = run([strata_img, 'rebase', '-c', '-b', 'new.qcow2', '-F', 'qcow2',
+             'top.qcow2'], cwd=d)
+    assert (r.rc, r.out, r.err) == (0, '', '')
+    top = os.path.join(d, 'top.qcow2')
+    check_clean(ref_qemu_img, top)
+    assert same_view(ref_qemu_img, before, top)
+    out = json.loads(run([ref_qemu_img, 'map', '--output=json', top]).out)
+    assert any(e['compressed'] for e in out)
+
+
+def test_rebase_in_place_backing_cut_short(shm_path, strata_img,
+                                           ref_qemu_img, ref_qemu_io):
+    """A new backing file whose last data clusters lie past its end (cut
+    short): those read as zeroes through the request path, as the
+    reference reads them, and differ from the old ones."""
+    twin_dirs(pathlib.Path(shm_path))
+    for d in ('r', 's'):
+        sub = os.path.join(shm_path, d)
+        scattered(sub, ref_qemu_img, ref_qemu_io, 8 * MiB)
+        new = os.path.join(sub, 'new.qcow2')
+        os.truncate(new, os.path.getsize(new) - 1 * MiB - 4096)
+    rebase_like_reference(shm_path, ref_qemu_img, strata_img, 'new.qcow2',
+                          'qcow2')
