@@ -377,6 +377,17 @@ int coroutine_fn bdrv_co_copy_range(BdrvChild *src, int64_t src_offset,
                                     BdrvChild *dst, int64_t dst_offset,
                                     int64_t bytes, BdrvRequestFlags read_flags,
                                     BdrvRequestFlags write_flags);
+/* Compare [a_offset, +bytes) of protocol node @a with [b_offset, +bytes)
+ * of @b (e.g. where block status maps two chains' data) without reading
+ * into the caller: differ[i] (bytes / unit entries) says whether unit i
+ * differs; @keep_a (may be NULL; @bytes long) receives @a's data of the
+ * units that differ, at their place, the rest left undefined.  -ENOTSUP
+ * when the nodes cannot (the caller then reads both); @bytes must be a
+ * positive multiple of @unit. */
+int coroutine_fn bdrv_co_compare_range(BlockDriverState *a, int64_t a_offset,
+                                       BlockDriverState *b, int64_t b_offset,
+                                       int64_t bytes, int64_t unit,
+                                       bool *differ, uint8_t *keep_a);
 /*
  * Block status of [offset, offset+bytes) in @bs alone.  Returns
  * BDRV_BLOCK_* flags (>= 0) for the first *pnum bytes (*pnum > 0 unless

@@ -278,6 +278,19 @@ typedef struct BlockDriverIO {
                                          int64_t src_offset, BdrvChild *dst,
                                          int64_t dst_offset, int64_t bytes,
                                          BdrvRequestFlags rf, BdrvRequestFlags wf);
+    /* compare offload (rebase): called on the protocol node holding
+     * [offset, +bytes), compares it with [other_offset, +bytes) of
+     * @other without copying the data to the caller; differ[i] tells
+     * whether unit i (@unit bytes; @bytes is a multiple) differs, and
+     * @keep (if not NULL; @bytes long) receives @bs's data of the units
+     * that differ, at their place (the rest of it is undefined).
+     * NULL or -ENOTSUP (e.g. @other of another driver, past either
+     * file's end): the caller reads both and compares. */
+    int coroutine_fn (*co_compare_range)(BlockDriverState *bs, int64_t offset,
+                                         BlockDriverState *other,
+                                         int64_t other_offset, int64_t bytes,
+                                         int64_t unit, bool *differ,
+                                         uint8_t *keep);
 } BlockDriverIO;
 
 /* Permissions and image locking (block/perm.c). */

@@ -1641,6 +1641,33 @@ int coroutine_fn bdrv_co_copy_range(BdrvChild *src, int64_t src_offset,
                                    read_flags, write_flags);
 }
 
+int coroutine_fn bdrv_co_compare_range(BlockDriverState *a, int64_t a_offset,
+                                       BlockDriverState *b, int64_t b_offset,
+                                       int64_t bytes, int64_t unit,
+                                       bool *differ, uint8_t *keep_a)
+{
+    int ret;
+
+    if (!a || !a->drv || !b || !b->drv) {
+        return -ENOMEDIUM;
+    }
+    if (unit <= 0 || bytes <= 0 || bytes % unit ||
+        check_request(a_offset, bytes) < 0 ||
+        check_request(b_offset, bytes) < 0) {
+        return -EINVAL;
+    }
+    if (!io_of(a)->co_compare_range) {
+        return -ENOTSUP;
+    }
+    bdrv_inc_in_flight(a);
+    bdrv_inc_in_flight(b);
+    ret = io_of(a)->co_compare_range(a, a_offset, b, b_offset, bytes, unit,
+                                     differ, keep_a);
+    bdrv_dec_in_flight(b);
+    bdrv_dec_in_flight(a);
+    return ret;
+}
+
 /* ---- block status ---- */
 
 static int coroutine_fn do_block_status(BlockDriverState *bs, bool want_zero,

@@ -111,5 +111,10 @@ int coroutine_fn raw_co_copy_range_to(BlockDriverState *bs, BdrvChild *src,
                                       int64_t dst_offset, int64_t bytes,
                                       BdrvRequestFlags rf,
                                       BdrvRequestFlags wf);
+int coroutine_fn raw_co_compare_range(BlockDriverState *bs, int64_t offset,
+                                      BlockDriverState *other,
+                                      int64_t other_offset, int64_t bytes,
+                                      int64_t unit, bool *differ,
+                                      uint8_t *keep);
 
 #endif

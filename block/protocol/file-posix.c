@@ -743,6 +743,7 @@ static const BlockDriverIO raw_io = {
     .co_get_allocated_file_size = raw_co_get_allocated_file_size,
     .co_copy_range_from = raw_co_copy_range_from,
     .co_copy_range_to = raw_co_copy_range_to,
+    .co_compare_range = raw_co_compare_range,
 };
 
 static const BlockDriverPermOps raw_perm_ops = {

@@ -18,8 +18,11 @@ median wall seconds, the median per-round ratios strata/reference of
 wall time and of CPU time (user + system: less disturbed by a busy
 machine), and peak RSS.
 
+--before PATH adds a third contender, another strata-img binary (e.g. a
+copy of the build before a change), run interleaved with the other two.
+
 Usage: scripts/bench/jobs.py [--rounds N] [--only w7,w8] [--dir DIR]
-                             [--size GiB] [--rate MiB/s]"""
+                             [--size GiB] [--rate MiB/s] [--before PATH]"""
 import argparse
 import os
 import random
@@ -253,7 +256,10 @@ def main():
     ap.add_argument('--rate', type=int, default=128)
     ap.add_argument('--keep', action='store_true',
                     help='keep the images for the next run')
+    ap.add_argument('--before', help='another strata-img to compare')
     a = ap.parse_args()
+    if a.before:
+        TOOLS['strata-img (before)'] = os.path.abspath(a.before)
     os.makedirs(a.dir, exist_ok=True)
     try:
         for w in a.only.split(','):

@@ -663,6 +663,90 @@ static void test_copy_range(void)
     blk_unref(c.dst);
 }
 
+/* ---- compare offload ---- */
+
+typedef struct CompareCo {
+    BlockBackend *a, *b;
+    int64_t a_off, b_off, bytes, unit;
+    bool *differ;
+    uint8_t *keep;
+    int ret;
+} CompareCo;
+
+static void coroutine_fn compare_entry(void *opaque)
+{
+    CompareCo *c = opaque;
+
+    c->ret = bdrv_co_compare_range(blk_bs(c->a), c->a_off, blk_bs(c->b),
+                                   c->b_off, c->bytes, c->unit, c->differ,
+                                   c->keep);
+}
+
+/* Change one byte of @path at each of @offs (-1 ends the list). */
+static void poke(const char *path, const int64_t *offs)
+{
+    int fd = open(path, O_RDWR);
+
+    g_assert_cmpint(fd, >=, 0);
+    for (int i = 0; offs[i] >= 0; i++) {
+        g_assert_cmpint(pwrite(fd, "\xee", 1, offs[i]), ==, 1);
+    }
+    close(fd);
+}
+
+/* Differing units of two files on tmpfs, across the worker's pieces,
+ * with the first side's data kept; the argument checks; past EOF and
+ * off a memory file system the caller is told to read instead. */
+static void test_compare_range(void)
+{
+    g_autofree char *dir = g_strdup("/dev/shm/strata-cmp-XXXXXX");
+    g_autofree char *ap = NULL, *bp = NULL, *dp = tmp_path("cmp-disk.img");
+    static const int64_t offs[] = { 3 * 4096 + 17, 300 * KiB, 301 * KiB,
+                                    -1 };
+    g_autofree bool *differ = g_new0(bool, 160);
+    g_autofree uint8_t *keep = g_malloc(640 * KiB);
+    g_autofree uint8_t *want = g_malloc(640 * KiB);
+    CompareCo c = { .a_off = 4096, .b_off = 0, .bytes = 640 * KiB,
+                    .unit = 4096, .differ = differ, .keep = keep };
+
+    if (!g_mkdtemp(dir)) {
+        g_test_skip("no /dev/shm");
+        return;
+    }
+    ap = g_build_filename(dir, "a.img", NULL);
+    bp = g_build_filename(dir, "b.img", NULL);
+    make_file(ap, MiB, 0x5a);
+    make_file(bp, MiB, 0x5a);
+    poke(bp, offs);
+    c.a = open_file(ap, NULL, 0);
+    c.b = open_file(bp, NULL, 0);
+    co_run_sync(compare_entry, &c);
+    g_assert_cmpint(c.ret, ==, 0);
+    for (int i = 0; i < 160; i++) {
+        g_assert_cmpint(differ[i], ==, i == 3 || i == 75);
+    }
+    memset(want, 0x5a, 4096);
+    g_assert(memcmp(keep + 3 * 4096, want, 4096) == 0);
+    g_assert(memcmp(keep + 75 * 4096, want, 4096) == 0);
+    c.bytes = 640 * KiB + 512;
+    co_run_sync(compare_entry, &c);
+    g_assert_cmpint(c.ret, ==, -EINVAL);
+    c.bytes = MiB;                              /* a: 4 KiB past its end */
+    co_run_sync(compare_entry, &c);
+    g_assert_cmpint(c.ret, ==, -ENOTSUP);
+    blk_unref(c.b);
+    make_file(dp, MiB, 0x5a);
+    c.b = open_file(dp, NULL, 0);               /* /var/tmp: a disk */
+    c.bytes = 64 * KiB;
+    co_run_sync(compare_entry, &c);
+    g_assert_cmpint(c.ret, ==, -ENOTSUP);
+    blk_unref(c.a);
+    blk_unref(c.b);
+    unlink(ap);
+    unlink(bp);
+    rmdir(dir);
+}
+
 /* ---- host_device on a loop device ---- */
 
 static char *losetup_attach(const char *path)
@@ -747,6 +831,7 @@ int main(int argc, char **argv)
     g_test_add_func("/drivers/file/locking", test_locking);
     g_test_add_func("/drivers/file/locking-interop", test_locking_interop);
     g_test_add_func("/drivers/file/copy-range", test_copy_range);
+    g_test_add_func("/drivers/file/compare-range", test_compare_range);
     g_test_add_func("/drivers/host_device/loop", test_host_device);
     g_test_add_func("/drivers/null-co", test_null);
     g_test_add_func("/drivers/raw/window", test_raw_window);

@@ -7,10 +7,11 @@
  * (block/job.h) walks what the overlay does not allocate, skips what
  * neither the old nor the new backing chain allocates (both read zeroes)
  * and, when the new backing file is in the old chain, what the layers
- * between them do not allocate; the rest is read from both chains,
- * compared in the overlay's (sub)cluster units, and what differs is
- * written into the overlay with the old chain's content (compressed with
- * -c).  Only then is the backing file changed, so the guest sees the same
+ * between them do not allocate; the rest is compared in the overlay's
+ * (sub)cluster units (in the files where both chains keep the data
+ * verbatim and the file driver can, else read from both chains), and
+ * what differs is written into the overlay with the old chain's content
+ * (compressed with -c).  Only then is the backing file changed, so the guest sees the same
  * disk before and after, and a crash in between leaves the old chain
  * readable as before.
  */
@@ -413,6 +414,117 @@ static int coroutine_fn write_run(RebaseJob *j, int64_t off, int64_t len,
     return block_job_fail(f, ret, off, j->top, true);
 }
 
+/* Where @blk's chain keeps [off, +bytes) verbatim: the protocol node
+ * *file at *map, for *pnum bytes; -ENOTSUP if it does not (zeroes,
+ * compressed, past its end, no chain). */
+static int coroutine_fn host_extent(BlockBackend *blk, int64_t clen,
+                                    int64_t off, int64_t bytes, int64_t *pnum,
+                                    int64_t *map, BlockDriverState **file)
+{
+    int ret;
+
+    if (!blk || off + bytes > clen) {
+        return -ENOTSUP;
+    }
+    *file = NULL;
+    ret = bdrv_co_block_status_above(blk_bs(blk), NULL, off, bytes, pnum,
+                                     map, file, NULL);
+    if (ret < 0) {
+        return ret;
+    }
+    ret &= BDRV_BLOCK_OFFSET_VALID | BDRV_BLOCK_ZERO;
+    return ret == BDRV_BLOCK_OFFSET_VALID && *file ? 0 : -ENOTSUP;
+}
+
+/* Compare both chains' data in [off, +len) where it lies in the files,
+ * without reading it all into our buffers (see bdrv_co_compare_range()):
+ * differ[] per unit, and the old chain's data of those that differ in
+ * @old.  Data that both chains keep at the same place cannot differ.  Any failure: the caller reads and compares instead
+ * (and reports a read error as such). */
+static int coroutine_fn compare_in_place(RebaseJob *j, int64_t off,
+                                         int64_t len, bool *differ,
+                                         uint8_t *old)
+{
+    for (int64_t pos = 0; pos < len;) {
+        BlockDriverState *fa, *fb;
+        int64_t na, nb, ma, mb, n;
+        int ret;
+
+        ret = host_extent(j->old_blk, j->old_len, off + pos, len - pos, &na,
+                          &ma, &fa);
+        if (ret == 0) {
+            ret = host_extent(j->new_blk, j->new_len, off + pos, len - pos,
+                              &nb, &mb, &fb);
+        }
+        n = ROUND_DOWN(MIN(na, nb), j->align);
+        if (ret < 0 || n <= 0) {
+            return ret < 0 ? ret : -ENOTSUP;
+        }
+        if (fa == fb && ma == mb) {
+            memset(differ + pos / j->align, 0, n / j->align);
+        } else {
+            ret = bdrv_co_compare_range(fa, ma, fb, mb, n, j->align,
+                                        differ + pos / j->align, old + pos);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+        pos += n;
+    }
+    return 0;
+}
+
+/* Units of @differ from @first equal to differ[first]; at most @count. */
+static int64_t unit_run(const bool *differ, int64_t first, int64_t count)
+{
+    int64_t i = first + 1;
+
+    while (i < count && differ[i] == differ[first]) {
+        i++;
+    }
+    return i - first;
+}
+
+/* Write the old chain's view of the units @differ marks, which @old
+ * holds at their place, into the overlay. */
+static int coroutine_fn write_differing(RebaseJob *j, int64_t off,
+                                        int64_t len, const bool *differ,
+                                        uint8_t *old, BlockJobFailure *f)
+{
+    int64_t units = len / j->align;
+    int ret = 0;
+
+    for (int64_t u = 0; ret == 0 && u < units;) {
+        int64_t n = unit_run(differ, u, units);
+        int64_t at = off + u * j->align, bytes = n * j->align;
+
+        if (differ[u]) {
+            ret = write_run(j, at, bytes, old + u * j->align, f);
+        }
+        u += n;
+    }
+    return ret;
+}
+
+/* The fast path of a data chunk: compare in place, then write what
+ * differs; -ENOTSUP (nothing written) when the chunk cannot take it. */
+static int coroutine_fn run_in_place(RebaseJob *j, int64_t off, int64_t len,
+                                     uint8_t *old, BlockJobTurn *turn,
+                                     BlockJobFailure *f)
+{
+    g_autofree bool *differ = NULL;
+
+    if (len % j->align) {
+        return -ENOTSUP;
+    }
+    differ = g_new(bool, len / j->align);
+    if (compare_in_place(j, off, len, differ, old) < 0) {
+        return -ENOTSUP;
+    }
+    block_job_wait_turn(turn);      /* clusters allocated in disk order */
+    return write_differing(j, off, len, differ, old, f);
+}
+
 /* The job's run: compare both chains and keep the old view where they
  * differ.  The overlay's (sub)clusters are the unit, so a write never
  * has to copy the rest of one from the old chain. */
@@ -426,6 +538,12 @@ static int coroutine_fn rebase_run_chunk(void *opaque, BlockJobExtent kind,
     int64_t pos = 0;
     int ret;
 
+    if (kind == BLOCK_JOB_DATA) {
+        ret = run_in_place(j, off, len, old, turn, f);
+        if (ret != -ENOTSUP) {
+            return ret;
+        }
+    }
     ret = read_both(j, kind, off, len, old, new, f);
     block_job_wait_turn(turn);      /* clusters allocated in disk order */
     while (ret == 0 && pos < len) {
