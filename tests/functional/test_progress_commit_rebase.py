@@ -139,6 +139,33 @@ def test_rebase_progress_in_chain_and_to_none(strata_img, ref_qemu_img,
         assert (ours.returncode, ours.stdout) == (ref.returncode, ref.stdout)
 
 
+def test_rebase_progress_subclusters_over_short_chain(
+        strata_img, ref_qemu_img, ref_qemu_io, tmp_path):
+    """Subclusters and a middle layer shorter than the overlay: the pieces
+    follow the overlay's allocation whole (a length answered earlier for
+    a shorter question must not cut them), past the middle layer's end
+    every piece is compared."""
+    src = tmp_path / 'src'
+    src.mkdir()
+    img, io = ref_qemu_img, ref_qemu_io
+    qimg(img, 'create', '-q', '-f', 'qcow2', str(src / 'b.qcow2'), '4M')
+    qimg(img, 'create', '-q', '-f', 'qcow2', '-b', 'b.qcow2', '-F', 'qcow2',
+         str(src / 'm.qcow2'), '9M')
+    qio(io, str(src / 'm.qcow2'), 'write 1M 1M')
+    qimg(img, 'create', '-q', '-f', 'qcow2', '-o',
+         'extended_l2=on,cluster_size=128k', '-b', 'm.qcow2', '-F', 'qcow2',
+         str(src / 'x.qcow2'), '12M')
+    qio(io, str(src / 'x.qcow2'), 'write 0 20k', 'write 3M 100k',
+        'write 7M 4k')
+    argv = ['rebase', '-p', '-b', 'b.qcow2', '-F', 'qcow2', 'x.qcow2']
+    ours = run_in(strata_img, twin(src, tmp_path, 'o'), *argv)
+    ref = run_in(ref_qemu_img, twin(src, tmp_path, 'r'), *argv)
+    assert (ours.returncode, ours.stdout) == (ref.returncode, ref.stdout)
+    assert lines(ours.stdout)[0] == ['(0.00/100%)', '(16.67/100%)',
+                                     '(33.33/100%)', '(50.00/100%)',
+                                     '(100.00/100%)']
+
+
 # ---- commit: the sequence of one completion at a time ----
 # Each case builds a chain and names the reference's requests (bytes, in
 # the order they are issued); strata prints their running total, one

@@ -471,22 +471,17 @@ typedef struct RebaseModel {
     int64_t size;
 } RebaseModel;
 
-/* Does the reference's loop look at [off, +*n) (0/1; *n cut)? */
+/* Does the reference's loop look at [off, +*n) (0/1; *n cut)?  Past
+ * the old chain's end the piece is looked at whole. */
 static int coroutine_fn model_piece(RebaseJob *j, int64_t off, int64_t *n)
 {
-    int64_t want = *n;
-    int ret = bdrv_co_is_allocated(j->top, off, want, n);
+    int ret = bdrv_co_is_allocated(j->top, off, *n, n);
 
     if (ret != 0) {
         return ret < 0 ? ret : 0;
     }
-    want = *n;
     ret = prefix_unchanged(j, off, n);
-    if (ret <= 0) {
-        *n = want;          /* past the old chain's end: looked at whole */
-        return ret < 0 ? ret : 1;
-    }
-    return 0;
+    return ret < 0 ? ret : !ret;
 }
 
 static void coroutine_fn model_co(void *opaque)
