@@ -166,6 +166,26 @@ def test_rebase_progress_subclusters_over_short_chain(
                                      '(100.00/100%)']
 
 
+@pytest.mark.parametrize('cluster', ['4k', '64k'])
+def test_rebase_progress_pieces_end_at_l2_tables(strata_img, ref_qemu_img,
+                                                 tmp_path, cluster):
+    """With 4 KiB clusters an L2 table maps 2 MiB: the reference's pieces
+    end there even where nothing is allocated on either side."""
+    src = tmp_path / 'src'
+    src.mkdir()
+    opts = ['-o', 'cluster_size=' + cluster]
+    qimg(ref_qemu_img, 'create', '-q', '-f', 'qcow2', *opts,
+         str(src / 'b.qcow2'), '1536k')
+    qimg(ref_qemu_img, 'create', '-q', '-f', 'qcow2', *opts, '-b', 'b.qcow2',
+         '-F', 'qcow2', str(src / 'm.qcow2'), '1536k')
+    qimg(ref_qemu_img, 'create', '-q', '-f', 'qcow2', *opts, '-b', 'm.qcow2',
+         '-F', 'qcow2', str(src / 't.qcow2'), '3M')
+    argv = ['rebase', '-p', '-b', 'b.qcow2', '-F', 'qcow2', 't.qcow2']
+    ours = run_in(strata_img, twin(src, tmp_path, 'o'), *argv)
+    ref = run_in(ref_qemu_img, twin(src, tmp_path, 'r'), *argv)
+    assert (ours.returncode, ours.stdout) == (ref.returncode, ref.stdout)
+
+
 # ---- commit: the sequence of one completion at a time ----
 # Each case builds a chain and names the reference's requests (bytes, in
 # the order they are issued); strata prints their running total, one

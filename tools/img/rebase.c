@@ -471,14 +471,50 @@ typedef struct RebaseModel {
     int64_t size;
 } RebaseModel;
 
-/* Does the reference's loop look at [off, +*n) (0/1; *n cut)?  Past
- * the old chain's end the piece is looked at whole. */
+/* The reference's qcow2 tells block status one L2 table at most (its
+ * cache slices are clusters): the bytes of guest disk one table maps,
+ * or 0 for a node of another format (no such limit). */
+static int64_t status_span(BlockDriverState *bs)
+{
+    const char *fmt = bdrv_get_format_name(bs);
+    BlockDriverInfo bdi;
+    int64_t entry;
+
+    if (!fmt || strcmp(fmt, "qcow2") || bdrv_get_info(bs, &bdi) < 0 ||
+        bdi.cluster_size <= 0) {
+        return 0;
+    }
+    entry = bdi.subcluster_size && bdi.subcluster_size < bdi.cluster_size ?
+            16 : 8;
+    return (int64_t)bdi.cluster_size / entry * bdi.cluster_size;
+}
+
+/* Cut *n at the end of the L2 table of @bs's that covers @off. */
+static void cut_at_table(BlockDriverState *bs, int64_t off, int64_t *n)
+{
+    int64_t span = status_span(bs);
+
+    if (span > 0) {
+        *n = MIN(*n, span - off % span);
+    }
+}
+
+/* Does the reference's loop look at [off, +*n) (0/1; *n cut)?  Each
+ * layer's answer ends at its L2 table's end, as the reference's do;
+ * past the old chain's end the piece is looked at whole. */
 static int coroutine_fn model_piece(RebaseJob *j, int64_t off, int64_t *n)
 {
-    int ret = bdrv_co_is_allocated(j->top, off, *n, n);
+    int ret;
 
+    cut_at_table(j->top, off, n);
+    ret = bdrv_co_is_allocated(j->top, off, *n, n);
     if (ret != 0) {
         return ret < 0 ? ret : 0;
+    }
+    for (BlockDriverState *b = bdrv_backing_bs(j->top);
+         j->prefix && b && b != j->prefix && off < bdrv_getlength(b);
+         b = bdrv_backing_bs(b)) {
+        cut_at_table(b, off, n);
     }
     ret = prefix_unchanged(j, off, n);
     return ret < 0 ? ret : !ret;
