@@ -116,6 +116,7 @@ struct BlockDriverState {
      * while this node and its file child are unwritten (see io.c) */
     struct {
         bool valid, want_zero;
+        bool cut;               /* ends where the request did, not the extent */
         int ret;
         int64_t start, end, map;
         BlockDriverState *file;

@@ -197,15 +197,20 @@ static FscKey fsc_key(BlockDriverState *bs)
     };
 }
 
-/* The cached answer for an (aligned) @start, if still valid. */
+/* The cached answer for an (aligned) [start, end), if still valid.  An
+ * answer that was cut at its own request's end says nothing about what
+ * follows: a request reaching further asks the driver again (else the
+ * extent would look shorter than it is: the reference's callers, e.g.
+ * rebase's walk, step by the lengths they are told). */
 static bool fsc_lookup(BlockDriverState *bs, bool want_zero, int64_t start,
-                       int64_t *pnum, int64_t *map, BlockDriverState **file,
-                       int *ret)
+                       int64_t end, int64_t *pnum, int64_t *map,
+                       BlockDriverState **file, int *ret)
 {
     FscKey k = fsc_key(bs);
 
     if (!bs->fsc.valid || (want_zero && !bs->fsc.want_zero) ||
         start < bs->fsc.start || start >= bs->fsc.end ||
+        (bs->fsc.cut && end > bs->fsc.end) ||
         k.gen != bs->fsc.gen || k.file_child != bs->fsc.file_child ||
         k.file_gen != bs->fsc.file_gen) {
         return false;
@@ -221,10 +226,11 @@ static bool fsc_lookup(BlockDriverState *bs, bool want_zero, int64_t start,
 /* Remember the driver's answer for [start, start+pnum), taken under @k
  * (the key from before the call: a write completing meanwhile voids it). */
 static void fsc_fill(BlockDriverState *bs, const FscKey *k, bool want_zero,
-                     int64_t start, int64_t pnum, int ret, int64_t map,
-                     BlockDriverState *file)
+                     int64_t start, int64_t pnum, int64_t len, int ret,
+                     int64_t map, BlockDriverState *file)
 {
     bs->fsc.valid = pnum > 0;
+    bs->fsc.cut = pnum >= len;
     bs->fsc.want_zero = want_zero;
     bs->fsc.ret = ret;
     bs->fsc.start = start;
@@ -1713,7 +1719,8 @@ static int coroutine_fn driver_answer(BlockDriverState *bs, bool want_zero,
         return ret;
     }
     if (bs->drv->kind == BDRV_KIND_FORMAT) {
-        fsc_fill(bs, &key, want_zero, start, *pnum, ret, *map, *file);
+        fsc_fill(bs, &key, want_zero, start, *pnum, len, ret, *map,
+                 *file);
     } else if (bs->drv->kind == BDRV_KIND_PROTOCOL && want_zero &&
                *pnum > 0 && *file == bs &&
                ret == (BDRV_BLOCK_DATA | BDRV_BLOCK_OFFSET_VALID) &&
@@ -1742,7 +1749,8 @@ static int coroutine_fn driver_block_status(BlockDriverState *bs,
         *map = start;
         *file = bs;
     } else if (bs->drv->kind != BDRV_KIND_FORMAT ||
-               !fsc_lookup(bs, want_zero, start, pnum, map, file, &ret)) {
+               !fsc_lookup(bs, want_zero, start, start + len, pnum, map, file,
+                           &ret)) {
         ret = driver_answer(bs, want_zero, start, len, pnum, map, file);
         if (ret < 0) {
             return ret;

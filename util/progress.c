@@ -88,3 +88,84 @@ void progress_end(void)
         fflush(stdout);
     }
 }
+
+/* ---- progress plans ---- */
+
+typedef struct ProgressPlanLine {
+    float value;
+    int64_t first;          /* the step that prints it first */
+    int64_t count;          /* at steps first .. first + count - 1 */
+} ProgressPlanLine;
+
+void progress_plan_init(ProgressPlan *plan, float min_skip)
+{
+    memset(plan, 0, sizeof(*plan));
+    plan->lines = g_array_new(false, false, sizeof(ProgressPlanLine));
+    plan->min_skip = min_skip;
+}
+
+/* The same test as progress_update(), on the plan's own filter state. */
+static bool plan_would_print(ProgressPlan *plan, float v)
+{
+    return v > plan->last_print + plan->min_skip ||
+           v < plan->last_print - plan->min_skip || v == 0 || v == 100;
+}
+
+void progress_plan_step(ProgressPlan *plan, float percent)
+{
+    ProgressPlanLine *last = plan->lines->len ?
+        &g_array_index(plan->lines, ProgressPlanLine, plan->lines->len - 1) :
+        NULL;
+    ProgressPlanLine line = { .value = MIN(percent, 100.f), .count = 1 };
+
+    line.first = ++plan->steps;
+    if (!plan_would_print(plan, line.value)) {
+        return;
+    }
+    plan->last_print = line.value;
+    if (last && last->value == line.value &&
+        last->first + last->count == line.first) {
+        last->count++;
+        return;
+    }
+    g_array_append_val(plan->lines, line);
+}
+
+/* Show every planned line printed at a step up to @step. */
+static void plan_show_until(ProgressPlan *plan, int64_t step)
+{
+    while (plan->next < plan->lines->len) {
+        ProgressPlanLine *l = &g_array_index(plan->lines, ProgressPlanLine,
+                                             plan->next);
+        int64_t from = MAX(plan->shown + 1, l->first);
+        int64_t to = MIN(step, l->first + l->count - 1);
+
+        for (int64_t s = from; s <= to; s++) {
+            progress_set(l->value);
+        }
+        if (to < l->first + l->count - 1) {
+            break;
+        }
+        plan->next++;
+    }
+    plan->shown = MAX(plan->shown, MIN(step, plan->steps));
+}
+
+void progress_plan_reach(ProgressPlan *plan, double fraction)
+{
+    fraction = fraction < 0 ? 0 : fraction > 1 ? 1 : fraction;
+    plan_show_until(plan, (int64_t)(fraction * plan->steps));
+}
+
+void progress_plan_finish(ProgressPlan *plan)
+{
+    plan_show_until(plan, plan->steps);
+}
+
+void progress_plan_free(ProgressPlan *plan)
+{
+    if (plan->lines) {
+        g_array_free(plan->lines, true);
+        plan->lines = NULL;
+    }
+}

@@ -19,6 +19,7 @@
 #include <string.h>
 #include "block/block.h"
 #include "tools/img/img.h"
+#include "util/cutils.h"
 #include "util/progress.h"
 
 typedef struct CommitArgs {
@@ -36,7 +37,12 @@ typedef struct CommitJob {
     BlockDriverState *base;
     BlockBackend *base_blk;     /* writes into the base */
     bool copy_offload;          /* still trying copy offload */
+    ProgressPlan plan;          /* the reference's -p lines */
 } CommitJob;
+
+/* The reference's commit is a mirror job; these are its request sizes. */
+#define MIRROR_MAX_IO   (1024 * 1024)       /* a data request */
+#define MIRROR_BUF_SIZE (16 * 1024 * 1024)  /* a run of dirty granules */
 
 static const struct option commit_longopts[] = {
     { "help", no_argument, NULL, 'h' },
@@ -227,11 +233,145 @@ static const BlockJobDriver commit_job_driver = {
     .run = commit_run,
 };
 
-/* The job's progress, as -p and SIGUSR1 print it. */
+/* The cluster size of @bs, or 0. */
+static int64_t cluster_of(BlockDriverState *bs)
+{
+    BlockDriverInfo bdi;
+
+    return bdrv_get_info(bs, &bdi) == 0 ? bdi.cluster_size : 0;
+}
+
+/* The job's progress, as -p and SIGUSR1 print it: the reference's
+ * lines, shown as the job gets through its share of the work. */
 static void commit_progress(void *opaque, double percent)
 {
-    (void)opaque;
-    progress_set((float)percent);
+    CommitJob *c = opaque;
+
+    progress_plan_reach(&c->plan, percent / 100);
+}
+
+/*
+ * The lines the reference prints.  Its job marks what the layers above
+ * the base allocate in a bitmap of @gran-byte granules (the base's
+ * cluster size within 4 KiB..64 KiB, else 64 KiB); it then takes runs of
+ * marked granules (at most MIRROR_BUF_SIZE) from the start and cuts
+ * each into requests where the chain's block status changes, data
+ * requests at most MIRROR_MAX_IO, all whole granules (the last one cut
+ * at the end of the disk).  Progress is the share of the marked bytes
+ * whose requests have completed; with each completion seen on its own,
+ * in order, the lines are fixed by the image.  (The reference may see
+ * several completions at once and then prints fewer.)
+ */
+typedef struct CommitModel {
+    CommitJob *c;
+    int64_t len, gran;
+    GArray *runs;               /* int64_t pairs: marked [start, end) */
+    int64_t total, done;
+} CommitModel;
+
+/* Mark the granules of what the layers above the base allocate. */
+static int coroutine_fn model_mark(CommitModel *m)
+{
+    int64_t off = 0, pnum, g = m->gran;
+
+    while (off < m->len) {
+        int depth = 0;
+        int ret = bdrv_co_block_status_above(blk_bs(m->c->top), m->c->base,
+                                             off, m->len - off, &pnum,
+                                             NULL, NULL, &depth);
+
+        if (ret < 0 || pnum <= 0) {
+            return -1;
+        }
+        if (depth) {
+            int64_t s = ROUND_DOWN(off, g), e = ROUND_UP(off + pnum, g);
+            int64_t *last = m->runs->len ?
+                &g_array_index(m->runs, int64_t, m->runs->len - 1) : NULL;
+
+            if (last && *last >= s) {
+                *last = MAX(*last, e);
+            } else {
+                g_array_append_val(m->runs, s);
+                g_array_append_val(m->runs, e);
+            }
+        }
+        off += pnum;
+    }
+    return 0;
+}
+
+/* The size of the reference's request at @off within @bytes. */
+static int64_t coroutine_fn model_request(CommitModel *m, int64_t off,
+                                          int64_t bytes)
+{
+    int64_t io = 0;
+    int ret = bdrv_co_block_status_above(blk_bs(m->c->top), NULL, off,
+                                         MIN(bytes, m->len - off), &io,
+                                         NULL, NULL, NULL);
+
+    if (ret < 0 || io <= 0) {
+        io = MIN(bytes, MIRROR_MAX_IO);
+    } else if (ret & BDRV_BLOCK_DATA) {
+        io = MIN(io, MIRROR_MAX_IO);
+    }
+    io -= io % m->gran;
+    io = MAX(io, m->gran);
+    return MIN(io, m->len - off);
+}
+
+/* Walk one run of marked granules as the job cuts it: windows of
+ * MIRROR_BUF_SIZE, each cut into requests; with @plan, add each
+ * request's line, else count its bytes. */
+static void coroutine_fn model_run(CommitModel *m, int64_t start,
+                                   int64_t end, bool plan)
+{
+    int64_t off = start, win_end = start;
+
+    while (off < end && off < m->len) {
+        int64_t io;
+
+        if (off >= win_end) {
+            win_end = MIN(off + MIRROR_BUF_SIZE, end);
+        }
+        io = model_request(m, off, win_end - off);
+        if (plan) {
+            m->done += io;
+            progress_plan_step(&m->c->plan,
+                               (float)m->done / m->total * 100.f);
+        } else {
+            m->total += io;
+        }
+        off += io;
+    }
+}
+
+static void coroutine_fn commit_model_co(void *opaque)
+{
+    CommitModel *m = opaque;
+
+    if (model_mark(m) < 0) {
+        return;             /* the job meets the error and reports it */
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        for (guint i = 0; i < m->runs->len; i += 2) {
+            model_run(m, g_array_index(m->runs, int64_t, i),
+                      g_array_index(m->runs, int64_t, i + 1), pass == 1);
+        }
+    }
+}
+
+/* Work out the reference's -p lines for committing @c. */
+static void commit_model(CommitJob *c, int64_t len)
+{
+    int64_t cl = cluster_of(c->base);
+    CommitModel m = {
+        .c = c, .len = len,
+        .gran = cl > 0 ? MIN(MAX(cl, 4096), 65536) : 65536,
+        .runs = g_array_new(false, false, sizeof(int64_t)),
+    };
+
+    co_run_sync(commit_model_co, &m);
+    g_array_free(m.runs, true);
 }
 
 /* A write handle on the base, reopened read-write; grown to @len. */
@@ -261,14 +401,6 @@ static BlockBackend *open_base(BlockDriverState *base, int64_t len,
         return NULL;
     }
     return blk;
-}
-
-/* The cluster size of @bs, or 0. */
-static int64_t cluster_of(BlockDriverState *bs)
-{
-    BlockDriverInfo bdi;
-
-    return bdrv_get_info(bs, &bdi) == 0 ? bdi.cluster_size : 0;
 }
 
 /* The reference names only the error: not the image, not the offset. */
@@ -301,11 +433,15 @@ static bool commit_copy(BlockBackend *top, BlockDriverState *base,
         return false;
     }
     p.target = base;
+    progress_plan_init(&c.plan, 1.0f);
+    commit_model(&c, len);
     if (block_job_run(&p, &f) < 0) {
         report_failure(&f);
     } else {
+        progress_plan_finish(&c.plan);
         progress_set(100);
     }
+    progress_plan_free(&c.plan);
     blk_unref(c.base_blk);
     return f.ret == 0;
 }

@@ -28,6 +28,8 @@
 
 #define REBASE_BUF_SIZE (2 * 1024 * 1024)
 #define REBASE_WORKERS  2
+/* The reference's rebase prints a line per 2 % moved (commit's per 1 %). */
+#define REBASE_PROGRESS_SKIP 2.0f
 
 typedef struct RebaseArgs {
     ImgCommonOpts common;
@@ -125,6 +127,7 @@ typedef struct RebaseJob {
     int64_t align;              /* compare and write unit */
     int64_t chunk;              /* largest chunk: each half of a buffer */
     BdrvRequestFlags write_flags;
+    ProgressPlan plan;          /* the reference's -p lines */
 } RebaseJob;
 
 /* Open the new backing file read-only with its whole chain. */
@@ -565,11 +568,98 @@ static const BlockJobDriver rebase_job_driver = {
     .run = rebase_run_chunk,
 };
 
-/* The job's progress, as -p and SIGUSR1 print it. */
+/* The job's progress, as -p and SIGUSR1 print it: the reference's
+ * lines, shown as the job gets through its share of the work. */
 static void rebase_progress(void *opaque, double percent)
 {
-    (void)opaque;
-    progress_set((float)percent);
+    RebaseJob *j = opaque;
+
+    progress_plan_reach(&j->plan, percent / 100);
+}
+
+/* How the reference's copy loop advances: it looks at the image in
+ * pieces of at most REBASE_BUF_SIZE, cut where the overlay's allocation
+ * changes (and, with the new backing file in the old chain, where the
+ * layers between them do); a piece the overlay allocates, or that those
+ * layers leave alone, is passed over silently; every other one moves
+ * the bar by 100 / (size / pieces of REBASE_BUF_SIZE) percent (integer
+ * division), capped at 100. */
+typedef struct RebaseModel {
+    RebaseJob *j;
+    int64_t size;
+} RebaseModel;
+
+/* The reference's qcow2 tells block status one L2 table at most (its
+ * cache slices are clusters): the bytes of guest disk one table maps,
+ * or 0 for a node of another format (no such limit). */
+static int64_t status_span(BlockDriverState *bs)
+{
+    const char *fmt = bdrv_get_format_name(bs);
+    BlockDriverInfo bdi;
+    int64_t entry;
+
+    if (!fmt || strcmp(fmt, "qcow2") || bdrv_get_info(bs, &bdi) < 0 ||
+        bdi.cluster_size <= 0) {
+        return 0;
+    }
+    entry = bdi.subcluster_size && bdi.subcluster_size < bdi.cluster_size ?
+            16 : 8;
+    return (int64_t)bdi.cluster_size / entry * bdi.cluster_size;
+}
+
+/* Cut *n at the end of the L2 table of @bs's that covers @off. */
+static void cut_at_table(BlockDriverState *bs, int64_t off, int64_t *n)
+{
+    int64_t span = status_span(bs);
+
+    if (span > 0) {
+        *n = MIN(*n, span - off % span);
+    }
+}
+
+/* Does the reference's loop look at [off, +*n) (0/1; *n cut)?  Each
+ * layer's answer ends at its L2 table's end, as the reference's do;
+ * past the old chain's end the piece is looked at whole. */
+static int coroutine_fn model_piece(RebaseJob *j, int64_t off, int64_t *n)
+{
+    int ret;
+
+    cut_at_table(j->top, off, n);
+    ret = bdrv_co_is_allocated(j->top, off, *n, n);
+    if (ret != 0) {
+        return ret < 0 ? ret : 0;
+    }
+    for (BlockDriverState *b = bdrv_backing_bs(j->top);
+         j->prefix && b && b != j->prefix && off < bdrv_getlength(b);
+         b = bdrv_backing_bs(b)) {
+        cut_at_table(b, off, n);
+    }
+    ret = prefix_unchanged(j, off, n);
+    return ret < 0 ? ret : !ret;
+}
+
+static void coroutine_fn model_co(void *opaque)
+{
+    RebaseModel *m = opaque;
+    int64_t size = m->size, n;
+    float step = 0, cur = 0;
+
+    if (size > 0) {
+        step = (float)100 / (size / MIN(size, (int64_t)REBASE_BUF_SIZE));
+    }
+    for (int64_t off = 0; off < size; off += n) {
+        int ret;
+
+        n = MIN((int64_t)REBASE_BUF_SIZE, size - off);
+        ret = model_piece(m->j, off, &n);
+        if (ret < 0 || n <= 0) {
+            return;         /* the job meets the error and reports it */
+        }
+        if (ret) {
+            cur = MIN(cur + step / 100 * 100, 100.f);
+            progress_plan_step(&m->j->plan, cur);
+        }
+    }
 }
 
 /* The compare unit: the overlay's subcluster or cluster (whole clusters
@@ -636,10 +726,12 @@ static bool rebase_copy(RebaseJob *j, BlockBackend *blk, const char *image,
         p.buf_size = 2 * j->align;
     }
     j->chunk = p.chunk;
+    co_run_sync(model_co, &(RebaseModel){ .j = j, .size = len });
     if (block_job_run(&p, &f) < 0) {
         report_job_failure(j, &f);
         return false;
     }
+    progress_plan_finish(&j->plan);
     return true;
 }
 
@@ -669,6 +761,7 @@ static bool rebase_prepare(BlockBackend *blk, const RebaseArgs *a,
         return true;
     }
     j.align = compare_unit(&bdi, a->compress);
+    progress_plan_init(&j.plan, REBASE_PROGRESS_SKIP);
     j.write_flags = a->compress ? BDRV_REQ_WRITE_COMPRESSED : 0;
     ok = open_chains(&j, a, backing_flags) &&
          rebase_copy(&j, blk, image, a);
@@ -678,6 +771,7 @@ static bool rebase_prepare(BlockBackend *blk, const RebaseArgs *a,
     if (j.new_blk) {
         blk_unref(j.new_blk);
     }
+    progress_plan_free(&j.plan);
     return ok;
 }
 
@@ -732,7 +826,7 @@ static int rebase_run(RebaseArgs *a, const char *image)
     bool writethrough, ok = false;
     BlockBackend *blk = NULL;
 
-    progress_init(a->progress, 1.0);
+    progress_init(a->progress, REBASE_PROGRESS_SKIP);
     progress_print(0, 100);
     if (!rebase_cache_modes(a, &flags, &writethrough, &backing_flags)) {
         goto out;

@@ -664,13 +664,20 @@ static int64_t coroutine_fn write_new(BlockDriverState *bs, const void *buf,
                                       uint64_t n, const char *name,
                                       Error **errp)
 {
-    int64_t off = qcow2_alloc_clusters(bs, n);
+    int64_t off = qcow2_alloc_clusters_at0(bs, n);
     int ret;
 
     if (off < 0) {
         error_setg_errno(errp, (int)-off, "Failed to allocate clusters for "
                          "bitmap '%s'", name);
         return off;
+    }
+    ret = off ? qcow2_pre_write_overlap_check(bs, 0, off, n)
+              : qcow2_refuse_header_alloc(bs);
+    if (ret < 0) {
+        /* the image is corrupt now: the clusters stay counted */
+        error_setg_errno(errp, -ret, "Qcow2 overlap check failed");
+        return ret;
     }
     ret = q_pwrite(bs->file, off, n, buf);
     if (ret < 0) {

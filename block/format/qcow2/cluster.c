@@ -218,9 +218,9 @@ int coroutine_fn qcow2_grow_l1_table(BlockDriverState *bs, uint64_t min_size,
     bytes = ROUND_UP(new_size * 8, 512);
     bdrv_debug_event(bs->file, BLKDBG_L1_GROW_ALLOC_TABLE);
     ret = qcow2_cache_flush(bs, &s->refcount_cache);
-    off = ret < 0 ? ret : qcow2_alloc_clusters(bs, bytes);
-    if (off < 0) {
-        return off;
+    off = ret < 0 ? ret : qcow2_alloc_clusters_at0(bs, bytes);
+    if (off <= 0) {
+        return off < 0 ? off : qcow2_refuse_header_alloc(bs);
     }
     ret = write_new_l1(bs, off, new_size, bytes);
     if (ret == 0) {

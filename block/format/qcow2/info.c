@@ -288,8 +288,10 @@ static int coroutine_fn trim_file(BlockDriverState *bs, Error **errp)
     return ret;
 }
 
-/* Grow: a larger L1 table if needed, then the new size in the header. */
-static int coroutine_fn set_size(BlockDriverState *bs, uint64_t size)
+/* Grow: a larger L1 table if needed, then the new size in the header
+ * (each failure with the reference's message). */
+static int coroutine_fn set_size(BlockDriverState *bs, uint64_t size,
+                                 Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
     uint8_t b[8];
@@ -300,14 +302,17 @@ static int coroutine_fn set_size(BlockDriverState *bs, uint64_t size)
                                                    s->l2_bits, size), true);
     co_mutex_unlock(&s->lock);
     if (ret < 0) {
+        error_setg_errno(errp, -ret, "Failed to grow the L1 table");
         return ret;
     }
     q_st64(b, size);
     ret = q_pwrite(bs->file, 24, 8, b);
-    if (ret == 0) {
-        s->h.size = size;
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Failed to update the image size");
+        return ret;
     }
-    return ret;
+    s->h.size = size;
+    return 0;
 }
 
 /* Growing over a longer backing file: the new area must read as zeroes,
@@ -482,9 +487,8 @@ int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
         error_setg_errno(errp, ENOTSUP, "Failed to zero out new clusters");
         return -ENOTSUP;
     }
-    ret = set_size(bs, offset);
+    ret = set_size(bs, offset, errp);
     if (ret < 0) {
-        error_setg_errno(errp, -ret, "Failed to update the image size");
         return ret;
     }
     if (external && prealloc == PREALLOC_MODE_OFF) {

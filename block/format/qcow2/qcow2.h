@@ -458,6 +458,7 @@ void coroutine_fn qcow2_free_l2_entry_pass(BlockDriverState *bs, uint64_t l2e,
                                            bool pass);
 int coroutine_fn qcow2_check_metadata_overlap(BlockDriverState *bs, int ign,
                                               uint64_t offset, uint64_t size);
+int coroutine_fn qcow2_refuse_header_alloc(BlockDriverState *bs);
 int coroutine_fn qcow2_pre_write_overlap_check(BlockDriverState *bs, int ign,
                                                uint64_t offset,
                                                uint64_t size);

@@ -634,6 +634,20 @@ int64_t coroutine_fn qcow2_alloc_clusters_at0(BlockDriverState *bs,
     return (uint64_t)c << s->cluster_bits;
 }
 
+/* Metadata just allocated at offset 0 (the header's refcount damaged):
+ * the reference writes the allocation's refcounts, then its overlap
+ * check refuses the write and marks the image corrupt; the header's
+ * cluster is left counted once, which a later check finds right. */
+int coroutine_fn qcow2_refuse_header_alloc(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    qcow2_cache_flush(bs, &s->refcount_cache);
+    qcow2_signal_corruption(bs, "Preventing invalid write on metadata "
+                            "(overlaps with qcow2_header)");
+    return -EIO;
+}
+
 /* Fresh clusters never at offset 0: there the reference's overlap check
  * stops the write on the header; strata stops it whatever the check
  * options say, with the same message. */

@@ -73,7 +73,10 @@ static int coroutine_fn rc_alloc_block(BlockDriverState *bs, RcWalk *w,
         w->size = n;
     }
     if (!w->table[w->index]) {
-        int64_t off = qcow2_alloc_clusters(bs, s->cluster_size);
+        /* as the reference: a block allocated at offset 0 (the header's
+         * refcount damaged) leaves the entry empty, so the next walk
+         * allocates again, and the header is counted */
+        int64_t off = qcow2_alloc_clusters_at0(bs, s->cluster_size);
         if (off < 0) {
             error_setg_errno(errp, -off, "Failed to allocate refblock");
             return off;
@@ -249,7 +252,7 @@ static int coroutine_fn rc_allocate(BlockDriverState *bs, RcWalk *w,
             if (*rt_off > 0) {
                 qcow2_free_clusters(bs, *rt_off, *rt_size * 8, false);
             }
-            *rt_off = qcow2_alloc_clusters(bs, w->size * 8);
+            *rt_off = qcow2_alloc_clusters_at0(bs, w->size * 8);
             if (*rt_off < 0) {
                 error_setg_errno(errp, -*rt_off, "Failed to allocate the "
                                  "new reftable");
