@@ -246,16 +246,17 @@ static bool l2_table_shared(BDRVQcow2State *s, uint64_t pos)
 
 /* Discard whole clusters [offset, offset + bytes) (lock held); the freed
  * clusters are discarded in the file when @pass_always (a shrink) or as
- * pass-discard-request says. */
-int coroutine_fn qcow2_discard_range(BlockDriverState *bs, uint64_t offset,
-                                     uint64_t bytes, bool full_discard,
-                                     bool pass_always)
+ * pass-discard-request says.  @alloc_l2 gives every L1 entry of the range
+ * an L2 table of its own first, even a full discard's. */
+static int coroutine_fn discard_range(BlockDriverState *bs, uint64_t offset,
+                                      uint64_t bytes, bool full_discard,
+                                      bool pass_always, bool alloc_l2)
 {
     BDRVQcow2State *s = bs->opaque;
 
     for (uint64_t pos = offset; pos < offset + bytes; pos += s->cluster_size) {
         void *l2;
-        bool alloc = !full_discard || l2_table_shared(s, pos);
+        bool alloc = alloc_l2 || !full_discard || l2_table_shared(s, pos);
         int idx, ret = qcow2_get_l2_table(bs, pos, alloc, &l2, &idx);
 
         if (ret < 0) {
@@ -269,6 +270,23 @@ int coroutine_fn qcow2_discard_range(BlockDriverState *bs, uint64_t offset,
         qcow2_cache_put(&s->l2_cache, &l2);
     }
     return 0;
+}
+
+int coroutine_fn qcow2_discard_range(BlockDriverState *bs, uint64_t offset,
+                                     uint64_t bytes, bool full_discard,
+                                     bool pass_always)
+{
+    return discard_range(bs, offset, bytes, full_discard, pass_always, false);
+}
+
+/* The reference discards a shrink's cropped range through its L2 tables,
+ * giving a table to each L1 entry without one (the temporary tables are
+ * freed with the cropped L1 entries, but take free clusters in between,
+ * which end up zeroed, and the kept last entry keeps its new table). */
+int coroutine_fn qcow2_discard_cropped(BlockDriverState *bs, uint64_t offset,
+                                       uint64_t bytes)
+{
+    return discard_range(bs, offset, bytes, true, true, true);
 }
 
 int coroutine_fn qcow2_co_pdiscard(BlockDriverState *bs, int64_t offset,
