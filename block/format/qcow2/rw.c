@@ -264,6 +264,44 @@ static uint64_t cow_grain(BDRVQcow2State *s, const ClusterState *c)
     return s->cluster_size;
 }
 
+/* Extended L2, a host cluster shared with a snapshot: as the reference,
+ * the copy spans from the first allocated subcluster (or the write's
+ * start) to the last (or the write's end), and the zero and unallocated
+ * subclusters outside that span stay as they are. */
+static bool cow_spans_alloc(BDRVQcow2State *s, const ClusterState *c)
+{
+    return s->extended_l2 && !c->in_place &&
+           (c->type == QCOW2_CLUSTER_NORMAL ||
+            c->type == QCOW2_CLUSTER_ZERO_ALLOC);
+}
+
+/* Where in the cluster the copy before a write starting at @a begins. */
+static uint64_t cow_head(BDRVQcow2State *s, const ClusterState *c,
+                         uint64_t a)
+{
+    uint32_t alloc = c->bitmap & 0xffffffffU;
+
+    if (cow_spans_alloc(s, c)) {
+        uint64_t first = alloc ? (uint64_t)__builtin_ctz(alloc) : 32;
+        return MIN(a >> s->subcluster_bits, first) << s->subcluster_bits;
+    }
+    return ROUND_DOWN(a, cow_grain(s, c));
+}
+
+/* Where in the cluster the copy after a write ending at @b ends. */
+static uint64_t cow_tail(BDRVQcow2State *s, const ClusterState *c,
+                         uint64_t b)
+{
+    uint32_t alloc = c->bitmap & 0xffffffffU;
+
+    if (cow_spans_alloc(s, c)) {
+        uint64_t last = alloc ? 32 - (uint64_t)__builtin_clz(alloc) : 0;
+        uint64_t end = MAX(DIV_ROUND_UP(b, s->subcluster_size), last);
+        return end << s->subcluster_bits;
+    }
+    return MIN(ROUND_UP(b, cow_grain(s, c)), s->cluster_size);
+}
+
 /* Alloc bits of the subclusters covering [start, end) in a cluster. */
 static uint64_t sc_mask(BDRVQcow2State *s, uint64_t start, uint64_t end)
 {
@@ -302,7 +340,8 @@ static void plan_update_l2(BlockDriverState *bs, AllocPlan *p, uint8_t *l2)
         qcow2_set_l2_entry(s, l2, p->idx + i, host | QCOW_OFLAG_COPIED);
         if (s->extended_l2) {
             uint64_t m = sc_mask(s, a, b), bm = c.bitmap;
-            if (cow_grain(s, &c) == s->cluster_size) {
+            if (cow_grain(s, &c) == s->cluster_size &&
+                !cow_spans_alloc(s, &c)) {
                 bm = 0;
                 m = 0xffffffffULL;
             }
@@ -453,7 +492,6 @@ static void make_plan(BDRVQcow2State *s, uint8_t *l2, int idx,
 {
     ClusterState c0 = cluster_state(s, l2, idx);
     uint64_t cstart = qcow2_start_of_cluster(s, offset);
-    uint64_t grain = cow_grain(s, &c0);
     int n = 1;
 
     p->idx = idx;
@@ -472,13 +510,11 @@ static void make_plan(BDRVQcow2State *s, uint8_t *l2, int idx,
     }
     p->n = n;
     p->bytes = MIN(bytes, cstart + ((uint64_t)n << s->cluster_bits) - offset);
-    p->ws = ROUND_DOWN(offset, grain);
-    p->we = offset + p->bytes;
+    p->ws = cstart + cow_head(s, &c0, offset - cstart);
     {
         ClusterState cl = cluster_state(s, l2, idx + n - 1);
-        uint64_t g2 = cow_grain(s, &cl);
-        p->we = MIN(ROUND_UP(p->we, g2),
-                    cstart + ((uint64_t)n << s->cluster_bits));
+        uint64_t lstart = cstart + ((uint64_t)(n - 1) << s->cluster_bits);
+        p->we = lstart + cow_tail(s, &cl, offset + p->bytes - lstart);
     }
 }
 
