@@ -502,7 +502,7 @@ static void make_plan(BDRVQcow2State *s, uint8_t *l2, int idx,
         while (idx + n < s->l2_size &&
                cstart + ((uint64_t)n << s->cluster_bits) < end) {
             ClusterState c = cluster_state(s, l2, idx + n);
-            if (c.in_place || c.type == QCOW2_CLUSTER_COMPRESSED) {
+            if (c.in_place) {
                 break;
             }
             n++;
