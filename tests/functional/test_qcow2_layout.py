@@ -241,3 +241,23 @@ def test_metadata_preallocation_layout(tmp_path, strata_io, ref_qemu_img,
     assert run([ref_qemu_img, 'check', s]).rc == 0
     with open(r, 'rb') as f, open(s, 'rb') as g:
         assert f.read() == g.read()
+
+
+@pytest.mark.parametrize('opts', ['discard-no-unref=on',
+                                  'discard-no-unref=on,discard=unmap'])
+def test_zero_unmap_keeps_cluster_with_discard_no_unref(
+        tmp_path, strata_io, ref_qemu_img, ref_qemu_io, opts):
+    """write -z -u with discard-no-unref keeps the image's own clusters
+    allocated (zero flag set), as the reference: the same file."""
+    r, s = str(tmp_path / 'r.qcow2'), str(tmp_path / 's.qcow2')
+    for p in (r, s):
+        assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
+                    'cluster_size=16k', p, '128k']).rc == 0
+    args = ['-c', 'write -P 0x5b 4097 64k', '-c', 'write -z -u 0 60k',
+            '-c', 'write -P 1 1k 512']
+    for tool, p in ((ref_qemu_io, r), (strata_io, s)):
+        assert run([tool, *args, '--image-opts',
+                    f'driver=qcow2,file.filename={p},{opts}']).rc == 0
+    assert run([ref_qemu_img, 'check', s]).rc == 0
+    with open(r, 'rb') as f, open(s, 'rb') as g:
+        assert f.read() == g.read()

@@ -8,10 +8,11 @@
 
 #define L2_BITMAP_ALL_ZEROES 0xffffffff00000000ULL
 
-/* Zero one whole cluster's entry; @unmap releases its host cluster.
+/* Zero one whole cluster's entry; @unmap releases its host cluster
+ * (with discard-no-unref an own cluster stays allocated, zero).
  * False when the entry already said so (the table stays clean). */
-static bool zero_cluster(BlockDriverState *bs, uint8_t *l2, int idx,
-                         bool unmap)
+static bool coroutine_fn zero_cluster(BlockDriverState *bs, uint8_t *l2,
+                                      int idx, bool unmap)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t old = qcow2_l2_entry(s, l2, idx);
@@ -21,7 +22,11 @@ static bool zero_cluster(BlockDriverState *bs, uint8_t *l2, int idx,
                (old & QCOW_OFLAG_COPIED);
     uint64_t ne;
 
-    unmap = unmap || !own;
+    /* discard-no-unref: an own cluster keeps its reference, as in the
+     * reference (its data is still discarded when requests pass) */
+    bool keep = unmap && own && s->discard_no_unref;
+
+    unmap = (unmap || !own) && !keep;
     ne = unmap ? 0 : (old & L2E_OFFSET_MASK) | QCOW_OFLAG_COPIED;
     if (!s->extended_l2) {
         ne |= QCOW_OFLAG_ZERO;
@@ -35,6 +40,9 @@ static bool zero_cluster(BlockDriverState *bs, uint8_t *l2, int idx,
         /* dirty first: the lowered refcount waits for this table */
         qcow2_cache_mark_dirty(&s->l2_cache, l2);
         qcow2_free_l2_entry(bs, old);
+    } else if (keep && s->discard_passthrough_request) {
+        bdrv_co_pdiscard(s->data_file, old & L2E_OFFSET_MASK,
+                         s->cluster_size);
     }
     return true;
 }
