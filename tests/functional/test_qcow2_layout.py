@@ -261,3 +261,4 @@ def test_zero_unmap_keeps_cluster_with_discard_no_unref(
     assert run([ref_qemu_img, 'check', s]).rc == 0
     with open(r, 'rb') as f, open(s, 'rb') as g:
         assert f.read() == g.read()
+

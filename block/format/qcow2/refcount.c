@@ -368,7 +368,8 @@ static void install_reftable(BlockDriverState *bs, const uint8_t *table,
     }
     s->h.refcount_table_offset = off;
     s->h.refcount_table_clusters = nt;
-    qcow2_free_clusters(bs, old_off, old_clusters * s->cluster_size, false);
+    qcow2_free_clusters(bs, old_off, old_clusters * s->cluster_size,
+                        s->discard_passthrough_other);
 }
 
 /* A table for index @ti, whose new block (written) is cluster @c: the
