@@ -418,22 +418,39 @@ static int coroutine_fn blkdebug_co_pwritev(BlockDriverState *bs,
     return ret ? ret : bdrv_co_pwritev(s->image, offset, bytes, qiov, flags);
 }
 
+/* Requests smaller than the zero alignment (the unaligned head and tail
+ * the core splits off) are refused before any rule, as the reference's
+ * blkdebug does, so the core's fallback to written zeroes gets tested. */
 static int coroutine_fn blkdebug_co_pwrite_zeroes(BlockDriverState *bs,
                                                   int64_t offset,
                                                   int64_t bytes,
                                                   BdrvRequestFlags flags)
 {
     BlkdebugNode *s = bs->opaque;
-    int ret = blkdebug_check(bs, offset, bytes, BLKDBG_IO_WRITE_ZEROES);
+    uint64_t align = MAX(bs->bl.request_alignment,
+                         bs->bl.pwrite_zeroes_alignment);
+    int ret;
+
+    if ((uint64_t)bytes < align) {
+        return -ENOTSUP;
+    }
+    ret = blkdebug_check(bs, offset, bytes, BLKDBG_IO_WRITE_ZEROES);
 
     return ret ? ret : bdrv_co_pwrite_zeroes(s->image, offset, bytes, flags);
 }
 
+/* A discard smaller than the request alignment is refused before any
+ * rule, as the reference's blkdebug does (discard is advisory). */
 static int coroutine_fn blkdebug_co_pdiscard(BlockDriverState *bs,
                                              int64_t offset, int64_t bytes)
 {
     BlkdebugNode *s = bs->opaque;
-    int ret = blkdebug_check(bs, offset, bytes, BLKDBG_IO_DISCARD);
+    int ret;
+
+    if ((uint64_t)bytes < bs->bl.request_alignment) {
+        return -ENOTSUP;
+    }
+    ret = blkdebug_check(bs, offset, bytes, BLKDBG_IO_DISCARD);
 
     return ret ? ret : bdrv_co_pdiscard(s->image, offset, bytes);
 }

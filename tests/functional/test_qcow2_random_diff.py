@@ -701,6 +701,19 @@ def test_fixed_difference(case, dirs):
     assert verdict in OK, (case, verdict, info)
 
 
+# seeds of long explorations that differed: a shrink's temporary L2
+# tables (541, 887), write -z -u with discard-no-unref (601), metadata
+# preallocation placement after a shrink (1782)
+@pytest.mark.parametrize('seed', [541, 601, 887, 1782])
+def test_former_difference_seed(seed, dirs):
+    ref, our, base = dirs
+    case = gen(seed)
+    verdict, info = run_pair(ref, our, case, base)
+    if verdict == 'refcrash':
+        pytest.skip(f'reference misbehaves on {case!r}')
+    assert verdict in OK, (case, verdict, info)
+
+
 # ---- exploration driver ----
 
 def explore(ref, our, first, count, out_path, layer='io'):

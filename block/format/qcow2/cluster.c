@@ -184,8 +184,10 @@ static int coroutine_fn switch_l1(BlockDriverState *bs, int64_t off,
     g_free(s->l1_table);
     s->l1_table = tbl;
     if (s->l1_size) {
+        /* a freed table goes to the file as pass-discard-other says */
         qcow2_free_clusters(bs, s->h.l1_table_offset,
-                            ROUND_UP((uint64_t)s->l1_size * 8, 512), false);
+                            ROUND_UP((uint64_t)s->l1_size * 8, 512),
+                            s->discard_passthrough_other);
     }
     s->l1_size = s->h.l1_size = new_size;
     s->h.l1_table_offset = off;
@@ -303,7 +305,8 @@ static int coroutine_fn l2_allocate(BlockDriverState *bs, uint64_t l1i,
         return ret;
     }
     if (old) {
-        qcow2_free_clusters(bs, old, s->cluster_size, false);
+        qcow2_free_clusters(bs, old, s->cluster_size,
+                            s->discard_passthrough_other);
     }
     return 0;
 }

@@ -383,13 +383,8 @@ static int coroutine_fn alloc_all(BlockDriverState *bs, uint64_t from,
     co_mutex_lock(&s->lock);
     while (off < to && ret == 0) {
         uint64_t in = qcow2_offset_into_cluster(s, off);
-        uint64_t hint = s->free_cluster_index;
 
         ret = qcow2_alloc_range(bs, off, to - off, &host, grow);
-        /* a run that needed a new refcount block moves past it and leaves
-         * its first place free: the next run fills that hole, so a
-         * preallocated file does not grow by the holes */
-        s->free_cluster_index = MIN(s->free_cluster_index, hint);
         if (ret > 0 && host) {
             uint64_t n = ROUND_UP((uint64_t)ret + in, s->cluster_size);
             add_run(runs, host - (int64_t)n, host);

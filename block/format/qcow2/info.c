@@ -252,10 +252,10 @@ int qcow2_measure(QDict *opts, BlockDriverState *in_bs,
 /* ---- truncate ---- */
 
 /* After a shrink: the file ends after the last used cluster, as the
- * reference leaves it.  The cached length is rounded up to sectors, so a
- * partly written last cluster that fits in it is grown to its end; one
- * reaching past it (a small bitmap directory at the end of a 64k-cluster
- * file) leaves the file untouched, as the reference does. */
+ * reference leaves it.  As the reference, only a file whose sector-rounded
+ * length goes past that end is cut: one ending inside its last used
+ * cluster (a small bitmap directory at the end of a 64k-cluster file, an
+ * L1 table written only to its own length) stays untouched. */
 static int coroutine_fn trim_file(BlockDriverState *bs, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -281,7 +281,7 @@ static int coroutine_fn trim_file(BlockDriverState *bs, Error **errp)
         }
     }
     co_mutex_unlock(&s->lock);
-    if (ret == 0 && (c << s->cluster_bits) <= (uint64_t)flen) {
+    if (ret == 0 && (c << s->cluster_bits) < (uint64_t)flen) {
         ret = bdrv_co_truncate(bs->file, c << s->cluster_bits, false,
                                PREALLOC_MODE_OFF, 0, errp);
     }
@@ -418,7 +418,7 @@ static int coroutine_fn shrink(BlockDriverState *bs, uint64_t offset,
 
     if (from < end) {
         co_mutex_lock(&s->lock);
-        ret = qcow2_discard_range(bs, from, end - from, true, true);
+        ret = qcow2_discard_cropped(bs, from, end - from);
         if (ret == 0) {
             ret = shrink_l1(bs, offset);
         }

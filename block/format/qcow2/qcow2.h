@@ -537,6 +537,10 @@ int coroutine_fn qcow2_zero_range(BlockDriverState *bs, uint64_t offset,
 int coroutine_fn qcow2_discard_range(BlockDriverState *bs, uint64_t offset,
                                      uint64_t bytes, bool full_discard,
                                      bool pass_always);
+/* A shrink's full discard of [offset, offset + bytes), laid out as the
+ * reference's: L1 entries without an L2 table get one first. */
+int coroutine_fn qcow2_discard_cropped(BlockDriverState *bs, uint64_t offset,
+                                       uint64_t bytes);
 int coroutine_fn qcow2_mark_dirty_if_lazy(BlockDriverState *bs);
 /* Wait (s->lock held) until no allocation in flight touches the clusters
  * of [offset, offset + bytes). */

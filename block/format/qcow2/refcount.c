@@ -176,14 +176,16 @@ static int coroutine_fn write_reftable_entry(BlockDriverState *bs,
                                    BLKDBG_REFBLOCK_ALLOC_HOOKUP);
 }
 
-static int coroutine_fn grow_reftable(BlockDriverState *bs, uint64_t min_ti);
+static int coroutine_fn grow_reftable(BlockDriverState *bs, uint64_t ti,
+                                      uint64_t c);
 static int coroutine_fn ensure_refblock(BlockDriverState *bs, uint64_t ti);
 static int coroutine_fn change_refcounts(BlockDriverState *bs, uint64_t first,
                                          uint64_t n, int64_t addend);
 
 /* A new, empty refcount block for table index @ti at cluster @c; when it
  * describes itself its own refcount is 1.  Written and referenced in the
- * table before it is used. */
+ * table before it is used (past the table's end: written only, the
+ * caller grows the table around it). */
 static int coroutine_fn make_refblock(BlockDriverState *bs, uint64_t ti,
                                       uint64_t c)
 {
@@ -224,8 +226,8 @@ static int coroutine_fn make_refblock(BlockDriverState *bs, uint64_t ti,
     qcow2_cache_put(&s->refcount_cache, &block);
     bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_WRITE);
     ret = qcow2_cache_flush(bs, &s->refcount_cache);
-    if (ret < 0) {
-        return ret;
+    if (ret < 0 || ti >= s->refcount_table_size) {
+        return ret;     /* past the table: the grown table takes it */
     }
     s->refcount_table[ti] = off;
     qcow2_note_reftable(s, ti);
@@ -238,7 +240,8 @@ static int coroutine_fn make_refblock(BlockDriverState *bs, uint64_t ti,
 
 /* Make sure the refcount block for @ti exists.  -EAGAIN: one was made (or
  * the table grew), the caller must search again since the new metadata
- * may sit where it wanted to allocate. */
+ * may sit where it wanted to allocate.  As the reference, the block takes
+ * the first free cluster even when the table must grow for it. */
 static int coroutine_fn ensure_refblock(BlockDriverState *bs, uint64_t ti)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -246,13 +249,11 @@ static int coroutine_fn ensure_refblock(BlockDriverState *bs, uint64_t ti)
     int64_t c;
     int ret;
 
-    if (ti >= s->refcount_table_size) {
-        ret = grow_reftable(bs, ti);
-        return ret < 0 ? ret : -EAGAIN;
-    }
-    ret = refblock_offset(bs, ti, &off);
-    if (ret < 0 || off) {
-        return ret;
+    if (ti < s->refcount_table_size) {
+        ret = refblock_offset(bs, ti, &off);
+        if (ret < 0 || off) {
+            return ret;
+        }
     }
     c = find_free(bs, 1);
     if (c < 0) {
@@ -263,59 +264,62 @@ static int coroutine_fn ensure_refblock(BlockDriverState *bs, uint64_t ti)
                                 "refcount block at offset 0");
         return -EIO;
     }
-    if ((uint64_t)(c >> s->refblock_bits) >= s->refcount_table_size) {
-        ret = grow_reftable(bs, c >> s->refblock_bits);
-        return ret < 0 ? ret : -EAGAIN;
-    }
     s->free_cluster_index = MAX(s->free_cluster_index, (uint64_t)c + 1);
     ret = make_refblock(bs, ti, c);
+    if (ret == 0 && ti >= s->refcount_table_size) {
+        ret = grow_reftable(bs, ti, c);
+    }
     return ret < 0 ? ret : -EAGAIN;
 }
 
-/* ---- reftable growth: new blocks + table in a self-describing area
- * at the end of what the current table covers ---- */
+/* ---- reftable growth, laid out as the reference's: the new blocks,
+ * then the new table, in a self-describing area that starts at the first
+ * refcount block boundary past the blocks in use ---- */
 
-/* Sizes of the area: @nb new blocks and @nt table clusters. */
-static void growth_plan(BDRVQcow2State *s, uint64_t area, uint64_t min_ti,
-                        uint64_t *nb, uint64_t *nt)
+/* Refcount blocks that count @clusters clusters plus these blocks and a
+ * table for them (a fixed point); @generous first adds half the table's
+ * clusters, the margin the reference gives a grown table. */
+static uint64_t refblocks_needed(BDRVQcow2State *s, uint64_t clusters,
+                                 bool generous)
 {
-    uint64_t b = 0, t = 0, entries;
+    uint64_t per_block = 1ULL << s->refblock_bits;
+    uint64_t per_table_cluster = s->cluster_size / 8;
+    uint64_t blocks = 0, table = 0, n = 0, last;
 
-    for (int iter = 0; iter < 64; iter++) {
-        uint64_t end = area + b + t;
-        uint64_t last_ti = (end ? end - 1 : 0) >> s->refblock_bits;
-        uint64_t nb2 = last_ti - (area >> s->refblock_bits) + 1;
-        entries = MAX(MAX(min_ti, last_ti) + 1,
-                      s->refcount_table_size + s->refcount_table_size / 2);
-        uint64_t nt2 = DIV_ROUND_UP(entries * 8, s->cluster_size);
-        if (nb2 == b && nt2 == t) {
-            break;
+    do {
+        last = n;
+        blocks = DIV_ROUND_UP(clusters + table + blocks, per_block);
+        table = DIV_ROUND_UP(blocks, per_table_cluster);
+        n = clusters + blocks + table;
+        if (n == last && generous) {
+            clusters += DIV_ROUND_UP(table, 2);
+            n = 0;
+            generous = false;
         }
-        b = nb2;
-        t = nt2;
-    }
-    *nb = b;
-    *nt = t;
+    } while (n != last);
+    return blocks;
 }
 
-/* Write the new blocks (refcounts of the area set) and the new table. */
+/* Write the @nb new blocks (table indexes from @area's on, refcounts of
+ * the area's own clusters set) and the @nt clusters of the new table. */
 static int coroutine_fn write_growth_area(BlockDriverState *bs, uint64_t area,
                                           uint64_t nb, uint64_t nt,
                                           uint8_t *table)
 {
     BDRVQcow2State *s = bs->opaque;
-    uint64_t first_ti = area >> s->refblock_bits;
+    uint64_t first_ti = area >> s->refblock_bits, end = area + nb + nt;
+    g_autofree uint8_t *blk = g_malloc(s->cluster_size);
     int ret;
 
     for (uint64_t k = 0; k < nb; k++) {
         uint64_t ti = first_ti + k;
-        g_autofree uint8_t *blk = g_malloc0(s->cluster_size);
+        uint64_t lo = MAX(area, ti << s->refblock_bits);
+        uint64_t hi = MIN(end, (ti + 1) << s->refblock_bits);
 
-        for (uint64_t c = area; c < area + nb + nt; c++) {
-            if ((c >> s->refblock_bits) == ti) {
-                qcow2_set_refcount_entry(s, blk,
-                                         c & ((1ULL << s->refblock_bits) - 1), 1);
-            }
+        memset(blk, 0, s->cluster_size);
+        for (uint64_t c = lo; c < hi; c++) {
+            qcow2_set_refcount_entry(s, blk,
+                                     c & ((1ULL << s->refblock_bits) - 1), 1);
         }
         bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_WRITE_BLOCKS);
         ret = q_pwrite(bs->file, (area + k) << s->cluster_bits,
@@ -345,35 +349,14 @@ static int coroutine_fn switch_reftable(BlockDriverState *bs, uint64_t off,
     return ret < 0 ? ret : bdrv_co_flush(bs->file->bs);
 }
 
-static int coroutine_fn grow_reftable(BlockDriverState *bs, uint64_t min_ti)
+/* The new table in memory, the old one's clusters freed. */
+static void install_reftable(BlockDriverState *bs, const uint8_t *table,
+                             uint64_t off, uint64_t nt)
 {
     BDRVQcow2State *s = bs->opaque;
-    uint64_t area = (uint64_t)s->refcount_table_size << s->refblock_bits;
-    uint64_t nb, nt, old_off = s->h.refcount_table_offset;
+    uint64_t old_off = s->h.refcount_table_offset;
     uint64_t old_clusters = s->h.refcount_table_clusters;
-    g_autofree uint8_t *table = NULL;
-    int ret;
 
-    bdrv_debug_event(bs->file, BLKDBG_REFTABLE_GROW);
-    growth_plan(s, area, min_ti, &nb, &nt);
-    if (nt * s->cluster_size > QCOW2_MAX_REFTABLE_SIZE) {
-        return -EFBIG;
-    }
-    ret = qcow2_cache_flush(bs, &s->refcount_cache);
-    if (ret < 0) {
-        return ret;
-    }
-    table = g_malloc0(nt * s->cluster_size);
-    for (uint32_t i = 0; i < s->refcount_table_size; i++) {
-        q_st64(table + i * 8, s->refcount_table[i]);
-    }
-    ret = write_growth_area(bs, area, nb, nt, table);
-    if (ret == 0) {
-        ret = switch_reftable(bs, (area + nb) << s->cluster_bits, nt);
-    }
-    if (ret < 0) {
-        return ret;
-    }
     g_free(s->refcount_table);
     s->refcount_table_size = nt * s->cluster_size / 8;
     s->refcount_table = g_new0(uint64_t, s->refcount_table_size);
@@ -383,10 +366,49 @@ static int coroutine_fn grow_reftable(BlockDriverState *bs, uint64_t min_ti)
             qcow2_note_reftable(s, i);
         }
     }
-    s->h.refcount_table_offset = (area + nb) << s->cluster_bits;
+    s->h.refcount_table_offset = off;
     s->h.refcount_table_clusters = nt;
-    qcow2_free_clusters(bs, old_off, old_clusters * s->cluster_size, false);
-    return 0;
+    qcow2_free_clusters(bs, old_off, old_clusters * s->cluster_size,
+                        s->discard_passthrough_other);
+}
+
+/* A table for index @ti, whose new block (written) is cluster @c: the
+ * area starts past the blocks in use (@ti's and @c's included); the table
+ * has room for half as many blocks again as it needs, in whole clusters. */
+static int coroutine_fn grow_reftable(BlockDriverState *bs, uint64_t ti,
+                                      uint64_t c)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t per_cluster = s->cluster_size / 8;
+    uint64_t used = MAX(ti, c >> s->refblock_bits) + 1;
+    uint64_t area = used << s->refblock_bits;
+    uint64_t total = refblocks_needed(s, area, true);
+    uint64_t entries = ROUND_UP(total + DIV_ROUND_UP(total, 2), per_cluster);
+    uint64_t nt = entries / per_cluster, nb = total - used;
+    g_autofree uint8_t *table = NULL;
+    int ret;
+
+    bdrv_debug_event(bs->file, BLKDBG_REFTABLE_GROW);
+    if (entries * 8 > QCOW2_MAX_REFTABLE_SIZE || ti >= entries) {
+        return -EFBIG;
+    }
+    ret = qcow2_cache_flush(bs, &s->refcount_cache);
+    if (ret < 0) {
+        return ret;
+    }
+    table = g_malloc0(entries * 8);
+    for (uint32_t i = 0; i < MIN(s->refcount_table_size, entries); i++) {
+        q_st64(table + i * 8, s->refcount_table[i]);
+    }
+    q_st64(table + ti * 8, (uint64_t)c << s->cluster_bits);
+    ret = write_growth_area(bs, area, nb, nt, table);
+    if (ret == 0) {
+        ret = switch_reftable(bs, (area + nb) << s->cluster_bits, nt);
+    }
+    if (ret == 0) {
+        install_reftable(bs, table, (area + nb) << s->cluster_bits, nt);
+    }
+    return ret;
 }
 
 /* Whether the refcount block at @off (table index @ti) counts nothing
@@ -576,18 +598,16 @@ int coroutine_fn qcow2_update_refcount(BlockDriverState *bs, uint64_t offset,
     return change_refcounts(bs, first, last - first + 1, addend);
 }
 
-/* Whether cluster @c, which had no refcount block, got one without the
- * table growing: the reference then searches again from @c, while a
- * block that could not be made yet (or a grown table) moves the search
- * on, so that the retries always make progress. */
-static bool made_first_block(BlockDriverState *bs, uint64_t c,
-                             uint64_t old_table_size)
+/* Whether cluster @c, which had no refcount block, got one (made now, the
+ * table grown or not): the reference then searches again from @c, while
+ * a block that could not be made yet moves the search on, so that the
+ * retries always make progress. */
+static bool made_first_block(BlockDriverState *bs, uint64_t c)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t block = 0;
 
-    if (s->refcount_table_size != old_table_size ||
-        (c >> s->refblock_bits) >= s->refcount_table_size) {
+    if ((c >> s->refblock_bits) >= s->refcount_table_size) {
         return false;
     }
     return refblock_offset(bs, c >> s->refblock_bits, &block) == 0 && block;
@@ -597,8 +617,8 @@ static bool made_first_block(BlockDriverState *bs, uint64_t c,
  * header's cluster is found free (a damaged refcount).  As in the
  * reference, a refcount block the run needs is searched for after the
  * run (the free hint has moved past it), and the run is searched again
- * from its old start once its first cluster has a block (made now or
- * before); otherwise (the table grew) from past the new metadata. */
+ * from its old start once its first cluster has a block (made now, with
+ * the table grown or not, or before); otherwise from past it. */
 int64_t coroutine_fn qcow2_alloc_clusters_at0(BlockDriverState *bs,
                                               uint64_t size)
 {
@@ -615,16 +635,15 @@ int64_t coroutine_fn qcow2_alloc_clusters_at0(BlockDriverState *bs,
         if (c < 0) {
             return c;
         }
-        uint64_t table_size = s->refcount_table_size;
-
-        if ((uint64_t)c >> s->refblock_bits < table_size) {
+        if ((uint64_t)c >> s->refblock_bits < s->refcount_table_size) {
             refblock_offset(bs, (uint64_t)c >> s->refblock_bits, &block);
         }
         s->free_cluster_index = c + n;
         ret = qcow2_update_refcount(bs, (uint64_t)c << s->cluster_bits,
                                     n << s->cluster_bits, 1);
-        if (ret == -EAGAIN && (block || made_first_block(bs, c, table_size))) {
-            s->free_cluster_index = c;
+        if (ret == -EAGAIN && (block || made_first_block(bs, c))) {
+            /* not past clusters freed meanwhile (an old table) */
+            s->free_cluster_index = MIN(s->free_cluster_index, (uint64_t)c);
         }
     } while (ret == -EAGAIN);
     if (ret < 0) {

@@ -333,6 +333,17 @@ static uint64_t cow_grain(BDRVQcow2State *s, const ClusterState *c)
     return s->cluster_size;
 }
 
+/* Extended L2, a host cluster shared with a snapshot: as the reference,
+ * the copy spans from the first allocated subcluster (or the write's
+ * start) to the last (or the write's end), and the zero and unallocated
+ * subclusters outside that span stay as they are. */
+static bool cow_spans_alloc(BDRVQcow2State *s, const ClusterState *c)
+{
+    return s->extended_l2 && !c->in_place &&
+           (c->type == QCOW2_CLUSTER_NORMAL ||
+            c->type == QCOW2_CLUSTER_ZERO_ALLOC);
+}
+
 /* Alloc bits of the subclusters covering [start, end) in a cluster. */
 static uint64_t sc_mask(BDRVQcow2State *s, uint64_t start, uint64_t end)
 {
@@ -372,7 +383,8 @@ static void plan_update_l2(BlockDriverState *bs, AllocPlan *p, uint8_t *l2)
         qcow2_set_l2_entry(s, l2, p->idx + i, host | QCOW_OFLAG_COPIED);
         if (s->extended_l2) {
             uint64_t m = sc_mask(s, a, b), bm = c.bitmap;
-            if (cow_grain(s, &c) == s->cluster_size) {
+            if (cow_grain(s, &c) == s->cluster_size &&
+                !cow_spans_alloc(s, &c)) {
                 bm = 0;
                 m = 0xffffffffULL;
             }

@@ -8,10 +8,11 @@
 
 #define L2_BITMAP_ALL_ZEROES 0xffffffff00000000ULL
 
-/* Zero one whole cluster's entry; @unmap releases its host cluster.
+/* Zero one whole cluster's entry; @unmap releases its host cluster
+ * (with discard-no-unref an own cluster stays allocated, zero).
  * False when the entry already said so (the table stays clean). */
-static bool zero_cluster(BlockDriverState *bs, uint8_t *l2, int idx,
-                         bool unmap)
+static bool coroutine_fn zero_cluster(BlockDriverState *bs, uint8_t *l2,
+                                      int idx, bool unmap)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t old = qcow2_l2_entry(s, l2, idx);
@@ -21,7 +22,11 @@ static bool zero_cluster(BlockDriverState *bs, uint8_t *l2, int idx,
                (old & QCOW_OFLAG_COPIED);
     uint64_t ne;
 
-    unmap = unmap || !own;
+    /* discard-no-unref: an own cluster keeps its reference, as in the
+     * reference (its data is still discarded when requests pass) */
+    bool keep = unmap && own && s->discard_no_unref;
+
+    unmap = (unmap || !own) && !keep;
     ne = unmap ? 0 : (old & L2E_OFFSET_MASK) | QCOW_OFLAG_COPIED;
     if (!s->extended_l2) {
         ne |= QCOW_OFLAG_ZERO;
@@ -35,6 +40,9 @@ static bool zero_cluster(BlockDriverState *bs, uint8_t *l2, int idx,
         /* dirty first: the lowered refcount waits for this table */
         qcow2_cache_mark_dirty(&s->l2_cache, l2);
         qcow2_free_l2_entry(bs, old);
+    } else if (keep && s->discard_passthrough_request) {
+        bdrv_co_pdiscard(s->data_file, old & L2E_OFFSET_MASK,
+                         s->cluster_size);
     }
     return true;
 }
@@ -246,16 +254,17 @@ static bool l2_table_shared(BDRVQcow2State *s, uint64_t pos)
 
 /* Discard whole clusters [offset, offset + bytes) (lock held); the freed
  * clusters are discarded in the file when @pass_always (a shrink) or as
- * pass-discard-request says. */
-int coroutine_fn qcow2_discard_range(BlockDriverState *bs, uint64_t offset,
-                                     uint64_t bytes, bool full_discard,
-                                     bool pass_always)
+ * pass-discard-request says.  @alloc_l2 gives every L1 entry of the range
+ * an L2 table of its own first, even a full discard's. */
+static int coroutine_fn discard_range(BlockDriverState *bs, uint64_t offset,
+                                      uint64_t bytes, bool full_discard,
+                                      bool pass_always, bool alloc_l2)
 {
     BDRVQcow2State *s = bs->opaque;
 
     for (uint64_t pos = offset; pos < offset + bytes; pos += s->cluster_size) {
         void *l2;
-        bool alloc = !full_discard || l2_table_shared(s, pos);
+        bool alloc = alloc_l2 || !full_discard || l2_table_shared(s, pos);
         int idx, ret = qcow2_get_l2_table(bs, pos, alloc, &l2, &idx);
 
         if (ret < 0) {
@@ -269,6 +278,23 @@ int coroutine_fn qcow2_discard_range(BlockDriverState *bs, uint64_t offset,
         qcow2_cache_put(&s->l2_cache, &l2);
     }
     return 0;
+}
+
+int coroutine_fn qcow2_discard_range(BlockDriverState *bs, uint64_t offset,
+                                     uint64_t bytes, bool full_discard,
+                                     bool pass_always)
+{
+    return discard_range(bs, offset, bytes, full_discard, pass_always, false);
+}
+
+/* The reference discards a shrink's cropped range through its L2 tables,
+ * giving a table to each L1 entry without one (the temporary tables are
+ * freed with the cropped L1 entries, but take free clusters in between,
+ * which end up zeroed, and the kept last entry keeps its new table). */
+int coroutine_fn qcow2_discard_cropped(BlockDriverState *bs, uint64_t offset,
+                                       uint64_t bytes)
+{
+    return discard_range(bs, offset, bytes, true, true, true);
 }
 
 int coroutine_fn qcow2_co_pdiscard(BlockDriverState *bs, int64_t offset,
