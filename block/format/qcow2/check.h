@@ -70,6 +70,7 @@ struct CheckState {
     uint8_t *rb_buf[RB_CACHE_LEN];
     int rb_next, rb_last;
     GArray *snapshots;            /* Snapshot */
+    Qcow2Window sn_win;           /* the snapshot table, while it is read */
     uint64_t snapshots_size;
     uint8_t *win;                 /* L2 tables read together */
     int win_len;
