@@ -665,9 +665,30 @@ static void snapshot_clear(gpointer p)
 {
     Snapshot *sn = p;
 
-    g_free(sn->id);
-    g_free(sn->name);
+    g_free(sn->id);             /* sn->name lives in the same block */
     g_free(sn->unknown_extra);
+}
+
+/* ID and name of an entry, both in one block (the table may hold tens
+ * of thousands of entries): the ID's NUL goes between them. */
+static int coroutine_fn read_snapshot_strings(CheckState *c, uint64_t pos,
+                                              uint16_t id_len,
+                                              uint16_t name_len, Snapshot *sn)
+{
+    char *strs = g_malloc((size_t)id_len + name_len + 2);
+    int ret = qcow2_window_read(&c->sn_win, pos,
+                                (size_t)id_len + name_len, strs);
+
+    if (ret < 0) {
+        g_free(strs);
+        return ret;
+    }
+    memmove(strs + id_len + 1, strs + id_len, name_len);
+    strs[id_len] = 0;
+    strs[id_len + 1 + name_len] = 0;
+    sn->id = strs;
+    sn->name = strs + id_len + 1;
+    return 0;
 }
 
 /* The reference's words for a table it could not read. */
@@ -756,7 +777,6 @@ static int coroutine_fn read_snapshot(CheckState *c, uint32_t i,
 {
     uint16_t id_len, name_len;
     uint32_t extra;
-    g_autofree char *strs = NULL;
     bool cut = false;
     int ret = read_snapshot_header(c, *pos, sn, &id_len, &name_len);
 
@@ -771,16 +791,13 @@ static int coroutine_fn read_snapshot(CheckState *c, uint32_t i,
         ret = read_snapshot_extra(c, *pos + SN_HEADER_LEN, sn, cut);
     }
     if (ret == 0) {
-        strs = g_malloc0((size_t)id_len + name_len + 2);
-        ret = qcow2_window_read(&c->sn_win, *pos + SN_HEADER_LEN + extra,
-                                (size_t)id_len + name_len, strs);
+        ret = read_snapshot_strings(c, *pos + SN_HEADER_LEN + extra, id_len,
+                                    name_len, sn);
     }
     if (ret < 0) {
         report_snapshot_read_error(ret);
         return ret;
     }
-    sn->id = g_strndup(strs, id_len);
-    sn->name = g_strndup(strs + id_len, name_len);
     *pos += SN_HEADER_LEN + extra + id_len + name_len;
     *len += SN_HEADER_LEN + sn->extra + id_len + name_len;
     return 0;

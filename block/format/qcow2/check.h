@@ -43,7 +43,7 @@ typedef struct Snapshot {
     uint64_t l1_offset;
     uint32_t l1_size;
     uint32_t extra;               /* extra data bytes (as kept) */
-    char *id, *name;
+    char *id, *name;              /* one block: free id only */
     /* what a rewritten table needs (check -r all, repair.c) */
     uint32_t date_sec, date_nsec;
     uint64_t vm_clock, vm_state_size, disk_size, icount;
