@@ -831,14 +831,14 @@ static void publish_snapshot_table(CheckState *c)
     if (!s->inactive_l1) {
         s->inactive_l1 = g_array_new(false, false, sizeof(Qcow2InactiveL1));
     }
-    g_array_set_size(s->inactive_l1, 0);
+    g_array_set_size(s->inactive_l1, c->snapshots->len);
     for (guint i = 0; i < c->snapshots->len; i++) {
         Snapshot *sn = &g_array_index(c->snapshots, Snapshot, i);
         /* 32-bit byte count, wrapping as the open-time list does */
         uint32_t bytes = sn->l1_size * 8u;
-        Qcow2InactiveL1 l1 = { sn->l1_offset, bytes / 8 };
 
-        g_array_append_val(s->inactive_l1, l1);
+        g_array_index(s->inactive_l1, Qcow2InactiveL1, i) =
+            (Qcow2InactiveL1) { sn->l1_offset, bytes / 8 };
     }
 }
 
@@ -920,10 +920,13 @@ static int coroutine_fn read_snapshots(CheckState *c)
     uint32_t nb = c->s->h.nb_snapshots;
     int ret;
 
-    c->snapshots = g_array_new(false, true, sizeof(Snapshot));
-    g_array_set_clear_func(c->snapshots, snapshot_clear);
     c->sn_table_offset = c->s->h.snapshots_offset;
     ret = too_many_snapshots(c, &nb);
+    /* reserved once for the entries the header counts (at most 65536):
+     * growing entry by entry copied the table a dozen times */
+    c->snapshots = g_array_sized_new(false, true, sizeof(Snapshot),
+                                     ret < 0 ? 0 : nb);
+    g_array_set_clear_func(c->snapshots, snapshot_clear);
     if (ret < 0) {
         return ret;
     }

@@ -126,14 +126,16 @@ static void sn_note_inactive_l1(BDRVQcow2State *s)
     if (!s->inactive_l1) {
         s->inactive_l1 = g_array_new(false, false, sizeof(Qcow2InactiveL1));
     }
-    g_array_set_size(s->inactive_l1, 0);
+    /* sized once: appending entry by entry reallocated a table of up
+     * to 65536 entries a dozen times */
+    g_array_set_size(s->inactive_l1, s->nb_snapshots);
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         /* the reference's byte count is 32 bits wide: a hostile size
          * wraps there, and so does the range it guards */
         uint32_t bytes = s->snapshots[i].l1_size * 8u;
-        Qcow2InactiveL1 l1 = { s->snapshots[i].l1_offset, bytes / 8 };
 
-        g_array_append_val(s->inactive_l1, l1);
+        g_array_index(s->inactive_l1, Qcow2InactiveL1, i) =
+            (Qcow2InactiveL1) { s->snapshots[i].l1_offset, bytes / 8 };
     }
 }
 
