@@ -607,6 +607,21 @@ static int coroutine_fn check_l1_entries(CheckState *c, const uint64_t *l1,
     return 0;
 }
 
+/* Entries of an L1 table of @l1_size at @offset that lie inside the
+ * file: those past its end read as zeroes, which reference nothing, so
+ * a hostile size costs no memory beyond the file's length. */
+static uint32_t l1_entries_in_file(CheckState *c, uint64_t offset,
+                                   uint32_t l1_size)
+{
+    uint64_t in_file;
+
+    if (offset >= (uint64_t)c->file_len) {
+        return 0;
+    }
+    in_file = DIV_ROUND_UP((uint64_t)c->file_len - offset, 8);
+    return MIN(in_file, l1_size);
+}
+
 /* An L1 table and everything below it, read from the file (the active
  * one too, as the reference reads it: a repair may have changed the
  * file under the copy in memory). */
@@ -614,7 +629,6 @@ static int coroutine_fn check_l1(CheckState *c, uint64_t offset,
                                  uint32_t l1_size, bool active)
 {
     g_autofree uint64_t *l1 = NULL;
-    g_autofree uint8_t *raw = NULL;
     int ret;
 
     if (!l1_size) {
@@ -624,20 +638,23 @@ static int coroutine_fn check_l1(CheckState *c, uint64_t offset,
     if (ret < 0) {
         return ret;
     }
-    raw = g_try_malloc((size_t)l1_size * 8);
+    l1_size = l1_entries_in_file(c, offset, l1_size);
+    if (!l1_size) {
+        return 0;
+    }
     l1 = g_try_new(uint64_t, l1_size);
-    if (!raw || !l1) {
+    if (!l1) {
         c->res->check_errors++;
         return -ENOMEM;
     }
-    ret = qcow2_read_table(c->bs, offset, (uint64_t)l1_size * 8, raw);
+    ret = qcow2_read_table(c->bs, offset, (uint64_t)l1_size * 8, l1);
     if (ret < 0) {
         fprintf(stderr, "ERROR: I/O error in check_refcounts_l1\n");
         c->res->check_errors++;
         return ret;
     }
     for (uint32_t i = 0; i < l1_size; i++) {
-        l1[i] = q_ld64(raw + (size_t)i * 8);
+        l1[i] = q_ld64((const uint8_t *)&l1[i]);
     }
     return check_l1_entries(c, l1, l1_size, active);
 }
@@ -648,9 +665,30 @@ static void snapshot_clear(gpointer p)
 {
     Snapshot *sn = p;
 
-    g_free(sn->id);
-    g_free(sn->name);
+    g_free(sn->id);             /* sn->name lives in the same block */
     g_free(sn->unknown_extra);
+}
+
+/* ID and name of an entry, both in one block (the table may hold tens
+ * of thousands of entries): the ID's NUL goes between them. */
+static int coroutine_fn read_snapshot_strings(CheckState *c, uint64_t pos,
+                                              uint16_t id_len,
+                                              uint16_t name_len, Snapshot *sn)
+{
+    char *strs = g_malloc((size_t)id_len + name_len + 2);
+    int ret = qcow2_window_read(&c->sn_win, pos,
+                                (size_t)id_len + name_len, strs);
+
+    if (ret < 0) {
+        g_free(strs);
+        return ret;
+    }
+    memmove(strs + id_len + 1, strs + id_len, name_len);
+    strs[id_len] = 0;
+    strs[id_len + 1 + name_len] = 0;
+    sn->id = strs;
+    sn->name = strs + id_len + 1;
+    return 0;
 }
 
 /* The reference's words for a table it could not read. */
@@ -688,7 +726,7 @@ static int coroutine_fn read_snapshot_extra(CheckState *c, uint64_t pos,
 {
     uint8_t e[SN_KNOWN_EXTRA] = { 0 };
     uint32_t known = MIN(sn->extra, SN_KNOWN_EXTRA);
-    int ret = qcow2_read_table(c->bs, pos, known, e);
+    int ret = qcow2_window_read(&c->sn_win, pos, known, e);
 
     if (ret < 0) {
         return ret;
@@ -703,8 +741,8 @@ static int coroutine_fn read_snapshot_extra(CheckState *c, uint64_t pos,
         return 0;
     }
     sn->unknown_extra = g_malloc(sn->extra - SN_KNOWN_EXTRA);
-    return qcow2_read_table(c->bs, pos + SN_KNOWN_EXTRA,
-                            sn->extra - SN_KNOWN_EXTRA, sn->unknown_extra);
+    return qcow2_window_read(&c->sn_win, pos + SN_KNOWN_EXTRA,
+                             sn->extra - SN_KNOWN_EXTRA, sn->unknown_extra);
 }
 
 /* The fixed part of an entry at @pos. */
@@ -713,7 +751,7 @@ static int coroutine_fn read_snapshot_header(CheckState *c, uint64_t pos,
                                              uint16_t *name_len)
 {
     uint8_t h[SN_HEADER_LEN];
-    int ret = qcow2_read_table(c->bs, pos, sizeof(h), h);
+    int ret = qcow2_window_read(&c->sn_win, pos, sizeof(h), h);
 
     if (ret < 0) {
         return ret;
@@ -739,7 +777,6 @@ static int coroutine_fn read_snapshot(CheckState *c, uint32_t i,
 {
     uint16_t id_len, name_len;
     uint32_t extra;
-    g_autofree char *strs = NULL;
     bool cut = false;
     int ret = read_snapshot_header(c, *pos, sn, &id_len, &name_len);
 
@@ -754,16 +791,13 @@ static int coroutine_fn read_snapshot(CheckState *c, uint32_t i,
         ret = read_snapshot_extra(c, *pos + SN_HEADER_LEN, sn, cut);
     }
     if (ret == 0) {
-        strs = g_malloc0((size_t)id_len + name_len + 2);
-        ret = qcow2_read_table(c->bs, *pos + SN_HEADER_LEN + extra,
-                               (uint64_t)id_len + name_len, strs);
+        ret = read_snapshot_strings(c, *pos + SN_HEADER_LEN + extra, id_len,
+                                    name_len, sn);
     }
     if (ret < 0) {
         report_snapshot_read_error(ret);
         return ret;
     }
-    sn->id = g_strndup(strs, id_len);
-    sn->name = g_strndup(strs + id_len, name_len);
     *pos += SN_HEADER_LEN + extra + id_len + name_len;
     *len += SN_HEADER_LEN + sn->extra + id_len + name_len;
     return 0;
@@ -797,14 +831,14 @@ static void publish_snapshot_table(CheckState *c)
     if (!s->inactive_l1) {
         s->inactive_l1 = g_array_new(false, false, sizeof(Qcow2InactiveL1));
     }
-    g_array_set_size(s->inactive_l1, 0);
+    g_array_set_size(s->inactive_l1, c->snapshots->len);
     for (guint i = 0; i < c->snapshots->len; i++) {
         Snapshot *sn = &g_array_index(c->snapshots, Snapshot, i);
         /* 32-bit byte count, wrapping as the open-time list does */
         uint32_t bytes = sn->l1_size * 8u;
-        Qcow2InactiveL1 l1 = { sn->l1_offset, bytes / 8 };
 
-        g_array_append_val(s->inactive_l1, l1);
+        g_array_index(s->inactive_l1, Qcow2InactiveL1, i) =
+            (Qcow2InactiveL1) { sn->l1_offset, bytes / 8 };
     }
 }
 
@@ -886,10 +920,13 @@ static int coroutine_fn read_snapshots(CheckState *c)
     uint32_t nb = c->s->h.nb_snapshots;
     int ret;
 
-    c->snapshots = g_array_new(false, true, sizeof(Snapshot));
-    g_array_set_clear_func(c->snapshots, snapshot_clear);
     c->sn_table_offset = c->s->h.snapshots_offset;
     ret = too_many_snapshots(c, &nb);
+    /* reserved once for the entries the header counts (at most 65536):
+     * growing entry by entry copied the table a dozen times */
+    c->snapshots = g_array_sized_new(false, true, sizeof(Snapshot),
+                                     ret < 0 ? 0 : nb);
+    g_array_set_clear_func(c->snapshots, snapshot_clear);
     if (ret < 0) {
         return ret;
     }
@@ -898,7 +935,10 @@ static int coroutine_fn read_snapshots(CheckState *c)
         c->res->check_errors++;
         return -EINVAL;
     }
+    /* the entries are read through a window: a few requests in all */
+    c->sn_win = (Qcow2Window) { .bs = c->bs, .max = QCOW2_TABLE_WINDOW };
     ret = read_snapshot_entries(c, &nb);
+    qcow2_window_free(&c->sn_win);
     if (ret < 0) {
         return ret;
     }

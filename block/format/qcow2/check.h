@@ -43,7 +43,7 @@ typedef struct Snapshot {
     uint64_t l1_offset;
     uint32_t l1_size;
     uint32_t extra;               /* extra data bytes (as kept) */
-    char *id, *name;
+    char *id, *name;              /* one block: free id only */
     /* what a rewritten table needs (check -r all, repair.c) */
     uint32_t date_sec, date_nsec;
     uint64_t vm_clock, vm_state_size, disk_size, icount;
@@ -70,6 +70,7 @@ struct CheckState {
     uint8_t *rb_buf[RB_CACHE_LEN];
     int rb_next, rb_last;
     GArray *snapshots;            /* Snapshot */
+    Qcow2Window sn_win;           /* the snapshot table, while it is read */
     uint64_t snapshots_size;
     uint8_t *win;                 /* L2 tables read together */
     int win_len;

@@ -80,6 +80,76 @@ int coroutine_fn qcow2_read_table(BlockDriverState *bs, uint64_t offset,
     return n ? q_pread(bs->file, offset, n, buf) : 0;
 }
 
+/* Refill @w at @off with what the file holds there (at least @len
+ * bytes, zero-padded), allocating the buffer once at the size the file
+ * can fill. */
+static int coroutine_fn window_fill(Qcow2Window *w, uint64_t off,
+                                    size_t len, uint64_t in_file)
+{
+    size_t want = MAX(len, (size_t)MIN(in_file, (uint64_t)w->max));
+    int ret;
+
+    if (want > w->size) {
+        uint8_t *p = g_try_realloc(w->buf, want);
+
+        if (!p) {
+            return -ENOMEM;
+        }
+        w->buf = p;
+        w->size = want;
+    }
+    w->len = 0;
+    ret = qcow2_read_table(w->bs, off, want, w->buf);
+    if (ret < 0) {
+        return ret;
+    }
+    w->off = off;
+    w->len = want;
+    return 0;
+}
+
+int coroutine_fn qcow2_window_read(Qcow2Window *w, uint64_t off,
+                                   size_t len, void *buf)
+{
+    int64_t file_len;
+    int ret;
+
+    if (!len) {
+        return 0;
+    }
+    if (w->len && off >= w->off && off - w->off <= w->len &&
+        len <= w->len - (off - w->off)) {
+        memcpy(buf, w->buf + (off - w->off), len);
+        return 0;
+    }
+    file_len = bdrv_co_getlength(w->bs->file->bs);
+    if (file_len < 0) {
+        return file_len;
+    }
+    if (off >= (uint64_t)file_len) {
+        memset(buf, 0, len);
+        return 0;
+    }
+    if (len > w->max) {
+        return qcow2_read_table(w->bs, off, len, buf);
+    }
+    ret = window_fill(w, off, len, (uint64_t)file_len - off);
+    if (ret == -ENOMEM) {
+        return qcow2_read_table(w->bs, off, len, buf);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    memcpy(buf, w->buf, len);
+    return 0;
+}
+
+void qcow2_window_free(Qcow2Window *w)
+{
+    g_clear_pointer(&w->buf, g_free);
+    w->len = w->size = 0;
+}
+
 /* ---- options ---- */
 
 /* Remove "@name" and "@name.*" (a child we do not open). */

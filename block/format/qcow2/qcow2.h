@@ -361,6 +361,27 @@ static inline int coroutine_fn q_pwrite(BdrvChild *c, uint64_t off,
 int coroutine_fn qcow2_read_table(BlockDriverState *bs, uint64_t offset,
                                   uint64_t bytes, void *buf);
 
+/* Many small reads of one table (the snapshot table: an entry is a few
+ * reads) served from one buffered window of up to @max bytes, refilled
+ * when a read leaves it.  The window holds only what the file holds:
+ * reads past its end are zeroes without any I/O, so a hostile count of
+ * entries past the end of a small file costs no memory or reads.
+ * Zero-initialise, set .bs and .max, release with qcow2_window_free(). */
+#define QCOW2_TABLE_WINDOW (1 * MiB)
+
+typedef struct Qcow2Window {
+    BlockDriverState *bs;
+    size_t max;                 /* largest window (bytes) */
+    uint64_t off;               /* file offset of buf[0] */
+    size_t len;                 /* valid bytes in buf (zeroes past EOF) */
+    size_t size;                /* bytes allocated for buf */
+    uint8_t *buf;
+} Qcow2Window;
+
+int coroutine_fn qcow2_window_read(Qcow2Window *w, uint64_t off,
+                                   size_t len, void *buf);
+void qcow2_window_free(Qcow2Window *w);
+
 /* ---- header.c ---- */
 int coroutine_fn qcow2_read_header(BlockDriverState *bs, Error **errp);
 int qcow2_check_header_tables(BlockDriverState *bs, int64_t file_len,

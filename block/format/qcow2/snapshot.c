@@ -24,46 +24,8 @@
 #define SN_EXTRA_KNOWN 24           /* vm_state_size_large, disk_size, icount */
 #define SN_MAX_EXTRA 1024
 #define SN_MAX_TABLE (64 * MiB)
-#define SN_WINDOW (1 * MiB)
 
 /* ---- reading the table ---- */
-
-/* Reads of the table go through a window, so that many small entries
- * cost few requests. */
-typedef struct SnReader {
-    BlockDriverState *bs;
-    uint64_t win_off;
-    size_t win_len;
-    uint8_t *win;
-} SnReader;
-
-/* @len bytes at @off of the file (zeroes past its end). */
-static int coroutine_fn sn_read(SnReader *r, uint64_t off, size_t len,
-                                void *buf)
-{
-    int ret;
-
-    if (!len) {
-        return 0;
-    }
-    if (r->win_len && off >= r->win_off &&
-        off - r->win_off + len <= r->win_len) {
-        memcpy(buf, r->win + (off - r->win_off), len);
-        return 0;
-    }
-    if (len > SN_WINDOW) {
-        return qcow2_read_table(r->bs, off, len, buf);
-    }
-    r->win_len = 0;
-    ret = qcow2_read_table(r->bs, off, SN_WINDOW, r->win);
-    if (ret < 0) {
-        return ret;
-    }
-    r->win_off = off;
-    r->win_len = SN_WINDOW;
-    memcpy(buf, r->win, len);
-    return 0;
-}
 
 static void snapshot_clear(Qcow2Snapshot *sn)
 {
@@ -102,11 +64,11 @@ static void sn_parse_fixed(BDRVQcow2State *s, const uint8_t *h,
 }
 
 /* Read @len bytes at *off as a string (or raw bytes), moving *off. */
-static int coroutine_fn sn_read_bytes(SnReader *r, uint64_t *off,
+static int coroutine_fn sn_read_bytes(Qcow2Window *r, uint64_t *off,
                                       size_t len, char **out)
 {
     char *p = g_malloc(len + 1);
-    int ret = sn_read(r, *off, len, p);
+    int ret = qcow2_window_read(r, *off, len, p);
 
     p[len] = 0;
     *off += len;
@@ -115,12 +77,12 @@ static int coroutine_fn sn_read_bytes(SnReader *r, uint64_t *off,
 }
 
 /* Entry @i at *off (aligned to 8 already); moves *off past it. */
-static int coroutine_fn sn_read_entry(SnReader *r, uint32_t i, uint64_t *off,
+static int coroutine_fn sn_read_entry(Qcow2Window *r, uint32_t i, uint64_t *off,
                                       Qcow2Snapshot *sn, Error **errp)
 {
     BDRVQcow2State *s = r->bs->opaque;
     uint8_t h[SN_HEADER_SIZE], ex[SN_EXTRA_KNOWN] = { 0 };
-    int ret = sn_read(r, *off, sizeof(h), h);
+    int ret = qcow2_window_read(r, *off, sizeof(h), h);
     uint32_t known;
 
     if (ret < 0) {
@@ -134,7 +96,7 @@ static int coroutine_fn sn_read_entry(SnReader *r, uint32_t i, uint64_t *off,
         return -EFBIG;
     }
     known = MIN(q_ld32(h + 36), SN_EXTRA_KNOWN);
-    ret = sn_read(r, *off + sizeof(h), known, ex);
+    ret = qcow2_window_read(r, *off + sizeof(h), known, ex);
     if (ret < 0) {
         goto fail;
     }
@@ -164,14 +126,16 @@ static void sn_note_inactive_l1(BDRVQcow2State *s)
     if (!s->inactive_l1) {
         s->inactive_l1 = g_array_new(false, false, sizeof(Qcow2InactiveL1));
     }
-    g_array_set_size(s->inactive_l1, 0);
+    /* sized once: appending entry by entry reallocated a table of up
+     * to 65536 entries a dozen times */
+    g_array_set_size(s->inactive_l1, s->nb_snapshots);
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         /* the reference's byte count is 32 bits wide: a hostile size
          * wraps there, and so does the range it guards */
         uint32_t bytes = s->snapshots[i].l1_size * 8u;
-        Qcow2InactiveL1 l1 = { s->snapshots[i].l1_offset, bytes / 8 };
 
-        g_array_append_val(s->inactive_l1, l1);
+        g_array_index(s->inactive_l1, Qcow2InactiveL1, i) =
+            (Qcow2InactiveL1) { s->snapshots[i].l1_offset, bytes / 8 };
     }
 }
 
@@ -181,8 +145,8 @@ int coroutine_fn qcow2_read_snapshots(BlockDriverState *bs, bool tolerant,
                                       Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
-    g_autofree uint8_t *win = NULL;
-    SnReader r = { .bs = bs };
+    /* the table is read through a window: entries cost few requests */
+    Qcow2Window r = { .bs = bs, .max = QCOW2_TABLE_WINDOW };
     uint64_t off = s->h.snapshots_offset;
     uint32_t nb = MIN(s->h.nb_snapshots, QCOW2_MAX_SNAPSHOTS);
     int ret = 0;
@@ -193,11 +157,6 @@ int coroutine_fn qcow2_read_snapshots(BlockDriverState *bs, bool tolerant,
         sn_note_inactive_l1(s);
         return 0;
     }
-    win = g_try_malloc(SN_WINDOW);
-    if (!win) {
-        return -ENOMEM;
-    }
-    r.win = win;
     s->snapshots = g_new0(Qcow2Snapshot, nb);
     for (uint32_t i = 0; i < nb; i++) {
         off = ROUND_UP(off, 8);
@@ -217,6 +176,7 @@ int coroutine_fn qcow2_read_snapshots(BlockDriverState *bs, bool tolerant,
             break;
         }
     }
+    qcow2_window_free(&r);
     s->snapshots_size = off - s->h.snapshots_offset;
     sn_note_inactive_l1(s);
     if (ret < 0 && !tolerant) {
