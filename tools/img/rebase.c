@@ -26,8 +26,14 @@
 #include "util/cutils.h"
 #include "util/progress.h"
 
+/* The reference's piece (its buffer): what -p's steps are made of. */
 #define REBASE_BUF_SIZE (2 * 1024 * 1024)
-#define REBASE_WORKERS  2
+/* Our job: four workers of 1 MiB keep both cores busy comparing (two
+ * of 2 MiB left one idle while the other waited on its hand-offs: W8
+ * 0.77x against 0.63-0.67x, docs/benchmarks.md) in the same buffer
+ * memory, so peak RSS stays at the reference's. */
+#define REBASE_CHUNK    (1024 * 1024)
+#define REBASE_WORKERS  4
 /* The reference's rebase prints a line per 2 % moved (commit's per 1 %). */
 #define REBASE_PROGRESS_SKIP 2.0f
 
@@ -705,8 +711,8 @@ static bool rebase_copy(RebaseJob *j, BlockBackend *blk, const char *image,
     int64_t len = blk_getlength(blk);
     BlockJobParams p = {
         .drv = &rebase_job_driver, .opaque = j, .length = len,
-        .chunk = REBASE_BUF_SIZE, .align = j->align,
-        .buf_size = 2 * REBASE_BUF_SIZE, .target = j->top,
+        .chunk = REBASE_CHUNK, .align = j->align,
+        .buf_size = 2 * REBASE_CHUNK, .target = j->top,
         .workers = REBASE_WORKERS, .in_order = true,
         .progress = rebase_progress,
     };
@@ -721,7 +727,7 @@ static bool rebase_copy(RebaseJob *j, BlockBackend *blk, const char *image,
         !chain_length(j->new_blk, a->backing, &j->new_len)) {
         return false;
     }
-    if (j->align > REBASE_BUF_SIZE) {
+    if (j->align > REBASE_CHUNK) {
         p.chunk = j->align;
         p.buf_size = 2 * j->align;
     }
