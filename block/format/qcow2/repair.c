@@ -599,38 +599,43 @@ static size_t snapshot_entry_head(const Snapshot *sn, uint8_t *buf)
     return SN_HEADER_LEN + SN_KNOWN_EXTRA;
 }
 
-/* The entries, piece by piece: padding between them is not written. */
-static int coroutine_fn write_snapshot_entries(CheckState *c, uint64_t off)
+/* The entries laid out in @buf (@size bytes, from snapshot_table_size()),
+ * padding zeroed. */
+static void snapshot_table_fill(CheckState *c, uint8_t *buf, size_t size)
 {
-    uint8_t head[SN_HEADER_LEN + SN_KNOWN_EXTRA];
+    size_t off = 0;
 
     for (guint i = 0; i < c->snapshots->len; i++) {
         Snapshot *sn = &g_array_index(c->snapshots, Snapshot, i);
-        size_t n = snapshot_entry_head(sn, head);
-        uint64_t more = sn->extra > SN_KNOWN_EXTRA ?
-                        sn->extra - SN_KNOWN_EXTRA : 0;
-        int ret;
+        size_t more = sn->extra > SN_KNOWN_EXTRA ?
+                      sn->extra - SN_KNOWN_EXTRA : 0;
 
         off = ROUND_UP(off, 8);
-        ret = q_pwrite(c->bs->file, off, n, head);
-        off += n;
-        if (ret == 0 && more) {
-            ret = q_pwrite(c->bs->file, off, more, sn->unknown_extra);
+        off += snapshot_entry_head(sn, buf + off);
+        if (more) {
+            memcpy(buf + off, sn->unknown_extra, more);
             off += more;
         }
-        if (ret == 0) {
-            ret = q_pwrite(c->bs->file, off, strlen(sn->id), sn->id);
-            off += strlen(sn->id);
-        }
-        if (ret == 0) {
-            ret = q_pwrite(c->bs->file, off, strlen(sn->name), sn->name);
-            off += strlen(sn->name);
-        }
-        if (ret < 0) {
-            return ret;
-        }
+        memcpy(buf + off, sn->id, strlen(sn->id));
+        off += strlen(sn->id);
+        memcpy(buf + off, sn->name, strlen(sn->name));
+        off += strlen(sn->name);
     }
-    return 0;
+    g_assert(off == size);
+}
+
+/* The whole table in one write: a table of tens of thousands of entries
+ * written field by field would be a request per field. */
+static int coroutine_fn write_snapshot_entries(CheckState *c, uint64_t off,
+                                               size_t size)
+{
+    g_autofree uint8_t *buf = g_try_malloc0(size);
+
+    if (size && !buf) {
+        return -ENOMEM;
+    }
+    snapshot_table_fill(c, buf, size);
+    return size ? q_pwrite(c->bs->file, off, size, buf) : 0;
 }
 
 /* Everything written so far on disk (the node's own flush would take
@@ -676,7 +681,7 @@ int coroutine_fn qcow2_repair_snapshot_table(CheckState *c)
         ret = qcow2_pre_write_overlap_check(c->bs, 0, off, size);
     }
     if (ret == 0) {
-        ret = write_snapshot_entries(c, off);
+        ret = write_snapshot_entries(c, off, size);
     }
     if (ret == 0) {
         ret = flush_locked(c->bs);
