@@ -41,16 +41,90 @@ static void qdict_entry_free(QDictEntry *e)
     g_free(e);
 }
 
+static void qdict_chain_free(QDictEntry *e)
+{
+    while (e) {
+        QDictEntry *next = e->next;
+        qdict_entry_free(e);
+        e = next;
+    }
+}
+
 void qdict_destroy_(QDict *d)
 {
-    for (unsigned b = 0; b < QDICT_BUCKETS; b++) {
-        QDictEntry *e = d->table[b];
-        while (e) {
-            QDictEntry *next = e->next;
-            qdict_entry_free(e);
-            e = next;
+    if (d->table) {
+        for (unsigned b = 0; b < QDICT_BUCKETS; b++) {
+            qdict_chain_free(d->table[b]);
         }
     }
+    for (unsigned i = 0; i < d->nslots; i++) {
+        qdict_chain_free(d->slots[i].head);
+    }
+    g_free(d->table);
+    g_free(d->slots);
+}
+
+/* Index of the first small-form slot whose bucket is >= @bucket. */
+static unsigned slot_search(const QDict *d, unsigned bucket)
+{
+    unsigned lo = 0, hi = d->nslots;
+
+    while (lo < hi) {
+        unsigned mid = lo + (hi - lo) / 2;
+        if (d->slots[mid].bucket < bucket) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+/* The small form outgrown: every chain moves into the full table. */
+static void qdict_grow_table(QDict *d)
+{
+    d->table = g_new0(QDictEntry *, QDICT_BUCKETS);
+    for (unsigned i = 0; i < d->nslots; i++) {
+        d->table[d->slots[i].bucket] = d->slots[i].head;
+    }
+    g_clear_pointer(&d->slots, g_free);
+    d->nslots = d->slots_cap = 0;
+}
+
+/* A new slot for @bucket at index @i of the small form. */
+static QDictEntry **slot_insert(QDict *d, unsigned i, unsigned bucket)
+{
+    if (d->nslots == d->slots_cap) {
+        d->slots_cap = d->slots_cap ? d->slots_cap * 2 : 4;
+        d->slots = g_renew(QDictSlot, d->slots, d->slots_cap);
+    }
+    memmove(&d->slots[i + 1], &d->slots[i],
+            (d->nslots - i) * sizeof(d->slots[0]));
+    d->slots[i] = (QDictSlot){ .bucket = bucket, .head = NULL };
+    d->nslots++;
+    return &d->slots[i].head;
+}
+
+/* Where @bucket's chain starts; NULL when it has none and !@create. */
+static QDictEntry **bucket_head(QDict *d, unsigned bucket, bool create)
+{
+    unsigned i;
+
+    if (d->table) {
+        return &d->table[bucket];
+    }
+    i = slot_search(d, bucket);
+    if (i < d->nslots && d->slots[i].bucket == bucket) {
+        return &d->slots[i].head;
+    }
+    if (!create) {
+        return NULL;
+    }
+    if (d->nslots == QDICT_SMALL_BUCKETS) {
+        qdict_grow_table(d);
+        return &d->table[bucket];
+    }
+    return slot_insert(d, i, bucket);
 }
 
 size_t qdict_size(const QDict *d)
@@ -60,7 +134,9 @@ size_t qdict_size(const QDict *d)
 
 static QDictEntry *qdict_find(const QDict *d, const char *key, unsigned bucket)
 {
-    for (QDictEntry *e = d->table[bucket]; e; e = e->next) {
+    QDictEntry **head = bucket_head((QDict *)d, bucket, false);
+
+    for (QDictEntry *e = head ? *head : NULL; e; e = e->next) {
         if (!strcmp(e->key, key)) {
             return e;
         }
@@ -72,6 +148,7 @@ void qdict_put_obj(QDict *d, const char *key, QObject *value)
 {
     unsigned bucket = qdict_bucket_(key);
     QDictEntry *e = qdict_find(d, key, bucket);
+    QDictEntry **head;
 
     g_assert(value);
     if (e) {
@@ -80,11 +157,12 @@ void qdict_put_obj(QDict *d, const char *key, QObject *value)
         e->value = value;
         return;
     }
+    head = bucket_head(d, bucket, true);
     e = g_new0(QDictEntry, 1);
     e->key = g_strdup(key);
     e->value = value;
-    e->next = d->table[bucket];
-    d->table[bucket] = e;
+    e->next = *head;
+    *head = e;
     d->size++;
 }
 
@@ -131,9 +209,9 @@ bool qdict_haskey(const QDict *d, const char *key)
 
 void qdict_del(QDict *d, const char *key)
 {
-    QDictEntry **pp = &d->table[qdict_bucket_(key)];
+    QDictEntry **pp = bucket_head(d, qdict_bucket_(key), false);
 
-    for (; *pp; pp = &(*pp)->next) {
+    for (; pp && *pp; pp = &(*pp)->next) {
         if (!strcmp((*pp)->key, key)) {
             QDictEntry *e = *pp;
             *pp = e->next;
@@ -257,6 +335,15 @@ QList *qdict_get_qlist(const QDict *d, const char *key)
 
 static const QDictEntry *first_from_bucket(const QDict *d, unsigned bucket)
 {
+    if (!d->table) {
+        /* a deleted entry may leave a slot's chain empty */
+        for (unsigned i = slot_search(d, bucket); i < d->nslots; i++) {
+            if (d->slots[i].head) {
+                return d->slots[i].head;
+            }
+        }
+        return NULL;
+    }
     for (unsigned b = bucket; b < QDICT_BUCKETS; b++) {
         if (d->table[b]) {
             return d->table[b];

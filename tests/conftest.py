@@ -44,6 +44,13 @@ def run(argv, **kw):
     return Result(proc)
 
 
+def sanitized(program):
+    """Whether @program is an ASan build (its shadow memory makes address
+    space and RSS limits meaningless)."""
+    with open(os.path.realpath(program), 'rb') as f:
+        return b'__asan_init' in f.read()
+
+
 def built(*parts):
     """Path of a program of the build tree under test; it must exist."""
     path = os.path.join(BUILD, *parts)

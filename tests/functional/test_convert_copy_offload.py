@@ -11,7 +11,7 @@ import tempfile
 
 import pytest
 
-from conftest import run
+from conftest import run, sanitized
 
 
 @pytest.fixture
@@ -38,11 +38,6 @@ def ref_image(ref_img, ref_io, path, fmt, opts='', extra=()):
     for c in LAYOUT + list(extra):
         cmds += ['-c', c]
     assert run([ref_io, '-f', fmt, *cmds, path]).rc == 0
-
-
-def sanitized(program):
-    with open(program, 'rb') as f:
-        return b'__asan_init' in f.read()
 
 
 def copy_calls(argv):

@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from conftest import run
+from conftest import run, sanitized
 
 CS = 65536
 
@@ -409,11 +409,6 @@ def test_header_and_file_damaged(tmp_path, base, ref_qemu_img, our_qemu_img,
                                  case):
     p = header_damaged(tmp_path, base, case)
     compare_check(tmp_path, ref_qemu_img, our_qemu_img, p)
-
-
-def sanitized(program):
-    with open(os.path.realpath(program), 'rb') as f:
-        return b'__asan_init' in f.read()
 
 
 def test_hostile_sparse_file(tmp_path, ref_qemu_img, ref_qemu_io,
