@@ -1,12 +1,15 @@
 """Hostile qcow2 headers: crafted images give the reference's error text
 and exit status (never a crash), on info and on qemu-io opens; headers we
 rewrite keep unknown extensions and drop unknown autoclear bits."""
+import json
+import os
 import shutil
+import subprocess
 import struct
 
 import pytest
 
-from conftest import run
+from conftest import run, sanitized
 
 
 @pytest.fixture(scope='module')
@@ -280,3 +283,37 @@ def test_invalid_subcluster_bits_on_read(tmp_path, strata_io, ref_qemu_img,
         r = run([tool, '-c', 'read 0 64k', img])
         errs.append((r.rc, r.out.strip(), r.err))
     assert errs[1] == errs[0]
+
+
+@pytest.mark.parametrize('size', [140, 1000, (1 << 20) + 300])
+def test_size_not_sector_multiple(tmp_path, base, size, strata_img,
+                                  ref_qemu_img):
+    """A header size that is not a multiple of 512 (hand-made): the
+    reference cuts it down to whole sectors; info says the same."""
+    img = patched(base, tmp_path / 's.qcow2', [(24, 'Q', size)])
+    ref = run([ref_qemu_img, 'info', '--output=json', img])
+    ours = run([strata_img, 'info', '--output=json', img])
+    assert ref.rc == 0 and ours.rc == 0
+    assert json.loads(ours.out)['virtual-size'] == size // 512 * 512
+    assert json.loads(ours.out) == json.loads(ref.out)
+
+
+def test_many_snapshots_info_memory(tmp_path, base, strata_img,
+                                    ref_qemu_img):
+    """A header claiming 65,535 snapshots whose entries lie past the end
+    of the file (read as zeroes, as the reference reads them): info lists
+    them all as the reference does, in bounded memory (each snapshot's
+    dictionary of the output used to take 4 KiB: 180 MB here)."""
+    img = patched(base, tmp_path / 'n.qcow2',
+                  [(60, 'I', 65535), (64, 'Q', 0x100000)])
+    for fmt in ('human', 'json'):
+        ref = run([ref_qemu_img, 'info', '--output=' + fmt, img])
+        ours = run([strata_img, 'info', '--output=' + fmt, img])
+        assert ours.rc == ref.rc == 0
+        assert ours.out == ref.out
+    if not sanitized(strata_img):
+        proc = subprocess.Popen([strata_img, 'info', '--output=json', img],
+                                stdout=subprocess.DEVNULL)
+        status, usage = os.wait4(proc.pid, 0)[1:]
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert usage.ru_maxrss < 100 * 1024, usage.ru_maxrss

@@ -805,9 +805,12 @@ static void qcow2_refresh_limits(BlockDriverState *bs, Error **errp)
     bs->bl.pdiscard_alignment = s->cluster_size;
 }
 
+/* Whole sectors: a header size that is not a multiple of 512 (only a
+ * hand-made image has one) is cut down to one, as the reference does. */
 static int64_t coroutine_fn qcow2_co_getlength(BlockDriverState *bs)
 {
-    return ((BDRVQcow2State *)bs->opaque)->h.size;
+    return ROUND_DOWN(((BDRVQcow2State *)bs->opaque)->h.size,
+                      (uint64_t)BDRV_SECTOR_SIZE);
 }
 
 static int64_t coroutine_fn qcow2_co_get_allocated_file_size(
