@@ -353,3 +353,21 @@ def test_convert_backing_leaves_backing_data_out(our_qemu_img, ref_qemu_img,
     maps = [run([ref_qemu_img, 'map', '--output=json', n], cwd=d).out
             for n in ('r.qcow2', 'o.qcow2')]
     assert maps[1] == maps[0]
+
+
+@pytest.mark.parametrize('size', ['64k', '128k', '192k', '1M'])
+@pytest.mark.parametrize('refcount_bits', ['1', '16'])
+def test_map_metadata_preallocated_holes(our_qemu_img, ref_qemu_img,
+                                         tmp_path, size, refcount_bits):
+    """preallocation=metadata leaves the data clusters as holes of the
+    file; whether map looks into the file for them rests on the same
+    guess as the reference's (clusters referenced against clusters the
+    file stores), including at its threshold: one 64 KiB cluster."""
+    img = str(tmp_path / 'p.qcow2')
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
+                'preallocation=metadata,refcount_bits=' + refcount_bits,
+                img, size]).rc == 0
+    ref = run([ref_qemu_img, 'map', '--output=json', img])
+    ours = run([our_qemu_img, 'map', '--output=json', img])
+    assert ref.rc == ours.rc == 0
+    assert ours.out == ref.out

@@ -1352,7 +1352,7 @@ static bool coroutine_fn detect_metadata_prealloc(BlockDriverState *bs)
     threshold = MAX(real * 10 / 9, real + 2);
     end = MIN(DIV_ROUND_UP((uint64_t)flen, s->cluster_size),
               (uint64_t)s->refcount_table_size << s->refblock_bits);
-    for (uint64_t i = 0; i < end && n <= threshold; i++) {
+    for (uint64_t i = 0; i < end && n < threshold; i++) {
         if (!(i & ((1ULL << s->refblock_bits) - 1)) &&
             !s->refcount_table[i >> s->refblock_bits]) {
             i += (1ULL << s->refblock_bits) - 1;    /* no block: all 0 */
@@ -1363,7 +1363,7 @@ static bool coroutine_fn detect_metadata_prealloc(BlockDriverState *bs)
         }
         n += rc > 0;
     }
-    return n > threshold;
+    return n >= threshold;
 }
 
 int coroutine_fn qcow2_co_block_status(BlockDriverState *bs, bool want_zero,
