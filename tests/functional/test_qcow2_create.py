@@ -235,3 +235,61 @@ def test_data_file_preallocation_allocates(tmp_path, strata_img,
         used.append(os.stat(data).st_blocks * 512 >= 16 << 20)
         assert run([ref_qemu_img, 'check', str(img)]).rc == 0
     assert used[1] == used[0]
+
+
+# Option sets that each fail create on their own, with a message of their
+# own; two of them together show which check the reference makes first.
+CREATE_FAULTS = {
+    'cluster_size': {'cluster_size': '3k'},
+    'lazy_v2': {'compat': '0.10', 'lazy_refcounts': 'on'},
+    'refcount_width': {'refcount_bits': '3'},
+    'refcount_too_wide': {'refcount_bits': '128'},
+    'refcount_v2': {'compat': '0.10', 'refcount_bits': '8'},
+    'data_file_v2': {'compat': '0.10', 'data_file': 'd.data'},
+    'backing_fmt_alone': {'backing_fmt': 'qcow2'},
+    'data_file_raw_alone': {'data_file_raw': 'on'},
+    'data_file_raw_backing': {'data_file': 'd.data', 'data_file_raw': 'on',
+                              'backing_file': 'b.raw'},
+    'zstd_v2': {'compat': '0.10', 'compression_type': 'zstd'},
+    'extended_l2_v2': {'compat': '0.10', 'extended_l2': 'on'},
+    'extended_l2_small': {'extended_l2': 'on', 'cluster_size': '4k'},
+    'compat': {'compat': 'bogus'},
+    'compression_type': {'compression_type': 'lz4'},
+    'preallocation': {'preallocation': 'bogus'},
+    'encryption': {'encryption': 'on'},
+    'lazy_value': {'lazy_refcounts': 'maybe'},
+    'cluster_size_value': {'cluster_size': 'abc'},
+    'backing_preallocated': {'backing_file': 'b.raw', 'backing_fmt': 'raw',
+                             'preallocation': 'full'},
+}
+
+
+def fault_pairs():
+    names = sorted(CREATE_FAULTS)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            A, B = CREATE_FAULTS[a], CREATE_FAULTS[b]
+            if all(B.get(k, v) == v for k, v in A.items()):
+                yield a, b
+
+
+def test_create_check_order(tmp_path, strata_img, ref_qemu_img):
+    """Every pair of faulty option sets: the same first error (and no
+    image) as the reference's, whatever order the options are given in."""
+    (tmp_path / 'b.raw').write_bytes(bytes(65536))
+    diffs = []
+    for a, b in fault_pairs():
+        A, B = CREATE_FAULTS[a], CREATE_FAULTS[b]
+        for opts in ({**A, **B}, {**B, **A}):
+            o = ','.join(f'{k}={v}' for k, v in opts.items())
+            out = []
+            for tool in (ref_qemu_img, strata_img):
+                r = run([tool, 'create', '-q', '-f', 'qcow2', '-o', o,
+                         'n.qcow2', '64k'], cwd=tmp_path)
+                out.append((r.rc, r.err.replace('strata-img', 'qemu-img'),
+                            (tmp_path / 'n.qcow2').exists()))
+                for f in ('n.qcow2', 'd.data'):
+                    (tmp_path / f).unlink(missing_ok=True)
+            if out[0] != out[1]:
+                diffs.append((a, b, o, out))
+    assert not diffs

@@ -50,7 +50,8 @@ const BlockOptDesc qcow2_create_opts[] = {
 static const char *v3_needed = "compatibility level 1.1 and above "
                                "(use version=v3 or greater)";
 
-/* compat / compression_type / preallocation: enumerations. */
+/* compat / preallocation / compression_type: enumerations, in the
+ * reference's order. */
 static int parse_enums(QDict *opts, Qcow2CreateArgs *a, Error **errp)
 {
     const char *compat = bdrv_opt_str(opts, "compat", "1.1");
@@ -66,6 +67,11 @@ static int parse_enums(QDict *opts, Qcow2CreateArgs *a, Error **errp)
                    compat);
         return -EINVAL;
     }
+    if (!prealloc_mode_parse(pa, &a->prealloc)) {
+        error_setg(errp, "Parameter 'preallocation' does not accept value "
+                   "'%s'", pa);
+        return -EINVAL;
+    }
     if (!strcmp(ct, "zlib")) {
         a->ctype = QCOW2_COMPRESSION_ZLIB;
     } else if (!strcmp(ct, "zstd")) {
@@ -73,11 +79,6 @@ static int parse_enums(QDict *opts, Qcow2CreateArgs *a, Error **errp)
     } else {
         error_setg(errp, "Parameter 'compression-type' does not accept "
                    "value '%s'", ct);
-        return -EINVAL;
-    }
-    if (!prealloc_mode_parse(pa, &a->prealloc)) {
-        error_setg(errp, "Parameter 'preallocation' does not accept value "
-                   "'%s'", pa);
         return -EINVAL;
     }
     return 0;
@@ -143,15 +144,50 @@ static int check_encrypt(QDict *opts, Error **errp)
     return 0;
 }
 
-/* Cluster size, lazy refcounts and refcount width. */
-static int check_geometry(const Qcow2CreateArgs *a, Error **errp)
+/* Extended L2 entries and the cluster size: the reference's first
+ * checks, the version one before the cluster size is looked at. */
+static int check_cluster_layout(const Qcow2CreateArgs *a, Error **errp)
 {
+    if (a->extended_l2 && a->version < 3) {
+        error_setg(errp, "Extended L2 entries are only supported with %s",
+                   v3_needed);
+        return -EINVAL;
+    }
     if (a->cluster_size < 512 || a->cluster_size > 2 * MiB ||
         !QEMU_IS_POW2(a->cluster_size)) {
         error_setg(errp, "Cluster size must be a power of two between 512 "
                    "and 2048k");
         return -EINVAL;
     }
+    if (a->extended_l2 && a->cluster_size < 16384) {
+        error_setg(errp, "Extended L2 entries are only supported with "
+                   "cluster sizes of at least 16384 bytes");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* A backing file with preallocation or a format alone. */
+static int check_backing(const Qcow2CreateArgs *a, Error **errp)
+{
+    if (a->backing_file && a->prealloc != PREALLOC_MODE_OFF &&
+        !a->extended_l2) {
+        /* preallocated clusters would hide the backing file's data */
+        error_setg(errp, "Backing file and preallocation can only be used "
+                   "at the same time if extended_l2 is on");
+        return -EINVAL;
+    }
+    if (a->backing_fmt && !a->backing_file) {
+        error_setg(errp, "Backing format cannot be used without backing "
+                   "file");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Lazy refcounts and refcount width. */
+static int check_refcounts(const Qcow2CreateArgs *a, Error **errp)
+{
     if (a->version < 3 && a->lazy) {
         error_setg(errp, "Lazy refcounts only supported with %s", v3_needed);
         return -EINVAL;
@@ -178,11 +214,6 @@ static int check_data_file(const Qcow2CreateArgs *a, Error **errp)
                    v3_needed);
         return -EINVAL;
     }
-    if (a->backing_fmt && !a->backing_file) {
-        error_setg(errp, "Backing format cannot be used without backing "
-                   "file");
-        return -EINVAL;
-    }
     if (a->data_file_raw && !a->data_file) {
         error_setg(errp, "data-file-raw requires data-file");
         return -EINVAL;
@@ -195,22 +226,12 @@ static int check_data_file(const Qcow2CreateArgs *a, Error **errp)
     return 0;
 }
 
-/* Compression type and extended L2 entries. */
-static int check_v3_features(const Qcow2CreateArgs *a, Error **errp)
+/* Compression type. */
+static int check_compression(const Qcow2CreateArgs *a, Error **errp)
 {
     if (a->version < 3 && a->ctype != QCOW2_COMPRESSION_ZLIB) {
         error_setg(errp, "Non-zlib compression type is only supported with %s",
                    v3_needed);
-        return -EINVAL;
-    }
-    if (a->extended_l2 && a->version < 3) {
-        error_setg(errp, "Extended L2 entries are only supported with %s",
-                   v3_needed);
-        return -EINVAL;
-    }
-    if (a->extended_l2 && a->cluster_size < 16384) {
-        error_setg(errp, "Extended L2 entries are only supported with "
-                   "cluster sizes of at least 16384 bytes");
         return -EINVAL;
     }
     return 0;
@@ -219,12 +240,18 @@ static int check_v3_features(const Qcow2CreateArgs *a, Error **errp)
 /* Combinations, in the reference's order of checks. */
 static int check_args(const Qcow2CreateArgs *a, Error **errp)
 {
-    int ret = check_geometry(a, errp);
+    int (*const checks[])(const Qcow2CreateArgs *, Error **) = {
+        check_cluster_layout, check_backing, check_refcounts,
+        check_data_file, check_compression,
+    };
 
-    if (ret == 0) {
-        ret = check_data_file(a, errp);
+    for (size_t i = 0; i < G_N_ELEMENTS(checks); i++) {
+        int ret = checks[i](a, errp);
+        if (ret < 0) {
+            return ret;
+        }
     }
-    return ret ? ret : check_v3_features(a, errp);
+    return 0;
 }
 
 /* The first three clusters: header (no L1 yet), refcount table,
