@@ -649,16 +649,20 @@ static int coroutine_fn write_zero_run(Convert *s, Chunk *c,
 /*
  * -S: which zero runs of a data chunk are left out.  The buffer is looked
  * at in units aligned to target offsets: -S rounded down to a power of
- * two, at least 4 KiB (what a file system allocates, and what qemu-img
- * aligns zero runs to).  A run of whole zero units is left out; with an
- * -S that is not a power of two it must also be at least -S long, unless
- * the chunk's edge cuts it.
+ * two, at least a sector and at least the target's request alignment (as
+ * qemu-img aligns zero runs: the default -S 4k gives 4 KiB, what a file
+ * system allocates; -S 512 onto 512-byte clusters gives sectors).  A run
+ * of whole zero units is left out; with an -S that is not a power of two
+ * it must also be at least -S long, unless the chunk's edge cuts it.
  */
-static int64_t pick_scan_unit(int64_t sparse)
+static int64_t pick_scan_unit(int64_t sparse, uint32_t request_alignment)
 {
-    int64_t u = 4096;
+    int64_t u = BDRV_SECTOR_SIZE;
 
     while (u * 2 <= sparse) {
+        u *= 2;
+    }
+    while (u < request_alignment) {
         u *= 2;
     }
     return u;
@@ -676,11 +680,9 @@ static int64_t pick_cut_unit(const ConvertParams *p, int64_t scan_unit)
 }
 
 /* Bytes from @pos in @buf, up to the end of its segment @seg_end, that
- * are all zero or all data, in scan units; *zero tells which.  The
- * segment's edges cut runs as a chunk's edges do. */
-static int64_t run_length(Convert *s, const Chunk *c, const uint8_t *buf,
-                          int64_t pos, int64_t seg_start, int64_t seg_end,
-                          bool *zero)
+ * are all zero or all data, in whole scan units; *zero tells which. */
+static int64_t scan_run(Convert *s, const Chunk *c, const uint8_t *buf,
+                        int64_t pos, int64_t seg_end, bool *zero)
 {
     int64_t unit = s->scan_unit, start = pos;
     bool first = true;
@@ -697,11 +699,40 @@ static int64_t run_length(Convert *s, const Chunk *c, const uint8_t *buf,
         first = false;
         pos = end;
     }
-    if (*zero && pos - start < s->p->sparse && start > seg_start &&
-        pos < seg_end) {
-        *zero = false;      /* too short, and not cut by the chunk */
-    }
     return pos - start;
+}
+
+/* A zero run [pos, +n) that is left out: -S long, or cut by the
+ * segment's edge (which qemu-img's chunk edges cut). */
+static bool zero_run_skipped(Convert *s, int64_t pos, int64_t n,
+                             int64_t seg_start, int64_t seg_end)
+{
+    return n >= s->p->sparse || pos == seg_start || pos + n == seg_end;
+}
+
+/* The run at @pos of segment [seg_start, seg_end): a zero run that is
+ * left out, or data up to the next one (shorter zero runs are written
+ * with the data around them, in one request, as qemu-img writes them). */
+static int64_t run_length(Convert *s, const Chunk *c, const uint8_t *buf,
+                          int64_t pos, int64_t seg_start, int64_t seg_end,
+                          bool *zero)
+{
+    int64_t end = pos + scan_run(s, c, buf, pos, seg_end, zero);
+
+    if (*zero && zero_run_skipped(s, pos, end - pos, seg_start, seg_end)) {
+        return end - pos;
+    }
+    *zero = false;
+    while (end < seg_end) {
+        bool z = false;
+        int64_t n = scan_run(s, c, buf, end, seg_end, &z);
+
+        if (z && zero_run_skipped(s, end, n, seg_start, seg_end)) {
+            break;
+        }
+        end += n;
+    }
+    return end - pos;
 }
 
 /*
@@ -1192,7 +1223,8 @@ static void convert_setup(Convert *s, const ConvertParams *p)
         s->total += p->src_len[i];
     }
     s->req = pick_request_size(p);
-    s->scan_unit = pick_scan_unit(p->sparse);
+    s->scan_unit = pick_scan_unit(p->sparse,
+                                  bdrv_get_limits(blk_bs(p->dst))->request_alignment);
     s->cut_unit = pick_cut_unit(p, s->scan_unit);
     s->align = pick_alignment(p);
     s->copy_range = p->copy_range;
