@@ -1257,9 +1257,10 @@ static int coroutine_fn align_file_end(BlockDriverState *bs)
 
 /* Cluster-aligned requests, cluster by cluster.  The reference runs up
  * to 8 clusters at a time and starts no new one once it has seen a
- * failure, by which time the 8 after the failing one have started: the
+ * failure, by which time up to 7 after the failing one have started
+ * (fewer when the failure shows early: it varies run to run): the
  * clusters up to those are written, and the first error is returned. */
-#define QCOW2_CW_WINDOW 8
+#define QCOW2_CW_WINDOW 7
 
 int coroutine_fn qcow2_co_pwritev_compressed(BlockDriverState *bs,
                                              int64_t offset, int64_t bytes,
