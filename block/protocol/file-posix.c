@@ -499,6 +499,24 @@ static int raw_reopen_read_only(BlockDriverState *bs, bool read_only,
     return oflags == s->open_flags ? 0 : raw_reopen_oflags(s, oflags, errp);
 }
 
+/* Buffered -> O_DIRECT: the reference probes the alignment of the new
+ * descriptor through the old, buffered one, where reads of any size
+ * succeed, so it settles on its safe maximum (a block device's logical
+ * block size still comes from the ioctl).  The same alignment here makes
+ * the same requests reach the file: a write then rounds out to 4 KiB and
+ * the file grows to a multiple of it, as it does under the reference. */
+static void raw_reopen_alignment(BDRVRawState *s)
+{
+    unsigned int sector = 0;
+
+    if (s->is_blockdev && ioctl(s->fd, BLKSSZGET, &sector) < 0) {
+        sector = 0;
+    }
+    s->req_align = sector ? sector : MAX(MAX_BLOCKSIZE,
+                                         sysconf(_SC_PAGESIZE));
+    s->buf_align = s->req_align;
+}
+
 /* Switch O_DIRECT on or off; alignment is probed again for the new fd
  * (the core refreshes the limits afterwards).  Linux AIO needs O_DIRECT. */
 static int raw_reopen_direct(BlockDriverState *bs, bool direct, Error **errp)
@@ -517,6 +535,10 @@ static int raw_reopen_direct(BlockDriverState *bs, bool direct, Error **errp)
     }
     if (raw_reopen_oflags(s, oflags, errp) < 0) {
         return -EINVAL;
+    }
+    if (direct && !(old & O_DIRECT)) {
+        raw_reopen_alignment(s);
+        return 0;
     }
     if (raw_probe_alignment(s, errp) < 0) {
         raw_reopen_oflags(s, old, NULL);

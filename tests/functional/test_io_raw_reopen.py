@@ -156,3 +156,36 @@ def test_reopen_reads_length_again(our_qemu_io, ref_qemu_io, tmp_path, reopen):
         out, _ = p.communicate('%s\nlength\n' % reopen, timeout=30)
         outs.append((p.returncode, first + out))
     assert outs[0] == outs[1]
+
+
+def direct_io_supported(path):
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_DIRECT))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize('opts', [[], ['-n']])
+def test_reopen_to_direct_alignment(tmp_path, our_qemu_io, ref_qemu_io,
+                                    ref_qemu_img, opts):
+    """reopen -c none from a buffered open: the reference ends up with
+    4 KiB requests (it probes the alignment through the old descriptor),
+    so a write at the end grows the file to a multiple of 4 KiB; opened
+    with -n (already direct) it stays at 512 bytes."""
+    files = []
+    for tool in (ref_qemu_io, our_qemu_io):
+        p = str(tmp_path / f'{len(files)}.qcow2')
+        assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
+                    'cluster_size=512', p, '64k']).rc == 0
+        if not direct_io_supported(p):
+            pytest.skip('no O_DIRECT on this file system')
+        r = run([tool, *opts, '-c', 'reopen -c none', '-c',
+                 'write -P 0xee 34852 20480', p])
+        assert r.rc == 0, r
+        files.append(p)
+    sizes = [os.path.getsize(f) for f in files]
+    assert sizes[0] == sizes[1]
+    assert (sizes[0] % 4096 == 0) == (not opts)
+    with open(files[0], 'rb') as a, open(files[1], 'rb') as b:
+        assert a.read() == b.read()
