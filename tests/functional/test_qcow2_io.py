@@ -270,3 +270,4 @@ def test_compressed_write_stops_after_failure(tmp_path, strata_img, strata_io,
     ref = compressed_after_failure(tmp_path, ref_qemu_img, ref_qemu_io)
     ours = compressed_after_failure(tmp_path, strata_img, strata_io)
     assert ref <= ours == 7
+

@@ -703,8 +703,10 @@ def test_fixed_difference(case, dirs):
 
 # seeds of long explorations that differed: a shrink's temporary L2
 # tables (541, 887), write -z -u with discard-no-unref (601), metadata
-# preallocation placement after a shrink (1782)
-@pytest.mark.parametrize('seed', [541, 601, 887, 1782])
+# preallocation placement after a shrink (1782), the alignment after
+# reopen -c none (710507), freed clusters discarded as merged runs over
+# a file taking only 4 KiB-aligned discards (712778)
+@pytest.mark.parametrize('seed', [541, 601, 887, 1782, 710507, 712778])
 def test_former_difference_seed(seed, dirs):
     ref, our, base = dirs
     case = gen(seed)

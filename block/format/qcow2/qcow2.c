@@ -686,6 +686,7 @@ static void qcow2_free_state(BDRVQcow2State *s)
     qcow2_cache_destroy(&s->refcount_cache);
     g_clear_pointer(&s->l1_table, g_free);
     g_clear_pointer(&s->refcount_table, g_free);
+    g_clear_pointer(&s->discards, g_array_unref);
     if (s->inflight) {
         g_array_free(s->inflight, true);
         s->inflight = NULL;

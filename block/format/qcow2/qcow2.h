@@ -184,6 +184,11 @@ typedef struct Qcow2Cache {
     bool depends_on_flush;
 } Qcow2Cache;
 
+/* A run of freed host clusters to discard in the file (refcount.c). */
+typedef struct Qcow2Discard {
+    uint64_t offset, bytes;
+} Qcow2Discard;
+
 typedef struct BDRVQcow2State {
     Qcow2Header h;
     int cluster_bits;
@@ -236,6 +241,8 @@ typedef struct BDRVQcow2State {
     int overlap_check;
     bool discard_passthrough_request, discard_passthrough_snapshot,
          discard_passthrough_other, discard_no_unref;
+    GArray *discards;             /* Qcow2Discard: freed, not yet passed */
+    int discard_batch;            /* > 0: discards wait for the batch end */
     bool use_lazy_refcounts;
     bool dirty_set;
     bool corrupt_reported;
@@ -474,6 +481,11 @@ void coroutine_fn qcow2_free_unused_cluster(BlockDriverState *bs,
 void coroutine_fn qcow2_free_clusters_noevent(BlockDriverState *bs,
                                               uint64_t offset, uint64_t size,
                                               bool discard);
+/* Freed clusters are discarded in the file as merged runs: at once, or
+ * (between begin and end) when the batch ends, as the reference does
+ * for guest discards, zero writes and snapshot refcount updates. */
+void qcow2_discards_begin(BlockDriverState *bs);
+void coroutine_fn qcow2_discards_end(BlockDriverState *bs, int ret);
 void coroutine_fn qcow2_free_l2_entry(BlockDriverState *bs, uint64_t l2e);
 void coroutine_fn qcow2_free_l2_entry_pass(BlockDriverState *bs, uint64_t l2e,
                                            bool pass);

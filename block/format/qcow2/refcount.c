@@ -137,6 +137,8 @@ int coroutine_fn qcow2_get_refcount(BlockDriverState *bs, uint64_t cluster,
     return 0;
 }
 
+static void coroutine_fn process_discards(BlockDriverState *bs, int ret);
+
 /* First run of @n clusters with refcount 0, from the free hint on. */
 static int64_t coroutine_fn find_free(BlockDriverState *bs, uint64_t n)
 {
@@ -144,6 +146,9 @@ static int64_t coroutine_fn find_free(BlockDriverState *bs, uint64_t n)
     uint64_t start = s->free_cluster_index, i = start, rc;
     int ret;
 
+    /* a cluster freed in a batch may be handed out again: its discard
+     * must reach the file before anything is written there */
+    process_discards(bs, 0);
     /* cluster 0 (the header) is found free when its refcount is damaged:
      * the callers refuse it, each with the reference's message */
     while (i - start < n) {
@@ -707,27 +712,87 @@ void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
     }
 }
 
-void coroutine_fn qcow2_free_clusters_noevent(BlockDriverState *bs,
-                                              uint64_t offset, uint64_t size,
-                                              bool discard)
-{
-    BDRVQcow2State *s = bs->opaque;
-    uint64_t first = offset >> s->cluster_bits;
-    uint64_t last = (offset + size - 1) >> s->cluster_bits;
+/* ---- discards of freed clusters ---- */
 
-    if (!size) {
+/* Add [offset, +bytes) to the pending runs, merged with a run it
+ * touches, and that run with another it now touches. */
+static void queue_discard(BDRVQcow2State *s, uint64_t offset, uint64_t bytes)
+{
+    Qcow2Discard *d = NULL;
+
+    if (!s->discards) {
+        s->discards = g_array_new(false, false, sizeof(Qcow2Discard));
+    }
+    for (guint i = 0; i < s->discards->len && !d; i++) {
+        Qcow2Discard *e = &g_array_index(s->discards, Qcow2Discard, i);
+        if (e->offset == offset + bytes || e->offset + e->bytes == offset) {
+            e->offset = MIN(e->offset, offset);
+            e->bytes += bytes;
+            d = e;
+        }
+    }
+    if (!d) {
+        g_array_append_val(s->discards, ((Qcow2Discard){ offset, bytes }));
         return;
     }
+    for (guint i = 0; i < s->discards->len; i++) {
+        Qcow2Discard *e = &g_array_index(s->discards, Qcow2Discard, i);
+        if (e != d && (e->offset == d->offset + d->bytes ||
+                       e->offset + e->bytes == d->offset)) {
+            d->offset = MIN(d->offset, e->offset);
+            d->bytes += e->bytes;
+            g_array_remove_index(s->discards, i);
+            return;
+        }
+    }
+}
+
+/* The pending runs go to the file (dropped after a failure, as the
+ * reference drops them). */
+static void coroutine_fn process_discards(BlockDriverState *bs, int ret)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    if (!s->discards || !s->discards->len) {
+        return;
+    }
+    for (guint i = 0; i < s->discards->len && ret >= 0; i++) {
+        Qcow2Discard *d = &g_array_index(s->discards, Qcow2Discard, i);
+        bdrv_co_pdiscard(bs->file, d->offset, d->bytes);
+    }
+    g_array_set_size(s->discards, 0);
+}
+
+void qcow2_discards_begin(BlockDriverState *bs)
+{
+    ((BDRVQcow2State *)bs->opaque)->discard_batch++;
+}
+
+void coroutine_fn qcow2_discards_end(BlockDriverState *bs, int ret)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    if (--s->discard_batch == 0) {
+        process_discards(bs, ret);
+    }
+}
+
+/* Drop one reference of each cluster of [first, last]; those reaching
+ * zero leave the caches and, when @discard, join the pending runs. */
+static int coroutine_fn free_each(BlockDriverState *bs, uint64_t first,
+                                  uint64_t last, bool discard)
+{
+    BDRVQcow2State *s = bs->opaque;
+
     for (uint64_t c = first; c <= last; c++) {
         uint64_t rc = 0;
-
         int ret = change_refcounts(bs, c, 1, -1);
 
         if (ret == -EINVAL && s->refcounts_stale) {
             continue;       /* stale refcounts: a leak, not corruption */
         }
         if (ret < 0 && ret != -EINVAL) {
-            return;         /* an I/O error: the clusters leak */
+            return ret;     /* an I/O error: the clusters leak */
         }
         if (ret < 0) {
             /* an underflow is no corruption for the reference: reported,
@@ -737,17 +802,34 @@ void coroutine_fn qcow2_free_clusters_noevent(BlockDriverState *bs,
             }
             fprintf(stderr, "qcow2_free_clusters failed: %s\n",
                     strerror(-ret));
-            return;
+            return ret;
         }
         qcow2_get_refcount(bs, c, &rc);
         if (rc == 0) {
             qcow2_cache_discard(&s->l2_cache, c << s->cluster_bits);
             qcow2_cache_discard(&s->refcount_cache, c << s->cluster_bits);
             if (discard) {
-                bdrv_co_pdiscard(bs->file, c << s->cluster_bits,
-                                 s->cluster_size);
+                queue_discard(s, c << s->cluster_bits, s->cluster_size);
             }
         }
+    }
+    return 0;
+}
+
+void coroutine_fn qcow2_free_clusters_noevent(BlockDriverState *bs,
+                                              uint64_t offset, uint64_t size,
+                                              bool discard)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret;
+
+    if (!size) {
+        return;
+    }
+    ret = free_each(bs, offset >> s->cluster_bits,
+                    (offset + size - 1) >> s->cluster_bits, discard);
+    if (!s->discard_batch) {
+        process_discards(bs, ret);
     }
 }
 

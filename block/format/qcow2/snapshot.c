@@ -540,6 +540,7 @@ static int coroutine_fn sn_update_refcounts(BlockDriverState *bs,
     uint64_t *l1 = s->l1_table;
     int ret = 0;
 
+    qcow2_discards_begin(bs);       /* freed clusters: merged at the end */
     if (!active) {
         own = g_new0(uint64_t, MAX(l1_size, 1));
         ret = sn_read_l1(bs, l1_off, l1_size, own);
@@ -562,6 +563,7 @@ static int coroutine_fn sn_update_refcounts(BlockDriverState *bs,
         ret = sn_write_l1(bs, l1_off, l1, l1_size,
                           active ? QCOW2_OL_ACTIVE_L1 : QCOW2_OL_INACTIVE_L1);
     }
+    qcow2_discards_end(bs, ret);
     return ret;
 }
 

@@ -68,9 +68,24 @@ static int zero_subclusters(BDRVQcow2State *s, uint8_t *l2, int idx,
     return 1;
 }
 
-/* Zero [offset, offset + bytes), subcluster-aligned (lock held). */
+static int coroutine_fn zero_range(BlockDriverState *bs, uint64_t offset,
+                                   uint64_t bytes, bool unmap);
+
+/* Zero [offset, offset + bytes), subcluster-aligned (lock held); the
+ * clusters it frees are discarded in merged runs at the end. */
 int coroutine_fn qcow2_zero_range(BlockDriverState *bs, uint64_t offset,
                                   uint64_t bytes, bool unmap)
+{
+    int ret;
+
+    qcow2_discards_begin(bs);
+    ret = zero_range(bs, offset, bytes, unmap);
+    qcow2_discards_end(bs, ret);
+    return ret;
+}
+
+static int coroutine_fn zero_range(BlockDriverState *bs, uint64_t offset,
+                                   uint64_t bytes, bool unmap)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t done = 0;
@@ -280,11 +295,26 @@ static int coroutine_fn discard_range(BlockDriverState *bs, uint64_t offset,
     return 0;
 }
 
+/* The freed clusters are discarded in merged runs at the end. */
+static int coroutine_fn discard_batched(BlockDriverState *bs, uint64_t offset,
+                                        uint64_t bytes, bool full_discard,
+                                        bool pass_always, bool alloc_l2)
+{
+    int ret;
+
+    qcow2_discards_begin(bs);
+    ret = discard_range(bs, offset, bytes, full_discard, pass_always,
+                        alloc_l2);
+    qcow2_discards_end(bs, ret);
+    return ret;
+}
+
 int coroutine_fn qcow2_discard_range(BlockDriverState *bs, uint64_t offset,
                                      uint64_t bytes, bool full_discard,
                                      bool pass_always)
 {
-    return discard_range(bs, offset, bytes, full_discard, pass_always, false);
+    return discard_batched(bs, offset, bytes, full_discard, pass_always,
+                           false);
 }
 
 /* The reference discards a shrink's cropped range through its L2 tables,
@@ -294,7 +324,7 @@ int coroutine_fn qcow2_discard_range(BlockDriverState *bs, uint64_t offset,
 int coroutine_fn qcow2_discard_cropped(BlockDriverState *bs, uint64_t offset,
                                        uint64_t bytes)
 {
-    return discard_range(bs, offset, bytes, true, true, true);
+    return discard_batched(bs, offset, bytes, true, true, true);
 }
 
 int coroutine_fn qcow2_co_pdiscard(BlockDriverState *bs, int64_t offset,
