@@ -293,3 +293,47 @@ def test_create_check_order(tmp_path, strata_img, ref_qemu_img):
             if out[0] != out[1]:
                 diffs.append((a, b, o, out))
     assert not diffs
+
+
+@pytest.mark.parametrize('opts', ['', ',cluster_size=4k', ',compat=0.10',
+                                  ',extended_l2=on',
+                                  ',extended_l2=on,cluster_size=32k'])
+@pytest.mark.parametrize('size', ['513', '100000', '1M'])
+def test_metadata_prealloc_edges(tmp_path, strata_img, ref_qemu_img, opts,
+                                 size):
+    """preallocation=metadata writes the last cluster's tail past the
+    virtual end (the reference's copy on write: zeroes), and with
+    extended L2 the file ends with the last subcluster: the same bytes,
+    the same file length and the same blocks of the file allocated
+    (which the metadata-preallocation guess of block status reads)."""
+    files = []
+    for tool in (ref_qemu_img, strata_img):
+        p = str(tmp_path / f'{len(files)}.qcow2')
+        assert run([tool, 'create', '-q', '-f', 'qcow2', '-o',
+                    'preallocation=metadata' + opts, p, size]).rc == 0
+        files.append(p)
+    with open(files[0], 'rb') as a, open(files[1], 'rb') as b:
+        assert a.read() == b.read()
+    assert os.stat(files[0]).st_blocks == os.stat(files[1]).st_blocks
+    maps = [run([ref_qemu_img, 'map', '--output=json', f]).out
+            for f in files]
+    assert maps[0] == maps[1]
+
+
+@pytest.mark.parametrize('old', ['1000', '65536', '70000'])
+@pytest.mark.parametrize('opts', ['', ',extended_l2=on'])
+def test_metadata_prealloc_resize_edges(tmp_path, strata_img, ref_qemu_img,
+                                        old, opts):
+    """resize --preallocation=metadata from a size inside a cluster: the
+    head of the first new cluster is copied on write too."""
+    files = []
+    for tool in (ref_qemu_img, strata_img):
+        p = str(tmp_path / f'{len(files)}.qcow2')
+        assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
+                    'cluster_size=64k' + opts, p, old]).rc == 0
+        assert run([tool, 'resize', '-q', '--preallocation=metadata', p,
+                    '100352']).rc == 0
+        files.append(p)
+    with open(files[0], 'rb') as a, open(files[1], 'rb') as b:
+        assert a.read() == b.read()
+    assert os.stat(files[0]).st_blocks == os.stat(files[1]).st_blocks

@@ -394,6 +394,20 @@ static int coroutine_fn grow_over_run(BlockDriverState *bs, int64_t end)
                             NULL);
 }
 
+/* Where the file must reach for a run of host clusters ending at @host
+ * and covering guest bytes up to @end: with extended L2 only the last
+ * cluster's subclusters up to @end are allocated, and the reference's
+ * file ends with them. */
+static int64_t used_end(BDRVQcow2State *s, uint64_t end, int64_t host)
+{
+    uint64_t in = qcow2_offset_into_cluster(s, end);
+
+    if (!s->extended_l2 || !in) {
+        return host;
+    }
+    return host - s->cluster_size + ROUND_UP(in, s->subcluster_size);
+}
+
 /* Host clusters for guest bytes [from, to) (lock taken), their runs in
  * @runs; the end of the last one in *last_end.  @grow (metadata mode):
  * the file is kept covering the runs (else it is extended later) and
@@ -415,7 +429,8 @@ static int coroutine_fn alloc_all(BlockDriverState *bs, uint64_t from,
         if (ret > 0 && host) {
             uint64_t n = ROUND_UP((uint64_t)ret + in, s->cluster_size);
             add_run(runs, host - (int64_t)n, host);
-            *last_end = MAX(*last_end, host);
+            *last_end = MAX(*last_end, grow ? used_end(s, off + ret, host)
+                                            : host);
         }
         if (ret > 0) {
             off += ret;
@@ -424,6 +439,92 @@ static int coroutine_fn alloc_all(BlockDriverState *bs, uint64_t from,
     }
     co_mutex_unlock(&s->lock);
     return ret;
+}
+
+/* ---- the edges of a metadata preallocation ---- */
+
+/* The reference allocates metadata preallocation's clusters as writes of
+ * [from, to) allocate them, copy on write included: a new cluster (or
+ * subcluster, with extended L2) cut by @from or @to gets the guest data
+ * around the range written into it (the backing file's, or zeroes),
+ * also past the virtual end.  Only the file sees those bytes; they are
+ * the same bytes.  PrealloCow: one such edge. */
+typedef struct PreallocCow {
+    uint64_t guest, len;        /* len 0: none */
+} PreallocCow;
+
+static uint64_t prealloc_unit(BDRVQcow2State *s)
+{
+    return s->extended_l2 ? s->subcluster_size : s->cluster_size;
+}
+
+/* Is the cluster at @guest one that preallocation allocates (no host
+ * cluster yet)?  Lock taken. */
+static bool coroutine_fn prealloc_allocates(BlockDriverState *bs,
+                                            uint64_t guest)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cur = 1, host = 0;
+    Qcow2SubclusterType type;
+    int ret;
+
+    co_mutex_lock(&s->lock);
+    ret = qcow2_get_host_offset(bs, guest, &cur, &host, &type);
+    co_mutex_unlock(&s->lock);
+    return ret == 0 && (type == QCOW2_SC_UNALLOC_PLAIN ||
+                        type == QCOW2_SC_ZERO_PLAIN);
+}
+
+/* The two edges of [from, to), before anything is allocated. */
+static void coroutine_fn prealloc_edges(BlockDriverState *bs, uint64_t from,
+                                        uint64_t to, PreallocCow cow[2])
+{
+    uint64_t unit = prealloc_unit(bs->opaque);
+    uint64_t head = from % unit, tail = to % unit;
+
+    cow[0] = (PreallocCow){ 0, 0 };
+    cow[1] = (PreallocCow){ 0, 0 };
+    if (head && prealloc_allocates(bs, from)) {
+        cow[0] = (PreallocCow){ from - head, head };
+    }
+    if (tail && prealloc_allocates(bs, to - 1)) {
+        cow[1] = (PreallocCow){ to, unit - tail };
+    }
+}
+
+/* Copy one edge into its newly allocated host cluster. */
+static int coroutine_fn prealloc_copy_edge(BlockDriverState *bs,
+                                           const PreallocCow *c)
+{
+    BDRVQcow2State *s = bs->opaque;
+    g_autofree uint8_t *buf = NULL;
+    uint64_t cur = c->len, host = 0;
+    Qcow2SubclusterType type;
+    int64_t blen;
+    int ret;
+
+    if (!c->len) {
+        return 0;
+    }
+    co_mutex_lock(&s->lock);
+    ret = qcow2_get_host_offset(bs, c->guest, &cur, &host, &type);
+    co_mutex_unlock(&s->lock);
+    /* extended L2: the host cluster is there, its subclusters are not
+     * marked allocated, yet the reference's copy is written */
+    if (ret < 0 || (type != QCOW2_SC_NORMAL &&
+                    type != QCOW2_SC_UNALLOC_ALLOC) || cur < c->len) {
+        return ret < 0 ? ret : 0;
+    }
+    buf = g_malloc0(c->len);
+    blen = bs->backing ? bdrv_co_getlength(bs->backing->bs) : 0;
+    if (blen > 0 && c->guest < (uint64_t)blen) {
+        ret = q_pread(bs->backing, c->guest,
+                      MIN(c->len, (uint64_t)blen - c->guest), buf);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return q_pwrite(s->data_file, host, c->len, buf);
 }
 
 /* Metadata preallocation: L2 tables and data clusters for guest bytes
@@ -436,8 +537,14 @@ int coroutine_fn qcow2_preallocate(BlockDriverState *bs, uint64_t from,
     BDRVQcow2State *s = bs->opaque;
     g_autoptr(GArray) runs = g_array_new(FALSE, FALSE, sizeof(HostRun));
     int64_t last_end = 0, old_end = 0;
-    int ret = alloc_all(bs, from, to, runs, &last_end,
-                        mode == PREALLOC_MODE_METADATA);
+    PreallocCow cow[2] = { { 0, 0 }, { 0, 0 } };
+    int ret;
+
+    if (mode == PREALLOC_MODE_METADATA) {
+        prealloc_edges(bs, from, to, cow);
+    }
+    ret = alloc_all(bs, from, to, runs, &last_end,
+                    mode == PREALLOC_MODE_METADATA);
 
     if (ret == 0) {
         ret = qcow2_co_flush_to_os(bs);
@@ -453,6 +560,9 @@ int coroutine_fn qcow2_preallocate(BlockDriverState *bs, uint64_t from,
     }
     if (ret == 0 && mode != PREALLOC_MODE_METADATA) {
         ret = reserve_runs(bs, runs, old_end);
+    }
+    for (int i = 0; i < 2 && ret == 0; i++) {
+        ret = prealloc_copy_edge(bs, &cow[i]);
     }
     if (ret < 0 && errp && !*errp) {
         error_setg_errno(errp, -ret, "Could not preallocate metadata");
