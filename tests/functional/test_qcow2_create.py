@@ -143,11 +143,16 @@ def test_backing_options(tmp_path, strata_img, ref_qemu_img):
     ['--size', '1G'], ['--size', '1G', '-o', 'preallocation=full'],
     ['--size', '7M', '-o', 'cluster_size=4k,extended_l2=on'],
     ['--size', '1T', '-o', 'refcount_bits=64,cluster_size=512'],
+    # measure does not ask for compat=1.1 where create would
+    ['--size', '1M', '-o', 'extended_l2=on,compat=0.10'],
+    ['--size', '1M', '-o', 'extended_l2=on,compat=0.10,cluster_size=4k'],
+    ['--size', '1M', '-o', 'compat=0.10,refcount_bits=8'],
 ])
 def test_measure(strata_img, ref_qemu_img, args):
     r = run([ref_qemu_img, 'measure', '-O', 'qcow2', '--output=json', *args])
     s = run([strata_img, 'measure', '-O', 'qcow2', '--output=json', *args])
     assert (s.rc, s.out) == (r.rc, r.out)
+    assert s.err.replace('strata-img', 'qemu-img') == r.err
 
 
 def test_measure_image(tmp_path, strata_img, ref_qemu_img, ref_qemu_io):

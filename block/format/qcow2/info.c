@@ -181,9 +181,8 @@ static int measure_args(QDict *opts, Qcow2CreateArgs *a, Error **errp)
         error_setg(errp, "Invalid compatibility level: '%s'", compat);
         return -EINVAL;
     }
-    if (compat) {
-        qdict_put_str(o, "compat", compat);
-    }
+    /* compat takes no further part: the reference's measure sizes an
+     * extended-L2 image of compat=0.10 without complaint */
     if (compat && !strcmp(compat, "0.10") &&
         odd_refcount_width(qdict_get_try_str(opts, "refcount_bits"))) {
         error_setg(errp, "Different refcount widths than 16 bits require "
