@@ -93,3 +93,27 @@ def test_shrink_drops_unused_refblocks(tmp_path, strata_img, strata_io,
     assert [i for i, zero in referenced_refblocks(s) if zero] == []
     assert run([ref_qemu_img, 'check', s]).rc == 0
     assert run([strata_io, '-c', 'read -P 0xff 0 1M', s]).rc == 0
+
+
+@pytest.mark.parametrize('old,new', [(4096, 32768), (2048, 8192),
+                                     (70656, 100352), (4096, 100352),
+                                     (65536, 200704)])
+def test_grow_within_cluster_zero_bits(tmp_path, strata_io, ref_qemu_img,
+                                       ref_qemu_io, old, new):
+    """An extended-L2 image over a longer backing file grown by qemu-io's
+    truncate: the grown area is marked zero as the reference marks it,
+    up to the last subcluster when the growth stays inside the cluster it
+    starts in, up to the end of the last cluster otherwise."""
+    base = str(tmp_path / 'base.raw')
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'raw', base,
+                '1M']).rc == 0
+    files = []
+    for io in (ref_qemu_io, strata_io):
+        p = str(tmp_path / f'{len(files)}.qcow2')
+        assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
+                    'extended_l2=on', '-b', base, '-F', 'raw', p,
+                    str(old)]).rc == 0
+        assert run([io, '-c', f'truncate {new}', p]).rc == 0
+        files.append(p)
+    with open(files[0], 'rb') as a, open(files[1], 'rb') as b:
+        assert a.read() == b.read()

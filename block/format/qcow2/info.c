@@ -326,11 +326,15 @@ static int coroutine_fn zero_grown_area(BlockDriverState *bs, uint64_t old,
     int ret = 0;
 
     if (new_size > zstart) {
+        /* as the reference marks them: whole clusters up to the end of
+         * the last one, but a growth within the cluster it starts in
+         * only up to its last (sub)cluster */
+        uint64_t end = ROUND_UP(zstart, s->cluster_size) >= new_size ?
+                       ROUND_UP(new_size, grain) :
+                       ROUND_UP(new_size, s->cluster_size);
+
         co_mutex_lock(&s->lock);
-        /* to the end of the last cluster, as the reference marks it */
-        ret = qcow2_zero_range(bs, zstart,
-                               ROUND_UP(new_size, s->cluster_size) - zstart,
-                               false);
+        ret = qcow2_zero_range(bs, zstart, end - zstart, false);
         co_mutex_unlock(&s->lock);
     }
     if (ret == 0 && zstart > old) {
