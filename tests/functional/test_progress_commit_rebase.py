@@ -413,3 +413,29 @@ def test_commit_progress_total_and_cuts(strata_img, ref_qemu_img,
         rvals, rrest = lines(ref.stdout)
         assert (ref.returncode, rrest) == (0, rest)
         assert set(rvals) <= can, (rvals, ops)
+
+
+def test_rebase_progress_subclusters_of_separate_clusters(
+        strata_img, ref_qemu_img, ref_qemu_io, tmp_path):
+    """Unallocated subclusters of two allocated clusters that are not
+    next to each other in the file: the reference's block status ends
+    at the first cluster's end, and so does its piece (one line more)."""
+    src = tmp_path / 'src'
+    src.mkdir()
+    img, io = ref_qemu_img, ref_qemu_io
+    size = 10788864
+    qimg(img, 'create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4k',
+         str(src / 'old.qcow2'), '2777088')
+    qimg(img, 'create', '-q', '-f', 'qcow2', str(src / 'new.qcow2'),
+         str(size))
+    qimg(img, 'create', '-q', '-f', 'qcow2', '-o',
+         'extended_l2=on,cluster_size=2M', '-b', 'old.qcow2', '-F', 'qcow2',
+         str(src / 'top.qcow2'), str(size))
+    # the last write allocates cluster 5 before cluster 4 in the file
+    qio(io, str(src / 'top.qcow2'), 'write -z 2682708 555196',
+        'write -P 3 10556077 215451', 'write -P 3 7302996 2656791')
+    argv = ['rebase', '-p', '-b', 'new.qcow2', '-F', 'qcow2', 'top.qcow2']
+    ours = run_in(strata_img, twin(src, tmp_path, 'o'), *argv)
+    ref = run_in(ref_qemu_img, twin(src, tmp_path, 'r'), *argv)
+    assert (ours.returncode, ours.stdout) == (ref.returncode, ref.stdout)
+    assert lines(ours.stdout)[0].count(pct(100)) == 4
