@@ -439,3 +439,30 @@ def test_rebase_progress_subclusters_of_separate_clusters(
     ref = run_in(ref_qemu_img, twin(src, tmp_path, 'r'), *argv)
     assert (ours.returncode, ours.stdout) == (ref.returncode, ref.stdout)
     assert lines(ours.stdout)[0].count(pct(100)) == 4
+
+
+def test_rebase_progress_piece_after_a_write_in_its_cluster(
+        strata_img, ref_qemu_img, ref_qemu_io, tmp_path):
+    """2 MiB clusters with subclusters, pieces shifted off the cluster
+    boundaries by an allocated run: the piece before the last writes the
+    old backing file's data into a cluster that had no host cluster, so
+    the reference's last piece ends at that cluster's end and one more
+    starts there (one more 100.00 line)."""
+    src = tmp_path / 'src'
+    src.mkdir()
+    img, io = ref_qemu_img, ref_qemu_io
+    size = 12601856
+    qimg(img, 'create', '-q', '-f', 'qcow2', str(src / 'old.qcow2'),
+         str(size))
+    qio(io, str(src / 'old.qcow2'), 'write -P 1 11152937 388209')
+    qimg(img, 'create', '-q', '-f', 'qcow2', str(src / 'new.qcow2'),
+         str(size))
+    qimg(img, 'create', '-q', '-f', 'qcow2', '-o',
+         'extended_l2=on,cluster_size=2M', '-b', 'old.qcow2', '-F', 'qcow2',
+         str(src / 'top.qcow2'), str(size))
+    qio(io, str(src / 'top.qcow2'), 'write -z 3395168 226681')
+    argv = ['rebase', '-p', '-b', 'new.qcow2', '-F', 'qcow2', 'top.qcow2']
+    ours = run_in(strata_img, twin(src, tmp_path, 'o'), *argv)
+    ref = run_in(ref_qemu_img, twin(src, tmp_path, 'r'), *argv)
+    assert (ours.returncode, ours.stdout) == (ref.returncode, ref.stdout)
+    assert lines(ours.stdout)[0].count(pct(100)) == 4
