@@ -268,8 +268,11 @@ static void commit_progress(void *opaque, double percent)
  * The reference's requests complete concurrently, so it sometimes sees
  * several at once (and prints fewer lines) or out of order; strata
  * prints the sequence of one completion at a time, in issue order, with
- * the job issuing whenever it can before the next completion.  (Copies
- * waiting for buffer space are taken to hold up the ones behind them.)
+ * the job issuing whenever it can before the next completion.  Zero
+ * writes, which only change the base's metadata, are taken as done when
+ * issued (what it prints most often; with small base clusters they may
+ * also wait for metadata I/O).  Copies waiting for buffer space are
+ * taken to hold up the ones behind them.  Memory: 16 bytes a request.
  */
 #define MIRROR_IN_FLIGHT 16
 
