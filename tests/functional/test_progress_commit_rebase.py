@@ -8,9 +8,12 @@ by the image and must be identical.
 commit: the reference runs a mirror job whose requests (whole granules of
 the base's cluster size, data requests at most 1 MiB) complete
 concurrently; it prints the job's progress whenever its event loop
-wakes, so it repeats lines and sometimes sees two completions at once.
-What it prints is always a part of the line sequence of one completion at
-a time, which is what strata prints, always the same."""
+wakes, so it repeats lines and sometimes sees two completions at once or
+out of order.  Strata prints one of its sequences, always the same: the
+copies completing one at a time in issue order, zero writes done as soon
+as they are issued, over the total the job has at that moment (a partial
+granule at the end of the disk counts whole until it is issued); every
+line the reference prints must be reachable from the same requests."""
 import os
 import shutil
 import struct
