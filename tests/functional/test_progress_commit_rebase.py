@@ -8,11 +8,15 @@ by the image and must be identical.
 commit: the reference runs a mirror job whose requests (whole granules of
 the base's cluster size, data requests at most 1 MiB) complete
 concurrently; it prints the job's progress whenever its event loop
-wakes, so it repeats lines and sometimes sees two completions at once.
-What it prints is always a part of the line sequence of one completion at
-a time, which is what strata prints, always the same."""
+wakes, so it repeats lines and sometimes sees two completions at once or
+out of order.  Strata prints one of its sequences, always the same: the
+copies completing one at a time in issue order, zero writes done as soon
+as they are issued, over the total the job has at that moment (a partial
+granule at the end of the disk counts whole until it is issued); every
+line the reference prints must be reachable from the same requests."""
 import os
 import shutil
+import struct
 import subprocess
 
 import pytest
@@ -188,7 +192,8 @@ def test_rebase_progress_pieces_end_at_l2_tables(strata_img, ref_qemu_img,
 
 # ---- commit: the sequence of one completion at a time ----
 # Each case builds a chain and names the reference's requests (bytes, in
-# the order they are issued); strata prints their running total, one
+# the order they complete: copies as issued, zero writes at once); strata
+# prints their running total, one
 # line per completion, and every line the reference prints must be the
 # total of some of them (completions overlap in any order).
 
@@ -239,10 +244,12 @@ def commit_small_clusters(d, img, io):
 
 
 def commit_zeroes(d, img, io):
-    # a 3 MiB zero extent is one request, data ones are cut at 1 MiB
+    # a 3 MiB zero extent is one request, data ones are cut at 1 MiB;
+    # the zero write only changes the base's metadata and is done before
+    # the copies issued ahead of it complete
     return (two_layers(d, img, io, 8 * MiB, 'write -P 1 0 2M',
                        'write -z 2M 3M'),
-            [MiB, MiB, 3 * MiB])
+            [3 * MiB, MiB, MiB])
 
 
 def three_layers(d, img, io):
@@ -293,3 +300,172 @@ def test_commit_progress_like_reference(strata_img, ref_qemu_img,
         assert set(rvals) <= reachable(ops), (rvals, ops)
     again = run_in(strata_img, twin(src, tmp_path, 'o2'), *argv)
     assert again.stdout == ours.stdout
+
+
+# ---- commit: the job's total, and requests cut where the reference's are ----
+# The reference's total is done + in flight + still marked, refreshed
+# between its iterations (runs of at most 16 MiB of marked granules): a
+# marked granule at the end of a disk that is not a multiple of the
+# granule counts whole until its iteration has been issued.  With at
+# most 16 requests in flight, the lines printed before that use the
+# larger total.  Each case names the requests (bytes, in issue order),
+# how many leading lines are printed over the larger total, and by how
+# much it is larger.  (As above: in the order they complete, zero writes
+# as soon as they are issued.)
+
+def f32(x):
+    return struct.unpack('f', struct.pack('f', x))[0]
+
+
+def filtered(vals):
+    """The -p filter of both tools: a line when the value moves by more
+    than 1 (in float), and always at 0 and 100."""
+    out, last = [], None
+    for v in vals:
+        if last is None or v > f32(last + 1) or v < f32(last - 1) or \
+                v in (0, 100):
+            out.append(pct(v))
+            last = v
+    return dedup(out)
+
+
+def size(op):
+    """A request's bytes, or a group's that complete between two lines
+    (a tuple: the reference may still see them one by one)."""
+    return sum(op) if isinstance(op, tuple) else op
+
+
+def flat(ops):
+    return [n for op in ops for n in (op if isinstance(op, tuple) else
+                                      (op,))]
+
+
+def lines_over(ops, stale=0, over=0):
+    total, done, vals = sum(flat(ops)), 0, [0.0]
+    for i, op in enumerate(ops):
+        done += size(op)
+        t = total + (over if i < stale else 0)
+        vals.append(f32(f32(f32(done) / f32(t)) * 100))
+    return filtered(vals)
+
+
+def reachable_over(ops, over):
+    sums = {0}
+    for n in ops:
+        sums |= {s + n for s in sums}
+    return {pct(100.0 * s / t) for s in sums
+            for t in (sum(ops), sum(ops) + over)}
+
+
+def tail_granule(d, img, io):
+    # 20000000 bytes (20000256 as qcow2 keeps it), 64 KiB granules: 21
+    # requests, the last one the cut granule at the end, issued after
+    # four completions
+    size = 20000000
+    two_layers(d, img, io, size, 'write -P 1 0 %d' % size)
+    return [MiB] * 19 + [64 * KiB, 11776], 4, 53760
+
+
+def big_base_clusters(d, img, io):
+    # 2 MiB base clusters: the zeroes do not start on one, so they are
+    # copied through the 16 MiB buffer (one iteration each); the first
+    # completion lets the second iteration go before the first line
+    size = 39967903
+    create(img, str(d / 'base.qcow2'), size, cluster=2 * MiB)
+    create(img, str(d / 'top.qcow2'), None, backing=d / 'base.qcow2',
+           cluster=512 * KiB)
+    qio(io, str(d / 'top.qcow2'), 'write -z 15627772 24340131')
+    # (the end granule, 56832 bytes, counts whole until then: 8704 more)
+    return [16 * MiB, 7929856, 56832], 0, 8704
+
+
+def small_top_clusters(d, img, io):
+    # 1 KiB overlay clusters: an L2 table maps 128 KiB and the reference
+    # asks block status one table at a time; partly marked 8 KiB granules
+    # at the edges are copied whole
+    size = 12140648
+    create(img, str(d / 'base.qcow2'), size, cluster=8 * KiB)
+    create(img, str(d / 'top.qcow2'), None, backing=d / 'base.qcow2',
+           cluster=KiB)
+    qio(io, str(d / 'top.qcow2'), 'write -z 12104499 32821',
+        'write -z 7081780 2129521', 'write -P 3 11245861 199072')
+    # all requests are issued at once; the zero writes (120k, 15 of 128k,
+    # 32k, 24k) are done by the first line, then the copies complete
+    zeroes = (120 * KiB,) + (128 * KiB,) * 15 + (32 * KiB, 24 * KiB)
+    copies = [8 * KiB, 8 * KiB, 8 * KiB, 24 * KiB, 128 * KiB, 40 * KiB,
+              8 * KiB, 8 * KiB, 8 * KiB]
+    return [zeroes] + copies, 0, 0
+
+
+@pytest.mark.parametrize('case', [tail_granule, big_base_clusters,
+                                  small_top_clusters],
+                         ids=lambda f: f.__name__)
+def test_commit_progress_total_and_cuts(strata_img, ref_qemu_img,
+                                        ref_qemu_io, tmp_path, case):
+    src = tmp_path / 'src'
+    src.mkdir()
+    ops, stale, over = case(src, ref_qemu_img, ref_qemu_io)
+    argv = ['commit', '-p', 'top.qcow2']
+    ours = run_in(strata_img, twin(src, tmp_path, 'o'), *argv)
+    assert ours.returncode == 0, ours.stderr
+    vals, rest = lines(ours.stdout)
+    assert dedup(vals) == lines_over(ops, stale, over)
+    can = reachable_over(flat(ops), over)
+    for i in range(3):
+        ref = run_in(ref_qemu_img, twin(src, tmp_path, 'r%d' % i), *argv)
+        rvals, rrest = lines(ref.stdout)
+        assert (ref.returncode, rrest) == (0, rest)
+        assert set(rvals) <= can, (rvals, ops)
+
+
+def test_rebase_progress_subclusters_of_separate_clusters(
+        strata_img, ref_qemu_img, ref_qemu_io, tmp_path):
+    """Unallocated subclusters of two allocated clusters that are not
+    next to each other in the file: the reference's block status ends
+    at the first cluster's end, and so does its piece (one line more)."""
+    src = tmp_path / 'src'
+    src.mkdir()
+    img, io = ref_qemu_img, ref_qemu_io
+    size = 10788864
+    qimg(img, 'create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4k',
+         str(src / 'old.qcow2'), '2777088')
+    qimg(img, 'create', '-q', '-f', 'qcow2', str(src / 'new.qcow2'),
+         str(size))
+    qimg(img, 'create', '-q', '-f', 'qcow2', '-o',
+         'extended_l2=on,cluster_size=2M', '-b', 'old.qcow2', '-F', 'qcow2',
+         str(src / 'top.qcow2'), str(size))
+    # the last write allocates cluster 5 before cluster 4 in the file
+    qio(io, str(src / 'top.qcow2'), 'write -z 2682708 555196',
+        'write -P 3 10556077 215451', 'write -P 3 7302996 2656791')
+    argv = ['rebase', '-p', '-b', 'new.qcow2', '-F', 'qcow2', 'top.qcow2']
+    ours = run_in(strata_img, twin(src, tmp_path, 'o'), *argv)
+    ref = run_in(ref_qemu_img, twin(src, tmp_path, 'r'), *argv)
+    assert (ours.returncode, ours.stdout) == (ref.returncode, ref.stdout)
+    assert lines(ours.stdout)[0].count(pct(100)) == 4
+
+
+def test_rebase_progress_piece_after_a_write_in_its_cluster(
+        strata_img, ref_qemu_img, ref_qemu_io, tmp_path):
+    """2 MiB clusters with subclusters, pieces shifted off the cluster
+    boundaries by an allocated run: the piece before the last writes the
+    old backing file's data into a cluster that had no host cluster, so
+    the reference's last piece ends at that cluster's end and one more
+    starts there (one more 100.00 line)."""
+    src = tmp_path / 'src'
+    src.mkdir()
+    img, io = ref_qemu_img, ref_qemu_io
+    size = 12601856
+    qimg(img, 'create', '-q', '-f', 'qcow2', str(src / 'old.qcow2'),
+         str(size))
+    qio(io, str(src / 'old.qcow2'), 'write -P 1 11152937 388209')
+    qimg(img, 'create', '-q', '-f', 'qcow2', str(src / 'new.qcow2'),
+         str(size))
+    qimg(img, 'create', '-q', '-f', 'qcow2', '-o',
+         'extended_l2=on,cluster_size=2M', '-b', 'old.qcow2', '-F', 'qcow2',
+         str(src / 'top.qcow2'), str(size))
+    qio(io, str(src / 'top.qcow2'), 'write -z 3395168 226681')
+    argv = ['rebase', '-p', '-b', 'new.qcow2', '-F', 'qcow2', 'top.qcow2']
+    ours = run_in(strata_img, twin(src, tmp_path, 'o'), *argv)
+    ref = run_in(ref_qemu_img, twin(src, tmp_path, 'r'), *argv)
+    assert (ours.returncode, ours.stdout) == (ref.returncode, ref.stdout)
+    assert lines(ours.stdout)[0].count(pct(100)) == 4

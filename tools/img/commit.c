@@ -254,19 +254,42 @@ static void commit_progress(void *opaque, double percent)
  * The lines the reference prints.  Its job marks what the layers above
  * the base allocate in a bitmap of @gran-byte granules (the base's
  * cluster size within 4 KiB..64 KiB, else 64 KiB); it then takes runs of
- * marked granules (at most MIRROR_BUF_SIZE) from the start and cuts
- * each into requests where the chain's block status changes, data
- * requests at most MIRROR_MAX_IO, all whole granules (the last one cut
- * at the end of the disk).  Progress is the share of the marked bytes
- * whose requests have completed; with each completion seen on its own,
- * in order, the lines are fixed by the image.  (The reference may see
- * several completions at once and then prints fewer.)
+ * marked granules (at most MIRROR_BUF_SIZE, one "iteration" each) from
+ * the start and cuts each into requests where the chain's block status
+ * changes, data requests at most MIRROR_MAX_IO, all whole granules (the
+ * last one cut at the end of the disk).  At most MIRROR_IN_FLIGHT
+ * requests are in flight, and copies hold granule-sized pieces of a
+ * MIRROR_BUF_SIZE buffer.  Progress is the bytes of the completed
+ * requests over a total the job refreshes between iterations as
+ * done + in flight + marked: the marked granule at the end of the disk
+ * counts whole until its iteration has been issued, which lowers the
+ * early lines of a disk that is not a multiple of @gran.
+ *
+ * The reference's requests complete concurrently, so it sometimes sees
+ * several at once (and prints fewer lines) or out of order; strata
+ * prints the sequence of one completion at a time, in issue order, with
+ * the job issuing whenever it can before the next completion.  Zero
+ * writes, which only change the base's metadata, are taken as done when
+ * issued (what it prints most often; with small base clusters they may
+ * also wait for metadata I/O).  Copies waiting for buffer space are
+ * taken to hold up the ones behind them.  Memory: 16 bytes a request.
  */
+#define MIRROR_IN_FLIGHT 16
+
+typedef struct CommitOp {
+    int64_t bytes;
+    int32_t chunks;             /* buffer granules a copy holds; 0 else */
+    int32_t iter;               /* the iteration that issues it */
+} CommitOp;
+
 typedef struct CommitModel {
     CommitJob *c;
     int64_t len, gran;
+    int64_t target_align;       /* zero writes need this alignment */
     GArray *runs;               /* int64_t pairs: marked [start, end) */
-    int64_t total, done;
+    GArray *ops;                /* CommitOp, in issue order */
+    int64_t total;              /* bytes of all requests */
+    int32_t iter;
 } CommitModel;
 
 /* Mark the granules of what the layers above the base allocate. */
@@ -300,14 +323,17 @@ static int coroutine_fn model_mark(CommitModel *m)
     return 0;
 }
 
-/* The size of the reference's request at @off within @bytes. */
-static int64_t coroutine_fn model_request(CommitModel *m, int64_t off,
-                                          int64_t bytes)
+/* The reference's request at @off within @bytes: its size, and whether
+ * it copies (a zero or discard request needs no buffer: whole granules
+ * of a non-data extent that the base can zero in whole units). */
+static CommitOp coroutine_fn model_request(CommitModel *m, int64_t off,
+                                           int64_t bytes)
 {
-    int64_t io = 0;
+    int64_t io = 0, a = m->target_align;
     int ret = bdrv_co_block_status_above(blk_bs(m->c->top), NULL, off,
                                          MIN(bytes, m->len - off), &io,
                                          NULL, NULL, NULL);
+    bool copy = true;
 
     if (ret < 0 || io <= 0) {
         io = MIN(bytes, MIRROR_MAX_IO);
@@ -315,33 +341,36 @@ static int64_t coroutine_fn model_request(CommitModel *m, int64_t off,
         io = MIN(io, MIRROR_MAX_IO);
     }
     io -= io % m->gran;
-    io = MAX(io, m->gran);
-    return MIN(io, m->len - off);
+    if (io < m->gran) {
+        io = m->gran;
+    } else if (ret >= 0 && !(ret & BDRV_BLOCK_DATA)) {
+        copy = a > 1 && (off % a || io % a);
+    }
+    io = MIN(io, m->len - off);
+    return (CommitOp) {
+        .bytes = io, .iter = m->iter,
+        .chunks = copy ? (int32_t)DIV_ROUND_UP(io, m->gran) : 0,
+    };
 }
 
-/* Walk one run of marked granules as the job cuts it: windows of
- * MIRROR_BUF_SIZE, each cut into requests; with @plan, add each
- * request's line, else count its bytes. */
+/* Cut one run of marked granules into the job's requests: iterations of
+ * at most MIRROR_BUF_SIZE, each cut into requests. */
 static void coroutine_fn model_run(CommitModel *m, int64_t start,
-                                   int64_t end, bool plan)
+                                   int64_t end)
 {
     int64_t off = start, win_end = start;
 
     while (off < end && off < m->len) {
-        int64_t io;
+        CommitOp op;
 
         if (off >= win_end) {
             win_end = MIN(off + MIRROR_BUF_SIZE, end);
+            m->iter++;
         }
-        io = model_request(m, off, win_end - off);
-        if (plan) {
-            m->done += io;
-            progress_plan_step(&m->c->plan,
-                               (float)m->done / m->total * 100.f);
-        } else {
-            m->total += io;
-        }
-        off += io;
+        op = model_request(m, off, win_end - off);
+        g_array_append_val(m->ops, op);
+        m->total += op.bytes;
+        off += op.bytes;
     }
 }
 
@@ -352,12 +381,118 @@ static void coroutine_fn commit_model_co(void *opaque)
     if (model_mark(m) < 0) {
         return;             /* the job meets the error and reports it */
     }
-    for (int pass = 0; pass < 2; pass++) {
-        for (guint i = 0; i < m->runs->len; i += 2) {
-            model_run(m, g_array_index(m->runs, int64_t, i),
-                      g_array_index(m->runs, int64_t, i + 1), pass == 1);
+    for (guint i = 0; i < m->runs->len; i += 2) {
+        model_run(m, g_array_index(m->runs, int64_t, i),
+                  g_array_index(m->runs, int64_t, i + 1));
+    }
+}
+
+/* The job's state while its run is replayed. */
+typedef struct CommitReplay {
+    CommitModel *m;
+    guint next, oldest;         /* next op to issue, oldest copy in flight */
+    int in_flight;
+    int64_t buf_free, done, total;
+    int32_t eof_iter;           /* iteration of the end granule, or -1 */
+    bool eof_issued;
+} CommitReplay;
+
+/* The job waits for its oldest copy: the reference prints a line (the
+ * job ran until this wait since the last one), then the copy
+ * completes. */
+static void replay_wait(CommitReplay *r)
+{
+    CommitOp *op;
+
+    progress_plan_step(&r->m->c->plan,
+                       (float)r->done / (float)r->total * 100.f);
+    while (g_array_index(r->m->ops, CommitOp, r->oldest).chunks == 0) {
+        r->oldest++;            /* a zero write, done when issued */
+    }
+    op = &g_array_index(r->m->ops, CommitOp, r->oldest++);
+    r->done += op->bytes;
+    r->buf_free += op->chunks;
+    r->in_flight--;
+}
+
+/* The job's total between iterations: the marked end granule whole
+ * until its iteration has been issued. */
+static int64_t replay_total(const CommitReplay *r)
+{
+    int64_t over = ROUND_UP(r->m->len, r->m->gran) - r->m->len;
+
+    return r->m->total + (r->eof_iter >= 0 && !r->eof_issued ? over : 0);
+}
+
+/* Issue the requests of one iteration, waiting for the oldest copies
+ * while no slot or no buffer space is free.  A zero write only changes
+ * metadata, which the base has at hand: it is done before the job goes
+ * on.  (After an iteration the job sleeps for 0 ns, which its event
+ * loop runs at once: no line in between.) */
+static void replay_iteration(CommitReplay *r)
+{
+    GArray *ops = r->m->ops;
+    int32_t iter = g_array_index(ops, CommitOp, r->next).iter;
+
+    while (r->next < ops->len &&
+           g_array_index(ops, CommitOp, r->next).iter == iter) {
+        CommitOp *op = &g_array_index(ops, CommitOp, r->next);
+
+        if (r->in_flight >= MIRROR_IN_FLIGHT ||
+            (op->chunks && r->buf_free < op->chunks)) {
+            replay_wait(r);
+            continue;
+        }
+        if (op->chunks) {
+            r->buf_free -= op->chunks;
+            r->in_flight++;
+        } else {
+            r->done += op->bytes;
+        }
+        r->next++;
+    }
+    r->eof_issued |= iter == r->eof_iter;
+}
+
+/* Replay the job: its lines as progress_plan_step()s. */
+static void commit_replay(CommitModel *m)
+{
+    CommitReplay r = {
+        .m = m, .buf_free = MIRROR_BUF_SIZE / m->gran, .eof_iter = -1,
+    };
+    CommitOp *last = m->ops->len ?
+        &g_array_index(m->ops, CommitOp, m->ops->len - 1) : NULL;
+
+    if (last && m->len % m->gran &&
+        ROUND_UP(m->len, m->gran) == g_array_index(m->runs, int64_t,
+                                                   m->runs->len - 1)) {
+        r.eof_iter = last->iter;
+    }
+    while (r.next < m->ops->len || r.in_flight > 0) {
+        r.total = replay_total(&r);
+        if (r.in_flight >= MIRROR_IN_FLIGHT || r.buf_free <= 0 ||
+            (r.next == m->ops->len && r.in_flight > 0)) {
+            replay_wait(&r);
+        } else {
+            replay_iteration(&r);
         }
     }
+    progress_plan_step(&m->c->plan, 100.f);
+}
+
+/* The zero writes of the reference's job must cover whole allocation
+ * units of the base (else it copies): 1 when it has none. */
+static int64_t zero_align(BlockDriverState *base)
+{
+    BlockDriverInfo bdi;
+
+    if (bdrv_get_info(base, &bdi) < 0) {
+        return 1;
+    }
+    if (bdi.subcluster_size > 0) {
+        return bdi.subcluster_size;
+    }
+    return bdi.cluster_size > 0 ? bdi.cluster_size : 1;
 }
 
 /* Work out the reference's -p lines for committing @c. */
@@ -367,11 +502,17 @@ static void commit_model(CommitJob *c, int64_t len)
     CommitModel m = {
         .c = c, .len = len,
         .gran = cl > 0 ? MIN(MAX(cl, 4096), 65536) : 65536,
+        .target_align = zero_align(c->base),
         .runs = g_array_new(false, false, sizeof(int64_t)),
+        .ops = g_array_new(false, false, sizeof(CommitOp)),
     };
 
     co_run_sync(commit_model_co, &m);
+    if (m.total > 0) {
+        commit_replay(&m);
+    }
     g_array_free(m.runs, true);
+    g_array_free(m.ops, true);
 }
 
 /* A write handle on the base, reopened read-write; grown to @len. */

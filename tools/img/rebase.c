@@ -644,6 +644,56 @@ static int coroutine_fn model_piece(RebaseJob *j, int64_t off, int64_t *n)
     return ret < 0 ? ret : !ret;
 }
 
+/* Do the chains differ in [off, +len) (a read failure: no; the job
+ * meets it and reports it)? */
+static bool coroutine_fn chains_differ(RebaseJob *j, int64_t off,
+                                       int64_t len)
+{
+    g_autofree uint8_t *a = g_malloc(len);
+    g_autofree uint8_t *b = g_malloc(len);
+    BlockJobFailure f = { 0 };
+
+    return read_chain(j->old_blk, j->old_len, off, len, a, &f) == 0 &&
+           read_chain(j->new_blk, j->new_len, off, len, b, &f) == 0 &&
+           memcmp(a, b, len) != 0;
+}
+
+/* With extended L2 the reference writes whole subclusters, and a data
+ * write gives a cluster without one its host cluster: a later piece
+ * that starts in that cluster then ends at the cluster's end (the rest
+ * are unallocated subclusters of an allocated cluster).  Cut *n so when
+ * the pieces before @off in its cluster wrote data (the chains differ
+ * where the overlay leaves them visible, before the old backing file's
+ * end). */
+static void coroutine_fn cut_after_write(RebaseJob *j, int64_t off,
+                                         int64_t *n)
+{
+    BlockDriverInfo bdi;
+    int64_t cs, x, pn = 0, map = 0;
+    int ret;
+
+    if (bdrv_get_info(j->top, &bdi) < 0 || !bdi.subcluster_size ||
+        bdi.subcluster_size >= bdi.cluster_size || !j->old_blk) {
+        return;
+    }
+    cs = bdi.cluster_size;
+    x = ROUND_DOWN(off, cs);
+    ret = bdrv_co_block_status(j->top, off, 1, &pn, &map, NULL);
+    if (x == off || ret < 0 || (ret & BDRV_BLOCK_OFFSET_VALID)) {
+        return;         /* a cluster boundary, or a host cluster already */
+    }
+    for (; x < MIN(off, j->old_len); x += pn) {
+        ret = bdrv_co_is_allocated(j->top, x, off - x, &pn);
+        if (ret < 0 || pn <= 0) {
+            return;
+        }
+        if (!ret && chains_differ(j, x, MIN(pn, j->old_len - x))) {
+            *n = MIN(*n, ROUND_DOWN(off, cs) + cs - off);
+            return;
+        }
+    }
+}
+
 static void coroutine_fn model_co(void *opaque)
 {
     RebaseModel *m = opaque;
@@ -657,6 +707,7 @@ static void coroutine_fn model_co(void *opaque)
         int ret;
 
         n = MIN((int64_t)REBASE_BUF_SIZE, size - off);
+        cut_after_write(m->j, off, &n);
         ret = model_piece(m->j, off, &n);
         if (ret < 0 || n <= 0) {
             return;         /* the job meets the error and reports it */

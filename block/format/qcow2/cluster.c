@@ -348,11 +348,15 @@ int coroutine_fn qcow2_get_l2_table(BlockDriverState *bs, uint64_t offset,
     return qcow2_cache_get(bs, &s->l2_cache, off, l2);
 }
 
-/* Can @next (cluster i + k) continue a run of @type started at @host? */
+/* Can @next (cluster i + k) continue a run of @type started at @host?
+ * Every type with a host cluster needs it contiguous, also unallocated
+ * subclusters of an allocated cluster, as the reference's answers (and
+ * so its callers' steps, e.g. rebase's pieces) end there. */
 static bool run_continues(BDRVQcow2State *s, Qcow2SubclusterType type,
                           uint64_t host, uint64_t skipped, uint64_t next_host)
 {
-    if (type == QCOW2_SC_NORMAL || type == QCOW2_SC_ZERO_ALLOC) {
+    if (type == QCOW2_SC_NORMAL || type == QCOW2_SC_ZERO_ALLOC ||
+        type == QCOW2_SC_UNALLOC_ALLOC) {
         return next_host == host + skipped;
     }
     return type != QCOW2_SC_COMPRESSED;

@@ -1459,9 +1459,11 @@ int coroutine_fn qcow2_alloc_range(BlockDriverState *bs, uint64_t offset,
         n++;
     }
     if (n == 0) {
+        /* allocated already: go on at the next cluster (@offset may lie
+         * inside this one: a growth from an unaligned end) */
         qcow2_cache_put(&s->l2_cache, &l2);
         *host_end = 0;
-        return s->cluster_size;
+        return s->cluster_size - (offset - cstart);
     }
     host = raw ? (int64_t)cstart :
            qcow2_alloc_clusters(bs, (uint64_t)n << s->cluster_bits);
