@@ -471,8 +471,32 @@ static bool coroutine_fn prealloc_allocates(BlockDriverState *bs,
     co_mutex_lock(&s->lock);
     ret = qcow2_get_host_offset(bs, guest, &cur, &host, &type);
     co_mutex_unlock(&s->lock);
+    /* extended L2: an unallocated subcluster of a cluster that has its
+     * host cluster is allocated (and copied on write) all the same */
     return ret == 0 && (type == QCOW2_SC_UNALLOC_PLAIN ||
-                        type == QCOW2_SC_ZERO_PLAIN);
+                        type == QCOW2_SC_ZERO_PLAIN ||
+                        type == QCOW2_SC_UNALLOC_ALLOC);
+}
+
+/* The file reaches the host position of @to, as the reference extends it
+ * after allocating (its copy on write may then go further): also when
+ * the last cluster had its host cluster already. */
+static int coroutine_fn prealloc_reach(BlockDriverState *bs, uint64_t to)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cur = 1, host = 0;
+    Qcow2SubclusterType type;
+    int ret;
+
+    co_mutex_lock(&s->lock);
+    ret = qcow2_get_host_offset(bs, to - 1, &cur, &host, &type);
+    co_mutex_unlock(&s->lock);
+    if (ret < 0 || (type != QCOW2_SC_NORMAL &&
+                    type != QCOW2_SC_UNALLOC_ALLOC &&
+                    type != QCOW2_SC_ZERO_ALLOC)) {
+        return ret < 0 ? ret : 0;
+    }
+    return grow_over_run(bs, host + 1);
 }
 
 /* The two edges of [from, to), before anything is allocated. */
@@ -560,6 +584,9 @@ int coroutine_fn qcow2_preallocate(BlockDriverState *bs, uint64_t from,
     }
     if (ret == 0 && mode != PREALLOC_MODE_METADATA) {
         ret = reserve_runs(bs, runs, old_end);
+    }
+    if (ret == 0 && mode == PREALLOC_MODE_METADATA && to > from) {
+        ret = prealloc_reach(bs, to);
     }
     for (int i = 0; i < 2 && ret == 0; i++) {
         ret = prealloc_copy_edge(bs, &cow[i]);
