@@ -246,28 +246,35 @@ def test_long_unallocated_runs_across_l2_ranges(tmp_path, strata_img,
     assert r.rc == 0 and 'failed' not in r.out, r
 
 
-def compressed_after_failure(tmp_path, img_tool, io_tool):
-    """A compressed write of 16 512-byte clusters whose fifth is already
-    allocated: it fails with EIO; how many clusters after the failing
-    one were written all the same."""
+def compressed_after_failure(tmp_path, img_tool, io_tool, failing):
+    """A compressed write of 16 512-byte clusters whose cluster @failing
+    (and no other) is already allocated: it fails with EIO; how many
+    clusters after the failing one were written all the same."""
     p = str(tmp_path / 'c.qcow2')
     assert run([img_tool, 'create', '-q', '-f', 'qcow2', '-o',
                 'cluster_size=512', p, '1M']).rc == 0
-    assert run([io_tool, '-c', 'write -P 1 2k 512', p]).rc == 0
+    assert run([io_tool, '-c', f'write -P 1 {failing * 512} 512', p]).rc == 0
     r = run([io_tool, '-c', 'write -c -P 9 0 8k', p])
     assert r.rc == 1 and 'write failed: Input/output error' in r.out, r
     m = json.loads(run([img_tool, 'map', '--output=json', p]).out)
-    assert m[0] == {'start': 0, 'length': 2048, 'depth': 0, 'present': True,
-                    'zero': False, 'data': True, 'compressed': True}
-    assert not m[1]['compressed'] and m[1]['length'] == 512
-    return m[2]['length'] // 512 if m[2]['compressed'] else 0
+    if failing:
+        assert m[0] == {'start': 0, 'length': failing * 512, 'depth': 0,
+                        'present': True, 'zero': False, 'data': True,
+                        'compressed': True}
+        m = m[1:]
+    assert not m[0]['compressed'] and m[0]['length'] == 512
+    return m[1]['length'] // 512 if m[1]['compressed'] else 0
 
 
+@pytest.mark.parametrize('failing,after', [(0, 8), (1, 7), (4, 7)])
 def test_compressed_write_stops_after_failure(tmp_path, strata_img, strata_io,
-                                              ref_qemu_img, ref_qemu_io):
+                                              ref_qemu_img, ref_qemu_io,
+                                              failing, after):
     """The reference runs 8 clusters' writes at a time: after the failing
-    one at most 7 more were started (fewer in some runs), none after."""
-    ref = compressed_after_failure(tmp_path, ref_qemu_img, ref_qemu_io)
-    ours = compressed_after_failure(tmp_path, strata_img, strata_io)
-    assert ref <= ours == 7
+    one, 8 more were started when it is the first, 7 at most otherwise
+    (fewer in some runs), none after them."""
+    ref = compressed_after_failure(tmp_path, ref_qemu_img, ref_qemu_io,
+                                   failing)
+    ours = compressed_after_failure(tmp_path, strata_img, strata_io, failing)
+    assert ref <= ours == after
 

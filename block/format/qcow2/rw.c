@@ -1257,9 +1257,10 @@ static int coroutine_fn align_file_end(BlockDriverState *bs)
 
 /* Cluster-aligned requests, cluster by cluster.  The reference runs up
  * to 8 clusters at a time and starts no new one once it has seen a
- * failure, by which time up to 7 after the failing one have started
- * (fewer when the failure shows early: it varies run to run): the
- * clusters up to those are written, and the first error is returned. */
+ * failure; how many after the failing one have started by then varies
+ * run to run: always 8 when the first cluster fails, mostly 7 when the
+ * second or a later one does (fewer the further in).  The clusters up
+ * to those are written, and the first error is returned. */
 #define QCOW2_CW_WINDOW 7
 
 int coroutine_fn qcow2_co_pwritev_compressed(BlockDriverState *bs,
@@ -1290,7 +1291,7 @@ int coroutine_fn qcow2_co_pwritev_compressed(BlockDriverState *bs,
 
         if (r < 0 && ret == 0) {
             ret = r;
-            stop = i + QCOW2_CW_WINDOW;
+            stop = i + QCOW2_CW_WINDOW + (i == 0);
         }
         done += n;
     }
