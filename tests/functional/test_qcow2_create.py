@@ -147,6 +147,8 @@ def test_backing_options(tmp_path, strata_img, ref_qemu_img):
     ['--size', '1M', '-o', 'extended_l2=on,compat=0.10'],
     ['--size', '1M', '-o', 'extended_l2=on,compat=0.10,cluster_size=4k'],
     ['--size', '1M', '-o', 'compat=0.10,refcount_bits=8'],
+    # nor a backing file without preallocation
+    ['--size', '1M', '-o', 'backing_file=b.raw,preallocation=full'],
 ])
 def test_measure(strata_img, ref_qemu_img, args):
     r = run([ref_qemu_img, 'measure', '-O', 'qcow2', '--output=json', *args])

@@ -161,9 +161,11 @@ static bool odd_refcount_width(const char *v)
  * file, compression type, a backing format without a file). */
 static int measure_args(QDict *opts, Qcow2CreateArgs *a, Error **errp)
 {
+    /* not backing_file: measure lets a backing file go with any
+     * preallocation (qcow2_measure reads it from @opts itself) */
     static const char *const keys[] = {
         "size", "cluster_size", "extended_l2", "refcount_bits",
-        "preallocation", "backing_file", NULL
+        "preallocation", NULL
     };
     static const char *const modes[] = {
         "off", "metadata", "falloc", "full", NULL
