@@ -102,6 +102,11 @@ ERROR_CASES = [
     ['--bitmaps', '-c', 's.raw', 't'],
     ['--bitmaps', '-n', 's.raw', 'nonexist'],
     ['-n', '-c', 's.raw', 'small.raw'],
+    # -C with -c, any -S (even 0) or --salvage
+    ['-C', '-S', '0', 's.raw', 't'],
+    ['-C', '-S', '4k', '--salvage', 's.raw', 't'],
+    ['-C', '-S', '4k', '-c', '-O', 'qcow2', 's.raw', 't'],
+    ['-C', '--salvage', 's.raw', 't'],
     ['-n', '--target-image-opts', '-O', 'raw', 's.raw',
      'driver=raw,file.filename=small.raw'],
     # drivers and protocols that cannot create

@@ -22,6 +22,7 @@ typedef struct ConvertOpts {
     bool image_opts, tgt_image_opts, compress, skip_create, target_is_zero;
     bool salvage, bitmaps, skip_broken, force_share, progress, quiet;
     bool oob, copy_range;
+    bool sparse_given;         /* -S on the command line */
     int64_t sparse;
     uint64_t rate;
     int coroutines;
@@ -269,6 +270,7 @@ static bool parse_valued(ConvertOpts *o, int c, const char *arg)
     case 'm':
         return parse_coroutines(arg, &o->coroutines);
     case 'S':
+        o->sparse_given = true;
         return parse_sparse(arg, &o->sparse);
     case 'r':
         return parse_rate(arg, &o->rate);
@@ -355,6 +357,9 @@ static bool check_flags(const ConvertOpts *o)
         msg = "Use of --skip-broken-bitmaps requires --bitmaps";
     } else if (o->copy_range && o->compress) {
         msg = "Cannot enable copy offloading when -c is used";
+    } else if (o->copy_range && o->sparse_given) {
+        /* even -S 0: the reference refuses any -S with -C */
+        msg = "Cannot enable copy offloading when -S is used";
     } else if (o->copy_range && o->salvage) {
         msg = "Cannot use copy offloading in salvaging mode";
     } else if (o->tgt_image_opts && !o->skip_create) {
