@@ -371,3 +371,21 @@ def test_map_metadata_preallocated_holes(our_qemu_img, ref_qemu_img,
     ours = run([our_qemu_img, 'map', '--output=json', img])
     assert ref.rc == ours.rc == 0
     assert ours.out == ref.out
+
+
+@pytest.mark.parametrize('size', ['64k', '1M', '1G'])
+def test_map_raw_data_file(our_qemu_img, ref_qemu_img, ref_qemu_io, tmp_path,
+                           size):
+    """A raw external data file (data_file_raw=on): its clusters are data,
+    holes of the data file or not, unless the metadata looks preallocated
+    (the same guess as for any image)."""
+    img = str(tmp_path / 'd.qcow2')
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
+                'data_file=d.data,data_file_raw=on', img, size]).rc == 0
+    assert run([ref_qemu_io, '-c', 'write -P 1 0 4k', '-c',
+                'write -z 8k 8k', img]).rc == 0
+    for fmt in ('human', 'json'):
+        ref = run([ref_qemu_img, 'map', '--output=' + fmt, img])
+        ours = run([our_qemu_img, 'map', '--output=' + fmt, img])
+        assert ref.rc == ours.rc == 0
+        assert ours.out == ref.out

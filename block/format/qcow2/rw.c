@@ -1403,9 +1403,9 @@ int coroutine_fn qcow2_co_block_status(BlockDriverState *bs, bool want_zero,
     if (type == QCOW2_SC_COMPRESSED) {
         status |= BDRV_BLOCK_COMPRESSED;
     }
-    if (type == QCOW2_SC_NORMAL &&
-        (s->metadata_prealloc || (s->data_file != bs->file &&
-         (s->h.autoclear_features & QCOW2_AUTOCLEAR_DATA_RAW)))) {
+    /* only on that guess: not for a raw external data file as such (the
+     * reference reports its clusters as data, holes or not) */
+    if (type == QCOW2_SC_NORMAL && s->metadata_prealloc) {
         status |= BDRV_BLOCK_RECURSE;
     }
     return status;
