@@ -787,9 +787,12 @@ static void coroutine_fn run_start(RunGroup *g, int64_t off, int64_t len,
     co_enter(co_create(run_co, &r));
 }
 
+/* With -m 1 qemu-img writes a chunk's runs one after another even with
+ * -W, which fixes where a target that allocates as it goes puts them. */
 static bool concurrent_runs(const Convert *s)
 {
-    return s->order == ORDER_NONE || s->order == ORDER_WINDOW;
+    return (s->order == ORDER_NONE || s->order == ORDER_WINDOW) &&
+           s->workers > 1;
 }
 
 /*
