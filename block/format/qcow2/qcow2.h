@@ -466,6 +466,12 @@ int coroutine_fn qcow2_alloc_clusters_at(BlockDriverState *bs,
                                          uint64_t offset, int64_t n);
 int coroutine_fn qcow2_update_refcount(BlockDriverState *bs, uint64_t offset,
                                        uint64_t length, int64_t addend);
+/* The same for check -r: a raised refcount does not order the L2 table
+ * cache after the refcount blocks (no later free then flushes them
+ * early: a repair the check throws away stays out of the file). */
+int coroutine_fn qcow2_repair_update_refcount(BlockDriverState *bs,
+                                              uint64_t offset,
+                                              uint64_t length, int64_t addend);
 void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
                                       uint64_t size, bool discard);
 void coroutine_fn qcow2_free_unused_cluster(BlockDriverState *bs,

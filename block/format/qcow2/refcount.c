@@ -630,9 +630,11 @@ void coroutine_fn qcow2_free_unused_cluster(BlockDriverState *bs,
     change_refcounts_unordered(bs, offset >> s->cluster_bits, 1, -1);
 }
 
-/* Refcounts of the clusters touched by [offset, offset + length). */
-int coroutine_fn qcow2_update_refcount(BlockDriverState *bs, uint64_t offset,
-                                       uint64_t length, int64_t addend)
+/* Refcounts of the clusters touched by [offset, offset + length);
+ * @ordered: the caches' write order follows (refcount_order). */
+static int coroutine_fn update_refcount(BlockDriverState *bs, uint64_t offset,
+                                        uint64_t length, int64_t addend,
+                                        bool ordered)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t first = offset >> s->cluster_bits;
@@ -650,7 +652,24 @@ int coroutine_fn qcow2_update_refcount(BlockDriverState *bs, uint64_t offset,
             }
         }
     }
+    if (!ordered && addend > 0) {
+        return change_refcounts_unordered(bs, first, last - first + 1,
+                                          addend);
+    }
     return change_refcounts(bs, first, last - first + 1, addend);
+}
+
+int coroutine_fn qcow2_update_refcount(BlockDriverState *bs, uint64_t offset,
+                                       uint64_t length, int64_t addend)
+{
+    return update_refcount(bs, offset, length, addend, true);
+}
+
+int coroutine_fn qcow2_repair_update_refcount(BlockDriverState *bs,
+                                              uint64_t offset,
+                                              uint64_t length, int64_t addend)
+{
+    return update_refcount(bs, offset, length, addend, false);
 }
 
 /* Whether cluster @c, which had no refcount block, got one (made now, the
@@ -986,9 +1005,17 @@ int coroutine_fn qcow2_check_metadata_overlap(BlockDriverState *bs, int ign,
     int chk = s->overlap_check & ~ign;
     int ret;
 
+    if (!size) {
+        return 0;
+    }
     if ((chk & QCOW2_OL_MAIN_HEADER) && offset < s->cluster_size) {
         return QCOW2_OL_MAIN_HEADER;
     }
+    /* whole clusters are compared, as by the reference: a table at an
+     * unaligned offset still claims the clusters it touches */
+    size = ROUND_UP(qcow2_offset_into_cluster(s, offset) + size,
+                    s->cluster_size);
+    offset -= qcow2_offset_into_cluster(s, offset);
     if ((chk & QCOW2_OL_ACTIVE_L1) && s->l1_size &&
         ranges_overlap(offset, size, s->h.l1_table_offset,
                        (uint64_t)s->l1_size * 8)) {

@@ -29,8 +29,8 @@ bool coroutine_fn qcow2_repair_refcount(CheckState *c, uint64_t k,
         return false;
     }
     do {
-        ret = qcow2_update_refcount(c->bs, off, s->cluster_size,
-                                    (int64_t)count - (int64_t)rc);
+        ret = qcow2_repair_update_refcount(c->bs, off, s->cluster_size,
+                                           (int64_t)count - (int64_t)rc);
     } while (ret == -EAGAIN);
     if (ret < 0) {
         return false;
