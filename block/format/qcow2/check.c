@@ -239,6 +239,7 @@ static int coroutine_fn get_refblock(CheckState *c, uint64_t ti,
     BDRVQcow2State *s = c->s;
     uint64_t off = ti < s->refcount_table_size ?
                    s->refcount_table[ti] & REFT_OFFSET_MASK : 0;
+    const void *cached;
     int i, ret;
 
     *buf = NULL;
@@ -266,9 +267,15 @@ static int coroutine_fn get_refblock(CheckState *c, uint64_t ti,
         c->rb_buf[i] = g_malloc(s->cluster_size);
     }
     c->rb_off[i] = 0;
-    ret = qcow2_read_table(c->bs, off, s->cluster_size, c->rb_buf[i]);
-    if (ret < 0) {
-        return ret;
+    cached = qcow2_cache_peek(&s->refcount_cache, off);
+    if (cached) {
+        /* an earlier repair's refcounts, not written back yet */
+        memcpy(c->rb_buf[i], cached, s->cluster_size);
+    } else {
+        ret = qcow2_read_table(c->bs, off, s->cluster_size, c->rb_buf[i]);
+        if (ret < 0) {
+            return ret;
+        }
     }
     c->rb_off[i] = off;
     c->rb_last = i;
@@ -1573,8 +1580,10 @@ static int coroutine_fn fix_snapshot_table(CheckState *c)
     return 0;
 }
 
-/* The check reads tables from the file: what the caches hold (an
- * earlier repair's refcounts, a writer's tables) goes there first. */
+/* The check reads L2 tables from the file: what the L2 cache holds (a
+ * writer's tables) goes there first.  Refcount blocks are read through
+ * the refcount cache (an earlier repair's refcounts stay there until
+ * close, as the reference's, which may refuse to write them). */
 static int coroutine_fn write_back_caches(CheckState *c)
 {
     int ret;
@@ -1583,9 +1592,6 @@ static int coroutine_fn write_back_caches(CheckState *c)
         return 0;
     }
     ret = qcow2_cache_write(c->bs, &c->s->l2_cache);
-    if (ret == 0) {
-        ret = qcow2_cache_write(c->bs, &c->s->refcount_cache);
-    }
     if (ret < 0) {
         c->res->check_errors++;
     }

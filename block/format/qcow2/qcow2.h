@@ -447,6 +447,9 @@ void qcow2_cache_mark_dirty(Qcow2Cache *c, void *table);
 int coroutine_fn qcow2_cache_flush(BlockDriverState *bs, Qcow2Cache *c);
 int coroutine_fn qcow2_cache_write(BlockDriverState *bs, Qcow2Cache *c);
 void qcow2_cache_discard(Qcow2Cache *c, uint64_t offset);
+/* The table cached for @offset, or NULL; no reference is taken (valid
+ * until the next cache operation). */
+const void *qcow2_cache_peek(Qcow2Cache *c, uint64_t offset);
 /* @c's dirty entries may be written only after @dep's (flushes @c first
  * when @dep depended on @c). */
 int coroutine_fn qcow2_cache_set_dependency(BlockDriverState *bs,

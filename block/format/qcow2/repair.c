@@ -25,15 +25,25 @@ bool coroutine_fn qcow2_repair_refcount(CheckState *c, uint64_t k,
     uint64_t off = k << s->cluster_bits;
     int ret;
 
-    if (rc > count && rc - count > INT64_MAX) {
-        return false;
-    }
-    do {
+    /* a 64-bit refcount may be more than INT64_MAX too high: lowered in
+     * steps (the counts themselves stay below 2^32) */
+    while (rc > count) {
+        uint64_t step = MIN(rc - count, (uint64_t)INT64_MAX);
+
         ret = qcow2_repair_update_refcount(c->bs, off, s->cluster_size,
-                                           (int64_t)count - (int64_t)rc);
-    } while (ret == -EAGAIN);
-    if (ret < 0) {
-        return false;
+                                           -(int64_t)step);
+        if (ret < 0) {
+            return false;
+        }
+        rc -= step;
+    }
+    while (rc < count) {
+        ret = qcow2_repair_update_refcount(c->bs, off, s->cluster_size,
+                                           (int64_t)(count - rc));
+        if (ret < 0 && ret != -EAGAIN) {
+            return false;
+        }
+        rc = ret < 0 ? rc : count;
     }
     if (count == 0) {
         /* freed: as any freed cluster, its space goes back to the file */
