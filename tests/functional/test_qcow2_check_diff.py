@@ -331,6 +331,14 @@ def res(r):
     return (r.rc, r.out, re.sub(r"'#block\d+'", "'#block'", r.err))
 
 
+def header_info(r):
+    """What info says of the header (dirty, corrupt, snapshots), not of
+    the file's size."""
+    return (r.rc, [line for line in r.out.splitlines()
+                   if 'disk size' not in line and 'file length' not in line],
+            r.err)
+
+
 def compare_seed(bases, seed, ours, ref, work):
     """The differences between the tools on @seed's image (a list of
     (what, reference result, ours))."""
@@ -362,6 +370,10 @@ def compare_seed(bases, seed, ours, ref, work):
                         timeout=30) for w in ('ref', 'our'))
             if res(a) != res(b):
                 diffs.append((f'ref check after -r {mode}', a, b))
+            a, b = (run([ref, 'info', '-U', 'fix.qcow2'], cwd=dirs[w],
+                        timeout=30) for w in ('ref', 'our'))
+            if header_info(a) != header_info(b):
+                diffs.append((f'ref info after -r {mode}', a, b))
             c = run([ref, 'compare', '-f', 'qcow2', '-F', 'qcow2',
                      os.path.join(dirs['ref'], 'fix.qcow2'),
                      os.path.join(dirs['our'], 'fix.qcow2')], timeout=30)

@@ -921,6 +921,15 @@ static void check_incomplete_snapshots(CheckState *c)
     }
 }
 
+/* The snapshot table could not be read: as for the reference, the
+ * header kept in memory forgets it (a later header write drops it). */
+static int forget_snapshot_table(CheckState *c, int ret)
+{
+    c->s->h.nb_snapshots = 0;
+    c->s->h.snapshots_offset = 0;
+    return ret;
+}
+
 /* The snapshot table: entries and its size in bytes. */
 static int coroutine_fn read_snapshots(CheckState *c)
 {
@@ -935,19 +944,19 @@ static int coroutine_fn read_snapshots(CheckState *c)
                                      ret < 0 ? 0 : nb);
     g_array_set_clear_func(c->snapshots, snapshot_clear);
     if (ret < 0) {
-        return ret;
+        return forget_snapshot_table(c, ret);
     }
     if (!qcow2_snapshot_table_ok(c->s)) {
         error_report("ERROR snapshot table offset invalid");
         c->res->check_errors++;
-        return -EINVAL;
+        return forget_snapshot_table(c, -EINVAL);
     }
     /* the entries are read through a window: a few requests in all */
     c->sn_win = (Qcow2Window) { .bs = c->bs, .max = QCOW2_TABLE_WINDOW };
     ret = read_snapshot_entries(c, &nb);
     qcow2_window_free(&c->sn_win);
     if (ret < 0) {
-        return ret;
+        return forget_snapshot_table(c, ret);
     }
     publish_snapshot_table(c);
     c->res->corruptions += c->sn_dropped;
