@@ -592,3 +592,21 @@ def test_repair_keeps_snapshots_of_images_with_bitmaps(tmp_path, strata_img,
     assert run([ref_qemu_img, 'compare', src, our]).rc == 0
     assert run([ref_qemu_img, 'compare', ref, our]).rc == 0
     assert 'b0' in run([ref_qemu_img, 'info', our]).out
+
+
+def test_corrupt_bit_rewrites_the_header_cluster(tmp_path, our_qemu_img,
+                                                 ref_qemu_img):
+    # fuzz corpus image with bytes past the header extensions: the
+    # repair's overlap refusal marks it corrupt, and the reference writes
+    # the whole header cluster for that (the bytes become zeroes), not
+    # only the feature bits; both copies end byte for byte the same
+    src = os.path.join(os.path.dirname(__file__), '..', 'fuzz', 'corpus',
+                       'image', '0115a32067c4025197385484b645aa13904ada27')
+    res = []
+    for who, tool in (('ref', ref_qemu_img), ('our', our_qemu_img)):
+        d = tmp_path / who
+        d.mkdir()
+        shutil.copy(src, d / 'img.qcow2')
+        r = run([tool, 'check', '-r', 'all', 'img.qcow2'], cwd=d)
+        res.append((r.rc, r.out, r.err, (d / 'img.qcow2').read_bytes()))
+    assert res[1] == res[0]

@@ -395,6 +395,11 @@ int coroutine_fn qcow2_co_make_empty(BlockDriverState *bs);
 int qcow2_change_backing_file(BlockDriverState *bs, const char *file,
                               const char *fmt);
 int coroutine_fn qcow2_write_incompat(BlockDriverState *bs, uint64_t bits);
+/* The same bits written with the whole header cluster (the reference's
+ * way to clear dirty/corrupt); the field alone if the header cannot be
+ * rebuilt in one cluster. */
+int coroutine_fn qcow2_write_incompat_header(BlockDriverState *bs,
+                                             uint64_t bits);
 int coroutine_fn qcow2_mark_dirty(BlockDriverState *bs);
 int coroutine_fn qcow2_mark_clean(BlockDriverState *bs);
 void qcow2_signal_corruption(BlockDriverState *bs, const char *fmt, ...)

@@ -728,7 +728,8 @@ int coroutine_fn qcow2_repair_mark_consistent(BlockDriverState *bs)
         ret = bdrv_co_flush(bs->file->bs);
     }
     if (ret == 0) {
-        ret = qcow2_write_incompat(bs, s->h.incompatible_features & ~bits);
+        ret = qcow2_write_incompat_header(bs,
+                                          s->h.incompatible_features & ~bits);
     }
     if (ret == 0) {
         ret = bdrv_co_flush(bs->file->bs);
