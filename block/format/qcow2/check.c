@@ -1513,7 +1513,9 @@ static int coroutine_fn check_init(CheckState *c)
     c->l2buf = c->win;
     c->kept_tables = g_array_new(false, false, sizeof(KeptTable));
     c->kept = g_array_new(false, false, sizeof(uint64_t));
-    c->res->bfi.total_clusters = DIV_ROUND_UP(s->h.size, s->cluster_size);
+    /* the reference counts whole sectors of the virtual size */
+    c->res->bfi.total_clusters = DIV_ROUND_UP(s->h.size & ~511ULL,
+                                              s->cluster_size);
     return 0;
 }
 
