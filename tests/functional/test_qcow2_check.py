@@ -457,3 +457,17 @@ def test_metadata_preallocated_damaged(tmp_path, ref_qemu_img, ref_qemu_io,
     wr(p, rt + 2 * 40, '>H', 2)
     r = compare_check(tmp_path, ref_qemu_img, our_qemu_img, p)
     assert r.rc == 2
+
+
+def test_size_not_whole_sectors(tmp_path, ref_qemu_img, our_qemu_img):
+    # a virtual size with a partial last sector (a hostile or foreign
+    # header): the reference counts whole sectors, so a last cluster
+    # holding only that part is not in total-clusters
+    p = str(tmp_path / 'i.qcow2')
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
+                'cluster_size=512', p, '64k']).rc == 0
+    wr(p, 24, '>Q', 65536 - 512 + 100)
+    for args in ([], ['--output=json']):
+        a = run([ref_qemu_img, 'check', *args, p])
+        b = run([our_qemu_img, 'check', *args, p])
+        assert (b.rc, b.out, b.err) == (a.rc, a.out, a.err)

@@ -259,6 +259,13 @@ void qcow2_cache_mark_dirty(Qcow2Cache *c, void *table)
     entry_of(c, table)->dirty = true;
 }
 
+const void *qcow2_cache_peek(Qcow2Cache *c, uint64_t offset)
+{
+    Qcow2CacheEntry *e = offset ? cache_find(c, offset) : NULL;
+
+    return e ? e->table : NULL;
+}
+
 /* A cluster that is no longer a table (freed): forget it unwritten. */
 void qcow2_cache_discard(Qcow2Cache *c, uint64_t offset)
 {

@@ -239,6 +239,7 @@ static int coroutine_fn get_refblock(CheckState *c, uint64_t ti,
     BDRVQcow2State *s = c->s;
     uint64_t off = ti < s->refcount_table_size ?
                    s->refcount_table[ti] & REFT_OFFSET_MASK : 0;
+    const void *cached;
     int i, ret;
 
     *buf = NULL;
@@ -266,9 +267,15 @@ static int coroutine_fn get_refblock(CheckState *c, uint64_t ti,
         c->rb_buf[i] = g_malloc(s->cluster_size);
     }
     c->rb_off[i] = 0;
-    ret = qcow2_read_table(c->bs, off, s->cluster_size, c->rb_buf[i]);
-    if (ret < 0) {
-        return ret;
+    cached = qcow2_cache_peek(&s->refcount_cache, off);
+    if (cached) {
+        /* an earlier repair's refcounts, not written back yet */
+        memcpy(c->rb_buf[i], cached, s->cluster_size);
+    } else {
+        ret = qcow2_read_table(c->bs, off, s->cluster_size, c->rb_buf[i]);
+        if (ret < 0) {
+            return ret;
+        }
     }
     c->rb_off[i] = off;
     c->rb_last = i;
@@ -914,6 +921,15 @@ static void check_incomplete_snapshots(CheckState *c)
     }
 }
 
+/* The snapshot table could not be read: as for the reference, the
+ * header kept in memory forgets it (a later header write drops it). */
+static int forget_snapshot_table(CheckState *c, int ret)
+{
+    c->s->h.nb_snapshots = 0;
+    c->s->h.snapshots_offset = 0;
+    return ret;
+}
+
 /* The snapshot table: entries and its size in bytes. */
 static int coroutine_fn read_snapshots(CheckState *c)
 {
@@ -928,19 +944,19 @@ static int coroutine_fn read_snapshots(CheckState *c)
                                      ret < 0 ? 0 : nb);
     g_array_set_clear_func(c->snapshots, snapshot_clear);
     if (ret < 0) {
-        return ret;
+        return forget_snapshot_table(c, ret);
     }
     if (!qcow2_snapshot_table_ok(c->s)) {
         error_report("ERROR snapshot table offset invalid");
         c->res->check_errors++;
-        return -EINVAL;
+        return forget_snapshot_table(c, -EINVAL);
     }
     /* the entries are read through a window: a few requests in all */
     c->sn_win = (Qcow2Window) { .bs = c->bs, .max = QCOW2_TABLE_WINDOW };
     ret = read_snapshot_entries(c, &nb);
     qcow2_window_free(&c->sn_win);
     if (ret < 0) {
-        return ret;
+        return forget_snapshot_table(c, ret);
     }
     publish_snapshot_table(c);
     c->res->corruptions += c->sn_dropped;
@@ -1497,7 +1513,9 @@ static int coroutine_fn check_init(CheckState *c)
     c->l2buf = c->win;
     c->kept_tables = g_array_new(false, false, sizeof(KeptTable));
     c->kept = g_array_new(false, false, sizeof(uint64_t));
-    c->res->bfi.total_clusters = DIV_ROUND_UP(s->h.size, s->cluster_size);
+    /* the reference counts whole sectors of the virtual size */
+    c->res->bfi.total_clusters = DIV_ROUND_UP(s->h.size & ~511ULL,
+                                              s->cluster_size);
     return 0;
 }
 
@@ -1573,8 +1591,10 @@ static int coroutine_fn fix_snapshot_table(CheckState *c)
     return 0;
 }
 
-/* The check reads tables from the file: what the caches hold (an
- * earlier repair's refcounts, a writer's tables) goes there first. */
+/* The check reads L2 tables from the file: what the L2 cache holds (a
+ * writer's tables) goes there first.  Refcount blocks are read through
+ * the refcount cache (an earlier repair's refcounts stay there until
+ * close, as the reference's, which may refuse to write them). */
 static int coroutine_fn write_back_caches(CheckState *c)
 {
     int ret;
@@ -1583,9 +1603,6 @@ static int coroutine_fn write_back_caches(CheckState *c)
         return 0;
     }
     ret = qcow2_cache_write(c->bs, &c->s->l2_cache);
-    if (ret == 0) {
-        ret = qcow2_cache_write(c->bs, &c->s->refcount_cache);
-    }
     if (ret < 0) {
         c->res->check_errors++;
     }

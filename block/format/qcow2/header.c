@@ -649,6 +649,28 @@ int coroutine_fn qcow2_write_incompat(BlockDriverState *bs, uint64_t bits)
     return ret;
 }
 
+/* New dirty/corrupt bits written with the whole header cluster, as the
+ * reference clears them (bytes past the extensions become zeroes);
+ * only the field when the header no longer fits. */
+int coroutine_fn qcow2_write_incompat_header(BlockDriverState *bs,
+                                             uint64_t bits)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t old = s->h.incompatible_features;
+    int ret;
+
+    s->h.incompatible_features = bits;
+    ret = qcow2_update_header(bs);
+    if (ret == -ENOSPC) {
+        s->h.incompatible_features = old;
+        return qcow2_write_incompat(bs, bits);
+    }
+    if (ret < 0) {
+        s->h.incompatible_features = old;
+    }
+    return ret;
+}
+
 /* Lazy refcounts: set the dirty bit (flushed) before the first write
  * that may leave refcounts stale. */
 int coroutine_fn qcow2_mark_dirty(BlockDriverState *bs)
@@ -684,8 +706,8 @@ int coroutine_fn qcow2_mark_clean(BlockDriverState *bs)
         ret = bdrv_co_flush(bs->file->bs);
     }
     if (ret == 0) {
-        ret = qcow2_write_incompat(bs, s->h.incompatible_features &
-                                   ~QCOW2_INCOMPAT_DIRTY);
+        ret = qcow2_write_incompat_header(bs, s->h.incompatible_features &
+                                          ~QCOW2_INCOMPAT_DIRTY);
     }
     return ret;
 }
@@ -742,7 +764,10 @@ void qcow2_signal_corruption(BlockDriverState *bs, const char *fmt, ...)
             "events will be suppressed\n", msg);
     s->h.incompatible_features |= QCOW2_INCOMPAT_CORRUPT;
     if (co_in_coroutine()) {
-        qcow2_write_incompat(bs, s->h.incompatible_features);
+        /* the whole header cluster, as the reference writes it */
+        if (qcow2_update_header(bs) == -ENOSPC) {
+            qcow2_write_incompat(bs, s->h.incompatible_features);
+        }
     }
     s->broken = true;
 }

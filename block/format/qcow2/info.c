@@ -445,7 +445,15 @@ static int coroutine_fn shrink_l1(BlockDriverState *bs, uint64_t size)
     return ret;
 }
 
-/* Shrink: the clusters past the new end go, the file is trimmed. */
+/* Shrink step @what failed with @ret: the reference's words for it. */
+static int shrink_failed(int ret, const char *what, Error **errp)
+{
+    error_setg_errno(errp, -ret, "%s", what);
+    return ret;
+}
+
+/* Shrink: the clusters past the new end go, then the L2 tables and the
+ * refcount blocks nothing needs, the file is trimmed. */
 static int coroutine_fn shrink(BlockDriverState *bs, uint64_t offset,
                                Error **errp)
 {
@@ -454,28 +462,32 @@ static int coroutine_fn shrink(BlockDriverState *bs, uint64_t offset,
     uint64_t end = ROUND_UP(s->h.size, s->cluster_size);
     int ret = 0;
 
+    co_mutex_lock(&s->lock);
     if (from < end) {
-        co_mutex_lock(&s->lock);
         ret = qcow2_discard_cropped(bs, from, end - from);
-        if (ret == 0) {
-            ret = shrink_l1(bs, offset);
+        if (ret < 0) {
+            co_mutex_unlock(&s->lock);
+            return shrink_failed(ret, "Failed to discard cropped clusters",
+                                 errp);
         }
-        co_mutex_unlock(&s->lock);
+        ret = shrink_l1(bs, offset);
     }
-    if (ret == 0) {
-        ret = qcow2_co_flush_to_os(bs);
-    }
-    if (ret == 0) {
-        co_mutex_lock(&s->lock);
-        ret = qcow2_shrink_reftable(bs);
-        co_mutex_unlock(&s->lock);
-    }
+    co_mutex_unlock(&s->lock);
     if (ret == 0) {
         ret = qcow2_co_flush_to_os(bs);
     }
     if (ret < 0) {
-        error_setg_errno(errp, -ret, "Failed to discard cropped clusters");
-        return ret;
+        return shrink_failed(ret, "Failed to reduce the number of L2 tables",
+                             errp);
+    }
+    co_mutex_lock(&s->lock);
+    ret = qcow2_shrink_reftable(bs);
+    co_mutex_unlock(&s->lock);
+    if (ret == 0) {
+        ret = qcow2_co_flush_to_os(bs);
+    }
+    if (ret < 0) {
+        return shrink_failed(ret, "Failed to discard unused refblocks", errp);
     }
     trim_file(bs, NULL);    /* freed L2 tables too, with a data file */
     return 0;

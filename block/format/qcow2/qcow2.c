@@ -760,6 +760,23 @@ static void coroutine_fn store_bitmaps(BlockDriverState *bs)
     }
 }
 
+/* check -r leaves a dirty image clean at close whatever the check
+ * found, as the reference's close does: the whole header is written
+ * from memory (a snapshot table the check could not read is dropped
+ * from it, check.c). */
+static void coroutine_fn check_mode_mark_clean(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    if (!(s->h.incompatible_features & QCOW2_INCOMPAT_DIRTY)) {
+        return;
+    }
+    s->h.incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;
+    if (qcow2_co_flush_to_os(bs) == 0) {
+        qcow2_update_header(bs);
+    }
+}
+
 /* Writeback of the caches and, if we set it, the dirty bit cleared. */
 static void coroutine_fn close_entry(void *opaque)
 {
@@ -781,7 +798,9 @@ static void coroutine_fn close_entry(void *opaque)
     if (close_flush_cache(bs, &s->refcount_cache, "refcount block") < 0) {
         ret = -EIO;
     }
-    if (ret == 0 && s->dirty_set && !s->refcounts_stale) {
+    if (ret == 0 && (bs->open_flags & BDRV_O_CHECK)) {
+        check_mode_mark_clean(bs);
+    } else if (ret == 0 && s->dirty_set && !s->refcounts_stale) {
         qcow2_mark_clean(bs);
     }
 }

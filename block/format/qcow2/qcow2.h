@@ -402,6 +402,11 @@ int coroutine_fn qcow2_co_make_empty(BlockDriverState *bs);
 int qcow2_change_backing_file(BlockDriverState *bs, const char *file,
                               const char *fmt);
 int coroutine_fn qcow2_write_incompat(BlockDriverState *bs, uint64_t bits);
+/* The same bits written with the whole header cluster (the reference's
+ * way to clear dirty/corrupt); the field alone if the header cannot be
+ * rebuilt in one cluster. */
+int coroutine_fn qcow2_write_incompat_header(BlockDriverState *bs,
+                                             uint64_t bits);
 int coroutine_fn qcow2_mark_dirty(BlockDriverState *bs);
 int coroutine_fn qcow2_mark_clean(BlockDriverState *bs);
 void qcow2_signal_corruption(BlockDriverState *bs, const char *fmt, ...)
@@ -454,6 +459,9 @@ void qcow2_cache_mark_dirty(Qcow2Cache *c, void *table);
 int coroutine_fn qcow2_cache_flush(BlockDriverState *bs, Qcow2Cache *c);
 int coroutine_fn qcow2_cache_write(BlockDriverState *bs, Qcow2Cache *c);
 void qcow2_cache_discard(Qcow2Cache *c, uint64_t offset);
+/* The table cached for @offset, or NULL; no reference is taken (valid
+ * until the next cache operation). */
+const void *qcow2_cache_peek(Qcow2Cache *c, uint64_t offset);
 /* @c's dirty entries may be written only after @dep's (flushes @c first
  * when @dep depended on @c). */
 int coroutine_fn qcow2_cache_set_dependency(BlockDriverState *bs,
@@ -473,6 +481,12 @@ int coroutine_fn qcow2_alloc_clusters_at(BlockDriverState *bs,
                                          uint64_t offset, int64_t n);
 int coroutine_fn qcow2_update_refcount(BlockDriverState *bs, uint64_t offset,
                                        uint64_t length, int64_t addend);
+/* The same for check -r: a raised refcount does not order the L2 table
+ * cache after the refcount blocks (no later free then flushes them
+ * early: a repair the check throws away stays out of the file). */
+int coroutine_fn qcow2_repair_update_refcount(BlockDriverState *bs,
+                                              uint64_t offset,
+                                              uint64_t length, int64_t addend);
 void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
                                       uint64_t size, bool discard);
 void coroutine_fn qcow2_free_unused_cluster(BlockDriverState *bs,

@@ -417,7 +417,8 @@ static int coroutine_fn grow_reftable(BlockDriverState *bs, uint64_t ti,
 }
 
 /* Whether the refcount block at @off (table index @ti) counts nothing
- * but, possibly, itself. */
+ * but, possibly, itself.  An unaligned block cannot be read: the
+ * reference's cache refuses it as a corruption. */
 static int coroutine_fn refblock_unused(BlockDriverState *bs, uint64_t ti,
                                         uint64_t off, bool *unused)
 {
@@ -427,6 +428,12 @@ static int coroutine_fn refblock_unused(BlockDriverState *bs, uint64_t ti,
     void *block;
     int ret;
 
+    if (qcow2_offset_into_cluster(s, off)) {
+        qcow2_signal_corruption(bs, "Cannot get entry from refcount block "
+                                "cache: Offset %#" PRIx64 " is unaligned",
+                                off);
+        return -EIO;
+    }
     ret = qcow2_cache_get(bs, &s->refcount_cache, off, &block);
     if (ret < 0) {
         return ret;
@@ -441,45 +448,91 @@ static int coroutine_fn refblock_unused(BlockDriverState *bs, uint64_t ti,
     return 0;
 }
 
-/* One pass of qcow2_shrink_reftable(); *@dropped counts the blocks that
- * went (freeing one can empty the block that counted it). */
-static int coroutine_fn drop_unused_refblocks(BlockDriverState *bs,
-                                              uint64_t *dropped)
+/* Refcount block @off left the table: its own refcount (1, in the
+ * block covering it, which may be itself) drops to 0 and the cluster
+ * is discarded.  A block nothing covers, or whose refcount is not 1,
+ * is a corruption, in the reference's words. */
+static int coroutine_fn discard_refblock(BlockDriverState *bs, uint64_t off)
 {
     BDRVQcow2State *s = bs->opaque;
-    int ret = 0;
+    uint64_t k = off >> s->cluster_bits, ti = k >> s->refblock_bits;
+    uint64_t cover = ti < s->refcount_table_size ?
+                     s->refcount_table[ti] & REFT_OFFSET_MASK : 0;
+    uint64_t i = k & ((1ULL << s->refblock_bits) - 1);
+    void *block;
+    int ret;
 
-    for (uint64_t ti = 0; ti < s->refcount_table_size && ret == 0; ti++) {
-        uint64_t off = s->refcount_table[ti] & REFT_OFFSET_MASK;
-        bool unused = false;
-
-        if (!off || (ret = refblock_unused(bs, ti, off, &unused)) < 0 ||
-            !unused) {
-            continue;
-        }
-        qcow2_cache_discard(&s->refcount_cache, off);
-        s->refcount_table[ti] = 0;
-        ret = write_reftable_entry(bs, ti);
-        if (ret == 0 && (off >> s->cluster_bits) >> s->refblock_bits != ti) {
-            qcow2_free_clusters(bs, off, s->cluster_size, false);
-        }
-        (*dropped)++;
+    if (!cover) {
+        qcow2_signal_corruption(bs, "Refblock at %#" PRIx64 " is not "
+                                "covered by the refcount structures", off);
+        return -EIO;
     }
-    return ret;
+    ret = refblock_offset(bs, ti, &cover);
+    if (ret == 0) {
+        ret = qcow2_cache_get(bs, &s->refcount_cache, cover, &block);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    if (qcow2_get_refcount_entry(s, block, i) != 1) {
+        qcow2_cache_put(&s->refcount_cache, &block);
+        qcow2_signal_corruption(bs, "Invalid refcount: refblock offset %#"
+                                PRIx64 ", reftable index %" PRIu64 ", block "
+                                "offset %#" PRIx64 ", refblock %#" PRIx64,
+                                off, ti, k, cover);
+        return -EINVAL;
+    }
+    qcow2_set_refcount_entry(s, block, i, 0);
+    qcow2_cache_mark_dirty(&s->refcount_cache, block);
+    qcow2_cache_put(&s->refcount_cache, &block);
+    s->free_cluster_index = MIN(s->free_cluster_index, k);
+    qcow2_cache_discard(&s->refcount_cache, off);
+    bdrv_co_pdiscard(bs->file, off, s->cluster_size);
+    return 0;
+}
+
+/* The refcount table with the blocks that count nothing dropped (@t,
+ * big-endian), written whole. */
+static int coroutine_fn write_shrunk_reftable(BlockDriverState *bs,
+                                              const uint64_t *t)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret = q_pwrite(bs->file, s->h.refcount_table_offset,
+                       s->refcount_table_size * 8, t);
+
+    return ret < 0 ? ret : bdrv_co_flush(bs->file->bs);
 }
 
 /* After a shrink, refcount blocks that count no cluster any more leave the
- * table and are freed, as the reference does, so the file can be trimmed
- * and no referenced block is left all zeroes. */
+ * table and are freed, in one pass as the reference does (a block that
+ * only counted a dropped one stays), so the file can be trimmed. */
 int coroutine_fn qcow2_shrink_reftable(BlockDriverState *bs)
 {
-    uint64_t dropped;
-    int ret;
+    BDRVQcow2State *s = bs->opaque;
+    g_autofree uint64_t *t = g_new0(uint64_t, MAX(s->refcount_table_size, 1));
+    int ret = 0;
 
-    do {
-        dropped = 0;
-        ret = drop_unused_refblocks(bs, &dropped);
-    } while (ret == 0 && dropped);
+    for (uint64_t ti = 0; ti < s->refcount_table_size; ti++) {
+        uint64_t off = s->refcount_table[ti] & REFT_OFFSET_MASK;
+        bool unused = false;
+
+        if (off && (ret = refblock_unused(bs, ti, off, &unused)) < 0) {
+            return ret;
+        }
+        q_st64((uint8_t *)&t[ti], off && !unused ? s->refcount_table[ti] : 0);
+    }
+    ret = write_shrunk_reftable(bs, t);
+    /* a failed write may have left any mix on disk: the dropped blocks
+     * are forgotten in memory either way */
+    for (uint64_t ti = 0; ti < s->refcount_table_size; ti++) {
+        if (s->refcount_table[ti] && !t[ti]) {
+            if (ret == 0) {
+                ret = discard_refblock(bs, s->refcount_table[ti] &
+                                           REFT_OFFSET_MASK);
+            }
+            s->refcount_table[ti] = 0;
+        }
+    }
     return ret;
 }
 
@@ -495,8 +548,10 @@ static int coroutine_fn refcount_order(BlockDriverState *bs, int64_t addend)
     BDRVQcow2State *s = bs->opaque;
 
     if (addend < 0) {
-        return qcow2_cache_set_dependency(bs, &s->refcount_cache,
-                                          &s->l2_cache);
+        /* a failed flush of the L2 tables (to settle the other
+         * order) does not stop the free, as for the reference */
+        qcow2_cache_set_dependency(bs, &s->refcount_cache, &s->l2_cache);
+        return 0;
     }
     if (!s->use_lazy_refcounts) {
         return qcow2_cache_set_dependency(bs, &s->l2_cache,
@@ -580,9 +635,11 @@ void coroutine_fn qcow2_free_unused_cluster(BlockDriverState *bs,
     change_refcounts_unordered(bs, offset >> s->cluster_bits, 1, -1);
 }
 
-/* Refcounts of the clusters touched by [offset, offset + length). */
-int coroutine_fn qcow2_update_refcount(BlockDriverState *bs, uint64_t offset,
-                                       uint64_t length, int64_t addend)
+/* Refcounts of the clusters touched by [offset, offset + length);
+ * @ordered: the caches' write order follows (refcount_order). */
+static int coroutine_fn update_refcount(BlockDriverState *bs, uint64_t offset,
+                                        uint64_t length, int64_t addend,
+                                        bool ordered)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t first = offset >> s->cluster_bits;
@@ -600,7 +657,24 @@ int coroutine_fn qcow2_update_refcount(BlockDriverState *bs, uint64_t offset,
             }
         }
     }
+    if (!ordered && addend > 0) {
+        return change_refcounts_unordered(bs, first, last - first + 1,
+                                          addend);
+    }
     return change_refcounts(bs, first, last - first + 1, addend);
+}
+
+int coroutine_fn qcow2_update_refcount(BlockDriverState *bs, uint64_t offset,
+                                       uint64_t length, int64_t addend)
+{
+    return update_refcount(bs, offset, length, addend, true);
+}
+
+int coroutine_fn qcow2_repair_update_refcount(BlockDriverState *bs,
+                                              uint64_t offset,
+                                              uint64_t length, int64_t addend)
+{
+    return update_refcount(bs, offset, length, addend, false);
 }
 
 /* Whether cluster @c, which had no refcount block, got one (made now, the
@@ -791,12 +865,10 @@ static int coroutine_fn free_each(BlockDriverState *bs, uint64_t first,
         if (ret == -EINVAL && s->refcounts_stale) {
             continue;       /* stale refcounts: a leak, not corruption */
         }
-        if (ret < 0 && ret != -EINVAL) {
-            return ret;     /* an I/O error: the clusters leak */
-        }
         if (ret < 0) {
-            /* an underflow is no corruption for the reference: reported,
-             * the part of the range already freed restored, a leak */
+            /* an underflow or a refcount block that cannot be read is
+             * no corruption for the reference: reported, the part of
+             * the range already freed restored, a leak */
             if (c > first) {
                 change_refcounts(bs, first, c - first, 1);
             }
@@ -1015,9 +1087,17 @@ int coroutine_fn qcow2_check_metadata_overlap(BlockDriverState *bs, int ign,
     int chk = s->overlap_check & ~ign;
     int ret;
 
+    if (!size) {
+        return 0;
+    }
     if ((chk & QCOW2_OL_MAIN_HEADER) && offset < s->cluster_size) {
         return QCOW2_OL_MAIN_HEADER;
     }
+    /* whole clusters are compared, as by the reference: a table at an
+     * unaligned offset still claims the clusters it touches */
+    size = ROUND_UP(qcow2_offset_into_cluster(s, offset) + size,
+                    s->cluster_size);
+    offset -= qcow2_offset_into_cluster(s, offset);
     if ((chk & QCOW2_OL_ACTIVE_L1) && s->l1_size &&
         ranges_overlap(offset, size, s->h.l1_table_offset,
                        (uint64_t)s->l1_size * 8)) {

@@ -25,15 +25,25 @@ bool coroutine_fn qcow2_repair_refcount(CheckState *c, uint64_t k,
     uint64_t off = k << s->cluster_bits;
     int ret;
 
-    if (rc > count && rc - count > INT64_MAX) {
-        return false;
+    /* a 64-bit refcount may be more than INT64_MAX too high: lowered in
+     * steps (the counts themselves stay below 2^32) */
+    while (rc > count) {
+        uint64_t step = MIN(rc - count, (uint64_t)INT64_MAX);
+
+        ret = qcow2_repair_update_refcount(c->bs, off, s->cluster_size,
+                                           -(int64_t)step);
+        if (ret < 0) {
+            return false;
+        }
+        rc -= step;
     }
-    do {
-        ret = qcow2_update_refcount(c->bs, off, s->cluster_size,
-                                    (int64_t)count - (int64_t)rc);
-    } while (ret == -EAGAIN);
-    if (ret < 0) {
-        return false;
+    while (rc < count) {
+        ret = qcow2_repair_update_refcount(c->bs, off, s->cluster_size,
+                                           (int64_t)(count - rc));
+        if (ret < 0 && ret != -EAGAIN) {
+            return false;
+        }
+        rc = ret < 0 ? rc : count;
     }
     if (count == 0) {
         /* freed: as any freed cluster, its space goes back to the file */
@@ -723,7 +733,8 @@ int coroutine_fn qcow2_repair_mark_consistent(BlockDriverState *bs)
         ret = bdrv_co_flush(bs->file->bs);
     }
     if (ret == 0) {
-        ret = qcow2_write_incompat(bs, s->h.incompatible_features & ~bits);
+        ret = qcow2_write_incompat_header(bs,
+                                          s->h.incompatible_features & ~bits);
     }
     if (ret == 0) {
         ret = bdrv_co_flush(bs->file->bs);

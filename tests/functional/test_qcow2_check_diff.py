@@ -1,0 +1,446 @@
+"""Differential check / check -r of randomly damaged qcow2 images.
+
+Small images made by the reference (data, zero and compressed clusters,
+snapshots, a backing file, extended L2, refcount widths 1/16/64, 512 B
+and 2 MiB clusters) are damaged in one targeted way each, chosen by a
+seed: bits of L1/L2 entries, refcount table entries and refcount block
+entries, header fields, OFLAG_COPIED, entries pointing past the end or
+into metadata, tables overlapping.  On each image both tools run
+`check` (human and JSON), then `check -r leaks` and `check -r all` on
+their own copies; output and exit status must match, and afterwards the
+reference's check must see both repaired copies alike, with the same
+data.
+
+The test runs a fixed set of seeds.  Run more by hand:
+
+    STRATA_BUILD=build STRATA_REF_BIN=/opt/qemu-ref/usr/bin \\
+        python3 tests/functional/test_qcow2_check_diff.py 0 500
+    (or --seeds 3,17,42)
+
+prints one line per differing seed (and `-v` what differed).
+"""
+import os
+import random
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+from conftest import run  # noqa: E402
+
+# (name, create options, qemu-io commands; SNAP takes a snapshot, BITMAP
+# adds a persistent bitmap, ABORT kills a writer)
+BASES = [
+    ('plain', 'cluster_size=65536', ['write -P 1 0 192k', 'write -z 256k 64k',
+                                     'write -P 2 1M 64k', 'discard 192k 64k']),
+    ('compressed', 'cluster_size=65536', ['write -c -P 3 0 64k',
+                                          'write -c -P 4 64k 64k',
+                                          'write -P 5 128k 64k']),
+    ('snapshot', 'cluster_size=65536', ['write -P 6 0 128k', 'SNAP',
+                                        'write -P 7 64k 128k']),
+    ('extl2', 'extended_l2=on', ['write -P 8 0 4k', 'write -P 9 40k 8k',
+                                 'write -z 128k 64k']),
+    ('rc1', 'refcount_bits=1', ['write -P 10 0 128k']),
+    ('rc64', 'refcount_bits=64', ['write -P 11 0 128k', 'SNAP']),
+    ('c512', 'cluster_size=512', ['write -P 12 0 8k', 'write -c -P 13 8k 2k',
+                                  'write -z 16k 1k']),
+    ('c2m', 'cluster_size=2M', ['write -P 14 0 64k', 'write -z 2M 2M']),
+    ('backing', 'cluster_size=65536', ['write -P 15 64k 64k']),
+    ('lazy', 'lazy_refcounts=on', ['write -P 16 0 128k', 'ABORT']),
+    ('v2', 'compat=0.10', ['write -P 17 0 64k', 'SNAP',
+                           'write -P 18 0 64k']),
+    ('bitmap', 'cluster_size=65536', ['BITMAP', 'write -P 19 0 64k']),
+]
+SIZE = '4M'
+REF_BIN = os.environ.get('STRATA_REF_BIN', '/opt/qemu-ref/usr/bin')
+
+
+def make_bases(d, ref_img, ref_io):
+    """The base images in directory @d, by the reference."""
+    out = {}
+    backing = os.path.join(d, 'back.qcow2')
+    run([ref_img, 'create', '-q', '-f', 'qcow2', backing, SIZE])
+    run([ref_io, '-c', 'write -P 0x21 0 1M', backing])
+    for name, opts, cmds in BASES:
+        p = os.path.join(d, f'{name}.qcow2')
+        extra = (['-b', 'back.qcow2', '-F', 'qcow2']
+                 if name == 'backing' else [])
+        r = run([ref_img, 'create', '-q', '-f', 'qcow2', '-o', opts, *extra,
+                 p, SIZE], cwd=d)
+        assert r.rc == 0, r
+        for c in cmds:
+            if c == 'SNAP':
+                r = run([ref_img, 'snapshot', '-c', 's1', p])
+            elif c == 'BITMAP':
+                r = run([ref_img, 'bitmap', '--add', p, 'b0'])
+            elif c == 'ABORT':
+                # a writer killed with lazy refcounts: a dirty image
+                run([ref_io, '-c', 'write -P 20 1M 64k', '-c', 'abort', p])
+                continue
+            else:
+                r = run([ref_io, '-c', c, p])
+            assert r.rc == 0, r
+        out[name] = p
+    return out
+
+
+class Image:
+    """The metadata of a qcow2 file in memory, enough to damage it."""
+
+    def __init__(self, data):
+        self.d = bytearray(data)
+        (self.cbits,) = struct.unpack_from('>I', self.d, 20)
+        self.cs = 1 << self.cbits
+        self.l1_off, = struct.unpack_from('>Q', self.d, 40)
+        self.l1_size, = struct.unpack_from('>I', self.d, 36)
+        self.rt_off, self.rt_clusters = struct.unpack_from('>QI', self.d, 48)
+        self.nb_sn, self.sn_off = struct.unpack_from('>IQ', self.d, 60)
+        incompat, = struct.unpack_from('>Q', self.d, 72)
+        self.ext_l2 = bool(incompat & 16)
+        self.rc_order, = struct.unpack_from('>I', self.d, 96)
+        self.entry = 16 if self.ext_l2 else 8
+
+    def q(self, off):
+        return struct.unpack_from('>Q', self.d, off)[0] \
+            if off + 8 <= len(self.d) else 0
+
+    def setq(self, off, v):
+        if off + 8 <= len(self.d):
+            struct.pack_into('>Q', self.d, off, v & (2 ** 64 - 1))
+
+    def l1_slots(self):
+        return [self.l1_off + 8 * i for i in range(self.l1_size)
+                if self.q(self.l1_off + 8 * i)]
+
+    def l2_tables(self):
+        tabs = [self.q(s) & 0x00fffffffffffe00 for s in self.l1_slots()]
+        for sl1, n in self.snapshot_l1s():
+            tabs += [self.q(sl1 + 8 * i) & 0x00fffffffffffe00
+                     for i in range(n) if self.q(sl1 + 8 * i)]
+        return sorted(set(t for t in tabs if t and t < len(self.d)))
+
+    def l2_slots(self):
+        out = []
+        for t in self.l2_tables():
+            for i in range(self.cs // self.entry):
+                o = t + i * self.entry
+                if o + 8 <= len(self.d) and self.q(o):
+                    out.append(o)
+        return out
+
+    def snapshot_l1s(self):
+        out, pos = [], self.sn_off
+        for _ in range(min(self.nb_sn, 8)):
+            if pos + 40 > len(self.d):
+                break
+            l1, n, il, nl = struct.unpack_from('>QIHH', self.d, pos)
+            extra, = struct.unpack_from('>I', self.d, pos + 36)
+            out.append((l1, min(n, 64)))
+            pos = (pos + 40 + extra + il + nl + 7) & ~7
+        return out
+
+    def rt_slots(self):
+        return [self.rt_off + 8 * i
+                for i in range(self.rt_clusters * self.cs // 8)
+                if self.rt_off + 8 * i + 8 <= len(self.d) and
+                self.q(self.rt_off + 8 * i)]
+
+    def refblock_entry(self, cluster):
+        """(file offset of the refcount entry of @cluster, bits) or None."""
+        bits = 1 << self.rc_order
+        per = self.cs * 8 // bits
+        ti, i = divmod(cluster, per)
+        rb = self.q(self.rt_off + 8 * ti) & ~0x1ff
+        if not rb or rb + self.cs > len(self.d):
+            return None
+        return rb, i, bits
+
+    def set_refcount(self, cluster, v):
+        e = self.refblock_entry(cluster)
+        if not e:
+            return False
+        rb, i, bits = e
+        if bits >= 8:
+            n = bits // 8
+            v &= (1 << bits) - 1
+            self.d[rb + i * n:rb + (i + 1) * n] = v.to_bytes(n, 'big')
+        else:
+            byte, sh = rb + i * bits // 8, (i * bits) % 8
+            m = ((1 << bits) - 1) << sh
+            self.d[byte] = (self.d[byte] & ~m) | ((v << sh) & m)
+        return True
+
+    def metadata_offsets(self):
+        return [0, self.l1_off, self.rt_off, self.sn_off] + \
+            [self.q(s) & ~0x1ff for s in self.rt_slots()] + self.l2_tables()
+
+
+def damage(img, rng):
+    """One targeted damage; returns its description."""
+    kinds = [k for k in DAMAGES if DAMAGES[k][0](img)]
+    kind = rng.choice(kinds)
+    return kind + ': ' + DAMAGES[kind][1](img, rng)
+
+
+def flip(img, rng, slots, lo=0, hi=63):
+    o = rng.choice(slots)
+    bit = rng.randint(lo, hi)
+    img.setq(o, img.q(o) ^ (1 << bit))
+    return f'{o:#x} bit {bit}'
+
+
+def set_to(img, rng, slots, values):
+    o = rng.choice(slots)
+    v = rng.choice(values)
+    img.setq(o, v)
+    return f'{o:#x} = {v:#x}'
+
+
+def entry_target(img, rng, keep_flags):
+    """A value for an entry: past the end, into metadata, unaligned."""
+    end = len(img.d)
+    targets = [end + img.cs, (end + 10 * img.cs) & ~(img.cs - 1),
+               rng.choice(img.metadata_offsets()),
+               rng.choice(img.metadata_offsets()) + 512, 1 << 50]
+    return (rng.choice(targets) & 0x00fffffffffffe00) | keep_flags
+
+
+def l2_point(img, rng):
+    o = rng.choice(img.l2_slots())
+    v = entry_target(img, rng, img.q(o) & 0xc000000000000000)
+    img.setq(o, v)
+    return f'{o:#x} = {v:#x}'
+
+
+def l1_point(img, rng):
+    o = rng.choice(img.l1_slots())
+    v = entry_target(img, rng, img.q(o) & (1 << 63))
+    img.setq(o, v)
+    return f'{o:#x} = {v:#x}'
+
+
+def rt_point(img, rng):
+    o = rng.choice(img.rt_slots())
+    v = entry_target(img, rng, 0)
+    if rng.random() < 0.3:
+        v = 0
+    img.setq(o, v)
+    return f'{o:#x} = {v:#x}'
+
+
+def refcount_change(img, rng):
+    n = len(img.d) // img.cs + 2
+    k = rng.randrange(n)
+    bits = 1 << img.rc_order
+    v = rng.choice([0, 1, 2, 3, (1 << bits) - 1] if bits > 1 else [0, 1])
+    if not img.set_refcount(k, v):
+        return f'cluster {k} has no refcount block'
+    return f'refcount of cluster {k} = {v}'
+
+
+def header_field(img, rng):
+    fields = [(36, '>I', [0, img.l1_size + 1, max(img.l1_size - 1, 0),
+                          0x7fffffff]),
+              (56, '>I', [0, img.rt_clusters + 1, 0xffffff]),
+              (48, '>Q', [img.rt_off + img.cs, img.l1_off, 512]),
+              (40, '>Q', [img.rt_off, img.l1_off + 512, 1 << 40]),
+              (60, '>I', [img.nb_sn + 1, 0, 65537]),
+              (64, '>Q', [img.l1_off, img.sn_off + 8, 1 << 45]),
+              (72, '>Q', [1, 2])]
+    off, fmt, values = rng.choice(fields)
+    v = rng.choice(values)
+    struct.pack_into(fmt, img.d, off, v)
+    return f'header {off} = {v:#x}'
+
+
+def copied_flag(img, rng):
+    slots = img.l1_slots() + img.l2_slots()
+    o = rng.choice(slots)
+    img.setq(o, img.q(o) ^ (1 << 63))
+    return f'{o:#x} COPIED toggled'
+
+
+def overlap(img, rng):
+    """An L2 table or refcount block moved onto another table."""
+    slots = img.l1_slots() + img.rt_slots()
+    o = rng.choice(slots)
+    v = rng.choice(img.metadata_offsets()) & ~(img.cs - 1)
+    img.setq(o, (img.q(o) & (1 << 63)) | v)
+    return f'{o:#x} -> {v:#x}'
+
+
+def sn_entry(img, rng):
+    pos = img.sn_off
+    fields = [(0, '>Q', [0, img.l1_off, 512, len(img.d) + img.cs]),
+              (8, '>I', [0, 100, 0x7fffffff]), (36, '>I', [0, 8, 5000])]
+    off, fmt, values = rng.choice(fields)
+    v = rng.choice(values)
+    struct.pack_into(fmt, img.d, pos + off, v)
+    return f'snapshot field {off} = {v:#x}'
+
+
+DAMAGES = {
+    'l1-bit': (lambda i: i.l1_slots(),
+               lambda i, r: flip(i, r, i.l1_slots())),
+    'l2-bit': (lambda i: i.l2_slots(),
+               lambda i, r: flip(i, r, i.l2_slots())),
+    'l2-bit-low': (lambda i: i.l2_slots(),
+                   lambda i, r: flip(i, r, i.l2_slots(), 0, 12)),
+    'l2-point': (lambda i: i.l2_slots(), l2_point),
+    'l1-point': (lambda i: i.l1_slots(), l1_point),
+    'rt-bit': (lambda i: i.rt_slots(),
+               lambda i, r: flip(i, r, i.rt_slots(), 0, 40)),
+    'rt-point': (lambda i: i.rt_slots(), rt_point),
+    'refcount': (lambda i: True, refcount_change),
+    'header': (lambda i: True, header_field),
+    'copied': (lambda i: i.l1_slots() or i.l2_slots(), copied_flag),
+    'overlap': (lambda i: i.l1_slots() or i.rt_slots(), overlap),
+    'snapshot': (lambda i: i.nb_sn > 0, sn_entry),
+    'l2-zero-alloc': (lambda i: i.l2_slots() and not i.ext_l2,
+                      lambda i, r: set_to(i, r, i.l2_slots(), [
+                          (i.q(i.l2_slots()[0]) | 1)])),
+}
+
+
+def damaged_image(bases, seed, d):
+    """The image of @seed in directory @d and what was done to it."""
+    rng = random.Random(seed)
+    name = rng.choice(sorted(bases))
+    with open(bases[name], 'rb') as f:
+        img = Image(f.read())
+    what = damage(img, rng)
+    if rng.random() < 0.25:
+        what += '; ' + damage(img, rng)
+    p = os.path.join(d, 'img.qcow2')
+    with open(p, 'wb') as f:
+        f.write(img.d)
+    if name == 'backing':
+        shutil.copy(os.path.join(os.path.dirname(bases[name]), 'back.qcow2'),
+                    d)
+    return p, f'{name} {what}'
+
+
+def res(r):
+    # the reference names nodes with a random part ('#block118')
+    return (r.rc, r.out, re.sub(r"'#block\d+'", "'#block'", r.err))
+
+
+def header_info(r):
+    """What info says of the header (dirty, corrupt, snapshots), not of
+    the file's size."""
+    return (r.rc, [line for line in r.out.splitlines()
+                   if 'disk size' not in line and 'file length' not in line],
+            r.err)
+
+
+def compare_seed(bases, seed, ours, ref, work):
+    """The differences between the tools on @seed's image (a list of
+    (what, reference result, ours))."""
+    diffs = []
+    dirs = {}
+    for who in ('ref', 'our'):
+        dirs[who] = os.path.join(work, who)
+        shutil.rmtree(dirs[who], ignore_errors=True)
+        os.makedirs(dirs[who])
+        src, what = damaged_image(bases, seed, dirs[who])
+    tools = {'ref': ref, 'our': ours}
+    for args in ([], ['--output=json']):
+        a, b = (run([tools[w], 'check', *args, 'img.qcow2'], cwd=dirs[w],
+                    timeout=30) for w in ('ref', 'our'))
+        if res(a) != res(b):
+            diffs.append((f'check {args}', a, b))
+    for mode in ('leaks', 'all'):
+        for args in ([], ['--output=json']):
+            for w in ('ref', 'our'):
+                shutil.copy(os.path.join(dirs[w], 'img.qcow2'),
+                            os.path.join(dirs[w], 'fix.qcow2'))
+            a, b = (run([tools[w], 'check', '-r', mode, *args, 'fix.qcow2'],
+                        cwd=dirs[w], timeout=30) for w in ('ref', 'our'))
+            if res(a) != res(b):
+                diffs.append((f'check -r {mode} {args}', a, b))
+            if args:
+                continue
+            a, b = (run([ref, 'check', 'fix.qcow2'], cwd=dirs[w],
+                        timeout=30) for w in ('ref', 'our'))
+            if res(a) != res(b):
+                diffs.append((f'ref check after -r {mode}', a, b))
+            a, b = (run([ref, 'info', '-U', 'fix.qcow2'], cwd=dirs[w],
+                        timeout=30) for w in ('ref', 'our'))
+            if header_info(a) != header_info(b):
+                diffs.append((f'ref info after -r {mode}', a, b))
+            c = run([ref, 'compare', '-f', 'qcow2', '-F', 'qcow2',
+                     os.path.join(dirs['ref'], 'fix.qcow2'),
+                     os.path.join(dirs['our'], 'fix.qcow2')], timeout=30)
+            if c.rc != 0:
+                own = run([ref, 'compare', '-f', 'qcow2', '-F', 'qcow2',
+                           os.path.join(dirs['ref'], 'fix.qcow2'),
+                           os.path.join(dirs['ref'], 'fix.qcow2')],
+                          timeout=30)
+                if own.rc != c.rc:
+                    diffs.append((f'compare after -r {mode}', own, c))
+    return what, diffs
+
+
+# seeds the test runs: differences found and fixed (an L1 entry into
+# its own table's cluster, unaligned or not; a lazy-refcounts image
+# with too many snapshots; the L1 table on the refcount table; a 64-bit
+# refcount of all ones), then a spread of bases and damage kinds
+SEEDS = [40, 50, 44, 409, 392, 2, 21, 28]
+
+
+@pytest.fixture(scope='module')
+def bases(tmp_path_factory, ref_qemu_img, ref_qemu_io):
+    return make_bases(str(tmp_path_factory.mktemp('bases')), ref_qemu_img,
+                      ref_qemu_io)
+
+
+@pytest.mark.parametrize('seed', SEEDS)
+def test_damaged_image_check_and_repair(tmp_path, bases, our_qemu_img,
+                                        ref_qemu_img, seed):
+    what, diffs = compare_seed(bases, seed, our_qemu_img, ref_qemu_img,
+                               str(tmp_path))
+    assert not diffs, f'{what}\n' + '\n'.join(
+        f'{w}:\nreference: {a}\nours: {b}' for w, a, b in diffs)
+
+
+def main(argv):
+    verbose = '-v' in argv
+    argv = [a for a in argv if a != '-v']
+    if argv[0] == '--seeds':
+        seeds = [int(x) for x in argv[1].split(',')]
+    else:
+        seeds = range(int(argv[0]), int(argv[1]))
+    build = os.environ.get('STRATA_BUILD', 'build')
+    work = tempfile.mkdtemp(prefix='qcow2-check-diff-')
+    bindir = os.path.join(work, 'bin')
+    os.makedirs(bindir)
+    # a copy: a rebuild during a long run does not pull it away
+    shutil.copy(os.path.join(build, 'tools/img/strata-img'),
+                os.path.join(bindir, 'qemu-img'))
+    ref = os.path.join(REF_BIN, 'qemu-img')
+    bases = make_bases(work, ref, os.path.join(REF_BIN, 'qemu-io'))
+    bad = 0
+    for seed in seeds:
+        what, diffs = compare_seed(bases, seed,
+                                   os.path.join(bindir, 'qemu-img'), ref,
+                                   os.path.join(work, 'run'))
+        if diffs:
+            bad += 1
+            print(f'seed {seed}: {what}: ' +
+                  ', '.join(w for w, _, _ in diffs), flush=True)
+            if verbose:
+                for w, a, b in diffs:
+                    print(f'  {w}:\n  reference: {a}\n  ours: {b}')
+    print(f'{len(seeds)} images, {bad} differ')
+    shutil.rmtree(work)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
