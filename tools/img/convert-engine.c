@@ -1041,6 +1041,11 @@ static bool coroutine_fn try_copy_range(Convert *s, const Chunk *c, int *ret)
         return false;
     }
     wait_turn(s, c);
+    if (!s->copy_range) {
+        /* an earlier chunk found it unsupported while this one waited:
+         * qemu-img's later chunks read (and skip zeroes) from then on */
+        return false;
+    }
     rate_limit(s, c->len);
     *ret = blk_co_copy_range(s->p->src[c->src], c->src_off, s->p->dst, c->off,
                              c->len, 0, 0);
