@@ -118,10 +118,19 @@ def relaxed(case):
 def target_map(d, path, drop_offsets):
     m = json.loads(sh([os.path.join(REF, 'qemu-img'), 'map',
                        '--output=json', path], d)[1])
-    if drop_offsets:
-        for e in m:
-            e.pop('offset', None)
-    return m
+    if not drop_offsets:
+        return m
+    merged = []
+    for e in m:
+        e.pop('offset', None)
+        last = merged[-1] if merged else None
+        if last and {k: v for k, v in last.items()
+                     if k not in ('start', 'length')} == \
+                {k: v for k, v in e.items() if k not in ('start', 'length')}:
+            last['length'] += e['length']     # apart only in the file
+        else:
+            merged.append(e)
+    return merged
 
 
 def compare_targets(case, top):
