@@ -691,6 +691,10 @@ static void qcow2_free_state(BDRVQcow2State *s)
         s->inflight = NULL;
     }
     qcow2_zread_free(s);
+    if (s->pending_discards) {
+        g_array_free(s->pending_discards, true);
+        s->pending_discards = NULL;
+    }
     if (s->inactive_l1) {
         g_array_free(s->inactive_l1, true);
         s->inactive_l1 = NULL;

@@ -216,6 +216,12 @@ typedef struct BDRVQcow2State {
      * data with s->lock released; requests touching them wait. */
     GArray *inflight;             /* Qcow2InFlight */
     CoQueue inflight_wait;
+    /* While a discard request or a shrink frees clusters, the file
+     * discards of the freed clusters wait here, adjacent ranges merged
+     * (one punch per run, as the reference issues them); any cluster
+     * allocation sends them first (refcount.c). */
+    bool batch_discards;
+    GArray *pending_discards;     /* Qcow2InFlight: host byte ranges */
 
     /* header extensions */
     char *image_backing_format;
@@ -471,6 +477,9 @@ void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
 void coroutine_fn qcow2_free_unused_cluster(BlockDriverState *bs,
                                             uint64_t offset);
 /* The same without the cluster_free debug event (the caller fired it). */
+/* Hold the file discards of freed clusters / send the held ones. */
+void qcow2_begin_discard_batch(BlockDriverState *bs);
+void coroutine_fn qcow2_end_discard_batch(BlockDriverState *bs);
 void coroutine_fn qcow2_free_clusters_noevent(BlockDriverState *bs,
                                               uint64_t offset, uint64_t size,
                                               bool discard);

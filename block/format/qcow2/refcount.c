@@ -137,12 +137,110 @@ int coroutine_fn qcow2_get_refcount(BlockDriverState *bs, uint64_t cluster,
     return 0;
 }
 
-/* First run of @n clusters with refcount 0, from the free hint on. */
+/* ---- file discards of freed clusters, batched ---- */
+
+/* At most this many separate ranges wait; more are sent at once (bounds
+ * the merge scan on a badly fragmented image). */
+#define QCOW2_MAX_PENDING_DISCARDS 256
+
+void qcow2_begin_discard_batch(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    if (!s->pending_discards) {
+        s->pending_discards = g_array_new(false, false,
+                                          sizeof(Qcow2InFlight));
+    }
+    s->batch_discards = true;
+}
+
+/* Send the held discards, in the order their ranges were first held. */
+static void coroutine_fn send_pending_discards(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    GArray *a = s->pending_discards;
+
+    for (guint i = 0; a && i < a->len; i++) {
+        Qcow2InFlight *r = &g_array_index(a, Qcow2InFlight, i);
+
+        bdrv_co_pdiscard(bs->file, r->start, r->end - r->start);
+    }
+    if (a) {
+        g_array_set_size(a, 0);
+    }
+}
+
+void coroutine_fn qcow2_end_discard_batch(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    s->batch_discards = false;
+    send_pending_discards(bs);
+}
+
+/* Range @k of the held ones grew: a later one it now touches joins it. */
+static void join_touching(GArray *a, guint k)
+{
+    Qcow2InFlight *p = &g_array_index(a, Qcow2InFlight, k);
+
+    for (guint i = k + 1; i < a->len; i++) {
+        Qcow2InFlight *q = &g_array_index(a, Qcow2InFlight, i);
+
+        if (q->end == p->start || q->start == p->end) {
+            p->start = MIN(p->start, q->start);
+            p->end = MAX(p->end, q->end);
+            g_array_remove_index(a, i);
+            return;     /* freed clusters never overlap: one at most */
+        }
+    }
+}
+
+/* Hold [start, end) for the batch, joined to the first range it touches
+ * (and a range it bridges to that one). */
+static void coroutine_fn hold_discard(BlockDriverState *bs, uint64_t start,
+                                      uint64_t end)
+{
+    BDRVQcow2State *s = bs->opaque;
+    GArray *a = s->pending_discards;
+    Qcow2InFlight r = { start, end };
+
+    for (guint i = 0; i < a->len; i++) {
+        Qcow2InFlight *p = &g_array_index(a, Qcow2InFlight, i);
+
+        if (p->end == start || p->start == end) {
+            p->start = MIN(p->start, start);
+            p->end = MAX(p->end, end);
+            join_touching(a, i);
+            return;
+        }
+    }
+    if (a->len >= QCOW2_MAX_PENDING_DISCARDS) {
+        send_pending_discards(bs);
+    }
+    g_array_append_val(a, r);
+}
+
+/* A freed cluster's file discard: now, or held while a batch runs. */
+static void coroutine_fn discard_freed(BlockDriverState *bs, uint64_t off)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    if (s->batch_discards) {
+        hold_discard(bs, off, off + s->cluster_size);
+    } else {
+        bdrv_co_pdiscard(bs->file, off, s->cluster_size);
+    }
+}
+
+/* First run of @n clusters with refcount 0, from the free hint on; held
+ * discards go out first, as the clusters found may be among them. */
 static int64_t coroutine_fn find_free(BlockDriverState *bs, uint64_t n)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t start = s->free_cluster_index, i = start, rc;
     int ret;
+
+    send_pending_discards(bs);
 
     /* cluster 0 (the header) is found free when its refcount is damaged:
      * the callers refuse it, each with the reference's message */
@@ -744,8 +842,7 @@ void coroutine_fn qcow2_free_clusters_noevent(BlockDriverState *bs,
             qcow2_cache_discard(&s->l2_cache, c << s->cluster_bits);
             qcow2_cache_discard(&s->refcount_cache, c << s->cluster_bits);
             if (discard) {
-                bdrv_co_pdiscard(bs->file, c << s->cluster_bits,
-                                 s->cluster_size);
+                discard_freed(bs, c << s->cluster_bits);
             }
         }
     }

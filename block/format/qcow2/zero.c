@@ -261,14 +261,17 @@ static int coroutine_fn discard_range(BlockDriverState *bs, uint64_t offset,
                                       bool pass_always, bool alloc_l2)
 {
     BDRVQcow2State *s = bs->opaque;
+    int ret = 0;
 
+    qcow2_begin_discard_batch(bs);
     for (uint64_t pos = offset; pos < offset + bytes; pos += s->cluster_size) {
         void *l2;
         bool alloc = alloc_l2 || !full_discard || l2_table_shared(s, pos);
-        int idx, ret = qcow2_get_l2_table(bs, pos, alloc, &l2, &idx);
+        int idx;
 
+        ret = qcow2_get_l2_table(bs, pos, alloc, &l2, &idx);
         if (ret < 0) {
-            return ret;
+            break;
         }
         if (!l2) {
             continue;
@@ -277,7 +280,8 @@ static int coroutine_fn discard_range(BlockDriverState *bs, uint64_t offset,
         qcow2_cache_mark_dirty(&s->l2_cache, l2);
         qcow2_cache_put(&s->l2_cache, &l2);
     }
-    return 0;
+    qcow2_end_discard_batch(bs);
+    return ret;
 }
 
 int coroutine_fn qcow2_discard_range(BlockDriverState *bs, uint64_t offset,
