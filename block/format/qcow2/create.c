@@ -143,15 +143,36 @@ static int check_encrypt(QDict *opts, Error **errp)
     return 0;
 }
 
-/* Cluster size, lazy refcounts and refcount width. */
-static int check_geometry(const Qcow2CreateArgs *a, Error **errp)
+/* Extended L2 entries and the cluster size, checked first. */
+static int check_cluster_layout(const Qcow2CreateArgs *a, Error **errp)
 {
+    if (a->extended_l2 && a->version < 3) {
+        error_setg(errp, "Extended L2 entries are only supported with %s",
+                   v3_needed);
+        return -EINVAL;
+    }
     if (a->cluster_size < 512 || a->cluster_size > 2 * MiB ||
         !QEMU_IS_POW2(a->cluster_size)) {
         error_setg(errp, "Cluster size must be a power of two between 512 "
                    "and 2048k");
         return -EINVAL;
     }
+    if (a->extended_l2 && a->cluster_size < 16384) {
+        error_setg(errp, "Extended L2 entries are only supported with "
+                   "cluster sizes of at least 16384 bytes");
+        return -EINVAL;
+    }
+    if (a->backing_fmt && !a->backing_file) {
+        error_setg(errp, "Backing format cannot be used without backing "
+                   "file");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Lazy refcounts and refcount width. */
+static int check_refcounts(const Qcow2CreateArgs *a, Error **errp)
+{
     if (a->version < 3 && a->lazy) {
         error_setg(errp, "Lazy refcounts only supported with %s", v3_needed);
         return -EINVAL;
@@ -170,17 +191,12 @@ static int check_geometry(const Qcow2CreateArgs *a, Error **errp)
     return 0;
 }
 
-/* External data file options. */
+/* External data file options, then the compression type. */
 static int check_data_file(const Qcow2CreateArgs *a, Error **errp)
 {
     if (a->version < 3 && a->data_file) {
         error_setg(errp, "External data files are only supported with %s",
                    v3_needed);
-        return -EINVAL;
-    }
-    if (a->backing_fmt && !a->backing_file) {
-        error_setg(errp, "Backing format cannot be used without backing "
-                   "file");
         return -EINVAL;
     }
     if (a->data_file_raw && !a->data_file) {
@@ -192,39 +208,24 @@ static int check_data_file(const Qcow2CreateArgs *a, Error **errp)
                    "the same time");
         return -EINVAL;
     }
-    return 0;
-}
-
-/* Compression type and extended L2 entries. */
-static int check_v3_features(const Qcow2CreateArgs *a, Error **errp)
-{
     if (a->version < 3 && a->ctype != QCOW2_COMPRESSION_ZLIB) {
         error_setg(errp, "Non-zlib compression type is only supported with %s",
                    v3_needed);
         return -EINVAL;
     }
-    if (a->extended_l2 && a->version < 3) {
-        error_setg(errp, "Extended L2 entries are only supported with %s",
-                   v3_needed);
-        return -EINVAL;
-    }
-    if (a->extended_l2 && a->cluster_size < 16384) {
-        error_setg(errp, "Extended L2 entries are only supported with "
-                   "cluster sizes of at least 16384 bytes");
-        return -EINVAL;
-    }
     return 0;
 }
 
-/* Combinations, in the reference's order of checks. */
+/* Combinations, in the reference's order of checks (probed pairwise
+ * against it: extended L2 with v2 comes even before the cluster size). */
 static int check_args(const Qcow2CreateArgs *a, Error **errp)
 {
-    int ret = check_geometry(a, errp);
+    int ret = check_cluster_layout(a, errp);
 
     if (ret == 0) {
-        ret = check_data_file(a, errp);
+        ret = check_refcounts(a, errp);
     }
-    return ret ? ret : check_v3_features(a, errp);
+    return ret ? ret : check_data_file(a, errp);
 }
 
 /* The first three clusters: header (no L1 yet), refcount table,
@@ -256,14 +257,12 @@ static void build_initial(const Qcow2CreateArgs *a, uint8_t *buf)
     }
 }
 
-/* The protocol file with the initial clusters. */
-static int coroutine_fn write_initial(const char *filename, QDict *opts,
-                                      const Qcow2CreateArgs *a, Error **errp)
+/* The protocol file, made before any option is checked (as the
+ * reference makes it: its errors come first). */
+static int coroutine_fn create_protocol_file(const char *filename,
+                                             QDict *opts, Error **errp)
 {
     g_autoptr(QDict) fopts = qdict_new();
-    g_autofree uint8_t *buf = g_malloc0(3 * a->cluster_size);
-    BlockBackend *blk;
-    int ret;
 
     for (const char *const *k = (const char *const[]){ "nocow",
              "extent_size_hint", NULL }; *k; k++) {
@@ -271,10 +270,17 @@ static int coroutine_fn write_initial(const char *filename, QDict *opts,
             qdict_put_str(fopts, *k, qdict_get_try_str(opts, *k));
         }
     }
-    ret = bdrv_create_file(filename, fopts, errp);
-    if (ret < 0) {
-        return ret;
-    }
+    return bdrv_create_file(filename, fopts, errp);
+}
+
+/* The initial clusters into the new protocol file. */
+static int coroutine_fn write_initial(const char *filename,
+                                      const Qcow2CreateArgs *a, Error **errp)
+{
+    g_autofree uint8_t *buf = g_malloc0(3 * a->cluster_size);
+    BlockBackend *blk;
+    int ret;
+
     blk = blk_new_open(filename, NULL, NULL, BDRV_O_RDWR | BDRV_O_PROTOCOL,
                        errp);
     if (!blk) {
@@ -530,18 +536,32 @@ int coroutine_fn qcow2_co_create_opts(const BlockDriver *drv,
                                       Error **errp)
 {
     Qcow2CreateArgs a = { 0 };
-    int ret = qcow2_parse_create_args(opts, &a, errp);
+    bool data_made = false;
+    int ret = create_protocol_file(filename, opts, errp);
 
+    if (ret < 0) {
+        return ret;
+    }
+    ret = qcow2_parse_create_args(opts, &a, errp);
     /* the disk size goes up to whole sectors, as the reference stores it */
     a.size = ROUND_UP(a.size, BDRV_SECTOR_SIZE);
     if (ret == 0 && a.data_file) {
         ret = create_data_file(&a, errp);
+        data_made = ret == 0;
     }
     if (ret == 0) {
-        ret = write_initial(filename, opts, &a, errp);
+        ret = write_initial(filename, &a, errp);
     }
     if (ret == 0) {
         ret = finish_image(filename, &a, errp);
+    }
+    if (ret < 0) {
+        /* a failed create leaves no files behind (an image that was
+         * there before is gone too), as with the reference */
+        bdrv_delete_created_file(filename);
+        if (data_made) {
+            bdrv_delete_created_file(a.data_file);
+        }
     }
     return ret;
 }
