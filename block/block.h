@@ -356,6 +356,10 @@ void bdrv_reopen_abort_opts(BlockDriverState *bs);
 int bdrv_create(const BlockDriver *drv, const char *filename, QDict *opts,
                 Error **errp);
 int bdrv_create_file(const char *filename, QDict *opts, Error **errp);
+/* Remove a file bdrv_create_file() made, when its format's create fails
+ * afterwards (the reference deletes it too); only plain files are
+ * removed, other protocols are left as they are. */
+void bdrv_delete_created_file(const char *filename);
 
 /* ---- the request path (block/io.c): every request of every node ---- */
 int coroutine_fn bdrv_co_preadv(BdrvChild *child, int64_t offset, int64_t bytes,

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include "block/drivers.h"
 #include "util/cutils.h"
 
@@ -852,6 +853,19 @@ int bdrv_create_file(const char *filename, QDict *opts, Error **errp)
         return -ENOENT;
     }
     return bdrv_create(drv, filename, opts, errp);
+}
+
+void bdrv_delete_created_file(const char *filename)
+{
+    const BlockDriver *drv = bdrv_find_protocol(filename, true, NULL);
+
+    if (!drv || strcmp(bdrv_driver_name(drv), "file") != 0) {
+        return;
+    }
+    if (g_str_has_prefix(filename, "file:")) {
+        filename += strlen("file:");
+    }
+    unlink(filename);
 }
 
 /* ---- reopen ---- */

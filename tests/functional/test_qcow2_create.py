@@ -117,6 +117,57 @@ def test_create_errors(tmp_path, strata_img, ref_qemu_img, args):
     assert s.err.replace('strata-img', 'qemu-img') == r.err
 
 
+LEFT_BEHIND = [
+    ['-o', 'extended_l2=on,cluster_size=4k'],
+    ['-o', 'compat=0.42'],
+    ['-o', 'preallocation=foo'],
+    ['-o', 'data_file=d.raw,extended_l2=on,cluster_size=4k'],
+    ['-o', 'data_file=/nonexistent/d'],
+    ['-o', 'foo=bar'],                          # refused before the driver
+    ['-b', 'missing.qcow2', '-F', 'qcow2'],     # likewise
+]
+
+
+@pytest.mark.parametrize('args', LEFT_BEHIND, ids=lambda a: a[1])
+def test_failed_create_leaves_what_reference_leaves(tmp_path, strata_img,
+                                                    ref_qemu_img, args):
+    """iotests 029, 112, 290 with extended_l2=on: a create the driver
+    refuses removes the file it made, so an image that was there before
+    is gone (the test then finds no image, as with the reference)."""
+    listings = []
+    for tool, sub in ((ref_qemu_img, 'r'), (strata_img, 's')):
+        d = tmp_path / sub
+        d.mkdir()
+        assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', 'y',
+                    '1M'], cwd=d).rc == 0
+        r = run([tool, 'create', '-q', '-f', 'qcow2', *args, 'y', '1M'],
+                cwd=d)
+        listings.append((r.rc, sorted(os.listdir(d))))
+    assert listings[1] == listings[0]
+
+
+ORDER = {'A': 'cluster_size=3k', 'B': 'lazy_refcounts=on',
+         'C': 'refcount_bits=3', 'D': 'refcount_bits=64',
+         'E': 'data_file=d.raw', 'F': 'backing_fmt=raw',
+         'G': 'data_file_raw=on', 'H': 'compression_type=zstd',
+         'I': 'extended_l2=on', 'J': 'extended_l2=on,cluster_size=4k'}
+
+
+@pytest.mark.parametrize('pair', ['IA', 'JA', 'AF', 'FB', 'BC', 'DE', 'EG',
+                                  'GH', 'JF', 'HI', 'JD'])
+def test_create_error_order(tmp_path, strata_img, ref_qemu_img, pair):
+    """With two bad options the reference's first check wins (iotest 112
+    with extended_l2=on: the extended L2 message, not the refcount one)."""
+    for compat in ('0.10', '1.1'):
+        o = ','.join(['compat=' + compat] + [ORDER[k] for k in pair])
+        r = run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o', o, 'y',
+                 '1M'], cwd=tmp_path)
+        s = run([strata_img, 'create', '-q', '-f', 'qcow2', '-o', o, 'y',
+                 '1M'], cwd=tmp_path)
+        assert (s.rc, s.err.replace('strata-img', 'qemu-img')) == \
+            (r.rc, r.err)
+
+
 def test_backing_options(tmp_path, strata_img, ref_qemu_img):
     base = str(tmp_path / 'base.qcow2')
     assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', base,

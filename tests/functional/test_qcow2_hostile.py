@@ -87,6 +87,11 @@ HEADER_CASES = {
     'l2_entry_past_eof': [(0x30000, 'Q', (1 << 63) | (1 << 45))],
     'extension_too_large': [(0x74, 'I', 0x100000)],
     'size_too_big': [(24, 'Q', 1 << 62)],
+    # qemu-iotests 080 with cluster_size=512: the L1 offset is checked
+    # before the table's size against the disk size
+    'l1_too_small_and_unaligned': [(24, 'Q', 1 << 40), (40, 'Q', 0x30001)],
+    'size_too_big_and_l1_unaligned': [(24, 'Q', 1 << 62),
+                                      (40, 'Q', 0x30001)],
     # qemu-iotests 080: an extension header crossing the extensions' end
     'extension_header_crosses_end': [(8, 'Q', 116), (112, 'I', 0x12345678),
                                      (116, 'I', 0x7fffffff)],

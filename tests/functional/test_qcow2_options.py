@@ -32,3 +32,22 @@ def test_open_options(tmp_path, strata_img, strata_io, ref_qemu_img,
     assert s.rc == r.rc, (r, s)
     assert s.err.replace('strata-io', 'qemu-io') == r.err
     assert ('failed' in s.out) == ('failed' in r.out)
+
+
+@pytest.mark.parametrize('cmd', ['open -o refcount-cache-size=256T {img}',
+                                 'reopen -o refcount-cache-size=256T'])
+def test_unmappable_refcount_cache(tmp_path, strata_io, ref_qemu_img,
+                                   ref_qemu_io, cmd):
+    """iotest 137 with cluster_size=2M: a refcount cache the reference
+    cannot allocate (256 TiB in 128 Mi entries, under the count limit)
+    fails the open or reopen with its message."""
+    img = str(tmp_path / 'c.qcow2')
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
+                'cluster_size=2M', img, '64M']).rc == 0
+    c = cmd.format(img=img)
+    args = ['-c', c, '-c', 'read 0 512'] + ([] if '{img}' in cmd else [img])
+    r, s = run([ref_qemu_io, *args]), run([strata_io, *args])
+    assert 'Could not allocate metadata caches' in r.err
+    assert (s.rc, s.out.splitlines()[:1],
+            s.err.replace('strata-io', 'qemu-io')) == \
+        (r.rc, r.out.splitlines()[:1], r.err)

@@ -237,7 +237,8 @@ static int check_compression(const Qcow2CreateArgs *a, Error **errp)
     return 0;
 }
 
-/* Combinations, in the reference's order of checks. */
+/* Combinations, in the reference's order of checks (probed pairwise
+ * against it: extended L2 with v2 comes even before the cluster size). */
 static int check_args(const Qcow2CreateArgs *a, Error **errp)
 {
     int (*const checks[])(const Qcow2CreateArgs *, Error **) = {
@@ -283,14 +284,12 @@ static void build_initial(const Qcow2CreateArgs *a, uint8_t *buf)
     }
 }
 
-/* The protocol file with the initial clusters. */
-static int coroutine_fn write_initial(const char *filename, QDict *opts,
-                                      const Qcow2CreateArgs *a, Error **errp)
+/* The protocol file, made before any option is checked (as the
+ * reference makes it: its errors come first). */
+static int coroutine_fn create_protocol_file(const char *filename,
+                                             QDict *opts, Error **errp)
 {
     g_autoptr(QDict) fopts = qdict_new();
-    g_autofree uint8_t *buf = g_malloc0(3 * a->cluster_size);
-    BlockBackend *blk;
-    int ret;
 
     for (const char *const *k = (const char *const[]){ "nocow",
              "extent_size_hint", NULL }; *k; k++) {
@@ -298,10 +297,17 @@ static int coroutine_fn write_initial(const char *filename, QDict *opts,
             qdict_put_str(fopts, *k, qdict_get_try_str(opts, *k));
         }
     }
-    ret = bdrv_create_file(filename, fopts, errp);
-    if (ret < 0) {
-        return ret;
-    }
+    return bdrv_create_file(filename, fopts, errp);
+}
+
+/* The initial clusters into the new protocol file. */
+static int coroutine_fn write_initial(const char *filename,
+                                      const Qcow2CreateArgs *a, Error **errp)
+{
+    g_autofree uint8_t *buf = g_malloc0(3 * a->cluster_size);
+    BlockBackend *blk;
+    int ret;
+
     blk = blk_new_open(filename, NULL, NULL, BDRV_O_RDWR | BDRV_O_PROTOCOL,
                        errp);
     if (!blk) {
@@ -694,18 +700,32 @@ int coroutine_fn qcow2_co_create_opts(const BlockDriver *drv,
                                       Error **errp)
 {
     Qcow2CreateArgs a = { 0 };
-    int ret = qcow2_parse_create_args(opts, &a, errp);
+    bool data_made = false;
+    int ret = create_protocol_file(filename, opts, errp);
 
+    if (ret < 0) {
+        return ret;
+    }
+    ret = qcow2_parse_create_args(opts, &a, errp);
     /* the disk size goes up to whole sectors, as the reference stores it */
     a.size = ROUND_UP(a.size, BDRV_SECTOR_SIZE);
     if (ret == 0 && a.data_file) {
         ret = create_data_file(&a, errp);
+        data_made = ret == 0;
     }
     if (ret == 0) {
-        ret = write_initial(filename, opts, &a, errp);
+        ret = write_initial(filename, &a, errp);
     }
     if (ret == 0) {
         ret = finish_image(filename, &a, errp);
+    }
+    if (ret < 0) {
+        /* a failed create leaves no files behind (an image that was
+         * there before is gone too), as with the reference */
+        bdrv_delete_created_file(filename);
+        if (data_made) {
+            bdrv_delete_created_file(a.data_file);
+        }
     }
     return ret;
 }

@@ -426,16 +426,17 @@ int qcow2_check_header_tables(BlockDriverState *bs, int64_t file_len,
         error_setg(errp, "Active L1 table too large");
         return -EFBIG;
     }
+    /* the table's own offset before its size against the disk size */
+    if (!table_offset_ok(s, h->l1_table_offset, h->l1_size, 8)) {
+        error_setg(errp, "Active L1 table offset invalid");
+        return -EINVAL;
+    }
     if (qcow2_l1_entries(s->cluster_bits, s->l2_bits, h->size) > INT32_MAX) {
         error_setg(errp, "Image is too big");
         return -EFBIG;
     }
     if (h->l1_size < qcow2_l1_entries(s->cluster_bits, s->l2_bits, h->size)) {
         error_setg(errp, "L1 table is too small");
-        return -EINVAL;
-    }
-    if (!table_offset_ok(s, h->l1_table_offset, h->l1_size, 8)) {
-        error_setg(errp, "Active L1 table offset invalid");
         return -EINVAL;
     }
     return 0;

@@ -3,6 +3,7 @@
  * The qcow2 format driver: probe, open options, open/close and the driver
  * table.  The rest lives beside it (see qcow2.h for the map).
  */
+#include <sys/mman.h>
 #include "qcow2.h"
 
 #define MIN_L2_CACHE_ENTRIES 2
@@ -307,6 +308,39 @@ static int read_cache_sizes(BDRVQcow2State *s, QDict *opts, Error **errp)
     return 0;
 }
 
+/* Would the reference get @bytes of cache memory in one block?  It
+ * allocates the refcount cache at once (strata fills it lazily), so a
+ * size the kernel refuses to map fails its open or reopen.  Probed with
+ * an unused mapping, only for sizes where that can happen. */
+static bool cache_mappable(uint64_t bytes)
+{
+    void *p;
+
+    if (bytes <= (1ULL << 30)) {
+        return true;
+    }
+    if (bytes > SIZE_MAX) {
+        return false;
+    }
+    p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        return false;
+    }
+    munmap(p, bytes);
+    return true;
+}
+
+/* The refcount cache's memory, after the count checks. */
+static int check_cache_memory(BDRVQcow2State *s, Error **errp)
+{
+    if (!cache_mappable(s->refcount_cache_bytes)) {
+        error_setg(errp, "Could not allocate metadata caches");
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 /* Entry counts from the byte sizes; tables are cached whole, so the
  * number of entries is bounded by the bytes over the cluster size. */
 static int init_caches(BDRVQcow2State *s, Error **errp)
@@ -321,6 +355,9 @@ static int init_caches(BDRVQcow2State *s, Error **errp)
     if (rc > INT_MAX) {
         error_setg(errp, "Refcount cache size too big");
         return -EINVAL;
+    }
+    if (check_cache_memory(s, errp) < 0) {
+        return -ENOMEM;
     }
     l2 = MAX(MIN(l2, s->l2_cache_bytes / s->cluster_size), MIN_L2_CACHE_ENTRIES);
     rc = MAX(rc, MIN_REFCOUNT_CACHE_ENTRIES);
@@ -948,7 +985,7 @@ static int check_cache_counts(BDRVQcow2State *s, Error **errp)
         error_setg(errp, "Refcount cache size too big");
         return -EINVAL;
     }
-    return 0;
+    return check_cache_memory(s, errp);
 }
 
 /* Reopen with new runtime options (caches, discard handling, lazy

@@ -788,10 +788,16 @@ void coroutine_fn qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
 
 /* ---- discards of freed clusters ---- */
 
+/* At most this many separate runs wait; then they go out (bounds the
+ * merge scan when a request frees a badly fragmented range). */
+#define QCOW2_MAX_PENDING_DISCARDS 256
+
 /* Add [offset, +bytes) to the pending runs, merged with a run it
  * touches, and that run with another it now touches. */
-static void queue_discard(BDRVQcow2State *s, uint64_t offset, uint64_t bytes)
+static void coroutine_fn queue_discard(BlockDriverState *bs, uint64_t offset,
+                                       uint64_t bytes)
 {
+    BDRVQcow2State *s = bs->opaque;
     Qcow2Discard *d = NULL;
 
     if (!s->discards) {
@@ -806,6 +812,9 @@ static void queue_discard(BDRVQcow2State *s, uint64_t offset, uint64_t bytes)
         }
     }
     if (!d) {
+        if (s->discards->len >= QCOW2_MAX_PENDING_DISCARDS) {
+            process_discards(bs, 0);
+        }
         g_array_append_val(s->discards, ((Qcow2Discard){ offset, bytes }));
         return;
     }
@@ -881,7 +890,7 @@ static int coroutine_fn free_each(BlockDriverState *bs, uint64_t first,
             qcow2_cache_discard(&s->l2_cache, c << s->cluster_bits);
             qcow2_cache_discard(&s->refcount_cache, c << s->cluster_bits);
             if (discard) {
-                queue_discard(s, c << s->cluster_bits, s->cluster_size);
+                queue_discard(bs, c << s->cluster_bits, s->cluster_size);
             }
         }
     }
