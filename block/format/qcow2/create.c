@@ -665,7 +665,11 @@ static int coroutine_fn finish_image(const char *filename,
     if (a->data_file_raw && mode == PREALLOC_MODE_OFF) {
         mode = PREALLOC_MODE_METADATA;
     }
-    if (ret == 0 && mode != PREALLOC_MODE_OFF) {
+    if (ret == 0 && !a->data_file && (mode == PREALLOC_MODE_FALLOC ||
+                                      mode == PREALLOC_MODE_FULL)) {
+        ret = qcow2_grow_preallocated(blk_bs(blk), 0, a->size, mode, NULL,
+                                      errp);
+    } else if (ret == 0 && mode != PREALLOC_MODE_OFF) {
         ret = qcow2_preallocate(blk_bs(blk), 0, a->size, mode, errp);
     }
     blk_unref(blk);

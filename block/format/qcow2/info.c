@@ -259,26 +259,15 @@ static int coroutine_fn trim_file(BlockDriverState *bs, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
     int64_t flen = bdrv_co_getlength(bs->file->bs);
-    uint64_t c, rc = 0;
-    int ret = 0;
+    uint64_t c = 0;
+    int ret;
 
     if (flen < 0) {
         return flen;
     }
     co_mutex_lock(&s->lock);
-    c = MIN(DIV_ROUND_UP((uint64_t)flen, s->cluster_size),
-            (uint64_t)s->refcount_table_size << s->refblock_bits);
-    for (; c > 0; c--) {
-        if (!s->refcount_table[(c - 1) >> s->refblock_bits]) {
-            c = ((c - 1) >> s->refblock_bits) << s->refblock_bits;
-            c++;    /* the loop's c-- lands on the block's start */
-            continue;
-        }
-        ret = qcow2_get_refcount(bs, c - 1, &rc);
-        if (ret < 0 || rc) {
-            break;
-        }
-    }
+    ret = qcow2_used_end(bs, DIV_ROUND_UP((uint64_t)flen, s->cluster_size),
+                         &c);
     co_mutex_unlock(&s->lock);
     if (ret == 0 && (c << s->cluster_bits) < (uint64_t)flen) {
         ret = bdrv_co_truncate(bs->file, c << s->cluster_bits, false,
@@ -533,11 +522,22 @@ int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
             return ret;
         }
     }
+    if (!external && (uint64_t)offset > old &&
+        (prealloc == PREALLOC_MODE_FALLOC || prealloc == PREALLOC_MODE_FULL)) {
+        /* before any zeroing, as the reference: its file may give the
+         * zeroes */
+        ret = qcow2_grow_preallocated(bs, old, offset, prealloc, &flags,
+                                      errp);
+        if (ret < 0) {
+            return ret;
+        }
+        prealloc = PREALLOC_MODE_OFF;   /* done */
+    }
     if ((flags & BDRV_REQ_ZERO_WRITE) && (uint64_t)offset > old) {
         int64_t from = old;
 
-        if (s->extended_l2 && (prealloc == PREALLOC_MODE_FALLOC ||
-                               prealloc == PREALLOC_MODE_FULL)) {
+        if (external && s->extended_l2 && (prealloc == PREALLOC_MODE_FALLOC ||
+                                           prealloc == PREALLOC_MODE_FULL)) {
             from = grow_partial_cluster(bs, old, offset);
         }
         ret = from < 0 ? (int)from : zero_grown_area(bs, from, offset);
