@@ -337,39 +337,6 @@ static int coroutine_fn zero_grown_area(BlockDriverState *bs, uint64_t old,
     return ret;
 }
 
-/* Preallocating growth (falloc/full) of an extended-L2 image over a
- * longer backing file, from inside a cluster: the reference allocates
- * that cluster anew with every subcluster, its head copied from what
- * the disk read there and the rest zeroes (a file-level zeroing stands
- * for the zero flags).  The same cluster written whole here; returns
- * where the zeroing of the grown area goes on, or -errno. */
-static int64_t coroutine_fn grow_partial_cluster(BlockDriverState *bs,
-                                                 uint64_t old,
-                                                 uint64_t new_size)
-{
-    BDRVQcow2State *s = bs->opaque;
-    uint64_t start = qcow2_start_of_cluster(s, old);
-    /* the whole cluster, also past a new end inside it, as the
-     * reference allocates it */
-    uint64_t end = start + s->cluster_size;
-    g_autofree uint8_t *buf = g_malloc0(end - start);
-    IOVector v;
-    int ret = 0;
-
-    if (old == start) {
-        return old;
-    }
-    if (old > start) {
-        iov_vec_init_buf(&v, buf, old - start);
-        ret = qcow2_co_preadv(bs, start, old - start, &v, 0);
-    }
-    if (ret == 0) {
-        iov_vec_init_buf(&v, buf, end - start);
-        ret = qcow2_co_pwritev(bs, start, end - start, &v, 0);
-    }
-    return ret < 0 ? ret : (int64_t)MIN(end, new_size);
-}
-
 /* The shrink or growth is allowed, with the reference's messages. */
 static int check_truncate(BDRVQcow2State *s, uint64_t offset,
                           PreallocMode prealloc, Error **errp)
@@ -522,32 +489,20 @@ int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
             return ret;
         }
     }
+    /* preallocation before any zeroing, as the reference: the zeroes
+     * then mark its clusters, and its file may give them */
     if (!external && (uint64_t)offset > old &&
         (prealloc == PREALLOC_MODE_FALLOC || prealloc == PREALLOC_MODE_FULL)) {
-        /* before any zeroing, as the reference: its file may give the
-         * zeroes */
         ret = qcow2_grow_preallocated(bs, old, offset, prealloc, &flags,
                                       errp);
-        if (ret < 0) {
-            return ret;
-        }
-        prealloc = PREALLOC_MODE_OFF;   /* done */
+    } else if (prealloc != PREALLOC_MODE_OFF && (uint64_t)offset > old) {
+        ret = qcow2_preallocate(bs, old, offset, prealloc, errp);
     }
-    if ((flags & BDRV_REQ_ZERO_WRITE) && (uint64_t)offset > old) {
-        int64_t from = old;
-
-        if (external && s->extended_l2 && (prealloc == PREALLOC_MODE_FALLOC ||
-                                           prealloc == PREALLOC_MODE_FULL)) {
-            from = grow_partial_cluster(bs, old, offset);
-        }
-        ret = from < 0 ? (int)from : zero_grown_area(bs, from, offset);
+    if (ret == 0 && (flags & BDRV_REQ_ZERO_WRITE) && (uint64_t)offset > old) {
+        ret = zero_grown_area(bs, old, offset);
         if (ret < 0) {
             error_setg_errno(errp, -ret, "Failed to zero the new area");
-            return ret;
         }
-    }
-    if (prealloc != PREALLOC_MODE_OFF && (uint64_t)offset > old) {
-        ret = qcow2_preallocate(bs, old, offset, prealloc, errp);
     }
     return ret;
 }
