@@ -186,3 +186,37 @@ def test_moved_cluster_keeps_data(tmp_path, strata_img, strata_io,
     assert (os.path.getsize(p), allocated(p)) == (length, usage)
     r = run([strata_img, 'check', p])
     assert r.rc == 0 and 'No errors were found' in r.out, r
+
+
+@pytest.mark.parametrize('mode', ['falloc', 'full'])
+def test_truncate_to_same_size(tmp_path, strata_io, ref_qemu_img,
+                               ref_qemu_io, mode):
+    """qemu-io's truncate with falloc/full to the current size still
+    moves the refcount table past the used clusters, as the reference's
+    (the random differential found it)."""
+    paths = []
+    for io in (strata_io, ref_qemu_io):
+        p = str(tmp_path / f'{len(paths)}.qcow2')
+        assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
+                    'cluster_size=4k', p, '64k']).rc == 0
+        assert run([ref_qemu_io, '-c', 'write -P 1 33815 1', p]).rc == 0
+        r = run([io, '-c', f'truncate -m {mode} 64k', p])
+        assert r.rc == 0 and r.out == '', r
+        paths.append(p)
+    assert_same(ref_qemu_img, paths[0], paths[1], ref_qemu_img)
+
+
+@pytest.mark.parametrize('size', ['1M', '+0', '1000k'])
+def test_resize_refuses_no_growth(tmp_path, our_qemu_img, ref_qemu_img,
+                                  size):
+    """qemu-img resize with preallocation refuses a size that is not
+    larger, the same size included."""
+    out = []
+    for img in (our_qemu_img, ref_qemu_img):
+        p = str(tmp_path / f'{len(out)}.qcow2')
+        assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', p,
+                    '1M']).rc == 0
+        r = run([img, 'resize', '--preallocation=full', p, size])
+        out.append((r.rc, r.out, r.err))
+    assert out[0] == out[1]
+    assert out[0][0] == 1

@@ -491,7 +491,8 @@ int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
     }
     /* preallocation before any zeroing, as the reference: the zeroes
      * then mark its clusters, and its file may give them */
-    if (!external && (uint64_t)offset > old &&
+    /* (also to the same size: the refcount area moves all the same) */
+    if (!external && (uint64_t)offset >= old &&
         (prealloc == PREALLOC_MODE_FALLOC || prealloc == PREALLOC_MODE_FULL)) {
         ret = qcow2_grow_preallocated(bs, old, offset, prealloc, &flags,
                                       errp);
