@@ -220,3 +220,36 @@ def test_resize_refuses_no_growth(tmp_path, our_qemu_img, ref_qemu_img,
         out.append((r.rc, r.out, r.err))
     assert out[0] == out[1]
     assert out[0][0] == 1
+
+
+@pytest.mark.parametrize('ext', ['off', 'on'])
+@pytest.mark.parametrize('mode', ['metadata', 'falloc', 'full'])
+@pytest.mark.parametrize('backing', [False, True])
+def test_growth_with_data_file(tmp_path, strata_img, ref_qemu_img,
+                               ref_qemu_io, ext, mode, backing):
+    """With an external data file the reference preallocates through its
+    allocator: the cut last cluster's tail is copied on write (the
+    backing file's bytes, also past the new end) before the data file
+    is extended with the mode, and with extended L2 the data file ends
+    at the last subcluster."""
+    if backing:
+        with open(tmp_path / 'base', 'wb') as f:
+            f.write(b'\xff' * (3 * MiB))
+    b = ['-b', '../base', '-F', 'raw'] if backing else []
+    files = []
+    for img in (strata_img, ref_qemu_img):
+        d = tmp_path / str(len(files))
+        d.mkdir()
+        assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
+                    f'data_file=i.d,extended_l2={ext}', *b, 'i',
+                    '1000k'], cwd=d).rc == 0
+        assert run([ref_qemu_io, '-c', 'write -P 0x5a 998k 2k', 'i'],
+                   cwd=d).rc == 0
+        r = run([img, 'resize', '-q', f'--preallocation={mode}', 'i',
+                 '2100k'], cwd=d)
+        assert r.rc == 0, r
+        files.append(d)
+    for name in ('i', 'i.d'):
+        ours, ref = files[0] / name, files[1] / name
+        assert allocated(ours) == allocated(ref)
+        assert ours.read_bytes() == ref.read_bytes()
