@@ -310,6 +310,10 @@ static int raw_check_type(BlockDriverState *bs, BDRVRawState *s,
         return -EINVAL;
     }
     s->is_blockdev = S_ISBLK(st.st_mode);
+    if (S_ISREG(st.st_mode)) {
+        /* a regular file grows with zeroes */
+        bs->supported_truncate_flags = BDRV_REQ_ZERO_WRITE;
+    }
     return 0;
 }
 

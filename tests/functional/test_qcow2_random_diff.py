@@ -31,8 +31,7 @@ Cases where the reference dies on a signal are skipped: qcow2 with
 512-byte clusters over blkdebug align=4096 kills the reference with
 SIGFPE in many sequences.  Left (rare in explorations): byte differences
 with 512-byte clusters after shrinks with lazy refcounts or metadata
-preallocation; a map/compare difference after truncate -m falloc/full
-on 512-byte-cluster images; in the qemu-img layer, see
+preallocation; in the qemu-img layer, see
 img_known_difference().
 
 Run as a script for a long exploration:
@@ -386,9 +385,6 @@ def byte_relaxed(case):
     - a compressed write of more than one cluster: the reference
       compresses clusters in parallel threads and stores each when its
       compression ends, in an order that changes from run to run;
-    - truncate -m falloc/full growing the image: the reference moves the
-      refcount structures to cover the new area in one go (a new
-      refcount table after the data); we extend the existing ones.
     """
     cs = cluster_bytes(case)
     for c in case['cmds']:
@@ -397,9 +393,6 @@ def byte_relaxed(case):
             n = qnum(w[-1])
             if n is None or n > cs or (qnum(w[-2]) or 0) % cs + n > cs:
                 return True
-        if w[0] == 'truncate' and '-m' in w and \
-                w[w.index('-m') + 1] in ('falloc', 'full'):
-            return True
     return False
 
 
@@ -551,11 +544,6 @@ def img_known_difference(case):
                 'backing_fmt' not in o:
             return ('create: the reference opens a missing backing file '
                     'before it asks for its format')
-        if c[0] == 'create' and o.get('preallocation') in ('falloc',
-                                                           'full'):
-            return ('create: falloc/full preallocation places the refcount '
-                    'structures its own way in the reference (see '
-                    'byte_relaxed)')
     return None
 
 

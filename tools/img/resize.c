@@ -172,7 +172,7 @@ static bool check_target(const ResizeArgs *a, int64_t current, int64_t total)
         error_report("New image size must be positive");
         return false;
     }
-    if (a->prealloc != PREALLOC_MODE_OFF && total < current) {
+    if (a->prealloc != PREALLOC_MODE_OFF && total <= current) {
         error_report("Preallocation can only be used for growing images");
         return false;
     }

@@ -332,55 +332,19 @@ static int coroutine_fn write_initial(const char *filename,
     return ret;
 }
 
-/* The external data file, created as a raw image of the disk size. */
+/* The external data file, created as a raw image of the disk size; with
+ * falloc/full empty, as the reference's: the preallocation then extends
+ * it with the mode. */
 static int coroutine_fn create_data_file(const Qcow2CreateArgs *a,
                                          Error **errp)
 {
     g_autoptr(QDict) o = qdict_new();
-    g_autofree char *sz = g_strdup_printf("%" PRIu64, a->size);
+    bool empty = a->prealloc == PREALLOC_MODE_FALLOC ||
+                 a->prealloc == PREALLOC_MODE_FULL;
+    g_autofree char *sz = g_strdup_printf("%" PRIu64, empty ? 0 : a->size);
 
     qdict_put_str(o, "size", sz);
     return bdrv_create_file(a->data_file, o, errp);
-}
-
-typedef struct HostRun {
-    int64_t start, end;
-} HostRun;
-
-/* Remember host clusters [start, end), merged with the previous run. */
-static void add_run(GArray *runs, int64_t start, int64_t end)
-{
-    HostRun *last = runs->len ? &g_array_index(runs, HostRun, runs->len - 1)
-                              : NULL;
-
-    if (last && last->end == start) {
-        last->end = end;
-    } else {
-        HostRun r = { start, end };
-        g_array_append_val(runs, r);
-    }
-}
-
-/* Falloc/full: data clusters below the file's end before the final
- * truncate are reserved too.  Metadata allocated along the way (L2
- * tables, refcount blocks) extends the file past earlier data clusters,
- * and a growing truncate only covers what lies beyond the old end. */
-static int coroutine_fn reserve_runs(BlockDriverState *bs, GArray *runs,
-                                     int64_t old_end)
-{
-    BDRVQcow2State *s = bs->opaque;
-
-    for (guint i = 0; i < runs->len; i++) {
-        HostRun *r = &g_array_index(runs, HostRun, i);
-        int64_t end = MIN(r->end, old_end);
-        int ret = r->start < end ?
-                  bdrv_co_pwrite_zeroes(s->data_file, r->start,
-                                        end - r->start, 0) : 0;
-        if (ret < 0) {
-            return ret;
-        }
-    }
-    return 0;
 }
 
 /* With metadata preallocation the file grows over each new run at once,
@@ -414,13 +378,12 @@ static int64_t used_end(BDRVQcow2State *s, uint64_t end, int64_t host)
     return host - s->cluster_size + ROUND_UP(in, s->subcluster_size);
 }
 
-/* Host clusters for guest bytes [from, to) (lock taken), their runs in
- * @runs; the end of the last one in *last_end.  @grow (metadata mode):
- * the file is kept covering the runs (else it is extended later) and
- * zero clusters keep reading as zeroes (else their host clusters do). */
+/* Host clusters for guest bytes [from, to) (lock taken); where the file
+ * must reach for them in *last_end.  @grow (metadata mode): the file is
+ * kept covering them (else it is extended later) and zero clusters keep
+ * reading as zeroes (else their host clusters do). */
 static int coroutine_fn alloc_all(BlockDriverState *bs, uint64_t from,
-                                  uint64_t to, GArray *runs,
-                                  int64_t *last_end, bool grow)
+                                  uint64_t to, int64_t *last_end, bool grow)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t off = from;
@@ -429,14 +392,9 @@ static int coroutine_fn alloc_all(BlockDriverState *bs, uint64_t from,
 
     co_mutex_lock(&s->lock);
     while (off < to && ret == 0) {
-        uint64_t in = qcow2_offset_into_cluster(s, off);
-
         ret = qcow2_alloc_range(bs, off, to - off, &host, grow);
         if (ret > 0 && host) {
-            uint64_t n = ROUND_UP((uint64_t)ret + in, s->cluster_size);
-            add_run(runs, host - (int64_t)n, host);
-            *last_end = MAX(*last_end, grow ? used_end(s, off + ret, host)
-                                            : host);
+            *last_end = MAX(*last_end, used_end(s, off + ret, host));
         }
         if (ret > 0) {
             off += ret;
@@ -557,27 +515,30 @@ static int coroutine_fn prealloc_copy_edge(BlockDriverState *bs,
     return q_pwrite(s->data_file, host, c->len, buf);
 }
 
-/* Metadata preallocation: L2 tables and data clusters for guest bytes
- * [from, to), then the file extended over them (falloc/full: with that
- * mode, and the clusters inside the old file reserved as well). */
+/* Preallocation through the allocator: metadata mode, and falloc/full
+ * with an external data file.  L2 tables and data clusters for guest
+ * bytes [from, to), the new clusters' edges copied as the reference's
+ * copy on write copies them, the file extended over them (with @mode,
+ * metadata: none); with falloc/full the copy comes first, as the
+ * reference's, so that a copy past the file's end leaves nothing for
+ * the mode to reserve. */
 int coroutine_fn qcow2_preallocate(BlockDriverState *bs, uint64_t from,
                                    uint64_t to, PreallocMode mode,
                                    Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
-    g_autoptr(GArray) runs = g_array_new(FALSE, FALSE, sizeof(HostRun));
+    bool meta = mode == PREALLOC_MODE_METADATA;
     int64_t last_end = 0, old_end = 0;
     PreallocCow cow[2] = { { 0, 0 }, { 0, 0 } };
     int ret;
 
-    if (mode == PREALLOC_MODE_METADATA) {
-        prealloc_edges(bs, from, to, cow);
-    }
-    ret = alloc_all(bs, from, to, runs, &last_end,
-                    mode == PREALLOC_MODE_METADATA);
-
+    prealloc_edges(bs, from, to, cow);
+    ret = alloc_all(bs, from, to, &last_end, meta);
     if (ret == 0) {
         ret = qcow2_co_flush_to_os(bs);
+    }
+    for (int i = 0; i < 2 && ret == 0 && !meta; i++) {
+        ret = prealloc_copy_edge(bs, &cow[i]);
     }
     if (ret == 0) {
         old_end = bdrv_co_getlength(s->data_file->bs);
@@ -585,16 +546,12 @@ int coroutine_fn qcow2_preallocate(BlockDriverState *bs, uint64_t from,
     }
     if (ret == 0 && last_end > old_end) {
         ret = bdrv_co_truncate(s->data_file, last_end, false,
-                               mode == PREALLOC_MODE_METADATA ?
-                               PREALLOC_MODE_OFF : mode, 0, errp);
+                               meta ? PREALLOC_MODE_OFF : mode, 0, errp);
     }
-    if (ret == 0 && mode != PREALLOC_MODE_METADATA) {
-        ret = reserve_runs(bs, runs, old_end);
-    }
-    if (ret == 0 && mode == PREALLOC_MODE_METADATA && to > from) {
+    if (ret == 0 && meta && to > from) {
         ret = prealloc_reach(bs, to);
     }
-    for (int i = 0; i < 2 && ret == 0; i++) {
+    for (int i = 0; i < 2 && ret == 0 && meta; i++) {
         ret = prealloc_copy_edge(bs, &cow[i]);
     }
     if (ret < 0 && errp && !*errp) {
@@ -671,7 +628,11 @@ static int coroutine_fn finish_image(const char *filename,
     if (a->data_file_raw && mode == PREALLOC_MODE_OFF) {
         mode = PREALLOC_MODE_METADATA;
     }
-    if (ret == 0 && mode != PREALLOC_MODE_OFF) {
+    if (ret == 0 && !a->data_file && (mode == PREALLOC_MODE_FALLOC ||
+                                      mode == PREALLOC_MODE_FULL)) {
+        ret = qcow2_grow_preallocated(blk_bs(blk), 0, a->size, mode, NULL,
+                                      errp);
+    } else if (ret == 0 && mode != PREALLOC_MODE_OFF) {
         ret = qcow2_preallocate(blk_bs(blk), 0, a->size, mode, errp);
     }
     blk_unref(blk);

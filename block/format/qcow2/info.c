@@ -261,26 +261,15 @@ static int coroutine_fn trim_file(BlockDriverState *bs, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
     int64_t flen = bdrv_co_getlength(bs->file->bs);
-    uint64_t c, rc = 0;
-    int ret = 0;
+    uint64_t c = 0;
+    int ret;
 
     if (flen < 0) {
         return flen;
     }
     co_mutex_lock(&s->lock);
-    c = MIN(DIV_ROUND_UP((uint64_t)flen, s->cluster_size),
-            (uint64_t)s->refcount_table_size << s->refblock_bits);
-    for (; c > 0; c--) {
-        if (!s->refcount_table[(c - 1) >> s->refblock_bits]) {
-            c = ((c - 1) >> s->refblock_bits) << s->refblock_bits;
-            c++;    /* the loop's c-- lands on the block's start */
-            continue;
-        }
-        ret = qcow2_get_refcount(bs, c - 1, &rc);
-        if (ret < 0 || rc) {
-            break;
-        }
-    }
+    ret = qcow2_used_end(bs, DIV_ROUND_UP((uint64_t)flen, s->cluster_size),
+                         &c);
     co_mutex_unlock(&s->lock);
     if (ret == 0 && (c << s->cluster_bits) < (uint64_t)flen) {
         ret = bdrv_co_truncate(bs->file, c << s->cluster_bits, false,
@@ -348,39 +337,6 @@ static int coroutine_fn zero_grown_area(BlockDriverState *bs, uint64_t old,
         ret = qcow2_co_pwritev(bs, old, n, &v, 0);
     }
     return ret;
-}
-
-/* Preallocating growth (falloc/full) of an extended-L2 image over a
- * longer backing file, from inside a cluster: the reference allocates
- * that cluster anew with every subcluster, its head copied from what
- * the disk read there and the rest zeroes (a file-level zeroing stands
- * for the zero flags).  The same cluster written whole here; returns
- * where the zeroing of the grown area goes on, or -errno. */
-static int64_t coroutine_fn grow_partial_cluster(BlockDriverState *bs,
-                                                 uint64_t old,
-                                                 uint64_t new_size)
-{
-    BDRVQcow2State *s = bs->opaque;
-    uint64_t start = qcow2_start_of_cluster(s, old);
-    /* the whole cluster, also past a new end inside it, as the
-     * reference allocates it */
-    uint64_t end = start + s->cluster_size;
-    g_autofree uint8_t *buf = g_malloc0(end - start);
-    IOVector v;
-    int ret = 0;
-
-    if (old == start) {
-        return old;
-    }
-    if (old > start) {
-        iov_vec_init_buf(&v, buf, old - start);
-        ret = qcow2_co_preadv(bs, start, old - start, &v, 0);
-    }
-    if (ret == 0) {
-        iov_vec_init_buf(&v, buf, end - start);
-        ret = qcow2_co_pwritev(bs, start, end - start, &v, 0);
-    }
-    return ret < 0 ? ret : (int64_t)MIN(end, new_size);
 }
 
 /* The shrink or growth is allowed, with the reference's messages. */
@@ -547,21 +503,21 @@ int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
             return ret;
         }
     }
-    if ((flags & BDRV_REQ_ZERO_WRITE) && (uint64_t)offset > old) {
-        int64_t from = old;
-
-        if (s->extended_l2 && (prealloc == PREALLOC_MODE_FALLOC ||
-                               prealloc == PREALLOC_MODE_FULL)) {
-            from = grow_partial_cluster(bs, old, offset);
-        }
-        ret = from < 0 ? (int)from : zero_grown_area(bs, from, offset);
+    /* preallocation before any zeroing, as the reference: the zeroes
+     * then mark its clusters, and its file may give them */
+    /* (also to the same size: the refcount area moves all the same) */
+    if (!external && (uint64_t)offset >= old &&
+        (prealloc == PREALLOC_MODE_FALLOC || prealloc == PREALLOC_MODE_FULL)) {
+        ret = qcow2_grow_preallocated(bs, old, offset, prealloc, &flags,
+                                      errp);
+    } else if (prealloc != PREALLOC_MODE_OFF && (uint64_t)offset > old) {
+        ret = qcow2_preallocate(bs, old, offset, prealloc, errp);
+    }
+    if (ret == 0 && (flags & BDRV_REQ_ZERO_WRITE) && (uint64_t)offset > old) {
+        ret = zero_grown_area(bs, old, offset);
         if (ret < 0) {
             error_setg_errno(errp, -ret, "Failed to zero the new area");
-            return ret;
         }
-    }
-    if (prealloc != PREALLOC_MODE_OFF && (uint64_t)offset > old) {
-        ret = qcow2_preallocate(bs, old, offset, prealloc, errp);
     }
     return ret;
 }

@@ -512,6 +512,17 @@ int coroutine_fn qcow2_pre_write_overlap_check(BlockDriverState *bs, int ign,
 int coroutine_fn qcow2_refcount_read_table(BlockDriverState *bs,
                                            Error **errp);
 int coroutine_fn qcow2_shrink_reftable(BlockDriverState *bs);
+/* Preallocated growth (prealloc.c), as the reference lays it out: the
+ * missing refcount blocks from cluster @start (the end of the used part
+ * of the file) on, then a new table of the exact size, both counting
+ * themselves and @extra clusters past them; the old table is freed.
+ * Returns the first cluster past them, or -errno (lock held). */
+int64_t coroutine_fn qcow2_refcount_area(BlockDriverState *bs, uint64_t start,
+                                         uint64_t extra);
+/* *end: one past the last cluster with a non-zero refcount among the
+ * first @clusters, 0 when none (lock held). */
+int coroutine_fn qcow2_used_end(BlockDriverState *bs, uint64_t clusters,
+                                uint64_t *end);
 uint64_t qcow2_get_refcount_entry(BDRVQcow2State *s, const void *block,
                                   uint64_t index);
 void qcow2_set_refcount_entry(BDRVQcow2State *s, void *block, uint64_t index,
@@ -630,6 +641,17 @@ int qcow2_measure(QDict *opts, BlockDriverState *in_bs,
 int coroutine_fn qcow2_preallocate(BlockDriverState *bs, uint64_t from,
                                    uint64_t to, PreallocMode mode,
                                    Error **errp);
+/* prealloc.c: growth of an image without an external data file to
+ * @to with falloc/full preallocation (create and truncate), as the
+ * reference does it: every guest cluster from the one @from lies in gets
+ * a new host cluster (a partial last cluster moves, its head copied),
+ * the file is extended over them with @mode.  With BDRV_REQ_ZERO_WRITE
+ * in *@flags, the file's zeroes stand for it when the file can give
+ * them (the flag is then cleared and the clusters marked allocated). */
+int coroutine_fn qcow2_grow_preallocated(BlockDriverState *bs, uint64_t from,
+                                         uint64_t to, PreallocMode mode,
+                                         BdrvRequestFlags *flags,
+                                         Error **errp);
 extern const BlockDriverInfoOps qcow2_info_ops;
 extern const BlockDriverCheckOps qcow2_check_ops;
 /* amend.c: compat, refcount_bits, lazy_refcounts, data file, size. */

@@ -416,6 +416,137 @@ static int coroutine_fn grow_reftable(BlockDriverState *bs, uint64_t ti,
     return ret;
 }
 
+/* ---- a refcount area for preallocated growth, as the reference's:
+ * the missing blocks from @start on, then an exact-size table, counting
+ * themselves and clusters past them; the old table freed ---- */
+
+/* Set the refcounts of clusters [lo, hi) to 1 in the block for table
+ * index @ti at @off (@fresh: a new block, emptied first). */
+static int coroutine_fn area_fill_block(BlockDriverState *bs, uint64_t ti,
+                                        uint64_t off, bool fresh,
+                                        uint64_t lo, uint64_t hi)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t mask = (1ULL << s->refblock_bits) - 1;
+    void *block;
+    int ret = fresh ? qcow2_cache_get_empty(bs, &s->refcount_cache, off,
+                                            &block)
+                    : qcow2_cache_get(bs, &s->refcount_cache, off, &block);
+
+    if (ret < 0) {
+        return ret;
+    }
+    if (fresh) {
+        memset(block, 0, s->cluster_size);
+    }
+    lo = MAX(lo, ti << s->refblock_bits);
+    hi = MIN(hi, (ti + 1) << s->refblock_bits);
+    for (uint64_t c = lo; c < hi; c++) {
+        qcow2_set_refcount_entry(s, block, c & mask, 1);
+    }
+    qcow2_cache_mark_dirty(&s->refcount_cache, block);
+    qcow2_cache_put(&s->refcount_cache, &block);
+    return 0;
+}
+
+/* The blocks of table indexes [first, total) in @table (big-endian),
+ * the missing ones made from cluster @start on; every block counts the
+ * clusters of [start, end) it covers. */
+static int coroutine_fn area_blocks(BlockDriverState *bs, uint8_t *table,
+                                    uint64_t first, uint64_t total,
+                                    uint64_t start, uint64_t end)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t next = start;
+
+    for (uint64_t ti = first; ti < total; ti++) {
+        uint64_t off = 0;
+        bool fresh = false;
+        int ret = refblock_offset(bs, ti, &off);
+
+        if (ret == 0 && !off) {
+            off = next++ << s->cluster_bits;
+            fresh = true;
+            q_st64(table + ti * 8, off);
+        }
+        if (ret == 0) {
+            ret = area_fill_block(bs, ti, off, fresh, start, end);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 0;
+}
+
+int64_t coroutine_fn qcow2_refcount_area(BlockDriverState *bs, uint64_t start,
+                                         uint64_t extra)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t per_cluster = s->cluster_size / 8;
+    uint64_t total = refblocks_needed(s, start + extra, false);
+    uint64_t entries = ROUND_UP(total, per_cluster), nt, nb = 0, tc;
+    uint64_t first = start >> s->refblock_bits;
+    g_autofree uint8_t *table = NULL;
+    int ret;
+
+    if (entries * 8 > QCOW2_MAX_REFTABLE_SIZE) {
+        return -EFBIG;
+    }
+    nt = entries / per_cluster;
+    table = g_malloc0(entries * 8);
+    for (uint64_t i = 0; i < MIN(s->refcount_table_size, entries); i++) {
+        q_st64(table + i * 8, s->refcount_table[i]);
+    }
+    for (uint64_t ti = first; ti < total; ti++) {
+        nb += !q_ld64(table + ti * 8);
+    }
+    tc = start + nb;
+    ret = area_blocks(bs, table, first, total, start, tc + nt);
+    if (ret == 0) {
+        bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_WRITE_BLOCKS);
+        ret = qcow2_cache_flush(bs, &s->refcount_cache);
+    }
+    if (ret == 0) {
+        bdrv_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_WRITE_TABLE);
+        ret = q_pwrite(bs->file, tc << s->cluster_bits, nt * s->cluster_size,
+                       table);
+    }
+    ret = ret < 0 ? ret : bdrv_co_flush(bs->file->bs);
+    if (ret == 0) {
+        ret = switch_reftable(bs, tc << s->cluster_bits, nt);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    install_reftable(bs, table, tc << s->cluster_bits, nt);
+    return tc + nt;
+}
+
+int coroutine_fn qcow2_used_end(BlockDriverState *bs, uint64_t clusters,
+                                uint64_t *end)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t c = MIN(clusters,
+                     (uint64_t)s->refcount_table_size << s->refblock_bits);
+    uint64_t rc = 0;
+    int ret = 0;
+
+    for (; c > 0; c--) {
+        if (!s->refcount_table[(c - 1) >> s->refblock_bits]) {
+            c = ((c - 1) >> s->refblock_bits) << s->refblock_bits;
+            c++;    /* the loop's c-- lands on the block's start */
+            continue;
+        }
+        ret = qcow2_get_refcount(bs, c - 1, &rc);
+        if (ret < 0 || rc) {
+            break;
+        }
+    }
+    *end = c;
+    return ret;
+}
+
 /* Whether the refcount block at @off (table index @ti) counts nothing
  * but, possibly, itself.  An unaligned block cannot be read: the
  * reference's cache refuses it as a corruption. */
