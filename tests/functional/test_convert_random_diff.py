@@ -9,9 +9,8 @@ command line from qemu-img's options (-O raw/qcow2, -o, -c, -S, -m, -W,
 --bitmaps, -l, -B/-F, --skip-broken-bitmaps).  Both tools run on copies
 of the same directory.  Exit status, stdout and stderr must match; then
 the targets: byte-identical, except where the reference's own result is
-not fixed (-W with several coroutines: the order writes land in; a
-qcow2 target's falloc/full preallocation, whose refcount structures the
-reference places its own way): there the reference's compare must find
+not fixed (-W with several coroutines: the order writes land in):
+there the reference's compare must find
 them equal, its check ours clean and the maps equal but for host
 offsets.
 
@@ -112,7 +111,7 @@ def relaxed(case):
     """Targets whose bytes the reference does not fix."""
     cmd = case['cmd']
     several = '-m' not in cmd or cmd[cmd.index('-m') + 1] != '1'
-    return ('-W' in cmd and several) or 'preallocation=falloc' in cmd
+    return '-W' in cmd and several
 
 
 def target_map(d, path, drop_offsets):
