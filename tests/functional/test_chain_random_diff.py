@@ -379,17 +379,8 @@ def map_shape(ref_dir, d, name):
                            f'"file":{{"driver":"file","filename":"{name}"}}}}')
     if rc:
         return (rc, err)
-    merged = []
-    for e in json.loads(out):
-        e.pop('offset', None)
-        e.pop('filename', None)
-        if merged and all(merged[-1][k] == e[k] for k in e
-                          if k not in ('start', 'length')) and \
-                merged[-1]['start'] + merged[-1]['length'] == e['start']:
-            merged[-1]['length'] += e['length']
-        else:
-            merged.append(e)
-    return merged
+    return merge_shape(json.loads(out), ('depth', 'present', 'zero', 'data',
+                                         'compressed'))
 
 
 def compare_file(ref_dir, rd, od, name):
@@ -417,13 +408,53 @@ def byte_relaxed(case):
 
     - snapshot -c: the snapshot table holds the time of day;
     - convert -c of more than one cluster: the reference compresses in
-      parallel and stores clusters in completion order."""
+      parallel and stores clusters in completion order;
+    - commit: the reference's mirror job has up to 16 copies in flight and
+      its base allocates clusters in the order their reads complete (the
+      same commit run six times places them in several orders)."""
     for c in case['cmds']:
+        if c[0] == 'commit':
+            return True
         if c[:2] == ['snapshot', '-c']:
             return True
         if c[0] == 'convert' and '-c' in c:
             return True
     return False
+
+
+def merge_shape(entries, keys):
+    """Entries (dicts with start and length) with the host offsets left
+    out, neighbours equal in @keys merged."""
+    merged = []
+    for e in entries:
+        e = {k: e[k] for k in ('start', 'length') + keys if k in e}
+        if merged and all(merged[-1].get(k) == e.get(k) for k in keys) and \
+                merged[-1]['start'] + merged[-1]['length'] == e['start']:
+            merged[-1]['length'] += e['length']
+        else:
+            merged.append(e)
+    return merged
+
+
+def map_output_shape(cmd, out):
+    """map's output without host offsets (it merges neighbours that are
+    contiguous in the host, so the rows change with the placement)."""
+    if '--output=json' in cmd:
+        return merge_shape(json.loads(out), ('depth', 'present', 'zero',
+                                             'data', 'compressed'))
+    rows = [ln.split() for ln in out.splitlines()[1:] if ln.strip()]
+    return merge_shape([{'start': int(r[0], 16), 'length': int(r[1], 16),
+                         'file': r[3]} for r in rows], ('file',))
+
+
+def same_output(case, e, a):
+    """Same result of one command; map's host offsets count only where
+    the files are to be byte-identical."""
+    if e == a:
+        return True
+    if e[0][0] != 'map' or e[2:] != a[2:] or e[3] or not byte_relaxed(case):
+        return False
+    return map_output_shape(e[0], e[1]) == map_output_shape(a[0], a[1])
 
 
 def run_pair(ref_dir, our_dir, case, base=None):
@@ -443,7 +474,7 @@ def run_pair(ref_dir, our_dir, case, base=None):
                 return 'refcrash', e
             if a[1] == 'timeout' or a[3] < 0:
                 return 'ourcrash', a
-            if e != a:
+            if not same_output(case, e, a):
                 return 'output', (e, a)
         if set(exp[1]) != set(act[1]):
             return 'files', (sorted(exp[1]), sorted(act[1]))
@@ -493,6 +524,10 @@ FIXED = [
     # table is copied and the data clusters lose the active reference
     (9, [['commit', '-f', 'qcow2', '-q', 'l2.qcow2'],
          ['check', 'l2.qcow2']]),
+    # commit copies a granule partly above the base whole, zeroes too
+    # (data clusters in the base), as the reference's mirror requests do
+    (3, [['commit', '-f', 'qcow2', 'l1.qcow2'],
+         ['map', '--output=json', 'l0.qcow2']]),
 ]
 
 
