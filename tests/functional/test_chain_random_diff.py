@@ -45,7 +45,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_io_random_diff import digest  # noqa: E402
 
-TIMEOUT = 30
+TIMEOUT = 20
 KiB = 1024
 CLUSTERS = [512, 1024, 4096, 4096, 16384, 65536, 65536, 2 << 20]
 SIZES = [64 * KiB, 96 * KiB, 128 * KiB, 100000, 70000, 192 * KiB,
@@ -195,8 +195,10 @@ def cmd_rebase(r, case):
     if r.random() < 0.3:
         a.append('-u')
     c = r.random()
-    if c < 0.55:
-        b = r.choice(ns[:i] or ns)
+    if c < 0.55 and i:
+        # a layer below (one above would make a loop, which hangs the
+        # reference)
+        b = r.choice(ns[:i])
     elif c < 0.8:
         b = 'new.qcow2'
     else:
@@ -407,8 +409,8 @@ def byte_relaxed(case):
     check clean, compare equal and map the same):
 
     - snapshot -c: the snapshot table holds the time of day;
-    - convert -c of more than one cluster: the reference compresses in
-      parallel and stores clusters in completion order;
+    - convert -c and rebase -c of more than one cluster: the reference
+      compresses in parallel and stores clusters in completion order;
     - commit: the reference's mirror job has up to 16 copies in flight and
       its base allocates clusters in the order their reads complete (the
       same commit run six times places them in several orders)."""
@@ -417,7 +419,7 @@ def byte_relaxed(case):
             return True
         if c[:2] == ['snapshot', '-c']:
             return True
-        if c[0] == 'convert' and '-c' in c:
+        if c[0] in ('convert', 'rebase') and '-c' in c:
             return True
     return False
 
@@ -447,14 +449,28 @@ def map_output_shape(cmd, out):
                          'file': r[3]} for r in rows], ('file',))
 
 
+PLACEMENT = re.compile(r'^(?:Image end offset: \d+|[\d/]+ = .*fragmented.*'
+                       r'|disk size: .*|\s*"(?:image-end-offset|fragmented-'
+                       r'clusters|actual-size)": \d+,?)$', re.M)
+
+
+def placement_free(cmd, out):
+    """@cmd's output without what depends on where clusters were placed
+    in the file (map's host offsets, check's end offset and fragmentation,
+    info's disk size)."""
+    if cmd[0] == 'map' and out.startswith(('[', 'Offset')):
+        return map_output_shape(cmd, out)
+    return PLACEMENT.sub('', out)
+
+
 def same_output(case, e, a):
-    """Same result of one command; map's host offsets count only where
-    the files are to be byte-identical."""
+    """Same result of one command; what depends on the placement of
+    clusters counts only where the files are to be byte-identical."""
     if e == a:
         return True
-    if e[0][0] != 'map' or e[2:] != a[2:] or e[3] or not byte_relaxed(case):
+    if e[2:] != a[2:] or not byte_relaxed(case):
         return False
-    return map_output_shape(e[0], e[1]) == map_output_shape(a[0], a[1])
+    return placement_free(e[0], e[1]) == placement_free(a[0], a[1])
 
 
 def run_pair(ref_dir, our_dir, case, base=None):
@@ -528,6 +544,9 @@ FIXED = [
     # (data clusters in the base), as the reference's mirror requests do
     (3, [['commit', '-f', 'qcow2', 'l1.qcow2'],
          ['map', '--output=json', 'l0.qcow2']]),
+    # a base that cannot grow (v2 with a backing file cannot zero the new
+    # area) fails the job: "Block job failed", only the errno
+    (142, [['commit', 'l2.qcow2']]),
 ]
 
 

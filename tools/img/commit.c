@@ -610,10 +610,15 @@ static BlockBackend *open_base(BlockDriverState *base, int64_t len,
         return NULL;
     }
     base_len = blk_getlength(blk);
-    if (base_len >= 0 && base_len < len &&
-        blk_truncate(blk, len, false, PREALLOC_MODE_OFF, 0, errp) < 0) {
-        blk_unref(blk);
-        return NULL;
+    if (base_len >= 0 && base_len < len) {
+        /* the reference's job grows the base and keeps only the errno */
+        int ret = blk_truncate(blk, len, false, PREALLOC_MODE_OFF, 0, NULL);
+
+        if (ret < 0) {
+            error_setg(errp, "Block job failed: %s", strerror(-ret));
+            blk_unref(blk);
+            return NULL;
+        }
     }
     return blk;
 }
