@@ -554,6 +554,10 @@ FIXED = [
     # before it looks the snapshot up
     (1104, [['snapshot', '-a', 's0', 'l2.qcow2'],
             ['snapshot', '-a', 'nosuch', 'l2.qcow2']]),
+    # rebase -p onto the backing file it has: past that file's end the
+    # reference's loop passes over the overlay silently too
+    (1098, [['rebase', '-f', 'qcow2', '-b', 'l0.raw', '-F', 'raw', '-p',
+             'l1.qcow2']]),
 ]
 
 

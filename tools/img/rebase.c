@@ -255,7 +255,13 @@ static int coroutine_fn prefix_unchanged(RebaseJob *j, int64_t off,
     int depth = 0;
     int ret;
 
-    if (!j->prefix || !j->old_blk || off >= j->old_len) {
+    if (!j->prefix || !j->old_blk) {
+        return 0;
+    }
+    if (blk_bs(j->old_blk) == j->prefix) {
+        return 1;       /* the same backing file: nothing in between */
+    }
+    if (off >= j->old_len) {
         return 0;
     }
     ret = bdrv_co_block_status_above(blk_bs(j->old_blk), j->prefix, off,
