@@ -558,6 +558,14 @@ FIXED = [
     # reference's loop passes over the overlay silently too
     (1098, [['rebase', '-f', 'qcow2', '-b', 'l0.raw', '-F', 'raw', '-p',
              'l1.qcow2']]),
+    # rebase: a compared piece that crosses the old backing file's end
+    # writes the zeroes past it as data (compressed with -c); only a
+    # piece starting past the end is written as zero clusters
+    (1343, [['rebase', '-u', '-b', 'new.qcow2', '-F', 'qcow2', 'l2.qcow2'],
+            ['rebase', '-b', 'l0.raw', '-F', 'raw', 'l2.qcow2'],
+            ['map', '--output=json', 'l2.qcow2']]),
+    (1343, [['rebase', '-u', '-b', 'new.qcow2', '-F', 'qcow2', 'l2.qcow2'],
+            ['rebase', '-b', 'l0.raw', '-F', 'raw', '-c', 'l2.qcow2']]),
 ]
 
 

@@ -130,6 +130,11 @@ typedef struct RebaseJob {
     BlockBackend *new_blk;      /* the new one; NULL: none (-b "") */
     BlockDriverState *prefix;   /* the new backing node if in the old chain */
     int64_t old_len, new_len;
+    /* The reference's piece that crosses the old chain's end, compared
+     * whole: up to here the old side past that end is data (zeroes),
+     * written as data; from a piece starting past the end, as zero
+     * writes.  0: no such piece. */
+    int64_t eof_piece_end;
     int64_t align;              /* compare and write unit */
     int64_t chunk;              /* largest chunk: each half of a buffer */
     BdrvRequestFlags write_flags;
@@ -322,6 +327,10 @@ static int coroutine_fn rebase_plan(void *opaque, int64_t off, int64_t bytes,
     if (old_zero < 0) {
         return block_job_fail(f, old_zero, off, blk_bs(j->old_blk), false);
     }
+    if (off >= j->old_len && off < j->eof_piece_end) {
+        *pnum = MIN(*pnum, j->eof_piece_end - off);
+        old_zero = 0;   /* compared and written as data (see write_run) */
+    }
     new_zero = chain_reads_zero(j->new_blk, j->new_len, off, *pnum, &n_new);
     if (new_zero < 0) {
         return block_job_fail(f, new_zero, off, blk_bs(j->new_blk), false);
@@ -421,7 +430,7 @@ static int coroutine_fn write_run(RebaseJob *j, int64_t off, int64_t len,
 {
     int ret;
 
-    if (off >= j->old_len) {
+    if (off >= j->old_len && off >= j->eof_piece_end) {
         ret = blk_co_pwrite_zeroes(j->blk, off, len, 0);
     } else {
         ret = blk_co_pwrite(j->blk, off, len, old, j->write_flags);
@@ -721,6 +730,9 @@ static void coroutine_fn model_co(void *opaque)
         if (ret) {
             cur = MIN(cur + step / 100 * 100, 100.f);
             progress_plan_step(&m->j->plan, cur);
+            if (off < m->j->old_len && off + n > m->j->old_len) {
+                m->j->eof_piece_end = off + n;
+            }
         }
     }
 }
