@@ -572,6 +572,10 @@ FIXED = [
              'out.raw']]),
     (1598, [['convert', '-f', 'qcow2', '-O', 'qcow2', '--bitmaps', '-p',
              'l0.qcow2', 'out.qcow2']]),
+    # a zero write into a v2 image without backing file gives the range
+    # its L2 table first, as the reference's discard does
+    (1950, [['rebase', '-f', 'qcow2', '-b', 'new.qcow2', '-F', 'qcow2',
+             'l0.qcow2']]),
 ]
 
 
