@@ -576,6 +576,11 @@ FIXED = [
     # its L2 table first, as the reference's discard does
     (1950, [['rebase', '-f', 'qcow2', '-b', 'new.qcow2', '-F', 'qcow2',
              'l0.qcow2']]),
+    # rebase writes a differing run over two compare extents with one
+    # request: its clusters are allocated together (after the bitmaps'
+    # clusters here, where a lone free cluster is too small)
+    (1867, [['rebase', '-f', 'qcow2', '-b', 'new.qcow2', '-F', 'qcow2',
+             'l3.qcow2']]),
 ]
 
 

@@ -297,13 +297,12 @@ static int64_t align_extent(RebaseJob *j, int64_t off, int64_t n,
     return ROUND_UP(end, j->align) - off;
 }
 
-/* The job's plan: skip what the overlay allocates and what reads as
+/* One extent of the plan: skip what the overlay allocates and what reads as
  * zeroes in both chains (or is unchanged below the new backing file);
  * compare the rest, knowing whether the old side reads zeroes. */
-static int coroutine_fn rebase_plan(void *opaque, int64_t off, int64_t bytes,
-                                    int64_t *pnum, BlockJobFailure *f)
+static int coroutine_fn plan_one(RebaseJob *j, int64_t off, int64_t bytes,
+                                 int64_t *pnum, BlockJobFailure *f)
 {
-    RebaseJob *j = opaque;
     int64_t n_new = bytes;
     int old_zero, new_zero, kind, ret;
 
@@ -339,6 +338,32 @@ static int coroutine_fn rebase_plan(void *opaque, int64_t off, int64_t bytes,
     kind = old_zero && new_zero ? BLOCK_JOB_SKIP :
            old_zero ? BLOCK_JOB_ZERO : BLOCK_JOB_DATA;
     *pnum = align_extent(j, off, *pnum, &kind);
+    return kind;
+}
+
+/* The job's plan: consecutive extents to compare are one, as the
+ * reference compares a whole piece and writes each differing run with
+ * one request (a run over two extents must not become two writes: the
+ * overlay allocates a run's clusters together). */
+static int coroutine_fn rebase_plan(void *opaque, int64_t off, int64_t bytes,
+                                    int64_t *pnum, BlockJobFailure *f)
+{
+    RebaseJob *j = opaque;
+    int kind = plan_one(j, off, bytes, pnum, f);
+
+    while (kind > BLOCK_JOB_SKIP && *pnum < bytes) {
+        BlockJobFailure f2 = { 0 };
+        int64_t more = 0;
+        int next = plan_one(j, off + *pnum, bytes - *pnum, &more, &f2);
+
+        if (next <= BLOCK_JOB_SKIP || more <= 0) {
+            break;          /* a failure is met again, and reported, next */
+        }
+        if (next != kind) {
+            kind = BLOCK_JOB_DATA;
+        }
+        *pnum += more;
+    }
     return kind;
 }
 
