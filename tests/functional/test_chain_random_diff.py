@@ -25,7 +25,12 @@ commit's progress lines, see norm_out()).  Then the files:
   byte_relaxed() names the command kinds whose bytes are accepted to
   differ (a snapshot created now holds the time of day).
 
-Cases where the reference dies on a signal or times out are skipped.
+Cases where the reference dies on a signal or times out, or fails to
+build the chain, are skipped: it asserts in some `rebase -c` of overlays
+with extended L2 entries ("img_rebase: Assertion `!bdrv_is_allocated
+(...)' failed"), hangs on a rebase that makes a loop (no longer
+generated), and its qemu-io marks an image of 512-byte clusters corrupt
+after some compressed writes.
 
 Run as a script for a long exploration:
     python3 test_chain_random_diff.py REFDIR OURDIR FIRST COUNT [OUT.json]
@@ -482,7 +487,13 @@ def run_pair(ref_dir, our_dir, case, base=None):
     try:
         seed_dir = os.path.join(top, 'seed')
         os.mkdir(seed_dir)
-        setup_dir(ref_dir, seed_dir, case)
+        try:
+            setup_dir(ref_dir, seed_dir, case)
+        except AssertionError as exc:
+            # the reference's own tools failed building the chain: e.g.
+            # its qemu-io marks an image of 512-byte clusters corrupt
+            # after some compressed writes (seed 3198)
+            return 'refsetup', repr(exc)
         rd, od = os.path.join(top, 'r'), os.path.join(top, 'o')
         shutil.copytree(seed_dir, rd)
         shutil.copytree(seed_dir, od)
@@ -530,7 +541,7 @@ def test_random_chain_commands(seed, dirs):
     ref, our, base = dirs
     case = gen(seed)
     verdict, info = run_pair(ref, our, case, base)
-    if verdict == 'refcrash':
+    if verdict in ('refcrash', 'refsetup'):
         pytest.skip(f'reference misbehaves on {case!r}')
     assert verdict in OK, (case, verdict, info)
 
