@@ -245,6 +245,28 @@ static void backing_status(Convert *s, int ret)
     }
 }
 
+/* The reference's qcow2 answers a status query from one L2 table at
+ * most: an extent of a qcow2 source ends where the table that maps its
+ * start ends (it matters with small clusters: 32 KiB of guest disk per
+ * table with 512-byte clusters, e.g. for -c, where an extent shorter
+ * than a target cluster is copied whole). */
+static int64_t cut_at_l2_table(const Convert *s, int64_t soff, int64_t pnum)
+{
+    BlockDriverState *bs = blk_bs(s->p->src[s->cur_src]);
+    const char *fmt = bdrv_get_format_name(bs);
+    BlockDriverInfo bdi;
+    int64_t span;
+
+    if (!fmt || strcmp(fmt, "qcow2") || bdrv_get_info(bs, &bdi) < 0 ||
+        bdi.cluster_size <= 0) {
+        return pnum;
+    }
+    span = bdi.cluster_size / (bdi.subcluster_size &&
+                               bdi.subcluster_size < bdi.cluster_size ?
+                               16 : 8) * bdi.cluster_size;
+    return MIN(pnum, span - soff % span);
+}
+
 /* The unit the reference keeps its next status query aligned to: the
  * current source's request alignment or cluster size, whichever is
  * larger (whole sectors). */
@@ -295,6 +317,7 @@ static int coroutine_fn walk_status_quiet(Convert *s)
      * file's EOF) takes the rest of it, so a data tail is written in
      * full, padded with zeroes, as the reference writes it */
     pnum = MIN(ROUND_UP(soff + pnum, BDRV_SECTOR_SIZE), slen) - soff;
+    pnum = cut_at_l2_table(s, soff, pnum);
     pnum = align_status_end(s, soff, pnum);
     s->st_end = s->cursor + pnum;
     s->st_zero = (ret & BDRV_BLOCK_ZERO) ||
