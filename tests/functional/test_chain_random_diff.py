@@ -598,6 +598,10 @@ FIXED = [
     (4156, [['convert', '-f', 'qcow2', '-O', 'qcow2', '-B', 'l1.qcow2', '-F',
              'qcow2', '-c', 'l1.qcow2', 'out.qcow2'],
             ['map', '--output=json', 'out.qcow2']]),
+    # rebase -p onto a file further down the chain: whether the layers in
+    # between allocate a piece is one answer over clusters that are not
+    # contiguous in their file
+    (3457, [['rebase', '-b', 'l0.qcow2', '-F', 'qcow2', '-p', 'l2.qcow2']]),
 ]
 
 
