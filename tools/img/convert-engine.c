@@ -261,9 +261,10 @@ static int64_t cut_at_l2_table(const Convert *s, int64_t soff, int64_t pnum)
         bdi.cluster_size <= 0) {
         return pnum;
     }
-    span = bdi.cluster_size / (bdi.subcluster_size &&
-                               bdi.subcluster_size < bdi.cluster_size ?
-                               16 : 8) * bdi.cluster_size;
+    span = (int64_t)bdi.cluster_size / (bdi.subcluster_size &&
+                                        bdi.subcluster_size <
+                                        bdi.cluster_size ? 16 : 8) *
+           bdi.cluster_size;
     return MIN(pnum, span - soff % span);
 }
 
