@@ -604,6 +604,10 @@ FIXED = [
     (3457, [['rebase', '-b', 'l0.qcow2', '-F', 'qcow2', '-p', 'l2.qcow2']]),
     # convert from a source of 2 MiB clusters (an L2 table maps 512 GiB)
     (4714, [['convert', '-f', 'qcow2', '-O', 'raw', 'l2.qcow2', 'out.raw']]),
+    # rebase: a piece that ends at the old chain's end is not merged with
+    # the one after it (written as zero clusters)
+    (4752, [['rebase', '-f', 'qcow2', '-b', 'l0.raw', '-F', 'raw',
+             'l3.qcow2']]),
 ]
 
 

@@ -369,6 +369,14 @@ static int coroutine_fn plan_one(RebaseJob *j, int64_t off, int64_t bytes,
     return kind;
 }
 
+/* Does a piece of the reference's end at @pos?  At the old chain's end
+ * unless a piece crosses it: past the end, a piece of its own writes
+ * zero clusters (see write_run()). */
+static bool ends_old_piece(const RebaseJob *j, int64_t pos)
+{
+    return pos == j->old_len && j->eof_piece_end <= j->old_len;
+}
+
 /* The job's plan: consecutive extents to compare are one, as the
  * reference compares a whole piece and writes each differing run with
  * one request (a run over two extents must not become two writes: the
@@ -379,7 +387,8 @@ static int coroutine_fn rebase_plan(void *opaque, int64_t off, int64_t bytes,
     RebaseJob *j = opaque;
     int kind = plan_one(j, off, bytes, pnum, f);
 
-    while (kind > BLOCK_JOB_SKIP && *pnum < bytes) {
+    while (kind > BLOCK_JOB_SKIP && *pnum < bytes &&
+           !ends_old_piece(j, off + *pnum)) {
         BlockJobFailure f2 = { 0 };
         int64_t more = 0;
         int next = plan_one(j, off + *pnum, bytes - *pnum, &more, &f2);
