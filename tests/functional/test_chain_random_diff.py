@@ -608,6 +608,11 @@ FIXED = [
     # the one after it (written as zero clusters)
     (4752, [['rebase', '-f', 'qcow2', '-b', 'l0.raw', '-F', 'raw',
              'l3.qcow2']]),
+    # compare -s: an extent of a qcow2 image of 1 KiB clusters ends with
+    # its L2 table (128 KiB), short of the end: no EOF flag to differ on
+    (4961, [['rebase', '-b', 'new.qcow2', '-F', 'qcow2', 'l1.qcow2'],
+            ['compare', '-f', 'qcow2', '-F', 'qcow2', '-s', 'l0.qcow2',
+             'l1.qcow2']]),
 ]
 
 

@@ -252,20 +252,9 @@ static void backing_status(Convert *s, int ret)
  * than a target cluster is copied whole). */
 static int64_t cut_at_l2_table(const Convert *s, int64_t soff, int64_t pnum)
 {
-    BlockDriverState *bs = blk_bs(s->p->src[s->cur_src]);
-    const char *fmt = bdrv_get_format_name(bs);
-    BlockDriverInfo bdi;
-    int64_t span;
+    int64_t span = img_qcow2_table_span(blk_bs(s->p->src[s->cur_src]));
 
-    if (!fmt || strcmp(fmt, "qcow2") || bdrv_get_info(bs, &bdi) < 0 ||
-        bdi.cluster_size <= 0) {
-        return pnum;
-    }
-    span = (int64_t)bdi.cluster_size / (bdi.subcluster_size &&
-                                        bdi.subcluster_size <
-                                        bdi.cluster_size ? 16 : 8) *
-           bdi.cluster_size;
-    return MIN(pnum, span - soff % span);
+    return span > 0 ? MIN(pnum, span - soff % span) : pnum;
 }
 
 /* The unit the reference keeps its next status query aligned to: the
