@@ -602,6 +602,8 @@ FIXED = [
     # between allocate a piece is one answer over clusters that are not
     # contiguous in their file
     (3457, [['rebase', '-b', 'l0.qcow2', '-F', 'qcow2', '-p', 'l2.qcow2']]),
+    # ... but answers of two different layers stay two
+    (53, [['rebase', '-b', 'l0.qcow2', '-F', 'qcow2', '-p', 'l3.qcow2']]),
     # convert from a source of 2 MiB clusters (an L2 table maps 512 GiB)
     (4714, [['convert', '-f', 'qcow2', '-O', 'raw', 'l2.qcow2', 'out.raw']]),
     # rebase: a piece that ends at the old chain's end is not merged with

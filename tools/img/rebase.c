@@ -255,8 +255,8 @@ static int coroutine_fn chain_reads_zero(BlockBackend *blk, int64_t len,
 /* Do the layers between the old chain's top and the new backing file
  * allocate [off, +*pnum) (1/0, *pnum cut where that changes)?  An
  * allocation question, as the reference asks it: neighbouring extents
- * that differ only otherwise (e.g. clusters not contiguous in the file)
- * are one answer. */
+ * of the same layer that differ only otherwise (e.g. clusters not
+ * contiguous in the file) are one answer. */
 static int coroutine_fn allocated_between(RebaseJob *j, int64_t off,
                                           int64_t bytes, int64_t *pnum)
 {
@@ -271,16 +271,16 @@ static int coroutine_fn allocated_between(RebaseJob *j, int64_t off,
                                              NULL, NULL, &depth);
 
         if (ret < 0) {
-            return done ? first : ret;
+            return done ? first > 0 : ret;
         }
-        if (n <= 0 || (first >= 0 && (depth > 0) != first)) {
-            break;
+        if (n <= 0 || (first >= 0 && depth != first)) {
+            break;          /* another layer answers: another answer */
         }
-        first = depth > 0;
+        first = depth;
         done += n;
     }
     *pnum = done ? done : bytes;
-    return first < 0 ? 0 : first;
+    return first > 0;
 }
 
 /* Is [off, +*pnum) unchanged between the old chain and the new backing
