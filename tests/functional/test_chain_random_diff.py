@@ -598,12 +598,13 @@ FIXED = [
     (4156, [['convert', '-f', 'qcow2', '-O', 'qcow2', '-B', 'l1.qcow2', '-F',
              'qcow2', '-c', 'l1.qcow2', 'out.qcow2'],
             ['map', '--output=json', 'out.qcow2']]),
-    # rebase -p onto a file further down the chain: whether the layers in
-    # between allocate a piece is one answer over clusters that are not
-    # contiguous in their file
-    (3457, [['rebase', '-b', 'l0.qcow2', '-F', 'qcow2', '-p', 'l2.qcow2']]),
-    # ... but answers of two different layers stay two
+    # rebase -p onto a file further down the chain: the pieces follow
+    # the block status of the layers in between (merging neighbouring
+    # allocated clusters fixed seed 3457 but broke these)
     (53, [['rebase', '-b', 'l0.qcow2', '-F', 'qcow2', '-p', 'l3.qcow2']]),
+    (5591, [['commit', '-f', 'qcow2', '-d', '-r', '1G', 'l0.qcow2'],
+            ['rebase', '-f', 'qcow2', '-b', 'l0.qcow2', '-F', 'qcow2', '-p',
+             'l2.qcow2']]),
     # convert from a source of 2 MiB clusters (an L2 table maps 512 GiB)
     (4714, [['convert', '-f', 'qcow2', '-O', 'raw', 'l2.qcow2', 'out.raw']]),
     # rebase: a piece that ends at the old chain's end is not merged with

@@ -252,42 +252,12 @@ static int coroutine_fn chain_reads_zero(BlockBackend *blk, int64_t len,
     return !depth || (ret & BDRV_BLOCK_ZERO);
 }
 
-/* Do the layers between the old chain's top and the new backing file
- * allocate [off, +*pnum) (1/0, *pnum cut where that changes)?  An
- * allocation question, as the reference asks it: neighbouring extents
- * of the same layer that differ only otherwise (e.g. clusters not
- * contiguous in the file) are one answer. */
-static int coroutine_fn allocated_between(RebaseJob *j, int64_t off,
-                                          int64_t bytes, int64_t *pnum)
-{
-    int64_t done = 0;
-    int first = -1;
-
-    while (done < bytes) {
-        int64_t n = 0;
-        int depth = 0;
-        int ret = bdrv_co_block_status_above(blk_bs(j->old_blk), j->prefix,
-                                             off + done, bytes - done, &n,
-                                             NULL, NULL, &depth);
-
-        if (ret < 0) {
-            return done ? first > 0 : ret;
-        }
-        if (n <= 0 || (first >= 0 && depth != first)) {
-            break;          /* another layer answers: another answer */
-        }
-        first = depth;
-        done += n;
-    }
-    *pnum = done ? done : bytes;
-    return first > 0;
-}
-
 /* Is [off, +*pnum) unchanged between the old chain and the new backing
  * file, because nothing between them allocates it? */
 static int coroutine_fn prefix_unchanged(RebaseJob *j, int64_t off,
                                          int64_t *pnum)
 {
+    int depth = 0;
     int ret;
 
     if (!j->prefix || !j->old_blk) {
@@ -299,8 +269,10 @@ static int coroutine_fn prefix_unchanged(RebaseJob *j, int64_t off,
     if (off >= j->old_len) {
         return 0;
     }
-    ret = allocated_between(j, off, MIN(*pnum, j->old_len - off), pnum);
-    return ret < 0 ? ret : !ret;
+    ret = bdrv_co_block_status_above(blk_bs(j->old_blk), j->prefix, off,
+                                     MIN(*pnum, j->old_len - off), pnum,
+                                     NULL, NULL, &depth);
+    return ret < 0 ? ret : !depth;
 }
 
 /* Round a planned extent (@off is a unit boundary) to the compare unit:
