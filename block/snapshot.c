@@ -109,7 +109,15 @@ int bdrv_snapshot_goto(BlockDriverState *bs, const char *id_or_name,
 {
     Error *err = NULL;
     SnapshotCo c = { .op = SN_OP_GOTO, .id = id_or_name, .errp = &err };
-    int ret = snapshot_run(&c, bs);
+    int ret;
+
+    /* as the reference: any named bitmap, enabled or not, refuses the
+     * switch, before the snapshot is looked up */
+    if (bdrv_dirty_bitmap_at(bs, 0)) {
+        error_setg(errp, "Device has active dirty bitmaps");
+        return -EBUSY;
+    }
+    ret = snapshot_run(&c, bs);
 
     if (ret < 0 && !err) {
         error_setg_errno(&err, -ret, "Failed to load snapshot");

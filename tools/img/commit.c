@@ -38,7 +38,16 @@ typedef struct CommitJob {
     BlockBackend *base_blk;     /* writes into the base */
     bool copy_offload;          /* still trying copy offload */
     ProgressPlan plan;          /* the reference's -p lines */
+    GArray *ops;                /* the reference's requests (CommitOp), or
+                                 * NULL: plan from block status */
 } CommitJob;
+
+/* One request of the reference's job (see commit_model()). */
+typedef struct CommitOp {
+    int64_t off, bytes;
+    int32_t chunks;             /* buffer granules a copy holds; 0 else */
+    int32_t iter;               /* the iteration that issues it */
+} CommitOp;
 
 /* The reference's commit is a mirror job; these are its request sizes. */
 #define MIRROR_MAX_IO   (1024 * 1024)       /* a data request */
@@ -160,8 +169,48 @@ static BlockDriverState *commit_target(BlockBackend *blk, const CommitArgs *a,
     return base;
 }
 
+/* The first of @ops ending after @offset (ops are sorted, disjoint). */
+static guint op_at(GArray *ops, int64_t offset)
+{
+    guint lo = 0, hi = ops->len;
+
+    while (lo < hi) {
+        guint mid = lo + (hi - lo) / 2;
+        CommitOp *op = &g_array_index(ops, CommitOp, mid);
+
+        if (op->off + op->bytes <= offset) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+/* The plan as the reference's requests make it: a copy request copies
+ * its whole granules (zeroes included: its base gets data clusters
+ * there), a zero request writes zeroes, the rest is skipped. */
+static int plan_from_ops(GArray *ops, int64_t offset, int64_t bytes,
+                         int64_t *pnum)
+{
+    guint i = op_at(ops, offset);
+    CommitOp *op = i < ops->len ? &g_array_index(ops, CommitOp, i) : NULL;
+
+    if (!op) {
+        *pnum = bytes;
+        return BLOCK_JOB_SKIP;
+    }
+    if (op->off > offset) {
+        *pnum = MIN(op->off - offset, bytes);
+        return BLOCK_JOB_SKIP;
+    }
+    *pnum = MIN(op->off + op->bytes - offset, bytes);
+    return op->chunks ? BLOCK_JOB_DATA : BLOCK_JOB_ZERO;
+}
+
 /* The job's plan: what the layers above the base allocate is copied,
- * as zeroes where it reads as zeroes. */
+ * as zeroes where it reads as zeroes; in the reference's requests when
+ * they are known. */
 static int coroutine_fn commit_plan(void *opaque, int64_t offset,
                                     int64_t bytes, int64_t *pnum,
                                     BlockJobFailure *f)
@@ -170,6 +219,9 @@ static int coroutine_fn commit_plan(void *opaque, int64_t offset,
     int depth = 0;
     int ret;
 
+    if (c->ops) {
+        return plan_from_ops(c->ops, offset, bytes, pnum);
+    }
     ret = bdrv_co_block_status_above(blk_bs(c->top), c->base, offset, bytes,
                                      pnum, NULL, NULL, &depth);
     if (ret < 0) {
@@ -179,6 +231,28 @@ static int coroutine_fn commit_plan(void *opaque, int64_t offset,
         return BLOCK_JOB_SKIP;
     }
     return (ret & BDRV_BLOCK_ZERO) ? BLOCK_JOB_ZERO : BLOCK_JOB_DATA;
+}
+
+/* Does the whole chain read @bytes at @offset as data?  Offload writes
+ * zeroes where the source reads as zeroes; the reference's copy writes
+ * data there (its base gets data clusters), so such chunks are read and
+ * written. */
+static bool coroutine_fn chain_all_data(CommitJob *c, int64_t offset,
+                                        int64_t bytes)
+{
+    while (bytes > 0) {
+        int64_t pnum = 0;
+        int ret = bdrv_co_block_status_above(blk_bs(c->top), NULL, offset,
+                                             bytes, &pnum, NULL, NULL, NULL);
+
+        if (ret < 0 || pnum <= 0 || !(ret & BDRV_BLOCK_DATA) ||
+            (ret & BDRV_BLOCK_ZERO)) {
+            return false;
+        }
+        offset += pnum;
+        bytes -= pnum;
+    }
+    return true;
 }
 
 /*
@@ -192,7 +266,7 @@ static int coroutine_fn commit_plan(void *opaque, int64_t offset,
 static bool coroutine_fn commit_copy_offload(CommitJob *c, int64_t offset,
                                              int64_t bytes)
 {
-    if (!c->copy_offload) {
+    if (!c->copy_offload || !chain_all_data(c, offset, bytes)) {
         return false;
     }
     if (blk_co_copy_range(c->top, offset, c->base_blk, offset, bytes, 0,
@@ -276,12 +350,6 @@ static void commit_progress(void *opaque, double percent)
  */
 #define MIRROR_IN_FLIGHT 16
 
-typedef struct CommitOp {
-    int64_t bytes;
-    int32_t chunks;             /* buffer granules a copy holds; 0 else */
-    int32_t iter;               /* the iteration that issues it */
-} CommitOp;
-
 typedef struct CommitModel {
     CommitJob *c;
     int64_t len, gran;
@@ -290,6 +358,7 @@ typedef struct CommitModel {
     GArray *ops;                /* CommitOp, in issue order */
     int64_t total;              /* bytes of all requests */
     int32_t iter;
+    bool failed;                /* block status failed: no plan */
 } CommitModel;
 
 /* Mark the granules of what the layers above the base allocate. */
@@ -348,7 +417,7 @@ static CommitOp coroutine_fn model_request(CommitModel *m, int64_t off,
     }
     io = MIN(io, m->len - off);
     return (CommitOp) {
-        .bytes = io, .iter = m->iter,
+        .off = off, .bytes = io, .iter = m->iter,
         .chunks = copy ? (int32_t)DIV_ROUND_UP(io, m->gran) : 0,
     };
 }
@@ -379,7 +448,8 @@ static void coroutine_fn commit_model_co(void *opaque)
     CommitModel *m = opaque;
 
     if (model_mark(m) < 0) {
-        return;             /* the job meets the error and reports it */
+        m->failed = true;   /* the job meets the error and reports it */
+        return;
     }
     for (guint i = 0; i < m->runs->len; i += 2) {
         model_run(m, g_array_index(m->runs, int64_t, i),
@@ -495,7 +565,7 @@ static int64_t zero_align(BlockDriverState *base)
     return bdi.cluster_size > 0 ? bdi.cluster_size : 1;
 }
 
-/* Work out the reference's -p lines for committing @c. */
+/* Work out the reference's requests and -p lines for committing @c. */
 static void commit_model(CommitJob *c, int64_t len)
 {
     int64_t cl = cluster_of(c->base);
@@ -512,7 +582,11 @@ static void commit_model(CommitJob *c, int64_t len)
         commit_replay(&m);
     }
     g_array_free(m.runs, true);
-    g_array_free(m.ops, true);
+    if (m.failed) {
+        g_array_free(m.ops, true);
+    } else {
+        c->ops = m.ops;
+    }
 }
 
 /* A write handle on the base, reopened read-write; grown to @len. */
@@ -536,10 +610,15 @@ static BlockBackend *open_base(BlockDriverState *base, int64_t len,
         return NULL;
     }
     base_len = blk_getlength(blk);
-    if (base_len >= 0 && base_len < len &&
-        blk_truncate(blk, len, false, PREALLOC_MODE_OFF, 0, errp) < 0) {
-        blk_unref(blk);
-        return NULL;
+    if (base_len >= 0 && base_len < len) {
+        /* the reference's job grows the base and keeps only the errno */
+        int ret = blk_truncate(blk, len, false, PREALLOC_MODE_OFF, 0, NULL);
+
+        if (ret < 0) {
+            error_setg(errp, "Block job failed: %s", strerror(-ret));
+            blk_unref(blk);
+            return NULL;
+        }
     }
     return blk;
 }
@@ -583,6 +662,9 @@ static bool commit_copy(BlockBackend *top, BlockDriverState *base,
         progress_set(100);
     }
     progress_plan_free(&c.plan);
+    if (c.ops) {
+        g_array_free(c.ops, true);
+    }
     blk_unref(c.base_blk);
     return f.ret == 0;
 }

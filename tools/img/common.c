@@ -494,3 +494,18 @@ bool img_opts_add(char **acc, const char *arg)
     *acc = img_opts_accumulate(*acc, arg);
     return true;
 }
+
+int64_t img_qcow2_table_span(BlockDriverState *bs)
+{
+    const char *fmt = bdrv_get_format_name(bs);
+    BlockDriverInfo bdi;
+    int64_t entry;
+
+    if (!fmt || strcmp(fmt, "qcow2") || bdrv_get_info(bs, &bdi) < 0 ||
+        bdi.cluster_size <= 0) {
+        return 0;
+    }
+    entry = bdi.subcluster_size && bdi.subcluster_size < bdi.cluster_size ?
+            16 : 8;
+    return (int64_t)bdi.cluster_size / entry * bdi.cluster_size;
+}

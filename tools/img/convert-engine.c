@@ -245,6 +245,46 @@ static void backing_status(Convert *s, int ret)
     }
 }
 
+/* The reference's qcow2 answers a status query from one L2 table at
+ * most: an extent of a qcow2 source ends where the table that maps its
+ * start ends (it matters with small clusters: 32 KiB of guest disk per
+ * table with 512-byte clusters, e.g. for -c, where an extent shorter
+ * than a target cluster is copied whole). */
+static int64_t cut_at_l2_table(const Convert *s, int64_t soff, int64_t pnum)
+{
+    int64_t span = img_qcow2_table_span(blk_bs(s->p->src[s->cur_src]));
+
+    return span > 0 ? MIN(pnum, span - soff % span) : pnum;
+}
+
+/* The unit the reference keeps its next status query aligned to: the
+ * current source's request alignment or cluster size, whichever is
+ * larger (whole sectors). */
+static int64_t status_align(const Convert *s)
+{
+    BlockDriverState *bs = blk_bs(s->p->src[s->cur_src]);
+    int64_t al = ROUND_UP(bdrv_get_limits(bs)->request_alignment,
+                          BDRV_SECTOR_SIZE);
+    BlockDriverInfo bdi;
+
+    if (bdrv_get_info(bs, &bdi) == 0 && bdi.cluster_size > al) {
+        al = ROUND_UP(bdi.cluster_size, BDRV_SECTOR_SIZE);
+    }
+    return al;
+}
+
+/* An extent of @pnum bytes at @soff ends where the reference's does: cut
+ * back to a multiple of status_align() unless that leaves nothing (so an
+ * image whose end is not cluster-aligned has its last partial cluster
+ * as an extent, and a chunk, of its own). */
+static int64_t align_status_end(const Convert *s, int64_t soff,
+                                int64_t pnum)
+{
+    int64_t tail = (soff + pnum) % status_align(s);
+
+    return pnum > tail ? pnum - tail : pnum;
+}
+
 /* Refresh the cached block status at the cursor (source s->cur_src);
  * a failure is left to the caller to report. */
 static int coroutine_fn walk_status_quiet(Convert *s)
@@ -267,6 +307,8 @@ static int coroutine_fn walk_status_quiet(Convert *s)
      * file's EOF) takes the rest of it, so a data tail is written in
      * full, padded with zeroes, as the reference writes it */
     pnum = MIN(ROUND_UP(soff + pnum, BDRV_SECTOR_SIZE), slen) - soff;
+    pnum = cut_at_l2_table(s, soff, pnum);
+    pnum = align_status_end(s, soff, pnum);
     s->st_end = s->cursor + pnum;
     s->st_zero = (ret & BDRV_BLOCK_ZERO) ||
                  (!(ret & BDRV_BLOCK_DATA) && depth == 0);

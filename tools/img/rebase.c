@@ -130,6 +130,11 @@ typedef struct RebaseJob {
     BlockBackend *new_blk;      /* the new one; NULL: none (-b "") */
     BlockDriverState *prefix;   /* the new backing node if in the old chain */
     int64_t old_len, new_len;
+    /* The reference's piece that crosses the old chain's end, compared
+     * whole: up to here the old side past that end is data (zeroes),
+     * written as data; from a piece starting past the end, as zero
+     * writes.  0: no such piece. */
+    int64_t eof_piece_end;
     int64_t align;              /* compare and write unit */
     int64_t chunk;              /* largest chunk: each half of a buffer */
     BdrvRequestFlags write_flags;
@@ -255,7 +260,13 @@ static int coroutine_fn prefix_unchanged(RebaseJob *j, int64_t off,
     int depth = 0;
     int ret;
 
-    if (!j->prefix || !j->old_blk || off >= j->old_len) {
+    if (!j->prefix || !j->old_blk) {
+        return 0;
+    }
+    if (blk_bs(j->old_blk) == j->prefix) {
+        return 1;       /* the same backing file: nothing in between */
+    }
+    if (off >= j->old_len) {
         return 0;
     }
     ret = bdrv_co_block_status_above(blk_bs(j->old_blk), j->prefix, off,
@@ -286,13 +297,12 @@ static int64_t align_extent(RebaseJob *j, int64_t off, int64_t n,
     return ROUND_UP(end, j->align) - off;
 }
 
-/* The job's plan: skip what the overlay allocates and what reads as
+/* One extent of the plan: skip what the overlay allocates and what reads as
  * zeroes in both chains (or is unchanged below the new backing file);
  * compare the rest, knowing whether the old side reads zeroes. */
-static int coroutine_fn rebase_plan(void *opaque, int64_t off, int64_t bytes,
-                                    int64_t *pnum, BlockJobFailure *f)
+static int coroutine_fn plan_one(RebaseJob *j, int64_t off, int64_t bytes,
+                                 int64_t *pnum, BlockJobFailure *f)
 {
-    RebaseJob *j = opaque;
     int64_t n_new = bytes;
     int old_zero, new_zero, kind, ret;
 
@@ -316,6 +326,10 @@ static int coroutine_fn rebase_plan(void *opaque, int64_t off, int64_t bytes,
     if (old_zero < 0) {
         return block_job_fail(f, old_zero, off, blk_bs(j->old_blk), false);
     }
+    if (off >= j->old_len && off < j->eof_piece_end) {
+        *pnum = MIN(*pnum, j->eof_piece_end - off);
+        old_zero = 0;   /* compared and written as data (see write_run) */
+    }
     new_zero = chain_reads_zero(j->new_blk, j->new_len, off, *pnum, &n_new);
     if (new_zero < 0) {
         return block_job_fail(f, new_zero, off, blk_bs(j->new_blk), false);
@@ -324,6 +338,41 @@ static int coroutine_fn rebase_plan(void *opaque, int64_t off, int64_t bytes,
     kind = old_zero && new_zero ? BLOCK_JOB_SKIP :
            old_zero ? BLOCK_JOB_ZERO : BLOCK_JOB_DATA;
     *pnum = align_extent(j, off, *pnum, &kind);
+    return kind;
+}
+
+/* Does a piece of the reference's end at @pos?  At the old chain's end
+ * unless a piece crosses it: past the end, a piece of its own writes
+ * zero clusters (see write_run()). */
+static bool ends_old_piece(const RebaseJob *j, int64_t pos)
+{
+    return pos == j->old_len && j->eof_piece_end <= j->old_len;
+}
+
+/* The job's plan: consecutive extents to compare are one, as the
+ * reference compares a whole piece and writes each differing run with
+ * one request (a run over two extents must not become two writes: the
+ * overlay allocates a run's clusters together). */
+static int coroutine_fn rebase_plan(void *opaque, int64_t off, int64_t bytes,
+                                    int64_t *pnum, BlockJobFailure *f)
+{
+    RebaseJob *j = opaque;
+    int kind = plan_one(j, off, bytes, pnum, f);
+
+    while (kind > BLOCK_JOB_SKIP && *pnum < bytes &&
+           !ends_old_piece(j, off + *pnum)) {
+        BlockJobFailure f2 = { 0 };
+        int64_t more = 0;
+        int next = plan_one(j, off + *pnum, bytes - *pnum, &more, &f2);
+
+        if (next <= BLOCK_JOB_SKIP || more <= 0) {
+            break;          /* a failure is met again, and reported, next */
+        }
+        if (next != kind) {
+            kind = BLOCK_JOB_DATA;
+        }
+        *pnum += more;
+    }
     return kind;
 }
 
@@ -415,7 +464,7 @@ static int coroutine_fn write_run(RebaseJob *j, int64_t off, int64_t len,
 {
     int ret;
 
-    if (off >= j->old_len) {
+    if (off >= j->old_len && off >= j->eof_piece_end) {
         ret = blk_co_pwrite_zeroes(j->blk, off, len, 0);
     } else {
         ret = blk_co_pwrite(j->blk, off, len, old, j->write_flags);
@@ -715,6 +764,9 @@ static void coroutine_fn model_co(void *opaque)
         if (ret) {
             cur = MIN(cur + step / 100 * 100, 100.f);
             progress_plan_step(&m->j->plan, cur);
+            if (off < m->j->old_len && off + n > m->j->old_len) {
+                m->j->eof_piece_end = off + n;
+            }
         }
     }
 }

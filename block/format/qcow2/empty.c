@@ -14,31 +14,15 @@
  *    that block, cut the file; each is flushed before the next.
  *  - otherwise every cluster the active L1 table maps is dropped: its L2
  *    entry becomes 0 (unallocated, not "zero": the backing file must show
- *    through) and its refcount falls; an L2 table shared with snapshots
- *    is let go of as a whole.
+ *    through) and its refcount falls.  An L2 table shared with snapshots
+ *    is copied first (the discard path does it), as the reference does:
+ *    each data cluster counts every L1 table that reaches it, so letting
+ *    go of the shared table alone would leave them counted once too
+ *    often.
  */
 #include <errno.h>
 #include <string.h>
 #include "block/format/qcow2/qcow2.h"
-
-/* An L2 table a snapshot shares (no COPIED flag: refcount > 1) is not
- * edited: the active L1 entry lets go of it, then its refcount falls (a
- * crash in between leaks it at worst).  Its data clusters are the
- * snapshot's and keep their counts (lock held). */
-static int coroutine_fn release_shared_l2(BlockDriverState *bs, uint32_t i)
-{
-    BDRVQcow2State *s = bs->opaque;
-    uint64_t l2_off = s->l1_table[i] & L1E_OFFSET_MASK;
-    int ret;
-
-    qcow2_cache_discard(&s->l2_cache, l2_off);
-    s->l1_table[i] = 0;
-    ret = qcow2_write_l1_entry(bs, i);
-    if (ret < 0) {
-        return ret;
-    }
-    return qcow2_update_refcount(bs, l2_off, s->cluster_size, -1);
-}
 
 /* Drop the clusters of the L2 table behind L1 entry @i (lock held). */
 static int coroutine_fn empty_l1_range(BlockDriverState *bs, uint32_t i)
@@ -50,9 +34,6 @@ static int coroutine_fn empty_l1_range(BlockDriverState *bs, uint32_t i)
 
     if (!(s->l1_table[i] & L1E_OFFSET_MASK) || start >= end) {
         return 0;
-    }
-    if (!(s->l1_table[i] & QCOW_OFLAG_COPIED)) {
-        return release_shared_l2(bs, i);
     }
     return qcow2_discard_range(bs, start, MIN(cover, end - start), true,
                                s->discard_passthrough_snapshot);

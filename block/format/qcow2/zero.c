@@ -70,6 +70,8 @@ static int zero_subclusters(BDRVQcow2State *s, uint8_t *l2, int idx,
 
 static int coroutine_fn zero_range(BlockDriverState *bs, uint64_t offset,
                                    uint64_t bytes, bool unmap);
+static int coroutine_fn discard_zeroing(BlockDriverState *bs, uint64_t offset,
+                                        uint64_t bytes);
 
 /* Zero [offset, offset + bytes), subcluster-aligned (lock held); the
  * clusters it frees are discarded in merged runs at the end. */
@@ -206,7 +208,7 @@ int coroutine_fn qcow2_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
     ret = qcow2_mark_dirty_if_lazy(bs);
     if (ret == 0 && s->h.version < 3) {
         /* v2 without backing file: unallocated reads as zeroes */
-        ret = qcow2_discard_range(bs, offset, end - offset, true, false);
+        ret = discard_zeroing(bs, offset, end - offset);
     } else if (ret == 0) {
         ret = qcow2_zero_range(bs, offset, end - offset,
                                flags & BDRV_REQ_MAY_UNMAP);
@@ -315,6 +317,15 @@ int coroutine_fn qcow2_discard_range(BlockDriverState *bs, uint64_t offset,
 {
     return discard_batched(bs, offset, bytes, full_discard, pass_always,
                            false);
+}
+
+/* A v2 image's zero write without a backing file: a full discard that
+ * gives every L1 entry of the range an L2 table first, as the reference
+ * (its discard always goes through a table of its own). */
+static int coroutine_fn discard_zeroing(BlockDriverState *bs, uint64_t offset,
+                                        uint64_t bytes)
+{
+    return discard_batched(bs, offset, bytes, true, false, true);
 }
 
 /* The reference discards a shrink's cropped range through its L2 tables,
