@@ -14,8 +14,9 @@ TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.environ.get('STRATA_BUILD', os.path.join(TOP, 'build'))
 REF_BIN = os.environ.get('STRATA_REF_BIN', '/opt/qemu-ref/usr/bin')
 
-# "64 KiB, 1 ops; 00.00 sec (55.789 MiB/sec and 892.6292 ops/sec)"
-TIMING = re.compile(r'^(.*, \d+ ops); [0-9:.]+ sec '
+# "64 KiB, 1 ops; 00.00 sec (55.789 MiB/sec and 892.6292 ops/sec)"; from
+# a second on the time reads "0:00:01.23", without "sec"
+TIMING = re.compile(r'^(.*, \d+ ops); [0-9:.]+(?: sec)? '
                     r'\([0-9.]+ (?:[KMGTPE]iB|bytes)/sec and [0-9.]+ ops/sec\)$', re.M)
 
 
