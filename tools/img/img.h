@@ -163,13 +163,13 @@ int img_getopt_fail(const char *cmd);
 BlockBackend *img_open_checked(bool image_opts, const char *name,
                                const char *fmt, int flags, bool writethrough,
                                bool quiet, bool force_share);
-/* -p progress as qemu-img prints it: "    (12.50/100%)\r", and the final
- * newline; both do nothing unless @enabled. */
 /* The guest bytes one L2 table of a qcow2 node maps (the most the
  * reference's qcow2 answers one block-status query with), or 0 for a
  * node of another format. */
 int64_t img_qcow2_table_span(BlockDriverState *bs);
 
+/* -p progress as qemu-img prints it: "    (12.50/100%)\r", and the final
+ * newline; both do nothing unless @enabled. */
 void img_progress_print(bool enabled, double percent);
 void img_progress_end(bool enabled);
 

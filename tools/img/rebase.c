@@ -644,28 +644,11 @@ typedef struct RebaseModel {
     int64_t size;
 } RebaseModel;
 
-/* The reference's qcow2 tells block status one L2 table at most (its
- * cache slices are clusters): the bytes of guest disk one table maps,
- * or 0 for a node of another format (no such limit). */
-static int64_t status_span(BlockDriverState *bs)
-{
-    const char *fmt = bdrv_get_format_name(bs);
-    BlockDriverInfo bdi;
-    int64_t entry;
-
-    if (!fmt || strcmp(fmt, "qcow2") || bdrv_get_info(bs, &bdi) < 0 ||
-        bdi.cluster_size <= 0) {
-        return 0;
-    }
-    entry = bdi.subcluster_size && bdi.subcluster_size < bdi.cluster_size ?
-            16 : 8;
-    return (int64_t)bdi.cluster_size / entry * bdi.cluster_size;
-}
-
 /* Cut *n at the end of the L2 table of @bs's that covers @off. */
 static void cut_at_table(BlockDriverState *bs, int64_t off, int64_t *n)
 {
-    int64_t span = status_span(bs);
+    /* the reference's qcow2 tells block status one L2 table at most */
+    int64_t span = img_qcow2_table_span(bs);
 
     if (span > 0) {
         *n = MIN(*n, span - off % span);
