@@ -32,6 +32,24 @@ def source(path, size=24 * MiB, seed=5):
     return path
 
 
+def convert_both(tools, tmp_path, src, opts):
+    """Convert the raw @src to qcow2 with each of @tools (the reference
+    first) and the same @opts; the two targets' paths."""
+    outs = []
+    for tool in tools:
+        dst = str(tmp_path / f'{len(outs)}.qcow2')
+        r = run([tool, 'convert', *opts, '-f', 'raw', '-O', 'qcow2', src,
+                 dst])
+        assert r.rc == 0, r
+        outs.append(dst)
+    return outs
+
+
+def same_bytes(a, b):
+    with open(a, 'rb') as fa, open(b, 'rb') as fb:
+        return fa.read() == fb.read()
+
+
 @pytest.mark.parametrize('opts', [[], ['-S', '0'], ['-S', '64k'],
                                   ['-m', '1'], ['-m', '16'],
 
@@ -41,13 +59,7 @@ def source(path, size=24 * MiB, seed=5):
 def test_qcow2_target_is_the_references(tmp_path, strata_img, ref_qemu_img,
                                         opts):
     src = source(str(tmp_path / 's.raw'))
-    outs = []
-    for tool in (ref_qemu_img, strata_img):
-        dst = str(tmp_path / f'{len(outs)}.qcow2')
-        r = run([tool, 'convert', *opts, '-f', 'raw', '-O', 'qcow2', src,
-                 dst])
-        assert r.rc == 0, r
-        outs.append(dst)
+    outs = convert_both((ref_qemu_img, strata_img), tmp_path, src, opts)
     r = run([ref_qemu_img, 'check', outs[1]])
     assert r.rc == 0, r
     r = run([ref_qemu_img, 'compare', '-f', 'raw', '-F', 'qcow2', src,
@@ -137,15 +149,9 @@ def test_small_sparse_units(tmp_path, strata_img, ref_qemu_img, sparse,
     a power of two, as the reference finds them; targets whose allocation
     unit is that small show it (512-byte clusters, 512-byte subclusters)."""
     src = sector_source(str(tmp_path / 's.raw'))
-    outs = []
-    for tool in (ref_qemu_img, strata_img):
-        dst = str(tmp_path / f'{len(outs)}.qcow2')
-        r = run([tool, 'convert', '-S', sparse, '-f', 'raw', '-O', 'qcow2',
-                 '-o', target, src, dst])
-        assert r.rc == 0, r
-        outs.append(dst)
-    with open(outs[0], 'rb') as a, open(outs[1], 'rb') as b:
-        assert a.read() == b.read()
+    outs = convert_both((ref_qemu_img, strata_img), tmp_path, src,
+                        ['-S', sparse, '-o', target])
+    assert same_bytes(*outs)
 
 
 def zero_blocks_source(path, size=4 * MiB, seed=3):
@@ -170,12 +176,5 @@ def test_one_coroutine_out_of_order_is_in_order(tmp_path, strata_img,
     runs one after another, so a target allocating as it goes holds them
     where the reference's does, byte for byte."""
     src = zero_blocks_source(str(tmp_path / 's.raw'))
-    outs = []
-    for tool in (ref_qemu_img, strata_img):
-        dst = str(tmp_path / f'{len(outs)}.qcow2')
-        r = run([tool, 'convert', *opts, '-f', 'raw', '-O', 'qcow2', src,
-                 dst])
-        assert r.rc == 0, r
-        outs.append(dst)
-    with open(outs[0], 'rb') as a, open(outs[1], 'rb') as b:
-        assert a.read() == b.read()
+    outs = convert_both((ref_qemu_img, strata_img), tmp_path, src, opts)
+    assert same_bytes(*outs)
