@@ -270,11 +270,14 @@ def compressed_after_failure(tmp_path, img_tool, io_tool, failing):
 def test_compressed_write_stops_after_failure(tmp_path, strata_img, strata_io,
                                               ref_qemu_img, ref_qemu_io,
                                               failing, after):
-    """The reference runs 8 clusters' writes at a time: after the failing
-    one, 8 more were started when it is the first, 7 at most otherwise
-    (fewer in some runs), none after them."""
-    ref = compressed_after_failure(tmp_path, ref_qemu_img, ref_qemu_io,
-                                   failing)
+    """The reference runs 8 clusters' compressions at a time and starts
+    no new one once it has seen a failure; how many after the failing one
+    had started varies with their timing (runs here: 8 when the first
+    cluster fails; mostly 7 after the second or the fifth, between 4 and
+    11 under load).  Both fail alike, keep the clusters before the
+    failing one and leave it alone (compressed_after_failure()); strata
+    writes the reference's most frequent count."""
+    compressed_after_failure(tmp_path, ref_qemu_img, ref_qemu_io, failing)
     ours = compressed_after_failure(tmp_path, strata_img, strata_io, failing)
-    assert ref <= ours == after
+    assert ours == after
 
