@@ -489,7 +489,8 @@ def test_interop(marked, ref_qemu_img, our_qemu_img):
 
 
 @pytest.mark.parametrize('opts', ['', 'cluster_size=4k',
-                                  'cluster_size=2M'])
+                                  'cluster_size=2M', 'compat=0.10',
+                                  'compat=1.1,cluster_size=2M'])
 def test_measure(marked, opts):
     extra = ['-o', opts] if opts else []
     both(marked, [img('measure', '-O', 'qcow2', *extra, 'm.qcow2'),

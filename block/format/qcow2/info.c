@@ -244,7 +244,9 @@ int qcow2_measure(QDict *opts, BlockDriverState *in_bs,
                                           __builtin_ctzll(a.refcount_bits),
                                           a.extended_l2);
     info->required = info->fully_allocated - size + required;
-    info->has_bitmaps = in_bs && source_has_bitmaps(in_bs) && a.version >= 3;
+    /* a v2 target cannot hold them (measure_args keeps compat out of @a) */
+    info->has_bitmaps = in_bs && source_has_bitmaps(in_bs) &&
+                        g_strcmp0(qdict_get_try_str(opts, "compat"), "0.10");
     info->bitmaps = info->has_bitmaps ?
                     qcow2_bitmaps_measure(in_bs, a.cluster_size) : 0;
     return 0;
