@@ -128,27 +128,30 @@ static int threshold_opt(QDict *options, int *out, Error **errp)
     return 0;
 }
 
-/* The typed options, in the order the reference checks them. */
-static int parse_values(QuorumNode *s, QDict *options, int nchildren,
-                        Error **errp)
+/* The typed options (a bad value fails before any range check). */
+static int parse_typed(QuorumNode *s, QDict *options, bool *blkverify,
+                       bool *rewrite, Error **errp)
 {
-    QObject *pattern = qdict_get(options, "read-pattern");
-    QString *ps = qobject_to_qstring(pattern);
     Error *local_err = NULL;
-    bool blkverify, rewrite;
 
     if (threshold_opt(options, &s->threshold, errp) < 0) {
         return -EINVAL;
     }
-    blkverify = bdrv_opt_bool(options, "blkverify", false, &local_err);
+    *blkverify = bdrv_opt_bool(options, "blkverify", false, &local_err);
     if (!local_err) {
-        rewrite = bdrv_opt_bool(options, "rewrite-corrupted", false,
-                                &local_err);
+        *rewrite = bdrv_opt_bool(options, "rewrite-corrupted", false,
+                                 &local_err);
     }
     if (local_err) {
         error_propagate(errp, local_err);
         return -EINVAL;
     }
+    return 0;
+}
+
+/* 1 <= vote-threshold <= the number of children. */
+static int check_threshold(QuorumNode *s, int nchildren, Error **errp)
+{
     if (s->threshold < 1) {
         error_setg(errp, "Parameter 'vote-threshold' expects a value >= 1");
         return -EINVAL;
@@ -157,12 +160,37 @@ static int parse_values(QuorumNode *s, QDict *options, int nchildren,
         error_setg(errp, "threshold may not exceed children count");
         return -EINVAL;
     }
-    if (pattern && (!ps || (strcmp(qstring_get_str(ps), "quorum") &&
-                            strcmp(qstring_get_str(ps), "fifo")))) {
+    return 0;
+}
+
+/* read-pattern: "quorum" (the default) or "fifo", nothing else. */
+static int parse_pattern(QuorumNode *s, QDict *options, Error **errp)
+{
+    QObject *pattern = qdict_get(options, "read-pattern");
+    QString *ps = qobject_to_qstring(pattern);
+    const char *name = ps ? qstring_get_str(ps) : NULL;
+
+    if (pattern && (!name || (strcmp(name, "quorum") &&
+                              strcmp(name, "fifo")))) {
         error_setg(errp, "Please set read-pattern as fifo or quorum");
         return -EINVAL;
     }
-    s->fifo = ps && !strcmp(qstring_get_str(ps), "fifo");
+    s->fifo = name && !strcmp(name, "fifo");
+    return 0;
+}
+
+/* The options in the order the reference checks them; blkverify and
+ * rewrite-corrupted count only when reads vote. */
+static int parse_values(QuorumNode *s, QDict *options, int nchildren,
+                        Error **errp)
+{
+    bool blkverify = false, rewrite = false;
+
+    if (parse_typed(s, options, &blkverify, &rewrite, errp) < 0 ||
+        check_threshold(s, nchildren, errp) < 0 ||
+        parse_pattern(s, options, errp) < 0) {
+        return -EINVAL;
+    }
     if (!s->fifo) {
         s->blkverify = blkverify;
         s->rewrite_corrupted = rewrite;
@@ -170,7 +198,7 @@ static int parse_values(QuorumNode *s, QDict *options, int nchildren,
     return 0;
 }
 
-/* blkverify and rewrite-corrupted only mean something when voting. */
+/* blkverify needs two children that must agree; it cannot repair. */
 static int check_modes(QuorumNode *s, int nchildren, Error **errp)
 {
     if (s->blkverify && (nchildren != 2 || s->threshold != 2)) {
@@ -358,6 +386,7 @@ static int coroutine_fn child_request(QuorumReq *r, int idx)
     }
 }
 
+/* A child's coroutine: its result, then wake the waiting request. */
 static void coroutine_fn child_entry(void *opaque)
 {
     QuorumSub *sub = opaque;
