@@ -204,6 +204,17 @@ def test_rewrite_corrupted_read_only(env):
     assert 'Block node is read-only' in env.img('info', q)[2]
 
 
+def test_read_only_child(env):
+    """A read-only child refuses a read-write quorum node (the node
+    needs to write every child); read-only, it reads."""
+    env.raw('c0', 'write -P 0x5a 0 4k')
+    env.raw('c1', 'write -P 0x5a 0 4k')
+    kids = [C[0], dict(C[1], **{'read-only': True})]
+    rc, out, err = env.io('-c', 'write 0 4k', quorum(kids, 1))
+    assert rc == 1 and 'Block node is read-only' in err
+    assert env.io('-r', '-c', 'read -P 0x5a 0 4k', quorum(kids, 2))[0] == 0
+
+
 def test_blkverify_mismatch(env):
     """blkverify: equal reads pass, the first difference ends the
     program with exit code 1 and the reference's message."""
