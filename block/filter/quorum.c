@@ -40,12 +40,16 @@ typedef struct QuorumNode {
 
 static const BlockOptDesc quorum_opts[] = {
     { "vote-threshold", OPT_NUMBER,
-      "The number of vote needed for reaching quorum", NULL },
-    { "blkverify", OPT_BOOL, "Trigger block verify mode if set", NULL },
+      "Identical copies a read needs, successful children a write needs",
+      NULL },
+    { "blkverify", OPT_BOOL,
+      "Two children that must agree: a difference ends the program", NULL },
     { "rewrite-corrupted", OPT_BOOL,
-      "Rewrite corrupted block on read quorum", NULL },
+      "Write the winning version back to children that read another",
+      NULL },
     { "read-pattern", OPT_STRING,
-      "Allowed pattern: quorum, fifo. Quorum is default", NULL },
+      "quorum (read all children and vote, the default) or fifo (the "
+      "first child that reads)", NULL },
     { NULL },
 };
 
