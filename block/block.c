@@ -43,6 +43,7 @@ void bdrv_init(void)
     bdrv_register(&bdrv_copy_on_read);
     bdrv_register(&bdrv_crash_sim);
     bdrv_register(&bdrv_compress);
+    bdrv_register(&bdrv_quorum);
     /* last: a real driver registered above shadows its entry (lookups
      * and probes take the first of equals) */
     for (const BlockDriver *d = bdrv_probe_only_formats; d->format_name;

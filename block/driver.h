@@ -292,6 +292,11 @@ typedef struct BlockDriverIO {
                                          int64_t other_offset, int64_t bytes,
                                          int64_t unit, bool *differ,
                                          uint8_t *keep);
+    /* The node's whole flush, children included (quorum: every child,
+     * then a vote on the results); the core then neither calls
+     * co_flush_to_os/co_flush_to_disk nor flushes the children itself.
+     * NULL: the core flushes the node, then every child. */
+    int coroutine_fn (*co_flush)(BlockDriverState *bs);
 } BlockDriverIO;
 
 /* Permissions and image locking (block/perm.c). */
@@ -340,6 +345,10 @@ typedef struct BlockDriverNamingOps {
      * protocols keep the filename they were opened with and formats take
      * their protocol child's. */
     char *(*plain_filename)(BlockDriverState *bs, QDict *full);
+    /* Put the children's name options into @full the driver's way
+     * (quorum: one "children" list in child order).  NULL: each child's
+     * under its child name. */
+    void (*gather_children)(BlockDriverState *bs, QDict *full);
 } BlockDriverNamingOps;
 
 /* Drain hooks (filters holding queued requests, e.g. throttle);

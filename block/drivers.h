@@ -11,7 +11,7 @@
 extern const BlockDriver bdrv_file, bdrv_host_device, bdrv_host_cdrom,
     bdrv_null_co, bdrv_raw, bdrv_qcow2,
     bdrv_throttle, bdrv_preallocate, bdrv_blkdebug,
-    bdrv_copy_on_read, bdrv_crash_sim, bdrv_compress;
+    bdrv_copy_on_read, bdrv_crash_sim, bdrv_compress, bdrv_quorum;
 /* Formats known only by their probe; ends with a NULL format_name. */
 extern const BlockDriver bdrv_probe_only_formats[];
 

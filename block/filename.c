@@ -97,6 +97,12 @@ static bool backing_overridden(BlockDriverState *bs)
  * user refused it. */
 static void put_children(QDict *full, BlockDriverState *bs, bool overridden)
 {
+    const BlockDriverNamingOps *naming = bs->drv->naming;
+
+    if (naming && naming->gather_children) {
+        naming->gather_children(bs, full);
+        return;
+    }
     for (guint i = bs->children->len; i-- > 0;) {
         BdrvChild *c = g_ptr_array_index(bs->children, i);
         QDict *opts = c->bs->full_options;

@@ -1280,9 +1280,13 @@ static int coroutine_fn flush_node(BlockDriverState *bs, bool fua)
     }
     bs->flush_active = true;
     gen = bs->write_gen;
-    ret = flush_self(bs, gen, fua);
-    if (ret == 0) {
-        ret = flush_children(bs);
+    if (io_of(bs)->co_flush) {
+        ret = io_of(bs)->co_flush(bs);
+    } else {
+        ret = flush_self(bs, gen, fua);
+        if (ret == 0) {
+            ret = flush_children(bs);
+        }
     }
     if (ret == 0 && gen > bs->flushed_gen) {
         bs->flushed_gen = gen;

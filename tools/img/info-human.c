@@ -119,7 +119,9 @@ static void dump_backing(QDict *info, int indent)
 
     if (bf) {
         printf("%*sbacking file: %s", indent, "", bf);
-        if (full && strcmp(full, bf)) {
+        if (!full) {
+            printf(" (cannot determine actual path)");
+        } else if (strcmp(full, bf)) {
             printf(" (actual path: %s)", full);
         }
         printf("\n");
