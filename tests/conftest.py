@@ -3,6 +3,7 @@
 STRATA_BUILD names the build tree under test (default: build/);
 STRATA_REF_BIN the directory of the reference qemu-utils 10.0 tools
 (default /opt/qemu-ref/usr/bin)."""
+import hashlib
 import os
 import re
 import shutil
@@ -223,3 +224,38 @@ def lock_bytes(path):
             if fields[1] == 'OFDLCK' and fields[5].endswith(f':{ino}'):
                 found.append((fields[3], fields[6], fields[7]))
     return sorted(found)
+
+
+def data_extents(path):
+    """The file's data ranges [(start, end)] as SEEK_DATA/SEEK_HOLE report
+    them (a file system without them reports one range)."""
+    out, fd = [], os.open(path, os.O_RDONLY)
+    try:
+        size, pos = os.fstat(fd).st_size, 0
+        while pos < size:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:
+                break
+            pos = os.lseek(fd, start, os.SEEK_HOLE)
+            out.append((start, pos))
+    finally:
+        os.close(fd)
+    return out
+
+
+def sparse_digest(path):
+    """Hash of the file's size and the contents of its data ranges: a
+    sparse multi-TB image is not read through its holes."""
+    h = hashlib.sha256(str(os.path.getsize(path)).encode())
+    with open(path, 'rb') as f:
+        for start, end in data_extents(path):
+            f.seek(start)
+            pos = start
+            while pos < end:
+                chunk = f.read(min(end - pos, 1 << 20))
+                if not chunk:
+                    break
+                h.update(pos.to_bytes(8, 'little') + chunk)
+                pos += len(chunk)
+    return h.hexdigest()

@@ -3,14 +3,13 @@ damaged precisely, compared with the reference's check (stdout, stderr,
 exit status; human and JSON).  The expected text comes from running the
 reference at test time on the same damaged file; each tool gets its own
 copy, and check must not modify it."""
-import hashlib
 import os
 import shutil
 import struct
 
 import pytest
 
-from conftest import run, sanitized
+from conftest import run, sanitized, sparse_digest as digest
 
 CS = 65536
 
@@ -36,26 +35,6 @@ def wr(path, off, fmt, v):
         f.write(struct.pack(fmt, v))
 
 
-def digest(path):
-    """Hash of the file's data extents (sparse files stay cheap)."""
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        fd = f.fileno()
-        end = os.fstat(fd).st_size
-        h.update(str(end).encode())
-        pos = 0
-        while pos < end:
-            try:
-                pos = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError:
-                break
-            hole = os.lseek(fd, pos, os.SEEK_HOLE)
-            f.seek(pos)
-            while pos < hole:
-                chunk = f.read(min(hole - pos, 1 << 20))
-                h.update(pos.to_bytes(8, 'little') + chunk)
-                pos += len(chunk)
-    return h.hexdigest()
 
 
 def compare_check(tmp_path, ref_img, our_img, src, *args):

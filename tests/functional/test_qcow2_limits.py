@@ -3,14 +3,13 @@
 an error or the reference's answer, by an exit status and never a signal,
 and never write to the image.  The reference, run under the same limits,
 is the oracle wherever it finishes."""
-import hashlib
 import os
 import shutil
 import struct
 
 import pytest
 
-from conftest import run
+from conftest import run, sparse_digest as digest
 
 CS = 65536
 RT, RB, L1, L2, DATA = 0x10000, 0x20000, 0x30000, 0x40000, 0x50000
@@ -37,24 +36,6 @@ def limited(program, args):
     return run(lim + [program] + args, timeout=60)
 
 
-def digest(path):
-    """Hash of the file's size and its data extents: the sparse multi-TB
-    cases are not read through their holes."""
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        end = os.fstat(f.fileno()).st_size
-        h.update(str(end).encode())
-        pos = 0
-        while pos < end:
-            try:
-                pos = os.lseek(f.fileno(), pos, os.SEEK_DATA)
-            except OSError:
-                break
-            hole = os.lseek(f.fileno(), pos, os.SEEK_HOLE)
-            f.seek(pos)
-            h.update(str(pos).encode() + f.read(hole - pos))
-            pos = hole
-    return h.hexdigest()
 
 
 @pytest.fixture(scope='module')

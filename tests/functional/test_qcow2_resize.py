@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from conftest import run
+from conftest import data_extents, run
 
 
 def info(ref_img, path):
@@ -164,21 +164,6 @@ def test_shrink_over_hostile_refblocks(tmp_path, our_qemu_img, ref_qemu_img,
     rc, sc = run([ref_qemu_img, 'check', r]), run([ref_qemu_img, 'check', s])
     assert (sc.rc, sc.out, sc.err) == (rc.rc, rc.out, rc.err)
 
-def data_extents(path):
-    """The file's data ranges as SEEK_DATA/SEEK_HOLE report them."""
-    out, fd = [], os.open(path, os.O_RDONLY)
-    try:
-        size, pos = os.fstat(fd).st_size, 0
-        while pos < size:
-            try:
-                start = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError:
-                break
-            pos = os.lseek(fd, start, os.SEEK_HOLE)
-            out.append((start, pos))
-    finally:
-        os.close(fd)
-    return out
 
 
 def test_shrink_discards_freed_runs_at_once(tmp_path, strata_img, strata_io,
