@@ -262,16 +262,12 @@ int qcow2_measure(QDict *opts, BlockDriverState *in_bs,
 static int coroutine_fn trim_file(BlockDriverState *bs, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
-    int64_t flen = bdrv_co_getlength(bs->file->bs);
+    int64_t flen;
     uint64_t c = 0;
     int ret;
 
-    if (flen < 0) {
-        return flen;
-    }
     co_mutex_lock(&s->lock);
-    ret = qcow2_used_end(bs, DIV_ROUND_UP((uint64_t)flen, s->cluster_size),
-                         &c);
+    ret = qcow2_file_used_end(bs, &flen, &c);
     co_mutex_unlock(&s->lock);
     if (ret == 0 && (c << s->cluster_bits) < (uint64_t)flen) {
         ret = bdrv_co_truncate(bs->file, c << s->cluster_bits, false,

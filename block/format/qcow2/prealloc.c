@@ -23,16 +23,10 @@
  * the file (the rest of the file is free space), lock held. */
 static int64_t coroutine_fn area_start(BlockDriverState *bs)
 {
-    BDRVQcow2State *s = bs->opaque;
-    int64_t flen = bdrv_co_getlength(bs->file->bs);
+    int64_t flen;
     uint64_t end = 0;
-    int ret;
+    int ret = qcow2_file_used_end(bs, &flen, &end);
 
-    if (flen < 0) {
-        return flen;
-    }
-    ret = qcow2_used_end(bs, DIV_ROUND_UP((uint64_t)flen, s->cluster_size),
-                         &end);
     if (ret < 0) {
         return ret;
     }

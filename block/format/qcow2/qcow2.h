@@ -523,6 +523,9 @@ int64_t coroutine_fn qcow2_refcount_area(BlockDriverState *bs, uint64_t start,
  * first @clusters, 0 when none (lock held). */
 int coroutine_fn qcow2_used_end(BlockDriverState *bs, uint64_t clusters,
                                 uint64_t *end);
+/* The same over the whole file; *flen: the file's length (lock held). */
+int coroutine_fn qcow2_file_used_end(BlockDriverState *bs, int64_t *flen,
+                                     uint64_t *end);
 uint64_t qcow2_get_refcount_entry(BDRVQcow2State *s, const void *block,
                                   uint64_t index);
 void qcow2_set_refcount_entry(BDRVQcow2State *s, void *block, uint64_t index,

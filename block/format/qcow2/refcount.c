@@ -547,6 +547,19 @@ int coroutine_fn qcow2_used_end(BlockDriverState *bs, uint64_t clusters,
     return ret;
 }
 
+int coroutine_fn qcow2_file_used_end(BlockDriverState *bs, int64_t *flen,
+                                     uint64_t *end)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    *flen = bdrv_co_getlength(bs->file->bs);
+    if (*flen < 0) {
+        return *flen;
+    }
+    return qcow2_used_end(bs, DIV_ROUND_UP((uint64_t)*flen, s->cluster_size),
+                          end);
+}
+
 /* Whether the refcount block at @off (table index @ti) counts nothing
  * but, possibly, itself.  An unaligned block cannot be read: the
  * reference's cache refuses it as a corruption. */
