@@ -253,13 +253,14 @@ static int coroutine_fn chain_reads_zero(BlockBackend *blk, int64_t len,
 }
 
 /* Is [off, +*pnum) unchanged between the old chain and the new backing
- * file, because nothing between them allocates it? */
-static int coroutine_fn prefix_unchanged(RebaseJob *j, int64_t off,
-                                         int64_t *pnum)
+ * file, because nothing between them allocates it?  *depth: how many
+ * layers the walk asked (0: all, or none when there was no walk). */
+static int coroutine_fn prefix_unchanged_at(RebaseJob *j, int64_t off,
+                                            int64_t *pnum, int *depth)
 {
-    int depth = 0;
     int ret;
 
+    *depth = 0;
     if (!j->prefix || !j->old_blk) {
         return 0;
     }
@@ -271,8 +272,16 @@ static int coroutine_fn prefix_unchanged(RebaseJob *j, int64_t off,
     }
     ret = bdrv_co_block_status_above(blk_bs(j->old_blk), j->prefix, off,
                                      MIN(*pnum, j->old_len - off), pnum,
-                                     NULL, NULL, &depth);
-    return ret < 0 ? ret : !depth;
+                                     NULL, NULL, depth);
+    return ret < 0 ? ret : !*depth;
+}
+
+static int coroutine_fn prefix_unchanged(RebaseJob *j, int64_t off,
+                                         int64_t *pnum)
+{
+    int depth;
+
+    return prefix_unchanged_at(j, off, pnum, &depth);
 }
 
 /* Round a planned extent (@off is a unit boundary) to the compare unit:
@@ -644,36 +653,27 @@ typedef struct RebaseModel {
     int64_t size;
 } RebaseModel;
 
-/* Cut *n at the end of the L2 table of @bs's that covers @off. */
-static void cut_at_table(BlockDriverState *bs, int64_t off, int64_t *n)
-{
-    /* the reference's qcow2 tells block status one L2 table at most */
-    int64_t span = img_qcow2_table_span(bs);
-
-    if (span > 0) {
-        *n = MIN(*n, span - off % span);
-    }
-}
-
 /* Does the reference's loop look at [off, +*n) (0/1; *n cut)?  Each
- * layer's answer ends at its L2 table's end, as the reference's do;
- * past the old chain's end the piece is looked at whole. */
+ * layer's answer ends at its L2 table's end, as the reference's do, in
+ * the overlay and in the layers its walk down to the new backing file
+ * asks; past the old chain's end the piece is looked at whole. */
 static int coroutine_fn model_piece(RebaseJob *j, int64_t off, int64_t *n)
 {
-    int ret;
+    int depth, ret;
 
-    cut_at_table(j->top, off, n);
+    img_cut_at_tables(j->top, NULL, 1, off, n);
     ret = bdrv_co_is_allocated(j->top, off, *n, n);
     if (ret != 0) {
         return ret < 0 ? ret : 0;
     }
-    for (BlockDriverState *b = bdrv_backing_bs(j->top);
-         j->prefix && b && b != j->prefix && off < bdrv_getlength(b);
-         b = bdrv_backing_bs(b)) {
-        cut_at_table(b, off, n);
+    ret = prefix_unchanged_at(j, off, n, &depth);
+    if (ret < 0) {
+        return ret;
     }
-    ret = prefix_unchanged(j, off, n);
-    return ret < 0 ? ret : !ret;
+    if (j->old_blk && j->prefix) {
+        img_cut_at_tables(blk_bs(j->old_blk), j->prefix, depth, off, n);
+    }
+    return !ret;
 }
 
 /* Do the chains differ in [off, +len) (a read failure: no; the job
@@ -726,6 +726,20 @@ static void coroutine_fn cut_after_write(RebaseJob *j, int64_t off,
     }
 }
 
+/* A piece the reference looks at is widened to whole write units (its
+ * start rounded down, its end up, capped at @size) before it is
+ * compared, and its loop goes on from the widened end: a piece cut
+ * short by a lower layer's extent still takes the rest of its unit. */
+static int64_t widen_piece(const RebaseJob *j, int64_t *off, int64_t n,
+                           int64_t size)
+{
+    int64_t start = ROUND_DOWN(*off, j->align);
+    int64_t end = MIN(ROUND_UP(*off + n, j->align), size);
+
+    *off = start;
+    return end - start;
+}
+
 static void coroutine_fn model_co(void *opaque)
 {
     RebaseModel *m = opaque;
@@ -745,6 +759,7 @@ static void coroutine_fn model_co(void *opaque)
             return;         /* the job meets the error and reports it */
         }
         if (ret) {
+            n = widen_piece(m->j, &off, n, size);
             cur = MIN(cur + step / 100 * 100, 100.f);
             progress_plan_step(&m->j->plan, cur);
             if (off < m->j->old_len && off + n > m->j->old_len) {
