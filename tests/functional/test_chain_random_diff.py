@@ -357,9 +357,20 @@ def files_of(d):
     return sorted(f for f in os.listdir(d) if not f.startswith('.'))
 
 
-def run_img(bindir, cmds, d):
+def shows_progress(cmd):
+    """convert -p and rebase -p: lines that follow the source's extents."""
+    return cmd[0] in ('convert', 'rebase') and '-p' in cmd
+
+
+def run_img(bindir, cmds, d, snaps=None):
+    """Runs @cmds in @d; with @snaps (a directory), keeps a copy of @d as
+    it was before each command that shows_progress() after one that
+    places clusters in no fixed order (see progress_after_relaxed())."""
     outs = []
-    for c in cmds:
+    for i, c in enumerate(cmds):
+        if snaps and shows_progress(c) and \
+                any(placement_varies(x) for x in cmds[:i]):
+            shutil.copytree(d, os.path.join(snaps, str(i)))
         try:
             res = subprocess.run([os.path.join(bindir, 'qemu-img')] + c,
                                  cwd=d, capture_output=True, timeout=TIMEOUT)
@@ -407,6 +418,34 @@ def compare_file(ref_dir, rd, od, name):
     if mr != mo:
         problems.append(('map', name, mr, mo))
     return problems
+
+
+def placement_varies(cmd):
+    """Does the reference place clusters in no fixed order in @cmd (see
+    byte_relaxed())?"""
+    return cmd[0] == 'commit' or \
+        (cmd[0] in ('convert', 'rebase') and '-c' in cmd)
+
+
+def progress_after_relaxed(our_dir, case, i, e, a, snaps):
+    """The progress lines of convert -p and rebase -p follow the block
+    status of the source, whose data extents end where host clusters stop
+    being contiguous: after a command that places clusters in no fixed
+    order (commit's mirror, parallel compression) they depend on that
+    placement (seed 5771: the same commit run five times gave two maps
+    and two convert -p outputs).  Such a difference is accepted only if
+    ours, run on the reference's own images from before the command,
+    prints exactly the reference's lines."""
+    snap = os.path.join(snaps, str(i)) if snaps else None
+    if e[2:] != a[2:] or not snap or not os.path.isdir(snap) or \
+            PROGRESS.sub('P', e[1]) != PROGRESS.sub('P', a[1]):
+        return False
+    d = snap + '-ours'
+    shutil.copytree(snap, d)
+    res = subprocess.run([os.path.join(our_dir, 'qemu-img')] + e[0], cwd=d,
+                         capture_output=True, timeout=TIMEOUT)
+    return norm_out(res.stdout.decode(errors='replace'), d, e[0]) == \
+        e[1]
 
 
 def byte_relaxed(case):
@@ -497,14 +536,17 @@ def run_pair(ref_dir, our_dir, case, base=None):
         rd, od = os.path.join(top, 'r'), os.path.join(top, 'o')
         shutil.copytree(seed_dir, rd)
         shutil.copytree(seed_dir, od)
-        exp = run_img(ref_dir, case['cmds'], rd)
+        snaps = os.path.join(top, 'snaps')
+        exp = run_img(ref_dir, case['cmds'], rd, snaps)
         act = run_img(our_dir, case['cmds'], od)
-        for e, a in zip(exp[0], act[0]):
+        for i, (e, a) in enumerate(zip(exp[0], act[0])):
             if e[1] == 'timeout' or e[3] < 0:
                 return 'refcrash', e
             if a[1] == 'timeout' or a[3] < 0:
                 return 'ourcrash', a
-            if not same_output(case, e, a):
+            if not same_output(case, e, a) and \
+                    not progress_after_relaxed(our_dir, case, i, e, a,
+                                               snaps):
                 return 'output', (e, a)
         if set(exp[1]) != set(act[1]):
             return 'files', (sorted(exp[1]), sorted(act[1]))
@@ -616,6 +658,27 @@ FIXED = [
     (4961, [['rebase', '-b', 'new.qcow2', '-F', 'qcow2', 'l1.qcow2'],
             ['compare', '-f', 'qcow2', '-F', 'qcow2', '-s', 'l0.qcow2',
              'l1.qcow2']]),
+    # rebase -p: a piece the reference looks at is widened to whole
+    # clusters of the overlay and its loop goes on from there (a piece
+    # cut short by a layer's host discontiguity took a line of its own)
+    (3457, [['rebase', '-b', 'l0.qcow2', '-F', 'qcow2', '-p', 'l2.qcow2']]),
+    (4184, [['rebase', '-b', 'l0.qcow2', '-F', 'qcow2', '-p', 'l3.qcow2']]),
+    (4229, [['rebase', '-b', 'l0.raw', '-F', 'raw', '-p', 'l3.qcow2']]),
+    # rebase: a differing run is one write per piece of the reference's
+    # (a piece cut by a layer's extent makes two, allocated apart)
+    (23488, [['rebase', '-f', 'qcow2', '-b', 'l0.raw', 'l3.qcow2'],
+             ['map', '--output=json', 'l3.qcow2']]),
+    # convert -p: an extent ends with the L2 table of every layer the
+    # walk asks, not only the top's (a 512-byte-cluster layer under one
+    # of 2 MiB clusters cuts at 32 KiB)
+    (5590, [['convert', '-f', 'qcow2', '-O', 'qcow2', '-p', 'l3.qcow2',
+             'out.qcow2']]),
+    # convert -p after commit: the steps follow the committed base's host
+    # placement, which the reference's mirror varies from run to run; ours
+    # must print the reference's lines on the reference's own images
+    (5771, [['commit', 'l1.qcow2'],
+            ['convert', '-f', 'qcow2', '-O', 'raw', '-p', 'l1.qcow2',
+             'out.raw']]),
 ]
 
 

@@ -326,3 +326,27 @@ def test_rebase_prefix_inside_unit(tmp_path, strata_img, ref_qemu_img,
     maps = [run([ref_qemu_img, 'map', '--output=json', 'top.qcow2'],
                 cwd=d).out for d in (rd, sd)]
     assert maps[1] == maps[0]
+
+
+@pytest.mark.parametrize('old_size,writes', [
+    # a differing run that starts at the old backing file's end, inside
+    # the piece that crosses it: the reference writes zero clusters there
+    ('64k', ['write -P 7 64k 64k']),
+    # one that crosses the end is data, its part past the end too
+    ('64k', ['write -P 7 32k 64k']),
+    # both in one piece, with an equal run between them
+    ('96k', ['write -P 7 32k 32k', 'write -P 8 128k 32k']),
+])
+def test_rebase_run_past_old_end(tmp_path, strata_img, ref_qemu_img,
+                                 ref_qemu_io, old_size, writes):
+    rd, sd = twin_dirs(tmp_path)
+    for d in (rd, sd):
+        ref_create(ref_qemu_img, os.path.join(d, 'old.qcow2'), old_size)
+        ref_create(ref_qemu_img, os.path.join(d, 'new.qcow2'), '192k')
+        ref_qio(ref_qemu_io, os.path.join(d, 'new.qcow2'), *writes)
+        ref_create(ref_qemu_img, os.path.join(d, 'top.qcow2'), '192k',
+                   'qcow2', 'old.qcow2', 'qcow2')
+    both(rd, sd, ref_qemu_img, strata_img, ['-b', 'new.qcow2', '-F', 'qcow2'])
+    r, s = os.path.join(rd, 'top.qcow2'), os.path.join(sd, 'top.qcow2')
+    check_clean(ref_qemu_img, s)
+    assert open(r, 'rb').read() == open(s, 'rb').read()

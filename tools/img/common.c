@@ -509,3 +509,21 @@ int64_t img_qcow2_table_span(BlockDriverState *bs)
             16 : 8;
     return (int64_t)bdi.cluster_size / entry * bdi.cluster_size;
 }
+
+void img_cut_at_tables(BlockDriverState *top, BlockDriverState *base,
+                       int depth, int64_t off, int64_t *pnum)
+{
+    BlockDriverState *b = top;
+
+    for (int i = 0; b && b != base && (depth <= 0 || i < depth); i++) {
+        int64_t span = img_qcow2_table_span(b);
+
+        if (off >= bdrv_getlength(b)) {
+            break;          /* a short layer: the walk stops there */
+        }
+        if (span > 0) {
+            *pnum = MIN(*pnum, span - off % span);
+        }
+        b = bdrv_backing_bs(b);
+    }
+}

@@ -246,15 +246,20 @@ static void backing_status(Convert *s, int ret)
 }
 
 /* The reference's qcow2 answers a status query from one L2 table at
- * most: an extent of a qcow2 source ends where the table that maps its
- * start ends (it matters with small clusters: 32 KiB of guest disk per
- * table with 512-byte clusters, e.g. for -c, where an extent shorter
- * than a target cluster is copied whole). */
-static int64_t cut_at_l2_table(const Convert *s, int64_t soff, int64_t pnum)
+ * most, in every layer its walk asks: an extent of a qcow2 chain ends
+ * where the table that maps its start ends in any of those layers (it
+ * matters with small clusters: 32 KiB of guest disk per table with
+ * 512-byte clusters, e.g. for -p's steps, or for -c, where an extent
+ * shorter than a target cluster is copied whole).  With -B only the top
+ * layer is asked. */
+static int64_t cut_at_l2_table(const Convert *s, int64_t soff, int64_t pnum,
+                               int depth)
 {
-    int64_t span = img_qcow2_table_span(blk_bs(s->p->src[s->cur_src]));
+    BlockDriverState *bs = blk_bs(s->p->src[s->cur_src]);
 
-    return span > 0 ? MIN(pnum, span - soff % span) : pnum;
+    img_cut_at_tables(bs, NULL, s->p->target_backing ? 1 : depth, soff,
+                      &pnum);
+    return pnum;
 }
 
 /* The unit the reference keeps its next status query aligned to: the
@@ -307,7 +312,7 @@ static int coroutine_fn walk_status_quiet(Convert *s)
      * file's EOF) takes the rest of it, so a data tail is written in
      * full, padded with zeroes, as the reference writes it */
     pnum = MIN(ROUND_UP(soff + pnum, BDRV_SECTOR_SIZE), slen) - soff;
-    pnum = cut_at_l2_table(s, soff, pnum);
+    pnum = cut_at_l2_table(s, soff, pnum, depth);
     pnum = align_status_end(s, soff, pnum);
     s->st_end = s->cursor + pnum;
     s->st_zero = (ret & BDRV_BLOCK_ZERO) ||

@@ -167,6 +167,13 @@ BlockBackend *img_open_checked(bool image_opts, const char *name,
  * reference's qcow2 answers one block-status query with), or 0 for a
  * node of another format. */
 int64_t img_qcow2_table_span(BlockDriverState *bs);
+/* Cut *pnum (an extent at @off from a block-status walk down @top's
+ * chain, stopping above @base) where the reference's walk ends it: at the
+ * end of the L2 table mapping @off in each qcow2 layer the walk asked,
+ * the first @depth layers (depth <= 0: every layer down to @base or to
+ * the first one shorter than @off). */
+void img_cut_at_tables(BlockDriverState *top, BlockDriverState *base,
+                       int depth, int64_t off, int64_t *pnum);
 
 /* -p progress as qemu-img prints it: "    (12.50/100%)\r", and the final
  * newline; both do nothing unless @enabled. */

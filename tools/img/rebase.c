@@ -135,6 +135,10 @@ typedef struct RebaseJob {
      * written as data; from a piece starting past the end, as zero
      * writes.  0: no such piece. */
     int64_t eof_piece_end;
+    /* Where the reference's pieces start and end (ascending): it writes
+     * each differing run of a piece with one request, so a run is cut
+     * there (the overlay allocates each request's clusters together). */
+    GArray *cuts;
     int64_t align;              /* compare and write unit */
     int64_t chunk;              /* largest chunk: each half of a buffer */
     BdrvRequestFlags write_flags;
@@ -253,13 +257,14 @@ static int coroutine_fn chain_reads_zero(BlockBackend *blk, int64_t len,
 }
 
 /* Is [off, +*pnum) unchanged between the old chain and the new backing
- * file, because nothing between them allocates it? */
-static int coroutine_fn prefix_unchanged(RebaseJob *j, int64_t off,
-                                         int64_t *pnum)
+ * file, because nothing between them allocates it?  *depth: how many
+ * layers the walk asked (0: all, or none when there was no walk). */
+static int coroutine_fn prefix_unchanged_at(RebaseJob *j, int64_t off,
+                                            int64_t *pnum, int *depth)
 {
-    int depth = 0;
     int ret;
 
+    *depth = 0;
     if (!j->prefix || !j->old_blk) {
         return 0;
     }
@@ -271,8 +276,16 @@ static int coroutine_fn prefix_unchanged(RebaseJob *j, int64_t off,
     }
     ret = bdrv_co_block_status_above(blk_bs(j->old_blk), j->prefix, off,
                                      MIN(*pnum, j->old_len - off), pnum,
-                                     NULL, NULL, &depth);
-    return ret < 0 ? ret : !depth;
+                                     NULL, NULL, depth);
+    return ret < 0 ? ret : !*depth;
+}
+
+static int coroutine_fn prefix_unchanged(RebaseJob *j, int64_t off,
+                                         int64_t *pnum)
+{
+    int depth;
+
+    return prefix_unchanged_at(j, off, pnum, &depth);
 }
 
 /* Round a planned extent (@off is a unit boundary) to the compare unit:
@@ -456,20 +469,56 @@ static int64_t same_run(const uint8_t *a, const uint8_t *b, int64_t len,
     return pos;
 }
 
-/* Write the old chain's view of a differing run into the overlay: as
- * data, or as zeroes past the old backing file's end (the reference's
- * choice, which decides how the overlay allocates). */
-static int coroutine_fn write_run(RebaseJob *j, int64_t off, int64_t len,
-                                  const uint8_t *old, BlockJobFailure *f)
+/* Write one request of a differing run: as data, or as zeroes when it
+ * starts at or past the old backing file's end (the reference's choice,
+ * which decides how the overlay allocates: a run that crosses the end is
+ * data, also in its part past the end; one after it in the same piece
+ * is zeroes). */
+static int coroutine_fn write_request(RebaseJob *j, int64_t off, int64_t len,
+                                      const uint8_t *old, BlockJobFailure *f)
 {
     int ret;
 
-    if (off >= j->old_len && off >= j->eof_piece_end) {
+    if (off >= j->old_len) {
         ret = blk_co_pwrite_zeroes(j->blk, off, len, 0);
     } else {
         ret = blk_co_pwrite(j->blk, off, len, old, j->write_flags);
     }
     return block_job_fail(f, ret, off, j->top, true);
+}
+
+/* The first piece boundary after @off (or INT64_MAX). */
+static int64_t next_cut(const RebaseJob *j, int64_t off)
+{
+    guint lo = 0, hi = j->cuts ? j->cuts->len : 0;
+
+    while (lo < hi) {
+        guint mid = lo + (hi - lo) / 2;
+
+        if (g_array_index(j->cuts, int64_t, mid) <= off) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return j->cuts && lo < j->cuts->len ?
+           g_array_index(j->cuts, int64_t, lo) : INT64_MAX;
+}
+
+/* Write the old chain's view of a differing run into the overlay, one
+ * request per piece of the reference's that it touches. */
+static int coroutine_fn write_run(RebaseJob *j, int64_t off, int64_t len,
+                                  const uint8_t *old, BlockJobFailure *f)
+{
+    int ret = 0;
+
+    for (int64_t pos = 0; ret == 0 && pos < len;) {
+        int64_t n = MIN(len - pos, next_cut(j, off + pos) - (off + pos));
+
+        ret = write_request(j, off + pos, n, old + pos, f);
+        pos += n;
+    }
+    return ret;
 }
 
 /* Where @blk's chain keeps [off, +bytes) verbatim: the protocol node
@@ -644,36 +693,27 @@ typedef struct RebaseModel {
     int64_t size;
 } RebaseModel;
 
-/* Cut *n at the end of the L2 table of @bs's that covers @off. */
-static void cut_at_table(BlockDriverState *bs, int64_t off, int64_t *n)
-{
-    /* the reference's qcow2 tells block status one L2 table at most */
-    int64_t span = img_qcow2_table_span(bs);
-
-    if (span > 0) {
-        *n = MIN(*n, span - off % span);
-    }
-}
-
 /* Does the reference's loop look at [off, +*n) (0/1; *n cut)?  Each
- * layer's answer ends at its L2 table's end, as the reference's do;
- * past the old chain's end the piece is looked at whole. */
+ * layer's answer ends at its L2 table's end, as the reference's do, in
+ * the overlay and in the layers its walk down to the new backing file
+ * asks; past the old chain's end the piece is looked at whole. */
 static int coroutine_fn model_piece(RebaseJob *j, int64_t off, int64_t *n)
 {
-    int ret;
+    int depth, ret;
 
-    cut_at_table(j->top, off, n);
+    img_cut_at_tables(j->top, NULL, 1, off, n);
     ret = bdrv_co_is_allocated(j->top, off, *n, n);
     if (ret != 0) {
         return ret < 0 ? ret : 0;
     }
-    for (BlockDriverState *b = bdrv_backing_bs(j->top);
-         j->prefix && b && b != j->prefix && off < bdrv_getlength(b);
-         b = bdrv_backing_bs(b)) {
-        cut_at_table(b, off, n);
+    ret = prefix_unchanged_at(j, off, n, &depth);
+    if (ret < 0) {
+        return ret;
     }
-    ret = prefix_unchanged(j, off, n);
-    return ret < 0 ? ret : !ret;
+    if (j->old_blk && j->prefix) {
+        img_cut_at_tables(blk_bs(j->old_blk), j->prefix, depth, off, n);
+    }
+    return !ret;
 }
 
 /* Do the chains differ in [off, +len) (a read failure: no; the job
@@ -726,6 +766,30 @@ static void coroutine_fn cut_after_write(RebaseJob *j, int64_t off,
     }
 }
 
+/* A piece the reference looks at is widened to whole write units (its
+ * start rounded down, its end up, capped at @size) before it is
+ * compared, and its loop goes on from the widened end: a piece cut
+ * short by a lower layer's extent still takes the rest of its unit. */
+static int64_t widen_piece(const RebaseJob *j, int64_t *off, int64_t n,
+                           int64_t size)
+{
+    int64_t start = ROUND_DOWN(*off, j->align);
+    int64_t end = MIN(ROUND_UP(*off + n, j->align), size);
+
+    *off = start;
+    return end - start;
+}
+
+/* Note a piece boundary at @pos (they come in ascending order). */
+static void add_cut(RebaseJob *j, int64_t pos)
+{
+    guint n = j->cuts->len;
+
+    if (!n || g_array_index(j->cuts, int64_t, n - 1) < pos) {
+        g_array_append_val(j->cuts, pos);
+    }
+}
+
 static void coroutine_fn model_co(void *opaque)
 {
     RebaseModel *m = opaque;
@@ -745,6 +809,9 @@ static void coroutine_fn model_co(void *opaque)
             return;         /* the job meets the error and reports it */
         }
         if (ret) {
+            n = widen_piece(m->j, &off, n, size);
+            add_cut(m->j, off);
+            add_cut(m->j, off + n);
             cur = MIN(cur + step / 100 * 100, 100.f);
             progress_plan_step(&m->j->plan, cur);
             if (off < m->j->old_len && off + n > m->j->old_len) {
@@ -854,6 +921,7 @@ static bool rebase_prepare(BlockBackend *blk, const RebaseArgs *a,
     }
     j.align = compare_unit(&bdi, a->compress);
     progress_plan_init(&j.plan, REBASE_PROGRESS_SKIP);
+    j.cuts = g_array_new(false, false, sizeof(int64_t));
     j.write_flags = a->compress ? BDRV_REQ_WRITE_COMPRESSED : 0;
     ok = open_chains(&j, a, backing_flags) &&
          rebase_copy(&j, blk, image, a);
@@ -864,6 +932,7 @@ static bool rebase_prepare(BlockBackend *blk, const RebaseArgs *a,
         blk_unref(j.new_blk);
     }
     progress_plan_free(&j.plan);
+    g_array_unref(j.cuts);
     return ok;
 }
 
