@@ -388,3 +388,33 @@ def test_compressed_clusters_one_allocation(extended, cmd, tmp_path, tools,
             os.path.join(d, 'img.qcow2'), 4)
     res = both_sides(tmp_path, *tools, body)
     assert res['ours'] == res['ref']
+
+
+# ---- concurrent writes into one cluster ----
+
+@pytest.mark.parametrize('extended', ['off', 'on'])
+@pytest.mark.parametrize('cmds', [
+    ['aio_write -P 3 64k 4k', 'aio_write -z 68k 60k'],
+    ['aio_write -P 3 66k 1k', 'aio_write -z 64k 2k', 'aio_write -z 67k 1k'],
+    ['aio_write -P 3 64k 4k', 'aio_write -z -u 68k 60k'],
+], ids=['tail', 'both-sides', 'unmap'])
+def test_partial_zero_write_beside_allocating_write(cmds, extended, tmp_path,
+                                                    tools, ref_qemu_img):
+    """A zero write of part of a cluster that another request is still
+    allocating: the rest of the cluster seemed unallocated, but the data
+    written beside it stays (convert -W -n wrote nothing over such
+    clusters).  The completions may come in another order."""
+    def body(d, img, io):
+        assert run([img, 'create', '-q', '-f', 'qcow2', '-o',
+                    f'extended_l2={extended}', 'img.qcow2', '1M'],
+                   cwd=d).rc == 0
+        r = run([io] + io_args(cmds + ['aio_flush']) + ['img.qcow2'], cwd=d)
+        m = run([ref_qemu_img, 'map', '--output=json', 'img.qcow2'], cwd=d)
+        c = run([ref_qemu_img, 'check', 'img.qcow2'], cwd=d)
+        rc, out, err = result(r, d)
+        return (rc, sorted(out.splitlines()), err), m.out, c.rc
+    res = both_sides(tmp_path, *tools, body)
+    assert res['ours'] == res['ref']
+    r = run([ref_qemu_img, 'compare', str(tmp_path / 'ref' / 'img.qcow2'),
+             str(tmp_path / 'ours' / 'img.qcow2')])
+    assert r.rc == 0, r

@@ -158,6 +158,9 @@ static int coroutine_fn widen_to_grain(BlockDriverState *bs, uint64_t grain,
         return -ENOTSUP;
     }
     co_mutex_lock(&s->lock);
+    /* a write still allocating the grain has not linked it yet: the
+     * checks above saw it unallocated, its data is about to land */
+    qcow2_wait_inflight(bs, start, grain);
     ret = qcow2_get_host_offset(bs, start, &n, &host, &type);
     if (ret < 0 || (type != QCOW2_SC_UNALLOC_PLAIN &&
                     type != QCOW2_SC_UNALLOC_ALLOC &&
