@@ -185,8 +185,10 @@ def test_random_convert(seed, base, bindir):
 
 # seeds of explorations that differed: -C with -S refused (1, 71), -W
 # with -m 1 writing a chunk's runs in order (234), -C given up by an
-# earlier chunk while a later one waited its turn (3955)
-@pytest.mark.parametrize('seed', [1, 71, 234, 3955])
+# earlier chunk while a later one waited its turn (3955), which a chunk
+# handed out before that still tries (50193), -W -n: a zero run beside
+# data still being allocated in its cluster zeroed the data (50191)
+@pytest.mark.parametrize('seed', [1, 71, 234, 3955, 50191, 50193])
 def test_former_difference_seed(seed, base, bindir):
     case = gen(seed)
     verdict, info = run_pair(str(bindir), case, base)
