@@ -892,6 +892,13 @@ FIXED = [
           ['write -P 1 0 8k', 'discard 0 4k', 'discard 0 8k']),
     _case(51252, {'compat': '1.1', 'cluster_size': '4k'}, None, 'nounrefkeep',
           ['write -P 1 0 16k', 'discard 0 8k', 'write -z -u 8k 4k']),
+    # under O_DIRECT an L1 entry is written as a sector of the table in
+    # memory: the new table's cluster held compressed data before
+    dict(_case(50707, {'compat': '0.10', 'cluster_size': '16k'}, None,
+               'nocache', ['aio_write -P 0xee 110592 4273', 'aio_flush',
+                           'truncate 33554944', 'truncate 102400']),
+         size=204800, setup=['write -z 176128 8192',
+                             'write -c -P 0x33 98304 16384']),
 ]
 
 
