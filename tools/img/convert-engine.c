@@ -571,10 +571,13 @@ static void coroutine_fn chunk_finished(Convert *s, const Chunk *c,
     co_queue_restart_all(&s->order_q);
 }
 
-/* Can writes of several chunks fail in any order (see write_failed())? */
+/* Can writes of several chunks fail in any order (see write_failed())?
+ * Not with -W: there qemu-img's chunks report each its own failure as
+ * it comes (-c -W: every compressed write in flight, in any order). */
 static bool errors_deferred(const Convert *s)
 {
-    return s->order == ORDER_WINDOW || s->order == ORDER_SUBMIT;
+    return s->p->in_order &&
+           (s->order == ORDER_WINDOW || s->order == ORDER_SUBMIT);
 }
 
 /* Where the chunk (segment: see merge_extents()) holding @off starts:
