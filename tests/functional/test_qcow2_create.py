@@ -168,6 +168,25 @@ def test_create_error_order(tmp_path, strata_img, ref_qemu_img, pair):
             (r.rc, r.err)
 
 
+@pytest.mark.parametrize('opts', [
+    'compat=0.10,data_file=d,data_file_raw=on,backing_file=b.raw',
+    'compat=0.10,data_file_raw=on,backing_file=b.raw',
+    'compat=0.10,data_file=d,backing_file=b.raw',
+])
+def test_create_data_file_raw_first(tmp_path, strata_img, ref_qemu_img,
+                                    opts):
+    """data-file-raw's checks come before the data file's compat check
+    (convert differential gen2, seed 50235)."""
+    assert run([ref_qemu_img, 'create', '-q', '-f', 'raw', 'b.raw', '1M'],
+               cwd=tmp_path).rc == 0
+    res = []
+    for tool in (ref_qemu_img, strata_img):
+        r = run([tool, 'create', '-q', '-f', 'qcow2', '-o',
+                 opts + ',backing_fmt=raw', 'y', '1M'], cwd=tmp_path)
+        res.append((r.rc, r.err.replace('strata-img', 'qemu-img')))
+    assert res[1] == res[0]
+
+
 def test_backing_options(tmp_path, strata_img, ref_qemu_img):
     base = str(tmp_path / 'base.qcow2')
     assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', base,

@@ -388,3 +388,62 @@ def test_compressed_clusters_one_allocation(extended, cmd, tmp_path, tools,
             os.path.join(d, 'img.qcow2'), 4)
     res = both_sides(tmp_path, *tools, body)
     assert res['ours'] == res['ref']
+
+
+# ---- concurrent writes into one cluster ----
+
+@pytest.mark.parametrize('extended', ['off', 'on'])
+@pytest.mark.parametrize('cmds', [
+    ['aio_write -P 3 64k 4k', 'aio_write -z 68k 60k'],
+    ['aio_write -P 3 66k 1k', 'aio_write -z 64k 2k', 'aio_write -z 67k 1k'],
+    ['aio_write -P 3 64k 4k', 'aio_write -z -u 68k 60k'],
+], ids=['tail', 'both-sides', 'unmap'])
+def test_partial_zero_write_beside_allocating_write(cmds, extended, tmp_path,
+                                                    tools, ref_qemu_img):
+    """A zero write of part of a cluster that another request is still
+    allocating: the rest of the cluster seemed unallocated, but the data
+    written beside it stays (convert -W -n wrote nothing over such
+    clusters).  The completions may come in another order."""
+    def body(d, img, io):
+        assert run([img, 'create', '-q', '-f', 'qcow2', '-o',
+                    f'extended_l2={extended}', 'img.qcow2', '1M'],
+                   cwd=d).rc == 0
+        r = run([io] + io_args(cmds + ['aio_flush']) + ['img.qcow2'], cwd=d)
+        m = run([ref_qemu_img, 'map', '--output=json', 'img.qcow2'], cwd=d)
+        c = run([ref_qemu_img, 'check', 'img.qcow2'], cwd=d)
+        rc, out, err = result(r, d)
+        return (rc, sorted(out.splitlines()), err), m.out, c.rc
+    res = both_sides(tmp_path, *tools, body)
+    assert res['ours'] == res['ref']
+    r = run([ref_qemu_img, 'compare', str(tmp_path / 'ref' / 'img.qcow2'),
+             str(tmp_path / 'ours' / 'img.qcow2')])
+    assert r.rc == 0, r
+
+
+# ---- discard-no-unref over a cluster a snapshot shares ----
+
+def test_discard_no_unref_keeps_snapshot_data(tmp_path, tools, ref_qemu_img,
+                                              ref_qemu_io):
+    """The entry keeps its (shared) cluster with the zero flag, as the
+    reference's; but the discard is not passed down to a cluster the
+    snapshot still uses, where the reference's empties the snapshot."""
+    spec = ('driver=qcow2,discard-no-unref=on,pass-discard-request=on,'
+            'file.filename=img.qcow2')
+
+    def body(d, img, io):
+        assert run([img, 'create', '-q', '-f', 'qcow2', 'img.qcow2', '1M'],
+                   cwd=d).rc == 0
+        assert run([io, '-c', 'write -P 7 0 128k', 'img.qcow2'], cwd=d).rc == 0
+        assert run([img, 'snapshot', '-c', 's1', 'img.qcow2'], cwd=d).rc == 0
+        r = run([io, '-d', 'unmap', '--image-opts', '-c', 'discard 0 64k',
+                 '-c', 'discard 64k 64k', spec], cwd=d)
+        m = run([ref_qemu_img, 'map', '--output=json', 'img.qcow2'], cwd=d)
+        c = run([ref_qemu_img, 'check', 'img.qcow2'], cwd=d)
+        return result(r, d), m.out, c.rc
+    res = both_sides(tmp_path, *tools, body)
+    assert res['ours'] == res['ref']
+    ours = str(tmp_path / 'ours')
+    assert run([ref_qemu_img, 'snapshot', '-a', 's1', 'img.qcow2'],
+               cwd=ours).rc == 0
+    r = run([ref_qemu_io, '-c', 'read -P 7 0 128k', 'img.qcow2'], cwd=ours)
+    assert 'verification failed' not in r.out, r

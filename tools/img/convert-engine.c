@@ -93,6 +93,7 @@ typedef struct Chunk {
     bool skip;            /* -B: the target's backing file provides it */
     bool released;        /* its turn already passed (see write_compressed()) */
     bool keep_turn;       /* part of a chunk: may not release it */
+    bool copy;            /* -C still on when it was handed out */
     uint64_t seq;
     /* a data chunk gathered from several short extents: where each
      * ends, from the chunk's start (one segment: seg_end[0] == len) */
@@ -394,13 +395,16 @@ static int64_t merge_limit(const Convert *s)
 
 /* May the data chunk @c, which ends at the cursor, take the next extent
  * too?  Only a plain copy's (-c cuts whole clusters; --salvage reports
- * as it goes), when @c ends where its extent does, short of a request,
- * inside the same source. */
+ * as it goes; while -C is on, how many chunks are handed out before one
+ * fails to offload decides which others still try, see try_copy_range()),
+ * when @c ends where its extent does, short of a request, inside the
+ * same source. */
 static bool may_merge(const Convert *s, const Chunk *c)
 {
     const ConvertParams *p = s->p;
 
-    return !p->compressed && !p->salvage && !c->zero && !c->skip &&
+    return !p->compressed && !p->salvage && !s->copy_range &&
+           !c->zero && !c->skip &&
            c->nseg < CONVERT_MAX_SEGS && c->len < merge_limit(s) &&
            s->cursor == s->st_end &&
            s->cursor < s->src_base + p->src_len[s->cur_src];
@@ -463,6 +467,7 @@ static bool coroutine_fn next_chunk(Convert *s, Chunk *c)
             c->skip = s->st_skip;
             c->released = false;
             c->keep_turn = false;
+            c->copy = s->copy_range;
             c->seq = s->seq_next++;
             c->nseg = 1;
             c->seg_end[0] = c->len;
@@ -571,10 +576,13 @@ static void coroutine_fn chunk_finished(Convert *s, const Chunk *c,
     co_queue_restart_all(&s->order_q);
 }
 
-/* Can writes of several chunks fail in any order (see write_failed())? */
+/* Can writes of several chunks fail in any order (see write_failed())?
+ * Not with -W: there qemu-img's chunks report each its own failure as
+ * it comes (-c -W: every compressed write in flight, in any order). */
 static bool errors_deferred(const Convert *s)
 {
-    return s->order == ORDER_WINDOW || s->order == ORDER_SUBMIT;
+    return s->p->in_order &&
+           (s->order == ORDER_WINDOW || s->order == ORDER_SUBMIT);
 }
 
 /* Where the chunk (segment: see merge_extents()) holding @off starts:
@@ -1081,18 +1089,16 @@ static int coroutine_fn read_data(Convert *s, const Chunk *c, uint8_t *buf)
 }
 
 /* -C: try copy offloading; false (and offloading off) when unsupported.
- * Keeps the turn: on failure the chunk falls back to writes. */
+ * Keeps the turn: on failure the chunk falls back to writes.  Whether a
+ * chunk tries is settled when it is handed out, as in qemu-img: a chunk
+ * already waiting its turn when an earlier one gives up still offloads
+ * (copying a backing file's zero data as data), later ones read. */
 static bool coroutine_fn try_copy_range(Convert *s, const Chunk *c, int *ret)
 {
-    if (!s->copy_range) {
+    if (!c->copy) {
         return false;
     }
     wait_turn(s, c);
-    if (!s->copy_range) {
-        /* an earlier chunk found it unsupported while this one waited:
-         * qemu-img's later chunks read (and skip zeroes) from then on */
-        return false;
-    }
     rate_limit(s, c->len);
     *ret = blk_co_copy_range(s->p->src[c->src], c->src_off, s->p->dst, c->off,
                              c->len, 0, 0);

@@ -231,9 +231,29 @@ static int reopen_check_opts(BlockDriverState *bs, QDict *opts, Error **errp)
     return 0;
 }
 
+/* detect-zeroes=unmap needs discard=unmap, the node's values where the
+ * options leave them (the reference checks the merged options). */
+static int reopen_check_unmap(BlockDriverState *bs, QDict *opts, int flags,
+                              Error **errp)
+{
+    const char *dz = qdict_get_try_str(opts, "detect-zeroes");
+    bool unmap = qdict_haskey(opts, "discard") ? flags & BDRV_O_UNMAP
+                 : bdrv_get_flags(bs) & BDRV_O_UNMAP;
+
+    if ((dz ? reopen_parse_detect_zeroes(dz)
+            : (int)bdrv_get_detect_zeroes(bs)) == DETECT_ZEROES_UNMAP &&
+        !unmap) {
+        error_setg(errp, "setting detect-zeroes to unmap is not allowed "
+                   "without setting discard operation to unmap");
+        return -EINVAL;
+    }
+    return 0;
+}
+
 /* The reference checks the values of the node's generic options, in this
  * order, before its driver sees any option. */
-static int reopen_check_generic(QDict *opts, Error **errp)
+static int reopen_check_generic(BlockDriverState *bs, QDict *opts,
+                                Error **errp)
 {
     static const char *const bools[] = {
         "cache.no-flush", "auto-read-only", "read-only", "cache.direct", NULL
@@ -258,7 +278,7 @@ static int reopen_check_generic(QDict *opts, Error **errp)
         error_setg(errp, "invalid parameter value: %s", v);
         return -EINVAL;
     }
-    return 0;
+    return reopen_check_unmap(bs, opts, flags, errp);
 }
 
 /* "-o read-only=..." without -r/-w: the backend keeps its permissions. */
@@ -362,7 +382,7 @@ static int reopen_apply(BlockBackend *blk, ReopenOpts *o, Error **errp)
      * anything else changes: the reference reports a bad window before a
      * read-only conflict, and a later failure must keep the old window. */
     if (o->opts) {
-        ret = reopen_check_generic(o->opts, errp);
+        ret = reopen_check_generic(bs, o->opts, errp);
         if (ret == 0) {
             ret = bdrv_reopen_prepare_opts(bs, o->opts, errp);
         }

@@ -127,13 +127,34 @@ int coroutine_fn qcow2_write_table_entry(BlockDriverState *bs, int ol_kind,
     return q_pwrite(bs->file, off, 8, b);
 }
 
+/* An L1 entry goes to disk in the file's request alignment (at most a
+ * cluster), its neighbours taken from memory and zero past the table's
+ * end, as the reference writes it: under O_DIRECT a shrunk table's
+ * cluster then holds zeroes after it, not what the cluster held before. */
 int coroutine_fn qcow2_write_l1_entry(BlockDriverState *bs, uint64_t l1_index)
 {
     BDRVQcow2State *s = bs->opaque;
+    uint64_t align = bdrv_get_limits(bs->file->bs)->request_alignment;
+    uint64_t n = MAX(8, MIN(align, s->cluster_size)) / 8;
+    uint64_t first = l1_index / n * n, off = s->h.l1_table_offset + first * 8;
+    g_autofree uint8_t *buf = NULL;
+    int ret;
 
-    return qcow2_write_table_entry(bs, QCOW2_OL_ACTIVE_L1,
-                                   s->h.l1_table_offset + l1_index * 8,
-                                   s->l1_table[l1_index], BLKDBG_L1_UPDATE);
+    if (n == 1) {
+        return qcow2_write_table_entry(bs, QCOW2_OL_ACTIVE_L1, off,
+                                       s->l1_table[l1_index],
+                                       BLKDBG_L1_UPDATE);
+    }
+    buf = g_malloc0(n * 8);
+    for (uint64_t i = 0; i < n && first + i < s->l1_size; i++) {
+        q_st64(buf + i * 8, s->l1_table[first + i]);
+    }
+    ret = qcow2_pre_write_overlap_check(bs, QCOW2_OL_ACTIVE_L1, off, n * 8);
+    if (ret < 0) {
+        return ret;
+    }
+    bdrv_debug_event(bs->file, BLKDBG_L1_UPDATE);
+    return q_pwrite(bs->file, off, n * 8, buf);
 }
 
 /* Write the new L1 table (current entries, rest zero) at @off. */

@@ -206,14 +206,9 @@ static int check_refcounts(const Qcow2CreateArgs *a, Error **errp)
     return 0;
 }
 
-/* External data file options. */
+/* External data file options (data-file-raw's before the version's). */
 static int check_data_file(const Qcow2CreateArgs *a, Error **errp)
 {
-    if (a->version < 3 && a->data_file) {
-        error_setg(errp, "External data files are only supported with %s",
-                   v3_needed);
-        return -EINVAL;
-    }
     if (a->data_file_raw && !a->data_file) {
         error_setg(errp, "data-file-raw requires data-file");
         return -EINVAL;
@@ -221,6 +216,11 @@ static int check_data_file(const Qcow2CreateArgs *a, Error **errp)
     if (a->data_file_raw && a->backing_file) {
         error_setg(errp, "Backing file and data-file-raw cannot be used at "
                    "the same time");
+        return -EINVAL;
+    }
+    if (a->version < 3 && a->data_file) {
+        error_setg(errp, "External data files are only supported with %s",
+                   v3_needed);
         return -EINVAL;
     }
     return 0;

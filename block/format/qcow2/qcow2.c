@@ -948,11 +948,11 @@ static bool reopen_old_replaced(QDict *opts, const char *key)
 /* The runtime options of @opts, over those the node was opened (or last
  * reopened) with: the reference keeps the old values of options not
  * given, except those the new ones replace.  NULL when @opts names none
- * of them. */
+ * of them, nor discard (the default of pass-discard-request). */
 static QDict *reopen_merged_opts(BlockDriverState *bs, QDict *opts)
 {
     QDict *merged = qdict_new();
-    bool given = false;
+    bool given = qdict_haskey(opts, "discard");
 
     for (const BlockOptDesc *d = qcow2_open_opts; d->name; d++) {
         QDict *from = opts;
@@ -988,6 +988,19 @@ static int check_cache_counts(BDRVQcow2State *s, Error **errp)
     return check_cache_memory(s, errp);
 }
 
+/* The node's flags once a reopen with @opts is done (the generic
+ * options were checked before). */
+static int reopen_flags(BlockDriverState *bs, QDict *opts)
+{
+    const char *discard = qdict_get_try_str(opts, "discard");
+    int flags = bs->open_flags;
+
+    if (discard) {
+        bdrv_parse_discard_flags(discard, &flags);
+    }
+    return flags;
+}
+
 /* Reopen with new runtime options (caches, discard handling, lazy
  * refcounts, overlap checks, cache cleaning): parsed and checked as at
  * open into the state, the old values saved for commit (which resizes
@@ -1006,7 +1019,7 @@ static int qcow2_reopen_prepare(BlockDriverState *bs, QDict *opts,
     tunables_save(s, &old);
     ret = read_cache_sizes(s, merged, errp);
     if (ret == 0) {
-        ret = read_runtime_opts(bs, merged, bs->open_flags, errp);
+        ret = read_runtime_opts(bs, merged, reopen_flags(bs, opts), errp);
     }
     if (ret == 0) {
         ret = check_cache_counts(s, errp);

@@ -158,6 +158,9 @@ static int coroutine_fn widen_to_grain(BlockDriverState *bs, uint64_t grain,
         return -ENOTSUP;
     }
     co_mutex_lock(&s->lock);
+    /* a write still allocating the grain has not linked it yet: the
+     * checks above saw it unallocated, its data is about to land */
+    qcow2_wait_inflight(bs, start, grain);
     ret = qcow2_get_host_offset(bs, start, &n, &host, &type);
     if (ret < 0 || (type != QCOW2_SC_UNALLOC_PLAIN &&
                     type != QCOW2_SC_UNALLOC_ALLOC &&
@@ -217,7 +220,29 @@ int coroutine_fn qcow2_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
     return ret;
 }
 
-/* The entry a discarded cluster gets. */
+/* The entry a discarded cluster gets.  With discard-no-unref a guest
+ * discard keeps any reference but a compressed one, as the reference
+ * does: the entry keeps its offset, zero flag (or zero bitmap) added. */
+static void discard_entry(BDRVQcow2State *s, uint64_t old, uint64_t oldbm,
+                          bool allocated, bool has_backing, bool full,
+                          bool keep, uint64_t *ne, uint64_t *nbm)
+{
+    /* nothing to drop and nothing below: the entry reads as zeroes
+     * already and stays as it is, as the reference leaves it */
+    *ne = full ? 0 : old;
+    *nbm = full ? 0 : oldbm;
+    if (full || !(has_backing || allocated)) {
+        return;
+    }
+    *ne = keep ? old : 0;
+    *nbm = 0;
+    if (s->extended_l2) {
+        *nbm = L2_BITMAP_ALL_ZEROES;
+    } else if (s->h.version >= 3) {
+        *ne |= QCOW_OFLAG_ZERO;
+    }
+}
+
 static void discard_cluster(BlockDriverState *bs, uint8_t *l2, int idx,
                             bool full, bool pass_always)
 {
@@ -228,35 +253,29 @@ static void discard_cluster(BlockDriverState *bs, uint8_t *l2, int idx,
     bool allocated = t == QCOW2_CLUSTER_NORMAL ||
                      t == QCOW2_CLUSTER_ZERO_ALLOC ||
                      t == QCOW2_CLUSTER_COMPRESSED;
-    /* nothing to drop and nothing below: the entry reads as zeroes
-     * already and stays as it is, as the reference leaves it */
-    uint64_t ne = full ? 0 : old, nbm = full ? 0 : oldbm;
+    bool keep = s->discard_no_unref && !full &&
+                t != QCOW2_CLUSTER_COMPRESSED;
+    uint64_t ne, nbm;
 
-    if (!full && (bs->backing || allocated)) {
-        ne = nbm = 0;
-        if (s->extended_l2) {
-            nbm = L2_BITMAP_ALL_ZEROES;
-        } else if (s->h.version >= 3) {
-            ne = QCOW_OFLAG_ZERO;
-        }
-    }
-    if (s->discard_no_unref && !full && t == QCOW2_CLUSTER_NORMAL &&
-        (old & QCOW_OFLAG_COPIED)) {
-        ne = (old & (L2E_OFFSET_MASK | QCOW_OFLAG_COPIED)) |
-             (s->extended_l2 ? 0 : QCOW_OFLAG_ZERO);
-        qcow2_set_l2_entry(s, l2, idx, ne);
-        qcow2_set_l2_bitmap(s, l2, idx, L2_BITMAP_ALL_ZEROES);
-        bdrv_co_pdiscard(s->data_file, old & L2E_OFFSET_MASK, s->cluster_size);
-        return;
-    }
+    discard_entry(s, old, oldbm, allocated, bs->backing, full, keep,
+                  &ne, &nbm);
     if (ne == old && nbm == oldbm) {
         return;
     }
     qcow2_set_l2_entry(s, l2, idx, ne);
     qcow2_set_l2_bitmap(s, l2, idx, nbm);
     qcow2_cache_mark_dirty(&s->l2_cache, l2);  /* before the refcount drops */
-    qcow2_free_l2_entry_pass(bs, old, pass_always ||
-                             s->discard_passthrough_request);
+    if (!keep) {
+        qcow2_free_l2_entry_pass(bs, old, pass_always ||
+                                 s->discard_passthrough_request);
+    } else if (s->discard_passthrough_request &&
+               (t == QCOW2_CLUSTER_NORMAL || t == QCOW2_CLUSTER_ZERO_ALLOC) &&
+               (old & QCOW_OFLAG_COPIED)) {
+        /* the data goes too; not a snapshot's (the reference's discard
+         * of a shared cluster also empties the snapshot's data) */
+        bdrv_co_pdiscard(s->data_file, old & L2E_OFFSET_MASK,
+                         s->cluster_size);
+    }
 }
 
 /* Is the L2 table covering @pos shared with a snapshot?  Then even a full
