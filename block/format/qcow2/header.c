@@ -633,7 +633,9 @@ static bool put_all_exts(BDRVQcow2State *s, uint8_t *buf, size_t size,
         ok = put_ext(buf, size, pos, QCOW2_EXT_BACKING_FMT, backing_fmt,
                      strlen(backing_fmt));
     }
-    if (ok && s->image_data_file) {
+    /* the name only while the feature bit says there is a data file */
+    if (ok && s->image_data_file &&
+        (s->h.incompatible_features & QCOW2_INCOMPAT_DATA_FILE)) {
         ok = put_ext(buf, size, pos, QCOW2_EXT_DATA_FILE, s->image_data_file,
                      strlen(s->image_data_file));
     }
