@@ -854,6 +854,7 @@ static void coroutine_fn close_entry(void *opaque)
     if (s->broken) {
         return;             /* marked corrupt by that write-back */
     }
+    s->closing = true;
     store_bitmaps(bs);
     ret = close_flush_cache(bs, &s->l2_cache, "L2 table");
     if (close_flush_cache(bs, &s->refcount_cache, "refcount block") < 0) {

@@ -251,6 +251,10 @@ typedef struct BDRVQcow2State {
     /* Marked corrupt while writable: requests fail with -ENOMEDIUM and
      * close writes nothing back (the reference drops the node's driver). */
     bool broken;
+    /* closing: the reference frees its active L1 table before the close
+     * writes back bitmaps and caches, so those writes are not checked
+     * against active L2 tables */
+    bool closing;
     bool prealloc_checked, metadata_prealloc; /* block status RECURSE */
     /* Opened dirty (lazy refcounts, not cleanly closed) by check -r
      * (other read-write opens repair first): refcounts may be too low

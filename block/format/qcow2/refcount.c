@@ -1159,6 +1159,9 @@ static int overlap_indirect(BDRVQcow2State *s, int chk, uint64_t offset,
     uint32_t l1_end = MIN(s->l1_used, s->l1_size);
     uint32_t rt_end = MIN(s->reftable_used, s->refcount_table_size);
 
+    if (s->closing) {
+        chk &= ~QCOW2_OL_ACTIVE_L2;
+    }
     for (uint32_t i = 0; (chk & QCOW2_OL_ACTIVE_L2) && i < l1_end; i++) {
         uint64_t l2 = s->l1_table[i] & L1E_OFFSET_MASK;
         if (l2 && ranges_overlap(offset, size, l2, s->cluster_size)) {
