@@ -882,7 +882,15 @@ int coroutine_fn qcow2_refuse_header_alloc(BlockDriverState *bs)
  * options say, with the same message. */
 int64_t coroutine_fn qcow2_alloc_clusters(BlockDriverState *bs, uint64_t size)
 {
-    int64_t off = qcow2_alloc_clusters_at0(bs, size);
+    BDRVQcow2State *s = bs->opaque;
+    int64_t off;
+
+    /* nothing to allocate (an empty snapshot table): where the search
+     * would start, as the reference answers, nothing written */
+    if (!size) {
+        return (int64_t)s->free_cluster_index << s->cluster_bits;
+    }
+    off = qcow2_alloc_clusters_at0(bs, size);
 
     if (off == 0) {
         qcow2_signal_corruption(bs, "Preventing invalid write on metadata "
