@@ -57,6 +57,30 @@ BASES = [
                            'write -P 18 0 64k']),
     ('bitmap', 'cluster_size=65536', ['BITMAP', 'write -P 19 0 64k']),
 ]
+# more bases, for the seeds from 30000 on (the earlier seeds keep the
+# images they had): an external data file (also raw), a dirty
+# lazy-refcounts image with a snapshot, two bitmaps with 4 KiB clusters,
+# compressed clusters under two snapshots, extended L2 under a snapshot
+BASES2 = BASES + [
+    ('datafile', 'data_file=df.raw', ['write -P 21 0 128k',
+                                      'write -z 256k 64k']),
+    ('datafileraw', 'data_file=dfr.raw,data_file_raw=on',
+     ['write -P 22 0 128k']),
+    ('lazysnap', 'lazy_refcounts=on', ['write -P 23 0 128k', 'SNAP',
+                                       'write -P 24 64k 64k', 'ABORT']),
+    ('bitmap2', 'cluster_size=4096', ['BITMAP', 'BITMAP2',
+                                      'write -P 25 0 64k',
+                                      'write -P 26 1M 8k']),
+    ('snapcomp', 'cluster_size=65536', ['write -c -P 27 0 128k', 'SNAP',
+                                        'write -P 28 0 64k', 'SNAP2',
+                                        'write -c -P 29 192k 64k']),
+    ('extl2snap', 'extended_l2=on', ['write -P 30 0 8k', 'SNAP',
+                                     'write -P 31 4k 4k',
+                                     'write -z 64k 32k']),
+]
+# files an image of a base needs beside it
+EXTRA_FILES = {'backing': 'back.qcow2', 'datafile': 'df.raw',
+               'datafileraw': 'dfr.raw'}
 SIZE = '4M'
 REF_BIN = os.environ.get('STRATA_REF_BIN', '/opt/qemu-ref/usr/bin')
 
@@ -67,7 +91,7 @@ def make_bases(d, ref_img, ref_io):
     backing = os.path.join(d, 'back.qcow2')
     run([ref_img, 'create', '-q', '-f', 'qcow2', backing, SIZE])
     run([ref_io, '-c', 'write -P 0x21 0 1M', backing])
-    for name, opts, cmds in BASES:
+    for name, opts, cmds in BASES2:
         p = os.path.join(d, f'{name}.qcow2')
         extra = (['-b', 'back.qcow2', '-F', 'qcow2']
                  if name == 'backing' else [])
@@ -75,16 +99,19 @@ def make_bases(d, ref_img, ref_io):
                  p, SIZE], cwd=d)
         assert r.rc == 0, r
         for c in cmds:
-            if c == 'SNAP':
-                r = run([ref_img, 'snapshot', '-c', 's1', p])
+            if c in ('SNAP', 'SNAP2'):
+                r = run([ref_img, 'snapshot', '-c',
+                         's1' if c == 'SNAP' else 's2', p])
             elif c == 'BITMAP':
                 r = run([ref_img, 'bitmap', '--add', p, 'b0'])
+            elif c == 'BITMAP2':
+                r = run([ref_img, 'bitmap', '--add', '-g', '8k', p, 'b1'])
             elif c == 'ABORT':
                 # a writer killed with lazy refcounts: a dirty image
                 run([ref_io, '-c', 'write -P 20 1M 64k', '-c', 'abort', p])
                 continue
             else:
-                r = run([ref_io, '-c', c, p])
+                r = run([ref_io, '-c', c, p], cwd=d)
             assert r.rc == 0, r
         out[name] = p
     return out
@@ -176,16 +203,79 @@ class Image:
             self.d[byte] = (self.d[byte] & ~m) | ((v << sh) & m)
         return True
 
+    def snapshot_l1_slots(self):
+        return [l1 + 8 * i for l1, n in self.snapshot_l1s()
+                for i in range(n) if self.q(l1 + 8 * i)]
+
+    def snapshot_entries(self):
+        """File offsets of the snapshot table entries."""
+        out, pos = [], self.sn_off
+        for _ in range(min(self.nb_sn, 8)):
+            if pos + 40 > len(self.d):
+                break
+            il, nl = struct.unpack_from('>HH', self.d, pos + 12)
+            extra, = struct.unpack_from('>I', self.d, pos + 36)
+            out.append(pos)
+            pos = (pos + 40 + extra + il + nl + 7) & ~7
+        return out
+
+    def ext(self, magic):
+        """File offset of the data of header extension @magic, or None."""
+        hlen, = struct.unpack_from('>I', self.d, 100)
+        pos = hlen if self.d[4:8] == b'\0\0\0\x03' else 72
+        while pos + 8 <= min(self.cs, len(self.d)):
+            m, n = struct.unpack_from('>II', self.d, pos)
+            if m == 0:
+                return None
+            if m == magic:
+                return pos + 8
+            pos += 8 + (n + 7 & ~7)
+        return None
+
+    def bitmap_entries(self):
+        """(entry offset, table offset, table entries) of each bitmap."""
+        e = self.ext(0x23852875)
+        if e is None:
+            return []
+        nb, _, dsize, doff = struct.unpack_from('>IIQQ', self.d, e)
+        out, pos = [], doff
+        for _ in range(min(nb, 8)):
+            if pos + 24 > len(self.d):
+                break
+            toff, tsize, _, _, _, nl, extra = struct.unpack_from(
+                '>QIIBBHI', self.d, pos)
+            out.append((pos, toff, min(tsize, 64)))
+            pos = (pos + 24 + extra + nl + 7) & ~7
+        return out
+
+    def bitmap_table_slots(self):
+        return [t + 8 * i for _, t, n in self.bitmap_entries()
+                for i in range(n) if self.q(t + 8 * i)]
+
+    def compressed_slots(self):
+        return [o for o in self.l2_slots() if self.q(o) >> 62 & 1]
+
     def metadata_offsets(self):
         return [0, self.l1_off, self.rt_off, self.sn_off] + \
             [self.q(s) & ~0x1ff for s in self.rt_slots()] + self.l2_tables()
 
+    def all_metadata(self):
+        """metadata_offsets() with bitmap tables and snapshot L1 tables
+        (the damages of the later seeds)."""
+        return self.metadata_offsets() + \
+            [t for _, t, _ in self.bitmap_entries() if t] + \
+            [l1 for l1, _ in self.snapshot_l1s() if l1]
 
-def damage(img, rng):
-    """One targeted damage; returns its description."""
-    kinds = [k for k in DAMAGES if DAMAGES[k][0](img)]
+
+def damage(img, rng, table):
+    """One targeted damage from @table; returns its description."""
+    kinds = [k for k in table if table[k][0](img)]
     kind = rng.choice(kinds)
-    return kind + ': ' + DAMAGES[kind][1](img, rng)
+    return kind + ': ' + table[kind][1](img, rng)
+
+
+# seeds from here on use BASES2 and the damages of DAMAGES2 too
+SEEDS2 = 30000
 
 
 def flip(img, rng, slots, lo=0, hi=63):
@@ -285,6 +375,139 @@ def sn_entry(img, rng):
     return f'snapshot field {off} = {v:#x}'
 
 
+def target2(img, rng, keep_flags):
+    """entry_target() over all the metadata, plus unaligned values."""
+    end = len(img.d)
+    targets = [end + img.cs, (end + 10 * img.cs) & ~(img.cs - 1),
+               rng.choice(img.all_metadata()),
+               rng.choice(img.all_metadata()) + 512, 1 << 50]
+    return (rng.choice(targets) & 0x00fffffffffffe00) | keep_flags
+
+
+def point(img, rng, slots, keep_mask):
+    o = rng.choice(slots)
+    v = target2(img, rng, img.q(o) & keep_mask)
+    img.setq(o, v)
+    return f'{o:#x} = {v:#x}'
+
+
+def sn_field2(img, rng):
+    pos = rng.choice(img.snapshot_entries())
+    fields = [(0, '>Q', [0, len(img.d) + img.cs, img.rt_off, 1 << 50]),
+              (8, '>I', [0, 1, 0x2000000, 0xffffffff]),
+              (12, '>H', [0, 0xffff]), (14, '>H', [0, 0xffff]),
+              (32, '>I', [1, 0xffffffff]),
+              (36, '>I', [0, 16, 24, 1024, 0xffffffff]),
+              (40, '>Q', [1 << 40]), (48, '>Q', [0, 1 << 62, 512])]
+    off, fmt, values = rng.choice(fields)
+    v = rng.choice(values)
+    if pos + off + struct.calcsize(fmt) <= len(img.d):
+        struct.pack_into(fmt, img.d, pos + off, v)
+    return f'snapshot at {pos:#x} field {off} = {v:#x}'
+
+
+def bm_entry(img, rng):
+    pos, toff, _ = rng.choice(img.bitmap_entries())
+    fields = [(0, '>Q', [len(img.d) + img.cs, toff + 512, 0, img.l1_off,
+                         img.rt_off, 1 << 50]),
+              (8, '>I', [0, 1, 2, 0x10000000]),
+              (12, '>I', [1, 2, 3, 4, 0x80]),
+              (16, '>B', [0, 2]), (17, '>B', [8, 31, 64]),
+              (18, '>H', [0, 2000]), (20, '>I', [8, 1 << 20])]
+    off, fmt, values = rng.choice(fields)
+    v = rng.choice(values)
+    struct.pack_into(fmt, img.d, pos + off, v)
+    return f'bitmap entry at {pos:#x} field {off} = {v:#x}'
+
+
+def bm_ext(img, rng):
+    e = img.ext(0x23852875)
+    fields = [(0, '>I', [0, 2, 3, 65536]), (8, '>Q', [0, 8, 64, 1 << 30]),
+              (16, '>Q', [len(img.d) + img.cs, img.l1_off, img.rt_off, 0,
+                          img.cs + 8])]
+    off, fmt, values = rng.choice(fields)
+    v = rng.choice(values)
+    struct.pack_into(fmt, img.d, e + off, v)
+    return f'bitmaps extension field {off} = {v:#x}'
+
+
+def bm_table(img, rng):
+    o = rng.choice(img.bitmap_table_slots())
+    v = rng.choice([target2(img, rng, 0), 1, target2(img, rng, 1),
+                    img.q(o) | 0x100, img.q(o) | (1 << 60)])
+    img.setq(o, v)
+    return f'bitmap table {o:#x} = {v:#x}'
+
+
+def compressed_point(img, rng):
+    o = rng.choice(img.compressed_slots())
+    x = 62 - (img.cbits - 8)
+    e = img.q(o)
+    host, nsec = e & ((1 << x) - 1), (e >> x) & ((1 << (62 - x)) - 1)
+    end = len(img.d)
+    what = rng.choice(['past-end', 'metadata', 'sectors', 'tail'])
+    if what == 'past-end':
+        host = end + img.cs + rng.choice([0, 512, 1000])
+    elif what == 'metadata':
+        host = rng.choice(img.all_metadata()) + rng.choice([0, 100])
+    elif what == 'sectors':
+        nsec = (1 << (62 - x)) - 1
+    else:
+        host = end - rng.choice([100, 512, 4000])
+    host &= (1 << x) - 1
+    v = (e & (3 << 62)) | (nsec << x) | host
+    img.setq(o, v)
+    return f'compressed {o:#x} = {v:#x} ({what})'
+
+
+def rb_on_l2(img, rng):
+    o = rng.choice(img.rt_slots())
+    v = rng.choice(img.l2_tables())
+    img.setq(o, v)
+    return f'refcount block {o:#x} -> L2 table {v:#x}'
+
+
+def l2_on_rb(img, rng):
+    o = rng.choice(img.l1_slots())
+    v = rng.choice([img.q(s) & ~0x1ff for s in img.rt_slots()])
+    img.setq(o, (img.q(o) & (1 << 63)) | v)
+    return f'L1 {o:#x} -> refcount block {v:#x}'
+
+
+def extl2_bitmap(img, rng):
+    t = rng.choice(img.l2_tables())
+    i = rng.randrange(min(img.cs // 16, 64))
+    o = t + 16 * i
+    bit = 1 << rng.randrange(32)
+    v = rng.choice([bit | bit << 32, bit, bit << 32, 0xffffffff,
+                    0xffffffff00000000, (1 << 64) - 1])
+    img.setq(o + 8, v)
+    return f'extended L2 bitmap {o + 8:#x} = {v:#x} (entry {img.q(o):#x})'
+
+
+DAMAGES2 = {
+    'sn-l1-bit': (lambda i: i.snapshot_l1_slots(),
+                  lambda i, r: flip(i, r, i.snapshot_l1_slots())),
+    'sn-l1-point': (lambda i: i.snapshot_l1_slots(),
+                    lambda i, r: point(i, r, i.snapshot_l1_slots(),
+                                       1 << 63)),
+    'sn-l1-copied': (lambda i: i.snapshot_l1_slots(),
+                     lambda i, r: flip(i, r, i.snapshot_l1_slots(), 63,
+                                       63)),
+    'sn-field': (lambda i: i.snapshot_entries(), sn_field2),
+    'bm-entry': (lambda i: i.bitmap_entries(), bm_entry),
+    'bm-ext': (lambda i: i.ext(0x23852875) is not None, bm_ext),
+    'bm-table': (lambda i: i.bitmap_table_slots(), bm_table),
+    'compressed-point': (lambda i: i.compressed_slots(), compressed_point),
+    'extl2-bitmap': (lambda i: i.ext_l2 and i.l2_tables(), extl2_bitmap),
+}
+# later damages any base takes
+DAMAGES3 = {
+    'rb-on-l2': (lambda i: i.rt_slots() and i.l2_tables(), rb_on_l2),
+    'l2-on-rb': (lambda i: i.l1_slots() and i.rt_slots(), l2_on_rb),
+}
+
+
 DAMAGES = {
     'l1-bit': (lambda i: i.l1_slots(),
                lambda i, r: flip(i, r, i.l1_slots())),
@@ -311,18 +534,25 @@ DAMAGES = {
 def damaged_image(bases, seed, d):
     """The image of @seed in directory @d and what was done to it."""
     rng = random.Random(seed)
-    name = rng.choice(sorted(bases))
+    names = [n for n, _, _ in (BASES if seed < SEEDS2 else BASES2)]
+    name = rng.choice(sorted(names))
     with open(bases[name], 'rb') as f:
         img = Image(f.read())
-    what = damage(img, rng)
+    table = DAMAGES
+    if seed >= SEEDS2:
+        # mostly the later damages, where the base has what they need
+        new = any(DAMAGES2[k][0](img) for k in DAMAGES2)
+        table = DAMAGES2 if new and rng.random() < 0.6 else \
+            {**DAMAGES, **DAMAGES2, **DAMAGES3}
+    what = damage(img, rng, table)
     if rng.random() < 0.25:
-        what += '; ' + damage(img, rng)
+        what += '; ' + damage(img, rng, table)
     p = os.path.join(d, 'img.qcow2')
     with open(p, 'wb') as f:
         f.write(img.d)
-    if name == 'backing':
-        shutil.copy(os.path.join(os.path.dirname(bases[name]), 'back.qcow2'),
-                    d)
+    if name in EXTRA_FILES:
+        shutil.copy(os.path.join(os.path.dirname(bases[name]),
+                                 EXTRA_FILES[name]), d)
     return p, f'{name} {what}'
 
 
@@ -391,7 +621,15 @@ def compare_seed(bases, seed, ours, ref, work):
 # its own table's cluster, unaligned or not; a lazy-refcounts image
 # with too many snapshots; the L1 table on the refcount table; a 64-bit
 # refcount of all ones), then a spread of bases and damage kinds
-SEEDS = [40, 50, 44, 409, 392, 2, 21, 28]
+# From 30000 (more bases and damages): found and fixed (a data file
+# name without its feature bit kept in a rewritten header; close-time
+# write-backs checked against active L2 tables; a snapshot's extra data
+# size near 4 GiB), then compressed descriptors, snapshot L1 tables,
+# bitmap tables and entries, extended L2 bitmaps, a raw external data
+# file, a dirty lazy-refcounts image with a snapshot
+SEEDS = [40, 50, 44, 409, 392, 2, 21, 28,
+         30034, 30048, 30345,
+         30003, 30006, 30007, 30020, 30028, 30035, 30056, 30004]
 
 
 @pytest.fixture(scope='module')

@@ -36,8 +36,9 @@ def feature_table(entries):
                     for t, b, n in entries)
 
 
-def with_exts(base, path, exts, backing=None, incompat=0):
-    """Replace the extensions after the 112-byte v3 header."""
+def with_exts(base, path, exts, backing=None, incompat=0, edits=()):
+    """Replace the extensions after the 112-byte v3 header (then apply
+    @edits as patched() does)."""
     shutil.copy(base, path)
     blob = b''
     for magic, data in exts:
@@ -54,6 +55,9 @@ def with_exts(base, path, exts, backing=None, incompat=0):
         if incompat:
             f.seek(72)
             f.write(struct.pack('>Q', incompat))
+        for off, fmt, val in edits:
+            f.seek(off)
+            f.write(struct.pack('>' + fmt, val))
     return str(path)
 
 
@@ -95,6 +99,24 @@ HEADER_CASES = {
     # qemu-iotests 080: an extension header crossing the extensions' end
     'extension_header_crosses_end': [(8, 'Q', 116), (112, 'I', 0x12345678),
                                      (116, 'I', 0x7fffffff)],
+    # the reference's order: compression type, unknown features, corrupt,
+    # subcluster size, refcount width, refcount/snapshot/L1 table fields,
+    # the L1 table, the encryption method, and only then the extensions
+    # and the backing name (fuzz corpus images)
+    'compression_bit_and_unknown': [(72, 'Q', 1 << 3 | 1 << 20)],
+    'extl2_subclusters_too_small': [(72, 'Q', 1 << 4), (20, 'I', 13)],
+    'extl2_subclusters_and_refcount_order': [(72, 'Q', 1 << 4),
+                                             (20, 'I', 12), (96, 'I', 9)],
+    'reftable_none_and_extension_too_large': [(56, 'I', 0),
+                                              (0x74, 'I', 0x100000)],
+    'refcount_order_and_extension_too_large': [(96, 'I', 8),
+                                               (0x74, 'I', 0x100000)],
+    'l1_too_small_and_backing_name_too_long': [(24, 'Q', 1 << 40),
+                                               (8, 'Q', 0x1000),
+                                               (16, 'I', 2000)],
+    'crypt_method_all_ones': [(32, 'I', 0xffffffff)],
+    'crypt_method_and_extension_too_large': [(32, 'I', 7),
+                                             (0x74, 'I', 0x100000)],
 }
 
 
@@ -129,14 +151,50 @@ EXT_CASES = {
         (1 << 40) | (1 << 41) | (1 << 42)),
     'crypto_ext_without_luks': ([(0x0537be77, b'\0' * 16)], None, 0),
     'backing_name_1100': ([], b'b' * 1100, 0),
+    # unknown features are named from the table only when it comes
+    # before the first extension the reference refuses; a crypto
+    # extension is refused then whatever the encryption method
+    'unknown_feature_table_after_crypto': (
+        [(0x0537be77, b'\0' * 16), (0x6803f857, feature_table(
+            [(0, 40, 'shiny thing')]))], None, 1 << 40, [(32, 'I', 2)]),
+    'unknown_feature_table_before_bad_crypto': (
+        [(0x6803f857, feature_table([(0, 40, 'shiny thing')])),
+         (0x0537be77, b'\0' * 384)], None, 1 << 40),
+    'unknown_feature_and_stale_bitmaps': (
+        [(0x23852875, b'\0' * 24)], None, 1 << 40),
+    'crypto_ext_size_with_luks': ([(0x0537be77, b'\0' * 8)], None, 0,
+                                  [(32, 'I', 2)]),
+    'crypto_ext_offset_unaligned': (
+        [(0x0537be77, struct.pack('>QQ', 0x1234, 4096))], None, 0,
+        [(32, 'I', 2)]),
+    # bitmaps extension fields in the reference's order
+    'bitmaps_reserved_and_count': (
+        [(0x23852875, struct.pack('>IIQQ', 0, 1, 0, 0))], None, 0,
+        [(88, 'Q', 1)]),
+    'bitmaps_count_and_offset': (
+        [(0x23852875, struct.pack('>IIQQ', 70000, 0, 1 << 40, 0x123))],
+        None, 0, [(88, 'Q', 1)]),
+    'bitmaps_offset_and_dir_size': (
+        [(0x23852875, struct.pack('>IIQQ', 1, 0, 1 << 40, 0x123))],
+        None, 0, [(88, 'Q', 1)]),
+    # the bitmap directory is loaded after the backing name and snapshots
+    'bitmaps_dir_size_zero_and_backing_name': (
+        [(0x23852875, struct.pack('>IIQQ', 1, 0, 0, 0x30000))], b'b' * 1100,
+        0, [(88, 'Q', 1)]),
+    'bitmaps_dir_size_zero': (
+        [(0x23852875, struct.pack('>IIQQ', 1, 0, 0, 0x30000))], None, 0,
+        [(88, 'Q', 1)]),
+    'stale_bitmaps_and_backing_name': (
+        [(0x23852875, b'\0' * 24)], b'b' * 1100, 0),
 }
 
 
 @pytest.mark.parametrize('name', sorted(EXT_CASES))
 def test_extensions_like_reference(tmp_path, base, name, strata_img,
                                    ref_qemu_img):
-    exts, backing, incompat = EXT_CASES[name]
-    img = with_exts(base, tmp_path / 'e.qcow2', exts, backing, incompat)
+    exts, backing, incompat, *edits = EXT_CASES[name]
+    img = with_exts(base, tmp_path / 'e.qcow2', exts, backing, incompat,
+                    *edits)
     r = run([ref_qemu_img, 'info', img])
     s = run([strata_img, 'info', img])
     same_outcome(r, s, 'img')

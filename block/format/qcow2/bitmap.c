@@ -499,22 +499,12 @@ static int coroutine_fn mark_in_use(BlockDriverState *bs)
 
 /* The extension present but the autoclear bit clear: a program without
  * bitmap support wrote the image; the bitmaps are ignored (and dropped
- * from the header on a read-write open), as by the reference. */
+ * from the header on a read-write open), as by the reference (the
+ * warning came with the header extensions, header.c). */
 static int coroutine_fn ignore_stale_ext(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
 
-    if (s->h.version < 3) {
-        warn_report("This qcow2 v2 image contains bitmaps, but they may "
-                    "have been modified by a program without persistent "
-                    "bitmap support; so now they must all be considered "
-                    "inconsistent");
-    } else {
-        warn_report("a program lacking bitmap support modified this file, "
-                    "so all bitmaps are now considered inconsistent");
-    }
-    fprintf(stderr, "Some clusters may be leaked, run 'qemu-img check -r' "
-            "on the image file to fix.");
     if (!(bs->open_flags & BDRV_O_RDWR)) {
         return 0;
     }
@@ -553,8 +543,12 @@ int coroutine_fn qcow2_read_bitmap_list(BlockDriverState *bs, Error **errp)
     if (!(s->h.autoclear_features & QCOW2_AUTOCLEAR_BITMAPS)) {
         return ignore_stale_ext(bs);
     }
-    if (e->len != 24 || !q_ld32(e->data) || !q_ld64(e->data + 8)) {
+    if (e->len != 24 || !q_ld32(e->data)) {
         return 0;       /* refused by the header's checks */
+    }
+    if (!q_ld64(e->data + 8)) {
+        error_setg(errp, "Requested bitmap directory size is zero");
+        return -EINVAL;
     }
     ret = read_dir(bs, q_ld32(e->data), q_ld64(e->data + 8),
                    q_ld64(e->data + 16), errp);

@@ -805,8 +805,9 @@ static int coroutine_fn read_snapshot(CheckState *c, uint32_t i,
         report_snapshot_read_error(ret);
         return ret;
     }
-    *pos += SN_HEADER_LEN + extra + id_len + name_len;
-    *len += SN_HEADER_LEN + sn->extra + id_len + name_len;
+    /* 64-bit sums: a hostile extra size is close to 4 GiB */
+    *pos += SN_HEADER_LEN + (uint64_t)extra + id_len + name_len;
+    *len += SN_HEADER_LEN + (uint64_t)sn->extra + id_len + name_len;
     return 0;
 }
 

@@ -131,9 +131,28 @@ static void keep_unknown_ext(BDRVQcow2State *s, uint32_t magic,
 #define BITMAPS_MAX 65535
 #define BITMAPS_MAX_DIR_SIZE (1024ULL * BITMAPS_MAX)
 
+/* A bitmaps extension without its autoclear bit: a program without
+ * bitmap support wrote the image.  The reference warns while it walks
+ * the extensions (the bitmaps are then ignored, bitmap.c). */
+static void warn_stale_bitmaps(BDRVQcow2State *s)
+{
+    if (s->h.version < 3) {
+        warn_report("This qcow2 v2 image contains bitmaps, but they may "
+                    "have been modified by a program without persistent "
+                    "bitmap support; so now they must all be considered "
+                    "inconsistent");
+    } else {
+        warn_report("a program lacking bitmap support modified this file, "
+                    "so all bitmaps are now considered inconsistent");
+    }
+    fprintf(stderr, "Some clusters may be leaked, run 'qemu-img check -r' "
+            "on the image file to fix.");
+}
+
 /* The bitmaps extension: its length always, then, when the autoclear bit
- * says it is in use, its counts, bounded before anything is read or
- * allocated from them (the reference's order). */
+ * says it is in use, its fields in the reference's order, bounded before
+ * anything is read or allocated from them.  A zero directory size is
+ * refused later, when the directory is loaded (bitmap.c). */
 static int check_bitmaps_ext(BDRVQcow2State *s, const uint8_t *d,
                              uint32_t len, Error **errp)
 {
@@ -144,33 +163,62 @@ static int check_bitmaps_ext(BDRVQcow2State *s, const uint8_t *d,
         return -EINVAL;
     }
     if (!(s->h.autoclear_features & QCOW2_AUTOCLEAR_BITMAPS)) {
+        warn_stale_bitmaps(s);
         return 0;
     }
-    if (q_ld32(d) > BITMAPS_MAX) {
+    if (q_ld32(d + 4)) {
+        error_setg(errp, "bitmaps_ext: Reserved field is not zero");
+    } else if (q_ld32(d) > BITMAPS_MAX) {
         error_setg(errp, "bitmaps_ext: Image has %" PRIu32 " bitmaps, "
                    "exceeding the QEMU supported maximum of %d",
                    q_ld32(d), BITMAPS_MAX);
     } else if (q_ld32(d) == 0) {
         error_setg(errp, "found bitmaps extension with zero bitmaps");
-    } else if (q_ld32(d + 4)) {
-        error_setg(errp, "bitmaps_ext: Reserved field is not zero");
+    } else if (q_ld64(d + 16) & ((1ULL << s->h.cluster_bits) - 1)) {
+        error_setg(errp, "bitmaps_ext: invalid bitmap directory offset");
     } else if ((dsize = q_ld64(d + 8)) > BITMAPS_MAX_DIR_SIZE) {
         error_setg(errp, "bitmaps_ext: bitmap directory size (%" PRIu64
                    ") exceeds the maximum supported size (%llu)", dsize,
                    BITMAPS_MAX_DIR_SIZE);
-    } else if (dsize == 0) {
-        error_setg(errp, "Requested bitmap directory size is zero");
-    } else if (q_ld64(d + 16) & ((1ULL << s->h.cluster_bits) - 1)) {
-        error_setg(errp, "bitmaps_ext: invalid bitmap directory offset");
     } else {
         return 0;
     }
     return -EINVAL;
 }
 
-/* One extension; messages as the reference's. */
+/* The LUKS header extension.  While the features are only probed
+ * (@probe) the encryption method is not known yet: the reference then
+ * refuses the extension whatever the method. */
+static int parse_crypto_ext(BDRVQcow2State *s, const uint8_t *d,
+                            uint32_t len, bool probe, Error **errp)
+{
+    if (probe || s->h.crypt_method != QCOW2_CRYPT_LUKS) {
+        error_setg(errp, "CRYPTO header extension only expected with LUKS "
+                   "encryption method");
+        return -EINVAL;
+    }
+    if (len != 16) {
+        error_setg(errp, "CRYPTO header extension size %" PRIu32 ", but "
+                   "expected size %d", len, 16);
+        return -EINVAL;
+    }
+    s->has_crypto_ext = true;
+    s->crypto_offset = q_ld64(d);
+    s->crypto_length = q_ld64(d + 8);
+    if (s->crypto_offset % s->cluster_size) {
+        error_setg(errp, "Encryption header offset '%" PRIu64 "' is not a "
+                   "multiple of cluster size '%" PRIu64 "'", s->crypto_offset,
+                   s->cluster_size);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* One extension; messages as the reference's.  @probe: only looking
+ * for the feature name table (see parse_crypto_ext). */
 static int parse_one_ext(BlockDriverState *bs, uint32_t magic,
-                         const uint8_t *d, uint32_t len, Error **errp)
+                         const uint8_t *d, uint32_t len, bool probe,
+                         Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
 
@@ -188,15 +236,7 @@ static int parse_one_ext(BlockDriverState *bs, uint32_t magic,
         parse_feature_table(s, d, len);
         break;
     case QCOW2_EXT_CRYPTO:
-        if (len != 16) {
-            error_setg(errp, "ERROR: crypto header extension: size %" PRIu32
-                       " does not match expected size %d", len, 16);
-            return -EINVAL;
-        }
-        s->has_crypto_ext = true;
-        s->crypto_offset = q_ld64(d);
-        s->crypto_length = q_ld64(d + 8);
-        break;
+        return parse_crypto_ext(s, d, len, probe, errp);
     case QCOW2_EXT_BITMAPS:
         if (check_bitmaps_ext(s, d, len, errp) < 0) {
             return -EINVAL;
@@ -218,7 +258,7 @@ static int parse_one_ext(BlockDriverState *bs, uint32_t magic,
  * size).  An extension header is read even when it crosses @end, as the
  * reference does: it is then too large. */
 static int parse_exts(BlockDriverState *bs, const uint8_t *buf,
-                      uint64_t start, uint64_t end, Error **errp)
+                      uint64_t start, uint64_t end, bool probe, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t off = start;
@@ -242,13 +282,42 @@ static int parse_exts(BlockDriverState *bs, const uint8_t *buf,
         if (magic == QCOW2_EXT_END) {
             break;
         }
-        ret = parse_one_ext(bs, magic, buf + off, len, errp);
+        ret = parse_one_ext(bs, magic, buf + off, len, probe, errp);
         if (ret < 0) {
             return ret;
         }
         off += ROUND_UP((uint64_t)len, 8);
     }
     return 0;
+}
+
+/* Cluster 0 read whole and its extensions walked (@probe: see
+ * parse_crypto_ext). */
+static int coroutine_fn read_exts(BlockDriverState *bs, bool probe,
+                                  Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t csize = 1ULL << s->h.cluster_bits;
+    uint64_t end = s->h.backing_file_offset ? s->h.backing_file_offset :
+                   csize;
+    g_autofree uint8_t *buf = g_malloc0(csize);
+    int ret = q_pread(bs->file, 0, csize, buf);
+
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not read qcow2 header");
+        return ret;
+    }
+    qcow2_free_header_exts(s);
+    s->unknown_exts = g_ptr_array_new();
+    if (s->h.header_length >= end) {
+        return 0;
+    }
+    return parse_exts(bs, buf, s->h.header_length, end, probe, errp);
+}
+
+int coroutine_fn qcow2_read_header_exts(BlockDriverState *bs, Error **errp)
+{
+    return read_exts(bs, false, errp);
 }
 
 /* Version, cluster size and header length checks. */
@@ -294,18 +363,36 @@ static int check_basic(BDRVQcow2State *s, Error **errp)
     return 0;
 }
 
+/* Unknown incompatible features refuse the image, named from the
+ * feature table the extensions hold up to the first bad one (the
+ * reference walks them for the table only, ignoring their errors). */
+static int coroutine_fn refuse_unknown_features(BlockDriverState *bs,
+                                                uint64_t unknown,
+                                                Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    g_autofree char *list = NULL;
+    int ret = read_exts(bs, true, NULL);
+
+    if (ret < 0 && ret != -EINVAL) {
+        error_setg_errno(errp, -ret, "Could not read qcow2 header");
+        return ret;
+    }
+    list = unsupported_features(s, unknown);
+    error_setg(errp, "Unsupported qcow2 feature(s): %s", list);
+    return -ENOTSUP;
+}
+
 /* Feature bits: unknown incompatible ones refuse the image, corrupt ones
- * open read-only only. */
-static int check_features(BlockDriverState *bs, Error **errp)
+ * open read-only only; then the subcluster size and refcount width. */
+static int coroutine_fn check_features(BlockDriverState *bs, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
     Qcow2Header *h = &s->h;
     uint64_t unknown = h->incompatible_features & ~QCOW2_INCOMPAT_MASK;
 
     if (unknown) {
-        g_autofree char *list = unsupported_features(s, unknown);
-        error_setg(errp, "Unsupported qcow2 feature(s): %s", list);
-        return -ENOTSUP;
+        return refuse_unknown_features(bs, unknown, errp);
     }
     /* a corrupt image may be written only by its repair (check -r) */
     if ((h->incompatible_features & QCOW2_INCOMPAT_CORRUPT) &&
@@ -314,6 +401,13 @@ static int check_features(BlockDriverState *bs, Error **errp)
         error_setg(errp, "qcow2: Image is corrupt; cannot be opened "
                    "read/write");
         return -EACCES;
+    }
+    /* extended L2: 32 subclusters, each at least 512 bytes */
+    if ((h->incompatible_features & QCOW2_INCOMPAT_EXTL2) &&
+        h->cluster_bits < QCOW2_MIN_CLUSTER_BITS + 5) {
+        error_setg(errp, "Unsupported subcluster size: %d",
+                   1 << (h->cluster_bits - 5));
+        return -EINVAL;
     }
     if (h->refcount_order > 6) {
         error_setg(errp, "Reference count entry width too large; may not "
@@ -353,11 +447,6 @@ static int set_geometry(BDRVQcow2State *s, Error **errp)
     s->cluster_bits = s->h.cluster_bits;
     s->cluster_size = 1ULL << s->cluster_bits;
     s->extended_l2 = s->h.incompatible_features & QCOW2_INCOMPAT_EXTL2;
-    if (s->extended_l2 && s->cluster_bits < 14) {
-        error_setg(errp, "Extended L2 entries are only supported with "
-                   "cluster sizes of at least 16384 bytes");
-        return -EINVAL;
-    }
     s->l2_entry_size = s->extended_l2 ? 16 : 8;
     s->l2_bits = s->cluster_bits - (s->extended_l2 ? 4 : 3);
     s->l2_size = 1 << s->l2_bits;
@@ -442,12 +531,13 @@ int qcow2_check_header_tables(BlockDriverState *bs, int64_t file_len,
     return 0;
 }
 
-/* Backing file name from cluster 0. */
-static int read_backing_name(BlockDriverState *bs, const uint8_t *buf,
-                             Error **errp)
+/* The backing file name, read from cluster 0 where the header says. */
+int coroutine_fn qcow2_read_backing_name(BlockDriverState *bs, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
     Qcow2Header *h = &s->h;
+    g_autofree char *name = NULL;
+    int ret;
 
     if (!h->backing_file_offset) {
         return 0;
@@ -457,57 +547,42 @@ static int read_backing_name(BlockDriverState *bs, const uint8_t *buf,
         error_setg(errp, "Backing file name too long");
         return -EINVAL;
     }
-    bs->backing_file = g_strndup((const char *)buf + h->backing_file_offset,
-                                 h->backing_file_size);
+    name = g_malloc0(h->backing_file_size + 1);
+    ret = q_pread(bs->file, h->backing_file_offset, h->backing_file_size,
+                  name);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not read backing file name");
+        return ret;
+    }
+    bs->backing_file = g_steal_pointer(&name);
     if (s->image_backing_format) {
         bs->backing_format = g_strdup(s->image_backing_format);
     }
     return 0;
 }
 
-/* Read and check cluster 0: fixed fields, extensions, backing name. */
+/* Read and check the fixed fields of the header, in the reference's
+ * order: basics, compression type, feature bits, refcount width. */
 int coroutine_fn qcow2_read_header(BlockDriverState *bs, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
-    g_autofree uint8_t *buf = g_malloc0(112);
-    uint64_t ext_end;
-    int ret;
+    uint8_t buf[112] = { 0 };
+    int ret = q_pread(bs->file, 0, sizeof(buf), buf);
 
-    ret = q_pread(bs->file, 0, 112, buf);
     if (ret < 0) {
         error_setg_errno(errp, -ret, "Could not read qcow2 header");
         return ret;
     }
     header_decode(&s->h, buf);
     ret = check_basic(s, errp);
-    if (ret < 0) {
-        return ret;
-    }
-    g_free(buf);
-    buf = g_malloc0(1U << s->h.cluster_bits);
-    ret = q_pread(bs->file, 0, 1U << s->h.cluster_bits, buf);
-    if (ret < 0) {
-        error_setg_errno(errp, -ret, "Could not read qcow2 header");
-        return ret;
-    }
-    ext_end = s->h.backing_file_offset ? s->h.backing_file_offset :
-              (1ULL << s->h.cluster_bits);
-    s->unknown_exts = g_ptr_array_new();
-    if (s->h.header_length < ext_end) {
-        ret = parse_exts(bs, buf, s->h.header_length, ext_end, errp);
-        if (ret < 0) {
-            return ret;
-        }
-    }
-    ret = check_features(bs, errp);
     if (ret == 0) {
         ret = check_compression(s, errp);
     }
     if (ret == 0) {
-        ret = set_geometry(s, errp);
+        ret = check_features(bs, errp);
     }
     if (ret == 0) {
-        ret = read_backing_name(bs, buf, errp);
+        ret = set_geometry(s, errp);
     }
     return ret;
 }
@@ -558,7 +633,9 @@ static bool put_all_exts(BDRVQcow2State *s, uint8_t *buf, size_t size,
         ok = put_ext(buf, size, pos, QCOW2_EXT_BACKING_FMT, backing_fmt,
                      strlen(backing_fmt));
     }
-    if (ok && s->image_data_file) {
+    /* the name only while the feature bit says there is a data file */
+    if (ok && s->image_data_file &&
+        (s->h.incompatible_features & QCOW2_INCOMPAT_DATA_FILE)) {
         ok = put_ext(buf, size, pos, QCOW2_EXT_DATA_FILE, s->image_data_file,
                      strlen(s->image_data_file));
     }

@@ -503,27 +503,34 @@ static int open_data_file(BlockDriverState *bs, QDict *opts, int flags,
     return 0;
 }
 
+/* The encryption method, checked with the options as the reference
+ * does (it prints the 32-bit field signed). */
+static int check_crypt_method(BDRVQcow2State *s, Error **errp)
+{
+    if (s->h.crypt_method > QCOW2_CRYPT_LUKS) {
+        error_setg(errp, "Unsupported encryption method %d",
+                   (int32_t)s->h.crypt_method);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 /* Encrypted images: the reference decrypts them; we refuse data I/O. */
 static int check_encryption(BlockDriverState *bs, int flags, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
 
-    if (s->h.crypt_method > 2) {
-        error_setg(errp, "Unsupported encryption method %" PRIu32,
-                   s->h.crypt_method);
+    if (!s->h.crypt_method || (flags & BDRV_O_NO_IO)) {
+        return 0;
+    }
+    if (s->h.crypt_method == QCOW2_CRYPT_LUKS && !s->has_crypto_ext) {
+        error_setg(errp, "Missing CRYPTO header for crypt method %d",
+                   QCOW2_CRYPT_LUKS);
         return -EINVAL;
     }
-    if (s->has_crypto_ext && s->h.crypt_method != 2) {
-        error_setg(errp, "CRYPTO header extension only expected with LUKS "
-                   "encryption method");
-        return -EINVAL;
-    }
-    if (s->h.crypt_method && !(flags & BDRV_O_NO_IO)) {
-        error_setg(errp, "qcow2: encrypted images (%s encryption) are not "
-                   "supported", s->h.crypt_method == 1 ? "AES" : "LUKS");
-        return -ENOTSUP;
-    }
-    return 0;
+    error_setg(errp, "qcow2: encrypted images (%s encryption) are not "
+               "supported", s->h.crypt_method == 1 ? "AES" : "LUKS");
+    return -ENOTSUP;
 }
 
 /* Read-write opens clear autoclear bits for features we do not keep up
@@ -578,8 +585,15 @@ typedef struct OpenCo {
     int ret;
 } OpenCo;
 
-/* Header, tables, options, children: every step checked. */
-/* Open step 1: the header and its tables, validated. */
+/*
+ * The open validates in the reference's order, so that a hostile image
+ * gets the reference's first error: header fields and feature bits,
+ * table fields, the L1 table, options (and the encryption method), the
+ * refcount table, the header extensions, the data file, the backing
+ * name, snapshots, bitmaps, then what writers need.
+ */
+
+/* Open step 1: the header, its table fields, the active L1 table. */
 static int coroutine_fn open_metadata(BlockDriverState *bs, int64_t flen,
                                       Error **errp)
 {
@@ -587,6 +601,9 @@ static int coroutine_fn open_metadata(BlockDriverState *bs, int64_t flen,
 
     if (ret == 0) {
         ret = qcow2_check_header_tables(bs, flen, errp);
+    }
+    if (ret == 0) {
+        ret = read_l1(bs, errp);
     }
     return ret;
 }
@@ -602,25 +619,32 @@ static int open_options(BlockDriverState *bs, QDict *opts, int flags,
         ret = read_runtime_opts(bs, opts, flags, errp);
     }
     if (ret == 0) {
+        ret = check_crypt_method(s, errp);
+    }
+    if (ret == 0) {
         ret = init_caches(s, errp);
     }
     return ret;
 }
 
-/* Open step 3: L1 and refcount tables, encryption, the data file. */
+/* Open step 3: refcount table, header extensions, the data file,
+ * encryption, the backing name. */
 static int coroutine_fn open_tables(BlockDriverState *bs, QDict *opts,
                                     int flags, Error **errp)
 {
-    int ret = read_l1(bs, errp);
+    int ret = qcow2_refcount_read_table(bs, errp);
 
     if (ret == 0) {
-        ret = qcow2_refcount_read_table(bs, errp);
+        ret = qcow2_read_header_exts(bs, errp);
+    }
+    if (ret == 0) {
+        ret = open_data_file(bs, opts, flags, errp);
     }
     if (ret == 0) {
         ret = check_encryption(bs, flags, errp);
     }
     if (ret == 0) {
-        ret = open_data_file(bs, opts, flags, errp);
+        ret = qcow2_read_backing_name(bs, errp);
     }
     return ret;
 }
@@ -694,11 +718,11 @@ static int coroutine_fn qcow2_do_open(BlockDriverState *bs, QDict *opts,
         ret = open_tables(bs, opts, flags, errp);
     }
     if (ret == 0) {
-        ret = qcow2_read_bitmap_list(bs, errp);
-    }
-    if (ret == 0) {
         /* check-mode opens must get through a broken table */
         ret = qcow2_read_snapshots(bs, flags & BDRV_O_CHECK, errp);
+    }
+    if (ret == 0) {
+        ret = qcow2_read_bitmap_list(bs, errp);
     }
     if (ret == 0) {
         ret = open_for_writes(bs, flen, flags, errp);
@@ -830,6 +854,7 @@ static void coroutine_fn close_entry(void *opaque)
     if (s->broken) {
         return;             /* marked corrupt by that write-back */
     }
+    s->closing = true;
     store_bitmaps(bs);
     ret = close_flush_cache(bs, &s->l2_cache, "L2 table");
     if (close_flush_cache(bs, &s->refcount_cache, "refcount block") < 0) {

@@ -46,6 +46,8 @@
 #define QCOW2_MAX_L1_SIZE (32 * MiB)
 #define QCOW2_MAX_SNAPSHOTS 65536
 #define QCOW2_MAX_BACKING_NAME 1023
+#define QCOW2_CRYPT_AES 1              /* header crypt_method values */
+#define QCOW2_CRYPT_LUKS 2
 #define QCOW2_MAX_L2_CACHE_DEFAULT (32 * MiB)
 
 /* header extension magics */
@@ -249,6 +251,10 @@ typedef struct BDRVQcow2State {
     /* Marked corrupt while writable: requests fail with -ENOMEDIUM and
      * close writes nothing back (the reference drops the node's driver). */
     bool broken;
+    /* closing: the reference frees its active L1 table before the close
+     * writes back bitmaps and caches, so those writes are not checked
+     * against active L2 tables */
+    bool closing;
     bool prealloc_checked, metadata_prealloc; /* block status RECURSE */
     /* Opened dirty (lazy refcounts, not cleanly closed) by check -r
      * (other read-write opens repair first): refcounts may be too low
@@ -390,7 +396,13 @@ int coroutine_fn qcow2_window_read(Qcow2Window *w, uint64_t off,
 void qcow2_window_free(Qcow2Window *w);
 
 /* ---- header.c ---- */
+/* Open, in the reference's order: the fixed fields and feature bits
+ * (unknown incompatible features named from the extensions' table)... */
 int coroutine_fn qcow2_read_header(BlockDriverState *bs, Error **errp);
+/* ...then, after the L1 and refcount tables, the header extensions... */
+int coroutine_fn qcow2_read_header_exts(BlockDriverState *bs, Error **errp);
+/* ...and, after the data file, the backing file name. */
+int coroutine_fn qcow2_read_backing_name(BlockDriverState *bs, Error **errp);
 int qcow2_check_header_tables(BlockDriverState *bs, int64_t file_len,
                               Error **errp);
 /* Snapshot table offset aligned, table end representable. */

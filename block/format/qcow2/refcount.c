@@ -895,7 +895,15 @@ int coroutine_fn qcow2_refuse_header_alloc(BlockDriverState *bs)
  * options say, with the same message. */
 int64_t coroutine_fn qcow2_alloc_clusters(BlockDriverState *bs, uint64_t size)
 {
-    int64_t off = qcow2_alloc_clusters_at0(bs, size);
+    BDRVQcow2State *s = bs->opaque;
+    int64_t off;
+
+    /* nothing to allocate (an empty snapshot table): where the search
+     * would start, as the reference answers, nothing written */
+    if (!size) {
+        return (int64_t)s->free_cluster_index << s->cluster_bits;
+    }
+    off = qcow2_alloc_clusters_at0(bs, size);
 
     if (off == 0) {
         qcow2_signal_corruption(bs, "Preventing invalid write on metadata "
@@ -1172,6 +1180,9 @@ static int overlap_indirect(BDRVQcow2State *s, int chk, uint64_t offset,
     uint32_t l1_end = MIN(s->l1_used, s->l1_size);
     uint32_t rt_end = MIN(s->reftable_used, s->refcount_table_size);
 
+    if (s->closing) {
+        chk &= ~QCOW2_OL_ACTIVE_L2;
+    }
     for (uint32_t i = 0; (chk & QCOW2_OL_ACTIVE_L2) && i < l1_end; i++) {
         uint64_t l2 = s->l1_table[i] & L1E_OFFSET_MASK;
         if (l2 && ranges_overlap(offset, size, l2, s->cluster_size)) {
