@@ -1073,7 +1073,10 @@ static int coroutine_fn check_one_bitmap(CheckState *c, uint64_t off,
         }
         e = q_ld64(t + (size_t)(i % piece) * 8);
         if (!bitmap_entry_ok(c->s, e)) {
-            c->res->corruptions++;
+            /* the reference loads (and validates) the whole table
+             * before counting: one bad entry fails the check, counted
+             * as a corruption by check_bitmaps() */
+            return -EINVAL;
         } else if (e & BME_TABLE_OFFSET_MASK) {
             ret = inc_refs(c, e & BME_TABLE_OFFSET_MASK, c->s->cluster_size);
         }
