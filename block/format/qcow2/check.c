@@ -1408,14 +1408,16 @@ static void coroutine_fn check_copied_data(CheckState *c, GArray *entries)
 }
 
 /* Whether step 3 repairs what it finds: always with -r all; with -r
- * leaks only when the refcounts it relies on are now known right. */
+ * leaks only when the refcounts it relies on are now known right.  The
+ * snapshot table's corruptions do not count: the reference keeps them
+ * in a result of their own until the check ends. */
 static bool copied_repair(CheckState *c)
 {
     if (c->fix & BDRV_FIX_ERRORS) {
         return true;
     }
     return (c->fix & BDRV_FIX_LEAKS) && !c->res->check_errors &&
-           !c->res->corruptions && !c->res->leaks;
+           c->res->corruptions == c->sn_corruptions && !c->res->leaks;
 }
 
 /* Active L1 entry @i against its L2 table's refcount @rc. */
