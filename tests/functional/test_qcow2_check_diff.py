@@ -624,11 +624,14 @@ def compare_seed(bases, seed, ours, ref, work):
 # From 30000 (more bases and damages): found and fixed (a data file
 # name without its feature bit kept in a rewritten header; close-time
 # write-backs checked against active L2 tables; a snapshot's extra data
-# size near 4 GiB), then compressed descriptors, snapshot L1 tables,
+# size near 4 GiB; a bitmap table entry with reserved bits fails the
+# check; OFLAG_COPIED repaired under -r leaks beside a damaged snapshot
+# table; a header allocation refused before a refcount block write the
+# overlap check refuses too), then compressed descriptors, snapshot L1 tables,
 # bitmap tables and entries, extended L2 bitmaps, a raw external data
 # file, a dirty lazy-refcounts image with a snapshot
 SEEDS = [40, 50, 44, 409, 392, 2, 21, 28,
-         30034, 30048, 30345,
+         30034, 30048, 30345, 30920, 30786, 30630,
          30003, 30006, 30007, 30020, 30028, 30035, 30056, 30004]
 
 

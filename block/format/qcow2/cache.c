@@ -96,6 +96,21 @@ int coroutine_fn qcow2_cache_write(BlockDriverState *bs, Qcow2Cache *c)
     return result;
 }
 
+bool coroutine_fn qcow2_cache_writeback_refused(BlockDriverState *bs,
+                                                Qcow2Cache *c)
+{
+    for (int i = 0; i < c->size; i++) {
+        Qcow2CacheEntry *e = &c->entries[i];
+
+        if (e->dirty && e->offset &&
+            qcow2_check_metadata_overlap(bs, c->overlap_kind, e->offset,
+                                         c->table_size) != 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Write back and make it stable (when anything was written). */
 int coroutine_fn qcow2_cache_flush(BlockDriverState *bs, Qcow2Cache *c)
 {

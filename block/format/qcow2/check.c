@@ -1073,7 +1073,10 @@ static int coroutine_fn check_one_bitmap(CheckState *c, uint64_t off,
         }
         e = q_ld64(t + (size_t)(i % piece) * 8);
         if (!bitmap_entry_ok(c->s, e)) {
-            c->res->corruptions++;
+            /* the reference loads (and validates) the whole table
+             * before counting: one bad entry fails the check, counted
+             * as a corruption by check_bitmaps() */
+            return -EINVAL;
         } else if (e & BME_TABLE_OFFSET_MASK) {
             ret = inc_refs(c, e & BME_TABLE_OFFSET_MASK, c->s->cluster_size);
         }
@@ -1405,14 +1408,16 @@ static void coroutine_fn check_copied_data(CheckState *c, GArray *entries)
 }
 
 /* Whether step 3 repairs what it finds: always with -r all; with -r
- * leaks only when the refcounts it relies on are now known right. */
+ * leaks only when the refcounts it relies on are now known right.  The
+ * snapshot table's corruptions do not count: the reference keeps them
+ * in a result of their own until the check ends. */
 static bool copied_repair(CheckState *c)
 {
     if (c->fix & BDRV_FIX_ERRORS) {
         return true;
     }
     return (c->fix & BDRV_FIX_LEAKS) && !c->res->check_errors &&
-           !c->res->corruptions && !c->res->leaks;
+           c->res->corruptions == c->sn_corruptions && !c->res->leaks;
 }
 
 /* Active L1 entry @i against its L2 table's refcount @rc. */

@@ -468,6 +468,9 @@ int coroutine_fn qcow2_cache_get_empty(BlockDriverState *bs, Qcow2Cache *c,
                                        uint64_t offset, void **table);
 void qcow2_cache_put(Qcow2Cache *c, void **table);
 void qcow2_cache_mark_dirty(Qcow2Cache *c, void *table);
+/* Would writing back @c's dirty entries fail the overlap check? */
+bool coroutine_fn qcow2_cache_writeback_refused(BlockDriverState *bs,
+                                                Qcow2Cache *c);
 int coroutine_fn qcow2_cache_flush(BlockDriverState *bs, Qcow2Cache *c);
 int coroutine_fn qcow2_cache_write(BlockDriverState *bs, Qcow2Cache *c);
 void qcow2_cache_discard(Qcow2Cache *c, uint64_t offset);

@@ -879,12 +879,17 @@ int64_t coroutine_fn qcow2_alloc_clusters_at0(BlockDriverState *bs,
 /* Metadata just allocated at offset 0 (the header's refcount damaged):
  * the reference writes the allocation's refcounts, then its overlap
  * check refuses the write and marks the image corrupt; the header's
- * cluster is left counted once, which a later check finds right. */
+ * cluster is left counted once, which a later check finds right.  A
+ * refcount block its own overlap check refuses (on the refcount table)
+ * is not written: the header's refusal comes first there, and the
+ * reference's later write-back fails. */
 int coroutine_fn qcow2_refuse_header_alloc(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
 
-    qcow2_cache_flush(bs, &s->refcount_cache);
+    if (!qcow2_cache_writeback_refused(bs, &s->refcount_cache)) {
+        qcow2_cache_flush(bs, &s->refcount_cache);
+    }
     qcow2_signal_corruption(bs, "Preventing invalid write on metadata "
                             "(overlaps with qcow2_header)");
     return -EIO;
