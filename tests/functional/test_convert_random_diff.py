@@ -204,6 +204,18 @@ def same_file(a, b):
         return fa.read() == fb.read()
 
 
+def with_data_file(path):
+    """@path as an image name the reference opens from anywhere: its
+    data file (out.data beside it) is named relative to the working
+    directory in the image, so it is given explicitly."""
+    data = os.path.join(os.path.dirname(path), 'out.data')
+    if not path.endswith('.qcow2') or not os.path.exists(data):
+        return path
+    return 'json:' + json.dumps({
+        'driver': 'qcow2', 'file': {'driver': 'file', 'filename': path},
+        'data-file': {'driver': 'file', 'filename': data}})
+
+
 def compare_targets(case, top):
     cmd = case['cmd']
     out = cmd[-1]
@@ -212,6 +224,7 @@ def compare_targets(case, top):
                           os.path.join(top, 'o', 'out.data'))
     if same_file(ra, rb) and data_same:
         return 'same', None
+    ra, rb = with_data_file(ra), with_data_file(rb)
     c = sh([os.path.join(REF, 'qemu-img'), 'compare', ra, rb], top)
     if c[0]:
         return 'image', c
