@@ -1030,6 +1030,22 @@ FIXED = [
     _case(52599, {'compat': '1.1', 'cluster_size': '2M',
                   'extended_l2': 'on'}, None, 'fmt',
           ['write -P 1 0 64k', 'write -z -u 0 64k', 'map']),
+    # v2 over a longer backing file: a growth preallocated with zeroes
+    # has nothing to zero, and succeeds (io seed 50487)
+    _case(50487, {'compat': '0.10', 'cluster_size': '16k'}, 'raw', 'plain',
+          ['truncate 32k', 'truncate -m full 128k', 'read -P 0 32k 96k',
+           'map']),
+    _case(50488, {'compat': '0.10', 'cluster_size': '4k'}, 'qcow2', 'fmt',
+          ['truncate 16k', 'truncate -m falloc 96k', 'read -P 0 16k 80k',
+           'map']),
+    # any reopen after reopen -c none probes the O_DIRECT alignment again,
+    # through the O_DIRECT descriptor this time (io seed 50429)
+    _case(50429, {'compat': '0.10', 'cluster_size': '512'}, 'raw', 'l2cache',
+          ['reopen -c none', 'reopen -o cache-size=128k',
+           'aio_write 49152 12288', 'aio_flush']),
+    _case(50430, {'compat': '1.1', 'cluster_size': '512'}, None, 'plain',
+          ['reopen -c none', 'write -P 1 8k 512', 'reopen -w',
+           'write -P 2 12k 512']),
 ]
 
 
