@@ -15,7 +15,9 @@ them equal, its check ours clean and the maps equal but for host
 offsets.
 
 Run as a script for a long exploration:
-    python3 test_convert_random_diff.py OURDIR FIRST COUNT
+    python3 test_convert_random_diff.py OURDIR FIRST COUNT [gen|gen2]
+(gen2: several -o options at once, data files, -n onto targets made
+with their own options, --target-is-zero, odd -S values)
 where OURDIR holds strata-img as qemu-img (a copy, not the build tree
 being rebuilt).
 """
@@ -298,6 +300,13 @@ def base():
 @pytest.mark.parametrize('seed', range(30))
 def test_random_convert(seed, base, bindir):
     case = gen(seed)
+    verdict, info = run_pair(str(bindir), case, base)
+    assert verdict in OK, (case, verdict, info)
+
+
+@pytest.mark.parametrize('seed', range(50000, 50024))
+def test_random_convert_gen2(seed, base, bindir):
+    case = gen2(seed)
     verdict, info = run_pair(str(bindir), case, base)
     assert verdict in OK, (case, verdict, info)
 
