@@ -953,12 +953,14 @@ static void refresh_limits_tree(BlockDriverState *bs, Error **errp)
     bdrv_refresh_limits(bs, errp);
 }
 
+/* Staying direct is a reopen too: the reference's probes the O_DIRECT
+ * alignment again, through the descriptor now in use. */
 int bdrv_reopen_set_direct(BlockDriverState *bs, bool direct, Error **errp)
 {
     Error *local_err = NULL;
     int ret;
 
-    if (!!(bs->open_flags & BDRV_O_NOCACHE) == direct) {
+    if (!(bs->open_flags & BDRV_O_NOCACHE) && !direct) {
         return 0;
     }
     bdrv_drained_begin(bs);

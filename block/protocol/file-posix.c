@@ -522,14 +522,21 @@ static void raw_reopen_alignment(BDRVRawState *s)
 }
 
 /* Switch O_DIRECT on or off; alignment is probed again for the new fd
- * (the core refreshes the limits afterwards).  Linux AIO needs O_DIRECT. */
+ * (the core refreshes the limits afterwards), and for the same O_DIRECT
+ * fd (it corrects the first probe's guess: see raw_reopen_alignment()).
+ * Linux AIO needs O_DIRECT. */
 static int raw_reopen_direct(BlockDriverState *bs, bool direct, Error **errp)
 {
     BDRVRawState *s = bs->opaque;
     int oflags = direct ? s->open_flags | O_DIRECT : s->open_flags & ~O_DIRECT;
     int old = s->open_flags;
+    size_t req_align = s->req_align, buf_align = s->buf_align;
 
     if (oflags == s->open_flags) {
+        if (direct && raw_probe_alignment(s, NULL) < 0) {
+            s->req_align = req_align;
+            s->buf_align = buf_align;
+        }
         return 0;
     }
     if (!direct && s->engine_type == AIO_ENGINE_NATIVE) {

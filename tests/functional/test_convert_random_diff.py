@@ -15,7 +15,9 @@ them equal, its check ours clean and the maps equal but for host
 offsets.
 
 Run as a script for a long exploration:
-    python3 test_convert_random_diff.py OURDIR FIRST COUNT
+    python3 test_convert_random_diff.py OURDIR FIRST COUNT [gen|gen2]
+(gen2: several -o options at once, data files, -n onto targets made
+with their own options, --target-is-zero, odd -S values)
 where OURDIR holds strata-img as qemu-img (a copy, not the build tree
 being rebuilt).
 """
@@ -204,6 +206,18 @@ def same_file(a, b):
         return fa.read() == fb.read()
 
 
+def with_data_file(path):
+    """@path as an image name the reference opens from anywhere: its
+    data file (out.data beside it) is named relative to the working
+    directory in the image, so it is given explicitly."""
+    data = os.path.join(os.path.dirname(path), 'out.data')
+    if not path.endswith('.qcow2') or not os.path.exists(data):
+        return path
+    return 'json:' + json.dumps({
+        'driver': 'qcow2', 'file': {'driver': 'file', 'filename': path},
+        'data-file': {'driver': 'file', 'filename': data}})
+
+
 def compare_targets(case, top):
     cmd = case['cmd']
     out = cmd[-1]
@@ -212,6 +226,7 @@ def compare_targets(case, top):
                           os.path.join(top, 'o', 'out.data'))
     if same_file(ra, rb) and data_same:
         return 'same', None
+    ra, rb = with_data_file(ra), with_data_file(rb)
     c = sh([os.path.join(REF, 'qemu-img'), 'compare', ra, rb], top)
     if c[0]:
         return 'image', c
@@ -285,6 +300,13 @@ def base():
 @pytest.mark.parametrize('seed', range(30))
 def test_random_convert(seed, base, bindir):
     case = gen(seed)
+    verdict, info = run_pair(str(bindir), case, base)
+    assert verdict in OK, (case, verdict, info)
+
+
+@pytest.mark.parametrize('seed', range(50000, 50024))
+def test_random_convert_gen2(seed, base, bindir):
+    case = gen2(seed)
     verdict, info = run_pair(str(bindir), case, base)
     assert verdict in OK, (case, verdict, info)
 

@@ -380,12 +380,15 @@ def test_map_raw_data_file(our_qemu_img, ref_qemu_img, ref_qemu_io, tmp_path,
     holes of the data file or not, unless the metadata looks preallocated
     (the same guess as for any image)."""
     img = str(tmp_path / 'd.qcow2')
+    # the data file is named relative to the working directory
     assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
-                'data_file=d.data,data_file_raw=on', img, size]).rc == 0
+                'data_file=d.data,data_file_raw=on', img, size],
+               cwd=tmp_path).rc == 0
     assert run([ref_qemu_io, '-c', 'write -P 1 0 4k', '-c',
-                'write -z 8k 8k', img]).rc == 0
+                'write -z 8k 8k', img], cwd=tmp_path).rc == 0
     for fmt in ('human', 'json'):
-        ref = run([ref_qemu_img, 'map', '--output=' + fmt, img])
-        ours = run([our_qemu_img, 'map', '--output=' + fmt, img])
+        ref = run([ref_qemu_img, 'map', '--output=' + fmt, img], cwd=tmp_path)
+        ours = run([our_qemu_img, 'map', '--output=' + fmt, img],
+                   cwd=tmp_path)
         assert ref.rc == ours.rc == 0
         assert ours.out == ref.out

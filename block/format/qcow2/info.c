@@ -459,6 +459,19 @@ static int coroutine_fn resize_data_file(BlockDriverState *bs,
                             0, errp);
 }
 
+/* Does a growth's preallocation give clusters that read as zeroes (new
+ * clusters at the end of the image's own file, which grows as zeroes)?
+ * Then nothing is left to zero, even without a zero flag (v2). */
+static bool grows_into_zeroes(BlockDriverState *bs, uint64_t old,
+                              uint64_t offset, PreallocMode prealloc)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    return s->data_file == bs->file && offset >= old &&
+           (prealloc == PREALLOC_MODE_FALLOC ||
+            prealloc == PREALLOC_MODE_FULL);
+}
+
 int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
                                    bool exact, PreallocMode prealloc,
                                    BdrvRequestFlags flags, Error **errp)
@@ -480,7 +493,8 @@ int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
         return ret;
     }
     if ((flags & BDRV_REQ_ZERO_WRITE) && s->h.version < 3 &&
-        (uint64_t)offset > ROUND_UP(old, s->cluster_size)) {
+        (uint64_t)offset > ROUND_UP(old, s->cluster_size) &&
+        !grows_into_zeroes(bs, old, offset, prealloc)) {
         /* no zero flag: the reference grows the L1 table, then fails
          * before the new size is written */
         co_mutex_lock(&s->lock);

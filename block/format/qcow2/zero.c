@@ -188,6 +188,11 @@ int coroutine_fn qcow2_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
     }
     if (end == (uint64_t)bs->total_bytes) {
         end = ROUND_UP(end, grain);
+        /* a last cluster zeroed from its start is zeroed whole, the
+         * subclusters past the image's end too, as the reference does */
+        if (qcow2_start_of_cluster(s, end - 1) >= (uint64_t)offset) {
+            end = ROUND_UP(end, s->cluster_size);
+        }
     }
     if (offset % grain || end % grain) {
         /* the block layer sends an unaligned piece alone, inside one grain */
