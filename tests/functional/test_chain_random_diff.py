@@ -695,6 +695,18 @@ FIXED = [
              ['map', '--output=json', 'l0.qcow2']]),
     (23868, [['commit', '-b', 'l0.qcow2', 'l3.qcow2'],
              ['map', '--output=json', 'l0.qcow2']]),
+    # convert -B: the reference splits its status query where the
+    # target's backing file ends in whole sectors (131073 bytes: 131584),
+    # then cuts it back to the source's cluster: the sector at the end is
+    # an extent of its own, written as zeroes
+    (22786, [['convert', '-f', 'qcow2', '-O', 'qcow2', '-B', 'l0.qcow2',
+              '-F', 'qcow2', '-o', 'cluster_size=512', 'l2.qcow2',
+              'out.qcow2']]),
+    # a zero write reaching the image's end with extended L2: the last
+    # cluster is zeroed whole, subclusters past the end too (the copies
+    # here are not sparse, so the raw source reads as data)
+    (22262, [['convert', '-O', 'qcow2', '-B', 'l2.qcow2', '-F', 'qcow2',
+              '-o', 'extended_l2=on', '-p', 'l0.raw', 'out.qcow2']]),
     # check --output=json after commits: a placement-dependent key left
     # out of the comparison must not leave its comma behind
     (22487, [['commit', '-f', 'qcow2', '-b', 'l1.qcow2', '-p', 'l2.qcow2'],
