@@ -184,7 +184,11 @@ int coroutine_fn qcow2_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
         return -ENOTSUP;    /* v2 has no zero flag */
     }
     if (end == (uint64_t)bs->total_bytes) {
-        end = ROUND_UP(end, grain);
+        /* at the image's end, as the reference: a range that holds the
+         * start of the last cluster zeroes it whole (every subcluster's
+         * zero bit, past the end too), else up to its last grain */
+        end = ROUND_UP(offset, s->cluster_size) < end ?
+              ROUND_UP(end, s->cluster_size) : ROUND_UP(end, grain);
     }
     if (offset % grain || end % grain) {
         /* the block layer sends an unaligned piece alone, inside one grain */
