@@ -16,7 +16,10 @@ with -F, -c, -O raw/qcow2, -l/-s snapshots, --bitmaps, -p), info
 -c/-a/-d/-l, bitmap operations and check (human and JSON).  A copy of
 the seed directory goes to each tool; stdout, stderr and exit status must
 match (normalised: the directory's name, snapshot dates and VM clocks,
-commit's progress lines, see norm_out()).  Then the files:
+commit's progress lines, see norm_out(); the progress lines of convert -p
+and rebase -p after a commit or -c may differ only if ours, run on the
+reference's own images, prints the reference's, see
+progress_after_relaxed()).  Then the files:
 
 - byte-identical files are the target;
 - where bytes differ, every differing qcow2 file must check clean with
