@@ -280,6 +280,7 @@ static int coroutine_fn prefix_unchanged_at(RebaseJob *j, int64_t off,
     return ret < 0 ? ret : !*depth;
 }
 
+/* As prefix_unchanged_at(), for callers that need no depth. */
 static int coroutine_fn prefix_unchanged(RebaseJob *j, int64_t off,
                                          int64_t *pnum)
 {
