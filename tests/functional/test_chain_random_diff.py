@@ -511,8 +511,13 @@ def placement_free(cmd, out):
     if cmd[0] == 'map' and out.startswith(('[', 'Offset')):
         return map_output_shape(cmd, out)
     if '--output=json' in cmd and out.startswith(('{', '[')):
-        # parsed: a key left out must not leave its comma behind
-        return json_placement_free(json.loads(out))
+        # parsed: a key left out must not leave its comma behind (the
+        # times norm_out() replaced by T become a string again)
+        try:
+            return json_placement_free(json.loads(out.replace('": T',
+                                                              '": "T"')))
+        except ValueError:
+            pass
     return PLACEMENT.sub('', FILE_LENGTH.sub(r'\1', out))
 
 
