@@ -399,11 +399,16 @@ static CommitOp coroutine_fn model_request(CommitModel *m, int64_t off,
                                            int64_t bytes)
 {
     int64_t io = 0, a = m->target_align;
+    int depth = 0;
     int ret = bdrv_co_block_status_above(blk_bs(m->c->top), NULL, off,
                                          MIN(bytes, m->len - off), &io,
-                                         NULL, NULL, NULL);
+                                         NULL, NULL, &depth);
     bool copy = true;
 
+    if (ret >= 0) {
+        /* each qcow2 layer's answer ends with its L2 table */
+        img_cut_at_tables(blk_bs(m->c->top), NULL, depth, off, &io);
+    }
     if (ret < 0 || io <= 0) {
         io = MIN(bytes, MIRROR_MAX_IO);
     } else if (ret & BDRV_BLOCK_DATA) {

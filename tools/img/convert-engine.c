@@ -186,12 +186,11 @@ static void *convert_alloc(Convert *s, size_t len)
  * until it works, down to one sector, which is then reported and taken
  * as data: the extents and warnings are the reference's.
  */
-static int coroutine_fn status_at(Convert *s, int64_t soff, int64_t *pnum,
-                                  int *depth)
+static int coroutine_fn status_at(Convert *s, int64_t soff, int64_t left,
+                                  int64_t *pnum, int *depth)
 {
     const ConvertParams *p = s->p;
     BlockDriverState *bs = blk_bs(p->src[s->cur_src]);
-    int64_t left = p->src_len[s->cur_src] - soff;
     int64_t n = MIN(DIV_ROUND_UP(left, BDRV_SECTOR_SIZE),
                     BDRV_REQUEST_MAX_BYTES / BDRV_SECTOR_SIZE);
     int ret;
@@ -223,23 +222,29 @@ static int coroutine_fn status_at(Convert *s, int64_t soff, int64_t *pnum,
     }
 }
 
-/*
- * -B: the target reads its backing file where it is left unallocated, so
- * only what the source's top layer holds is copied (its status alone, see
- * status_at()): data, and zeroes written as zeroes, except past the end of
- * the target's backing file, where the target reads zeroes anyway.  Status
- * changes at that end, so extents are cut there.
- */
-static void backing_status(Convert *s, int ret)
+/* -B: where the target's backing file ends for the reference, which
+ * counts it in whole sectors (its length rounded up); -1 without. */
+static int64_t backing_end(const Convert *s)
 {
     int64_t blen = s->p->target_backing_len;
 
-    if (blen >= 0 && s->cursor < blen && s->st_end > blen) {
-        s->st_end = blen;
-    }
+    return blen >= 0 ? ROUND_UP(blen, BDRV_SECTOR_SIZE) : -1;
+}
+
+/*
+ * -B: the target reads its backing file where it is left unallocated, so
+ * only what the source's top layer holds is copied (its status alone, see
+ * status_at()): data, and zeroes written as zeroes, except from the end
+ * of the target's backing file (backing_end()) on, where the target
+ * reads zeroes anyway.  Queries stop at that end (walk_status_quiet()).
+ */
+static void backing_status(Convert *s, int ret)
+{
+    int64_t bend = backing_end(s);
+
     if (ret & BDRV_BLOCK_ZERO) {
         s->st_zero = true;
-        s->st_skip = blen >= 0 && s->cursor >= blen;
+        s->st_skip = bend >= 0 && s->cursor >= bend;
     } else {
         s->st_zero = false;
         s->st_skip = !(ret & BDRV_BLOCK_DATA);
@@ -298,9 +303,14 @@ static int coroutine_fn walk_status_quiet(Convert *s)
     const ConvertParams *p = s->p;
     int64_t soff = s->cursor - s->src_base, pnum = 0;
     int64_t slen = p->src_len[s->cur_src];
+    int64_t want = slen - soff, bend = backing_end(s);
     int depth = 0, ret;
 
-    ret = status_at(s, soff, &pnum, &depth);
+    if (p->target_backing && bend >= 0 && s->cursor < bend) {
+        /* the reference splits its query at the backing file's end */
+        want = MIN(want, bend - s->cursor);
+    }
+    ret = status_at(s, soff, want, &pnum, &depth);
     if (ret < 0) {
         return ret;
     }

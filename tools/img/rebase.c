@@ -280,6 +280,7 @@ static int coroutine_fn prefix_unchanged_at(RebaseJob *j, int64_t off,
     return ret < 0 ? ret : !*depth;
 }
 
+/* As prefix_unchanged_at(), for callers that need no depth. */
 static int coroutine_fn prefix_unchanged(RebaseJob *j, int64_t off,
                                          int64_t *pnum)
 {
@@ -288,26 +289,53 @@ static int coroutine_fn prefix_unchanged(RebaseJob *j, int64_t off,
     return prefix_unchanged_at(j, off, pnum, &depth);
 }
 
+/* Where the overlay first allocates something in [off, +bytes) (the
+ * end if nowhere, or on an error, which the job meets again). */
+static int64_t coroutine_fn first_allocated(RebaseJob *j, int64_t off,
+                                            int64_t bytes)
+{
+    int64_t pos = off, end = MIN(off + bytes, bdrv_getlength(j->top));
+
+    while (pos < end) {
+        int64_t pnum = 0;
+        int ret = bdrv_co_is_allocated(j->top, pos, end - pos, &pnum);
+
+        if (ret > 0) {
+            return pos;
+        }
+        if (ret < 0 || pnum <= 0) {
+            break;
+        }
+        pos += pnum;
+    }
+    return off + bytes;
+}
+
 /* Round a planned extent (@off is a unit boundary) to the compare unit:
  * skipped extents end at a unit boundary (what is cut off is compared
  * instead, which is always correct), compared ones are widened to whole
- * units (the overlay allocates whole units, so they never reach into
- * what it allocates). */
-static int64_t align_extent(RebaseJob *j, int64_t off, int64_t n,
-                            int *kind)
+ * units.  Never into what the overlay allocates itself: with -c and
+ * extended L2 entries the unit (a cluster) is larger than what the
+ * overlay allocates (a subcluster); the reference passes such a unit
+ * over (or, comparing, fails an assertion), and the overlay's own data
+ * must stay. */
+static int64_t coroutine_fn align_extent(RebaseJob *j, int64_t off,
+                                         int64_t n, int *kind)
 {
-    int64_t end = off + n;
+    int64_t end = off + n, up = ROUND_UP(end, j->align), mine;
 
-    if (*kind == BLOCK_JOB_SKIP) {
-        if (ROUND_DOWN(end, j->align) > off) {
-            return ROUND_DOWN(end, j->align) - off;
-        }
-        *kind = BLOCK_JOB_DATA;
+    if (*kind == BLOCK_JOB_SKIP && ROUND_DOWN(end, j->align) > off) {
+        return ROUND_DOWN(end, j->align) - off;
     }
-    if (end % j->align) {
-        *kind = BLOCK_JOB_DATA;     /* the widening is not known to be zero */
+    if (end % j->align == 0) {
+        return n;
     }
-    return ROUND_UP(end, j->align) - off;
+    mine = first_allocated(j, end, up - end);
+    if (*kind == BLOCK_JOB_SKIP && mine < up) {
+        return n;
+    }
+    *kind = BLOCK_JOB_DATA;     /* the widening is not known to be zero */
+    return mine - off;
 }
 
 /* One extent of the plan: skip what the overlay allocates and what reads as
