@@ -52,6 +52,9 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_io_random_diff import digest  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import difftools  # noqa: E402
+from difftools import OK, judge  # noqa: E402
 
 TIMEOUT = 20
 KiB = 1024
@@ -592,27 +595,17 @@ def run_pair(ref_dir, our_dir, case, base=None):
 
 # ---- pytest part ----
 
-OK = ('same', 'relaxed')
-
-
 @pytest.fixture(scope='module')
 def dirs(bindir):
-    ref = os.environ.get('STRATA_REF_BIN', '/opt/qemu-ref/usr/bin')
-    if not os.access(os.path.join(ref, 'qemu-img'), os.X_OK):
-        pytest.skip('no reference')
-    base = tempfile.mkdtemp(prefix='strata-chaindiff-', dir='/var/tmp')
-    yield ref, str(bindir), base
-    shutil.rmtree(base, ignore_errors=True)
+    yield from difftools.scratch_dirs(bindir, 'strata-chaindiff-', 'qemu-img')
 
 
 @pytest.mark.parametrize('seed', range(20))
 def test_random_chain_commands(seed, dirs):
     ref, our, base = dirs
     case = gen(seed)
-    verdict, info = run_pair(ref, our, case, base)
-    if verdict in ('refcrash', 'refsetup'):
-        pytest.skip(f'reference misbehaves on {case!r}')
-    assert verdict in OK, (case, verdict, info)
+    judge(case, *run_pair(ref, our, case, base),
+          skip=('refcrash', 'refsetup'))
 
 
 # ---- differences found by the generator, fixed: the seed makes the
@@ -752,24 +745,15 @@ def test_fixed_difference(seed, cmds, dirs):
 # ---- exploration driver ----
 
 def explore(ref, our, first, count, out_path):
-    base = tempfile.mkdtemp(prefix='strata-chaindiff-', dir='/var/tmp')
-    found = {}
-    try:
-        for seed in range(first, first + count):
-            case = gen(seed)
-            try:
-                verdict, info = run_pair(ref, our, case, base)
-            except Exception as exc:  # set-up failures: report them
-                verdict, info = 'setup', repr(exc)
-            found['explored'] = found.get('explored', 0) + 1
-            if verdict not in OK:
-                found.setdefault(verdict, []).append(
-                    {'case': case, 'info': info})
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-    with open(out_path, 'w') as f:
-        json.dump(found, f, indent=1, default=repr)
-    print({k: v if isinstance(v, int) else len(v) for k, v in found.items()})
+    def attempt(seed, base):
+        case = gen(seed)
+        try:
+            verdict, info = run_pair(ref, our, case, base)
+        except Exception as exc:  # set-up failures: report them
+            verdict, info = 'setup', repr(exc)
+        return case, verdict, info
+    difftools.explore('strata-chaindiff-', range(first, first + count),
+                      attempt, out_path)
 
 
 if __name__ == '__main__':

@@ -55,6 +55,9 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_io_random_diff import (  # noqa: E402
     norm, rnd_flags, GOOD_NUMS, PATTERNS, digest)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import difftools  # noqa: E402
+from difftools import OK, judge  # noqa: E402
 
 SIZE = 64 * 1024
 TIMEOUT = 30
@@ -913,27 +916,16 @@ def gen_img2(seed):
 
 # ---- pytest part ----
 
-OK = ('same', 'relaxed')
-
-
 @pytest.fixture(scope='module')
 def dirs(bindir):
-    ref = os.environ.get('STRATA_REF_BIN', '/opt/qemu-ref/usr/bin')
-    if not os.access(os.path.join(ref, 'qemu-io'), os.X_OK):
-        pytest.skip('no reference')
-    base = tempfile.mkdtemp(prefix='strata-q2diff-', dir='/var/tmp')
-    yield ref, str(bindir), base
-    shutil.rmtree(base, ignore_errors=True)
+    yield from difftools.scratch_dirs(bindir, 'strata-q2diff-', 'qemu-io')
 
 
 @pytest.mark.parametrize('seed', range(120))
 def test_random_io_sequence(seed, dirs):
     ref, our, base = dirs
     case = gen(seed)
-    verdict, info = run_pair(ref, our, case, base)
-    if verdict == 'refcrash':
-        pytest.skip(f'reference misbehaves on {case!r}')
-    assert verdict in OK, (case, verdict, info)
+    judge(case, *run_pair(ref, our, case, base))
 
 
 @pytest.mark.parametrize('seed', range(40))
@@ -943,33 +935,23 @@ def test_random_img_commands(seed, dirs):
     known = img_known_difference(case)
     if known:
         pytest.xfail(known)
-    verdict, info = run_img_pair(ref, our, case, base)
-    if verdict == 'refcrash':
-        pytest.skip(f'reference misbehaves on {case!r}')
-    assert verdict in OK, (case, verdict, info)
+    judge(case, *run_img_pair(ref, our, case, base))
 
 
 @pytest.mark.parametrize('seed', range(50000, 50024))
 def test_random_io2_sequence(seed, dirs):
     ref, our, base = dirs
     case = gen2(seed)
-    verdict, info = run_pair(ref, our, case, base)
-    if verdict == 'refcrash':
-        pytest.skip(f'reference misbehaves on {case!r}')
-    if verdict == 'known':
-        pytest.xfail('the reference varies (compressed write failing '
-                     'part-way) or differs deliberately')
-    assert verdict in OK, (case, verdict, info)
+    judge(case, *run_pair(ref, our, case, base),
+          known='the reference varies (compressed write failing '
+                'part-way) or differs deliberately')
 
 
 @pytest.mark.parametrize('seed', range(50000, 50012))
 def test_random_img2_commands(seed, dirs):
     ref, our, base = dirs
     case = gen_img2(seed)
-    verdict, info = run_img_pair(ref, our, case, base)
-    if verdict == 'refcrash':
-        pytest.skip(f'reference misbehaves on {case!r}')
-    assert verdict in OK, (case, verdict, info)
+    judge(case, *run_img_pair(ref, our, case, base))
 
 
 # ---- explicit cases for differences found by the generator (the seed
@@ -1096,38 +1078,27 @@ def test_fixed_difference(case, dirs):
 def test_former_difference_seed(seed, dirs):
     ref, our, base = dirs
     case = gen(seed)
-    verdict, info = run_pair(ref, our, case, base)
-    if verdict == 'refcrash':
-        pytest.skip(f'reference misbehaves on {case!r}')
-    assert verdict in OK, (case, verdict, info)
+    judge(case, *run_pair(ref, our, case, base))
 
 
 # ---- exploration driver ----
 
 def explore(ref, our, first, count, out_path, layer='io'):
-    base = tempfile.mkdtemp(prefix='strata-q2diff-', dir='/var/tmp')
-    found = {}
-    try:
-        for seed in range(first, first + count):
-            case = {'io': gen, 'io2': gen2, 'img': gen_img,
-                    'img2': gen_img2}[layer](seed)
-            fn = run_img_pair if layer.startswith('img') else run_pair
-            try:
-                verdict, info = fn(ref, our, case, base)
-            except Exception as exc:  # set-up failures: report them
-                verdict, info = 'setup', repr(exc)
-            if layer.startswith('img') and verdict not in OK and \
-                    img_known_difference(case):
-                verdict = 'known'
-            found['explored'] = found.get('explored', 0) + 1
-            if verdict not in OK:
-                found.setdefault(verdict, []).append(
-                    {'case': case, 'info': info})
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-    with open(out_path, 'w') as f:
-        json.dump(found, f, indent=1, default=repr)
-    print({k: v if isinstance(v, int) else len(v) for k, v in found.items()})
+    make = {'io': gen, 'io2': gen2, 'img': gen_img, 'img2': gen_img2}[layer]
+    fn = run_img_pair if layer.startswith('img') else run_pair
+
+    def attempt(seed, base):
+        case = make(seed)
+        try:
+            verdict, info = fn(ref, our, case, base)
+        except Exception as exc:  # set-up failures: report them
+            verdict, info = 'setup', repr(exc)
+        if layer.startswith('img') and verdict not in OK and \
+                img_known_difference(case):
+            verdict = 'known'
+        return case, verdict, info
+    difftools.explore('strata-q2diff-', range(first, first + count),
+                      attempt, out_path)
 
 
 if __name__ == '__main__':

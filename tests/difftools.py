@@ -1,0 +1,52 @@
+"""What the randomized differentials against the reference share: the
+scratch directory of a module, the verdict of one case, and the
+exploration loop run from the command line."""
+import json
+import os
+import shutil
+import tempfile
+
+import pytest
+
+OK = ('same', 'relaxed')
+
+
+def scratch_dirs(bindir, prefix, probe):
+    """(reference bin dir, our bin dir, scratch dir) for a module's
+    fixture; skips when the reference's @probe tool is missing."""
+    ref = os.environ.get('STRATA_REF_BIN', '/opt/qemu-ref/usr/bin')
+    if not os.access(os.path.join(ref, probe), os.X_OK):
+        pytest.skip('no reference')
+    base = tempfile.mkdtemp(prefix=prefix, dir='/var/tmp')
+    yield ref, str(bindir), base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def judge(case, verdict, info, skip=('refcrash',), known=None):
+    """A seed's verdict as a test outcome: the reference misbehaving is
+    a skip, a difference the reference itself makes vary is an expected
+    failure (@known says why), anything else not OK fails."""
+    if verdict in skip:
+        pytest.skip(f'reference misbehaves on {case!r}')
+    if known and verdict == 'known':
+        pytest.xfail(known)
+    assert verdict in OK, (case, verdict, info)
+
+
+def explore(prefix, seeds, attempt, out_path):
+    """Run attempt(seed, scratch dir) -> (case, verdict, info) over
+    @seeds; the cases not OK go to @out_path as JSON by verdict."""
+    base = tempfile.mkdtemp(prefix=prefix, dir='/var/tmp')
+    found = {}
+    try:
+        for seed in seeds:
+            case, verdict, info = attempt(seed, base)
+            found['explored'] = found.get('explored', 0) + 1
+            if verdict not in OK:
+                found.setdefault(verdict, []).append(
+                    {'case': case, 'info': info})
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    with open(out_path, 'w') as f:
+        json.dump(found, f, indent=1, default=repr)
+    print({k: v if isinstance(v, int) else len(v) for k, v in found.items()})
