@@ -81,6 +81,28 @@ int coroutine_fn qcow2_read_table(BlockDriverState *bs, uint64_t offset,
     return n ? q_pread(bs->file, offset, n, buf) : 0;
 }
 
+int64_t coroutine_fn qcow2_read_table64(BlockDriverState *bs, uint64_t offset,
+                                       uint32_t n, uint64_t *out)
+{
+    int64_t len = bdrv_co_getlength(bs->file->bs);
+    uint64_t bytes;
+    int ret;
+
+    if (len < 0) {
+        return len;
+    }
+    bytes = offset < (uint64_t)len ?
+            MIN((uint64_t)n * 8, (uint64_t)len - offset) : 0;
+    ret = bytes ? q_pread(bs->file, offset, bytes, out) : 0;
+    if (ret < 0) {
+        return ret;
+    }
+    for (uint64_t i = 0; i < DIV_ROUND_UP(bytes, 8); i++) {
+        out[i] = GUINT64_FROM_BE(out[i]);
+    }
+    return DIV_ROUND_UP(bytes, 8);
+}
+
 /* Refill @w at @off with what the file holds there (at least @len
  * bytes, zero-padded), allocating the buffer once at the size the file
  * can fill. */
@@ -438,23 +460,21 @@ static int read_runtime_opts(BlockDriverState *bs, QDict *opts, int flags,
 static int coroutine_fn read_l1(BlockDriverState *bs, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
-    uint64_t bytes = (uint64_t)s->h.l1_size * 8;
-    g_autofree uint8_t *buf = g_try_malloc0(bytes ? bytes : 1);
-    int ret;
+    int64_t in_file;
 
     s->l1_size = s->h.l1_size;
     s->l1_table = g_try_new0(uint64_t, s->l1_size + 1);
-    if (!buf || !s->l1_table) {
+    if (!s->l1_table) {
         error_setg(errp, "Could not allocate L1 table");
         return -ENOMEM;
     }
-    ret = qcow2_read_table(bs, s->h.l1_table_offset, bytes, buf);
-    if (ret < 0) {
-        error_setg_errno(errp, -ret, "Could not read L1 table");
-        return ret;
+    in_file = qcow2_read_table64(bs, s->h.l1_table_offset, s->l1_size,
+                                 s->l1_table);
+    if (in_file < 0) {
+        error_setg_errno(errp, -in_file, "Could not read L1 table");
+        return in_file;
     }
-    for (uint32_t i = 0; i < s->l1_size; i++) {
-        s->l1_table[i] = q_ld64(buf + i * 8);
+    for (int64_t i = 0; i < in_file; i++) {
         if (s->l1_table[i]) {
             qcow2_note_l1(s, i);
         }

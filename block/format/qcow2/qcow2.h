@@ -373,6 +373,13 @@ static inline int coroutine_fn q_pwrite(BdrvChild *c, uint64_t off,
  * zeroes (tables of truncated images). */
 int coroutine_fn qcow2_read_table(BlockDriverState *bs, uint64_t offset,
                                   uint64_t bytes, void *buf);
+/* A table of @n big-endian 64-bit entries at @offset, into @out in host
+ * order.  @out comes zeroed (g_new0) and what lies past the end of the
+ * file is left untouched: a hostile table size then costs address space
+ * the kernel never backs, not time.  Returns how many entries the file
+ * held (a partial last one counts) or -errno. */
+int64_t coroutine_fn qcow2_read_table64(BlockDriverState *bs, uint64_t offset,
+                                       uint32_t n, uint64_t *out);
 
 /* Many small reads of one table (the snapshot table: an entry is a few
  * reads) served from one buffered window of up to @max bytes, refilled

@@ -75,19 +75,19 @@ int coroutine_fn qcow2_refcount_read_table(BlockDriverState *bs,
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t bytes = (uint64_t)s->h.refcount_table_clusters * s->cluster_size;
-    g_autofree uint8_t *buf = g_malloc0(bytes ? bytes : 1);
-    int ret;
+    int64_t in_file;
 
     s->refcount_table_size = bytes / 8;
     s->refcount_table = g_new0(uint64_t, s->refcount_table_size + 1);
     bdrv_debug_event(bs->file, BLKDBG_REFTABLE_LOAD);
-    ret = qcow2_read_table(bs, s->h.refcount_table_offset, bytes, buf);
-    if (ret < 0) {
-        error_setg_errno(errp, -ret, "Could not initialize refcount handling");
-        return ret;
+    in_file = qcow2_read_table64(bs, s->h.refcount_table_offset,
+                                 s->refcount_table_size, s->refcount_table);
+    if (in_file < 0) {
+        error_setg_errno(errp, -in_file,
+                         "Could not initialize refcount handling");
+        return in_file;
     }
-    for (uint32_t i = 0; i < s->refcount_table_size; i++) {
-        s->refcount_table[i] = q_ld64(buf + i * 8);
+    for (int64_t i = 0; i < in_file; i++) {
         if (s->refcount_table[i]) {
             qcow2_note_reftable(s, i);
         }

@@ -507,17 +507,14 @@ static int coroutine_fn sn_write_l1(BlockDriverState *bs, uint64_t offset,
     return ret;
 }
 
-/* Read an L1 table of @n entries at @offset into host order. */
+/* Read an L1 table of @n entries at @offset into @l1 (zeroed), in host
+ * order. */
 static int coroutine_fn sn_read_l1(BlockDriverState *bs, uint64_t offset,
                                    uint32_t n, uint64_t *l1)
 {
-    g_autofree uint8_t *buf = g_malloc(MAX((size_t)n * 8, 1));
-    int ret = qcow2_read_table(bs, offset, (uint64_t)n * 8, buf);
+    int64_t ret = qcow2_read_table64(bs, offset, n, l1);
 
-    for (uint32_t i = 0; ret == 0 && i < n; i++) {
-        l1[i] = q_ld64(buf + (size_t)i * 8);
-    }
-    return ret;
+    return ret < 0 ? ret : 0;
 }
 
 /*
