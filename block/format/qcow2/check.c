@@ -839,6 +839,7 @@ static void publish_snapshot_table(CheckState *c)
     if (!s->inactive_l1) {
         s->inactive_l1 = g_array_new(false, false, sizeof(Qcow2InactiveL1));
     }
+    qcow2_inactive_l1_changed(s);
     g_array_set_size(s->inactive_l1, c->snapshots->len);
     for (guint i = 0; i < c->snapshots->len; i++) {
         Snapshot *sn = &g_array_index(c->snapshots, Snapshot, i);
@@ -1453,7 +1454,7 @@ static int coroutine_fn check_oflag_copied(CheckState *c)
     KeptCursor cursor = { 0, 0 };
     bool repair = copied_repair(c);
 
-    for (uint32_t i = 0; i < s->l1_size; i++) {
+    for (uint32_t i = 0; i < MIN(s->l1_used, s->l1_size); i++) {
         uint64_t l2_offset = s->l1_table[i] & L1E_OFFSET_MASK, rc;
         int ret;
 

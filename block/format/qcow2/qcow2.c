@@ -777,6 +777,7 @@ static void qcow2_free_state(BDRVQcow2State *s)
         g_array_free(s->inactive_l1, true);
         s->inactive_l1 = NULL;
     }
+    qcow2_inactive_l1_changed(s);
     qcow2_free_snapshots(s);
     qcow2_free_bitmaps(s);
     qcow2_free_header_exts(s);

@@ -75,6 +75,7 @@
 #define QCOW_OFLAG_COMPRESSED (1ULL << 62)
 #define QCOW_OFLAG_ZERO       (1ULL << 0)
 #define L1E_OFFSET_MASK       0x00fffffffffffe00ULL
+#define REFT_OFFSET_MASK      0xfffffffffffffe00ULL
 #define L2E_OFFSET_MASK       0x00fffffffffffe00ULL
 #define L1E_RESERVED_MASK     0x7f000000000001ffULL
 #define QCOW2_SUBCLUSTERS     32
@@ -141,6 +142,9 @@ typedef struct Qcow2Bitmap {
     uint8_t gran_bits;
     bool kept;                    /* store: the entry survives as it is */
 } Qcow2Bitmap;
+
+/* The snapshots' L1 tables sorted for the overlap checks (overlap.c). */
+typedef struct Qcow2RangeIndex Qcow2RangeIndex;
 
 typedef struct Qcow2InactiveL1 {
     uint64_t offset;
@@ -234,6 +238,7 @@ typedef struct BDRVQcow2State {
     QList *bitmap_info;           /* info's "bitmaps", NULL if none */
     uint64_t snapshots_size;      /* bytes of the snapshot table */
     GArray *inactive_l1;          /* Qcow2InactiveL1 of the snapshots */
+    Qcow2RangeIndex *inactive_l1_index; /* built from it when needed */
     Qcow2Snapshot *snapshots;     /* the parsed table (snapshot.c) */
     uint32_t nb_snapshots;        /* entries in snapshots */
     uint64_t crypto_offset, crypto_length;
@@ -525,6 +530,9 @@ void coroutine_fn qcow2_discards_end(BlockDriverState *bs, int ret);
 void coroutine_fn qcow2_free_l2_entry(BlockDriverState *bs, uint64_t l2e);
 void coroutine_fn qcow2_free_l2_entry_pass(BlockDriverState *bs, uint64_t l2e,
                                            bool pass);
+/* Whoever changes s->inactive_l1 calls this: the index is rebuilt from
+ * it at the next check. */
+void qcow2_inactive_l1_changed(BDRVQcow2State *s);
 int coroutine_fn qcow2_check_metadata_overlap(BlockDriverState *bs, int ign,
                                               uint64_t offset, uint64_t size);
 int coroutine_fn qcow2_refuse_header_alloc(BlockDriverState *bs);

@@ -11,8 +11,6 @@
  */
 #include "qcow2.h"
 
-#define REFT_OFFSET_MASK 0xfffffffffffffe00ULL
-
 typedef struct RcWalk {
     BlockAmendStatusCB *cb;       /* progress, may be NULL */
     void *cb_opaque;

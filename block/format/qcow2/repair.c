@@ -709,6 +709,7 @@ int coroutine_fn qcow2_repair_snapshot_table(CheckState *c)
     s->h.snapshots_offset = off;
     /* the overlap checks follow the new table */
     g_clear_pointer(&s->inactive_l1, g_array_unref);
+    qcow2_inactive_l1_changed(s);
     qcow2_read_snapshot_extents(c->bs);
     return 0;
 }

@@ -128,6 +128,7 @@ static void sn_note_inactive_l1(BDRVQcow2State *s)
     }
     /* sized once: appending entry by entry reallocated a table of up
      * to 65536 entries a dozen times */
+    qcow2_inactive_l1_changed(s);
     g_array_set_size(s->inactive_l1, s->nb_snapshots);
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         /* the reference's byte count is 32 bits wide: a hostile size
