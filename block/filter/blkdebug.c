@@ -480,17 +480,6 @@ static int coroutine_fn blkdebug_co_block_status(BlockDriverState *bs,
     return BDRV_BLOCK_RAW | BDRV_BLOCK_OFFSET_VALID;
 }
 
-static int coroutine_fn blkdebug_co_truncate(BlockDriverState *bs,
-                                             int64_t offset, bool exact,
-                                             PreallocMode prealloc,
-                                             BdrvRequestFlags flags,
-                                             Error **errp)
-{
-    BlkdebugNode *s = bs->opaque;
-
-    return bdrv_co_truncate(s->image, offset, exact, prealloc, flags, errp);
-}
-
 static int64_t coroutine_fn blkdebug_co_getlength(BlockDriverState *bs)
 {
     BlkdebugNode *s = bs->opaque;
@@ -676,7 +665,6 @@ static const BlockDriverIO blkdebug_io = {
     .co_pdiscard = blkdebug_co_pdiscard,
     .co_flush_to_disk = blkdebug_co_flush_to_disk,
     .co_block_status = blkdebug_co_block_status,
-    .co_truncate = blkdebug_co_truncate,
     .co_getlength = blkdebug_co_getlength,
     .co_get_allocated_file_size = blkdebug_co_allocated,
 };

@@ -206,6 +206,43 @@ def test_truncate_to_same_size(tmp_path, strata_io, ref_qemu_img,
     assert_same(ref_qemu_img, paths[0], paths[1], ref_qemu_img)
 
 
+@pytest.mark.parametrize('mode', ['falloc', 'full'])
+def test_growth_over_backing_through_blkdebug(tmp_path, strata_io,
+                                              ref_qemu_img, ref_qemu_io,
+                                              mode):
+    """A blkdebug filter between the qcow2 node and its file passes a
+    truncate through to the file, zero-write flag included, as the
+    reference's (which has no truncate of its own there): a growth over
+    a longer backing file then gets data clusters the file grew with
+    zeroes, not zero clusters (the random differential's seed 61852)."""
+    paths = []
+    for io in (strata_io, ref_qemu_io):
+        d = tmp_path / str(len(paths))
+        d.mkdir()
+        b, p = str(d / 'b.qcow2'), str(d / 'n.qcow2')
+        assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', b,
+                    '4235264']).rc == 0
+        assert run([ref_qemu_io, '-c', 'write -P 0x56 4182016 1016',
+                    b]).rc == 0
+        # the same relative backing name in both headers
+        assert run([ref_qemu_img, 'create', '-q', '-f', 'qcow2', '-o',
+                    'cluster_size=4k', '-b', 'b.qcow2', '-F', 'qcow2', p],
+                   cwd=str(d)).rc == 0
+        assert run([ref_qemu_io, '-c', 'write -P 0x7d 2097152 9042',
+                    p]).rc == 0
+        spec = json.dumps({'driver': 'qcow2', 'file': {
+            'driver': 'blkdebug', 'align': 4096,
+            'image': {'driver': 'file', 'filename': p}}})
+        r = run([io, '-c', 'truncate 2097664', '-c',
+                 f'truncate -m {mode} 4231168', 'json:' + spec])
+        assert r.rc == 0 and r.out == '', r
+        paths.append(p)
+    assert_same(ref_qemu_img, paths[0], paths[1], ref_qemu_img)
+    data = [e for e in image_map(ref_qemu_img, paths[0])
+            if e['start'] >= 2097152]
+    assert all(e['data'] for e in data), data
+
+
 @pytest.mark.parametrize('size', ['1M', '+0', '1000k'])
 def test_resize_refuses_no_growth(tmp_path, our_qemu_img, ref_qemu_img,
                                   size):
