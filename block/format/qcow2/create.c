@@ -347,6 +347,22 @@ static int coroutine_fn create_data_file(const Qcow2CreateArgs *a,
     return bdrv_create_file(a->data_file, o, errp);
 }
 
+/* The name the header stores and the image opens: the reference stores
+ * the opened data file node's name, as its protocol parses it ("file:"
+ * goes, "file:a:b" becomes "./a:b"). */
+static char *data_file_node_name(const char *name)
+{
+    const BlockDriver *drv = bdrv_find_protocol(name, true, NULL);
+    g_autoptr(QDict) o = qdict_new();
+    const char *fn;
+
+    if (drv && drv->parse_filename && !strcmp(bdrv_driver_name(drv), "file")) {
+        drv->parse_filename(name, o, NULL);
+    }
+    fn = qdict_get_try_str(o, "filename");
+    return g_strdup(fn ? fn : name);
+}
+
 /* With metadata preallocation the file grows over each new run at once,
  * before an L2 table pointing into the run can reach the disk (a cache
  * eviction during the next run): a process killed in between leaves no
@@ -661,6 +677,7 @@ int coroutine_fn qcow2_co_create_opts(const BlockDriver *drv,
                                       Error **errp)
 {
     Qcow2CreateArgs a = { 0 };
+    g_autofree char *data_name = NULL;
     bool data_made = false;
     int ret = create_protocol_file(filename, opts, errp);
 
@@ -672,7 +689,11 @@ int coroutine_fn qcow2_co_create_opts(const BlockDriver *drv,
     a.size = ROUND_UP(a.size, BDRV_SECTOR_SIZE);
     if (ret == 0 && a.data_file) {
         ret = create_data_file(&a, errp);
-        data_made = ret == 0;
+        /* a size the file system refuses leaves no data file either,
+         * as with the reference */
+        data_made = ret == 0 || ret == -EFBIG;
+        data_name = data_file_node_name(a.data_file);
+        a.data_file = data_name;
     }
     if (ret == 0) {
         ret = write_initial(filename, &a, errp);
