@@ -458,3 +458,30 @@ def test_data_file_protocol_prefix(tmp_path, our_qemu_img, ref_qemu_img,
             spec = json.loads(i.out)['format-specific']['data']
             out[-1] += (spec['data-file'],)
     assert out[1] == out[0]
+
+
+@pytest.mark.parametrize('opts', [
+    'data_file=d.raw,data_file_raw=on,backing_file=b.raw,backing_fmt=raw',
+    'data_file=d.raw,compat=0.42',
+    'data_file=d.raw,preallocation=foo',
+    'data_file=d.raw,compat=0.10',
+    'data_file=d.raw,cluster_size=3k',
+    'data_file=d.raw,lazy_refcounts=foo',      # refused before the driver
+    'data_file=d.raw,preallocation=falloc',
+])
+def test_refused_create_removes_data_file(tmp_path, our_qemu_img,
+                                          ref_qemu_img, opts):
+    """qemu-iotests 043 with data_file_raw: the reference creates the data
+    file before it checks the qcow2 options, so a refused create removes
+    a data file that was there (another image's) as well."""
+    out = []
+    for tool, sub in ((ref_qemu_img, 'r'), (our_qemu_img, 's')):
+        d = tmp_path / sub
+        d.mkdir()
+        (d / 'd.raw').write_bytes(b'other image\n')
+        (d / 'b.raw').write_bytes(bytes(65536))
+        r = run([tool, 'create', '-q', '-f', 'qcow2', '-o', opts, 'x.qcow2',
+                 '1M'], cwd=d)
+        files = {n: os.path.getsize(d / n) for n in sorted(os.listdir(d))}
+        out.append((r.rc, r.err, files))
+    assert out[1] == out[0]
