@@ -414,3 +414,74 @@ def test_metadata_prealloc_resize_edges(tmp_path, strata_img, ref_qemu_img,
     with open(files[0], 'rb') as a, open(files[1], 'rb') as b:
         assert a.read() == b.read()
     assert os.stat(files[0]).st_blocks == os.stat(files[1]).st_blocks
+
+
+def test_failed_data_file_size_leaves_nothing(tmp_path, our_qemu_img,
+                                              ref_qemu_img):
+    """iotests 105 with an external data file: a disk size the file system
+    refuses for the data file (16 TiB on ext4) fails the create, and the
+    reference leaves neither file behind.  (Where the size fits, both
+    succeed and leave both files.)"""
+    listings = []
+    for tool, sub in ((ref_qemu_img, 'r'), (our_qemu_img, 's')):
+        d = tmp_path / sub
+        d.mkdir()
+        r = run([tool, 'create', '-q', '-f', 'qcow2', '-o',
+                 'data_file=d.raw', 'y', '16T'], cwd=d)
+        listings.append((r.rc, r.err, sorted(os.listdir(d))))
+    assert listings[1] == listings[0]
+
+
+@pytest.mark.parametrize('names', [
+    ('file:a:b.qcow2', 'file:a:b.qcow2.data'),
+    ('file:a:b.qcow2', 'file:./a:b.qcow2.data'),
+    ('c:d.qcow2', 'file:c:d.qcow2.data'),
+], ids=lambda n: n[1])
+def test_data_file_protocol_prefix(tmp_path, our_qemu_img, ref_qemu_img,
+                                   names):
+    """iotests 126 with an external data file: the header stores the data
+    file's name as its protocol parsed it ("file:" gone, "./" before a
+    name that would look like a protocol prefix), as the reference, so
+    the image opens again."""
+    img, data = names
+    out = []
+    for tool, sub in ((ref_qemu_img, 'r'), (our_qemu_img, 's')):
+        d = tmp_path / sub
+        d.mkdir()
+        r = run([tool, 'create', '-q', '-f', 'qcow2', '-o',
+                 'data_file=' + data, img, '1M'], cwd=d)
+        i = run([tool, 'info', '--output=json', img], cwd=d)
+        c = run([tool, 'check', img], cwd=d)
+        out.append((r.rc, r.err, i.rc, i.err, c.rc, c.out, c.err,
+                    sorted(os.listdir(d))))
+        if i.rc == 0:
+            spec = json.loads(i.out)['format-specific']['data']
+            out[-1] += (spec['data-file'],)
+    assert out[1] == out[0]
+
+
+@pytest.mark.parametrize('opts', [
+    'data_file=d.raw,data_file_raw=on,backing_file=b.raw,backing_fmt=raw',
+    'data_file=d.raw,compat=0.42',
+    'data_file=d.raw,preallocation=foo',
+    'data_file=d.raw,compat=0.10',
+    'data_file=d.raw,cluster_size=3k',
+    'data_file=d.raw,lazy_refcounts=foo',      # refused before the driver
+    'data_file=d.raw,preallocation=falloc',
+])
+def test_refused_create_removes_data_file(tmp_path, our_qemu_img,
+                                          ref_qemu_img, opts):
+    """qemu-iotests 043 with data_file_raw: the reference creates the data
+    file before it checks the qcow2 options, so a refused create removes
+    a data file that was there (another image's) as well."""
+    out = []
+    for tool, sub in ((ref_qemu_img, 'r'), (our_qemu_img, 's')):
+        d = tmp_path / sub
+        d.mkdir()
+        (d / 'd.raw').write_bytes(b'other image\n')
+        (d / 'b.raw').write_bytes(bytes(65536))
+        r = run([tool, 'create', '-q', '-f', 'qcow2', '-o', opts, 'x.qcow2',
+                 '1M'], cwd=d)
+        files = {n: os.path.getsize(d / n) for n in sorted(os.listdir(d))}
+        out.append((r.rc, r.err, files))
+    assert out[1] == out[0]

@@ -69,3 +69,46 @@ def test_dirty_stale_op(tmp_path, ref_qemu_img, ref_qemu_io, our_qemu_img,
     cmp = run([ref_qemu_img, 'compare', str(tmp_path / 'ref/img.qcow2'),
                str(tmp_path / 'our/img.qcow2')])
     assert cmp.rc == 0, cmp
+
+
+def failed_lazy_write(d, img, io):
+    """qemu-iotests 080 with lazy refcounts: a snapshot whose L1 offset is
+    unaligned makes the inactive-L2 overlap check fail the data write and
+    the refcount flush at close.  Returns the outputs of the commands after
+    the failed write."""
+    path = str(d / 'img.qcow2')
+    run([img, 'create', '-q', '-f', 'qcow2', '-o', 'lazy_refcounts=on',
+         path, '64M'])
+    assert run([io, '-c', 'write 0 512', path]).rc == 0
+    assert run([img, 'snapshot', '-c', 'test', path]).rc == 0
+    with open(path, 'r+b') as f:
+        f.seek(0x70000)         # the first snapshot table entry: l1 offset
+        f.write(struct.pack('>Q', 0x400200))
+    w = run([io, '-c', 'open -o overlap-check.inactive-l2=on ' + path,
+             '-c', 'write 0 4k'])
+    with open(path, 'rb') as f:
+        f.seek(72)
+        incompat = struct.unpack('>Q', f.read(8))[0]
+    apply = run([img, 'snapshot', '-a', 'test', path])
+    chk = run([img, 'check', path])
+    return w, incompat, apply, chk
+
+
+def test_failed_lazy_write_leaves_clean(tmp_path, ref_qemu_img, ref_qemu_io,
+                                        our_qemu_img, our_qemu_io):
+    """The reference sets the dirty bit when it links the new clusters, so
+    a write that fails before (and a close that cannot flush) leaves the
+    image clean: the next read-write open does not repair it."""
+    res = []
+    for name, img, io in (('ref', ref_qemu_img, ref_qemu_io),
+                          ('our', our_qemu_img, our_qemu_io)):
+        (tmp_path / name).mkdir()
+        res.append(failed_lazy_write(tmp_path / name, img, io))
+    ref, our = res
+    assert ref[0].rc == 1 and 'write failed' in ref[0].out
+    assert ref[1] == 0
+    assert (our[0].rc, our[0].out) == (ref[0].rc, ref[0].out)
+    assert our[1] == ref[1]
+    for a, b in zip(ref[2:], our[2:]):
+        assert (b.rc, b.out, b.err.replace('/our/', '/ref/')) == \
+            (a.rc, a.out, a.err)

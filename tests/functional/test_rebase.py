@@ -252,8 +252,8 @@ def test_rebase_overlay_write_error(tmp_path, strata_img, ref_qemu_img,
     assert r.rc == 1
     assert f'strata-img: Error while writing to COW image: {text}' in \
         r.err.splitlines()
-    assert any('top.qcow2' in ln and 'at byte' in ln
-               for ln in r.err.splitlines()), r.err
+    # the reference names neither the image nor the offset
+    assert not any('at byte' in ln for ln in r.err.splitlines()), r.err
     assert run([ref_qemu_img, 'check', top]).rc in (0, 3)
     info = json.loads(run([ref_qemu_img, 'info', '--output=json', top]).out)
     assert info['backing-filename'] == 'old.qcow2'
@@ -350,3 +350,27 @@ def test_rebase_run_past_old_end(tmp_path, strata_img, ref_qemu_img,
     r, s = os.path.join(rd, 'top.qcow2'), os.path.join(sd, 'top.qcow2')
     check_clean(ref_qemu_img, s)
     assert open(r, 'rb').read() == open(s, 'rb').read()
+
+
+def test_rebase_compressed_data_file_error(tmp_path, our_qemu_img,
+                                           ref_qemu_img, ref_qemu_io):
+    """qemu-iotests 314 with an external data file: compressed writes are
+    not supported there, and the reference reports the failed rebase in
+    one line, naming neither the image nor the offset."""
+    res = []
+    for tool, sub in ((ref_qemu_img, 'r'), (our_qemu_img, 's')):
+        d = tmp_path / sub
+        d.mkdir()
+        img = lambda *a: run([ref_qemu_img, *a], cwd=d)  # noqa: E731
+        assert img('create', '-q', '-f', 'qcow2', '-o', 'data_file=b.data',
+                   'b.qcow2', '1M').rc == 0
+        assert img('create', '-q', '-f', 'qcow2', '-o', 'data_file=t.data',
+                   '-b', 'b.qcow2', '-F', 'qcow2', 't.qcow2', '1M').rc == 0
+        assert run([ref_qemu_io, '-c', 'write -P 1 0 64k', 'b.qcow2'],
+                   cwd=d).rc == 0
+        r = run([tool, 'rebase', '-c', '-f', 'qcow2', '-b', '', 't.qcow2'],
+                cwd=d)
+        info = json.loads(img('info', '--output=json', 't.qcow2').out)
+        res.append((r.rc, r.out, r.err, info.get('backing-filename')))
+    assert res[0][0] == 1
+    assert res[1] == res[0]

@@ -861,14 +861,10 @@ static int64_t compare_unit(const BlockDriverInfo *bdi, bool compress)
     return unit >= 512 ? unit : 512;
 }
 
-/* Name the failed image and offset, then the reference's line. */
+/* The reference's one line for the failure (it names neither the image
+ * nor the offset). */
 static void report_job_failure(const RebaseJob *j, const BlockJobFailure *f)
 {
-    if (f->image && f->offset >= 0) {
-        error_report("error while %s '%s' at byte %" PRId64 ": %s",
-                     f->write ? "writing to" : "reading from", f->image,
-                     f->offset, strerror(-f->ret));
-    }
     if (f->write) {
         error_report("Error while writing to COW image: %s",
                      strerror(-f->ret));

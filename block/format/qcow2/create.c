@@ -334,17 +334,43 @@ static int coroutine_fn write_initial(const char *filename,
 
 /* The external data file, created as a raw image of the disk size; with
  * falloc/full empty, as the reference's: the preallocation then extends
- * it with the mode. */
-static int coroutine_fn create_data_file(const Qcow2CreateArgs *a,
+ * it with the mode.  It comes right after the image file, before any
+ * qcow2 option is checked, as with the reference (a refused create then
+ * removes it too); a preallocation mode that does not parse fails the
+ * create later. */
+static int coroutine_fn create_data_file(QDict *opts, const char *name,
                                          Error **errp)
 {
     g_autoptr(QDict) o = qdict_new();
-    bool empty = a->prealloc == PREALLOC_MODE_FALLOC ||
-                 a->prealloc == PREALLOC_MODE_FULL;
-    g_autofree char *sz = g_strdup_printf("%" PRIu64, empty ? 0 : a->size);
+    PreallocMode mode = PREALLOC_MODE_OFF;
+    uint64_t size = bdrv_opt_size(opts, "size", 0, NULL);
+    g_autofree char *sz = NULL;
 
+    prealloc_mode_parse(bdrv_opt_str(opts, "preallocation", "off"), &mode);
+    if (mode == PREALLOC_MODE_FALLOC || mode == PREALLOC_MODE_FULL ||
+        size > INT64_MAX) {
+        size = 0;
+    }
+    sz = g_strdup_printf("%" PRIu64,
+                         (uint64_t)ROUND_UP(size, BDRV_SECTOR_SIZE));
     qdict_put_str(o, "size", sz);
-    return bdrv_create_file(a->data_file, o, errp);
+    return bdrv_create_file(name, o, errp);
+}
+
+/* The name the header stores and the image opens: the reference stores
+ * the opened data file node's name, as its protocol parses it ("file:"
+ * goes, "file:a:b" becomes "./a:b"). */
+static char *data_file_node_name(const char *name)
+{
+    const BlockDriver *drv = bdrv_find_protocol(name, true, NULL);
+    g_autoptr(QDict) o = qdict_new();
+    const char *fn;
+
+    if (drv && drv->parse_filename && !strcmp(bdrv_driver_name(drv), "file")) {
+        drv->parse_filename(name, o, NULL);
+    }
+    fn = qdict_get_try_str(o, "filename");
+    return g_strdup(fn ? fn : name);
 }
 
 /* With metadata preallocation the file grows over each new run at once,
@@ -661,18 +687,29 @@ int coroutine_fn qcow2_co_create_opts(const BlockDriver *drv,
                                       Error **errp)
 {
     Qcow2CreateArgs a = { 0 };
+    g_autofree char *data_name = NULL;
+    const char *data;
     bool data_made = false;
     int ret = create_protocol_file(filename, opts, errp);
 
     if (ret < 0) {
         return ret;
     }
-    ret = qcow2_parse_create_args(opts, &a, errp);
+    data = bdrv_opt_str(opts, "data_file", NULL);
+    if (data) {
+        ret = create_data_file(opts, data, errp);
+        /* a size the file system refuses leaves no data file either,
+         * as with the reference */
+        data_made = ret == 0 || ret == -EFBIG;
+        data_name = data_file_node_name(data);
+    }
+    if (ret == 0) {
+        ret = qcow2_parse_create_args(opts, &a, errp);
+    }
     /* the disk size goes up to whole sectors, as the reference stores it */
     a.size = ROUND_UP(a.size, BDRV_SECTOR_SIZE);
-    if (ret == 0 && a.data_file) {
-        ret = create_data_file(&a, errp);
-        data_made = ret == 0;
+    if (data_name) {
+        a.data_file = data_name;
     }
     if (ret == 0) {
         ret = write_initial(filename, &a, errp);
@@ -685,7 +722,7 @@ int coroutine_fn qcow2_co_create_opts(const BlockDriver *drv,
          * there before is gone too), as with the reference */
         bdrv_delete_created_file(filename);
         if (data_made) {
-            bdrv_delete_created_file(a.data_file);
+            bdrv_delete_created_file(data_name);
         }
     }
     return ret;

@@ -826,7 +826,11 @@ static int coroutine_fn plan_write_unlocked(BlockDriverState *bs,
     return ret;
 }
 
-/* Entries point at the written data (or the new clusters go back). */
+/* Entries point at the written data (or the new clusters go back).
+ * Lazy refcounts: the dirty bit goes to disk only now, before the first
+ * entry that may reach the disk ahead of its refcounts, as the reference
+ * marks it when it links the L2 entries: a write that failed before
+ * (overlap check, I/O error) leaves a clean image clean. */
 static int coroutine_fn plan_finish(BlockDriverState *bs, AllocPlan *p,
                                     int ret)
 {
@@ -834,6 +838,9 @@ static int coroutine_fn plan_finish(BlockDriverState *bs, AllocPlan *p,
     void *l2 = NULL;
     int idx;
 
+    if (ret == 0) {
+        ret = qcow2_mark_dirty_if_lazy(bs);
+    }
     if (ret == 0) {
         ret = qcow2_get_l2_table(bs, p->offset, true, &l2, &idx);
     }
@@ -1057,11 +1064,8 @@ static int coroutine_fn write_guest(BlockDriverState *bs, int64_t offset,
         ret = in_place_step(bs, offset + done, bytes - done, pl, done, &n,
                             &hint, &turn);
         if (ret == 0 && n == 0) {
-            ret = qcow2_mark_dirty_if_lazy(bs);
-            if (ret == 0) {
-                ret = alloc_step(bs, offset + done, bytes - done, pl, done,
-                                 &n, &hint, replaced, &turn);
-            }
+            ret = alloc_step(bs, offset + done, bytes - done, pl, done,
+                             &n, &hint, replaced, &turn);
         }
         done += n;
     }
