@@ -35,7 +35,6 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_io_random_diff import digest  # noqa: E402
-from test_qcow2_random_diff import small_disk  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import difftools  # noqa: E402
 from difftools import OK, judge  # noqa: E402
@@ -254,9 +253,11 @@ def cmd_dd(r, im):
         args.append('bs=' + r.choice(['512', '1', '4k', '64k', '65537',
                                       '1M', '3000', '0', 'x', '2G', '4k',
                                       str(cluster_of(im['opts']))]))
-    if r.random() < 0.5:
+    if r.random() < 0.5 or 'bs=1' in args:
+        # (byte-sized blocks over a whole image take minutes)
         args.append('count=' + r.choice(['0', '1', '3', '100', '7', '-1',
-                                         'x', '100000']))
+                                         'x'] + ([] if 'bs=1' in args
+                                                 else ['100000'])))
     if r.random() < 0.3:
         args.append('skip=' + r.choice(['0', '1', '5', '2048', '-1',
                                         '100000', 'x']))
@@ -476,21 +477,33 @@ def settle(d):
         os.close(fd)
 
 
+ALLOC = re.compile(r'((?:disk size: |"actual-size": ))'
+                   r'(?:\d+(?:\.\d+)? [KMG]iB|\d+ B|\d+)')
+
+
 def norm(text, d, dates):
+    # allocated sizes: how ext4 lays out a copied or freshly written file
+    # (one extent-tree block more or less) is no tool's doing
+    text = ALLOC.sub(r'\1A', text)
     text = TIMING.sub('Run completed in T seconds.', text.replace(d, 'DIR'))
     if dates:
         text = JDATE.sub(r'\1N', DATE.sub('DATE', text))
-    return small_disk(text)
+    return text
 
 
 STDIO_REFUSED = 'qemu-img: Must specify both input and output files\n'
 
 
 def deliberate(exp):
-    """dd without if= or of=: the reference refuses it, strata reads
-    stdin / writes stdout (a deliberate difference, COMPAT.md)."""
+    """dd without if= or of=, or with osize=/isize=: the reference
+    refuses them, strata reads stdin / writes stdout and takes Proxmox
+    VE's size operands (deliberate differences, COMPAT.md)."""
     c = exp[0]
-    return c[0] == 'dd' and exp[2] == STDIO_REFUSED and not (
+    if c[0] != 'dd':
+        return False
+    if re.fullmatch(r'qemu-img: unrecognized operand [io]size\n', exp[2]):
+        return True
+    return exp[2] == STDIO_REFUSED and not (
         any(a.startswith('if=') for a in c) and
         any(a.startswith('of=') for a in c))
 
@@ -528,11 +541,18 @@ def map_shape(ref_dir, d, f):
     rc, out, err = ref_img(ref_dir, d, 'map', '--output=json', f)
     if rc:
         return rc, err
-    m = json.loads(out)
-    for e in m:
+    merged = []
+    for e in json.loads(out):
         e.pop('offset', None)
         e.pop('filename', None)
-    return m
+        last = merged[-1] if merged else None
+        if last and all(last[k] == e[k] for k in e
+                        if k not in ('start', 'length')) and \
+                last['start'] + last['length'] == e['start']:
+            last['length'] += e['length']
+        else:
+            merged.append(e)
+    return merged
 
 
 def image_problems(ref_dir, rd, od, f):
@@ -686,6 +706,16 @@ FIXED = [
                       '=s0,encrypt.cipher-alg=aes-128', 'a.qcow2'],
                      ['measure', '-O', 'qcow2', '-o', 'encrypt.format=aes',
                       '--size', '1M']]),
+    # an l2-cache-size beyond the disk's tables is cut to them (2614)
+    (_image('c512', size=100352), [
+        ['info', 'json:{"driver": "qcow2", "file": {"driver": "file", '
+         '"filename": "a.qcow2"}, "l2-cache-size": "1T", "read-only": "off"}'],
+        ['map', '--image-opts', 'driver=qcow2,file.filename=a.qcow2,'
+         'l2-cache-size=1P'],
+        ['check', '--image-opts', 'driver=qcow2,file.filename=a.qcow2,'
+         'l2-cache-size=1T,cache-size=1M'],
+        ['check', '--image-opts', 'driver=qcow2,file.filename=a.qcow2,'
+         'cache-size=1M,l2-cache-size=512k']]),
     # a read-write open marks the bitmaps in-use, and info shows it (1474)
     (_image('c4k', bitmaps=2),
      [['info', '--output=json', 'json:{"driver": "qcow2", "file": {"driver":'

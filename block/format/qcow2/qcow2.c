@@ -251,7 +251,7 @@ static int parse_overlap(QDict *opts, int *mask, Error **errp)
 
 /* Combined cache-size split as the reference splits it. */
 static int split_cache_size(BDRVQcow2State *s, QDict *opts, uint64_t max_l2,
-                            uint64_t min_rc, Error **errp)
+                            uint64_t min_rc, uint64_t l2_setting, Error **errp)
 {
     Error *e = NULL;
     uint64_t combined = bdrv_opt_size(opts, "cache-size", 0, &e);
@@ -267,7 +267,7 @@ static int split_cache_size(BDRVQcow2State *s, QDict *opts, uint64_t max_l2,
                    "may not be set at the same time");
         return -EINVAL;
     }
-    if (l2_set && s->l2_cache_bytes > combined) {
+    if (l2_set && l2_setting > combined) {
         error_setg(errp, "l2-cache-size may not exceed cache-size");
         return -EINVAL;
     }
@@ -294,8 +294,11 @@ static int read_cache_sizes(BDRVQcow2State *s, QDict *opts, Error **errp)
     uint64_t max_l2 = ROUND_UP(DIV_ROUND_UP(s->h.size, s->cluster_size) *
                                s->l2_entry_size, s->cluster_size);
     uint64_t min_rc = 4 * s->cluster_size;
+    uint64_t l2_setting = bdrv_opt_size(opts, "l2-cache-size",
+                                        QCOW2_MAX_L2_CACHE_DEFAULT, &e);
 
-    s->l2_cache_bytes = bdrv_opt_size(opts, "l2-cache-size", 0, &e);
+    /* never more L2 cache than the whole disk's tables, whatever asked */
+    s->l2_cache_bytes = MIN(max_l2, l2_setting);
     if (!e) {
         s->refcount_cache_bytes = bdrv_opt_size(opts, "refcount-cache-size",
                                                 0, &e);
@@ -309,16 +312,11 @@ static int read_cache_sizes(BDRVQcow2State *s, QDict *opts, Error **errp)
         return -EINVAL;
     }
     if (qdict_haskey(opts, "cache-size")) {
-        if (split_cache_size(s, opts, max_l2, min_rc, errp) < 0) {
+        if (split_cache_size(s, opts, max_l2, min_rc, l2_setting, errp) < 0) {
             return -EINVAL;
         }
-    } else {
-        if (!qdict_haskey(opts, "l2-cache-size")) {
-            s->l2_cache_bytes = MIN(max_l2, QCOW2_MAX_L2_CACHE_DEFAULT);
-        }
-        if (!qdict_haskey(opts, "refcount-cache-size")) {
-            s->refcount_cache_bytes = min_rc;
-        }
+    } else if (!qdict_haskey(opts, "refcount-cache-size")) {
+        s->refcount_cache_bytes = min_rc;
     }
     if (s->l2_entry_bytes < 512 || s->l2_entry_bytes > s->cluster_size ||
         !QEMU_IS_POW2(s->l2_entry_bytes)) {
