@@ -974,7 +974,10 @@ static void coroutine_fn close_entry(void *opaque)
     BDRVQcow2State *s = bs->opaque;
     int ret;
 
-    if (!(bs->open_flags & BDRV_O_RDWR) || !s->data_file || s->broken) {
+    /* (an image with a data file opened without I/O has none: its
+     * metadata, bitmaps included, is still written back) */
+    if (!(bs->open_flags & BDRV_O_RDWR) || s->broken ||
+        (!s->data_file && !(bs->open_flags & BDRV_O_NO_IO))) {
         return;
     }
     /* the reference's generic close flushes the node first and ignores
