@@ -494,7 +494,13 @@ static int coroutine_fn mark_in_use(BlockDriverState *bs)
     }
     dir = build_dir(s->bitmaps, &size);
     ret = q_pwrite(bs->file, s->bitmap_dir_offset, size, dir);
-    return ret < 0 ? ret : bdrv_co_flush(bs->file->bs);
+    if (ret < 0) {
+        return ret;
+    }
+    /* info shows the directory as the image now holds it */
+    qobject_unref(s->bitmap_info);
+    s->bitmap_info = bitmap_info_list(s);
+    return bdrv_co_flush(bs->file->bs);
 }
 
 /* The extension present but the autoclear bit clear: a program without

@@ -199,14 +199,63 @@ static int measure_args(QDict *opts, Qcow2CreateArgs *a, Error **errp)
     return qcow2_parse_create_args(o, a, errp);
 }
 
+/* The LUKS key material's bytes for encrypt.cipher-alg/-mode: the
+ * master key's length (doubled for xts), or 0 for an unknown cipher. */
+static uint64_t luks_key_bytes(QDict *opts)
+{
+    static const struct { const char *alg; unsigned len; } algs[] = {
+        { "aes-128", 16 }, { "aes-192", 24 }, { "aes-256", 32 },
+        { "twofish-128", 16 }, { "twofish-192", 24 }, { "twofish-256", 32 },
+        { "serpent-128", 16 }, { "serpent-192", 24 }, { "serpent-256", 32 },
+        { "cast5-128", 16 },
+    };
+    const char *alg = bdrv_opt_str(opts, "encrypt.cipher-alg", "aes-256");
+    const char *mode = bdrv_opt_str(opts, "encrypt.cipher-mode", "xts");
+
+    for (size_t i = 0; i < G_N_ELEMENTS(algs); i++) {
+        if (!strcmp(alg, algs[i].alg)) {
+            return algs[i].len * (strcmp(mode, "xts") ? 1 : 2);
+        }
+    }
+    return 0;
+}
+
+/* A LUKS header in front of the data (encrypt.format=luks): a 4 KiB
+ * header then 8 key slots, each the key split over 4000 stripes in
+ * 512-byte sectors aligned to 4 KiB; the data starts after them. */
+static int luks_payload(QDict *opts, uint64_t *bytes, Error **errp)
+{
+    uint64_t key = luks_key_bytes(opts), slot;
+
+    *bytes = 0;
+    if (g_strcmp0(bdrv_opt_str(opts, "encrypt.format", NULL), "luks")) {
+        return 0;
+    }
+    if (!qdict_haskey(opts, "encrypt.key-secret")) {
+        error_setg(errp, "Parameter 'encrypt.key-secret' is required for "
+                   "cipher");
+        return -EINVAL;
+    }
+    if (!key) {
+        error_setg(errp, "Unsupported LUKS cipher for measure");
+        return -ENOTSUP;
+    }
+    slot = ROUND_UP(DIV_ROUND_UP(key * 4000, 512), 8);
+    *bytes = (8 + 8 * slot) * 512;
+    return 0;
+}
+
 int qcow2_measure(QDict *opts, BlockDriverState *in_bs,
                   BlockMeasureInfo *info, Error **errp)
 {
     Qcow2CreateArgs a = { 0 };
-    uint64_t size, required = 0;
+    uint64_t size, required = 0, luks = 0;
     bool full;
     int ret = measure_args(opts, &a, errp);
 
+    if (ret == 0) {
+        ret = luks_payload(opts, &luks, errp);
+    }
     if (ret < 0) {
         return ret;
     }
@@ -243,6 +292,7 @@ int qcow2_measure(QDict *opts, BlockDriverState *in_bs,
     info->fully_allocated = prealloc_size(size, a.cluster_size,
                                           __builtin_ctzll(a.refcount_bits),
                                           a.extended_l2);
+    info->fully_allocated += ROUND_UP(luks, a.cluster_size);
     info->required = info->fully_allocated - size + required;
     /* a v2 target cannot hold them (measure_args keeps compat out of @a) */
     info->has_bitmaps = in_bs && source_has_bitmaps(in_bs) &&

@@ -251,7 +251,7 @@ static int parse_overlap(QDict *opts, int *mask, Error **errp)
 
 /* Combined cache-size split as the reference splits it. */
 static int split_cache_size(BDRVQcow2State *s, QDict *opts, uint64_t max_l2,
-                            uint64_t min_rc, Error **errp)
+                            uint64_t min_rc, uint64_t l2_setting, Error **errp)
 {
     Error *e = NULL;
     uint64_t combined = bdrv_opt_size(opts, "cache-size", 0, &e);
@@ -267,7 +267,7 @@ static int split_cache_size(BDRVQcow2State *s, QDict *opts, uint64_t max_l2,
                    "may not be set at the same time");
         return -EINVAL;
     }
-    if (l2_set && s->l2_cache_bytes > combined) {
+    if (l2_set && l2_setting > combined) {
         error_setg(errp, "l2-cache-size may not exceed cache-size");
         return -EINVAL;
     }
@@ -294,8 +294,11 @@ static int read_cache_sizes(BDRVQcow2State *s, QDict *opts, Error **errp)
     uint64_t max_l2 = ROUND_UP(DIV_ROUND_UP(s->h.size, s->cluster_size) *
                                s->l2_entry_size, s->cluster_size);
     uint64_t min_rc = 4 * s->cluster_size;
+    uint64_t l2_setting = bdrv_opt_size(opts, "l2-cache-size",
+                                        QCOW2_MAX_L2_CACHE_DEFAULT, &e);
 
-    s->l2_cache_bytes = bdrv_opt_size(opts, "l2-cache-size", 0, &e);
+    /* never more L2 cache than the whole disk's tables, whatever asked */
+    s->l2_cache_bytes = MIN(max_l2, l2_setting);
     if (!e) {
         s->refcount_cache_bytes = bdrv_opt_size(opts, "refcount-cache-size",
                                                 0, &e);
@@ -309,16 +312,11 @@ static int read_cache_sizes(BDRVQcow2State *s, QDict *opts, Error **errp)
         return -EINVAL;
     }
     if (qdict_haskey(opts, "cache-size")) {
-        if (split_cache_size(s, opts, max_l2, min_rc, errp) < 0) {
+        if (split_cache_size(s, opts, max_l2, min_rc, l2_setting, errp) < 0) {
             return -EINVAL;
         }
-    } else {
-        if (!qdict_haskey(opts, "l2-cache-size")) {
-            s->l2_cache_bytes = MIN(max_l2, QCOW2_MAX_L2_CACHE_DEFAULT);
-        }
-        if (!qdict_haskey(opts, "refcount-cache-size")) {
-            s->refcount_cache_bytes = min_rc;
-        }
+    } else if (!qdict_haskey(opts, "refcount-cache-size")) {
+        s->refcount_cache_bytes = min_rc;
     }
     if (s->l2_entry_bytes < 512 || s->l2_entry_bytes > s->cluster_size ||
         !QEMU_IS_POW2(s->l2_entry_bytes)) {
@@ -535,10 +533,71 @@ static int check_crypt_method(BDRVQcow2State *s, Error **errp)
     return 0;
 }
 
-/* Encrypted images: the reference decrypts them; we refuse data I/O. */
-static int check_encryption(BlockDriverState *bs, int flags, Error **errp)
+/* An encrypted image's encrypt.* options: only key-secret is known to
+ * either method's key options (the reference's words for the rest). */
+static int check_crypt_keys(QDict *opts, Error **errp)
+{
+    for (const QDictEntry *e = qdict_first(opts); e; e = qdict_next(opts, e)) {
+        const char *key = qdict_entry_key(e);
+
+        if (g_str_has_prefix(key, "encrypt.") &&
+            strcmp(key, "encrypt.format") && strcmp(key, "encrypt.key-secret")) {
+            error_setg(errp, "Parameter '%s' is unexpected",
+                       key + strlen("encrypt."));
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* encrypt.* open options: the format named must be the header's (an
+ * unencrypted image takes none); the options are the encryption's, so
+ * they are consumed here and never count as unknown. */
+static int check_crypt_opts(BDRVQcow2State *s, QDict *opts, Error **errp)
+{
+    static const char *const names[] = { NULL, "aes", "luks" };
+    const char *fmt = qdict_get_try_str(opts, "encrypt.format");
+    int ret = check_crypt_method(s, errp);
+
+    if (ret == 0 && fmt && !s->h.crypt_method) {
+        error_setg(errp, "No encryption in image header, but options "
+                   "specified format '%s'", fmt);
+        ret = -EINVAL;
+    } else if (ret == 0 && fmt && strcmp(fmt, names[s->h.crypt_method])) {
+        error_setg(errp, "Header reported '%s' encryption format but "
+                   "options specify '%s'", names[s->h.crypt_method], fmt);
+        ret = -EINVAL;
+    } else if (ret == 0 && s->h.crypt_method) {
+        ret = check_crypt_keys(opts, errp);
+    }
+    return ret;
+}
+
+/* The encrypt.* options are the encryption's (consumed, never unknown);
+ * without encrypt.key-secret no data can be read. */
+static bool take_crypt_opts(BDRVQcow2State *s, QDict *opts)
+{
+    bool has_key = qdict_haskey(opts, "encrypt.key-secret");
+    g_autoptr(GPtrArray) keys = g_ptr_array_new_with_free_func(g_free);
+
+    for (const QDictEntry *e = qdict_first(opts); e; e = qdict_next(opts, e)) {
+        if (g_str_has_prefix(qdict_entry_key(e), "encrypt.")) {
+            g_ptr_array_add(keys, g_strdup(qdict_entry_key(e)));
+        }
+    }
+    for (guint i = 0; i < keys->len; i++) {
+        qdict_del(opts, g_ptr_array_index(keys, i));
+    }
+    return has_key || !s->h.crypt_method;
+}
+
+/* Encrypted images: the reference decrypts them; we refuse data I/O
+ * (after the reference's own first complaint, a missing key). */
+static int check_encryption(BlockDriverState *bs, QDict *opts, int flags,
+                            Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
+    bool has_key = take_crypt_opts(s, opts);
 
     if (!s->h.crypt_method || (flags & BDRV_O_NO_IO)) {
         return 0;
@@ -546,6 +605,11 @@ static int check_encryption(BlockDriverState *bs, int flags, Error **errp)
     if (s->h.crypt_method == QCOW2_CRYPT_LUKS && !s->has_crypto_ext) {
         error_setg(errp, "Missing CRYPTO header for crypt method %d",
                    QCOW2_CRYPT_LUKS);
+        return -EINVAL;
+    }
+    if (!has_key) {
+        error_setg(errp, "Parameter 'encrypt.key-secret' is required for "
+                   "cipher");
         return -EINVAL;
     }
     error_setg(errp, "qcow2: encrypted images (%s encryption) are not "
@@ -628,18 +692,63 @@ static int coroutine_fn open_metadata(BlockDriverState *bs, int64_t flen,
     return ret;
 }
 
+/* The type of one option's value (a malformed one sets @errp). */
+static void check_opt_type(QDict *opts, const BlockOptDesc *d, Error **errp)
+{
+    switch (d->type) {
+    case OPT_BOOL:
+        bdrv_opt_bool(opts, d->name, false, errp);
+        break;
+    case OPT_SIZE:
+        bdrv_opt_size(opts, d->name, 0, errp);
+        break;
+    case OPT_NUMBER:
+        bdrv_opt_number(opts, d->name, 0, errp);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Every option's value has its type before any is used, the first bad
+ * one in the dictionary's order reported, as the reference parses all
+ * of them before it looks at one (the last bad value then wins no
+ * matter which check it would have failed later). */
+static int check_opt_types(QDict *opts, Error **errp)
+{
+    for (const QDictEntry *e = qdict_first(opts); e; e = qdict_next(opts, e)) {
+        for (const BlockOptDesc *d = qcow2_open_opts; d->name; d++) {
+            Error *err = NULL;
+
+            if (strcmp(d->name, qdict_entry_key(e))) {
+                continue;
+            }
+            check_opt_type(opts, d, &err);
+            if (err) {
+                error_propagate(errp, err);
+                return -EINVAL;
+            }
+        }
+    }
+    return 0;
+}
+
 /* Open step 2: options and the caches they size. */
 static int open_options(BlockDriverState *bs, QDict *opts, int flags,
                         Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
-    int ret = read_cache_sizes(s, opts, errp);
+    int ret = check_opt_types(opts, errp);
+
+    if (ret == 0) {
+        ret = read_cache_sizes(s, opts, errp);
+    }
 
     if (ret == 0) {
         ret = read_runtime_opts(bs, opts, flags, errp);
     }
     if (ret == 0) {
-        ret = check_crypt_method(s, errp);
+        ret = check_crypt_opts(s, opts, errp);
     }
     if (ret == 0) {
         ret = init_caches(s, errp);
@@ -661,7 +770,7 @@ static int coroutine_fn open_tables(BlockDriverState *bs, QDict *opts,
         ret = open_data_file(bs, opts, flags, errp);
     }
     if (ret == 0) {
-        ret = check_encryption(bs, flags, errp);
+        ret = check_encryption(bs, opts, flags, errp);
     }
     if (ret == 0) {
         ret = qcow2_read_backing_name(bs, errp);
@@ -866,7 +975,10 @@ static void coroutine_fn close_entry(void *opaque)
     BDRVQcow2State *s = bs->opaque;
     int ret;
 
-    if (!(bs->open_flags & BDRV_O_RDWR) || !s->data_file || s->broken) {
+    /* (an image with a data file opened without I/O has none: its
+     * metadata, bitmaps included, is still written back) */
+    if (!(bs->open_flags & BDRV_O_RDWR) || s->broken ||
+        (!s->data_file && !(bs->open_flags & BDRV_O_NO_IO))) {
         return;
     }
     /* the reference's generic close flushes the node first and ignores
@@ -1311,6 +1423,13 @@ static const BlockDriverBackingOps qcow2_backing_ops = {
     .make_empty = qcow2_co_make_empty,
 };
 
+/* The key changes what the node reads: it stays in a json: name. */
+static const char *const qcow2_strong_opts[] = { "encrypt.key-secret", NULL };
+
+static const BlockDriverNamingOps qcow2_naming_ops = {
+    .strong_opts = qcow2_strong_opts,
+};
+
 const BlockDriver bdrv_qcow2 = {
     .format_name = "qcow2",
     .kind = BDRV_KIND_FORMAT,
@@ -1327,6 +1446,7 @@ const BlockDriver bdrv_qcow2 = {
     .io = &qcow2_io,
     .info = &qcow2_info_ops,
     .measure = &qcow2_measure_ops,
+    .naming = &qcow2_naming_ops,
     .backing = &qcow2_backing_ops,
     .check = &qcow2_check_ops,
     .snapshot = &qcow2_snapshot_ops,

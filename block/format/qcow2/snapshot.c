@@ -881,6 +881,9 @@ static int coroutine_fn qcow2_sn_goto(BlockDriverState *bs,
     Qcow2Snapshot sn;
     int ret;
 
+    if (s->data_file != bs->file) {
+        return -ENOTSUP;    /* before the search, as the reference */
+    }
     if (idx < 0) {
         return -ENOENT;
     }
