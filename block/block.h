@@ -190,6 +190,7 @@ typedef struct BlockDriverInfo {
     int subcluster_size;          /* allocation unit if smaller; 0: none */
     bool is_dirty;
     bool needs_compressed_writes;
+    bool is_encrypted;            /* the image's data is encrypted */
 } BlockDriverInfo;
 
 /* measure: bytes a new image of this format needs (qemu-img measure). */

@@ -661,7 +661,7 @@ def dirs(bindir):
     yield from difftools.scratch_dirs(bindir, 'strata-cmddiff-', 'qemu-img')
 
 
-@pytest.mark.parametrize('seed', range(1000, 1030))
+@pytest.mark.parametrize('seed', range(1000, 1020))
 def test_random_commands(seed, dirs):
     ref, our, base = dirs
     case = gen(seed)
@@ -729,6 +729,24 @@ FIXED = [
      [['info', '--output=json', '--image-opts', 'driver=qcow2,'
        'file.filename=a.qcow2,read-only=off,cache-size=256k'],
       ['info', 'a.qcow2']]),
+    # a run continuing the host range into a refcount block not made
+    # yet: the block goes at its boundary, the run stops there (7481)
+    (_image('c512', snaps=['a', 'b'], writes=[
+        'write -P 0x36 429568 512', 'write -c -P 0x5d 662016 512']),
+     [['bench', '-c', '33', '-d', '1', '-s', '4k', '-o', '511', '-w',
+       'a.qcow2'], ['map', '--output=json', 'a.qcow2']]),
+    # bench failing part-way exits without writing the driver's caches
+    # back; flushes come when the requests left are a multiple of the
+    # interval (9635)
+    (_image(), [['bench', '-f', 'qcow2', '-c', '33', '-d', '1', '-s', '64k',
+                 '-o', '513', '-w', 'a.qcow2'], ['map', 'a.qcow2']]),
+    (_image(), [['bench', '-c', '33', '-d', '1', '-s', '64k', '-o', '513',
+                 '-w', '--flush-interval', '5', 'a.qcow2'],
+                ['map', 'a.qcow2']]),
+    (_image(), [['bench', '-c', '33', '-d', '1', '-s', '64k', '-o', '513',
+                 '-w', '--flush-interval', '2', 'a.qcow2'],
+                ['bench', '-c', '20', '-d', '2', '-s', '4k', '-w',
+                 '--flush-interval', '3', '--pattern', '7', 'b.qcow2']]),
     # a read-write open marks the bitmaps in-use, and info shows it (1474)
     (_image('c4k', bitmaps=2),
      [['info', '--output=json', 'json:{"driver": "qcow2", "file": {"driver":'
@@ -758,7 +776,8 @@ def run_both(ref, our, d, argv):
 @pytest.mark.parametrize('method', ['aes', 'luks'])
 def test_encrypted_image_open_options(method, dirs):
     """encrypt.* options on encrypted images: a format other than the
-    header's, key options neither method knows, a missing key."""
+    header's, key options neither method knows, a missing key; info's
+    "encrypted" and (AES) "encrypt" lines."""
     ref, our, base = dirs
     d = tempfile.mkdtemp(dir=base)
     subprocess.run([os.path.join(ref, 'qemu-img'), 'create', '-q', '-f',
@@ -776,9 +795,10 @@ def test_encrypted_image_open_options(method, dirs):
             spec = 'driver=qcow2,file.filename=e.qcow2' + (',' + o if o
                                                             else '')
             exp, act = run_both(ref, our, d, [cmd, '--image-opts', spec])
-            # (info's "encrypted"/"encrypt" details are not printed yet:
-            # only the outcome and the messages are compared)
-            assert exp[1:] == act[1:], (cmd, o)
+            # (info does not describe a LUKS header yet: there only the
+            # outcome and the messages are compared)
+            n = 0 if method == 'aes' else 1
+            assert exp[n:] == act[n:], (cmd, o)
 
 
 # ---- exploration driver ----

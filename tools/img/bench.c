@@ -326,12 +326,15 @@ static void coroutine_fn bench_drain_flush(Bench *b)
     co_queue_restart_all(&b->flush_wait);
 }
 
-/* Is a flush due before request number @n (0-based)? */
+/* Is a flush due before request number @n (0-based)?  The reference
+ * counts down: after its first DEPTH requests, a flush whenever the
+ * requests not yet issued are a multiple of the interval (which only
+ * shows in the image when a later request fails: it exits unflushed). */
 static bool flush_due(const Bench *b, int64_t n)
 {
     int64_t iv = b->a->flush_interval;
 
-    return iv && n > 0 && n % iv == 0;
+    return iv && n > 0 && n >= b->a->depth && (b->a->count - n) % iv == 0;
 }
 
 /* One flush point: draining or not. */
@@ -520,9 +523,13 @@ static int bench_main(const BenchArgs *a)
     }
     secs = bench_run(&b);
     if (b.ret < 0) {
+        /* the reference exits on the spot: what the format driver
+         * still caches (new L2 entries, refcounts) is never written, and
+         * the image keeps its metadata as of the last flush */
         fflush(stdout);
         error_report("Failed request: %s", strerror(-b.ret));
-        goto out;
+        fflush(stderr);
+        _exit(EXIT_FAILURE);
     }
     if (a->output == OFORMAT_JSON) {
         bench_print_json(&b, secs);

@@ -98,12 +98,12 @@ static void dump_allocation(QDict *info, int indent)
     } else {
         printf("%*sdisk size: unavailable\n", indent, "");
     }
+    if (qdict_get_try_bool(info, "encrypted", false)) {
+        printf("%*sencrypted: yes\n", indent, "");
+    }
     if (qdict_haskey(info, "cluster-size")) {
         printf("%*scluster_size: %" PRId64 "\n", indent, "",
                qdict_get_int(info, "cluster-size"));
-    }
-    if (qdict_get_try_bool(info, "encrypted", false)) {
-        printf("%*sencrypted: yes\n", indent, "");
     }
     if (qdict_get_try_bool(info, "dirty-flag", false)) {
         printf("%*scleanly shut down: no\n", indent, "");

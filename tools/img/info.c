@@ -138,6 +138,9 @@ static QDict *node_info(BlockDriverState *bs)
     if (has_bdi && bdi.cluster_size > 0) {
         qdict_put_int(info, "cluster-size", bdi.cluster_size);
     }
+    if (has_bdi && bdi.is_encrypted) {
+        qdict_put_bool(info, "encrypted", true);
+    }
     put_backing_info(info, bs);
     put_snapshots(info, bs);
     put_specific_info(info, bs);

@@ -13,6 +13,7 @@ static int qcow2_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
     bdi->subcluster_size = s->extended_l2 ? s->subcluster_size : 0;
     bdi->is_dirty = s->h.incompatible_features & QCOW2_INCOMPAT_DIRTY;
     bdi->needs_compressed_writes = false;
+    bdi->is_encrypted = s->h.crypt_method != 0;
     return 0;
 }
 
@@ -36,6 +37,13 @@ static QDict *qcow2_get_specific_info(BlockDriverState *bs, Error **errp)
         qdict_put(data, "bitmaps", qobject_ref(s->bitmap_info));
     }
     qdict_put_int(data, "refcount-bits", s->refcount_bits);
+    if (s->h.crypt_method == QCOW2_CRYPT_AES) {
+        /* (LUKS adds its header's details: not described yet) */
+        QDict *enc = qdict_new();
+
+        qdict_put_str(enc, "format", "aes");
+        qdict_put(data, "encrypt", enc);
+    }
     if (s->h.version >= 3) {
         if (s->image_data_file) {
             qdict_put_str(data, "data-file", s->image_data_file);

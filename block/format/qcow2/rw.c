@@ -858,6 +858,35 @@ static int coroutine_fn plan_finish(BlockDriverState *bs, AllocPlan *p,
     return ret;
 }
 
+/* A run of @k free clusters at @hint crossing into a refcount block the
+ * table does not have yet: the reference counts the run cluster by
+ * cluster, so the block is made while the part before its boundary is
+ * counted already; it lands past that part (at the boundary when the
+ * file ends there), the part is uncounted again and the run then stops
+ * at the block.  Done here the same way, before the run is measured
+ * again.  Only where the table has room (a growth is another story). */
+static void coroutine_fn hint_refblock_first(BlockDriverState *bs,
+                                             uint64_t hint, int k)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t c0 = hint >> s->cluster_bits;
+    uint64_t b = ((c0 >> s->refblock_bits) + 1) << s->refblock_bits;
+    uint64_t ti = b >> s->refblock_bits;
+    uint64_t head = (b - c0) << s->cluster_bits;
+
+    if (b >= c0 + k || ti >= s->refcount_table_size ||
+        (s->refcount_table[ti] & ~0x1ffULL) ||
+        qcow2_update_refcount(bs, hint, head, 1) < 0) {
+        return;
+    }
+    if (qcow2_update_refcount(bs, b << s->cluster_bits, s->cluster_size,
+                              1) == 0) {
+        /* (counted after all: nothing was missing) */
+        qcow2_update_refcount(bs, b << s->cluster_bits, s->cluster_size, -1);
+    }
+    qcow2_update_refcount(bs, hint, head, -1);
+}
+
 /* New clusters go right after the host clusters the request wrote last
  * (*hint, 0: none) when they are free there, as many as are, as the
  * reference continues a contiguous host range before it allocates
@@ -875,6 +904,10 @@ static void coroutine_fn plan_at_hint(BlockDriverState *bs, uint8_t *l2,
         return;
     }
     k = free_run_at(bs, hint, p->n);
+    if (k > 1) {
+        hint_refblock_first(bs, hint, k);
+        k = free_run_at(bs, hint, p->n);
+    }
     if (k == 0) {
         return;
     }
