@@ -1,9 +1,10 @@
 """What the randomized differentials against the reference share: the
-scratch directory of a module, the verdict of one case, and the
-exploration loop run from the command line."""
+scratch directory of a module, the verdict of one case, the exploration
+loop run from the command line, and small helpers of their runs."""
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 
 import pytest
@@ -50,3 +51,25 @@ def explore(prefix, seeds, attempt, out_path):
     with open(out_path, 'w') as f:
         json.dump(found, f, indent=1, default=repr)
     print({k: v if isinstance(v, int) else len(v) for k, v in found.items()})
+
+
+def ref_img(ref_dir, d, *args):
+    """The reference's qemu-img with @args in directory @d: (exit status,
+    stdout, stderr)."""
+    res = subprocess.run([os.path.join(ref_dir, 'qemu-img')] + list(args),
+                         cwd=d, capture_output=True, text=True, timeout=60)
+    return res.returncode, res.stdout, res.stderr
+
+
+def settle(d, names):
+    """The blocks of the files @names in @d allocated, so that 'disk size'
+    counts what the file system holds and not its delayed-allocation
+    reservations (they linger after a truncation, for a time that
+    varies)."""
+    for f in names:
+        try:
+            fd = os.open(os.path.join(d, f), os.O_RDONLY)
+        except OSError:
+            continue
+        os.fsync(fd)
+        os.close(fd)

@@ -54,7 +54,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_io_random_diff import digest  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import difftools  # noqa: E402
-from difftools import OK, judge  # noqa: E402
+from difftools import OK, judge, ref_img  # noqa: E402
 
 TIMEOUT = 20
 KiB = 1024
@@ -389,11 +389,6 @@ def run_img(bindir, cmds, d, snaps=None):
     files = {f: digest(os.path.join(d, f)) for f in files_of(d)}
     return outs, files
 
-
-def ref_img(ref_dir, d, *args):
-    res = subprocess.run([os.path.join(ref_dir, 'qemu-img')] + list(args),
-                         cwd=d, capture_output=True, text=True, timeout=60)
-    return res.returncode, res.stdout, res.stderr
 
 
 def map_shape(ref_dir, d, name):

@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_io_random_diff import digest  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import difftools  # noqa: E402
-from difftools import OK, judge  # noqa: E402
+from difftools import OK, judge, ref_img, settle  # noqa: E402
 
 TIMEOUT = 60
 FILES = ['a.qcow2', 'b.qcow2', 'a.raw', 'r.raw', 'a.data', 'base.qcow2',
@@ -467,15 +467,6 @@ def clocked(cmds):
     return False
 
 
-def settle(d):
-    for f in FILES:
-        try:
-            fd = os.open(os.path.join(d, f), os.O_RDONLY)
-        except OSError:
-            continue
-        os.fsync(fd)
-        os.close(fd)
-
 
 ALLOC = re.compile(r'((?:disk size: |"actual-size": ))'
                    r'(?:\d+(?:\.\d+)? [KMG]iB|\d+ B|\d+)')
@@ -512,7 +503,7 @@ def run_cmds(bindir, cmds, d):
     outs = []
     dates = clocked(cmds)
     for c in cmds:
-        settle(d)
+        settle(d, FILES)
         try:
             res = subprocess.run([os.path.join(bindir, 'qemu-img')] + c,
                                  cwd=d, capture_output=True, timeout=TIMEOUT,
@@ -530,11 +521,6 @@ def run_cmds(bindir, cmds, d):
     files = {f: digest(os.path.join(d, f)) for f in FILES}
     return outs, files
 
-
-def ref_img(ref_dir, d, *args):
-    res = subprocess.run([os.path.join(ref_dir, 'qemu-img')] + list(args),
-                         cwd=d, capture_output=True, text=True, timeout=60)
-    return res.returncode, res.stdout, res.stderr
 
 
 def map_shape(ref_dir, d, f):

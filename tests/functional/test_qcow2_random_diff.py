@@ -57,7 +57,7 @@ from test_io_random_diff import (  # noqa: E402
     norm, rnd_flags, GOOD_NUMS, PATTERNS, digest)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import difftools  # noqa: E402
-from difftools import OK, judge  # noqa: E402
+from difftools import OK, judge, ref_img, settle  # noqa: E402
 
 SIZE = 64 * 1024
 TIMEOUT = 30
@@ -495,11 +495,6 @@ def run_io(bindir, case, d):
     return out, err, res.returncode, files
 
 
-def ref_img(ref_dir, d, *args):
-    res = subprocess.run([os.path.join(ref_dir, 'qemu-img')] + list(args),
-                         cwd=d, capture_output=True, text=True, timeout=60)
-    return res.returncode, res.stdout, res.stderr
-
 
 def map_shape(ref_dir, d):
     rc, out, err = ref_img(ref_dir, d, 'map', '--output=json', 't.qcow2')
@@ -727,18 +722,6 @@ def setup_img_dir(ref_dir, d, seed):
                        check=True, capture_output=True)
 
 
-def settle(d):
-    """The files' blocks allocated, so that 'disk size' counts what the
-    file system holds and not its delayed-allocation reservations (they
-    linger after a truncation, for a time that varies)."""
-    for f in ('n.qcow2', 'd.data', 'out.qcow2', 'out.raw'):
-        try:
-            fd = os.open(os.path.join(d, f), os.O_RDONLY)
-        except OSError:
-            continue
-        os.fsync(fd)
-        os.close(fd)
-
 
 SMALL_DISK = re.compile(r'(disk size: )(?:\d+(?:\.\d+)? KiB|\d+ B)$|'
                         r'("actual-size": )(?:\d{1,4}|[1-5]\d{4}|6[0-4]\d{3})'
@@ -757,7 +740,7 @@ def run_img(bindir, cmds, d):
     outs = []
     for c in cmds:
         if c[0] in ('info', 'check', 'measure'):
-            settle(d)
+            settle(d, ('n.qcow2', 'd.data', 'out.qcow2', 'out.raw'))
         try:
             res = subprocess.run([os.path.join(bindir, 'qemu-img')] + c,
                                  cwd=d, capture_output=True, timeout=60)
