@@ -53,6 +53,18 @@ def explore(prefix, seeds, attempt, out_path):
     print({k: v if isinstance(v, int) else len(v) for k, v in found.items()})
 
 
+def attempt(make, run, seed, base):
+    """One exploration step: case = make(seed), then run(case, base) ->
+    (verdict, info); an exception there is reported as verdict 'setup'
+    (the reference's set-up failing).  Returns (case, verdict, info)."""
+    case = make(seed)
+    try:
+        verdict, info = run(case, base)
+    except Exception as exc:  # set-up failures: report them
+        verdict, info = 'setup', repr(exc)
+    return case, verdict, info
+
+
 def ref_img(ref_dir, d, *args):
     """The reference's qemu-img with @args in directory @d: (exit status,
     stdout, stderr)."""

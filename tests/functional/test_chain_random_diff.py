@@ -741,12 +741,8 @@ def test_fixed_difference(seed, cmds, dirs):
 
 def explore(ref, our, first, count, out_path):
     def attempt(seed, base):
-        case = gen(seed)
-        try:
-            verdict, info = run_pair(ref, our, case, base)
-        except Exception as exc:  # set-up failures: report them
-            verdict, info = 'setup', repr(exc)
-        return case, verdict, info
+        return difftools.attempt(
+            gen, lambda c, b: run_pair(ref, our, c, b), seed, base)
     difftools.explore('strata-chaindiff-', range(first, first + count),
                       attempt, out_path)
 

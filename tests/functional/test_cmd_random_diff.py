@@ -791,11 +791,8 @@ def test_encrypted_image_open_options(method, dirs):
 
 def explore(ref, our, first, count, out_path):
     def attempt(seed, base):
-        case = gen(seed)
-        try:
-            verdict, info = run_pair(ref, our, case, base)
-        except Exception as exc:  # set-up failures: report them
-            verdict, info = 'setup', repr(exc)
+        case, verdict, info = difftools.attempt(
+            gen, lambda c, b: run_pair(ref, our, c, b), seed, base)
         if verdict == 'deliberate':
             verdict = 'relaxed'
         return case, verdict, info

@@ -1071,11 +1071,8 @@ def explore(ref, our, first, count, out_path, layer='io'):
     fn = run_img_pair if layer.startswith('img') else run_pair
 
     def attempt(seed, base):
-        case = make(seed)
-        try:
-            verdict, info = fn(ref, our, case, base)
-        except Exception as exc:  # set-up failures: report them
-            verdict, info = 'setup', repr(exc)
+        case, verdict, info = difftools.attempt(
+            make, lambda c, b: fn(ref, our, c, b), seed, base)
         if layer.startswith('img') and verdict not in OK and \
                 img_known_difference(case):
             verdict = 'known'
