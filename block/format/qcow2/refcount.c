@@ -1162,6 +1162,9 @@ int64_t coroutine_fn qcow2_alloc_bytes(BlockDriverState *bs, int size)
     if (ret < 0) {
         return ret;
     }
+    /* the refcount reaches the disk before the L2 entry, lazy refcounts
+     * or not: compressed writes never set the dirty bit (the reference) */
+    qcow2_cache_set_dependency(bs, &s->l2_cache, &s->refcount_cache);
     s->free_byte_offset = offset + size;
     if (!qcow2_offset_into_cluster(s, s->free_byte_offset)) {
         s->free_byte_offset = 0;

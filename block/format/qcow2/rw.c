@@ -1250,10 +1250,7 @@ static int coroutine_fn store_cluster(BlockDriverState *bs, int64_t offset,
     }
     co_mutex_lock(&s->lock);
     qcow2_wait_inflight(bs, offset, bytes);
-    ret = qcow2_mark_dirty_if_lazy(bs);
-    if (ret == 0) {
-        ret = store_compressed(bs, offset, dst, clen);
-    }
+    ret = store_compressed(bs, offset, dst, clen);
     co_mutex_unlock(&s->lock);
     return ret;
 }

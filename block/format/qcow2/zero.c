@@ -213,11 +213,13 @@ int coroutine_fn qcow2_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
         }
     }
     qcow2_wait_inflight(bs, offset, end - offset);
-    ret = qcow2_mark_dirty_if_lazy(bs);
-    if (ret == 0 && s->h.version < 3) {
+    /* no dirty bit with lazy refcounts: zeroing only drops references
+     * (written after the L2 entries) or allocates L2 tables (written
+     * after their refcounts), as with the reference */
+    if (s->h.version < 3) {
         /* v2 without backing file: unallocated reads as zeroes */
         ret = discard_zeroing(bs, offset, end - offset);
-    } else if (ret == 0) {
+    } else {
         ret = qcow2_zero_range(bs, offset, end - offset,
                                flags & BDRV_REQ_MAY_UNMAP);
     }
@@ -387,10 +389,8 @@ int coroutine_fn qcow2_co_pdiscard(BlockDriverState *bs, int64_t offset,
     }
     co_mutex_lock(&s->lock);
     qcow2_wait_inflight(bs, offset, end - offset);
-    ret = qcow2_mark_dirty_if_lazy(bs);
-    if (ret == 0) {
-        ret = qcow2_discard_range(bs, offset, end - offset, false, false);
-    }
+    /* only references dropped: no dirty bit (see above) */
+    ret = qcow2_discard_range(bs, offset, end - offset, false, false);
     co_mutex_unlock(&s->lock);
     return ret;
 }
