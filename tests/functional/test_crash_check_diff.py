@@ -384,24 +384,50 @@ def relaxed(ref_dir, rd, od, t, diff):
     return out
 
 
-def bitmaps_and_snapshots(path):
-    """Whether the qcow2 file @path has internal snapshots and a
-    bitmaps extension."""
+def bitmaps_snapshots(path):
+    """(has a bitmaps extension, internal snapshot count) of the qcow2
+    file @path."""
     with open(path, 'rb') as f:
         h = f.read(65536)
     if len(h) < 104 or h[:4] != b'QFI\xfb':
-        return False
+        return False, 0
     nb_sn, = struct.unpack_from('>I', h, 60)
-    hlen = struct.unpack_from('>I', h, 100)[0] if h[7] >= 3 else 72
-    pos = hlen
+    pos = struct.unpack_from('>I', h, 100)[0] if h[7] >= 3 else 72
     while pos + 8 <= len(h):
         magic, n = struct.unpack_from('>II', h, pos)
         if magic == 0:
             break
         if magic == 0x23852875:
-            return nb_sn > 0
+            return True, nb_sn
         pos += 8 + (n + 7 & ~7)
-    return False
+    return False, nb_sn
+
+
+def bitmaps_and_snapshots(path):
+    bitmaps, snapshots = bitmaps_snapshots(path)
+    return bitmaps and snapshots > 0
+
+
+FREE_FAILED = 'qcow2_free_clusters failed: Invalid argument\n'
+
+
+def failed_check_store(ref_dir, left, t, name, a, b, od):
+    """A check -r that fails (its refcounts stay wrong) on an image with
+    bitmaps: closing stores the bitmaps with refcounts it knows are
+    wrong.  The reference then takes clusters counted free that still
+    hold guest data for the bitmap, and frees its new bitmap table again
+    as the old data cluster (one failed free); ours allocates past the
+    end, keeps the guest data, and reports every free that fails.
+    Accepted where only those lines differ and ours reads as the image
+    left did."""
+    if not name.startswith('check -r') or a[0] != 1 or \
+            not bitmaps_snapshots(os.path.join(left, t))[0] or \
+            a[:2] != b[:2] or \
+            a[2].replace(FREE_FAILED, '') != b[2].replace(FREE_FAILED, ''):
+        return False
+    img = os.path.join(ref_dir, 'qemu-img')
+    return sh([img, 'compare', '-U', os.path.join(left, t), t], od,
+              check=False).returncode == 0
 
 
 def deliberate(ref_dir, left, t, name, od):
@@ -436,6 +462,10 @@ def inspect(ref_dir, our_dir, left, work, case):
             diff = [f for f in fa if fa[f] != fb[f]]
             if (a != b or diff) and deliberate(ref_dir, left, t, name, od):
                 relax.append([t, name, 'snapshots kept'])
+                continue
+            if (a != b or diff) and failed_check_store(ref_dir, left, t,
+                                                       name, a, b, od):
+                relax.append([t, name, 'bitmaps stored past the end'])
                 continue
             if a != b:
                 return 'output', [t, name, a, b]
