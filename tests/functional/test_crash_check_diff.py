@@ -560,7 +560,23 @@ def clear_l1_copied(d):
         f.write(struct.pack('>Q', e & ~(1 << 63)))
 
 
+def set_dirty(d):
+    """A lazy-refcounts writer killed before it marked its bitmaps in
+    use (seed 1224): the dirty bit alone."""
+    with open(os.path.join(d, 'img.qcow2'), 'r+b') as f:
+        f.seek(72)
+        v, = struct.unpack('>Q', f.read(8))
+        f.seek(72)
+        f.write(struct.pack('>Q', v | 1))
+
+
 FIXED = {
+    # check -r of a dirty image in check mode: once its refcounts hold,
+    # the bitmaps stored at close take the first free clusters (the
+    # hole the discard left), as the reference's do
+    'dirty-bitmap-hole': ('cluster_size=4096,lazy_refcounts=on',
+                          ['BITMAP', 'write -P 1 0 1M', 'discard 64k 64k'],
+                          set_dirty),
     # a write under an L1 entry without COPIED copies the L2 table first
     # and then writes the data cluster in place, as the reference does
     'l1-not-copied': ('cluster_size=65536', ['write -P 7 0 128k'],
@@ -580,7 +596,10 @@ def test_fixed_left_image(name, dirs, tmp_path):
     sh([img, 'create', '-q', '-f', 'qcow2', '-o', opts, 'img.qcow2',
         str(SIZE)], left)
     for c in cmds:
-        sh([io, '-c', c, 'img.qcow2'], left)
+        if c == 'BITMAP':
+            sh([img, 'bitmap', '--add', 'img.qcow2', 'b0'], left)
+        else:
+            sh([io, '-c', c, 'img.qcow2'], left)
     damage(left)
     case = {'seed': name, 'steps': [['io', 'writeback', cmds]]}
     judge(case, *inspect(ref, our, left, str(tmp_path), case))
