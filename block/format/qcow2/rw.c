@@ -1027,6 +1027,18 @@ static int check_write_part(BlockDriverState *bs, uint8_t *l2, int idx,
     return 0;
 }
 
+/* Whether the L2 table of @offset exists but is not ours alone (its L1
+ * entry lacks COPIED): the reference copies such a table before it
+ * looks at the entry, even for a data cluster it then writes in place
+ * (an interrupted snapshot deletion leaves both flags so). */
+static bool l2_needs_copy(BDRVQcow2State *s, uint64_t offset)
+{
+    uint64_t l1i = qcow2_l1_index(s, offset);
+
+    return l1i < s->l1_size && (s->l1_table[l1i] & L1E_OFFSET_MASK) &&
+           !(s->l1_table[l1i] & QCOW_OFLAG_COPIED);
+}
+
 /* The in-place prefix: normal own clusters written directly (no lock
  * during the I/O).  *done: bytes written, 0 if the first cluster needs
  * an allocation. */
@@ -1038,7 +1050,8 @@ static int coroutine_fn in_place_step(BlockDriverState *bs, uint64_t offset,
     BDRVQcow2State *s = bs->opaque;
     uint64_t n, host = 0;
     void *l2;
-    int idx, ret = qcow2_get_l2_table(bs, offset, false, &l2, &idx);
+    int idx, ret = qcow2_get_l2_table(bs, offset, l2_needs_copy(s, offset),
+                                      &l2, &idx);
 
     *done = 0;
     if (ret < 0 || !l2) {
