@@ -474,6 +474,28 @@ static int coroutine_fn open_one(BlockDriverState *bs, Qcow2Bitmap *b,
     return ret;
 }
 
+/* The directory rewritten in place must not hit other metadata (a
+ * refcount table whose size covers it): the reference clears the
+ * autoclear bit in the header first, then its overlap check refuses
+ * the write and marks the image corrupt. */
+static int coroutine_fn dir_write_refused(BlockDriverState *bs, size_t size)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret = qcow2_check_metadata_overlap(bs, QCOW2_OL_BITMAP_DIRECTORY,
+                                           s->bitmap_dir_offset, size);
+
+    if (ret <= 0) {
+        return ret;
+    }
+    s->h.autoclear_features &= ~(uint64_t)QCOW2_AUTOCLEAR_BITMAPS;
+    ret = qcow2_update_header(bs);
+    if (ret < 0) {
+        return ret;
+    }
+    return qcow2_pre_write_overlap_check(bs, QCOW2_OL_BITMAP_DIRECTORY,
+                                         s->bitmap_dir_offset, size);
+}
+
 /* Read-write: the consistent bitmaps marked in-use in the directory
  * (rewritten in place) before anything can change the guest data. */
 static int coroutine_fn mark_in_use(BlockDriverState *bs)
@@ -493,6 +515,10 @@ static int coroutine_fn mark_in_use(BlockDriverState *bs)
         return 0;
     }
     dir = build_dir(s->bitmaps, &size);
+    ret = dir_write_refused(bs, size);
+    if (ret < 0) {
+        return ret;
+    }
     ret = q_pwrite(bs->file, s->bitmap_dir_offset, size, dir);
     if (ret < 0) {
         return ret;
