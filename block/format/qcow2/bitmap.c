@@ -685,10 +685,12 @@ static Qcow2Bitmap *find_entry(GArray *list, const char *name)
 }
 
 /* Allocate a cluster range for @n bytes of bitmap @name and write @buf
- * there; the reference's messages on failure. */
+ * there; the reference's messages on failure.  @data: a data cluster
+ * (freed with a discard when refused, as the reference frees the
+ * clusters of its bitmap table), else the table itself. */
 static int64_t coroutine_fn write_new(BlockDriverState *bs, const void *buf,
                                       uint64_t n, const char *name,
-                                      Error **errp)
+                                      bool data, Error **errp)
 {
     int64_t off = qcow2_alloc_clusters_at0(bs, n);
     int ret;
@@ -701,7 +703,12 @@ static int64_t coroutine_fn write_new(BlockDriverState *bs, const void *buf,
     ret = off ? qcow2_pre_write_overlap_check(bs, 0, off, n)
               : qcow2_refuse_header_alloc(bs);
     if (ret < 0) {
-        /* the image is corrupt now: the clusters stay counted */
+        /* the image is corrupt now, but the reference still frees what
+         * it allocated (a data cluster on other metadata: its discard
+         * punches that metadata out of the file); never cluster 0 */
+        if (off) {
+            qcow2_free_clusters(bs, off, n, data);
+        }
         error_setg_errno(errp, -ret, "Qcow2 overlap check failed");
         return ret;
     }
@@ -748,7 +755,7 @@ static int coroutine_fn store_one(BlockDriverState *bs, BdrvDirtyBitmap *bm,
 
     for (uint64_t i = 0; i < n; i++) {
         if (hb && serialize(hb, buf, s->cluster_size, i * per_cluster, gb)) {
-            off = write_new(bs, buf, s->cluster_size, name, errp);
+            off = write_new(bs, buf, s->cluster_size, name, true, errp);
             if (off < 0) {
                 free_new_data(bs, table, i);
                 return off;
@@ -756,7 +763,7 @@ static int coroutine_fn store_one(BlockDriverState *bs, BdrvDirtyBitmap *bm,
             table[i] = GUINT64_TO_BE(off);
         }
     }
-    off = write_new(bs, table, n * 8, name, errp);
+    off = write_new(bs, table, n * 8, name, false, errp);
     if (off < 0) {
         free_new_data(bs, table, n);
         return off;
