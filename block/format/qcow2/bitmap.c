@@ -858,7 +858,9 @@ static void coroutine_fn free_range(BlockDriverState *bs, uint64_t off,
 }
 
 /* The clusters of an old entry no longer used: data (always discarded
- * in the file, as by the reference), then the table. */
+ * in the file, as by the reference), then the table.  A table with one
+ * bad entry is left whole: the reference loads (and validates) it
+ * before freeing anything. */
 static void coroutine_fn free_entry(BlockDriverState *bs, Qcow2Bitmap *b)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -868,9 +870,14 @@ static void coroutine_fn free_entry(BlockDriverState *bs, Qcow2Bitmap *b)
         return;
     }
     for (uint32_t i = 0; i < b->table_size; i++) {
-        uint64_t e = GUINT64_FROM_BE(t[i]);
-        if ((e & BME_TABLE_OFFSET) && table_entry_ok(s, e)) {
-            free_range(bs, e & BME_TABLE_OFFSET, s->cluster_size, true);
+        t[i] = GUINT64_FROM_BE(t[i]);
+        if (!table_entry_ok(s, t[i])) {
+            return;
+        }
+    }
+    for (uint32_t i = 0; i < b->table_size; i++) {
+        if (t[i] & BME_TABLE_OFFSET) {
+            free_range(bs, t[i] & BME_TABLE_OFFSET, s->cluster_size, true);
         }
     }
     free_range(bs, b->table_offset, b->table_size * 8ULL,
@@ -918,6 +925,23 @@ static void coroutine_fn free_new_entries(BlockDriverState *bs, GArray *list)
         Qcow2Bitmap *b = &g_array_index(list, Qcow2Bitmap, i);
         if (!b->kept) {
             free_entry(bs, b);
+        }
+    }
+}
+
+/* The old entries stored afresh freed in the order of the node's
+ * bitmaps (newest first), as the reference drops their tables: with a
+ * hostile table on a refcount block, which frees fail depends on it. */
+static void coroutine_fn free_old_entries(BlockDriverState *bs, GArray *old)
+{
+    BdrvDirtyBitmap *bm;
+
+    for (unsigned i = 0; (bm = bdrv_dirty_bitmap_at(bs, i)); i++) {
+        Qcow2Bitmap *b = find_entry(old, bdrv_dirty_bitmap_name(bm));
+
+        if (b && !b->kept) {
+            free_entry(bs, b);
+            b->kept = true;     /* a name twice: freed once */
         }
     }
 }
@@ -994,15 +1018,13 @@ int coroutine_fn qcow2_store_bitmaps(BlockDriverState *bs, Error **errp)
         s->bitmaps = old;
         return ret;
     }
-    for (guint i = 0; i < old->len; i++) {
-        Qcow2Bitmap *b = &g_array_index(old, Qcow2Bitmap, i);
-        if (!b->kept) {
-            free_entry(bs, b);
-        }
-    }
+    /* the old directory goes with the header switch, before the old
+     * tables (the reference's order: freeing a table may discard a
+     * refcount block a hostile table points at, failing what follows) */
     if (old->len) {
         free_range(bs, old_off, old_size, s->discard_passthrough_other);
     }
+    free_old_entries(bs, old);
     g_array_unref(old);
     return 0;
 }
