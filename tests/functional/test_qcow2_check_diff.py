@@ -5,7 +5,10 @@ snapshots, a backing file, extended L2, refcount widths 1/16/64, 512 B
 and 2 MiB clusters) are damaged in one targeted way each, chosen by a
 seed: bits of L1/L2 entries, refcount table entries and refcount block
 entries, header fields, OFLAG_COPIED, entries pointing past the end or
-into metadata, tables overlapping.  On each image both tools run
+into metadata, tables overlapping; from seed 40000 on mostly what a
+host crash or a bad tool leaves (a file cut short, a zeroed 4 KiB page,
+shared clusters and tables, a cluster past a 2 GiB hole, header counts
+and bits that lie, garbage feature names).  On each image both tools run
 `check` (human and JSON), then `check -r leaks` and `check -r all` on
 their own copies; output and exit status must match, and afterwards the
 reference's check must see both repaired copies alike, with the same
@@ -781,7 +784,49 @@ def compare_seed(bases, seed, ours, ref, work):
                           timeout=30)
                 if own.rc != c.rc:
                     diffs.append((f'compare after -r {mode}', own, c))
-    return what, diffs
+    return what, accepted(diffs)
+
+
+def efbig_free(a, b):
+    """The reference frees an old bitmap table 1 PiB past the end at
+    close: its refcount update grows refcount structures out there and
+    fails with EFBIG ('File too large', the clusters leak); ours refuses
+    that free ('Resource temporarily unavailable', as the reference's
+    own message when no refcount block covers a cluster it frees) and
+    ends clean.  Whether @a (reference) and @b (ours) differ only so."""
+    def strip(r):
+        return (r.rc, r.out, [
+            line for line in res(r)[2].splitlines()
+            if 'qcow2_free_clusters failed' not in line and
+            'Failed to flush the refcount block cache' not in line])
+    return ('qcow2_free_clusters failed: File too large' in a.err and
+            'File too large' not in b.err and strip(a) == strip(b))
+
+
+def drops_snapshots(what, diffs):
+    """Likely the deliberate difference: the reference's check -r of an
+    image with bitmaps drops its snapshots (docs/conformance.md); only
+    flagged, never accepted."""
+    return what.startswith('bitmap') and \
+        re.search(r'snapshot|header 6[04] ', what) is not None and \
+        all(w.startswith(('check -r', 'ref ', 'compare')) for w, _, _ in diffs)
+
+
+def accepted(diffs):
+    """@diffs without the differences a known reference bug explains
+    (efbig_free(), and the leaks it leaves for the reference's check)."""
+    efbig = {w.split()[2] for w, a, b in diffs
+             if w.startswith('check -r') and efbig_free(a, b)}
+    out = []
+    for w, a, b in diffs:
+        mode = w.split()[-1] if w.startswith('ref check after') else None
+        if w.startswith('check -r') and efbig_free(a, b):
+            continue
+        if mode in efbig and b.rc == 0 and a.rc == 3 and \
+                'ERROR' not in a.err:
+            continue
+        out.append((w, a, b))
+    return out
 
 
 # seeds the test runs: differences found and fixed (an L1 entry into
@@ -797,9 +842,16 @@ def compare_seed(bases, seed, ours, ref, work):
 # overlap check refuses too), then compressed descriptors, snapshot L1 tables,
 # bitmap tables and entries, extended L2 bitmaps, a raw external data
 # file, a dirty lazy-refcounts image with a snapshot
+# Sixth session: a check after a rebuild on a node marked corrupt (the
+# bitmap directory does not load); a dirty image's free clusters used
+# again after check -r; bitmap clusters refused by the overlap check
+# freed; old bitmap clusters freed in the reference's order; the
+# reference's EFBIG free accepted (efbig_free()); the in-place bitmap
+# directory update refused by the overlap check
 SEEDS = [40, 50, 44, 409, 392, 2, 21, 28,
          30034, 30048, 30345, 30920, 30786, 30630,
-         30003, 30006, 30007, 30020, 30028, 30035, 30056, 30004]
+         30003, 30006, 30007, 30020, 30028, 30035, 30056, 30004,
+         31695, 31004, 30342, 31311, 32530, 30856, 40007]
 
 
 @pytest.fixture(scope='module')
@@ -841,7 +893,9 @@ def main(argv):
         if diffs:
             bad += 1
             print(f'seed {seed}: {what}: ' +
-                  ', '.join(w for w, _, _ in diffs), flush=True)
+                  ', '.join(w for w, _, _ in diffs) +
+                  (' (snapshots dropped?)' if drops_snapshots(what, diffs)
+                   else ''), flush=True)
             if verbose:
                 for w, a, b in diffs:
                     print(f'  {w}:\n  reference: {a}\n  ours: {b}')
