@@ -933,11 +933,35 @@ static int forget_snapshot_table(CheckState *c, int ret)
 }
 
 /* The snapshot table: entries and its size in bytes. */
+/* The snapshot count and table offset as the file's header has them
+ * now: a repair may have changed them under the node (the reference
+ * reads them again for every check; an old table freed with the header
+ * cluster it sat on leaves none). */
+static int coroutine_fn reread_snapshot_pointer(CheckState *c)
+{
+    uint8_t b[12];
+    int ret = q_pread(c->bs->file, 60, sizeof(b), b);
+
+    if (ret < 0) {
+        c->res->check_errors++;
+        fprintf(stderr, "ERROR failed to read the snapshot table pointer "
+                "from the image header: %s\n", strerror(-ret));
+        return ret;
+    }
+    c->s->h.nb_snapshots = q_ld32(b);
+    c->s->h.snapshots_offset = q_ld64(b + 4);
+    return 0;
+}
+
 static int coroutine_fn read_snapshots(CheckState *c)
 {
-    uint32_t nb = c->s->h.nb_snapshots;
-    int ret;
+    uint32_t nb;
+    int ret = reread_snapshot_pointer(c);
 
+    if (ret < 0) {
+        return ret;
+    }
+    nb = c->s->h.nb_snapshots;
     c->sn_table_offset = c->s->h.snapshots_offset;
     ret = too_many_snapshots(c, &nb);
     /* reserved once for the entries the header counts (at most 65536):
