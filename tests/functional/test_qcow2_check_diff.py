@@ -272,9 +272,18 @@ class Image:
             [l1 for l1, _ in self.snapshot_l1s() if l1]
 
 
+def applies(test, img):
+    """Whether a damage applies to @img (a file cut short may lack what
+    the test reads)."""
+    try:
+        return test(img)
+    except struct.error:
+        return False
+
+
 def damage(img, rng, table):
     """One targeted damage from @table; returns its description."""
-    kinds = [k for k in table if table[k][0](img)]
+    kinds = [k for k in table if applies(table[k][0], img)]
     kind = rng.choice(kinds)
     return kind + ': ' + table[kind][1](img, rng)
 
