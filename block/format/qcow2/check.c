@@ -1684,6 +1684,14 @@ int coroutine_fn qcow2_check_repair(BlockDriverState *bs,
     int ret = check_run(&c);
 
     check_free(&c);
+    if (ret == 0 && fix && c.s->refcounts_stale) {
+        /* no referenced cluster has refcount 0 now (one would have
+         * failed the check or rebuilt the structure): later allocations
+         * (bitmaps stored at close) may take free clusters again, as the
+         * reference's, even when other corruptions remain */
+        c.s->refcounts_stale = false;
+        c.s->free_cluster_index = 0;
+    }
     if (ret == 0 && fix && !res->check_errors && !res->corruptions) {
         ret = qcow2_repair_mark_consistent(bs);
     }

@@ -722,13 +722,7 @@ int coroutine_fn qcow2_repair_mark_consistent(BlockDriverState *bs)
     uint64_t bits = QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT;
     int ret;
 
-    if (s->refcounts_stale) {
-        /* repaired: later allocations may use the free clusters again,
-         * not only those past the end (a dirty image's bitmaps stored
-         * at close land where the reference's do) */
-        s->refcounts_stale = false;
-        s->free_cluster_index = 0;
-    }
+    s->refcounts_stale = false;
     if (!(s->h.incompatible_features & bits)) {
         return 0;
     }
