@@ -932,7 +932,6 @@ static int forget_snapshot_table(CheckState *c, int ret)
     return ret;
 }
 
-/* The snapshot table: entries and its size in bytes. */
 /* The snapshot count and table offset as the file's header has them
  * now: a repair may have changed them under the node (the reference
  * reads them again for every check; an old table freed with the header
@@ -953,6 +952,7 @@ static int coroutine_fn reread_snapshot_pointer(CheckState *c)
     return 0;
 }
 
+/* The snapshot table: entries and its size in bytes. */
 static int coroutine_fn read_snapshots(CheckState *c)
 {
     uint32_t nb;
