@@ -474,6 +474,28 @@ static int coroutine_fn open_one(BlockDriverState *bs, Qcow2Bitmap *b,
     return ret;
 }
 
+/* The directory rewritten in place must not hit other metadata (a
+ * refcount table whose size covers it): the reference clears the
+ * autoclear bit in the header first, then its overlap check refuses
+ * the write and marks the image corrupt. */
+static int coroutine_fn dir_write_refused(BlockDriverState *bs, size_t size)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret = qcow2_check_metadata_overlap(bs, QCOW2_OL_BITMAP_DIRECTORY,
+                                           s->bitmap_dir_offset, size);
+
+    if (ret <= 0) {
+        return ret;
+    }
+    s->h.autoclear_features &= ~(uint64_t)QCOW2_AUTOCLEAR_BITMAPS;
+    ret = qcow2_update_header(bs);
+    if (ret < 0) {
+        return ret;
+    }
+    return qcow2_pre_write_overlap_check(bs, QCOW2_OL_BITMAP_DIRECTORY,
+                                         s->bitmap_dir_offset, size);
+}
+
 /* Read-write: the consistent bitmaps marked in-use in the directory
  * (rewritten in place) before anything can change the guest data. */
 static int coroutine_fn mark_in_use(BlockDriverState *bs)
@@ -493,6 +515,10 @@ static int coroutine_fn mark_in_use(BlockDriverState *bs)
         return 0;
     }
     dir = build_dir(s->bitmaps, &size);
+    ret = dir_write_refused(bs, size);
+    if (ret < 0) {
+        return ret;
+    }
     ret = q_pwrite(bs->file, s->bitmap_dir_offset, size, dir);
     if (ret < 0) {
         return ret;
@@ -659,10 +685,12 @@ static Qcow2Bitmap *find_entry(GArray *list, const char *name)
 }
 
 /* Allocate a cluster range for @n bytes of bitmap @name and write @buf
- * there; the reference's messages on failure. */
+ * there; the reference's messages on failure.  @data: a data cluster
+ * (freed with a discard when refused, as the reference frees the
+ * clusters of its bitmap table), else the table itself. */
 static int64_t coroutine_fn write_new(BlockDriverState *bs, const void *buf,
                                       uint64_t n, const char *name,
-                                      Error **errp)
+                                      bool data, Error **errp)
 {
     int64_t off = qcow2_alloc_clusters_at0(bs, n);
     int ret;
@@ -675,7 +703,12 @@ static int64_t coroutine_fn write_new(BlockDriverState *bs, const void *buf,
     ret = off ? qcow2_pre_write_overlap_check(bs, 0, off, n)
               : qcow2_refuse_header_alloc(bs);
     if (ret < 0) {
-        /* the image is corrupt now: the clusters stay counted */
+        /* the image is corrupt now, but the reference still frees what
+         * it allocated (a data cluster on other metadata: its discard
+         * punches that metadata out of the file); never cluster 0 */
+        if (off) {
+            qcow2_free_clusters(bs, off, n, data);
+        }
         error_setg_errno(errp, -ret, "Qcow2 overlap check failed");
         return ret;
     }
@@ -722,7 +755,7 @@ static int coroutine_fn store_one(BlockDriverState *bs, BdrvDirtyBitmap *bm,
 
     for (uint64_t i = 0; i < n; i++) {
         if (hb && serialize(hb, buf, s->cluster_size, i * per_cluster, gb)) {
-            off = write_new(bs, buf, s->cluster_size, name, errp);
+            off = write_new(bs, buf, s->cluster_size, name, true, errp);
             if (off < 0) {
                 free_new_data(bs, table, i);
                 return off;
@@ -730,7 +763,7 @@ static int coroutine_fn store_one(BlockDriverState *bs, BdrvDirtyBitmap *bm,
             table[i] = GUINT64_TO_BE(off);
         }
     }
-    off = write_new(bs, table, n * 8, name, errp);
+    off = write_new(bs, table, n * 8, name, false, errp);
     if (off < 0) {
         free_new_data(bs, table, n);
         return off;
@@ -825,7 +858,9 @@ static void coroutine_fn free_range(BlockDriverState *bs, uint64_t off,
 }
 
 /* The clusters of an old entry no longer used: data (always discarded
- * in the file, as by the reference), then the table. */
+ * in the file, as by the reference), then the table.  A table with one
+ * bad entry is left whole: the reference loads (and validates) it
+ * before freeing anything. */
 static void coroutine_fn free_entry(BlockDriverState *bs, Qcow2Bitmap *b)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -835,9 +870,14 @@ static void coroutine_fn free_entry(BlockDriverState *bs, Qcow2Bitmap *b)
         return;
     }
     for (uint32_t i = 0; i < b->table_size; i++) {
-        uint64_t e = GUINT64_FROM_BE(t[i]);
-        if ((e & BME_TABLE_OFFSET) && table_entry_ok(s, e)) {
-            free_range(bs, e & BME_TABLE_OFFSET, s->cluster_size, true);
+        t[i] = GUINT64_FROM_BE(t[i]);
+        if (!table_entry_ok(s, t[i])) {
+            return;
+        }
+    }
+    for (uint32_t i = 0; i < b->table_size; i++) {
+        if (t[i] & BME_TABLE_OFFSET) {
+            free_range(bs, t[i] & BME_TABLE_OFFSET, s->cluster_size, true);
         }
     }
     free_range(bs, b->table_offset, b->table_size * 8ULL,
@@ -885,6 +925,23 @@ static void coroutine_fn free_new_entries(BlockDriverState *bs, GArray *list)
         Qcow2Bitmap *b = &g_array_index(list, Qcow2Bitmap, i);
         if (!b->kept) {
             free_entry(bs, b);
+        }
+    }
+}
+
+/* The old entries stored afresh freed in the order of the node's
+ * bitmaps (newest first), as the reference drops their tables: with a
+ * hostile table on a refcount block, which frees fail depends on it. */
+static void coroutine_fn free_old_entries(BlockDriverState *bs, GArray *old)
+{
+    BdrvDirtyBitmap *bm;
+
+    for (unsigned i = 0; (bm = bdrv_dirty_bitmap_at(bs, i)); i++) {
+        Qcow2Bitmap *b = find_entry(old, bdrv_dirty_bitmap_name(bm));
+
+        if (b && !b->kept) {
+            free_entry(bs, b);
+            b->kept = true;     /* a name twice: freed once */
         }
     }
 }
@@ -961,15 +1018,13 @@ int coroutine_fn qcow2_store_bitmaps(BlockDriverState *bs, Error **errp)
         s->bitmaps = old;
         return ret;
     }
-    for (guint i = 0; i < old->len; i++) {
-        Qcow2Bitmap *b = &g_array_index(old, Qcow2Bitmap, i);
-        if (!b->kept) {
-            free_entry(bs, b);
-        }
-    }
+    /* the old directory goes with the header switch, before the old
+     * tables (the reference's order: freeing a table may discard a
+     * refcount block a hostile table points at, failing what follows) */
     if (old->len) {
         free_range(bs, old_off, old_size, s->discard_passthrough_other);
     }
+    free_old_entries(bs, old);
     g_array_unref(old);
     return 0;
 }

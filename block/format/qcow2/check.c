@@ -932,12 +932,36 @@ static int forget_snapshot_table(CheckState *c, int ret)
     return ret;
 }
 
+/* The snapshot count and table offset as the file's header has them
+ * now: a repair may have changed them under the node (the reference
+ * reads them again for every check; an old table freed with the header
+ * cluster it sat on leaves none). */
+static int coroutine_fn reread_snapshot_pointer(CheckState *c)
+{
+    uint8_t b[12];
+    int ret = q_pread(c->bs->file, 60, sizeof(b), b);
+
+    if (ret < 0) {
+        c->res->check_errors++;
+        fprintf(stderr, "ERROR failed to read the snapshot table pointer "
+                "from the image header: %s\n", strerror(-ret));
+        return ret;
+    }
+    c->s->h.nb_snapshots = q_ld32(b);
+    c->s->h.snapshots_offset = q_ld64(b + 4);
+    return 0;
+}
+
 /* The snapshot table: entries and its size in bytes. */
 static int coroutine_fn read_snapshots(CheckState *c)
 {
-    uint32_t nb = c->s->h.nb_snapshots;
-    int ret;
+    uint32_t nb;
+    int ret = reread_snapshot_pointer(c);
 
+    if (ret < 0) {
+        return ret;
+    }
+    nb = c->s->h.nb_snapshots;
     c->sn_table_offset = c->s->h.snapshots_offset;
     ret = too_many_snapshots(c, &nb);
     /* reserved once for the entries the header counts (at most 65536):
@@ -1139,6 +1163,13 @@ static int coroutine_fn check_bitmaps(CheckState *c)
     ret = inc_refs(c, off, len);
     if (ret < 0) {
         return ret;
+    }
+    if (c->s->broken && q_ld32(ext)) {
+        /* a node marked corrupt has no length for the reference, and
+         * every directory entry's check asks for it: the directory
+         * does not load (the pass after a rebuild) */
+        c->res->corruptions++;
+        return -EINVAL;
     }
     dir = len <= BM_MAX_DIRECTORY ? g_try_malloc(len ? len : 1) : NULL;
     ret = dir ? qcow2_read_table(c->bs, off, len, dir) : -EINVAL;
@@ -1653,6 +1684,14 @@ int coroutine_fn qcow2_check_repair(BlockDriverState *bs,
     int ret = check_run(&c);
 
     check_free(&c);
+    if (ret == 0 && fix && c.s->refcounts_stale) {
+        /* no referenced cluster has refcount 0 now (one would have
+         * failed the check or rebuilt the structure): later allocations
+         * (bitmaps stored at close) may take free clusters again, as the
+         * reference's, even when other corruptions remain */
+        c.s->refcounts_stale = false;
+        c.s->free_cluster_index = 0;
+    }
     if (ret == 0 && fix && !res->check_errors && !res->corruptions) {
         ret = qcow2_repair_mark_consistent(bs);
     }
