@@ -1603,6 +1603,20 @@ static int coroutine_fn compare_and_fix(CheckState *c, uint64_t *highest)
     return 0;
 }
 
+/* A dirty image under -r, once the refcounts were compared: no
+ * referenced cluster has refcount 0 now (one would have failed the check
+ * or rebuilt the structure), so later allocations (a snapshot table,
+ * bitmaps stored at close) take the first free clusters again, as the
+ * reference's allocator, which never left them, does; even when other
+ * corruptions remain. */
+static void refcounts_settled(BDRVQcow2State *s)
+{
+    if (s->refcounts_stale) {
+        s->refcounts_stale = false;
+        s->free_cluster_index = 0;
+    }
+}
+
 /* -r all: a snapshot table with incomplete entries or dropped data is
  * written anew (after the refcounts are right: it allocates). */
 static int coroutine_fn fix_snapshot_table(CheckState *c)
@@ -1612,11 +1626,7 @@ static int coroutine_fn fix_snapshot_table(CheckState *c)
     if (!c->sn_corruptions || !(c->fix & BDRV_FIX_ERRORS)) {
         return 0;
     }
-    if (c->s->refcounts_stale) {
-        /* a dirty image: its refcounts are repaired by now */
-        c->s->refcounts_stale = false;
-        c->s->free_cluster_index = 0;
-    }
+    refcounts_settled(c->s);
     ret = qcow2_repair_snapshot_table(c);
     if (ret < 0) {
         c->res->check_errors++;
@@ -1684,13 +1694,8 @@ int coroutine_fn qcow2_check_repair(BlockDriverState *bs,
     int ret = check_run(&c);
 
     check_free(&c);
-    if (ret == 0 && fix && c.s->refcounts_stale) {
-        /* no referenced cluster has refcount 0 now (one would have
-         * failed the check or rebuilt the structure): later allocations
-         * (bitmaps stored at close) may take free clusters again, as the
-         * reference's, even when other corruptions remain */
-        c.s->refcounts_stale = false;
-        c.s->free_cluster_index = 0;
+    if (ret == 0 && fix) {
+        refcounts_settled(c.s);
     }
     if (ret == 0 && fix && !res->check_errors && !res->corruptions) {
         ret = qcow2_repair_mark_consistent(bs);

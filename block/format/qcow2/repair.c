@@ -722,14 +722,6 @@ int coroutine_fn qcow2_repair_mark_consistent(BlockDriverState *bs)
     uint64_t bits = QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT;
     int ret;
 
-    if (s->refcounts_stale) {
-        /* a dirty image checked in check mode: its refcounts hold now,
-         * so what is allocated later (bitmaps stored at close) may take
-         * the first free clusters again, as the reference's allocator,
-         * which never left them, does */
-        s->refcounts_stale = false;
-        s->free_cluster_index = 0;
-    }
     if (!(s->h.incompatible_features & bits)) {
         return 0;
     }
