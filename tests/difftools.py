@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -63,6 +64,28 @@ def attempt(make, run, seed, base):
     except Exception as exc:  # set-up failures: report them
         verdict, info = 'setup', repr(exc)
     return case, verdict, info
+
+
+def explore_pairs(prefix, make, run_pair, ref, our, first, count, out_path,
+                  relabel=None):
+    """explore() over seeds @first.. (@count of them) with the cases of
+    make(seed) run by run_pair(ref, our, case, base); relabel(case,
+    verdict), if given, names the verdicts a differential accepts."""
+    def step(seed, base):
+        case, verdict, info = attempt(
+            make, lambda c, b: run_pair(ref, our, c, b), seed, base)
+        if relabel:
+            verdict = relabel(case, verdict)
+        return case, verdict, info
+    explore(prefix, range(first, first + count), step, out_path)
+
+
+def explore_main(prefix, make, run_pair, default_out, relabel=None):
+    """The command line of a differential: REF_DIR OUR_DIR FIRST COUNT
+    [OUT.json], run by explore_pairs()."""
+    a = sys.argv
+    explore_pairs(prefix, make, run_pair, a[1], a[2], int(a[3]), int(a[4]),
+                  a[5] if len(a) > 5 else default_out, relabel)
 
 
 def ref_img(ref_dir, d, *args):

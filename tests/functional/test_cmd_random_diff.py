@@ -789,17 +789,7 @@ def test_encrypted_image_open_options(method, dirs):
 
 # ---- exploration driver ----
 
-def explore(ref, our, first, count, out_path):
-    def attempt(seed, base):
-        case, verdict, info = difftools.attempt(
-            gen, lambda c, b: run_pair(ref, our, c, b), seed, base)
-        if verdict == 'deliberate':
-            verdict = 'relaxed'
-        return case, verdict, info
-    difftools.explore('strata-cmddiff-', range(first, first + count),
-                      attempt, out_path)
-
-
 if __name__ == '__main__':
-    explore(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]),
-            sys.argv[5] if len(sys.argv) > 5 else 'cmddiff.json')
+    difftools.explore_main(
+        'strata-cmddiff-', gen, run_pair, 'cmddiff.json',
+        lambda case, v: 'relaxed' if v == 'deliberate' else v)

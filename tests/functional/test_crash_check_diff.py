@@ -607,14 +607,6 @@ def test_fixed_left_image(name, dirs, tmp_path):
 # ---- exploration driver ----
 
 
-def explore(ref, our, first, count, out_path):
-    def attempt(seed, base):
-        return difftools.attempt(
-            gen, lambda c, b: run_case(ref, our, c, b), seed, base)
-    difftools.explore('strata-crashdiff-', range(first, first + count),
-                      attempt, out_path)
-
-
 if __name__ == '__main__':
-    explore(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]),
-            sys.argv[5] if len(sys.argv) > 5 else 'crashdiff.json')
+    difftools.explore_main('strata-crashdiff-', gen, run_case,
+                           'crashdiff.json')

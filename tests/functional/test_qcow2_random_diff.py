@@ -1070,15 +1070,13 @@ def explore(ref, our, first, count, out_path, layer='io'):
     make = {'io': gen, 'io2': gen2, 'img': gen_img, 'img2': gen_img2}[layer]
     fn = run_img_pair if layer.startswith('img') else run_pair
 
-    def attempt(seed, base):
-        case, verdict, info = difftools.attempt(
-            make, lambda c, b: fn(ref, our, c, b), seed, base)
+    def relabel(case, verdict):
         if layer.startswith('img') and verdict not in OK and \
                 img_known_difference(case):
-            verdict = 'known'
-        return case, verdict, info
-    difftools.explore('strata-q2diff-', range(first, first + count),
-                      attempt, out_path)
+            return 'known'
+        return verdict
+    difftools.explore_pairs('strata-q2diff-', make, fn, ref, our, first,
+                            count, out_path, relabel)
 
 
 if __name__ == '__main__':
