@@ -117,12 +117,14 @@ static int coroutine_fn rc_block_done(BlockDriverState *bs, RcWalk *w,
     BDRVQcow2State *s = bs->opaque;
     int ret = done(bs, w, errp);
 
+    if (w->block && !w->empty) {
+        /* an empty block is still all zeroes: a table of 2 MiB
+         * clusters has many of them, each cleared in vain otherwise */
+        memset(w->block, 0, s->cluster_size);
+    }
     w->index++;
     w->fill = 0;
     w->empty = true;
-    if (w->block) {
-        memset(w->block, 0, s->cluster_size);
-    }
     return ret;
 }
 
