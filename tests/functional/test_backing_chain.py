@@ -280,11 +280,17 @@ def held_locks(prog, argv, cwd, paths):
     p = subprocess.Popen([prog] + argv, cwd=str(cwd),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        # the locks once the open has settled: the same in three samples
+        # (while it opens, a probe's descriptor may hold them twice)
         deadline = time.time() + 10
-        while time.time() < deadline and not lock_bytes(cwd / paths[0]):
-            time.sleep(0.05)
-        time.sleep(0.2)
-        return [lock_bytes(cwd / p) for p in paths]
+        seen = []
+        while time.time() < deadline:
+            locks = [lock_bytes(cwd / p) for p in paths]
+            seen = seen[-2:] + [locks] if locks[0] else []
+            if len(seen) == 3 and seen[0] == seen[1] == seen[2]:
+                break
+            time.sleep(0.1)
+        return seen[-1] if seen else []
     finally:
         p.kill()
         p.wait()
